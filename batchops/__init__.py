@@ -1,0 +1,7 @@
+"""batchops: declarative, GitOps-style batch inference on Fireworks.
+
+Manifests declare datasets and batch inference jobs; the reconciler makes the account match them.
+See DESIGN.md (shared) and README.md for the architecture and the user guide.
+"""
+
+__version__ = "0.1.0"

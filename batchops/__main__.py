@@ -1,0 +1,3 @@
+from batchops.cli import run
+
+run()

@@ -1,0 +1,77 @@
+"""Settings from flags and the environment. The one place environment variables are read.
+
+Precedence: flags, then ``FIREWORKS_*`` / ``BATCHOPS_*`` variables, then defaults. The API key is
+held as a ``Secret`` whose repr and str never show it; only the HTTP client reads ``.reveal()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_BASE_URL = "https://api.fireworks.ai"
+LOCAL_ACCOUNT_ID = "local"
+STATE_DIR = ".batchops"  # caches only; deleting it is safe
+
+
+class Secret:
+    """A string that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: Secret | None = None
+    account_id: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    project: str | None = None  # the ownership mark's project name; None = derive from the root
+    github_actions: bool = False
+    step_summary: Path | None = None  # $GITHUB_STEP_SUMMARY
+    no_color: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uses_local_backend(self) -> bool:
+        """No API key means the embedded local backend (unless a base URL points elsewhere)."""
+        return self.api_key is None
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    *,
+    base_url: str | None = None,
+    account_id: str | None = None,
+    project: str | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    key = env.get("FIREWORKS_API_KEY") or None
+    summary = env.get("GITHUB_STEP_SUMMARY") or None
+    return Settings(
+        api_key=Secret(key) if key else None,
+        account_id=account_id or env.get("FIREWORKS_ACCOUNT_ID") or None,
+        base_url=(base_url or env.get("FIREWORKS_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        project=project or env.get("BATCHOPS_PROJECT") or None,
+        github_actions=env.get("GITHUB_ACTIONS") == "true",
+        step_summary=Path(summary) if summary else None,
+        no_color="NO_COLOR" in env,
+    )

@@ -1,0 +1,1 @@
+"""Pure renderers: plans, diagnostics and status as text, JSON, Markdown and CI annotations."""
