@@ -1,0 +1,109 @@
+"""The README cannot rot: its commands parse with the real CLI, and its quick start really works.
+
+CI (.ci/run) runs the two quick-start commands literally, installs included; this test checks every
+`batchops` command the README shows against the real parser, and runs the quick start's `batchops`
+part in a fresh copy of the project, the way a new user would, then once more to see "No changes.".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from batchops.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def console_commands() -> list[str]:
+    """Every `$ ...` line inside the README's fenced code blocks."""
+    commands: list[str] = []
+    for block in re.findall(r"```(?:console|bash|sh|shell)\n(.*?)```", README, flags=re.S):
+        commands += [line[2:].strip() for line in block.splitlines() if line.startswith("$ ")]
+    return commands
+
+
+def batchops_invocations() -> list[list[str]]:
+    found = []
+    for command in console_commands():
+        for part in command.split("&&"):
+            words = shlex.split(part, comments=True)
+            if words and words[0] == "batchops":
+                found.append(words[1:])
+    return found
+
+
+def quick_start() -> tuple[str, str]:
+    commands = [c for c in console_commands() if c.startswith("pip install")]
+    run = next(c for c in commands if "batchops apply" in c)
+    test = next(c for c in commands if "pytest" in c)
+    return run, test
+
+
+def test_quick_start_is_two_commands() -> None:
+    run, test = quick_start()
+    assert run == "pip install -e . && batchops apply --wait jobs/"
+    assert test == "pip install -e '.[test]' && pytest"
+
+
+@pytest.mark.parametrize("argv", batchops_invocations(), ids=lambda argv: " ".join(argv))
+def test_readme_commands_parse(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    assert callable(args.func)
+
+
+def test_readme_shows_every_command() -> None:
+    shown = {argv[0] for argv in batchops_invocations() if argv}
+    assert shown >= {"validate", "schema", "plan", "apply", "status", "watch", "serve"}
+
+
+def fresh_project(tmp_path: Path) -> Path:
+    """A copy of what a clone holds: the tracked example jobs, no results and no caches."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "jobs"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    project = tmp_path / "batchops"
+    for name in tracked:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    return project
+
+
+def batchops(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "batchops", *argv],
+        cwd=project, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_quick_start_runs_and_converges(tmp_path: Path) -> None:
+    project = fresh_project(tmp_path)
+    run, _ = quick_start()
+    argv = shlex.split(run.split("&&")[1])[1:]
+
+    first = batchops(project, *argv)
+    assert first.returncode == 0, first.stderr
+    assert "embedded local backend" in first.stderr
+
+    status = json.loads(batchops(project, "status", "--output", "json", "jobs/").stdout)
+    jobs = status["jobs"]
+    assert len(jobs) >= 3
+    for job in jobs:
+        results = project / job["results"]
+        assert results.is_file(), job
+        ids = [json.loads(line)["custom_id"] for line in results.read_text().splitlines()]
+        assert len(ids) == len(set(ids)) > 0
+
+    second = batchops(project, *argv)
+    assert second.returncode == 0, second.stderr
+    assert "No changes." in second.stdout
