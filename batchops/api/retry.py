@@ -1,4 +1,4 @@
-"""Retries and rate limiting for the Fireworks client (``batchops.api.client`` calls ``call_with_retries``).
+"""Retries and rate limiting; ``batchops.api.client`` calls ``call_with_retries``.
 
 One ``RateLimiter`` is shared by every thread using a client: an optional token bucket plus a shared
 "not before" time, so a 429 with ``Retry-After`` seen by one thread pauses them all. Backoff is
@@ -109,8 +109,8 @@ class RateLimiter:
         if self.rate is None:
             return 0.0
         self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - 1e-9:  # float dust must not leave a waiter spinning forever
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
@@ -158,11 +158,12 @@ def call_with_retries(
         try:
             return attempt()
         except ApiError as error:
+            if error.retry_after is not None and limiter is not None:
+                # Every thread holds off, whether or not this one retries.
+                limiter.pause_until(policy.clock() + error.retry_after)
             delay = _next_delay(error, retry, policy, start)
             if delay is None:
                 raise
-            if error.retry_after is not None and limiter is not None:
-                limiter.pause_until(policy.clock() + delay)
             policy.sleep(delay)
             retry += 1
             if on_retry is not None:

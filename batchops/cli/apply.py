@@ -1,15 +1,271 @@
-"""`batchops apply` (not built yet)."""
+"""`batchops apply [PATHS... | PLANFILE]`: run reconcile passes, report, choose the exit code.
+
+With ``--wait`` it keeps passing (sleeping on a stop event between passes) until every declared job
+has finished and its results are on disk, or ``--timeout`` runs out. ``apply PLANFILE`` applies a
+plan saved by ``plan --out`` only if the world still looks as it did then (else StalePlanError).
+Exit codes: 0 converged or progressing, 1 error, 3 a declared job failed or expired for good,
+130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from batchops.apply import NullReporter
+from batchops.cli.backend import (
+    add_backend_flags,
+    default_paths,
+    open_client,
+    project_of,
+    root_of,
+    settings_from_args,
+)
+from batchops.cli.common import append_step_summary
+from batchops.cli.plan import add_pass_flags, pass_options
+from batchops.config import Settings
+from batchops.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, BatchopsError, ConfigError
+from batchops.plan import Action, Plan
+from batchops.reconcile import PassOptions, PassResult, SavedPlanCheck, load_inputs, run_pass
+from batchops.render.plan import SYMBOLS, action_line, errors_markdown, plan_markdown, plan_text
+
+POLL_INTERVAL = 2.0
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("apply", parents=parents, help="(not built yet)")
+    p = sub.add_parser("apply", parents=parents, help="make the account match the manifests")
+    p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/) or a plan")
+    add_backend_flags(p)
+    add_pass_flags(p)
+    p.add_argument("--wait", action="store_true", help="keep going until every job is done")
+    p.add_argument("--timeout", type=float, default=None, help="seconds --wait may take")
+    p.add_argument("--poll-interval", type=float, default=POLL_INTERVAL, help=argparse.SUPPRESS)
+    p.add_argument("--parallelism", type=int, default=8, help="concurrent actions (default 8)")
     p.set_defaults(func=run)
 
 
+class LineReporter(NullReporter):
+    """One line per finished action (stderr for errors); progress bars are rich's job on a TTY."""
+
+    def action_finished(self, action: Action, error: BatchopsError | None) -> None:
+        r = action.resource
+        if error is None:
+            print(f"  ✓ {SYMBOLS[action.kind]} {r.kind} {r.name} [{r.remote_id}]", flush=True)
+        else:
+            print(f"  ✗ {r.kind} {r.name} [{r.remote_id}]: {error}", file=sys.stderr, flush=True)
+
+
+class RichReporter(LineReporter):
+    """LineReporter plus a progress bar per upload or download, when stdout is a terminal."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress
+
+        self._progress = Progress(transient=True)
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RichReporter:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def transfer_progress(self, action: Action, done_bytes: int, total_bytes: int) -> None:
+        key = f"{action.kind}:{action.resource.remote_id}"
+        with self._lock:
+            if key not in self._tasks:
+                label = f"{SYMBOLS[action.kind]} {action.resource.name}"
+                self._tasks[key] = self._progress.add_task(label, total=total_bytes or None)
+            self._progress.update(self._tasks[key], completed=done_bytes)
+
+    def action_finished(self, action: Action, error: BatchopsError | None) -> None:
+        self._progress.console.print(_finished_text(action, error))
+
+
+def _finished_text(action: Action, error: BatchopsError | None) -> str:
+    r = action.resource
+    if error is None:
+        return f"  ✓ {SYMBOLS[action.kind]} {r.kind} {r.name} [{r.remote_id}]"
+    return f"  ✗ {r.kind} {r.name} [{r.remote_id}]: {error}"
+
+
+@dataclass
+class _Run:
+    paths: list[Path]
+    root: Path
+    project: str
+    options: PassOptions
+    saved: SavedPlanCheck | None
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("batchops apply is not built yet")
+    settings, root = settings_from_args(args), root_of(args)
+    job = _prepare(args, settings, root)
+    load_inputs(job.paths, root=root)  # invalid input: nothing sent, no backend started
+    stop = threading.Event()
+    with _interrupt_sets(stop), open_client(settings, root=root) as client, _reporter() as rep:
+        printer = _Printer(args, settings)
+        result = _loop(job, args, client, rep, stop, printer)
+    return printer.finish(result, args)
+
+
+def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
+    project = project_of(settings, root)
+    saved_file = _saved_plan_file(args.paths)
+    if saved_file is None:
+        return _Run(default_paths(args, root), root, project, pass_options(args), None)
+    data = json.loads(saved_file.read_text(encoding="utf-8"))
+    if data.get("project") != project:
+        raise ConfigError(f"the saved plan is for project {data.get('project')!r}, not {project!r}")
+    o = data["options"]
+    options = PassOptions(prune=o["prune"], allow_empty=o["allowEmpty"],
+                          retry_failed=o["retryFailed"], download=o["download"],
+                          max_workers=args.parallelism)  # fmt: skip
+    changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
+    check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
+    return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check)
+
+
+def _saved_plan_file(paths: list[str]) -> Path | None:
+    """A single argument that is a JSON plan saved by `plan --out` (manifests are YAML)."""
+    if len(paths) != 1 or not Path(paths[0]).is_file():
+        return None
+    try:
+        data = json.loads(Path(paths[0]).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    is_plan = isinstance(data, dict) and "fingerprint" in data and "formatVersion" in data
+    return Path(paths[0]) if is_plan else None
+
+
+@contextmanager
+def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C / SIGTERM set the stop event (workers stop waiting), then interrupt as usual."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def _reporter() -> Iterator[NullReporter]:
+    if sys.stdout.isatty():
+        with RichReporter() as rich_reporter:
+            yield rich_reporter
+    else:
+        yield LineReporter()
+
+
+class _Printer:
+    """Prints each pass's plan (the first whole, later ones only when they change something)."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+        self.json = args.output == "json"
+        self.summary_file = settings.step_summary
+        self.passes = 0
+        self.last_line = ""
+
+    def on_plan(self, plan: Plan) -> None:
+        self.passes += 1
+        if self.passes == 1 and self.summary_file:
+            append_step_summary(self.summary_file, plan_markdown(plan, title="batchops apply"))
+        if self.json:
+            return
+        if self.passes == 1:
+            print(plan_text(plan), flush=True)
+            self.last_line = plan_text(plan).splitlines()[-1]
+            return
+        for action in plan.actions:
+            if action.is_change:
+                print(action_line(action), flush=True)
+        line = plan_text(plan).splitlines()[-1]
+        if line != self.last_line:
+            print(line, flush=True)
+            self.last_line = line
+
+    def finish(self, result: PassResult, args: argparse.Namespace) -> int:
+        code = _exit_code(result)
+        errors = [str(e) for e in result.errors]
+        for message in errors:
+            print(f"error: {message}", file=sys.stderr)
+        if result.failed_jobs:
+            print(f"failed: {', '.join(result.failed_jobs)}", file=sys.stderr)
+        if self.json:
+            print(json.dumps(_result_json(result, code), indent=2))
+        if self.summary_file:
+            append_step_summary(self.summary_file, _apply_markdown(result, code))
+        return code
+
+
+def _exit_code(result: PassResult) -> int:
+    if result.errors:
+        return EXIT_ERROR
+    return EXIT_JOB_FAILED if result.failed_jobs else EXIT_OK
+
+
+def _result_json(result: PassResult, code: int) -> dict[str, Any]:
+    from batchops.render.plan import plan_json
+
+    return {
+        "formatVersion": 1, "exitCode": code, "converged": result.converged,
+        "plan": plan_json(result.plan), "errors": [str(e) for e in result.errors],
+        "failedJobs": result.failed_jobs, "jobStates": result.job_states,
+    }  # fmt: skip
+
+
+def _apply_markdown(result: PassResult, code: int) -> str:
+    head = "converged" if result.converged else "in progress"
+    failed = f"; failed: {', '.join(result.failed_jobs)}" if result.failed_jobs else ""
+    text = f"#### batchops apply: {head}, exit {code}{failed}\n"
+    return text + errors_markdown(str(e) for e in result.errors)
+
+
+def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReporter,
+          stop: threading.Event, printer: _Printer) -> PassResult:  # fmt: skip
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    saved = job.saved
+    while True:
+        result = run_pass(job.paths, root=job.root, client=client, project=job.project,
+                          options=job.options, reporter=reporter, stop=stop, saved=saved,
+                          on_plan=printer.on_plan)  # fmt: skip
+        saved = None  # only the first pass is the saved plan; later ones reconcile what is
+        if not args.wait or result.converged or _hard_errors(result):
+            return result
+        if deadline is not None and time.monotonic() >= deadline:
+            result.errors.append(_timeout_error(args.timeout, result))
+            return result
+        if stop.wait(args.poll_interval):
+            raise KeyboardInterrupt
+
+
+def _hard_errors(result: PassResult) -> bool:
+    """Errors a later pass would not fix (retryable API trouble is retried on the next pass)."""
+    return any(not e.retryable for e in result.errors)
+
+
+def _timeout_error(timeout: float, result: PassResult) -> BatchopsError:
+    waiting = ", ".join(f"{n} {s.removeprefix('JOB_STATE_').lower()}"
+                        for s, n in sorted(result.job_states.items()))  # fmt: skip
+    return BatchopsError(f"--timeout {timeout:g} s reached before convergence ({waiting})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from batchops.errors import BatchopsError, InvalidInputError
 
@@ -20,3 +21,16 @@ def print_error(exc: BatchopsError, args: argparse.Namespace) -> None:
         for diagnostic in exc.diagnostics:
             print(str(diagnostic), file=sys.stderr)
     print(f"error: {exc}", file=sys.stderr)
+
+
+def append_step_summary(path: Path, markdown: str) -> None:
+    """Append Markdown to $GITHUB_STEP_SUMMARY (GitHub renders the file after the step)."""
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(markdown + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small file whole or not at all (temp beside it, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,15 +1,73 @@
-"""`batchops plan` (not built yet)."""
+"""`batchops plan`: what apply would do, and why. Loads and validates everything before any call.
+
+Exit codes: 0, or with ``--detailed-exitcode`` 2 when remote changes are pending (downloads are
+local and do not count); 1 on error. ``--out FILE`` saves the plan (JSON, with its fingerprint) for
+``batchops apply FILE``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
+
+from batchops.cli.backend import (
+    add_backend_flags,
+    default_paths,
+    open_client,
+    project_of,
+    root_of,
+    settings_from_args,
+)
+from batchops.cli.common import append_step_summary, write_text_atomic
+from batchops.errors import EXIT_CHANGES, EXIT_OK
+from batchops.reconcile import PassOptions, load_and_plan, load_inputs
+from batchops.render.plan import plan_json, plan_markdown, plan_text
+
+
+def add_pass_flags(p: argparse.ArgumentParser) -> None:
+    """Flags plan and apply share."""
+    p.add_argument(
+        "--prune", action="store_true", help="delete owned resources no manifest declares"
+    )
+    p.add_argument("--allow-empty", action="store_true", help="allow --prune with nothing declared")
+    p.add_argument("--retry-failed", action="store_true", help="resubmit failed jobs")
+    p.add_argument("--no-download", action="store_true", help="skip downloading results")
+
+
+def pass_options(args: argparse.Namespace) -> PassOptions:
+    return PassOptions(
+        prune=args.prune, allow_empty=args.allow_empty, retry_failed=args.retry_failed,
+        download=not args.no_download, max_workers=getattr(args, "parallelism", 8),
+    )  # fmt: skip
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("plan", parents=parents, help="(not built yet)")
+    p = sub.add_parser("plan", parents=parents, help="show what apply would do, and why")
+    p.add_argument(
+        "paths", nargs="*", metavar="PATHS", help="manifests or folders (default: jobs/)"
+    )
+    add_backend_flags(p)
+    add_pass_flags(p)
+    p.add_argument("--detailed-exitcode", action="store_true",
+                   help="exit 2 when remote changes are pending")  # fmt: skip
+    p.add_argument("--out", type=Path, metavar="FILE", help="save the plan (JSON) for apply")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("batchops plan is not built yet")
+    root, settings = root_of(args), settings_from_args(args)
+    paths, options = default_paths(args, root), pass_options(args)
+    inputs = load_inputs(paths, root=root)  # invalid input: nothing is sent, no backend started
+    with open_client(settings, root=root) as client:
+        plan, _ = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
+                                options=options, inputs=inputs)  # fmt: skip
+    body = plan_json(plan)
+    if args.out:
+        saved = {**body, "paths": [str(p) for p in paths], "root": str(root)}
+        write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
+    print(json.dumps(body, indent=2) if args.output == "json" else plan_text(plan))
+    if settings.step_summary:
+        append_step_summary(settings.step_summary, plan_markdown(plan))
+    return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

@@ -1,15 +1,49 @@
-"""`batchops status` (not built yet)."""
+"""`batchops status [PATHS...]`: one row per declared job, from two list calls and local records.
+
+A rich table on a terminal, plain columns otherwise, or ``--output json`` (formatVersion 1).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from typing import Any
+
+from batchops.cli.backend import (
+    add_backend_flags,
+    default_paths,
+    open_client,
+    project_of,
+    root_of,
+    settings_from_args,
+)
+from batchops.errors import EXIT_OK
+from batchops.reconcile import PassOptions, load_and_plan, load_inputs
+from batchops.render.status import status_json, status_row, status_table, status_text
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", parents=parents, help="(not built yet)")
+    p = sub.add_parser("status", parents=parents, help="each declared job: state, rows, results")
+    p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/)")
+    add_backend_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("batchops status is not built yet")
+    root, settings = root_of(args), settings_from_args(args)
+    paths = default_paths(args, root)
+    inputs = load_inputs(paths, root=root)
+    with open_client(settings, root=root) as client:
+        _, ctx = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
+                               options=PassOptions(), inputs=inputs)  # fmt: skip
+    rows = [status_row(view) for view in ctx.views()]
+    if args.output == "json":
+        print(json.dumps(status_json(rows), indent=2))
+    elif sys.stdout.isatty():
+        from rich.console import Console
+
+        Console().print(status_table(rows))
+    else:
+        print(status_text(rows))
+    return EXIT_OK

@@ -1,15 +1,117 @@
-"""`batchops validate` (not built yet)."""
+"""`batchops validate`: load the manifests, validate every dataset, report every problem.
+
+Exit 0 with a one-line summary when all is valid; 1 with every diagnostic (``path:line:col:
+message``) and a count when not. Under GitHub Actions the diagnostics are also printed as
+``::error`` annotations, so they show up on the pull request's diff.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
+
+from batchops.config import load_settings
+from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
+from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
+from batchops.manifest import Desired, load_desired
+from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
+
+_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def byte_size(text: str) -> int:
+    """'500M' -> 524288000; plain numbers are bytes."""
+    unit = _UNITS.get(text[-1:].upper(), 1)
+    number = text[:-1] if unit > 1 else text
+    try:
+        value = int(number) * unit
+    except ValueError as exc:
+        message = f"not a size: {text!r} (e.g. 1048576, 512K, 500M, 2G)"
+        raise argparse.ArgumentTypeError(message) from exc
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the size must be positive")
+    return value
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("validate", parents=parents, help="(not built yet)")
+    p = sub.add_parser(
+        "validate",
+        parents=parents,
+        help="check manifests and datasets; report every problem with file:line:col",
+        description="Load every manifest (*.yaml, *.yml, searched recursively) under PATHS and "
+        "validate every dataset they declare, without calling any API. Exit 0 when all is "
+        "valid, 1 otherwise, after printing every problem as path:line:col: message.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="manifest files or folders (default: jobs/)",
+    )
+    p.add_argument(
+        "--max-dataset-bytes",
+        type=byte_size,
+        default=DEFAULT_MAX_BYTES,
+        metavar="SIZE",
+        help="refuse dataset files larger than this (bytes, or with K/M/G; default 500M)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("batchops validate is not built yet")
+    root = Path.cwd()
+    desired, infos, diags = check(args.paths or [Path("jobs")], root, args.max_dataset_bytes)
+    if args.output == "json":
+        print(json.dumps(_json(desired, infos, diags), indent=2))
+    elif diags:
+        print(diagnostics_text(diags))
+    else:
+        print(summary(desired, infos))
+    if diags and load_settings().github_actions:
+        print(github_annotations(diags))
+    return EXIT_ERROR if diags else EXIT_OK
+
+
+def check(
+    paths: list[Path], root: Path, max_bytes: int
+) -> tuple[Desired | None, dict[str, DatasetInfo], list[Diagnostic]]:
+    """Manifests first; datasets only when the manifests loaded (their paths come from them)."""
+    try:
+        desired = load_desired(paths, root=root)
+    except InvalidInputError as exc:
+        return None, {}, exc.diagnostics
+    try:
+        infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
+    except InvalidInputError as exc:
+        return desired, {}, exc.diagnostics
+    return desired, infos, []
+
+
+def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:
+    if desired is None:
+        return ""
+    rows = sum(i.rows for i in infos.values())
+    size = sum(i.size for i in infos.values()) / 1e6
+    return (
+        f"valid: {_n(len(desired.manifest_files), 'manifest file')}, "
+        f"{_n(len(desired.datasets), 'dataset')} ({_n(rows, 'row')}, {size:.1f} MB), "
+        f"{_n(len(desired.jobs), 'job')}"
+    )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _json(
+    desired: Desired | None, infos: dict[str, DatasetInfo], diags: list[Diagnostic]
+) -> dict[str, Any]:
+    body = diagnostics_json(diags)
+    if desired is not None:
+        body["manifestFiles"] = [str(p.relative_to(desired.root)) for p in desired.manifest_files]
+        body["datasets"] = dataset_facts(infos) if infos else {d.name: {} for d in desired.datasets}
+        body["jobs"] = [j.name for j in desired.jobs]
+    return body

@@ -27,7 +27,7 @@ class Source:
 class DatasetDecl:
     name: str
     path: str  # as written in the manifest, relative to the root (posix), for display
-    files: tuple[Path, ...]  # absolute; one file, or the sorted top-level *.jsonl shards of a folder
+    files: tuple[Path, ...]  # absolute; one file, or the sorted top-level *.jsonl shards
     source: Source
     format: str | None = None  # CHAT | COMPLETION | None (auto)
     labels: dict[str, str] = field(default_factory=dict)

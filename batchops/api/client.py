@@ -1,0 +1,384 @@
+"""The Fireworks REST client: jobs, datasets, uploads and downloads (see fireworks-api.md).
+
+Used by the reconciler, apply and results layers, against the real service or the embedded local
+backend alike. One ``httpx.Client`` (one connection pool) carries everything; the Authorization
+header is added per request to API calls only, so signed storage URLs never see the key. Every
+call goes through ``call_with_retries`` and, for API calls, one shared ``RateLimiter``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from batchops.api.responses import error_from_exception, error_from_response
+from batchops.api.retry import Clock, RateLimiter, RetryPolicy, Sleep, call_with_retries
+from batchops.api.transfers import (
+    Progress,
+    ProgressFn,
+    check_signed_url,
+    download_targets,
+    file_chunks,
+    is_loopback,
+    multipart_file,
+    write_atomically,
+)
+from batchops.config import Secret
+from batchops.errors import ApiError, ConfigError
+from batchops.wire import (
+    DIRECT_UPLOAD_LIMIT,
+    BatchInferenceJob,
+    CreateDatasetRequest,
+    Dataset,
+    GetUploadEndpointRequest,
+    ListDatasetsResponse,
+    ListJobsResponse,
+    SignedUrlsResponse,
+    UploadResponse,
+    resource_id,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+PAGE_SIZE = 200  # the service's maximum
+URL_MAX_AGE = 300.0  # download URLs live ~10 minutes; refresh well before, between files
+_HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+
+
+class FireworksClient:
+    """A synchronous, thread-safe client for one account. Close it, or use it as a context."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        account_id: str,
+        api_key: Secret | None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        retry_budget: float = 120.0,
+        max_rate: float | None = None,
+        on_response: Callable[[str, int], None] | None = None,
+        allow_insecure_urls: bool | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+        jitter: Callable[[float], float] | None = None,
+    ) -> None:
+        self.account_id = account_id
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._allow_http = _check_base_url(self.base_url, api_key, allow_insecure_urls)
+        self._clock = clock
+        self._on_response = on_response
+        extra = {} if jitter is None else {"jitter": jitter}
+        self._policy = RetryPolicy(
+            max_retries=max_retries, budget=retry_budget, clock=clock, sleep=sleep, **extra
+        )
+        self._limiter = RateLimiter(rate=max_rate, clock=clock, sleep=sleep)
+        self._counts: collections.Counter[int] = collections.Counter()
+        self._counts_lock = threading.Lock()
+        self._http = httpx.Client(
+            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FireworksClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FireworksClient(base_url={self.base_url!r}, account_id={self.account_id!r})"
+
+    @property
+    def requests_total(self) -> dict[int, int]:
+        """HTTP responses received so far, by status (0 = no response)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    # -- batch inference jobs --------------------------------------------------------------------
+
+    def create_job(self, job_id: str, job: BatchInferenceJob) -> BatchInferenceJob:
+        params = {"batchInferenceJobId": resource_id(job_id)}
+        response = self._api("POST", self._jobs(), params=params, json=job.to_wire())
+        return _parse(BatchInferenceJob, response, "POST", self._jobs())
+
+    def get_job(self, job_id: str) -> BatchInferenceJob:
+        path = self._jobs(job_id)
+        return _parse(BatchInferenceJob, self._api("GET", path), "GET", path)
+
+    def list_jobs(self) -> list[BatchInferenceJob]:
+        pages = self._pages(self._jobs(), ListJobsResponse)
+        return [job for page in pages for job in page.batch_inference_jobs]
+
+    def delete_job(self, job_id: str) -> None:
+        self._api("DELETE", self._jobs(job_id))
+
+    # -- datasets --------------------------------------------------------------------------------
+
+    def create_dataset(self, dataset_id: str, dataset: Dataset) -> Dataset:
+        body = CreateDatasetRequest(dataset_id=resource_id(dataset_id), dataset=dataset)
+        response = self._api("POST", self._datasets(), json=body.to_wire())
+        return _parse(Dataset, response, "POST", self._datasets())
+
+    def get_dataset(self, dataset_id: str) -> Dataset:
+        path = self._datasets(dataset_id)
+        return _parse(Dataset, self._api("GET", path), "GET", path)
+
+    def list_datasets(self) -> list[Dataset]:
+        pages = self._pages(self._datasets(), ListDatasetsResponse)
+        return [dataset for page in pages for dataset in page.datasets]
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._api("DELETE", self._datasets(dataset_id))
+
+    # -- uploads ---------------------------------------------------------------------------------
+
+    def upload_file(
+        self, dataset_id: str, path: Path, *, progress: ProgressFn | None = None
+    ) -> UploadResponse:
+        """Direct multipart ``:upload`` (the service takes up to 150 MB this way), streamed."""
+        api_path = self._datasets(dataset_id, ":upload")
+        tracker = Progress(progress)
+
+        def body() -> tuple[dict[str, str], Any]:
+            return multipart_file(path, tracker)
+
+        response = self._api("POST", api_path, body=body, on_retry=tracker.rewind)
+        return _parse(UploadResponse, response, "POST", api_path)
+
+    def get_upload_endpoint(
+        self, dataset_id: str, filename_to_size: Mapping[str, int]
+    ) -> dict[str, str]:
+        """One signed PUT URL per file; each call replaces the dataset's registered file set."""
+        path = self._datasets(dataset_id, ":getUploadEndpoint")
+        sizes = {name: str(size) for name, size in filename_to_size.items()}
+        body = GetUploadEndpointRequest(filename_to_size=sizes).to_wire()
+        response = self._api("POST", path, json=body)
+        return _parse(SignedUrlsResponse, response, "POST", path).filename_to_signed_urls
+
+    def validate_upload(self, dataset_id: str) -> None:
+        self._api("POST", self._datasets(dataset_id, ":validateUpload"), json={})
+
+    def upload_dataset_files(
+        self, dataset_id: str, files: Sequence[Path], *, progress: ProgressFn | None = None
+    ) -> None:
+        """Upload a dataset: ``:upload`` for one small file, else signed URL PUTs + validate."""
+        sizes = _sizes_by_name(files)
+        if len(files) == 1 and sizes[files[0].name] <= DIRECT_UPLOAD_LIMIT:
+            self.upload_file(dataset_id, files[0], progress=progress)
+            return
+        urls = self.get_upload_endpoint(dataset_id, sizes)  # one call: it replaces the file set
+        missing = sorted(set(sizes) - set(urls))
+        if missing:
+            raise ApiError(f"the server sent no upload URL for {missing}")
+        for file in files:
+            self._put_signed(urls[file.name], file, sizes[file.name], progress)
+        self.validate_upload(dataset_id)
+
+    # -- downloads -------------------------------------------------------------------------------
+
+    def get_download_endpoint(self, dataset_id: str, *, lineage: bool = False) -> dict[str, str]:
+        """Signed GET URLs by file key; a body-less GET, as the live service requires."""
+        path = self._datasets(dataset_id, ":getDownloadEndpoint")
+        params = {"downloadLineage": "true"} if lineage else None
+        response = self._api("GET", path, params=params)
+        return _parse(SignedUrlsResponse, response, "GET", path).filename_to_signed_urls
+
+    def download_dataset(
+        self, dataset_id: str, dest: Path, *, lineage: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> list[Path]:  # fmt: skip
+        """Download every file into ``dest/<datasetId>/...``; returns the paths written."""
+        bare = resource_id(dataset_id)
+        urls = self.get_download_endpoint(bare, lineage=lineage)
+        fetched = self._clock()
+        targets = download_targets(dest, urls, bare)  # all names checked before any write
+        for key, target in targets.items():
+            if self._clock() - fetched > URL_MAX_AGE:
+                urls, fetched = self.get_download_endpoint(bare, lineage=lineage), self._clock()
+            if key not in urls:
+                raise ApiError(f"the server no longer offers {key!r} for download")
+            self._get_signed(urls[key], target, progress)
+        return list(targets.values())
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _jobs(self, job_id: str | None = None) -> str:
+        return self._resource_path("batchInferenceJobs", job_id, "")
+
+    def _datasets(self, dataset_id: str | None = None, verb: str = "") -> str:
+        return self._resource_path("datasets", dataset_id, verb)
+
+    def _resource_path(self, collection: str, name: str | None, verb: str) -> str:
+        account = quote(self.account_id, safe="")
+        path = f"/v1/accounts/{account}/{collection}"
+        if name is not None:
+            path += "/" + quote(resource_id(name), safe="")
+        return path + verb
+
+    def _pages(self, path: str, model: type[M]) -> list[M]:
+        """Every page of a list call, following ``nextPageToken`` until it is empty."""
+        pages: list[M] = []
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"pageSize": str(PAGE_SIZE), **({"pageToken": token} if token else {})}
+            page = _parse(model, self._api("GET", path, params=params), "GET", path)
+            pages.append(page)
+            token = getattr(page, "next_page_token", None)
+            if not token:
+                return pages
+            if token in seen:  # a server bug would otherwise loop forever
+                raise ApiError("the server repeated a page token", method="GET", path=path)
+            seen.add(token)
+
+    def _api(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+        json: Any = None, body: Callable[[], tuple[dict[str, str], Any]] | None = None,
+        on_retry: Callable[[], None] | None = None,
+    ) -> httpx.Response:  # fmt: skip
+        """One API call with retries; ``body`` builds a fresh streamed body for each attempt."""
+        url = self.base_url + path
+
+        def attempt() -> httpx.Response:
+            headers, content = body() if body is not None else ({}, None)
+            request = self._http.build_request(
+                method, url, params=params, json=json, content=content,
+                headers={**headers, **self._auth_headers()},
+            )  # fmt: skip
+            return self._send(request, path, stream=False)
+
+        return call_with_retries(attempt, self._policy, limiter=self._limiter, on_retry=on_retry)
+
+    def _put_signed(self, url: str, file: Path, size: int, progress: ProgressFn | None) -> None:
+        """PUT one file to a signed URL: no credentials, headers that are part of the signature."""
+        target = check_signed_url(url, allow_http=self._allow_http)
+        label = _label(target)
+        tracker = Progress(progress)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+            "X-Goog-Content-Length-Range": f"{size},{size}",
+        }
+
+        def attempt() -> None:
+            request = self._http.build_request(
+                "PUT", target, headers=headers, content=file_chunks(file, tracker)
+            )
+            self._send(request, label, stream=False)
+
+        call_with_retries(attempt, self._policy, on_retry=tracker.rewind)
+
+    def _get_signed(self, url: str, target: Path, progress: ProgressFn | None) -> None:
+        """Stream one signed URL into ``target`` (temp file, then rename); retried whole."""
+        parsed = check_signed_url(url, allow_http=self._allow_http)
+        label = _label(parsed)
+        tracker = Progress(progress)
+
+        def attempt() -> None:
+            response = self._send(self._http.build_request("GET", parsed), label, stream=True)
+            try:
+                write_atomically(response, target, tracker)
+            except _HTTP_ERRORS as exc:
+                raise self._translate(exc, "GET", label) from exc
+            finally:
+                response.close()
+
+        call_with_retries(attempt, self._policy, on_retry=tracker.rewind)
+
+    def _send(self, request: httpx.Request, path: str, *, stream: bool) -> httpx.Response:
+        """Send once; return a 2xx response or raise the mapped error."""
+        try:
+            response = self._http.send(request, stream=stream)
+        except _HTTP_ERRORS as exc:
+            self._record(request.method, 0)
+            raise self._translate(exc, request.method, path) from exc
+        self._record(request.method, response.status_code)
+        if response.is_success:
+            return response
+        raise self._error_for(response, request.method, path)
+
+    def _error_for(self, response: httpx.Response, method: str, path: str) -> ApiError:
+        try:
+            response.read()
+        except _HTTP_ERRORS as exc:
+            return self._translate(exc, method, path)
+        finally:
+            response.close()
+        secret = self._key.reveal() if self._key else None
+        return error_from_response(
+            response, method=method, path=path, secret=secret, wall_now=time.time()
+        )
+
+    def _translate(self, exc: Exception, method: str, path: str) -> ApiError:
+        secret = self._key.reveal() if self._key else None
+        return error_from_exception(exc, method=method, path=path, secret=secret)
+
+    def _record(self, method: str, status: int) -> None:
+        with self._counts_lock:
+            self._counts[status] += 1
+        if self._on_response is not None:
+            self._on_response(method, status)
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
+
+
+def _check_base_url(base_url: str, api_key: Secret | None, allow_insecure: bool | None) -> bool:
+    """Validate the base URL; return whether plain-http signed URLs are acceptable."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"invalid base URL {base_url!r}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"the base URL must be http(s)://host, not {base_url!r}")
+    local_http = url.scheme == "http" and is_loopback(url.host)
+    if url.scheme == "http" and not local_http and api_key and allow_insecure is not True:
+        raise ConfigError(
+            f"refusing to send the API key over plain http to {url.host}; use https "
+            "(allow_insecure_urls=True overrides)"
+        )
+    return local_http if allow_insecure is None else allow_insecure
+
+
+def _sizes_by_name(files: Sequence[Path]) -> dict[str, int]:
+    """Basename -> size; the dataset API stores basenames only, so they must be distinct."""
+    if not files:
+        raise ValueError("no files to upload")
+    sizes = {file.name: file.stat().st_size for file in files}
+    if len(sizes) != len(files):
+        raise ValueError("dataset files must have distinct base names")
+    return sizes
+
+
+def _label(url: httpx.URL) -> str:
+    """How a signed URL appears in errors: host and path, never the signature in the query."""
+    return f"{url.host}{url.path}"
+
+
+def _parse(model: type[M], response: httpx.Response, method: str, path: str) -> M:
+    """Validate a JSON body into a wire model; a malformed answer is an ApiError, not pydantic's."""
+    try:
+        return model.model_validate(response.json())
+    except ValueError as exc:  # json errors and pydantic.ValidationError are both ValueErrors
+        message = f"malformed response: {str(exc)[:300]}"
+        raise ApiError(message, method=method, path=path, status=response.status_code) from exc

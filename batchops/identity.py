@@ -1,0 +1,115 @@
+"""Content-addressed remote IDs and the ownership mark. Pure; the planner and apply call it.
+
+Every machine computes the same IDs from the same manifests and bytes, so two applies converge on
+the same resources (a create answering 409 is success once the resource is confirmed ours and
+identical). Fireworks IDs are lowercase ``[a-z0-9-]``, at most 63 characters; manifest names are at
+most 40, which leaves room for the 11-character hash and the ``-t<k>-r<j>-out`` suffixes.
+
+Job ID grammar: ``<name>-<10 hex>`` (the *base*), then optionally ``-t<k>`` (a ``--retry-failed``
+attempt), then optionally ``-r<j>`` (the j-th continuation of an expired job); its output dataset is
+the job ID plus ``-out``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MARK_PREFIX = "batchops:"
+HASH_LEN = 10
+MAX_ID_LEN = 63
+_MARK_RE = re.compile(r"\[batchops:([a-z0-9][a-z0-9-]*)\]$")
+_JOB_ID_RE = re.compile(
+    rf"^(?P<base>(?P<name>[a-z0-9-]+)-[0-9a-f]{{{HASH_LEN}}})(?:-t(?P<t>[0-9]+))?(?:-r(?P<r>[0-9]+))?$"
+)
+
+
+def slugify(text: str) -> str:
+    """Lowercase ``[a-z0-9-]``, runs of anything else collapsed into one dash, ends trimmed."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "default"
+
+
+def project_from_root(root: Path) -> str:
+    """The default project: the root folder's basename, slugified."""
+    return slugify(root.resolve().name)
+
+
+def mark(project: str) -> str:
+    return f"[{MARK_PREFIX}{project}]"
+
+
+def marked_display_name(base: str, project: str) -> str:
+    """The user's display name (or the manifest name) followed by the visible ownership mark."""
+    return f"{base} {mark(project)}"
+
+
+def owner_of(display_name: str | None) -> str | None:
+    """The project whose mark ends ``display_name``, or None for resources batchops did not make."""
+    match = _MARK_RE.search((display_name or "").rstrip())
+    return match.group(1) if match else None
+
+
+def _digest(*parts: str) -> str:
+    # A NUL separator cannot occur in any part, so ("ab", "c") and ("a", "bc") hash differently.
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:HASH_LEN]
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def dataset_id(project: str, name: str, content_sha256: str) -> str:
+    return f"{slugify(name)}-{_digest('dataset', project, name, content_sha256)}"
+
+
+def job_id(
+    project: str,
+    name: str,
+    *,
+    model: str,
+    input_dataset_id: str,
+    inference_parameters: Mapping[str, Any],
+    precision: str | None,
+) -> str:
+    """Hashes only what changes what the job computes (not display name, output path, labels)."""
+    params = canonical_json(dict(inference_parameters))
+    digest = _digest("job", project, name, model, input_dataset_id, params, precision or "")
+    return f"{slugify(name)}-{digest}"
+
+
+def attempt_id(base: str, attempt: int) -> str:
+    """Attempt 0 is the base job; attempt k > 0 is a ``--retry-failed`` resubmission."""
+    return base if attempt == 0 else f"{base}-t{attempt}"
+
+
+def continuation_id(attempt_job_id: str, resume: int) -> str:
+    return attempt_job_id if resume == 0 else f"{attempt_job_id}-r{resume}"
+
+
+def output_dataset_id(job: str) -> str:
+    return f"{job}-out"
+
+
+@dataclass(frozen=True, order=True)
+class JobIdParts:
+    base: str
+    name: str
+    attempt: int
+    resume: int
+
+
+def parse_job_id(remote_id: str) -> JobIdParts | None:
+    """Split a job ID we made into base, attempt and resume; None for IDs of another shape."""
+    match = _JOB_ID_RE.match(remote_id)
+    if not match:
+        return None
+    return JobIdParts(
+        base=match["base"], name=match["name"], attempt=int(match["t"] or 0),
+        resume=int(match["r"] or 0),
+    )  # fmt: skip

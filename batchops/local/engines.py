@@ -1,0 +1,169 @@
+"""Inference engines the worker runs rows through.
+
+``echo`` answers instantly and deterministically from the last user message (tests, demos).
+``openai`` forwards each row to an OpenAI-compatible ``/v1/chat/completions`` server (vLLM, SGLang,
+llama.cpp, Ollama) with a bounded thread pool. Both return one ``Outcome`` per row, in order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import orjson
+
+from batchops.local.config import BackendConfig
+
+FAIL_MARKER = "__fail__"  # echo: a row whose last user message contains this becomes an error row
+
+
+@dataclass(frozen=True)
+class Outcome:
+    custom_id: str
+    response: dict[str, Any] | None = None  # a chat.completion object
+    error: dict[str, Any] | None = None  # {"message", "code"}
+
+
+class Engine(Protocol):
+    def run(self, model: str, params: dict[str, Any], rows: list[dict[str, Any]]) -> list[Outcome]:
+        """``params`` are the job's inferenceParameters as chat-completion (snake_case) params."""
+
+    def close(self) -> None: ...
+
+
+def job_params(inference_parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """Job inferenceParameters (camelCase, extraBody as JSON text) -> chat-completion params."""
+    wire = dict(inference_parameters or {})
+    extra = orjson.loads(wire.pop("extraBody", None) or "{}")
+    names = {"maxTokens": "max_tokens", "topP": "top_p", "topK": "top_k"}
+    params = {names.get(key, key): value for key, value in wire.items() if value is not None}
+    return {**params, **(extra if isinstance(extra, dict) else {})}
+
+
+def tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+class EchoEngine:
+    """The assistant repeats the last user message, truncated to max_tokens (~4 chars a token)."""
+
+    def run(self, model: str, params: dict[str, Any], rows: list[dict[str, Any]]) -> list[Outcome]:
+        created = int(time.time())
+        return [self._one(model, params, row, created) for row in rows]
+
+    def _one(
+        self, model: str, params: dict[str, Any], row: dict[str, Any], created: int
+    ) -> Outcome:
+        body = {**params, **row["body"]}
+        messages = body["messages"]
+        users = [m for m in messages if m.get("role") == "user"]
+        text = _text(users[-1].get("content")) if users else ""
+        if FAIL_MARKER in text:
+            return Outcome(
+                row["custom_id"], error={"message": "echo: failure requested", "code": "INTERNAL"}
+            )
+        return Outcome(row["custom_id"], response=_completion(model, body, text, created))
+
+    def close(self) -> None:
+        return None
+
+
+def _completion(model: str, body: dict[str, Any], text: str, created: int) -> dict[str, Any]:
+    limit = body.get("max_tokens")
+    content, finish = text, "stop"
+    if isinstance(limit, int) and limit > 0 and tokens(text) > limit:
+        content, finish = text[: limit * 4], "length"
+    count = max(1, int(body.get("n") or 1))
+    prompt = sum(tokens(_text(m.get("content"))) for m in body["messages"])
+    completion = tokens(content) * count
+    choice = {"message": {"role": "assistant", "content": content}, "finish_reason": finish}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": i, **choice} for i in range(count)],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+class OpenAIEngine:
+    """Forward rows to ``{base}/v1/chat/completions``; a failed request becomes an error row."""
+
+    def __init__(
+        self, config: BackendConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        if not config.openai_base_url:
+            raise ValueError("the openai engine needs openai_base_url")
+        base = config.openai_base_url.rstrip("/").removesuffix("/v1")
+        headers = (
+            {"Authorization": f"Bearer {config.openai_api_key}"} if config.openai_api_key else {}
+        )
+        self._client = httpx.Client(
+            base_url=base, headers=headers, timeout=600.0, transport=transport
+        )
+        self._pool = ThreadPoolExecutor(max(1, config.openai_concurrency), "batchops-openai")
+        self._model_map = dict(config.model_map)
+
+    def run(self, model: str, params: dict[str, Any], rows: list[dict[str, Any]]) -> list[Outcome]:
+        served = self._model_map.get(model, model)
+        call: Callable[[dict[str, Any]], Outcome] = lambda row: self._one(served, params, row)  # noqa: E731
+        return list(self._pool.map(call, rows))
+
+    def _one(self, served: str, params: dict[str, Any], row: dict[str, Any]) -> Outcome:
+        payload = {**params, **row["body"], "model": served}
+        try:
+            response = self._client.post(
+                "/v1/chat/completions",
+                content=orjson.dumps(payload),
+                headers={"Content-Type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            return Outcome(
+                row["custom_id"],
+                error={"message": f"request failed: {exc!r}", "code": "UNAVAILABLE"},
+            )
+        if response.status_code != 200:
+            message = f"upstream HTTP {response.status_code}: {response.text[:500]}"
+            return Outcome(
+                row["custom_id"], error={"message": message, "code": str(response.status_code)}
+            )
+        return _parsed(row["custom_id"], response)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+
+def _parsed(custom_id: str, response: httpx.Response) -> Outcome:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return Outcome(custom_id, error={"message": "upstream answered non-JSON", "code": "502"})
+    return Outcome(custom_id, response=body)
+
+
+def make_engine(config: BackendConfig) -> Engine:
+    if config.engine == "echo":
+        return EchoEngine()
+    if config.engine == "openai":
+        return OpenAIEngine(config)
+    raise ValueError(f"unknown engine {config.engine!r}; choose echo or openai")

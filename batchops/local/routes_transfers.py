@@ -1,0 +1,92 @@
+"""Signed-URL transfers: ``PUT`` streams raw bytes to disk (size must match the signed size),
+``GET`` streams a file back. The signature is the auth; no Authorization header is needed.
+Mounted by ``app``; URLs are minted by ``routes_datasets``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from batchops.local import datasets
+from batchops.local.backend import Backend
+from batchops.local.httputil import backend_of
+from batchops.local.problems import ApiProblem, invalid, not_found
+from batchops.local.signing import verify
+
+CHUNK = 1024 * 1024
+
+
+def _checked(request: Request) -> tuple[Backend, str, str, str]:
+    backend = backend_of(request)
+    raw_path = request.scope.get("raw_path", b"").split(b"?", 1)[0].decode("latin-1")
+    ok, reason = verify(backend.key, request.method, raw_path, dict(request.query_params))
+    if not ok:
+        raise ApiProblem("PERMISSION_DENIED", reason)
+    params = request.path_params
+    return backend, params["account"], params["dataset_id"], params["filename"]
+
+
+async def transfer(request: Request) -> Response:
+    if request.method == "PUT":
+        return await _put(request)
+    return _get(request)
+
+
+async def _put(request: Request) -> Response:
+    backend, account, dataset_id, filename = _checked(request)
+    registered = {
+        r["filename"]: r["registered_size"] for r in datasets.files(backend, account, dataset_id)
+    }
+    size = int(request.query_params["size"])
+    if registered.get(filename) != size:
+        raise invalid(f"{filename} is not registered for upload with {size} bytes")
+    target = backend.file_path(account, dataset_id, filename)
+    got = await _receive(request, target, size)
+    datasets.record_upload(backend, account, dataset_id, filename, got, registered=size)
+    return Response(status_code=200)
+
+
+async def _receive(request: Request, target: Path, size: int) -> int:
+    """Stream the body to a temp file beside ``target``; rename it into place if it has ``size``
+    bytes (a short or long body leaves the old file, if any, untouched)."""
+    temp = target.with_name(f".put-{os.getpid()}-{id(request)}")
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    got = 0
+    try:
+        with temp.open("wb") as sink:
+            async for chunk in request.stream():
+                got += len(chunk)
+                sink.write(chunk)  # page-cache writes: cheaper inline than a thread hop
+        if got != size:
+            raise invalid(f"received {got} bytes for {target.name}, expected {size}")
+        temp.replace(target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    return got
+
+
+def _get(request: Request) -> Response:
+    backend, account, dataset_id, filename = _checked(request)
+    path = backend.file_path(account, dataset_id, filename)
+    if not path.is_file():
+        raise not_found(f"object dataset/{dataset_id}/{filename}")
+    size = path.stat().st_size
+    headers = {"Content-Length": str(size)}
+    return StreamingResponse(_chunks(path), media_type="application/octet-stream", headers=headers)
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+ROUTES = [Route("/signed/{account}/{dataset_id}/{filename}", transfer, methods=["GET", "PUT"])]

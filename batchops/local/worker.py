@@ -1,0 +1,270 @@
+"""The background worker: claims runnable jobs (a lease in SQLite) and drives them through
+VALIDATING -> PENDING -> RUNNING -> WRITING_RESULTS -> COMPLETED, running rows in batches through an
+engine. Output lines are appended, then the cursor, byte offsets and progress are committed in one
+SQLite update, so a restart truncates the files back to the committed offsets and repeats nothing.
+
+Started and stopped by ``server.EmbeddedServer``; stops promptly on its ``threading.Event``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import orjson
+
+from batchops.local import datasets, jobs, outputs, rows
+from batchops.local.backend import Backend
+from batchops.local.engines import Engine, Outcome, job_params, make_engine
+from batchops.local.jobs import JobKey
+from batchops.local.problems import ApiProblem
+from batchops.local.timeutil import now, rfc3339
+from batchops.wire import (
+    DATASET_STATE_READY,
+    JOB_STATE_COMPLETED,
+    JOB_STATE_DELETING_CLEANING_UP,
+    JOB_STATE_EXPIRED,
+    JOB_STATE_FAILED,
+    JOB_STATE_PENDING,
+    JOB_STATE_RUNNING,
+    JOB_STATE_VALIDATING,
+    JOB_STATE_WRITING_RESULTS,
+    resource_id,
+)
+
+BATCH_SIZE = 256
+
+
+class Worker:
+    def __init__(self, backend: Backend, *, engine: Engine | None = None) -> None:
+        self.backend = backend
+        self.engine = engine or make_engine(backend.config)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="batchops-worker", daemon=True)
+        self._steps: dict[str, Callable[[Any], bool]] = {
+            JOB_STATE_VALIDATING: self._validate,
+            JOB_STATE_PENDING: self._start,
+            JOB_STATE_RUNNING: self._run,
+            JOB_STATE_WRITING_RESULTS: self._complete,
+            JOB_STATE_DELETING_CLEANING_UP: self._delete,
+        }
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.engine.close()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            if not self.run_once():
+                self.stopping.wait(self.backend.config.poll_interval)
+
+    def run_once(self) -> bool:
+        """Claim and advance one job; False when there was nothing to do."""
+        for key in jobs.runnable(self.backend, self.owner):
+            if jobs.claim(self.backend, key, self.owner):
+                try:
+                    return self._drive(key)
+                finally:
+                    jobs.release(self.backend, key, self.owner)
+        return False
+
+    def _drive(self, key: JobKey) -> bool:
+        """Advance the job step by step; False when it must wait (input not ready, stopping)."""
+        while not self.stopping.is_set():
+            row = self.backend.db.one(
+                "SELECT * FROM jobs WHERE account = ? AND id = ?", (key.account, key.id)
+            )
+            step = self._steps.get(row["state"]) if row else None
+            if row is None or step is None:
+                return True
+            if row["state"] != JOB_STATE_DELETING_CLEANING_UP and now() > row["expire_time"]:
+                return self._expire(row)
+            if not step(row):
+                return False
+        return False
+
+    def _commit(self, row: Any, **columns: Any) -> bool:
+        return jobs.commit(self.backend, JobKey(row["account"], row["id"]), self.owner, **columns)
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when the sleep ran its course."""
+        return seconds <= 0 or not self.stopping.wait(seconds)
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _validate(self, row: Any) -> bool:
+        if not self._pause(self.backend.config.stage_delay):
+            return False
+        doc = orjson.loads(row["doc"])
+        account, input_id = row["account"], resource_id(doc["inputDatasetId"])
+        try:
+            dataset = datasets.get_row(self.backend, account, input_id)
+        except ApiProblem as exc:
+            return self._fail(row, "NOT_FOUND", f"input dataset: {exc.message}")
+        if dataset["state"] != DATASET_STATE_READY:
+            return False  # waits in VALIDATING until the upload is validated
+        try:
+            total = rows.scan(self._inputs(account, input_id), self._done(row))
+        except rows.RowError as exc:
+            return self._fail(row, "INVALID_ARGUMENT", str(exc))
+        progress = {"percent": 0, "totalInputRequests": total, **dict.fromkeys(COUNTERS, 0)}
+        return self._commit(
+            row,
+            state=JOB_STATE_PENDING,
+            progress=progress,
+            lifecycle={"validatedTime": rfc3339(now())},
+        )
+
+    def _start(self, row: Any) -> bool:
+        if not self._pause(self.backend.config.stage_delay):
+            return False
+        outputs.ensure(self.backend, row)
+        lifecycle = {**orjson.loads(row["lifecycle"] or b"{}"), "runStartTime": rfc3339(now())}
+        return self._commit(row, state=JOB_STATE_RUNNING, lifecycle=lifecycle)
+
+    def _run(self, row: Any) -> bool:
+        outputs.ensure(self.backend, row)
+        outputs.truncate(self.backend, row)
+        return _Run(self, row).go()
+
+    def _complete(self, row: Any) -> bool:
+        if not self._pause(self.backend.config.stage_delay):
+            return False
+        progress = orjson.loads(row["progress"])
+        outputs.finalise(self.backend, row, progress["outputRows"])
+        return self._end(row, JOB_STATE_COMPLETED, {"code": "OK", "message": ""})
+
+    def _expire(self, row: Any) -> bool:
+        progress = orjson.loads(row["progress"] or b"{}")
+        outputs.finalise(self.backend, row, progress.get("outputRows", 0))
+        message = "job exceeded its maximum duration; finished rows are in the output dataset"
+        return self._end(row, JOB_STATE_EXPIRED, {"code": "DEADLINE_EXCEEDED", "message": message})
+
+    def _fail(self, row: Any, code: str, message: str) -> bool:
+        lifecycle = {"validatedTime": None, "runStartTime": None, "endTime": rfc3339(now())}
+        return self._commit(
+            row,
+            state=JOB_STATE_FAILED,
+            status={"code": code, "message": message},
+            lifecycle=lifecycle,
+        )
+
+    def _end(self, row: Any, state: str, status: dict[str, str]) -> bool:
+        lifecycle = {**orjson.loads(row["lifecycle"] or b"{}"), "endTime": rfc3339(now())}
+        return self._commit(row, state=state, status=status, lifecycle=lifecycle)
+
+    def _delete(self, row: Any) -> bool:
+        """DELETE of a running job: keep the committed partial output, then remove the job."""
+        if row["progress"]:
+            outputs.finalise(self.backend, row, orjson.loads(row["progress"])["outputRows"])
+        jobs.finish_delete(self.backend, JobKey(row["account"], row["id"]))
+        return True
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _inputs(self, account: str, dataset_id: str) -> list[tuple[str, Any]]:
+        names = [
+            f["filename"]
+            for f in datasets.files(self.backend, account, dataset_id)
+            if f["uploaded_size"] is not None
+        ]
+        return [(name, self.backend.file_path(account, dataset_id, name)) for name in names]
+
+    def _done(self, row: Any) -> set[str]:
+        """custom_ids answered successfully anywhere in the chain this job continues."""
+        done: set[str] = set()
+        continued = orjson.loads(row["doc"]).get("continuedFromJobName", "")
+        for link in outputs.chain(self.backend, row["account"], continued):
+            done |= outputs.successful_ids(self.backend, link["account"], outputs.output_id(link))
+        return done
+
+
+COUNTERS = (
+    "totalProcessedRequests",
+    "successfullyProcessedRequests",
+    "failedRequests",
+    "outputRows",
+    "inputTokens",
+    "outputTokens",
+    "cachedInputTokenCount",
+)
+
+
+class _Run:
+    """One RUNNING stretch of a job: batches until done, stopped, deleted or expired."""
+
+    def __init__(self, worker: Worker, row: Any) -> None:
+        self.worker, self.row = worker, row
+        self.doc = orjson.loads(row["doc"])
+        self.progress: dict[str, int] = orjson.loads(row["progress"])
+        self.params = job_params(self.doc.get("inferenceParameters"))
+        delay = worker.backend.config.row_delay
+        self.batch_size = BATCH_SIZE if delay <= 0 else max(1, min(BATCH_SIZE, int(0.2 / delay)))
+
+    def go(self) -> bool:
+        account = self.row["account"]
+        inputs = self.worker._inputs(account, resource_id(self.doc["inputDatasetId"]))
+        pending = rows.pending(inputs, self.worker._done(self.row), self.row["cursor"])
+        out_path, err_path = outputs.paths(self.worker.backend, self.row)
+        with out_path.open("ab") as out, err_path.open("ab") as err:
+            while batch := list(itertools.islice(pending, self.batch_size)):
+                if not self._batch(batch, out, err):
+                    return False
+                if now() > self.row["expire_time"]:
+                    return True  # _drive sees the expiry and ends the job
+        self.progress["percent"] = 100
+        return self.worker._commit(
+            self.row, state=JOB_STATE_WRITING_RESULTS, progress=self.progress
+        )
+
+    def _batch(self, batch: list[tuple[int, dict[str, Any]]], out: BinaryIO, err: BinaryIO) -> bool:
+        if not self.worker._pause(self.worker.backend.config.row_delay * len(batch)):
+            return False
+        outcomes = self.worker.engine.run(self.doc["model"], self.params, [r for _, r in batch])
+        for outcome in outcomes:
+            self._write(outcome, out, err)
+        out.flush()
+        err.flush()
+        self._count_progress()
+        return self.worker._commit(
+            self.row,
+            cursor=batch[-1][0] + 1,
+            out_offset=out.tell(),
+            err_offset=err.tell(),
+            progress=self.progress,
+        )
+
+    def _write(self, outcome: Outcome, out: BinaryIO, err: BinaryIO) -> None:
+        p = self.progress
+        p["totalProcessedRequests"] += 1
+        if outcome.response is None:
+            p["failedRequests"] += 1
+            err.write(
+                orjson.dumps({"custom_id": outcome.custom_id, "error": outcome.error}) + b"\n"
+            )
+            return
+        usage = outcome.response.get("usage") or {}
+        p["successfullyProcessedRequests"] += 1
+        p["outputRows"] += 1
+        p["inputTokens"] += int(usage.get("prompt_tokens") or 0)
+        p["outputTokens"] += int(usage.get("completion_tokens") or 0)
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        p["cachedInputTokenCount"] += int(cached)
+        line = {"custom_id": outcome.custom_id, "response": outcome.response}
+        out.write(orjson.dumps(line) + b"\n")
+
+    def _count_progress(self) -> None:
+        total = self.progress["totalInputRequests"] or 1
+        done = self.progress["totalProcessedRequests"]
+        self.progress["percent"] = min(100, done * 100 // total)

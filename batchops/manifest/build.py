@@ -1,0 +1,136 @@
+"""Validated documents -> ``Desired``: names, references and paths checked across all files.
+
+Called by ``batchops.manifest.loader``. Documents are handled in (file, line) order, so duplicate
+names are reported against the first declaration whatever order the files were given in; the
+result is sorted by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from batchops.errors import Diagnostic
+from batchops.manifest import paths as P
+from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.manifest.locate import suggest
+from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+from batchops.manifest.yamlsrc import Loc
+
+if TYPE_CHECKING:
+    from batchops.manifest.loader import Parsed
+
+
+def build_desired(
+    parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic]
+) -> Desired:
+    ordered = sorted(parsed, key=lambda p: p.source)
+    unique = _unique_names(ordered, diags)
+    datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
+    names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
+    jobs = [j for p in unique if (j := _job(p, names, root, diags)) is not None]
+    _unique_outputs(jobs, unique, diags)
+    return Desired(
+        root=root,
+        datasets=tuple(sorted(datasets, key=lambda d: d.name)),
+        jobs=tuple(sorted(jobs, key=lambda j: j.name)),
+        manifest_files=tuple(files),
+    )
+
+
+def _at(p: Parsed, loc: Loc, message: str) -> Diagnostic:
+    pos = p.doc.values.get(loc, (p.source.line, p.source.col))
+    return Diagnostic(p.source.path, *pos, message)
+
+
+def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Parsed]:
+    first: dict[tuple[str, str], Parsed] = {}
+    for p in ordered:
+        key = (type(p.manifest).__name__, p.manifest.metadata.name)  # type: ignore[attr-defined]
+        if key in first:
+            kind, name = p.manifest.kind, key[1]  # type: ignore[attr-defined]
+            was = first[key].source
+            where = f"{was.path}:{was.line}:{was.col}"
+            diags.append(
+                _at(p, ("metadata", "name"), f"duplicate {kind} name '{name}' (first at {where})")
+            )
+        else:
+            first[key] = p
+    return list(first.values())
+
+
+def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | None:
+    m = p.manifest
+    if not isinstance(m, DatasetManifest):
+        return None
+    try:
+        path, files = P.dataset_files(m.spec.path, p.file, root)
+    except P.PathProblem as exc:
+        diags.append(_at(p, ("spec", "path"), str(exc)))
+        return None
+    return DatasetDecl(
+        name=m.metadata.name,
+        path=P.display(path, root),
+        files=files,
+        source=p.source,
+        format=m.spec.format,
+        labels=dict(m.metadata.labels),
+    )
+
+
+def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> JobDecl | None:
+    m = p.manifest
+    if not isinstance(m, BatchInferenceJobManifest):
+        return None
+    spec, name = m.spec, m.metadata.name
+    ok = True
+    if spec.input_dataset is not None and spec.input_dataset not in datasets:
+        declared = f" (declared: {', '.join(sorted(datasets))})" if datasets else ""
+        hint = suggest(spec.input_dataset, datasets) or declared
+        diags.append(
+            _at(p, ("spec", "inputDataset"), f"unknown dataset '{spec.input_dataset}'{hint}")
+        )
+        ok = False
+    written = spec.output.path or f"results/{name}.jsonl"
+    try:
+        output = P.output_file(written, root)
+    except P.PathProblem as exc:
+        diags.append(_at(p, ("spec", "output", "path"), str(exc)))
+        return None
+    if not ok:
+        return None
+    return JobDecl(
+        name=name,
+        model=spec.model,
+        source=p.source,
+        input_dataset=spec.input_dataset,
+        input_dataset_id=spec.input_dataset_id,
+        display_name=spec.display_name,
+        inference_parameters=spec.inference_parameters.model_dump(by_alias=True, exclude_none=True),
+        precision=spec.precision,
+        output_path=output,
+        output_display=P.display(output, root),
+        on_expired=spec.on_expired,
+        max_resumes=spec.max_resumes,
+        labels=dict(m.metadata.labels),
+    )
+
+
+def _unique_outputs(
+    jobs: Sequence[JobDecl], parsed: Sequence[Parsed], diags: list[Diagnostic]
+) -> None:
+    """Two jobs writing one results file would overwrite each other's results."""
+    by_name = {
+        p.manifest.metadata.name: p
+        for p in parsed
+        if isinstance(p.manifest, BatchInferenceJobManifest)
+    }
+    first: dict[Path, JobDecl] = {}
+    for job in sorted(jobs, key=lambda j: j.source):
+        if job.output_path in first:
+            other = first[job.output_path].name
+            message = f"output path '{job.output_display}' is also the output of job '{other}'"
+            diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))
+        else:
+            first[job.output_path] = job

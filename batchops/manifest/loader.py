@@ -1,0 +1,138 @@
+"""Manifest files -> ``Desired``: discover, parse, validate, cross-check; collect every problem.
+
+``load_desired`` is the public entry (re-exported by ``batchops.manifest``); the CLI, the planner's
+callers and the watch daemon call it. Nothing here stops at the first problem: every file is read,
+every document validated, and all Diagnostics are raised together in one InvalidInputError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from batchops.errors import Diagnostic, InvalidInputError
+from batchops.manifest import paths as P
+from batchops.manifest.build import build_desired
+from batchops.manifest.desired import Desired, Source
+from batchops.manifest.locate import suggest, validation_diagnostics
+from batchops.manifest.models import KINDS
+from batchops.manifest.yamlsrc import YamlDocument, parse_documents
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One valid document: its model, where it came from, and its key/value positions."""
+
+    manifest: BaseModel
+    file: Path
+    source: Source
+    doc: YamlDocument
+
+
+def load_desired(paths: Sequence[Path], *, root: Path) -> Desired:
+    """Load every manifest under ``paths`` (files or folders, searched recursively; relative
+    paths are taken from ``root``). Raises InvalidInputError with all problems of all files."""
+    root = root.resolve()
+    diags: list[Diagnostic] = []
+    files = discover(paths, root, diags)
+    parsed = [p for file in files for p in read_manifests(file, root, diags)]
+    desired = build_desired(parsed, files, root, diags)
+    if diags:
+        raise InvalidInputError(diags)
+    return desired
+
+
+def discover(paths: Sequence[Path], root: Path, diags: list[Diagnostic]) -> list[Path]:
+    """The manifest files, resolved, deduplicated and sorted (so argument order never matters)."""
+    found: set[Path] = set()
+    for given in paths:
+        path = Path(root, given)
+        real = P.resolved(path)
+        if real is not None and not P.inside(real, root):
+            diags.append(Diagnostic(str(given), 1, 1, f"'{given}' is outside the root {root}"))
+        elif path.is_dir():
+            found.update(_manifests_in(path, root))
+        elif path.is_file() or real is None:
+            found.add(real or path)  # a symlink loop: reported when read
+        else:
+            diags.append(Diagnostic(P.display(path, root), 1, 1, "no such file or folder"))
+    return sorted(found)
+
+
+def _manifests_in(folder: Path, root: Path) -> set[Path]:
+    """YAML files under ``folder``, skipping hidden folders (.git, .batchops). Links outside the
+    root, broken links and link loops are kept (and reported when read): skipping them silently
+    would drop their declarations, and with --prune delete what they declare."""
+    found = set()
+    for path in folder.rglob("*"):
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts[:-1])
+        broken_link = path.is_symlink() and not path.exists()
+        if path.suffix in MANIFEST_SUFFIXES and not hidden and (path.is_file() or broken_link):
+            real = None if broken_link else P.resolved(path)  # a broken link is shown as itself
+            found.add(real if real is not None and P.inside(real, root) else path)
+    return found
+
+
+def read_manifests(file: Path, root: Path, diags: list[Diagnostic]) -> list[Parsed]:
+    shown = P.display(file, root)
+    real = P.resolved(file)
+    if real is not None and not P.inside(real, root):
+        diags.append(Diagnostic(shown, 1, 1, "manifest is a symlink to a place outside the root"))
+        return []
+    text = _read_text(file, shown, diags)
+    if text is None:
+        return []
+    docs, problems = parse_documents(text)
+    diags.extend(Diagnostic(shown, *p.pos, p.message) for p in problems)
+    return [m for doc in docs if (m := _validate(doc, file, shown, diags)) is not None]
+
+
+def _read_text(file: Path, shown: str, diags: list[Diagnostic]) -> str | None:
+    """The file's text, or None after a Diagnostic: unreadable (a broken link, a link loop) or
+    not UTF-8 (located at the first bad byte)."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        link = f" (a symlink to '{file.readlink()}')" if file.is_symlink() else ""
+        diags.append(Diagnostic(shown, 1, 1, f"cannot read: {exc.strerror}{link}"))
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        diags.append(Diagnostic(shown, line, col, "not UTF-8 text"))
+        return None
+
+
+def _validate(doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic]) -> Parsed | None:
+    if not isinstance(doc.data, dict):
+        diags.append(Diagnostic(shown, *doc.start, "a manifest must be a mapping"))
+        return None
+    model = _model_for(doc, shown, diags)
+    if model is None:
+        return None
+    try:
+        manifest = model.model_validate(doc.data)
+    except ValidationError as exc:
+        diags.extend(validation_diagnostics(exc, doc, model, shown))
+        return None
+    return Parsed(manifest, file, Source(shown, *doc.start), doc)
+
+
+def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[BaseModel] | None:
+    kind = doc.data.get("kind")
+    if kind in KINDS:
+        return KINDS[kind]
+    kinds = ", ".join(sorted(KINDS))
+    if kind is None:
+        diags.append(Diagnostic(shown, *doc.start, f"missing required field 'kind' ({kinds})"))
+    else:
+        hint = suggest(str(kind), KINDS) or f"; expected one of {kinds}"
+        diags.append(Diagnostic(shown, *doc.values[("kind",)], f"unknown kind '{kind}'{hint}"))
+    return None

@@ -1,0 +1,168 @@
+"""Safe YAML to plain data, remembering where every key and value was written.
+
+Called by ``batchops.manifest.loader``. Documents are *composed* with ``yaml.SafeLoader`` (no
+arbitrary tags) and converted by hand, so that (a) every mapping key and value keeps its 1-based
+line/col, which lets pydantic ``loc`` tuples point back into the file, and (b) alias expansion is
+counted: a "billion laughs" document is refused instead of being expanded into memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Loc = tuple[str | int, ...]
+Pos = tuple[int, int]  # 1-based (line, col)
+MAX_NODES = 100_000  # per document, counting every alias expansion; real manifests use < 1,000
+_MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+MAX_DEPTH = 64  # nesting; keeps the converter's recursion far from Python's limit
+
+
+@dataclass
+class YamlDocument:
+    """One document's data with the positions of its keys and values, by ``loc`` path."""
+
+    data: Any
+    start: Pos
+    keys: dict[Loc, Pos] = field(default_factory=dict)
+    values: dict[Loc, Pos] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    pos: Pos
+    message: str
+
+
+class _Refused(Exception):
+    def __init__(self, pos: Pos, message: str) -> None:
+        super().__init__(message)
+        self.problem = YamlProblem(pos, message)
+
+
+def _pos(mark: yaml.Mark | None) -> Pos:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def parse_documents(
+    text: str, *, max_nodes: int = MAX_NODES
+) -> tuple[list[YamlDocument], list[YamlProblem]]:
+    """Every non-empty document of ``text``, and the problems that stopped or skipped some."""
+    loader = _Loader(text)
+    docs: list[YamlDocument] = []
+    problems: list[YamlProblem] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None or _is_null(node):
+                continue  # an empty document (e.g. a trailing '---') declares nothing
+            try:
+                docs.append(_Converter(loader, max_nodes).document(node))
+            except _Refused as exc:
+                problems.append(exc.problem)
+    except yaml.MarkedYAMLError as exc:
+        problems.append(_syntax_problem(exc))
+    except yaml.YAMLError as exc:  # reader errors (control characters) carry no problem_mark
+        problems.append(YamlProblem((1, 1), f"invalid YAML: {exc}"))
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        problems.append(YamlProblem((1, 1), "invalid YAML: nesting too deep; refused"))
+    finally:
+        loader.dispose()
+    return docs, problems
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses deep flow nesting while scanning: PyYAML's scanner re-checks every
+    open level at each token, so 5,000 nested '[' (10 KB) would otherwise take seconds."""
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            message = f"nesting deeper than {MAX_DEPTH} levels; refused"
+            raise yaml.scanner.ScannerError(None, None, message, self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError) -> YamlProblem:
+    mark = exc.problem_mark or exc.context_mark
+    message = f"invalid YAML: {exc.problem or exc.context}"
+    # A scanner error is often only noticed at the end of the file (an unclosed quote); its
+    # context says which token was open, and where it started.
+    if isinstance(exc, yaml.scanner.ScannerError) and exc.context and exc.context_mark:
+        line, col = _pos(exc.context_mark)
+        message += f" ({exc.context} at line {line}, column {col})"
+    return YamlProblem(_pos(mark), message)
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+class _Converter:
+    """Turns a composed node graph into dicts/lists/scalars, counting nodes as it goes."""
+
+    def __init__(self, loader: yaml.SafeLoader, max_nodes: int) -> None:
+        self.loader = loader
+        self.max_nodes = max_nodes
+        self.count = 0
+        self.open: set[int] = (
+            set()
+        )  # ids of the nodes being converted: a cycle means a recursive alias
+        self.doc = YamlDocument(data=None, start=(1, 1))
+
+    def document(self, node: yaml.Node) -> YamlDocument:
+        self.doc.start = _pos(node.start_mark)
+        self.doc.data = self.convert(node, ())
+        return self.doc
+
+    def convert(self, node: yaml.Node, loc: Loc) -> Any:
+        self.count += 1
+        if self.count > self.max_nodes:
+            # Aliases share nodes, so a small file can describe an exponentially large document.
+            raise _Refused(
+                _pos(node.start_mark),
+                f"document too large: more than {self.max_nodes} YAML nodes after expanding "
+                "aliases; refused",
+            )
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if node.tag not in (_MAP_TAG, _SEQ_TAG):  # e.g. !!python/object/apply on a sequence
+            problem = f"could not determine a constructor for the tag '{node.tag}'"
+            raise _Refused(_pos(node.start_mark), f"invalid YAML: {problem}")
+        if id(node) in self.open or len(loc) > MAX_DEPTH:
+            raise _Refused(_pos(node.start_mark), "recursive alias or nesting too deep; refused")
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, loc)
+            return [self.convert(item, (*loc, i)) for i, item in enumerate(node.value)]
+        finally:
+            self.open.discard(id(node))
+
+    def scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            raise _Refused(_pos(node.start_mark), f"invalid YAML: {exc.problem}") from exc
+
+    def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
+        try:
+            self.loader.flatten_mapping(node)  # resolves '<<' merge keys, as SafeLoader does
+        except yaml.constructor.ConstructorError as exc:
+            raise _Refused(_pos(node.start_mark), f"invalid YAML: {exc.problem}") from exc
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node, result)
+            self.doc.keys[(*loc, key)] = _pos(key_node.start_mark)
+            self.doc.values[(*loc, key)] = _pos(value_node.start_mark)
+            result[key] = self.convert(value_node, (*loc, key))
+        return result
+
+    def key(self, node: yaml.Node, seen: dict[Any, Any]) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise _Refused(_pos(node.start_mark), "mapping keys must be plain scalars")
+        key = self.scalar(node)
+        if key in seen:
+            raise _Refused(_pos(node.start_mark), f"duplicate key '{key}'")
+        return key

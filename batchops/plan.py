@@ -1,0 +1,640 @@
+"""The pure planner: (desired, dataset facts, observed, local results, options) -> Plan. No I/O.
+
+``batchops.reconcile`` calls ``make_plan`` once per pass; ``batchops.apply`` executes the Plan and
+``batchops.render`` prints it. The decision table is DESIGN.md section 3. A plan is data: a sorted
+tuple of Actions (so the plan does not depend on the order of its inputs) plus a fingerprint of what
+was observed, so a saved plan can be refused once the world has moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from batchops.errors import ConfigError
+from batchops.identity import (
+    JobIdParts,
+    attempt_id,
+    canonical_json,
+    continuation_id,
+    dataset_id,
+    job_id,
+    marked_display_name,
+    output_dataset_id,
+    owner_of,
+    parse_job_id,
+)
+from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.results import LocalResult
+from batchops.wire import (
+    DATASET_STATE_READY,
+    GONE_JOB_STATES,
+    JOB_STATE_CANCELLED,
+    JOB_STATE_COMPLETED,
+    JOB_STATE_EXPIRED,
+    JOB_STATE_FAILED,
+    BatchInferenceJob,
+    Dataset,
+    resource_id,
+)
+
+
+class Kind(StrEnum):
+    CREATE_DATASET = "create-dataset"
+    CREATE_JOB = "create-job"
+    REPLACE_JOB = "replace-job"
+    RETRY_JOB = "retry-job"
+    RESUME_JOB = "resume-job"
+    PRUNE_JOB = "prune-job"
+    PRUNE_DATASET = "prune-dataset"
+    DOWNLOAD = "download"
+    WAIT = "wait"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CONFLICT = "conflict"
+
+
+REMOTE_CHANGES = frozenset(
+    {Kind.CREATE_DATASET, Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB,
+     Kind.PRUNE_JOB, Kind.PRUNE_DATASET}
+)  # fmt: skip
+LOCAL_CHANGES = frozenset({Kind.DOWNLOAD})
+# Presentation and execution order: datasets before the jobs that read them, prunes last.
+KIND_ORDER = {kind: i for i, kind in enumerate(Kind)}
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    prune: bool = False
+    allow_empty: bool = False
+    retry_failed: bool = False
+    download: bool = True
+
+
+@dataclass(frozen=True, order=True)
+class Resource:
+    kind: str  # "dataset" | "job"
+    name: str  # the manifest name
+    remote_id: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    dataset_id: str
+    name: str
+    files: tuple[Path, ...]
+    rows: int
+    size: int
+    display_name: str
+    format: str | None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    name: str
+    model: str
+    input_dataset_id: str  # bare ID
+    inference_parameters: dict[str, Any]  # wire form (camelCase; extraBody as JSON text)
+    precision: str | None
+    output_dataset_id: str  # bare ID
+    display_name: str
+    continued_from: str | None  # bare job ID
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    job_name: str
+    job_ids: tuple[str, ...]  # the whole lineage, (attempt, resume) order; later wins
+    output_dataset_ids: tuple[str, ...]
+    input_dataset: str | None  # the declared input dataset ...
+    input_files: tuple[Path, ...]  # ... whose files give the expected custom_ids (empty: remote)
+    output_path: Path
+    output_display: str
+    partial: bool  # expired with no resumes left: missing rows are expected
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    resource: Resource
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    dataset: DatasetSpec | None = None
+    job: JobSpec | None = None
+    download: DownloadSpec | None = None
+    after: str | None = None  # a dataset this plan creates that must be READY first
+
+    @property
+    def group(self) -> str:
+        return "local" if self.kind in LOCAL_CHANGES else "remote"
+
+    @property
+    def is_change(self) -> bool:
+        return self.kind in REMOTE_CHANGES or self.kind in LOCAL_CHANGES
+
+    def sort_key(self) -> tuple[int, int, str, str]:
+        return (self.group == "local", KIND_ORDER[self.kind], self.resource.name,
+                self.resource.remote_id)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    fingerprint: str
+    project: str
+    options: PlanOptions = PlanOptions()
+    job_states: tuple[tuple[str, str], ...] = ()  # (declared job, state of its latest job)
+
+    @property
+    def remote_changes(self) -> list[Action]:
+        return [a for a in self.actions if a.kind in REMOTE_CHANGES]
+
+    @property
+    def local_changes(self) -> list[Action]:
+        return [a for a in self.actions if a.kind in LOCAL_CHANGES]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(a.is_change for a in self.actions)
+
+    def count(self, kind: Kind) -> int:
+        return sum(1 for a in self.actions if a.kind is kind)
+
+
+def sort_actions(actions: Iterable[Action]) -> tuple[Action, ...]:
+    return tuple(sorted(actions, key=Action.sort_key))
+
+
+__all__ = [
+    "Action", "DatasetFacts", "DatasetSpec", "DownloadSpec", "JobSpec", "JobView", "Kind",
+    "Observed", "Plan", "PlanOptions", "Resource", "job_views", "make_plan",
+]  # fmt: skip
+
+
+class DatasetFacts(Protocol):
+    """What the planner needs of ``batchops.datasets.DatasetInfo``."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the API reported: every dataset and job of the account (from the list calls)."""
+
+    datasets: tuple[Dataset, ...] = ()
+    jobs: tuple[BatchInferenceJob, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One declared job as the world sees it: its IDs, its remote family, its local results."""
+
+    decl: JobDecl
+    base_id: str
+    input_dataset_id: str
+    family: tuple[tuple[JobIdParts, BatchInferenceJob], ...]  # (attempt, resume) order
+    foreign: BatchInferenceJob | None  # a job with our ID that is not ours
+    result: LocalResult | None
+
+    @property
+    def latest(self) -> tuple[JobIdParts, BatchInferenceJob] | None:
+        return self.family[-1] if self.family else None
+
+    @property
+    def state(self) -> str:
+        latest = self.latest
+        return (latest[1].state or "JOB_STATE_UNSPECIFIED") if latest else "ABSENT"
+
+    @property
+    def chain_ids(self) -> tuple[str, ...]:
+        return tuple(_rid(job) for _, job in self.family)
+
+
+def _rid(resource: BatchInferenceJob | Dataset) -> str:
+    return resource_id(resource.name or "")
+
+
+def _index(items: Iterable[Any]) -> dict[str, Any]:
+    return {_rid(item): item for item in items if item.name}
+
+
+def wire_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Manifest parameters as the wire has them: extraBody becomes canonical JSON text."""
+    out = dict(params)
+    if isinstance(out.get("extraBody"), Mapping):
+        out["extraBody"] = canonical_json(out["extraBody"])
+    return out
+
+
+def input_id_of(decl: JobDecl, dataset_ids: Mapping[str, str]) -> str:
+    if decl.input_dataset:
+        return dataset_ids.get(decl.input_dataset, "")
+    return resource_id(decl.input_dataset_id or "")
+
+
+def declared_dataset_ids(
+    desired: Desired, infos: Mapping[str, DatasetFacts], project: str
+) -> dict[str, str]:
+    return {
+        d.name: dataset_id(project, d.name, infos[d.name].sha256)
+        for d in desired.datasets
+        if d.name in infos
+    }
+
+
+def base_job_id(decl: JobDecl, input_id: str, project: str) -> str:
+    return job_id(
+        project, decl.name, model=decl.model, input_dataset_id=input_id,
+        inference_parameters=decl.inference_parameters, precision=decl.precision,
+    )  # fmt: skip
+
+
+def job_views(
+    desired: Desired,
+    infos: Mapping[str, DatasetFacts],
+    observed: Observed,
+    local: Mapping[str, LocalResult],
+    *,
+    project: str,
+) -> list[JobView]:
+    """Each declared job with its family of observed jobs (ours, same base ID), sorted by name."""
+    ds_ids = declared_dataset_ids(desired, infos, project)
+    families = _families(observed.jobs)
+    views = []
+    for decl in sorted(desired.jobs, key=lambda j: j.name):
+        input_id = input_id_of(decl, ds_ids)
+        base = base_job_id(decl, input_id, project)
+        mine, foreign = _split_owned(families.get(base, []), project)
+        views.append(JobView(decl, base, input_id, mine, foreign, local.get(decl.name)))
+    return views
+
+
+def _families(
+    jobs: Iterable[BatchInferenceJob],
+) -> dict[str, list[tuple[JobIdParts, BatchInferenceJob]]]:
+    out: dict[str, list[tuple[JobIdParts, BatchInferenceJob]]] = {}
+    for job in jobs:
+        parts = parse_job_id(_rid(job))
+        if parts is not None:
+            out.setdefault(parts.base, []).append((parts, job))
+    return out
+
+
+def _split_owned(
+    members: list[tuple[JobIdParts, BatchInferenceJob]], project: str
+) -> tuple[tuple[tuple[JobIdParts, BatchInferenceJob], ...], BatchInferenceJob | None]:
+    mine = sorted(
+        (m for m in members if owner_of(m[1].display_name) == project), key=lambda m: m[0]
+    )
+    foreign = next((j for _, j in members if owner_of(j.display_name) != project), None)
+    return tuple(mine), foreign
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+
+
+def _dataset_actions(
+    desired: Desired,
+    infos: Mapping[str, DatasetFacts],
+    observed_ds: Mapping[str, Dataset],
+    project: str,
+) -> list[Action]:
+    actions = []
+    for decl in desired.datasets:
+        facts = infos.get(decl.name)
+        if facts is None:
+            continue
+        ds_id = dataset_id(project, decl.name, facts.sha256)
+        action = _dataset_action(decl, facts, ds_id, observed_ds, project)
+        if action is not None:
+            actions.append(action)
+    return actions
+
+
+def _dataset_action(
+    decl: DatasetDecl,
+    facts: DatasetFacts,
+    ds_id: str,
+    observed_ds: Mapping[str, Dataset],
+    project: str,
+) -> Action | None:
+    resource = Resource("dataset", decl.name, ds_id)
+    existing = observed_ds.get(ds_id)
+    details = {"rows": facts.rows, "size": facts.size, "path": decl.path}
+    if existing is not None and owner_of(existing.display_name) != project:
+        return Action(Kind.CONFLICT, resource, "a dataset with this ID exists and is not ours")
+    if existing is not None and existing.state == DATASET_STATE_READY:
+        return None
+    spec = DatasetSpec(
+        dataset_id=ds_id, name=decl.name, files=decl.files, rows=facts.rows, size=facts.size,
+        display_name=marked_display_name(decl.name, project), format=decl.format,
+    )  # fmt: skip
+    if existing is not None:
+        reason = f"stuck in {existing.state or 'an unknown state'}: upload again"
+        return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+    reason = _dataset_reason(decl.name, ds_id, observed_ds, project)
+    return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+
+
+def _dataset_reason(name: str, ds_id: str, observed_ds: Mapping[str, Dataset], project: str) -> str:
+    prefix = ds_id[: -len("0123456789")]
+    older = sorted(
+        rid
+        for rid, ds in observed_ds.items()
+        if rid.startswith(prefix)
+        and len(rid) == len(ds_id)
+        and owner_of(ds.display_name) == project
+    )
+    return f"content changed (was {older[-1]})" if older else "new dataset"
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    desired: Desired
+    project: str
+    options: PlanOptions
+    observed_ds: Mapping[str, Dataset]
+    observed_jobs: Mapping[str, BatchInferenceJob]
+    creating_ds: frozenset[str]  # datasets this plan creates (jobs reading them wait for READY)
+
+
+def _job_actions(view: JobView, ctx: _Ctx) -> list[Action]:
+    resource = Resource("job", view.decl.name, view.base_id)
+    if view.foreign is not None and not view.family:
+        return [Action(Kind.CONFLICT, resource, "a job with this ID exists and is not ours")]
+    latest = view.latest
+    if latest is None:
+        return _create(view, ctx)
+    parts, job = latest
+    resource = Resource("job", view.decl.name, _rid(job))
+    state = job.state or ""
+    if state == JOB_STATE_COMPLETED:
+        return _download(view, ctx, partial=False)
+    if state in (JOB_STATE_FAILED, JOB_STATE_CANCELLED):
+        return _failed(view, parts, job, resource, ctx)
+    if state == JOB_STATE_EXPIRED:
+        return _expired(view, parts, job, resource, ctx)
+    reason = "being deleted" if state in GONE_JOB_STATES else "in progress"
+    return [Action(Kind.WAIT, resource, reason, _progress(job))]
+
+
+def _progress(job: BatchInferenceJob) -> dict[str, Any]:
+    p = job.job_progress
+    details: dict[str, Any] = {"state": job.state or "JOB_STATE_UNSPECIFIED"}
+    if p is not None:
+        details.update(
+            percent=p.percent or 0, total=p.total_input_requests or 0,
+            succeeded=p.successfully_processed_requests or 0, failed=p.failed_requests or 0,
+        )  # fmt: skip
+    return details
+
+
+def _job_spec(view: JobView, job: str, *, continued_from: str | None) -> JobSpec:
+    decl = view.decl
+    return JobSpec(
+        job_id=job, name=decl.name, model=decl.model, input_dataset_id=view.input_dataset_id,
+        inference_parameters=wire_parameters(decl.inference_parameters),
+        precision=decl.precision, output_dataset_id=output_dataset_id(job),
+        display_name="", continued_from=continued_from,
+    )  # fmt: skip
+
+
+def _with_display(spec: JobSpec, view: JobView, project: str) -> JobSpec:
+    base = view.decl.display_name or view.decl.name
+    return JobSpec(**{**spec.__dict__, "display_name": marked_display_name(base, project)})
+
+
+def _create(view: JobView, ctx: _Ctx) -> list[Action]:
+    missing = _missing_input(view, ctx)
+    resource = Resource("job", view.decl.name, view.base_id)
+    if missing:
+        return [Action(Kind.FAILED, resource, missing)]
+    spec = _with_display(_job_spec(view, view.base_id, continued_from=None), view, ctx.project)
+    after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
+    details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
+    old = _replaced(view, ctx)
+    if old is None:
+        return [Action(Kind.CREATE_JOB, resource, "new job", details, job=spec, after=after)]
+    reason = "spec changed: " + (_spec_diff(old, spec) or "job ID changed")
+    details["replaces"] = _rid(old)
+    if (old.state or "") not in _FINISHED:
+        details["oldJobKeepsRunning"] = True
+        reason += f"; the old job {_rid(old)} keeps running and is billed unless pruned"
+    return [Action(Kind.REPLACE_JOB, resource, reason, details, job=spec, after=after)]
+
+
+_FINISHED = (
+    frozenset({JOB_STATE_COMPLETED, JOB_STATE_FAILED, JOB_STATE_CANCELLED, JOB_STATE_EXPIRED})
+    | GONE_JOB_STATES
+)
+
+
+def _missing_input(view: JobView, ctx: _Ctx) -> str | None:
+    if view.input_dataset_id in ctx.creating_ds or view.input_dataset_id in ctx.observed_ds:
+        return None
+    if view.decl.input_dataset:
+        return f"input dataset {view.decl.input_dataset} is not available"
+    return f"input dataset {view.input_dataset_id} does not exist"
+
+
+def _replaced(view: JobView, ctx: _Ctx) -> BatchInferenceJob | None:
+    """The newest job of an older spec of this declaration (same name, other base ID)."""
+    candidates = []
+    for rid, job in ctx.observed_jobs.items():
+        parts = parse_job_id(rid)
+        if parts is None or parts.base == view.base_id or owner_of(job.display_name) != ctx.project:
+            continue
+        if parts.name == view.base_id.rsplit("-", 1)[0]:
+            candidates.append((job.create_time or "", rid, job))
+    return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
+
+
+def _spec_diff(old: BatchInferenceJob, new: JobSpec) -> str:
+    changes = []
+    if (old.model or "") != new.model:
+        changes.append(f"model {old.model} -> {new.model}")
+    if resource_id(old.input_dataset_id or "") != new.input_dataset_id:
+        changes.append(f"input {resource_id(old.input_dataset_id or '')} -> {new.input_dataset_id}")
+    old_params = old.inference_parameters.to_wire() if old.inference_parameters else {}
+    for key in sorted(set(new.inference_parameters) | set(old_params)):
+        before, after = old_params.get(key), new.inference_parameters.get(key)
+        if after is not None and before != after:
+            changes.append(f"inferenceParameters.{key} {_show(before)} -> {_show(after)}")
+    if new.precision and (old.precision or None) != new.precision:
+        changes.append(f"precision {_show(old.precision)} -> {new.precision}")
+    return ", ".join(changes)
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else str(value)
+
+
+def _download(view: JobView, ctx: _Ctx, *, partial: bool) -> list[Action]:
+    if not ctx.options.download:
+        return []
+    latest = view.latest
+    assert latest is not None  # callers come from a non-empty family
+    last_id = _rid(latest[1])
+    result = view.result
+    record = result.record if result is not None and result.verified else None
+    if record is not None and record.last_job_id == last_id:
+        return []
+    reason = _download_reason(result, partial=partial)
+    decl_ds = ctx.desired.dataset(view.decl.input_dataset) if view.decl.input_dataset else None
+    input_files = decl_ds.files if decl_ds is not None else ()
+    spec = DownloadSpec(
+        job_name=view.decl.name, job_ids=view.chain_ids,
+        output_dataset_ids=tuple(output_dataset_id(j) for j in view.chain_ids),
+        input_dataset=view.decl.input_dataset, input_files=input_files,
+        output_path=view.decl.output_path,
+        output_display=view.decl.output_display, partial=partial,
+    )  # fmt: skip
+    resource = Resource("job", view.decl.name, last_id)
+    details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}
+    return [Action(Kind.DOWNLOAD, resource, reason, details, download=spec)]
+
+
+def _download_reason(result: LocalResult | None, *, partial: bool) -> str:
+    what = "partial results" if partial else "results"
+    if result is None or result.record is None:
+        return f"{what} not on disk"
+    if not result.verified:
+        return f"{what} on disk do not match their record (edited, truncated or deleted)"
+    return f"{what} on disk are from an older job"
+
+
+def _failed(
+    view: JobView, parts: JobIdParts, job: BatchInferenceJob, resource: Resource, ctx: _Ctx
+) -> list[Action]:
+    message = (job.status.message if job.status else "") or "no message"
+    details = {"state": job.state, "message": message}
+    if not ctx.options.retry_failed:
+        return [Action(Kind.FAILED, resource, f"{_short(job.state)}: {message}", details)]
+    new_id = attempt_id(view.base_id, parts.attempt + 1)
+    spec = _with_display(_job_spec(view, new_id, continued_from=None), view, ctx.project)
+    reason = f"retry after {_short(job.state)} (attempt {parts.attempt + 2}): {message}"
+    new_resource = Resource("job", view.decl.name, new_id)
+    return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
+
+
+def _expired(
+    view: JobView, parts: JobIdParts, job: BatchInferenceJob, resource: Resource, ctx: _Ctx
+) -> list[Action]:
+    decl = view.decl
+    progress = job.job_progress
+    total = progress.total_input_requests or 0 if progress else 0
+    done = progress.successfully_processed_requests or 0 if progress else 0
+    details: dict[str, Any] = {"rowsLeft": max(total - done, 0), "maxResumes": decl.max_resumes}
+    if decl.on_expired == "resume" and parts.resume < decl.max_resumes:
+        new_id = continuation_id(attempt_id(view.base_id, parts.attempt), parts.resume + 1)
+        spec = _with_display(_job_spec(view, new_id, continued_from=_rid(job)), view, ctx.project)
+        details["attempt"] = parts.resume + 1
+        reason = f"expired: resume {parts.resume + 1} of {decl.max_resumes}"
+        reason += f", {details['rowsLeft']} rows left" if progress else ""
+        return [Action(Kind.RESUME_JOB, Resource("job", decl.name, new_id), reason, details,
+                       job=spec)]  # fmt: skip
+    why = "onExpired: stop" if decl.on_expired == "stop" else f"all {decl.max_resumes} resumes used"
+    report = Action(Kind.EXPIRED, resource, f"expired, {why}; partial results only", details)
+    return [report, *_download(view, ctx, partial=True)]
+
+
+def _short(state: str | None) -> str:
+    return (state or "").removeprefix("JOB_STATE_").lower() or "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pruning
+
+
+def _prune_actions(
+    views: list[JobView], desired: Desired, ds_ids: Mapping[str, str], ctx: _Ctx
+) -> list[Action]:
+    keep_bases = {v.base_id for v in views}
+    keep_ds = set(ds_ids.values()) | {v.input_dataset_id for v in views}
+    actions = []
+    for rid, job in ctx.observed_jobs.items():
+        parts = parse_job_id(rid)
+        if owner_of(job.display_name) != ctx.project or (job.state or "") in GONE_JOB_STATES:
+            continue
+        if parts is not None and parts.base in keep_bases:
+            keep_ds.add(output_dataset_id(rid))
+            continue
+        actions.append(_prune_job(rid, job, parts))
+    for rid, ds in ctx.observed_ds.items():
+        if owner_of(ds.display_name) == ctx.project and rid not in keep_ds:
+            actions.append(Action(Kind.PRUNE_DATASET, Resource("dataset", _ds_name(rid), rid),
+                                  "not declared by any manifest"))  # fmt: skip
+    return actions
+
+
+def _prune_job(rid: str, job: BatchInferenceJob, parts: JobIdParts | None) -> Action:
+    reason = "not declared by any manifest"
+    if (job.state or "") not in _FINISHED:
+        reason += "; still running: deleting it stops it"
+    name = parts.name if parts else rid
+    return Action(Kind.PRUNE_JOB, Resource("job", name, rid), reason, {"state": job.state})
+
+
+def _ds_name(rid: str) -> str:
+    head, _, tail = rid.rpartition("-")
+    return head if head and len(tail) == 10 else rid
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan
+
+
+def fingerprint(observed: Observed, project: str, referenced: Iterable[str]) -> str:
+    """A hash over the names, states and update times of the observed resources that matter."""
+    wanted = set(referenced)
+    lines = []
+    for kind, items in (("dataset", observed.datasets), ("job", observed.jobs)):
+        for item in items:
+            rid = _rid(item)
+            if owner_of(item.display_name) == project or rid in wanted:
+                lines.append(f"{kind}\0{rid}\0{item.state}\0{item.update_time}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+def make_plan(
+    desired: Desired,
+    infos: Mapping[str, DatasetFacts],
+    observed: Observed,
+    local: Mapping[str, LocalResult],
+    options: PlanOptions,
+    *,
+    project: str,
+) -> Plan:
+    """Compare desired with observed and return what to do, and why. Pure."""
+    if options.prune and not (desired.datasets or desired.jobs) and not options.allow_empty:
+        raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
+    observed_ds, observed_jobs = _index(observed.datasets), _index(observed.jobs)
+    ds_actions = _dataset_actions(desired, infos, observed_ds, project)
+    creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
+    ctx = _Ctx(desired, project, options, observed_ds, observed_jobs, creating)
+    views = job_views(desired, infos, observed, local, project=project)
+    actions = ds_actions + [a for v in views for a in _job_actions(v, ctx)]
+    ds_ids = declared_dataset_ids(desired, infos, project)
+    if options.prune:
+        actions += _prune_actions(views, desired, ds_ids, ctx)
+    referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
+    return Plan(
+        actions=sort_actions(actions), fingerprint=fingerprint(observed, project, referenced),
+        project=project, options=options,
+        job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
+    )  # fmt: skip

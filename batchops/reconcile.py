@@ -1,0 +1,177 @@
+"""One level-triggered pass: load, validate, observe, plan, apply. Used by `apply`, `plan`, `watch`.
+
+Every trigger runs the same full pass; nothing here decides what to do from what changed. Manifests
+and datasets are loaded and validated completely before the first API call, so invalid input sends
+nothing. Observing costs two paginated list calls whatever the number of declared resources, and
+finished jobs whose results are on disk and verified cost nothing more (a stat and a small record).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchops.api import FireworksClient
+from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
+from batchops.datasets import StatCache, inspect_all
+from batchops.errors import BatchopsError, ConfigError, OwnershipError, StalePlanError
+from batchops.manifest import load_desired
+from batchops.manifest.desired import Desired
+from batchops.plan import (
+    DatasetFacts,
+    JobView,
+    Kind,
+    Observed,
+    Plan,
+    PlanOptions,
+    job_views,
+    make_plan,
+)
+from batchops.results import LocalResult, local_state
+
+# Kinds after which something is still under way: the next pass has work or waiting to do.
+_PENDING = frozenset(
+    {Kind.CREATE_DATASET, Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB,
+     Kind.WAIT}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    prune: bool = False
+    allow_empty: bool = False
+    retry_failed: bool = False
+    download: bool = True
+    max_workers: int = DEFAULT_WORKERS
+
+    def plan_options(self) -> PlanOptions:
+        return PlanOptions(
+            prune=self.prune, allow_empty=self.allow_empty, retry_failed=self.retry_failed,
+            download=self.download,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SavedPlanCheck:
+    """What `apply PLANFILE` must find again: the same observations and the same actions."""
+
+    fingerprint: str
+    actions: tuple[tuple[str, str], ...]  # (kind, remote ID)
+
+
+@dataclass
+class Context:
+    """Everything a plan was computed from (status and apply read it too)."""
+
+    root: Path
+    project: str
+    desired: Desired
+    infos: Mapping[str, DatasetFacts]
+    observed: Observed
+    local: Mapping[str, LocalResult]
+
+    def views(self) -> list[JobView]:
+        return job_views(self.desired, self.infos, self.observed, self.local,
+                         project=self.project)  # fmt: skip
+
+
+@dataclass
+class PassResult:
+    plan: Plan
+    errors: list[BatchopsError]
+    converged: bool  # nothing left to wait for
+    failed_jobs: list[str] = field(default_factory=list)  # failed, or expired for good (exit 3)
+    job_states: dict[str, int] = field(default_factory=dict)  # state -> count over declared jobs
+    applied: ApplyResult | None = None
+
+
+Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
+
+
+def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
+    """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
+    desired = load_desired(list(paths), root=root)
+    infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    return desired, infos
+
+
+def observe(client: FireworksClient) -> Observed:
+    """Two paginated list calls, never one GET per declared resource."""
+    return Observed(datasets=tuple(client.list_datasets()), jobs=tuple(client.list_jobs()))
+
+
+def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
+    return {job.name: local_state(root, job.name, job.output_path) for job in desired.jobs}
+
+
+def load_and_plan(
+    paths: Sequence[Path],
+    *,
+    root: Path,
+    client: FireworksClient,
+    project: str,
+    options: PassOptions,
+    inputs: Inputs | None = None,
+) -> tuple[Plan, Context]:
+    """What `batchops plan` shows and `status` reads: inputs first, then the two list calls.
+
+    ``inputs`` are ``load_inputs``' answer when the caller validated before opening the client."""
+    desired, infos = inputs if inputs is not None else load_inputs(paths, root=root)
+    if options.prune and not (desired.datasets or desired.jobs) and not options.allow_empty:
+        raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
+    ctx = Context(root, project, desired, infos, observe(client), local_results(desired, root))
+    plan = make_plan(desired, infos, ctx.observed, ctx.local, options.plan_options(),
+                     project=project)  # fmt: skip
+    return plan, ctx
+
+
+def check_saved(plan: Plan, saved: SavedPlanCheck) -> None:
+    actions = tuple((a.kind.value, a.resource.remote_id) for a in plan.actions if a.is_change)
+    if plan.fingerprint != saved.fingerprint or actions != saved.actions:
+        raise StalePlanError(
+            "the saved plan is stale: the remote resources, the manifests or the local results "
+            "changed since it was made; run `batchops plan` again"
+        )
+
+
+def run_pass(
+    paths: Sequence[Path],
+    *,
+    root: Path,
+    client: FireworksClient,
+    project: str,
+    options: PassOptions,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+    saved: SavedPlanCheck | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    inputs: Inputs | None = None,
+) -> PassResult:
+    """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
+    observe step; errors of individual actions are collected in the result instead."""
+    plan, _ = load_and_plan(
+        paths, root=root, client=client, project=project, options=options, inputs=inputs
+    )
+    if saved is not None:
+        check_saved(plan, saved)
+    if on_plan is not None:
+        on_plan(plan)
+    applied = apply_plan(plan, client=client, root=root, reporter=reporter,
+                         max_workers=options.max_workers, stop=stop)  # fmt: skip
+    return summarize(plan, applied)
+
+
+def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
+    errors = list(applied.errors)
+    errors += [OwnershipError(f"{a.resource.remote_id}: {a.reason}") for a in plan.actions
+               if a.kind is Kind.CONFLICT]  # fmt: skip
+    failed = sorted({a.resource.name for a in plan.actions
+                     if a.kind in (Kind.FAILED, Kind.EXPIRED)})  # fmt: skip
+    pending = any(a.kind in _PENDING for a in plan.actions)
+    return PassResult(
+        plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
+        job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,
+    )  # fmt: skip

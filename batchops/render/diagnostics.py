@@ -1,0 +1,48 @@
+"""Diagnostics as text, JSON and GitHub Actions annotations. Pure: returns strings and dicts.
+
+Called by ``batchops.cli.validate`` (and any command that reports invalid input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from batchops.errors import Diagnostic
+
+
+def diagnostics_text(diags: Sequence[Diagnostic]) -> str:
+    """One ``path:line:col: message`` per line, then a count."""
+    count = len(diags)
+    lines = [str(d) for d in sorted(diags)]
+    lines.append(f"{count} problem{'s' if count != 1 else ''} found")
+    return "\n".join(lines)
+
+
+def diagnostics_json(diags: Sequence[Diagnostic]) -> dict[str, Any]:
+    return {
+        "valid": not diags,
+        "problems": len(diags),
+        "diagnostics": [
+            {"path": d.path, "line": d.line, "col": d.col, "message": d.message}
+            for d in sorted(diags)
+        ],
+    }
+
+
+def github_annotations(diags: Sequence[Diagnostic]) -> str:
+    """``::error file=P,line=N,col=M::message`` lines, escaped as the Actions runner expects."""
+    return "\n".join(
+        f"::error file={_prop(d.path)},line={d.line},col={d.col}::{_data(d.message)}"
+        for d in sorted(diags)
+    )
+
+
+def _data(text: str) -> str:
+    # The runner's escapeData: '%' first, so the escapes themselves are not escaped again.
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _prop(text: str) -> str:
+    # escapeProperty additionally escapes the separators of the property list.
+    return _data(text).replace(":", "%3A").replace(",", "%2C")

@@ -1,0 +1,96 @@
+"""Status of declared jobs as rows, plain text, JSON and a rich table. Pure.
+
+``batchops.cli.status`` builds the rows from ``reconcile.Context.views()`` and prints one of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rich.table import Table
+
+from batchops.plan import JobView
+from batchops.wire import resource_id
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    name: str
+    remote_id: str
+    state: str
+    percent: int
+    succeeded: int
+    failed: int
+    tokens_in: int
+    tokens_out: int
+    results_path: str
+    results: str  # "verified" | "stale" | "missing"
+
+
+def _results_state(view: JobView) -> str:
+    result = view.result
+    if result is None or result.record is None:
+        return "missing"
+    latest = view.latest
+    current = latest is not None and result.record.last_job_id == resource_id(latest[1].name or "")
+    return "verified" if result.verified and current else "stale"
+
+
+def status_row(view: JobView) -> StatusRow:
+    latest = view.latest
+    progress = latest[1].job_progress if latest else None
+    total_in = sum((j.job_progress.input_tokens or 0) for _, j in view.family if j.job_progress)
+    total_out = sum((j.job_progress.output_tokens or 0) for _, j in view.family if j.job_progress)
+    succeeded = sum(
+        (j.job_progress.successfully_processed_requests or 0)
+        for _, j in view.family
+        if j.job_progress
+    )
+    return StatusRow(
+        name=view.decl.name,
+        remote_id=resource_id(latest[1].name or "") if latest else view.base_id,
+        state=view.state.removeprefix("JOB_STATE_"),
+        percent=(progress.percent or 0) if progress else 0,
+        succeeded=succeeded,
+        failed=(progress.failed_requests or 0) if progress else 0,
+        tokens_in=total_in,
+        tokens_out=total_out,
+        results_path=view.decl.output_display,
+        results=_results_state(view),
+    )
+
+
+COLUMNS = ("NAME", "REMOTE ID", "STATE", "PROGRESS", "OK/FAILED", "TOKENS IN/OUT", "RESULTS")
+
+
+def _cells(row: StatusRow) -> tuple[str, ...]:
+    return (
+        row.name, row.remote_id, row.state, f"{row.percent}%", f"{row.succeeded}/{row.failed}",
+        f"{row.tokens_in}/{row.tokens_out}", f"{row.results_path} ({row.results})",
+    )  # fmt: skip
+
+
+def status_text(rows: list[StatusRow]) -> str:
+    """Plain aligned columns, for pipes and logs."""
+    if not rows:
+        return "No jobs declared."
+    table = [COLUMNS, *(_cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )
+
+
+def status_table(rows: list[StatusRow]) -> Table:
+    table = Table(*COLUMNS, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*_cells(row))
+    return table
+
+
+def status_json(rows: list[StatusRow]) -> dict[str, Any]:
+    return {"formatVersion": FORMAT_VERSION, "jobs": [asdict(r) for r in rows]}

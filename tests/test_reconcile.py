@@ -1,0 +1,157 @@
+"""reconcile.run_pass against the local backend on a loopback socket (the seam), in-process.
+
+Assertions are on what the server holds and what is on disk after passes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from batchops.api import FireworksClient
+from batchops.apply import NullReporter
+from batchops.errors import BatchopsError, InvalidInputError, OwnershipError
+from batchops.local.config import BackendConfig, FaultConfig
+from batchops.local.server import EmbeddedServer
+from batchops.plan import Action
+from batchops.reconcile import PassOptions, PassResult, run_pass
+from batchops.wire import Dataset
+
+PROJECT = "proj"
+ROWS = 6
+
+
+def make_repo(root: Path, *, tokens: int = 16, rows: int = ROWS) -> list[Path]:
+    data = root / "jobs" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"custom_id": f"c{i}", "body": {"messages": [
+        {"role": "user", "content": f"q{i}"}]}}) for i in range(rows)]  # fmt: skip
+    (data / "p.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "jobs" / "m.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: p}\nspec: {path: data/p.jsonl}\n"
+        "---\napiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: j}\n"
+        "spec: {model: accounts/fireworks/models/m, inputDataset: p, "
+        f"inferenceParameters: {{maxTokens: {tokens}}}}}\n"
+    )
+    return [root / "jobs"]
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[FireworksClient]:
+    with (
+        EmbeddedServer(BackendConfig(data_dir=tmp_path / "backend")) as server,
+        FireworksClient(base_url=server.base_url, account_id="local", api_key=None) as c,
+    ):
+        yield c
+
+
+def converge(paths: list[Path], root: Path, client: FireworksClient, **options: bool) -> PassResult:
+    for _ in range(200):
+        result = run_pass(paths, root=root, client=client, project=PROJECT,
+                          options=PassOptions(**options))  # fmt: skip
+        if result.converged or result.errors:
+            return result
+        threading.Event().wait(0.05)
+    raise AssertionError("did not converge")
+
+
+def test_passes_converge_and_report_states(tmp_path: Path, client: FireworksClient) -> None:
+    paths = make_repo(tmp_path)
+    first = run_pass(paths, root=tmp_path, client=client, project=PROJECT, options=PassOptions())
+    assert not first.converged and first.job_states == {"ABSENT": 1}
+    final = converge(paths, tmp_path, client)
+    assert final.errors == [] and final.failed_jobs == []
+    assert final.job_states == {"JOB_STATE_COMPLETED": 1}
+    lines = (tmp_path / "results" / "j.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["custom_id"] for line in lines) == [f"c{i}" for i in range(ROWS)]
+    again = run_pass(paths, root=tmp_path, client=client, project=PROJECT, options=PassOptions())
+    assert again.converged and again.plan.actions == ()
+
+
+def test_invalid_input_raises_and_sends_nothing(tmp_path: Path, client: FireworksClient) -> None:
+    paths = make_repo(tmp_path)
+    (tmp_path / "jobs" / "m.yaml").write_text("apiVersion: batchops/v1\nkind: Nope\n")
+    with pytest.raises(InvalidInputError):
+        run_pass(paths, root=tmp_path, client=client, project=PROJECT, options=PassOptions())
+    assert client.list_datasets() == [] and client.list_jobs() == []
+
+
+def test_concurrent_passes_converge_on_the_same_resources(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    paths = make_repo(tmp_path)
+    results: list[PassResult] = []
+    threads = [threading.Thread(target=lambda: results.append(converge(paths, tmp_path, client)))
+               for _ in range(3)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [r.errors for r in results] == [[], [], []]
+    assert len(client.list_jobs()) == 1 and len(client.list_datasets()) == 2  # input + output
+    assert Counter(d.state for d in client.list_datasets()) == Counter({"READY": 2})
+
+
+def test_a_foreign_resource_with_our_id_is_never_touched(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    paths = make_repo(tmp_path)
+    plan = run_pass(paths, root=tmp_path, client=client, project="elsewhere",
+                    options=PassOptions(download=False)).plan  # fmt: skip
+    ours = next(a for a in plan.actions if a.dataset is not None)
+    foreign_id = ours.resource.remote_id
+    client.delete_dataset(foreign_id)
+    client.create_dataset(foreign_id, Dataset(display_name="made by hand", example_count="1"))
+    result = run_pass(paths, root=tmp_path, client=client, project="elsewhere",
+                      options=PassOptions(prune=True))  # fmt: skip
+    assert any(isinstance(e, OwnershipError) for e in result.errors)
+    assert client.get_dataset(foreign_id).display_name == "made by hand"
+
+
+class Recorder(NullReporter):
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, BatchopsError | None]] = []
+
+    def action_finished(self, action: Action, error: BatchopsError | None) -> None:
+        self.finished.append((action.kind.value, error))
+
+
+class FakeTime:
+    """The client's clock and sleep: sleeping advances the clock at once (Retry-After costs 0 s)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_rate_limited_backend_still_converges_without_duplicates(tmp_path: Path) -> None:
+    faults = FaultConfig(rate_429=0.3, seed=7)
+    fake = FakeTime()
+    with (
+        EmbeddedServer(BackendConfig(data_dir=tmp_path / "b", faults=faults)) as server,
+        FireworksClient(
+            base_url=server.base_url,
+            account_id="local",
+            api_key=None,
+            sleep=fake.sleep,
+            clock=fake.clock,
+        ) as client,
+    ):
+        paths = make_repo(tmp_path)
+        reporter = Recorder()
+        run_pass(paths, root=tmp_path, client=client, project=PROJECT, options=PassOptions(),
+                 reporter=reporter)  # fmt: skip
+        assert [kind for kind, error in reporter.finished if error is None] == [
+            "create-dataset", "create-job"]  # fmt: skip
+        assert converge(paths, tmp_path, client).errors == []
+        assert len(client.list_jobs()) == 1

@@ -1,0 +1,93 @@
+"""Results on disk: lineage merge by custom_id, atomic writes, verification, and the record."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from batchops.results import errors_path, local_state, merge_lineage, problem
+
+
+def _write(folder: Path, ok: dict[str, str], err: dict[str, str]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "BIJOutputSet.jsonl").write_text(
+        "".join(json.dumps({"custom_id": c, "response": r}) + "\n" for c, r in ok.items())
+    )
+    (folder / "error-data").write_text(
+        "".join(
+            json.dumps({"custom_id": c, "error": {"message": e}}) + "\n" for c, e in err.items()
+        )
+    )
+    return folder
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _merge(tmp_path: Path, folders: list[Path], expected: list[str] | None) -> Path:
+    output = tmp_path / "results" / "job.jsonl"
+    merge_lineage(folders, job_name="job", job_ids=["j", "j-r1"], output=output,
+                  expected_ids=expected, root=tmp_path)  # fmt: skip
+    return output
+
+
+def test_later_success_wins_and_errors_keep_only_rows_never_done(tmp_path: Path) -> None:
+    first = _write(tmp_path / "d1", {"a": "old-a"}, {"b": "boom", "c": "boom"})
+    second = _write(tmp_path / "d2", {"a": "new-a", "b": "ok-b"}, {"c": "again"})
+    output = _merge(tmp_path, [first, second], ["c", "b", "a"])
+    assert _lines(output) == [{"custom_id": "b", "response": "ok-b"},
+                              {"custom_id": "a", "response": "new-a"}]  # fmt: skip
+    assert _lines(errors_path(output)) == [{"custom_id": "c", "error": {"message": "again"}}]
+    assert sorted(p.name for p in output.parent.iterdir()) == ["job.errors.jsonl", "job.jsonl"]
+    assert list((tmp_path / ".batchops" / "tmp").iterdir()) == []
+
+
+def test_verification_counts_missing_and_unexpected_rows(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "d1", {"a": "x", "zzz": "y"}, {})
+    output = _merge(tmp_path, [folder], ["a", "b"])
+    state = local_state(tmp_path, "job", output)
+    assert state.verified and state.record is not None
+    counts = state.record.counts
+    assert (counts.expected, counts.succeeded, counts.missing, counts.unexpected) == (2, 2, 1, 1)
+    message = problem(state.record, partial=False)
+    assert message is not None and "1 of 2 input rows" in message and "1 output rows" in message
+    assert "input rows" not in (problem(state.record, partial=True) or "")
+
+
+def test_remote_only_input_is_verified_against_what_was_seen(tmp_path: Path) -> None:
+    output = _merge(tmp_path, [_write(tmp_path / "d1", {"a": "x"}, {"b": "e"})], None)
+    state = local_state(tmp_path, "job", output)
+    assert state.record is not None and problem(state.record, partial=False) is None
+
+
+def test_edited_truncated_or_deleted_results_are_no_longer_verified(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "d1", {"a": "x", "b": "y"}, {})
+    output = _merge(tmp_path, [folder], ["a", "b"])
+    assert local_state(tmp_path, "job", output).verified
+    stat = output.stat()
+    os.utime(output, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes
+    assert local_state(tmp_path, "job", output).verified
+    output.write_text(output.read_text().replace("x", "z"))  # same size, other bytes
+    assert not local_state(tmp_path, "job", output).verified
+    output = _merge(tmp_path, [folder], ["a", "b"])
+    output.write_text(output.read_text()[:10])
+    assert not local_state(tmp_path, "job", output).verified
+    output.unlink()
+    assert not local_state(tmp_path, "job", output).verified
+
+
+def test_a_damaged_record_means_download_again(tmp_path: Path) -> None:
+    output = _merge(tmp_path, [_write(tmp_path / "d1", {"a": "x"}, {})], ["a"])
+    (tmp_path / ".batchops" / "results" / "job.json").write_text("{not json")
+    state = local_state(tmp_path, "job", output)
+    assert state.record is None and not state.verified
+
+
+def test_torn_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "d1", {"a": "x"}, {})
+    with (folder / "BIJOutputSet.jsonl").open("a") as fh:
+        fh.write('{"custom_id": "b", "resp')
+    output = _merge(tmp_path, [folder], ["a"])
+    assert [row["custom_id"] for row in _lines(output)] == ["a"]
