@@ -1,7 +1,7 @@
 """Local JSONL datasets: stream-validate, hash, and skip unchanged files through a stat cache.
 
 Called by ``batchops.cli.validate`` and the reconciler (``inspect_all``), and by ``apply`` to check
-merged results (``iter_custom_ids``). One read per file does everything: 1 MiB blocks are hashed
+merged results (``iter_custom_ids``). One read per file does everything: 8 MiB blocks are hashed
 (sha256, in a helper thread: hashlib releases the GIL on big buffers) while the complete lines of
 the block are decoded in one C call by the typed msgspec decoder of the dataset's format and the
 block's UTF-8 is checked. Only a block that fails that fast check is re-read line by line with the
@@ -33,9 +33,10 @@ import msgspec
 from batchops.errors import Diagnostic, InvalidInputError
 
 DEFAULT_MAX_BYTES = 500 * 2**20
-# Measured on the bench (bench/validate.py): 1 MiB beats 8 MiB by ~30%; the UTF-8 check builds a
-# str twice the block's size, and at 8 MiB that allocation alone halves its speed.
-BLOCK = 2**20
+# Big blocks let the sha256 thread overlap our decoding: each of its trips through the GIL may wait
+# a switch interval (5 ms) while we decode; at 1 MiB that serialised the two (bench/validate.py).
+BLOCK = 8 * 2**20
+UTF8_PIECE = 2**20  # see _utf8
 MAX_SHOWN = 20  # problems shown per file; the rest are counted in one more diagnostic
 ROLES = ("system", "user", "assistant", "tool")
 CACHE_FILE = Path(".batchops", "cache", "datasets.json")
@@ -175,11 +176,16 @@ def _fmt(messages_missing: bool) -> str:
 
 
 def _utf8(data: memoryview) -> bool:
-    """Is ``data`` UTF-8? The str built on the way is thrown away. Measured, nothing cheaper and
-    exact: a translate-based check, decoding the block to str once and handing msgspec the str,
-    or decoding every content string as str instead of Raw were all slower."""
+    """Is ``data`` UTF-8? Checked in pieces: the str built on the way (and thrown away) is twice
+    the piece's size, and past a few MiB allocating it halves the speed. Measured, nothing cheaper
+    and exact: a translate-based check, decoding the block to str once and handing msgspec the
+    str, or decoding every content string as str instead of Raw were all slower."""
+    start, end = 0, len(data)
     try:
-        codecs.utf_8_decode(data, "strict", True)
+        while start < end:  # a character cut at the end of a piece is finished by the next one
+            last = start + UTF8_PIECE >= end  # ... except at the very end: then it is an error
+            _, used = codecs.utf_8_decode(data[start : start + UTF8_PIECE], "strict", last)
+            start += used
     except UnicodeDecodeError:
         return False
     return True
@@ -311,25 +317,27 @@ class _Lines:
 
     def __init__(self, scan: _Scan, problems: _FileProblems) -> None:
         self.scan, self.problems = scan, problems
-        self.tail = b""
+        self.tail: list[bytes] = []  # the partial last line in pieces, joined once it ends
         self.line = 1  # number of the next line
         self.rows = 0
 
     def feed(self, block: bytes) -> None:
         cut = block.rfind(b"\n") + 1
         if cut == 0:
-            self.tail += block
+            self.tail.append(block)  # a line longer than a block: no quadratic concatenation
             return
         head_end = block.find(b"\n") + 1 if self.tail else 0
-        if self.tail and head_end:
-            self._segment(self.tail + block[:head_end], 0, head_end + len(self.tail))
+        if head_end:
+            head = b"".join([*self.tail, block[:head_end]])
+            self._segment(head, 0, len(head))
         self._segment(block, head_end, cut)
-        self.tail = block[cut:]
+        self.tail = [block[cut:]] if cut < len(block) else []
 
     def finish(self) -> None:
         """The last line, when the file does not end with a newline."""
-        self._segment(self.tail, 0, len(self.tail))
-        self.tail = b""
+        last = b"".join(self.tail)
+        self._segment(last, 0, len(last))
+        self.tail = []
 
     def _segment(self, data: bytes, start: int, end: int) -> None:
         if start >= end:
@@ -535,14 +543,18 @@ def inspect_all(
 def iter_custom_ids(files: Sequence[Path]) -> Iterator[str]:
     """Every row's custom_id, in file order (blank lines skipped). For checking merged results."""
     for path in files:
-        tail = b""
+        tail: list[bytes] = []  # the partial last line in pieces: it may span many blocks
         with path.open("rb") as f:
             while block := f.read(BLOCK):
                 cut = block.rfind(b"\n") + 1
-                yield from (row.custom_id for row in _IDS.decode_lines(tail + block[:cut]))
-                tail = block[cut:] if cut else tail + block
-        if tail.strip():
-            yield _IDS.decode(tail).custom_id
+                if cut:
+                    rows = _IDS.decode_lines(b"".join([*tail, block[:cut]]))
+                    yield from (row.custom_id for row in rows)
+                    tail = []
+                tail.append(block[cut:])
+        last = b"".join(tail)
+        if last.strip():
+            yield _IDS.decode(last).custom_id
 
 
 def dataset_facts(infos: Mapping[str, DatasetInfo]) -> dict[str, dict[str, Any]]:

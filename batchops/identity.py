@@ -23,6 +23,7 @@ from typing import Any
 MARK_PREFIX = "batchops:"
 HASH_LEN = 10
 MAX_ID_LEN = 63
+_ID_SAFE = re.compile(r"[a-z0-9][a-z0-9-]*")
 _MARK_RE = re.compile(r"\[batchops:([a-z0-9][a-z0-9-]*)\]$")
 _JOB_ID_RE = re.compile(
     rf"^(?P<base>(?P<name>[a-z0-9-]+)-[0-9a-f]{{{HASH_LEN}}})(?:-t(?P<t>[0-9]+))?(?:-r(?P<r>[0-9]+))?$"
@@ -33,6 +34,12 @@ def slugify(text: str) -> str:
     """Lowercase ``[a-z0-9-]``, runs of anything else collapsed into one dash, ends trimmed."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug or "default"
+
+
+def id_name(name: str) -> str:
+    """A manifest name as the head of an ID: unchanged when already ID-safe (the manifest schema
+    ensures it), slugified otherwise, so two valid names never collapse into one."""
+    return name if _ID_SAFE.fullmatch(name) else slugify(name)
 
 
 def project_from_root(root: Path) -> str:
@@ -65,7 +72,7 @@ def canonical_json(value: Any) -> str:
 
 
 def dataset_id(project: str, name: str, content_sha256: str) -> str:
-    return f"{slugify(name)}-{_digest('dataset', project, name, content_sha256)}"
+    return f"{id_name(name)}-{_digest('dataset', project, name, content_sha256)}"
 
 
 def job_id(
@@ -80,7 +87,7 @@ def job_id(
     """Hashes only what changes what the job computes (not display name, output path, labels)."""
     params = canonical_json(dict(inference_parameters))
     digest = _digest("job", project, name, model, input_dataset_id, params, precision or "")
-    return f"{slugify(name)}-{digest}"
+    return f"{id_name(name)}-{digest}"
 
 
 def attempt_id(base: str, attempt: int) -> str:

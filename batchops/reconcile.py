@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,18 @@ def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
     return {job.name: local_state(root, job.name, job.output_path) for job in desired.jobs}
 
 
+def observe_all(
+    client: FireworksClient, desired: Desired, root: Path
+) -> tuple[Observed, dict[str, LocalResult]]:
+    """The two list calls side by side, while the local results are checked: a pass's latency
+    is then about one paginated list, whatever the number of declared jobs."""
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
+        datasets = pool.submit(client.list_datasets)
+        jobs = pool.submit(client.list_jobs)
+        local = local_results(desired, root)
+        return Observed(datasets=tuple(datasets.result()), jobs=tuple(jobs.result())), local
+
+
 def load_and_plan(
     paths: Sequence[Path],
     *,
@@ -122,7 +135,8 @@ def load_and_plan(
     desired, infos = inputs if inputs is not None else load_inputs(paths, root=root)
     if options.prune and not (desired.datasets or desired.jobs) and not options.allow_empty:
         raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
-    ctx = Context(root, project, desired, infos, observe(client), local_results(desired, root))
+    observed, local = observe_all(client, desired, root)
+    ctx = Context(root, project, desired, infos, observed, local)
     plan = make_plan(desired, infos, ctx.observed, ctx.local, options.plan_options(),
                      project=project)  # fmt: skip
     return plan, ctx

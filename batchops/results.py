@@ -225,8 +225,11 @@ def save_record(root: Path, record: ResultRecord) -> None:
 
 
 def load_record(root: Path, job_name: str) -> ResultRecord | None:
+    # os.path, not pathlib: the planner reads one record per declared job on every pass.
+    path = os.path.join(root, STATE_DIR, "results", f"{job_name}.json")  # noqa: PTH118
     try:
-        data: dict[str, Any] = orjson.loads(record_path(root, job_name).read_bytes())
+        with open(path, "rb") as fh:
+            data: dict[str, Any] = orjson.loads(fh.read())
         if data.get("version") != RECORD_VERSION:
             return None
         return ResultRecord(
@@ -246,23 +249,24 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def stamp_matches(stamp: FileStamp, path: Path) -> bool:
+def stamp_matches(stamp: FileStamp, path: Path | str) -> bool:
     """Same size and mtime: trusted without reading. Same size, new mtime (a touch): hash it."""
     try:
-        stat = path.stat()
+        stat = os.stat(path)  # noqa: PTH116 (str paths: see load_record)
     except OSError:
         return False
     if stat.st_size != stamp.size:
         return False
-    return stat.st_mtime_ns == stamp.mtime_ns or _file_sha256(path) == stamp.sha256
+    return stat.st_mtime_ns == stamp.mtime_ns or _file_sha256(Path(path)) == stamp.sha256
 
 
 def local_state(root: Path, job_name: str, output: Path) -> LocalResult:
+    """A stat per file against the record: no download, no API call."""
     record = load_record(root, job_name)
-    if record is None or Path(record.output.path) != output:
+    if record is None or record.output.path != str(output):
         return LocalResult(record=None, verified=False)
-    verified = stamp_matches(record.output, output) and stamp_matches(
-        record.errors, errors_path(output)
+    verified = stamp_matches(record.output, record.output.path) and stamp_matches(
+        record.errors, record.errors.path
     )
     return LocalResult(record=record, verified=verified)
 

@@ -236,6 +236,12 @@ def test_iter_custom_ids_across_files(tmp_path: Path) -> None:
     assert list(iter_custom_ids(a.files + b.files)) == ["x", "y", "z"]
 
 
+def utf8_chat(cid: str, text: str) -> bytes:
+    """A chat row with its non-ASCII as raw UTF-8 (json.dumps escapes it by default)."""
+    row = {"custom_id": cid, "body": {"messages": [{"role": "user", "content": text}]}}
+    return json.dumps(row, ensure_ascii=False).encode()
+
+
 @pytest.mark.parametrize("block", [100, 2**20])
 def test_bad_utf8_where_the_fast_decoder_does_not_look(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
@@ -243,7 +249,7 @@ def test_bad_utf8_where_the_fast_decoder_does_not_look(
     # The typed decoder leaves message content, prompts and unknown body params undecoded, so it
     # never checks their UTF-8 itself; valid non-ASCII passes, bad bytes are still exact.
     monkeypatch.setattr(datasets, "BLOCK", block)
-    good = [chat(f"c{i}", "é 東京 данные").encode() for i in range(40)]
+    good = [utf8_chat(f"c{i}", "é 東京 данные") for i in range(40)]
     bad_content = (
         b'{"custom_id": "x", "body": {"messages": [{"role": "user", "content": "caf\xe9"}]}}'
     )
@@ -276,3 +282,27 @@ def test_format_is_taken_from_the_first_row_when_not_declared(
     assert problems(mixed, tmp_path) == [
         "m.jsonl:11:1: row is a CHAT request but the dataset's rows are COMPLETION"
     ]
+
+
+def test_lines_longer_than_many_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets, "BLOCK", 100)
+    rows = [chat("a"), chat("long", "é" * 2000), chat("b"), chat("a"), chat("last", "x" * 900)]
+    decl = make(tmp_path, "d.jsonl", "\n".join(rows).encode())  # no final newline
+    assert problems(decl, tmp_path) == ["d.jsonl:4:1: duplicate custom_id 'a'"]
+    assert list(iter_custom_ids(decl.files)) == ["a", "long", "b", "a", "last"]
+    del rows[3]
+    decl = make(tmp_path, "d.jsonl", "\n".join(rows).encode())
+    assert inspect_dataset(decl, root=tmp_path).rows == 4
+
+
+def test_utf8_checked_in_pieces_that_cut_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(datasets, "UTF8_PIECE", 5)  # most pieces end inside a character
+    rows = [utf8_chat(f"r{i}", "é東京данные😀") for i in range(20)]
+    decl = make(tmp_path, "d.jsonl", b"\n".join(rows) + b"\n")
+    assert inspect_dataset(decl, root=tmp_path).rows == 20
+    rows[7] = rows[7].replace("京".encode(), "京".encode()[:2])  # a character cut short
+    decl = make(tmp_path, "d.jsonl", b"\n".join(rows) + b"\n")
+    column = rows[7].index("京".encode()[:2]) + 1
+    assert problems(decl, tmp_path) == [f"d.jsonl:8:{column}: not valid UTF-8"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchops.identity import (
@@ -56,6 +56,7 @@ def test_job_id_ignores_parameter_order() -> None:
     assert swapped == _job()
 
 
+@settings(max_examples=50, deadline=None)
 @given(NAMES, st.integers(0, 9), st.integers(0, 9))
 def test_every_derived_id_fits_fireworks_rules_and_parses_back(name: str, t: int, r: int) -> None:
     base = _job(name)

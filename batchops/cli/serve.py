@@ -139,9 +139,16 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from batchops.local.middleware import is_loopback
     from batchops.local.server import serve
 
     config = build_config(args)
+    if not config.api_key and not is_loopback(args.host):
+        print(
+            f"warning: serving on {args.host} without FIREWORKS_API_KEY: anyone who can reach "
+            "this address can read and change every dataset and job",
+            file=sys.stderr,
+        )
 
     def ready(url: str) -> None:
         auth = "bearer auth on" if config.api_key else "no auth"

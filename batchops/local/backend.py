@@ -17,7 +17,8 @@ class Backend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only: it holds the signing key and every dataset and result (prompts, outputs).
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(self.data_dir / "backend.sqlite3")
         self.key = load_secret(self.data_dir)
 

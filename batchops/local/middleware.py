@@ -1,14 +1,16 @@
-"""Raw ASGI middleware of the local backend: bearer-token auth and fault injection.
+"""Raw ASGI middleware of the local backend: bearer-token auth, a browser guard, fault injection.
 
 Faults apply to /v1 routes (and to signed-URL transfers when ``on_transfers``): 429 with
 Retry-After, 500, 503, a dropped connection (the socket closed without any response), and added
-latency, each drawn from one seeded RNG. Installed by ``app.create_app``.
+latency, each drawn from one seeded RNG. Installed by ``app.create_app``; ``BrowserGuard`` is
+wrapped around the app by ``server`` when it listens on a loopback address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import random
 import threading
 from typing import Any
@@ -37,6 +39,39 @@ class AuthMiddleware:
         if hmac.compare_digest(given, self._expected):
             return await self.app(scope, receive, send)
         return await auth_failure_response()(scope, receive, send)
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.1``, ``::1``, ``[::1]``, ``localhost``: names only this machine can reach."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() in ("localhost", "localhost.localdomain")
+
+
+def _host_name(host: bytes) -> str:
+    """The name part of a Host header: ``[::1]:8808`` -> ``[::1]``, ``a:1`` -> ``a``."""
+    text = host.decode("latin-1")
+    return text if text.endswith("]") else text.rsplit(":", 1)[0]
+
+
+class BrowserGuard:
+    """Refuse what only a web page would send to a loopback server: an ``Origin`` header (a
+    cross-site form POST) or a ``Host`` that is not a loopback name (DNS rebinding). Without
+    it, any site the user visits could create jobs or read datasets on a key-less server."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        host = _host_name(headers.get(b"host", b"127.0.0.1"))
+        if b"origin" not in headers and is_loopback(host):
+            return await self.app(scope, receive, send)
+        problem = ApiProblem("PERMISSION_DENIED", "browser and non-loopback requests are refused")
+        return await problem_response(problem)(scope, receive, send)
 
 
 class FaultMiddleware:

@@ -35,6 +35,10 @@ class _FilePart:
         self.found = False
         self.filename = "upload.jsonl"
         self.size = 0
+        self.complete = False  # the closing boundary arrived; finalize() alone does not check it
+
+    def on_end(self) -> None:
+        self.complete = True
 
     def on_part_begin(self) -> None:
         self.disposition = b""
@@ -74,6 +78,8 @@ async def save_file_part(
         parser.finalize()
     except MultipartParseError as exc:
         raise invalid(f"malformed multipart body: {exc}") from exc
+    if not part.complete:
+        raise invalid("truncated multipart body")
     if not part.found:
         raise invalid("the multipart body has no 'file' field")
     return part.filename, part.size

@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from types import FrameType, TracebackType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from batchops.local.app import create_app
 from batchops.local.backend import Backend
 from batchops.local.config import BackendConfig
+from batchops.local.middleware import BrowserGuard, is_loopback
 from batchops.local.worker import Worker
 
 
@@ -29,8 +31,10 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def _uvicorn(config: BackendConfig, backend: Backend) -> _Uvicorn:
-    app = create_app(config, backend=backend)
+def _uvicorn(config: BackendConfig, backend: Backend, host: str) -> _Uvicorn:
+    app: ASGIApp = create_app(config, backend=backend)
+    if is_loopback(host):  # a server bound elsewhere was exposed on purpose, under its own names
+        app = BrowserGuard(app)
     settings = uvicorn.Config(
         app,
         http="httptools",
@@ -47,9 +51,13 @@ def _bind(host: str, port: int) -> socket.socket:
     # without it every response waits ~40 ms for a delayed ACK.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()  # an address in use or not ours must not leak the socket
+        raise
     sock.setblocking(False)
     return sock
 
@@ -75,7 +83,7 @@ class EmbeddedServer:
         port = self._sock.getsockname()[1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.base_url = f"http://{host}:{port}"
-        self._server = _uvicorn(self.config, self.backend)
+        self._server = _uvicorn(self.config, self.backend, self.host)
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [self._sock]},

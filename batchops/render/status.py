@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
@@ -93,4 +93,13 @@ def status_table(rows: list[StatusRow]) -> Table:
 
 
 def status_json(rows: list[StatusRow]) -> dict[str, Any]:
-    return {"formatVersion": FORMAT_VERSION, "jobs": [asdict(r) for r in rows]}
+    """camelCase keys, as in the plan JSON; ``results`` is the path, ``resultsState`` its state."""
+    return {"formatVersion": FORMAT_VERSION, "jobs": [_row_json(r) for r in rows]}
+
+
+def _row_json(row: StatusRow) -> dict[str, Any]:
+    return {
+        "name": row.name, "remoteId": row.remote_id, "state": row.state, "percent": row.percent,
+        "succeeded": row.succeeded, "failed": row.failed, "tokensIn": row.tokens_in,
+        "tokensOut": row.tokens_out, "results": row.results_path, "resultsState": row.results,
+    }  # fmt: skip

@@ -221,7 +221,8 @@ def test_spec_change_replaces_and_prune_removes_the_old_job(
     assert len(jobs) == 1
     status = json.loads(inproc(root, "status", "--output", "json").stdout)
     (row,) = status["jobs"]
-    assert row["remote_id"] == jobs[0].rsplit("/", 1)[-1] and row["results"] == "verified"
+    assert row["remoteId"] == jobs[0].rsplit("/", 1)[-1] and row["resultsState"] == "verified"
+    assert row["results"] == "results/answers.jsonl"
 
 
 def test_expired_jobs_resume_and_merge_the_lineage(tmp_path: Path) -> None:
@@ -252,3 +253,16 @@ def test_step_summary_gets_markdown(
     assert inproc(root, "apply").returncode == 0
     text = summary.read_text()
     assert "| + | remote | dataset `prompts`" in text and "batchops apply" in text
+
+
+def test_wait_timeout_exits_1_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_repo(tmp_path)
+    slow = BackendConfig(data_dir=tmp_path / "slow", row_delay=5.0)
+    with EmbeddedServer(slow) as srv:
+        monkeypatch.setenv("FIREWORKS_BASE_URL", srv.base_url)
+        run = InProcess(srv.base_url, capsys)
+        result = run(root, "apply", "--wait", "--timeout", "0.5", "--poll-interval", "0.1")
+    assert result.returncode == 1
+    assert "--timeout 0.5 s reached before convergence" in result.stderr

@@ -123,3 +123,26 @@ def test_download_endpoint_is_a_bodyless_get(client: httpx.Client) -> None:
     assert with_body.status_code == 400
     assert client.post("/datasets/d1:getDownloadEndpoint", json={}).status_code == 405
     assert client.get("/datasets/nope:getDownloadEndpoint").status_code == 404
+
+
+def test_upload_without_file_field_or_truncated_is_refused(client: httpx.Client) -> None:
+    client.post(
+        "/datasets", json={"datasetId": "mp", "dataset": {"userUploaded": {}, "exampleCount": "1"}}
+    )
+    no_file = client.post("/datasets/mp:upload", files={"other": ("x.jsonl", b"{}\n")})
+    assert no_file.status_code == 400
+    assert "no 'file' field" in no_file.json()["message"]
+    truncated = client.post(
+        "/datasets/mp:upload",
+        content=b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n\r\n{',
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert truncated.status_code == 400
+    assert client.get("/datasets/mp").json()["state"] == "UPLOADING"
+    extra_parts = client.post(
+        "/datasets/mp:upload",
+        files={"note": ("n.txt", b"ignored"), "file": ("in.jsonl", b'{"a": 1}\n')},
+    )
+    assert extra_parts.status_code == 200, extra_parts.text
+    assert extra_parts.json()["bytes"] == len(b'{"a": 1}\n')
+    assert extra_parts.json()["filename"] == "in.jsonl"
