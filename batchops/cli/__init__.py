@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from batchops import __version__
-from batchops.errors import EXIT_ERROR, EXIT_INTERRUPTED, BatchopsError
+from batchops.errors import EXIT_INTERRUPTED, BatchopsError
 
 COMMANDS = ("validate", "schema", "plan", "apply", "status", "watch", "serve")
 
