@@ -35,11 +35,13 @@ from batchops.cli.common import append_step_summary
 from batchops.cli.plan import add_pass_flags, pass_options
 from batchops.config import Settings
 from batchops.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, BatchopsError, ConfigError
-from batchops.plan import Action, Plan
+from batchops.plan import Action, Kind, Plan
 from batchops.reconcile import PassOptions, PassResult, SavedPlanCheck, load_inputs, run_pass
 from batchops.render.plan import SYMBOLS, action_line, errors_markdown, plan_markdown, plan_text
 
-POLL_INTERVAL = 2.0
+# Seconds between passes under --wait: the local backend finishes in seconds, while Fireworks jobs
+# take minutes to hours and every pass costs two list calls.
+POLL_LOCAL, POLL_REMOTE = 2.0, 15.0
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -49,7 +51,11 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     add_pass_flags(p)
     p.add_argument("--wait", action="store_true", help="keep going until every job is done")
     p.add_argument("--timeout", type=float, default=None, help="seconds --wait may take")
-    p.add_argument("--poll-interval", type=float, default=POLL_INTERVAL, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--poll-interval", type=float, default=None, metavar="SECONDS",
+        help=f"seconds between passes with --wait (default {POLL_LOCAL:g} on the local backend, "
+        f"{POLL_REMOTE:g} on Fireworks)",
+    )  # fmt: skip
     p.add_argument("--parallelism", type=int, default=8, help="concurrent actions (default 8)")
     p.set_defaults(func=run)
 
@@ -58,11 +64,7 @@ class LineReporter(NullReporter):
     """One line per finished action (stderr for errors); progress bars are rich's job on a TTY."""
 
     def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        r = action.resource
-        if error is None:
-            print(f"  ✓ {SYMBOLS[action.kind]} {r.kind} {r.name} [{r.remote_id}]", flush=True)
-        else:
-            print(f"  ✗ {r.kind} {r.name} [{r.remote_id}]: {error}", file=sys.stderr, flush=True)
+        print(_finished_text(action, error), file=sys.stderr if error else sys.stdout, flush=True)
 
 
 class RichReporter(LineReporter):
@@ -117,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     with _interrupt_sets(stop), open_client(settings, root=root) as client, _reporter() as rep:
         printer = _Printer(args, settings)
+        if args.poll_interval is None:
+            args.poll_interval = POLL_REMOTE if settings.api_key else POLL_LOCAL
         result = _loop(job, args, client, rep, stop, printer)
     return printer.finish(result, args)
 
@@ -214,9 +218,25 @@ class _Printer:
             print(f"failed: {', '.join(result.failed_jobs)}", file=sys.stderr)
         if self.json:
             print(json.dumps(_result_json(result, code), indent=2))
+        elif result.plan.has_changes or not result.converged:
+            print(_outcome_line(result, wait=args.wait), flush=True)
         if self.summary_file:
             append_step_summary(self.summary_file, _apply_markdown(result, code))
         return code
+
+
+_SUBMITS = frozenset({Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB})
+
+
+def _outcome_line(result: PassResult, *, wait: bool) -> str:
+    """The last line: where things stand, and what to run next when they are still moving."""
+    if result.converged:
+        return f"Apply complete: {_states_text(result) or 'no jobs'}."
+    done = result.applied.done if result.applied else []
+    submitted = sum(a.kind in _SUBMITS for a in done)
+    running = sum(a.kind is Kind.WAIT for a in result.plan.actions)
+    hint = "" if wait else " Follow them with `batchops status`, or wait with `apply --wait`."
+    return f"Applied: {submitted} job(s) submitted, {running} in progress.{hint}"
 
 
 def _exit_code(result: PassResult) -> int:
@@ -266,6 +286,12 @@ def _hard_errors(result: PassResult) -> bool:
 
 
 def _timeout_error(timeout: float, result: PassResult) -> BatchopsError:
-    waiting = ", ".join(f"{n} {s.removeprefix('JOB_STATE_').lower()}"
-                        for s, n in sorted(result.job_states.items()))  # fmt: skip
-    return BatchopsError(f"--timeout {timeout:g} s reached before convergence ({waiting})")
+    return BatchopsError(
+        f"--timeout {timeout:g} s reached before convergence ({_states_text(result)})"
+    )
+
+
+def _states_text(result: PassResult) -> str:
+    """'2 completed, 1 running' over the declared jobs."""
+    return ", ".join(f"{n} {s.removeprefix('JOB_STATE_').lower()}"
+                     for s, n in sorted(result.job_states.items()))  # fmt: skip

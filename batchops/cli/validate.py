@@ -17,6 +17,7 @@ from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset
 from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
 from batchops.manifest import Desired, load_desired
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
+from batchops.render.units import human_size
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -94,10 +95,10 @@ def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:
     if desired is None:
         return ""
     rows = sum(i.rows for i in infos.values())
-    size = sum(i.size for i in infos.values()) / 1e6
+    size = human_size(sum(i.size for i in infos.values()))
     return (
         f"valid: {_n(len(desired.manifest_files), 'manifest file')}, "
-        f"{_n(len(desired.datasets), 'dataset')} ({_n(rows, 'row')}, {size:.1f} MB), "
+        f"{_n(len(desired.datasets), 'dataset')} ({_n(rows, 'row')}, {size}), "
         f"{_n(len(desired.jobs), 'job')}"
     )
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from batchops.plan import Action, Kind, Plan
+from batchops.render.units import human_size
 
 FORMAT_VERSION = 1
 SYMBOLS = {
@@ -44,7 +45,7 @@ def _detail_text(action: Action) -> str:
     d = action.details
     bits = []
     if "rows" in d:
-        bits.append(f"{d['rows']} rows, {_size(int(d.get('size', 0)))}")
+        bits.append(f"{d['rows']} rows, {human_size(int(d.get('size', 0)))}")
     if action.kind is Kind.WAIT and "percent" in d:
         bits.append(f"{d['percent']}%, {d.get('succeeded', 0)}/{d.get('total', 0)} rows")
     if action.kind is Kind.WAIT:
@@ -54,15 +55,6 @@ def _detail_text(action: Action) -> str:
     if action.after:
         bits.append(f"after {action.after} is READY")
     return f" ({'; '.join(bits)})" if bits else ""
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover - the loop always returns
 
 
 def action_line(action: Action) -> str:

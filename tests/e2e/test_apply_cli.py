@@ -151,6 +151,7 @@ def test_apply_wait_converges_then_reports_no_changes(tmp_path: Path, server: Se
     first = batchops(root, server, *WAIT)
     assert first.returncode == 0, first.stderr
     assert "+ dataset prompts" in first.stdout and "+ job answers" in first.stdout
+    assert first.stdout.splitlines()[-1] == "Apply complete: 1 completed."
     results = root / "results" / "answers.jsonl"
     ok, errors = ids_in(results), ids_in(root / "results" / "answers.errors.jsonl")
     assert sorted(ok + errors) == sorted(f"row-{i}" for i in range(ROWS))
@@ -189,6 +190,7 @@ def test_saved_plan_applies_once_and_is_refused_when_stale(
     assert inproc(root, "plan", "--out", stale_plan).returncode == 0
     applied = inproc(root, "apply", plan)
     assert applied.returncode == 0, applied.stderr
+    assert "Applied: 1 job(s) submitted" in applied.stdout.splitlines()[-1]
     stale = inproc(root, "apply", stale_plan)
     assert stale.returncode == 1 and "stale" in stale.stderr
     jobs, _ = assert_no_duplicates(inproc)

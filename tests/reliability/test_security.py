@@ -40,8 +40,15 @@ REPO = Path(__file__).resolve().parents[2]
 CANARY = "fw-SECRET-canary-7f3a9c2e51d04b86"
 WRONG = "fw-SECRET-wrongkey-0d9e8c7b6a5f4e3d"
 SECRETS = (CANARY.encode(), WRONG.encode())
-CLEARED = ("FIREWORKS_API_KEY", "FIREWORKS_ACCOUNT_ID", "FIREWORKS_BASE_URL", "GITHUB_ACTIONS",
-           "GITHUB_STEP_SUMMARY", "BATCHOPS_PROJECT", "NO_COLOR")
+CLEARED = (
+    "FIREWORKS_API_KEY",
+    "FIREWORKS_ACCOUNT_ID",
+    "FIREWORKS_BASE_URL",
+    "GITHUB_ACTIONS",
+    "GITHUB_STEP_SUMMARY",
+    "BATCHOPS_PROJECT",
+    "NO_COLOR",
+)
 
 
 # -- the recorded session --------------------------------------------------------------------------
@@ -59,8 +66,14 @@ class Session:
     codes: dict[str, int] = field(default_factory=dict)  # command label -> exit status
 
     def cli(self, label: str, *args: str, key: str = CANARY) -> subprocess.CompletedProcess[bytes]:
-        done = subprocess.run([sys.executable, "-m", "batchops", *args], cwd=self.project,
-                              env=self.env(key), capture_output=True, timeout=90, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "batchops", *args],
+            cwd=self.project,
+            env=self.env(key),
+            capture_output=True,
+            timeout=90,
+            check=False,
+        )
         self.outputs[f"{label}: stdout"] = done.stdout
         self.outputs[f"{label}: stderr"] = done.stderr
         self.codes[label] = done.returncode
@@ -68,9 +81,15 @@ class Session:
 
     def env(self, key: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-        return {**env, "FIREWORKS_API_KEY": key, "FIREWORKS_ACCOUNT_ID": "local",
-                "FIREWORKS_BASE_URL": self.url, "GITHUB_ACTIONS": "true", "NO_COLOR": "1",
-                "GITHUB_STEP_SUMMARY": str(self.root / "step-summary.md")}
+        return {
+            **env,
+            "FIREWORKS_API_KEY": key,
+            "FIREWORKS_ACCOUNT_ID": "local",
+            "FIREWORKS_BASE_URL": self.url,
+            "GITHUB_ACTIONS": "true",
+            "NO_COLOR": "1",
+            "GITHUB_STEP_SUMMARY": str(self.root / "step-summary.md"),
+        }
 
     def api(self, method: str, path: str, *, key: str | None = CANARY) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
@@ -82,7 +101,9 @@ def _start_serve(root: Path, data_dir: Path) -> tuple[subprocess.Popen[bytes], s
     with (root / "serve.stderr").open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", str(data_dir)],
-            env={**env, "FIREWORKS_API_KEY": CANARY}, stdout=subprocess.PIPE, stderr=err,
+            env={**env, "FIREWORKS_API_KEY": CANARY},
+            stdout=subprocess.PIPE,
+            stderr=err,
         )
     assert proc.stdout is not None
     first = proc.stdout.readline()
@@ -128,8 +149,23 @@ def _run_watch(s: Session) -> None:
     log, out = s.root / "watch.stderr", s.root / "watch.stdout"
     with log.open("wb") as err, out.open("wb") as std:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "batchops", "watch", "--interval", "1s", "--health-port", "0",
-             "--log-format", "json"], cwd=s.project, env=s.env(CANARY), stdout=std, stderr=err)
+            [
+                sys.executable,
+                "-m",
+                "batchops",
+                "watch",
+                "--interval",
+                "1s",
+                "--health-port",
+                "0",
+                "--log-format",
+                "json",
+            ],
+            cwd=s.project,
+            env=s.env(CANARY),
+            stdout=std,
+            stderr=err,
+        )
     try:
         port = _eventually(lambda: _health_port(log))
         assert port, f"watch did not serve /metrics: {log.read_text()}"
@@ -271,17 +307,29 @@ def _address(hex_address: str) -> str:
     raw = bytes.fromhex(hex_address)
     if len(raw) == 4:
         return socket.inet_ntop(socket.AF_INET, raw[::-1])
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
     return socket.inet_ntop(socket.AF_INET6, words)
 
 
-@pytest.mark.parametrize("auth", [None, f"Bearer {WRONG}", CANARY, f"Bearer {CANARY[:-1]}",
-                                  f"Basic {CANARY}", f"Bearer {CANARY}x"],
-                         ids=["none", "wrong", "no-scheme", "prefix", "basic", "suffix"])
+@pytest.mark.parametrize(
+    "auth",
+    [
+        None,
+        f"Bearer {WRONG}",
+        CANARY,
+        f"Bearer {CANARY[:-1]}",
+        f"Basic {CANARY}",
+        f"Bearer {CANARY}x",
+    ],
+    ids=["none", "wrong", "no-scheme", "prefix", "basic", "suffix"],
+)
 def test_serve_refuses_requests_without_the_key(session, auth):
     headers = {} if auth is None else {"Authorization": auth}
-    for method, path in (("GET", "datasets"), ("GET", "batchInferenceJobs"),
-                         ("DELETE", "batchInferenceJobs/capitals-anything")):
+    for method, path in (
+        ("GET", "datasets"),
+        ("GET", "batchInferenceJobs"),
+        ("DELETE", "batchInferenceJobs/capitals-anything"),
+    ):
         url = f"{session.url}/v1/accounts/local/{path}"
         answer = httpx.request(method, url, headers=headers)
         assert answer.status_code == 403
@@ -357,23 +405,43 @@ class Malicious:
 
 
 def _client(server: Malicious, base_url: str = API) -> FireworksClient:
-    return FireworksClient(base_url=base_url, account_id="acme", api_key=Secret(CANARY),
-                           transport=httpx.MockTransport(server), max_retries=0)
+    return FireworksClient(
+        base_url=base_url,
+        account_id="acme",
+        api_key=Secret(CANARY),
+        transport=httpx.MockTransport(server),
+        max_retries=0,
+    )
 
 
 def _snapshot(folder: Path) -> set[Path]:
     return set(folder.rglob("*"))
 
 
-@pytest.mark.parametrize("key", [
-    "dataset/x/../../../evil", "/etc/passwd", "dataset/x/..\\..\\evil", "../evil", "dataset/../x",
-    "dataset/x/./evil", "dataset//evil", "dataset/x/evil\x00.jsonl", "..", "C:\\evil",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "dataset/x/../../../evil",
+        "/etc/passwd",
+        "dataset/x/..\\..\\evil",
+        "../evil",
+        "dataset/../x",
+        "dataset/x/./evil",
+        "dataset//evil",
+        "dataset/x/evil\x00.jsonl",
+        "..",
+        "C:\\evil",
+    ],
+)
 def test_server_file_names_cannot_leave_the_results_folder(tmp_path, key):
     dest, outside = tmp_path / "dest", _snapshot(tmp_path)
     dest.mkdir()
-    server = Malicious({"dataset/x/good.jsonl": f"https://{ELSEWHERE}/good?sig=1",
-                        key: f"https://{ELSEWHERE}/evil?sig=2"})
+    server = Malicious(
+        {
+            "dataset/x/good.jsonl": f"https://{ELSEWHERE}/good?sig=1",
+            key: f"https://{ELSEWHERE}/evil?sig=2",
+        }
+    )
     with _client(server) as client, pytest.raises(ApiError, match="refusing") as caught:
         client.download_dataset("x", dest)
     assert _snapshot(tmp_path) == outside | {dest}  # nothing written, not even the good file
@@ -393,8 +461,12 @@ def test_a_symlinked_dataset_folder_cannot_redirect_a_download(tmp_path):
 
 
 def test_signed_urls_on_other_hosts_never_receive_the_key(tmp_path):
-    server = Malicious({"dataset/x/out.jsonl": f"https://{ELSEWHERE}/out?sig=1",
-                        "dataset/x/error-data": "https://evil.example/steal?sig=2"})
+    server = Malicious(
+        {
+            "dataset/x/out.jsonl": f"https://{ELSEWHERE}/out?sig=1",
+            "dataset/x/error-data": "https://evil.example/steal?sig=2",
+        }
+    )
     with _client(server) as client:
         written = client.download_dataset("x", tmp_path)
     assert sorted(p.name for p in written) == ["error-data", "out.jsonl"]
@@ -406,9 +478,15 @@ def test_signed_urls_on_other_hosts_never_receive_the_key(tmp_path):
     assert api_calls and all(r.headers["authorization"] == f"Bearer {CANARY}" for r in api_calls)
 
 
-@pytest.mark.parametrize("url", ["http://storage.elsewhere.test/out?sig=1",
-                                 "http://127.0.0.1:9/out?sig=1", "file:///etc/passwd",
-                                 "ftp://storage.elsewhere.test/out"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://storage.elsewhere.test/out?sig=1",
+        "http://127.0.0.1:9/out?sig=1",
+        "file:///etc/passwd",
+        "ftp://storage.elsewhere.test/out",
+    ],
+)
 def test_insecure_signed_urls_are_refused_for_a_remote_api(tmp_path, url):
     server = Malicious({"dataset/x/out.jsonl": url})
     with _client(server) as client, pytest.raises(ApiError, match="signed URL") as caught:
@@ -439,12 +517,16 @@ def test_serve_warns_when_exposed_without_a_key(tmp_path, capsys):
 def test_client_file_names_cannot_leave_the_server_data_dir(session):
     auth = {"Authorization": f"Bearer {CANARY}"}
     base = f"{session.url}/v1/accounts/local/datasets"
-    created = httpx.post(base, headers=auth, json={"datasetId": "zz-traversal",
-                                                    "dataset": {"exampleCount": "1"}})
+    created = httpx.post(
+        base, headers=auth, json={"datasetId": "zz-traversal", "dataset": {"exampleCount": "1"}}
+    )
     assert created.status_code == 200, created.text
     for name in ("../../evil.jsonl", "..", "a/b.jsonl", "..\\evil.jsonl"):
-        answer = httpx.post(f"{base}/zz-traversal:getUploadEndpoint", headers=auth,
-                            json={"filenameToSize": {name: "2"}})
+        answer = httpx.post(
+            f"{base}/zz-traversal:getUploadEndpoint",
+            headers=auth,
+            json={"filenameToSize": {name: "2"}},
+        )
         assert answer.status_code == 400, name
     files = {"file": ("../../../evil.jsonl", b'{"custom_id": "a"}\n')}
     uploaded = httpx.post(f"{base}/zz-traversal:upload", headers=auth, files=files)
