@@ -36,6 +36,8 @@ def batchops_invocations() -> list[list[str]]:
     for command in console_commands():
         for part in command.split("&&"):
             words = shlex.split(part, comments=True)
+            shell = next((i for i, w in enumerate(words) if w in {">", ">>", "|", "<"}), None)
+            words = words[:shell]  # the shell's redirections are not batchops arguments
             if words and words[0] == "batchops":
                 found.append(words[1:])
     return found
