@@ -9,10 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from batchops.local.backend import Backend
 from batchops.local.problems import invalid
 
 DEFAULT_PAGE_SIZE = 50
@@ -55,3 +59,35 @@ def decode(key: bytes, kind: str, account: str, token: str) -> Any:
     ):
         raise invalid("invalid page token")
     return last
+
+
+@dataclass(frozen=True)
+class Listing:
+    """How one resource table is listed: the page token carries the last ``key`` seen."""
+
+    table: str  # "datasets" | "jobs" (also the token's kind)
+    key: str  # a unique column in list order: "id" for datasets, "seq" (creation order) for jobs
+    start: Any  # a value before every key
+    field: str  # the response's list field
+    render: Callable[[sqlite3.Row], dict[str, Any]]
+
+
+def list_page(
+    backend: Backend, account: str, query: Mapping[str, str], listing: Listing
+) -> dict[str, Any]:
+    """One page of ``listing`` for ``account``, with ``nextPageToken`` ("" on the last page)."""
+    size = page_size(query.get("pageSize"))
+    token = query.get("pageToken")
+    after = decode(backend.key, listing.table, account, token) if token else listing.start
+    # Table and column names come from the fixed Listings in the route modules, never a request.
+    table, key = listing.table, listing.key
+    select = f"SELECT * FROM {table} WHERE account = ? AND {key} > ? ORDER BY {key} LIMIT ?"  # noqa: S608
+    rows = backend.db.all(select, (account, after, size + 1))
+    total = backend.db.one(f"SELECT count(*) FROM {table} WHERE account = ?", (account,))  # noqa: S608
+    page, more = rows[:size], len(rows) > size
+    last = page[-1][listing.key] if more else None
+    return {
+        listing.field: [listing.render(row) for row in page],
+        "nextPageToken": encode(backend.key, listing.table, account, last) if more else "",
+        "totalSize": total[0] if total else 0,
+    }

@@ -69,26 +69,14 @@ def _writable(raw: Any) -> dict[str, Any]:
     return Dataset(**known).to_wire()
 
 
+_LISTING = paging.Listing(
+    table="datasets", key="id", start="", field="datasets", render=datasets.render
+)
+
+
 def _list(request: Request) -> Response:
     backend, account = backend_of(request), request.path_params["account"]
-    size = paging.page_size(request.query_params.get("pageSize"))
-    token = request.query_params.get("pageToken")
-    after = paging.decode(backend.key, "datasets", account, token) if token else ""
-    rows = backend.db.all(
-        "SELECT * FROM datasets WHERE account = ? AND id > ? ORDER BY id LIMIT ?",
-        (account, after, size + 1),
-    )
-    total = backend.db.one("SELECT count(*) FROM datasets WHERE account = ?", (account,))
-    page, more = rows[:size], len(rows) > size
-    return WireJSON(
-        {
-            "datasets": [datasets.render(row) for row in page],
-            "nextPageToken": paging.encode(backend.key, "datasets", account, page[-1]["id"])
-            if more
-            else "",
-            "totalSize": total[0] if total else 0,
-        }
-    )
+    return WireJSON(paging.list_page(backend, account, request.query_params, _LISTING))
 
 
 async def item(request: Request) -> Response:

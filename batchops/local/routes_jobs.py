@@ -25,27 +25,14 @@ async def _create(request: Request) -> Response:
     return WireJSON(jobs.create(backend_of(request), account, job_id, body))
 
 
+_LISTING = paging.Listing(
+    table="jobs", key="seq", start=0, field="batchInferenceJobs", render=jobs.render
+)
+
+
 def _list(request: Request) -> Response:
     backend, account = backend_of(request), request.path_params["account"]
-    size = paging.page_size(request.query_params.get("pageSize"))
-    token = request.query_params.get("pageToken")
-    after = paging.decode(backend.key, "jobs", account, token) if token else 0
-    rows = backend.db.all(
-        "SELECT * FROM jobs WHERE account = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (account, after, size + 1),
-    )
-    total = backend.db.one("SELECT count(*) FROM jobs WHERE account = ?", (account,))
-    page = rows[:size]
-    more = len(rows) > size
-    return WireJSON(
-        {
-            "batchInferenceJobs": [jobs.render(row) for row in page],
-            "nextPageToken": paging.encode(backend.key, "jobs", account, page[-1]["seq"])
-            if more
-            else "",
-            "totalSize": total[0] if total else 0,
-        }
-    )
+    return WireJSON(paging.list_page(backend, account, request.query_params, _LISTING))
 
 
 async def item(request: Request) -> Response:
