@@ -45,7 +45,16 @@ POLL_LOCAL, POLL_REMOTE = 2.0, 15.0
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("apply", parents=parents, help="make the account match the manifests")
+    p = sub.add_parser(
+        "apply", parents=parents, help="make the account match the manifests",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a reconcile pass: upload datasets, create jobs, resume expired ones, "
+        "download and merge results.\nWith --wait, keep reconciling until every declared job "
+        "has finished and its results are on disk.\nGiven a plan saved by `plan --out`, apply "
+        "exactly that plan, or refuse it if the account changed since.",
+        epilog="exit codes: 0 converged or progressing, 1 error, 3 a declared job failed or "
+        "expired with no resumes left, 130 interrupted",
+    )  # fmt: skip
     p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/) or a plan")
     add_backend_flags(p)
     add_pass_flags(p)

@@ -44,7 +44,15 @@ def pass_options(args: argparse.Namespace) -> PassOptions:
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("plan", parents=parents, help="show what apply would do, and why")
+    p = sub.add_parser(
+        "plan", parents=parents, help="show what apply would do, and why",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare the manifests with the account and print what `apply` would do, "
+        "with the reason for each action.\nRemote changes (create, replace, resume, prune) and "
+        "local ones (downloads) are listed apart. Sends no writes.",
+        epilog="exit codes: 0 ok (with --detailed-exitcode: no remote changes), 1 error, "
+        "2 remote changes pending (--detailed-exitcode)",
+    )  # fmt: skip
     p.add_argument(
         "paths", nargs="*", metavar="PATHS", help="manifests or folders (default: jobs/)"
     )
