@@ -234,11 +234,32 @@ def job_body(spec: JobSpec, account: str) -> BatchInferenceJob:
 
 def create_job(env: _Env, spec: JobSpec) -> None:
     """create, passing the output dataset ID; a 409 is success once confirmed ours and identical."""
+    body = job_body(spec, env.client.account_id)
     try:
-        env.client.create_job(spec.job_id, job_body(spec, env.client.account_id))
+        env.client.create_job(spec.job_id, body)
     except ConflictError:
-        existing = env.client.get_job(spec.job_id)
+        try:
+            existing = env.client.get_job(spec.job_id)
+        except NotFoundError:
+            # No such job: the 409 was about its output dataset, left behind by an earlier job of
+            # this very ID that was pruned (pruning keeps outputs). Re-declaring it must converge.
+            _drop_orphan_output(env, spec)
+            env.client.create_job(spec.job_id, body)
+            return
         _confirm_job(existing, spec, env.project)
+
+
+def _drop_orphan_output(env: _Env, spec: JobSpec) -> None:
+    """Delete ``<job id>-out`` if it is the output of a job with this ID (deleted since)."""
+    output = env.client.get_dataset(spec.output_dataset_id)
+    source = resource_id(output.source_job_name or "")
+    if source not in ("", spec.job_id):
+        raise OwnershipError(
+            f"output dataset {spec.output_dataset_id} exists and belongs to job {source}; "
+            f"job {spec.job_id} cannot be created"
+        )
+    with contextlib.suppress(NotFoundError):  # a retried DELETE whose first answer was lost
+        env.client.delete_dataset(spec.output_dataset_id)
 
 
 def _confirm_job(existing: BatchInferenceJob, spec: JobSpec, project: str) -> None:

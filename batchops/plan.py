@@ -224,10 +224,6 @@ def _rid(resource: BatchInferenceJob | Dataset) -> str:
     return resource_id(resource.name or "")
 
 
-def _index(items: Iterable[Any]) -> dict[str, Any]:
-    return {_rid(item): item for item in items if item.name}
-
-
 def wire_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     """Manifest parameters as the wire has them: extraBody becomes canonical JSON text."""
     out = dict(params)
@@ -269,34 +265,77 @@ def job_views(
 ) -> list[JobView]:
     """Each declared job with its family of observed jobs (ours, same base ID), sorted by name."""
     ds_ids = declared_dataset_ids(desired, infos, project)
-    families = _families(observed.jobs)
+    return _views(desired, ds_ids, _Seen.of(observed, project), local, project)
+
+
+def _views(
+    desired: Desired, ds_ids: Mapping[str, str], seen: _Seen, local: Mapping[str, LocalResult],
+    project: str,
+) -> list[JobView]:  # fmt: skip
     views = []
     for decl in sorted(desired.jobs, key=lambda j: j.name):
         input_id = input_id_of(decl, ds_ids)
         base = base_job_id(decl, input_id, project)
-        mine, foreign = _split_owned(families.get(base, []), project)
+        mine, foreign = _split_owned(seen.families.get(base, []))
         views.append(JobView(decl, base, input_id, mine, foreign, local.get(decl.name)))
     return views
 
 
-def _families(
-    jobs: Iterable[BatchInferenceJob],
-) -> dict[str, list[tuple[JobIdParts, BatchInferenceJob]]]:
-    out: dict[str, list[tuple[JobIdParts, BatchInferenceJob]]] = {}
-    for job in jobs:
-        parts = parse_job_id(_rid(job))
-        if parts is not None:
-            out.setdefault(parts.base, []).append((parts, job))
-    return out
+_Member = tuple[JobIdParts, BatchInferenceJob]
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """The observed resources indexed once per plan, each ID parsed and each owner read once, so
+    that every later lookup is a dict hit: a 1,000-job plan never scans the observed jobs once per
+    declared job."""
+
+    datasets: dict[str, Dataset]
+    jobs: dict[str, BatchInferenceJob]
+    families: dict[str, list[tuple[JobIdParts, BatchInferenceJob, bool]]]  # base -> (.., ours)
+    ours_by_name: dict[str, list[_Member]]  # our jobs by the name part of their ID
+    ours_ds: dict[tuple[str, int], list[str]]  # our dataset IDs by (ID minus hash, length)
+    items: list[tuple[str, str, bool, Dataset | BatchInferenceJob]]  # (kind, ID, ours, item)
+
+    @classmethod
+    def of(cls, observed: Observed, project: str) -> _Seen:
+        items = [(kind, _rid(item), owner_of(item.display_name) == project, item)
+                 for kind, group in (("dataset", observed.datasets), ("job", observed.jobs))
+                 for item in group]  # fmt: skip
+        seen = cls({}, {}, {}, {}, {}, items)
+        for _, rid, ours, item in items:
+            if isinstance(item, BatchInferenceJob):
+                seen.add_job(rid, ours, item)
+            else:
+                seen.add_dataset(rid, ours, item)
+        return seen
+
+    def add_job(self, rid: str, ours: bool, job: BatchInferenceJob) -> None:
+        if job.name:
+            self.jobs[rid] = job
+        parts = parse_job_id(rid)
+        if parts is None:
+            return
+        self.families.setdefault(parts.base, []).append((parts, job, ours))
+        if ours:
+            self.ours_by_name.setdefault(parts.name, []).append((parts, job))
+
+    def add_dataset(self, rid: str, ours: bool, ds: Dataset) -> None:
+        if not ds.name:
+            return
+        self.datasets[rid] = ds
+        if ours:
+            self.ours_ds.setdefault((rid[:-_HASH_LEN], len(rid)), []).append(rid)
+
+
+_HASH_LEN = len("0123456789")  # the content hash that ends a dataset ID
 
 
 def _split_owned(
-    members: list[tuple[JobIdParts, BatchInferenceJob]], project: str
-) -> tuple[tuple[tuple[JobIdParts, BatchInferenceJob], ...], BatchInferenceJob | None]:
-    mine = sorted(
-        (m for m in members if owner_of(m[1].display_name) == project), key=lambda m: m[0]
-    )
-    foreign = next((j for _, j in members if owner_of(j.display_name) != project), None)
+    members: list[tuple[JobIdParts, BatchInferenceJob, bool]],
+) -> tuple[tuple[_Member, ...], BatchInferenceJob | None]:
+    mine = sorted(((parts, job) for parts, job, ours in members if ours), key=lambda m: m[0])
+    foreign = next((job for _, job, ours in members if not ours), None)
     return tuple(mine), foreign
 
 
@@ -307,7 +346,8 @@ def _split_owned(
 def _dataset_actions(
     desired: Desired,
     infos: Mapping[str, DatasetFacts],
-    observed_ds: Mapping[str, Dataset],
+    ds_ids: Mapping[str, str],
+    seen: _Seen,
     project: str,
 ) -> list[Action]:
     actions = []
@@ -315,8 +355,7 @@ def _dataset_actions(
         facts = infos.get(decl.name)
         if facts is None:
             continue
-        ds_id = dataset_id(project, decl.name, facts.sha256)
-        action = _dataset_action(decl, facts, ds_id, observed_ds, project)
+        action = _dataset_action(decl, facts, ds_ids[decl.name], seen, project)
         if action is not None:
             actions.append(action)
     return actions
@@ -326,11 +365,11 @@ def _dataset_action(
     decl: DatasetDecl,
     facts: DatasetFacts,
     ds_id: str,
-    observed_ds: Mapping[str, Dataset],
+    seen: _Seen,
     project: str,
 ) -> Action | None:
     resource = Resource("dataset", decl.name, ds_id)
-    existing = observed_ds.get(ds_id)
+    existing = seen.datasets.get(ds_id)
     details = {"rows": facts.rows, "size": facts.size, "path": decl.path}
     if existing is not None and owner_of(existing.display_name) != project:
         return Action(Kind.CONFLICT, resource, "a dataset with this ID exists and is not ours")
@@ -343,19 +382,12 @@ def _dataset_action(
     if existing is not None:
         reason = f"stuck in {existing.state or 'an unknown state'}: upload again"
         return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
-    reason = _dataset_reason(decl.name, ds_id, observed_ds, project)
+    reason = _dataset_reason(ds_id, seen)
     return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
 
 
-def _dataset_reason(name: str, ds_id: str, observed_ds: Mapping[str, Dataset], project: str) -> str:
-    prefix = ds_id[: -len("0123456789")]
-    older = sorted(
-        rid
-        for rid, ds in observed_ds.items()
-        if rid.startswith(prefix)
-        and len(rid) == len(ds_id)
-        and owner_of(ds.display_name) == project
-    )
+def _dataset_reason(ds_id: str, seen: _Seen) -> str:
+    older = sorted(seen.ours_ds.get((ds_id[:-_HASH_LEN], len(ds_id)), []))
     return f"content changed (was {older[-1]})" if older else "new dataset"
 
 
@@ -370,6 +402,7 @@ class _Ctx:
     options: PlanOptions
     observed_ds: Mapping[str, Dataset]
     observed_jobs: Mapping[str, BatchInferenceJob]
+    seen: _Seen
     creating_ds: frozenset[str]  # datasets this plan creates (jobs reading them wait for READY)
 
 
@@ -454,13 +487,12 @@ def _missing_input(view: JobView, ctx: _Ctx) -> str | None:
 
 def _replaced(view: JobView, ctx: _Ctx) -> BatchInferenceJob | None:
     """The newest job of an older spec of this declaration (same name, other base ID)."""
-    candidates = []
-    for rid, job in ctx.observed_jobs.items():
-        parts = parse_job_id(rid)
-        if parts is None or parts.base == view.base_id or owner_of(job.display_name) != ctx.project:
-            continue
-        if parts.name == view.base_id.rsplit("-", 1)[0]:
-            candidates.append((job.create_time or "", rid, job))
+    name = view.base_id.rsplit("-", 1)[0]
+    candidates = [
+        (job.create_time or "", _rid(job), job)
+        for parts, job in ctx.seen.ours_by_name.get(name, [])
+        if parts.base != view.base_id
+    ]
     return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
 
 
@@ -601,13 +633,15 @@ def _ds_name(rid: str) -> str:
 
 def fingerprint(observed: Observed, project: str, referenced: Iterable[str]) -> str:
     """A hash over the names, states and update times of the observed resources that matter."""
-    wanted = set(referenced)
-    lines = []
-    for kind, items in (("dataset", observed.datasets), ("job", observed.jobs)):
-        for item in items:
-            rid = _rid(item)
-            if owner_of(item.display_name) == project or rid in wanted:
-                lines.append(f"{kind}\0{rid}\0{item.state}\0{item.update_time}")
+    return _fingerprint(_Seen.of(observed, project), set(referenced))
+
+
+def _fingerprint(seen: _Seen, wanted: set[str]) -> str:
+    lines = [
+        f"{kind}\0{rid}\0{item.state}\0{item.update_time}"
+        for kind, rid, ours, item in seen.items
+        if ours or rid in wanted
+    ]
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
@@ -623,18 +657,18 @@ def make_plan(
     """Compare desired with observed and return what to do, and why. Pure."""
     if options.prune and not (desired.datasets or desired.jobs) and not options.allow_empty:
         raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
-    observed_ds, observed_jobs = _index(observed.datasets), _index(observed.jobs)
-    ds_actions = _dataset_actions(desired, infos, observed_ds, project)
-    creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
-    ctx = _Ctx(desired, project, options, observed_ds, observed_jobs, creating)
-    views = job_views(desired, infos, observed, local, project=project)
-    actions = ds_actions + [a for v in views for a in _job_actions(v, ctx)]
+    seen = _Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project)
+    ds_actions = _dataset_actions(desired, infos, ds_ids, seen, project)
+    creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
+    ctx = _Ctx(desired, project, options, seen.datasets, seen.jobs, seen, creating)
+    views = _views(desired, ds_ids, seen, local, project)
+    actions = ds_actions + [a for v in views for a in _job_actions(v, ctx)]
     if options.prune:
         actions += _prune_actions(views, desired, ds_ids, ctx)
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
     return Plan(
-        actions=sort_actions(actions), fingerprint=fingerprint(observed, project, referenced),
+        actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
     )  # fmt: skip

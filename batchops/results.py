@@ -225,11 +225,11 @@ def save_record(root: Path, record: ResultRecord) -> None:
 
 
 def load_record(root: Path, job_name: str) -> ResultRecord | None:
-    # os.path, not pathlib: the planner reads one record per declared job on every pass.
-    path = os.path.join(root, STATE_DIR, "results", f"{job_name}.json")  # noqa: PTH118
+    # A plain string, not pathlib or os.path.join: the planner reads one record per declared job
+    # on every pass, and building the path cost more than reading the file.
+    path = f"{root}/{STATE_DIR}/results/{job_name}.json"
     try:
-        with open(path, "rb") as fh:
-            data: dict[str, Any] = orjson.loads(fh.read())
+        data: dict[str, Any] = orjson.loads(_read_small(path))
         if data.get("version") != RECORD_VERSION:
             return None
         return ResultRecord(
@@ -239,6 +239,22 @@ def load_record(root: Path, job_name: str) -> ResultRecord | None:
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a missing or damaged record only means "download again"
+
+
+def _read_small(path: str) -> bytes:
+    """A whole small file in open + read + close: no buffered file object (which costs an extra
+    fstat and more Python per call, a third of the planner's local work at 1,000 jobs)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        parts = [os.read(fd, _RECORD_READ)]
+        while len(parts[-1]) == _RECORD_READ:  # a long lineage: keep reading to EOF
+            parts.append(os.read(fd, _RECORD_READ))
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+_RECORD_READ = 1 << 16  # records are ~1 KB
 
 
 def _file_sha256(path: Path) -> str:

@@ -3,7 +3,10 @@
 1. Echo-engine rows/s through a whole job (create dataset, upload, create job, poll to COMPLETED).
 2. Upload and download throughput (MB/s) of one large file over loopback signed URLs, and the peak
    RSS growth of the server and of the client, each in its own process (VmHWM - VmRSS before).
-   Baseline: a raw local copy of the same bytes.
+   Baseline: a raw local copy of the same bytes. Downloads are also measured, in the same run and
+   interleaved (best of ``--rounds``), with plain httpx (``iter_raw``: the library's ceiling) and a
+   raw socket (no HTTP library at all), all writing the file to the same disk; curl to /dev/null
+   shows what the server can send.
 
 Usage: .venv/bin/python bench/backend.py [--rows 50000] [--size-mb 1024]
 """
@@ -15,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -131,11 +135,14 @@ def child(mode: str, url: str, path: str) -> None:
             client.upload_dataset_files("blob", [Path(path)])
         else:
             how = plain_upload(url, Path(path))
+    elif mode == "download-httpx":
+        how = plain_download(url, Path(path))
+    elif mode == "download-socket":
+        how = socket_download(url, Path(path))
+    elif client is not None:
+        client.download_dataset("blob", Path(path))
     else:
-        if client is not None:
-            client.download_dataset("blob", Path(path))
-        else:
-            how = plain_download(url, Path(path))
+        how = plain_download(url, Path(path))
     seconds = time.perf_counter() - start
     print(
         json.dumps({"seconds": seconds, "rss_growth_kib": vm("self", "VmHWM") - before, "how": how})
@@ -165,9 +172,34 @@ def plain_download(url: str, dest: Path) -> str:
                 httpx.stream("GET", signed, timeout=600) as response,
                 (dest / Path(key).name).open("wb") as out,
             ):
-                for chunk in response.iter_bytes(1024 * 1024):
+                for chunk in response.iter_raw():
                     out.write(chunk)
-    return "plain httpx streaming"
+    return "plain httpx iter_raw"
+
+
+def socket_download(url: str, dest: Path) -> str:
+    """HTTP/1.1 GET over a bare socket, recv_into a 1 MiB buffer: the ceiling without a library."""
+    with httpx.Client(base_url=f"{url}/v1/accounts/{ACCOUNT}", timeout=600) as http:
+        urls = http.get("/datasets/blob:getDownloadEndpoint").json()["filenameToSignedUrls"]
+    dest.mkdir(parents=True, exist_ok=True)
+    for key, signed in urls.items():
+        target = httpx.URL(signed)
+        request = (f"GET {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.netloc.decode()}\r\n"
+                   "Connection: close\r\n\r\n")  # fmt: skip
+        with (
+            socket.create_connection((target.host, target.port or 80)) as sock,
+            (dest / Path(key).name).open("wb") as out,
+        ):
+            sock.sendall(request.encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            out.write(head.partition(b"\r\n\r\n")[2])
+            buffer = bytearray(1 << 20)
+            view = memoryview(buffer)
+            while count := sock.recv_into(buffer):
+                out.write(view[:count])
+    return "raw socket"
 
 
 def run_child(mode: str, url: str, path: Path) -> dict[str, float]:
@@ -182,7 +214,9 @@ def run_child(mode: str, url: str, path: Path) -> dict[str, float]:
     return result
 
 
-def bench_transfers(server: subprocess.Popen[str], url: str, work: Path, size_mb: int) -> None:
+def bench_transfers(
+    server: subprocess.Popen[str], url: str, work: Path, size_mb: int, rounds: int
+) -> None:
     blob = work / "blob.jsonl"
     make_blob(blob, size_mb)
     size = blob.stat().st_size
@@ -203,7 +237,27 @@ def bench_transfers(server: subprocess.Popen[str], url: str, work: Path, size_mb
             f"ratio {rate / copy_rate:.2f}; peak RSS growth: server {server_growth:.1f} MB, "
             f"client {result['rss_growth_kib'] / 1024:.1f} MB (goal <= 64)"
         )
+    bench_download_ceilings(url, work, size, rounds)
     bench_curl(url, size)
+
+
+def bench_download_ceilings(url: str, work: Path, size: int, rounds: int) -> None:
+    """The client beside plain httpx and a raw socket, interleaved, best of ``rounds`` each: on a
+    shared machine only a ratio in one run means anything."""
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for mode in ("download", "download-httpx", "download-socket"):
+            shutil.rmtree(work / "down", ignore_errors=True)
+            seconds = run_child(mode, url, work / "down")["seconds"]
+            best[mode] = min(best.get(mode, seconds), seconds)
+    rate = {mode: size / seconds / 1e6 for mode, seconds in best.items()}
+    print(
+        f"download, best of {rounds}: FireworksClient {rate['download']:,.0f} MB/s (goal >= 200); "
+        f"plain httpx iter_raw {rate['download-httpx']:,.0f} MB/s; raw socket "
+        f"{rate['download-socket']:,.0f} MB/s. Client/httpx "
+        f"{rate['download'] / rate['download-httpx']:.2f}, httpx/socket "
+        f"{rate['download-httpx'] / rate['download-socket']:.2f} (the HTTP library's share)"
+    )
 
 
 def bench_curl(url: str, size: int) -> None:
@@ -224,6 +278,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3, help="download comparisons (best taken)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "PATH"))
     args = parser.parse_args()
     if args.child:
@@ -234,7 +289,7 @@ def main() -> None:
         server, url = start_server(work / "data")
         try:
             bench_rows(url, work, args.rows)
-            bench_transfers(server, url, work, args.size_mb)
+            bench_transfers(server, url, work, args.size_mb, args.rounds)
         finally:
             server.terminate()
             server.wait(10)

@@ -145,8 +145,8 @@ def status(root: Path, env: dict[str, str]) -> list[dict[str, object]]:
 
 
 def converged(jobs: list[dict[str, object]]) -> bool:
-    return all(j.get("state") == "JOB_STATE_COMPLETED" and j.get("resultsState") == "verified"
-               for j in jobs)
+    return bool(jobs) and all(str(j.get("state")).endswith("COMPLETED")
+                              and j.get("resultsState") == "verified" for j in jobs)
 
 
 def run_soak(args: argparse.Namespace, tmp: Path) -> int:
@@ -177,7 +177,7 @@ def soak_loop(args: argparse.Namespace, root: Path, env: dict[str, str],
     start = time.monotonic()
     end = start + args.minutes * 60
     samples: list[tuple[float, int]] = []
-    next_sample, next_edit = start, start + args.change_every
+    next_sample, next_edit = start + SAMPLE_EVERY, start + args.change_every
     while time.monotonic() < end and daemon.poll() is None:
         now = time.monotonic()
         if now >= next_sample:
@@ -209,7 +209,7 @@ def _retrying(fn):  # type: ignore[no-untyped-def]
     for _ in range(10):
         try:
             return fn()
-        except Exception:  # noqa: BLE001
+        except Exception:
             time.sleep(1)
     return fn()
 
@@ -221,7 +221,7 @@ def report(args: argparse.Namespace, samples: list[tuple[float, int]],
           f"({dict(editor.edits)}), faults {FAULTS}")
     series = " ".join(f"{kb / 1024:.1f}" for _, kb in samples)
     print(f"RSS of watch every {SAMPLE_EVERY:.0f}s (MiB): {series}")
-    first = [kb for t, kb in samples if t < 60]
+    first = [kb for t, kb in samples if t <= 60]
     last = [kb for t, kb in samples if t >= samples[-1][0] - 60] if samples else []
     if first and last:
         a, b = statistics.mean(first) / 1024, statistics.mean(last) / 1024

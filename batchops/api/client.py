@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from batchops.api.responses import error_from_exception, error_from_response
 from batchops.api.retry import Clock, RateLimiter, RetryPolicy, Sleep, call_with_retries
 from batchops.api.transfers import (
+    DOWNLOAD_HEADERS,
     Progress,
     ProgressFn,
     check_signed_url,
@@ -295,7 +296,8 @@ class FireworksClient:
         tracker = Progress(progress)
 
         def attempt() -> None:
-            response = self._send(self._http.build_request("GET", parsed), label, stream=True)
+            request = self._http.build_request("GET", parsed, headers=DOWNLOAD_HEADERS)
+            response = self._send(request, label, stream=True)
             try:
                 write_atomically(response, target, tracker)
             except _HTTP_ERRORS as exc:
@@ -378,7 +380,8 @@ def _label(url: httpx.URL) -> str:
 def _parse(model: type[M], response: httpx.Response, method: str, path: str) -> M:
     """Validate a JSON body into a wire model; a malformed answer is an ApiError, not pydantic's."""
     try:
-        return model.model_validate(response.json())
-    except ValueError as exc:  # json errors and pydantic.ValidationError are both ValueErrors
+        # pydantic-core parses and validates the bytes in one pass (no dict tree in between).
+        return model.model_validate_json(response.content)
+    except ValueError as exc:  # pydantic.ValidationError (invalid JSON too) is a ValueError
         message = f"malformed response: {str(exc)[:300]}"
         raise ApiError(message, method=method, path=path, status=response.status_code) from exc

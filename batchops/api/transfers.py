@@ -1,8 +1,8 @@
 """Streaming bodies, signed-URL checks and safe download paths for ``batchops.api.client``.
 
 Everything here keeps memory flat whatever the file size: request bodies are generators reading
-1 MiB at a time from disk, downloads are written 1 MiB at a time to a temp file beside the target
-and renamed into place. Server-chosen file names never escape the destination directory.
+1 MiB at a time from disk, downloads are written as they arrive (64 KiB reads) to a temp file beside
+the target and renamed into place. Server-chosen file names never escape the destination directory.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def write_atomically(response: httpx.Response, target: Path, progress: Progress)
     temp = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in _body(response):
                 handle.write(chunk)
                 progress.advance(len(chunk))
         temp.replace(target)  # atomic: readers see the old file or the whole new one
@@ -155,3 +155,18 @@ def write_atomically(response: httpx.Response, target: Path, progress: Progress)
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
+
+
+# What signed GETs ask for: the stored bytes, never a compressed rendition of them.
+DOWNLOAD_HEADERS = {"Accept-Encoding": "identity"}
+
+
+def _body(response: httpx.Response) -> Iterator[bytes]:
+    """The body in the pieces the connection reads (64 KiB). Not ``iter_bytes(CHUNK)``: that joins
+    them into 1 MiB pieces, copying every byte once more, and costs a third of the throughput on
+    loopback. ``iter_raw`` skips decoding, so it is only used for a body that is not encoded, and
+    still on the wire (a transport may hand over a response it has read already)."""
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity") and not response.is_stream_consumed:
+        return response.iter_raw()
+    return response.iter_bytes()

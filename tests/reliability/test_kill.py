@@ -1,0 +1,145 @@
+"""`kill -9` of `batchops apply` at 20 named points, each really hit, then a fresh `apply --wait`
+converges: one remote job per declared job, one dataset, every custom_id exactly once on disk,
+`status` says verified, and no partial file where users look.
+
+Network points are made deterministic by the gate (tests/reliability/conftest.py): the backend
+holds one chosen request of one account (before the backend sees it, after it acted but with the
+answer lost, half-way through an upload or a download) and the test kills the process while it
+waits there. The one purely local point (mid-merge) is caught by watching `.batchops/tmp` and is
+proven by the temp file still being there after the kill. Every point runs in its own project
+and account against one server, all at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from batchops.cli import main
+from tests.reliability.conftest import (
+    APPLY,
+    GatedServer,
+    Hold,
+    assert_no_duplicates,
+    assert_results_verified,
+    spawn,
+    write_project,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DS = r"/datasets$"
+JOBS = r"/batchInferenceJobs$"
+ENDPOINT = r":getDownloadEndpoint$"
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    method: str = ""
+    path: str = ""
+    nth: int = 1
+    when: str = "before"
+    rows: int = 60
+    jobs: int = 2
+    big: bool = False  # thousands of long rows: long uploads, downloads and merges
+
+    def hold(self, account: str) -> Hold:
+        return Hold(account, self.method, self.path, self.nth, self.when)
+
+
+POINTS = [
+    Point("first list call", "GET", DS),
+    Point("datasets listed, jobs list held", "GET", JOBS),
+    Point("jobs list answered, answer lost", "GET", JOBS, when="after"),
+    Point("dataset create held", "POST", DS),
+    Point("dataset created, answer lost", "POST", DS, when="after"),
+    Point("mid-upload", "POST", r":upload$", when="half-body", big=True),
+    Point("uploaded, answer lost", "POST", r":upload$", when="after"),
+    Point("waiting for READY", "GET", r"/datasets/prompts-[0-9a-f]+$", when="after"),
+    Point("first job create held", "POST", JOBS),
+    Point("first job created, answer lost", "POST", JOBS, when="after"),
+    Point("between creates", "POST", JOBS, nth=2, jobs=3),
+    Point("second job created, answer lost", "POST", JOBS, nth=2, when="after", jobs=3),
+    Point("last create, answer lost", "POST", JOBS, nth=3, when="after", jobs=3),
+    Point("polling while jobs run", "GET", JOBS, nth=2, when="after", rows=600),
+    Point("download endpoint held", "GET", ENDPOINT),
+    Point("download endpoint, answer lost", "GET", ENDPOINT, when="after"),
+    Point("mid-download", "GET", r"/BIJOutputSet\.jsonl$", when="half-answer", big=True),
+    Point("output downloaded, error file held", "GET", r"/error-data$"),
+    Point("between merges", "GET", ENDPOINT, nth=2),  # and one job's results written
+    Point("mid-merge", big=True),  # local only: caught on disk
+]
+
+
+def run_point(point: Point, index: int, server: GatedServer, tmp: Path) -> tuple[Path, str]:
+    """Make the project, run apply, kill it at ``point``; returns (root, account)."""
+    root, account = tmp / f"p{index:02d}", f"acct{index:02d}"
+    write_project(root, rows=4000 if point.big else point.rows, jobs=point.jobs,
+                  pad=300 if point.big else 40)  # fmt: skip
+    if not point.method:
+        assert kill_mid_merge(root, server.base_url, account), "never caught mid-merge"
+        return root, account
+    hold = point.hold(account)
+    server.gate.holds.append(hold)
+    proc = spawn(root, server.base_url, *APPLY, account=account)
+    reached = wait_until(lambda: hold.reached.is_set() or proc.poll() is not None, 60)
+    if point.name == "between merges":
+        wait_until(lambda: any((root / "results").glob("job*.jsonl")), 30)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    hold.released.set()
+    assert reached and hold.reached.is_set(), f"{point.name}: not reached (exit {proc.returncode})"
+    if point.name == "between merges":
+        assert len(list((root / "results").glob("job?.jsonl"))) == 1
+    return root, account
+
+
+def kill_mid_merge(root: Path, url: str, account: str) -> bool:
+    """Kill when a merge's temp file appears; proven by the file outliving the process."""
+    tmp = root / ".batchops" / "tmp"
+    for _ in range(8):
+        proc = spawn(root, url, *APPLY, account=account)
+        wait_until(lambda p=proc: p.poll() is not None or any(tmp.glob("*")), 60, step=0.0005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if any(tmp.glob("*")):
+            return True
+        for path in [*root.glob("results/*"), *root.glob(".batchops/results/*")]:
+            path.unlink()  # missed: make the next apply download and merge again
+    return False
+
+
+def wait_until(check: Callable[[], object], timeout: float, *, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def test_kill_at_twenty_points_then_apply_converges(
+    tmp_path: Path, gated: Callable[..., GatedServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = gated(row_delay=0.0002)
+    with ThreadPoolExecutor(len(POINTS)) as pool:
+        runs = list(pool.map(lambda ip: run_point(ip[1], ip[0], server, tmp_path),
+                             enumerate(POINTS)))  # fmt: skip
+    assert all(hold.reached.is_set() for hold in server.gate.holds)
+    for point, (root, account) in zip(POINTS, runs, strict=True):
+        code = main([*APPLY, "--root", str(root), "--base-url", server.base_url,
+                     "--account-id", account])  # fmt: skip
+        assert code == 0, point.name
+        rows = 4000 if point.big else point.rows
+        assert_no_duplicates(server.base_url, account, root, datasets=["prompts"],
+                             jobs=[f"job{k}" for k in range(point.jobs)])  # fmt: skip
+        assert_results_verified(root, server.base_url, account, [f"r{i}" for i in range(rows)],
+                                capsys)  # fmt: skip
+        assert not list((root / "results").glob("*.tmp*")), point.name
