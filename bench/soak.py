@@ -97,6 +97,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def _status(pid: int) -> str:
+    keys = ("RssAnon", "RssFile", "Threads")
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return " ".join(line.replace("\t", "").replace(" ", "") for line in lines if line.startswith(keys))
+
+
 def duplicates(client: FireworksClient, project: str) -> list[str]:
     """Resources that should not exist twice (or at all): the soak's pass/fail number."""
     problems = []
@@ -182,7 +188,7 @@ def soak_loop(args: argparse.Namespace, root: Path, env: dict[str, str],
         now = time.monotonic()
         if now >= next_sample:
             samples.append((now - start, rss_kb(daemon.pid)))
-            print(f"  t={now - start:6.0f}s rss={samples[-1][1] / 1024:.1f} MiB", flush=True)
+            print(f"  t={now - start:6.0f}s rss={samples[-1][1] / 1024:.1f} MiB {_status(daemon.pid)}", flush=True)
             next_sample += SAMPLE_EVERY
         if now >= next_edit:
             editor.step()

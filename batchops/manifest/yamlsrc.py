@@ -93,6 +93,8 @@ def _parse_with(
                 problems.append(exc.problem)
     except yaml.MarkedYAMLError as exc:
         problems.append(_syntax_problem(exc))
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, but a position
+        problems.append(_reader_problem(exc, text))
     except yaml.YAMLError as exc:  # reader errors (control characters) carry no problem_mark
         problems.append(YamlProblem((1, 1), f"invalid YAML: {exc}"))
     except RecursionError:  # PyYAML's composer recurses once per nesting level
@@ -145,6 +147,13 @@ class _FastLoader(_CParser, Composer, SafeConstructor, Resolver):  # type: ignor
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str) -> YamlProblem:
+    line = text.count("\n", 0, exc.position) + 1
+    col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return YamlProblem((line, col), f"invalid YAML: character #x{char:04x} is not allowed")
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError) -> YamlProblem:

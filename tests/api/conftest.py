@@ -6,6 +6,7 @@ client methods. The fake records what it was sent: the state of the world these 
 from __future__ import annotations
 
 import email
+import gzip
 import email.policy
 import json
 from collections.abc import Callable, Iterator
@@ -70,6 +71,7 @@ class FakeFireworks:
         self.download_keys: dict[str, dict[str, str]] = {}  # dataset -> key -> file name override
         self.seen: list[Seen] = []
         self.storage_scheme = storage_scheme
+        self.gzip_downloads = False  # storage that ignores Accept-Encoding: identity
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
@@ -195,6 +197,10 @@ class FakeFireworks:
         data = self.files.get(ds_id, {}).get(name)
         if data is None:
             return httpx.Response(404, text="<Error><Code>NoSuchKey</Code></Error>")
+        if self.gzip_downloads:
+            return httpx.Response(
+                200, content=gzip.compress(data), headers={"content-encoding": "gzip"}
+            )
         return httpx.Response(200, content=data)
 
 

@@ -99,6 +99,17 @@ def test_download_keeps_the_dataset_folder_and_writes_the_bytes(ready, fake, tmp
     assert sum(progress) == 19
 
 
+def test_downloads_ask_for_identity_and_still_decode_an_encoded_body(ready, fake, tmp_path):
+    body = b'{"custom_id": "1"}\n' * 1000
+    fake.files["d1"] = {"BIJOutputSet.jsonl": body}
+    ready.download_dataset("d1", tmp_path / "plain")
+    assert fake.seen[-1].headers["accept-encoding"] == "identity"
+    fake.gzip_downloads = True
+    ready.download_dataset("d1", tmp_path / "gz")
+    assert (tmp_path / "plain" / "d1" / "BIJOutputSet.jsonl").read_bytes() == body
+    assert (tmp_path / "gz" / "d1" / "BIJOutputSet.jsonl").read_bytes() == body
+
+
 def test_lineage_download_asks_for_it_and_keeps_files_apart(ready, fake, tmp_path):
     fake.files["d1"] = {"a": b"one", "b": b"two"}
     fake.download_keys["d1"] = {"dataset/d0/BIJOutputSet.jsonl": "a",

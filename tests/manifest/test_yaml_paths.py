@@ -1,0 +1,62 @@
+"""The libyaml fast path and the pure-Python loader agree; hostile YAML is refused on either.
+
+``parse_documents`` tries libyaml first and re-parses with the pure-Python loader whenever the fast
+path finds anything wrong, so that messages and positions are the precise ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchops.manifest import yamlsrc
+from batchops.manifest.yamlsrc import _FastLoader, _Loader, _parse_with, parse_documents
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = sorted((ROOT / "jobs").rglob("*.yaml")) + sorted(
+    (ROOT / "tests" / "reliability" / "corpus").rglob("*.yaml")
+)
+
+
+def test_libyaml_is_available() -> None:
+    assert yamlsrc._FAST, "PyYAML was built without libyaml: manifests load ~5x slower"
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_fast_and_pure_paths_agree_on_valid_documents(path: Path) -> None:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    pure, pure_problems = _parse_with(_Loader, text, yamlsrc.MAX_NODES)
+    if pure_problems or "\t" in text:
+        return  # invalid files take the pure path by design; covered by the corpus tests
+    fast, fast_problems = _parse_with(_FastLoader, text, yamlsrc.MAX_NODES)
+    assert fast_problems == []
+    assert [(d.data, d.start, d.keys, d.values) for d in fast] == [
+        (d.data, d.start, d.keys, d.values) for d in pure
+    ]
+
+
+@pytest.mark.parametrize("opener", ["[", "- ", "{a: "])
+def test_very_deep_nesting_is_refused_without_crashing(opener: str) -> None:
+    depth = 100_000
+    if opener == "- ":
+        text = "- " * depth + "x\n"
+    else:
+        text = opener * depth + "\n"
+    docs, problems = parse_documents(text)
+    assert docs == []
+    assert len(problems) == 1 and "nest" in problems[0].message
+
+
+def test_a_control_character_is_a_located_problem() -> None:
+    docs, problems = parse_documents("a: 1\nb: c\x01d\n")
+    assert docs == []
+    assert [(p.pos, p.message) for p in problems] == [
+        ((2, 5), "invalid YAML: character #x0001 is not allowed")
+    ]
+
+
+def test_a_tab_gets_the_pure_loaders_message() -> None:
+    text = "a:\n\tb: 1\n"
+    assert parse_documents(text) == _parse_with(_Loader, text, yamlsrc.MAX_NODES)
+    assert parse_documents(text)[1], "PyYAML refuses tab indentation"
