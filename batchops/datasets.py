@@ -422,6 +422,7 @@ class StatCache:
     def save(self) -> None:
         if not self._dirty:
             return
+        self._prune()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"version": 1, "files": self.entries}, indent=1, sort_keys=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".datasets-", suffix=".tmp")
@@ -434,6 +435,12 @@ class StatCache:
                 Path(tmp).unlink()
             raise
         self._dirty = False
+
+    def _prune(self) -> None:
+        """Forget files that are gone: a watch daemon's project would otherwise keep every
+        dataset file it ever saw (renamed shards, deleted data) in the cache forever."""
+        for key in [k for k in self.entries if not Path(k).exists()]:
+            del self.entries[key]
 
 
 # -- public entry points ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from batchops.plan import (
     job_views,
     make_plan,
 )
-from batchops.results import LocalResult, local_state
+from batchops.results import LocalResult, local_records, local_state
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -105,7 +105,11 @@ def observe(client: FireworksClient) -> Observed:
 
 
 def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
-    return {job.name: local_state(root, job.name, job.output_path) for job in desired.jobs}
+    records = local_records(root)  # one query for every job's record
+    return {
+        job.name: local_state(root, job.name, job.output_path, records=records)
+        for job in desired.jobs
+    }
 
 
 def observe_all(

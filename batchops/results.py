@@ -1,8 +1,10 @@
 """Results on disk: merge a job lineage's outputs by custom_id, write atomically, verify, record.
 
 ``batchops.apply`` downloads every output dataset of a job's lineage into a temp folder under
-``.batchops/`` and calls ``merge_lineage``; the planner reads ``local_state`` to decide whether a
-finished job's results are already on disk and verified, which costs a stat and a small JSON read,
+``.batchops/`` and calls ``merge_lineage``, which indexes the lines by custom_id in a temporary
+SQLite file and copies them out in input order, so memory stays flat whatever the output size.
+The planner reads ``local_records`` + ``local_state`` to decide whether a finished job's results are
+already on disk and verified: one query for all jobs and a stat per file,
 never an API call. The record (``.batchops/results/<job>.json``) is only a cache: deleting it makes
 the next pass download again.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
+import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,65 +76,13 @@ class LocalResult:
     verified: bool  # the files on disk are exactly what the record says
 
 
-@dataclass
-class _Merged:
-    successes: dict[str, bytes] = field(default_factory=dict)
-    errors: dict[str, bytes] = field(default_factory=dict)
-
-
 def state_dir(root: Path) -> Path:
     return root / STATE_DIR
-
-
-def record_path(root: Path, job_name: str) -> Path:
-    return state_dir(root) / "results" / f"{job_name}.json"
 
 
 def errors_path(output: Path) -> Path:
     """The sibling errors file: ``<stem>.errors.jsonl``."""
     return output.with_name(f"{output.stem}.errors.jsonl")
-
-
-def _custom_id(line: bytes) -> str | None:
-    try:
-        value = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None  # a torn or foreign line cannot be attributed; skip it
-    cid = value.get("custom_id") if isinstance(value, dict) else None
-    return cid if isinstance(cid, str) else None
-
-
-def _read_lines(path: Path, into: dict[str, bytes]) -> None:
-    if not path.is_file():
-        return
-    with path.open("rb") as fh:
-        for raw in fh:
-            line = raw.rstrip(b"\r\n")
-            cid = _custom_id(line) if line.strip() else None
-            if cid is not None:
-                into[cid] = line  # a later file in the lineage wins
-
-
-def merge_files(dataset_dirs: Sequence[Path]) -> _Merged:
-    """Read each output dataset folder in lineage order; later successes and errors win."""
-    merged = _Merged()
-    for folder in dataset_dirs:
-        _read_lines(folder / RESULTS_FILE, merged.successes)
-        _read_lines(folder / ERRORS_FILE, merged.errors)
-    for cid in merged.successes:
-        merged.errors.pop(cid, None)  # a success anywhere in the lineage beats any error
-    return merged
-
-
-def _ordered(lines: dict[str, bytes], order: Sequence[str]) -> Iterator[bytes]:
-    """Input order first (people diff results against inputs), then any stragglers sorted."""
-    seen = set()
-    for cid in order:
-        if cid in lines and cid not in seen:
-            seen.add(cid)
-            yield lines[cid]
-    for cid in sorted(set(lines) - seen):
-        yield lines[cid]
 
 
 def _tmp_dir(root: Path) -> Path:
@@ -168,7 +120,7 @@ def _replace(tmp: Path, target: Path) -> None:
     except OSError:
         # .batchops/ on another filesystem than the output (EXDEV): stage beside the target.
         local = target.with_name(f".{target.name}.batchops-tmp")
-        local.write_bytes(tmp.read_bytes())
+        shutil.copyfile(tmp, local)
         local.replace(target)
 
 
@@ -179,82 +131,6 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _lines(lines: Iterator[bytes]) -> Iterator[bytes]:
-    for line in lines:
-        yield line + b"\n"
-
-
-def merge_lineage(
-    dataset_dirs: Sequence[Path],
-    *,
-    job_name: str,
-    job_ids: Sequence[str],
-    output: Path,
-    expected_ids: Iterable[str] | None,
-    root: Path,
-) -> ResultRecord:
-    """Merge, write results and errors atomically, verify against the input, and write the record.
-
-    ``expected_ids`` is None when the input is a remote-only dataset; then the custom_ids seen are
-    the expectation and only duplicates could be a problem (the merge makes those impossible).
-    """
-    merged = merge_files(dataset_dirs)
-    order = list(expected_ids) if expected_ids is not None else []
-    out = write_atomic(output, _lines(_ordered(merged.successes, order)), root=root)
-    err = write_atomic(errors_path(output), _lines(_ordered(merged.errors, order)), root=root)
-    counts = count(merged, order if expected_ids is not None else None)
-    record = ResultRecord(job_name, tuple(job_ids), out, err, counts)
-    save_record(root, record)
-    return record
-
-
-def count(merged: _Merged, expected: Sequence[str] | None) -> MergeCounts:
-    got = set(merged.successes) | set(merged.errors)
-    want = set(expected) if expected is not None else got
-    return MergeCounts(
-        expected=len(want), succeeded=len(merged.successes), failed=len(merged.errors),
-        missing=len(want - got), unexpected=len(got - want),
-    )  # fmt: skip
-
-
-def save_record(root: Path, record: ResultRecord) -> None:
-    body = orjson.dumps(asdict(record), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    write_atomic(record_path(root, record.job_name), [body], root=root)
-
-
-def load_record(root: Path, job_name: str) -> ResultRecord | None:
-    # A plain string, not pathlib or os.path.join: the planner reads one record per declared job
-    # on every pass, and building the path cost more than reading the file.
-    path = f"{root}/{STATE_DIR}/results/{job_name}.json"
-    try:
-        data: dict[str, Any] = orjson.loads(_read_small(path))
-        if data.get("version") != RECORD_VERSION:
-            return None
-        return ResultRecord(
-            job_name=data["job_name"], job_ids=tuple(data["job_ids"]),
-            output=FileStamp(**data["output"]), errors=FileStamp(**data["errors"]),
-            counts=MergeCounts(**data["counts"]),
-        )  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # a missing or damaged record only means "download again"
-
-
-def _read_small(path: str) -> bytes:
-    """A whole small file in open + read + close: no buffered file object (which costs an extra
-    fstat and more Python per call, a third of the planner's local work at 1,000 jobs)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        parts = [os.read(fd, _RECORD_READ)]
-        while len(parts[-1]) == _RECORD_READ:  # a long lineage: keep reading to EOF
-            parts.append(os.read(fd, _RECORD_READ))
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-_RECORD_READ = 1 << 16  # records are ~1 KB
 
 
 def _file_sha256(path: Path) -> str:
@@ -276,9 +152,12 @@ def stamp_matches(stamp: FileStamp, path: Path | str) -> bool:
     return stat.st_mtime_ns == stamp.mtime_ns or _file_sha256(Path(path)) == stamp.sha256
 
 
-def local_state(root: Path, job_name: str, output: Path) -> LocalResult:
-    """A stat per file against the record: no download, no API call."""
-    record = load_record(root, job_name)
+def local_state(
+    root: Path, job_name: str, output: Path, *, records: Mapping[str, ResultRecord] | None = None
+) -> LocalResult:
+    """A stat per file against the record: no download, no API call. Pass ``records`` (from
+    ``local_records``) when checking many jobs: one query instead of one per job."""
+    record = (records if records is not None else local_records(root)).get(job_name)
     if record is None or record.output.path != str(output):
         return LocalResult(record=None, verified=False)
     verified = stamp_matches(record.output, record.output.path) and stamp_matches(
@@ -296,3 +175,183 @@ def problem(record: ResultRecord, *, partial: bool) -> str | None:
     if c.unexpected:
         parts.append(f"{c.unexpected} output rows have a custom_id the input does not hold")
     return f"{record.job_name}: " + "; ".join(parts) if parts else None
+
+
+# -- merging a lineage ---------------------------------------------------------------------------
+
+_MERGE_SCHEMA = """
+CREATE TABLE line (cid TEXT NOT NULL, ok INTEGER NOT NULL, file INTEGER NOT NULL,
+                   start INTEGER NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (cid, ok))
+                   WITHOUT ROWID;
+CREATE TABLE want (cid TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;
+"""
+# Input order first (people diff results against inputs), then rows the input lacks, by custom_id.
+_IN_ORDER = """
+SELECT l.file, l.start, l.size FROM line l LEFT JOIN want w ON w.cid = l.cid
+WHERE l.ok = ? ORDER BY w.pos IS NULL, w.pos, l.cid
+"""
+
+
+def merge_lineage(
+    dataset_dirs: Sequence[Path],
+    *,
+    job_name: str,
+    job_ids: Sequence[str],
+    output: Path,
+    expected_ids: Iterable[str] | None,
+    root: Path,
+) -> ResultRecord:
+    """Merge the lineage's outputs (later successes and errors win; a success anywhere beats any
+    error), write results and errors atomically, verify against the input, and save the record.
+
+    ``expected_ids`` is None when the input is a remote-only dataset; then the custom_ids seen are
+    the expectation and only duplicates could be a problem (the merge makes those impossible).
+    """
+    files = [d / name for d in dataset_dirs for name in (RESULTS_FILE, ERRORS_FILE)]
+    fd, index_name = tempfile.mkstemp(prefix=f"{job_name}.", suffix=".merge.db", dir=_tmp_dir(root))
+    os.close(fd)
+    db = sqlite3.connect(index_name)
+    try:
+        db.executescript(_MERGE_SCHEMA)
+        _index(db, files)
+        if expected_ids is not None:
+            db.executemany("INSERT OR IGNORE INTO want VALUES (?, ?)", _positions(expected_ids))
+        out = write_atomic(output, _copy_lines(db, files, ok=True), root=root)
+        err = write_atomic(errors_path(output), _copy_lines(db, files, ok=False), root=root)
+        counts = _counts(db, known_input=expected_ids is not None)
+    finally:
+        db.close()
+        Path(index_name).unlink(missing_ok=True)
+    record = ResultRecord(job_name, tuple(job_ids), out, err, counts)
+    save_record(root, record)
+    return record
+
+
+def _positions(ids: Iterable[str]) -> Iterator[tuple[str, int]]:
+    return ((cid, pos) for pos, cid in enumerate(ids))
+
+
+def _index(db: sqlite3.Connection, files: Sequence[Path]) -> None:
+    """custom_id -> where its line is; files go in lineage order, so a later line replaces."""
+    for number, path in enumerate(files):
+        ok = int(path.name == RESULTS_FILE)
+        rows = ((cid, ok, number, start, size) for cid, start, size in _line_spans(path))
+        db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?)", rows)
+    db.execute("DELETE FROM line WHERE ok = 0 AND cid IN (SELECT cid FROM line WHERE ok = 1)")
+
+
+def _line_spans(path: Path) -> Iterator[tuple[str, int, int]]:
+    """(custom_id, offset, length without the newline) of each attributable line of a file."""
+    if not path.is_file():
+        return
+    offset = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            line = raw.rstrip(b"\r\n")
+            cid = _custom_id(line) if line.strip() else None
+            if cid is not None:
+                yield cid, offset, len(line)
+            offset += len(raw)
+
+
+def _custom_id(line: bytes) -> str | None:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None  # a torn or foreign line cannot be attributed; skip it
+    cid = value.get("custom_id") if isinstance(value, dict) else None
+    return cid if isinstance(cid, str) else None
+
+
+def _copy_lines(db: sqlite3.Connection, files: Sequence[Path], *, ok: bool) -> Iterator[bytes]:
+    handles: dict[int, int] = {}
+    try:
+        for number, start, size in db.execute(_IN_ORDER, (int(ok),)):
+            if number not in handles:
+                handles[number] = os.open(files[number], os.O_RDONLY)
+            yield os.pread(handles[number], size, start) + b"\n"
+    finally:
+        for handle in handles.values():
+            os.close(handle)
+
+
+def _counts(db: sqlite3.Connection, *, known_input: bool) -> MergeCounts:
+    def one(sql: str) -> int:
+        value: int = db.execute(sql).fetchone()[0]
+        return value
+
+    succeeded = one("SELECT count(*) FROM line WHERE ok = 1")
+    failed = one("SELECT count(*) FROM line WHERE ok = 0")
+    if not known_input:
+        return MergeCounts(succeeded + failed, succeeded, failed, missing=0, unexpected=0)
+    return MergeCounts(
+        expected=one("SELECT count(*) FROM want"), succeeded=succeeded, failed=failed,
+        missing=one("SELECT count(*) FROM want WHERE cid NOT IN (SELECT cid FROM line)"),
+        unexpected=one("SELECT count(*) FROM line WHERE cid NOT IN (SELECT cid FROM want)"),
+    )  # fmt: skip
+
+
+# -- records: one SQLite file for every job's, so a pass reads them all in one query ---------------
+
+_RECORDS_SCHEMA = "CREATE TABLE IF NOT EXISTS record (job TEXT PRIMARY KEY, body BLOB NOT NULL)"
+
+
+def _records_db(root: Path) -> sqlite3.Connection:
+    """The records store; an unreadable one is a damaged cache, so it is dropped and begun again
+    (the next pass downloads those results again)."""
+    path = state_dir(root) / "results.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _open_records(path)
+    except sqlite3.DatabaseError:
+        for stale in (path, path.with_name("results.db-wal"), path.with_name("results.db-shm")):
+            stale.unlink(missing_ok=True)
+        return _open_records(path)
+
+
+def _open_records(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30)  # apply's workers and other processes write too
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(_RECORDS_SCHEMA)
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db
+
+
+def save_record(root: Path, record: ResultRecord) -> None:
+    body = orjson.dumps(asdict(record), option=orjson.OPT_SORT_KEYS)
+    db = _records_db(root)
+    try:
+        with db:
+            db.execute("INSERT OR REPLACE INTO record VALUES (?, ?)", (record.job_name, body))
+    finally:
+        db.close()
+
+
+def local_records(root: Path) -> dict[str, ResultRecord]:
+    """Every job's record, by job name; a damaged one is left out (it means "download again")."""
+    if not (state_dir(root) / "results.db").is_file():
+        return {}
+    db = _records_db(root)
+    try:
+        rows = db.execute("SELECT job, body FROM record").fetchall()
+    finally:
+        db.close()
+    parsed = ((job, _parse_record(body)) for job, body in rows)
+    return {job: record for job, record in parsed if record is not None}
+
+
+def _parse_record(body: bytes) -> ResultRecord | None:
+    try:
+        data: dict[str, Any] = orjson.loads(body)
+        if data.get("version") != RECORD_VERSION:
+            return None
+        return ResultRecord(
+            job_name=data["job_name"], job_ids=tuple(data["job_ids"]),
+            output=FileStamp(**data["output"]), errors=FileStamp(**data["errors"]),
+            counts=MergeCounts(**data["counts"]),
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        return None

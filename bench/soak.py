@@ -10,7 +10,7 @@ with FIREWORKS_BASE_URL. Every ``--change-every`` seconds a job manifest is adde
 the script prints:
 
 - the RSS of the daemon sampled every 10 s, and the averages of the first and last minute
-  (memory must not grow);
+  (memory must not grow), and the same for RssAnon (RSS without shared-library pages);
 - duplicates on the backend: two jobs with the same spec, two datasets with the same content, or
   a resource whose ID batchops did not derive (must be 0);
 - passes per minute and their outcomes, parsed from the daemon's JSON log lines;
@@ -90,17 +90,12 @@ class Editor:
         self.edits[choice] += 1
 
 
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _status(pid: int) -> str:
-    keys = ("RssAnon", "RssFile", "Threads")
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return " ".join(line.replace("\t", "").replace(" ", "") for line in lines if line.startswith(keys))
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, RssAnon): RssAnon is the heap and stacks alone, without the shared libraries'
+    pages (RssFile), which the kernel may map in or drop at any time; a leak shows there."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)  # fmt: skip
+    return tuple(int(fields.get(k, "0 kB").split()[0]) for k in ("VmRSS", "RssAnon"))  # type: ignore[return-value]
 
 
 def duplicates(client: FireworksClient, project: str) -> list[str]:
@@ -182,13 +177,14 @@ def soak_loop(args: argparse.Namespace, root: Path, env: dict[str, str],
     editor = Editor(root, args.seed)
     start = time.monotonic()
     end = start + args.minutes * 60
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int]] = []
     next_sample, next_edit = start + SAMPLE_EVERY, start + args.change_every
     while time.monotonic() < end and daemon.poll() is None:
         now = time.monotonic()
         if now >= next_sample:
-            samples.append((now - start, rss_kb(daemon.pid)))
-            print(f"  t={now - start:6.0f}s rss={samples[-1][1] / 1024:.1f} MiB {_status(daemon.pid)}", flush=True)
+            samples.append((now - start, *memory_kb(daemon.pid)))
+            print(f"  t={now - start:6.0f}s rss={samples[-1][1] / 1024:.1f} MiB "
+                  f"anon={samples[-1][2] / 1024:.2f} MiB", flush=True)
             next_sample += SAMPLE_EVERY
         if now >= next_edit:
             editor.step()
@@ -220,18 +216,23 @@ def _retrying(fn):  # type: ignore[no-untyped-def]
     return fn()
 
 
-def report(args: argparse.Namespace, samples: list[tuple[float, int]],
+def memory_report(samples: list[tuple[float, int, int]], column: int, label: str) -> None:
+    series = " ".join(f"{s[column] / 1024:.2f}" for s in samples)
+    print(f"{label} of watch every {SAMPLE_EVERY:.0f}s (MiB): {series}")
+    first = [s[column] for s in samples if s[0] <= 60]
+    last = [s[column] for s in samples if s[0] >= samples[-1][0] - 60] if samples else []
+    if first and last:
+        a, b = statistics.mean(first) / 1024, statistics.mean(last) / 1024
+        print(f"{label} first minute {a:.2f} MiB, last minute {b:.2f} MiB, ratio {b / a:.3f}")
+
+
+def report(args: argparse.Namespace, samples: list[tuple[float, int, int]],
            passes: list[dict[str, object]], dups: list[str], jobs: list[dict[str, object]],
            editor: Editor, *, alive: bool, settle: float, start_wall: float) -> None:
     print(f"\nsoak: {args.minutes} min, an edit every {args.change_every}s "
           f"({dict(editor.edits)}), faults {FAULTS}")
-    series = " ".join(f"{kb / 1024:.1f}" for _, kb in samples)
-    print(f"RSS of watch every {SAMPLE_EVERY:.0f}s (MiB): {series}")
-    first = [kb for t, kb in samples if t <= 60]
-    last = [kb for t, kb in samples if t >= samples[-1][0] - 60] if samples else []
-    if first and last:
-        a, b = statistics.mean(first) / 1024, statistics.mean(last) / 1024
-        print(f"RSS first minute {a:.1f} MiB, last minute {b:.1f} MiB, ratio {b / a:.3f}")
+    for column, label in ((1, "RSS"), (2, "RssAnon")):
+        memory_report(samples, column, label)
     per_minute: collections.Counter[int] = collections.Counter()
     outcomes: collections.Counter[str] = collections.Counter()
     for record in passes:

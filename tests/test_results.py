@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 from batchops.results import errors_path, local_state, merge_lineage, problem
@@ -26,7 +28,7 @@ def _lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _merge(tmp_path: Path, folders: list[Path], expected: list[str] | None) -> Path:
+def _merge(tmp_path: Path, folders: list[Path], expected: Iterable[str] | None) -> Path:
     output = tmp_path / "results" / "job.jsonl"
     merge_lineage(folders, job_name="job", job_ids=["j", "j-r1"], output=output,
                   expected_ids=expected, root=tmp_path)  # fmt: skip
@@ -80,9 +82,42 @@ def test_edited_truncated_or_deleted_results_are_no_longer_verified(tmp_path: Pa
 
 def test_a_damaged_record_means_download_again(tmp_path: Path) -> None:
     output = _merge(tmp_path, [_write(tmp_path / "d1", {"a": "x"}, {})], ["a"])
-    (tmp_path / ".batchops" / "results" / "job.json").write_text("{not json")
+    store = tmp_path / ".batchops" / "results.db"
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE record SET body = ? WHERE job = 'job'", (b"{not json",))
+    assert local_state(tmp_path, "job", output).record is None
+    output = _merge(tmp_path, [_write(tmp_path / "d2", {"a": "x"}, {})], ["a"])
+    assert local_state(tmp_path, "job", output).verified
+    for extra in store.parent.glob("results.db-*"):
+        extra.unlink()  # the WAL files: a damaged store, not a half-written one
+    store.write_bytes(b"this is not a database" * 100)
     state = local_state(tmp_path, "job", output)
     assert state.record is None and not state.verified
+
+
+def test_merging_holds_no_output_in_memory(tmp_path: Path) -> None:
+    """Lines are indexed by offset and copied with pread, so a large output costs no memory:
+    merge 20,000 rows of 5 KB (100 MB) and check the Python heap's peak stays far below it."""
+    import tracemalloc
+
+    folder = tmp_path / "d1"
+    folder.mkdir()
+    pad = "x" * 5000
+    with (folder / "BIJOutputSet.jsonl").open("w") as fh:
+        for i in range(20_000):
+            fh.write(json.dumps({"custom_id": f"r{i}", "response": pad}) + "\n")
+    (folder / "error-data").write_text("")
+    tracemalloc.start()
+    try:
+        output = _merge(tmp_path, [folder], (f"r{i}" for i in reversed(range(20_000))))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MiB for a 100 MB merge"
+    with output.open() as fh:
+        first = json.loads(fh.readline())
+    assert first["custom_id"] == "r19999" and first["response"] == pad
+    assert output.stat().st_size == (folder / "BIJOutputSet.jsonl").stat().st_size
 
 
 def test_torn_lines_are_skipped_not_fatal(tmp_path: Path) -> None:

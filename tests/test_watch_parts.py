@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from batchops.datasets import ShardInfo, StatCache
 from batchops.errors import AlreadyRunningError, BatchopsError, ServerError
 from batchops.watch.files import FileWatcher
 from batchops.watch.git import GitSource, GitSyncError, redact
@@ -175,3 +176,18 @@ def test_a_second_lock_on_the_same_folder_names_the_first_pid(tmp_path: Path) ->
             ProjectLock(tmp_path).acquire()
     with ProjectLock(tmp_path):  # released on exit
         pass
+
+
+def test_the_stat_cache_forgets_files_that_are_gone(tmp_path: Path) -> None:
+    """A daemon runs for months: the cache on disk must not keep every shard it ever saw."""
+    kept, gone = tmp_path / "kept.jsonl", tmp_path / "gone.jsonl"
+    cache = StatCache(tmp_path / "cache.json")
+    for path in (kept, gone):
+        path.write_text("{}\n")
+        cache.store(ShardInfo(path, 3, "0" * 64, 1), path.stat(), "chat")
+    cache.save()
+    gone.unlink()
+    later = StatCache(tmp_path / "cache.json")
+    later.store(ShardInfo(kept, 3, "1" * 64, 1), kept.stat(), "chat")
+    later.save()
+    assert set(StatCache(tmp_path / "cache.json").entries) == {str(kept)}

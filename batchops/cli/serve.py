@@ -86,6 +86,15 @@ def _test_flags(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="jobs expire after this many seconds (default: %(default)s)",
     )
+    g.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="a worker's claim on a job, renewed every batch; a killed server's jobs wait this "
+        "long before another takes them (a stopped one hands them back at once) "
+        "(default: %(default)s)",
+    )
     for name in ("429", "500", "503", "drop"):
         g.add_argument(
             f"--fault-{name}",
@@ -134,6 +143,7 @@ def build_config(args: argparse.Namespace) -> Any:
         row_delay=args.row_delay,
         stage_delay=args.stage_delay,
         max_job_duration=args.max_job_duration,
+        lease_seconds=args.lease_seconds,
         faults=faults,
     )
 

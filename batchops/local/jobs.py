@@ -273,6 +273,13 @@ def release(backend: Backend, key: JobKey, owner: str) -> None:
     )
 
 
+def release_all(backend: Backend, owner: str) -> int:
+    """Hand back every lease ``owner`` holds (a graceful stop); returns how many."""
+    return backend.db.run(
+        "UPDATE jobs SET owner = NULL, lease_expiry = 0 WHERE owner = ?", (owner,)
+    )
+
+
 def finish_delete(backend: Backend, key: JobKey) -> None:
     backend.db.run(
         "DELETE FROM jobs WHERE account = ? AND id = ? AND state = ?",

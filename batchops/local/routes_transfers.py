@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from batchops.local import datasets
 from batchops.local.backend import Backend
@@ -78,15 +78,29 @@ def _get(request: Request) -> Response:
     path = backend.file_path(account, dataset_id, filename)
     if not path.is_file():
         raise not_found(f"object dataset/{dataset_id}/{filename}")
-    size = path.stat().st_size
-    headers = {"Content-Length": str(size)}
-    return StreamingResponse(_chunks(path), media_type="application/octet-stream", headers=headers)
+    return _FileStream(path)
 
 
-async def _chunks(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            yield chunk
+class _FileStream(Response):
+    """A stored file, streamed. The file is opened and closed inside this call, never by a
+    generator left for the garbage collector: however the response ends (sent, the client gone,
+    the task cancelled at shutdown) the handle is closed exactly once and never read after."""
+
+    media_type = "application/octet-stream"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Content-Length": str(path.stat().st_size)})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        with self.path.open("rb") as handle:
+            # Page-cache reads inline (as PUT writes); a gone client makes send() a no-op.
+            while chunk := handle.read(CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 ROUTES = [Route("/signed/{account}/{dataset_id}/{filename}", transfer, methods=["GET", "PUT"])]

@@ -30,6 +30,16 @@ class _Uvicorn(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Drop in-flight connections as a vanished client would: a slow download then ends through
+        # the disconnect path (its file closed in its own call) instead of being cancelled when
+        # the loop goes away, which uvicorn logs as "Exception in ASGI application". Clients retry.
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await super().shutdown(sockets)
+
 
 def _uvicorn(config: BackendConfig, backend: Backend, host: str) -> _Uvicorn:
     app: ASGIApp = create_app(config, backend=backend)
@@ -109,10 +119,11 @@ class EmbeddedServer:
             self.worker.stop(timeout=1.0)
             self.worker = None
         if self._server is not None:
+            # Not force_exit: shutdown() aborts every connection, then uvicorn waits (at most
+            # timeout_graceful_shutdown) for the aborted requests' tasks to end on their own.
             self._server.should_exit = True
-            self._server.force_exit = True  # do not wait for idle keep-alive connections
         if self._thread is not None:
-            self._thread.join(2.0)
+            self._thread.join(3.0)
         if self._sock is not None:
             self._sock.close()
         if self.backend is not None:

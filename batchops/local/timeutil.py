@@ -6,6 +6,7 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 ID_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -14,11 +15,13 @@ def now() -> float:
     return time.time()
 
 
+@lru_cache(maxsize=8192)  # list pages render the same few thousand timestamps on every call
 def rfc3339(ts: float | None) -> str | None:
     """Microsecond RFC3339 in UTC with a Z, as the real API's GET answers show."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    iso = datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+    return iso.removesuffix("+00:00") + "Z"
 
 
 def new_id(prefix: str) -> str:

@@ -3,7 +3,9 @@ VALIDATING -> PENDING -> RUNNING -> WRITING_RESULTS -> COMPLETED, running rows i
 engine. Output lines are appended, then the cursor, byte offsets and progress are committed in one
 SQLite update, so a restart truncates the files back to the committed offsets and repeats nothing.
 
-Started and stopped by ``server.EmbeddedServer``; stops promptly on its ``threading.Event``.
+Started and stopped by ``server.EmbeddedServer``; stops promptly on its ``threading.Event`` and
+releases every lease it holds, so a restarted server resumes its jobs at once (only a killed
+process leaves its leases to lapse).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class Worker:
         self.engine = engine or make_engine(backend.config)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
+        # Held while a batch's rows are appended and committed: once ``stop`` holds it with
+        # ``stopping`` set, this worker writes nothing more, so its leases can be handed back.
+        self.writing = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="batchops-worker", daemon=True)
         self._steps: dict[str, Callable[[Any], bool]] = {
             JOB_STATE_VALIDATING: self._validate,
@@ -59,10 +64,13 @@ class Worker:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop, and release our leases even if a slow engine call outlives ``timeout``."""
         self.stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         self.engine.close()
+        with self.writing:
+            jobs.release_all(self.backend, self.owner)
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -72,12 +80,16 @@ class Worker:
     def run_once(self) -> bool:
         """Claim and advance one job; False when there was nothing to do."""
         for key in jobs.runnable(self.backend, self.owner):
-            if jobs.claim(self.backend, key, self.owner):
+            if self._claim(key):
                 try:
                     return self._drive(key)
                 finally:
                     jobs.release(self.backend, key, self.owner)
         return False
+
+    def _claim(self, key: JobKey) -> bool:
+        with self.writing:  # no new lease once stop() has handed ours back
+            return not self.stopping.is_set() and jobs.claim(self.backend, key, self.owner)
 
     def _drive(self, key: JobKey) -> bool:
         """Advance the job step by step; False when it must wait (input not ready, stopping)."""
@@ -232,6 +244,18 @@ class _Run:
         if not self.worker._pause(self.worker.backend.config.row_delay * len(batch)):
             return False
         outcomes = self.worker.engine.run(self.doc["model"], self.params, [r for _, r in batch])
+        with self.worker.writing:
+            if self.worker.stopping.is_set():
+                return False  # stop() may have released the lease: these rows are someone else's
+            return self._save(batch, outcomes, out, err)
+
+    def _save(
+        self,
+        batch: list[tuple[int, dict[str, Any]]],
+        outcomes: list[Outcome],
+        out: BinaryIO,
+        err: BinaryIO,
+    ) -> bool:
         for outcome in outcomes:
             self._write(outcome, out, err)
         out.flush()

@@ -29,6 +29,7 @@ from tests.reliability.conftest import (
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 JOBS, ROWS = 3, 150
+LEASE = {signal.SIGTERM: "3600", signal.SIGKILL: "2"}
 
 
 def free_port() -> int:
@@ -37,9 +38,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_serve(port: int, data: Path) -> subprocess.Popen[str]:
+def start_serve(port: int, data: Path, lease: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-m", "batchops", "serve", "--port", str(port),
-                             "--data-dir", str(data), "--row-delay", "0.01"],
+                             "--data-dir", str(data), "--row-delay", "0.01",
+                             "--lease-seconds", lease],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout is not None
     assert re.search(r"http://\S+", proc.stdout.readline()), "serve did not start"
@@ -92,16 +94,19 @@ def test_watch_rides_through_a_restart_of_serve(
     url = f"http://127.0.0.1:{port}"
     root = tmp_path / "proj"
     write_project(root, rows=ROWS, jobs=JOBS)
-    serve = start_serve(port, data)
+    # SIGTERM hands the leases back, so an hour-long lease must not delay the restart; a killed
+    # server's lease has to lapse, so keep that one short (batches renew it every 0.2 s).
+    lease = LEASE[sig]
+    serve = start_serve(port, data, lease)
     log = tmp_path / "watch.log"
     daemon = spawn(root, url, "watch", "--interval", "1s", "--log-format", "json", log=log)
     try:
         assert eventually(lambda: running(url, root)), log.read_text()[-2000:]
         stop(serve, sig)
         assert eventually(lambda: failed_passes(log) >= 1), log.read_text()[-2000:]
-        serve = start_serve(port, data)
+        serve = start_serve(port, data, lease)
         done = lambda: all((root / "results" / f"job{k}.jsonl").exists() for k in range(JOBS))  # noqa: E731
-        assert eventually(done, 90), log.read_text()[-2000:]
+        assert eventually(done, 60), log.read_text()[-2000:]
         assert daemon.poll() is None
         assert any(e.get("event") == "backoff" for e in events(log))
         assert_no_duplicates(url, "local", root, jobs=[f"job{k}" for k in range(JOBS)],
