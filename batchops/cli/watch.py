@@ -55,9 +55,18 @@ def duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
+_DESCRIPTION = (
+    "Keep the account in line with the manifests: run a full apply pass at start, whenever a "
+    "manifest or a dataset file it references is saved, every --interval seconds (sooner while "
+    "jobs run), on SIGHUP, and after a git pull that moved HEAD (--git-url). Invalid manifests "
+    "are reported and skipped until fixed; API errors back off; SIGTERM or Ctrl-C stop it "
+    "cleanly (exit 0). One daemon runs per project folder."
+)
+
+
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("watch", parents=parents, help="reconcile continuously (the GitOps daemon)",
-                       description=__doc__)
+                       description=_DESCRIPTION)
     p.add_argument("paths", nargs="*", metavar="PATHS",
                    help="manifest files or folders (default: <root>/jobs; with --git-url, "
                         "relative to the repository)")
