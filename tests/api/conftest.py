@@ -6,8 +6,8 @@ client methods. The fake records what it was sent: the state of the world these 
 from __future__ import annotations
 
 import email
-import gzip
 import email.policy
+import gzip
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field

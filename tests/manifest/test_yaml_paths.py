@@ -39,10 +39,7 @@ def test_fast_and_pure_paths_agree_on_valid_documents(path: Path) -> None:
 @pytest.mark.parametrize("opener", ["[", "- ", "{a: "])
 def test_very_deep_nesting_is_refused_without_crashing(opener: str) -> None:
     depth = 100_000
-    if opener == "- ":
-        text = "- " * depth + "x\n"
-    else:
-        text = opener * depth + "\n"
+    text = opener * depth + ("x\n" if opener == "- " else "\n")
     docs, problems = parse_documents(text)
     assert docs == []
     assert len(problems) == 1 and "nest" in problems[0].message
