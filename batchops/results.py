@@ -17,6 +17,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -296,13 +297,18 @@ def _counts(db: sqlite3.Connection, *, known_input: bool) -> MergeCounts:
 _RECORDS_SCHEMA = "CREATE TABLE IF NOT EXISTS record (job TEXT PRIMARY KEY, body BLOB NOT NULL)"
 
 
+_WRITE_LOCK = threading.Lock()  # apply's download workers save records from several threads
+
+
 def _records_db(root: Path) -> sqlite3.Connection:
-    """The records store; an unreadable one is a damaged cache, so it is dropped and begun again
-    (the next pass downloads those results again)."""
+    """The records store; one that is not a database is a damaged cache, so it is dropped and
+    begun again (the next pass downloads those results again). A busy one is just waited for."""
     path = state_dir(root) / "results.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return _open_records(path)
+    except sqlite3.OperationalError:
+        raise  # locked or unreachable: never a reason to throw the store away
     except sqlite3.DatabaseError:
         for stale in (path, path.with_name("results.db-wal"), path.with_name("results.db-shm")):
             stale.unlink(missing_ok=True)
@@ -310,9 +316,10 @@ def _records_db(root: Path) -> sqlite3.Connection:
 
 
 def _open_records(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=30)  # apply's workers and other processes write too
+    db = sqlite3.connect(path, timeout=30)  # other processes (a second apply, watch) write too
     try:
-        db.execute("PRAGMA journal_mode=WAL")
+        with contextlib.suppress(sqlite3.OperationalError):  # busy: another writer set it already
+            db.execute("PRAGMA journal_mode=WAL")
         db.execute(_RECORDS_SCHEMA)
     except sqlite3.DatabaseError:
         db.close()
@@ -322,12 +329,13 @@ def _open_records(path: Path) -> sqlite3.Connection:
 
 def save_record(root: Path, record: ResultRecord) -> None:
     body = orjson.dumps(asdict(record), option=orjson.OPT_SORT_KEYS)
-    db = _records_db(root)
-    try:
-        with db:
-            db.execute("INSERT OR REPLACE INTO record VALUES (?, ?)", (record.job_name, body))
-    finally:
-        db.close()
+    with _WRITE_LOCK:
+        db = _records_db(root)
+        try:
+            with db:
+                db.execute("INSERT OR REPLACE INTO record VALUES (?, ?)", (record.job_name, body))
+        finally:
+            db.close()
 
 
 def local_records(root: Path) -> dict[str, ResultRecord]:

@@ -5,10 +5,24 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from batchops.results import errors_path, local_state, merge_lineage, problem
+from batchops.results import (
+    FileStamp,
+    MergeCounts,
+    ResultRecord,
+    errors_path,
+    local_records,
+    local_state,
+    merge_lineage,
+    problem,
+    save_record,
+)
 
 
 def _write(folder: Path, ok: dict[str, str], err: dict[str, str]) -> Path:
@@ -126,3 +140,42 @@ def test_torn_lines_are_skipped_not_fatal(tmp_path: Path) -> None:
         fh.write('{"custom_id": "b", "resp')
     output = _merge(tmp_path, [folder], ["a"])
     assert [row["custom_id"] for row in _lines(output)] == ["a"]
+
+
+def _record(root: Path, name: str) -> ResultRecord:
+    stamp = FileStamp(str(root / f"{name}.jsonl"), 0, 0, "")
+    return ResultRecord(name, (f"{name}-id",), stamp, stamp, MergeCounts(0, 0, 0, 0, 0))
+
+
+SAVER = """
+import sys
+from pathlib import Path
+from batchops.results import FileStamp, MergeCounts, ResultRecord, save_record
+root, prefix = Path(sys.argv[1]), sys.argv[2]
+for i in range(40):
+    stamp = FileStamp(str(root / f"{prefix}{i}.jsonl"), 0, 0, "")
+    counts = MergeCounts(0, 0, 0, 0, 0)
+    save_record(root, ResultRecord(f"{prefix}{i}", ("id",), stamp, stamp, counts))
+"""
+
+
+def test_records_saved_at_once_by_threads_and_processes_are_all_kept(tmp_path: Path) -> None:
+    """A busy store is waited for, never mistaken for a damaged one and thrown away: threads
+    released together by a barrier open a brand-new store at the same moment, many times over,
+    while other processes write to another one."""
+    procs = [subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path), f"p{n}-"])
+             for n in range(3)]  # fmt: skip
+    for attempt in range(60):
+        root = tmp_path / f"fresh{attempt}"
+        gate = threading.Barrier(8)
+
+        def save(i: int, root: Path = root, gate: threading.Barrier = gate) -> None:
+            gate.wait()
+            save_record(root, _record(root, f"t{i}"))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(save, range(8)))
+        assert set(local_records(root)) == {f"t{i}" for i in range(8)}, attempt
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    expected = {f"p{n}-{i}" for n in range(3) for i in range(40)}
+    assert set(local_records(tmp_path)) == expected
