@@ -161,6 +161,9 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
             result.records[action.download.job_name] = record
     elif action.kind is Kind.PRUNE_JOB:
         _ignore_missing(env.client.delete_job, action.resource.remote_id)
+        output = action.details.get("outputDataset")
+        if isinstance(output, str):
+            _ignore_missing(env.client.delete_dataset, output)
     elif action.kind is Kind.PRUNE_DATASET:
         _ignore_missing(env.client.delete_dataset, action.resource.remote_id)
 

@@ -618,8 +618,15 @@ def _prune_job(rid: str, job: BatchInferenceJob, parts: JobIdParts | None) -> Ac
     reason = "not declared by any manifest"
     if (job.state or "") not in _FINISHED:
         reason += "; still running: deleting it stops it"
+    details: dict[str, object] = {"state": job.state}
+    # The output dataset batchops named for this job (<job>-out) goes with it; one the service
+    # named, or that another job writes, is not ours to delete.
+    output = resource_id(job.output_dataset_id or "")
+    if output == output_dataset_id(rid):
+        reason += f"; its output dataset {output} too"
+        details["outputDataset"] = output
     name = parts.name if parts else rid
-    return Action(Kind.PRUNE_JOB, Resource("job", name, rid), reason, {"state": job.state})
+    return Action(Kind.PRUNE_JOB, Resource("job", name, rid), reason, details)
 
 
 def _ds_name(rid: str) -> str:

@@ -217,10 +217,17 @@ def test_spec_change_replaces_and_prune_removes_the_old_job(
     plan = inproc(root, "plan")
     assert "~ job answers" in plan.stdout
     assert "inferenceParameters.maxTokens 32 -> 64" in plan.stdout
+    old_jobs, old_datasets = assert_no_duplicates(inproc)
     done = inproc(root, *WAIT, "--prune")
     assert done.returncode == 0, done.stderr
-    jobs, _ = assert_no_duplicates(inproc)
+    assert "its output dataset" in done.stdout  # the plan says the old results go too
+    jobs, datasets = assert_no_duplicates(inproc)
     assert len(jobs) == 1
+    (old_job,) = old_jobs
+    old_output = old_job.rsplit("/", 1)[-1] + "-out"
+    assert any(d.endswith("/" + old_output) for d in old_datasets)
+    assert not any(d.endswith("/" + old_output) for d in datasets)
+    assert any(d.endswith("/" + jobs[0].rsplit("/", 1)[-1] + "-out") for d in datasets)
     status = json.loads(inproc(root, "status", "--output", "json").stdout)
     (row,) = status["jobs"]
     assert row["remoteId"] == jobs[0].rsplit("/", 1)[-1] and row["resultsState"] == "verified"
