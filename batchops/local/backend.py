@@ -5,6 +5,7 @@ One ``Backend`` per process (or per EmbeddedServer); the HTTP routes and the wor
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,6 +22,9 @@ class Backend:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(self.data_dir / "backend.sqlite3")
         self.key = load_secret(self.data_dir)
+        # Set when this process creates, readies or deletes something a worker acts on, so an
+        # idle worker can poll rarely and still start at once on work made in the same process.
+        self.wake = threading.Event()
 
     def dataset_dir(self, account: str, dataset_id: str) -> Path:
         return self.data_dir / "files" / quote(account, safe="") / dataset_id

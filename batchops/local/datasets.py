@@ -73,6 +73,7 @@ def update(
         "UPDATE datasets SET doc = ?, state = ?, update_time = ? WHERE account = ? AND id = ?",
         (orjson.dumps(doc), state or row["state"], now(), account, dataset_id),
     )
+    backend.wake.set()  # a job may be waiting for this dataset to be READY
 
 
 def delete(backend: Backend, account: str, dataset_id: str) -> None:

@@ -103,6 +103,7 @@ def create(backend: Backend, account: str, job_id: str | None, body: Any) -> dic
         raise ApiProblem(
             "ALREADY_EXISTS", f"batch inference job {job_resource(account, job_id)} already exists"
         )
+    backend.wake.set()
     return render(get_row(backend, account, job_id))
 
 
@@ -208,6 +209,7 @@ def delete(backend: Backend, account: str, job_id: str) -> None:
         "UPDATE jobs SET state = ?, update_time = ? WHERE account = ? AND id = ?",
         (JOB_STATE_DELETING_CLEANING_UP, now(), account, job_id),
     )
+    backend.wake.set()
 
 
 # --- the worker's side -------------------------------------------------------------------------

@@ -42,6 +42,9 @@ from batchops.wire import (
 BATCH_SIZE = 256
 
 
+IDLE_POLL_MAX = 1.0  # seconds between looks for work while idle
+
+
 class Worker:
     def __init__(self, backend: Backend, *, engine: Engine | None = None) -> None:
         self.backend = backend
@@ -66,6 +69,7 @@ class Worker:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop, and release our leases even if a slow engine call outlives ``timeout``."""
         self.stopping.set()
+        self.backend.wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         self.engine.close()
@@ -73,9 +77,18 @@ class Worker:
             jobs.release_all(self.backend, self.owner)
 
     def _loop(self) -> None:
+        """Poll for work, backing off to IDLE_POLL_MAX while there is none (work made in this
+        process wakes us at once; another process's is seen within a second)."""
+        idle = self.backend.config.poll_interval
         while not self.stopping.is_set():
-            if not self.run_once():
-                self.stopping.wait(self.backend.config.poll_interval)
+            if self.run_once():
+                idle = self.backend.config.poll_interval
+                continue
+            if self.backend.wake.wait(idle):
+                self.backend.wake.clear()
+                idle = self.backend.config.poll_interval
+            else:
+                idle = min(idle * 2, max(IDLE_POLL_MAX, self.backend.config.poll_interval))
 
     def run_once(self) -> bool:
         """Claim and advance one job; False when there was nothing to do."""
