@@ -3,7 +3,8 @@
 Every trigger runs the same full pass; nothing here decides what to do from what changed. Manifests
 and datasets are loaded and validated completely before the first API call, so invalid input sends
 nothing. Observing costs two paginated list calls whatever the number of declared resources, and
-finished jobs whose results are on disk and verified cost nothing more (a stat and a small record).
+finished jobs whose results are on disk and verified cost nothing more (one query over the
+result records, and a stat per file).
 """
 
 from __future__ import annotations
