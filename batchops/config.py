@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
@@ -47,8 +47,6 @@ class Settings:
     project: str | None = None  # the ownership mark's project name; None = derive from the root
     github_actions: bool = False
     step_summary: Path | None = None  # $GITHUB_STEP_SUMMARY
-    no_color: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def uses_local_backend(self) -> bool:
@@ -73,5 +71,4 @@ def load_settings(
         project=project or env.get("BATCHOPS_PROJECT") or None,
         github_actions=env.get("GITHUB_ACTIONS") == "true",
         step_summary=Path(summary) if summary else None,
-        no_color="NO_COLOR" in env,
     )

@@ -22,7 +22,6 @@ from typing import Any
 
 MARK_PREFIX = "batchops:"
 HASH_LEN = 10
-MAX_ID_LEN = 63
 _ID_SAFE = re.compile(r"[a-z0-9][a-z0-9-]*")
 _MARK_RE = re.compile(r"\[batchops:([a-z0-9][a-z0-9-]*)\]$")
 _JOB_ID_RE = re.compile(

@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from batchops.api import FireworksClient
@@ -42,18 +42,13 @@ _PENDING = frozenset(
 
 
 @dataclass(frozen=True)
-class PassOptions:
-    prune: bool = False
-    allow_empty: bool = False
-    retry_failed: bool = False
-    download: bool = True
+class PassOptions(PlanOptions):
+    """What the plan is asked for, plus how applying it runs."""
+
     max_workers: int = DEFAULT_WORKERS
 
     def plan_options(self) -> PlanOptions:
-        return PlanOptions(
-            prune=self.prune, allow_empty=self.allow_empty, retry_failed=self.retry_failed,
-            download=self.download,
-        )  # fmt: skip
+        return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from batchops.local.config import BackendConfig
+from batchops.local.server import EmbeddedServer
 
 
 @pytest.fixture(autouse=True)
@@ -11,3 +18,19 @@ def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("FIREWORKS_API_KEY", "FIREWORKS_ACCOUNT_ID", "FIREWORKS_BASE_URL",
                  "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "BATCHOPS_PROJECT"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., EmbeddedServer]]:
+    """Start EmbeddedServers on ``tmp_path/data`` (config overrides as keywords); stops them all."""
+    started: list[EmbeddedServer] = []
+
+    def make(*, worker: bool = True, **overrides: Any) -> EmbeddedServer:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        server = EmbeddedServer(BackendConfig(**overrides), worker=worker).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

@@ -36,7 +36,14 @@ from batchops.cli.plan import add_pass_flags, pass_options
 from batchops.config import Settings
 from batchops.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, BatchopsError, ConfigError
 from batchops.plan import Action, Kind, Plan
-from batchops.reconcile import PassOptions, PassResult, SavedPlanCheck, load_inputs, run_pass
+from batchops.reconcile import (
+    Inputs,
+    PassOptions,
+    PassResult,
+    SavedPlanCheck,
+    load_inputs,
+    run_pass,
+)
 from batchops.render.plan import SYMBOLS, action_line, errors_markdown, plan_markdown, plan_text
 
 # Seconds between passes under --wait: the local backend finishes in seconds, while Fireworks jobs
@@ -124,13 +131,13 @@ class _Run:
 def run(args: argparse.Namespace) -> int:
     settings, root = settings_from_args(args), root_of(args)
     job = _prepare(args, settings, root)
-    load_inputs(job.paths, root=root)  # invalid input: nothing sent, no backend started
+    inputs = load_inputs(job.paths, root=root)  # invalid input: nothing sent, no backend started
     stop = threading.Event()
     with _interrupt_sets(stop), open_client(settings, root=root) as client, _reporter() as rep:
         printer = _Printer(args, settings)
         if args.poll_interval is None:
             args.poll_interval = POLL_REMOTE if settings.api_key else POLL_LOCAL
-        result = _loop(job, args, client, rep, stop, printer)
+        result = _loop(job, args, client, rep, stop, printer, inputs)
     return printer.finish(result, args)
 
 
@@ -272,14 +279,17 @@ def _apply_markdown(result: PassResult, code: int) -> str:
 
 
 def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReporter,
-          stop: threading.Event, printer: _Printer) -> PassResult:  # fmt: skip
+          stop: threading.Event, printer: _Printer, inputs: Inputs) -> PassResult:  # fmt: skip
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     saved = job.saved
+    first_inputs: Inputs | None = inputs
     while True:
         result = run_pass(job.paths, root=job.root, client=client, project=job.project,
                           options=job.options, reporter=reporter, stop=stop, saved=saved,
-                          on_plan=printer.on_plan)  # fmt: skip
-        saved = None  # only the first pass is the saved plan; later ones reconcile what is
+                          on_plan=printer.on_plan, inputs=first_inputs)  # fmt: skip
+        # Only the first pass is the saved plan, and only it may reuse the inputs validated
+        # before the backend started; later passes reload what the files say now.
+        saved, first_inputs = None, None
         if not args.wait or result.converged or _hard_errors(result):
             return result
         if deadline is not None and time.monotonic() >= deadline:

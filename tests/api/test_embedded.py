@@ -7,12 +7,12 @@ injection supplies 429s, 5xxs and dropped connections.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ import pytest
 from batchops.api import FireworksClient
 from batchops.config import Secret
 from batchops.errors import AuthError, ConflictError, NotFoundError
-from batchops.local.config import BackendConfig, FaultConfig
+from batchops.local.config import FaultConfig
 from batchops.local.server import EmbeddedServer
 from batchops.wire import TERMINAL_JOB_STATES, BatchInferenceJob, Dataset
 
@@ -56,20 +56,11 @@ class Recording(httpx.BaseTransport):
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., EmbeddedServer]]:
-    started: list[EmbeddedServer] = []
-
-    def make(**overrides: Any) -> EmbeddedServer:
-        overrides.setdefault("data_dir", tmp_path / "server")
-        overrides.setdefault("api_key", KEY)
-        worker = overrides.pop("worker", True)
-        server = EmbeddedServer(BackendConfig(**overrides), port=0, worker=worker).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
+def make_server(
+    make_server: Callable[..., EmbeddedServer],
+) -> Callable[..., EmbeddedServer]:
+    """The shared fixture (tests/conftest.py), with this module's API key by default."""
+    return functools.partial(make_server, api_key=KEY)
 
 
 @pytest.fixture

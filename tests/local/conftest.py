@@ -6,33 +6,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
 
 ACCOUNT = "acme"
 DONE = ("JOB_STATE_COMPLETED", "JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED")
-
-
-@pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., EmbeddedServer]]:
-    """Start EmbeddedServers on ``tmp_path/data`` (config overrides as keywords); stops them all."""
-    started: list[EmbeddedServer] = []
-
-    def make(*, worker: bool = True, **overrides: Any) -> EmbeddedServer:
-        overrides.setdefault("data_dir", tmp_path / "data")
-        server = EmbeddedServer(BackendConfig(**overrides), worker=worker).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
 
 
 @pytest.fixture
