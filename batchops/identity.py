@@ -16,9 +16,8 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 MARK_PREFIX = "batchops:"
 HASH_LEN = 10
@@ -66,8 +65,11 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:HASH_LEN]
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _CANONICAL.encode(value)
 
 
 def dataset_id(project: str, name: str, content_sha256: str) -> str:
@@ -102,8 +104,9 @@ def output_dataset_id(job: str) -> str:
     return f"{job}-out"
 
 
-@dataclass(frozen=True, order=True)
-class JobIdParts:
+class JobIdParts(NamedTuple):
+    """Ordered as a tuple: by base, then attempt, then resume (the order a lineage runs in)."""
+
     base: str
     name: str
     attempt: int
@@ -115,7 +118,5 @@ def parse_job_id(remote_id: str) -> JobIdParts | None:
     match = _JOB_ID_RE.match(remote_id)
     if not match:
         return None
-    return JobIdParts(
-        base=match["base"], name=match["name"], attempt=int(match["t"] or 0),
-        resume=int(match["r"] or 0),
-    )  # fmt: skip
+    base, name, attempt, resume = match.groups()
+    return JobIdParts(base, name, int(attempt or 0), int(resume or 0))

@@ -407,17 +407,17 @@ class _Ctx:
 
 
 def _job_actions(view: JobView, ctx: _Ctx) -> list[Action]:
-    resource = Resource("job", view.decl.name, view.base_id)
     if view.foreign is not None and not view.family:
+        resource = Resource("job", view.decl.name, view.base_id)
         return [Action(Kind.CONFLICT, resource, "a job with this ID exists and is not ours")]
     latest = view.latest
     if latest is None:
         return _create(view, ctx)
     parts, job = latest
-    resource = Resource("job", view.decl.name, _rid(job))
     state = job.state or ""
-    if state == JOB_STATE_COMPLETED:
+    if state == JOB_STATE_COMPLETED:  # the common case of a big project: often nothing to do
         return _download(view, ctx, partial=False)
+    resource = Resource("job", view.decl.name, _rid(job))
     if state in (JOB_STATE_FAILED, JOB_STATE_CANCELLED):
         return _failed(view, parts, job, resource, ctx)
     if state == JOB_STATE_EXPIRED:

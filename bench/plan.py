@@ -38,7 +38,13 @@ from batchops.api import FireworksClient
 from batchops.errors import NotFoundError
 from batchops.identity import owner_of, parse_job_id, project_from_root
 from batchops.plan import Observed, PlanOptions, declared_dataset_ids, job_views, make_plan
-from batchops.reconcile import PassOptions, load_and_plan, load_inputs, local_results
+from batchops.reconcile import (
+    PassOptions,
+    gc_paused,
+    load_and_plan,
+    load_inputs,
+    local_results,
+)
 from batchops.wire import resource_id
 
 
@@ -119,15 +125,16 @@ def baseline(root: Path, url: str) -> dict[str, float]:
         start = time.perf_counter()
         desired, infos = load_inputs([root / "jobs"], root=root)
         loaded = time.perf_counter()
-        ds_ids = declared_dataset_ids(desired, infos, project)
-        datasets = [client.get_dataset(i) for i in ds_ids.values()]
-        empty = job_views(desired, infos, Observed(), {}, project=project)
-        jobs = [_get(client, v.base_id) for v in empty]
-        outputs = [_get_ds(client, v.base_id + "-out") for v in empty]
-        observed = Observed(datasets=tuple(datasets + [d for d in outputs if d]),
-                            jobs=tuple(j for j in jobs if j))  # fmt: skip
-        plan = make_plan(desired, infos, observed, local_results(desired, root), PlanOptions(),
-                         project=project)  # fmt: skip
+        with gc_paused():  # as load_and_plan does
+            ds_ids = declared_dataset_ids(desired, infos, project)
+            datasets = [client.get_dataset(i) for i in ds_ids.values()]
+            empty = job_views(desired, infos, Observed(), {}, project=project)
+            jobs = [_get(client, v.base_id) for v in empty]
+            outputs = [_get_ds(client, v.base_id + "-out") for v in empty]
+            observed = Observed(datasets=tuple(datasets + [d for d in outputs if d]),
+                                jobs=tuple(j for j in jobs if j))  # fmt: skip
+            plan = make_plan(desired, infos, observed, local_results(desired, root),
+                             PlanOptions(), project=project)  # fmt: skip
         end = time.perf_counter()
     changes = sum(1 for a in plan.actions if a.is_change)
     return {"total": end - start, "observe_plan": end - loaded, "requests": counter.count,

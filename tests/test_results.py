@@ -109,6 +109,21 @@ def test_a_damaged_record_means_download_again(tmp_path: Path) -> None:
     assert state.record is None and not state.verified
 
 
+def test_a_record_of_another_version_or_shape_means_download_again(tmp_path: Path) -> None:
+    output = _merge(tmp_path, [_write(tmp_path / "d1", {"a": "x"}, {})], ["a"])
+    store = tmp_path / ".batchops" / "results.db"
+    with sqlite3.connect(store) as db:
+        (body,) = db.execute("SELECT body FROM record WHERE job = 'job'").fetchone()
+    record = json.loads(body)
+    for changed in ({**record, "version": 2}, {**record, "counts": "all"}, [record]):
+        with sqlite3.connect(store) as db:
+            db.execute("UPDATE record SET body = ? WHERE job = 'job'", (json.dumps(changed),))
+        assert local_state(tmp_path, "job", output).record is None, changed
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE record SET body = ? WHERE job = 'job'", (body,))
+    assert local_state(tmp_path, "job", output).verified
+
+
 def test_merging_holds_no_output_in_memory(tmp_path: Path) -> None:
     """Lines are indexed by offset and copied with pread, so a large output costs no memory:
     merge 20,000 rows of 5 KB (100 MB) and check the Python heap's peak stays far below it."""

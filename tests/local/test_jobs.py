@@ -111,6 +111,28 @@ def test_list_pages_in_create_order(client: httpx.Client) -> None:
     assert len(big["batchInferenceJobs"]) == 5 and not big["nextPageToken"]
 
 
+def test_a_list_shows_each_change_to_a_listed_job(
+    make_server: Callable[..., EmbeddedServer],
+) -> None:
+    """List pages reuse a row's rendered JSON while the row is unchanged: any write shows."""
+    server = make_server(row_delay=0.01)
+    with api_client(server) as client:
+        upload_rows(client, "in", rows(50))
+        _create(client, "j1", model="m", inputDatasetId="in")
+
+        def listed() -> dict[str, object]:
+            (job,) = client.get("/batchInferenceJobs").json()["batchInferenceJobs"]
+            assert isinstance(job, dict)
+            return job
+
+        assert listed()["state"] != "JOB_STATE_COMPLETED"
+        done = wait_for_state(client, "j1", ("JOB_STATE_COMPLETED",))
+        assert done["state"] == "JOB_STATE_COMPLETED"
+        assert listed() == done
+        assert client.delete("/batchInferenceJobs/j1").json() == {}
+        assert client.get("/batchInferenceJobs").json()["batchInferenceJobs"] == []
+
+
 def test_any_account_and_isolation(server: EmbeddedServer, client: httpx.Client) -> None:
     upload_rows(client, "in", rows(1))
     with httpx.Client(base_url=f"{server.base_url}/v1/accounts/other") as other:
