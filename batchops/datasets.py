@@ -4,8 +4,10 @@ Called by ``batchops.cli.validate`` and the reconciler (``inspect_all``), and by
 merged results (``iter_custom_ids``). One read per file does everything: 8 MiB blocks are hashed
 (sha256, in a helper thread: hashlib releases the GIL on big buffers) while the complete lines of
 the block are decoded in one C call by the typed msgspec decoder of the dataset's format and the
-block's UTF-8 is checked. Only a block that fails that fast check is re-read line by line with the
-standard library, to say precisely what is wrong and where.
+block's UTF-8 is checked. From 32 MiB up, a helper process (``batchops/utf8check.py``) hashes the
+file and checks its UTF-8 instead, beside our read, so both cores work. Only a block that fails
+the fast checks is re-read line by line with the standard library, to say precisely what is wrong
+and where.
 
 Dataset digest: a single-file dataset's ``sha256`` is the file's sha256; a folder of shards has the
 sha256 of the text ``"<basename>\\t<shard sha256>\\n"`` for each shard, sorted by basename.
@@ -21,6 +23,8 @@ import contextlib
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +41,9 @@ DEFAULT_MAX_BYTES = 500 * 2**20
 # a switch interval (5 ms) while we decode; at 1 MiB that serialised the two (bench/validate.py).
 BLOCK = 8 * 2**20
 UTF8_PIECE = 2**20  # see _utf8
+# From this size a helper process hashes a file and checks its UTF-8 beside our read (_scan_file).
+HELPER_MIN = 32 * 2**20
+HELPER = Path(__file__).with_name("utf8check.py")
 MAX_SHOWN = 20  # problems shown per file; the rest are counted in one more diagnostic
 ROLES = ("system", "user", "assistant", "tool")
 CACHE_FILE = Path(".batchops", "cache", "datasets.json")
@@ -139,6 +146,14 @@ class _Scan:
     format: str | None
     seen: set[str] = field(default_factory=set)
     diags: list[Diagnostic] = field(default_factory=list)
+    utf8_inline: bool = True  # False while a helper process checks the file's UTF-8 (_Helper)
+
+    def mark(self) -> tuple[set[str], str | None, int]:
+        return set(self.seen), self.format, len(self.diags)
+
+    def rewind(self, mark: tuple[set[str], str | None, int]) -> None:
+        self.seen, self.format = mark[0], mark[1]
+        del self.diags[mark[2] :]
 
 
 @dataclass
@@ -198,7 +213,9 @@ def _fast_block(block: bytes, start: int, end: int, lines: int, scan: _Scan) -> 
     decoded = _fast_rows(view, scan.format)
     # decode_lines skips blank lines and accepts two objects on one line: compare with the count.
     # The decoder checks the UTF-8 of the strings it decodes, not of those it skips: check all.
-    if decoded is None or len(decoded[1]) != lines or not (block.isascii() or _utf8(view)):
+    if decoded is None or len(decoded[1]) != lines:
+        return False
+    if scan.utf8_inline and not (block.isascii() or _utf8(view)):
         return False
     fmt, rows = decoded
     ids = {r.custom_id for r in rows}
@@ -353,6 +370,28 @@ class _Lines:
 
 
 def _scan_file(path: Path, size: int, scan: _Scan) -> ShardInfo:
+    """One file. A big one is hashed and has its UTF-8 checked by a helper process while we
+    decode its rows: checking UTF-8 holds the GIL as long as decoding does, so no thread could
+    overlap the two. Should the helper find a bad byte (or fail), the file is read again with
+    everything done here, to say exactly where."""
+    helper = _Helper.start(path) if size >= HELPER_MIN else None
+    if helper is None:
+        return _read_file(path, size, scan, hashing=True)
+    mark = scan.mark()
+    try:
+        scan.utf8_inline = False
+        shard = _read_file(path, size, scan, hashing=False)
+        sha256 = helper.sha256()
+    finally:
+        scan.utf8_inline = True
+        helper.stop()
+    if sha256 is not None:
+        return ShardInfo(path, size, sha256, shard.rows)
+    scan.rewind(mark)
+    return _read_file(path, size, scan, hashing=True)
+
+
+def _read_file(path: Path, size: int, scan: _Scan, *, hashing: bool) -> ShardInfo:
     problems = _FileProblems(_display(path, scan.root))
     if size == 0:
         problems.add(1, 1, "file is empty")
@@ -362,13 +401,48 @@ def _scan_file(path: Path, size: int, scan: _Scan) -> ShardInfo:
         while block := f.read(BLOCK):
             if pending is not None:
                 pending.result()
-            pending = pool.submit(digest.update, block)  # hashes while we decode
+            if hashing:
+                pending = pool.submit(digest.update, block)  # hashes while we decode
             lines.feed(block)
         lines.finish()
         if pending is not None:
             pending.result()
     scan.diags.extend(problems.all())
-    return ShardInfo(path, size, digest.hexdigest(), lines.rows)
+    return ShardInfo(path, size, digest.hexdigest() if hashing else "", lines.rows)
+
+
+class _Helper:
+    """``batchops/utf8check.py`` on one file, in its own interpreter (stdlib only: ~10 ms to
+    start). Anything but its clean answer counts as "not known valid": the caller re-reads."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    @classmethod
+    def start(cls, path: Path) -> _Helper | None:
+        if not sys.executable:  # an embedded interpreter: no Python to start
+            return None
+        args = [sys.executable, "-I", "-S", str(HELPER), str(path)]
+        try:
+            return cls(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL))  # fmt: skip
+        except OSError:
+            return None
+
+    def sha256(self) -> str | None:
+        """The file's sha256 when it is UTF-8 and the helper ended cleanly, else None."""
+        out, _ = self.proc.communicate()
+        answer = out.decode("ascii", "replace").split()
+        if self.proc.returncode == 0 and len(answer) == 2 and answer[0] == "utf-8":
+            return answer[1]
+        return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:  # we were interrupted: it has nothing left to tell us
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 # -- the stat cache -----------------------------------------------------------------------------

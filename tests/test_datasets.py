@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,14 @@ import pytest
 from batchops import datasets
 from batchops.datasets import StatCache, inspect_all, inspect_dataset, iter_custom_ids
 from batchops.errors import InvalidInputError
+
+
+@pytest.fixture(autouse=True, params=["in-process", "helper"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: files read in this process alone, and with the helper process that
+    hashes and checks UTF-8 beside the read (used from HELPER_MIN bytes up)."""
+    monkeypatch.setattr(datasets, "HELPER_MIN", 0 if request.param == "helper" else 2**62)
+    return str(request.param)
 
 
 @dataclass(frozen=True)
@@ -306,3 +315,65 @@ def test_utf8_checked_in_pieces_that_cut_characters(
     decl = make(tmp_path, "d.jsonl", b"\n".join(rows) + b"\n")
     column = rows[7].index("京".encode()[:2]) + 1
     assert problems(decl, tmp_path) == [f"d.jsonl:8:{column}: not valid UTF-8"]
+
+
+def test_the_helper_agrees_with_the_in_process_read(tmp_path: Path, reader: str) -> None:
+    rows = [utf8_chat(f"r{i}", "é東京данные😀" * (i % 7)) for i in range(3000)]
+    data = b"\n".join(rows) + b"\n"
+    decl = make(tmp_path, "d.jsonl", data)
+    info = inspect_dataset(decl, root=tmp_path)  # type: ignore[arg-type]
+    assert (info.sha256, info.rows) == (hashlib.sha256(data).hexdigest(), 3000)
+
+
+def test_a_file_the_helper_rejects_is_read_again_without_false_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first read, trusting the helper for UTF-8, took every row as good; the second must
+    # not then find each custom_id of this file (or the dataset's format) already seen.
+    monkeypatch.setattr(datasets, "HELPER_MIN", 0)
+    first = [utf8_chat(f"a{i}", "東京") for i in range(50)]
+    second = [utf8_chat(f"b{i}", "данные") for i in range(50)]
+    second[20] = second[20].replace("данные".encode(), b"\xff")
+    make(tmp_path, "s/1.jsonl", b"\n".join(first) + b"\n")
+    make(tmp_path, "s/2.jsonl", b"\n".join(second) + b"\n")
+    decl = Decl("s", "s", (tmp_path / "s/1.jsonl", tmp_path / "s/2.jsonl"))
+    column = second[20].index(0xFF) + 1
+    assert problems(decl, tmp_path) == [f"s/2.jsonl:21:{column}: not valid UTF-8"]
+
+
+@pytest.mark.parametrize(
+    "helper", ["import sys; sys.exit(3)", "print('utf-8')", "print('utf-8 a b')", "1/0"]
+)
+def test_a_helper_that_fails_means_reading_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper: str
+) -> None:
+    script = tmp_path / "helper.py"
+    script.write_text(helper + "\n")
+    monkeypatch.setattr(datasets, "HELPER", script)
+    monkeypatch.setattr(datasets, "HELPER_MIN", 0)
+    data = "".join(f"{chat(f'c{i}')}\n" for i in range(100)).encode()
+    decl = make(tmp_path, "d.jsonl", data)
+    info = inspect_dataset(decl, root=tmp_path)  # type: ignore[arg-type]
+    assert (info.sha256, info.rows) == (hashlib.sha256(data).hexdigest(), 100)
+
+
+def test_an_interrupted_read_stops_the_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+    popen = subprocess.Popen
+
+    def recording(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        started.append(popen(*args, **kwargs))  # type: ignore[call-overload]
+        return started[-1]
+
+    def interrupted(self: object, block: bytes) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets.subprocess, "Popen", recording)
+    monkeypatch.setattr(datasets._Lines, "feed", interrupted)
+    monkeypatch.setattr(datasets, "HELPER_MIN", 0)
+    decl = make(tmp_path, "d.jsonl", [chat(f"c{i}") for i in range(10)])
+    with pytest.raises(KeyboardInterrupt):
+        inspect_dataset(decl, root=tmp_path)  # type: ignore[arg-type]
+    assert len(started) == 1 and started[0].returncode is not None
