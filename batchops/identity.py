@@ -60,6 +60,12 @@ def owner_of(display_name: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def is_ours(display_name: str | None, project: str) -> bool:
+    """``owner_of(display_name) == project``, without a regex: the planner asks it of every
+    listed resource."""
+    return (display_name or "").rstrip().endswith(mark(project))
+
+
 def _digest(*parts: str) -> str:
     # A NUL separator cannot occur in any part, so ("ab", "c") and ("a", "bc") hash differently.
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:HASH_LEN]

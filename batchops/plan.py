@@ -22,6 +22,7 @@ from batchops.identity import (
     canonical_json,
     continuation_id,
     dataset_id,
+    is_ours,
     job_id,
     marked_display_name,
     output_dataset_id,
@@ -299,15 +300,15 @@ class _Seen:
 
     @classmethod
     def of(cls, observed: Observed, project: str) -> _Seen:
-        items = [(kind, _rid(item), owner_of(item.display_name) == project, item)
-                 for kind, group in (("dataset", observed.datasets), ("job", observed.jobs))
-                 for item in group]  # fmt: skip
-        seen = cls({}, {}, {}, {}, {}, items)
-        for _, rid, ours, item in items:
-            if isinstance(item, BatchInferenceJob):
-                seen.add_job(rid, ours, item)
-            else:
-                seen.add_dataset(rid, ours, item)
+        seen = cls({}, {}, {}, {}, {}, [])
+        for ds in observed.datasets:
+            rid, ours = _rid(ds), is_ours(ds.display_name, project)
+            seen.items.append(("dataset", rid, ours, ds))
+            seen.add_dataset(rid, ours, ds)
+        for job in observed.jobs:
+            rid, ours = _rid(job), is_ours(job.display_name, project)
+            seen.items.append(("job", rid, ours, job))
+            seen.add_job(rid, ours, job)
         return seen
 
     def add_job(self, rid: str, ours: bool, job: BatchInferenceJob) -> None:
@@ -334,6 +335,9 @@ _HASH_LEN = len("0123456789")  # the content hash that ends a dataset ID
 def _split_owned(
     members: list[tuple[JobIdParts, BatchInferenceJob, bool]],
 ) -> tuple[tuple[_Member, ...], BatchInferenceJob | None]:
+    if len(members) == 1:  # the usual case: one job per declaration
+        parts, job, ours = members[0]
+        return (((parts, job),), None) if ours else ((), job)
     mine = sorted(((parts, job) for parts, job, ours in members if ours), key=lambda m: m[0])
     foreign = next((job for _, job, ours in members if not ours), None)
     return tuple(mine), foreign

@@ -148,9 +148,11 @@ def load_and_plan(
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while observing and planning. Those make tens of thousands
-    of short-lived, acyclic objects (a model per listed resource), and the collector would walk
-    them over and over: a fifth of a 1,000-job plan's time (bench/plan.py). Reference counting
-    still frees everything; the collector runs again, and catches up, when the block ends."""
+    of acyclic objects (a model per listed resource) that live until the pass ends, and the
+    collector would walk them over and over: about a fifth of a 1,000-job plan (bench/plan.py).
+    At the end they join the oldest generation without a walk (``freeze`` then ``unfreeze``, as
+    documented), where a full collection still finds any cycle among them; reference counting
+    frees the rest as usual."""
     if not gc.isenabled():
         yield
         return
@@ -158,6 +160,8 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        gc.freeze()
+        gc.unfreeze()
         gc.enable()
 
 

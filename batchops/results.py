@@ -19,7 +19,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -36,8 +36,11 @@ class ResultsError(BatchopsError):
     """A merged result does not account for every input row (or holds rows the input lacks)."""
 
 
-@dataclass(frozen=True)
-class FileStamp:
+# Records are msgspec Structs: a plan of 1,000 finished jobs decodes 1,000 of them, three times
+# faster than into dataclasses (bench/plan.py).
+
+
+class FileStamp(msgspec.Struct, frozen=True, gc=False):
     """A file as we wrote it: enough to tell by stat (or, if needed, a hash) whether it moved."""
 
     path: str
@@ -46,8 +49,7 @@ class FileStamp:
     sha256: str
 
 
-@dataclass(frozen=True)
-class MergeCounts:
+class MergeCounts(msgspec.Struct, frozen=True, gc=False):
     expected: int  # input custom_ids (0 when unknown)
     succeeded: int
     failed: int
@@ -55,8 +57,7 @@ class MergeCounts:
     unexpected: int  # custom_ids in the output that the input does not hold
 
 
-@dataclass(frozen=True)
-class ResultRecord:
+class ResultRecord(msgspec.Struct, frozen=True):
     job_name: str
     job_ids: tuple[str, ...]  # the lineage merged, in order; the last one decides staleness
     output: FileStamp
@@ -328,7 +329,7 @@ def _open_records(path: Path) -> sqlite3.Connection:
 
 
 def save_record(root: Path, record: ResultRecord) -> None:
-    body = orjson.dumps(asdict(record), option=orjson.OPT_SORT_KEYS)
+    body = orjson.dumps(msgspec.to_builtins(record), option=orjson.OPT_SORT_KEYS)
     with _WRITE_LOCK:
         db = _records_db(root)
         try:

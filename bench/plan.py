@@ -171,7 +171,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--datasets", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each (best taken)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed runs of each side, alternating (the best of each is taken)")
     parser.add_argument("--rtt", type=float, default=0.005,
                         help="simulated seconds per request for the second comparison")  # fmt: skip
     args = parser.parse_args()
@@ -197,8 +198,8 @@ def compare(tmp: Path, root: Path, *, latency: float, repeat: int) -> None:
     """Plan vs baseline on the applied state; ``latency`` simulates a network round trip."""
     proc, url = serve(tmp / "backend", "--latency", str(latency))  # same data, new process
     try:
-        ours = best([timed_plan(root, url) for _ in range(repeat)])
-        base = best([baseline(root, url) for _ in range(repeat)])
+        runs = [(timed_plan(root, url), baseline(root, url)) for _ in range(repeat)]  # alternate
+        ours, base = best([o for o, _ in runs]), best([b for _, b in runs])
         cli = min(plan_cli(root, url) for _ in range(repeat))
     finally:
         stop(proc)

@@ -12,6 +12,7 @@ from batchops.identity import (
     attempt_id,
     continuation_id,
     dataset_id,
+    is_ours,
     job_id,
     marked_display_name,
     output_dataset_id,
@@ -70,6 +71,17 @@ def test_every_derived_id_fits_fireworks_rules_and_parses_back(name: str, t: int
 def test_parse_rejects_ids_we_did_not_make() -> None:
     assert parse_job_id("bij-n1729dlh") is None
     assert parse_job_id("My_Job") is None
+
+
+_PROJECTS = st.from_regex(r"[a-z0-9][a-z0-9-]{0,12}", fullmatch=True)
+
+
+@given(st.text(max_size=20), _PROJECTS, _PROJECTS, st.sampled_from(["", " ", "\n", "]", "x", "-a"]))
+def test_is_ours_agrees_with_owner_of(base: str, project: str, other: str, tail: str) -> None:
+    for name in (None, base, f"{base} [batchops:{project}]{tail}",
+                 f"{base} [batchops:{other}]{tail}", f"{base}[batchops:{other}-{project}]{tail}"):
+        assert is_ours(name, project) == (owner_of(name) == project), name  # fmt: skip
+    assert is_ours(marked_display_name(base or "x", project), project)
 
 
 def test_mark_round_trips_and_foreign_names_have_no_owner() -> None:
