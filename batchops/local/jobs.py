@@ -86,25 +86,23 @@ def create(backend: Backend, account: str, job_id: str | None, body: Any) -> dic
         _inherit(backend, account, spec)
     doc = _document(backend, account, job_id, spec)
     stamp = now()
-    inserted = backend.db.run(
-        "INSERT OR IGNORE INTO jobs (account, id, doc, state, create_time, update_time, "
-        "expire_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            account,
-            job_id,
-            orjson.dumps(doc),
-            JOB_STATE_VALIDATING,
-            stamp,
-            stamp,
-            stamp + backend.config.max_job_duration,
-        ),
-    )
+    with backend.db.transaction() as conn:  # no worker claims it before we read it back
+        inserted = conn.execute(
+            "INSERT OR IGNORE INTO jobs (account, id, doc, state, create_time, update_time, "
+            "expire_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (account, job_id, orjson.dumps(doc), JOB_STATE_VALIDATING, stamp, stamp,
+             stamp + backend.config.max_job_duration),
+        ).rowcount  # fmt: skip
+        row = conn.execute(
+            "SELECT * FROM jobs WHERE account = ? AND id = ?", (account, job_id)
+        ).fetchone()
     if not inserted:
         raise ApiProblem(
             "ALREADY_EXISTS", f"batch inference job {job_resource(account, job_id)} already exists"
         )
+    created = render(row)
     backend.wake.set()
-    return render(get_row(backend, account, job_id))
+    return created
 
 
 def _job_id(backend: Backend, job_id: str | None) -> str:
