@@ -28,7 +28,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -311,7 +311,7 @@ def _id_problem(custom_id: str, line: bytes, scan: _Scan) -> tuple[int, str] | N
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return 1, f"invalid row: {exc}"
     if custom_id in scan.seen:
-        return 1, f"duplicate custom_id '{custom_id}'"
+        return 1, f"{_DUPLICATE}'{custom_id}'"  # _where_first adds where it first appeared
     scan.seen.add(custom_id)
     return None
 
@@ -325,6 +325,43 @@ def _slow_block(block: bytes, start: int, end: int, first_line: int, scan: _Scan
         problem = _line_problem(line, scan)
         if problem is not None:
             problems.add(number, *problem)
+
+
+_DUPLICATE = "duplicate custom_id "
+
+
+def _duplicate_id(diag: Diagnostic) -> str | None:
+    message = diag.message
+    return message[len(_DUPLICATE) + 1 : -1] if message.startswith(_DUPLICATE) else None
+
+
+def _where_first(diags: list[Diagnostic], files: Sequence[Path], root: Path) -> list[Diagnostic]:
+    """Each duplicate custom_id shown also says where it first appeared. Only a dataset with
+    duplicates pays for it: one more read, up to the last first occurrence."""
+    wanted = {cid for d in diags if (cid := _duplicate_id(d)) is not None}
+    first = _first_lines(files, wanted, root) if wanted else {}
+    return [
+        replace(d, message=f"{d.message} (first at {first[cid]})")
+        if (cid := _duplicate_id(d)) in first
+        else d
+        for d in diags
+    ]
+
+
+def _first_lines(files: Sequence[Path], wanted: set[str], root: Path) -> dict[str, str]:
+    first: dict[str, str] = {}
+    for path in files:
+        with path.open("rb") as f:
+            for number, line in enumerate(f, start=1):
+                try:
+                    custom_id = _IDS.decode(line).custom_id
+                except msgspec.DecodeError:
+                    continue
+                if custom_id in wanted and custom_id not in first:
+                    first[custom_id] = f"{_display(path, root)}:{number}"
+                    if len(first) == len(wanted):
+                        return first
+    return first
 
 
 # -- one file: a single read that hashes and validates ------------------------------------------
@@ -538,7 +575,7 @@ def inspect_dataset(
     scan = _Scan(root, decl.format)
     shards = tuple(_scan_file(path, st.st_size, scan) for path, st in stats)
     if scan.diags:
-        raise InvalidInputError(scan.diags)
+        raise InvalidInputError(_where_first(scan.diags, [path for path, _ in stats], root))
     fmt = scan.format or decl.format or "CHAT"
     if cache is not None:
         _remember(cache, shards, stats, fmt)

@@ -142,7 +142,7 @@ def test_not_utf8_empty_and_too_big(tmp_path: Path) -> None:
 def test_duplicates_and_mixed_formats(tmp_path: Path) -> None:
     decl = make(tmp_path, "d.jsonl", [chat("a"), chat("b"), chat("a"), prompt("c")])
     assert problems(decl, tmp_path) == [
-        "d.jsonl:3:1: duplicate custom_id 'a'",
+        "d.jsonl:3:1: duplicate custom_id 'a' (first at d.jsonl:1)",
         "d.jsonl:4:1: row is a COMPLETION request but the dataset's rows are CHAT",
     ]
     declared = make(tmp_path, "e.jsonl", [chat("a")], fmt="COMPLETION")
@@ -162,13 +162,30 @@ def test_thousands_of_bad_lines_show_twenty_then_a_count(tmp_path: Path) -> None
     assert shown[20] == "d.jsonl:22:1: ... and 2980 more problems in this file"
 
 
+def test_each_duplicate_says_where_its_custom_id_first_appeared(tmp_path: Path) -> None:
+    rows = [chat("x"), "", chat("it's"), chat("x"), "{", chat("it's"), chat("x")]
+    make(tmp_path, "s/1.jsonl", [chat("y")])
+    make(tmp_path, "s/2.jsonl", [*rows, chat("y")])
+    decl = Decl("s", "s", (tmp_path / "s/1.jsonl", tmp_path / "s/2.jsonl"))
+    assert problems(decl, tmp_path) == [
+        "s/2.jsonl:2:1: blank line",
+        "s/2.jsonl:4:1: duplicate custom_id 'x' (first at s/2.jsonl:1)",
+        "s/2.jsonl:5:2: invalid JSON: Expecting property name enclosed in double quotes",
+        "s/2.jsonl:6:1: duplicate custom_id 'it's' (first at s/2.jsonl:3)",
+        "s/2.jsonl:7:1: duplicate custom_id 'x' (first at s/2.jsonl:1)",
+        "s/2.jsonl:8:1: duplicate custom_id 'y' (first at s/1.jsonl:1)",
+    ]
+
+
 def test_blocks_and_lines_spanning_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Small blocks force lines across block boundaries; a bad line in the middle is still exact.
     monkeypatch.setattr(datasets, "BLOCK", 100)
     rows = [chat(f"row-{i}", "x" * (i % 50)) for i in range(200)]
     rows[150] = chat("row-3")
     decl = make(tmp_path, "d.jsonl", rows)
-    assert problems(decl, tmp_path) == ["d.jsonl:151:1: duplicate custom_id 'row-3'"]
+    assert problems(decl, tmp_path) == [
+        "d.jsonl:151:1: duplicate custom_id 'row-3' (first at d.jsonl:4)"
+    ]
     rows[150] = chat("row-150")
     info = inspect_dataset(make(tmp_path, "d.jsonl", rows), root=tmp_path)
     assert info.rows == 200
@@ -185,7 +202,7 @@ def test_folder_of_shards(tmp_path: Path) -> None:
     assert (info.rows, [s.rows for s in info.files]) == (3, [1, 2])
     make(tmp_path, "ds/b.jsonl", [chat("b1"), chat("a1")])
     assert problems(Decl("ds", "ds", files), tmp_path) == [
-        "ds/b.jsonl:2:1: duplicate custom_id 'a1'"
+        "ds/b.jsonl:2:1: duplicate custom_id 'a1' (first at ds/a.jsonl:1)"
     ]
 
 
@@ -297,7 +314,7 @@ def test_lines_longer_than_many_blocks(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(datasets, "BLOCK", 100)
     rows = [chat("a"), chat("long", "é" * 2000), chat("b"), chat("a"), chat("last", "x" * 900)]
     decl = make(tmp_path, "d.jsonl", "\n".join(rows).encode())  # no final newline
-    assert problems(decl, tmp_path) == ["d.jsonl:4:1: duplicate custom_id 'a'"]
+    assert problems(decl, tmp_path) == ["d.jsonl:4:1: duplicate custom_id 'a' (first at d.jsonl:1)"]
     assert list(iter_custom_ids(decl.files)) == ["a", "long", "b", "a", "last"]
     del rows[3]
     decl = make(tmp_path, "d.jsonl", "\n".join(rows).encode())
