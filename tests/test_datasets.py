@@ -334,12 +334,15 @@ def test_utf8_checked_in_pieces_that_cut_characters(
     assert problems(decl, tmp_path) == [f"d.jsonl:8:{column}: not valid UTF-8"]
 
 
+def inspected(root: Path, data: bytes) -> tuple[str, int]:
+    info = inspect_dataset(make(root, "d.jsonl", data), root=root)
+    return info.sha256, info.rows
+
+
 def test_the_helper_agrees_with_the_in_process_read(tmp_path: Path, reader: str) -> None:
     rows = [utf8_chat(f"r{i}", "é東京данные😀" * (i % 7)) for i in range(3000)]
     data = b"\n".join(rows) + b"\n"
-    decl = make(tmp_path, "d.jsonl", data)
-    info = inspect_dataset(decl, root=tmp_path)  # type: ignore[arg-type]
-    assert (info.sha256, info.rows) == (hashlib.sha256(data).hexdigest(), 3000)
+    assert inspected(tmp_path, data) == (hashlib.sha256(data).hexdigest(), 3000)
 
 
 def test_a_file_the_helper_rejects_is_read_again_without_false_duplicates(
@@ -369,9 +372,7 @@ def test_a_helper_that_fails_means_reading_in_process(
     monkeypatch.setattr(datasets, "HELPER", script)
     monkeypatch.setattr(datasets, "HELPER_MIN", 0)
     data = "".join(f"{chat(f'c{i}')}\n" for i in range(100)).encode()
-    decl = make(tmp_path, "d.jsonl", data)
-    info = inspect_dataset(decl, root=tmp_path)  # type: ignore[arg-type]
-    assert (info.sha256, info.rows) == (hashlib.sha256(data).hexdigest(), 100)
+    assert inspected(tmp_path, data) == (hashlib.sha256(data).hexdigest(), 100)
 
 
 def test_an_interrupted_read_stops_the_helper(
@@ -392,5 +393,5 @@ def test_an_interrupted_read_stops_the_helper(
     monkeypatch.setattr(datasets, "HELPER_MIN", 0)
     decl = make(tmp_path, "d.jsonl", [chat(f"c{i}") for i in range(10)])
     with pytest.raises(KeyboardInterrupt):
-        inspect_dataset(decl, root=tmp_path)  # type: ignore[arg-type]
+        inspect_dataset(decl, root=tmp_path)
     assert len(started) == 1 and started[0].returncode is not None
