@@ -148,11 +148,11 @@ def load_and_plan(
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while observing and planning. Those make tens of thousands
-    of acyclic objects (a model per listed resource) that live until the pass ends, and the
-    collector would walk them over and over: about a fifth of a 1,000-job plan (bench/plan.py).
-    At the end they join the oldest generation without a walk (``freeze`` then ``unfreeze``, as
-    documented), where a full collection still finds any cycle among them; reference counting
-    frees the rest as usual."""
+    of acyclic objects (a model per listed resource) that live until the pass ends; the collector
+    would walk them again and again as they age, and now and then all of memory with them (a
+    full collection in the middle of a 1,000-job plan costs 80 ms; bench/plan.py). Once the block
+    ends they are collected as usual: reference counting frees them, and a cycle among them, if
+    any, is found by the next collection."""
     if not gc.isenabled():
         yield
         return
@@ -160,8 +160,6 @@ def gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.freeze()
-        gc.unfreeze()
         gc.enable()
 
 

@@ -5,6 +5,7 @@ Assertions are on what the server holds and what is on disk after passes.
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 from collections import Counter
@@ -19,7 +20,7 @@ from batchops.errors import BatchopsError, InvalidInputError, OwnershipError
 from batchops.local.config import BackendConfig, FaultConfig
 from batchops.local.server import EmbeddedServer
 from batchops.plan import Action
-from batchops.reconcile import PassOptions, PassResult, run_pass
+from batchops.reconcile import PassOptions, PassResult, gc_paused, run_pass
 from batchops.wire import Dataset
 
 PROJECT = "proj"
@@ -155,3 +156,18 @@ def test_rate_limited_backend_still_converges_without_duplicates(tmp_path: Path)
             "create-dataset", "create-job"]  # fmt: skip
         assert converge(paths, tmp_path, client).errors == []
         assert len(client.list_jobs()) == 1
+
+
+def test_gc_is_paused_for_the_block_and_restored_after_it() -> None:
+    assert gc.isenabled()
+    with pytest.raises(KeyError), gc_paused():
+        assert not gc.isenabled()
+        raise KeyError("a pass that fails")
+    assert gc.isenabled()
+    gc.disable()  # whoever turned it off keeps it off
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
