@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ UTF8_PIECE = 64 * 2**10  # see _utf8
 # From this size a helper process hashes a file and checks its UTF-8 beside our read (_scan_file).
 HELPER_MIN = 32 * 2**20
 HELPER = Path(__file__).with_name("utf8check.py")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_SHOWN = 20  # problems shown per file; the rest are counted in one more diagnostic
 ROLES = ("system", "user", "assistant", "tool")
 CACHE_FILE = Path(".batchops", "cache", "datasets.json")
@@ -351,11 +353,11 @@ def _where_first(diags: list[Diagnostic], files: Sequence[Path], root: Path) -> 
 def _first_lines(files: Sequence[Path], wanted: set[str], root: Path) -> dict[str, str]:
     first: dict[str, str] = {}
     for path in files:
-        with path.open("rb") as f:
+        with contextlib.suppress(OSError), path.open("rb") as f:  # gone since: say nothing more
             for number, line in enumerate(f, start=1):
                 try:
                     custom_id = _IDS.decode(line).custom_id
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, UnicodeDecodeError):
                     continue
                 if custom_id in wanted and custom_id not in first:
                     first[custom_id] = f"{_display(path, root)}:{number}"
@@ -472,7 +474,7 @@ class _Helper:
         out, _ = self.proc.communicate()
         answer = out.decode("ascii", "replace").split()
         if self.proc.returncode == 0 and len(answer) == 2 and answer[0] == "utf-8":
-            return answer[1]
+            return answer[1] if _SHA256.fullmatch(answer[1]) else None
         return None
 
     def stop(self) -> None:

@@ -362,7 +362,8 @@ def test_a_file_the_helper_rejects_is_read_again_without_false_duplicates(
 
 
 @pytest.mark.parametrize(
-    "helper", ["import sys; sys.exit(3)", "print('utf-8')", "print('utf-8 a b')", "1/0"]
+    "helper",
+    ["import sys; sys.exit(3)", "print('utf-8')", "print('utf-8 a b')", "print('utf-8 0a')", "1/0"],
 )
 def test_a_helper_that_fails_means_reading_in_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper: str
