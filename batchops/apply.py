@@ -189,12 +189,7 @@ def create_dataset(env: _Env, action: Action, spec: DatasetSpec) -> None:
         _confirm_dataset(existing, spec, env.project)
     if existing.state == DATASET_STATE_READY:
         return
-    done = [0]
-
-    def progress(count: int) -> None:
-        done[0] += count
-        env.reporter.transfer_progress(action, done[0], spec.size)
-
+    progress = _transfer_progress(env, action, spec.size)
     env.client.upload_dataset_files(spec.dataset_id, list(spec.files), progress=progress)
     _wait_ready(env, spec.dataset_id)
 
@@ -299,13 +294,20 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
     return record
 
 
-def _download_lineage(env: _Env, action: Action, spec: DownloadSpec, tmp: Path) -> list[Path]:
-    done = [0]
+def _transfer_progress(env: _Env, action: Action, total: int) -> Callable[[int], None]:
+    """A client progress callback (bytes since the last call) that reports the running total."""
+    done = 0
 
     def progress(count: int) -> None:
-        done[0] += count
-        env.reporter.transfer_progress(action, done[0], 0)
+        nonlocal done
+        done += count
+        env.reporter.transfer_progress(action, done, total)
 
+    return progress
+
+
+def _download_lineage(env: _Env, action: Action, spec: DownloadSpec, tmp: Path) -> list[Path]:
+    progress = _transfer_progress(env, action, 0)
     folders = []
     last = len(spec.output_dataset_ids) - 1
     for i, ds_id in enumerate(spec.output_dataset_ids):

@@ -9,14 +9,17 @@ was observed, so a saved plan can be refused once the world has moved.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 from batchops.errors import ConfigError
 from batchops.identity import (
+    HASH_LEN,
     JobIdParts,
     attempt_id,
     canonical_json,
@@ -164,7 +167,11 @@ class Plan:
         return any(a.is_change for a in self.actions)
 
     def count(self, kind: Kind) -> int:
-        return sum(1 for a in self.actions if a.kind is kind)
+        return self._counts[kind]
+
+    @cached_property
+    def _counts(self) -> Counter[Kind]:
+        return Counter(a.kind for a in self.actions)
 
 
 def sort_actions(actions: Iterable[Action]) -> tuple[Action, ...]:
@@ -219,6 +226,13 @@ class JobView:
     @property
     def chain_ids(self) -> tuple[str, ...]:
         return tuple(_rid(job) for _, job in self.family)
+
+    @property
+    def results_current(self) -> bool:
+        """The results on disk are verified and merged up to the latest job of the family."""
+        latest, result = self.latest, self.result
+        record = result.record if result is not None and result.verified else None
+        return latest is not None and record is not None and record.last_job_id == _rid(latest[1])
 
 
 def _rid(resource: BatchInferenceJob | Dataset) -> str:
@@ -326,10 +340,7 @@ class _Seen:
             return
         self.datasets[rid] = ds
         if ours:
-            self.ours_ds.setdefault((rid[:-_HASH_LEN], len(rid)), []).append(rid)
-
-
-_HASH_LEN = len("0123456789")  # the content hash that ends a dataset ID
+            self.ours_ds.setdefault((rid[:-HASH_LEN], len(rid)), []).append(rid)
 
 
 def _split_owned(
@@ -391,7 +402,7 @@ def _dataset_action(
 
 
 def _dataset_reason(ds_id: str, seen: _Seen) -> str:
-    older = sorted(seen.ours_ds.get((ds_id[:-_HASH_LEN], len(ds_id)), []))
+    older = sorted(seen.ours_ds.get((ds_id[:-HASH_LEN], len(ds_id)), []))
     return f"content changed (was {older[-1]})" if older else "new dataset"
 
 
@@ -404,8 +415,6 @@ class _Ctx:
     desired: Desired
     project: str
     options: PlanOptions
-    observed_ds: Mapping[str, Dataset]
-    observed_jobs: Mapping[str, BatchInferenceJob]
     seen: _Seen
     creating_ds: frozenset[str]  # datasets this plan creates (jobs reading them wait for READY)
 
@@ -441,19 +450,15 @@ def _progress(job: BatchInferenceJob) -> dict[str, Any]:
     return details
 
 
-def _job_spec(view: JobView, job: str, *, continued_from: str | None) -> JobSpec:
+def _job_spec(view: JobView, job: str, project: str, *, continued_from: str | None) -> JobSpec:
     decl = view.decl
     return JobSpec(
         job_id=job, name=decl.name, model=decl.model, input_dataset_id=view.input_dataset_id,
         inference_parameters=wire_parameters(decl.inference_parameters),
         precision=decl.precision, output_dataset_id=output_dataset_id(job),
-        display_name="", continued_from=continued_from,
+        display_name=marked_display_name(decl.display_name or decl.name, project),
+        continued_from=continued_from,
     )  # fmt: skip
-
-
-def _with_display(spec: JobSpec, view: JobView, project: str) -> JobSpec:
-    base = view.decl.display_name or view.decl.name
-    return JobSpec(**{**spec.__dict__, "display_name": marked_display_name(base, project)})
 
 
 def _create(view: JobView, ctx: _Ctx) -> list[Action]:
@@ -461,7 +466,7 @@ def _create(view: JobView, ctx: _Ctx) -> list[Action]:
     resource = Resource("job", view.decl.name, view.base_id)
     if missing:
         return [Action(Kind.FAILED, resource, missing)]
-    spec = _with_display(_job_spec(view, view.base_id, continued_from=None), view, ctx.project)
+    spec = _job_spec(view, view.base_id, ctx.project, continued_from=None)
     after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
     details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
     old = _replaced(view, ctx)
@@ -482,7 +487,7 @@ _FINISHED = (
 
 
 def _missing_input(view: JobView, ctx: _Ctx) -> str | None:
-    if view.input_dataset_id in ctx.creating_ds or view.input_dataset_id in ctx.observed_ds:
+    if view.input_dataset_id in ctx.creating_ds or view.input_dataset_id in ctx.seen.datasets:
         return None
     if view.decl.input_dataset:
         return f"input dataset {view.decl.input_dataset} is not available"
@@ -525,12 +530,10 @@ def _download(view: JobView, ctx: _Ctx, *, partial: bool) -> list[Action]:
         return []
     latest = view.latest
     assert latest is not None  # callers come from a non-empty family
-    last_id = _rid(latest[1])
-    result = view.result
-    record = result.record if result is not None and result.verified else None
-    if record is not None and record.last_job_id == last_id:
+    if view.results_current:
         return []
-    reason = _download_reason(result, partial=partial)
+    last_id = _rid(latest[1])
+    reason = _download_reason(view.result, partial=partial)
     decl_ds = ctx.desired.dataset(view.decl.input_dataset) if view.decl.input_dataset else None
     input_files = decl_ds.files if decl_ds is not None else ()
     spec = DownloadSpec(
@@ -562,7 +565,7 @@ def _failed(
     if not ctx.options.retry_failed:
         return [Action(Kind.FAILED, resource, f"{_short(job.state)}: {message}", details)]
     new_id = attempt_id(view.base_id, parts.attempt + 1)
-    spec = _with_display(_job_spec(view, new_id, continued_from=None), view, ctx.project)
+    spec = _job_spec(view, new_id, ctx.project, continued_from=None)
     reason = f"retry after {_short(job.state)} (attempt {parts.attempt + 2}): {message}"
     new_resource = Resource("job", view.decl.name, new_id)
     return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
@@ -578,7 +581,7 @@ def _expired(
     details: dict[str, Any] = {"rowsLeft": max(total - done, 0), "maxResumes": decl.max_resumes}
     if decl.on_expired == "resume" and parts.resume < decl.max_resumes:
         new_id = continuation_id(attempt_id(view.base_id, parts.attempt), parts.resume + 1)
-        spec = _with_display(_job_spec(view, new_id, continued_from=_rid(job)), view, ctx.project)
+        spec = _job_spec(view, new_id, ctx.project, continued_from=_rid(job))
         details["attempt"] = parts.resume + 1
         reason = f"expired: resume {parts.resume + 1} of {decl.max_resumes}"
         reason += f", {details['rowsLeft']} rows left" if progress else ""
@@ -597,22 +600,20 @@ def _short(state: str | None) -> str:
 # Pruning
 
 
-def _prune_actions(
-    views: list[JobView], desired: Desired, ds_ids: Mapping[str, str], ctx: _Ctx
-) -> list[Action]:
+def _prune_actions(views: list[JobView], referenced: set[str], ctx: _Ctx) -> list[Action]:
     keep_bases = {v.base_id for v in views}
-    keep_ds = set(ds_ids.values()) | {v.input_dataset_id for v in views}
+    keep_ds = set(referenced)
     actions = []
-    for rid, job in ctx.observed_jobs.items():
+    for rid, job in ctx.seen.jobs.items():
         parts = parse_job_id(rid)
-        if owner_of(job.display_name) != ctx.project or (job.state or "") in GONE_JOB_STATES:
+        if not is_ours(job.display_name, ctx.project) or (job.state or "") in GONE_JOB_STATES:
             continue
         if parts is not None and parts.base in keep_bases:
             keep_ds.add(output_dataset_id(rid))
             continue
         actions.append(_prune_job(rid, job, parts))
-    for rid, ds in ctx.observed_ds.items():
-        if owner_of(ds.display_name) == ctx.project and rid not in keep_ds:
+    for rid, ds in ctx.seen.datasets.items():
+        if is_ours(ds.display_name, ctx.project) and rid not in keep_ds:
             actions.append(Action(Kind.PRUNE_DATASET, Resource("dataset", _ds_name(rid), rid),
                                   "not declared by any manifest"))  # fmt: skip
     return actions
@@ -635,25 +636,27 @@ def _prune_job(rid: str, job: BatchInferenceJob, parts: JobIdParts | None) -> Ac
 
 def _ds_name(rid: str) -> str:
     head, _, tail = rid.rpartition("-")
-    return head if head and len(tail) == 10 else rid
+    return head if head and len(tail) == HASH_LEN else rid
 
 
 # ---------------------------------------------------------------------------------------------
 # The plan
 
 
-def fingerprint(observed: Observed, project: str, referenced: Iterable[str]) -> str:
-    """A hash over the names, states and update times of the observed resources that matter."""
-    return _fingerprint(_Seen.of(observed, project), set(referenced))
-
-
 def _fingerprint(seen: _Seen, wanted: set[str]) -> str:
+    """A hash over the names, states and update times of the observed resources that matter."""
     lines = [
         f"{kind}\0{rid}\0{item.state}\0{item.update_time}"
         for kind, rid, ours, item in seen.items
         if ours or rid in wanted
     ]
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+def check_prune(desired: Desired, options: PlanOptions) -> None:
+    """Pruning with nothing declared would delete everything ours: only with --allow-empty."""
+    if options.prune and not (desired.datasets or desired.jobs) and not options.allow_empty:
+        raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
 
 
 def make_plan(
@@ -666,18 +669,17 @@ def make_plan(
     project: str,
 ) -> Plan:
     """Compare desired with observed and return what to do, and why. Pure."""
-    if options.prune and not (desired.datasets or desired.jobs) and not options.allow_empty:
-        raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
+    check_prune(desired, options)
     seen = _Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project)
     ds_actions = _dataset_actions(desired, infos, ds_ids, seen, project)
     creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
-    ctx = _Ctx(desired, project, options, seen.datasets, seen.jobs, seen, creating)
+    ctx = _Ctx(desired, project, options, seen, creating)
     views = _views(desired, ds_ids, seen, local, project)
     actions = ds_actions + [a for v in views for a in _job_actions(v, ctx)]
-    if options.prune:
-        actions += _prune_actions(views, desired, ds_ids, ctx)
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
+    if options.prune:
+        actions += _prune_actions(views, referenced, ctx)
     return Plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,

@@ -21,7 +21,7 @@ from pathlib import Path
 from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.datasets import StatCache, inspect_all
-from batchops.errors import BatchopsError, ConfigError, OwnershipError, StalePlanError
+from batchops.errors import BatchopsError, OwnershipError, StalePlanError
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
 from batchops.plan import (
@@ -31,6 +31,7 @@ from batchops.plan import (
     Observed,
     Plan,
     PlanOptions,
+    check_prune,
     job_views,
     make_plan,
 )
@@ -97,11 +98,6 @@ def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
     return desired, infos
 
 
-def observe(client: FireworksClient) -> Observed:
-    """Two paginated list calls, never one GET per declared resource."""
-    return Observed(datasets=tuple(client.list_datasets()), jobs=tuple(client.list_jobs()))
-
-
 def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
     records = local_records(root)  # one query for every job's record
     return {
@@ -130,19 +126,23 @@ def load_and_plan(
     project: str,
     options: PassOptions,
     inputs: Inputs | None = None,
-) -> tuple[Plan, Context]:
-    """What `batchops plan` shows and `status` reads: inputs first, then the two list calls.
+) -> Plan:
+    """What `batchops plan` shows and `apply` executes: inputs first, then the two list calls.
 
     ``inputs`` are ``load_inputs``' answer when the caller validated before opening the client."""
     desired, infos = inputs if inputs is not None else load_inputs(paths, root=root)
-    if options.prune and not (desired.datasets or desired.jobs) and not options.allow_empty:
-        raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
+    check_prune(desired, options)  # before any API call
     with gc_paused():
-        observed, local = observe_all(client, desired, root)
-        ctx = Context(root, project, desired, infos, observed, local)
-        plan = make_plan(desired, infos, ctx.observed, ctx.local, options.plan_options(),
+        ctx = load_context(client, root=root, project=project, inputs=(desired, infos))
+        return make_plan(desired, infos, ctx.observed, ctx.local, options.plan_options(),
                          project=project)  # fmt: skip
-    return plan, ctx
+
+
+def load_context(client: FireworksClient, *, root: Path, project: str, inputs: Inputs) -> Context:
+    """The observed world beside the validated inputs, with no plan (what `status` reads)."""
+    desired, infos = inputs
+    observed, local = observe_all(client, desired, root)
+    return Context(root, project, desired, infos, observed, local)
 
 
 @contextlib.contextmanager
@@ -187,7 +187,7 @@ def run_pass(
 ) -> PassResult:
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
-    plan, _ = load_and_plan(
+    plan = load_and_plan(
         paths, root=root, client=client, project=project, options=options, inputs=inputs
     )
     if saved is not None:

@@ -108,7 +108,7 @@ def timed_plan(root: Path, url: str) -> dict[str, float]:
         start = time.perf_counter()
         inputs = load_inputs([root / "jobs"], root=root)
         loaded = time.perf_counter()
-        plan, _ = load_and_plan([root / "jobs"], root=root, client=client, project=project,
+        plan = load_and_plan([root / "jobs"], root=root, client=client, project=project,
                                 options=PassOptions(), inputs=inputs)  # fmt: skip
         end = time.perf_counter()
     changes = sum(1 for a in plan.actions if a.is_change)

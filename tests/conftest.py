@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from batchops.errors import BatchopsError
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
+
+
+@dataclass
+class FakeResult:
+    """What the watch loop reads of a pass's result (``reconcile.PassResult``), without a plan."""
+
+    errors: list[BatchopsError] = field(default_factory=list)
+    converged: bool = True
+    failed_jobs: list[str] = field(default_factory=list)
+    job_states: dict[str, int] = field(default_factory=dict)
 
 
 @pytest.fixture(autouse=True)

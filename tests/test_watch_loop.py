@@ -6,12 +6,10 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import pytest
 
 from batchops.errors import (
-    BatchopsError,
     Diagnostic,
     InvalidInputError,
     RateLimitedError,
@@ -19,15 +17,7 @@ from batchops.errors import (
 )
 from batchops.watch.loop import Daemon, Outcome, PassRecord, Timing
 from batchops.watch.triggers import Triggers
-
-
-@dataclass
-class FakeResult:
-    errors: list[BatchopsError] = field(default_factory=list)
-    converged: bool = True
-    failed_jobs: list[str] = field(default_factory=list)
-    job_states: dict[str, int] = field(default_factory=dict)
-
+from tests.conftest import FakeResult
 
 Step = Callable[[], FakeResult]
 

@@ -7,7 +7,6 @@ import os
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from batchops.watch.health import HealthServer, Metrics
 from batchops.watch.lock import ProjectLock
 from batchops.watch.loop import Outcome, PassRecord
 from batchops.watch.triggers import Triggers
+from tests.conftest import FakeResult
 
 # -- file events ---------------------------------------------------------------------------------
 
@@ -118,14 +118,6 @@ def test_redact_hides_userinfo_only() -> None:
 
 
 # -- health and metrics --------------------------------------------------------------------------
-
-
-@dataclass
-class FakeResult:
-    errors: list[BatchopsError] = field(default_factory=list)
-    converged: bool = True
-    failed_jobs: list[str] = field(default_factory=list)
-    job_states: dict[str, int] = field(default_factory=dict)
 
 
 def record(outcome: Outcome, **states: int) -> PassRecord:

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     paths, options = default_paths(args, root), pass_options(args)
     inputs = load_inputs(paths, root=root)  # invalid input: nothing is sent, no backend started
     with open_client(settings, root=root) as client:
-        plan, _ = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
+        plan = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
                                 options=options, inputs=inputs)  # fmt: skip
     body = plan_json(plan)
     if args.out:

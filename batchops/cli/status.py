@@ -19,7 +19,7 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.errors import EXIT_OK
-from batchops.reconcile import PassOptions, load_and_plan, load_inputs
+from batchops.reconcile import load_context, load_inputs
 from batchops.render.status import status_json, status_row, status_table, status_text
 
 
@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
     paths = default_paths(args, root)
     inputs = load_inputs(paths, root=root)
     with open_client(settings, root=root) as client:
-        _, ctx = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
-                               options=PassOptions(), inputs=inputs)  # fmt: skip
+        ctx = load_context(client, root=root, project=project_of(settings, root), inputs=inputs)
     rows = [status_row(view) for view in ctx.views()]
     if args.output == "json":
         print(json.dumps(status_json(rows), indent=2))

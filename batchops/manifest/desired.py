@@ -8,6 +8,7 @@ these types. Paths are absolute and already confined to the root; every declarat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,4 +61,8 @@ class Desired:
     manifest_files: tuple[Path, ...] = ()  # every manifest file read (absolute), for the watcher
 
     def dataset(self, name: str) -> DatasetDecl | None:
-        return next((d for d in self.datasets if d.name == name), None)
+        return self._datasets_by_name.get(name)
+
+    @cached_property
+    def _datasets_by_name(self) -> dict[str, DatasetDecl]:  # names are unique (validated)
+        return {d.name: d for d in self.datasets}

@@ -31,12 +31,9 @@ class StatusRow:
 
 
 def _results_state(view: JobView) -> str:
-    result = view.result
-    if result is None or result.record is None:
+    if view.result is None or view.result.record is None:
         return "missing"
-    latest = view.latest
-    current = latest is not None and result.record.last_job_id == resource_id(latest[1].name or "")
-    return "verified" if result.verified and current else "stale"
+    return "verified" if view.results_current else "stale"
 
 
 def status_row(view: JobView) -> StatusRow:
