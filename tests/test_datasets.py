@@ -65,11 +65,8 @@ def test_valid_file_rows_size_hash_and_format(tmp_path: Path) -> None:
     data = (tmp_path / "d.jsonl").read_bytes()
     assert (info.rows, info.size, info.format) == (2, len(data), "CHAT")
     assert info.sha256 == hashlib.sha256(data).hexdigest() == info.files[0].sha256
-    assert (
-        make(tmp_path, "p.jsonl", [prompt("a")])
-        and inspect_dataset(make(tmp_path, "p.jsonl", [prompt("a")]), root=tmp_path).format
-        == "COMPLETION"
-    )
+    completion = make(tmp_path, "p.jsonl", [prompt("a")])
+    assert inspect_dataset(completion, root=tmp_path).format == "COMPLETION"
 
 
 def test_last_line_without_newline_counts(tmp_path: Path) -> None:
@@ -256,6 +253,7 @@ def test_cache_stores_only_valid_files_and_survives_corruption(tmp_path: Path) -
     ]
 
 
+@pytest.mark.parametrize("reader", ["in-process"], indirect=True)  # reads no dataset
 def test_iter_custom_ids_across_files(tmp_path: Path) -> None:
     a = make(tmp_path, "a.jsonl", [chat("x"), chat("y")])
     b = make(tmp_path, "b.jsonl", [prompt("z")])
@@ -345,12 +343,10 @@ def test_the_helper_agrees_with_the_in_process_read(tmp_path: Path, reader: str)
     assert inspected(tmp_path, data) == (hashlib.sha256(data).hexdigest(), 3000)
 
 
-def test_a_file_the_helper_rejects_is_read_again_without_false_duplicates(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("reader", ["helper"], indirect=True)
+def test_a_file_the_helper_rejects_is_read_again_without_false_duplicates(tmp_path: Path) -> None:
     # The first read, trusting the helper for UTF-8, took every row as good; the second must
     # not then find each custom_id of this file (or the dataset's format) already seen.
-    monkeypatch.setattr(datasets, "HELPER_MIN", 0)
     first = [utf8_chat(f"a{i}", "東京") for i in range(50)]
     second = [utf8_chat(f"b{i}", "данные") for i in range(50)]
     second[20] = second[20].replace("данные".encode(), b"\xff")
@@ -365,17 +361,18 @@ def test_a_file_the_helper_rejects_is_read_again_without_false_duplicates(
     "helper",
     ["import sys; sys.exit(3)", "print('utf-8')", "print('utf-8 a b')", "print('utf-8 0a')", "1/0"],
 )
+@pytest.mark.parametrize("reader", ["helper"], indirect=True)
 def test_a_helper_that_fails_means_reading_in_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper: str
 ) -> None:
     script = tmp_path / "helper.py"
     script.write_text(helper + "\n")
     monkeypatch.setattr(datasets, "HELPER", script)
-    monkeypatch.setattr(datasets, "HELPER_MIN", 0)
     data = "".join(f"{chat(f'c{i}')}\n" for i in range(100)).encode()
     assert inspected(tmp_path, data) == (hashlib.sha256(data).hexdigest(), 100)
 
 
+@pytest.mark.parametrize("reader", ["helper"], indirect=True)
 def test_an_interrupted_read_stops_the_helper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -391,7 +388,6 @@ def test_an_interrupted_read_stops_the_helper(
 
     monkeypatch.setattr(datasets.subprocess, "Popen", recording)
     monkeypatch.setattr(datasets._Lines, "feed", interrupted)
-    monkeypatch.setattr(datasets, "HELPER_MIN", 0)
     decl = make(tmp_path, "d.jsonl", [chat(f"c{i}") for i in range(10)])
     with pytest.raises(KeyboardInterrupt):
         inspect_dataset(decl, root=tmp_path)

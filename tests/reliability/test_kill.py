@@ -132,7 +132,6 @@ def test_kill_at_twenty_points_then_apply_converges(
     with ThreadPoolExecutor(len(POINTS)) as pool:
         runs = list(pool.map(lambda ip: run_point(ip[1], ip[0], server, tmp_path),
                              enumerate(POINTS)))  # fmt: skip
-    assert all(hold.reached.is_set() for hold in server.gate.holds)
     for point, (root, account) in zip(POINTS, runs, strict=True):
         code = main([*APPLY, "--root", str(root), "--base-url", server.base_url,
                      "--account-id", account])  # fmt: skip
