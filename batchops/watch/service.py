@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchops.api.client import FireworksClient
+from batchops.datasets import StatCache, inspect_all
 from batchops.errors import InvalidInputError
 from batchops.manifest import load_desired
+from batchops.manifest.desired import Desired
 from batchops.reconcile import PassOptions, PassResult, run_pass
 from batchops.watch.files import FileWatcher
 from batchops.watch.git import GitSource, poll, redact
@@ -90,21 +92,23 @@ def _pass_function(config: WatchConfig, paths: list[Path], root: Path, client: F
         # With git, hold the clone still: a hard reset must not land in the middle of a pass.
         with source.lock if source else contextlib.nullcontext():
             try:
-                return run_pass(paths, root=root, client=client, project=config.project,
-                                options=config.options, reporter=reporter, stop=stop)
-            finally:
+                desired = load_desired(paths, root=root)  # once a pass: the watcher reuses it
+            except InvalidInputError:
                 if watcher is not None:
-                    watcher.update(_watched_files(paths, root))
+                    watcher.update(None)  # every event counts until the manifests load
+                raise
+            if watcher is not None:
+                watcher.update(_watched_files(desired))
+            infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+            return run_pass(paths, root=root, client=client, project=config.project,
+                            options=config.options, reporter=reporter, stop=stop,
+                            inputs=(desired, infos))  # fmt: skip
 
     return one_pass
 
 
-def _watched_files(paths: list[Path], root: Path) -> list[Path] | None:
-    """The manifests and the dataset files they reference; None while they do not load."""
-    try:
-        desired = load_desired(paths, root=root)
-    except InvalidInputError:
-        return None
+def _watched_files(desired: Desired) -> list[Path]:
+    """The manifests and the dataset files they reference."""
     files = list(desired.manifest_files)
     for dataset in desired.datasets:
         files += dataset.files
