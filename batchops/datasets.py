@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
+from batchops.config import STATE_DIR
 from batchops.errors import Diagnostic, InvalidInputError
 
 DEFAULT_MAX_BYTES = 500 * 2**20
@@ -48,7 +49,7 @@ HELPER = Path(__file__).with_name("utf8check.py")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_SHOWN = 20  # problems shown per file; the rest are counted in one more diagnostic
 ROLES = ("system", "user", "assistant", "tool")
-CACHE_FILE = Path(".batchops", "cache", "datasets.json")
+CACHE_FILE = Path(STATE_DIR, "cache", "datasets.json")
 
 
 # -- what we are given ------------------------------------------------------------------------

@@ -44,7 +44,14 @@ from batchops.reconcile import (
     load_inputs,
     run_pass,
 )
-from batchops.render.plan import SYMBOLS, action_line, errors_markdown, plan_markdown, plan_text
+from batchops.render.plan import (
+    SYMBOLS,
+    action_line,
+    errors_markdown,
+    plan_markdown,
+    plan_text,
+    summary_line,
+)
 
 # Seconds between passes under --wait: the local backend finishes in seconds, while Fireworks jobs
 # take minutes to hours and every pass costs two list calls.
@@ -215,12 +222,12 @@ class _Printer:
             return
         if self.passes == 1:
             print(plan_text(plan), flush=True)
-            self.last_line = plan_text(plan).splitlines()[-1]
+            self.last_line = summary_line(plan)  # plan_text's last line
             return
         for action in plan.actions:
             if action.is_change:
                 print(action_line(action), flush=True)
-        line = plan_text(plan).splitlines()[-1]
+        line = summary_line(plan)
         if line != self.last_line:
             print(line, flush=True)
             self.last_line = line

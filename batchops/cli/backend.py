@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchops.api import FireworksClient, client_from_settings
-from batchops.config import DEFAULT_BASE_URL, LOCAL_ACCOUNT_ID, STATE_DIR, Settings, load_settings
+from batchops.config import DEFAULT_BASE_URL, STATE_DIR, Settings, load_settings
 from batchops.identity import project_from_root, slugify
 
 NOTICE = (
@@ -83,8 +83,5 @@ def open_client(
     data_dir = root / STATE_DIR / "local"
     with EmbeddedServer(BackendConfig(data_dir=data_dir), port=0) as server:
         notice(NOTICE)
-        account = settings.account_id or LOCAL_ACCOUNT_ID
-        with FireworksClient(
-            base_url=server.base_url, account_id=account, api_key=None, **client_options
-        ) as client:
+        with client_from_settings(settings, base_url=server.base_url, **client_options) as client:
             yield client

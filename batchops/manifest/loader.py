@@ -70,9 +70,11 @@ def _manifests_in(folder: Path, root: Path) -> set[Path]:
     would drop their declarations, and with --prune delete what they declare."""
     found = set()
     for path in folder.rglob("*"):
+        if path.suffix not in MANIFEST_SUFFIXES:
+            continue
         hidden = any(part.startswith(".") for part in path.relative_to(folder).parts[:-1])
         broken_link = path.is_symlink() and not path.exists()
-        if path.suffix in MANIFEST_SUFFIXES and not hidden and (path.is_file() or broken_link):
+        if not hidden and (path.is_file() or broken_link):
             real = None if broken_link else P.resolved(path)  # a broken link is shown as itself
             found.add(real if real is not None and P.inside(real, root) else path)
     return found

@@ -16,10 +16,8 @@ from pydantic.alias_generators import to_camel
 
 from batchops.wire import PRECISIONS
 
-API_VERSION = "batchops/v1"
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-FORMATS = ("CHAT", "COMPLETION")
 
 
 class StrictModel(BaseModel):

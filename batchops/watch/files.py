@@ -16,10 +16,12 @@ from pathlib import Path
 
 import watchfiles
 
+from batchops.manifest.loader import MANIFEST_SUFFIXES
+from batchops.manifest.paths import SHARD_SUFFIX
+
 log = logging.getLogger("batchops.watch.files")
 
 IGNORED_DIRS = frozenset({".git", ".batchops", "__pycache__", ".venv", "node_modules"})
-MANIFEST_SUFFIXES = frozenset({".yaml", ".yml"})
 DEBOUNCE_MS = 300  # at most this long to group a burst of events (an editor's save, a git reset)
 STEP_MS = 50  # ...and yield as soon as the tree has been quiet this long
 
@@ -51,7 +53,7 @@ class FileWatcher:
         """The files the last load read, or None when it failed. Called from the loop thread."""
         known = None if files is None else frozenset(p.resolve() for p in files)
         self._files = known  # one assignment: the watcher thread sees the old or the new set
-        self._dataset_dirs = frozenset(p.parent for p in known or () if p.suffix == ".jsonl")
+        self._dataset_dirs = frozenset(p.parent for p in known or () if p.suffix == SHARD_SUFFIX)
         roots = self._compute_roots(known or ())
         if roots != self._roots:
             self._roots = roots
@@ -70,7 +72,7 @@ class FileWatcher:
         files = self._files
         if files is None or p in files or p.suffix in MANIFEST_SUFFIXES:
             return True
-        return p.suffix == ".jsonl" and p.parent in self._dataset_dirs
+        return p.suffix == SHARD_SUFFIX and p.parent in self._dataset_dirs
 
     def _run(self) -> None:
         while not self._stop.is_set():

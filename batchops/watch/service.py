@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchops.api.client import FireworksClient
+from batchops.config import STATE_DIR
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import InvalidInputError
 from batchops.manifest import load_desired
@@ -50,7 +51,7 @@ class WatchConfig:
 
 
 def git_clone_dir(root: Path) -> Path:
-    return root / ".batchops" / "git"
+    return root / STATE_DIR / "git"
 
 
 def run(config: WatchConfig, *, client: FireworksClient, triggers: Triggers,
