@@ -38,6 +38,13 @@ def insert(
         )
 
 
+def exists(backend: Backend, account: str, dataset_id: str) -> bool:
+    found = backend.db.one(
+        "SELECT 1 FROM datasets WHERE account = ? AND id = ?", (account, dataset_id)
+    )
+    return found is not None
+
+
 def get_row(backend: Backend, account: str, dataset_id: str) -> Any:
     row = backend.db.one(
         "SELECT * FROM datasets WHERE account = ? AND id = ?", (account, dataset_id)

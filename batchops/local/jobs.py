@@ -36,6 +36,7 @@ ACTIVE_STATES = (
     JOB_STATE_WRITING_RESULTS,
     JOB_STATE_DELETING_CLEANING_UP,
 )
+_ACTIVE_MARKS = ",".join("?" * len(ACTIVE_STATES))  # "?,?,..." for `state IN (...)`
 # The fields a client may set; everything else in a create body is ignored.
 WRITABLE = (
     "display_name",
@@ -80,7 +81,7 @@ def render(row: Any) -> dict[str, Any]:
 
 
 def create(backend: Backend, account: str, job_id: str | None, body: Any) -> dict[str, Any]:
-    job_id = _job_id(backend, job_id)
+    job_id = _job_id(job_id)
     spec = _parse(body)
     if spec.continued_from_job_name:
         _inherit(backend, account, spec)
@@ -105,7 +106,7 @@ def create(backend: Backend, account: str, job_id: str | None, body: Any) -> dic
     return created
 
 
-def _job_id(backend: Backend, job_id: str | None) -> str:
+def _job_id(job_id: str | None) -> str:
     if job_id is None or job_id == "":
         return new_id("bij")
     if not valid_id(job_id):
@@ -175,24 +176,17 @@ def _output_id(backend: Backend, account: str, job_id: str, spec: BatchInference
     """The given output dataset (which must not exist yet), else ``<job>-output``."""
     if spec.output_dataset_id:
         output = _dataset_id(spec.output_dataset_id)
-        if _dataset_exists(backend, account, output):
+        if datasets.exists(backend, account, output):
             raise ApiProblem(
                 "ALREADY_EXISTS",
                 f"output dataset {dataset_resource(account, output)} already exists",
             )
         return output
     output = f"{job_id}-output"
-    if not valid_id(output) or _dataset_exists(backend, account, output):
+    if not valid_id(output) or datasets.exists(backend, account, output):
         output = new_id("bij")
     return output
 
-
-def _dataset_exists(backend: Backend, account: str, dataset_id: str) -> bool:
-    try:
-        datasets.get_row(backend, account, dataset_id)
-    except ApiProblem:
-        return False
-    return True
 
 
 def delete(backend: Backend, account: str, job_id: str) -> None:
@@ -214,9 +208,8 @@ def delete(backend: Backend, account: str, job_id: str) -> None:
 
 
 def runnable(backend: Backend, owner: str) -> list[JobKey]:
-    marks = ",".join("?" * len(ACTIVE_STATES))
     rows = backend.db.all(
-        f"SELECT account, id FROM jobs WHERE state IN ({marks}) AND "  # noqa: S608 - fixed marks
+        f"SELECT account, id FROM jobs WHERE state IN ({_ACTIVE_MARKS}) AND "  # noqa: S608 - fixed marks
         "(owner IS NULL OR lease_expiry < ? OR owner = ?) ORDER BY seq LIMIT 20",
         (*ACTIVE_STATES, now(), owner),
     )
@@ -225,12 +218,11 @@ def runnable(backend: Backend, owner: str) -> list[JobKey]:
 
 def claim(backend: Backend, key: JobKey, owner: str) -> bool:
     """Take the job's lease if it is free, lapsed or already ours (atomic across processes)."""
-    marks = ",".join("?" * len(ACTIVE_STATES))
     stamp = now()
     return (
         backend.db.run(
             f"UPDATE jobs SET owner = ?, lease_expiry = ? WHERE account = ? AND id = ? "  # noqa: S608
-            f"AND state IN ({marks}) AND (owner IS NULL OR lease_expiry < ? OR owner = ?)",
+            f"AND state IN ({_ACTIVE_MARKS}) AND (owner IS NULL OR lease_expiry < ? OR owner = ?)",
             (
                 owner,
                 stamp + backend.config.lease_seconds,

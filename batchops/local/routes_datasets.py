@@ -11,6 +11,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,14 +21,13 @@ from batchops.local import datasets, outputs, paging
 from batchops.local.backend import Backend
 from batchops.local.httputil import WireJSON, backend_of, base_url, has_body, json_body
 from batchops.local.multipart import boundary_of, save_file_part
-from batchops.local.problems import ApiProblem, invalid, not_found
+from batchops.local.problems import invalid, not_found
 from batchops.local.signing import DOWNLOAD_TTL, UPLOAD_TTL, sign, transfer_path
 from batchops.local.timeutil import valid_id
 from batchops.wire import (
     DATASET_STATE_READY,
     DATASET_STATE_UPLOADING,
     DIRECT_UPLOAD_LIMIT,
-    RPC_CODES,
     Dataset,
     UploadResponse,
     dataset_resource,
@@ -86,12 +87,7 @@ async def item(request: Request) -> Response:
     handler = _VERBS.get((request.method, verb))
     if handler is None:
         if any(v == verb for _, v in _VERBS):
-            body = {
-                "code": RPC_CODES["UNIMPLEMENTED"],
-                "message": "Method Not Allowed",
-                "details": [],
-            }
-            return WireJSON(body, status_code=405)
+            raise HTTPException(405)  # answered by the app's 405 handler, like any route
         raise not_found(f"dataset {dataset_resource(account, dataset_id)}")
     return await handler(request, account, dataset_id)
 
@@ -206,18 +202,13 @@ async def _download_endpoint(request: Request, account: str, dataset_id: str) ->
 def _members(backend: Backend, account: str, dataset_id: str, *, lineage: bool) -> list[str]:
     """The dataset, plus with lineage the output datasets of every job in its continuation chain."""
     row = datasets.get_row(backend, account, dataset_id)
-    source = datasets.render(row).get("sourceJobName", "")
+    source = orjson.loads(row["doc"]).get("sourceJobName", "")  # one field: no full render
     if not lineage or not source:
         return [dataset_id]
     members = [outputs.output_id(link) for link in outputs.chain(backend, account, source)]
-    existing = [m for m in members if m != dataset_id and _exists(backend, account, m)]
+    existing = [m for m in members if m != dataset_id and datasets.exists(backend, account, m)]
     return [dataset_id, *existing]
 
-
-def _exists(backend: Backend, account: str, dataset_id: str) -> bool:
-    with contextlib.suppress(ApiProblem):
-        return bool(datasets.get_row(backend, account, dataset_id))
-    return False
 
 
 _VERBS: dict[tuple[str, str], Handler] = {

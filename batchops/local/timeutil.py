@@ -6,7 +6,6 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
-from functools import lru_cache
 
 ID_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -15,7 +14,6 @@ def now() -> float:
     return time.time()
 
 
-@lru_cache(maxsize=8192)  # list pages render the same few thousand timestamps on every call
 def rfc3339(ts: float | None) -> str | None:
     """Microsecond RFC3339 in UTC with a Z, as the real API's GET answers show."""
     if ts is None:
