@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,11 @@ class FakeResult:
     converged: bool = True
     failed_jobs: list[str] = field(default_factory=list)
     job_states: dict[str, int] = field(default_factory=dict)
+
+
+def ids_in(path: Path) -> list[str]:
+    """The custom_id of every line of a JSONL file, in order."""
+    return [json.loads(line)["custom_id"] for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(autouse=True)

@@ -24,11 +24,10 @@ from batchops.errors import AuthError, ConflictError, NotFoundError
 from batchops.local.config import FaultConfig
 from batchops.local.server import EmbeddedServer
 from batchops.wire import TERMINAL_JOB_STATES, BatchInferenceJob, Dataset
+from tests.api.conftest import ACCOUNT, KEY
 
 pytestmark = pytest.mark.e2e
 
-KEY = "fw-SECRET-key-0123456789"
-ACCOUNT = "acme"
 
 
 @dataclass

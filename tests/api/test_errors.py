@@ -20,8 +20,8 @@ from batchops.errors import (
     ServerError,
     TransportError,
 )
+from tests.api.conftest import KEY
 
-KEY = "fw-SECRET-key-0123456789"
 PATH = "/v1/accounts/acme/batchInferenceJobs/j1"
 
 

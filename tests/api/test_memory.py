@@ -15,9 +15,9 @@ import pytest
 
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
+from tests.api.conftest import KEY
 
 MIB = 1024 * 1024
-KEY = "fw-SECRET-key-0123456789"
 
 SCRIPT = r"""
 import hashlib, json, sys

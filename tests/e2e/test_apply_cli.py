@@ -21,6 +21,7 @@ from batchops.api import FireworksClient
 from batchops.cli import main
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
+from tests.conftest import ids_in
 
 pytestmark = [pytest.mark.e2e]
 
@@ -132,10 +133,6 @@ def batchops(root: Path, server: Server, *args: str, env: dict[str, str] | None 
     full_env.pop("FIREWORKS_API_KEY", None)
     return subprocess.run([sys.executable, "-m", "batchops", *args], cwd=root, env=full_env,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
-
-
-def ids_in(path: Path) -> list[str]:
-    return [json.loads(line)["custom_id"] for line in path.read_text().splitlines()]
 
 
 def assert_no_duplicates(server: Server | InProcess) -> tuple[list[str], list[str]]:

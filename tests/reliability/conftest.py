@@ -32,6 +32,7 @@ from batchops.local.backend import Backend
 from batchops.local.config import BackendConfig
 from batchops.local.worker import Worker
 from batchops.wire import JOB_STATE_COMPLETED, resource_id
+from tests.conftest import ids_in
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -272,5 +273,3 @@ def assert_results_verified(root: Path, url: str, account: str, expected: list[s
         assert set(folder.iterdir()) <= allowed, "a stray file where users look for results"
 
 
-def ids_in(path: Path) -> list[str]:
-    return [json.loads(line)["custom_id"] for line in path.read_text().splitlines()]
