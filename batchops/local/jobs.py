@@ -57,8 +57,13 @@ class JobKey:
     id: str
 
 
+def find_row(backend: Backend, account: str, job_id: str) -> Any:
+    """The job's row, or None."""
+    return backend.db.one("SELECT * FROM jobs WHERE account = ? AND id = ?", (account, job_id))
+
+
 def get_row(backend: Backend, account: str, job_id: str) -> Any:
-    row = backend.db.one("SELECT * FROM jobs WHERE account = ? AND id = ?", (account, job_id))
+    row = find_row(backend, account, job_id)
     if row is None:
         raise not_found(f"batch inference job {job_resource(account, job_id)}")
     return row
@@ -130,7 +135,7 @@ def _parse(body: Any) -> BatchInferenceJob:
 def _inherit(backend: Backend, account: str, spec: BatchInferenceJob) -> None:
     """A continuation takes model, input and parameters from the job it continues, when omitted."""
     previous_id = resource_id(spec.continued_from_job_name or "")
-    row = backend.db.one("SELECT * FROM jobs WHERE account = ? AND id = ?", (account, previous_id))
+    row = find_row(backend, account, previous_id)
     if row is None:
         raise invalid(
             f"continued_from_job_name: job {job_resource(account, previous_id)} not found"

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from batchops.local import datasets
+from batchops.local import datasets, jobs
 from batchops.local.backend import Backend
 from batchops.local.problems import ApiProblem
 from batchops.wire import (
@@ -90,9 +90,7 @@ def chain(backend: Backend, account: str, continued_from: str) -> list[Any]:
     found: list[Any] = []
     name = continued_from
     while name and len(found) < 1000:
-        row = backend.db.one(
-            "SELECT * FROM jobs WHERE account = ? AND id = ?", (account, resource_id(name))
-        )
+        row = jobs.find_row(backend, account, resource_id(name))
         if row is None:
             break
         found.append(row)

@@ -107,9 +107,7 @@ class Worker:
     def _drive(self, key: JobKey) -> bool:
         """Advance the job step by step; False when it must wait (input not ready, stopping)."""
         while not self.stopping.is_set():
-            row = self.backend.db.one(
-                "SELECT * FROM jobs WHERE account = ? AND id = ?", (key.account, key.id)
-            )
+            row = jobs.find_row(self.backend, key.account, key.id)
             step = self._steps.get(row["state"]) if row else None
             if row is None or step is None:
                 return True
