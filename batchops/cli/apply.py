@@ -35,6 +35,7 @@ from batchops.cli.common import append_step_summary
 from batchops.cli.plan import add_pass_flags, pass_options
 from batchops.config import Settings
 from batchops.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, BatchopsError, ConfigError
+from batchops.manifest.select import Selector
 from batchops.plan import Action, Kind, Plan
 from batchops.reconcile import (
     Inputs,
@@ -159,7 +160,9 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     o = data["options"]
     options = PassOptions(prune=o["prune"], allow_empty=o["allowEmpty"],
                           retry_failed=o["retryFailed"], download=o["download"],
-                          max_workers=args.parallelism)  # fmt: skip
+                          max_workers=args.parallelism,
+                          selector=Selector.from_json(data.get("selector")),
+                          narrowed=bool(data.get("narrowed")))  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
     return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check)
