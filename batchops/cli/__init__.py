@@ -16,7 +16,10 @@ from batchops.errors import EXIT_INTERRUPTED, BatchopsError
 
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE (128 + 13)
 
-COMMANDS = ("validate", "schema", "plan", "apply", "status", "watch", "serve")
+COMMANDS = (
+    "validate", "schema", "plan", "apply", "status", "describe", "cancel", "delete", "watch",
+    "serve",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
