@@ -33,7 +33,7 @@ from batchops.cli.backend import (
 )
 from batchops.cli.common import append_step_summary
 from batchops.cli.confirm import ApplyGate, ask_terminal
-from batchops.cli.plan import add_pass_flags, pass_options
+from batchops.cli.plan import add_pass_flags, pass_options, selector_of
 from batchops.config import Settings
 from batchops.errors import (
     EXIT_ERROR,
@@ -199,6 +199,8 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     saved_file = _saved_plan_file(args.paths)
     if saved_file is None:
         return _Run(default_paths(args, root), root, project, pass_options(args), None)
+    if selector_of(args).active:
+        raise ConfigError("a saved plan keeps the selection it was made with; drop --job and -l")
     data = json.loads(saved_file.read_text(encoding="utf-8"))
     if data.get("project") != project:
         raise ConfigError(f"the saved plan is for project {data.get('project')!r}, not {project!r}")

@@ -87,6 +87,17 @@ def test_selectors_plan_only_the_selection_and_count_the_rest(
     assert typo.returncode == 1 and "did you mean 'capitals'" in typo.stderr
 
 
+def test_a_saved_plan_keeps_its_selection(tmp_path: Path, inproc: InProcess) -> None:
+    root = make_geo(tmp_path)
+    saved = str(tmp_path / "capitals.json")
+    assert inproc(root, "plan", "--job", "capitals", "--out", saved).returncode == 0
+    mixed = inproc(root, "apply", saved, "--job", "rivers")
+    assert mixed.returncode == 1 and "keeps the selection" in mixed.stderr
+    applied = inproc(root, "apply", saved)
+    assert applied.returncode == 0, applied.stderr
+    assert [j.split("-")[0] for j in remote_jobs(inproc)] == ["capitals"]
+
+
 def test_prune_with_narrowed_paths_never_touches_other_files(
     tmp_path: Path, inproc: InProcess
 ) -> None:
