@@ -32,7 +32,7 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.common import append_step_summary
-from batchops.cli.confirm import ApplyGate, ask_terminal
+from batchops.cli.confirm import ApplyGate, NotConfirmedError, ask_terminal
 from batchops.cli.plan import add_pass_flags, pass_options, selector_of
 from batchops.config import Settings
 from batchops.errors import (
@@ -308,7 +308,13 @@ class _Printer:
 
     def on_plan(self, plan: Plan) -> None:
         self._print_plan(plan)
-        self.gate.check(plan)
+        try:
+            self.gate.check(plan)
+        except NotConfirmedError as exc:
+            if self.summary_file:  # the summary showed the plan: say it was not applied
+                append_step_summary(self.summary_file, "#### batchops apply: not applied, exit "
+                                    f"1\n{errors_markdown([str(exc)])}")  # fmt: skip
+            raise
 
     def _print_plan(self, plan: Plan) -> None:
         self.passes += 1

@@ -129,8 +129,12 @@ def test_owned_jobs_no_manifest_declares_are_one_line_and_prune_needs_consent_in
     plan = inproc(root, "plan")
     assert ("1 owned job is declared by no manifest; `batchops apply --prune` deletes it."
             in plan.stdout.splitlines())  # fmt: skip
-    refused = inproc(root, "apply", "--prune")
+    summary = tmp_path / "summary.md"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GITHUB_STEP_SUMMARY", str(summary))
+        refused = inproc(root, "apply", "--prune")
     assert refused.returncode == 1 and "--auto-approve" in refused.stderr
+    assert "not applied, exit 1" in summary.read_text()
     assert any(j.startswith("rivers") for j in remote_jobs(inproc))
     saved = str(tmp_path / "prune.json")
     assert inproc(root, "plan", "--prune", "--out", saved).returncode == 0
@@ -164,8 +168,11 @@ def run_on_pty(root: Path, url: str, args: list[str], answer: str) -> tuple[int,
             answered = True
         if proc.poll() is not None and not ready:
             break
-    code = proc.wait(30)
-    os.close(master)
+    try:
+        code = proc.wait(30)
+    finally:
+        proc.kill()  # a no-op once it exited; never left behind when the question never came
+        os.close(master)
     assert proc.stderr is not None
     err = proc.stderr.read()
     proc.stderr.close()
