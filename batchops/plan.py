@@ -77,6 +77,9 @@ class PlanOptions:
     allow_empty: bool = False
     retry_failed: bool = False
     download: bool = True
+    # None: prune the whole project. Otherwise the plan covers part of it (narrowed paths or
+    # selectors) and prunes only owned resources whose name part is one of these manifest names.
+    prune_scope: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, order=True)
@@ -153,6 +156,9 @@ class Plan:
     project: str
     options: PlanOptions = PlanOptions()
     job_states: tuple[tuple[str, str], ...] = ()  # (declared job, state of its latest job)
+    orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
+    outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
+    outside_datasets: int = 0
 
     @property
     def remote_changes(self) -> list[Action]:
@@ -603,6 +609,7 @@ def _short(state: str | None) -> str:
 def _prune_actions(views: list[JobView], referenced: set[str], ctx: _Ctx) -> list[Action]:
     keep_bases = {v.base_id for v in views}
     keep_ds = set(referenced)
+    scope = ctx.options.prune_scope
     actions = []
     for rid, job in ctx.seen.jobs.items():
         parts = parse_job_id(rid)
@@ -611,9 +618,12 @@ def _prune_actions(views: list[JobView], referenced: set[str], ctx: _Ctx) -> lis
         if parts is not None and parts.base in keep_bases:
             keep_ds.add(output_dataset_id(rid))
             continue
-        actions.append(_prune_job(rid, job, parts))
+        if scope is None or (parts is not None and parts.name in scope):
+            actions.append(_prune_job(rid, job, parts))
     for rid, ds in ctx.seen.datasets.items():
-        if is_ours(ds.display_name, ctx.project) and rid not in keep_ds:
+        if not is_ours(ds.display_name, ctx.project) or rid in keep_ds:
+            continue
+        if scope is None or _ds_name(rid) in scope:
             actions.append(Action(Kind.PRUNE_DATASET, Resource("dataset", _ds_name(rid), rid),
                                   "not declared by any manifest"))  # fmt: skip
     return actions
@@ -678,10 +688,12 @@ def make_plan(
     views = _views(desired, ds_ids, seen, local, project)
     actions = ds_actions + [a for v in views for a in _job_actions(v, ctx)]
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
+    prunes = _prune_actions(views, referenced, ctx)
     if options.prune:
-        actions += _prune_actions(views, referenced, ctx)
+        actions += prunes
     return Plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
+        orphan_jobs=0 if options.prune else sum(a.kind is Kind.PRUNE_JOB for a in prunes),
     )  # fmt: skip

@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.api import FireworksClient
@@ -24,6 +24,7 @@ from batchops.datasets import StatCache, inspect_all
 from batchops.errors import BatchopsError, OwnershipError, StalePlanError
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
+from batchops.manifest.select import Selection, Selector, select
 from batchops.plan import (
     DatasetFacts,
     JobView,
@@ -49,9 +50,20 @@ class PassOptions(PlanOptions):
     """What the plan is asked for, plus how applying it runs."""
 
     max_workers: int = DEFAULT_WORKERS
+    selector: Selector = field(default_factory=Selector)
+    narrowed: bool = False  # PATHS name part of the project, not all of it
 
     def plan_options(self) -> PlanOptions:
         return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)})
+
+    def scoped(self, selection: Selection) -> PlanOptions:
+        """The plan options for a selection: a narrowed plan prunes only what it declares."""
+        options = self.plan_options()
+        if not (self.narrowed or self.selector.active):
+            return options
+        desired = selection.desired
+        names = {j.name for j in desired.jobs} | {d.name for d in desired.datasets}
+        return replace(options, prune_scope=frozenset(names))
 
 
 @dataclass(frozen=True)
@@ -130,12 +142,15 @@ def load_and_plan(
     """What `batchops plan` shows and `apply` executes: inputs first, then the two list calls.
 
     ``inputs`` are ``load_inputs``' answer when the caller validated before opening the client."""
-    desired, infos = inputs if inputs is not None else load_inputs(paths, root=root)
-    check_prune(desired, options)  # before any API call
+    all_desired, infos = inputs if inputs is not None else load_inputs(paths, root=root)
+    selection = select(all_desired, options.selector)
+    desired, plan_options = selection.desired, options.scoped(selection)
+    check_prune(desired, plan_options)  # before any API call
     with gc_paused():
         ctx = load_context(client, root=root, project=project, inputs=(desired, infos))
-        return make_plan(desired, infos, ctx.observed, ctx.local, options.plan_options(),
-                         project=project)  # fmt: skip
+        plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
+    return replace(plan, outside_jobs=selection.outside_jobs,
+                   outside_datasets=selection.outside_datasets)  # fmt: skip
 
 
 def load_context(client: FireworksClient, *, root: Path, project: str, inputs: Inputs) -> Context:

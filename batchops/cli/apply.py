@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from batchops.apply import NullReporter
+from batchops.apply import NullReporter, SkippedError
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
@@ -32,9 +32,18 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.common import append_step_summary
-from batchops.cli.plan import add_pass_flags, pass_options
+from batchops.cli.confirm import ApplyGate, NotConfirmedError, ask_terminal
+from batchops.cli.plan import add_pass_flags, pass_options, selector_of
 from batchops.config import Settings
-from batchops.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, BatchopsError, ConfigError
+from batchops.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    BatchopsError,
+    ConfigError,
+)
+from batchops.manifest.select import Selector
 from batchops.plan import Action, Kind, Plan
 from batchops.reconcile import (
     Inputs,
@@ -80,36 +89,56 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         f"{POLL_REMOTE:g} on Fireworks)",
     )  # fmt: skip
     p.add_argument("--parallelism", type=int, default=8, help="concurrent actions (default 8)")
+    p.add_argument("-y", "--auto-approve", action="store_true",
+                   help="do not ask before deleting or replacing (needed for --prune deletions "
+                   "without a terminal, unless applying a saved plan)")  # fmt: skip
     p.set_defaults(func=run)
 
 
 class LineReporter(NullReporter):
-    """One line per finished action (stderr for errors); progress bars are rich's job on a TTY."""
+    """One line per finished action (stderr for errors, and for everything when stdout carries
+    JSON); progress bars are rich's job on a TTY. Workers call it from several threads: each line
+    is one write under a lock (``print`` writes the text and the newline apart, so two threads'
+    lines could share one)."""
+
+    _write_lock = threading.Lock()
+
+    def __init__(self, *, to_stderr: bool = False) -> None:
+        self.to_stderr = to_stderr
 
     def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        print(_finished_text(action, error), file=sys.stderr if error else sys.stdout, flush=True)
+        stream = sys.stderr if error or self.to_stderr else sys.stdout
+        with self._write_lock:
+            stream.write(_finished_text(action, error) + "\n")
+            stream.flush()
 
 
 class RichReporter(LineReporter):
-    """LineReporter plus a progress bar per upload or download, when stdout is a terminal."""
+    """LineReporter plus a progress bar per upload or download, when stdout is a terminal. The
+    live display starts with the first transfer, after any confirmation prompt."""
 
     def __init__(self) -> None:
         from rich.progress import Progress
 
+        super().__init__()
         self._progress = Progress(transient=True)
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._started = False
 
     def __enter__(self) -> RichReporter:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
     def transfer_progress(self, action: Action, done_bytes: int, total_bytes: int) -> None:
         key = f"{action.kind}:{action.resource.remote_id}"
         with self._lock:
+            if not self._started:
+                self._progress.start()
+                self._started = True
             if key not in self._tasks:
                 label = f"{SYMBOLS[action.kind]} {action.resource.name}"
                 self._tasks[key] = self._progress.add_task(label, total=total_bytes or None)
@@ -140,12 +169,29 @@ def run(args: argparse.Namespace) -> int:
     job = _prepare(args, settings, root)
     inputs = load_inputs(job.paths, root=root)  # invalid input: nothing sent, no backend started
     stop = threading.Event()
-    with _interrupt_sets(stop), open_client(settings, root=root) as client, _reporter() as rep:
-        printer = _Printer(args, settings)
-        if args.poll_interval is None:
-            args.poll_interval = POLL_REMOTE if settings.api_key else POLL_LOCAL
-        result = _loop(job, args, client, rep, stop, printer, inputs)
+    printer = _Printer(args, settings, saved=job.saved is not None)
+    json_output = args.output == "json"
+    try:
+        with (_interrupt_sets(stop), open_client(settings, root=root) as client,
+              _reporter(json_output=json_output) as rep):  # fmt: skip
+            if args.poll_interval is None:
+                args.poll_interval = POLL_REMOTE if settings.api_key else POLL_LOCAL
+            result = _loop(job, args, client, printer.log(rep), stop, printer, inputs)
+    except KeyboardInterrupt:
+        print(interrupted_message(printer.in_flight()), file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     return printer.finish(result, args)
+
+
+def interrupted_message(jobs: list[str]) -> str:
+    """What Ctrl-C leaves behind: remote jobs do not stop with this process."""
+    if not jobs:
+        return "interrupted"
+    names = ", ".join(jobs)
+    them = "it" if len(jobs) == 1 else "them"
+    return (f"interrupted: the remote jobs keep running on the account, and are billed: "
+            f"{names}.\nFollow {them} with `batchops status`; stop one with "
+            "`batchops cancel NAME`.")  # fmt: skip
 
 
 def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
@@ -153,13 +199,17 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     saved_file = _saved_plan_file(args.paths)
     if saved_file is None:
         return _Run(default_paths(args, root), root, project, pass_options(args), None)
+    if selector_of(args).active:
+        raise ConfigError("a saved plan keeps the selection it was made with; drop --job and -l")
     data = json.loads(saved_file.read_text(encoding="utf-8"))
     if data.get("project") != project:
         raise ConfigError(f"the saved plan is for project {data.get('project')!r}, not {project!r}")
     o = data["options"]
     options = PassOptions(prune=o["prune"], allow_empty=o["allowEmpty"],
                           retry_failed=o["retryFailed"], download=o["download"],
-                          max_workers=args.parallelism)  # fmt: skip
+                          max_workers=args.parallelism,
+                          selector=Selector.from_json(data.get("selector")),
+                          narrowed=bool(data.get("narrowed")))  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
     return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check)
@@ -197,25 +247,79 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
 
 
 @contextmanager
-def _reporter() -> Iterator[NullReporter]:
-    if sys.stdout.isatty():
+def _reporter(*, json_output: bool) -> Iterator[NullReporter]:
+    if sys.stdout.isatty() and not json_output:
         with RichReporter() as rich_reporter:
             yield rich_reporter
     else:
-        yield LineReporter()
+        yield LineReporter(to_stderr=json_output)
+
+
+class _Outcomes(NullReporter):
+    """Passes every report on, and keeps (pass, action, error) for the JSON document."""
+
+    def __init__(self, inner: NullReporter, printer: _Printer) -> None:
+        self.inner, self.printer = inner, printer
+        self.lock = threading.Lock()
+
+    def action_started(self, action: Action) -> None:
+        self.inner.action_started(action)
+
+    def transfer_progress(self, action: Action, done_bytes: int, total_bytes: int) -> None:
+        self.inner.transfer_progress(action, done_bytes, total_bytes)
+
+    def action_finished(self, action: Action, error: BatchopsError | None) -> None:
+        with self.lock:
+            self.printer.outcomes.append((self.printer.passes, action, error))
+        self.inner.action_finished(action, error)
 
 
 class _Printer:
-    """Prints each pass's plan (the first whole, later ones only when they change something)."""
+    """Prints each pass's plan (the first whole, later ones only when they change something),
+    asks for consent before deletions and replacements, and keeps what was done for the end."""
 
-    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+    def __init__(self, args: argparse.Namespace, settings: Settings, *, saved: bool) -> None:
         self.json = args.output == "json"
         self.summary_file = settings.step_summary
         self.passes = 0
         self.last_line = ""
+        self.first_plan: Plan | None = None
+        self.last_plan: Plan | None = None
+        self.outcomes: list[tuple[int, Action, BatchopsError | None]] = []
+        self.gate = ApplyGate(auto_approve=args.auto_approve, saved_plan=saved,
+                              show=self._show, ask=self._ask)  # fmt: skip
+
+    def log(self, reporter: NullReporter) -> _Outcomes:
+        return _Outcomes(reporter, self)
+
+    def _show(self, plan: Plan) -> None:
+        if self.json:  # text mode printed it already
+            print(plan_text(plan), file=sys.stderr, flush=True)
+
+    def _ask(self, question: str) -> str:
+        return ask_terminal(question, stream_out=not self.json)
+
+    def in_flight(self) -> list[str]:
+        """Declared jobs submitted or still running when we stopped."""
+        names = {a.resource.name for _, a, e in self.outcomes if e is None and a.kind in _SUBMITS}
+        if self.last_plan is not None:
+            names |= {a.resource.name for a in self.last_plan.actions if a.kind is Kind.WAIT}
+        return sorted(names)
 
     def on_plan(self, plan: Plan) -> None:
+        self._print_plan(plan)
+        try:
+            self.gate.check(plan)
+        except NotConfirmedError as exc:
+            if self.summary_file:  # the summary showed the plan: say it was not applied
+                append_step_summary(self.summary_file, "#### batchops apply: not applied, exit "
+                                    f"1\n{errors_markdown([str(exc)])}")  # fmt: skip
+            raise
+
+    def _print_plan(self, plan: Plan) -> None:
         self.passes += 1
+        self.first_plan = self.first_plan or plan
+        self.last_plan = plan
         if self.passes == 1 and self.summary_file:
             append_step_summary(self.summary_file, plan_markdown(plan, title="batchops apply"))
         if self.json:
@@ -240,12 +344,30 @@ class _Printer:
         if result.failed_jobs:
             print(f"failed: {', '.join(result.failed_jobs)}", file=sys.stderr)
         if self.json:
-            print(json.dumps(_result_json(result, code), indent=2))
+            print(json.dumps(self._result_json(result, code), indent=2))
         elif result.plan.has_changes or not result.converged:
             print(_outcome_line(result, wait=args.wait), flush=True)
         if self.summary_file:
             append_step_summary(self.summary_file, _apply_markdown(result, code))
         return code
+
+
+    def _result_json(self, result: PassResult, code: int) -> dict[str, Any]:
+        """One document for the whole run: the plan as first made, every action executed (in
+        every pass) with its outcome, and where each declared job ended up."""
+        from batchops.render.plan import action_json, plan_json
+
+        applied = [{**action_json(a), "pass": n, "outcome": _outcome(e),
+                    "error": None if e is None else str(e)}
+                   for n, a, e in self.outcomes]  # fmt: skip
+        return {
+            "formatVersion": 1, "exitCode": code, "converged": result.converged,
+            "passes": self.passes, "plan": plan_json(self.first_plan or result.plan),
+            "applied": applied,
+            "jobs": [{"name": n, "state": s} for n, s in result.plan.job_states],
+            "errors": [str(e) for e in result.errors], "failedJobs": result.failed_jobs,
+            "jobStates": result.job_states,
+        }  # fmt: skip
 
 
 _SUBMITS = frozenset({Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB})
@@ -268,14 +390,10 @@ def _exit_code(result: PassResult) -> int:
     return EXIT_JOB_FAILED if result.failed_jobs else EXIT_OK
 
 
-def _result_json(result: PassResult, code: int) -> dict[str, Any]:
-    from batchops.render.plan import plan_json
-
-    return {
-        "formatVersion": 1, "exitCode": code, "converged": result.converged,
-        "plan": plan_json(result.plan), "errors": [str(e) for e in result.errors],
-        "failedJobs": result.failed_jobs, "jobStates": result.job_states,
-    }  # fmt: skip
+def _outcome(error: BatchopsError | None) -> str:
+    if error is None:
+        return "done"
+    return "skipped" if isinstance(error, SkippedError) else "failed"
 
 
 def _apply_markdown(result: PassResult, code: int) -> str:

@@ -60,6 +60,12 @@ def default_paths(args: argparse.Namespace, root: Path) -> list[Path]:
     return [Path(p).resolve() for p in given] if given else [root / "jobs"]
 
 
+def paths_narrowed(args: argparse.Namespace, root: Path) -> bool:
+    """PATHS name part of the project rather than the default (all of it): pruning is then
+    limited to what those paths declare."""
+    return bool(getattr(args, "paths", None)) and default_paths(args, root) != [root / "jobs"]
+
+
 def _notice_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 

@@ -16,12 +16,14 @@ from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
     open_client,
+    paths_narrowed,
     project_of,
     root_of,
     settings_from_args,
 )
 from batchops.cli.common import append_step_summary, write_text_atomic
 from batchops.errors import EXIT_CHANGES, EXIT_OK
+from batchops.manifest.select import Selector
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs
 from batchops.render.plan import plan_json, plan_markdown, plan_text
 
@@ -34,12 +36,28 @@ def add_pass_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true", help="allow --prune with nothing declared")
     p.add_argument("--retry-failed", action="store_true", help="resubmit failed jobs")
     p.add_argument("--no-download", action="store_true", help="skip downloading results")
+    add_selector_flags(p)
+
+
+def add_selector_flags(p: argparse.ArgumentParser) -> None:
+    """--job and -l: plan, apply and status work on the selected jobs (and the datasets they
+    read) only; the rest is left alone and counted in one line."""
+    p.add_argument("--job", action="append", metavar="NAME",
+                   help="only this job (repeatable)")  # fmt: skip
+    p.add_argument("-l", "--selector", action="append", metavar="KEY=VALUE", dest="labels",
+                   help="only jobs whose metadata.labels have KEY=VALUE (repeatable: all of "
+                   "them)")  # fmt: skip
+
+
+def selector_of(args: argparse.Namespace) -> Selector:
+    return Selector.of(getattr(args, "job", None), getattr(args, "labels", None))
 
 
 def pass_options(args: argparse.Namespace) -> PassOptions:
     return PassOptions(
         prune=args.prune, allow_empty=args.allow_empty, retry_failed=args.retry_failed,
         download=not args.no_download, max_workers=getattr(args, "parallelism", 8),
+        selector=selector_of(args), narrowed=paths_narrowed(args, root_of(args)),
     )  # fmt: skip
 
 
@@ -73,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                                 options=options, inputs=inputs)  # fmt: skip
     body = plan_json(plan)
     if args.out:
-        saved = {**body, "paths": [str(p) for p in paths], "root": str(root)}
+        saved = {**body, "paths": [str(p) for p in paths], "root": str(root),
+                 "selector": options.selector.to_json(), "narrowed": options.narrowed}
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
     print(json.dumps(body, indent=2) if args.output == "json" else plan_text(plan))
     if settings.step_summary:

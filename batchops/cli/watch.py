@@ -122,10 +122,14 @@ def run(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace, root: Path, settings: Settings) -> WatchConfig:
     git = GitConfig(args.git_url, args.git_ref, args.git_interval) if args.git_url else None
     busy = LOCAL_BUSY_INTERVAL if settings.uses_local_backend else REMOTE_BUSY_INTERVAL
+    paths = _paths(args, root, git)
+    # PATHS naming part of the project: --prune deletes only what they declare (as in apply).
+    narrowed = bool(args.paths) and paths not in ((root / "jobs",), (Path("jobs"),))
     return WatchConfig(
-        paths=_paths(args, root, git), root=root, project=_project(settings, root, git),
+        paths=paths, root=root, project=_project(settings, root, git),
         options=PassOptions(prune=args.prune, allow_empty=args.allow_empty,
-                            retry_failed=args.retry_failed, download=not args.no_download),
+                            retry_failed=args.retry_failed, download=not args.no_download,
+                            narrowed=narrowed),
         timing=Timing(interval=args.interval, busy_interval=min(args.interval, busy)),
         git=git, health=None if args.health_port is None else (args.health_host, args.health_port),
     )

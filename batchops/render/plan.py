@@ -41,6 +41,22 @@ def summary_line(plan: Plan) -> str:
     return f"{head} {'; '.join(status).capitalize()}." if status else head
 
 
+def note_lines(plan: Plan) -> list[str]:
+    """What the plan leaves alone, in one line each: owned jobs no manifest declares (with how to
+    prune them) and declared jobs outside the selection."""
+    lines = []
+    if plan.orphan_jobs:
+        n = plan.orphan_jobs
+        them = "it" if n == 1 else "them"
+        lines.append(f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} declared by no "
+                     f"manifest; `batchops apply --prune` deletes {them}.")  # fmt: skip
+    if plan.outside_jobs or plan.outside_datasets:
+        parts = [_plural(plan.outside_jobs, "job{s}")] if plan.outside_jobs else []
+        parts += [_plural(plan.outside_datasets, "dataset{s}")] if plan.outside_datasets else []
+        lines.append(f"{' and '.join(parts)} outside the selection not shown.")
+    return lines
+
+
 def _detail_text(action: Action) -> str:
     d = action.details
     bits = []
@@ -70,6 +86,7 @@ def plan_text(plan: Plan) -> str:
         members = [a for a in plan.actions if a.group == group]
         if members:
             lines += [title, *(action_line(a) for a in members)]
+    lines += note_lines(plan)
     lines.append(summary_line(plan))
     return "\n".join(lines)
 
@@ -90,12 +107,15 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "formatVersion": FORMAT_VERSION, "project": plan.project,
         "fingerprint": plan.fingerprint,
         "options": {"prune": o.prune, "allowEmpty": o.allow_empty,
-                    "retryFailed": o.retry_failed, "download": o.download},
+                    "retryFailed": o.retry_failed, "download": o.download,
+                    "pruneScope": None if o.prune_scope is None else sorted(o.prune_scope)},
         "actions": [action_json(a) for a in plan.actions],
         "summary": {
             "text": summary_line(plan), "remoteChanges": len(plan.remote_changes),
             "localChanges": len(plan.local_changes),
             "counts": {k.value: plan.count(k) for k in Kind if plan.count(k)},
+            "orphanJobs": plan.orphan_jobs, "outsideSelection": {
+                "jobs": plan.outside_jobs, "datasets": plan.outside_datasets},
         },
     }  # fmt: skip
 
@@ -111,6 +131,7 @@ def plan_markdown(plan: Plan, *, title: str = "batchops plan") -> str:
         lines += ["| | Group | Resource | ID | Reason |", "|---|---|---|---|---|"]
         lines += [_md_row(a) for a in plan.actions]
         lines.append("")
+    lines += [f"{_md_cell(line)}  " for line in note_lines(plan)]
     lines.append(f"**{summary_line(plan)}**")
     return "\n".join(lines) + "\n"
 
