@@ -6,7 +6,6 @@ A rich table on a terminal, plain columns otherwise, or ``--output json`` (forma
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -21,6 +20,7 @@ from batchops.cli.backend import (
 from batchops.errors import EXIT_OK
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.status import status_json, status_row, status_table, status_text
+from batchops.textsafe import json_text
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         ctx = load_context(client, root=root, project=project_of(settings, root), inputs=inputs)
     rows = [status_row(view) for view in ctx.views()]
     if args.output == "json":
-        print(json.dumps(status_json(rows), indent=2))
+        print(json_text(status_json(rows), indent=2))
     elif sys.stdout.isatty():
         from rich.console import Console
 
