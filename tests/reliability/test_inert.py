@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from batchops.cli import main
-from batchops.cli.watch import JsonFormatter, TextFormatter
+from batchops.cli.watch import configure_logging
 from batchops.errors import ApiError
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
@@ -259,17 +259,29 @@ def test_dataset_text_is_inert_in_diagnostics_and_annotations(
         assert_inert(data.replace("%25", "%").replace("\r", ""))
 
 
+def _daemon_formatter(fmt: str) -> logging.Formatter:
+    """The formatter ``watch --log-format FMT`` installs (its handler writes to stderr)."""
+    top = logging.getLogger("batchops")
+    saved = (top.handlers[:], top.level, top.propagate)
+    configure_logging(fmt=fmt, verbose=0)
+    formatter = top.handlers[0].formatter
+    top.handlers[:], top.level, top.propagate = saved
+    assert formatter is not None
+    return formatter
+
+
 def test_daemon_log_lines_are_inert_in_text_and_json() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logger = logging.getLogger("batchops.watch.actions")
     logger.addHandler(handler)
-    old_level, logger.level = logger.level, logging.INFO
+    old = logger.level, logger.propagate
+    logger.level, logger.propagate = logging.INFO, False
     action = Action(Kind.CREATE_JOB, Resource("job", HOSTILE, f"id-{HOSTILE}"), HOSTILE)
     error = ApiError(HOSTILE, method="POST", path="/v1/x", status=400)
     try:
-        for formatter in (TextFormatter(), JsonFormatter()):
-            handler.setFormatter(formatter)
+        for fmt in ("text", "json"):
+            handler.setFormatter(_daemon_formatter(fmt))
             LogReporter().action_finished(action, error)
             LogReporter().action_finished(action, None)
             try:
@@ -278,7 +290,7 @@ def test_daemon_log_lines_are_inert_in_text_and_json() -> None:
                 logger.exception("pass failed: %s", HOSTILE)
     finally:
         logger.removeHandler(handler)
-        logger.level = old_level
+        logger.level, logger.propagate = old
     text = stream.getvalue()
     assert_inert(text)
     lines = text.splitlines()
