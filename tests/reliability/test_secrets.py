@@ -253,6 +253,7 @@ def _echoes() -> dict[str, str]:
         "double-percent": quote(quote(KEY, safe=""), safe=""),
         "form": quote(f"Bearer {KEY}").replace("%20", "+"),
         "json-escaped": "".join(f"\\u{ord(c):04x}" for c in KEY),
+        "html-references": "".join(f"&#{ord(c)};" for c in KEY),
         "base64": base64.b64encode(KEY.encode()).decode(),
         "basic-auth": basic,
         "bearer-base64url": base64.urlsafe_b64encode(f"Bearer {KEY}".encode()).decode(),
