@@ -249,6 +249,11 @@ def test_dataset_text_is_inert_in_diagnostics_and_annotations(
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    as_json = _cli(capsys, "validate", "--output", "json")
+    assert as_json.code == 1 and MARK in as_json.out
+    assert_inert(
+        as_json.out, own_commands=True
+    )  # JSON escapes controls; "##[" is written "##\\u005b"
     run = _cli(capsys, "validate")
     assert run.code == 1
     assert_inert(run.out + run.err, own_commands=True)
@@ -298,3 +303,19 @@ def test_daemon_log_lines_are_inert_in_text_and_json() -> None:
     json_lines = lines[-3:]
     for line in json_lines:  # JSON logs stay JSON and keep the exact message
         assert HOSTILE in json.loads(line)["message"]
+
+
+def test_the_terminal_status_table_shows_markup_and_escapes_as_text() -> None:
+    """On a terminal `status` prints a rich table: server text must not be read as rich markup
+    (`[link=...]`, `[blink]`) nor reach the terminal as escapes."""
+    from rich.console import Console
+
+    from batchops.render.status import StatusRow, status_table
+
+    hostile = f"[link=https://evil.example][blink]{MARK}[/blink][/link]\x1b[2J"
+    row = StatusRow(hostile, hostile, HOSTILE_STATE, 0, 0, 0, 0, 0, "results/x.jsonl", "missing")
+    out = io.StringIO()
+    Console(file=out, width=400, color_system=None, force_terminal=False).print(status_table([row]))
+    text = out.getvalue()
+    assert_inert(text)
+    assert f"[link=https://evil.example][blink]{MARK}[/blink][/link]\\x1b[2J" in text
