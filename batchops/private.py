@@ -8,6 +8,7 @@ machine. Called by every module that creates something under it (``results``, ``
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def private_dir(path: Path, *, root: Path) -> Path:
         except FileExistsError:
             mode = current.stat().st_mode
             if current.is_dir() and mode & 0o077:
-                current.chmod(FOLDER_MODE)
+                with contextlib.suppress(PermissionError):  # another user's folder: leave it
+                    current.chmod(FOLDER_MODE)
     return path
 
 
@@ -35,7 +37,8 @@ def private_file(path: Path) -> Path:
     """Create ``path`` empty with mode 0600 if it is missing; tighten it if it exists."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)
+        with contextlib.suppress(PermissionError):  # writable but another user's: leave it
+            os.fchmod(fd, FILE_MODE)
     finally:
         os.close(fd)
     return path
