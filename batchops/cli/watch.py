@@ -169,7 +169,7 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     """The text log line, with what servers and datasets wrote into it made inert (JSON lines
-    need nothing more: ``json.dumps`` escapes every control character)."""
+    need nothing more: ``json_text`` escapes every control character)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return inert(super().formatMessage(record))  # one line, whatever the values held
