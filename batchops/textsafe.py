@@ -50,7 +50,10 @@ def inert(text: object) -> str:
     Control and invisible formatting characters become visible escapes (``\\x1b``, ``\\u202e``,
     ``\\n``); a leading ``::`` and any ``##[`` lose the form of a workflow command.
     """
-    value = _UNSAFE.sub(_escape, str(text))
+    value = str(text)
+    if value.isprintable() and "::" not in value and _LEGACY_COMMAND not in value:
+        return value  # the common case, decided in C: nothing to escape
+    value = _UNSAFE.sub(_escape, value)
     value = _LEADING_COMMAND.sub(r"\1\\x3a", value, count=1) if "::" in value else value
     return value.replace(_LEGACY_COMMAND, "##\\x5b")
 

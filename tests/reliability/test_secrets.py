@@ -357,3 +357,22 @@ def test_the_cli_prints_no_echoed_key(
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_credentials_are_split_from_http_urls_only() -> None:
+    from batchops.watch.git import credential_env, split_credentials
+
+    assert split_credentials("https://u:p%40ss@host:8443/r.git") == (
+        "https://host:8443/r.git",
+        ("u", "p@ss"),
+    )
+    assert split_credentials("https://TOKEN@host/r.git") == ("https://host/r.git", ("TOKEN", ""))
+    for url in ("ssh://git@host/r.git", "git@host:r.git", "https://host/r.git", "/srv/r.git"):
+        assert split_credentials(url) == (url, None)
+    creds = ("user-canary", "pass-canary")
+    env = credential_env("https://host:8443/r.git", creds, {"GIT_CONFIG_COUNT": "1"})
+    assert env["GIT_CONFIG_COUNT"] == "3"  # the caller's own entry 0 is kept
+    assert env["GIT_CONFIG_KEY_1"] == "credential.helper" and env["GIT_CONFIG_VALUE_1"] == ""
+    assert env["GIT_CONFIG_KEY_2"] == "credential.https://host:8443.helper"
+    config = [v for k, v in env.items() if k.startswith("GIT_CONFIG_")]
+    assert not [v for v in config if any(c in v for c in creds)]  # only in the helper's variables
