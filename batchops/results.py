@@ -27,6 +27,7 @@ import orjson
 
 from batchops.config import STATE_DIR
 from batchops.errors import BatchopsError
+from batchops.private import private_dir, private_file
 from batchops.wire import ERRORS_FILE, RESULTS_FILE
 
 RECORD_VERSION = 1
@@ -88,9 +89,7 @@ def errors_path(output: Path) -> Path:
 
 
 def _tmp_dir(root: Path) -> Path:
-    path = state_dir(root) / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(state_dir(root) / "tmp", root=root)
 
 
 def write_atomic(target: Path, chunks: Iterable[bytes], *, root: Path) -> FileStamp:
@@ -305,7 +304,8 @@ def _records_db(root: Path) -> sqlite3.Connection:
     """The records store; one that is not a database is a damaged cache, so it is dropped and
     begun again (the next pass downloads those results again). A busy one is just waited for."""
     path = state_dir(root) / "results.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent, root=root)
+    private_file(path)  # SQLite gives its -wal and -shm files the database's mode
     try:
         return _open_records(path)
     except sqlite3.OperationalError:

@@ -113,7 +113,7 @@ def test_renderers() -> None:
     )
     assert (
         diagnostics_text(diags)
-        == "a,b:c.yaml:2:3: 50% bad\nreally\na.yaml:1:1: x\n2 problems found"
+        == "a,b:c.yaml:2:3: 50% bad\\nreally\na.yaml:1:1: x\n2 problems found"
     )
     assert diagnostics_json(diags[1:]) == {
         "valid": False,

@@ -61,6 +61,7 @@ from batchops.render.plan import (
     plan_text,
     summary_line,
 )
+from batchops.textsafe import inert, json_text, md_text
 
 # Seconds between passes under --wait: the local backend finishes in seconds, while Fireworks jobs
 # take minutes to hours and every pass costs two list calls.
@@ -140,19 +141,22 @@ class RichReporter(LineReporter):
                 self._progress.start()
                 self._started = True
             if key not in self._tasks:
-                label = f"{SYMBOLS[action.kind]} {action.resource.name}"
+                from rich.markup import escape
+
+                label = escape(f"{SYMBOLS[action.kind]} {inert(action.resource.name)}")
                 self._tasks[key] = self._progress.add_task(label, total=total_bytes or None)
             self._progress.update(self._tasks[key], completed=done_bytes)
 
     def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        self._progress.console.print(_finished_text(action, error))
+        self._progress.console.print(_finished_text(action, error), markup=False, highlight=False)
 
 
 def _finished_text(action: Action, error: BatchopsError | None) -> str:
     r = action.resource
+    where = f"{r.kind} {inert(r.name)} [{inert(r.remote_id)}]"
     if error is None:
-        return f"  ✓ {SYMBOLS[action.kind]} {r.kind} {r.name} [{r.remote_id}]"
-    return f"  ✗ {r.kind} {r.name} [{r.remote_id}]: {error}"
+        return f"  ✓ {SYMBOLS[action.kind]} {where}"
+    return f"  ✗ {where}: {inert(error)}"
 
 
 @dataclass
@@ -338,13 +342,13 @@ class _Printer:
 
     def finish(self, result: PassResult, args: argparse.Namespace) -> int:
         code = _exit_code(result)
-        errors = [str(e) for e in result.errors]
+        errors = [inert(e) for e in result.errors]
         for message in errors:
             print(f"error: {message}", file=sys.stderr)
         if result.failed_jobs:
-            print(f"failed: {', '.join(result.failed_jobs)}", file=sys.stderr)
+            print(f"failed: {', '.join(map(inert, result.failed_jobs))}", file=sys.stderr)
         if self.json:
-            print(json.dumps(self._result_json(result, code), indent=2))
+            print(json_text(self._result_json(result, code), indent=2))
         elif result.plan.has_changes or not result.converged:
             print(_outcome_line(result, wait=args.wait), flush=True)
         if self.summary_file:
@@ -398,7 +402,7 @@ def _outcome(error: BatchopsError | None) -> str:
 
 def _apply_markdown(result: PassResult, code: int) -> str:
     head = "converged" if result.converged else "in progress"
-    failed = f"; failed: {', '.join(result.failed_jobs)}" if result.failed_jobs else ""
+    failed = f"; failed: {md_text(', '.join(result.failed_jobs))}" if result.failed_jobs else ""
     text = f"#### batchops apply: {head}, exit {code}{failed}\n"
     return text + errors_markdown(str(e) for e in result.errors)
 
@@ -437,5 +441,5 @@ def _timeout_error(timeout: float, result: PassResult) -> BatchopsError:
 
 def _states_text(result: PassResult) -> str:
     """'2 completed, 1 running' over the declared jobs."""
-    return ", ".join(f"{n} {s.removeprefix('JOB_STATE_').lower()}"
+    return ", ".join(f"{n} {inert(s.removeprefix('JOB_STATE_').lower())}"
                      for s, n in sorted(result.job_states.items()))  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 from batchops.api import FireworksClient, client_from_settings
 from batchops.config import DEFAULT_BASE_URL, STATE_DIR, Settings, load_settings
 from batchops.identity import project_from_root, slugify
+from batchops.private import private_dir
 
 NOTICE = (
     "batchops: no FIREWORKS_API_KEY; using the embedded local backend in .batchops/local "
@@ -86,7 +87,7 @@ def open_client(
     from batchops.local.config import BackendConfig  # only when embedding
     from batchops.local.server import EmbeddedServer
 
-    data_dir = root / STATE_DIR / "local"
+    data_dir = private_dir(root / STATE_DIR / "local", root=root)
     with EmbeddedServer(BackendConfig(data_dir=data_dir), port=0) as server:
         notice(NOTICE)
         with client_from_settings(settings, base_url=server.base_url, **client_options) as client:

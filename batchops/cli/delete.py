@@ -9,7 +9,6 @@ jobs still running. Results already on disk are never touched.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -27,6 +26,7 @@ from batchops.errors import EXIT_ERROR, EXIT_OK
 from batchops.history import Target, owned_jobs, targets
 from batchops.plan import Action, Kind, Plan, Resource, sort_actions
 from batchops.render.plan import action_line
+from batchops.textsafe import inert, json_text
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -94,10 +94,10 @@ def _report(args: argparse.Namespace, plan: Plan, errors: list[str], verb: str,
                           "state": a.details.get("state"),
                           "outputDataset": a.details.get("outputDataset")}
                          for a in plan.actions]}  # fmt: skip
-        print(json.dumps(body, indent=2))
+        print(json_text(body, indent=2))
         return code
     for message in errors:
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {inert(message)}", file=sys.stderr)
     done = len(plan.actions) - len(errors)
     past = "cancelled" if verb == "cancel" else "deleted"
     print(nothing or f"{done} job{'' if done == 1 else 's'} {past}.")

@@ -9,7 +9,6 @@ declares (say, one left for ``--prune``) is described from the account alone.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from batchops.cli.backend import (
@@ -26,6 +25,7 @@ from batchops.plan import JobView
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.describe import describe_json, describe_text
 from batchops.render.status import status_row
+from batchops.textsafe import json_text
 from batchops.wire import BatchInferenceJob
 
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         else:  # described from the account alone; unknown or foreign names are errors
             found = owned_jobs([args.name], client.list_jobs(), project)[args.name]
             h = history(args.name, found)
-    print(json.dumps(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
+    print(json_text(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from batchops.errors import EXIT_CHANGES, EXIT_OK
 from batchops.manifest.select import Selector
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs
 from batchops.render.plan import plan_json, plan_markdown, plan_text
+from batchops.textsafe import json_text
 
 
 def add_pass_flags(p: argparse.ArgumentParser) -> None:
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         saved = {**body, "paths": [str(p) for p in paths], "root": str(root),
                  "selector": options.selector.to_json(), "narrowed": options.narrowed}
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
-    print(json.dumps(body, indent=2) if args.output == "json" else plan_text(plan))
+    print(json_text(body, indent=2) if args.output == "json" else plan_text(plan))
     if settings.step_summary:
         append_step_summary(settings.step_summary, plan_markdown(plan))
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

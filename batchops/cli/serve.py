@@ -13,6 +13,7 @@ from typing import Any
 
 from batchops.config import STATE_DIR, load_settings
 from batchops.errors import ConfigError
+from batchops.private import private_dir
 
 DEFAULT_DATA_DIR = Path(STATE_DIR) / "local"
 
@@ -153,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     from batchops.local.server import serve
 
     config = build_config(args)
+    if args.data_dir == DEFAULT_DATA_DIR:  # .batchops/ private too, not only its local/ folder
+        private_dir(Path.cwd() / DEFAULT_DATA_DIR, root=Path.cwd())
     if not config.api_key and not is_loopback(args.host):
         print(
             f"warning: serving on {args.host} without FIREWORKS_API_KEY: anyone who can reach "

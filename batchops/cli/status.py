@@ -6,7 +6,6 @@ A rich table on a terminal, plain columns otherwise, or ``--output json`` (forma
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -23,6 +22,7 @@ from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.status import status_json, status_row, status_table, status_text
+from batchops.textsafe import json_text
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [status_row(view) for view in ctx.views()]
     outside = selection.outside_jobs
     if args.output == "json":
-        print(json.dumps({**status_json(rows), "outsideSelection": outside}, indent=2))
+        print(json_text({**status_json(rows), "outsideSelection": outside}, indent=2))
         return EXIT_OK
     if sys.stdout.isatty():
         from rich.console import Console

@@ -8,7 +8,6 @@ message``) and a count when not. Under GitHub Actions the diagnostics are also p
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
 from batchops.manifest import Desired, load_desired
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
+from batchops.textsafe import json_text
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path.cwd()
     desired, infos, diags = check(args.paths or [Path("jobs")], root, args.max_dataset_bytes)
     if args.output == "json":
-        print(json.dumps(_json(desired, infos, diags), indent=2))
+        print(json_text(_json(desired, infos, diags), indent=2))
     elif diags:
         print(diagnostics_text(diags))
     else:

@@ -7,7 +7,6 @@ SIGHUP and after a git pull that moved HEAD; SIGTERM/SIGINT stop it cleanly with
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from batchops.config import Settings
 from batchops.errors import EXIT_OK, ConfigError
 from batchops.identity import slugify
 from batchops.reconcile import PassOptions
+from batchops.textsafe import inert, inert_lines, json_text
 from batchops.watch.health import Metrics
 from batchops.watch.lock import ProjectLock
 from batchops.watch.loop import Timing
@@ -168,13 +168,24 @@ class JsonFormatter(logging.Formatter):
         body.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
         if record.exc_info:
             body["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str)
+        return json_text(body, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The text log line, with what servers and datasets wrote into it made inert (JSON lines
+    need nothing more: ``json_text`` escapes every control character)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return inert(super().formatMessage(record))  # one line, whatever the values held
+
+    def formatException(self, ei: Any) -> str:
+        return inert_lines(super().formatException(ei))  # a traceback's own lines stay lines
 
 
 def configure_logging(*, fmt: str, verbose: int) -> None:
     """The daemon logs to stderr; only the CLI configures logging (the library only logs)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
         "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logger = logging.getLogger("batchops")
     logger.handlers[:] = [handler]

@@ -11,25 +11,29 @@ from dataclasses import asdict
 from typing import Any
 
 from batchops.history import JobHistory, Step
+from batchops.textsafe import inert
 
 FORMAT_VERSION = 1
 
 
 def _short(state: str) -> str:
-    return state.removeprefix("JOB_STATE_").lower()
+    return inert(state.removeprefix("JOB_STATE_").lower())
 
 
 def _step_lines(step: Step) -> list[str]:
     spec = "current spec" if step.current else "older spec"
-    lines = [f"  {step.job_id}  ({step.kind}, {spec})",
-             f"    created {step.created or '?'}; {_short(step.state)} as of {step.updated or '?'}"
-             + (f"; expires {step.expires}" if step.expires else ""),
-             f"    rows: {step.succeeded} succeeded, {step.failed} failed of {step.total}; "
-             f"tokens {step.tokens_in} in, {step.tokens_out} out"]  # fmt: skip
+    expires = f"; expires {inert(step.expires)}" if step.expires else ""
+    lines = [
+        f"  {inert(step.job_id)}  ({step.kind}, {spec})",
+        f"    created {inert(step.created or '?')}; {_short(step.state)} as of "
+        f"{inert(step.updated or '?')}{expires}",
+        f"    rows: {step.succeeded} succeeded, {step.failed} failed of {step.total}; "
+        f"tokens {step.tokens_in} in, {step.tokens_out} out",
+    ]
     if step.message:
-        lines.append(f"    server: {step.message}")
+        lines.append(f"    server: {inert(step.message)}")
     if step.output_dataset:
-        lines.append(f"    output dataset: {step.output_dataset}")
+        lines.append(f"    output dataset: {inert(step.output_dataset)}")
     return lines
 
 

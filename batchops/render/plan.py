@@ -11,6 +11,7 @@ from typing import Any
 
 from batchops.plan import Action, Kind, Plan
 from batchops.render.units import human_size
+from batchops.textsafe import inert, md_code, md_text
 
 FORMAT_VERSION = 1
 SYMBOLS = {
@@ -65,18 +66,18 @@ def _detail_text(action: Action) -> str:
     if action.kind is Kind.WAIT and "percent" in d:
         bits.append(f"{d['percent']}%, {d.get('succeeded', 0)}/{d.get('total', 0)} rows")
     if action.kind is Kind.WAIT:
-        bits.append(str(d.get("state", "")).removeprefix("JOB_STATE_").lower())
+        bits.append(inert(str(d.get("state", "")).removeprefix("JOB_STATE_").lower()))
     if action.kind is Kind.DOWNLOAD:
-        bits.append(f"-> {d.get('path', '')}")
+        bits.append(f"-> {inert(d.get('path', ''))}")
     if action.after:
-        bits.append(f"after {action.after} is READY")
+        bits.append(f"after {inert(action.after)} is READY")
     return f" ({'; '.join(bits)})" if bits else ""
 
 
 def action_line(action: Action) -> str:
     r = action.resource
-    return (f"  {SYMBOLS[action.kind]} {r.kind} {r.name} [{r.remote_id}]: {action.reason}"
-            f"{_detail_text(action)}")  # fmt: skip
+    return (f"  {SYMBOLS[action.kind]} {r.kind} {inert(r.name)} [{inert(r.remote_id)}]: "
+            f"{inert(action.reason)}{_detail_text(action)}")  # fmt: skip
 
 
 def plan_text(plan: Plan) -> str:
@@ -120,28 +121,26 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def plan_markdown(plan: Plan, *, title: str = "batchops plan") -> str:
     """For $GITHUB_STEP_SUMMARY: a heading, a table of actions, the summary line."""
-    lines = [f"### {title} ({plan.project})", ""]
+    lines = [f"### {title} ({md_text(plan.project)})", ""]
     if plan.actions:
         lines += ["| | Group | Resource | ID | Reason |", "|---|---|---|---|---|"]
         lines += [_md_row(a) for a in plan.actions]
         lines.append("")
-    lines += [f"{_md_cell(line)}  " for line in note_lines(plan)]
+    lines += [f"{md_text(line)}  " for line in note_lines(plan)]
     lines.append(f"**{summary_line(plan)}**")
     return "\n".join(lines) + "\n"
 
 
 def _md_row(a: Action) -> str:
     r = a.resource
-    reason = _md_cell(a.reason + _detail_text(a))
-    return f"| {SYMBOLS[a.kind]} | {a.group} | {r.kind} `{r.name}` | `{r.remote_id}` | {reason} |"
+    # _detail_text is inert already; md_text only adds the Markdown escapes to it.
+    reason = md_text(inert(a.reason) + _detail_text(a))
+    resource = f"{r.kind} {md_code(r.name)}"
+    return f"| {SYMBOLS[a.kind]} | {a.group} | {resource} | {md_code(r.remote_id)} | {reason} |"
 
 
 def errors_markdown(errors: Iterable[str]) -> str:
-    items = [f"- {_md_cell(e)}" for e in errors]
+    items = [f"- {md_text(e)}" for e in errors]
     return ("#### Errors\n\n" + "\n".join(items) + "\n") if items else ""

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from batchops.config import STATE_DIR
 from batchops.errors import AlreadyRunningError
+from batchops.private import private_dir
 
 
 class ProjectLock:
@@ -22,8 +23,9 @@ class ProjectLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.path.parent, root=self.path.parent.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # one an older version made 0644
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
