@@ -28,6 +28,7 @@ import orjson
 
 from batchops.config import STATE_DIR
 from batchops.errors import BatchopsError
+from batchops.layout import derived_paths, errors_path
 from batchops.scratch import Scratch, sweep_beside
 from batchops.wire import ERRORS_FILE, RESULTS_FILE
 
@@ -85,16 +86,11 @@ def state_dir(root: Path) -> Path:
     return root / STATE_DIR
 
 
-def errors_path(output: Path) -> Path:
-    """The sibling errors file: ``<stem>.errors.jsonl``."""
-    return output.with_name(f"{output.stem}.errors.jsonl")
-
-
 def check_target(output: Path, *, root: Path) -> None:
     """Raise ResultsError if the results (or their errors sibling) certainly cannot be written:
     a path component is a file, the path is a folder or a device, the folder is read-only.
     Called before any download, so such a run fails at once and creates nothing."""
-    for target in (output, errors_path(output)):
+    for target in derived_paths(output):
         shown = _shown(target, root)
         if target.is_dir():
             raise ResultsError(f"cannot write results to '{shown}': it is a folder")
