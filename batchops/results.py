@@ -29,7 +29,7 @@ import orjson
 from batchops.config import STATE_DIR
 from batchops.errors import BatchopsError
 from batchops.layout import derived_paths, errors_path
-from batchops.scratch import Scratch, sweep_beside
+from batchops.scratch import Scratch, short_name, sweep_beside
 from batchops.wire import ERRORS_FILE, RESULTS_FILE
 
 RECORD_VERSION = 1
@@ -143,7 +143,8 @@ class _Staged:
 
 def _stage(scratch: Scratch, target: Path, chunks: Iterable[bytes]) -> _Staged:
     """Write ``chunks`` to a fsynced temp file in the scratch folder; count lines, hash bytes."""
-    fd, name = tempfile.mkstemp(prefix=f"{target.name}.", suffix=".tmp", dir=scratch.path)
+    fd, name = tempfile.mkstemp(prefix=f"{short_name(target.name)}.", suffix=".tmp",
+                                dir=scratch.path)  # fmt: skip
     os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are ordinary files people share
     digest, lines = hashlib.sha256(), 0
     with os.fdopen(fd, "wb") as fh:
@@ -280,10 +281,14 @@ def merge_lineage(
     the expectation and only duplicates could be a problem (the merge makes those impossible).
     """
     args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial)
-    if scratch is not None:
-        return _merge(*args, scratch)
-    with Scratch(root) as run:
-        return _merge(*args, run)
+    try:
+        if scratch is not None:
+            return _merge(*args, scratch)
+        with Scratch(root) as run:
+            return _merge(*args, run)
+    except sqlite3.Error as exc:  # the merge index: disk full, I/O error
+        raise ResultsError(f"{job_name}: results not written ({exc}); the results on disk "
+                           "are unchanged") from exc  # fmt: skip
 
 
 def _merge(
@@ -309,7 +314,11 @@ def _merge(
         raise ResultsError(f"{job_name}: the merged files do not hold the rows merged; not written")
     stamps = _commit(out, output, scratch), _commit(err, errors_path(output), scratch)
     record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial)
-    save_record(scratch.root, record)
+    try:
+        save_record(scratch.root, record)
+    except sqlite3.Error as exc:  # the files are whole; unrecorded, they are fetched again
+        raise ResultsError(f"{job_name}: results written but not recorded ({exc}); the next "
+                           "apply fetches them again") from exc  # fmt: skip
     return record
 
 

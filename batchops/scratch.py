@@ -27,6 +27,7 @@ from batchops.config import STATE_DIR
 LOCK_SUFFIX = ".lock"
 BESIDE_SUFFIX = ".batchops-tmp"
 _PREFIX = "run-"
+NAME_KEEP = 100  # bytes of a results file's name kept in the temp names made for it
 _LEGACY_SUFFIXES = (".tmp", ".merge.db")
 LEGACY_AGE = 3600.0  # seconds
 
@@ -63,7 +64,7 @@ class Scratch:
 
     def beside(self, target: Path) -> Path:
         """A temp name in ``target``'s folder that ``sweep_beside`` recognises as this run's."""
-        return target.with_name(f".{target.name}.{self.id}{BESIDE_SUFFIX}")
+        return target.with_name(f"{_beside_prefix(target)}{self.id}{BESIDE_SUFFIX}")
 
 
 def _locked_file(base: Path, name: str) -> int:
@@ -164,13 +165,23 @@ def run_alive(base: Path, run_id: str) -> bool:
     return lock.exists() and not _is_dead(lock)
 
 
+def short_name(name: str) -> str:
+    """``name`` cut to ``NAME_KEEP`` bytes (UTF-8), so a temp name built on it fits in the 255
+    bytes a file name may have, however long the results file's name is."""
+    return name.encode()[:NAME_KEEP].decode(errors="ignore")
+
+
+def _beside_prefix(target: Path) -> str:
+    return f".{short_name(target.name)}."
+
+
 def sweep_beside(target: Path, base: Path) -> None:
     """Delete ``.<name>.<id>.batchops-tmp`` files beside ``target`` left by dead runs."""
-    prefix = f".{target.name}.{_PREFIX}"
+    start = _beside_prefix(target)
     with contextlib.suppress(OSError):
         for entry in os.scandir(target.parent):
             name = entry.name
-            if name.startswith(prefix) and name.endswith(BESIDE_SUFFIX):
-                run = name[len(f".{target.name}.") : -len(BESIDE_SUFFIX)]
+            if name.startswith(start + _PREFIX) and name.endswith(BESIDE_SUFFIX):
+                run = name[len(start) : -len(BESIDE_SUFFIX)]
                 if not run_alive(base, run):
                     Path(entry.path).unlink(missing_ok=True)

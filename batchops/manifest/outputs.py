@@ -6,122 +6,193 @@ file or lie inside a dataset folder (it would become a shard), may not be a mani
 file, may not be under ``.git/`` or ``.batchops/``, may not sit below a regular file, and may not
 be another job's results or errors file. Each rule is checked on the path as written and as
 resolved through symlinks. Every offending job is reported, both jobs of a collision included.
+
+Paths are handled as strings, each resolved and each folder stat-ed once per load: with pathlib
+objects the checks of a thousand jobs sharing one results folder cost 100 ms; this way, a few.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from batchops.layout import RESERVED_DIRS, derived_paths
+from batchops.layout import RESERVED_DIRS, errors_path
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, JobDecl
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+_WHAT = {"results": "also the output", "errors": "also the errors file",
+         "folder": "a folder on the way to the output"}  # fmt: skip
+_SEP = os.sep
 
 
 def output_problems(
     jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], manifests: Sequence[Path], root: Path
 ) -> Iterator[tuple[JobDecl, str]]:
     """(job, message) for each job whose derived files break a rule; jobs in source order."""
-    owners = _owners(jobs)
-    data_files = {_real(f): d.name for d in datasets for f in d.files}
-    data_dirs = {_real(root / d.path): d.name for d in datasets if (root / d.path).is_dir()}
-    manifest_files = {_real(m) for m in manifests}
+    check = _Checker(str(root), jobs, datasets, manifests)
     for job in sorted(jobs, key=lambda j: j.source):
-        for target in derived_paths(job.output_path):
-            message = (
-                _reserved(job, target, root)
-                or _under_file(job, target, root)
-                or _owned(job, target, root, data_files, data_dirs, manifest_files)
-                or _collision(job, target, owners, root)
-            )
+        for target in _derived(job):
+            message = check.target(job, target)
             if message is not None:
                 yield job, message
                 break
 
 
-def _real(path: Path) -> Path:
-    return P.resolved(path) or path
+def _derived(job: JobDecl) -> tuple[str, str]:
+    """``batchops.layout.derived_paths``, as strings."""
+    return str(job.output_path), str(errors_path(job.output_path))
 
 
-def _owners(jobs: Sequence[JobDecl]) -> dict[Path, list[tuple[JobDecl, str]]]:
-    """Every derived file (as resolved) -> the jobs writing it, and which file it is to them."""
-    owners: dict[Path, list[tuple[JobDecl, str]]] = {}
-    for job in sorted(jobs, key=lambda j: j.source):
-        for kind, path in zip(("results", "errors"), derived_paths(job.output_path), strict=True):
-            owners.setdefault(_real(path), []).append((job, kind))
-    return owners
-
-
-def _shown(path: Path, root: Path) -> str:
-    return P.display(path, root)
-
-
-def _subject(job: JobDecl, target: Path, root: Path) -> str:
-    """How a message names ``target``: the output path, or the errors file derived from it."""
-    output = f"output path '{job.output_display}'"
-    return (
-        output
-        if target == job.output_path
-        else f"{output}: its errors file '{_shown(target, root)}'"
-    )
-
-
-def _reserved(job: JobDecl, target: Path, root: Path) -> str | None:
-    for path in (target, _real(target)):
-        if not P.inside(path, root):
-            continue  # confined already; a link out of the root is reported by paths.confine
-        parts = path.relative_to(root).parts
-        hit = next((d for d in RESERVED_DIRS if d in parts), None)
-        if hit is not None:
-            subject = _subject(job, target, root)
-            return f"{subject} is inside '{hit}/', which batchops never writes into"
-    return None
-
-
-def _under_file(job: JobDecl, target: Path, root: Path) -> str | None:
-    """A folder on the way that is a regular file (or a broken link): nothing can be written."""
-    folder = target.parent
-    while folder != root and P.inside(folder, root):
-        if folder.is_symlink() and not folder.exists():
-            return f"{_subject(job, target, root)}: '{_shown(folder, root)}' is a broken symlink"
-        if folder.exists() and not folder.is_dir():
-            return (f"{_subject(job, target, root)} cannot be written: "
-                    f"'{_shown(folder, root)}' is a file, not a folder")  # fmt: skip
-        folder = folder.parent
-    return None
-
-
-def _owned(
-    job: JobDecl,
-    target: Path, root: Path, data_files: dict[Path, str], data_dirs: dict[Path, str],
-    manifests: set[Path],
-) -> str | None:  # fmt: skip
-    subject, real = _subject(job, target, root), _real(target)
-    if real != target:
-        subject += f" (a symlink to '{_shown(real, root)}')"
-    if real in data_files:
-        return f"{subject} is a file of dataset '{data_files[real]}'; it would be overwritten"
-    for folder in (real, *real.parents):
-        if folder in data_dirs:
-            return (f"{subject} is inside the folder of dataset '{data_dirs[folder]}'; "
-                    "it would become one of its shards")  # fmt: skip
-    if real in manifests or target.suffix in MANIFEST_SUFFIXES or real.suffix in MANIFEST_SUFFIXES:
-        return f"{subject} is a manifest (YAML) file; results are JSONL"
-    if target.is_dir():
-        return f"{subject} is a folder; name a file"
-    if target.exists() and not target.is_file():
-        return f"{subject} exists and is not a regular file"
-    return None
-
-
-def _collision(
-    job: JobDecl, target: Path, owners: dict[Path, list[tuple[JobDecl, str]]], root: Path
-) -> str | None:
-    others = [(o, kind) for o, kind in owners.get(_real(target), []) if o.name != job.name]
-    if not others:
+def _stat(path: str, *, follow: bool = True) -> os.stat_result | None:
+    try:
+        return os.stat(path, follow_symlinks=follow)  # noqa: PTH116 (strings: see the docstring)
+    except (OSError, ValueError):
         return None
-    other, kind = others[0]
-    what = "output" if kind == "results" else "errors file"
-    return f"{_subject(job, target, root)} is also the {what} of job '{other.name}'"
+
+
+class _Checker:
+    def __init__(
+        self, root: str, jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl],
+        manifests: Sequence[Path],
+    ) -> None:  # fmt: skip
+        self.root = root
+        self._real: dict[str, str] = {root: root}
+        self._folder: dict[str, str | None] = {}
+        self.data_files = {self.real(str(f)): d.name for d in datasets for f in d.files}
+        folders = ((str(Path(root, d.path)), d.name) for d in datasets)
+        self.data_dirs = {self.real(f): name for f, name in folders if Path(f).is_dir()}
+        self.manifests = {self.real(str(m)) for m in manifests}
+        self.files: dict[str, list[tuple[JobDecl, str]]] = {}  # derived file -> its jobs
+        self.folders: dict[str, list[JobDecl]] = {}  # folder on the way to one -> its jobs
+        for job in sorted(jobs, key=lambda j: j.source):
+            self._own(job)
+
+    def inside(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.root + _SEP)
+
+    def shown(self, path: str) -> str:
+        return P.display(Path(path), Path(self.root))
+
+    def real(self, path: str) -> str:
+        """``path`` resolved through symlinks, from its resolved parent: one lstat per path."""
+        known = self._real.get(path)
+        if known is not None:
+            return known
+        parent, name = os.path.split(path)
+        if parent == path or not self.inside(parent):
+            real = str(P.resolved(Path(path)) or path)
+        else:
+            real = os.path.join(self.real(parent), name)  # noqa: PTH118
+            link = _stat(real, follow=False)
+            if link is not None and stat.S_ISLNK(link.st_mode):
+                real = str(P.resolved(Path(real)) or real)
+        self._real[path] = real
+        return real
+
+    def _own(self, job: JobDecl) -> None:
+        output, errors = _derived(job)
+        for folder in _ancestry(os.path.dirname(self.real(output)), self.root):  # noqa: PTH120
+            self.folders.setdefault(folder, []).append(job)
+        self.files.setdefault(self.real(output), []).append((job, "results"))
+        self.files.setdefault(self.real(errors), []).append((job, "errors"))
+
+    def target(self, job: JobDecl, target: str) -> str | None:
+        return (
+            self._reserved(job, target)
+            or self._under_file(job, target)
+            or self._owned(job, target)
+            or self._collision(job, target)
+        )
+
+    def subject(self, job: JobDecl, target: str) -> str:
+        """How a message names ``target``: the output path, or the errors file derived from it."""
+        output = f"output path '{job.output_display}'"
+        if target == str(job.output_path):
+            return output
+        return f"{output}: its errors file '{self.shown(target)}'"
+
+    def _reserved(self, job: JobDecl, target: str) -> str | None:
+        for path in (target, self.real(target)):
+            if not self.inside(path):
+                continue  # a link out of the root is reported by paths.confine
+            below = path[len(self.root) :] + _SEP
+            hit = next((d for d in RESERVED_DIRS if f"{_SEP}{d}{_SEP}" in below), None)
+            if hit is not None:
+                subject = self.subject(job, target)
+                return f"{subject} is inside '{hit}/', which batchops never writes into"
+        return None
+
+    def _under_file(self, job: JobDecl, target: str) -> str | None:
+        """A folder on the way that is a regular file (or a broken link): nothing can be written."""
+        why = self._folder_problem(os.path.dirname(target))  # noqa: PTH120
+        return None if why is None else f"{self.subject(job, target)} cannot be written: {why}"
+
+    def _folder_problem(self, folder: str) -> str | None:
+        if folder == self.root or not self.inside(folder):
+            return None
+        if folder not in self._folder:
+            here, link = _stat(folder), _stat(folder, follow=False)
+            if link is not None and here is None:
+                why: str | None = f"'{self.shown(folder)}' is a broken symlink"
+            elif here is not None and not stat.S_ISDIR(here.st_mode):
+                why = f"'{self.shown(folder)}' is a file, not a folder"
+            else:
+                why = self._folder_problem(os.path.dirname(folder))  # noqa: PTH120
+            self._folder[folder] = why
+        return self._folder[folder]
+
+    def _owned(self, job: JobDecl, target: str) -> str | None:
+        real = self.real(target)
+        why = self._owned_why(target, real)
+        if why is None:
+            return None
+        link = f" (a symlink to '{self.shown(real)}')" if real != target else ""
+        return f"{self.subject(job, target)}{link} {why}"
+
+    def _owned_why(self, target: str, real: str) -> str | None:
+        if real in self.data_files:
+            return f"is a file of dataset '{self.data_files[real]}'; it would be overwritten"
+        folder = next((f for f in _ancestry(real, self.root) if f in self.data_dirs), None)
+        if folder is not None:
+            return (f"is inside the folder of dataset '{self.data_dirs[folder]}'; "
+                    "it would become one of its shards")  # fmt: skip
+        if (
+            real in self.manifests
+            or target.endswith(MANIFEST_SUFFIXES)
+            or (real.endswith(MANIFEST_SUFFIXES))
+        ):
+            return "is a manifest (YAML) file; results are JSONL"
+        here = _stat(target)
+        if here is not None and stat.S_ISDIR(here.st_mode):
+            return "is a folder; name a file"
+        if here is not None and not stat.S_ISREG(here.st_mode):
+            return "exists and is not a regular file"
+        return None
+
+    def _collision(self, job: JobDecl, target: str) -> str | None:
+        """Another job writes this very file, needs a folder where this one writes a file, or
+        writes a file where this one needs a folder: one would destroy the other's results."""
+        real = self.real(target)
+        for other, kind in self.files.get(real, []):
+            if other.name != job.name:
+                return f"{self.subject(job, target)} is {_WHAT[kind]} of job '{other.name}'"
+        for other in self.folders.get(real, []):
+            if other.name != job.name:
+                return f"{self.subject(job, target)} is {_WHAT['folder']} of job '{other.name}'"
+        for folder in _ancestry(os.path.dirname(real), self.root):  # noqa: PTH120
+            for other, kind in self.files.get(folder, []):
+                if other.name != job.name:
+                    what = _WHAT[kind].removeprefix("also ")
+                    return (f"{self.subject(job, target)} is inside '{self.shown(folder)}', "
+                            f"{what} of job '{other.name}'")  # fmt: skip
+        return None
+
+
+def _ancestry(path: str, root: str) -> Iterator[str]:
+    """``path`` and every folder above it, up to (not including) ``root``."""
+    while path.startswith(root + _SEP):
+        yield path
+        path = path.rpartition(_SEP)[0]
