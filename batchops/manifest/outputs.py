@@ -26,6 +26,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 _WHAT = {"results": "also the output", "errors": "also the errors file",
          "folder": "a folder on the way to the output"}  # fmt: skip
 _SEP = os.sep
+NAME_MAX = 255  # bytes in one file name, on every common file system
 
 
 def output_problems(
@@ -153,6 +154,8 @@ class _Checker:
         return f"{self.subject(job, target)}{link} {why}"
 
     def _owned_why(self, target: str, real: str) -> str | None:
+        if len(os.path.basename(target).encode()) > NAME_MAX:  # noqa: PTH119
+            return f"has a name longer than {NAME_MAX} bytes, more than a file system allows"
         if real in self.data_files:
             return f"is a file of dataset '{self.data_files[real]}'; it would be overwritten"
         folder = next((f for f in _ancestry(real, self.root) if f in self.data_dirs), None)

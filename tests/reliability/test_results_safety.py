@@ -30,6 +30,7 @@ from batchops.results import (
     ResultsError,
     check_target,
     local_state,
+    merge_lineage,
     save_record,
 )
 from batchops.scratch import LOCK_SUFFIX, Scratch, sweep, tmp_root
@@ -306,6 +307,18 @@ def test_a_symlinked_results_file_is_replaced_never_written_through(
     assert main(args) == 0
     assert notes.read_text() == "mine"
     assert not results.is_symlink() and len(ids_in(results)) == ROWS
+
+
+def test_a_long_results_name_gets_temp_names_that_fit(tmp_path: Path) -> None:
+    """A 245-byte name (its errors file's is 252): temp names used to add 13 bytes to it."""
+    lineage = tmp_path / "d1"
+    lineage.mkdir()
+    (lineage / RESULTS_FILE).write_text('{"custom_id": "a"}\n')
+    output = tmp_path / "results" / ("é" * 119 + "n.jsonl")
+    assert len(output.name.encode()) == 245
+    merge_lineage([lineage], job_name="job", job_ids=["j"], output=output, expected_ids=["a"],
+                  root=tmp_path)  # fmt: skip
+    assert ids_in(output) == ["a"] and local_state(tmp_path, "job", output).verified
 
 
 # -- a killed run's temp files -----------------------------------------------------------------
