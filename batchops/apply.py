@@ -280,7 +280,7 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
     """Check the results path can be written, download the lineage's output datasets into a
     scratch folder under .batchops/, merge, verify, and only then replace the files on disk."""
     try:
-        check_target(spec.output_path, root=env.root)  # before downloading anything
+        check_target(spec.output_path, root=env.root, job_name=spec.job_name)  # before any download
         with Scratch(env.root) as scratch:
             folders = _download_lineage(env, action, spec, scratch.path / "downloads")
             expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None

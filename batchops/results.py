@@ -86,25 +86,26 @@ def state_dir(root: Path) -> Path:
     return root / STATE_DIR
 
 
-def check_target(output: Path, *, root: Path) -> None:
+def check_target(output: Path, *, root: Path, job_name: str = "") -> None:
     """Raise ResultsError if the results (or their errors sibling) certainly cannot be written:
     a path component is a file, the path is a folder or a device, the folder is read-only.
     Called before any download, so such a run fails at once and creates nothing."""
+    who = f"{job_name}: " if job_name else ""
     for target in derived_paths(output):
         shown = _shown(target, root)
         if target.is_dir():
-            raise ResultsError(f"cannot write results to '{shown}': it is a folder")
+            raise ResultsError(f"{who}cannot write results to '{shown}': it is a folder")
         if target.exists() and not target.is_file():
-            raise ResultsError(f"cannot write results to '{shown}': it is not a regular file")
+            raise ResultsError(f"{who}cannot write results to '{shown}': it is not a regular file")
     folder = output.parent
     while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
         why = "a broken symlink" if folder.is_symlink() else "a file, not a folder"
-        raise ResultsError(f"cannot write results to '{_shown(output, root)}': "
+        raise ResultsError(f"{who}cannot write results to '{_shown(output, root)}': "
                            f"'{_shown(folder, root)}' is {why}")  # fmt: skip
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ResultsError(f"cannot write results to '{_shown(output, root)}': "
+        raise ResultsError(f"{who}cannot write results to '{_shown(output, root)}': "
                            f"the folder '{_shown(folder, root)}' is not writable")  # fmt: skip
 
 
