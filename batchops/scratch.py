@@ -50,7 +50,11 @@ class Scratch:
         self.base.mkdir(parents=True, exist_ok=True)
         sweep(self.base)
         self._fd = _locked_file(self.base, self.id)
-        self.path.mkdir()
+        try:
+            self.path.mkdir()
+        except OSError:
+            self.__exit__(None, None, None)  # disk full or read-only: leave no lock file behind
+            raise
         return self
 
     def __exit__(

@@ -166,6 +166,31 @@ def test_a_record_of_an_incomplete_merge_is_not_verified(tmp_path: Path) -> None
     assert local_state(tmp_path, "job", output).verified  # an expired job's partial results
 
 
+def test_an_expired_jobs_partial_results_are_written_once_and_verified(
+    tmp_path: Path, gated: Callable[..., GatedServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Partial results may miss rows: written, recorded as partial, and not fetched again."""
+    server = gated(row_delay=0.01, max_job_duration=0.5)
+    root = tmp_path / "p"
+    write_project(root, rows=ROWS, jobs=1)
+    manifest = root / "jobs" / "all.yaml"
+    text = manifest.read_text()
+    manifest.write_text(
+        text.replace("inputDataset: prompts,", "inputDataset: prompts, onExpired: stop,")
+    )
+    args = [*APPLY, "--root", str(root), "--base-url", server.base_url]
+    assert main(args) == 3
+    results = root / "results" / "job0.jsonl"
+    done = ids_in(results) + ids_in(results.with_name("job0.errors.jsonl"))
+    assert 0 < len(done) < ROWS
+    stamp = results.stat().st_mtime_ns
+    assert main(args) == 3  # reported again, but nothing downloaded again
+    assert results.stat().st_mtime_ns == stamp
+    assert status_json(root, server.base_url, "local", capsys)["jobs"][0]["resultsState"] == (
+        "verified"
+    )
+
+
 # -- the disk says no --------------------------------------------------------------------------
 
 
