@@ -58,6 +58,9 @@ class MergeCounts(msgspec.Struct, frozen=True, gc=False):
     failed: int
     missing: int  # input custom_ids with neither a result nor an error
     unexpected: int  # custom_ids in the output that the input does not hold
+    # result lines with no readable custom_id (a torn download); counted only when the input is
+    # remote-only: a known input finds the rows they lost as ``missing``, more precisely
+    unreadable: int = 0
 
 
 class ResultRecord(msgspec.Struct, frozen=True):
@@ -244,6 +247,8 @@ def _problem(job_name: str, c: MergeCounts, *, partial: bool) -> str | None:
         parts.append(f"{c.missing} of {c.expected} input rows have neither a result nor an error")
     if c.unexpected:
         parts.append(f"{c.unexpected} output rows have a custom_id the input does not hold")
+    if c.unreadable and not partial:
+        parts.append(f"{c.unreadable} output lines have no readable custom_id (a torn download?)")
     return f"{job_name}: " + "; ".join(parts) if parts else None
 
 
@@ -300,10 +305,10 @@ def _merge(
     db = sqlite3.connect(scratch.path / f"{job_name}.merge.db")
     try:
         db.executescript(_MERGE_SCHEMA)
-        _index(db, files)
+        unreadable = _index(db, files)
         if expected_ids is not None:
             db.executemany("INSERT OR IGNORE INTO want VALUES (?, ?)", _positions(expected_ids))
-        counts = _counts(db, known_input=expected_ids is not None)
+        counts = _counts(db, known_input=expected_ids is not None, unreadable=unreadable)
         gap = _problem(job_name, counts, partial=partial)
         if gap is not None:
             raise ResultsError(f"{gap}; nothing was written, the results on disk are unchanged")
@@ -327,17 +332,22 @@ def _positions(ids: Iterable[str]) -> Iterator[tuple[str, int]]:
     return ((cid, pos) for pos, cid in enumerate(ids))
 
 
-def _index(db: sqlite3.Connection, files: Sequence[Path]) -> None:
-    """custom_id -> where its line is; files go in lineage order, so a later line replaces."""
+def _index(db: sqlite3.Connection, files: Sequence[Path]) -> int:
+    """custom_id -> where its line is; files go in lineage order, so a later line replaces.
+    Returns how many non-blank result lines had no readable custom_id."""
+    unreadable = [0]
     for number, path in enumerate(files):
         ok = int(path.name == RESULTS_FILE)
-        rows = ((cid, ok, number, start, size) for cid, start, size in _line_spans(path))
+        spans = _line_spans(path, unreadable if ok else [0])
+        rows = ((cid, ok, number, start, size) for cid, start, size in spans)
         db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?)", rows)
     db.execute("DELETE FROM line WHERE ok = 0 AND cid IN (SELECT cid FROM line WHERE ok = 1)")
+    return unreadable[0]
 
 
-def _line_spans(path: Path) -> Iterator[tuple[str, int, int]]:
-    """(custom_id, offset, length without the newline) of each attributable line of a file."""
+def _line_spans(path: Path, unreadable: list[int]) -> Iterator[tuple[str, int, int]]:
+    """(custom_id, offset, length without the newline) of each attributable line of a file;
+    other non-blank lines are counted in ``unreadable[0]``."""
     if not path.is_file():
         return
     offset = 0
@@ -347,6 +357,8 @@ def _line_spans(path: Path) -> Iterator[tuple[str, int, int]]:
             cid = _custom_id(line) if line.strip() else None
             if cid is not None:
                 yield cid, offset, len(line)
+            elif line.strip():
+                unreadable[0] += 1
             offset += len(raw)
 
 
@@ -371,7 +383,7 @@ def _copy_lines(db: sqlite3.Connection, files: Sequence[Path], *, ok: bool) -> I
             os.close(handle)
 
 
-def _counts(db: sqlite3.Connection, *, known_input: bool) -> MergeCounts:
+def _counts(db: sqlite3.Connection, *, known_input: bool, unreadable: int) -> MergeCounts:
     def one(sql: str) -> int:
         value: int = db.execute(sql).fetchone()[0]
         return value
@@ -379,7 +391,8 @@ def _counts(db: sqlite3.Connection, *, known_input: bool) -> MergeCounts:
     succeeded = one("SELECT count(*) FROM line WHERE ok = 1")
     failed = one("SELECT count(*) FROM line WHERE ok = 0")
     if not known_input:
-        return MergeCounts(succeeded + failed, succeeded, failed, missing=0, unexpected=0)
+        return MergeCounts(succeeded + failed, succeeded, failed, missing=0, unexpected=0,
+                           unreadable=unreadable)  # fmt: skip
     return MergeCounts(
         expected=one("SELECT count(*) FROM want"), succeeded=succeeded, failed=failed,
         missing=one("SELECT count(*) FROM want WHERE cid NOT IN (SELECT cid FROM line)"),

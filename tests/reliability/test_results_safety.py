@@ -150,6 +150,18 @@ def test_a_first_download_that_is_incomplete_writes_nothing(
     assert_results_verified(root, server.base_url, "local", IDS, capsys)
 
 
+def test_a_torn_download_of_a_remote_only_input_is_refused(tmp_path: Path) -> None:
+    """With no local input to count against, a line without a readable custom_id is the sign."""
+    lineage = tmp_path / "d1"
+    lineage.mkdir()
+    (lineage / RESULTS_FILE).write_text('{"custom_id": "a"}\n{"custom_id": "b", "resp')
+    output = tmp_path / "results" / "job.jsonl"
+    with pytest.raises(ResultsError, match="1 output lines have no readable custom_id"):
+        merge_lineage([lineage], job_name="job", job_ids=["j"], output=output, expected_ids=None,
+                      root=tmp_path)  # fmt: skip
+    assert not output.exists() and not local_state(tmp_path, "job", output).verified
+
+
 def test_a_record_of_an_incomplete_merge_is_not_verified(tmp_path: Path) -> None:
     """Records saved before the gap was found (older versions) must not keep saying verified."""
     output = tmp_path / "results" / "job.jsonl"
