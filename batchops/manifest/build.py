@@ -16,6 +16,7 @@ from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.manifest.locate import suggest
 from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+from batchops.manifest.outputs import output_problems
 from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def build_desired(
     datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
     jobs = [j for p in unique if (j := _job(p, names, root, diags)) is not None]
-    _unique_outputs(jobs, unique, diags)
+    _check_outputs(jobs, datasets, files, root, unique, diags)
     return Desired(
         root=root,
         datasets=tuple(sorted(datasets, key=lambda d: d.name)),
@@ -117,20 +118,16 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
     )
 
 
-def _unique_outputs(
-    jobs: Sequence[JobDecl], parsed: Sequence[Parsed], diags: list[Diagnostic]
-) -> None:
-    """Two jobs writing one results file would overwrite each other's results."""
+def _check_outputs(
+    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], files: Sequence[Path], root: Path,
+    parsed: Sequence[Parsed], diags: list[Diagnostic],
+) -> None:  # fmt: skip
+    """Results that would overwrite a dataset, a manifest, git's or batchops' files, or another
+    job's results (both jobs of a collision are reported)."""
     by_name = {
         p.manifest.metadata.name: p
         for p in parsed
         if isinstance(p.manifest, BatchInferenceJobManifest)
     }
-    first: dict[Path, JobDecl] = {}
-    for job in sorted(jobs, key=lambda j: j.source):
-        if job.output_path in first:
-            other = first[job.output_path].name
-            message = f"output path '{job.output_display}' is also the output of job '{other}'"
-            diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))
-        else:
-            first[job.output_path] = job
+    for job, message in output_problems(jobs, datasets, files, root):
+        diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))
