@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batchops.api import FireworksClient
+from batchops.config import ensure_state_dir
 from batchops.datasets import iter_custom_ids
 from batchops.errors import (
     ApiError,
@@ -29,7 +30,7 @@ from batchops.errors import (
 )
 from batchops.identity import owner_of
 from batchops.plan import Action, DatasetSpec, DownloadSpec, JobSpec, Kind, Plan
-from batchops.results import ResultRecord, ResultsError, merge_lineage, problem, state_dir
+from batchops.results import ResultRecord, ResultsError, merge_lineage, problem
 from batchops.wire import (
     DATASET_STATE_READY,
     BatchInferenceJob,
@@ -278,7 +279,7 @@ def _confirm_job(existing: BatchInferenceJob, spec: JobSpec, project: str) -> No
 
 def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRecord:
     """Download the lineage's output datasets into .batchops/, merge, verify, write atomically."""
-    tmp = state_dir(env.root) / "downloads" / f"{spec.job_name}-{uuid.uuid4().hex[:8]}"
+    tmp = ensure_state_dir(env.root) / "downloads" / f"{spec.job_name}-{uuid.uuid4().hex[:8]}"
     try:
         folders = _download_lineage(env, action, spec, tmp)
         expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None

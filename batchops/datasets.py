@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.errors import Diagnostic, InvalidInputError
 
 DEFAULT_MAX_BYTES = 500 * 2**20
@@ -538,6 +538,7 @@ class StatCache:
         if not self._dirty:
             return
         self._prune()
+        ensure_state_dir_above(self.path.parent)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"version": 1, "files": self.entries}, indent=1, sort_keys=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".datasets-", suffix=".tmp")

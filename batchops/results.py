@@ -25,7 +25,7 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.errors import BatchopsError
 from batchops.wire import ERRORS_FILE, RESULTS_FILE
 
@@ -88,7 +88,7 @@ def errors_path(output: Path) -> Path:
 
 
 def _tmp_dir(root: Path) -> Path:
-    path = state_dir(root) / "tmp"
+    path = ensure_state_dir(root) / "tmp"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -304,8 +304,7 @@ _WRITE_LOCK = threading.Lock()  # apply's download workers save records from sev
 def _records_db(root: Path) -> sqlite3.Connection:
     """The records store; one that is not a database is a damaged cache, so it is dropped and
     begun again (the next pass downloads those results again). A busy one is just waited for."""
-    path = state_dir(root) / "results.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = ensure_state_dir(root) / "results.db"
     try:
         return _open_records(path)
     except sqlite3.OperationalError:

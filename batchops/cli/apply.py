@@ -26,6 +26,7 @@ from batchops.apply import NullReporter
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
+    describe_backend,
     open_client,
     project_of,
     root_of,
@@ -33,7 +34,7 @@ from batchops.cli.backend import (
 )
 from batchops.cli.common import append_step_summary
 from batchops.cli.plan import add_pass_flags, pass_options
-from batchops.config import Settings
+from batchops.config import ProjectConfig, Settings
 from batchops.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, BatchopsError, ConfigError
 from batchops.plan import Action, Kind, Plan
 from batchops.reconcile import (
@@ -79,7 +80,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help=f"seconds between passes with --wait (default {POLL_LOCAL:g} on the local backend, "
         f"{POLL_REMOTE:g} on Fireworks)",
     )  # fmt: skip
-    p.add_argument("--parallelism", type=int, default=8, help="concurrent actions (default 8)")
+    p.add_argument("--parallelism", type=int, default=None,
+                   help="concurrent actions (default: batchops.yaml, else 8)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -133,26 +135,40 @@ class _Run:
     project: str
     options: PassOptions
     saved: SavedPlanCheck | None
+    project_file: ProjectConfig | None = None
 
 
 def run(args: argparse.Namespace) -> int:
     settings, root = settings_from_args(args), root_of(args)
+    _project_defaults(args, settings)
     job = _prepare(args, settings, root)
-    inputs = load_inputs(job.paths, root=root)  # invalid input: nothing sent, no backend started
+    inputs = load_inputs(job.paths, root=root, project_file=settings.project_file)  # nothing sent
     stop = threading.Event()
+    backend = describe_backend(settings, root)
     with _interrupt_sets(stop), open_client(settings, root=root) as client, _reporter() as rep:
-        printer = _Printer(args, settings)
+        printer = _Printer(args, settings, backend=backend)
         if args.poll_interval is None:
-            args.poll_interval = POLL_REMOTE if settings.api_key else POLL_LOCAL
+            remote = backend["kind"] == "fireworks"
+            args.poll_interval = POLL_REMOTE if remote else POLL_LOCAL
         result = _loop(job, args, client, rep, stop, printer, inputs)
     return printer.finish(result, args)
+
+
+def _project_defaults(args: argparse.Namespace, settings: Settings) -> None:
+    """Flags not given take the project file's value, then the built-in default."""
+    project = settings.project_file
+    if args.poll_interval is None and project is not None:
+        args.poll_interval = project.poll_interval
+    if args.parallelism is None:
+        args.parallelism = (project.parallelism if project else None) or 8
 
 
 def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     project = project_of(settings, root)
     saved_file = _saved_plan_file(args.paths)
     if saved_file is None:
-        return _Run(default_paths(args, root), root, project, pass_options(args), None)
+        paths = default_paths(args, root, settings)
+        return _Run(paths, root, project, pass_options(args), None, settings.project_file)
     data = json.loads(saved_file.read_text(encoding="utf-8"))
     if data.get("project") != project:
         raise ConfigError(f"the saved plan is for project {data.get('project')!r}, not {project!r}")
@@ -162,7 +178,8 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
                           max_workers=args.parallelism)  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
-    return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check)
+    return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check,
+                settings.project_file)
 
 
 def _saved_plan_file(paths: list[str]) -> Path | None:
@@ -208,8 +225,12 @@ def _reporter() -> Iterator[NullReporter]:
 class _Printer:
     """Prints each pass's plan (the first whole, later ones only when they change something)."""
 
-    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+    def __init__(
+        self, args: argparse.Namespace, settings: Settings, *, backend: dict[str, str]
+    ) -> None:
         self.json = args.output == "json"
+        self.backend_json = backend
+        self.backend = backend["text"]
         self.summary_file = settings.step_summary
         self.passes = 0
         self.last_line = ""
@@ -217,11 +238,12 @@ class _Printer:
     def on_plan(self, plan: Plan) -> None:
         self.passes += 1
         if self.passes == 1 and self.summary_file:
-            append_step_summary(self.summary_file, plan_markdown(plan, title="batchops apply"))
+            markdown = plan_markdown(plan, title="batchops apply", backend=self.backend)
+            append_step_summary(self.summary_file, markdown)
         if self.json:
             return
         if self.passes == 1:
-            print(plan_text(plan), flush=True)
+            print(plan_text(plan, backend=self.backend), flush=True)
             self.last_line = summary_line(plan)  # plan_text's last line
             return
         for action in plan.actions:
@@ -240,7 +262,7 @@ class _Printer:
         if result.failed_jobs:
             print(f"failed: {', '.join(result.failed_jobs)}", file=sys.stderr)
         if self.json:
-            print(json.dumps(_result_json(result, code), indent=2))
+            print(json.dumps(_result_json(result, code, self.backend_json), indent=2))
         elif result.plan.has_changes or not result.converged:
             print(_outcome_line(result, wait=args.wait), flush=True)
         if self.summary_file:
@@ -268,12 +290,12 @@ def _exit_code(result: PassResult) -> int:
     return EXIT_JOB_FAILED if result.failed_jobs else EXIT_OK
 
 
-def _result_json(result: PassResult, code: int) -> dict[str, Any]:
+def _result_json(result: PassResult, code: int, backend: dict[str, str]) -> dict[str, Any]:
     from batchops.render.plan import plan_json
 
     return {
         "formatVersion": 1, "exitCode": code, "converged": result.converged,
-        "plan": plan_json(result.plan), "errors": [str(e) for e in result.errors],
+        "plan": plan_json(result.plan, backend=backend), "errors": [str(e) for e in result.errors],
         "failedJobs": result.failed_jobs, "jobStates": result.job_states,
     }  # fmt: skip
 
@@ -293,7 +315,8 @@ def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReport
     while True:
         result = run_pass(job.paths, root=job.root, client=client, project=job.project,
                           options=job.options, reporter=reporter, stop=stop, saved=saved,
-                          on_plan=printer.on_plan, inputs=first_inputs)  # fmt: skip
+                          on_plan=printer.on_plan, inputs=first_inputs,
+                          project_file=job.project_file)  # fmt: skip
         # Only the first pass is the saved plan, and only it may reuse the inputs validated
         # before the backend started; later passes reload what the files say now.
         saved, first_inputs = None, None

@@ -15,6 +15,7 @@ from typing import Any
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
+    describe_backend,
     open_client,
     project_of,
     root_of,
@@ -66,16 +67,18 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root, settings = root_of(args), settings_from_args(args)
-    paths, options = default_paths(args, root), pass_options(args)
-    inputs = load_inputs(paths, root=root)  # invalid input: nothing is sent, no backend started
+    paths, options = default_paths(args, root, settings), pass_options(args)
+    inputs = load_inputs(paths, root=root, project_file=settings.project_file)  # nothing sent yet
+    backend = describe_backend(settings, root)
     with open_client(settings, root=root) as client:
         plan = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
                                 options=options, inputs=inputs)  # fmt: skip
-    body = plan_json(plan)
+    body = plan_json(plan, backend=backend)
     if args.out:
         saved = {**body, "paths": [str(p) for p in paths], "root": str(root)}
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
-    print(json.dumps(body, indent=2) if args.output == "json" else plan_text(plan))
+    text = plan_text(plan, backend=backend["text"])
+    print(json.dumps(body, indent=2) if args.output == "json" else text)
     if settings.step_summary:
-        append_step_summary(settings.step_summary, plan_markdown(plan))
+        append_step_summary(settings.step_summary, plan_markdown(plan, backend=backend["text"]))
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

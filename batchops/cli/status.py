@@ -32,8 +32,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root, settings = root_of(args), settings_from_args(args)
-    paths = default_paths(args, root)
-    inputs = load_inputs(paths, root=root)
+    paths = default_paths(args, root, settings)
+    inputs = load_inputs(paths, root=root, project_file=settings.project_file)
     with open_client(settings, root=root) as client:
         ctx = load_context(client, root=root, project=project_of(settings, root), inputs=inputs)
     rows = [status_row(view) for view in ctx.views()]

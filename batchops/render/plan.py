@@ -63,9 +63,10 @@ def action_line(action: Action) -> str:
             f"{_detail_text(action)}")  # fmt: skip
 
 
-def plan_text(plan: Plan) -> str:
-    """One line per action; remote and local groups apart; the summary line last."""
-    lines: list[str] = []
+def plan_text(plan: Plan, *, backend: str | None = None) -> str:
+    """The backend talked to, one line per action; remote and local groups apart; the summary
+    line last."""
+    lines: list[str] = [f"Backend: {backend}"] if backend else []
     for group, title in (("remote", "Remote (the Fireworks account):"), ("local", "Local files:")):
         members = [a for a in plan.actions if a.group == group]
         if members:
@@ -83,11 +84,12 @@ def action_json(action: Action) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """The documented, versioned JSON form (formatVersion 1)."""
+def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str, Any]:
+    """The documented, versioned JSON form (formatVersion 1); ``backend`` names what was asked."""
     o = plan.options
     return {
         "formatVersion": FORMAT_VERSION, "project": plan.project,
+        **({"backend": dict(backend)} if backend else {}),
         "fingerprint": plan.fingerprint,
         "options": {"prune": o.prune, "allowEmpty": o.allow_empty,
                     "retryFailed": o.retry_failed, "download": o.download},
@@ -104,9 +106,13 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def plan_markdown(plan: Plan, *, title: str = "batchops plan") -> str:
-    """For $GITHUB_STEP_SUMMARY: a heading, a table of actions, the summary line."""
+def plan_markdown(
+    plan: Plan, *, title: str = "batchops plan", backend: str | None = None
+) -> str:
+    """For $GITHUB_STEP_SUMMARY: a heading, the backend, a table of actions, the summary line."""
     lines = [f"### {title} ({plan.project})", ""]
+    if backend:
+        lines += [f"Backend: {_md_cell(backend)}", ""]
     if plan.actions:
         lines += ["| | Group | Resource | ID | Reason |", "|---|---|---|---|---|"]
         lines += [_md_row(a) for a in plan.actions]

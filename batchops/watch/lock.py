@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.errors import AlreadyRunningError
 
 
@@ -22,7 +22,7 @@ class ProjectLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_state_dir(self.path.parent.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
