@@ -17,6 +17,7 @@ SYMBOLS = {
     Kind.CREATE_DATASET: "+", Kind.CREATE_JOB: "+", Kind.RETRY_JOB: "+", Kind.REPLACE_JOB: "~",
     Kind.RESUME_JOB: "↻", Kind.DOWNLOAD: "↓", Kind.WAIT: "…", Kind.FAILED: "✗",
     Kind.EXPIRED: "✗", Kind.CONFLICT: "✗", Kind.PRUNE_JOB: "-", Kind.PRUNE_DATASET: "-",
+    Kind.MOVED: "→",
 }  # fmt: skip
 _VERBS = (
     (Kind.CREATE_DATASET, "dataset{s} to create"), (Kind.CREATE_JOB, "job{s} to create"),
@@ -26,7 +27,7 @@ _VERBS = (
 )  # fmt: skip
 _STATUS = (
     (Kind.WAIT, "in progress"), (Kind.FAILED, "failed"), (Kind.EXPIRED, "expired"),
-    (Kind.CONFLICT, "in conflict"),
+    (Kind.CONFLICT, "in conflict"), (Kind.MOVED, "renamed"),
 )  # fmt: skip
 
 
