@@ -144,6 +144,6 @@ def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[B
     if kind is None:
         diags.append(Diagnostic(shown, *doc.start, f"missing required field 'kind' ({kinds})"))
     else:
-        hint = suggest(str(kind), KINDS) or f"; expected one of {kinds}"
+        hint = suggest(str(kind), [*KINDS, PROJECT_KIND]) or f"; expected one of {kinds}"
         diags.append(Diagnostic(shown, *doc.values[("kind",)], f"unknown kind '{kind}'{hint}"))
     return None
