@@ -243,7 +243,8 @@ class _Printer:
         if self.json:
             return
         if self.passes == 1:
-            print(plan_text(plan, backend=self.backend), flush=True)
+            # The backend is named when something is to happen; "No changes." stays one line.
+            print(plan_text(plan, backend=self.backend if plan.actions else None), flush=True)
             self.last_line = summary_line(plan)  # plan_text's last line
             return
         for action in plan.actions:

@@ -79,18 +79,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def project_of(settings: Settings, root: Path) -> str:
-    """The project's name; when it comes from the folder's name, say so (a clone under another
-    name would be another project) and how to pin it."""
+    """The project's name (``open_client`` says so when it comes from the folder's name)."""
+    return slugify(settings.project) if settings.project else project_from_root(root)
+
+
+def project_notice(settings: Settings, root: Path) -> str | None:
+    """When the name comes from the folder's name: say so (a clone under another name would be
+    another project) and how to pin it."""
     if settings.project:
-        return slugify(settings.project)
-    name = project_from_root(root)
-    print(
-        f"batchops: project name '{name}' comes from the folder name ({root}); a checkout under "
-        f"another name would plan everything again. Pin it with `batchops init` or "
-        f"metadata.name in {PROJECT_FILE}",
-        file=sys.stderr,
+        return None
+    return (
+        f"batchops: project name '{project_from_root(root)}' comes from the folder name ({root}); "
+        "a checkout under another name would plan everything again. Pin it with `batchops init` "
+        f"or metadata.name in {PROJECT_FILE}"
     )
-    return name
 
 
 def default_paths(
@@ -135,6 +137,8 @@ def open_client(
     """A client for the remote, a shared server, or an embedded backend started for the block.
     Raises ConfigError when no backend may be chosen (no key under CI)."""
     choice = settings.backend_choice()
+    if (about_project := project_notice(settings, root)) is not None:
+        notice(about_project)
     if choice != "embedded":
         with client_from_settings(settings, **client_options) as client:
             yield client
