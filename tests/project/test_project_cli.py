@@ -160,7 +160,7 @@ def test_moved_names_are_checked_with_file_and_line(tmp_path: Path, cli: Cli) ->
 
 @pytest.mark.parametrize("env", [{"CI": "true"}, {"GITHUB_ACTIONS": "true",
                                                    "FIREWORKS_API_KEY": ""}])  # fmt: skip
-@pytest.mark.parametrize("command", ["plan", "apply", "status"])
+@pytest.mark.parametrize("command", ["plan", "apply", "status", "watch"])
 def test_no_key_under_ci_exits_1_before_any_backend_starts(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], command: str
 ) -> None:
@@ -247,3 +247,15 @@ def test_the_state_folder_ignores_itself_wherever_it_is_made(
 def _git(root: Path) -> Path:
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     return root
+
+
+def test_serve_and_the_watch_lock_make_the_state_folder_ignore_itself(tmp_path: Path) -> None:
+    from batchops.cli import build_parser
+    from batchops.cli.serve import build_config
+    from batchops.watch.lock import ProjectLock
+
+    served = tmp_path / "served" / ".batchops" / "local"
+    build_config(build_parser().parse_args(["serve", "--data-dir", str(served)]))
+    assert (served.parent / ".gitignore").read_text().splitlines()[-1] == "*"
+    with ProjectLock(tmp_path / "watched"):
+        assert (tmp_path / "watched" / ".batchops" / ".gitignore").is_file()
