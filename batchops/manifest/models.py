@@ -9,6 +9,7 @@ snake_case fields, and unknown keys are rejected (``extra="forbid"``).
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
@@ -156,6 +157,15 @@ class ProjectSpec(StrictModel):
     )
     parallelism: int | None = Field(default=None, ge=1, le=64, description="concurrent actions")
     moved: list[MovedSpec] = Field(default_factory=list, description="renames (see docs)")
+
+    @field_validator("paths", "output_dir")
+    @classmethod
+    def _relative(cls, value: str | list[str]) -> str | list[str]:
+        for path in [value] if isinstance(value, str) else value:
+            windows = PureWindowsPath(path)
+            if PurePosixPath(path).is_absolute() or windows.is_absolute() or ".." in windows.parts:
+                raise ValueError(f"'{path}' must be a relative path inside the root, without '..'")
+        return value
 
 
 class ProjectManifest(StrictModel):

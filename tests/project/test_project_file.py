@@ -35,7 +35,7 @@ def test_a_project_file_loads_with_its_defaults(tmp_path: Path) -> None:
 def test_every_problem_of_the_project_file_is_located(tmp_path: Path) -> None:
     root = write(tmp_path, (
         "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: Evals}\n"
-        "spec:\n  backend: cloud\n  outputdir: out\n  pollInterval: 0\n"
+        "spec:\n  backend: cloud\n  outputdir: out\n  pollInterval: 0\n  paths: [../x]\n"
     ))  # fmt: skip
     with pytest.raises(InvalidInputError) as caught:
         load_project(root)
@@ -44,6 +44,10 @@ def test_every_problem_of_the_project_file_is_located(tmp_path: Path) -> None:
     assert shown[1].startswith("batchops.yaml:5:12: spec.backend: Input should be 'fireworks'")
     assert shown[2] == "batchops.yaml:6:3: unknown field 'outputdir'; did you mean 'outputDir'?"
     assert shown[3].startswith("batchops.yaml:7:17: spec.pollInterval: Input should be greater")
+    assert shown[4] == (
+        "batchops.yaml:8:10: spec.paths: '../x' must be a relative path inside the root, "
+        "without '..'"
+    )
 
 
 def test_validate_reports_the_project_file_with_the_manifests(
