@@ -261,15 +261,17 @@ def declared_dataset_ids(
     desired: Desired, infos: Mapping[str, DatasetFacts], project: str, seen: _Seen | None = None
 ) -> dict[str, str]:
     """Each declared dataset's ID: its own, or, after a rename (`moved`), the old name's ID when
-    only that one exists (the dataset is adopted, not uploaded again)."""
+    only that one exists among ours (the dataset is adopted, not uploaded again)."""
     ids = {}
     for d in desired.datasets:
-        if d.name in infos:
-            ids[d.name] = dataset_id(project, d.name, infos[d.name].sha256)
-            old = desired.moved_from("Dataset", d.name) if seen is not None else None
-            if old is not None and seen is not None and ids[d.name] not in seen.datasets:
-                old_id = dataset_id(project, old, infos[d.name].sha256)
-                ids[d.name] = old_id if old_id in seen.ours_ds_ids else ids[d.name]
+        if d.name not in infos:
+            continue
+        sha = infos[d.name].sha256
+        ids[d.name] = own = dataset_id(project, d.name, sha)
+        old = desired.moved_from("Dataset", d.name)
+        if seen is not None and old is not None and own not in seen.datasets:
+            adopted = dataset_id(project, old, sha)
+            ids[d.name] = adopted if adopted in seen.ours_ds_ids else own
     return ids
 
 
@@ -303,19 +305,20 @@ def _views(
         input_id = input_id_of(decl, ds_ids)
         base = base_job_id(decl, input_id, project)
         old = desired.moved_from("BatchInferenceJob", decl.name)
-        renamed = _renamed_base(decl, old, input_id, project, seen) if old else None
-        base = base if base in seen.families else renamed or base
+        adopted = _adopted_base(decl, old, input_id, project, seen, own=base)
+        base = adopted or base
         mine, foreign = _split_owned(seen.families.get(base, []))
         views.append(JobView(decl, base, input_id, mine, foreign, local.get(decl.name),
-                             renamed_from=old if renamed == base else None))  # fmt: skip
+                             renamed_from=old if adopted else None))  # fmt: skip
     return views
 
 
-def _renamed_base(
-    decl: JobDecl, old: str | None, input_id: str, project: str, seen: _Seen
+def _adopted_base(
+    decl: JobDecl, old: str | None, input_id: str, project: str, seen: _Seen, *, own: str
 ) -> str | None:
-    """The old name's base ID for the same spec, when the account has our jobs under it."""
-    if old is None:
+    """After a rename (`moved`), the old name's base ID for the same spec, when the account has
+    our jobs under it and none under the job's own ID."""
+    if old is None or own in seen.families:
         return None
     base = base_job_id(dataclasses.replace(decl, name=old), input_id, project)
     return base if any(ours for _, _, ours in seen.families.get(base, [])) else None
