@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.private import private_dir
 
@@ -540,6 +540,7 @@ class StatCache:
         if not self._dirty:
             return
         self._prune()
+        ensure_state_dir_above(self.path.parent)  # .batchops/ ignores itself
         if self._root is not None:
             private_dir(self.path.parent, root=self._root)
         else:

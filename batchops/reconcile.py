@@ -20,6 +20,7 @@ from pathlib import Path
 
 from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
+from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import BatchopsError, OwnershipError, StalePlanError
 from batchops.manifest import load_desired
@@ -103,9 +104,11 @@ class PassResult:
 Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 
 
-def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
+def load_inputs(
+    paths: Sequence[Path], *, root: Path, project_file: ProjectConfig | None = None
+) -> Inputs:
     """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
-    desired = load_desired(list(paths), root=root)
+    desired = load_desired(list(paths), root=root, project=project_file)
     infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
     return desired, infos
 
@@ -138,11 +141,14 @@ def load_and_plan(
     project: str,
     options: PassOptions,
     inputs: Inputs | None = None,
+    project_file: ProjectConfig | None = None,
 ) -> Plan:
     """What `batchops plan` shows and `apply` executes: inputs first, then the two list calls.
 
     ``inputs`` are ``load_inputs``' answer when the caller validated before opening the client."""
-    all_desired, infos = inputs if inputs is not None else load_inputs(paths, root=root)
+    if inputs is None:
+        inputs = load_inputs(paths, root=root, project_file=project_file)
+    all_desired, infos = inputs
     selection = select(all_desired, options.selector)
     desired, plan_options = selection.desired, options.scoped(selection)
     check_prune(desired, plan_options)  # before any API call
@@ -199,12 +205,12 @@ def run_pass(
     saved: SavedPlanCheck | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     inputs: Inputs | None = None,
+    project_file: ProjectConfig | None = None,
 ) -> PassResult:
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
-    plan = load_and_plan(
-        paths, root=root, client=client, project=project, options=options, inputs=inputs
-    )
+    plan = load_and_plan(paths, root=root, client=client, project=project, options=options,
+                         inputs=inputs, project_file=project_file)  # fmt: skip
     if saved is not None:
         check_saved(plan, saved)
     if on_plan is not None:

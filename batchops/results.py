@@ -26,10 +26,10 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.errors import BatchopsError
 from batchops.layout import derived_paths, errors_path
-from batchops.private import private_dir, private_file
+from batchops.private import private_file
 from batchops.scratch import Scratch, short_name, sweep_beside
 from batchops.wire import ERRORS_FILE, RESULTS_FILE
 
@@ -412,8 +412,7 @@ _WRITE_LOCK = threading.Lock()  # apply's download workers save records from sev
 def _records_db(root: Path) -> sqlite3.Connection:
     """The records store; one that is not a database is a damaged cache, so it is dropped and
     begun again (the next pass downloads those results again). A busy one is just waited for."""
-    path = state_dir(root) / "results.db"
-    private_dir(path.parent, root=root)
+    path = ensure_state_dir(root) / "results.db"
     private_file(path)  # SQLite gives its -wal and -shm files the database's mode
     try:
         return _open_records(path)

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from types import ModuleType, TracebackType
 
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.private import private_dir
 
 LOCK_SUFFIX = ".lock"
@@ -48,6 +48,7 @@ class Scratch:
         self._fd: int | None = None
 
     def __enter__(self) -> Scratch:
+        ensure_state_dir(self.root)  # .batchops/ ignores itself
         private_dir(self.base, root=self.root)  # 0700: results may be private
         sweep(self.base)
         self._fd = _locked_file(self.base, self.id)

@@ -17,8 +17,8 @@ from batchops.errors import EXIT_INTERRUPTED, BatchopsError
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE (128 + 13)
 
 COMMANDS = (
-    "validate", "schema", "plan", "apply", "status", "describe", "cancel", "delete", "watch",
-    "serve",
+    "init", "validate", "schema", "plan", "apply", "status", "describe", "cancel", "delete",
+    "watch", "serve",
 )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from batchops.apply import NullReporter, SkippedError
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
+    describe_backend,
     open_client,
     project_of,
     root_of,
@@ -34,7 +35,7 @@ from batchops.cli.backend import (
 from batchops.cli.common import append_step_summary
 from batchops.cli.confirm import ApplyGate, NotConfirmedError, ask_terminal
 from batchops.cli.plan import add_pass_flags, pass_options, selector_of
-from batchops.config import Settings
+from batchops.config import ProjectConfig, Settings
 from batchops.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -89,7 +90,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help=f"seconds between passes with --wait (default {POLL_LOCAL:g} on the local backend, "
         f"{POLL_REMOTE:g} on Fireworks)",
     )  # fmt: skip
-    p.add_argument("--parallelism", type=int, default=8, help="concurrent actions (default 8)")
+    p.add_argument("--parallelism", type=int, default=None,
+                   help="concurrent actions (default: batchops.yaml, else 8)")  # fmt: skip
     p.add_argument("-y", "--auto-approve", action="store_true",
                    help="do not ask before deleting or replacing (needed for --prune deletions "
                    "without a terminal, unless applying a saved plan)")  # fmt: skip
@@ -166,20 +168,24 @@ class _Run:
     project: str
     options: PassOptions
     saved: SavedPlanCheck | None
+    project_file: ProjectConfig | None = None
 
 
 def run(args: argparse.Namespace) -> int:
     settings, root = settings_from_args(args), root_of(args)
+    _project_defaults(args, settings)
     job = _prepare(args, settings, root)
-    inputs = load_inputs(job.paths, root=root)  # invalid input: nothing sent, no backend started
+    inputs = load_inputs(job.paths, root=root, project_file=settings.project_file)  # nothing sent
     stop = threading.Event()
-    printer = _Printer(args, settings, saved=job.saved is not None)
+    backend = describe_backend(settings, root)
+    printer = _Printer(args, settings, saved=job.saved is not None, backend=backend)
     json_output = args.output == "json"
     try:
         with (_interrupt_sets(stop), open_client(settings, root=root) as client,
               _reporter(json_output=json_output) as rep):  # fmt: skip
             if args.poll_interval is None:
-                args.poll_interval = POLL_REMOTE if settings.api_key else POLL_LOCAL
+                remote = backend["kind"] == "fireworks"
+                args.poll_interval = POLL_REMOTE if remote else POLL_LOCAL
             result = _loop(job, args, client, printer.log(rep), stop, printer, inputs)
     except KeyboardInterrupt:
         print(interrupted_message(printer.in_flight()), file=sys.stderr, flush=True)
@@ -198,11 +204,21 @@ def interrupted_message(jobs: list[str]) -> str:
             "`batchops cancel NAME`.")  # fmt: skip
 
 
+def _project_defaults(args: argparse.Namespace, settings: Settings) -> None:
+    """Flags not given take the project file's value, then the built-in default."""
+    project = settings.project_file
+    if args.poll_interval is None and project is not None:
+        args.poll_interval = project.poll_interval
+    if args.parallelism is None:
+        args.parallelism = (project.parallelism if project else None) or 8
+
+
 def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     project = project_of(settings, root)
     saved_file = _saved_plan_file(args.paths)
     if saved_file is None:
-        return _Run(default_paths(args, root), root, project, pass_options(args), None)
+        paths = default_paths(args, root, settings)
+        return _Run(paths, root, project, pass_options(args, settings), None, settings.project_file)
     if selector_of(args).active:
         raise ConfigError("a saved plan keeps the selection it was made with; drop --job and -l")
     data = json.loads(saved_file.read_text(encoding="utf-8"))
@@ -216,7 +232,8 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
                           narrowed=bool(data.get("narrowed")))  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
-    return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check)
+    return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check,
+                settings.project_file)
 
 
 def _saved_plan_file(paths: list[str]) -> Path | None:
@@ -282,8 +299,12 @@ class _Printer:
     """Prints each pass's plan (the first whole, later ones only when they change something),
     asks for consent before deletions and replacements, and keeps what was done for the end."""
 
-    def __init__(self, args: argparse.Namespace, settings: Settings, *, saved: bool) -> None:
+    def __init__(
+        self, args: argparse.Namespace, settings: Settings, *, saved: bool, backend: dict[str, str]
+    ) -> None:
         self.json = args.output == "json"
+        self.backend_json = backend
+        self.backend = backend["text"]
         self.summary_file = settings.step_summary
         self.passes = 0
         self.last_line = ""
@@ -325,11 +346,13 @@ class _Printer:
         self.first_plan = self.first_plan or plan
         self.last_plan = plan
         if self.passes == 1 and self.summary_file:
-            append_step_summary(self.summary_file, plan_markdown(plan, title="batchops apply"))
+            markdown = plan_markdown(plan, title="batchops apply", backend=self.backend)
+            append_step_summary(self.summary_file, markdown)
         if self.json:
             return
         if self.passes == 1:
-            print(plan_text(plan), flush=True)
+            # The backend is named when something is to happen; "No changes." stays one line.
+            print(plan_text(plan, backend=self.backend if plan.actions else None), flush=True)
             self.last_line = summary_line(plan)  # plan_text's last line
             return
         for action in plan.actions:
@@ -366,7 +389,8 @@ class _Printer:
                    for n, a, e in self.outcomes]  # fmt: skip
         return {
             "formatVersion": 1, "exitCode": code, "converged": result.converged,
-            "passes": self.passes, "plan": plan_json(self.first_plan or result.plan),
+            "passes": self.passes,
+            "plan": plan_json(self.first_plan or result.plan, backend=self.backend_json),
             "applied": applied,
             "jobs": [{"name": n, "state": s} for n, s in result.plan.job_states],
             "errors": [str(e) for e in result.errors], "failedJobs": result.failed_jobs,
@@ -415,7 +439,8 @@ def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReport
     while True:
         result = run_pass(job.paths, root=job.root, client=client, project=job.project,
                           options=job.options, reporter=reporter, stop=stop, saved=saved,
-                          on_plan=printer.on_plan, inputs=first_inputs)  # fmt: skip
+                          on_plan=printer.on_plan, inputs=first_inputs,
+                          project_file=job.project_file)  # fmt: skip
         # Only the first pass is the saved plan, and only it may reuse the inputs validated
         # before the backend started; later passes reload what the files say now.
         saved, first_inputs = None, None

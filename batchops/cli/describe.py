@@ -43,8 +43,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     settings, root = settings_from_args(args), root_of(args)
     project = project_of(settings, root)
-    paths = default_paths(argparse.Namespace(paths=args.paths), root)
-    inputs = load_inputs(paths, root=root) if any(p.exists() for p in paths) else None
+    paths = default_paths(argparse.Namespace(paths=args.paths), root, settings)
+    exists = any(p.exists() for p in paths)
+    inputs = load_inputs(paths, root=root, project_file=settings.project_file) if exists else None
     declared = inputs is not None and any(j.name == args.name for j in inputs[0].jobs)
     with open_client(settings, root=root) as client:
         if inputs is not None and declared:

@@ -15,6 +15,7 @@ from typing import Any
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
+    describe_backend,
     open_client,
     paths_narrowed,
     project_of,
@@ -22,6 +23,7 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.common import append_step_summary, write_text_atomic
+from batchops.config import Settings
 from batchops.errors import EXIT_CHANGES, EXIT_OK
 from batchops.manifest.select import Selector
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs
@@ -54,11 +56,11 @@ def selector_of(args: argparse.Namespace) -> Selector:
     return Selector.of(getattr(args, "job", None), getattr(args, "labels", None))
 
 
-def pass_options(args: argparse.Namespace) -> PassOptions:
+def pass_options(args: argparse.Namespace, settings: Settings | None = None) -> PassOptions:
     return PassOptions(
         prune=args.prune, allow_empty=args.allow_empty, retry_failed=args.retry_failed,
         download=not args.no_download, max_workers=getattr(args, "parallelism", 8),
-        selector=selector_of(args), narrowed=paths_narrowed(args, root_of(args)),
+        selector=selector_of(args), narrowed=paths_narrowed(args, root_of(args), settings),
     )  # fmt: skip
 
 
@@ -85,17 +87,19 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root, settings = root_of(args), settings_from_args(args)
-    paths, options = default_paths(args, root), pass_options(args)
-    inputs = load_inputs(paths, root=root)  # invalid input: nothing is sent, no backend started
+    paths, options = default_paths(args, root, settings), pass_options(args, settings)
+    inputs = load_inputs(paths, root=root, project_file=settings.project_file)  # nothing sent yet
+    backend = describe_backend(settings, root)
     with open_client(settings, root=root) as client:
         plan = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
                                 options=options, inputs=inputs)  # fmt: skip
-    body = plan_json(plan)
+    body = plan_json(plan, backend=backend)
     if args.out:
         saved = {**body, "paths": [str(p) for p in paths], "root": str(root),
                  "selector": options.selector.to_json(), "narrowed": options.narrowed}
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
-    print(json_text(body, indent=2) if args.output == "json" else plan_text(plan))
+    text = plan_text(plan, backend=backend["text"])
+    print(json_text(body, indent=2) if args.output == "json" else text)
     if settings.step_summary:
-        append_step_summary(settings.step_summary, plan_markdown(plan))
+        append_step_summary(settings.step_summary, plan_markdown(plan, backend=backend["text"]))
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

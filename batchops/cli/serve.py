@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchops.config import STATE_DIR, load_settings
+from batchops.config import STATE_DIR, ensure_state_dir_above, load_settings
 from batchops.errors import ConfigError
 from batchops.private import private_dir
 
@@ -126,6 +126,7 @@ def build_config(args: argparse.Namespace) -> Any:
     if args.engine == "openai" and not args.openai_base_url:
         raise ConfigError("--engine openai needs --openai-base-url")
     settings = load_settings()
+    ensure_state_dir_above(args.data_dir)  # .batchops/ ignores itself before the key lands there
     faults = FaultConfig(
         rate_429=args.fault_429,
         rate_500=args.fault_500,

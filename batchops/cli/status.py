@@ -35,8 +35,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root, settings = root_of(args), settings_from_args(args)
-    paths = default_paths(args, root)
-    desired, infos = load_inputs(paths, root=root)
+    paths = default_paths(args, root, settings)
+    desired, infos = load_inputs(paths, root=root, project_file=settings.project_file)
     selection = select(desired, selector_of(args))
     inputs = (selection.desired, infos)
     with open_client(settings, root=root) as client:

@@ -122,9 +122,10 @@ def run(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace, root: Path, settings: Settings) -> WatchConfig:
     git = GitConfig(args.git_url, args.git_ref, args.git_interval) if args.git_url else None
     busy = LOCAL_BUSY_INTERVAL if settings.uses_local_backend else REMOTE_BUSY_INTERVAL
-    paths = _paths(args, root, git)
+    paths = _paths(args, root, git, settings)
     # PATHS naming part of the project: --prune deletes only what they declare (as in apply).
-    narrowed = bool(args.paths) and paths not in ((root / "jobs",), (Path("jobs"),))
+    whole = _paths(argparse.Namespace(paths=None), root, git, settings)
+    narrowed = bool(args.paths) and paths != whole
     return WatchConfig(
         paths=paths, root=root, project=_project(settings, root, git),
         options=PassOptions(prune=args.prune, allow_empty=args.allow_empty,
@@ -132,13 +133,16 @@ def _config(args: argparse.Namespace, root: Path, settings: Settings) -> WatchCo
                             narrowed=narrowed),
         timing=Timing(interval=args.interval, busy_interval=min(args.interval, busy)),
         git=git, health=None if args.health_port is None else (args.health_host, args.health_port),
+        project_file=None if git else settings.project_file,
     )
 
 
-def _paths(args: argparse.Namespace, root: Path, git: GitConfig | None) -> tuple[Path, ...]:
+def _paths(
+    args: argparse.Namespace, root: Path, git: GitConfig | None, settings: Settings
+) -> tuple[Path, ...]:
     """As for apply (relative to the current folder); with git, relative to the clone."""
     if git is None:
-        return tuple(default_paths(args, root))
+        return tuple(default_paths(args, root, settings))
     paths = [Path(p) for p in args.paths or ["jobs"]]
     if any(p.is_absolute() or ".." in p.parts for p in paths):
         raise ConfigError("with --git-url, PATHS must be relative paths inside the repository")

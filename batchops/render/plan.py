@@ -18,6 +18,7 @@ SYMBOLS = {
     Kind.CREATE_DATASET: "+", Kind.CREATE_JOB: "+", Kind.RETRY_JOB: "+", Kind.REPLACE_JOB: "~",
     Kind.RESUME_JOB: "↻", Kind.DOWNLOAD: "↓", Kind.WAIT: "…", Kind.FAILED: "✗",
     Kind.EXPIRED: "✗", Kind.CONFLICT: "✗", Kind.PRUNE_JOB: "-", Kind.PRUNE_DATASET: "-",
+    Kind.MOVED: "→",
 }  # fmt: skip
 _VERBS = (
     (Kind.CREATE_DATASET, "dataset{s} to create"), (Kind.CREATE_JOB, "job{s} to create"),
@@ -27,7 +28,7 @@ _VERBS = (
 )  # fmt: skip
 _STATUS = (
     (Kind.WAIT, "in progress"), (Kind.FAILED, "failed"), (Kind.EXPIRED, "expired"),
-    (Kind.CONFLICT, "in conflict"),
+    (Kind.CONFLICT, "in conflict"), (Kind.MOVED, "renamed"),
 )  # fmt: skip
 
 
@@ -80,9 +81,10 @@ def action_line(action: Action) -> str:
             f"{inert(action.reason)}{_detail_text(action)}")  # fmt: skip
 
 
-def plan_text(plan: Plan) -> str:
-    """One line per action; remote and local groups apart; the summary line last."""
-    lines: list[str] = []
+def plan_text(plan: Plan, *, backend: str | None = None) -> str:
+    """The backend talked to, one line per action; remote and local groups apart; the summary
+    line last."""
+    lines: list[str] = [f"Backend: {backend}"] if backend else []
     for group, title in (("remote", "Remote (the Fireworks account):"), ("local", "Local files:")):
         members = [a for a in plan.actions if a.group == group]
         if members:
@@ -101,11 +103,12 @@ def action_json(action: Action) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """The documented, versioned JSON form (formatVersion 1)."""
+def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str, Any]:
+    """The documented, versioned JSON form (formatVersion 1); ``backend`` names what was asked."""
     o = plan.options
     return {
         "formatVersion": FORMAT_VERSION, "project": plan.project,
+        **({"backend": dict(backend)} if backend else {}),
         "fingerprint": plan.fingerprint,
         "options": {"prune": o.prune, "allowEmpty": o.allow_empty,
                     "retryFailed": o.retry_failed, "download": o.download,
@@ -121,9 +124,13 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def plan_markdown(plan: Plan, *, title: str = "batchops plan") -> str:
-    """For $GITHUB_STEP_SUMMARY: a heading, a table of actions, the summary line."""
+def plan_markdown(
+    plan: Plan, *, title: str = "batchops plan", backend: str | None = None
+) -> str:
+    """For $GITHUB_STEP_SUMMARY: a heading, the backend, a table of actions, the summary line."""
     lines = [f"### {title} ({md_text(plan.project)})", ""]
+    if backend:
+        lines += [f"Backend: {md_text(backend)}", ""]
     if plan.actions:
         lines += ["| | Group | Resource | ID | Reason |", "|---|---|---|---|---|"]
         lines += [_md_row(a) for a in plan.actions]
