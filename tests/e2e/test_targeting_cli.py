@@ -57,6 +57,11 @@ def write_job_file(root: Path, name: str, *, team: str = "geo", tokens: int = 32
 
 def make_geo(tmp_path: Path) -> Path:
     root = tmp_path / "geo"
+    root.mkdir()
+    # A pinned project: no notice on stderr about where the name came from.
+    (root / "batchops.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: geo}\n", encoding="utf-8"
+    )
     write_job_file(root, "capitals")
     write_job_file(root, "rivers")
     write_job_file(root, "poems", team="art")
