@@ -130,7 +130,8 @@ def plan_markdown(
     """For $GITHUB_STEP_SUMMARY: a heading, the backend, a table of actions, the summary line."""
     lines = [f"### {title} ({md_text(plan.project)})", ""]
     if backend:
-        lines += [f"Backend: {md_text(backend)}", ""]
+        # Our own words and the user's URL, not server text: kept as written, on one line.
+        lines += [f"Backend: {' '.join(backend.split())}", ""]
     if plan.actions:
         lines += ["| | Group | Resource | ID | Reason |", "|---|---|---|---|---|"]
         lines += [_md_row(a) for a in plan.actions]
