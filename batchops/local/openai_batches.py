@@ -92,14 +92,18 @@ def create(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
         "openai": spec,
     }
     stamp = now()
-    backend.db.run(
-        "INSERT INTO jobs (account, id, doc, state, create_time, update_time, expire_time) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (OPENAI_ACCOUNT, batch_id, orjson.dumps(doc), JOB_STATE_VALIDATING, stamp, stamp,
-         stamp + backend.config.max_job_duration),
-    )  # fmt: skip
+    with backend.db.transaction() as conn:  # no worker advances it before we read it back
+        conn.execute(
+            "INSERT INTO jobs (account, id, doc, state, create_time, update_time, expire_time) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (OPENAI_ACCOUNT, batch_id, orjson.dumps(doc), JOB_STATE_VALIDATING, stamp, stamp,
+             stamp + backend.config.max_job_duration),
+        )  # fmt: skip
+        row = conn.execute(
+            "SELECT * FROM jobs WHERE account = ? AND id = ?", (OPENAI_ACCOUNT, batch_id)
+        ).fetchone()
     backend.wake.set()
-    return render(backend, jobs.get_row(backend, OPENAI_ACCOUNT, batch_id))
+    return render(backend, row)
 
 
 def _spec(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
