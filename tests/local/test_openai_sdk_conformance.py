@@ -168,7 +168,7 @@ def test_sdk_errors(make_server: Callable[..., EmbeddedServer]) -> None:
 
 
 def test_sdk_retries_through_injected_faults(make_server: Callable[..., EmbeddedServer]) -> None:
-    faults = FaultConfig(rate_429=0.3, rate_503=0.2, retry_after=0.01, seed=7)
+    faults = FaultConfig(rate_429=0.4, retry_after=0.01, seed=7)  # 429s honour retry-after
     server = make_server(faults=faults)
     sdk = _sdk(server, retries=8)
     file_id = _upload(sdk, chat_lines(5)).id
