@@ -21,8 +21,8 @@ from pathlib import Path
 from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.datasets import StatCache, inspect_all
-from batchops.errors import BatchopsError, OwnershipError, StalePlanError
-from batchops.manifest import load_desired
+from batchops.errors import BatchopsError, InvalidInputError, OwnershipError, StalePlanError
+from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.plan import (
     DatasetFacts,
@@ -92,9 +92,15 @@ Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 
 
 def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
-    """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
-    desired = load_desired(list(paths), root=root)
-    infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    """Load manifests and validate every dataset; raises InvalidInputError with every problem
+    (the datasets of the valid documents are checked even when other documents are invalid)."""
+    desired, diags = load_partial(list(paths), root=root)
+    try:
+        infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    except InvalidInputError as exc:
+        diags += exc.diagnostics
+    if diags:
+        raise InvalidInputError(sorted(set(diags)))
     return desired, infos
 
 

@@ -20,7 +20,7 @@ from batchops.errors import BatchopsError, InvalidInputError, OwnershipError
 from batchops.local.config import BackendConfig, FaultConfig
 from batchops.local.server import EmbeddedServer
 from batchops.plan import Action
-from batchops.reconcile import PassOptions, PassResult, gc_paused, run_pass
+from batchops.reconcile import PassOptions, PassResult, gc_paused, load_inputs, run_pass
 from batchops.wire import Dataset
 
 PROJECT = "proj"
@@ -171,3 +171,14 @@ def test_gc_is_paused_for_the_block_and_restored_after_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_load_inputs_reports_manifest_and_dataset_problems_together(tmp_path: Path) -> None:
+    paths = make_repo(tmp_path)
+    (tmp_path / "jobs" / "data" / "p.jsonl").write_text("not json\n")
+    (tmp_path / "jobs" / "other.yaml").write_text("apiVersion: batchops/v1\nkind: Nope\n")
+    with pytest.raises(InvalidInputError) as caught:
+        load_inputs(paths, root=tmp_path)
+    assert sorted({d.path for d in caught.value.diagnostics}) == [
+        "jobs/data/p.jsonl", "jobs/other.yaml",
+    ]  # fmt: skip

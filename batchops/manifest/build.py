@@ -8,6 +8,7 @@ result is sorted by name.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,17 +20,25 @@ from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
 from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
-    from batchops.manifest.loader import Parsed
+    from batchops.manifest.loader import Parsed, Unchecked
 
 
 def build_desired(
-    parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic]
+    parsed: Sequence[Parsed],
+    files: Sequence[Path],
+    root: Path,
+    diags: list[Diagnostic],
+    unchecked: Sequence[Unchecked] = (),
 ) -> Desired:
     ordered = sorted(parsed, key=lambda p: p.source)
     unique = _unique_names(ordered, diags)
     datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
+    # A Dataset document with a schema error still declares its name: a job reading it is not
+    # told "unknown dataset" on top of the dataset's own problem.
+    names |= {u.name for u in unchecked if u.kind == "Dataset" and u.name}
     jobs = [j for p in unique if (j := _job(p, names, root, diags)) is not None]
+    _dangling_in_unchecked(unchecked, names, diags)
     _unique_outputs(jobs, unique, diags)
     return Desired(
         root=root,
@@ -79,6 +88,20 @@ def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | No
     )
 
 
+def _unknown_dataset(ref: str, datasets: set[str]) -> str:
+    declared = f" (declared: {', '.join(sorted(datasets))})" if datasets else ""
+    return f"unknown dataset '{ref}'{suggest(ref, datasets) or declared}"
+
+
+def _dangling_in_unchecked(
+    unchecked: Sequence[Unchecked], datasets: set[str], diags: list[Diagnostic]
+) -> None:
+    """A job with a schema error is still checked for a dangling ``inputDataset``."""
+    for u in unchecked:
+        if u.kind == "BatchInferenceJob" and u.input_dataset and u.input_dataset not in datasets:
+            diags.append(replace(u.at, message=_unknown_dataset(u.input_dataset, datasets)))
+
+
 def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
@@ -86,10 +109,8 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
     spec, name = m.spec, m.metadata.name
     ok = True
     if spec.input_dataset is not None and spec.input_dataset not in datasets:
-        declared = f" (declared: {', '.join(sorted(datasets))})" if datasets else ""
-        hint = suggest(spec.input_dataset, datasets) or declared
         diags.append(
-            _at(p, ("spec", "inputDataset"), f"unknown dataset '{spec.input_dataset}'{hint}")
+            _at(p, ("spec", "inputDataset"), _unknown_dataset(spec.input_dataset, datasets))
         )
         ok = False
     written = spec.output.path or f"results/{name}.jsonl"
