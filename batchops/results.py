@@ -76,6 +76,7 @@ class LocalResult:
 
     record: ResultRecord | None
     verified: bool  # the files on disk are exactly what the record says
+    present: bool = False  # the results file exists (with or without a record)
 
 
 def state_dir(root: Path) -> Path:
@@ -161,11 +162,11 @@ def local_state(
     ``local_records``) when checking many jobs: one query instead of one per job."""
     record = (records if records is not None else local_records(root)).get(job_name)
     if record is None or record.output.path != str(output):
-        return LocalResult(record=None, verified=False)
+        return LocalResult(record=None, verified=False, present=output.is_file())
     verified = stamp_matches(record.output, record.output.path) and stamp_matches(
         record.errors, record.errors.path
     )
-    return LocalResult(record=record, verified=verified)
+    return LocalResult(record=record, verified=verified, present=verified or output.is_file())
 
 
 def problem(record: ResultRecord, *, partial: bool) -> str | None:

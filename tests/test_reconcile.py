@@ -182,3 +182,30 @@ def test_load_inputs_reports_manifest_and_dataset_problems_together(tmp_path: Pa
     assert sorted({d.path for d in caught.value.diagnostics}) == [
         "jobs/data/p.jsonl", "jobs/other.yaml",
     ]  # fmt: skip
+
+
+def test_retry_failed_does_not_resubmit_a_permanent_failure_pass_after_pass(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """A deterministic failure (a remote dataset with an invalid row) under --retry-failed, as
+    `watch --retry-failed` runs it: one job is ever created, however many passes run."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"custom_id": "x", "body": {"messages": [
+        {"role": "bananas", "content": "hi"}]}}) + "\n")  # fmt: skip
+    client.create_dataset("bad", Dataset(display_name="by hand", example_count="1",
+                                         user_uploaded={}))  # fmt: skip
+    client.upload_dataset_files("bad", [bad])
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "j.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: j}\n"
+        "spec: {model: accounts/fireworks/models/m, inputDatasetId: bad, maxRetries: 3}\n"
+    )
+    paths = [tmp_path / "jobs"]
+    result = converge(paths, tmp_path, client, retry_failed=True)
+    for _ in range(5):
+        result = run_pass(paths, root=tmp_path, client=client, project=PROJECT,
+                          options=PassOptions(retry_failed=True))  # fmt: skip
+    assert len(client.list_jobs()) == 1
+    assert result.failed_jobs == ["j"] and result.converged
+    (failed,) = result.plan.actions
+    assert "invalid role bananas" in failed.reason and "permanent" in failed.reason

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
@@ -135,7 +135,15 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
         labels=dict(m.metadata.labels),
+        **_failure_limit(spec.max_failed_rows),
+        max_retries=spec.max_retries,
     )
+
+
+def _failure_limit(value: int | str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"max_failed_rows": 0, "max_failed_percent": float(value.removesuffix("%"))}
+    return {"max_failed_rows": value, "max_failed_percent": None}
 
 
 def _unique_outputs(

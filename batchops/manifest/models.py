@@ -18,6 +18,7 @@ from batchops.wire import PRECISIONS
 
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PERCENT_RE = r"^[0-9]+(\.[0-9]+)?%$"
 
 
 class StrictModel(BaseModel):
@@ -87,6 +88,23 @@ class JobSpec(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     on_expired: Literal["resume", "stop"] = "resume"
     max_resumes: int = Field(default=3, ge=0, le=100)
+    max_failed_rows: Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=PERCENT_RE)] = (
+        Field(
+            default=0,
+            description="failed rows allowed before apply exits 3: a count, or a share of the "
+            "input rows such as '2%'",
+        )
+    )
+    max_retries: int = Field(
+        default=1, ge=0, le=100, description="--retry-failed attempts per spec (transient only)"
+    )
+
+    @field_validator("max_failed_rows")
+    @classmethod
+    def _check_percent(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and float(value[:-1]) > 100:
+            raise ValueError(f"maxFailedRows '{value}' is over 100%")
+        return value
 
     @field_validator("precision")
     @classmethod
