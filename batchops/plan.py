@@ -33,7 +33,7 @@ from batchops.identity import (
     parse_job_id,
 )
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
-from batchops.results import LocalResult
+from batchops.results import LocalResult, ResultRecord
 from batchops.wire import (
     DATASET_STATE_READY,
     GONE_JOB_STATES,
@@ -153,6 +153,12 @@ class Plan:
     project: str
     options: PlanOptions = PlanOptions()
     job_states: tuple[tuple[str, str], ...] = ()  # (declared job, state of its latest job)
+    # Each declared job with its results record when that is current (merged up to the latest
+    # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.
+    declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()
+
+    def decl(self, name: str) -> JobDecl | None:
+        return next((d for d, _ in self.declared if d.name == name), None)
 
     @property
     def remote_changes(self) -> list[Action]:
@@ -174,13 +180,28 @@ class Plan:
         return Counter(a.kind for a in self.actions)
 
 
+@dataclass(frozen=True)
+class RowFailures:
+    """Rows of a declared job's merged results that failed, against its spec.maxFailedRows."""
+
+    job: str
+    failed: int
+    total: int
+    allowed: int
+    first_errors: tuple[str, ...]  # "custom_id: message", the first few
+
+    @property
+    def over_limit(self) -> bool:
+        return self.failed > self.allowed
+
+
 def sort_actions(actions: Iterable[Action]) -> tuple[Action, ...]:
     return tuple(sorted(actions, key=Action.sort_key))
 
 
 __all__ = [
     "Action", "DatasetFacts", "DatasetSpec", "DownloadSpec", "JobSpec", "JobView", "Kind",
-    "Observed", "Plan", "PlanOptions", "Resource", "job_views", "make_plan",
+    "Observed", "Plan", "PlanOptions", "Resource", "RowFailures", "job_views", "make_plan",
 ]  # fmt: skip
 
 
@@ -722,4 +743,9 @@ def make_plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
+        declared=tuple((v.decl, _current_record(v)) for v in views),
     )  # fmt: skip
+
+
+def _current_record(view: JobView) -> ResultRecord | None:
+    return view.result.record if view.result is not None and view.results_current else None

@@ -180,6 +180,34 @@ def problem(record: ResultRecord, *, partial: bool) -> str | None:
     return f"{record.job_name}: " + "; ".join(parts) if parts else None
 
 
+def first_errors(path: Path | str, *, limit: int = 3, width: int = 200) -> tuple[str, ...]:
+    """The first ``limit`` lines of an errors file as "custom_id: message" (each cut to
+    ``width`` characters), for the closing line and the step summary. Reads only those lines."""
+    found: list[str] = []
+    try:
+        with Path(path).open("rb") as fh:
+            for raw in fh:
+                if len(found) >= limit:
+                    break
+                if raw.strip():
+                    found.append(_error_text(raw)[:width])
+    except OSError:
+        return ()
+    return tuple(found)
+
+
+def _error_text(raw: bytes) -> str:
+    try:
+        line = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()
+    if not isinstance(line, dict):
+        return str(line)
+    error = line.get("error")
+    message = error.get("message", error) if isinstance(error, dict) else error
+    return f"{line.get('custom_id', '?')}: {message}"
+
+
 # -- merging a lineage ---------------------------------------------------------------------------
 
 _MERGE_SCHEMA = """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from batchops.cli.backend import (
 )
 from batchops.cli.common import append_step_summary, write_text_atomic
 from batchops.errors import EXIT_CHANGES, EXIT_OK
-from batchops.reconcile import PassOptions, load_and_plan, load_inputs
+from batchops.reconcile import PassOptions, load_and_plan, load_inputs, row_failures
+from batchops.render.failures import failure_annotations, failures_markdown
 from batchops.render.plan import plan_json, plan_markdown, plan_text
 
 
@@ -76,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         saved = {**body, "paths": [str(p) for p in paths], "root": str(root)}
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
     print(json.dumps(body, indent=2) if args.output == "json" else plan_text(plan))
+    rows = row_failures(plan, {})
+    if settings.github_actions and (notes := failure_annotations(plan, rows)):
+        print(notes, file=sys.stderr, flush=True)
     if settings.step_summary:
-        append_step_summary(settings.step_summary, plan_markdown(plan))
+        summary = plan_markdown(plan) + failures_markdown(plan, rows)
+        append_step_summary(settings.step_summary, summary)
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

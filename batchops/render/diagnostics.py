@@ -6,9 +6,20 @@ Called by ``batchops.cli.validate`` (and any command that reports invalid input)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from batchops.errors import Diagnostic
+
+
+class Located(Protocol):
+    """Where a declaration is (``manifest.desired.Source`` has this shape)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def col(self) -> int: ...
 
 
 def diagnostics_text(diags: Sequence[Diagnostic]) -> str:
@@ -36,6 +47,13 @@ def github_annotations(diags: Sequence[Diagnostic]) -> str:
         f"::error file={_prop(d.path)},line={d.line},col={d.col}::{_data(d.message)}"
         for d in sorted(diags)
     )
+
+
+def github_annotation(at: Located | None, message: str) -> str:
+    """One ``::error`` line, at a file and line when something there is to blame."""
+    if at is None:
+        return f"::error::{_data(message)}"
+    return f"::error file={_prop(at.path)},line={at.line},col={at.col}::{_data(message)}"
 
 
 def _data(text: str) -> str:

@@ -1,0 +1,75 @@
+"""Failures as text lines, GitHub Actions ``::error`` annotations and Markdown. Pure.
+
+``batchops.cli.apply`` and ``batchops.cli.plan`` print these: a declared job that failed, expired
+for good or is in conflict (with the server's reason), and jobs whose results hold failed rows
+(with their spec.maxFailedRows and the first error messages). Annotations point at the job's
+manifest (``file=...,line=...``) so that GitHub shows them on the pull request's diff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from batchops.plan import Action, Kind, Plan, RowFailures
+from batchops.render.diagnostics import github_annotation
+
+_REPORTED = (Kind.FAILED, Kind.EXPIRED, Kind.CONFLICT)
+
+
+def failed_actions(plan: Plan) -> list[Action]:
+    return [a for a in plan.actions if a.kind in _REPORTED]
+
+
+def rows_text(rows: RowFailures) -> str:
+    """'answers: 2 of 12 rows failed (maxFailedRows allows 0)'."""
+    return (f"{rows.job}: {rows.failed} of {rows.total} rows failed "
+            f"(maxFailedRows allows {rows.allowed})")  # fmt: skip
+
+
+def action_text(action: Action) -> str:
+    r = action.resource
+    return f"{r.kind} {r.name} [{r.remote_id}]: {action.reason}"
+
+
+def failure_lines(plan: Plan, rows: Sequence[RowFailures]) -> list[str]:
+    """One line per failed job (the server's reason), then per job with failed rows, followed by
+    its first error messages, indented."""
+    lines = [f"failed: {action_text(a)}" for a in failed_actions(plan)]
+    for r in rows:
+        lines.append(f"{'failed' if r.over_limit else 'warning'}: {rows_text(r)}")
+        lines += [f"    {message}" for message in r.first_errors]
+    return lines
+
+
+def failure_annotations(plan: Plan, rows: Sequence[RowFailures]) -> str:
+    """``::error`` lines at the manifest of each failed job, and of each job over its limit."""
+    lines = []
+    for action in failed_actions(plan):
+        lines.append(_annotation(plan, action.resource.name, action_text(action),
+                                 job=action.resource.kind == "job"))  # fmt: skip
+    for r in rows:
+        if r.over_limit:
+            first = f": {r.first_errors[0]}" if r.first_errors else ""
+            lines.append(_annotation(plan, r.job, f"job {rows_text(r)}{first}", job=True))
+    return "\n".join(lines)
+
+
+def _annotation(plan: Plan, name: str, message: str, *, job: bool) -> str:
+    decl = plan.decl(name) if job else None
+    if decl is None:
+        return github_annotation(None, message)
+    return github_annotation(decl.source, message)
+
+
+def failures_markdown(plan: Plan, rows: Sequence[RowFailures]) -> str:
+    """For $GITHUB_STEP_SUMMARY: each failure with its reason, each job's failed rows."""
+    items = [f"- ✗ {_cell(action_text(a))}" for a in failed_actions(plan)]
+    for r in rows:
+        mark = "✗" if r.over_limit else "!"
+        items.append(f"- {mark} {_cell(rows_text(r))}")
+        items += [f"  - `{_cell(message)}`" for message in r.first_errors]
+    return ("#### Failures\n\n" + "\n".join(items) + "\n") if items else ""
+
+
+def _cell(text: str) -> str:
+    return text.replace("\n", " ").replace("`", "'")
