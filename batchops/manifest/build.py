@@ -35,10 +35,10 @@ def build_desired(
     datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
     # A Dataset document with a schema error still declares its name: a job reading it is not
-    # told "unknown dataset" on top of the dataset's own problem.
-    names |= {u.name for u in unchecked if u.kind == "Dataset" and u.name}
-    jobs = [j for p in unique if (j := _job(p, names, root, diags)) is not None]
-    _dangling_in_unchecked(unchecked, names, diags)
+    # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
+    invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
+    jobs = [j for p in unique if (j := _job(p, names, root, diags, invalid)) is not None]
+    _dangling_in_unchecked(unchecked, names, diags, invalid)
     _unique_outputs(jobs, unique, diags)
     return Desired(
         root=root,
@@ -94,21 +94,27 @@ def _unknown_dataset(ref: str, datasets: set[str]) -> str:
 
 
 def _dangling_in_unchecked(
-    unchecked: Sequence[Unchecked], datasets: set[str], diags: list[Diagnostic]
+    unchecked: Sequence[Unchecked], datasets: set[str], diags: list[Diagnostic], invalid: set[str]
 ) -> None:
-    """A job with a schema error is still checked for a dangling ``inputDataset``."""
+    """A job with a schema error is still checked for a dangling ``inputDataset``, unless a
+    Dataset document is too broken to name itself (the job may well mean that one)."""
+    if any(u.kind == "Dataset" and u.name is None for u in unchecked):
+        return
     for u in unchecked:
-        if u.kind == "BatchInferenceJob" and u.input_dataset and u.input_dataset not in datasets:
-            diags.append(replace(u.at, message=_unknown_dataset(u.input_dataset, datasets)))
+        ref = u.input_dataset
+        if u.kind == "BatchInferenceJob" and ref and ref not in datasets | invalid:
+            diags.append(replace(u.at, message=_unknown_dataset(ref, datasets)))
 
 
-def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> JobDecl | None:
+def _job(
+    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str]
+) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
         return None
     spec, name = m.spec, m.metadata.name
-    ok = True
-    if spec.input_dataset is not None and spec.input_dataset not in datasets:
+    ok = spec.input_dataset not in invalid  # reads a Dataset whose own problem is reported
+    if spec.input_dataset is not None and spec.input_dataset not in datasets | invalid:
         diags.append(
             _at(p, ("spec", "inputDataset"), _unknown_dataset(spec.input_dataset, datasets))
         )
