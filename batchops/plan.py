@@ -495,10 +495,22 @@ def _create(view: JobView, ctx: _Ctx) -> list[Action]:
         return [Action(Kind.CREATE_JOB, resource, "new job", details, job=spec, after=after)]
     reason = "spec changed: " + (_spec_diff(old, spec) or "job ID changed")
     details["replaces"] = _rid(old)
-    if (old.state or "") not in _FINISHED:
+    running = _older_running(view, ctx)
+    if running:
         details["oldJobKeepsRunning"] = True
-        reason += f"; the old job {_rid(old)} keeps running and is billed unless pruned"
+        if len(running) == 1:
+            reason += f"; the old job {running[0]} keeps running and is billed unless pruned"
+        else:
+            reason += (f"; the old jobs {', '.join(running)} keep running and are billed "
+                       "unless pruned")  # fmt: skip
     return [Action(Kind.REPLACE_JOB, resource, reason, details, job=spec, after=after)]
+
+
+def _older_running(view: JobView, ctx: _Ctx) -> list[str]:
+    """Jobs of older specs of this declaration still running, whichever one is replaced."""
+    name = view.base_id.rsplit("-", 1)[0]
+    return sorted(_rid(job) for parts, job in ctx.seen.ours_by_name.get(name, [])
+                  if parts.base != view.base_id and (job.state or "") not in _FINISHED)  # fmt: skip
 
 
 _FINISHED = (

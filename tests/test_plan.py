@@ -251,6 +251,12 @@ def test_replacement_after_a_revert_compares_with_the_matching_spec() -> None:
     params = {rid: job.inference_parameters for rid, job in world.jobs.items()}
     old_a = next(rid for rid, p in params.items() if p and p.max_tokens == 256)
     assert replace.details["replaces"] == old_a
+    old_b = next(rid for rid in world.jobs if rid != old_a)
+    world.jobs[old_b].state = "JOB_STATE_RUNNING"  # the newer spec's job still runs: say so
+    plan = plan_of(desired(["p"], [spec_a]), facts(["p"], version=1), world)
+    (replace,) = [a for a in plan.actions if a.kind is Kind.REPLACE_JOB]
+    assert replace.details["replaces"] == old_a
+    assert f"the old job {old_b} keeps running and is billed unless pruned" in replace.reason
 
 
 def test_results_on_disk_without_a_record_say_record_missing() -> None:

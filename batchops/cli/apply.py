@@ -217,6 +217,7 @@ class _Printer:
         self.passes = 0
         self.last_line = ""
         self.submitted = 0  # jobs created, replaced, retried or resumed over every pass
+        self.reported: set[tuple[Kind, str]] = set()  # failures printed by a later pass
 
     def on_result(self, result: PassResult) -> None:
         done = result.applied.done if result.applied else []
@@ -230,15 +231,24 @@ class _Printer:
             return
         if self.passes == 1:
             print(plan_text(plan), flush=True)
+            self.reported = {(a.kind, a.resource.remote_id) for a in plan.actions}
             self.last_line = summary_line(plan)  # plan_text's last line
             return
         for action in plan.actions:
-            if action.is_change:
+            if action.is_change or self._newly_failed(action):
                 print(action_line(action), flush=True)
         line = summary_line(plan)
         if line != self.last_line:
             print(line, flush=True)
             self.last_line = line
+
+    def _newly_failed(self, action: Action) -> bool:
+        """A job that failed while --wait waited shows at once, with the server's reason."""
+        key = (action.kind, action.resource.remote_id)
+        if action.kind not in (Kind.FAILED, Kind.EXPIRED) or key in self.reported:
+            return False
+        self.reported.add(key)
+        return True
 
     def finish(self, result: PassResult, args: argparse.Namespace) -> int:
         code = _exit_code(result)

@@ -84,6 +84,8 @@ def test_a_job_failing_during_wait_prints_the_servers_reason_everywhere(
         r"^::error file=jobs/work.yaml,line=\d+,col=\d+::job answers .*bananas", result.stderr, re.M
     )
     assert "invalid role bananas" in summary.read_text()
+    (shown,) = [line for line in result.stdout.splitlines() if line.startswith("  ✗ job answers")]
+    assert "failed: Dataset has a syntax error" in shown  # as the wait saw it, once
     planned = inproc(root, "plan")
     assert planned.returncode == 0
     assert re.search(
