@@ -158,7 +158,11 @@ class Plan:
     declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()
 
     def decl(self, name: str) -> JobDecl | None:
-        return next((d for d, _ in self.declared if d.name == name), None)
+        return self._decls.get(name)
+
+    @cached_property
+    def _decls(self) -> dict[str, JobDecl]:
+        return {d.name: d for d, _ in self.declared}
 
     @property
     def remote_changes(self) -> list[Action]:

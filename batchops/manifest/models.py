@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from batchops.wire import PRECISIONS
@@ -99,12 +108,20 @@ class JobSpec(StrictModel):
         default=1, ge=0, le=100, description="--retry-failed attempts per spec (transient only)"
     )
 
-    @field_validator("max_failed_rows")
+    @field_validator("max_failed_rows", mode="wrap")
     @classmethod
-    def _check_percent(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and float(value[:-1]) > 100:
-            raise ValueError(f"maxFailedRows '{value}' is over 100%")
-        return value
+    def _check_failed_rows(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> int | str:
+        """One clear message instead of one per member of the union."""
+        try:
+            checked: int | str = handler(value)
+        except ValidationError:
+            raise ValueError(
+                f"maxFailedRows must be a count of rows (an integer >= 0) or a share of the "
+                f"input rows such as '2%', not {value!r}"
+            ) from None
+        if isinstance(checked, str) and float(checked[:-1]) > 100:
+            raise ValueError(f"maxFailedRows '{checked}' is over 100%")
+        return checked
 
     @field_validator("precision")
     @classmethod
