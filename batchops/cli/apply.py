@@ -290,10 +290,18 @@ def _outcome_line(result: PassResult, *, wait: bool, submitted: int) -> str:
     return f"Applied: {submitted} job(s) submitted, {running} in progress.{hint}"
 
 
+def _first(errors: tuple[str, ...], width: int = 80) -> str:
+    if not errors:
+        return ""
+    text = errors[0] if len(errors[0]) <= width else errors[0][: width - 1] + "…"
+    return f" (first: {text})"
+
+
 def _failed_text(result: PassResult) -> str:
-    """'answers 2 of 12 rows failed, other failed' over the declared jobs."""
+    """'answers 2 of 12 rows failed (first: row-2: ...), other failed' over the declared jobs."""
     rows = {r.job: r for r in result.row_failures}
-    parts = [f"{r.job} {r.failed} of {r.total} rows failed" for r in rows.values()]
+    parts = [f"{r.job} {r.failed} of {r.total} rows failed{_first(r.first_errors)}"
+             for r in rows.values()]  # fmt: skip
     parts += [f"{name} failed" for name in result.failed_jobs if name not in rows]
     return ", ".join(parts)
 

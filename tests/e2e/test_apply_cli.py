@@ -149,7 +149,8 @@ def test_apply_wait_converges_then_reports_no_changes(tmp_path: Path, server: Se
     assert first.returncode == 0, first.stderr
     assert "+ dataset prompts" in first.stdout and "+ job answers" in first.stdout
     assert first.stdout.splitlines()[-1] == (
-        "Apply complete with failed rows: answers 1 of 12 rows failed (1 job(s) submitted)."
+        "Apply complete with failed rows: answers 1 of 12 rows failed "
+        "(first: row-3: echo: failure requested) (1 job(s) submitted)."
     )
     results = root / "results" / "answers.jsonl"
     ok, errors = ids_in(results), ids_in(root / "results" / "answers.errors.jsonl")

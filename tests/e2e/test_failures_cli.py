@@ -37,7 +37,8 @@ def test_failed_rows_exit_3_with_counts_and_first_errors(
         re.M,
     )
     assert result.stdout.splitlines()[-1] == (
-        "Apply failed: answers 2 of 12 rows failed; 1 completed (1 job(s) submitted)."
+        "Apply failed: answers 2 of 12 rows failed (first: row-2: echo: failure requested); "
+        "1 completed (1 job(s) submitted)."
     )
     text = summary.read_text()
     assert "#### Failures" in text and "answers: 2 of 12 rows failed" in text
