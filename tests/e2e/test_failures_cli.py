@@ -87,8 +87,10 @@ def test_a_job_failing_during_wait_prints_the_servers_reason_everywhere(
     assert "invalid role bananas" in summary.read_text()
     (shown,) = [line for line in result.stdout.splitlines() if line.startswith("  ✗ job answers")]
     assert "failed: Dataset has a syntax error" in shown  # as the wait saw it, once
+    summary.write_text("")
     planned = inproc(root, "plan")
     assert planned.returncode == 0
+    assert "#### Failures" in summary.read_text() and "bananas" in summary.read_text()
     assert re.search(
         r"^::error file=jobs/work.yaml,line=\d+,col=\d+::job answers .*bananas",
         planned.stderr,
