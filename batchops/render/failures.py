@@ -1,9 +1,10 @@
 """Failures as text lines, GitHub Actions ``::error`` annotations and Markdown. Pure.
 
-``batchops.cli.apply`` and ``batchops.cli.plan`` print these: a declared job that failed, expired
-for good or is in conflict (with the server's reason), and jobs whose results hold failed rows
-(with their spec.maxFailedRows and the first error messages). Annotations point at the job's
-manifest (``file=...,line=...``) so that GitHub shows them on the pull request's diff.
+``batchops.cli.apply`` and ``batchops.cli.plan`` print these: a declared job that failed or
+expired for good (with the server's reason; a conflict is annotated too), and jobs whose results
+hold failed rows (with their spec.maxFailedRows and the first error messages). Annotations point
+at the job's manifest (``file=...,line=...``) so that GitHub shows them on the pull request's
+diff.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from collections.abc import Sequence
 from batchops.plan import Action, Kind, Plan, RowFailures
 from batchops.render.diagnostics import github_annotation
 
-_REPORTED = (Kind.FAILED, Kind.EXPIRED, Kind.CONFLICT)
+_FAILED = (Kind.FAILED, Kind.EXPIRED)  # conflicts are errors already, printed as such
+_ANNOTATED = (*_FAILED, Kind.CONFLICT)
 
 
-def failed_actions(plan: Plan) -> list[Action]:
-    return [a for a in plan.actions if a.kind in _REPORTED]
+def failed_actions(plan: Plan, kinds: tuple[Kind, ...] = _FAILED) -> list[Action]:
+    return [a for a in plan.actions if a.kind in kinds]
 
 
 def rows_text(rows: RowFailures) -> str:
@@ -44,7 +46,7 @@ def failure_lines(plan: Plan, rows: Sequence[RowFailures]) -> list[str]:
 def failure_annotations(plan: Plan, rows: Sequence[RowFailures]) -> str:
     """``::error`` lines at the manifest of each failed job, and of each job over its limit."""
     lines = []
-    for action in failed_actions(plan):
+    for action in failed_actions(plan, _ANNOTATED):
         lines.append(_annotation(plan, action.resource.name, action_text(action),
                                  job=action.resource.kind == "job"))  # fmt: skip
     for r in rows:
