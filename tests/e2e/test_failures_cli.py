@@ -106,3 +106,19 @@ def test_results_on_disk_without_their_record_say_record_missing(
     shutil.rmtree(root / ".batchops")
     planned = inproc(root, "plan")
     assert "record missing" in planned.stdout and "not on disk" not in planned.stdout
+
+
+def test_invalid_input_in_plan_and_apply_is_annotated_under_actions(
+    tmp_path: Path, inproc: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_repo(tmp_path, jobs={"answers": {"maxFailedRows": "lots"}})
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    for command in ("plan", "apply"):
+        result = inproc(root, command)
+        assert result.returncode == 1
+        assert re.search(
+            r"^::error file=jobs/work.yaml,line=\d+,col=\d+::spec.maxFailedRows: maxFailedRows "
+            r"must be a count",
+            result.stderr,
+            re.M,
+        )
