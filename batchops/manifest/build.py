@@ -7,16 +7,18 @@ result is sorted by name.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchops.config import PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.manifest.locate import suggest
-from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest, ProjectManifest
+from batchops.manifest.outputs import output_problems
 from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
@@ -24,28 +26,53 @@ if TYPE_CHECKING:
 
 
 def build_desired(
-    parsed: Sequence[Parsed],
-    files: Sequence[Path],
-    root: Path,
-    diags: list[Diagnostic],
-    unchecked: Sequence[Unchecked] = (),
-) -> Desired:
+    parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic],
+    unchecked: Sequence[Unchecked] = (), *, output_dir: str = "results",
+) -> Desired:  # fmt: skip
     ordered = sorted(parsed, key=lambda p: p.source)
+    _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
     datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
     # A Dataset document with a schema error still declares its name: a job reading it is not
     # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
     invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
-    jobs = [j for p in unique if (j := _job(p, names, root, diags, invalid)) is not None]
+    jobs = [
+        j for p in unique if (j := _job(p, names, root, diags, invalid, output_dir)) is not None
+    ]
     _dangling_in_unchecked(unchecked, names, diags, invalid)
-    _unique_outputs(jobs, unique, diags)
+    _check_outputs(jobs, datasets, files, root, unique, diags)
     return Desired(
         root=root,
         datasets=tuple(sorted(datasets, key=lambda d: d.name)),
         jobs=tuple(sorted(jobs, key=lambda j: j.name)),
         manifest_files=tuple(files),
     )
+
+
+def _misplaced_projects(ordered: Sequence[Parsed], root: Path, diags: list[Diagnostic]) -> None:
+    """A Project document counts only as the root's batchops.yaml (read by load_project)."""
+    for p in ordered:
+        if isinstance(p.manifest, ProjectManifest) and p.file != root / PROJECT_FILE:
+            message = f"a Project belongs in {PROJECT_FILE} at the root ({root.name}/), not here"
+            diags.append(_at(p, ("kind",), message))
+
+
+def with_moved(desired: Desired, project: ProjectConfig, diags: list[Diagnostic]) -> Desired:
+    """Attach the project file's renames after checking each one: the new name is declared,
+    the old one no longer is (else both would claim the same remote resources)."""
+    shown = P.display(project.file, desired.root)
+    names = {"Dataset": {d.name for d in desired.datasets},
+             "BatchInferenceJob": {j.name for j in desired.jobs}}  # fmt: skip
+    for m in project.moved:
+        kinds = [k for k in names if m.applies_to(k)]
+        if not any(m.new in names[k] for k in kinds):
+            message = f"moved: '{m.new}' is not declared by any manifest"
+            diags.append(Diagnostic(shown, m.line, m.col, message))
+        if any(m.old in names[k] for k in kinds):
+            message = f"moved: '{m.old}' is still declared; a rename keeps only the new name"
+            diags.append(Diagnostic(shown, m.line, m.col, message))
+    return dataclasses.replace(desired, moved=project.moved)
 
 
 def _at(p: Parsed, loc: Loc, message: str) -> Diagnostic:
@@ -103,11 +130,12 @@ def _dangling_in_unchecked(
     for u in unchecked:
         ref = u.input_dataset
         if u.kind == "BatchInferenceJob" and ref and ref not in datasets | invalid:
-            diags.append(replace(u.at, message=_unknown_dataset(ref, datasets)))
+            diags.append(dataclasses.replace(u.at, message=_unknown_dataset(ref, datasets)))
 
 
 def _job(
-    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str]
+    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str],
+    output_dir: str,
 ) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
@@ -119,7 +147,7 @@ def _job(
             _at(p, ("spec", "inputDataset"), _unknown_dataset(spec.input_dataset, datasets))
         )
         ok = False
-    written = spec.output.path or f"results/{name}.jsonl"
+    written = spec.output.path or f"{output_dir.rstrip('/')}/{name}.jsonl"
     try:
         output = P.output_file(written, root)
     except P.PathProblem as exc:
@@ -152,20 +180,16 @@ def _failure_limit(value: int | str) -> dict[str, Any]:
     return {"max_failed_rows": value, "max_failed_percent": None}
 
 
-def _unique_outputs(
-    jobs: Sequence[JobDecl], parsed: Sequence[Parsed], diags: list[Diagnostic]
-) -> None:
-    """Two jobs writing one results file would overwrite each other's results."""
+def _check_outputs(
+    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], files: Sequence[Path], root: Path,
+    parsed: Sequence[Parsed], diags: list[Diagnostic],
+) -> None:  # fmt: skip
+    """Results that would overwrite a dataset, a manifest, git's or batchops' files, or another
+    job's results (both jobs of a collision are reported)."""
     by_name = {
         p.manifest.metadata.name: p
         for p in parsed
         if isinstance(p.manifest, BatchInferenceJobManifest)
     }
-    first: dict[Path, JobDecl] = {}
-    for job in sorted(jobs, key=lambda j: j.source):
-        if job.output_path in first:
-            other = first[job.output_path].name
-            message = f"output path '{job.output_display}' is also the output of job '{other}'"
-            diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))
-        else:
-            first[job.output_path] = job
+    for job, message in output_problems(jobs, datasets, files, root):
+        diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from batchops.plan import Action, Kind, Plan, RowFailures
 from batchops.render.diagnostics import github_annotation
+from batchops.textsafe import inert, md_code, md_text
 
 _FAILED = (Kind.FAILED, Kind.EXPIRED)  # conflicts are errors already, printed as such
 _ANNOTATED = (*_FAILED, Kind.CONFLICT)
@@ -24,13 +25,14 @@ def failed_actions(plan: Plan, kinds: tuple[Kind, ...] = _FAILED) -> list[Action
 
 def rows_text(rows: RowFailures) -> str:
     """'answers: 2 of 12 rows failed (maxFailedRows allows 0)'."""
-    return (f"{rows.job}: {rows.failed} of {rows.total} rows failed "
+    return (f"{inert(rows.job)}: {rows.failed} of {rows.total} rows failed "
             f"(maxFailedRows allows {rows.allowed})")  # fmt: skip
 
 
 def action_text(action: Action) -> str:
+    """One printable line: names, IDs and the server's reason made inert."""
     r = action.resource
-    return f"{r.kind} {r.name} [{r.remote_id}]: {action.reason}"
+    return f"{r.kind} {inert(r.name)} [{inert(r.remote_id)}]: {inert(action.reason)}"
 
 
 def failure_lines(plan: Plan, rows: Sequence[RowFailures]) -> list[str]:
@@ -39,7 +41,7 @@ def failure_lines(plan: Plan, rows: Sequence[RowFailures]) -> list[str]:
     lines = [f"failed: {action_text(a)}" for a in failed_actions(plan)]
     for r in rows:
         lines.append(f"{'failed' if r.over_limit else 'warning'}: {rows_text(r)}")
-        lines += [f"    {message}" for message in r.first_errors]
+        lines += [f"    {inert(message)}" for message in r.first_errors]  # dataset text
     return lines
 
 
@@ -64,14 +66,17 @@ def _annotation(plan: Plan, name: str, message: str, *, job: bool) -> str:
 
 
 def failures_markdown(plan: Plan, rows: Sequence[RowFailures]) -> str:
-    """For $GITHUB_STEP_SUMMARY: each failure with its reason, each job's failed rows."""
-    items = [f"- ✗ {_cell(action_text(a))}" for a in failed_actions(plan)]
+    """For $GITHUB_STEP_SUMMARY: each failure with its reason, each job's failed rows. Our own
+    words as written; names, IDs, server reasons and error lines through md_code/md_text."""
+    items = [f"- ✗ {_action_markdown(a)}" for a in failed_actions(plan)]
     for r in rows:
         mark = "✗" if r.over_limit else "!"
-        items.append(f"- {mark} {_cell(rows_text(r))}")
-        items += [f"  - `{_cell(message)}`" for message in r.first_errors]
+        items.append(f"- {mark} {md_text(r.job)}: {r.failed} of {r.total} rows failed "
+                     f"(maxFailedRows allows {r.allowed})")  # fmt: skip
+        items += [f"  - {md_code(message)}" for message in r.first_errors]
     return ("#### Failures\n\n" + "\n".join(items) + "\n") if items else ""
 
 
-def _cell(text: str) -> str:
-    return text.replace("\n", " ").replace("`", "'")
+def _action_markdown(action: Action) -> str:
+    r = action.resource
+    return f"{r.kind} {md_code(r.name)} [{md_code(r.remote_id)}]: {md_text(action.reason)}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from batchops.textsafe import md_code
 from batchops.wire import Dataset
 from tests.e2e.test_apply_cli import WAIT, InProcess, inproc, make_repo
 
@@ -42,7 +43,7 @@ def test_failed_rows_exit_3_with_counts_and_first_errors(
     )
     text = summary.read_text()
     assert "#### Failures" in text and "answers: 2 of 12 rows failed" in text
-    assert "row-5: echo: failure requested" in text
+    assert md_code("row-5: echo: failure requested") in text  # dataset text, escaped
     again = inproc(root, "apply")  # nothing left to do, still not "complete": still exit 3
     assert again.returncode == 3 and "Apply failed" in again.stdout
 
