@@ -14,10 +14,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from batchops.jsonvalues import INT32_MAX, params_problem, value_problem
 from batchops.wire import PRECISIONS
 
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A model is a resource name, optionally on a deployment, or a bare model ID (docs/manifests.md).
+_ID = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?"
+MODEL_RE = re.compile(
+    rf"accounts/{_ID}/models/{_ID}(?:#accounts/{_ID}/deployments/{_ID})?|{_ID}"
+)
 
 
 class StrictModel(BaseModel):
@@ -57,14 +63,26 @@ class DatasetSpec(StrictModel):
 
 
 class InferenceParameters(StrictModel):
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
     n: int | None = Field(default=None, ge=1, le=128)
     extra_body: dict[str, Any] | None = Field(
         default=None, description="a mapping; sent to the API as a JSON string"
     )
+
+    @field_validator("extra_body")
+    @classmethod
+    def _check_extra_body(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Only what JSON can carry (no .nan, .inf, dates, binary), and integer parameters
+        (max_tokens, top_k, seed, ...) as integers in their range."""
+        if value is None:
+            return None
+        problems = [p for p in (value_problem(value), params_problem(value)) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class OutputSpec(StrictModel):
@@ -75,7 +93,9 @@ class OutputSpec(StrictModel):
 
 class JobSpec(StrictModel):
     model: str = Field(
-        min_length=1, pattern=r"^\S+$", description="e.g. accounts/fireworks/models/x"
+        min_length=1,
+        description="accounts/<account>/models/<model> (optionally "
+        "#accounts/<account>/deployments/<deployment>) or a bare model ID",
     )
     input_dataset: str | None = Field(default=None, description="a Dataset declared in manifests")
     input_dataset_id: str | None = Field(
@@ -87,6 +107,17 @@ class JobSpec(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     on_expired: Literal["resume", "stop"] = "resume"
     max_resumes: int = Field(default=3, ge=0, le=100)
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not MODEL_RE.fullmatch(value):
+            hint = "; manifests expand no variables" if "$" in value else ""
+            raise ValueError(
+                f"'{value}' is not a model name: use accounts/<account>/models/<model> or a "
+                f"bare model ID (letters, digits, '.', '_', '-'){hint}"
+            )
+        return value
 
     @field_validator("precision")
     @classmethod
