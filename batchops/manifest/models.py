@@ -96,6 +96,7 @@ class JobSpec(StrictModel):
         min_length=1,
         description="accounts/<account>/models/<model> (optionally "
         "#accounts/<account>/deployments/<deployment>) or a bare model ID",
+        json_schema_extra={"pattern": f"^(?:{MODEL_RE.pattern})$"},
     )
     input_dataset: str | None = Field(default=None, description="a Dataset declared in manifests")
     input_dataset_id: str | None = Field(
