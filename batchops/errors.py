@@ -78,6 +78,10 @@ class TransportError(ApiError):
     retryable = True
 
 
+class DeadlineExceededError(ApiError):
+    """The command's deadline (``--timeout``) passed during a call; a retry would pass it too."""
+
+
 class AuthError(ApiError):
     """401/403: the key is missing, invalid or lacks permission."""
 

@@ -288,6 +288,7 @@ def _apply_markdown(result: PassResult, code: int) -> str:
 def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReporter,
           stop: threading.Event, printer: _Printer, inputs: Inputs) -> PassResult:  # fmt: skip
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    client.deadline = deadline  # every call, retry and read of the command stops there
     saved = job.saved
     first_inputs: Inputs | None = inputs
     while True:
@@ -302,7 +303,8 @@ def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReport
         if deadline is not None and time.monotonic() >= deadline:
             result.errors.append(_timeout_error(args.timeout, result))
             return result
-        if stop.wait(args.poll_interval):
+        left = args.poll_interval if deadline is None else deadline - time.monotonic()
+        if stop.wait(max(0.0, min(args.poll_interval, left))):
             raise KeyboardInterrupt
 
 
