@@ -16,12 +16,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from batchops.api import FireworksClient
 from batchops.api import client as client_module
 from batchops.cli import main
 from batchops.errors import ApiError, DeadlineExceededError
+from batchops.watch.health import HealthServer, Metrics
+from batchops.watch.loop import Outcome, PassRecord
 from tests.reliability.conftest import write_project
 
 pytestmark = pytest.mark.timeout(30)
@@ -233,3 +236,26 @@ def test_apply_wait_timeout_bounds_the_whole_command(
     monkeypatch.setenv("FIREWORKS_BASE_URL", server.url)
     assert main(["apply", "--wait", "--timeout", "2", "jobs"]) == 1
     assert "--timeout" in capsys.readouterr().err
+
+
+# -- the daemon says when a pass is stuck ---------------------------------------------------------
+
+
+def test_readyz_says_when_a_pass_is_stuck() -> None:
+    now = [1000.0]
+    metrics = Metrics(stuck_after=60.0, clock=lambda: now[0])
+    server = HealthServer(metrics, port=0)
+    server.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as http:
+            metrics.observe_pass(PassRecord(Outcome.OK, 0.1, frozenset({"start"}), 0.0))
+            metrics.pass_started()
+            now[0] += 30
+            assert http.get("/readyz").status_code == 200  # a pass that runs, not yet stuck
+            now[0] += 61
+            stuck = http.get("/readyz")
+            metrics.observe_pass(PassRecord(Outcome.OK, 91.0, frozenset({"resync"}), 0.0))
+            assert http.get("/readyz").status_code == 200
+    finally:
+        server.close()
+    assert (stuck.status_code, stuck.text) == (503, "stuck: a pass has run for 91 s\n")
