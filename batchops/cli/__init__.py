@@ -7,11 +7,13 @@ parents)``; ``main`` maps errors to the exit codes of DESIGN.md section 6.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from batchops import __version__
-from batchops.errors import EXIT_INTERRUPTED, BatchopsError
+from batchops.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, BatchopsError, Terminated
 
 COMMANDS = ("validate", "schema", "plan", "apply", "status", "watch", "serve")
 
@@ -38,20 +40,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command. A signal at any point, start-up (importing the commands) included, ends
+    it with 130 (SIGINT) or 143 (SIGTERM, once ``run`` installed its handler), never a traceback."""
+    args: argparse.Namespace | None = None
     try:
+        args = build_parser().parse_args(argv)
         code: int = args.func(args)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BatchopsError as exc:
         from batchops.cli.common import print_error
 
-        print_error(exc, args)
+        print_error(exc, args or argparse.Namespace(output="text"))
         return exc.exit_code
     return code
 
 
-def run() -> None:  # pragma: no cover - console entry when used as `python -m batchops`
-    sys.exit(main())
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def run() -> None:
+    """Called by ``batchops.__main__.start`` (the console script, ``python -m batchops``) once
+    the CLI is imported: SIGINT and SIGTERM unwind from here (so cleanups run), and a second
+    signal while the first is handled still exits with its code, quietly."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here, unwind (cleanups run)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = main()
+    except Terminated:
+        code = EXIT_TERMINATED
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    sys.exit(code)

@@ -31,10 +31,18 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
-from batchops.cli.common import append_step_summary
+from batchops.cli.common import append_step_summary, duration, positive_int
 from batchops.cli.plan import add_pass_flags, pass_options
 from batchops.config import Settings
-from batchops.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, BatchopsError, ConfigError
+from batchops.errors import (
+    EXIT_ERROR,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    BatchopsError,
+    ConfigError,
+    DeadlineExceededError,
+    Terminated,
+)
 from batchops.plan import Action, Kind, Plan
 from batchops.reconcile import (
     Inputs,
@@ -73,13 +81,15 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     add_backend_flags(p)
     add_pass_flags(p)
     p.add_argument("--wait", action="store_true", help="keep going until every job is done")
-    p.add_argument("--timeout", type=float, default=None, help="seconds --wait may take")
+    p.add_argument("--timeout", type=duration, default=None, metavar="DURATION",
+                   help="how long the whole command may take, e.g. 30, 90s, 20m")  # fmt: skip
     p.add_argument(
-        "--poll-interval", type=float, default=None, metavar="SECONDS",
+        "--poll-interval", type=duration, default=None, metavar="DURATION",
         help=f"seconds between passes with --wait (default {POLL_LOCAL:g} on the local backend, "
         f"{POLL_REMOTE:g} on Fireworks)",
     )  # fmt: skip
-    p.add_argument("--parallelism", type=int, default=8, help="concurrent actions (default 8)")
+    p.add_argument("--parallelism", type=positive_int, default=8,
+                   help="concurrent actions (default 8)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -183,7 +193,7 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
-        raise KeyboardInterrupt
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -291,17 +301,22 @@ def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReport
     client.deadline = deadline  # every call, retry and read of the command stops there
     saved = job.saved
     first_inputs: Inputs | None = inputs
+    last: PassResult | None = None
     while True:
-        result = run_pass(job.paths, root=job.root, client=client, project=job.project,
-                          options=job.options, reporter=reporter, stop=stop, saved=saved,
-                          on_plan=printer.on_plan, inputs=first_inputs)  # fmt: skip
+        try:
+            result = run_pass(job.paths, root=job.root, client=client, project=job.project,
+                              options=job.options, reporter=reporter, stop=stop, saved=saved,
+                              on_plan=printer.on_plan, inputs=first_inputs)  # fmt: skip
+        except DeadlineExceededError as exc:  # observing, before any action
+            raise _timeout_error(args.timeout, last) from exc
         # Only the first pass is the saved plan, and only it may reuse the inputs validated
         # before the backend started; later passes reload what the files say now.
-        saved, first_inputs = None, None
-        if not args.wait or result.converged or _hard_errors(result):
-            return result
-        if deadline is not None and time.monotonic() >= deadline:
+        saved, first_inputs, last = None, None, result
+        if deadline is not None and time.monotonic() >= deadline and not result.converged:
+            result.errors[:] = [e for e in result.errors if type(e) is not DeadlineExceededError]
             result.errors.append(_timeout_error(args.timeout, result))
+            return result
+        if not args.wait or result.converged or _hard_errors(result):
             return result
         left = args.poll_interval if deadline is None else deadline - time.monotonic()
         if stop.wait(max(0.0, min(args.poll_interval, left))):
@@ -313,10 +328,9 @@ def _hard_errors(result: PassResult) -> bool:
     return any(not e.retryable for e in result.errors)
 
 
-def _timeout_error(timeout: float, result: PassResult) -> BatchopsError:
-    return BatchopsError(
-        f"--timeout {timeout:g} s reached before convergence ({_states_text(result)})"
-    )
+def _timeout_error(timeout: float, result: PassResult | None) -> BatchopsError:
+    states = f" ({_states_text(result)})" if result is not None else ""
+    return BatchopsError(f"--timeout {timeout:g} s reached before convergence{states}")
 
 
 def _states_text(result: PassResult) -> str:

@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -29,6 +28,7 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
+from batchops.cli.common import duration
 from batchops.config import Settings
 from batchops.errors import EXIT_OK, ConfigError
 from batchops.identity import slugify
@@ -43,18 +43,6 @@ from batchops.watch.triggers import Triggers
 LOCAL_BUSY_INTERVAL = 2.0  # jobs in progress on the local backend finish in seconds
 REMOTE_BUSY_INTERVAL = 15.0  # ...on Fireworks in minutes to hours; do not poll it hard
 ABANDON_AFTER = 8.0  # seconds after SIGTERM: exit 0 within 10 s even if a step hangs
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def duration(text: str) -> float:
-    """``30``, ``30s``, ``500ms``, ``2m``, ``1h`` -> seconds (argparse type)."""
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive duration: {text!r} (e.g. 30s, 2m)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
 _DESCRIPTION = (
     "Keep the account in line with the manifests: run a full apply pass at start, whenever a "
     "manifest or a dataset file it references is saved, every --interval seconds (sooner while "
