@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from batchops.api import deadline as dl
+from batchops import deadline as dl
 from batchops.api.responses import error_from_exception, error_from_response
 from batchops.api.retry import Clock, RateLimiter, RetryPolicy, Sleep, call_with_retries
 from batchops.api.transfers import (
@@ -55,7 +55,7 @@ T = TypeVar("T")
 PAGE_SIZE = 200  # the service's maximum
 MAX_PAGES = 10_000  # 2 million resources: more pages than any account holds is a server loop
 MAX_RESPONSE_BYTES = 64 * 2**20  # an API answer (a page of 200 jobs is ~200 KB); files stream
-MIN_TRANSFER_RATE = 32 * 2**10  # bytes/s an upload or download must keep up (api/deadline.py)
+MIN_TRANSFER_RATE = 32 * 2**10  # bytes/s an upload or download must keep up (batchops/deadline.py)
 URL_MAX_AGE = 300.0  # download URLs live ~10 minutes; refresh well before, between files
 _HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 _FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # wire body

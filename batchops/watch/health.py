@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from batchops.watch.loop import Outcome, PassRecord
 
 # A pass running longer than this is reported as stuck by /readyz. Every network read has a
-# deadline (api/deadline.py), so only a hostile server or a bug gets a pass near it.
+# deadline (batchops/deadline.py), so only a hostile server or a bug gets a pass near it.
 STUCK_AFTER = 600.0
 PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]

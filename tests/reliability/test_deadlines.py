@@ -23,6 +23,9 @@ from batchops.api import FireworksClient
 from batchops.api import client as client_module
 from batchops.cli import main
 from batchops.errors import ApiError, DeadlineExceededError
+from batchops.local import engines
+from batchops.local.config import BackendConfig
+from batchops.local.engines import OpenAIEngine
 from batchops.watch.health import HealthServer, Metrics
 from batchops.watch.loop import Outcome, PassRecord
 from tests.reliability.conftest import write_project
@@ -259,3 +262,45 @@ def test_readyz_says_when_a_pass_is_stuck() -> None:
     finally:
         server.close()
     assert (stuck.status_code, stuck.text) == (503, "stuck: a pass has run for 91 s\n")
+
+
+# -- the local backend's upstream cannot hold its shared worker ------------------------------------
+
+
+def openai_engine(server: Hostile, tmp_path: Path) -> OpenAIEngine:
+    config = BackendConfig(data_dir=tmp_path, engine="openai", openai_base_url=server.url)
+    return OpenAIEngine(config)
+
+
+ROW = {"custom_id": "r1", "body": {"messages": [{"role": "user", "content": "hi"}]}}
+
+
+def test_a_trickling_upstream_fails_the_row_instead_of_holding_the_worker(
+    hostile: Callable[[Handler], Hostile], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engines, "ROW_TIMEOUT", 1.0)
+    engine = openai_engine(make_hostile(hostile, slow_body), tmp_path)
+    try:
+        (outcome,) = engine.run("m", {}, [ROW])
+    finally:
+        engine.close()
+    assert outcome.response is None and outcome.error is not None
+    assert "request failed" in outcome.error["message"]
+
+
+def test_an_upstream_answer_too_big_to_hold_fails_the_row(
+    hostile: Callable[[Handler], Hostile], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engines, "MAX_ANSWER_BYTES", 2**20)
+
+    def flood(conn: socket.socket, line: str) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            conn.sendall(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+
+    engine = openai_engine(hostile(flood), tmp_path)
+    try:
+        (outcome,) = engine.run("m", {}, [ROW])
+    finally:
+        engine.close()
+    assert outcome.error is not None and "larger than" in outcome.error["message"]

@@ -1,10 +1,11 @@
 """Deadlines on every network read and write: the client's answer to servers that trickle.
 
 httpx's timeouts are per socket operation: a server that sends one byte every few seconds (a
-slow-loris response, headers included, or download) never trips them. ``FireworksClient`` runs each
-request inside ``within(...)``, which sets this thread's limits; ``DeadlineBackend`` (httpcore's
-network backend, wrapped) checks them before every read and write and shortens the socket timeout
-to what is left, so no read can outlive them:
+slow-loris response, headers included, or download) never trips them. ``FireworksClient`` (and
+the local backend's ``openai`` engine, towards its upstream) runs each request inside
+``within(...)``, which sets this thread's limits; ``DeadlineBackend`` (httpcore's network backend,
+wrapped) checks them before every read and write and shortens the socket timeout to what is left,
+so no read can outlive them:
 
 * ``hard``: the command's deadline (``apply --timeout``), never extended;
 * ``soft``: the request's own, ``timeout`` seconds from its start, extended by the time the bytes
