@@ -147,6 +147,7 @@ def _fifo(root: Path, outside: Path) -> None:
     (root / "jobs/shards").mkdir()
     (root / "jobs/shards/a.jsonl").write_text(GOOD)
     os.mkfifo(root / "jobs/shards/b.jsonl")
+    os.mkfifo(root / "jobs/pipe.yaml")  # a manifest too: found, and refused without reading
 
 
 def _row_too_long(root: Path, outside: Path) -> None:

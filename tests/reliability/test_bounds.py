@@ -13,6 +13,8 @@ import pytest
 from batchops.datasets import inspect_dataset
 from batchops.errors import InvalidInputError
 from batchops.jsonvalues import value_problem
+from batchops.manifest import load_desired
+from batchops.manifest.loader import MAX_MANIFEST_BYTES
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,16 @@ def test_json_values_deeper_than_any_recursion_limit_are_reported() -> None:
     for _ in range(100_000):
         value = [value]
     assert value_problem({"x": value}) is not None
+
+
+def test_a_manifest_too_big_to_be_one_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "jobs").mkdir()
+    huge = tmp_path / "jobs/huge.yaml"
+    huge.write_bytes(b"")
+    os.truncate(huge, MAX_MANIFEST_BYTES + 1)  # sparse: refused by its size, never read
+    with pytest.raises(InvalidInputError) as caught:
+        load_desired([Path("jobs")], root=tmp_path)
+    (diag,) = caught.value.diagnostics
+    assert diag.path == "jobs/huge.yaml" and "a manifest may have at most" in diag.message

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from batchops.local.engines import EchoEngine, Outcome
+from batchops.local.httputil import MAX_JSON_BODY
 from batchops.local.server import EmbeddedServer
 from batchops.local.worker import Worker
 from tests.local.conftest import api_client, download, rows, upload_rows, wait_for_state
@@ -107,3 +108,14 @@ def test_a_row_the_engine_cannot_process_fails_that_row_only(
     errors = {r["custom_id"]: r["error"]["message"] for r in results if "error" in r}
     assert errors == {"x": "the row could not be processed: engine exploded"}
     assert sorted(r["custom_id"] for r in results if "response" in r) == ["r0", "r1", "r2"]
+
+
+def test_a_request_body_too_big_is_refused_as_it_arrives(
+    make_server: Callable[..., EmbeddedServer],
+) -> None:
+    with api_client(make_server(worker=False)) as client:
+        body = b'{"displayName": "' + b"x" * (MAX_JSON_BODY + 1) + b'"}'
+        answer = client.post("/datasets", content=body)
+        streamed = client.post("/datasets", content=iter([body[:100], body[100:]]))
+    for each in (answer, streamed):
+        assert each.status_code == 400 and "larger than" in each.json()["message"]
