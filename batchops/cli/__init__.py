@@ -60,20 +60,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Unwind (so that cleanups run) with KeyboardInterrupt or Terminated; but inside an import
+    there is nothing of ours to clean up, and an exception raised in a C extension's start-up can
+    crash the interpreter at exit: then exit at once, as before the CLI was imported."""
+    if _importing(frame):
+        from batchops.__main__ import early_exit
+
+        early_exit(signum, frame)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _importing(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def run() -> None:
     """Called by ``batchops.__main__.start`` (the console script, ``python -m batchops``) once
     the CLI is imported: SIGINT and SIGTERM unwind from here (so cleanups run), and a second
     signal while the first is handled still exits with its code, quietly."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here, unwind (cleanups run)
-    signal.signal(signal.SIGTERM, _terminate)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)  # from here, unwind (cleanups run)
     try:
         code = main()
     except Terminated:
         code = EXIT_TERMINATED
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the command is over: its exit code stands
+        signal.signal(sig, signal.SIG_IGN)  # (at exit Python resets its handlers to the default)
     sys.exit(code)

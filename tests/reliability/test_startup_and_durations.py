@@ -23,7 +23,9 @@ MARK = b"| batchops.cli\n"  # the CLI package: the commands and their libraries 
     ("sig", "code", "word"),
     [(signal.SIGINT, 130, b"interrupted"), (signal.SIGTERM, 143, b"terminated")],
 )
-@pytest.mark.parametrize("command", [["validate", "jobs"], ["status"], ["apply", "jobs"]])
+@pytest.mark.parametrize(
+    "command", [["validate", "jobs"], ["plan", "jobs"], ["status"], ["apply", "jobs"], ["watch"]]
+)
 def test_a_signal_during_start_up_exits_cleanly(
     tmp_path: Path, sig: int, code: int, word: bytes, command: list[str]
 ) -> None:
