@@ -290,6 +290,8 @@ class FireworksClient:
         limiter: RateLimiter | None = None, on_retry: Callable[[], None] | None = None,
     ) -> T:  # fmt: skip
         """``attempt`` with retries, none of them past the command's deadline."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineExceededError("the command's --timeout ran out", method=method, path=path)
         try:
             return call_with_retries(attempt, self._policy, limiter=limiter, on_retry=on_retry,
                                      deadline=self.deadline)  # fmt: skip

@@ -304,3 +304,21 @@ def test_an_upstream_answer_too_big_to_hold_fails_the_row(
     finally:
         engine.close()
     assert outcome.error is not None and "larger than" in outcome.error["message"]
+
+
+def test_no_call_starts_after_the_command_deadline() -> None:
+    """Whatever the transport (here one in the process, which has no sockets to bound)."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"batchInferenceJobs": []})
+
+    client = FireworksClient(base_url="http://127.0.0.1:9", account_id="a", api_key=None,
+                             transport=httpx.MockTransport(answer))  # fmt: skip
+    with client:
+        assert client.list_jobs() == []
+        client.deadline = time.monotonic() - 1
+        with pytest.raises(DeadlineExceededError):
+            client.list_jobs()
+    assert len(sent) == 1
