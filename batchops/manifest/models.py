@@ -19,10 +19,13 @@ from batchops.wire import PRECISIONS
 
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# A model is a resource name, optionally on a deployment, or a bare model ID (docs/manifests.md).
+# A model is a resource name, optionally on a deployment, or a model ID as OpenAI-compatible
+# servers name them ("gpt-4o-mini", "meta-llama/Llama-3.1-8B", "llama3.1:8b"); docs/manifests.md.
 _ID = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?"
+_TAGGED = r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,126}[A-Za-z0-9])?"
 MODEL_RE = re.compile(
-    rf"accounts/{_ID}/models/{_ID}(?:#accounts/{_ID}/deployments/{_ID})?|{_ID}"
+    rf"accounts/{_ID}/models/{_ID}(?:#accounts/{_ID}/deployments/{_ID})?"
+    rf"|(?!accounts/){_ID}/{_TAGGED}|{_TAGGED}"
 )
 
 
@@ -95,7 +98,7 @@ class JobSpec(StrictModel):
     model: str = Field(
         min_length=1,
         description="accounts/<account>/models/<model> (optionally "
-        "#accounts/<account>/deployments/<deployment>) or a bare model ID",
+        "#accounts/<account>/deployments/<deployment>) or a model ID ([org/]model[:tag])",
         json_schema_extra={"pattern": f"^(?:{MODEL_RE.pattern})$"},
     )
     input_dataset: str | None = Field(default=None, description="a Dataset declared in manifests")
@@ -116,7 +119,7 @@ class JobSpec(StrictModel):
             hint = "; manifests expand no variables" if "$" in value else ""
             raise ValueError(
                 f"'{value}' is not a model name: use accounts/<account>/models/<model> or a "
-                f"bare model ID (letters, digits, '.', '_', '-'){hint}"
+                f"model ID such as llama-v3p1-8b-instruct or org/model{hint}"
             )
         return value
 
