@@ -64,6 +64,7 @@ from batchops.render.plan import (
 # Seconds between passes under --wait: the local backend finishes in seconds, while Fireworks jobs
 # take minutes to hours and every pass costs two list calls.
 POLL_LOCAL, POLL_REMOTE = 2.0, 15.0
+MAX_PLAN_BYTES = 64 * 2**20  # a saved plan of 10,000 jobs is a few MB; a bigger file is no plan
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -179,9 +180,11 @@ def _saved_plan_file(paths: list[str]) -> Path | None:
     """A single argument that is a JSON plan saved by `plan --out` (manifests are YAML)."""
     if len(paths) != 1 or not Path(paths[0]).is_file():
         return None
+    if Path(paths[0]).stat().st_size > MAX_PLAN_BYTES:
+        return None
     try:
         data = json.loads(Path(paths[0]).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep JSON is no plan of ours
         return None
     is_plan = isinstance(data, dict) and "fingerprint" in data and "formatVersion" in data
     return Path(paths[0]) if is_plan else None

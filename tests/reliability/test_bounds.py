@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from batchops.datasets import inspect_dataset
+from batchops.cli import main
+from batchops.datasets import StatCache, inspect_dataset
 from batchops.errors import InvalidInputError
 from batchops.jsonvalues import value_problem
 from batchops.manifest import load_desired
@@ -72,3 +73,20 @@ def test_a_manifest_too_big_to_be_one_is_refused_before_reading(
         load_desired([Path("jobs")], root=tmp_path)
     (diag,) = caught.value.diagnostics
     assert diag.path == "jobs/huge.yaml" and "a manifest may have at most" in diag.message
+
+
+def test_a_deeply_nested_json_argument_is_an_input_problem_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`apply FILE` first asks whether FILE is a saved plan (JSON): deep JSON is not one."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["apply", "deep.json"]) == 1
+    assert "nesting deeper than 64 levels" in capsys.readouterr().err
+
+
+def test_a_deeply_nested_stat_cache_is_an_empty_one(tmp_path: Path) -> None:
+    cache = StatCache.for_root(tmp_path)
+    cache.path.parent.mkdir(parents=True)
+    cache.path.write_text("[" * 100_000 + "]" * 100_000)
+    assert cache.entries == {}
