@@ -137,10 +137,14 @@ class DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-def deadline_transport() -> httpx.HTTPTransport:
-    """httpx's own transport, its connection pool given ``DeadlineBackend``. httpx offers no
-    parameter for the network backend, so the pool's is wrapped in place (httpcore 1.x)."""
-    transport = httpx.HTTPTransport()
-    pool = transport._pool
-    pool._network_backend = DeadlineBackend(pool._network_backend)
-    return transport
+def bounded(client: httpx.Client) -> httpx.Client:
+    """``client`` with ``DeadlineBackend`` under each of its own connection pools: its transport
+    and the proxy transports httpx mounts from the environment (``HTTPS_PROXY``...). httpx offers
+    no parameter for the network backend, so each pool's is wrapped in place (httpcore 1.x); a
+    transport given by a caller (tests, in-process apps) has no pool and is left alone."""
+    for transport in (client._transport, *client._mounts.values()):
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, DeadlineBackend):
+            pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
+    return client

@@ -97,10 +97,9 @@ class FireworksClient:
         self._limiter = RateLimiter(rate=max_rate, clock=clock, sleep=sleep)
         self._counts: collections.Counter[int] = collections.Counter()
         self._counts_lock = threading.Lock()
-        self._http = httpx.Client(
-            transport=transport or dl.deadline_transport(), timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-        )  # fmt: skip
+        self._http = dl.bounded(httpx.Client(
+            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False
+        ))  # fmt: skip
 
     # -- lifecycle -------------------------------------------------------------------------------
 

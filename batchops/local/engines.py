@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from batchops.deadline import deadline_transport, within
+from batchops.deadline import bounded, within
 from batchops.local.config import BackendConfig
 
 # One row's request to the upstream server: its whole answer within this (a server trickling bytes
@@ -122,10 +122,9 @@ class OpenAIEngine:
         headers = (
             {"Authorization": f"Bearer {config.openai_api_key}"} if config.openai_api_key else {}
         )
-        self._client = httpx.Client(
-            base_url=base, headers=headers, timeout=ROW_TIMEOUT,
-            transport=transport or deadline_transport(),
-        )  # fmt: skip
+        self._client = bounded(httpx.Client(
+            base_url=base, headers=headers, timeout=ROW_TIMEOUT, transport=transport
+        ))  # fmt: skip
         self._pool = ThreadPoolExecutor(max(1, config.openai_concurrency), "batchops-openai")
         self._model_map = dict(config.model_map)
 

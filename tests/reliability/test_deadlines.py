@@ -22,6 +22,7 @@ import pytest
 from batchops.api import FireworksClient
 from batchops.api import client as client_module
 from batchops.cli import main
+from batchops.deadline import DeadlineBackend
 from batchops.errors import ApiError, DeadlineExceededError
 from batchops.local import engines
 from batchops.local.config import BackendConfig
@@ -322,3 +323,15 @@ def test_no_call_starts_after_the_command_deadline() -> None:
         with pytest.raises(DeadlineExceededError):
             client.list_jobs()
     assert len(sent) == 1
+
+
+def test_proxies_from_the_environment_are_kept_and_bounded_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadlines must not cost proxy users their proxy (httpx drops HTTPS_PROXY when given a
+    transport), and a proxy that trickles is bounded like a server."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    with FireworksClient(base_url="https://api.fireworks.ai", account_id="a", api_key=None) as c:
+        mounted = list(c._http._mounts.values())
+        backends = [t._pool._network_backend for t in (c._http._transport, *mounted)]  # type: ignore[attr-defined]
+    assert mounted and all(isinstance(b, DeadlineBackend) for b in backends)
