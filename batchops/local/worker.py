@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -117,6 +118,8 @@ class Worker:
         (or being claimed and crashing again forever, after every restart)."""
         try:
             return self._drive(key)
+        except (sqlite3.Error, OSError):
+            raise  # the machine's trouble (a locked database, a full disk), not the job's: retried
         except Exception as exc:
             log.exception("local backend worker: job %s/%s failed", key.account, key.id)
             row = jobs.find_row(self.backend, key.account, key.id)
