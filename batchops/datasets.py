@@ -114,29 +114,30 @@ class _Message(msgspec.Struct, gc=False):
     content: msgspec.Raw  # its type is checked by _ODD_CONTENT: decoding the strings costs 3x
 
 
-_Tokens = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] | msgspec.UnsetType
-_Count = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)] | msgspec.UnsetType
+# null is "the default", as the chat-completions API has it.
+_Tokens = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] | msgspec.UnsetType | None
+_Count = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)] | msgspec.UnsetType | None
+_Choices = Annotated[int, msgspec.Meta(ge=1, le=128)] | msgspec.UnsetType | None
+_Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | msgspec.UnsetType | None
+_Number = float | msgspec.UnsetType | None
 
 
 class _Params(msgspec.Struct, gc=False, kw_only=True):
     """Request parameters a row may set, checked in C: integers in their range
     (jsonvalues.INT_PARAMS), and numbers that do not overflow to infinity (1e999)."""
 
-    temperature: float | msgspec.UnsetType = msgspec.UNSET
-    top_p: float | msgspec.UnsetType = msgspec.UNSET
-    min_p: float | msgspec.UnsetType = msgspec.UNSET
-    frequency_penalty: float | msgspec.UnsetType = msgspec.UNSET
-    presence_penalty: float | msgspec.UnsetType = msgspec.UNSET
-    repetition_penalty: float | msgspec.UnsetType = msgspec.UNSET
-
+    temperature: _Number = msgspec.UNSET
+    top_p: _Number = msgspec.UNSET
+    min_p: _Number = msgspec.UNSET
+    frequency_penalty: _Number = msgspec.UNSET
+    presence_penalty: _Number = msgspec.UNSET
+    repetition_penalty: _Number = msgspec.UNSET
     max_tokens: _Tokens = msgspec.UNSET
     max_completion_tokens: _Tokens = msgspec.UNSET
     top_k: _Count = msgspec.UNSET
-    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | msgspec.UnsetType = msgspec.UNSET
+    n: _Choices = msgspec.UNSET
     top_logprobs: _Count = msgspec.UNSET
-    seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | msgspec.UnsetType = (
-        msgspec.UNSET
-    )
+    seed: _Seed = msgspec.UNSET
 
 
 class _ChatBody(_Params, gc=False):

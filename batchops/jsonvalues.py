@@ -62,7 +62,7 @@ def param_problem(name: str, value: Any) -> str | None:
     """Why a request parameter's value will be refused (an integer one that is not an integer in
     its range), or None. Unknown parameters are the service's business."""
     bounds = INT_PARAMS.get(name)
-    if bounds is None:
+    if bounds is None or value is None:  # null asks for the default
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         return f"{name} must be an integer, not {value!r}"
