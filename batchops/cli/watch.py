@@ -33,7 +33,7 @@ from batchops.config import Settings
 from batchops.errors import EXIT_OK, ConfigError
 from batchops.identity import slugify
 from batchops.reconcile import PassOptions
-from batchops.watch.health import Metrics
+from batchops.watch.health import STUCK_AFTER, Metrics
 from batchops.watch.lock import ProjectLock
 from batchops.watch.loop import Timing
 from batchops.watch.service import GitConfig, WatchConfig
@@ -68,6 +68,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     _register_git(p)
     p.add_argument("--health-port", type=int, help="serve /healthz, /readyz and /metrics")
     p.add_argument("--health-host", default="127.0.0.1", help="(default: 127.0.0.1)")
+    p.add_argument("--stuck-after", type=duration, default=STUCK_AFTER, metavar="DURATION",
+                   help="/readyz reports a pass running longer than this as stuck "
+                        "(default: 10m)")  # fmt: skip
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log lines on stderr as text or one JSON object each")
     p.set_defaults(func=run)
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     stop = threading.Event()
     triggers = Triggers(stop)
-    metrics = Metrics()
+    metrics = Metrics(stuck_after=args.stuck_after)
     config = _config(args, root, settings)
     log = logging.getLogger("batchops.watch")
     def sleep(seconds: float) -> None:  # the client's retry back-off ends at shutdown too

@@ -71,7 +71,7 @@ def test_zero_negative_and_absurd_durations_are_refused(text: str) -> None:
     "flags",
     [["apply", "--poll-interval", "0"], ["apply", "--poll-interval", "-1"],
      ["apply", "--timeout", "0s"], ["apply", "--timeout=-3"], ["apply", "--parallelism", "0"],
-     ["watch", "--interval", "0"], ["watch", "--git-interval=-1m"],
+     ["watch", "--interval", "0"], ["watch", "--git-interval=-1m"], ["watch", "--stuck-after", "0"],
      ["serve", "--max-job-duration", "0"], ["serve", "--row-delay=-1"],
      ["serve", "--openai-concurrency", "0"]],
 )  # fmt: skip
