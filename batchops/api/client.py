@@ -253,7 +253,7 @@ class FireworksClient:
         while True:
             if len(pages) >= MAX_PAGES:
                 message = f"the server sent more than {MAX_PAGES} pages; refusing to loop"
-                raise ApiError(message, method="GET", path=path)
+                raise ApiError(message, method="GET", path=path, status=200)
             params = {"pageSize": str(PAGE_SIZE), **({"pageToken": token} if token else {})}
             page = _parse(model, self._api("GET", path, params=params), "GET", path)
             pages.append(page)
@@ -261,7 +261,8 @@ class FireworksClient:
             if not token:
                 return pages
             if token in seen:  # a server bug would otherwise loop forever
-                raise ApiError("the server repeated a page token", method="GET", path=path)
+                raise ApiError("the server repeated a page token", method="GET", path=path,
+                               status=200)  # fmt: skip
             seen.add(token)
 
     def _api(
