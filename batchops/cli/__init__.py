@@ -7,6 +7,7 @@ parents)``; ``main`` maps errors to the exit codes of DESIGN.md section 6.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -64,11 +65,11 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     """Unwind (so that cleanups run) with KeyboardInterrupt or Terminated; but inside an import
     there is nothing of ours to clean up, and an exception raised in a C extension's start-up can
     crash the interpreter at exit: then exit at once, as before the CLI was imported."""
-    if _importing(frame):
-        from batchops.__main__ import early_exit
-
-        early_exit(signum, frame)
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    term = signum == signal.SIGTERM
+    if _importing(frame):  # no import inside a signal handler: write and leave
+        os.write(2, b"terminated\n" if term else b"interrupted\n")
+        os._exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED)
+    raise Terminated if term else KeyboardInterrupt
 
 
 def _importing(frame: FrameType | None) -> bool:
