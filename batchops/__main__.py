@@ -15,7 +15,7 @@ _EARLY: dict[int, tuple[int, bytes]] = {
 }
 
 
-def early_exit(signum: int, frame: FrameType | None) -> None:
+def _early_exit(signum: int, frame: FrameType | None) -> None:
     code, message = _EARLY.get(signum, (130, b"interrupted\n"))
     os.write(2, message)
     os._exit(code)
@@ -23,7 +23,7 @@ def early_exit(signum: int, frame: FrameType | None) -> None:
 
 def start() -> None:
     for sig in _EARLY:
-        signal.signal(sig, early_exit)
+        signal.signal(sig, _early_exit)
     from batchops.cli import run
 
     run()
