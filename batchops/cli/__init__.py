@@ -16,7 +16,12 @@ from types import FrameType
 from batchops import __version__
 from batchops.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, BatchopsError, Terminated
 
-COMMANDS = ("validate", "schema", "plan", "apply", "status", "watch", "serve")
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE (128 + 13)
+
+COMMANDS = (
+    "init", "validate", "schema", "plan", "apply", "status", "describe", "cancel", "delete",
+    "watch", "serve",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command. A signal at any point, start-up (importing the commands) included, ends
-    it with 130 (SIGINT) or 143 (SIGTERM, once ``run`` installed its handler), never a traceback."""
+    """Run one command. A reader that goes away (``batchops plan -o json | head``) ends it
+    quietly: no traceback, and no "Exception ignored" when Python flushes stdout at exit."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or not a file: nothing to flush
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    """A signal at any point, start-up (importing the commands) included, ends the command with
+    130 (SIGINT) or 143 (SIGTERM, once ``run`` installed its handler), never a traceback."""
     args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)

@@ -220,10 +220,12 @@ def test_duplicates_and_missing_reference_across_files(root: Path) -> None:
 
 
 def test_same_output_path_twice(root: Path) -> None:
+    """Both jobs of a collision are reported: either one could be the mistake."""
     write(root, "jobs/a.yaml", DATASET + "---\n" + JOB + "  output: {path: results/b.jsonl}\n")
     write(root, "jobs/b.yaml", JOB.replace("qa-job", "b"))
     assert problems(root) == [
-        "jobs/b.yaml:1:1: output path 'results/b.jsonl' is also the output of job 'qa-job'"
+        "jobs/a.yaml:13:18: output path 'results/b.jsonl' is also the output of job 'b'",
+        "jobs/b.yaml:1:1: output path 'results/b.jsonl' is also the output of job 'qa-job'",
     ]
 
 

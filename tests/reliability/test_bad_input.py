@@ -156,6 +156,12 @@ def _row_too_long(root: Path, outside: Path) -> None:
     _data(root, (chat_row(1) + "\n" + long_row + "\n" + chat_row(3) + "\n").encode())
 
 
+def _output_links_to_dataset(root: Path, outside: Path) -> None:
+    """A results path that is a symlink to a dataset file: writing it would destroy the input."""
+    (root / "results").mkdir()
+    (root / "results/link.jsonl").symlink_to("../jobs/data/rows.jsonl")
+
+
 Generator = Callable[[Path, Path], None]
 GENERATORS: dict[str, Generator] = {
     "yaml-alias-bomb": _alias_bomb,
@@ -177,6 +183,7 @@ GENERATORS: dict[str, Generator] = {
     "jsonl-oversized": _oversized,
     "path-fifo": _fifo,
     "jsonl-row-too-long": _row_too_long,
+    "output-path-owned-files": _output_links_to_dataset,
 }
 
 
