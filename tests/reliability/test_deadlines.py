@@ -8,6 +8,7 @@ bounded by its pytest timeout: on the old code they hang until it fires.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
@@ -44,7 +45,8 @@ class Hostile:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.requests = itertools.count()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def _accept(self) -> None:
         while not self.stop.is_set():
@@ -76,7 +78,12 @@ class Hostile:
             conn.sendall(bytes([byte]))
 
     def close(self) -> None:
+        """Stop accepting before the socket is closed: a thread left blocked in accept() on a
+        closed socket could, once its descriptor is reused, take another test's connections."""
         self.stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self.acceptor.join(5)
         self.sock.close()
 
 
