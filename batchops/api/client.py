@@ -33,6 +33,7 @@ from batchops.api.transfers import (
     multipart_file,
     write_atomically,
 )
+from batchops.api.transport import LazyTLSTransport
 from batchops.config import Secret
 from batchops.errors import ApiError, ConfigError
 from batchops.wire import (
@@ -89,7 +90,8 @@ class FireworksClient:
         self._counts: collections.Counter[int] = collections.Counter()
         self._counts_lock = threading.Lock()
         self._http = httpx.Client(
-            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False
+            transport=transport or LazyTLSTransport(), timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
