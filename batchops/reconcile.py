@@ -9,11 +9,9 @@ result records, and a stat per file).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,6 +20,7 @@ from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import BatchopsError, OwnershipError, StalePlanError
+from batchops.gcpause import gc_paused
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
 from batchops.plan import (
@@ -143,24 +142,6 @@ def load_context(client: FireworksClient, *, root: Path, project: str, inputs: I
     desired, infos = inputs
     observed, local = observe_all(client, desired, root)
     return Context(root, project, desired, infos, observed, local)
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while observing and planning. Those make tens of thousands
-    of acyclic objects (a model per listed resource) that live until the pass ends; the collector
-    would walk them again and again as they age, and now and then all of memory with them (a
-    full collection in the middle of a 1,000-job plan costs 80 ms; bench/plan.py). Once the block
-    ends they are collected as usual: reference counting frees them, and a cycle among them, if
-    any, is found by the next collection."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def check_saved(plan: Plan, saved: SavedPlanCheck) -> None:

@@ -27,9 +27,10 @@ def build_desired(
 ) -> Desired:
     ordered = sorted(parsed, key=lambda p: p.source)
     unique = _unique_names(ordered, diags)
-    datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
+    dirs: P.Dirs = {}  # each folder resolved once in this load
+    datasets = [d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
-    jobs = [j for p in unique if (j := _job(p, names, root, diags)) is not None]
+    jobs = [j for p in unique if (j := _job(p, names, root, diags, dirs)) is not None]
     _unique_outputs(jobs, unique, diags)
     return Desired(
         root=root,
@@ -60,12 +61,14 @@ def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Pa
     return list(first.values())
 
 
-def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | None:
+def _dataset(
+    p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs
+) -> DatasetDecl | None:
     m = p.manifest
     if not isinstance(m, DatasetManifest):
         return None
     try:
-        path, files = P.dataset_files(m.spec.path, p.file, root)
+        path, files = P.dataset_files(m.spec.path, p.file, root, dirs=dirs)
     except P.PathProblem as exc:
         diags.append(_at(p, ("spec", "path"), str(exc)))
         return None
@@ -79,7 +82,9 @@ def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | No
     )
 
 
-def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> JobDecl | None:
+def _job(
+    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], dirs: P.Dirs
+) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
         return None
@@ -94,7 +99,7 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
         ok = False
     written = spec.output.path or f"results/{name}.jsonl"
     try:
-        output = P.output_file(written, root)
+        output = P.output_file(written, root, dirs=dirs)
     except P.PathProblem as exc:
         diags.append(_at(p, ("spec", "output", "path"), str(exc)))
         return None

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from batchops.errors import Diagnostic, InvalidInputError
+from batchops.gcpause import gc_paused
 from batchops.manifest import paths as P
 from batchops.manifest.build import build_desired
 from batchops.manifest.desired import Desired, Source
@@ -39,9 +40,10 @@ def load_desired(paths: Sequence[Path], *, root: Path) -> Desired:
     paths are taken from ``root``). Raises InvalidInputError with all problems of all files."""
     root = root.resolve()
     diags: list[Diagnostic] = []
-    files = discover(paths, root, diags)
-    parsed = [p for file in files for p in read_manifests(file, root, diags)]
-    desired = build_desired(parsed, files, root, diags)
+    with gc_paused():  # 10,000 jobs: 3x faster (DESIGN.md section 10)
+        files = discover(paths, root, diags)
+        parsed = [p for file in files for p in read_manifests(file, root, diags)]
+        desired = build_desired(parsed, files, root, diags)
     if diags:
         raise InvalidInputError(diags)
     return desired
