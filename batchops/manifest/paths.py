@@ -21,6 +21,9 @@ class PathProblem(Exception):
 
 def display(path: Path, root: Path) -> str:
     """``path`` relative to the root, posix style, or as given when it is outside."""
+    p, r = str(path), str(root)
+    if os.name != "nt" and p.startswith(r.rstrip("/") + "/"):
+        return p[len(r.rstrip("/")) + 1 :]  # what relative_to says, without its parsing
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
@@ -59,7 +62,7 @@ def confine(written: str, base: Path, root: Path, *, dirs: Dirs | None = None) -
     symlinks). ``root`` must be resolved. Does not require the path to exist. ``dirs`` (one per
     load) remembers each folder's resolution, so 10,000 outputs in one folder cost an lstat
     each instead of a resolve each."""
-    if PurePosixPath(written).is_absolute() or PureWindowsPath(written).is_absolute():
+    if _absolute(written):
         raise PathProblem(f"absolute path '{written}' is not allowed; use a relative path")
     lexical = Path(os.path.normpath(base / written))
     if not inside(lexical, root):
@@ -70,6 +73,14 @@ def confine(written: str, base: Path, root: Path, *, dirs: Dirs | None = None) -
     if not inside(real, root):
         raise PathProblem(f"path '{written}' is a symlink to a place outside the root")
     return lexical
+
+
+def _absolute(written: str) -> bool:
+    """Absolute on POSIX or on Windows (a drive and a root, or a UNC share)."""
+    if PurePosixPath(written).is_absolute():
+        return True
+    maybe_windows = ":" in written or written.startswith("\\\\")
+    return maybe_windows and PureWindowsPath(written).is_absolute()
 
 
 def _resolved_in(path: Path, dirs: Dirs) -> Path | None:
