@@ -9,6 +9,7 @@ result records, and a stat per file).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -19,8 +20,9 @@ from pathlib import Path
 from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.datasets import StatCache, inspect_all
-from batchops.errors import BatchopsError, OwnershipError, StalePlanError
+from batchops.errors import BatchopsError, NotFoundError, OwnershipError, StalePlanError
 from batchops.gcpause import gc_paused
+from batchops.identity import mark_filter
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
 from batchops.plan import (
@@ -35,6 +37,7 @@ from batchops.plan import (
     make_plan,
 )
 from batchops.results import LocalResult, local_records, local_state
+from batchops.wire import Dataset, resource_id
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -106,15 +109,35 @@ def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
 
 
 def observe_all(
-    client: FireworksClient, desired: Desired, root: Path
+    client: FireworksClient, desired: Desired, root: Path, *, project: str
 ) -> tuple[Observed, dict[str, LocalResult]]:
     """The two list calls side by side, while the local results are checked: a pass's latency
-    is then about one paginated list, whatever the number of declared jobs."""
+    is then about one paginated list, whatever the number of declared jobs. The lists ask the
+    server for this project's resources only (its mark in the display name), so their cost
+    follows the manifests, not the account; the few remote datasets that manifests name by ID
+    (``inputDatasetId``, someone else's) are fetched one by one beside them."""
+    only_ours = mark_filter(project)
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
-        datasets = pool.submit(client.list_datasets)
-        jobs = pool.submit(client.list_jobs)
+        datasets = pool.submit(client.list_datasets, filter=only_ours)
+        jobs = pool.submit(client.list_jobs, filter=only_ours)
         local = local_results(desired, root)
-        return Observed(datasets=tuple(datasets.result()), jobs=tuple(jobs.result())), local
+        named = _named_datasets(client, desired, datasets.result())
+        observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()))
+        return observed, local
+
+
+def _named_datasets(
+    client: FireworksClient, desired: Desired, listed: Sequence[Dataset]
+) -> list[Dataset]:
+    """The datasets jobs name by ID that the filtered list did not return (absent ones too)."""
+    have = {resource_id(ds.name or "") for ds in listed}
+    wanted = sorted({resource_id(j.input_dataset_id) for j in desired.jobs
+                     if j.input_dataset_id} - have)  # fmt: skip
+    found = []
+    for ds_id in wanted:
+        with contextlib.suppress(NotFoundError):
+            found.append(client.get_dataset(ds_id))
+    return found
 
 
 def load_and_plan(
@@ -140,7 +163,7 @@ def load_and_plan(
 def load_context(client: FireworksClient, *, root: Path, project: str, inputs: Inputs) -> Context:
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
-    observed, local = observe_all(client, desired, root)
+    observed, local = observe_all(client, desired, root, project=project)
     return Context(root, project, desired, infos, observed, local)
 
 
