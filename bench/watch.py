@@ -120,7 +120,7 @@ def shared_backend_run(base: Path, jobs: int, repeat: int,
             wait_for(lambda: (root / ".batchops" / "watch.lock").exists(), step=0.05)
             started = time.perf_counter()
             results = root / "results"
-            wait_for(lambda: results.is_dir() and len(list(results.glob("*.jsonl"))) >= jobs,
+            wait_for(lambda: len(list(results.glob("declared-*[0-9].jsonl"))) >= jobs,
                      timeout=1800, step=0.5)  # fmt: skip
             converged = time.perf_counter() - started
             time.sleep(3.0)  # the pass that downloaded the last result
