@@ -1,6 +1,6 @@
 """Benchmark: what a plan costs, in requests and time, at every size, beside honest baselines.
 
-Run: ``.venv/bin/python bench/plan.py [--jobs 1000] [--rounds 5] [--skip-faults]``. Parts:
+Run: ``.venv/bin/python bench/plan.py [--jobs 1000] [--rounds 5] [--parts compare,...]``. Parts:
 
 1. **1,000 finished jobs** (generated manifests and small datasets, applied with
    ``batchops apply --wait`` against ``batchops serve``). In each paired round: ``batchops plan``
@@ -13,7 +13,7 @@ Run: ``.venv/bin/python bench/plan.py [--jobs 1000] [--rounds 5] [--skip-faults]
    against an empty account, rounds alternating the sizes; time per job at each size.
 3. **A busy account**: a 10-job project, applied; its plan's requests and time (CLI and in
    process), then again after 5,000 foreign jobs are created in the account.
-4. Unless ``--skip-faults``: a fresh backend answering 10% of /v1 requests with 429, the same
+4. **Faults**: a fresh backend answering 10% of /v1 requests with 429, the same
    1,000 jobs applied from scratch, and the duplicates counted per declaration (goal 0).
 """
 
@@ -181,7 +181,8 @@ def main() -> None:
                         help="simulated seconds per request for the second comparison")  # fmt: skip
     parser.add_argument("--sizes", default="10,100,1000,10000", help="job counts for scaling")
     parser.add_argument("--foreign", type=int, default=5000, help="foreign jobs (busy account)")
-    parser.add_argument("--skip-faults", action="store_true", help="skip the 429 apply")
+    parser.add_argument("--parts", default="compare,scaling,busy,faults",
+                        help="which parts to run (default: all four)")  # fmt: skip
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="batchops-bench-") as tmp:
@@ -198,19 +199,23 @@ def machine() -> str:
 
 
 def run(tmp: Path, args: argparse.Namespace) -> None:
+    parts = set(args.parts.split(","))
     root = tmp / "bench-repo"
     generate(root, jobs=args.jobs, datasets=args.datasets)
-    proc, url = serve(tmp / "backend")
-    try:
-        took = apply_wait(root, url)
-        print(f"applied {args.jobs} jobs over {args.datasets} datasets (--wait): {took:.1f} s")
-    finally:
-        stop(proc)
-    for latency in (0.0, args.rtt):
-        compare(tmp, root, latency=latency, rounds=args.rounds)
-    scaling(tmp, [int(n) for n in args.sizes.split(",")], rounds=args.rounds)
-    busy(tmp, foreign=args.foreign, rounds=args.rounds)
-    if not args.skip_faults:
+    if "compare" in parts:
+        proc, url = serve(tmp / "backend")
+        try:
+            took = apply_wait(root, url)
+            print(f"applied {args.jobs} jobs over {args.datasets} datasets (--wait): {took:.1f} s")
+        finally:
+            stop(proc)
+        for latency in (0.0, args.rtt):
+            compare(tmp, root, latency=latency, rounds=args.rounds)
+    if "scaling" in parts:
+        scaling(tmp, [int(n) for n in args.sizes.split(",")], rounds=args.rounds)
+    if "busy" in parts:
+        busy(tmp, foreign=args.foreign, rounds=args.rounds)
+    if "faults" in parts:
         faulty(tmp, root, args)
 
 
@@ -253,17 +258,22 @@ def scaling(tmp: Path, sizes: list[int], *, rounds: int) -> None:
         generate(roots[n], jobs=n, datasets=min(50, n))
     proc, url = serve(tmp / "backend-empty")
     times: dict[int, list[float]] = {n: [] for n in sizes}
+    loads: dict[int, list[float]] = {n: [] for n in sizes}
     try:
         for r in range(rounds):
             for n in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:
-                times[n].append(timed_plan(roots[n], url)["total"])
+                figures = timed_plan(roots[n], url)
+                times[n].append(figures["total"])
+                loads[n].append(figures["total"] - figures["observe_plan"])
     finally:
         stop(proc)
     print(f"-- scaling: load_and_plan of N declared jobs, empty account, median of {rounds}")
     per_job = {n: statistics.median(times[n]) / n * 1000 for n in sizes}
     for n in sizes:
+        load = statistics.median(loads[n])
         print(f"   {n:6d} jobs: {statistics.median(times[n]) * 1000:8.0f} ms, "
-              f"{per_job[n]:.3f} ms per job")  # fmt: skip
+              f"{per_job[n]:.3f} ms per job; of which loading manifests and datasets "
+              f"{load * 1000:.0f} ms ({load / n * 1000:.3f} ms per job)")  # fmt: skip
     if 1000 in per_job and 10000 in per_job:
         print(
             f"   per-job time at 10,000 / at 1,000: {per_job[10000] / per_job[1000]:.2f}x "
