@@ -9,9 +9,7 @@ aborts the others; all are returned. Progress goes to an injected ``Reporter`` (
 from __future__ import annotations
 
 import contextlib
-import shutil
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +27,8 @@ from batchops.errors import (
 )
 from batchops.identity import owner_of
 from batchops.plan import Action, DatasetSpec, DownloadSpec, JobSpec, Kind, Plan
-from batchops.results import ResultRecord, ResultsError, merge_lineage, problem, state_dir
+from batchops.results import ResultRecord, ResultsError, check_target, merge_lineage, os_problem
+from batchops.scratch import Scratch, sweep_all
 from batchops.wire import (
     DATASET_STATE_READY,
     BatchInferenceJob,
@@ -100,6 +99,7 @@ def apply_plan(
     env = _Env(client, root, plan.project, reporter or NullReporter(), stop or threading.Event(),
                ready_timeout)  # fmt: skip
     result = ApplyResult()
+    sweep_all(root)  # a killed run's scratch folders (its lock is free), before making ours
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="apply") as pool:
         datasets = {
             a.resource.remote_id: pool.submit(_run, env, result, a, None)
@@ -277,21 +277,19 @@ def _confirm_job(existing: BatchInferenceJob, spec: JobSpec, project: str) -> No
 
 
 def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRecord:
-    """Download the lineage's output datasets into .batchops/, merge, verify, write atomically."""
-    tmp = state_dir(env.root) / "downloads" / f"{spec.job_name}-{uuid.uuid4().hex[:8]}"
+    """Check the results path can be written, download the lineage's output datasets into a
+    scratch folder under .batchops/, merge, verify, and only then replace the files on disk."""
     try:
-        folders = _download_lineage(env, action, spec, tmp)
-        expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None
-        record = merge_lineage(
-            folders, job_name=spec.job_name, job_ids=spec.job_ids, output=spec.output_path,
-            expected_ids=expected, root=env.root,
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    gap = problem(record, partial=spec.partial)
-    if gap is not None:
-        raise ResultsError(gap)
-    return record
+        check_target(spec.output_path, root=env.root, job_name=spec.job_name)  # before any download
+        with Scratch(env.root) as scratch:
+            folders = _download_lineage(env, action, spec, scratch.path / "downloads")
+            expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None
+            return merge_lineage(
+                folders, job_name=spec.job_name, job_ids=spec.job_ids, output=spec.output_path,
+                expected_ids=expected, root=env.root, partial=spec.partial, scratch=scratch,
+            )  # fmt: skip
+    except OSError as exc:  # disk full, read-only, a path turned into a file meanwhile, ...
+        raise ResultsError(os_problem(spec.job_name, exc, spec.output_path, env.root)) from exc
 
 
 def _transfer_progress(env: _Env, action: Action, total: int) -> Callable[[int], None]:

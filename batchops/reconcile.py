@@ -14,17 +14,25 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
+from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
-from batchops.errors import BatchopsError, NotFoundError, OwnershipError, StalePlanError
+from batchops.errors import (
+    BatchopsError,
+    InvalidInputError,
+    NotFoundError,
+    OwnershipError,
+    StalePlanError,
+)
 from batchops.gcpause import gc_paused
 from batchops.identity import mark_filter
-from batchops.manifest import load_desired
+from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
+from batchops.manifest.select import Selection, Selector, select
 from batchops.plan import (
     DatasetFacts,
     JobView,
@@ -32,11 +40,18 @@ from batchops.plan import (
     Observed,
     Plan,
     PlanOptions,
+    RowFailures,
     check_prune,
     job_views,
     make_plan,
 )
-from batchops.results import LocalResult, local_records, local_state
+from batchops.results import (
+    LocalResult,
+    ResultRecord,
+    first_errors,
+    local_records,
+    local_state,
+)
 from batchops.wire import Dataset, resource_id
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
@@ -51,9 +66,20 @@ class PassOptions(PlanOptions):
     """What the plan is asked for, plus how applying it runs."""
 
     max_workers: int = DEFAULT_WORKERS
+    selector: Selector = field(default_factory=Selector)
+    narrowed: bool = False  # PATHS name part of the project, not all of it
 
     def plan_options(self) -> PlanOptions:
         return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)})
+
+    def scoped(self, selection: Selection) -> PlanOptions:
+        """The plan options for a selection: a narrowed plan prunes only what it declares."""
+        options = self.plan_options()
+        if not (self.narrowed or self.selector.active):
+            return options
+        desired = selection.desired
+        names = {j.name for j in desired.jobs} | {d.name for d in desired.datasets}
+        return replace(options, prune_scope=frozenset(names))
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,7 @@ class PassResult:
     errors: list[BatchopsError]
     converged: bool  # nothing left to wait for
     failed_jobs: list[str] = field(default_factory=list)  # failed, or expired for good (exit 3)
+    row_failures: list[RowFailures] = field(default_factory=list)  # jobs with failed rows
     job_states: dict[str, int] = field(default_factory=dict)  # state -> count over declared jobs
     applied: ApplyResult | None = None
 
@@ -93,10 +120,18 @@ class PassResult:
 Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 
 
-def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
-    """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
-    desired = load_desired(list(paths), root=root)
-    infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+def load_inputs(
+    paths: Sequence[Path], *, root: Path, project_file: ProjectConfig | None = None
+) -> Inputs:
+    """Load manifests and validate every dataset; raises InvalidInputError with every problem
+    (the datasets of the valid documents are checked even when other documents are invalid)."""
+    desired, diags = load_partial(list(paths), root=root, project=project_file)
+    try:
+        infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    except InvalidInputError as exc:
+        diags += exc.diagnostics
+    if diags:
+        raise InvalidInputError(sorted(set(diags)))
     return desired, infos
 
 
@@ -148,16 +183,22 @@ def load_and_plan(
     project: str,
     options: PassOptions,
     inputs: Inputs | None = None,
+    project_file: ProjectConfig | None = None,
 ) -> Plan:
     """What `batchops plan` shows and `apply` executes: inputs first, then the two list calls.
 
     ``inputs`` are ``load_inputs``' answer when the caller validated before opening the client."""
-    desired, infos = inputs if inputs is not None else load_inputs(paths, root=root)
-    check_prune(desired, options)  # before any API call
+    if inputs is None:
+        inputs = load_inputs(paths, root=root, project_file=project_file)
+    all_desired, infos = inputs
+    selection = select(all_desired, options.selector)
+    desired, plan_options = selection.desired, options.scoped(selection)
+    check_prune(desired, plan_options)  # before any API call
     with gc_paused():
         ctx = load_context(client, root=root, project=project, inputs=(desired, infos))
-        return make_plan(desired, infos, ctx.observed, ctx.local, options.plan_options(),
-                         project=project)  # fmt: skip
+        plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
+    return replace(plan, outside_jobs=selection.outside_jobs,
+                   outside_datasets=selection.outside_datasets)  # fmt: skip
 
 
 def load_context(client: FireworksClient, *, root: Path, project: str, inputs: Inputs) -> Context:
@@ -188,12 +229,12 @@ def run_pass(
     saved: SavedPlanCheck | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     inputs: Inputs | None = None,
+    project_file: ProjectConfig | None = None,
 ) -> PassResult:
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
-    plan = load_and_plan(
-        paths, root=root, client=client, project=project, options=options, inputs=inputs
-    )
+    plan = load_and_plan(paths, root=root, client=client, project=project, options=options,
+                         inputs=inputs, project_file=project_file)  # fmt: skip
     if saved is not None:
         check_saved(plan, saved)
     if on_plan is not None:
@@ -207,10 +248,27 @@ def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     errors = list(applied.errors)
     errors += [OwnershipError(f"{a.resource.remote_id}: {a.reason}") for a in plan.actions
                if a.kind is Kind.CONFLICT]  # fmt: skip
-    failed = sorted({a.resource.name for a in plan.actions
-                     if a.kind in (Kind.FAILED, Kind.EXPIRED)})  # fmt: skip
+    rows = row_failures(plan, applied.records)
+    failed = sorted({a.resource.name for a in plan.actions if a.kind in (Kind.FAILED, Kind.EXPIRED)}
+                    | {r.job for r in rows if r.over_limit})  # fmt: skip
     pending = any(a.kind in _PENDING for a in plan.actions)
     return PassResult(
         plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
         job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,
+        row_failures=rows,
     )  # fmt: skip
+
+
+def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFailures]:
+    """Each declared job whose current results hold failed rows (``merged``: records this pass
+    wrote, which replace the plan's), with its limit and its first error messages."""
+    found = []
+    for decl, current in plan.declared:
+        record = merged.get(decl.name, current)
+        if record is None or not record.counts.failed:
+            continue
+        c = record.counts
+        total = c.expected or c.succeeded + c.failed
+        found.append(RowFailures(decl.name, c.failed, total, decl.allowed_failures(total),
+                                 first_errors(record.errors.path)))  # fmt: skip
+    return found

@@ -73,29 +73,37 @@ def test_version_and_help_import_no_command_and_no_heavy_library(
     assert ca_loaded == 0
 
 
-def test_a_command_imports_only_its_own_module(tmp_path: Path) -> None:
-    modules, _ = started(tmp_path, "schema")
+@pytest.mark.parametrize("command", ["schema", "init"])
+def test_a_command_imports_only_its_own_module(tmp_path: Path, command: str) -> None:
+    modules, _ = started(tmp_path, command)
     commands = {f"batchops.cli.{name}" for name in COMMANDS}
-    assert commands & modules == {"batchops.cli.schema"}
+    assert commands & modules == {f"batchops.cli.{command}"}
 
 
-def example_project(tmp_path: Path) -> Path:
+def example_project(tmp_path: Path, *, project_file: bool = True) -> Path:
+    """The example jobs, with the repository's batchops.yaml or (the folder-name fallback)
+    without it."""
     project = tmp_path / "project"
     shutil.copytree(ROOT / "jobs", project / "jobs")
+    if project_file:
+        shutil.copy(ROOT / "batchops.yaml", project / "batchops.yaml")
     return project
 
 
-def test_validate_imports_no_network_or_daemon_code(tmp_path: Path) -> None:
-    modules, ca_loaded = started(tmp_path, "validate", cwd=example_project(tmp_path))
+@pytest.mark.parametrize("project_file", [True, False])
+def test_validate_imports_no_network_or_daemon_code(tmp_path: Path, project_file: bool) -> None:
+    project = example_project(tmp_path, project_file=project_file)
+    modules, ca_loaded = started(tmp_path, "validate", cwd=project)
     assert loaded(modules, NEVER_FOR_A_PASS | {"httpx", "batchops.api"}) == set()
     assert ca_loaded == 0
 
 
+@pytest.mark.parametrize("project_file", [True, False])
 def test_plan_against_a_plain_http_server_loads_no_tls_and_no_daemon_code(
-    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer], project_file: bool
 ) -> None:
     server = make_server(worker=False)
-    project = example_project(tmp_path)
+    project = example_project(tmp_path, project_file=project_file)
     modules, ca_loaded = started(tmp_path, "plan", "--base-url", server.base_url, cwd=project)
     assert "batchops.plan" in modules  # it did plan
     assert loaded(modules, NEVER_FOR_A_PASS) == set()
@@ -111,3 +119,10 @@ def test_https_still_verifies_certificates() -> None:
     context = transport._tls._pool._ssl_context  # type: ignore[union-attr]
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     transport.close()
+
+
+def test_every_command_module_has_a_row_in_the_lazy_table() -> None:
+    """A command module missing from COMMANDS would be neither listed in --help nor runnable."""
+    cli = ROOT / "batchops" / "cli"
+    modules = {p.stem for p in cli.glob("*.py") if "\ndef register(" in p.read_text()}
+    assert modules == set(COMMANDS)

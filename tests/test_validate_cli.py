@@ -13,7 +13,11 @@ from pydantic import TypeAdapter
 
 from batchops.cli import main
 from batchops.errors import Diagnostic
-from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+from batchops.manifest.models import (
+    BatchInferenceJobManifest,
+    DatasetManifest,
+    ProjectManifest,
+)
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +117,7 @@ def test_renderers() -> None:
     )
     assert (
         diagnostics_text(diags)
-        == "a,b:c.yaml:2:3: 50% bad\nreally\na.yaml:1:1: x\n2 problems found"
+        == "a,b:c.yaml:2:3: 50% bad\\nreally\na.yaml:1:1: x\n2 problems found"
     )
     assert diagnostics_json(diags[1:]) == {
         "valid": False,
@@ -134,12 +138,12 @@ def test_schema_is_json_schema_accepting_every_example(capsys: pytest.CaptureFix
     kinds = {
         k: _resolve(schema, {"$ref": v}) for k, v in schema["discriminator"]["mapping"].items()
     }
-    assert set(kinds) == {"Dataset", "BatchInferenceJob"}
-    assert len(schema["oneOf"]) == 2
-    adapter: TypeAdapter[DatasetManifest | BatchInferenceJobManifest] = TypeAdapter(
-        DatasetManifest | BatchInferenceJobManifest
+    assert set(kinds) == {"Dataset", "BatchInferenceJob", "Project"}
+    assert len(schema["oneOf"]) == 3
+    adapter: TypeAdapter[DatasetManifest | BatchInferenceJobManifest | ProjectManifest] = (
+        TypeAdapter(DatasetManifest | BatchInferenceJobManifest | ProjectManifest)
     )
-    for path in sorted((REPO / "jobs").rglob("*.yaml")):
+    for path in [*sorted((REPO / "jobs").rglob("*.yaml")), REPO / "batchops.yaml"]:
         for doc in yaml.safe_load_all(path.read_text()):
             kind = kinds[doc["kind"]]
             assert set(doc) <= set(kind["properties"]) and set(kind["required"]) <= set(doc)
@@ -153,3 +157,43 @@ def test_schema_is_json_schema_accepting_every_example(capsys: pytest.CaptureFix
 def test_committed_schema_is_current(capsys: pytest.CaptureFixture[str]) -> None:
     main(["schema"])
     assert capsys.readouterr().out == (REPO / "jobs/batchops.schema.json").read_text()
+
+
+def test_a_manifest_error_hides_no_dataset_problem_elsewhere(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (project / "jobs/data/product-seeds/office.jsonl").open("a") as f:
+        f.write("not json\n")
+    (project / "jobs/bad.yaml").write_text(BAD)
+    assert main(["validate"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "jobs/bad.yaml:6:3: unknown field 'formt'; did you mean 'format'?" in out
+    assert any(line.startswith("jobs/data/product-seeds/office.jsonl:6:1: ") for line in out)
+    assert out[-1] == "2 problems found"
+
+
+def test_a_schema_error_in_a_job_hides_no_dangling_input_dataset(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "jobs/broken-job.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: broken}\n"
+        "spec:\n  model: m\n  inputDataset: capitalz\n  maxResumez: 2\n"
+    )
+    assert main(["validate"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [
+        "jobs/broken-job.yaml:6:17: unknown dataset 'capitalz'; did you mean 'capitals'?",
+        "jobs/broken-job.yaml:7:3: unknown field 'maxResumez'; did you mean 'maxResumes'?",
+    ]
+
+
+def test_a_job_reading_a_dataset_with_a_schema_error_is_not_told_it_is_unknown(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "jobs/bad.yaml").write_text(BAD)
+    (project / "jobs/reads-bad.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: reads-bad}\n"
+        "spec: {model: m, inputDataset: bad}\n"
+    )
+    assert main(["validate"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "1 problem found"

@@ -10,20 +10,27 @@ of DESIGN.md section 6.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from batchops import __version__
 from batchops.errors import EXIT_INTERRUPTED, BatchopsError
 
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE (128 + 13)
+
 # command -> its one-line help in `batchops --help`. A new command is a module
 # batchops.cli.<command> with register(sub, parents) (which sets ``func``) and a row here.
 COMMANDS: dict[str, str] = {
+    "init": "start a project: batchops.yaml, .gitignore, an example",
     "validate": "check manifests and datasets; report every problem with file:line:col",
     "schema": "print the JSON Schema of the manifests",
     "plan": "show what apply would do, and why",
     "apply": "make the account match the manifests",
     "status": "each declared job: state, rows, results",
+    "describe": "one job's history: attempts, continuations, states, rows, results",
+    "cancel": "stop owned running jobs by name (no more billing)",
+    "delete": "delete owned jobs by name (with their output datasets)",
     "watch": "reconcile continuously (the GitOps daemon)",
     "serve": "run the local Fireworks-compatible backend",
 }
@@ -62,6 +69,26 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A reader that goes away (``batchops plan -o json | head``) ends it
+    quietly: no traceback, and no "Exception ignored" when Python flushes stdout at exit."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or not a file: nothing to flush
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchops.config import STATE_DIR, load_settings
+from batchops.config import STATE_DIR, ensure_state_dir_above, load_settings
 from batchops.errors import ConfigError
+from batchops.private import private_dir
 
 DEFAULT_DATA_DIR = Path(STATE_DIR) / "local"
 
@@ -23,7 +24,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         parents=parents,
         help="run the local Fireworks-compatible backend",
         description="Serve the Fireworks batch-inference REST API locally (datasets, batch "
-        "inference jobs, signed-URL transfers). Point FIREWORKS_BASE_URL at the printed URL. "
+        "inference jobs, signed-URL transfers) and the OpenAI Files + Batches API (/v1/files, "
+        "/v1/batches). Point FIREWORKS_BASE_URL at the printed URL, or an OpenAI client's "
+        "base_url at the printed URL + /v1. "
         "When FIREWORKS_API_KEY is set, /v1 requests must carry it as a bearer token.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
@@ -107,6 +110,24 @@ def _test_flags(p: argparse.ArgumentParser) -> None:
         "--latency", type=float, default=0.0, metavar="S", help="seconds added to every /v1 request"
     )
     g.add_argument("--fault-seed", type=int, default=None, metavar="N", help="seed of the faults")
+    g.add_argument(
+        "--openai-enqueued-token-limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="OpenAI batches: input tokens that the in-flight batches of one model may enqueue; "
+        "a batch past it fails with token_limit_exceeded, as on OpenAI (default: no limit)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _model_map(pairs: list[str]) -> dict[str, str]:
@@ -125,6 +146,7 @@ def build_config(args: argparse.Namespace) -> Any:
     if args.engine == "openai" and not args.openai_base_url:
         raise ConfigError("--engine openai needs --openai-base-url")
     settings = load_settings()
+    ensure_state_dir_above(args.data_dir)  # .batchops/ ignores itself before the key lands there
     faults = FaultConfig(
         rate_429=args.fault_429,
         rate_500=args.fault_500,
@@ -145,6 +167,7 @@ def build_config(args: argparse.Namespace) -> Any:
         max_job_duration=args.max_job_duration,
         lease_seconds=args.lease_seconds,
         faults=faults,
+        openai_enqueued_token_limit=args.openai_enqueued_token_limit,
     )
 
 
@@ -153,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     from batchops.local.server import serve
 
     config = build_config(args)
+    if args.data_dir == DEFAULT_DATA_DIR:  # .batchops/ private too, not only its local/ folder
+        private_dir(Path.cwd() / DEFAULT_DATA_DIR, root=Path.cwd())
     if not config.api_key and not is_loopback(args.host):
         print(
             f"warning: serving on {args.host} without FIREWORKS_API_KEY: anyone who can reach "

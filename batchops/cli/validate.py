@@ -8,16 +8,17 @@ message``) and a count when not. Under GitHub Actions the diagnostics are also p
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from batchops.config import load_settings
+from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
 from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
-from batchops.manifest import Desired, load_desired
+from batchops.manifest import Desired, load_partial
+from batchops.manifest.project import load_project
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
+from batchops.textsafe import json_text
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -63,10 +64,19 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    root = Path.cwd()
-    desired, infos, diags = check(args.paths or [Path("jobs")], root, args.max_dataset_bytes)
+    root = find_root(Path.cwd()) or Path.cwd()  # the nearest folder with batchops.yaml, like git
+    try:
+        project = load_project(root)
+    except InvalidInputError as exc:  # reported with the manifests' problems, all at once
+        project, project_diags = None, exc.diagnostics
+    else:
+        project_diags = []
+    default = [root / p for p in project.paths] if project else [root / "jobs"]
+    paths = [p.resolve() for p in args.paths] or default
+    desired, infos, diags = check(paths, root, args.max_dataset_bytes, project=project)
+    diags = project_diags + diags
     if args.output == "json":
-        print(json.dumps(_json(desired, infos, diags), indent=2))
+        print(json_text(_json(desired, infos, diags), indent=2))
     elif diags:
         print(diagnostics_text(diags))
     else:
@@ -77,18 +87,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check(
-    paths: list[Path], root: Path, max_bytes: int
+    paths: list[Path], root: Path, max_bytes: int, *, project: ProjectConfig | None = None
 ) -> tuple[Desired | None, dict[str, DatasetInfo], list[Diagnostic]]:
-    """Manifests first; datasets only when the manifests loaded (their paths come from them)."""
-    try:
-        desired = load_desired(paths, root=root)
-    except InvalidInputError as exc:
-        return None, {}, exc.diagnostics
+    """Every problem at once: the manifests, and the datasets of every valid Dataset document
+    even when other documents are invalid (a manifest error hides no dataset problem)."""
+    desired, diags = load_partial(paths, root=root, project=project)
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
-        return desired, {}, exc.diagnostics
-    return desired, infos, []
+        return (None if diags else desired), {}, sorted(set(diags + exc.diagnostics))
+    return (None if diags else desired), (infos if not diags else {}), sorted(diags)
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:

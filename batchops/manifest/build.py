@@ -7,37 +7,75 @@ result is sorted by name.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from batchops.config import PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.manifest.locate import suggest
-from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest, ProjectManifest
+from batchops.manifest.outputs import output_problems
 from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
-    from batchops.manifest.loader import Parsed
+    from batchops.manifest.loader import Parsed, Unchecked
 
 
 def build_desired(
-    parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic]
-) -> Desired:
+    parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic],
+    unchecked: Sequence[Unchecked] = (), *, output_dir: str = "results",
+) -> Desired:  # fmt: skip
     ordered = sorted(parsed, key=lambda p: p.source)
+    _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
     dirs: P.Dirs = {}  # each folder resolved once in this load
     datasets = [d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
-    jobs = [j for p in unique if (j := _job(p, names, root, diags, dirs)) is not None]
-    _unique_outputs(jobs, unique, diags)
+    # A Dataset document with a schema error still declares its name: a job reading it is not
+    # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
+    invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
+    jobs = [
+        j
+        for p in unique
+        if (j := _job(p, names, root, diags, invalid, output_dir, dirs)) is not None
+    ]
+    _dangling_in_unchecked(unchecked, names, diags, invalid)
+    _check_outputs(jobs, datasets, files, root, unique, diags)
     return Desired(
         root=root,
         datasets=tuple(sorted(datasets, key=lambda d: d.name)),
         jobs=tuple(sorted(jobs, key=lambda j: j.name)),
         manifest_files=tuple(files),
     )
+
+
+def _misplaced_projects(ordered: Sequence[Parsed], root: Path, diags: list[Diagnostic]) -> None:
+    """A Project document counts only as the root's batchops.yaml (read by load_project)."""
+    for p in ordered:
+        if isinstance(p.manifest, ProjectManifest) and p.file != root / PROJECT_FILE:
+            message = f"a Project belongs in {PROJECT_FILE} at the root ({root.name}/), not here"
+            diags.append(_at(p, ("kind",), message))
+
+
+def with_moved(desired: Desired, project: ProjectConfig, diags: list[Diagnostic]) -> Desired:
+    """Attach the project file's renames after checking each one: the new name is declared,
+    the old one no longer is (else both would claim the same remote resources)."""
+    shown = P.display(project.file, desired.root)
+    names = {"Dataset": {d.name for d in desired.datasets},
+             "BatchInferenceJob": {j.name for j in desired.jobs}}  # fmt: skip
+    for m in project.moved:
+        kinds = [k for k in names if m.applies_to(k)]
+        if not any(m.new in names[k] for k in kinds):
+            message = f"moved: '{m.new}' is not declared by any manifest"
+            diags.append(Diagnostic(shown, m.line, m.col, message))
+        if any(m.old in names[k] for k in kinds):
+            message = f"moved: '{m.old}' is still declared; a rename keeps only the new name"
+            diags.append(Diagnostic(shown, m.line, m.col, message))
+    return dataclasses.replace(desired, moved=project.moved)
 
 
 def _at(p: Parsed, loc: Loc, message: str) -> Diagnostic:
@@ -82,22 +120,39 @@ def _dataset(
     )
 
 
+def _unknown_dataset(ref: str, datasets: set[str]) -> str:
+    declared = f" (declared: {', '.join(sorted(datasets))})" if datasets else ""
+    return f"unknown dataset '{ref}'{suggest(ref, datasets) or declared}"
+
+
+def _dangling_in_unchecked(
+    unchecked: Sequence[Unchecked], datasets: set[str], diags: list[Diagnostic], invalid: set[str]
+) -> None:
+    """A job with a schema error is still checked for a dangling ``inputDataset``, unless a
+    Dataset document is too broken to name itself (the job may well mean that one)."""
+    if any(u.kind == "Dataset" and u.name is None for u in unchecked):
+        return
+    for u in unchecked:
+        ref = u.input_dataset
+        if u.kind == "BatchInferenceJob" and ref and ref not in datasets | invalid:
+            diags.append(dataclasses.replace(u.at, message=_unknown_dataset(ref, datasets)))
+
+
 def _job(
-    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], dirs: P.Dirs
+    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str],
+    output_dir: str, dirs: P.Dirs,
 ) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
         return None
     spec, name = m.spec, m.metadata.name
-    ok = True
-    if spec.input_dataset is not None and spec.input_dataset not in datasets:
-        declared = f" (declared: {', '.join(sorted(datasets))})" if datasets else ""
-        hint = suggest(spec.input_dataset, datasets) or declared
+    ok = spec.input_dataset not in invalid  # reads a Dataset whose own problem is reported
+    if spec.input_dataset is not None and spec.input_dataset not in datasets | invalid:
         diags.append(
-            _at(p, ("spec", "inputDataset"), f"unknown dataset '{spec.input_dataset}'{hint}")
+            _at(p, ("spec", "inputDataset"), _unknown_dataset(spec.input_dataset, datasets))
         )
         ok = False
-    written = spec.output.path or f"results/{name}.jsonl"
+    written = spec.output.path or f"{output_dir.rstrip('/')}/{name}.jsonl"
     try:
         output = P.output_file(written, root, dirs=dirs)
     except P.PathProblem as exc:
@@ -119,23 +174,27 @@ def _job(
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
         labels=dict(m.metadata.labels),
+        **_failure_limit(spec.max_failed_rows),
+        max_retries=spec.max_retries,
     )
 
 
-def _unique_outputs(
-    jobs: Sequence[JobDecl], parsed: Sequence[Parsed], diags: list[Diagnostic]
-) -> None:
-    """Two jobs writing one results file would overwrite each other's results."""
+def _failure_limit(value: int | str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"max_failed_rows": 0, "max_failed_percent": float(value.removesuffix("%"))}
+    return {"max_failed_rows": value, "max_failed_percent": None}
+
+
+def _check_outputs(
+    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], files: Sequence[Path], root: Path,
+    parsed: Sequence[Parsed], diags: list[Diagnostic],
+) -> None:  # fmt: skip
+    """Results that would overwrite a dataset, a manifest, git's or batchops' files, or another
+    job's results (both jobs of a collision are reported)."""
     by_name = {
         p.manifest.metadata.name: p
         for p in parsed
         if isinstance(p.manifest, BatchInferenceJobManifest)
     }
-    first: dict[Path, JobDecl] = {}
-    for job in sorted(jobs, key=lambda j: j.source):
-        if job.output_path in first:
-            other = first[job.output_path].name
-            message = f"output path '{job.output_display}' is also the output of job '{other}'"
-            diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))
-        else:
-            first[job.output_path] = job
+    for job, message in output_problems(jobs, datasets, files, root):
+        diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))

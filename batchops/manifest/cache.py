@@ -11,7 +11,7 @@ tick, with the same size, would otherwise look unchanged. It is read again on th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from batchops.errors import Diagnostic
 
 if TYPE_CHECKING:
-    from batchops.manifest.loader import Parsed
+    from batchops.manifest.loader import Parsed, Unchecked
 
 RACY_NS = 2_000_000_000  # coarser than any file system's timestamps (FAT: 2 s)
 StatKey = tuple[int, int, int, int, int]
@@ -30,6 +30,7 @@ class _Entry:
     key: StatKey
     parsed: tuple[Parsed, ...]
     diags: tuple[Diagnostic, ...]
+    unchecked: tuple[Unchecked, ...] = ()  # its invalid documents, for cross-file checks
 
 
 class ManifestCache:
@@ -61,9 +62,9 @@ class ManifestCache:
         return (None if racy else key), None
 
     def put(self, file: Path, key: StatKey | None, parsed: list[Parsed],
-            diags: list[Diagnostic]) -> None:  # fmt: skip
+            diags: list[Diagnostic], unchecked: Sequence[Unchecked] = ()) -> None:  # fmt: skip
         self.reads.append(file)
         if key is not None:
-            self._entries[file] = _Entry(key, tuple(parsed), tuple(diags))
+            self._entries[file] = _Entry(key, tuple(parsed), tuple(diags), tuple(unchecked))
         else:
             self._entries.pop(file, None)

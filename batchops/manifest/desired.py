@@ -12,6 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from batchops.config import Moved
+
 OnExpired = Literal["resume", "stop"]
 
 
@@ -51,6 +53,15 @@ class JobDecl:
     on_expired: OnExpired = "resume"
     max_resumes: int = 3
     labels: dict[str, str] = field(default_factory=dict)
+    max_failed_rows: int = 0  # failed rows allowed ...
+    max_failed_percent: float | None = None  # ... or a share of the input rows ("2%" -> 2.0)
+    max_retries: int = 1  # --retry-failed attempts per spec
+
+    def allowed_failures(self, total: int) -> int:
+        """Failed rows this job may have out of ``total`` before it counts as failed."""
+        if self.max_failed_percent is None:
+            return self.max_failed_rows
+        return int(total * self.max_failed_percent / 100)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,11 @@ class Desired:
     datasets: tuple[DatasetDecl, ...] = ()  # sorted by name
     jobs: tuple[JobDecl, ...] = ()  # sorted by name
     manifest_files: tuple[Path, ...] = ()  # every manifest file read (absolute), for the watcher
+    moved: tuple[Moved, ...] = ()  # renames from the project file, checked against the names
+
+    def moved_from(self, kind: str, name: str) -> str | None:
+        """The name the declared ``kind`` ("Dataset" | "BatchInferenceJob") ``name`` had."""
+        return next((m.old for m in self.moved if m.new == name and m.applies_to(kind)), None)
 
     def dataset(self, name: str) -> DatasetDecl | None:
         return self._datasets_by_name.get(name)

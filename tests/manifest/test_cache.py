@@ -93,3 +93,18 @@ def test_a_file_written_just_now_is_read_again(root: Path) -> None:
     for _ in range(2):
         load_desired([Path("jobs")], root=root, cache=cache)
         assert len(cache.reads) == 4
+
+
+def test_a_cached_invalid_dataset_still_names_itself_for_the_jobs_reading_it(root: Path) -> None:
+    """A file served from the cache gives back its invalid documents too (main's load_partial
+    checks them across files): the job reading a broken Dataset is not told "unknown dataset"."""
+    write_old(root / "jobs" / "qa.yaml", DATASET.replace("path:", "pathh:"))
+    cache = ManifestCache(racy_ns=0)
+    problems = []
+    for _ in range(2):
+        with pytest.raises(InvalidInputError) as caught:
+            load_desired([Path("jobs")], root=root, cache=cache)
+        problems.append(sorted(str(d) for d in caught.value.diagnostics))
+    assert cache.reads == []  # the second load read nothing
+    assert problems[0] == problems[1]
+    assert not any("unknown dataset" in p for p in problems[1])
