@@ -134,6 +134,13 @@ def ensure_state_dir_above(path: Path) -> None:
         ensure_state_dir(state.parent)
 
 
+def proxies_in_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether httpx would mount proxies from the environment (HTTPS_PROXY, ALL_PROXY, ...)."""
+    env = os.environ if env is None else env
+    names = ("http_proxy", "https_proxy", "all_proxy")
+    return any(key.lower() in names and value for key, value in env.items())
+
+
 def is_ci(env: Mapping[str, str]) -> bool:
     """``CI`` or ``GITHUB_ACTIONS`` set to anything non-empty."""
     return bool(env.get("CI") or env.get("GITHUB_ACTIONS"))

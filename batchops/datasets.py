@@ -22,6 +22,7 @@ import codecs
 import contextlib
 import hashlib
 import json
+import operator
 import os
 import re
 import stat
@@ -38,6 +39,8 @@ import msgspec
 
 from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.errors import Diagnostic, InvalidInputError
+from batchops.gcpause import gc_paused
+from batchops.idset import CompactIds, ExactIds, SeenIds
 from batchops.jsonvalues import INT32_MAX, MAX_DEPTH, content_problem, params_problem, value_problem
 from batchops.private import private_dir
 
@@ -183,14 +186,14 @@ class _Scan:
 
     root: Path
     format: str | None
-    seen: set[str] = field(default_factory=set)
+    seen: SeenIds = field(default_factory=CompactIds)
     diags: list[Diagnostic] = field(default_factory=list)
     utf8_inline: bool = True  # False while a helper process checks the file's UTF-8 (_Helper)
 
-    def mark(self) -> tuple[set[str], str | None, int]:
-        return set(self.seen), self.format, len(self.diags)
+    def mark(self) -> tuple[SeenIds, str | None, int]:
+        return self.seen.copy(), self.format, len(self.diags)
 
-    def rewind(self, mark: tuple[set[str], str | None, int]) -> None:
+    def rewind(self, mark: tuple[SeenIds, str | None, int]) -> None:
         self.seen, self.format = mark[0], mark[1]
         del self.diags[mark[2] :]
 
@@ -260,10 +263,8 @@ def _fast_block(block: bytes, start: int, end: int, lines: int, scan: _Scan) -> 
     if scan.utf8_inline and not (block.isascii() or _utf8(view)):
         return False
     fmt, rows = decoded
-    ids = {r.custom_id for r in rows}
-    if len(ids) != len(rows) or not scan.seen.isdisjoint(ids):
+    if not scan.seen.add_rows(map(_CUSTOM_ID, rows), len(rows)):
         return False
-    scan.seen |= ids
     scan.format = fmt
     return True
 
@@ -370,9 +371,8 @@ def _id_problem(custom_id: str, line: bytes, scan: _Scan) -> tuple[int, str] | N
         _FAST[scan.format or "CHAT"].decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return 1, f"invalid row: {exc}"
-    if custom_id in scan.seen:
+    if not scan.seen.add(custom_id):
         return 1, f"{_DUPLICATE}'{custom_id}'"  # _where_first adds where it first appeared
-    scan.seen.add(custom_id)
     return None
 
 
@@ -388,6 +388,7 @@ def _slow_block(block: bytes, start: int, end: int, first_line: int, scan: _Scan
 
 
 _DUPLICATE = "duplicate custom_id "
+_CUSTOM_ID = operator.attrgetter("custom_id")
 
 
 def _duplicate_id(diag: Diagnostic) -> str | None:
@@ -658,14 +659,22 @@ def inspect_dataset(
     hit = _from_cache(decl, stats, root, cache)
     if hit is not None:
         return hit
-    scan = _Scan(root, decl.format)
-    shards = tuple(_scan_file(path, st.st_size, scan) for path, st in stats)
+    with gc_paused():  # millions of short-lived rows, no cycles (DESIGN.md section 10)
+        scan, shards = _scan_all(decl, stats, root, CompactIds())
+        if scan.seen.doubtful():  # a custom_id repeats (or two share a digest): say exactly
+            scan, shards = _scan_all(decl, stats, root, ExactIds())
     if scan.diags:
         raise InvalidInputError(_where_first(scan.diags, [path for path, _ in stats], root))
     fmt = scan.format or decl.format or "CHAT"
     if cache is not None:
         _remember(cache, shards, stats, fmt)
     return _info(decl, root, shards, fmt)
+
+
+def _scan_all(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root: Path,
+              seen: SeenIds) -> tuple[_Scan, tuple[ShardInfo, ...]]:  # fmt: skip
+    scan = _Scan(root, decl.format, seen=seen)
+    return scan, tuple(_scan_file(path, st.st_size, scan) for path, st in stats)
 
 
 def _stats(decl: DatasetLike, root: Path, max_bytes: int) -> list[tuple[Path, os.stat_result]]:

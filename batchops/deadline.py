@@ -141,10 +141,16 @@ def bounded(client: httpx.Client) -> httpx.Client:
     """``client`` with ``DeadlineBackend`` under each of its own connection pools: its transport
     and the proxy transports httpx mounts from the environment (``HTTPS_PROXY``...). httpx offers
     no parameter for the network backend, so each pool's is wrapped in place (httpcore 1.x); a
-    transport given by a caller (tests, in-process apps) has no pool and is left alone."""
+    transport given by a caller (tests, in-process apps) has no pool and is left alone, and one
+    that makes its pools later (``LazyTLSTransport``) calls ``bound_pool`` on each it makes."""
     for transport in (client._transport, *client._mounts.values()):
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if backend is not None and not isinstance(backend, DeadlineBackend):
-            pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
+        bound_pool(transport)
     return client
+
+
+def bound_pool(transport: object) -> None:
+    """Wrap the network backend of ``transport``'s connection pool, if it has one."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is not None and not isinstance(backend, DeadlineBackend):
+        pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]

@@ -10,10 +10,9 @@ result records, and a stat per file).
 from __future__ import annotations
 
 import contextlib
-import gc
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -22,7 +21,15 @@ from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
-from batchops.errors import BatchopsError, InvalidInputError, OwnershipError, StalePlanError
+from batchops.errors import (
+    BatchopsError,
+    InvalidInputError,
+    NotFoundError,
+    OwnershipError,
+    StalePlanError,
+)
+from batchops.gcpause import gc_paused
+from batchops.identity import mark_filter
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
@@ -45,6 +52,7 @@ from batchops.results import (
     local_records,
     local_state,
 )
+from batchops.wire import Dataset, resource_id
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -136,15 +144,35 @@ def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
 
 
 def observe_all(
-    client: FireworksClient, desired: Desired, root: Path
+    client: FireworksClient, desired: Desired, root: Path, *, project: str
 ) -> tuple[Observed, dict[str, LocalResult]]:
     """The two list calls side by side, while the local results are checked: a pass's latency
-    is then about one paginated list, whatever the number of declared jobs."""
+    is then about one paginated list, whatever the number of declared jobs. The lists ask the
+    server for this project's resources only (its mark in the display name), so their cost
+    follows the manifests, not the account; the few remote datasets that manifests name by ID
+    (``inputDatasetId``, someone else's) are fetched one by one beside them."""
+    only_ours = mark_filter(project)
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
-        datasets = pool.submit(client.list_datasets)
-        jobs = pool.submit(client.list_jobs)
+        datasets = pool.submit(client.list_datasets, filter=only_ours)
+        jobs = pool.submit(client.list_jobs, filter=only_ours)
         local = local_results(desired, root)
-        return Observed(datasets=tuple(datasets.result()), jobs=tuple(jobs.result())), local
+        named = _named_datasets(client, desired, datasets.result())
+        observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()))
+        return observed, local
+
+
+def _named_datasets(
+    client: FireworksClient, desired: Desired, listed: Sequence[Dataset]
+) -> list[Dataset]:
+    """The datasets jobs name by ID that the filtered list did not return (absent ones too)."""
+    have = {resource_id(ds.name or "") for ds in listed}
+    wanted = sorted({resource_id(j.input_dataset_id) for j in desired.jobs
+                     if j.input_dataset_id} - have)  # fmt: skip
+    found = []
+    for ds_id in wanted:
+        with contextlib.suppress(NotFoundError):
+            found.append(client.get_dataset(ds_id))
+    return found
 
 
 def load_and_plan(
@@ -176,26 +204,8 @@ def load_and_plan(
 def load_context(client: FireworksClient, *, root: Path, project: str, inputs: Inputs) -> Context:
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
-    observed, local = observe_all(client, desired, root)
+    observed, local = observe_all(client, desired, root, project=project)
     return Context(root, project, desired, infos, observed, local)
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while observing and planning. Those make tens of thousands
-    of acyclic objects (a model per listed resource) that live until the pass ends; the collector
-    would walk them again and again as they age, and now and then all of memory with them (a
-    full collection in the middle of a 1,000-job plan costs 80 ms; bench/plan.py). Once the block
-    ends they are collected as usual: reference counting frees them, and a cycle among them, if
-    any, is found by the next collection."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def check_saved(plan: Plan, saved: SavedPlanCheck) -> None:

@@ -34,7 +34,8 @@ from batchops.api.transfers import (
     multipart_file,
     write_atomically,
 )
-from batchops.config import Secret
+from batchops.api.transport import LazyTLSTransport
+from batchops.config import Secret, proxies_in_env
 from batchops.errors import ApiError, ConfigError, DeadlineExceededError
 from batchops.wire import (
     DIRECT_UPLOAD_LIMIT,
@@ -98,7 +99,8 @@ class FireworksClient:
         self._counts: collections.Counter[int] = collections.Counter()
         self._counts_lock = threading.Lock()
         self._http = dl.bounded(httpx.Client(
-            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False
+            transport=transport or _default_transport(), timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
         ))  # fmt: skip
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -135,8 +137,9 @@ class FireworksClient:
         path = self._jobs(job_id)
         return self._redacted(_parse(BatchInferenceJob, self._api("GET", path), "GET", path))
 
-    def list_jobs(self) -> list[BatchInferenceJob]:
-        pages = self._pages(self._jobs(), ListJobsResponse)
+    def list_jobs(self, *, filter: str | None = None) -> list[BatchInferenceJob]:
+        """Every job, or those matching an AIP-160 ``filter`` (see ``_pages``)."""
+        pages = self._pages(self._jobs(), ListJobsResponse, filter)
         return [self._redacted(job) for page in pages for job in page.batch_inference_jobs]
 
     def _redacted(self, job: BatchInferenceJob) -> BatchInferenceJob:
@@ -159,8 +162,9 @@ class FireworksClient:
         path = self._datasets(dataset_id)
         return _parse(Dataset, self._api("GET", path), "GET", path)
 
-    def list_datasets(self) -> list[Dataset]:
-        pages = self._pages(self._datasets(), ListDatasetsResponse)
+    def list_datasets(self, *, filter: str | None = None) -> list[Dataset]:
+        """Every dataset, or those matching an AIP-160 ``filter`` (see ``_pages``)."""
+        pages = self._pages(self._datasets(), ListDatasetsResponse, filter)
         return [dataset for page in pages for dataset in page.datasets]
 
     def delete_dataset(self, dataset_id: str) -> None:
@@ -251,8 +255,19 @@ class FireworksClient:
             path += "/" + quote(resource_id(name), safe="")
         return path + verb
 
-    def _pages(self, path: str, model: type[M]) -> list[M]:
-        """Every page of a list call, following ``nextPageToken`` until it is empty."""
+    def _pages(self, path: str, model: type[M], filter: str | None = None) -> list[M]:
+        """Every page of a list call, following ``nextPageToken`` until it is empty. A server
+        that refuses the ``filter`` (400) is asked again without it: the caller's answer is
+        then a superset, which it narrows itself."""
+        if filter:
+            try:
+                return self._pages_of(path, model, {"filter": filter})
+            except ApiError as exc:
+                if exc.status != 400:
+                    raise
+        return self._pages_of(path, model, {})
+
+    def _pages_of(self, path: str, model: type[M], extra: dict[str, str]) -> list[M]:
         pages: list[M] = []
         token: str | None = None
         seen: set[str] = set()
@@ -260,7 +275,9 @@ class FireworksClient:
             if len(pages) >= MAX_PAGES:
                 message = f"the server sent more than {MAX_PAGES} pages; refusing to loop"
                 raise ApiError(message, method="GET", path=path, status=200)
-            params = {"pageSize": str(PAGE_SIZE), **({"pageToken": token} if token else {})}
+            params = {"pageSize": str(PAGE_SIZE), **extra}
+            if token:
+                params["pageToken"] = token
             page = _parse(model, self._api("GET", path, params=params), "GET", path)
             pages.append(page)
             token = getattr(page, "next_page_token", None)
@@ -463,3 +480,9 @@ def _problems(exc: ValueError) -> str:
         return type(exc).__name__
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                      for e in errors(include_input=False))  # fmt: skip
+
+
+def _default_transport() -> httpx.BaseTransport | None:
+    """TLS set up on first https use; None (httpx's own, which mounts the environment's proxies)
+    when proxies are configured, since httpx drops them for a transport given to it."""
+    return None if proxies_in_env() else LazyTLSTransport()

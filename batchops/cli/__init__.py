@@ -1,7 +1,10 @@
 """The command line: parses flags, calls the library, prints, and exits. Nothing else prints.
 
 Each command lives in its own module (``batchops.cli.<command>``) exposing ``register(subparsers,
-parents)``; ``main`` maps errors to the exit codes of DESIGN.md section 6.
+parents)``, and has a row in ``COMMANDS``. Only the module of the command being run is imported:
+the others appear in the parser as their one-line help, so start-up does not pay for every
+command's dependencies (tests/test_startup.py keeps it so). ``main`` maps errors to the exit codes
+of DESIGN.md section 6.
 """
 
 from __future__ import annotations
@@ -18,15 +21,29 @@ from batchops.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, BatchopsError, Te
 
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE (128 + 13)
 
-COMMANDS = (
-    "init", "validate", "schema", "plan", "apply", "status", "describe", "cancel", "delete",
-    "watch", "serve",
-)  # fmt: skip
+# command -> its one-line help in `batchops --help`. A new command is a module
+# batchops.cli.<command> with register(sub, parents) (which sets ``func``) and a row here.
+COMMANDS: dict[str, str] = {
+    "init": "start a project: batchops.yaml, .gitignore, an example",
+    "validate": "check manifests and datasets; report every problem with file:line:col",
+    "schema": "print the JSON Schema of the manifests",
+    "plan": "show what apply would do, and why",
+    "apply": "make the account match the manifests",
+    "status": "each declared job: state, rows, results",
+    "describe": "one job's history: attempts, continuations, states, rows, results",
+    "cancel": "stop owned running jobs by name (no more billing)",
+    "delete": "delete owned jobs by name (with their output datasets)",
+    "watch": "reconcile continuously (the GitOps daemon)",
+    "serve": "run the local Fireworks-compatible backend",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. Given ``argv``, only the command it names is registered in full (its module
+    imported); the rest are listed by name and help. Without ``argv``, every command is."""
     import importlib
 
+    wanted = _command_in(argv) if argv is not None else None
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--output", "-o", choices=("text", "json"), default="text", help="output format"
@@ -39,10 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"batchops {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        module = importlib.import_module(f"batchops.cli.{name}")
-        module.register(sub, [common])
+    for name, summary in COMMANDS.items():
+        if argv is None or name == wanted:
+            importlib.import_module(f"batchops.cli.{name}").register(sub, [common])
+        else:
+            sub.add_parser(name, help=summary)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word: the first argument that is not an option (the top level has only
+    --version and --help, neither of which takes a value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,8 +94,9 @@ def _main(argv: Sequence[str] | None) -> int:
     """A signal at any point, start-up (importing the commands) included, ends the command with
     130 (SIGINT) or 143 (SIGTERM, once ``run`` installed its handler), never a traceback."""
     args: argparse.Namespace | None = None
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         code: int = args.func(args)
     except Terminated:
         print("terminated", file=sys.stderr)

@@ -32,13 +32,16 @@ def build_desired(
     ordered = sorted(parsed, key=lambda p: p.source)
     _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
-    datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
+    dirs: P.Dirs = {}  # each folder resolved once in this load
+    datasets = [d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
     # A Dataset document with a schema error still declares its name: a job reading it is not
     # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
     invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
     jobs = [
-        j for p in unique if (j := _job(p, names, root, diags, invalid, output_dir)) is not None
+        j
+        for p in unique
+        if (j := _job(p, names, root, diags, invalid, output_dir, dirs)) is not None
     ]
     _dangling_in_unchecked(unchecked, names, diags, invalid)
     _check_outputs(jobs, datasets, files, root, unique, diags)
@@ -96,12 +99,14 @@ def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Pa
     return list(first.values())
 
 
-def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | None:
+def _dataset(
+    p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs
+) -> DatasetDecl | None:
     m = p.manifest
     if not isinstance(m, DatasetManifest):
         return None
     try:
-        path, files = P.dataset_files(m.spec.path, p.file, root)
+        path, files = P.dataset_files(m.spec.path, p.file, root, dirs=dirs)
     except P.PathProblem as exc:
         diags.append(_at(p, ("spec", "path"), str(exc)))
         return None
@@ -135,7 +140,7 @@ def _dangling_in_unchecked(
 
 def _job(
     p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str],
-    output_dir: str,
+    output_dir: str, dirs: P.Dirs,
 ) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
@@ -149,7 +154,7 @@ def _job(
         ok = False
     written = spec.output.path or f"{output_dir.rstrip('/')}/{name}.jsonl"
     try:
-        output = P.output_file(written, root)
+        output = P.output_file(written, root, dirs=dirs)
     except P.PathProblem as exc:
         diags.append(_at(p, ("spec", "output", "path"), str(exc)))
         return None

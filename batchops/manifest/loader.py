@@ -16,8 +16,10 @@ from pydantic import BaseModel, ValidationError
 
 from batchops.config import DEFAULT_OUTPUT_DIR, ProjectConfig
 from batchops.errors import Diagnostic, InvalidInputError
+from batchops.gcpause import gc_paused
 from batchops.manifest import paths as P
 from batchops.manifest.build import build_desired, with_moved
+from batchops.manifest.cache import ManifestCache
 from batchops.manifest.desired import Desired, Source
 from batchops.manifest.locate import suggest, validation_diagnostics
 from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
@@ -49,29 +51,38 @@ class Unchecked:
 
 
 def load_desired(
-    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None
-) -> Desired:
+    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None,
+    cache: ManifestCache | None = None,
+) -> Desired:  # fmt: skip
     """Load every manifest under ``paths`` (files or folders, searched recursively; relative
     paths are taken from ``root``). Raises InvalidInputError with all problems of all files.
-    ``project`` (batchops.yaml) gives the default output folder and the renames."""
-    desired, diags = load_partial(paths, root=root, project=project)
+    ``project`` (batchops.yaml) gives the default output folder and the renames. With a
+    ``cache`` (one per root), files unchanged since the last load are not read again."""
+    desired, diags = load_partial(paths, root=root, project=project, cache=cache)
     if diags:
         raise InvalidInputError(diags)
     return desired
 
 
 def load_partial(
-    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None
-) -> tuple[Desired, list[Diagnostic]]:
+    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None,
+    cache: ManifestCache | None = None,
+) -> tuple[Desired, list[Diagnostic]]:  # fmt: skip
     """The declarations of every valid document, and every problem of the others: callers check
-    the valid ones' datasets too, so one run reports every problem (manifests and datasets)."""
+    the valid ones' datasets too, so one run reports every problem (manifests and datasets).
+    With a ``cache``, files unchanged since its last load are not read again."""
     root = root.resolve()
     diags: list[Diagnostic] = []
-    files = discover(paths, root, diags)
     unchecked: list[Unchecked] = []
-    parsed = [p for file in files for p in read_manifests(file, root, diags, unchecked)]
     output_dir = project.output_dir if project else DEFAULT_OUTPUT_DIR
-    desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir)
+    with gc_paused():  # 10,000 jobs: 3x faster (DESIGN.md section 10)
+        files = discover(paths, root, diags)
+        if cache is not None:
+            cache.start(files)
+        parsed = [
+            p for file in files for p in read_manifests(file, root, diags, unchecked, cache=cache)
+        ]
+        desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir)
     if project is not None and project.moved:
         desired = with_moved(desired, project, diags)
     return desired, diags
@@ -112,19 +123,39 @@ def _manifests_in(folder: Path, root: Path) -> set[Path]:
 
 
 def read_manifests(
-    file: Path, root: Path, diags: list[Diagnostic], unchecked: list[Unchecked] | None = None
+    file: Path, root: Path, diags: list[Diagnostic], unchecked: list[Unchecked] | None = None,
+    *, cache: ManifestCache | None = None,
 ) -> list[Parsed]:
     shown = P.display(file, root)
     real = P.resolved(file)
     if real is not None and not P.inside(real, root):
         diags.append(Diagnostic(shown, 1, 1, "manifest is a symlink to a place outside the root"))
         return []
+    unchecked = unchecked if unchecked is not None else []
+    if cache is None:
+        return _parse_file(file, shown, diags, unchecked)
+    key, entry = cache.get(file)
+    if entry is not None:
+        diags.extend(entry.diags)
+        unchecked.extend(entry.unchecked)
+        return list(entry.parsed)
+    found: list[Diagnostic] = []
+    invalid: list[Unchecked] = []
+    parsed = _parse_file(file, shown, found, invalid)
+    cache.put(file, key, parsed, found, invalid)
+    diags.extend(found)
+    unchecked.extend(invalid)
+    return parsed
+
+
+def _parse_file(
+    file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
+) -> list[Parsed]:
     text = _read_text(file, shown, diags)
     if text is None:
         return []
     docs, problems = parse_documents(text)
     diags.extend(Diagnostic(shown, *p.pos, p.message) for p in problems)
-    unchecked = unchecked if unchecked is not None else []
     return [m for doc in docs if (m := _validate(doc, file, shown, diags, unchecked)) is not None]
 
 

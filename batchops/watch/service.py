@@ -19,7 +19,7 @@ from batchops.api.client import FireworksClient
 from batchops.config import STATE_DIR, ProjectConfig, ensure_state_dir
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import InvalidInputError
-from batchops.manifest import load_desired
+from batchops.manifest import ManifestCache, load_desired
 from batchops.manifest.desired import Desired
 from batchops.reconcile import PassOptions, PassResult, run_pass
 from batchops.watch.files import FileWatcher
@@ -99,12 +99,15 @@ def _pass_function(config: WatchConfig, paths: list[Path], root: Path, client: F
                    stop: threading.Event, source: GitSource | None,
                    watcher: FileWatcher | None) -> Callable[[], PassResult]:
     reporter = LogReporter()
+    manifests = ManifestCache()  # an unchanged manifest costs a stat on the next pass
 
     def one_pass() -> PassResult:
         # With git, hold the clone still: a hard reset must not land in the middle of a pass.
         with source.lock if source else contextlib.nullcontext():
             try:
-                desired = load_desired(paths, root=root, project=config.project_file)
+                desired = load_desired(  # the watcher reuses the cache
+                    paths, root=root, project=config.project_file, cache=manifests
+                )
             except InvalidInputError:
                 if watcher is not None:
                     watcher.update(None)  # every event counts until the manifests load
