@@ -21,7 +21,13 @@ from pathlib import Path
 from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.datasets import StatCache, inspect_all
-from batchops.errors import BatchopsError, OwnershipError, StalePlanError
+from batchops.errors import (
+    BatchopsError,
+    Diagnostic,
+    InvalidInputError,
+    OwnershipError,
+    StalePlanError,
+)
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
 from batchops.plan import (
@@ -36,6 +42,7 @@ from batchops.plan import (
     make_plan,
 )
 from batchops.results import LocalResult, local_records, local_state
+from batchops.sources import render_all
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -94,7 +101,14 @@ Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
     """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
     desired = load_desired(list(paths), root=root)
-    infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    problems: list[Diagnostic] = []  # rendering and validating: every problem at once
+    desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
+    try:
+        infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    except InvalidInputError as exc:
+        problems.extend(exc.diagnostics)
+    if problems:
+        raise InvalidInputError(problems)
     return desired, infos
 
 

@@ -18,6 +18,7 @@ from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
 from batchops.manifest import Desired, load_desired
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
+from batchops.sources import render_all
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -84,11 +85,13 @@ def check(
         desired = load_desired(paths, root=root)
     except InvalidInputError as exc:
         return None, {}, exc.diagnostics
+    problems: list[Diagnostic] = []  # rendering and validating: every problem at once
+    desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
-        return desired, {}, exc.diagnostics
-    return desired, infos, []
+        return desired, {}, sorted(problems + exc.diagnostics)
+    return desired, ({} if problems else infos), sorted(problems)
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:

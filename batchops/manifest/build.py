@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.manifest.locate import suggest
 from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+from batchops.manifest.templated import Problem, response_schema, source_decl, table_decl
 from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | No
     m = p.manifest
     if not isinstance(m, DatasetManifest):
         return None
+    if m.spec.source is not None and m.spec.template is not None:
+        return _rendered(p, m, root, diags)
+    assert m.spec.path is not None  # the model requires path or source
     try:
         path, files = P.dataset_files(m.spec.path, p.file, root)
     except P.PathProblem as exc:
@@ -77,6 +81,46 @@ def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | No
         format=m.spec.format,
         labels=dict(m.metadata.labels),
     )
+
+
+def _rendered(
+    p: Parsed, m: DatasetManifest, root: Path, diags: list[Diagnostic]
+) -> DatasetDecl | None:
+    assert m.spec.source is not None and m.spec.template is not None
+    try:
+        render = source_decl(p, m.spec.source, m.spec.template, root)
+    except Problem as exc:
+        diags.append(_at(p, exc.loc, str(exc)))
+        return None
+    return DatasetDecl(
+        name=m.metadata.name, path=render.path, files=(), source=p.source, format=m.spec.format,
+        labels=dict(m.metadata.labels), render=render,
+    )  # fmt: skip
+
+
+def _extras(p: Parsed, m: BatchInferenceJobManifest, output: Path, root: Path,
+            diags: list[Diagnostic]) -> dict[str, Any] | None:  # fmt: skip
+    """responseFormat and output.table; None when either is invalid."""
+    extras: dict[str, Any] = {}
+    try:
+        if m.spec.response_format is not None:
+            extras["response_schema"] = response_schema(p, m.spec.response_format, root)
+        if m.spec.output.table is not None:
+            extras["table"] = table_decl(m.spec.output.table, output, root)
+    except Problem as exc:
+        diags.append(_at(p, exc.loc, str(exc)))
+        return None
+    return extras
+
+
+def _parameters(m: BatchInferenceJobManifest, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The wire's inferenceParameters; a responseFormat travels in extraBody, which the server
+    applies to every row of the job, so hand-written and rendered datasets both get it."""
+    params = m.spec.inference_parameters.model_dump(by_alias=True, exclude_none=True)
+    if schema is not None:
+        fmt = {"type": "json_schema", "json_schema": {"name": m.metadata.name, "schema": schema}}
+        params["extraBody"] = {**params.get("extraBody", {}), "response_format": fmt}
+    return params
 
 
 def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> JobDecl | None:
@@ -98,7 +142,13 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
     except P.PathProblem as exc:
         diags.append(_at(p, ("spec", "output", "path"), str(exc)))
         return None
-    if not ok:
+    extras = _extras(p, m, output, root, diags)
+    in_extra = "response_format" in (spec.inference_parameters.extra_body or {})
+    if extras is not None and spec.response_format is not None and in_extra:
+        message = "set the response format in responseFormat, not in extraBody"
+        diags.append(_at(p, ("spec", "inferenceParameters", "extraBody"), message))
+        ok = False
+    if not ok or extras is None:
         return None
     return JobDecl(
         name=name,
@@ -107,13 +157,14 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
         input_dataset=spec.input_dataset,
         input_dataset_id=spec.input_dataset_id,
         display_name=spec.display_name,
-        inference_parameters=spec.inference_parameters.model_dump(by_alias=True, exclude_none=True),
+        inference_parameters=_parameters(m, extras.get("response_schema")),
         precision=spec.precision,
         output_path=output,
         output_display=P.display(output, root),
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
         labels=dict(m.metadata.labels),
+        **extras,
     )
 
 

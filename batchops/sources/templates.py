@@ -1,0 +1,130 @@
+"""Templates: compile a dataset's parts in Jinja2's sandbox, check them, and render one row.
+
+Called by ``batchops.sources.render``. Jinja2 is imported here only, and this module only when a
+source is rendered, so start-up pays nothing for it. The environment is ``SandboxedEnvironment``
+(templates come from pull requests: no attribute access to Python internals) with
+``StrictUndefined`` (a misspelt column is an error, never an empty string). Every problem is
+located in the template's own text, mapped back to the manifest line or template file line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from batchops.errors import Diagnostic
+from batchops.sources.decls import PartLike
+
+
+def environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def locate(part: PartLike, line: int, col: int = 0) -> tuple[int, int]:
+    """Template line ``line`` (1-based; ``col`` 0 = unknown) -> (line, col) in the origin file."""
+    origin = part.origin
+    if part.block:
+        return origin.line + line, origin.col + col
+    if line <= 1:
+        return origin.line, origin.col + col
+    return origin.line + line - 1, 1 + col
+
+
+def at(part: PartLike, line: int, message: str, col: int = 0) -> Diagnostic:
+    return Diagnostic(part.origin.path, *locate(part, line, col), message)
+
+
+def where_text(part: PartLike) -> str:
+    line, col = locate(part, 1)
+    return f"{part.origin.path}:{line}:{col}"
+
+
+@dataclass
+class Compiled:
+    """One part: a constant (no variables: rendered once) or a template to render per row."""
+
+    part: PartLike
+    constant: str | None
+    render: Callable[[dict[str, Any]], str] | None
+    variables: frozenset[str]
+
+
+def compile_part(env: SandboxedEnvironment, part: PartLike, names: Sequence[str],
+                 diags: list[Diagnostic]) -> Compiled | None:  # fmt: skip
+    """None (with the problems in ``diags``) when it does not compile or uses unknown names."""
+    try:
+        ast = env.parse(part.text)
+    except jinja2.TemplateSyntaxError as exc:
+        diags.append(at(part, exc.lineno, f"template syntax error: {exc.message}"))
+        return None
+    used = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals)
+    unknown = sorted(used - set(names)) if names else []
+    for name in unknown:
+        line, col = name_position(env, part.text, name)
+        diags.append(at(part, line, undefined_message(name, names), col))
+    if unknown:
+        return None
+    if not used and "{%" not in part.text and "{{" not in part.text:
+        return Compiled(part, part.text.removesuffix("\n"), None, used)
+    template = env.from_string(ast)
+    return Compiled(part, None, _renderer(template), used)
+
+
+def _renderer(template: jinja2.Template) -> Callable[[dict[str, Any]], str]:
+    """Template.render without its per-call wrapping: the root function, joined."""
+    root, new_context = template.root_render_func, template.new_context
+
+    def render(row: dict[str, Any]) -> str:
+        return "".join(root(new_context(row)))
+
+    return render
+
+
+def undefined_message(name: str, names: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
+    hint = f"; did you mean '{match[0]}'?" if match else f"; columns: {', '.join(names)}"
+    return f"template uses undefined variable '{name}'{hint}"
+
+
+def name_position(env: SandboxedEnvironment, text: str, name: str) -> tuple[int, int]:
+    """(template line, 0-based column) of the first use of ``name``; (1, 0) if not found."""
+    for lineno, kind, value in env.lex(text):
+        if kind == "name" and value == name:
+            found = re.search(rf"\b{re.escape(name)}\b", text.splitlines()[lineno - 1])
+            return lineno, found.start() if found else 0
+    return 1, 0
+
+
+def runtime_line(exc: BaseException, part: PartLike) -> int:
+    """The template line a render error happened on, from the traceback Jinja2 rewrote."""
+    tb = exc.__traceback__
+    line = 1
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def compile_where(env: SandboxedEnvironment, expression: str, names: Sequence[str],
+                  origin: tuple[str, int, int], diags: list[Diagnostic]
+                  ) -> Callable[[dict[str, Any]], Any] | None:  # fmt: skip
+    path, line, col = origin
+    try:
+        ast = env.parse(f"{{{{ {expression} }}}}")
+        check = env.compile_expression(expression, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        diags.append(Diagnostic(path, line, col, f"where: syntax error: {exc.message}"))
+        return None
+    unknown = sorted(set(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals))
+    unknown = [n for n in unknown if names and n not in names]
+    for name in unknown:
+        diags.append(Diagnostic(path, line, col, "where: " + undefined_message(name, names)))
+    return None if unknown else check
