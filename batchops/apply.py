@@ -29,7 +29,18 @@ from batchops.errors import (
 )
 from batchops.identity import owner_of
 from batchops.plan import Action, DatasetSpec, DownloadSpec, JobSpec, Kind, Plan
-from batchops.results import ResultRecord, ResultsError, merge_lineage, problem, state_dir
+from batchops.results import (
+    ResultRecord,
+    ResultsError,
+    errors_path,
+    merge_lineage,
+    problem,
+    state_dir,
+    write_atomic,
+)
+from batchops.sources.conform import answer_check
+from batchops.sources.join import JobResults, Joined, input_rows
+from batchops.sources.writers import chunks
 from batchops.wire import (
     DATASET_STATE_READY,
     BatchInferenceJob,
@@ -282,16 +293,29 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
     try:
         folders = _download_lineage(env, action, spec, tmp)
         expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None
+        check = answer_check(dict(spec.response_schema)) if spec.response_schema else None
         record = merge_lineage(
             folders, job_name=spec.job_name, job_ids=spec.job_ids, output=spec.output_path,
-            expected_ids=expected, root=env.root,
+            expected_ids=expected, root=env.root, check=check,
         )  # fmt: skip
+        if spec.table is not None:
+            write_table(spec, env.root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     gap = problem(record, partial=spec.partial)
     if gap is not None:
         raise ResultsError(gap)
     return record
+
+
+def write_table(spec: DownloadSpec, root: Path) -> None:
+    """``spec.output.table``: the merged answers joined to their inputs, written atomically."""
+    table = spec.table
+    assert table is not None
+    job = JobResults(spec.job_name, spec.output_path, errors_path(spec.output_path))
+    inputs = input_rows(spec.input_files) if spec.input_files else None
+    with Joined(inputs, [job], tmp_dir=state_dir(root) / "tmp", columns=table.columns) as joined:
+        write_atomic(table.path, chunks(table.format, joined.columns, joined.rows()), root=root)
 
 
 def _transfer_progress(env: _Env, action: Action, total: int) -> Callable[[int], None]:
