@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from batchops import __version__
 from batchops.errors import EXIT_INTERRUPTED, BatchopsError
 
-COMMANDS = ("validate", "schema", "plan", "apply", "status", "watch", "serve")
+COMMANDS = ("validate", "schema", "plan", "apply", "status", "results", "watch", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from batchops.config import load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
-from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
+from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError, Diagnostic, InvalidInputError
 from batchops.manifest import Desired, load_desired
+from batchops.manifest.locate import suggest
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
 from batchops.sources import render_all
@@ -60,17 +62,30 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="SIZE",
         help="refuse dataset files larger than this (bytes, or with K/M/G; default 500M)",
     )
+    p.add_argument(
+        "--show-rendered", metavar="NAME",
+        help="also print the first rows of dataset NAME exactly as they will be sent",
+    )  # fmt: skip
+    p.add_argument(
+        "--rows", type=int, default=3, metavar="N", help="rows --show-rendered prints (default 3)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     root = Path.cwd()
     desired, infos, diags = check(args.paths or [Path("jobs")], root, args.max_dataset_bytes)
+    shown = _rendered(desired, args.show_rendered, args.rows) if args.show_rendered else None
     if args.output == "json":
-        print(json.dumps(_json(desired, infos, diags), indent=2))
+        body = _json(desired, infos, diags)
+        if shown is not None:
+            body["rendered"] = shown
+        print(json.dumps(body, indent=2))
     elif diags:
         print(diagnostics_text(diags))
     else:
+        for row in shown or ():
+            print(json.dumps(row, indent=2, ensure_ascii=False))
         print(summary(desired, infos))
     if diags and load_settings().github_actions:
         print(github_annotations(diags))
@@ -92,6 +107,19 @@ def check(
     except InvalidInputError as exc:
         return desired, {}, sorted(problems + exc.diagnostics)
     return desired, ({} if problems else infos), sorted(problems)
+
+
+def _rendered(desired: Desired | None, name: str, count: int) -> list[Any]:
+    """The first ``count`` rows of dataset ``name``, as they will be uploaded."""
+    dataset = desired.dataset(name) if desired is not None else None
+    if desired is not None and dataset is None:
+        names = [d.name for d in desired.datasets]
+        raise ConfigError(f"unknown dataset '{name}'{suggest(name, names)}")
+    rows: list[Any] = []
+    for file in dataset.files if dataset is not None else ():
+        with file.open("rb") as fh:
+            rows += [json.loads(line) for line in islice(fh, count - len(rows)) if line.strip()]
+    return rows
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:
