@@ -42,7 +42,7 @@ from batchops.plan import (
     make_plan,
 )
 from batchops.results import LocalResult, local_records, local_state
-from batchops.sources import render_all
+from batchops.sources import relocate, render_all
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -106,7 +106,7 @@ def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
     except InvalidInputError as exc:
-        problems.extend(exc.diagnostics)
+        problems.extend(relocate(exc.diagnostics, desired))
     if problems:
         raise InvalidInputError(problems)
     return desired, infos

@@ -20,7 +20,7 @@ from batchops.manifest import Desired, load_desired
 from batchops.manifest.locate import suggest
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
-from batchops.sources import render_all
+from batchops.sources import relocate, render_all
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -105,7 +105,7 @@ def check(
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
-        return desired, {}, sorted(problems + exc.diagnostics)
+        return desired, {}, sorted(problems + relocate(exc.diagnostics, desired))
     return desired, ({} if problems else infos), sorted(problems)
 
 

@@ -11,8 +11,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 from batchops.wire import PRECISIONS
 
@@ -94,6 +104,15 @@ class TemplateSpec(StrictModel):
         return self
 
 
+def _details(error: ErrorDetails) -> InitErrorDetails:
+    details: InitErrorDetails = {
+        "type": error["type"], "loc": error["loc"], "input": error["input"]
+    }
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
 class DatasetSpec(StrictModel):
     path: str | None = Field(
         default=None,
@@ -109,10 +128,26 @@ class DatasetSpec(StrictModel):
     )
     template: TemplateSpec | None = None
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _path_required(
+        cls, data: Any, handler: ModelWrapValidatorHandler[DatasetSpec]
+    ) -> DatasetSpec:
+        """Neither path nor source: "missing required field 'path'", beside any other error."""
+        if not isinstance(data, dict) or "path" in data or "source" in data:
+            return handler(data)
+        missing: InitErrorDetails = {"type": "missing", "loc": ("path",), "input": data}
+        errors = [missing]
+        try:
+            handler(data)
+        except ValidationError as exc:
+            errors += [_details(e) for e in exc.errors()]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
     @model_validator(mode="after")
     def _path_or_source(self) -> DatasetSpec:
-        if (self.path is None) == (self.source is None):
-            raise ValueError("set exactly one of path and source")
+        if self.path is not None and self.source is not None:
+            raise ValueError("set either path or source, not both")
         if (self.source is None) != (self.template is None):
             raise ValueError("source and template go together")
         return self

@@ -5,6 +5,6 @@ validated), ``render_dataset``, ``inputs_file``. Jinja2 and pyarrow are imported
 submodules that render or write Parquet, and those only when asked to.
 """
 
-from batchops.sources.render import Artifact, inputs_file, render_all, render_dataset
+from batchops.sources.render import Artifact, inputs_file, relocate, render_all, render_dataset
 
-__all__ = ["Artifact", "inputs_file", "render_all", "render_dataset"]
+__all__ = ["Artifact", "inputs_file", "relocate", "render_all", "render_dataset"]

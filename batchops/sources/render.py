@@ -121,6 +121,24 @@ def render_dataset(decl: DatasetLike, *, root: Path, cache: SourceCache | None =
     return Artifact(folder / ROWS_FILE, folder / INPUTS_FILE, rendered=True)
 
 
+def relocate(diags: Sequence[Diagnostic], desired: DesiredLike) -> list[Diagnostic]:
+    """Problems found in a rendered artifact, pointed at the dataset's manifest instead: nobody
+    edits ``.batchops/``; they edit the template or the table."""
+    prefix = RENDERED_DIR.as_posix() + "/"
+    by_name = {d.name: d for d in desired.datasets if d.render is not None}
+    moved = []
+    for diag in diags:
+        name = diag.path[len(prefix) :].split("/", 1)[0] if diag.path.startswith(prefix) else ""
+        decl = by_name.get(name)
+        if decl is None:
+            moved.append(diag)
+            continue
+        at = decl.source
+        message = f"dataset '{name}' as rendered (line {diag.line}): {diag.message}"
+        moved.append(Diagnostic(at.path, at.line, at.col, message))
+    return moved
+
+
 def inputs_file(dataset_file: Path) -> Path | None:
     """The ``inputs.jsonl`` beside a rendered dataset's rows, or None for a hand-written one."""
     if dataset_file.name != ROWS_FILE or dataset_file.parent.parent.parent.name != "rendered":
