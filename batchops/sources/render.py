@@ -239,7 +239,8 @@ class _Renderer:
         self.env = templates.environment()
         self.chat = render.parts[0].role is not None
         self.seen: dict[int, tuple[int, int]] = {}  # 8-byte digest of a custom_id -> (file, line)
-        self.count = 0
+        self.count = 0  # rows written
+        self.taken = 0  # rows that passed ``where``, well rendered or not (for ``limit``)
 
     def shown(self, file: Path) -> str:
         try:
@@ -303,10 +304,11 @@ class _Renderer:
             shown = self.shown(file)
             try:
                 for line, row in tables.read_rows(file, self.spec.format):
-                    if self.spec.limit is not None and self.count >= self.spec.limit:
+                    if self.spec.limit is not None and self.taken >= self.spec.limit:
                         return
                     if where is not None and not where(row):
                         continue
+                    self.taken += 1
                     self._row(compiled, used, row, (index, shown, line), rows, inputs)
             except tables.TableProblem as exc:
                 self.problems.add(Diagnostic(shown, exc.line, 1, str(exc)))
@@ -345,7 +347,7 @@ class _Renderer:
         try:
             return c.render(row)
         except Exception as exc:  # noqa: BLE001 (any error of a user's template is a problem)
-            where = self.T.at(c.part, self.T.runtime_line(exc, c.part), "")
+            where = self.T.at(c.part, self.T.runtime_line(exc, c), "")
             message = f"cannot render: {exc} (template at {where.path}:{where.line})"
             self.problems.add(Diagnostic(shown, line, 1, message))
             return None

@@ -54,6 +54,7 @@ class Compiled:
     constant: str | None
     render: Callable[[dict[str, Any]], str] | None
     variables: frozenset[str]
+    template: jinja2.Template | None = None
 
 
 def compile_part(env: SandboxedEnvironment, part: PartLike, names: Sequence[str],
@@ -74,7 +75,7 @@ def compile_part(env: SandboxedEnvironment, part: PartLike, names: Sequence[str]
     if not used and "{%" not in part.text and "{{" not in part.text:
         return Compiled(part, part.text.removesuffix("\n"), None, used)
     template = env.from_string(ast)
-    return Compiled(part, None, _renderer(template), used)
+    return Compiled(part, None, _renderer(template), used, template)
 
 
 def _renderer(template: jinja2.Template) -> Callable[[dict[str, Any]], str]:
@@ -102,13 +103,13 @@ def name_position(env: SandboxedEnvironment, text: str, name: str) -> tuple[int,
     return 1, 0
 
 
-def runtime_line(exc: BaseException, part: PartLike) -> int:
-    """The template line a render error happened on, from the traceback Jinja2 rewrote."""
-    tb = exc.__traceback__
-    line = 1
+def runtime_line(exc: BaseException, compiled: Compiled) -> int:
+    """The template line a render error happened on: the innermost frame of the compiled
+    template's code, mapped back through its debug info."""
+    tb, line = exc.__traceback__, 1
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
+        if tb.tb_frame.f_code.co_filename == "<template>" and compiled.template is not None:
+            line = compiled.template.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
     return line
 
