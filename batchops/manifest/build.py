@@ -144,7 +144,7 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
         return None
     extras = _extras(p, m, output, root, diags)
     in_extra = "response_format" in (spec.inference_parameters.extra_body or {})
-    if extras is not None and spec.response_format is not None and in_extra:
+    if spec.response_format is not None and in_extra:
         message = "set the response format in responseFormat, not in extraBody"
         diags.append(_at(p, ("spec", "inferenceParameters", "extraBody"), message))
         ok = False
