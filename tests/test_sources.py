@@ -223,3 +223,16 @@ def test_show_rendered(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert '"custom_id": "p2"' not in out
     assert main(["validate", "-o", "json", "--show-rendered", "reviews"]) == 0
     assert [r["custom_id"] for r in json.loads(capsys.readouterr().out)["rendered"]] == ["p1", "p2"]
+
+
+def test_two_templated_messages_render_like_each_alone(root: Path) -> None:
+    """Several templated parts are rendered as one template and split (bench/render.py): the
+    texts must be exactly those of each part alone, even when a cell holds the separator."""
+    manifest = CHAT.replace("You write short reviews.", "'{# note #}For {{ sku }}:'")
+    write(root, manifest, CSV + 'p3,"nul\x00byte",cold\n')
+    _, rows = rendered(root)
+    assert [[m["content"] for m in r["body"]["messages"]] for r in rows] == [  # type: ignore[index]
+        ["For p1:", "Write a warm review\nof Kettle."],
+        ["For p2:", "Write a dry review\nof Blender, large."],
+        ["For p3:", "Write a cold review\nof nul\x00byte."],
+    ]

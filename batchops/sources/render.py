@@ -39,6 +39,7 @@ RENDERED_DIR = Path(STATE_DIR, "rendered")
 CACHE_FILE = Path(STATE_DIR, "cache", "sources.json")
 ROWS_FILE, INPUTS_FILE = "rows.jsonl", "inputs.jsonl"
 MAX_SHOWN = 20  # problems shown per dataset; the rest are counted
+_FLUSH = 4096  # rendered rows written at a time
 ID_HASH_CHARS = 20
 
 
@@ -238,7 +239,7 @@ class _Renderer:
         self.problems = _Problems()
         self.env = templates.environment()
         self.chat = render.parts[0].role is not None
-        self.seen: dict[int, tuple[int, int]] = {}  # 8-byte digest of a custom_id -> (file, line)
+        self.seen: dict[int, int] = {}  # hash(custom_id) -> file index << 40 | line
         self.count = 0  # rows written
         self.taken = 0  # rows that passed ``where``, well rendered or not (for ``limit``)
 
@@ -299,47 +300,106 @@ class _Renderer:
 
     def _rows(self, compiled: list[T.Compiled], where: Callable[[dict[str, Any]], Any] | None,
               rows: IO[bytes], inputs: IO[bytes]) -> None:  # fmt: skip
+        """The hot loop (bench/render.py): everything per row is inlined or a C call, and the
+        output is written in batches. The rare paths (a problem) call out to methods."""
         used = sorted(set().union(*(c.variables for c in compiled)))
+        parts = [(c.render, c.constant, c.part.role) for c in compiled]
+        combined, count = self.T.combine(self.env, compiled), len(compiled)
+        id_column, limit, seen, dumps = (
+            self.spec.id_column,
+            self.spec.limit,
+            self.seen,
+            orjson.dumps,
+        )
+        out: list[bytes] = []
+        side: list[bytes] = []
         for index, file in enumerate(self.spec.files):
             shown = self.shown(file)
             try:
                 for line, row in tables.read_rows(file, self.spec.format):
-                    if self.spec.limit is not None and self.taken >= self.spec.limit:
-                        return
+                    if limit is not None and self.taken >= limit:
+                        break
                     if where is not None and not where(row):
                         continue
                     self.taken += 1
-                    self._row(compiled, used, row, (index, shown, line), rows, inputs)
+                    if not all(map(row.get, used)) and self._empty(row, used, shown, line):
+                        continue  # all() also refuses 0 and False: _empty looks closer
+                    custom_id = row.get(id_column) if id_column else self._hash_id(row)
+                    if custom_id is None or custom_id == "":
+                        self._problem_at(shown, line, f"idColumn '{id_column}' is empty")
+                        continue
+                    custom_id = custom_id if type(custom_id) is str else str(custom_id)
+                    here = index << 40 | line
+                    if seen.setdefault(hash(custom_id), here) != here:
+                        self._duplicate(custom_id, seen[hash(custom_id)], shown, line)
+                        continue
+                    try:
+                        texts: list[str | None] = []
+                        if combined is not None:
+                            texts = list(combined(row))
+                        if (
+                            len(texts) != count
+                        ):  # no combined template, or a cell held its separator
+                            texts = [r(row) if r is not None else k for r, k, _ in parts]
+                    except Exception:  # noqa: BLE001 (a user's template): say which, and where
+                        self._render_problem(compiled, row, shown, line)
+                        continue
+                    if self.problems.diags:
+                        continue  # keep checking, but write nothing more
+                    if self.chat:
+                        messages = [{"role": p[2], "content": t} for p, t in zip(parts, texts)]  # noqa: B905
+                        body: dict[str, Any] = {"messages": messages}
+                    else:
+                        body = {"prompt": texts[0]}
+                    out.append(dumps({"custom_id": custom_id, "body": body}))
+                    side.append(dumps({"custom_id": custom_id, "row": row}, default=str))
+                    if len(out) >= _FLUSH:
+                        self._flush(out, side, rows, inputs)
             except tables.TableProblem as exc:
                 self.problems.add(Diagnostic(shown, exc.line, 1, str(exc)))
             except OSError as exc:
                 self.problems.add(Diagnostic(shown, 1, 1, f"cannot read: {exc.strerror}"))
+        self._flush(out, side, rows, inputs)
 
-    def _row(self, compiled: list[T.Compiled], used: list[str], row: dict[str, Any],
-             where: tuple[int, str, int], rows: IO[bytes], inputs: IO[bytes]) -> None:  # fmt: skip
-        index, shown, line = where
+    def _flush(self, out: list[bytes], side: list[bytes], rows: IO[bytes],
+               inputs: IO[bytes]) -> None:  # fmt: skip
+        if out:
+            self.count += len(out)
+            rows.write(b"\n".join(out) + b"\n")
+            inputs.write(b"\n".join(side) + b"\n")
+            out.clear()
+            side.clear()
+
+    def _problem_at(self, shown: str, line: int, message: str) -> None:
+        self.problems.add(Diagnostic(shown, line, 1, message))
+
+    def _empty(self, row: dict[str, Any], used: list[str], shown: str, line: int) -> bool:
         for name in used:
             value = row.get(name)
             if value is None or value == "":
                 missing = "is empty" if name in row else "is missing"
-                self.problems.add(Diagnostic(shown, line, 1, f"column '{name}' {missing}"))
-                return
-        custom_id = self._custom_id(row, shown, line)
-        if custom_id is None or not self._unique(custom_id, index, shown, line):
-            return
-        texts = [self._text(c, row, shown, line) for c in compiled]
-        if self.problems.diags:
-            return  # keep checking, but write nothing more
-        self.count += 1
-        body = self._body(compiled, texts)
-        rows.write(orjson.dumps({"custom_id": custom_id, "body": body}) + b"\n")
-        inputs.write(orjson.dumps({"custom_id": custom_id, "row": row}, default=str) + b"\n")
+                self._problem_at(shown, line, f"column '{name}' {missing}")
+                return True
+        return False
 
-    def _body(self, compiled: list[T.Compiled], texts: list[str | None]) -> dict[str, Any]:
-        if not self.chat:
-            return {"prompt": texts[0]}
-        return {"messages": [{"role": c.part.role, "content": text}
-                             for c, text in zip(compiled, texts, strict=True)]}  # fmt: skip
+    def _hash_id(self, row: dict[str, Any]) -> str:
+        canonical = orjson.dumps(row, option=orjson.OPT_SORT_KEYS, default=str)
+        return hashlib.sha256(canonical).hexdigest()[:ID_HASH_CHARS]
+
+    def _duplicate(self, custom_id: str, first: int, shown: str, line: int) -> None:
+        # ``seen`` holds hash(custom_id): 64 bits, so a false match among a million ids has a
+        # chance of about 3e-8; in exchange it stores no strings.
+        was = f"{self.shown(self.spec.files[first >> 40])}:{first & (1 << 40) - 1}"
+        what = "an identical row" if self.spec.id_column is None else "the same key"
+        self._problem_at(
+            shown, line, f"duplicate custom_id '{custom_id}': {what} is first at {was}"
+        )
+
+    def _render_problem(self, compiled: list[T.Compiled], row: dict[str, Any], shown: str,
+                        line: int) -> None:  # fmt: skip
+        for c in compiled:
+            if self._text(c, row, shown, line) is None and c.render is not None:
+                return
 
     def _text(self, c: T.Compiled, row: dict[str, Any], shown: str, line: int) -> str | None:
         if c.render is None:
@@ -351,25 +411,3 @@ class _Renderer:
             message = f"cannot render: {exc} (template at {where.path}:{where.line})"
             self.problems.add(Diagnostic(shown, line, 1, message))
             return None
-
-    def _custom_id(self, row: dict[str, Any], shown: str, line: int) -> str | None:
-        column = self.spec.id_column
-        if column is None:
-            canonical = orjson.dumps(row, option=orjson.OPT_SORT_KEYS, default=str)
-            return hashlib.sha256(canonical).hexdigest()[:ID_HASH_CHARS]
-        value = row.get(column)
-        if value is None or value == "":
-            self.problems.add(Diagnostic(shown, line, 1, f"idColumn '{column}' is empty"))
-            return None
-        return str(value)
-
-    def _unique(self, custom_id: str, index: int, shown: str, line: int) -> bool:
-        digest = int.from_bytes(hashlib.blake2b(custom_id.encode(), digest_size=8).digest())
-        first = self.seen.setdefault(digest, (index, line))
-        if first == (index, line):
-            return True
-        was = f"{self.shown(self.spec.files[first[0]])}:{first[1]}"
-        what = "an identical row" if self.spec.id_column is None else "the same key"
-        message = f"duplicate custom_id '{custom_id}': {what} is first at {was}"
-        self.problems.add(Diagnostic(shown, line, 1, message))
-        return False
