@@ -100,8 +100,13 @@ Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 
 def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
     """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
-    desired = load_desired(list(paths), root=root)
-    problems: list[Diagnostic] = []  # rendering and validating: every problem at once
+    return prepare_inputs(load_desired(list(paths), root=root), root=root)
+
+
+def prepare_inputs(desired: Desired, *, root: Path) -> Inputs:
+    """Render the datasets built from tables, then validate every dataset: every problem of both
+    at once, in one InvalidInputError."""
+    problems: list[Diagnostic] = []
     desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))

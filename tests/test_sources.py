@@ -236,3 +236,28 @@ def test_two_templated_messages_render_like_each_alone(root: Path) -> None:
         ["For p2:", "Write a dry review\nof Blender, large."],
         ["For p3:", "Write a cold review\nof nul\x00byte."],
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ a }} and {{ b }}",
+        "{ braces } {{ a }}}}",
+        "{{ a }}\n{{ b }}\n",
+        "{% if b %}{{ a }}{% endif %}",
+    ],
+)
+@pytest.mark.parametrize(
+    "row",
+    [{"a": "é ü", "b": "{x}"}, {"a": 3, "b": 2.5}, {"a": {"k": [1, None]}, "b": True}],
+)
+def test_fast_path_renders_exactly_like_jinja2(text: str, row: dict[str, object]) -> None:
+    """Text-and-names templates skip Jinja2 (str.format_map); the output must not change."""
+    from batchops.manifest.desired import Source, TemplatePart
+    from batchops.sources import templates
+
+    env = templates.environment()
+    compiled = templates.compile_part(env, TemplatePart(text, Source("m", 1, 1)), ["a", "b"], [])
+    assert compiled is not None and compiled.render is not None
+    assert compiled.simple == ("{%" not in text)
+    assert compiled.render(row) == env.from_string(text).render(row)

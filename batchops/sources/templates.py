@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from batchops.errors import Diagnostic
@@ -55,6 +56,7 @@ class Compiled:
     render: Callable[[dict[str, Any]], str] | None
     variables: frozenset[str]
     template: jinja2.Template | None = None
+    simple: bool = False  # rendered by str.format_map, not by Jinja2 (see _simple)
 
 
 def compile_part(env: SandboxedEnvironment, part: PartLike, names: Sequence[str],
@@ -75,7 +77,28 @@ def compile_part(env: SandboxedEnvironment, part: PartLike, names: Sequence[str]
     if not used and not any(mark in part.text for mark in ("{{", "{%", "{#")):
         return Compiled(part, part.text.removesuffix("\n"), None, used)
     template = env.from_string(ast)
+    simple = _simple(ast)
+    if simple is not None:
+        return Compiled(part, None, simple, used, template, simple=True)
     return Compiled(part, None, _renderer(template), used, template)
+
+
+def _simple(ast: jinja2.nodes.Template) -> Callable[[dict[str, Any]], str] | None:
+    """Text and ``{{ name }}`` only (most templates): rendered by ``str.format_map``, in C.
+    Exactly what Jinja2 renders: it outputs ``str(value)``, and ``format(value, "")`` is
+    ``str(value)`` for every built-in type; a missing column raises, as StrictUndefined would."""
+    pieces: list[str] = []
+    for node in ast.body:
+        if not isinstance(node, jinja2.nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, jinja2.nodes.TemplateData):
+                pieces.append(child.data.replace("{", "{{").replace("}", "}}"))
+            elif isinstance(child, jinja2.nodes.Name) and child.ctx == "load":
+                pieces.append("{" + child.name + "}")
+            else:
+                return None
+    return "".join(pieces).format_map
 
 
 def _renderer(template: jinja2.Template) -> Callable[[dict[str, Any]], str]:
@@ -103,8 +126,8 @@ def combine(
     one trailing newline, as it would alone. None when there is nothing to gain. The caller
     renders the parts one by one when this raises (to say which part failed) or returns the
     wrong number of texts (a cell holding the separator)."""
-    if sum(c.render is not None for c in compiled) < 2:
-        return None
+    if sum(c.render is not None and not c.simple for c in compiled) < 2:
+        return None  # one Jinja2 render or none per row already
     text = SEPARATOR.join(c.part.text.removesuffix("\n") for c in compiled)
     try:
         render = _renderer(env.from_string(text))
