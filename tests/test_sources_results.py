@@ -202,3 +202,19 @@ def test_response_format_manifest_rules(project: Path) -> None:
     (job,) = load_desired([project / "jobs"], root=project).jobs
     assert job.response_schema == {"type": "object", "required": ["x"]}
     assert job.inference_parameters["extraBody"]["response_format"]["json_schema"]["name"] == "a"
+
+
+def test_watch_passes_render_sources_and_watch_their_tables(
+    project: Path, client: FireworksClient
+) -> None:
+    from batchops.watch.files import FileWatcher
+    from batchops.watch.service import WatchConfig, _pass_function
+
+    stop = threading.Event()
+    jobs = project / "jobs"
+    watcher = FileWatcher([jobs], root=project, stop=stop, on_change=lambda: None)
+    config = WatchConfig(paths=(Path("jobs"),), root=project, project="proj")
+    one_pass = _pass_function(config, [jobs], project, client, stop, None, watcher)
+    assert one_pass().errors == []
+    assert watcher.accept(None, str(jobs / "data/products.csv"))  # an edit re-renders
+    assert not watcher.accept(None, str(jobs / "data/other.csv"))
