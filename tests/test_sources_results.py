@@ -150,7 +150,10 @@ def test_join_of_a_hand_written_dataset_and_a_remote_one(tmp_path: Path) -> None
     out, err = tmp_path / "r.jsonl", tmp_path / "r.errors.jsonl"
     out.write_text('{"custom_id": "y", "response": {"choices": [{"text": "hey", '
                    '"finish_reason": "length"}], "usage": {"prompt_tokens": 2}}}\n')  # fmt: skip
-    err.write_text('{"custom_id": "x", "error": {"message": "boom"}}\n')
+    err.write_text(  # y failed in an earlier attempt: its success wins
+        '{"custom_id": "x", "error": {"message": "boom"}}\n'
+        '{"custom_id": "y", "error": {"message": "expired"}}\n'
+    )
     job = JobResults("j", out, err)
     with Joined(input_rows([data]), [job], tmp_dir=tmp_path / "tmp") as joined:
         assert joined.columns[:2] == ["custom_id", "prompt"]

@@ -15,10 +15,11 @@ input, which is how a job's results can later serve as another dataset's source.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,15 +94,21 @@ class Joined:
         self._path = Path(name)
         self._db = sqlite3.connect(name)
         self._db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-32768;"
             "CREATE TABLE input (pos INTEGER PRIMARY KEY, cid TEXT NOT NULL, data BLOB);"
-            "CREATE TABLE res (job INTEGER, cid TEXT, answer, finish, ptok, ctok, error,"
-            " PRIMARY KEY (job, cid)) WITHOUT ROWID;"
+            "CREATE TABLE res (job INTEGER, cid TEXT, answer, finish, ptok, ctok, error);"
         )
         self.jobs = list(jobs)
+        self._seen: list[str] = []  # input columns in the order first met; rows store values
         seen = self._load_inputs(inputs) if inputs is not None else []
         for number, job in enumerate(self.jobs):
             self._load_job(number, job)
+        # Appended, then indexed once (random-order inserts into a keyed table were 5x slower);
+        # per job and row the last line loaded wins: a success, loaded after the errors.
+        self._db.executescript(
+            "CREATE INDEX res_key ON res (job, cid);"
+            "DELETE FROM res WHERE rowid NOT IN (SELECT max(rowid) FROM res GROUP BY job, cid);"
+        )
         if inputs is None:
             self._db.execute("INSERT INTO input (cid) SELECT DISTINCT cid FROM res ORDER BY cid")
         self._db.execute("CREATE INDEX input_cid ON input (cid)")
@@ -124,14 +131,22 @@ class Joined:
             self._path.unlink()
 
     def _load_inputs(self, inputs: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
-        seen: dict[str, None] = {}  # column names, in the order first met
+        """Each row's values as a JSON list in the order of ``self._seen``; a row with the same
+        keys in the same order as the last (every row of a CSV) costs no Python per column."""
+        seen = self._seen
+        last: tuple[str, ...] = ()
 
         def rows() -> Iterator[tuple[str, bytes]]:
+            nonlocal last
             for cid, row in inputs:
-                for key in row:
-                    if key not in seen:
-                        seen[key] = None
-                yield cid, orjson.dumps(row, default=str)
+                keys = tuple(row)
+                if keys != last:
+                    seen.extend(k for k in keys if k not in seen)
+                    last = keys if list(keys) == seen else ()
+                    values = [row.get(c) for c in seen]
+                else:
+                    values = list(row.values())
+                yield cid, orjson.dumps(values, default=str)
 
         self._db.executemany("INSERT INTO input (cid, data) VALUES (?, ?)", rows())
         return list(seen)
@@ -147,7 +162,7 @@ class Joined:
                         if obj is not None:
                             yield (number, obj["custom_id"], *answer_fields(obj))
 
-        self._db.executemany("INSERT OR REPLACE INTO res VALUES (?, ?, ?, ?, ?, ?, ?)", rows())
+        self._db.executemany("INSERT INTO res VALUES (?, ?, ?, ?, ?, ?, ?)", rows())
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
         picks = ", ".join(f"r{n}.answer, r{n}.finish, r{n}.ptok, r{n}.ctok, r{n}.error"
@@ -156,12 +171,27 @@ class Joined:
                          for n in range(len(self.jobs)))  # fmt: skip
         picked = f", {picks}" if picks else ""
         sql = f"SELECT i.cid, i.data{picked} FROM input i {joins} ORDER BY i.pos"  # noqa: S608
-        wanted = self.input_columns
+        width = len(self._seen)
+        picks_of = _picker([self._seen.index(c) for c in self.input_columns])
+        loads, empty = orjson.loads, [None] * width
         cursor = self._db.execute(sql)
         while batch := cursor.fetchmany(_BATCH):
             for cid, data, *answers in batch:
-                row = orjson.loads(data) if data is not None else {}
-                yield (cid, *(row.get(c) for c in wanted), *answers)
+                values = loads(data) if data is not None else empty
+                if len(values) < width:  # stored before a later row added columns
+                    values += [None] * (width - len(values))
+                yield (cid, *picks_of(values), *answers)
+
+
+def _picker(indexes: list[int]) -> Callable[[list[Any]], Sequence[Any]]:
+    """The values at ``indexes``, in C: all of them as they are, or an itemgetter."""
+    if indexes == list(range(len(indexes))):
+        count = len(indexes)
+        return lambda values: values if len(values) == count else values[:count]
+    if len(indexes) == 1:
+        getter = operator.itemgetter(indexes[0])
+        return lambda values: (getter(values),)
+    return operator.itemgetter(*indexes) if indexes else lambda values: ()
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

@@ -54,12 +54,19 @@ def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]
         yield batch
 
 
+# csv would write these as Python reprs (or floats as repr, where cell writes JSON numbers)
+_CONVERTED: frozenset[type] = frozenset({dict, list, tuple, bool, float})
+
+
 def _csv(columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> Iterator[bytes]:
+    """csv itself writes str, int and None (as "") exactly as ``cell`` would; only rows
+    holding anything else pay for converting each value."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
+    plain = _CONVERTED.isdisjoint
     for batch in _batches(rows):
-        writer.writerows([cell(v) for v in row] for row in batch)
+        writer.writerows(row if plain(map(type, row)) else [cell(v) for v in row] for row in batch)
         yield text.getvalue().encode()
         text.seek(0)
         text.truncate()
