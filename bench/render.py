@@ -6,8 +6,9 @@ The baseline is what a user's glue script does: ``csv.DictReader`` + ``jinja2.Te
 for each of the two messages + ``json.dumps``, one row at a time, written to a file. batchops
 renders the same CSV through the same two-message template (in its sandbox, with StrictUndefined,
 custom_id from a key column, duplicate and empty-cell checks, and the inputs file for joins).
-Both are timed in the same process, interleaved, best of ``--repeat`` (5), so the ratio is meaningful on a busy
-machine. Then a second pass with nothing changed must render nothing (goal < 50 ms).
+Both are timed in the same process, interleaved, best of ``--repeat`` (5), so the ratio is
+meaningful on a busy machine. Then a second pass with nothing changed must render nothing
+(goal < 50 ms).
 """
 
 from __future__ import annotations

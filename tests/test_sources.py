@@ -173,7 +173,7 @@ def test_id_column_and_where_mistakes(root: Path) -> None:
     manifest = CHAT.replace("idColumn: sku", "idColumn: skus, where: \"tonne == 'x'\"")
     write(root, manifest)
     assert problems(root) == [
-        "jobs/reviews.yaml:1:1: idColumn 'skus' is not a column; did you mean 'sku'?",
+        "jobs/reviews.yaml:5:47: idColumn 'skus' is not a column; did you mean 'sku'?",
         "jobs/reviews.yaml:5:60: where: template uses undefined variable 'tonne'; "
         "did you mean 'tone'?",
     ]

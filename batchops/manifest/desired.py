@@ -44,6 +44,7 @@ class SourceDecl:
     format: str  # csv | tsv | jsonl | parquet
     parts: tuple[TemplatePart, ...]
     id_column: str | None = None
+    id_origin: Source | None = None
     where: str | None = None
     where_origin: Source | None = None
     limit: int | None = None

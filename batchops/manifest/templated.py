@@ -45,9 +45,11 @@ def source_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Pat
         raise Problem(loc, str(exc)) from exc
     parts, template_files = _parts(p, template, root)
     where_pos = p.doc.values.get(("spec", "source", "where"))
+    id_pos = p.doc.values.get(("spec", "source", "idColumn"))
     return SourceDecl(
         path=P.display(path, root), files=files, format=fmt, parts=parts,
         id_column=source.id_column, where=source.where,
+        id_origin=Source(p.source.path, *id_pos) if id_pos else None,
         where_origin=Source(p.source.path, *where_pos) if where_pos else None,
         limit=source.limit, template_files=template_files,
     )  # fmt: skip

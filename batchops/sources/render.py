@@ -57,6 +57,8 @@ class RenderLike(Protocol):
     @property
     def id_column(self) -> str | None: ...
     @property
+    def id_origin(self) -> SourceLike | None: ...
+    @property
     def where(self) -> str | None: ...
     @property
     def where_origin(self) -> SourceLike | None: ...
@@ -283,7 +285,8 @@ class _Renderer:
         column = self.spec.id_column
         if column is not None and names and column not in names:
             hint = self.T.undefined_message(column, names).split(";", 1)[1]
-            self._problem(self.decl.source, f"idColumn '{column}' is not a column;{hint}")
+            origin = self.spec.id_origin or self.decl.source
+            self._problem(origin, f"idColumn '{column}' is not a column;{hint}")
         for diag in diags:
             self.problems.add(diag)
         if self.problems.diags:
