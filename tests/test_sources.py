@@ -261,3 +261,20 @@ def test_fast_path_renders_exactly_like_jinja2(text: str, row: dict[str, object]
     assert compiled is not None and compiled.render is not None
     assert compiled.simple == ("{%" not in text)
     assert compiled.render(row) == env.from_string(text).render(row)
+
+
+def test_a_render_that_loses_the_race_keeps_the_winners_artifact(root: Path) -> None:
+    """Two processes rendering the same key (a watch daemon and an apply): the second finds the
+    folder made, keeps it (same inputs, same bytes) and raises nothing."""
+    from batchops.sources.render import _Renderer
+
+    write(root, CHAT)
+    desired, rows = rendered(root)
+    artifact = desired.datasets[0].files[0]
+    decl = load_desired([root / "jobs"], root=root).datasets[0]
+    assert decl.render is not None
+    inode = artifact.stat().st_ino  # a reader (an upload) may hold this very file open
+    _Renderer(decl, decl.render, root).write(artifact.parent)  # the loser of the race
+    assert artifact.stat().st_ino == inode
+    assert [json.loads(line) for line in artifact.read_text().splitlines()] == rows
+    assert [p.name for p in artifact.parent.parent.iterdir()] == [artifact.parent.name]

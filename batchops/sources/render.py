@@ -263,8 +263,13 @@ class _Renderer:
                 self._problem(self.decl.source, "the source renders no rows")
             if self.problems.diags:
                 raise InvalidInputError(self.problems.all(self.decl.source))
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.replace(folder)
+            try:
+                tmp.rename(folder)  # atomic; refused when the folder exists and is not empty
+            except OSError:
+                # Another process (a watch daemon beside an apply) rendered the same key first:
+                # same inputs, same bytes; keep its artifact, which readers may already hold.
+                if not (folder / ROWS_FILE).is_file():
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
