@@ -221,3 +221,14 @@ def test_watch_passes_render_sources_and_watch_their_tables(
     assert one_pass().errors == []
     assert watcher.accept(None, str(jobs / "data/products.csv"))  # an edit re-renders
     assert not watcher.accept(None, str(jobs / "data/other.csv"))
+
+
+def test_a_join_that_fails_leaves_no_index_behind(tmp_path: Path) -> None:
+    def torn() -> Iterator[tuple[str, dict[str, object]]]:
+        yield "a", {"x": 1}
+        raise ValueError("torn input")
+
+    job = JobResults("j", tmp_path / "none.jsonl", tmp_path / "none.errors.jsonl")
+    with pytest.raises(ValueError, match="torn input"):
+        Joined(torn(), [job], tmp_dir=tmp_path / "tmp")
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -100,7 +100,22 @@ class Joined:
         )
         self.jobs = list(jobs)
         self._seen: list[str] = []  # input columns in the order first met; rows store values
-        seen = self._load_inputs(inputs) if inputs is not None else []
+        try:
+            self._load(inputs)
+        except BaseException:
+            self.close()  # no index left behind in .batchops/tmp/
+            raise
+        seen = self._seen
+        self.input_columns = [c for c in seen if columns is None or c in columns]
+        if columns is not None:  # the order asked for, and only columns that exist
+            self.input_columns = [c for c in columns if c in seen]
+        several = len(self.jobs) > 1
+        job_columns = [f"{j.name}.{f}" if several else f for j in self.jobs for f in FIELDS]
+        self.columns = ["custom_id", *self.input_columns, *job_columns]
+
+    def _load(self, inputs: Iterable[tuple[str, dict[str, Any]]] | None) -> None:
+        if inputs is not None:
+            self._load_inputs(inputs)
         for number, job in enumerate(self.jobs):
             self._load_job(number, job)
         # Appended, then indexed once (random-order inserts into a keyed table were 5x slower);
@@ -112,12 +127,6 @@ class Joined:
         if inputs is None:
             self._db.execute("INSERT INTO input (cid) SELECT DISTINCT cid FROM res ORDER BY cid")
         self._db.execute("CREATE INDEX input_cid ON input (cid)")
-        self.input_columns = [c for c in seen if columns is None or c in columns]
-        if columns is not None:  # the order asked for, and only columns that exist
-            self.input_columns = [c for c in columns if c in seen]
-        several = len(self.jobs) > 1
-        job_columns = [f"{j.name}.{f}" if several else f for j in self.jobs for f in FIELDS]
-        self.columns = ["custom_id", *self.input_columns, *job_columns]
 
     def __enter__(self) -> Joined:
         return self
@@ -130,7 +139,7 @@ class Joined:
         with contextlib.suppress(OSError):
             self._path.unlink()
 
-    def _load_inputs(self, inputs: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
+    def _load_inputs(self, inputs: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Each row's values as a JSON list in the order of ``self._seen``; a row with the same
         keys in the same order as the last (every row of a CSV) costs no Python per column."""
         seen = self._seen
@@ -149,7 +158,6 @@ class Joined:
                 yield cid, orjson.dumps(values, default=str)
 
         self._db.executemany("INSERT INTO input (cid, data) VALUES (?, ?)", rows())
-        return list(seen)
 
     def _load_job(self, number: int, job: JobResults) -> None:
         def rows() -> Iterator[tuple[Any, ...]]:
