@@ -278,3 +278,11 @@ def test_a_render_that_loses_the_race_keeps_the_winners_artifact(root: Path) -> 
     assert artifact.stat().st_ino == inode
     assert [json.loads(line) for line in artifact.read_text().splitlines()] == rows
     assert [p.name for p in artifact.parent.parent.iterdir()] == [artifact.parent.name]
+
+
+def test_a_where_that_fails_on_a_row_is_a_problem_of_that_row(root: Path) -> None:
+    write(root, CHAT.replace("idColumn: sku", "idColumn: sku, where: 'tone > 3'"))
+    assert problems(root) == [
+        "jobs/data/products.csv:2:1: where: '>' not supported between instances of 'str' and 'int'",
+        "jobs/data/products.csv:3:1: where: '>' not supported between instances of 'str' and 'int'",
+    ]

@@ -327,7 +327,7 @@ class _Renderer:
                 for line, row in tables.read_rows(file, self.spec.format):
                     if limit is not None and self.taken >= limit:
                         break
-                    if where is not None and not where(row):
+                    if where is not None and not self._keep(where, row, shown, line):
                         continue
                     self.taken += 1
                     if not all(map(row.get, used)) and self._empty(row, used, shown, line):
@@ -368,6 +368,14 @@ class _Renderer:
             except OSError as exc:
                 self.problems.add(Diagnostic(shown, 1, 1, f"cannot read: {exc.strerror}"))
         self._flush(out, side, rows, inputs)
+
+    def _keep(self, where: Callable[[dict[str, Any]], Any], row: dict[str, Any], shown: str,
+              line: int) -> bool:  # fmt: skip
+        try:
+            return bool(where(row))
+        except Exception as exc:  # noqa: BLE001 (a user's expression): a problem of this row
+            self._problem_at(shown, line, f"where: {exc}")
+            return False
 
     def _flush(self, out: list[bytes], side: list[bytes], rows: IO[bytes],
                inputs: IO[bytes]) -> None:  # fmt: skip

@@ -122,7 +122,14 @@ def _parquet(path: Path) -> Any:
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Row]]:
     number = 0
-    for batch in _parquet(path).iter_batches(batch_size=PARQUET_BATCH):
+    batches = _parquet(path).iter_batches(batch_size=PARQUET_BATCH)
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as exc:  # a damaged row group: pyarrow raises several unrelated types
+            raise TableProblem(number + 1, f"not a readable Parquet file: {exc}") from exc
+        if batch is None:
+            return
         for row in batch.to_pylist():
             number += 1
             yield number, row
