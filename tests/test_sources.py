@@ -286,3 +286,17 @@ def test_a_where_that_fails_on_a_row_is_a_problem_of_that_row(root: Path) -> Non
         "jobs/data/products.csv:2:1: where: '>' not supported between instances of 'str' and 'int'",
         "jobs/data/products.csv:3:1: where: '>' not supported between instances of 'str' and 'int'",
     ]
+
+
+def test_a_damaged_parquet_file_is_a_located_problem(root: Path) -> None:
+    table = pa.table({"a": [f"v{i}" for i in range(1000)]})
+    path = root / "jobs/data/t.parquet"
+    pq.write_table(table, path, row_group_size=500)
+    data = bytearray(path.read_bytes())
+    data[8:400] = b"\xff" * 392  # the first row group's pages; the footer still reads
+    path.write_bytes(bytes(data))
+    (root / "jobs/reviews.yaml").write_text(
+        HEADER + "  source: {path: data/t.parquet}\n  template: {prompt: '{{ a }}'}\n"
+    )
+    (message,) = problems(root)
+    assert message.startswith("jobs/data/t.parquet:1:1: not a readable Parquet file:")
