@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -239,6 +240,11 @@ class _Printer:
             print(f"error: {message}", file=sys.stderr)
         if result.failed_jobs:
             print(f"failed: {', '.join(result.failed_jobs)}", file=sys.stderr)
+        for name, record in sorted((result.applied.records if result.applied else {}).items()):
+            if record.counts.nonconforming:  # responseFormat: failed rows the server called done
+                print(f"{name}: {record.counts.nonconforming} answer(s) did not match "
+                      f"responseFormat; see {os.path.relpath(record.errors.path)}",
+                      file=sys.stderr)  # fmt: skip
         if self.json:
             print(json.dumps(_result_json(result, code), indent=2))
         elif result.plan.has_changes or not result.converged:

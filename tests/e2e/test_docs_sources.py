@@ -45,7 +45,10 @@ def test_the_documented_examples_validate_apply_and_join(
         capsys.readouterr().out
     )
     main(["apply", "--wait", "--timeout", "60", "--poll-interval", "0.2"])
-    capsys.readouterr()
+    assert (
+        "product-copy-json: 2 answer(s) did not match responseFormat; "
+        "see results/product-copy-json.errors.jsonl"
+    ) in capsys.readouterr().err
     table = (project / "results/product-copy-8b.table.csv").read_text()
     assert [r["product"] for r in csv.DictReader(io.StringIO(table))] == [
         "Electric kettle (1.7 l)", "Two-slot toaster"
