@@ -220,7 +220,8 @@ def test_watch_passes_render_sources_and_watch_their_tables(
     one_pass = _pass_function(config, [jobs], project, client, stop, None, watcher)
     assert one_pass().errors == []
     assert watcher.accept(None, str(jobs / "data/products.csv"))  # an edit re-renders
-    assert not watcher.accept(None, str(jobs / "data/other.csv"))
+    assert watcher.accept(None, str(jobs / "data/more.csv"))  # maybe a new shard
+    assert not watcher.accept(None, str(jobs / "other.csv"))
 
 
 def test_a_join_that_fails_leaves_no_index_behind(tmp_path: Path) -> None:
