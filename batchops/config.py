@@ -1,7 +1,11 @@
-"""Settings from flags and the environment. The one place environment variables are read.
+"""Settings from flags, the environment and the project file. The one place environment variables
+are read.
 
-Precedence: flags, then ``FIREWORKS_*`` / ``BATCHOPS_*`` variables, then defaults. The API key is
-held as a ``Secret`` whose repr and str never show it; only the HTTP client reads ``.reveal()``.
+Precedence (DESIGN.md section 7): flags, then ``FIREWORKS_*`` / ``BATCHOPS_*`` variables, then the
+project file (``batchops.yaml``, parsed and validated by ``batchops.manifest.project`` into a
+``ProjectConfig``), then defaults. The API key is held as a ``Secret`` whose repr and str never
+show it; only the HTTP client reads ``.reveal()``. The backend is never chosen silently:
+``Settings.backend_choice`` refuses the embedded backend under CI unless it was asked for.
 """
 
 from __future__ import annotations
@@ -10,10 +14,20 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from batchops.errors import ConfigError
+from batchops.private import private_dir
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
 LOCAL_ACCOUNT_ID = "local"
 STATE_DIR = ".batchops"  # caches only; deleting it is safe
+PROJECT_FILE = "batchops.yaml"
+DEFAULT_PATHS = ("jobs",)
+DEFAULT_OUTPUT_DIR = "results"
+
+Backend = Literal["fireworks", "local"]
+BackendChoice = Literal["fireworks", "serve", "embedded"]
 
 
 class Secret:
@@ -40,18 +54,115 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class Moved:
+    """``moved: [{from: old, to: new}]`` in the project file: ``new`` was called ``old``."""
+
+    old: str
+    new: str
+    kind: str | None = None  # "Dataset" | "BatchInferenceJob" | None (both kinds)
+    line: int = 1  # where the entry is in the project file, for diagnostics
+    col: int = 1
+
+    def applies_to(self, kind: str) -> bool:
+        return self.kind is None or self.kind == kind
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """What ``batchops.yaml`` says, validated. Later sections (providers, prices, budget) become
+    more fields here, each with a default, so older project files stay valid."""
+
+    file: Path  # absolute; its folder is the project root
+    name: str  # the project's name in IDs and in the ownership mark
+    backend: Backend | None = None
+    paths: tuple[str, ...] = DEFAULT_PATHS  # manifest paths, relative to the root
+    output_dir: str = DEFAULT_OUTPUT_DIR  # default folder of results/<job>.jsonl
+    poll_interval: float | None = None  # seconds between passes of `apply --wait`
+    parallelism: int | None = None  # concurrent actions of `apply`
+    moved: tuple[Moved, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return self.file.parent
+
+
+def find_root(start: Path) -> Path | None:
+    """The nearest folder at or above ``start`` holding a ``batchops.yaml``, like git finds
+    ``.git``; None when there is none."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    return None
+
+
+def ensure_state_dir(root: Path) -> Path:
+    """``<root>/.batchops``, created if needed with a ``.gitignore`` of ``*`` in it, so that
+    ``git add -A`` never commits the local backend's signing key or caches."""
+    state = private_dir(root / STATE_DIR, root=root)  # 0700: it can hold keys and URLs
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by batchops: caches and local data, never committed\n*\n")
+    return state
+
+
+def ensure_state_dir_above(path: Path) -> None:
+    """``ensure_state_dir`` for the ``.batchops`` folder that is ``path`` or holds it, if any
+    (say ``batchops serve --data-dir .batchops/local``); other paths are left alone."""
+    path = path.absolute()
+    state = next((p for p in (path, *path.parents) if p.name == STATE_DIR), None)
+    if state is not None:
+        ensure_state_dir(state.parent)
+
+
+def is_ci(env: Mapping[str, str]) -> bool:
+    """``CI`` or ``GITHUB_ACTIONS`` set to anything non-empty."""
+    return bool(env.get("CI") or env.get("GITHUB_ACTIONS"))
+
+
+@dataclass(frozen=True)
 class Settings:
     api_key: Secret | None = None
     account_id: str | None = None
     base_url: str = DEFAULT_BASE_URL
     project: str | None = None  # the ownership mark's project name; None = derive from the root
+    project_source: str = "the root folder's name"  # where ``project`` came from, for notices
     github_actions: bool = False
     step_summary: Path | None = None  # $GITHUB_STEP_SUMMARY
+    backend: Backend | None = None  # asked for by --local or the project file; None = by the key
+    backend_source: str = ""  # "--local" or the project file, for messages
+    ci: bool = False
+    project_file: ProjectConfig | None = None
 
     @property
     def uses_local_backend(self) -> bool:
         """No API key means the embedded local backend (unless a base URL points elsewhere)."""
-        return self.api_key is None
+        return self.backend == "local" or self.api_key is None
+
+    def backend_choice(self) -> BackendChoice:
+        """Fireworks, a `batchops serve` at ``base_url``, or the embedded backend. Raises
+        ConfigError rather than fall back to a local backend nobody asked for (under CI, or when
+        the project file says ``backend: fireworks``)."""
+        custom_url = self.base_url != DEFAULT_BASE_URL
+        if self.backend == "local":
+            return "serve" if custom_url else "embedded"
+        if self.api_key is not None:
+            return "fireworks"
+        if custom_url:
+            return "serve"  # named explicitly (FIREWORKS_BASE_URL / --base-url): not silent
+        if self.backend == "fireworks":
+            raise ConfigError(
+                f"{self.backend_source} says backend: fireworks, but FIREWORKS_API_KEY is not "
+                "set (or empty); set it, or pass --local to use the embedded local backend"
+            )
+        if self.ci:
+            raise ConfigError(
+                "FIREWORKS_API_KEY is not set (or empty) and this is a CI run (CI or "
+                "GITHUB_ACTIONS is set): refusing to fall back to a throwaway local backend. "
+                "Provide the key (a repository secret; forks do not get secrets), or ask for the "
+                "local backend with --local or `backend: local` in batchops.yaml"
+            )
+        return "embedded"
 
 
 def load_settings(
@@ -60,15 +171,39 @@ def load_settings(
     base_url: str | None = None,
     account_id: str | None = None,
     project: str | None = None,
+    local: bool = False,
+    project_file: ProjectConfig | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     key = env.get("FIREWORKS_API_KEY") or None
     summary = env.get("GITHUB_STEP_SUMMARY") or None
+    name, source = _project_name(env, project, project_file)
+    backend: Backend | None = "local" if local else None
+    if not local and project_file is not None:
+        backend = project_file.backend
+    where = "--local" if local else (project_file.file.name if project_file else "")
     return Settings(
         api_key=Secret(key) if key else None,
         account_id=account_id or env.get("FIREWORKS_ACCOUNT_ID") or None,
         base_url=(base_url or env.get("FIREWORKS_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
-        project=project or env.get("BATCHOPS_PROJECT") or None,
+        project=name,
+        project_source=source,
         github_actions=env.get("GITHUB_ACTIONS") == "true",
         step_summary=Path(summary) if summary else None,
+        backend=backend,
+        backend_source=where,
+        ci=is_ci(env),
+        project_file=project_file,
     )
+
+
+def _project_name(
+    env: Mapping[str, str], flag: str | None, project_file: ProjectConfig | None
+) -> tuple[str | None, str]:
+    if flag:
+        return flag, "--project"
+    if env.get("BATCHOPS_PROJECT"):
+        return env["BATCHOPS_PROJECT"], "$BATCHOPS_PROJECT"
+    if project_file is not None:
+        return project_file.name, str(project_file.file.name)
+    return None, "the root folder's name"

@@ -35,8 +35,9 @@ from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.errors import Diagnostic, InvalidInputError
+from batchops.private import private_dir
 
 DEFAULT_MAX_BYTES = 500 * 2**20
 # Big blocks let the sha256 thread overlap our decoding: each of its trips through the GIL may wait
@@ -500,14 +501,15 @@ class StatCache:
     are stored. Written atomically (temp file + os.replace); a missing or corrupt file is empty.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, root: Path | None = None) -> None:
         self.path = path
+        self._root = root  # with a root, the folders up to it are private (0700)
         self._entries: dict[str, dict[str, Any]] | None = None
         self._dirty = False
 
     @classmethod
     def for_root(cls, root: Path) -> StatCache:
-        return cls(root / CACHE_FILE)
+        return cls(root / CACHE_FILE, root=root)
 
     @property
     def entries(self) -> dict[str, dict[str, Any]]:
@@ -538,7 +540,11 @@ class StatCache:
         if not self._dirty:
             return
         self._prune()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_state_dir_above(self.path.parent)  # .batchops/ ignores itself
+        if self._root is not None:
+            private_dir(self.path.parent, root=self._root)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"version": 1, "files": self.entries}, indent=1, sort_keys=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".datasets-", suffix=".tmp")
         try:

@@ -8,6 +8,7 @@ was observed, so a saved plan can be refused once the world has moved.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ from batchops.identity import (
     canonical_json,
     continuation_id,
     dataset_id,
+    id_name,
     is_ours,
     job_id,
     marked_display_name,
@@ -60,6 +62,7 @@ class Kind(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     CONFLICT = "conflict"
+    MOVED = "moved"  # a rename (project file `moved`): the old name's resources are adopted
 
 
 REMOTE_CHANGES = frozenset(
@@ -77,6 +80,9 @@ class PlanOptions:
     allow_empty: bool = False
     retry_failed: bool = False
     download: bool = True
+    # None: prune the whole project. Otherwise the plan covers part of it (narrowed paths or
+    # selectors) and prunes only owned resources whose name part is one of these manifest names.
+    prune_scope: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, order=True)
@@ -155,6 +161,9 @@ class Plan:
     project: str
     options: PlanOptions = PlanOptions()
     job_states: tuple[tuple[str, str], ...] = ()  # (declared job, state of its latest job)
+    orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
+    outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
+    outside_datasets: int = 0
 
     @property
     def remote_changes(self) -> list[Action]:
@@ -215,6 +224,7 @@ class JobView:
     family: tuple[tuple[JobIdParts, BatchInferenceJob], ...]  # (attempt, resume) order
     foreign: BatchInferenceJob | None  # a job with our ID that is not ours
     result: LocalResult | None
+    renamed_from: str | None = None  # the old name whose jobs were adopted (`moved`)
 
     @property
     def latest(self) -> tuple[JobIdParts, BatchInferenceJob] | None:
@@ -256,13 +266,21 @@ def input_id_of(decl: JobDecl, dataset_ids: Mapping[str, str]) -> str:
 
 
 def declared_dataset_ids(
-    desired: Desired, infos: Mapping[str, DatasetFacts], project: str
+    desired: Desired, infos: Mapping[str, DatasetFacts], project: str, seen: _Seen | None = None
 ) -> dict[str, str]:
-    return {
-        d.name: dataset_id(project, d.name, infos[d.name].sha256)
-        for d in desired.datasets
-        if d.name in infos
-    }
+    """Each declared dataset's ID: its own, or, after a rename (`moved`), the old name's ID when
+    only that one exists among ours (the dataset is adopted, not uploaded again)."""
+    ids = {}
+    for d in desired.datasets:
+        if d.name not in infos:
+            continue
+        sha = infos[d.name].sha256
+        ids[d.name] = own = dataset_id(project, d.name, sha)
+        old = desired.moved_from("Dataset", d.name)
+        if seen is not None and old is not None and own not in seen.datasets:
+            adopted = dataset_id(project, old, sha)
+            ids[d.name] = adopted if adopted in seen.ours_ds_ids else own
+    return ids
 
 
 def base_job_id(decl: JobDecl, input_id: str, project: str) -> str:
@@ -281,8 +299,9 @@ def job_views(
     project: str,
 ) -> list[JobView]:
     """Each declared job with its family of observed jobs (ours, same base ID), sorted by name."""
-    ds_ids = declared_dataset_ids(desired, infos, project)
-    return _views(desired, ds_ids, _Seen.of(observed, project), local, project)
+    seen = _Seen.of(observed, project)
+    ds_ids = declared_dataset_ids(desired, infos, project, seen)
+    return _views(desired, ds_ids, seen, local, project)
 
 
 def _views(
@@ -293,9 +312,24 @@ def _views(
     for decl in sorted(desired.jobs, key=lambda j: j.name):
         input_id = input_id_of(decl, ds_ids)
         base = base_job_id(decl, input_id, project)
+        old = desired.moved_from("BatchInferenceJob", decl.name)
+        adopted = _adopted_base(decl, old, input_id, project, seen, own=base)
+        base = adopted or base
         mine, foreign = _split_owned(seen.families.get(base, []))
-        views.append(JobView(decl, base, input_id, mine, foreign, local.get(decl.name)))
+        views.append(JobView(decl, base, input_id, mine, foreign, local.get(decl.name),
+                             renamed_from=old if adopted else None))  # fmt: skip
     return views
+
+
+def _adopted_base(
+    decl: JobDecl, old: str | None, input_id: str, project: str, seen: _Seen, *, own: str
+) -> str | None:
+    """After a rename (`moved`), the old name's base ID for the same spec, when the account has
+    our jobs under it and none under the job's own ID."""
+    if old is None or own in seen.families:
+        return None
+    base = base_job_id(dataclasses.replace(decl, name=old), input_id, project)
+    return base if any(ours for _, _, ours in seen.families.get(base, [])) else None
 
 
 _Member = tuple[JobIdParts, BatchInferenceJob]
@@ -312,11 +346,12 @@ class _Seen:
     families: dict[str, list[tuple[JobIdParts, BatchInferenceJob, bool]]]  # base -> (.., ours)
     ours_by_name: dict[str, list[_Member]]  # our jobs by the name part of their ID
     ours_ds: dict[tuple[str, int], list[str]]  # our dataset IDs by (ID minus hash, length)
+    ours_ds_ids: set[str]  # our dataset IDs
     items: list[tuple[str, str, bool, Dataset | BatchInferenceJob]]  # (kind, ID, ours, item)
 
     @classmethod
     def of(cls, observed: Observed, project: str) -> _Seen:
-        seen = cls({}, {}, {}, {}, {}, [])
+        seen = cls({}, {}, {}, {}, {}, set(), [])
         for ds in observed.datasets:
             rid, ours = _rid(ds), is_ours(ds.display_name, project)
             seen.items.append(("dataset", rid, ours, ds))
@@ -343,6 +378,7 @@ class _Seen:
         self.datasets[rid] = ds
         if ours:
             self.ours_ds.setdefault((rid[:-HASH_LEN], len(rid)), []).append(rid)
+            self.ours_ds_ids.add(rid)
 
 
 def _split_owned(
@@ -391,7 +427,7 @@ def _dataset_action(
     if existing is not None and owner_of(existing.display_name) != project:
         return Action(Kind.CONFLICT, resource, "a dataset with this ID exists and is not ours")
     if existing is not None and existing.state == DATASET_STATE_READY:
-        return None
+        return _moved_dataset(decl, ds_id, resource)
     spec = DatasetSpec(
         dataset_id=ds_id, name=decl.name, files=decl.files, rows=facts.rows, size=facts.size,
         display_name=marked_display_name(decl.name, project), format=decl.format,
@@ -401,6 +437,14 @@ def _dataset_action(
         return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
     reason = _dataset_reason(ds_id, seen)
     return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+
+
+def _moved_dataset(decl: DatasetDecl, ds_id: str, resource: Resource) -> Action | None:
+    """A dataset adopted under its old name's ID (``declared_dataset_ids``), or None."""
+    old = _ds_name(ds_id)
+    if old == id_name(decl.name):
+        return None
+    return Action(Kind.MOVED, resource, f"renamed from {old}, no re-upload", {"from": old})
 
 
 def _dataset_reason(ds_id: str, seen: _Seen) -> str:
@@ -428,6 +472,18 @@ def _job_actions(view: JobView, ctx: _Ctx) -> list[Action]:
     latest = view.latest
     if latest is None:
         return _create(view, ctx)
+    if view.renamed_from is not None:
+        return [_moved_job(view), *_family_actions(view, latest, ctx)]
+    return _family_actions(view, latest, ctx)
+
+
+def _moved_job(view: JobView) -> Action:
+    old = view.renamed_from
+    resource = Resource("job", view.decl.name, view.base_id)
+    return Action(Kind.MOVED, resource, f"renamed from {old}, no re-run", {"from": old})
+
+
+def _family_actions(view: JobView, latest: _Member, ctx: _Ctx) -> list[Action]:
     parts, job = latest
     state = job.state or ""
     if state == JOB_STATE_COMPLETED:  # the common case of a big project: often nothing to do
@@ -499,9 +555,12 @@ def _missing_input(view: JobView, ctx: _Ctx) -> str | None:
 def _replaced(view: JobView, ctx: _Ctx) -> BatchInferenceJob | None:
     """The newest job of an older spec of this declaration (same name, other base ID)."""
     name = view.base_id.rsplit("-", 1)[0]
+    old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
+    members = [*ctx.seen.ours_by_name.get(name, []),
+               *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
     candidates = [
         (job.create_time or "", _rid(job), job)
-        for parts, job in ctx.seen.ours_by_name.get(name, [])
+        for parts, job in members
         if parts.base != view.base_id
     ]
     return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
@@ -606,6 +665,7 @@ def _short(state: str | None) -> str:
 def _prune_actions(views: list[JobView], referenced: set[str], ctx: _Ctx) -> list[Action]:
     keep_bases = {v.base_id for v in views}
     keep_ds = set(referenced)
+    scope = ctx.options.prune_scope
     actions = []
     for rid, job in ctx.seen.jobs.items():
         parts = parse_job_id(rid)
@@ -614,9 +674,12 @@ def _prune_actions(views: list[JobView], referenced: set[str], ctx: _Ctx) -> lis
         if parts is not None and parts.base in keep_bases:
             keep_ds.add(output_dataset_id(rid))
             continue
-        actions.append(_prune_job(rid, job, parts))
+        if scope is None or (parts is not None and parts.name in scope):
+            actions.append(_prune_job(rid, job, parts))
     for rid, ds in ctx.seen.datasets.items():
-        if is_ours(ds.display_name, ctx.project) and rid not in keep_ds:
+        if not is_ours(ds.display_name, ctx.project) or rid in keep_ds:
+            continue
+        if scope is None or _ds_name(rid) in scope:
             actions.append(Action(Kind.PRUNE_DATASET, Resource("dataset", _ds_name(rid), rid),
                                   "not declared by any manifest"))  # fmt: skip
     return actions
@@ -674,17 +737,19 @@ def make_plan(
     """Compare desired with observed and return what to do, and why. Pure."""
     check_prune(desired, options)
     seen = _Seen.of(observed, project)
-    ds_ids = declared_dataset_ids(desired, infos, project)
+    ds_ids = declared_dataset_ids(desired, infos, project, seen)
     ds_actions = _dataset_actions(desired, infos, ds_ids, seen, project)
     creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
     ctx = _Ctx(desired, project, options, seen, creating)
     views = _views(desired, ds_ids, seen, local, project)
     actions = ds_actions + [a for v in views for a in _job_actions(v, ctx)]
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
+    prunes = _prune_actions(views, referenced, ctx)
     if options.prune:
-        actions += _prune_actions(views, referenced, ctx)
+        actions += prunes
     return Plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
+        orphan_jobs=0 if options.prune else sum(a.kind is Kind.PRUNE_JOB for a in prunes),
     )  # fmt: skip

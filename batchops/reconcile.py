@@ -15,11 +15,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
+from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import (
     BatchopsError,
@@ -30,6 +31,7 @@ from batchops.errors import (
 )
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
+from batchops.manifest.select import Selection, Selector, select
 from batchops.plan import (
     DatasetFacts,
     JobView,
@@ -56,9 +58,20 @@ class PassOptions(PlanOptions):
     """What the plan is asked for, plus how applying it runs."""
 
     max_workers: int = DEFAULT_WORKERS
+    selector: Selector = field(default_factory=Selector)
+    narrowed: bool = False  # PATHS name part of the project, not all of it
 
     def plan_options(self) -> PlanOptions:
         return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)})
+
+    def scoped(self, selection: Selection) -> PlanOptions:
+        """The plan options for a selection: a narrowed plan prunes only what it declares."""
+        options = self.plan_options()
+        if not (self.narrowed or self.selector.active):
+            return options
+        desired = selection.desired
+        names = {j.name for j in desired.jobs} | {d.name for d in desired.datasets}
+        return replace(options, prune_scope=frozenset(names))
 
 
 @dataclass(frozen=True)
@@ -98,9 +111,11 @@ class PassResult:
 Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 
 
-def load_inputs(paths: Sequence[Path], *, root: Path) -> Inputs:
+def load_inputs(
+    paths: Sequence[Path], *, root: Path, project_file: ProjectConfig | None = None
+) -> Inputs:
     """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
-    return prepare_inputs(load_desired(list(paths), root=root), root=root)
+    return prepare_inputs(load_desired(list(paths), root=root, project=project_file), root=root)
 
 
 def prepare_inputs(desired: Desired, *, root: Path) -> Inputs:
@@ -145,16 +160,22 @@ def load_and_plan(
     project: str,
     options: PassOptions,
     inputs: Inputs | None = None,
+    project_file: ProjectConfig | None = None,
 ) -> Plan:
     """What `batchops plan` shows and `apply` executes: inputs first, then the two list calls.
 
     ``inputs`` are ``load_inputs``' answer when the caller validated before opening the client."""
-    desired, infos = inputs if inputs is not None else load_inputs(paths, root=root)
-    check_prune(desired, options)  # before any API call
+    if inputs is None:
+        inputs = load_inputs(paths, root=root, project_file=project_file)
+    all_desired, infos = inputs
+    selection = select(all_desired, options.selector)
+    desired, plan_options = selection.desired, options.scoped(selection)
+    check_prune(desired, plan_options)  # before any API call
     with gc_paused():
         ctx = load_context(client, root=root, project=project, inputs=(desired, infos))
-        return make_plan(desired, infos, ctx.observed, ctx.local, options.plan_options(),
-                         project=project)  # fmt: skip
+        plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
+    return replace(plan, outside_jobs=selection.outside_jobs,
+                   outside_datasets=selection.outside_datasets)  # fmt: skip
 
 
 def load_context(client: FireworksClient, *, root: Path, project: str, inputs: Inputs) -> Context:
@@ -203,12 +224,12 @@ def run_pass(
     saved: SavedPlanCheck | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     inputs: Inputs | None = None,
+    project_file: ProjectConfig | None = None,
 ) -> PassResult:
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
-    plan = load_and_plan(
-        paths, root=root, client=client, project=project, options=options, inputs=inputs
-    )
+    plan = load_and_plan(paths, root=root, client=client, project=project, options=options,
+                         inputs=inputs, project_file=project_file)  # fmt: skip
     if saved is not None:
         check_saved(plan, saved)
     if on_plan is not None:

@@ -12,6 +12,7 @@ the next pass download again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -25,8 +26,11 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.errors import BatchopsError
+from batchops.layout import derived_paths, errors_path
+from batchops.private import private_file
+from batchops.scratch import Scratch, short_name, sweep_beside
 from batchops.wire import ERRORS_FILE, RESULTS_FILE
 
 RECORD_VERSION = 1
@@ -55,6 +59,9 @@ class MergeCounts(msgspec.Struct, frozen=True, gc=False):
     failed: int
     missing: int  # input custom_ids with neither a result nor an error
     unexpected: int  # custom_ids in the output that the input does not hold
+    # result lines with no readable custom_id (a torn download); counted only when the input is
+    # remote-only: a known input finds the rows they lost as ``missing``, more precisely
+    unreadable: int = 0
     nonconforming: int = 0  # answers that failed the job's responseFormat (counted in failed)
 
 
@@ -65,6 +72,7 @@ class ResultRecord(msgspec.Struct, frozen=True):
     errors: FileStamp
     counts: MergeCounts
     version: int = RECORD_VERSION
+    partial: bool = False  # an expired job's results: rows may be missing, none may be extra
 
     @property
     def last_job_id(self) -> str:
@@ -83,48 +91,108 @@ def state_dir(root: Path) -> Path:
     return root / STATE_DIR
 
 
-def errors_path(output: Path) -> Path:
-    """The sibling errors file: ``<stem>.errors.jsonl``."""
-    return output.with_name(f"{output.stem}.errors.jsonl")
+def check_target(
+    output: Path, *, root: Path, job_name: str = "", table: Path | None = None
+) -> None:
+    """Raise ResultsError if the results (their errors sibling, or the job's ``output.table``)
+    certainly cannot be written: a path component is a file, the path is a folder or a device,
+    the folder is read-only. Called before any download, so such a run fails at once and
+    creates nothing."""
+    who = f"{job_name}: " if job_name else ""
+    for target in derived_paths(output, table):
+        shown = _shown(target, root)
+        if target.is_dir():
+            raise ResultsError(f"{who}cannot write results to '{shown}': it is a folder")
+        if target.exists() and not target.is_file():
+            raise ResultsError(f"{who}cannot write results to '{shown}': it is not a regular file")
+    folder = output.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        why = "a broken symlink" if folder.is_symlink() else "a file, not a folder"
+        raise ResultsError(f"{who}cannot write results to '{_shown(output, root)}': "
+                           f"'{_shown(folder, root)}' is {why}")  # fmt: skip
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ResultsError(f"{who}cannot write results to '{_shown(output, root)}': "
+                           f"the folder '{_shown(folder, root)}' is not writable")  # fmt: skip
 
 
-def _tmp_dir(root: Path) -> Path:
-    path = state_dir(root) / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def os_problem(job_name: str, exc: OSError, output: Path, root: Path) -> str:
+    """A sentence for an OSError met while fetching or writing results (no traceback)."""
+    where = _shown(Path(exc.filename), root) if exc.filename else _shown(output, root)
+    why = exc.strerror or type(exc).__name__
+    hint = "; free some space and apply again" if exc.errno == errno.ENOSPC else ""
+    return (f"{job_name}: results not written ({why}: '{where}'); the results on disk are "
+            f"unchanged and no temp files were left{hint}")  # fmt: skip
 
 
-def write_atomic(target: Path, chunks: Iterable[bytes], *, root: Path) -> FileStamp:
-    """temp file (under .batchops/, so no stray files where users look) + fsync + os.replace."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{target.name}.", suffix=".tmp", dir=_tmp_dir(root))
-    tmp = Path(tmp_name)
-    os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are ordinary files people share
-    digest = hashlib.sha256()
+def _shown(path: Path, root: Path) -> str:
     try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                digest.update(chunk)
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def write_atomic(
+    target: Path, chunks: Iterable[bytes], *, root: Path, scratch: Scratch | None = None
+) -> FileStamp:
+    """temp file (under .batchops/, so no stray files where users look) + fsync + os.replace."""
+    if scratch is not None:
+        return _commit(_stage(scratch, target, chunks), target, scratch)
+    with Scratch(root) as run:
+        return _commit(_stage(run, target, chunks), target, run)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    path: Path
+    lines: int
+    sha256: str
+
+
+def _stage(scratch: Scratch, target: Path, chunks: Iterable[bytes]) -> _Staged:
+    """Write ``chunks`` to a fsynced temp file in the scratch folder; count lines, hash bytes."""
+    fd, name = tempfile.mkstemp(prefix=f"{short_name(target.name)}.", suffix=".tmp",
+                                dir=scratch.path)  # fmt: skip
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are ordinary files people share
+    digest, lines = hashlib.sha256(), 0
+    with os.fdopen(fd, "wb") as fh:
+        for chunk in chunks:
+            digest.update(chunk)
+            lines += chunk.count(b"\n")
+            fh.write(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return _Staged(Path(name), lines, digest.hexdigest())
+
+
+def _commit(staged: _Staged, target: Path, scratch: Scratch) -> FileStamp:
+    """Rename the staged file over ``target``: the old file stays whole until this instant."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staged.path.replace(target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _replace_across(staged.path, target, scratch)
     _fsync_dir(target.parent)
     stat = target.stat()
-    return FileStamp(str(target), stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+    return FileStamp(str(target), stat.st_size, stat.st_mtime_ns, staged.sha256)
 
 
-def _replace(tmp: Path, target: Path) -> None:
+def _replace_across(staged: Path, target: Path, scratch: Scratch) -> None:
+    """.batchops/ on another filesystem than the output (EXDEV): stage again beside the target,
+    under a name the next run recognises if this one is killed, and never leave it behind."""
+    sweep_beside(target, scratch.base)
+    local = scratch.beside(target)
     try:
-        tmp.replace(target)
-    except OSError:
-        # .batchops/ on another filesystem than the output (EXDEV): stage beside the target.
-        local = target.with_name(f".{target.name}.batchops-tmp")
-        shutil.copyfile(tmp, local)
+        with staged.open("rb") as src, local.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
         local.replace(target)
+    finally:
+        local.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -163,21 +231,30 @@ def local_state(
     record = (records if records is not None else local_records(root)).get(job_name)
     if record is None or record.output.path != str(output):
         return LocalResult(record=None, verified=False)
-    verified = stamp_matches(record.output, record.output.path) and stamp_matches(
-        record.errors, record.errors.path
+    # A record of an incomplete merge (saved by versions that wrote before verifying) is never
+    # verified: those results are fetched again.
+    verified = (
+        problem(record, partial=record.partial) is None
+        and stamp_matches(record.output, record.output.path)
+        and stamp_matches(record.errors, record.errors.path)
     )
     return LocalResult(record=record, verified=verified)
 
 
 def problem(record: ResultRecord, *, partial: bool) -> str | None:
     """A human sentence when a merged result does not account for every input row exactly once."""
-    c = record.counts
+    return _problem(record.job_name, record.counts, partial=partial)
+
+
+def _problem(job_name: str, c: MergeCounts, *, partial: bool) -> str | None:
     parts = []
     if c.missing and not partial:
         parts.append(f"{c.missing} of {c.expected} input rows have neither a result nor an error")
     if c.unexpected:
         parts.append(f"{c.unexpected} output rows have a custom_id the input does not hold")
-    return f"{record.job_name}: " + "; ".join(parts) if parts else None
+    if c.unreadable and not partial:
+        parts.append(f"{c.unreadable} output lines have no readable custom_id (a torn download?)")
+    return f"{job_name}: " + "; ".join(parts) if parts else None
 
 
 # -- merging a lineage ---------------------------------------------------------------------------
@@ -204,35 +281,62 @@ def merge_lineage(
     output: Path,
     expected_ids: Iterable[str] | None,
     root: Path,
+    partial: bool = False,
+    scratch: Scratch | None = None,
     check: Callable[[bytes], str | None] | None = None,
 ) -> ResultRecord:
     """Merge the lineage's outputs (later successes and errors win; a success anywhere beats any
-    error), write results and errors atomically, verify against the input, and save the record.
+    error), verify the merge against the input, stage both files, check them, and only then
+    rename them into place and save the record. A merge that does not account for every input
+    row (``partial``: an expired job's, may miss rows) raises ResultsError and changes nothing.
 
     ``expected_ids`` is None when the input is a remote-only dataset; then the custom_ids seen are
     the expectation and only duplicates could be a problem (the merge makes those impossible).
     ``check`` (a job's responseFormat) returns why a successful line's answer is unacceptable, or
     None; such a line is moved to the errors file with that message, as a failed row.
     """
+    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial, check)
+    try:
+        if scratch is not None:
+            return _merge(*args, scratch)
+        with Scratch(root) as run:
+            return _merge(*args, run)
+    except sqlite3.Error as exc:  # the merge index: disk full, I/O error
+        raise ResultsError(f"{job_name}: results not written ({exc}); the results on disk "
+                           "are unchanged") from exc  # fmt: skip
+
+
+def _merge(
+    dataset_dirs: Sequence[Path], job_name: str, job_ids: Sequence[str], output: Path,
+    expected_ids: Iterable[str] | None, partial: bool,
+    check: Callable[[bytes], str | None] | None, scratch: Scratch,
+) -> ResultRecord:  # fmt: skip
     files = [d / name for d in dataset_dirs for name in (RESULTS_FILE, ERRORS_FILE)]
-    fd, index_name = tempfile.mkstemp(prefix=f"{job_name}.", suffix=".merge.db", dir=_tmp_dir(root))
-    os.close(fd)
-    db = sqlite3.connect(index_name)
+    db = sqlite3.connect(scratch.path / f"{job_name}.merge.db")
     try:
         db.executescript(_MERGE_SCHEMA)
-        _index(db, files)
+        unreadable = _index(db, files)
         if check is not None:
             _reject(db, files, check)
         if expected_ids is not None:
             db.executemany("INSERT OR IGNORE INTO want VALUES (?, ?)", _positions(expected_ids))
-        out = write_atomic(output, _copy_lines(db, files, ok=True), root=root)
-        err = write_atomic(errors_path(output), _copy_lines(db, files, ok=False), root=root)
-        counts = _counts(db, known_input=expected_ids is not None)
+        counts = _counts(db, known_input=expected_ids is not None, unreadable=unreadable)
+        gap = _problem(job_name, counts, partial=partial)
+        if gap is not None:
+            raise ResultsError(f"{gap}; nothing was written, the results on disk are unchanged")
+        out = _stage(scratch, output, _copy_lines(db, files, ok=True))
+        err = _stage(scratch, errors_path(output), _copy_lines(db, files, ok=False))
     finally:
         db.close()
-        Path(index_name).unlink(missing_ok=True)
-    record = ResultRecord(job_name, tuple(job_ids), out, err, counts)
-    save_record(root, record)
+    if (out.lines, err.lines) != (counts.succeeded, counts.failed):
+        raise ResultsError(f"{job_name}: the merged files do not hold the rows merged; not written")
+    stamps = _commit(out, output, scratch), _commit(err, errors_path(output), scratch)
+    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial)
+    try:
+        save_record(scratch.root, record)
+    except sqlite3.Error as exc:  # the files are whole; unrecorded, they are fetched again
+        raise ResultsError(f"{job_name}: results written but not recorded ({exc}); the next "
+                           "apply fetches them again") from exc  # fmt: skip
     return record
 
 
@@ -240,17 +344,22 @@ def _positions(ids: Iterable[str]) -> Iterator[tuple[str, int]]:
     return ((cid, pos) for pos, cid in enumerate(ids))
 
 
-def _index(db: sqlite3.Connection, files: Sequence[Path]) -> None:
-    """custom_id -> where its line is; files go in lineage order, so a later line replaces."""
+def _index(db: sqlite3.Connection, files: Sequence[Path]) -> int:
+    """custom_id -> where its line is; files go in lineage order, so a later line replaces.
+    Returns how many non-blank result lines had no readable custom_id."""
+    unreadable = [0]
     for number, path in enumerate(files):
         ok = int(path.name == RESULTS_FILE)
-        rows = ((cid, ok, number, start, size) for cid, start, size in _line_spans(path))
+        spans = _line_spans(path, unreadable if ok else [0])
+        rows = ((cid, ok, number, start, size) for cid, start, size in spans)
         db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?)", rows)
     db.execute("DELETE FROM line WHERE ok = 0 AND cid IN (SELECT cid FROM line WHERE ok = 1)")
+    return unreadable[0]
 
 
-def _line_spans(path: Path) -> Iterator[tuple[str, int, int]]:
-    """(custom_id, offset, length without the newline) of each attributable line of a file."""
+def _line_spans(path: Path, unreadable: list[int]) -> Iterator[tuple[str, int, int]]:
+    """(custom_id, offset, length without the newline) of each attributable line of a file;
+    other non-blank lines are counted in ``unreadable[0]``."""
     if not path.is_file():
         return
     offset = 0
@@ -260,6 +369,8 @@ def _line_spans(path: Path) -> Iterator[tuple[str, int, int]]:
             cid = _custom_id(line) if line.strip() else None
             if cid is not None:
                 yield cid, offset, len(line)
+            elif line.strip():
+                unreadable[0] += 1
             offset += len(raw)
 
 
@@ -321,7 +432,7 @@ def _copy_lines(db: sqlite3.Connection, files: Sequence[Path], *, ok: bool) -> I
             os.close(handle)
 
 
-def _counts(db: sqlite3.Connection, *, known_input: bool) -> MergeCounts:
+def _counts(db: sqlite3.Connection, *, known_input: bool, unreadable: int) -> MergeCounts:
     def one(sql: str) -> int:
         value: int = db.execute(sql).fetchone()[0]
         return value
@@ -331,7 +442,7 @@ def _counts(db: sqlite3.Connection, *, known_input: bool) -> MergeCounts:
     nonconforming = one("SELECT count(*) FROM rejected")
     if not known_input:
         return MergeCounts(succeeded + failed, succeeded, failed, missing=0, unexpected=0,
-                           nonconforming=nonconforming)  # fmt: skip
+                           unreadable=unreadable, nonconforming=nonconforming)  # fmt: skip
     return MergeCounts(
         expected=one("SELECT count(*) FROM want"), succeeded=succeeded, failed=failed,
         missing=one("SELECT count(*) FROM want WHERE cid NOT IN (SELECT cid FROM line)"),
@@ -351,8 +462,8 @@ _WRITE_LOCK = threading.Lock()  # apply's download workers save records from sev
 def _records_db(root: Path) -> sqlite3.Connection:
     """The records store; one that is not a database is a damaged cache, so it is dropped and
     begun again (the next pass downloads those results again). A busy one is just waited for."""
-    path = state_dir(root) / "results.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = ensure_state_dir(root) / "results.db"
+    private_file(path)  # SQLite gives its -wal and -shm files the database's mode
     try:
         return _open_records(path)
     except sqlite3.OperationalError:

@@ -12,10 +12,13 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from batchops.results import (
     FileStamp,
     MergeCounts,
     ResultRecord,
+    ResultsError,
     errors_path,
     local_records,
     local_state,
@@ -62,14 +65,18 @@ def test_later_success_wins_and_errors_keep_only_rows_never_done(tmp_path: Path)
 
 def test_verification_counts_missing_and_unexpected_rows(tmp_path: Path) -> None:
     folder = _write(tmp_path / "d1", {"a": "x", "zzz": "y"}, {})
-    output = _merge(tmp_path, [folder], ["a", "b"])
-    state = local_state(tmp_path, "job", output)
-    assert state.verified and state.record is not None
-    counts = state.record.counts
-    assert (counts.expected, counts.succeeded, counts.missing, counts.unexpected) == (2, 2, 1, 1)
-    message = problem(state.record, partial=False)
-    assert message is not None and "1 of 2 input rows" in message and "1 output rows" in message
-    assert "input rows" not in (problem(state.record, partial=True) or "")
+    with pytest.raises(ResultsError) as caught:
+        _merge(tmp_path, [folder], ["a", "b"])
+    message = str(caught.value)
+    assert "1 of 2 input rows" in message and "1 output rows" in message
+    assert not (tmp_path / "results").exists() and local_records(tmp_path) == {}
+    partial = tmp_path / "results" / "p.jsonl"
+    folder = _write(tmp_path / "d2", {"a": "x"}, {})
+    record = merge_lineage([folder], job_name="p", job_ids=["p"], output=partial,
+                           expected_ids=["a", "b"], root=tmp_path, partial=True)  # fmt: skip
+    assert (record.counts.expected, record.counts.succeeded, record.counts.missing) == (2, 1, 1)
+    assert record.partial and problem(record, partial=True) is None
+    assert local_state(tmp_path, "p", partial).verified
 
 
 def test_remote_only_input_is_verified_against_what_was_seen(tmp_path: Path) -> None:

@@ -225,6 +225,22 @@ def test_show_rendered(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert [r["custom_id"] for r in json.loads(capsys.readouterr().out)["rendered"]] == ["p1", "p2"]
 
 
+def test_show_rendered_prints_dataset_text_inert(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rendered rows are dataset text: a bidi override, a C1 control sequence introducer or a
+    DEL in a cell reaches the terminal as a visible escape, never as itself (JSON alone escapes
+    only C0). The JSON output stays exactly the data."""
+    write(root, CHAT, 'sku,product,tone\np1,"Kettle\u202e\x9b31m\x7f",warm\n')
+    assert main(["validate", "--show-rendered", "reviews"]) == 0
+    out = capsys.readouterr().out
+    assert not {"\u202e", "\x9b", "\x7f"} & set(out)
+    assert "of Kettle\\u202e\\x9b31m\\x7f." in out
+    assert main(["validate", "-o", "json", "--show-rendered", "reviews"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rendered"]
+    assert row["body"]["messages"][1]["content"].endswith("of Kettle\u202e\x9b31m\x7f.")
+
+
 def test_two_templated_messages_render_like_each_alone(root: Path) -> None:
     """Several templated parts are rendered as one template and split (bench/render.py): the
     texts must be exactly those of each part alone, even when a cell holds the separator."""

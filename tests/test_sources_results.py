@@ -141,6 +141,25 @@ def test_results_command_joins_jobs_side_by_side(
     assert "unknown job 'bb'; did you mean 'b'?" in capsys.readouterr().err
 
 
+def test_results_table_shows_dataset_text_inert_and_literal(
+    project: Path, client: FireworksClient, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The terminal table prints dataset and answer text: escape sequences, C1 controls and bidi
+    overrides are shown as escapes, rich markup as written. Machine formats stay the raw data."""
+    hostile = "\x1b[31mKettle\u202e [bold]x[/bold]\x9b"
+    (project / "jobs/data/products.csv").write_text(f'sku,product,price\np1,"{hostile}",3\n')
+    converge(project, client)
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "400")  # one line per row: nothing folded
+    assert main(["results", "b", "--columns", "product"]) == 0
+    out = capsys.readouterr().out
+    assert not {"\x1b", "\u202e", "\x9b"} & set(out)
+    assert "\\x1b[31mKettle\\u202e [bold]x[/bold]\\x9b" in out
+    assert main(["results", "b", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["product"] == hostile
+
+
 def test_join_of_a_hand_written_dataset_and_a_remote_one(tmp_path: Path) -> None:
     data = tmp_path / "in.jsonl"
     data.write_text(

@@ -13,7 +13,11 @@ from pydantic import TypeAdapter
 
 from batchops.cli import main
 from batchops.errors import Diagnostic
-from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+from batchops.manifest.models import (
+    BatchInferenceJobManifest,
+    DatasetManifest,
+    ProjectManifest,
+)
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +123,7 @@ def test_renderers() -> None:
     )
     assert (
         diagnostics_text(diags)
-        == "a,b:c.yaml:2:3: 50% bad\nreally\na.yaml:1:1: x\n2 problems found"
+        == "a,b:c.yaml:2:3: 50% bad\\nreally\na.yaml:1:1: x\n2 problems found"
     )
     assert diagnostics_json(diags[1:]) == {
         "valid": False,
@@ -140,12 +144,12 @@ def test_schema_is_json_schema_accepting_every_example(capsys: pytest.CaptureFix
     kinds = {
         k: _resolve(schema, {"$ref": v}) for k, v in schema["discriminator"]["mapping"].items()
     }
-    assert set(kinds) == {"Dataset", "BatchInferenceJob"}
-    assert len(schema["oneOf"]) == 2
-    adapter: TypeAdapter[DatasetManifest | BatchInferenceJobManifest] = TypeAdapter(
-        DatasetManifest | BatchInferenceJobManifest
+    assert set(kinds) == {"Dataset", "BatchInferenceJob", "Project"}
+    assert len(schema["oneOf"]) == 3
+    adapter: TypeAdapter[DatasetManifest | BatchInferenceJobManifest | ProjectManifest] = (
+        TypeAdapter(DatasetManifest | BatchInferenceJobManifest | ProjectManifest)
     )
-    for path in sorted((REPO / "jobs").rglob("*.yaml")):
+    for path in [*sorted((REPO / "jobs").rglob("*.yaml")), REPO / "batchops.yaml"]:
         for doc in yaml.safe_load_all(path.read_text()):
             kind = kinds[doc["kind"]]
             assert set(doc) <= set(kind["properties"]) and set(kind["required"]) <= set(doc)

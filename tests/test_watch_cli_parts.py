@@ -63,6 +63,15 @@ def test_flags_become_the_daemon_configuration(tmp_path: Path) -> None:
     assert _config(args, tmp_path, remote).timing.busy_interval == 10.0  # capped by --interval
 
 
+def test_narrowed_paths_limit_what_watch_may_prune(tmp_path: Path) -> None:
+    settings = load_settings({})
+    assert not _config(parse("--prune"), tmp_path, settings).options.narrowed
+    whole = _config(parse("--prune", str(tmp_path / "jobs")), tmp_path, settings)
+    assert not whole.options.narrowed
+    some = _config(parse("--prune", str(tmp_path / "jobs" / "a.yaml")), tmp_path, settings)
+    assert some.options.narrowed
+
+
 def test_git_mode_paths_are_inside_the_repository_and_name_the_project(tmp_path: Path) -> None:
     args = parse("--git-url", "https://u:p@example.com/acme/Batch_Jobs.git", "--git-ref", "prod")
     config = _config(args, tmp_path, load_settings({}))

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from batchops.api.responses import error_from_exception, error_from_response
+from batchops.api.responses import error_from_exception, error_from_response, scrub
 from batchops.api.retry import Clock, RateLimiter, RetryPolicy, Sleep, call_with_retries
 from batchops.api.transfers import (
     DOWNLOAD_HEADERS,
@@ -120,15 +120,21 @@ class FireworksClient:
     def create_job(self, job_id: str, job: BatchInferenceJob) -> BatchInferenceJob:
         params = {"batchInferenceJobId": resource_id(job_id)}
         response = self._api("POST", self._jobs(), params=params, json=job.to_wire())
-        return _parse(BatchInferenceJob, response, "POST", self._jobs())
+        return self._redacted(_parse(BatchInferenceJob, response, "POST", self._jobs()))
 
     def get_job(self, job_id: str) -> BatchInferenceJob:
         path = self._jobs(job_id)
-        return _parse(BatchInferenceJob, self._api("GET", path), "GET", path)
+        return self._redacted(_parse(BatchInferenceJob, self._api("GET", path), "GET", path))
 
     def list_jobs(self) -> list[BatchInferenceJob]:
         pages = self._pages(self._jobs(), ListJobsResponse)
-        return [job for page in pages for job in page.batch_inference_jobs]
+        return [self._redacted(job) for page in pages for job in page.batch_inference_jobs]
+
+    def _redacted(self, job: BatchInferenceJob) -> BatchInferenceJob:
+        """The job with the key removed from its status message, should a server echo it."""
+        if job.status is not None and job.status.message and self._key is not None:
+            job.status.message = scrub(job.status.message, self._key.reveal())
+        return job
 
     def delete_job(self, job_id: str) -> None:
         self._api("DELETE", self._jobs(job_id))
@@ -383,5 +389,15 @@ def _parse(model: type[M], response: httpx.Response, method: str, path: str) -> 
         # pydantic-core parses and validates the bytes in one pass (no dict tree in between).
         return model.model_validate_json(response.content)
     except ValueError as exc:  # pydantic.ValidationError (invalid JSON too) is a ValueError
-        message = f"malformed response: {str(exc)[:300]}"
+        # Never the server's bytes (pydantic quotes the input): they could echo the key.
+        message = f"malformed response: {_problems(exc)[:300]}"
         raise ApiError(message, method=method, path=path, status=response.status_code) from exc
+
+
+def _problems(exc: ValueError) -> str:
+    """Where and what, without the input values pydantic would quote."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return type(exc).__name__
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                     for e in errors(include_input=False))  # fmt: skip

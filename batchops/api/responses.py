@@ -23,6 +23,7 @@ from batchops.errors import (
     ServerError,
     TransportError,
 )
+from batchops.textsafe import redact
 from batchops.wire import RPC_NAMES
 
 MAX_MESSAGE = 500  # a proxy's HTML error page is not worth more than this
@@ -93,7 +94,6 @@ def _code_name(code: object) -> str:
 
 
 def scrub(text: str, secret: str | None) -> str:
-    """Remove the API key from text a server or library produced."""
-    if secret and secret in text:
-        return text.replace(secret, "**********")
-    return text
+    """Remove the API key from text a server or library produced, in any encoding a server
+    might echo it in (``textsafe.redact``: percent-encoded, JSON-escaped, base64...)."""
+    return redact(text, secret)

@@ -7,13 +7,19 @@ parents)``; ``main`` maps errors to the exit codes of DESIGN.md section 6.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from batchops import __version__
 from batchops.errors import EXIT_INTERRUPTED, BatchopsError
 
-COMMANDS = ("validate", "schema", "plan", "apply", "status", "results", "watch", "serve")
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE (128 + 13)
+
+COMMANDS = (
+    "init", "validate", "schema", "plan", "apply", "status", "results", "describe", "cancel",
+    "delete", "watch", "serve",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A reader that goes away (``batchops plan -o json | head``) ends it
+    quietly: no traceback, and no "Exception ignored" when Python flushes stdout at exit."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or not a file: nothing to flush
+        pass
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

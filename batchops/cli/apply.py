@@ -23,19 +23,29 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from batchops.apply import NullReporter
+from batchops.apply import NullReporter, SkippedError
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
+    describe_backend,
     open_client,
     project_of,
     root_of,
     settings_from_args,
 )
 from batchops.cli.common import append_step_summary
-from batchops.cli.plan import add_pass_flags, pass_options
-from batchops.config import Settings
-from batchops.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, BatchopsError, ConfigError
+from batchops.cli.confirm import ApplyGate, NotConfirmedError, ask_terminal
+from batchops.cli.plan import add_pass_flags, pass_options, selector_of
+from batchops.config import ProjectConfig, Settings
+from batchops.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    BatchopsError,
+    ConfigError,
+)
+from batchops.manifest.select import Selector
 from batchops.plan import Action, Kind, Plan
 from batchops.reconcile import (
     Inputs,
@@ -53,6 +63,7 @@ from batchops.render.plan import (
     plan_text,
     summary_line,
 )
+from batchops.textsafe import inert, json_text, md_text
 
 # Seconds between passes under --wait: the local backend finishes in seconds, while Fireworks jobs
 # take minutes to hours and every pass costs two list calls.
@@ -80,51 +91,75 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help=f"seconds between passes with --wait (default {POLL_LOCAL:g} on the local backend, "
         f"{POLL_REMOTE:g} on Fireworks)",
     )  # fmt: skip
-    p.add_argument("--parallelism", type=int, default=8, help="concurrent actions (default 8)")
+    p.add_argument("--parallelism", type=int, default=None,
+                   help="concurrent actions (default: batchops.yaml, else 8)")  # fmt: skip
+    p.add_argument("-y", "--auto-approve", action="store_true",
+                   help="do not ask before deleting or replacing (needed for --prune deletions "
+                   "without a terminal, unless applying a saved plan)")  # fmt: skip
     p.set_defaults(func=run)
 
 
 class LineReporter(NullReporter):
-    """One line per finished action (stderr for errors); progress bars are rich's job on a TTY."""
+    """One line per finished action (stderr for errors, and for everything when stdout carries
+    JSON); progress bars are rich's job on a TTY. Workers call it from several threads: each line
+    is one write under a lock (``print`` writes the text and the newline apart, so two threads'
+    lines could share one)."""
+
+    _write_lock = threading.Lock()
+
+    def __init__(self, *, to_stderr: bool = False) -> None:
+        self.to_stderr = to_stderr
 
     def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        print(_finished_text(action, error), file=sys.stderr if error else sys.stdout, flush=True)
+        stream = sys.stderr if error or self.to_stderr else sys.stdout
+        with self._write_lock:
+            stream.write(_finished_text(action, error) + "\n")
+            stream.flush()
 
 
 class RichReporter(LineReporter):
-    """LineReporter plus a progress bar per upload or download, when stdout is a terminal."""
+    """LineReporter plus a progress bar per upload or download, when stdout is a terminal. The
+    live display starts with the first transfer, after any confirmation prompt."""
 
     def __init__(self) -> None:
         from rich.progress import Progress
 
+        super().__init__()
         self._progress = Progress(transient=True)
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._started = False
 
     def __enter__(self) -> RichReporter:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
     def transfer_progress(self, action: Action, done_bytes: int, total_bytes: int) -> None:
         key = f"{action.kind}:{action.resource.remote_id}"
         with self._lock:
+            if not self._started:
+                self._progress.start()
+                self._started = True
             if key not in self._tasks:
-                label = f"{SYMBOLS[action.kind]} {action.resource.name}"
+                from rich.markup import escape
+
+                label = escape(f"{SYMBOLS[action.kind]} {inert(action.resource.name)}")
                 self._tasks[key] = self._progress.add_task(label, total=total_bytes or None)
             self._progress.update(self._tasks[key], completed=done_bytes)
 
     def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        self._progress.console.print(_finished_text(action, error))
+        self._progress.console.print(_finished_text(action, error), markup=False, highlight=False)
 
 
 def _finished_text(action: Action, error: BatchopsError | None) -> str:
     r = action.resource
+    where = f"{r.kind} {inert(r.name)} [{inert(r.remote_id)}]"
     if error is None:
-        return f"  ✓ {SYMBOLS[action.kind]} {r.kind} {r.name} [{r.remote_id}]"
-    return f"  ✗ {r.kind} {r.name} [{r.remote_id}]: {error}"
+        return f"  ✓ {SYMBOLS[action.kind]} {where}"
+    return f"  ✗ {where}: {inert(error)}"
 
 
 @dataclass
@@ -134,36 +169,72 @@ class _Run:
     project: str
     options: PassOptions
     saved: SavedPlanCheck | None
+    project_file: ProjectConfig | None = None
 
 
 def run(args: argparse.Namespace) -> int:
     settings, root = settings_from_args(args), root_of(args)
+    _project_defaults(args, settings)
     job = _prepare(args, settings, root)
-    inputs = load_inputs(job.paths, root=root)  # invalid input: nothing sent, no backend started
+    inputs = load_inputs(job.paths, root=root, project_file=settings.project_file)  # nothing sent
     stop = threading.Event()
-    with _interrupt_sets(stop), open_client(settings, root=root) as client, _reporter() as rep:
-        printer = _Printer(args, settings)
-        if args.poll_interval is None:
-            args.poll_interval = POLL_REMOTE if settings.api_key else POLL_LOCAL
-        result = _loop(job, args, client, rep, stop, printer, inputs)
+    backend = describe_backend(settings, root)
+    printer = _Printer(args, settings, saved=job.saved is not None, backend=backend)
+    json_output = args.output == "json"
+    try:
+        with (_interrupt_sets(stop), open_client(settings, root=root) as client,
+              _reporter(json_output=json_output) as rep):  # fmt: skip
+            if args.poll_interval is None:
+                remote = backend["kind"] == "fireworks"
+                args.poll_interval = POLL_REMOTE if remote else POLL_LOCAL
+            result = _loop(job, args, client, printer.log(rep), stop, printer, inputs)
+    except KeyboardInterrupt:
+        print(interrupted_message(printer.in_flight()), file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     return printer.finish(result, args)
+
+
+def interrupted_message(jobs: list[str]) -> str:
+    """What Ctrl-C leaves behind: remote jobs do not stop with this process."""
+    if not jobs:
+        return "interrupted"
+    names = ", ".join(jobs)
+    them = "it" if len(jobs) == 1 else "them"
+    return (f"interrupted: the remote jobs keep running on the account, and are billed: "
+            f"{names}.\nFollow {them} with `batchops status`; stop one with "
+            "`batchops cancel NAME`.")  # fmt: skip
+
+
+def _project_defaults(args: argparse.Namespace, settings: Settings) -> None:
+    """Flags not given take the project file's value, then the built-in default."""
+    project = settings.project_file
+    if args.poll_interval is None and project is not None:
+        args.poll_interval = project.poll_interval
+    if args.parallelism is None:
+        args.parallelism = (project.parallelism if project else None) or 8
 
 
 def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     project = project_of(settings, root)
     saved_file = _saved_plan_file(args.paths)
     if saved_file is None:
-        return _Run(default_paths(args, root), root, project, pass_options(args), None)
+        paths = default_paths(args, root, settings)
+        return _Run(paths, root, project, pass_options(args, settings), None, settings.project_file)
+    if selector_of(args).active:
+        raise ConfigError("a saved plan keeps the selection it was made with; drop --job and -l")
     data = json.loads(saved_file.read_text(encoding="utf-8"))
     if data.get("project") != project:
         raise ConfigError(f"the saved plan is for project {data.get('project')!r}, not {project!r}")
     o = data["options"]
     options = PassOptions(prune=o["prune"], allow_empty=o["allowEmpty"],
                           retry_failed=o["retryFailed"], download=o["download"],
-                          max_workers=args.parallelism)  # fmt: skip
+                          max_workers=args.parallelism,
+                          selector=Selector.from_json(data.get("selector")),
+                          narrowed=bool(data.get("narrowed")))  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
-    return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check)
+    return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check,
+                settings.project_file)
 
 
 def _saved_plan_file(paths: list[str]) -> Path | None:
@@ -198,31 +269,91 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
 
 
 @contextmanager
-def _reporter() -> Iterator[NullReporter]:
-    if sys.stdout.isatty():
+def _reporter(*, json_output: bool) -> Iterator[NullReporter]:
+    if sys.stdout.isatty() and not json_output:
         with RichReporter() as rich_reporter:
             yield rich_reporter
     else:
-        yield LineReporter()
+        yield LineReporter(to_stderr=json_output)
+
+
+class _Outcomes(NullReporter):
+    """Passes every report on, and keeps (pass, action, error) for the JSON document."""
+
+    def __init__(self, inner: NullReporter, printer: _Printer) -> None:
+        self.inner, self.printer = inner, printer
+        self.lock = threading.Lock()
+
+    def action_started(self, action: Action) -> None:
+        self.inner.action_started(action)
+
+    def transfer_progress(self, action: Action, done_bytes: int, total_bytes: int) -> None:
+        self.inner.transfer_progress(action, done_bytes, total_bytes)
+
+    def action_finished(self, action: Action, error: BatchopsError | None) -> None:
+        with self.lock:
+            self.printer.outcomes.append((self.printer.passes, action, error))
+        self.inner.action_finished(action, error)
 
 
 class _Printer:
-    """Prints each pass's plan (the first whole, later ones only when they change something)."""
+    """Prints each pass's plan (the first whole, later ones only when they change something),
+    asks for consent before deletions and replacements, and keeps what was done for the end."""
 
-    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+    def __init__(
+        self, args: argparse.Namespace, settings: Settings, *, saved: bool, backend: dict[str, str]
+    ) -> None:
         self.json = args.output == "json"
+        self.backend_json = backend
+        self.backend = backend["text"]
         self.summary_file = settings.step_summary
         self.passes = 0
         self.last_line = ""
+        self.first_plan: Plan | None = None
+        self.last_plan: Plan | None = None
+        self.outcomes: list[tuple[int, Action, BatchopsError | None]] = []
+        self.gate = ApplyGate(auto_approve=args.auto_approve, saved_plan=saved,
+                              show=self._show, ask=self._ask)  # fmt: skip
+
+    def log(self, reporter: NullReporter) -> _Outcomes:
+        return _Outcomes(reporter, self)
+
+    def _show(self, plan: Plan) -> None:
+        if self.json:  # text mode printed it already
+            print(plan_text(plan), file=sys.stderr, flush=True)
+
+    def _ask(self, question: str) -> str:
+        return ask_terminal(question, stream_out=not self.json)
+
+    def in_flight(self) -> list[str]:
+        """Declared jobs submitted or still running when we stopped."""
+        names = {a.resource.name for _, a, e in self.outcomes if e is None and a.kind in _SUBMITS}
+        if self.last_plan is not None:
+            names |= {a.resource.name for a in self.last_plan.actions if a.kind is Kind.WAIT}
+        return sorted(names)
 
     def on_plan(self, plan: Plan) -> None:
+        self._print_plan(plan)
+        try:
+            self.gate.check(plan)
+        except NotConfirmedError as exc:
+            if self.summary_file:  # the summary showed the plan: say it was not applied
+                append_step_summary(self.summary_file, "#### batchops apply: not applied, exit "
+                                    f"1\n{errors_markdown([str(exc)])}")  # fmt: skip
+            raise
+
+    def _print_plan(self, plan: Plan) -> None:
         self.passes += 1
+        self.first_plan = self.first_plan or plan
+        self.last_plan = plan
         if self.passes == 1 and self.summary_file:
-            append_step_summary(self.summary_file, plan_markdown(plan, title="batchops apply"))
+            markdown = plan_markdown(plan, title="batchops apply", backend=self.backend)
+            append_step_summary(self.summary_file, markdown)
         if self.json:
             return
         if self.passes == 1:
-            print(plan_text(plan), flush=True)
+            # The backend is named when something is to happen; "No changes." stays one line.
+            print(plan_text(plan, backend=self.backend if plan.actions else None), flush=True)
             self.last_line = summary_line(plan)  # plan_text's last line
             return
         for action in plan.actions:
@@ -235,23 +366,42 @@ class _Printer:
 
     def finish(self, result: PassResult, args: argparse.Namespace) -> int:
         code = _exit_code(result)
-        errors = [str(e) for e in result.errors]
+        errors = [inert(e) for e in result.errors]
         for message in errors:
             print(f"error: {message}", file=sys.stderr)
         if result.failed_jobs:
-            print(f"failed: {', '.join(result.failed_jobs)}", file=sys.stderr)
+            print(f"failed: {', '.join(map(inert, result.failed_jobs))}", file=sys.stderr)
         for name, record in sorted((result.applied.records if result.applied else {}).items()):
             if record.counts.nonconforming:  # responseFormat: failed rows the server called done
-                print(f"{name}: {record.counts.nonconforming} answer(s) did not match "
-                      f"responseFormat; see {os.path.relpath(record.errors.path)}",
+                print(f"{inert(name)}: {record.counts.nonconforming} answer(s) did not match "
+                      f"responseFormat; see {inert(os.path.relpath(record.errors.path))}",
                       file=sys.stderr)  # fmt: skip
         if self.json:
-            print(json.dumps(_result_json(result, code), indent=2))
+            print(json_text(self._result_json(result, code), indent=2))
         elif result.plan.has_changes or not result.converged:
             print(_outcome_line(result, wait=args.wait), flush=True)
         if self.summary_file:
             append_step_summary(self.summary_file, _apply_markdown(result, code))
         return code
+
+
+    def _result_json(self, result: PassResult, code: int) -> dict[str, Any]:
+        """One document for the whole run: the plan as first made, every action executed (in
+        every pass) with its outcome, and where each declared job ended up."""
+        from batchops.render.plan import action_json, plan_json
+
+        applied = [{**action_json(a), "pass": n, "outcome": _outcome(e),
+                    "error": None if e is None else str(e)}
+                   for n, a, e in self.outcomes]  # fmt: skip
+        return {
+            "formatVersion": 1, "exitCode": code, "converged": result.converged,
+            "passes": self.passes,
+            "plan": plan_json(self.first_plan or result.plan, backend=self.backend_json),
+            "applied": applied,
+            "jobs": [{"name": n, "state": s} for n, s in result.plan.job_states],
+            "errors": [str(e) for e in result.errors], "failedJobs": result.failed_jobs,
+            "jobStates": result.job_states,
+        }  # fmt: skip
 
 
 _SUBMITS = frozenset({Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB})
@@ -274,19 +424,15 @@ def _exit_code(result: PassResult) -> int:
     return EXIT_JOB_FAILED if result.failed_jobs else EXIT_OK
 
 
-def _result_json(result: PassResult, code: int) -> dict[str, Any]:
-    from batchops.render.plan import plan_json
-
-    return {
-        "formatVersion": 1, "exitCode": code, "converged": result.converged,
-        "plan": plan_json(result.plan), "errors": [str(e) for e in result.errors],
-        "failedJobs": result.failed_jobs, "jobStates": result.job_states,
-    }  # fmt: skip
+def _outcome(error: BatchopsError | None) -> str:
+    if error is None:
+        return "done"
+    return "skipped" if isinstance(error, SkippedError) else "failed"
 
 
 def _apply_markdown(result: PassResult, code: int) -> str:
     head = "converged" if result.converged else "in progress"
-    failed = f"; failed: {', '.join(result.failed_jobs)}" if result.failed_jobs else ""
+    failed = f"; failed: {md_text(', '.join(result.failed_jobs))}" if result.failed_jobs else ""
     text = f"#### batchops apply: {head}, exit {code}{failed}\n"
     return text + errors_markdown(str(e) for e in result.errors)
 
@@ -299,7 +445,8 @@ def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReport
     while True:
         result = run_pass(job.paths, root=job.root, client=client, project=job.project,
                           options=job.options, reporter=reporter, stop=stop, saved=saved,
-                          on_plan=printer.on_plan, inputs=first_inputs)  # fmt: skip
+                          on_plan=printer.on_plan, inputs=first_inputs,
+                          project_file=job.project_file)  # fmt: skip
         # Only the first pass is the saved plan, and only it may reuse the inputs validated
         # before the backend started; later passes reload what the files say now.
         saved, first_inputs = None, None
@@ -325,5 +472,5 @@ def _timeout_error(timeout: float, result: PassResult) -> BatchopsError:
 
 def _states_text(result: PassResult) -> str:
     """'2 completed, 1 running' over the declared jobs."""
-    return ", ".join(f"{n} {s.removeprefix('JOB_STATE_').lower()}"
+    return ", ".join(f"{n} {inert(s.removeprefix('JOB_STATE_').lower())}"
                      for s, n in sorted(result.job_states.items()))  # fmt: skip

@@ -1,63 +1,135 @@
 """Opening the client for plan/apply/status/watch: the real service, a shared server, or embedded.
 
-With ``FIREWORKS_API_KEY`` the client talks to Fireworks (``client_from_settings``). Without a key
-but with ``FIREWORKS_BASE_URL`` (say a shared ``batchops serve``), it talks to that URL with no key.
-With neither, it starts the embedded local backend (data in ``.batchops/local``) for the duration of
-the command and says so in one line on stderr. Also holds the flags these commands share.
+The project root is the nearest folder holding ``batchops.yaml`` (looking upward, like git), or
+``--root``, or the current folder. ``Settings.backend_choice`` picks the backend and refuses to
+pick silently: with ``FIREWORKS_API_KEY`` the client talks to Fireworks; with ``--local`` or
+``backend: local`` to the embedded local backend (data in ``.batchops/local``) or a ``batchops
+serve`` at ``FIREWORKS_BASE_URL``; with no key outside CI to the embedded backend, saying so on
+stderr; under CI with no key it stops. Also holds the flags these commands share.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from batchops.api import FireworksClient, client_from_settings
-from batchops.config import DEFAULT_BASE_URL, STATE_DIR, Settings, load_settings
+from batchops.config import (
+    LOCAL_ACCOUNT_ID,
+    PROJECT_FILE,
+    STATE_DIR,
+    Settings,
+    ensure_state_dir,
+    find_root,
+    load_settings,
+)
 from batchops.identity import project_from_root, slugify
+from batchops.private import private_dir
 
 NOTICE = (
     "batchops: no FIREWORKS_API_KEY; using the embedded local backend in .batchops/local "
     "(see `batchops serve`)"
 )
+LOCAL_NOTICE = "batchops: using the embedded local backend in .batchops/local (asked by {where})"
 
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
-    """--base-url, --account-id, --project, --root: shared by plan, apply, status and watch."""
+    """--base-url, --account-id, --project, --root, --local: for plan, apply, status, watch."""
     parser.add_argument("--base-url", help="API base URL (default: $FIREWORKS_BASE_URL)")
     parser.add_argument("--account-id", help="account ID (default: $FIREWORKS_ACCOUNT_ID)")
     parser.add_argument(
-        "--project", help="ownership mark's project (default: $BATCHOPS_PROJECT or the root's name)"
+        "--project",
+        help="project name in IDs and the ownership mark (default: $BATCHOPS_PROJECT, then "
+        "metadata.name in batchops.yaml)",
     )
     parser.add_argument(
-        "--root", type=Path, default=None, help="repository root (default: the current folder)"
-    )
+        "--root", type=Path, default=None,
+        help="project root (default: the nearest folder upward holding batchops.yaml, else the "
+        "current folder)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--local", action="store_true",
+        help="use the local backend (embedded, or the `batchops serve` at --base-url), even "
+        "under CI",
+    )  # fmt: skip
 
 
 def root_of(args: argparse.Namespace) -> Path:
     root: Path | None = getattr(args, "root", None)
-    return (root or Path.cwd()).resolve()
+    if root is not None:
+        return root.resolve()
+    return find_root(Path.cwd()) or Path.cwd().resolve()
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags, environment and the root's batchops.yaml (validated: InvalidInputError)."""
+    from batchops.manifest.project import load_project
+
     return load_settings(
         base_url=getattr(args, "base_url", None),
         account_id=getattr(args, "account_id", None),
         project=getattr(args, "project", None),
+        local=bool(getattr(args, "local", False)),
+        project_file=load_project(root_of(args)),
     )
 
 
 def project_of(settings: Settings, root: Path) -> str:
+    """The project's name (``open_client`` says so when it comes from the folder's name)."""
     return slugify(settings.project) if settings.project else project_from_root(root)
 
 
-def default_paths(args: argparse.Namespace, root: Path) -> list[Path]:
-    """PATHS as given (relative to the current folder), or ``<root>/jobs``."""
+def project_notice(settings: Settings, root: Path) -> str | None:
+    """When the name comes from the folder's name: say so (a clone under another name would be
+    another project) and how to pin it."""
+    if settings.project:
+        return None
+    return (
+        f"batchops: project name '{project_from_root(root)}' comes from the folder name ({root}); "
+        "a checkout under another name would plan everything again. Pin it with `batchops init` "
+        f"or metadata.name in {PROJECT_FILE}"
+    )
+
+
+def default_paths(
+    args: argparse.Namespace, root: Path, settings: Settings | None = None
+) -> list[Path]:
+    """PATHS as given (relative to the current folder), or the project file's ``paths`` (relative
+    to the root), or ``<root>/jobs``."""
     given: list[str] = getattr(args, "paths", None) or []
-    return [Path(p).resolve() for p in given] if given else [root / "jobs"]
+    if given:
+        return [Path(p).resolve() for p in given]
+    project = settings.project_file if settings else None
+    return [root / p for p in project.paths] if project else [root / "jobs"]
+
+
+def describe_backend(settings: Settings, root: Path) -> dict[str, str]:
+    """Which backend a command talks to, for the plan's header (text, JSON, step summary)."""
+    choice = settings.backend_choice()
+    if choice == "fireworks":
+        account = settings.account_id or LOCAL_ACCOUNT_ID
+        text = f"Fireworks account {account} at {settings.base_url}"
+        return {"kind": choice, "url": settings.base_url, "account": account, "text": text}
+    if choice == "serve":
+        text = f"`batchops serve` at {settings.base_url}"
+        return {"kind": choice, "url": settings.base_url, "text": text}
+    where = (root / STATE_DIR / "local").as_posix()
+    return {"kind": choice, "path": where,
+            "text": f"the embedded local backend at {STATE_DIR}/local"}  # fmt: skip
+
+
+def paths_narrowed(args: argparse.Namespace, root: Path, settings: Settings | None = None) -> bool:
+    """PATHS name part of the project rather than the default (all of it): pruning is then
+    limited to what those paths declare."""
+    if not getattr(args, "paths", None):
+        return False
+    whole = default_paths(argparse.Namespace(paths=None), root, settings)
+    return default_paths(args, root, settings) != whole
 
 
 def _notice_stderr(message: str) -> None:
@@ -72,16 +144,22 @@ def open_client(
     notice: Callable[[str], None] = _notice_stderr,
     **client_options: Any,
 ) -> Iterator[FireworksClient]:
-    """A client for the remote, a shared server, or an embedded backend started for the block."""
-    if settings.api_key is not None or settings.base_url != DEFAULT_BASE_URL:
+    """A client for the remote, a shared server, or an embedded backend started for the block.
+    Raises ConfigError when no backend may be chosen (no key under CI)."""
+    choice = settings.backend_choice()
+    if (about_project := project_notice(settings, root)) is not None:
+        notice(about_project)
+    if choice != "embedded":
         with client_from_settings(settings, **client_options) as client:
             yield client
         return
     from batchops.local.config import BackendConfig  # only when embedding
     from batchops.local.server import EmbeddedServer
 
-    data_dir = root / STATE_DIR / "local"
+    settings = dataclasses.replace(settings, api_key=None)  # the key never goes to a local server
+    data_dir = private_dir(ensure_state_dir(root) / "local", root=root)
     with EmbeddedServer(BackendConfig(data_dir=data_dir), port=0) as server:
-        notice(NOTICE)
+        asked = settings.backend == "local"
+        notice(LOCAL_NOTICE.format(where=settings.backend_source) if asked else NOTICE)
         with client_from_settings(settings, base_url=server.base_url, **client_options) as client:
             yield client

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from batchops.errors import BatchopsError, InvalidInputError
+from batchops.textsafe import inert, json_text
 
 
 def print_error(exc: BatchopsError, args: argparse.Namespace) -> None:
@@ -15,12 +15,12 @@ def print_error(exc: BatchopsError, args: argparse.Namespace) -> None:
         body: dict[str, object] = {"error": type(exc).__name__, "message": str(exc)}
         if isinstance(exc, InvalidInputError):
             body["diagnostics"] = [d.__dict__ for d in exc.diagnostics]
-        print(json.dumps(body), file=sys.stdout)
+        print(json_text(body), file=sys.stdout)
         return
     if isinstance(exc, InvalidInputError):
         for diagnostic in exc.diagnostics:
-            print(str(diagnostic), file=sys.stderr)
-    print(f"error: {exc}", file=sys.stderr)
+            print(inert(diagnostic), file=sys.stderr)
+    print(f"error: {inert(exc)}", file=sys.stderr)  # messages quote servers and datasets
 
 
 def append_step_summary(path: Path, markdown: str) -> None:

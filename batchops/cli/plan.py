@@ -15,15 +15,20 @@ from typing import Any
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
+    describe_backend,
     open_client,
+    paths_narrowed,
     project_of,
     root_of,
     settings_from_args,
 )
 from batchops.cli.common import append_step_summary, write_text_atomic
+from batchops.config import Settings
 from batchops.errors import EXIT_CHANGES, EXIT_OK
+from batchops.manifest.select import Selector
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs
 from batchops.render.plan import plan_json, plan_markdown, plan_text
+from batchops.textsafe import json_text
 
 
 def add_pass_flags(p: argparse.ArgumentParser) -> None:
@@ -34,12 +39,28 @@ def add_pass_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true", help="allow --prune with nothing declared")
     p.add_argument("--retry-failed", action="store_true", help="resubmit failed jobs")
     p.add_argument("--no-download", action="store_true", help="skip downloading results")
+    add_selector_flags(p)
 
 
-def pass_options(args: argparse.Namespace) -> PassOptions:
+def add_selector_flags(p: argparse.ArgumentParser) -> None:
+    """--job and -l: plan, apply and status work on the selected jobs (and the datasets they
+    read) only; the rest is left alone and counted in one line."""
+    p.add_argument("--job", action="append", metavar="NAME",
+                   help="only this job (repeatable)")  # fmt: skip
+    p.add_argument("-l", "--selector", action="append", metavar="KEY=VALUE", dest="labels",
+                   help="only jobs whose metadata.labels have KEY=VALUE (repeatable: all of "
+                   "them)")  # fmt: skip
+
+
+def selector_of(args: argparse.Namespace) -> Selector:
+    return Selector.of(getattr(args, "job", None), getattr(args, "labels", None))
+
+
+def pass_options(args: argparse.Namespace, settings: Settings | None = None) -> PassOptions:
     return PassOptions(
         prune=args.prune, allow_empty=args.allow_empty, retry_failed=args.retry_failed,
         download=not args.no_download, max_workers=getattr(args, "parallelism", 8),
+        selector=selector_of(args), narrowed=paths_narrowed(args, root_of(args), settings),
     )  # fmt: skip
 
 
@@ -66,16 +87,19 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root, settings = root_of(args), settings_from_args(args)
-    paths, options = default_paths(args, root), pass_options(args)
-    inputs = load_inputs(paths, root=root)  # invalid input: nothing is sent, no backend started
+    paths, options = default_paths(args, root, settings), pass_options(args, settings)
+    inputs = load_inputs(paths, root=root, project_file=settings.project_file)  # nothing sent yet
+    backend = describe_backend(settings, root)
     with open_client(settings, root=root) as client:
         plan = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
                                 options=options, inputs=inputs)  # fmt: skip
-    body = plan_json(plan)
+    body = plan_json(plan, backend=backend)
     if args.out:
-        saved = {**body, "paths": [str(p) for p in paths], "root": str(root)}
+        saved = {**body, "paths": [str(p) for p in paths], "root": str(root),
+                 "selector": options.selector.to_json(), "narrowed": options.narrowed}
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
-    print(json.dumps(body, indent=2) if args.output == "json" else plan_text(plan))
+    text = plan_text(plan, backend=backend["text"])
+    print(json_text(body, indent=2) if args.output == "json" else text)
     if settings.step_summary:
-        append_step_summary(settings.step_summary, plan_markdown(plan))
+        append_step_summary(settings.step_summary, plan_markdown(plan, backend=backend["text"]))
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

@@ -16,13 +16,19 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from batchops.cli.backend import root_of
+from batchops.config import ProjectConfig
 from batchops.errors import EXIT_OK, ConfigError, Diagnostic, InvalidInputError
+from batchops.layout import errors_path
 from batchops.manifest import Desired, JobDecl, load_desired
 from batchops.manifest.locate import suggest
-from batchops.results import errors_path, state_dir, write_atomic
+from batchops.manifest.project import load_project
+from batchops.results import write_atomic
+from batchops.scratch import Scratch
 from batchops.sources import render_all
 from batchops.sources.join import JobResults, Joined, input_rows
 from batchops.sources.writers import cell, chunks
+from batchops.textsafe import inert
 
 DEFAULT_LIMIT = 20
 
@@ -52,24 +58,28 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument(
         "--manifests", action="append", type=Path, metavar="PATH",
-        help="manifest files or folders (default: jobs/); repeatable",
+        help="manifest files or folders (default: the project file's paths, or jobs/); repeatable",
     )  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    root = Path.cwd().resolve()
-    desired = _load(args.manifests or [root / "jobs"], root)
+    root = root_of(args)  # the nearest folder with batchops.yaml, like git
+    project = load_project(root)
+    default = [root / p for p in project.paths] if project else [root / "jobs"]
+    desired = _load([p.resolve() for p in args.manifests or ()] or default, root, project)
     jobs = _jobs(desired, args.names)
     results = [JobResults(j.name, j.output_path, errors_path(j.output_path)) for j in jobs]
     missing = [j.output_display for j in jobs if not j.output_path.is_file()]
     if len(missing) == len(jobs):
         raise ConfigError(f"no results on disk ({', '.join(missing)}); run `batchops apply`")
     for shown in missing:
-        print(f"note: no results on disk at {shown}; its columns are empty", file=sys.stderr)
+        print(f"note: no results on disk at {inert(shown)}; its columns are empty", file=sys.stderr)
     dataset = desired.dataset(jobs[0].input_dataset) if jobs[0].input_dataset else None
     inputs = input_rows(dataset.files) if dataset is not None else None
-    with Joined(inputs, results, tmp_dir=state_dir(root) / "tmp", columns=args.columns) as joined:
+    with Scratch(root) as scratch, Joined(
+        inputs, results, tmp_dir=scratch.path, columns=args.columns
+    ) as joined:
         limit = args.limit if args.limit is not None else _default_limit(args.output)
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
         if args.output == "text":
@@ -83,8 +93,8 @@ def _default_limit(output: str) -> int:
     return DEFAULT_LIMIT if output == "text" else 0
 
 
-def _load(paths: list[Path], root: Path) -> Desired:
-    desired = load_desired(paths, root=root)
+def _load(paths: list[Path], root: Path, project: ProjectConfig | None) -> Desired:
+    desired = load_desired(paths, root=root, project=project)
     problems: list[Diagnostic] = []
     desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
     if problems:
@@ -115,17 +125,19 @@ def _write(fmt: str, columns: list[str], rows: Iterator[tuple[Any, ...]], out: P
 
 def _table(columns: list[str], rows: Iterator[tuple[Any, ...]], limit: int,
            out: Path | None) -> None:  # fmt: skip
-    """A compact view: tokens as "in+out", and columns empty in every shown row left out."""
+    """A compact view: tokens as "in+out", and columns empty in every shown row left out. Every
+    header and cell is data: control characters are made inert, and rich ``Text`` shows markup
+    (``[bold]``) literally."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     names, shown = _compact(columns, [tuple(cell(v) for v in row) for row in rows])
-    table = Table(*names)
-    for column in table.columns:
-        column.overflow, column.max_width = "fold", 60
+    table = Table()
+    for name in names:  # column names come from the input table: data too
+        table.add_column(Text(inert(name)), overflow="fold", max_width=60)
     for row in shown:
-        table.add_row(*(Text(value) for value in row))  # Text: no markup from the data
+        table.add_row(*(Text(inert(value)) for value in row))
     if out is None:
         Console().print(table)
     else:

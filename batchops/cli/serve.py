@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchops.config import STATE_DIR, load_settings
+from batchops.config import STATE_DIR, ensure_state_dir_above, load_settings
 from batchops.errors import ConfigError
+from batchops.private import private_dir
 
 DEFAULT_DATA_DIR = Path(STATE_DIR) / "local"
 
@@ -125,6 +126,7 @@ def build_config(args: argparse.Namespace) -> Any:
     if args.engine == "openai" and not args.openai_base_url:
         raise ConfigError("--engine openai needs --openai-base-url")
     settings = load_settings()
+    ensure_state_dir_above(args.data_dir)  # .batchops/ ignores itself before the key lands there
     faults = FaultConfig(
         rate_429=args.fault_429,
         rate_500=args.fault_500,
@@ -153,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     from batchops.local.server import serve
 
     config = build_config(args)
+    if args.data_dir == DEFAULT_DATA_DIR:  # .batchops/ private too, not only its local/ folder
+        private_dir(Path.cwd() / DEFAULT_DATA_DIR, root=Path.cwd())
     if not config.api_key and not is_loopback(args.host):
         print(
             f"warning: serving on {args.host} without FIREWORKS_API_KEY: anyone who can reach "

@@ -6,7 +6,6 @@ A rich table on a terminal, plain columns otherwise, or ``--output json`` (forma
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -18,31 +17,41 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
+from batchops.cli.plan import add_selector_flags, selector_of
 from batchops.errors import EXIT_OK
+from batchops.manifest.select import select
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.status import status_json, status_row, status_table, status_text
+from batchops.textsafe import json_text
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", parents=parents, help="each declared job: state, rows, results")
     p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/)")
     add_backend_flags(p)
+    add_selector_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     root, settings = root_of(args), settings_from_args(args)
-    paths = default_paths(args, root)
-    inputs = load_inputs(paths, root=root)
+    paths = default_paths(args, root, settings)
+    desired, infos = load_inputs(paths, root=root, project_file=settings.project_file)
+    selection = select(desired, selector_of(args))
+    inputs = (selection.desired, infos)
     with open_client(settings, root=root) as client:
         ctx = load_context(client, root=root, project=project_of(settings, root), inputs=inputs)
     rows = [status_row(view) for view in ctx.views()]
+    outside = selection.outside_jobs
     if args.output == "json":
-        print(json.dumps(status_json(rows), indent=2))
-    elif sys.stdout.isatty():
+        print(json_text({**status_json(rows), "outsideSelection": outside}, indent=2))
+        return EXIT_OK
+    if sys.stdout.isatty():
         from rich.console import Console
 
         Console().print(status_table(rows))
     else:
         print(status_text(rows))
+    if outside:
+        print(f"{outside} job{'' if outside == 1 else 's'} outside the selection not shown.")
     return EXIT_OK

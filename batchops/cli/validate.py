@@ -13,14 +13,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from batchops.config import load_settings
+from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
 from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError, Diagnostic, InvalidInputError
 from batchops.manifest import Desired, load_desired
 from batchops.manifest.locate import suggest
+from batchops.manifest.project import load_project
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
 from batchops.sources import relocate, render_all
+from batchops.textsafe import inert_lines, json_text
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -73,19 +75,28 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    root = Path.cwd()
-    desired, infos, diags = check(args.paths or [Path("jobs")], root, args.max_dataset_bytes)
+    root = find_root(Path.cwd()) or Path.cwd()  # the nearest folder with batchops.yaml, like git
+    try:
+        project = load_project(root)
+    except InvalidInputError as exc:  # reported with the manifests' problems, all at once
+        project, project_diags = None, exc.diagnostics
+    else:
+        project_diags = []
+    default = [root / p for p in project.paths] if project else [root / "jobs"]
+    paths = [p.resolve() for p in args.paths] or default
+    desired, infos, diags = check(paths, root, args.max_dataset_bytes, project=project)
+    diags = project_diags + diags
     shown = _rendered(desired, args.show_rendered, args.rows) if args.show_rendered else None
     if args.output == "json":
         body = _json(desired, infos, diags)
         if shown is not None:
             body["rendered"] = shown
-        print(json.dumps(body, indent=2))
+        print(json_text(body, indent=2))
     elif diags:
         print(diagnostics_text(diags))
     else:
-        for row in shown or ():
-            print(json.dumps(row, indent=2, ensure_ascii=False))
+        for row in shown or ():  # dataset text: readable, but no escape reaches the terminal
+            print(inert_lines(json.dumps(row, indent=2, ensure_ascii=False)))
         print(summary(desired, infos))
     if diags and load_settings().github_actions:
         print(github_annotations(diags))
@@ -93,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check(
-    paths: list[Path], root: Path, max_bytes: int
+    paths: list[Path], root: Path, max_bytes: int, *, project: ProjectConfig | None = None
 ) -> tuple[Desired | None, dict[str, DatasetInfo], list[Diagnostic]]:
     """Manifests first; datasets only when the manifests loaded (their paths come from them)."""
     try:
-        desired = load_desired(paths, root=root)
+        desired = load_desired(paths, root=root, project=project)
     except InvalidInputError as exc:
         return None, {}, exc.diagnostics
     problems: list[Diagnostic] = []  # rendering and validating: every problem at once

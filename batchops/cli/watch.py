@@ -7,7 +7,6 @@ SIGHUP and after a git pull that moved HEAD; SIGTERM/SIGINT stop it cleanly with
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from batchops.config import Settings
 from batchops.errors import EXIT_OK, ConfigError
 from batchops.identity import slugify
 from batchops.reconcile import PassOptions
+from batchops.textsafe import inert, inert_lines, json_text
 from batchops.watch.health import Metrics
 from batchops.watch.lock import ProjectLock
 from batchops.watch.loop import Timing
@@ -122,19 +122,27 @@ def run(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace, root: Path, settings: Settings) -> WatchConfig:
     git = GitConfig(args.git_url, args.git_ref, args.git_interval) if args.git_url else None
     busy = LOCAL_BUSY_INTERVAL if settings.uses_local_backend else REMOTE_BUSY_INTERVAL
+    paths = _paths(args, root, git, settings)
+    # PATHS naming part of the project: --prune deletes only what they declare (as in apply).
+    whole = _paths(argparse.Namespace(paths=None), root, git, settings)
+    narrowed = bool(args.paths) and paths != whole
     return WatchConfig(
-        paths=_paths(args, root, git), root=root, project=_project(settings, root, git),
+        paths=paths, root=root, project=_project(settings, root, git),
         options=PassOptions(prune=args.prune, allow_empty=args.allow_empty,
-                            retry_failed=args.retry_failed, download=not args.no_download),
+                            retry_failed=args.retry_failed, download=not args.no_download,
+                            narrowed=narrowed),
         timing=Timing(interval=args.interval, busy_interval=min(args.interval, busy)),
         git=git, health=None if args.health_port is None else (args.health_host, args.health_port),
+        project_file=None if git else settings.project_file,
     )
 
 
-def _paths(args: argparse.Namespace, root: Path, git: GitConfig | None) -> tuple[Path, ...]:
+def _paths(
+    args: argparse.Namespace, root: Path, git: GitConfig | None, settings: Settings
+) -> tuple[Path, ...]:
     """As for apply (relative to the current folder); with git, relative to the clone."""
     if git is None:
-        return tuple(default_paths(args, root))
+        return tuple(default_paths(args, root, settings))
     paths = [Path(p) for p in args.paths or ["jobs"]]
     if any(p.is_absolute() or ".." in p.parts for p in paths):
         raise ConfigError("with --git-url, PATHS must be relative paths inside the repository")
@@ -164,13 +172,24 @@ class JsonFormatter(logging.Formatter):
         body.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
         if record.exc_info:
             body["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str)
+        return json_text(body, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The text log line, with what servers and datasets wrote into it made inert (JSON lines
+    need nothing more: ``json_text`` escapes every control character)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return inert(super().formatMessage(record))  # one line, whatever the values held
+
+    def formatException(self, ei: Any) -> str:
+        return inert_lines(super().formatException(ei))  # a traceback's own lines stay lines
 
 
 def configure_logging(*, fmt: str, verbose: int) -> None:
     """The daemon logs to stderr; only the CLI configures logging (the library only logs)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
         "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logger = logging.getLogger("batchops")
     logger.handlers[:] = [handler]

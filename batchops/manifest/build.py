@@ -7,15 +7,18 @@ result is sorted by name.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchops.config import PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.manifest.locate import suggest
-from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest, ProjectManifest
+from batchops.manifest.outputs import output_problems
 from batchops.manifest.templated import Problem, response_schema, source_decl, table_decl
 from batchops.manifest.yamlsrc import Loc
 
@@ -24,20 +27,47 @@ if TYPE_CHECKING:
 
 
 def build_desired(
-    parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic]
-) -> Desired:
+    parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic],
+    *, output_dir: str = "results",
+) -> Desired:  # fmt: skip
     ordered = sorted(parsed, key=lambda p: p.source)
+    _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
     datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
-    jobs = [j for p in unique if (j := _job(p, names, root, diags)) is not None]
-    _unique_outputs(jobs, unique, diags)
+    jobs = [j for p in unique if (j := _job(p, names, root, diags, output_dir)) is not None]
+    _check_outputs(jobs, datasets, files, root, unique, diags)
     return Desired(
         root=root,
         datasets=tuple(sorted(datasets, key=lambda d: d.name)),
         jobs=tuple(sorted(jobs, key=lambda j: j.name)),
         manifest_files=tuple(files),
     )
+
+
+def _misplaced_projects(ordered: Sequence[Parsed], root: Path, diags: list[Diagnostic]) -> None:
+    """A Project document counts only as the root's batchops.yaml (read by load_project)."""
+    for p in ordered:
+        if isinstance(p.manifest, ProjectManifest) and p.file != root / PROJECT_FILE:
+            message = f"a Project belongs in {PROJECT_FILE} at the root ({root.name}/), not here"
+            diags.append(_at(p, ("kind",), message))
+
+
+def with_moved(desired: Desired, project: ProjectConfig, diags: list[Diagnostic]) -> Desired:
+    """Attach the project file's renames after checking each one: the new name is declared,
+    the old one no longer is (else both would claim the same remote resources)."""
+    shown = P.display(project.file, desired.root)
+    names = {"Dataset": {d.name for d in desired.datasets},
+             "BatchInferenceJob": {j.name for j in desired.jobs}}  # fmt: skip
+    for m in project.moved:
+        kinds = [k for k in names if m.applies_to(k)]
+        if not any(m.new in names[k] for k in kinds):
+            message = f"moved: '{m.new}' is not declared by any manifest"
+            diags.append(Diagnostic(shown, m.line, m.col, message))
+        if any(m.old in names[k] for k in kinds):
+            message = f"moved: '{m.old}' is still declared; a rename keeps only the new name"
+            diags.append(Diagnostic(shown, m.line, m.col, message))
+    return dataclasses.replace(desired, moved=project.moved)
 
 
 def _at(p: Parsed, loc: Loc, message: str) -> Diagnostic:
@@ -123,7 +153,9 @@ def _parameters(m: BatchInferenceJobManifest, schema: dict[str, Any] | None) -> 
     return params
 
 
-def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> JobDecl | None:
+def _job(
+    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], output_dir: str
+) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
         return None
@@ -136,7 +168,7 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
             _at(p, ("spec", "inputDataset"), f"unknown dataset '{spec.input_dataset}'{hint}")
         )
         ok = False
-    written = spec.output.path or f"results/{name}.jsonl"
+    written = spec.output.path or f"{output_dir.rstrip('/')}/{name}.jsonl"
     try:
         output = P.output_file(written, root)
     except P.PathProblem as exc:
@@ -168,20 +200,21 @@ def _job(p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic]) -> 
     )
 
 
-def _unique_outputs(
-    jobs: Sequence[JobDecl], parsed: Sequence[Parsed], diags: list[Diagnostic]
-) -> None:
-    """Two jobs writing one results file would overwrite each other's results."""
+def _check_outputs(
+    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], files: Sequence[Path], root: Path,
+    parsed: Sequence[Parsed], diags: list[Diagnostic],
+) -> None:  # fmt: skip
+    """Results that would overwrite a dataset, a manifest, git's or batchops' files, or another
+    job's results (both jobs of a collision are reported)."""
     by_name = {
         p.manifest.metadata.name: p
         for p in parsed
         if isinstance(p.manifest, BatchInferenceJobManifest)
     }
-    first: dict[Path, JobDecl] = {}
-    for job in sorted(jobs, key=lambda j: j.source):
-        if job.output_path in first:
-            other = first[job.output_path].name
-            message = f"output path '{job.output_display}' is also the output of job '{other}'"
-            diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))
-        else:
-            first[job.output_path] = job
+    for job, kind, message in output_problems(jobs, datasets, files, root):
+        p = by_name[job.name]
+        at: Loc = ("spec", "output", "path")
+        if kind == "table":  # spec.output.table.path, or the table's own line when derived
+            at = ("spec", "output", "table", "path")
+            at = at if at in p.doc.values else at[:-1]
+        diags.append(_at(p, at, message))

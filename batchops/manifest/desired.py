@@ -12,6 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from batchops.config import Moved
+
 OnExpired = Literal["resume", "stop"]
 
 
@@ -100,6 +102,11 @@ class Desired:
     datasets: tuple[DatasetDecl, ...] = ()  # sorted by name
     jobs: tuple[JobDecl, ...] = ()  # sorted by name
     manifest_files: tuple[Path, ...] = ()  # every manifest file read (absolute), for the watcher
+    moved: tuple[Moved, ...] = ()  # renames from the project file, checked against the names
+
+    def moved_from(self, kind: str, name: str) -> str | None:
+        """The name the declared ``kind`` ("Dataset" | "BatchInferenceJob") ``name`` had."""
+        return next((m.old for m in self.moved if m.new == name and m.applies_to(kind)), None)
 
     def with_files(self, files: dict[str, Path], root: Path) -> Desired:
         """The rendered datasets pointing at their artifacts (``batchops.sources.render_all``);

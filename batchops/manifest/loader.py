@@ -13,12 +13,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from batchops.config import DEFAULT_OUTPUT_DIR, ProjectConfig
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.manifest import paths as P
-from batchops.manifest.build import build_desired
+from batchops.manifest.build import build_desired, with_moved
 from batchops.manifest.desired import Desired, Source
 from batchops.manifest.locate import suggest, validation_diagnostics
-from batchops.manifest.models import KINDS
+from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
 from batchops.manifest.yamlsrc import YamlDocument, parse_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -34,14 +35,20 @@ class Parsed:
     doc: YamlDocument
 
 
-def load_desired(paths: Sequence[Path], *, root: Path) -> Desired:
+def load_desired(
+    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None
+) -> Desired:
     """Load every manifest under ``paths`` (files or folders, searched recursively; relative
-    paths are taken from ``root``). Raises InvalidInputError with all problems of all files."""
+    paths are taken from ``root``). Raises InvalidInputError with all problems of all files.
+    ``project`` (batchops.yaml) gives the default output folder and the renames."""
     root = root.resolve()
     diags: list[Diagnostic] = []
     files = discover(paths, root, diags)
     parsed = [p for file in files for p in read_manifests(file, root, diags)]
-    desired = build_desired(parsed, files, root, diags)
+    output_dir = project.output_dir if project else DEFAULT_OUTPUT_DIR
+    desired = build_desired(parsed, files, root, diags, output_dir=output_dir)
+    if project is not None and project.moved:
+        desired = with_moved(desired, project, diags)
     if diags:
         raise InvalidInputError(diags)
     return desired
@@ -131,10 +138,12 @@ def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[B
     kind = doc.data.get("kind")
     if kind in KINDS:
         return KINDS[kind]
+    if kind == PROJECT_KIND:
+        return ProjectManifest
     kinds = ", ".join(sorted(KINDS))
     if kind is None:
         diags.append(Diagnostic(shown, *doc.start, f"missing required field 'kind' ({kinds})"))
     else:
-        hint = suggest(str(kind), KINDS) or f"; expected one of {kinds}"
+        hint = suggest(str(kind), [*KINDS, PROJECT_KIND]) or f"; expected one of {kinds}"
         diags.append(Diagnostic(shown, *doc.values[("kind",)], f"unknown kind '{kind}'{hint}"))
     return None

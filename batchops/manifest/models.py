@@ -9,6 +9,7 @@ snake_case fields, and unknown keys are rejected (``extra="forbid"``).
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -45,14 +46,19 @@ class Metadata(StrictModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if len(value) > NAME_MAX:
-            raise ValueError(f"name '{value}' is {len(value)} characters long; at most {NAME_MAX}")
-        if not NAME_RE.fullmatch(value):
-            raise ValueError(
-                f"invalid name '{value}': use lowercase letters, digits and '-', "
-                "starting and ending with a letter or digit"
-            )
-        return value
+        return check_name(value)
+
+
+def check_name(value: str) -> str:
+    """A manifest (or project) name: ID-safe, at most NAME_MAX characters."""
+    if len(value) > NAME_MAX:
+        raise ValueError(f"name '{value}' is {len(value)} characters long; at most {NAME_MAX}")
+    if not NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"invalid name '{value}': use lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
 
 
 class SourceSpec(StrictModel):
@@ -245,11 +251,67 @@ class BatchInferenceJobManifest(StrictModel):
     spec: JobSpec
 
 
-Manifest = DatasetManifest | BatchInferenceJobManifest
+class MovedSpec(StrictModel):
+    """``{from: old-name, to: new-name}``: a rename that adopts the old name's remote resources."""
+
+    from_: str = Field(alias="from", description="the name the dataset or job had")
+    to: str = Field(description="its name now, as declared in a manifest")
+    kind: Literal["Dataset", "BatchInferenceJob"] | None = Field(
+        default=None, description="only this kind (default: whichever is declared as 'to')"
+    )
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _check_names(cls, value: str) -> str:
+        return check_name(value)
+
+
+class ProjectSpec(StrictModel):
+    """Defaults that flags and environment variables override (DESIGN.md section 7). Later
+    sections (providers, prices, budget) are added here as optional fields."""
+
+    backend: Literal["fireworks", "local"] | None = Field(
+        default=None,
+        description="fireworks (needs FIREWORKS_API_KEY) or local (the embedded backend); "
+        "default: fireworks with a key, else local outside CI",
+    )
+    paths: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["jobs"], min_length=1, description="manifest files or folders"
+    )
+    output_dir: str = Field(
+        default="results", min_length=1, description="default folder of results/<job>.jsonl"
+    )
+    poll_interval: float | None = Field(
+        default=None, gt=0, le=86400, description="seconds between passes of apply --wait"
+    )
+    parallelism: int | None = Field(default=None, ge=1, le=64, description="concurrent actions")
+    moved: list[MovedSpec] = Field(default_factory=list, description="renames (see docs)")
+
+    @field_validator("paths", "output_dir")
+    @classmethod
+    def _relative(cls, value: str | list[str]) -> str | list[str]:
+        for path in [value] if isinstance(value, str) else value:
+            windows = PureWindowsPath(path)
+            if PurePosixPath(path).is_absolute() or windows.is_absolute() or ".." in windows.parts:
+                raise ValueError(f"'{path}' must be a relative path inside the root, without '..'")
+        return value
+
+
+class ProjectManifest(StrictModel):
+    """``batchops.yaml`` at the repository root; ``metadata.name`` is the project's name."""
+
+    api_version: Literal["batchops/v1"]
+    kind: Literal["Project"]
+    metadata: Metadata
+    spec: ProjectSpec = Field(default_factory=ProjectSpec)
+
+
+Manifest = DatasetManifest | BatchInferenceJobManifest | ProjectManifest
 KINDS: dict[str, type[DatasetManifest] | type[BatchInferenceJobManifest]] = {
     "Dataset": DatasetManifest,
     "BatchInferenceJob": BatchInferenceJobManifest,
 }
+PROJECT_KIND = "Project"  # only in batchops.yaml at the root (batchops.manifest.project)
 
 
 def manifest_json_schema() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from batchops.layout import errors_path
 from batchops.manifest import paths as P
 from batchops.manifest.desired import Source, SourceDecl, TableDecl, TemplatePart
 from batchops.manifest.models import ResponseFormatSpec, SourceSpec, TableSpec, TemplateSpec
@@ -193,5 +194,8 @@ def table_decl(spec: TableSpec, output: Path, root: Path) -> TableDecl:
         raise Problem(("spec", "output", "table", "path"), str(exc)) from exc
     if path == output:
         raise Problem(("spec", "output", "table", "path"), "the table would overwrite the results")
+    if path == errors_path(output):
+        message = "the table would overwrite the results' errors file"
+        raise Problem(("spec", "output", "table", "path"), message)
     columns = tuple(spec.columns) if spec.columns is not None else None
     return TableDecl(path=path, format=spec.format, columns=columns)

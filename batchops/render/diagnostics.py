@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from batchops.errors import Diagnostic
+from batchops.textsafe import annotation_data, annotation_property, inert
 
 
 def diagnostics_text(diags: Sequence[Diagnostic]) -> str:
     """One ``path:line:col: message`` per line, then a count."""
     count = len(diags)
-    lines = [str(d) for d in sorted(diags)]
+    lines = [inert(d) for d in sorted(diags)]  # messages quote dataset content
     lines.append(f"{count} problem{'s' if count != 1 else ''} found")
     return "\n".join(lines)
 
@@ -33,16 +34,7 @@ def diagnostics_json(diags: Sequence[Diagnostic]) -> dict[str, Any]:
 def github_annotations(diags: Sequence[Diagnostic]) -> str:
     """``::error file=P,line=N,col=M::message`` lines, escaped as the Actions runner expects."""
     return "\n".join(
-        f"::error file={_prop(d.path)},line={d.line},col={d.col}::{_data(d.message)}"
+        f"::error file={annotation_property(d.path)},line={d.line},col={d.col}::"
+        f"{annotation_data(d.message)}"
         for d in sorted(diags)
     )
-
-
-def _data(text: str) -> str:
-    # The runner's escapeData: '%' first, so the escapes themselves are not escaped again.
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _prop(text: str) -> str:
-    # escapeProperty additionally escapes the separators of the property list.
-    return _data(text).replace(":", "%3A").replace(",", "%2C")

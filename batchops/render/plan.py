@@ -11,12 +11,14 @@ from typing import Any
 
 from batchops.plan import Action, Kind, Plan
 from batchops.render.units import human_size
+from batchops.textsafe import inert, md_code, md_text
 
 FORMAT_VERSION = 1
 SYMBOLS = {
     Kind.CREATE_DATASET: "+", Kind.CREATE_JOB: "+", Kind.RETRY_JOB: "+", Kind.REPLACE_JOB: "~",
     Kind.RESUME_JOB: "↻", Kind.DOWNLOAD: "↓", Kind.WAIT: "…", Kind.FAILED: "✗",
     Kind.EXPIRED: "✗", Kind.CONFLICT: "✗", Kind.PRUNE_JOB: "-", Kind.PRUNE_DATASET: "-",
+    Kind.MOVED: "→",
 }  # fmt: skip
 _VERBS = (
     (Kind.CREATE_DATASET, "dataset{s} to create"), (Kind.CREATE_JOB, "job{s} to create"),
@@ -26,7 +28,7 @@ _VERBS = (
 )  # fmt: skip
 _STATUS = (
     (Kind.WAIT, "in progress"), (Kind.FAILED, "failed"), (Kind.EXPIRED, "expired"),
-    (Kind.CONFLICT, "in conflict"),
+    (Kind.CONFLICT, "in conflict"), (Kind.MOVED, "renamed"),
 )  # fmt: skip
 
 
@@ -41,6 +43,22 @@ def summary_line(plan: Plan) -> str:
     return f"{head} {'; '.join(status).capitalize()}." if status else head
 
 
+def note_lines(plan: Plan) -> list[str]:
+    """What the plan leaves alone, in one line each: owned jobs no manifest declares (with how to
+    prune them) and declared jobs outside the selection."""
+    lines = []
+    if plan.orphan_jobs:
+        n = plan.orphan_jobs
+        them = "it" if n == 1 else "them"
+        lines.append(f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} declared by no "
+                     f"manifest; `batchops apply --prune` deletes {them}.")  # fmt: skip
+    if plan.outside_jobs or plan.outside_datasets:
+        parts = [_plural(plan.outside_jobs, "job{s}")] if plan.outside_jobs else []
+        parts += [_plural(plan.outside_datasets, "dataset{s}")] if plan.outside_datasets else []
+        lines.append(f"{' and '.join(parts)} outside the selection not shown.")
+    return lines
+
+
 def _detail_text(action: Action) -> str:
     d = action.details
     bits = []
@@ -49,27 +67,29 @@ def _detail_text(action: Action) -> str:
     if action.kind is Kind.WAIT and "percent" in d:
         bits.append(f"{d['percent']}%, {d.get('succeeded', 0)}/{d.get('total', 0)} rows")
     if action.kind is Kind.WAIT:
-        bits.append(str(d.get("state", "")).removeprefix("JOB_STATE_").lower())
+        bits.append(inert(str(d.get("state", "")).removeprefix("JOB_STATE_").lower()))
     if action.kind is Kind.DOWNLOAD:
-        bits.append(f"-> {d.get('path', '')}")
+        bits.append(f"-> {inert(d.get('path', ''))}")
     if action.after:
-        bits.append(f"after {action.after} is READY")
+        bits.append(f"after {inert(action.after)} is READY")
     return f" ({'; '.join(bits)})" if bits else ""
 
 
 def action_line(action: Action) -> str:
     r = action.resource
-    return (f"  {SYMBOLS[action.kind]} {r.kind} {r.name} [{r.remote_id}]: {action.reason}"
-            f"{_detail_text(action)}")  # fmt: skip
+    return (f"  {SYMBOLS[action.kind]} {r.kind} {inert(r.name)} [{inert(r.remote_id)}]: "
+            f"{inert(action.reason)}{_detail_text(action)}")  # fmt: skip
 
 
-def plan_text(plan: Plan) -> str:
-    """One line per action; remote and local groups apart; the summary line last."""
-    lines: list[str] = []
+def plan_text(plan: Plan, *, backend: str | None = None) -> str:
+    """The backend talked to, one line per action; remote and local groups apart; the summary
+    line last."""
+    lines: list[str] = [f"Backend: {backend}"] if backend else []
     for group, title in (("remote", "Remote (the Fireworks account):"), ("local", "Local files:")):
         members = [a for a in plan.actions if a.group == group]
         if members:
             lines += [title, *(action_line(a) for a in members)]
+    lines += note_lines(plan)
     lines.append(summary_line(plan))
     return "\n".join(lines)
 
@@ -83,44 +103,52 @@ def action_json(action: Action) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    """The documented, versioned JSON form (formatVersion 1)."""
+def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str, Any]:
+    """The documented, versioned JSON form (formatVersion 1); ``backend`` names what was asked."""
     o = plan.options
     return {
         "formatVersion": FORMAT_VERSION, "project": plan.project,
+        **({"backend": dict(backend)} if backend else {}),
         "fingerprint": plan.fingerprint,
         "options": {"prune": o.prune, "allowEmpty": o.allow_empty,
-                    "retryFailed": o.retry_failed, "download": o.download},
+                    "retryFailed": o.retry_failed, "download": o.download,
+                    "pruneScope": None if o.prune_scope is None else sorted(o.prune_scope)},
         "actions": [action_json(a) for a in plan.actions],
         "summary": {
             "text": summary_line(plan), "remoteChanges": len(plan.remote_changes),
             "localChanges": len(plan.local_changes),
             "counts": {k.value: plan.count(k) for k in Kind if plan.count(k)},
+            "orphanJobs": plan.orphan_jobs, "outsideSelection": {
+                "jobs": plan.outside_jobs, "datasets": plan.outside_datasets},
         },
     }  # fmt: skip
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def plan_markdown(plan: Plan, *, title: str = "batchops plan") -> str:
-    """For $GITHUB_STEP_SUMMARY: a heading, a table of actions, the summary line."""
-    lines = [f"### {title} ({plan.project})", ""]
+def plan_markdown(
+    plan: Plan, *, title: str = "batchops plan", backend: str | None = None
+) -> str:
+    """For $GITHUB_STEP_SUMMARY: a heading, the backend, a table of actions, the summary line."""
+    lines = [f"### {title} ({md_text(plan.project)})", ""]
+    if backend:
+        # Our own words and the user's URL, not server text: kept as written, on one line.
+        lines += [f"Backend: {' '.join(backend.split())}", ""]
     if plan.actions:
         lines += ["| | Group | Resource | ID | Reason |", "|---|---|---|---|---|"]
         lines += [_md_row(a) for a in plan.actions]
         lines.append("")
+    lines += [f"{md_text(line)}  " for line in note_lines(plan)]
     lines.append(f"**{summary_line(plan)}**")
     return "\n".join(lines) + "\n"
 
 
 def _md_row(a: Action) -> str:
     r = a.resource
-    reason = _md_cell(a.reason + _detail_text(a))
-    return f"| {SYMBOLS[a.kind]} | {a.group} | {r.kind} `{r.name}` | `{r.remote_id}` | {reason} |"
+    # _detail_text is inert already; md_text only adds the Markdown escapes to it.
+    reason = md_text(inert(a.reason) + _detail_text(a))
+    resource = f"{r.kind} {md_code(r.name)}"
+    return f"| {SYMBOLS[a.kind]} | {a.group} | {resource} | {md_code(r.remote_id)} | {reason} |"
 
 
 def errors_markdown(errors: Iterable[str]) -> str:
-    items = [f"- {_md_cell(e)}" for e in errors]
+    items = [f"- {md_text(e)}" for e in errors]
     return ("#### Errors\n\n" + "\n".join(items) + "\n") if items else ""

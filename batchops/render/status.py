@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from batchops.plan import JobView
+from batchops.textsafe import inert
 from batchops.wire import resource_id
 
 FORMAT_VERSION = 1
@@ -64,9 +66,11 @@ COLUMNS = ("NAME", "REMOTE ID", "STATE", "PROGRESS", "OK/FAILED", "TOKENS IN/OUT
 
 
 def _cells(row: StatusRow) -> tuple[str, ...]:
+    """Server-supplied values (IDs, states) and names made inert: one printable line each."""
     return (
-        row.name, row.remote_id, row.state, f"{row.percent}%", f"{row.succeeded}/{row.failed}",
-        f"{row.tokens_in}/{row.tokens_out}", f"{row.results_path} ({row.results})",
+        inert(row.name), inert(row.remote_id), inert(row.state), f"{row.percent}%",
+        f"{row.succeeded}/{row.failed}", f"{row.tokens_in}/{row.tokens_out}",
+        f"{inert(row.results_path)} ({row.results})",
     )  # fmt: skip
 
 
@@ -85,7 +89,7 @@ def status_text(rows: list[StatusRow]) -> str:
 def status_table(rows: list[StatusRow]) -> Table:
     table = Table(*COLUMNS, box=None, header_style="bold")
     for row in rows:
-        table.add_row(*_cells(row))
+        table.add_row(*(Text(cell) for cell in _cells(row)))  # Text: no rich markup in cells
     return table
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchops.api.client import FireworksClient
-from batchops.config import STATE_DIR
+from batchops.config import STATE_DIR, ProjectConfig, ensure_state_dir
 from batchops.errors import InvalidInputError
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
@@ -47,6 +47,7 @@ class WatchConfig:
     timing: Timing = field(default_factory=Timing)
     git: GitConfig | None = None
     health: tuple[str, int] | None = None  # (host, port) for /healthz, /readyz, /metrics
+    project_file: ProjectConfig | None = None  # batchops.yaml (moved, outputDir); not with git
 
 
 def git_clone_dir(root: Path) -> Path:
@@ -92,7 +93,7 @@ def _pass_function(config: WatchConfig, paths: list[Path], root: Path, client: F
         # With git, hold the clone still: a hard reset must not land in the middle of a pass.
         with source.lock if source else contextlib.nullcontext():
             try:
-                desired = load_desired(paths, root=root)  # once a pass: the watcher reuses it
+                desired = load_desired(paths, root=root, project=config.project_file)
             except InvalidInputError:
                 if watcher is not None:
                     watcher.update(None)  # every event counts until the manifests load
@@ -120,6 +121,7 @@ def _watched_files(desired: Desired) -> list[Path]:
 def _git_source(config: WatchConfig) -> GitSource | None:
     if config.git is None:
         return None
+    ensure_state_dir(config.root)
     return GitSource(config.git.url, config.git.ref, git_clone_dir(config.root))
 
 

@@ -215,7 +215,7 @@ def test_spec_change_replaces_and_prune_removes_the_old_job(
     assert "~ job answers" in plan.stdout
     assert "inferenceParameters.maxTokens 32 -> 64" in plan.stdout
     old_jobs, old_datasets = assert_no_duplicates(inproc)
-    done = inproc(root, *WAIT, "--prune")
+    done = inproc(root, *WAIT, "--prune", "--auto-approve")
     assert done.returncode == 0, done.stderr
     assert "its output dataset" in done.stdout  # the plan says the old results go too
     jobs, datasets = assert_no_duplicates(inproc)

@@ -8,6 +8,7 @@ part in a fresh copy of the project, the way a new user would, then once more to
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -44,7 +45,9 @@ def batchops_invocations() -> list[list[str]]:
 
 
 def quick_start() -> tuple[str, str]:
-    commands = [c for c in console_commands() if c.startswith("pip install")]
+    """The two commands .ci/run extracts (its sed pattern: `$ python3 -m venv ... pip install`)."""
+    commands = [c for c in console_commands()
+                if c.startswith("python3 -m venv ") and "pip install" in c]  # fmt: skip
     run = next(c for c in commands if "batchops apply" in c)
     test = next(c for c in commands if "pytest" in c)
     return run, test
@@ -52,8 +55,9 @@ def quick_start() -> tuple[str, str]:
 
 def test_quick_start_is_two_commands() -> None:
     run, test = quick_start()
-    assert run == "pip install -e . && batchops apply --wait jobs/"
-    assert test == "pip install -e '.[test]' && pytest"
+    venv = "python3 -m venv .venv && . .venv/bin/activate"
+    assert run == f"{venv} && pip install -e . && batchops apply --local --wait jobs/"
+    assert test == f"{venv} && pip install -e '.[test]' && pytest"
 
 
 @pytest.mark.parametrize("argv", batchops_invocations(), ids=lambda argv: " ".join(argv))
@@ -64,13 +68,15 @@ def test_readme_commands_parse(argv: list[str]) -> None:
 
 def test_readme_shows_every_command() -> None:
     shown = {argv[0] for argv in batchops_invocations() if argv}
-    assert shown >= {"validate", "schema", "plan", "apply", "status", "watch", "serve"}
+    assert shown >= {"init", "validate", "schema", "plan", "apply", "status", "watch", "serve"}
 
 
 def fresh_project(tmp_path: Path) -> Path:
-    """A copy of what a clone holds: the tracked example jobs, no results and no caches."""
+    """A copy of what a clone holds: the project file and the tracked example jobs, no results
+    and no caches."""
     tracked = subprocess.run(
-        ["git", "ls-files", "jobs"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "ls-files", "batchops.yaml", "jobs"], cwd=ROOT, capture_output=True, text=True,
+        check=True,
     ).stdout.split()
     project = tmp_path / "batchops"
     for name in tracked:
@@ -80,10 +86,11 @@ def fresh_project(tmp_path: Path) -> Path:
 
 
 def batchops(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Under CI=true, as .ci/run runs the quick start: the command itself must ask for --local."""
     return subprocess.run(
-        [sys.executable, "-m", "batchops", *argv],
+        [sys.executable, "-m", "batchops", *argv], env={**os.environ, "CI": "true"},
         cwd=project, capture_output=True, text=True, timeout=120, check=False,
-    )
+    )  # fmt: skip
 
 
 @pytest.mark.e2e
@@ -91,13 +98,13 @@ def batchops(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 def test_quick_start_runs_and_converges(tmp_path: Path) -> None:
     project = fresh_project(tmp_path)
     run, _ = quick_start()
-    argv = shlex.split(run.split("&&")[1])[1:]
+    argv = shlex.split(run.split("&&")[-1])[1:]
 
     first = batchops(project, *argv)
     assert first.returncode == 0, first.stderr
     assert "embedded local backend" in first.stderr
 
-    status = json.loads(batchops(project, "status", "--output", "json", "jobs/").stdout)
+    status = json.loads(batchops(project, "status", "--local", "--output", "json").stdout)
     jobs = status["jobs"]
     assert len(jobs) >= 3
     for job in jobs:

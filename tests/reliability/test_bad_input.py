@@ -140,6 +140,12 @@ def _oversized(root: Path, outside: Path) -> None:
     os.truncate(root / "jobs/data/rows.jsonl", DEFAULT_MAX_BYTES + 1)
 
 
+def _output_links_to_dataset(root: Path, outside: Path) -> None:
+    """A results path that is a symlink to a dataset file: writing it would destroy the input."""
+    (root / "results").mkdir()
+    (root / "results/link.jsonl").symlink_to("../jobs/data/rows.jsonl")
+
+
 Generator = Callable[[Path, Path], None]
 GENERATORS: dict[str, Generator] = {
     "yaml-alias-bomb": _alias_bomb,
@@ -159,6 +165,7 @@ GENERATORS: dict[str, Generator] = {
     "jsonl-many-bad-lines": _many_bad_lines,
     "jsonl-one-mb-line": _one_mb_line,
     "jsonl-oversized": _oversized,
+    "output-path-owned-files": _output_links_to_dataset,
 }
 
 

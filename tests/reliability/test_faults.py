@@ -82,7 +82,7 @@ def test_a_pruned_job_declared_again_is_created_again(
     server = gated()
     root = tmp_path / "revert"
     write_project(root, rows=5, jobs=2)
-    args = [*APPLY, "--prune", "--root", str(root), "--base-url", server.base_url]
+    args = [*APPLY, "--prune", "-y", "--root", str(root), "--base-url", server.base_url]
     assert main(args) == 0
     original = (root / "jobs" / "all.yaml").read_text()
     (root / "jobs" / "all.yaml").write_text(original.rsplit("---\n", 1)[0])  # drop job1

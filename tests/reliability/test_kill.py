@@ -102,18 +102,22 @@ def run_point(point: Point, index: int, server: GatedServer, tmp: Path) -> tuple
 
 
 def kill_mid_merge(root: Path, url: str, account: str) -> bool:
-    """Kill when a merge's temp file appears; proven by the file outliving the process."""
+    """Kill when a merge's index appears; proven by the file outliving the process."""
     tmp = root / ".batchops" / "tmp"
     for _ in range(8):
         proc = spawn(root, url, *APPLY, account=account)
-        wait_until(lambda p=proc: p.poll() is not None or any(tmp.glob("*")), 60, step=0.0005)
+        wait_until(lambda p=proc: p.poll() is not None or merging(tmp), 60, step=0.0005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        if any(tmp.glob("*")):
+        if merging(tmp):
             return True
         for path in [*root.glob("results/*"), *root.glob(".batchops/results/*")]:
             path.unlink()  # missed: make the next apply download and merge again
     return False
+
+
+def merging(tmp: Path) -> bool:
+    return any(tmp.glob("run-*/*.merge.db"))
 
 
 def wait_until(check: Callable[[], object], timeout: float, *, step: float = 0.01) -> bool:
@@ -142,3 +146,5 @@ def test_kill_at_twenty_points_then_apply_converges(
         assert_results_verified(root, server.base_url, account, [f"r{i}" for i in range(rows)],
                                 capsys)  # fmt: skip
         assert not list((root / "results").glob("*.tmp*")), point.name
+        # the killed run's scratch folder (downloads, merge index, temp files) was swept
+        assert not list((root / ".batchops" / "tmp").iterdir()), point.name

@@ -1,0 +1,104 @@
+"""`batchops delete NAME...`: remove owned jobs (and their `<id>-out` datasets), as --prune would.
+
+A NAME is a manifest job name (every attempt, continuation and older spec of it) or one job ID.
+Only jobs carrying this project's mark are touched. On a terminal the command lists what goes and
+asks; without one it needs ``-y``. ``batchops.cli.cancel`` shares this module: it stops only the
+jobs still running. Results already on disk are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from batchops.apply import apply_plan
+from batchops.cli.apply import LineReporter
+from batchops.cli.backend import (
+    add_backend_flags,
+    open_client,
+    project_of,
+    root_of,
+    settings_from_args,
+)
+from batchops.cli.confirm import confirm
+from batchops.errors import EXIT_ERROR, EXIT_OK
+from batchops.history import Target, owned_jobs, targets
+from batchops.plan import Action, Kind, Plan, Resource, sort_actions
+from batchops.render.plan import action_line
+from batchops.textsafe import inert, json_text
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "delete", parents=parents, help="delete owned jobs by name (with their output datasets)",
+        description="Delete every job of this project named NAME (all attempts, continuations "
+        "and older specs) and the output datasets batchops named for them. A running job stops. "
+        "Results on disk are kept. Jobs without this project's mark are never touched.",
+    )  # fmt: skip
+    add_removal_flags(p)
+    p.set_defaults(func=lambda args: run_removal(args, cancel=False))
+
+
+def add_removal_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="+", metavar="NAME", help="a job name, or one job's ID")
+    p.add_argument("-y", "--auto-approve", action="store_true",
+                   help="do not ask (required without a terminal)")  # fmt: skip
+    add_backend_flags(p)
+
+
+def run_removal(args: argparse.Namespace, *, cancel: bool) -> int:
+    settings, root = settings_from_args(args), root_of(args)
+    project = project_of(settings, root)
+    verb = "cancel" if cancel else "delete"
+    with open_client(settings, root=root) as client:
+        found = owned_jobs(args.names, client.list_jobs(), project)
+        plan = _plan(targets(found, running_only=cancel), project, cancel=cancel)
+        if not plan.actions:
+            return _report(args, plan, [], verb, f"Nothing to {verb}: no job of "
+                           f"{', '.join(args.names)} is running." if cancel else "")  # fmt: skip
+        if args.output != "json":
+            print("\n".join(action_line(a) for a in plan.actions), flush=True)
+        n = len(plan.actions)
+        confirm(f"{verb} {n} job{'' if n == 1 else 's'}", auto_approve=args.auto_approve,
+                how="pass -y (--auto-approve)")  # fmt: skip
+        reporter = LineReporter(to_stderr=args.output == "json")
+        applied = apply_plan(plan, client=client, root=root, reporter=reporter)
+    errors = [str(e) for e in applied.errors]
+    return _report(args, plan, errors, verb, "")
+
+
+def _plan(found: list[Target], project: str, *, cancel: bool) -> Plan:
+    return Plan(actions=sort_actions(_action(t, cancel=cancel) for t in found), fingerprint="",
+                project=project)  # fmt: skip
+
+
+def _action(target: Target, *, cancel: bool) -> Action:
+    state = target.state.removeprefix("JOB_STATE_").lower() or "unknown"
+    details: dict[str, object] = {"state": target.state}
+    reason = f"delete ({state})"
+    if cancel:
+        reason = f"cancel ({state}): it stops and is no longer billed"
+    if target.output_dataset:
+        details["outputDataset"] = target.output_dataset
+        reason += f"; its output dataset {target.output_dataset} too"
+    return Action(Kind.PRUNE_JOB, Resource("job", target.name, target.job_id), reason, details)
+
+
+def _report(args: argparse.Namespace, plan: Plan, errors: list[str], verb: str,
+            nothing: str) -> int:  # fmt: skip
+    code = EXIT_ERROR if errors else EXIT_OK
+    if args.output == "json":
+        body = {"formatVersion": 1, "command": verb, "exitCode": code, "errors": errors,
+                "jobs": [{"name": a.resource.name, "remoteId": a.resource.remote_id,
+                          "state": a.details.get("state"),
+                          "outputDataset": a.details.get("outputDataset")}
+                         for a in plan.actions]}  # fmt: skip
+        print(json_text(body, indent=2))
+        return code
+    for message in errors:
+        print(f"error: {inert(message)}", file=sys.stderr)
+    done = len(plan.actions) - len(errors)
+    past = "cancelled" if verb == "cancel" else "deleted"
+    print(nothing or f"{done} job{'' if done == 1 else 's'} {past}.")
+    return code

@@ -1,0 +1,173 @@
+"""Jobs by name on the account: what `delete`, `cancel` and `describe` act on. Pure; no I/O.
+
+``batchops.cli.delete`` / ``cancel`` turn NAMEs into prune actions with ``targets`` (the same
+ownership guard as ``--prune``: only jobs carrying this project's mark), and ``batchops.cli.
+describe`` builds a ``JobHistory`` (every attempt, continuation and older spec of one name) that
+``batchops.render.describe`` prints. A NAME is a manifest job name (every job whose ID starts with
+it) or one job's full ID.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from batchops.errors import ConfigError, OwnershipError
+from batchops.identity import is_ours, output_dataset_id, parse_job_id
+from batchops.wire import (
+    GONE_JOB_STATES,
+    JOB_STATE_CANCELLED,
+    JOB_STATE_COMPLETED,
+    JOB_STATE_EXPIRED,
+    JOB_STATE_FAILED,
+    BatchInferenceJob,
+    resource_id,
+)
+
+FINISHED = frozenset({JOB_STATE_COMPLETED, JOB_STATE_FAILED, JOB_STATE_CANCELLED,
+                      JOB_STATE_EXPIRED}) | GONE_JOB_STATES  # fmt: skip
+
+
+def job_id_of(job: BatchInferenceJob) -> str:
+    return resource_id(job.name or "")
+
+
+def name_of(job_id: str) -> str:
+    """The manifest name part of a job ID we made (the ID itself for other shapes)."""
+    parts = parse_job_id(job_id)
+    return parts.name if parts else job_id
+
+
+def matches(name: str, job: BatchInferenceJob) -> bool:
+    rid = job_id_of(job)
+    return rid == name or name_of(rid) == name
+
+
+def owned_by_name(name: str, jobs: Iterable[BatchInferenceJob], project: str
+                  ) -> list[BatchInferenceJob]:  # fmt: skip
+    """The owned jobs of one NAME, oldest first (none is an answer, not an error)."""
+    return sorted((j for j in jobs if is_ours(j.display_name, project) and matches(name, j)),
+                  key=_age)  # fmt: skip
+
+
+def owned_jobs(
+    names: Sequence[str], jobs: Iterable[BatchInferenceJob], project: str
+) -> dict[str, list[BatchInferenceJob]]:
+    """Each NAME's owned jobs, oldest first; an unknown NAME (with a did-you-mean) or one that
+    matches only jobs without our mark is an error, and then nothing is touched."""
+    listed = list(jobs)
+    ours = [j for j in listed if is_ours(j.display_name, project)]
+    found: dict[str, list[BatchInferenceJob]] = {}
+    problems: list[str] = []
+    for name in names:
+        mine = sorted((j for j in ours if matches(name, j)), key=_age)
+        if mine:
+            found[name] = mine
+        elif any(matches(name, j) for j in listed):
+            problems.append(f"job {name!r} exists but is not ours (no [batchops:{project}] "
+                            "mark in its display name); not touching it")  # fmt: skip
+        else:
+            problems.append(_unknown(name, sorted({name_of(job_id_of(j)) for j in ours})))
+    if problems:
+        error = OwnershipError if all("not ours" in p for p in problems) else ConfigError
+        raise error("; ".join(problems))
+    return found
+
+
+def _age(job: BatchInferenceJob) -> tuple[str, str]:
+    return job.create_time or "", job_id_of(job)
+
+
+def _unknown(name: str, owned_names: list[str]) -> str:
+    close = difflib.get_close_matches(name, owned_names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"no job of this project named {name!r} on the account{hint}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One job to delete or cancel, and its batchops-named output dataset when that goes too."""
+
+    name: str
+    job_id: str
+    state: str
+    output_dataset: str | None
+
+
+def targets(found: dict[str, list[BatchInferenceJob]], *, running_only: bool) -> list[Target]:
+    """Delete: every owned job of each NAME, with its `<id>-out` dataset. Cancel: only the jobs
+    still running (Fireworks has no cancel call; DELETE stops a running job), outputs kept."""
+    out: dict[str, Target] = {}
+    for jobs in found.values():
+        for job in jobs:
+            state, rid = job.state or "", job_id_of(job)
+            if state in GONE_JOB_STATES or (running_only and state in FINISHED):
+                continue
+            output = resource_id(job.output_dataset_id or "")
+            keep_output = running_only or output != output_dataset_id(rid)
+            out[rid] = Target(name_of(rid), rid, state, None if keep_output else output)
+    return sorted(out.values(), key=lambda t: (t.name, t.job_id))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One job of a name's history: an attempt, a continuation, or a job of an older spec."""
+
+    job_id: str
+    kind: str  # "attempt N" | "continuation N of <id>" | "job" (an ID of another shape)
+    state: str
+    created: str
+    updated: str
+    expires: str
+    message: str
+    total: int
+    succeeded: int
+    failed: int
+    tokens_in: int
+    tokens_out: int
+    output_dataset: str
+    current: bool  # of the spec the manifests declare now
+
+
+@dataclass(frozen=True)
+class JobHistory:
+    name: str
+    declared: str | None  # "jobs/x.yaml:3" when a manifest declares it
+    current_base: str | None  # the ID the manifests' spec gives (None: not declared)
+    results_path: str | None
+    results_state: str | None  # "verified" | "stale" | "missing"
+    results_from: str | None  # the last job merged into the results on disk
+    steps: tuple[Step, ...]
+
+
+def history(name: str, jobs: Sequence[BatchInferenceJob], *, current_base: str | None = None,
+            declared: str | None = None, results: tuple[str, str, str | None] | None = None,
+            ) -> JobHistory:  # fmt: skip
+    """``jobs`` are the name's owned jobs, oldest first (``owned_jobs``)."""
+    path, state, last = results if results is not None else (None, None, None)
+    steps = tuple(_step(j, current_base) for j in jobs)
+    return JobHistory(name, declared, current_base, path, state, last, steps)
+
+
+def _step(job: BatchInferenceJob, current_base: str | None) -> Step:
+    rid = job_id_of(job)
+    parts = parse_job_id(rid)
+    p = job.job_progress
+    kind = "job"
+    if parts is not None:
+        kind = f"attempt {parts.attempt + 1}"
+        if parts.resume:
+            parent = resource_id(job.continued_from_job_name or "")
+            kind = f"continuation {parts.resume} of {parent}"
+    return Step(
+        job_id=rid, kind=kind, state=(job.state or "JOB_STATE_UNSPECIFIED"),
+        created=job.create_time or "", updated=job.update_time or "",
+        expires=job.expire_time or "", message=(job.status.message or "") if job.status else "",
+        total=(p.total_input_requests or 0) if p else 0,
+        succeeded=(p.successfully_processed_requests or 0) if p else 0,
+        failed=(p.failed_requests or 0) if p else 0,
+        tokens_in=(p.input_tokens or 0) if p else 0, tokens_out=(p.output_tokens or 0) if p else 0,
+        output_dataset=resource_id(job.output_dataset_id or ""),
+        current=parts is not None and parts.base == current_base,
+    )  # fmt: skip

@@ -1,0 +1,214 @@
+"""Output paths that would overwrite a file the user owns are manifest errors.
+
+Called by ``batchops.manifest.build`` once every dataset and job is known. A job's results file,
+and every file batchops derives from it (``batchops.layout.derived_paths``: the errors file and
+the ``spec.output.table`` file), may not be a dataset
+file or lie inside a dataset folder (it would become a shard), may not be a manifest or any YAML
+file, may not be under ``.git/`` or ``.batchops/``, may not sit below a regular file, and may not
+be another job's results or errors file. Each rule is checked on the path as written and as
+resolved through symlinks. Every offending job is reported, both jobs of a collision included.
+
+Paths are handled as strings, each resolved and each folder stat-ed once per load: with pathlib
+objects the checks of a thousand jobs sharing one results folder cost 100 ms; this way, a few.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from batchops.layout import RESERVED_DIRS, derived_paths
+from batchops.manifest import paths as P
+from batchops.manifest.desired import DatasetDecl, JobDecl
+
+# A problem's job, which derived file it is about ("results", "errors", "table"), and the message.
+OutputProblem = tuple[JobDecl, str, str]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+_WHAT = {"results": "also the output", "errors": "also the errors file",
+         "table": "also the table", "folder": "a folder on the way to the output"}  # fmt: skip
+_KINDS = ("results", "errors", "table")  # the order of ``batchops.layout.derived_paths``
+_SEP = os.sep
+NAME_MAX = 255  # bytes in one file name, on every common file system
+
+
+def output_problems(
+    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], manifests: Sequence[Path], root: Path
+) -> Iterator[OutputProblem]:
+    """(job, kind, message) for each job whose derived files break a rule (the first such file);
+    jobs in source order."""
+    check = _Checker(str(root), jobs, datasets, manifests)
+    for job in sorted(jobs, key=lambda j: j.source):
+        for kind, target in _derived(job):
+            message = check.target(job, target)
+            if message is not None:
+                yield job, kind, message
+                break
+
+
+def _derived(job: JobDecl) -> list[tuple[str, str]]:
+    """``batchops.layout.derived_paths`` as (kind, path string) pairs."""
+    table = job.table.path if job.table is not None else None
+    paths = derived_paths(job.output_path, table)
+    return [(kind, str(path)) for kind, path in zip(_KINDS, paths, strict=False)]
+
+
+def _stat(path: str, *, follow: bool = True) -> os.stat_result | None:
+    try:
+        return os.stat(path, follow_symlinks=follow)  # noqa: PTH116 (strings: see the docstring)
+    except (OSError, ValueError):
+        return None
+
+
+class _Checker:
+    def __init__(
+        self, root: str, jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl],
+        manifests: Sequence[Path],
+    ) -> None:  # fmt: skip
+        self.root = root
+        self._real: dict[str, str] = {root: root}
+        self._folder: dict[str, str | None] = {}
+        self.data_files = {self.real(str(f)): d.name for d in datasets for f in d.files}
+        folders = ((str(Path(root, d.path)), d.name) for d in datasets)
+        self.data_dirs = {self.real(f): name for f, name in folders if Path(f).is_dir()}
+        self.manifests = {self.real(str(m)) for m in manifests}
+        self.files: dict[str, list[tuple[JobDecl, str]]] = {}  # derived file -> its jobs
+        self.folders: dict[str, list[JobDecl]] = {}  # folder on the way to one -> its jobs
+        for job in sorted(jobs, key=lambda j: j.source):
+            self._own(job)
+
+    def inside(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.root + _SEP)
+
+    def shown(self, path: str) -> str:
+        return P.display(Path(path), Path(self.root))
+
+    def real(self, path: str) -> str:
+        """``path`` resolved through symlinks, from its resolved parent: one lstat per path."""
+        known = self._real.get(path)
+        if known is not None:
+            return known
+        parent, name = os.path.split(path)
+        if parent == path or not self.inside(parent):
+            real = str(P.resolved(Path(path)) or path)
+        else:
+            real = os.path.join(self.real(parent), name)  # noqa: PTH118
+            link = _stat(real, follow=False)
+            if link is not None and stat.S_ISLNK(link.st_mode):
+                real = str(P.resolved(Path(real)) or real)
+        self._real[path] = real
+        return real
+
+    def _own(self, job: JobDecl) -> None:
+        seen: set[str] = set()
+        for kind, path in _derived(job):
+            real = self.real(path)
+            for folder in _ancestry(os.path.dirname(real), self.root):  # noqa: PTH120
+                if folder not in seen:
+                    seen.add(folder)
+                    self.folders.setdefault(folder, []).append(job)
+            self.files.setdefault(real, []).append((job, kind))
+
+    def target(self, job: JobDecl, target: str) -> str | None:
+        return (
+            self._reserved(job, target)
+            or self._under_file(job, target)
+            or self._owned(job, target)
+            or self._collision(job, target)
+        )
+
+    def subject(self, job: JobDecl, target: str) -> str:
+        """How a message names ``target``: the output path, or the errors file derived from it."""
+        output = f"output path '{job.output_display}'"
+        if target == str(job.output_path):
+            return output
+        if job.table is not None and target == str(job.table.path):
+            return f"{output}: its table '{self.shown(target)}'"
+        return f"{output}: its errors file '{self.shown(target)}'"
+
+    def _reserved(self, job: JobDecl, target: str) -> str | None:
+        for path in (target, self.real(target)):
+            if not self.inside(path):
+                continue  # a link out of the root is reported by paths.confine
+            below = path[len(self.root) :] + _SEP
+            hit = next((d for d in RESERVED_DIRS if f"{_SEP}{d}{_SEP}" in below), None)
+            if hit is not None:
+                subject = self.subject(job, target)
+                return f"{subject} is inside '{hit}/', which batchops never writes into"
+        return None
+
+    def _under_file(self, job: JobDecl, target: str) -> str | None:
+        """A folder on the way that is a regular file (or a broken link): nothing can be written."""
+        why = self._folder_problem(os.path.dirname(target))  # noqa: PTH120
+        return None if why is None else f"{self.subject(job, target)} cannot be written: {why}"
+
+    def _folder_problem(self, folder: str) -> str | None:
+        if folder == self.root or not self.inside(folder):
+            return None
+        if folder not in self._folder:
+            here, link = _stat(folder), _stat(folder, follow=False)
+            if link is not None and here is None:
+                why: str | None = f"'{self.shown(folder)}' is a broken symlink"
+            elif here is not None and not stat.S_ISDIR(here.st_mode):
+                why = f"'{self.shown(folder)}' is a file, not a folder"
+            else:
+                why = self._folder_problem(os.path.dirname(folder))  # noqa: PTH120
+            self._folder[folder] = why
+        return self._folder[folder]
+
+    def _owned(self, job: JobDecl, target: str) -> str | None:
+        real = self.real(target)
+        why = self._owned_why(target, real)
+        if why is None:
+            return None
+        link = f" (a symlink to '{self.shown(real)}')" if real != target else ""
+        return f"{self.subject(job, target)}{link} {why}"
+
+    def _owned_why(self, target: str, real: str) -> str | None:
+        if len(os.path.basename(target).encode()) > NAME_MAX:  # noqa: PTH119
+            return f"has a name longer than {NAME_MAX} bytes, more than a file system allows"
+        if real in self.data_files:
+            return f"is a file of dataset '{self.data_files[real]}'; it would be overwritten"
+        folder = next((f for f in _ancestry(real, self.root) if f in self.data_dirs), None)
+        if folder is not None:
+            return (f"is inside the folder of dataset '{self.data_dirs[folder]}'; "
+                    "it would become one of its shards")  # fmt: skip
+        if (
+            real in self.manifests
+            or target.endswith(MANIFEST_SUFFIXES)
+            or (real.endswith(MANIFEST_SUFFIXES))
+        ):
+            return "is a manifest (YAML) file; results are JSONL"
+        here = _stat(target)
+        if here is not None and stat.S_ISDIR(here.st_mode):
+            return "is a folder; name a file"
+        if here is not None and not stat.S_ISREG(here.st_mode):
+            return "exists and is not a regular file"
+        return None
+
+    def _collision(self, job: JobDecl, target: str) -> str | None:
+        """Another job writes this very file, needs a folder where this one writes a file, or
+        writes a file where this one needs a folder: one would destroy the other's results."""
+        real = self.real(target)
+        for other, kind in self.files.get(real, []):
+            if other.name != job.name:
+                return f"{self.subject(job, target)} is {_WHAT[kind]} of job '{other.name}'"
+        for other in self.folders.get(real, []):
+            if other.name != job.name:
+                return f"{self.subject(job, target)} is {_WHAT['folder']} of job '{other.name}'"
+        for folder in _ancestry(os.path.dirname(real), self.root):  # noqa: PTH120
+            for other, kind in self.files.get(folder, []):
+                if other.name != job.name:
+                    what = _WHAT[kind].removeprefix("also ")
+                    return (f"{self.subject(job, target)} is inside '{self.shown(folder)}', "
+                            f"{what} of job '{other.name}'")  # fmt: skip
+        return None
+
+
+def _ancestry(path: str, root: str) -> Iterator[str]:
+    """``path`` and every folder above it, up to (not including) ``root``."""
+    while path.startswith(root + _SEP):
+        yield path
+        path = path.rpartition(_SEP)[0]

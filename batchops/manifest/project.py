@@ -1,0 +1,56 @@
+"""``batchops.yaml`` -> ``ProjectConfig``: read, validated and located like every manifest.
+
+The CLI calls ``load_project`` once per command (through ``batchops.cli.backend``); the result goes
+to ``batchops.config.load_settings`` (precedence) and to ``load_desired`` (the ``moved`` renames
+and the default output folder). Every problem is a Diagnostic at file:line:col, unknown keys get
+a "did you mean", and the JSON Schema comes with the manifests' (``batchops schema``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from batchops.config import PROJECT_FILE, Moved, ProjectConfig
+from batchops.errors import Diagnostic, InvalidInputError
+from batchops.manifest.loader import read_manifests
+from batchops.manifest.models import ProjectManifest
+
+
+def load_project(root: Path) -> ProjectConfig | None:
+    """``<root>/batchops.yaml`` as a ProjectConfig; None when there is no such file. Raises
+    InvalidInputError with every problem of the file."""
+    root = root.resolve()
+    file = root / PROJECT_FILE
+    if not file.is_file():
+        return None
+    diags: list[Diagnostic] = []
+    parsed = read_manifests(file, root, diags)
+    projects = [p for p in parsed if isinstance(p.manifest, ProjectManifest)]
+    for p in parsed:
+        if not isinstance(p.manifest, ProjectManifest):
+            kind = p.manifest.kind  # type: ignore[attr-defined]
+            message = f"{PROJECT_FILE} holds the Project only; move this {kind} under jobs/"
+            diags.append(Diagnostic(p.source.path, p.source.line, p.source.col, message))
+    if not projects and not diags:
+        diags.append(Diagnostic(PROJECT_FILE, 1, 1, "no 'kind: Project' document"))
+    for extra in projects[1:]:
+        message = "a second Project document; batchops.yaml declares exactly one"
+        diags.append(Diagnostic(extra.source.path, extra.source.line, extra.source.col, message))
+    if diags:
+        raise InvalidInputError(diags)
+    return _config(projects[0].manifest, file, projects[0].doc.keys)  # type: ignore[arg-type]
+
+
+def _config(
+    m: ProjectManifest, file: Path, keys: dict[tuple[str | int, ...], tuple[int, int]]
+) -> ProjectConfig:
+    spec = m.spec
+    moved = tuple(
+        Moved(e.from_, e.to, e.kind, *keys.get(("spec", "moved", i, "to"), (1, 1)))
+        for i, e in enumerate(spec.moved)
+    )
+    return ProjectConfig(
+        file=file, name=m.metadata.name, backend=spec.backend, paths=tuple(spec.paths),
+        output_dir=spec.output_dir, poll_interval=spec.poll_interval,
+        parallelism=spec.parallelism, moved=moved,
+    )  # fmt: skip
