@@ -16,7 +16,7 @@ from typing import Any
 from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
 from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError, Diagnostic, InvalidInputError
-from batchops.manifest import Desired, load_desired
+from batchops.manifest import Desired, load_partial
 from batchops.manifest.locate import suggest
 from batchops.manifest.project import load_project
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
@@ -106,18 +106,19 @@ def run(args: argparse.Namespace) -> int:
 def check(
     paths: list[Path], root: Path, max_bytes: int, *, project: ProjectConfig | None = None
 ) -> tuple[Desired | None, dict[str, DatasetInfo], list[Diagnostic]]:
-    """Manifests first; datasets only when the manifests loaded (their paths come from them)."""
-    try:
-        desired = load_desired(paths, root=root, project=project)
-    except InvalidInputError as exc:
-        return None, {}, exc.diagnostics
-    problems: list[Diagnostic] = []  # rendering and validating: every problem at once
+    """Every problem at once: the manifests, and the datasets of every valid Dataset document
+    (rendered, when built from a table) even when other documents are invalid (a manifest error
+    hides no dataset problem)."""
+    desired, diags = load_partial(paths, root=root, project=project)
+    problems: list[Diagnostic] = []  # rendering and validating
     desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
+    shown = None if diags else desired
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
-        return desired, {}, sorted(problems + relocate(exc.diagnostics, desired))
-    return desired, ({} if problems else infos), sorted(problems)
+        return shown, {}, sorted(set(diags + problems + relocate(exc.diagnostics, desired)))
+    found = diags + problems
+    return shown, ({} if found else infos), sorted(set(found))
 
 
 def _rendered(desired: Desired | None, name: str, count: int) -> list[Any]:

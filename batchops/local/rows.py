@@ -4,7 +4,7 @@ and streaming iteration with a resumable cursor. Used by ``worker``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,23 @@ def _problem(row: Any) -> str | None:
     body = row.get("body")
     if not isinstance(body, dict):
         return "missing body"
+    if "prompt" in body:  # a COMPLETION row: a prompt instead of messages, never both
+        return _prompt_problem(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "body.messages must be a non-empty list"
     return next(filter(None, (_message_problem(i, m) for i, m in enumerate(messages, 1))), None)
+
+
+def _prompt_problem(body: dict[str, Any]) -> str | None:
+    if "messages" in body:
+        return "body has both messages and prompt"
+    prompt = body["prompt"]
+    if isinstance(prompt, str) and prompt:
+        return None
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str | int) for p in prompt):
+        return None  # a list of strings, or of token IDs, as /v1/completions takes
+    return "body.prompt must be a non-empty string or list"
 
 
 def _message_problem(index: int, message: Any) -> str | None:
@@ -84,12 +97,16 @@ def scan(files: list[tuple[str, Path]], done: set[str]) -> int:
 
 
 def pending(
-    files: list[tuple[str, Path]], done: set[str], start: int
+    files: list[tuple[str, Path]],
+    done: set[str],
+    start: int,
+    *,
+    parser: Callable[[str, int, bytes], dict[str, Any]] = parse,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(input index, row) from input index ``start`` on, skipping rows already done."""
     for index, (name, number, raw) in enumerate(lines(files)):
         if index < start:
             continue
-        row = parse(name, number, raw)
+        row = parser(name, number, raw)
         if row["custom_id"] not in done:
             yield index, row
