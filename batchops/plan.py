@@ -34,7 +34,7 @@ from batchops.identity import (
     owner_of,
     parse_job_id,
 )
-from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.manifest.desired import DatasetDecl, Desired, JobDecl, TableDecl
 from batchops.results import LocalResult, ResultRecord
 from batchops.wire import (
     DATASET_STATE_READY,
@@ -126,6 +126,8 @@ class DownloadSpec:
     output_path: Path
     output_display: str
     partial: bool  # expired with no resumes left: missing rows are expected
+    response_schema: Mapping[str, Any] | None = None  # answers must match it (responseFormat)
+    table: TableDecl | None = None  # spec.output.table: answers joined to inputs, on every merge
 
 
 @dataclass(frozen=True)
@@ -649,6 +651,7 @@ def _download(view: JobView, ctx: _Ctx, *, partial: bool) -> list[Action]:
         input_dataset=view.decl.input_dataset, input_files=input_files,
         output_path=view.decl.output_path,
         output_display=view.decl.output_display, partial=partial,
+        response_schema=view.decl.response_schema, table=view.decl.table,
     )  # fmt: skip
     resource = Resource("job", view.decl.name, last_id)
     details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}

@@ -23,7 +23,7 @@ from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import (
     BatchopsError,
-    InvalidInputError,
+    Diagnostic,
     NotFoundError,
     OwnershipError,
     StalePlanError,
@@ -52,6 +52,7 @@ from batchops.results import (
     local_records,
     local_state,
 )
+from batchops.sources import relocate, render_all
 from batchops.wire import Dataset, resource_id
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
@@ -123,15 +124,26 @@ Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 def load_inputs(
     paths: Sequence[Path], *, root: Path, project_file: ProjectConfig | None = None
 ) -> Inputs:
-    """Load manifests and validate every dataset; raises InvalidInputError with every problem
-    (the datasets of the valid documents are checked even when other documents are invalid)."""
+    """Load manifests, render the datasets built from tables and validate every dataset; raises
+    InvalidInputError with every problem (the datasets of the valid documents are rendered and
+    checked even when other documents are invalid)."""
     desired, diags = load_partial(list(paths), root=root, project=project_file)
+    return prepare_inputs(desired, root=root, problems=diags)
+
+
+def prepare_inputs(
+    desired: Desired, *, root: Path, problems: Sequence[Diagnostic] = ()
+) -> Inputs:
+    """Render the datasets built from tables, then validate every dataset: every problem of both
+    (and ``problems`` already found) at once, in one InvalidInputError."""
+    found: list[Diagnostic] = list(problems)
+    desired = desired.with_files(render_all(desired, root=root, problems=found), desired.root)
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
     except InvalidInputError as exc:
-        diags += exc.diagnostics
-    if diags:
-        raise InvalidInputError(sorted(set(diags)))
+        found.extend(relocate(exc.diagnostics, desired))
+    if found:
+        raise InvalidInputError(sorted(set(found)))
     return desired, infos
 
 

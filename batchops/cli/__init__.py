@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "plan": "show what apply would do, and why",
     "apply": "make the account match the manifests",
     "status": "each declared job: state, rows, results",
+    "results": "answers joined to their inputs: a table, JSON, JSONL, CSV or Parquet",
     "describe": "one job's history: attempts, continuations, states, rows, results",
     "cancel": "stop owned running jobs by name (no more billing)",
     "delete": "delete owned jobs by name (with their output datasets)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -399,6 +400,11 @@ class _Printer:
             print(line, file=sys.stderr)
         if self.annotate and (notes := failure_annotations(result.plan, result.row_failures)):
             print(notes, file=sys.stderr, flush=True)
+        for name, record in sorted((result.applied.records if result.applied else {}).items()):
+            if record.counts.nonconforming:  # responseFormat: failed rows the server called done
+                print(f"{inert(name)}: {record.counts.nonconforming} answer(s) did not match "
+                      f"responseFormat; see {inert(os.path.relpath(record.errors.path))}",
+                      file=sys.stderr)  # fmt: skip
         if self.json:
             print(json_text(self._result_json(result, code), indent=2))
         elif result.plan.has_changes or not result.converged or _failures(result):

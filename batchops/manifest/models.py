@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 from batchops.config import parse_duration
 from batchops.jsonvalues import INT32_MAX, params_problem, value_problem
@@ -72,8 +74,67 @@ def check_name(value: str) -> str:
     return value
 
 
-class DatasetSpec(StrictModel):
+class SourceSpec(StrictModel):
     path: str = Field(
+        min_length=1,
+        description="a table (.csv, .tsv, .jsonl records, .parquet) or a folder of such shards, "
+        "relative to the manifest file's folder",
+    )
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = Field(
+        default=None, description="detected from the file suffix when absent"
+    )
+    id_column: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the column whose value is each row's custom_id; default: a stable hash of "
+        "the row",
+    )
+    where: str | None = Field(
+        default=None, min_length=1, description="a Jinja2 expression; rows where it is false "
+        "are skipped, e.g. \"lang == 'en'\"",
+    )
+    limit: int | None = Field(default=None, ge=1, description="render at most this many rows")
+
+
+class TemplateMessage(StrictModel):
+    role: Literal["system", "user", "assistant"]
+    content: str | None = Field(default=None, description="a Jinja2 template")
+    content_file: str | None = Field(
+        default=None, min_length=1, description="a Jinja2 template file beside the manifest"
+    )
+
+    @model_validator(mode="after")
+    def _one_content(self) -> TemplateMessage:
+        if (self.content is None) == (self.content_file is None):
+            raise ValueError("set exactly one of content and contentFile")
+        return self
+
+
+class TemplateSpec(StrictModel):
+    messages: list[TemplateMessage] | None = Field(default=None, min_length=1)
+    prompt: str | None = Field(default=None, description="a completion prompt template")
+    prompt_file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TemplateSpec:
+        given = [x is not None for x in (self.messages, self.prompt, self.prompt_file)]
+        if sum(given) != 1:
+            raise ValueError("set exactly one of messages, prompt and promptFile")
+        return self
+
+
+def _details(error: ErrorDetails) -> InitErrorDetails:
+    details: InitErrorDetails = {
+        "type": error["type"], "loc": error["loc"], "input": error["input"]
+    }
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
+class DatasetSpec(StrictModel):
+    path: str | None = Field(
+        default=None,
         min_length=1,
         description="a .jsonl file or a folder of top-level .jsonl shards, relative to the "
         "manifest file's folder",
@@ -81,6 +142,34 @@ class DatasetSpec(StrictModel):
     format: Literal["CHAT", "COMPLETION"] | None = Field(
         default=None, description="detected from the rows when absent"
     )
+    source: SourceSpec | None = Field(
+        default=None, description="a table to render through spec.template (instead of path)"
+    )
+    template: TemplateSpec | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _path_required(
+        cls, data: Any, handler: ModelWrapValidatorHandler[DatasetSpec]
+    ) -> DatasetSpec:
+        """Neither path nor source: "missing required field 'path'", beside any other error."""
+        if not isinstance(data, dict) or "path" in data or "source" in data:
+            return handler(data)
+        missing: InitErrorDetails = {"type": "missing", "loc": ("path",), "input": data}
+        errors = [missing]
+        try:
+            handler(data)
+        except ValidationError as exc:
+            errors += [_details(e) for e in exc.errors()]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+    @model_validator(mode="after")
+    def _path_or_source(self) -> DatasetSpec:
+        if self.path is not None and self.source is not None:
+            raise ValueError("set either path or source, not both")
+        if (self.source is None) != (self.template is None):
+            raise ValueError("source and template go together")
+        return self
 
 
 class InferenceParameters(StrictModel):
@@ -106,10 +195,39 @@ class InferenceParameters(StrictModel):
         return value
 
 
+class TableSpec(StrictModel):
+    format: Literal["csv", "parquet", "jsonl"] = "csv"
+    columns: list[str] | None = Field(
+        default=None, description="the input columns to carry (default: all)"
+    )
+    path: str | None = Field(
+        default=None, min_length=1, description="relative to the root; default beside the "
+        "results: <stem>.table.<format>",
+    )
+
+
 class OutputSpec(StrictModel):
     path: str | None = Field(
         default=None, min_length=1, description="relative to the root; default results/<name>.jsonl"
     )
+    table: TableSpec | None = Field(
+        default=None, description="also write answers joined to their inputs, on every merge"
+    )
+
+
+class ResponseFormatSpec(StrictModel):
+    schema_: dict[str, Any] | None = Field(
+        default=None, alias="schema", description="a JSON Schema every answer must conform to"
+    )
+    schema_file: str | None = Field(
+        default=None, min_length=1, description="a JSON or YAML file holding the JSON Schema"
+    )
+
+    @model_validator(mode="after")
+    def _one_schema(self) -> ResponseFormatSpec:
+        if (self.schema_ is None) == (self.schema_file is None):
+            raise ValueError("set exactly one of schema and schemaFile")
+        return self
 
 
 class JobSpec(StrictModel):
@@ -129,6 +247,9 @@ class JobSpec(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     on_expired: Literal["resume", "stop"] = "resume"
     max_resumes: int = Field(default=3, ge=0, le=100)
+    response_format: ResponseFormatSpec | None = Field(
+        default=None, description="structured output: sent as response_format, checked at merge"
+    )
     max_failed_rows: Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=PERCENT_RE)] = (
         Field(
             default=0,

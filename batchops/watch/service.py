@@ -17,11 +17,10 @@ from pathlib import Path
 
 from batchops.api.client import FireworksClient
 from batchops.config import STATE_DIR, ProjectConfig, ensure_state_dir
-from batchops.datasets import StatCache, inspect_all
 from batchops.errors import InvalidInputError
 from batchops.manifest import ManifestCache, load_desired
 from batchops.manifest.desired import Desired
-from batchops.reconcile import PassOptions, PassResult, run_pass
+from batchops.reconcile import PassOptions, PassResult, prepare_inputs, run_pass
 from batchops.watch.files import FileWatcher
 from batchops.watch.git import GitSource, poll, redact
 from batchops.watch.health import HealthServer, Metrics
@@ -114,19 +113,21 @@ def _pass_function(config: WatchConfig, paths: list[Path], root: Path, client: F
                 raise
             if watcher is not None:
                 watcher.update(_watched_files(desired))
-            infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
             return run_pass(paths, root=root, client=client, project=config.project,
                             options=config.options, reporter=reporter, stop=stop,
-                            inputs=(desired, infos))  # fmt: skip
+                            inputs=prepare_inputs(desired, root=root))  # fmt: skip
 
     return one_pass
 
 
 def _watched_files(desired: Desired) -> list[Path]:
-    """The manifests and the dataset files they reference."""
+    """The manifests and the dataset files they reference (for a rendered dataset: its tables
+    and template files)."""
     files = list(desired.manifest_files)
     for dataset in desired.datasets:
         files += dataset.files
+        if dataset.render is not None:
+            files += [*dataset.render.files, *dataset.render.template_files]
     return files
 
 
