@@ -24,6 +24,7 @@ from batchops.datasets import StatCache, inspect_all
 from batchops.errors import (
     BatchopsError,
     Diagnostic,
+    InvalidInputError,
     NotFoundError,
     OwnershipError,
     StalePlanError,
