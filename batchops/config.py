@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from batchops.errors import ConfigError
+from batchops.money import Compare, PriceOverride
 from batchops.private import private_dir
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
@@ -80,6 +81,9 @@ class ProjectConfig:
     poll_interval: float | None = None  # seconds between passes of `apply --wait`
     parallelism: int | None = None  # concurrent actions of `apply`
     moved: tuple[Moved, ...] = ()
+    prices: tuple[PriceOverride, ...] = ()  # the project file's `prices`
+    max_cost: float | None = None  # budget.maxCost
+    budget_compare: Compare = "worstCase"  # budget.compare
 
     @property
     def root(self) -> Path:

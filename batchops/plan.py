@@ -35,6 +35,7 @@ from batchops.identity import (
     parse_job_id,
 )
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.money import CostReport
 from batchops.results import LocalResult
 from batchops.wire import (
     DATASET_STATE_READY,
@@ -162,6 +163,7 @@ class Plan:
     orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
+    cost: CostReport | None = None  # tokens and dollars (batchops.cost, set by the reconciler)
 
     @property
     def remote_changes(self) -> list[Action]:

@@ -34,7 +34,7 @@ from batchops.cli.backend import (
 )
 from batchops.cli.common import append_step_summary
 from batchops.cli.confirm import ApplyGate, NotConfirmedError, ask_terminal
-from batchops.cli.plan import add_pass_flags, pass_options, selector_of
+from batchops.cli.plan import add_pass_flags, money_options, pass_options, selector_of
 from batchops.config import ProjectConfig, Settings
 from batchops.errors import (
     EXIT_ERROR,
@@ -229,7 +229,8 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
                           retry_failed=o["retryFailed"], download=o["download"],
                           max_workers=args.parallelism,
                           selector=Selector.from_json(data.get("selector")),
-                          narrowed=bool(data.get("narrowed")))  # fmt: skip
+                          narrowed=bool(data.get("narrowed")),
+                          **money_options(args, settings))  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
     return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check,

@@ -24,8 +24,9 @@ from batchops.cli.backend import (
 )
 from batchops.cli.common import append_step_summary, write_text_atomic
 from batchops.config import Settings
-from batchops.errors import EXIT_CHANGES, EXIT_OK
+from batchops.errors import EXIT_CHANGES, EXIT_OK, BudgetError
 from batchops.manifest.select import Selector
+from batchops.money import Budget
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs
 from batchops.render.plan import plan_json, plan_markdown, plan_text
 from batchops.textsafe import json_text
@@ -39,7 +40,34 @@ def add_pass_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true", help="allow --prune with nothing declared")
     p.add_argument("--retry-failed", action="store_true", help="resubmit failed jobs")
     p.add_argument("--no-download", action="store_true", help="skip downloading results")
+    add_max_cost_flag(p)
     add_selector_flags(p)
+
+
+def add_max_cost_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-cost", type=_dollars, metavar="USD",
+                   help="refuse a plan costing more (exit 4; see docs/cost.md)")  # fmt: skip
+
+
+def _dollars(text: str) -> float:
+    try:
+        value = float(text.removeprefix("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an amount of US dollars: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--max-cost must be a positive amount, not {text!r}")
+    return value
+
+
+def money_options(args: argparse.Namespace, settings: Settings | None) -> dict[str, Any]:
+    """PassOptions' budget and prices: --max-cost and the project file's `budget` / `prices`."""
+    project = settings.project_file if settings is not None else None
+    budget = Budget(
+        project_max=project.max_cost if project else None,
+        cli_max=getattr(args, "max_cost", None),
+        compare=project.budget_compare if project else "worstCase",
+    )  # fmt: skip
+    return {"budget": budget, "prices": project.prices if project else ()}
 
 
 def add_selector_flags(p: argparse.ArgumentParser) -> None:
@@ -61,6 +89,7 @@ def pass_options(args: argparse.Namespace, settings: Settings | None = None) -> 
         prune=args.prune, allow_empty=args.allow_empty, retry_failed=args.retry_failed,
         download=not args.no_download, max_workers=getattr(args, "parallelism", 8),
         selector=selector_of(args), narrowed=paths_narrowed(args, root_of(args), settings),
+        **money_options(args, settings),
     )  # fmt: skip
 
 
@@ -72,7 +101,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "with the reason for each action.\nRemote changes (create, replace, resume, prune) and "
         "local ones (downloads) are listed apart. Sends no writes.",
         epilog="exit codes: 0 ok (with --detailed-exitcode: no remote changes), 1 error, "
-        "2 remote changes pending (--detailed-exitcode)",
+        "2 remote changes pending (--detailed-exitcode), 4 over a budget (the plan is shown)",
     )  # fmt: skip
     p.add_argument(
         "paths", nargs="*", metavar="PATHS", help="manifests or folders (default: jobs/)"
@@ -102,4 +131,6 @@ def run(args: argparse.Namespace) -> int:
     print(json_text(body, indent=2) if args.output == "json" else text)
     if settings.step_summary:
         append_step_summary(settings.step_summary, plan_markdown(plan, backend=backend["text"]))
+    if plan.cost is not None and plan.cost.refusals:
+        raise BudgetError(plan.cost.refusals)
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

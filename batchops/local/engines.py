@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from batchops.local.config import BackendConfig
+from batchops.tokens import counter_for, request_tokens
 
 FAIL_MARKER = "__fail__"  # echo: a row whose last user message contains this becomes an error row
 
@@ -88,8 +89,11 @@ def _completion(model: str, body: dict[str, Any], text: str, created: int) -> di
     if isinstance(limit, int) and limit > 0 and tokens(text) > limit:
         content, finish = text[: limit * 4], "length"
     count = max(1, int(body.get("n") or 1))
-    prompt = sum(tokens(_text(m.get("content"))) for m in body["messages"])
-    completion = tokens(content) * count
+    # Counted as batchops' planner counts them (template overhead included), so a plan's
+    # estimate can be checked against what the local backend bills.
+    prompt = request_tokens(body, model)
+    answer = counter_for(model).count(content)
+    completion = (min(answer, limit) if isinstance(limit, int) and limit > 0 else answer) * count
     choice = {"message": {"role": "assistant", "content": content}, "finish_reason": finish}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",

@@ -53,6 +53,7 @@ class JobDecl:
     on_expired: OnExpired = "resume"
     max_resumes: int = 3
     labels: dict[str, str] = field(default_factory=dict)
+    max_cost: float | None = None  # spec.budget.maxCost (US dollars)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from batchops.datasets import StatCache, inspect_all
 from batchops.errors import InvalidInputError
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
+from batchops.money import spent
 from batchops.reconcile import PassOptions, PassResult, run_pass
 from batchops.watch.files import FileWatcher
 from batchops.watch.git import GitSource, poll, redact
@@ -81,8 +82,12 @@ def run(config: WatchConfig, *, client: FireworksClient, triggers: Triggers,
 def _observe(metrics: Metrics, record: PassRecord) -> None:
     metrics.observe_pass(record)
     applied = record.result.applied if isinstance(record.result, PassResult) else None
-    for merged in applied.records.values() if applied else ():
+    cost = record.result.plan.cost if isinstance(record.result, PassResult) else None
+    for name, merged in applied.records.items() if applied else ():
         metrics.observe_rows(succeeded=merged.counts.succeeded, failed=merged.counts.failed)
+        dollars = spent(merged.usage, cost.job_prices.get(name) if cost else None)
+        if dollars:
+            metrics.observe_spend(dollars)
 
 
 def _pass_function(config: WatchConfig, paths: list[Path], root: Path, client: FireworksClient,
