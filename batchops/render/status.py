@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from batchops.money import Price, money_text, spent
 from batchops.plan import JobView
 from batchops.textsafe import inert
 from batchops.wire import resource_id
@@ -30,6 +31,7 @@ class StatusRow:
     tokens_out: int
     results_path: str
     results: str  # "verified" | "stale" | "missing"
+    spent: float | None = None  # what the results on disk cost (their usage x the price)
 
 
 def _results_state(view: JobView) -> str:
@@ -38,7 +40,13 @@ def _results_state(view: JobView) -> str:
     return "verified" if view.results_current else "stale"
 
 
-def status_row(view: JobView) -> StatusRow:
+def _spent(view: JobView, price: Price | None) -> float | None:
+    record = view.result.record if view.result is not None else None
+    return spent(record.usage if record is not None else None, price)
+
+
+def status_row(view: JobView, price: Price | None = None) -> StatusRow:
+    """``price``: of the job's declared model, for the spend so far (None: unknown)."""
     latest = view.latest
     progress = latest[1].job_progress if latest else None
     total_in = sum((j.job_progress.input_tokens or 0) for _, j in view.family if j.job_progress)
@@ -59,10 +67,12 @@ def status_row(view: JobView) -> StatusRow:
         tokens_out=total_out,
         results_path=view.decl.output_display,
         results=_results_state(view),
+        spent=_spent(view, price),
     )
 
 
-COLUMNS = ("NAME", "REMOTE ID", "STATE", "PROGRESS", "OK/FAILED", "TOKENS IN/OUT", "RESULTS")
+COLUMNS = ("NAME", "REMOTE ID", "STATE", "PROGRESS", "OK/FAILED", "TOKENS IN/OUT", "SPENT",
+           "RESULTS")  # fmt: skip
 
 
 def _cells(row: StatusRow) -> tuple[str, ...]:
@@ -70,6 +80,7 @@ def _cells(row: StatusRow) -> tuple[str, ...]:
     return (
         inert(row.name), inert(row.remote_id), inert(row.state), f"{row.percent}%",
         f"{row.succeeded}/{row.failed}", f"{row.tokens_in}/{row.tokens_out}",
+        "-" if row.results == "missing" else money_text(row.spent),
         f"{inert(row.results_path)} ({row.results})",
     )  # fmt: skip
 
@@ -103,4 +114,5 @@ def _row_json(row: StatusRow) -> dict[str, Any]:
         "name": row.name, "remoteId": row.remote_id, "state": row.state, "percent": row.percent,
         "succeeded": row.succeeded, "failed": row.failed, "tokensIn": row.tokens_in,
         "tokensOut": row.tokens_out, "results": row.results_path, "resultsState": row.results,
+        "spent": row.spent,
     }  # fmt: skip
