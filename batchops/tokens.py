@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -90,11 +91,15 @@ ESTIMATOR = Counter("estimate", False, lambda texts: [estimate_tokens(t) for t i
 
 @cache
 def _encoding(name: str) -> Any | None:
-    try:
-        import bpe_openai  # optional, 40 MB of vocabularies: imported only to count
-    except ImportError:
-        return None
-    return bpe_openai.get_encoding(name)
+    # bpe-openai is optional (40 MB of vocabularies): imported only to count. It loads them with
+    # a deprecated importlib call, a warning that is not ours to show.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import bpe_openai
+        except ImportError:
+            return None
+        return bpe_openai.get_encoding(name)
 
 
 def _pieces(text: str) -> list[str]:
