@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,12 @@ from batchops.cli.backend import (
 )
 from batchops.cli.common import append_step_summary, write_text_atomic
 from batchops.config import Settings
-from batchops.errors import EXIT_CHANGES, EXIT_OK, BudgetError
+from batchops.errors import EXIT_CHANGES, EXIT_OK, EXIT_REFUSED, BudgetError
 from batchops.manifest.select import Selector
 from batchops.money import Budget
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs
 from batchops.render.plan import plan_json, plan_markdown, plan_text
-from batchops.textsafe import json_text
+from batchops.textsafe import inert, json_text
 
 
 def add_pass_flags(p: argparse.ArgumentParser) -> None:
@@ -131,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     print(json_text(body, indent=2) if args.output == "json" else text)
     if settings.step_summary:
         append_step_summary(settings.step_summary, plan_markdown(plan, backend=backend["text"]))
-    if plan.cost is not None and plan.cost.refusals:
-        raise BudgetError(plan.cost.refusals)
+    if plan.cost is not None and plan.cost.refusals:  # the plan above shows what is over
+        print(f"error: {inert(str(BudgetError(plan.cost.refusals)))}", file=sys.stderr)
+        return EXIT_REFUSED
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

@@ -41,8 +41,14 @@ def _plan(*jobs: JobDecl, rows: int = 1000) -> tuple[Plan, Desired]:
     return plan, desired
 
 
-def _inputs(desired: Desired, *, rows: int = 1000, history: dict[str, Usage] | None = None,
-            budget: Budget | None = None, prices: PriceTable | None = None) -> CostInputs:  # fmt: skip
+def _inputs(
+    desired: Desired,
+    *,
+    rows: int = 1000,
+    history: dict[str, Usage] | None = None,
+    budget: Budget | None = None,
+    prices: PriceTable | None = None,
+) -> CostInputs:
     tokens = {("d", j.model): DatasetTokens(Tally(rows, rows, 40 * rows), "cl100k_base", True,
                                             OPENAI) for j in desired.jobs}  # fmt: skip
     return CostInputs(
@@ -91,8 +97,9 @@ def test_the_compared_figure_is_a_setting_worst_case_by_default() -> None:
     history = {"j": Usage(rows=10, prompt_tokens=470, completion_tokens=10)}  # 1 token a row
     limit = 0.01  # worst case ~ $0.045, expected ~ $0.005
     worst = estimate(plan, _inputs(desired, history=history, budget=Budget(cli_max=limit)))
-    expected = estimate(plan, _inputs(desired, history=history,
-                                      budget=Budget(cli_max=limit, compare="expected")))
+    expected = estimate(
+        plan, _inputs(desired, history=history, budget=Budget(cli_max=limit, compare="expected"))
+    )
     assert worst.refusals and "over --max-cost of $0.01" in worst.refusals[0]
     assert worst.actions[0].over_budget == "part of a plan over --max-cost"
     assert not expected.refusals

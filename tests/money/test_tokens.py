@@ -1,4 +1,4 @@
-"""Input tokens: exact with an offline tokenizer, estimated otherwise, template overhead included."""
+"""Input tokens: exact with an offline tokenizer, else estimated; the template's overhead too."""
 
 from __future__ import annotations
 
@@ -39,8 +39,12 @@ def test_unknown_models_fall_back_to_the_estimator() -> None:
 
 
 def test_a_request_includes_the_chat_templates_overhead() -> None:
-    body = {"messages": [{"role": "system", "content": "hello world, how are you?"},
-                         {"role": "user", "content": [{"type": "text", "text": "hello"}]}]}
+    body = {
+        "messages": [
+            {"role": "system", "content": "hello world, how are you?"},
+            {"role": "user", "content": [{"type": "text", "text": "hello"}]},
+        ]
+    }
     # 7 + 1 text tokens; OpenAI: 4 per message and 3 to prime the reply
     assert request_tokens(body, "gpt-4") == 8 + 2 * 4 + 3
     assert request_tokens({"prompt": "hello"}, "gpt-4") == 1 + 1  # BOS + the prompt
@@ -52,10 +56,14 @@ def test_very_long_texts_are_counted_in_pieces() -> None:
 
 
 def _real_text() -> list[str]:
-    import argparse, collections, json as js, pathlib, subprocess, textwrap  # noqa: E401
+    import argparse
+    import collections
+    import pathlib
+    import subprocess
+    import textwrap
 
     docs = []
-    for module in (argparse, collections, js, pathlib, subprocess, textwrap):
+    for module in (argparse, collections, json, pathlib, subprocess, textwrap):
         for _, obj in inspect.getmembers(module):
             doc = inspect.getdoc(obj)
             if doc and len(doc) > 40:
@@ -88,8 +96,10 @@ class _Info:
 
 
 def test_a_dataset_is_counted_per_row_in_one_batch_or_row_by_row_alike(tmp_path: Path) -> None:
-    rows = [{"custom_id": str(i), "body": {"messages": [{"role": "user", "content": f"row {i}"}]}}
-            for i in range(1000)]
+    rows = [
+        {"custom_id": str(i), "body": {"messages": [{"role": "user", "content": f"row {i}"}]}}
+        for i in range(1000)
+    ]
     path = _write(tmp_path / "d.jsonl", rows)
     counter = counter_for("gpt-4")
     batched, single = count_file(path, counter), count_file(path, counter, batched=False)
