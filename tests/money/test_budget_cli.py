@@ -96,6 +96,8 @@ def test_results_record_usage_and_status_shows_the_spend_and_history_is_used(
     status = inproc(root, "status", "--output", "json")
     [job] = json.loads(status.stdout)["jobs"]
     assert job["spent"] is not None and job["spent"] > 0
+    described = json.loads(inproc(root, "describe", "answers", "--output", "json").stdout)
+    assert described["spent"] == job["spent"]
     # A changed spec: the expected output now comes from the first run's usage.
     (root / "jobs" / "work.yaml").write_text(
         (root / "jobs" / "work.yaml").read_text().replace('"maxTokens": 32', '"maxTokens": 64')
