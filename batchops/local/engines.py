@@ -123,7 +123,11 @@ def _prompt_outcome(model: str, custom_id: str, body: dict[str, Any], created: i
     text, finish, limit = prompts[-1], "stop", body.get("max_tokens")
     if isinstance(limit, int) and limit > 0 and tokens(text) > limit:
         text, finish = text[: limit * 4], "length"
-    prompt, completion = sum(tokens(p) for p in prompts), tokens(text)
+    # Counted as the planner counts (batchops.tokens), like chat above.
+    prompt = sum(request_tokens({"prompt": p}, model) for p in prompts)
+    completion = counter_for(model).count(text)
+    if isinstance(limit, int) and limit > 0:
+        completion = min(completion, limit)
     choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
     usage = {
         "prompt_tokens": prompt,
