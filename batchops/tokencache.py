@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -51,7 +52,7 @@ class DatasetTokens:
     exact: bool
     template: Template
 
-    @property
+    @cached_property
     def input_tokens(self) -> int:
         t = self.tally
         return t.tokens + overhead(self.template, rows=t.rows, messages=t.messages)

@@ -134,6 +134,7 @@ _CL100K = re.compile(r"gpt-4|gpt-3\.5|text-embedding-3")
 _LLAMA3 = re.compile(r"llama-?v?3|llama3")
 
 
+@cache
 def template_for(model: str) -> Template:
     return LLAMA3 if _LLAMA3.search(model.lower()) else OPENAI
 

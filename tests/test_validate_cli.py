@@ -41,7 +41,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_examples_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     assert capsys.readouterr().out == (
-        "valid: 2 manifest files, 2 datasets (35 rows, 8.7 kB), 3 jobs\n"
+        "valid: 2 manifest files, 2 datasets (35 rows, 8.7 kB), 3 jobs; 2,160 input tokens "
+        "(estimated) for the jobs\n"
     )
     assert (project / ".batchops/cache/datasets.json").exists()
 

@@ -19,6 +19,7 @@ from batchops.manifest.project import load_project
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
 from batchops.textsafe import json_text
+from batchops.tokencache import dataset_tokens
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -75,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
     paths = [p.resolve() for p in args.paths] or default
     desired, infos, diags = check(paths, root, args.max_dataset_bytes, project=project)
     diags = project_diags + diags
+    tokens = job_tokens(desired, infos, root) if desired is not None and not diags else {}
     if args.output == "json":
-        print(json_text(_json(desired, infos, diags), indent=2))
+        print(json_text({**_json(desired, infos, diags), "inputTokens": tokens}, indent=2))
     elif diags:
         print(diagnostics_text(diags))
     else:
-        print(summary(desired, infos))
+        print(summary(desired, infos) + _tokens_text(tokens))
     if diags and load_settings().github_actions:
         print(github_annotations(diags))
     return EXIT_ERROR if diags else EXIT_OK
@@ -99,6 +101,27 @@ def check(
     except InvalidInputError as exc:
         return desired, {}, exc.diagnostics
     return desired, infos, []
+
+
+def job_tokens(desired: Desired, infos: dict[str, DatasetInfo], root: Path) -> dict[str, Any]:
+    """Each job's input tokens (issue 15): counted now, once per dataset content and model, so
+    a later plan finds them in the token cache."""
+    counted = dataset_tokens(desired.jobs, infos, root=root)
+    out = {}
+    for job in desired.jobs:
+        found = counted.get((job.input_dataset or "", job.model))
+        if found is not None:
+            out[job.name] = {"tokens": found.input_tokens, "exact": found.exact,
+                             "counter": found.counter, "template": found.template.name}  # fmt: skip
+    return out
+
+
+def _tokens_text(tokens: dict[str, Any]) -> str:
+    if not tokens:
+        return ""
+    total = sum(t["tokens"] for t in tokens.values())
+    exact = all(t["exact"] for t in tokens.values())
+    return f"; {total:,} input tokens{'' if exact else ' (estimated)'} for the jobs"
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:

@@ -29,9 +29,10 @@ def cost_line(c: ActionCost) -> str:
 
 
 def total_line(report: CostReport) -> str:
+    exact = all(a.input_exact for a in report.actions) or report.input_tokens is None
     return (f"Cost: {money_text(report.cost_expected)} expected, "
             f"{money_text(report.cost_worst)} worst case "
-            f"({tokens_text(report.input_tokens)} input tokens, "
+            f"({'' if exact else '~'}{tokens_text(report.input_tokens)} input tokens, "
             f"{tokens_text(report.output_expected)} to {tokens_text(report.output_worst)} "
             "output tokens; batch prices, US dollars).")  # fmt: skip
 

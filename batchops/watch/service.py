@@ -85,7 +85,7 @@ def _observe(metrics: Metrics, record: PassRecord) -> None:
     cost = record.result.plan.cost if isinstance(record.result, PassResult) else None
     for name, merged in applied.records.items() if applied else ():
         metrics.observe_rows(succeeded=merged.counts.succeeded, failed=merged.counts.failed)
-        dollars = spent(merged.usage, cost.job_prices.get(name) if cost else None)
+        dollars = spent(merged.usage, cost.job_price(name) if cost else None)
         if dollars:
             metrics.observe_spend(dollars)
 

@@ -135,3 +135,26 @@ def test_dataset_tokens_saves_its_cache_under_the_private_state_folder(tmp_path:
     saved = json.loads((tmp_path / ".batchops" / "cache" / "tokens.json").read_text())
     assert saved["counts"] == {f"{'e' * 64}:cl100k_base": [1, 0, 1]}
     assert (tmp_path / ".batchops" / "cache").stat().st_mode & 0o077 == 0
+
+
+def test_validate_counts_each_jobs_input_tokens_and_fills_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from batchops.cli import main
+
+    (tmp_path / "jobs").mkdir()
+    row = {"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hello world"}]}}
+    _write(tmp_path / "jobs" / "d.jsonl", [row])
+    (tmp_path / "jobs" / "w.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: d}\nspec: {path: d.jsonl}\n"
+        "---\napiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: j}\n"
+        "spec: {model: gpt-4o, inputDataset: d}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "--output", "json"]) == 0
+    tokens = json.loads(capsys.readouterr().out)["inputTokens"]
+    assert tokens == {"j": {"tokens": 2 + 4 + 3, "exact": True, "counter": "o200k_base",
+                            "template": "openai"}}  # fmt: skip
+    assert (tmp_path / ".batchops" / "cache" / "tokens.json").is_file()
+    assert main(["validate"]) == 0
+    assert capsys.readouterr().out.strip().endswith("; 9 input tokens for the jobs")
