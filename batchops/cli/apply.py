@@ -78,7 +78,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "has finished and its results are on disk.\nGiven a plan saved by `plan --out`, apply "
         "exactly that plan, or refuse it if the account changed since.",
         epilog="exit codes: 0 converged or progressing, 1 error, 3 a declared job failed or "
-        "expired with no resumes left, 130 interrupted",
+        "expired with no resumes left, 4 over a budget (nothing sent), 130 interrupted",
     )  # fmt: skip
     p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/) or a plan")
     add_backend_flags(p)
