@@ -84,6 +84,10 @@ class ProjectConfig:
     prices: tuple[PriceOverride, ...] = ()  # the project file's `prices`
     max_cost: float | None = None  # budget.maxCost
     budget_compare: Compare = "worstCase"  # budget.compare
+    tokenizers: tuple[tuple[str, str], ...] = ()  # (model, tokenizer.json relative to the root)
+
+    def tokenizer_files(self) -> dict[str, Path]:
+        return {model: self.root / path for model, path in self.tokenizers}
 
     @property
     def root(self) -> Path:

@@ -58,6 +58,7 @@ class PassOptions(PlanOptions):
     narrowed: bool = False  # PATHS name part of the project, not all of it
     budget: Budget = field(default_factory=Budget)  # the project's and --max-cost (issue 15)
     prices: tuple[PriceOverride, ...] = ()  # the project file's, over the shipped table
+    tokenizers: Mapping[str, Path] = field(default_factory=dict)  # model -> tokenizer.json
 
     def plan_options(self) -> PlanOptions:
         return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)})
@@ -174,7 +175,8 @@ def plan_cost(
     jobs = {j.name: j for j in desired.jobs}
     sending = [jobs[a.resource.name] for a in plan.actions
                if a.kind in SENDS_ROWS and a.resource.name in jobs]  # fmt: skip
-    tokens = dataset_tokens(sending, infos, root=root) if sending else {}
+    tokens = (dataset_tokens(sending, infos, root=root, tokenizers=options.tokenizers)
+              if sending else {})  # fmt: skip
     history = {name: r.record.usage for name, r in local.items()
                if r.record is not None and r.record.usage is not None}  # fmt: skip
     prices = shipped_prices().with_overrides(options.prices)

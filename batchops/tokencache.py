@@ -216,18 +216,24 @@ def count_dataset(info: object, counter: Counter, template: Template,
 
 
 def dataset_tokens(
-    jobs: Iterable[JobLike], infos: Mapping[str, object], *, root: Path
+    jobs: Iterable[JobLike],
+    infos: Mapping[str, object],
+    *,
+    root: Path,
+    tokenizers: Mapping[str, Path] | None = None,
 ) -> dict[tuple[str, str], DatasetTokens]:
     """(dataset name, model) -> its input tokens, for each declared job reading a declared
-    dataset. Counts what the cache does not know and saves the cache."""
+    dataset. ``tokenizers``: model -> a ``tokenizer.json`` (the project file's). Counts what the
+    cache does not know and saves the cache."""
+    files = tokenizers or {}
     cache = TokenCache(root)
     out: dict[tuple[str, str], DatasetTokens] = {}
     for job in jobs:
         name = job.input_dataset
         if name is None or name not in infos or (name, job.model) in out:
             continue
-        counted = count_dataset(infos[name], counter_for(job.model), template_for(job.model),
-                                cache)  # fmt: skip
+        counter = counter_for(job.model, files.get(job.model))
+        counted = count_dataset(infos[name], counter, template_for(job.model), cache)
         if counted is not None:
             out[(name, job.model)] = counted
     cache.save()

@@ -15,12 +15,14 @@ is used; its measured error is stated in docs/cost.md.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 LONG_TEXT = 100_000  # characters: longer texts are encoded in pieces (the encoder refuses more)
@@ -139,9 +141,40 @@ def template_for(model: str) -> Template:
     return LLAMA3 if _LLAMA3.search(model.lower()) else OPENAI
 
 
+def tokenizer_json_counter(path: Path) -> Counter | None:
+    """A Hugging Face ``tokenizer.json`` (e.g. the model's own, committed in the project) through
+    the optional ``tokenizers`` package; None when the package or the file is not there. Named
+    after the file's content, so cached counts are redone when the file changes."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return _tokenizer_json(hashlib.sha256(data).hexdigest()[:16], data)
+
+
 @cache
-def counter_for(model: str) -> Counter:
-    """The best counter available offline for ``model``."""
+def _tokenizer_json(digest: str, data: bytes) -> Counter | None:
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+
+    def count_batch(texts: list[str]) -> list[int]:
+        encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+    return Counter(f"tokenizer.json:{digest}", True, count_batch)
+
+
+@cache
+def counter_for(model: str, tokenizer: Path | None = None) -> Counter:
+    """The best counter available offline for ``model``: the ``tokenizer.json`` the project points
+    at for it, else a shipped vocabulary, else the estimator."""
+    if tokenizer is not None:
+        found_json = tokenizer_json_counter(tokenizer)
+        if found_json is not None:
+            return found_json
     m = model.lower()
     found = None
     if _O200K.search(m):

@@ -68,7 +68,8 @@ def money_options(args: argparse.Namespace, settings: Settings | None) -> dict[s
         cli_max=getattr(args, "max_cost", None),
         compare=project.budget_compare if project else "worstCase",
     )  # fmt: skip
-    return {"budget": budget, "prices": project.prices if project else ()}
+    return {"budget": budget, "prices": project.prices if project else (),
+            "tokenizers": project.tokenizer_files() if project else {}}  # fmt: skip
 
 
 def add_selector_flags(p: argparse.ArgumentParser) -> None:

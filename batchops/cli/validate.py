@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     paths = [p.resolve() for p in args.paths] or default
     desired, infos, diags = check(paths, root, args.max_dataset_bytes, project=project)
     diags = project_diags + diags
-    tokens = job_tokens(desired, infos, root) if desired is not None and not diags else {}
+    files = project.tokenizer_files() if project is not None else {}
+    tokens = job_tokens(desired, infos, root, files) if desired is not None and not diags else {}
     if args.output == "json":
         print(json_text({**_json(desired, infos, diags), "inputTokens": tokens}, indent=2))
     elif diags:
@@ -103,10 +104,11 @@ def check(
     return desired, infos, []
 
 
-def job_tokens(desired: Desired, infos: dict[str, DatasetInfo], root: Path) -> dict[str, Any]:
+def job_tokens(desired: Desired, infos: dict[str, DatasetInfo], root: Path,
+               tokenizers: dict[str, Path]) -> dict[str, Any]:  # fmt: skip
     """Each job's input tokens (issue 15): counted now, once per dataset content and model, so
     a later plan finds them in the token cache."""
-    counted = dataset_tokens(desired.jobs, infos, root=root)
+    counted = dataset_tokens(desired.jobs, infos, root=root, tokenizers=tokenizers)
     out = {}
     for job in desired.jobs:
         found = counted.get((job.input_dataset or "", job.model))

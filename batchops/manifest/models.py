@@ -155,6 +155,13 @@ class PriceEntry(StrictModel):
     source: str | None = Field(default=None, description="where the figure comes from")
 
 
+class TokenizerEntry(StrictModel):
+    """A model's own ``tokenizer.json`` (Hugging Face format), for exact input token counts."""
+
+    model: str = Field(min_length=1, description="the model name as jobs write it")
+    path: str = Field(min_length=1, description="relative to the root")
+
+
 class ProjectBudget(StrictModel):
     max_cost: float | None = Field(
         default=None, gt=0, description="US dollars one plan may cost; apply refuses more (exit 4)"
@@ -186,6 +193,15 @@ class ProjectSpec(StrictModel):
     moved: list[MovedSpec] = Field(default_factory=list, description="renames (see docs)")
     prices: list[PriceEntry] = Field(default_factory=list, description="batch prices, per 1M")
     budget: ProjectBudget = Field(default_factory=ProjectBudget)
+    tokenizers: list[TokenizerEntry] = Field(
+        default_factory=list, description="exact token counts (needs the tokenizers package)"
+    )
+
+    @field_validator("tokenizers")
+    @classmethod
+    def _relative_tokenizers(cls, value: list[TokenizerEntry]) -> list[TokenizerEntry]:
+        cls._relative([t.path for t in value])
+        return value
 
     @field_validator("paths", "output_dir")
     @classmethod

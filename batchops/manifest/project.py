@@ -55,6 +55,7 @@ def _config(
         output_dir=spec.output_dir, poll_interval=spec.poll_interval,
         parallelism=spec.parallelism, moved=moved, prices=_prices(spec.prices),
         max_cost=spec.budget.max_cost, budget_compare=spec.budget.compare,
+        tokenizers=tuple((t.model, t.path) for t in spec.tokenizers),
     )  # fmt: skip
 
 

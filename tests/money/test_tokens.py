@@ -158,3 +158,34 @@ def test_validate_counts_each_jobs_input_tokens_and_fills_the_cache(
     assert (tmp_path / ".batchops" / "cache" / "tokens.json").is_file()
     assert main(["validate"]) == 0
     assert capsys.readouterr().out.strip().endswith("; 9 input tokens for the jobs")
+
+
+def test_a_tokenizer_json_the_project_points_at_counts_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from batchops.cli import main
+
+    tokenizer = Tokenizer(WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()  # type: ignore[assignment]
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "jobs").mkdir()
+    row = {"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hello big world"}]}}
+    _write(tmp_path / "jobs" / "d.jsonl", [row])
+    (tmp_path / "jobs" / "w.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: d}\nspec: {path: d.jsonl}\n"
+        "---\napiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: j}\n"
+        "spec: {model: acme/house-model, inputDataset: d}\n"
+    )
+    (tmp_path / "batchops.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: p}\nspec:\n"
+        "  tokenizers: [{model: acme/house-model, path: tokenizer.json}]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "--output", "json"]) == 0
+    [counted] = json.loads(capsys.readouterr().out)["inputTokens"].values()
+    assert counted["exact"] and counted["counter"].startswith("tokenizer.json:")
+    assert counted["tokens"] == 3 + 4 + 3  # three words (one unknown), the OpenAI-style template
