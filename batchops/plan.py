@@ -36,7 +36,7 @@ from batchops.identity import (
 )
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.money import CostReport
-from batchops.results import LocalResult
+from batchops.results import LocalResult, ResultRecord
 from batchops.wire import (
     DATASET_STATE_READY,
     GONE_JOB_STATES,
@@ -164,6 +164,16 @@ class Plan:
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
     cost: CostReport | None = None  # tokens and dollars (batchops.cost, set by the reconciler)
+    # Each declared job with its results record when that is current (merged up to the latest
+    # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.
+    declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()
+
+    def decl(self, name: str) -> JobDecl | None:
+        return self._decls.get(name)
+
+    @cached_property
+    def _decls(self) -> dict[str, JobDecl]:
+        return {d.name: d for d, _ in self.declared}
 
     @property
     def remote_changes(self) -> list[Action]:
@@ -185,13 +195,28 @@ class Plan:
         return Counter(a.kind for a in self.actions)
 
 
+@dataclass(frozen=True)
+class RowFailures:
+    """Rows of a declared job's merged results that failed, against its spec.maxFailedRows."""
+
+    job: str
+    failed: int
+    total: int
+    allowed: int
+    first_errors: tuple[str, ...]  # "custom_id: message", the first few
+
+    @property
+    def over_limit(self) -> bool:
+        return self.failed > self.allowed
+
+
 def sort_actions(actions: Iterable[Action]) -> tuple[Action, ...]:
     return tuple(sorted(actions, key=Action.sort_key))
 
 
 __all__ = [
     "Action", "DatasetFacts", "DatasetSpec", "DownloadSpec", "JobSpec", "JobView", "Kind",
-    "Observed", "Plan", "PlanOptions", "Resource", "job_views", "make_plan",
+    "Observed", "Plan", "PlanOptions", "Resource", "RowFailures", "job_views", "make_plan",
 ]  # fmt: skip
 
 
@@ -527,15 +552,36 @@ def _create(view: JobView, ctx: _Ctx) -> list[Action]:
     spec = _job_spec(view, view.base_id, ctx.project, continued_from=None)
     after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
     details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
-    old = _replaced(view, ctx)
+    old = _replaced(view, ctx, spec)
     if old is None:
         return [Action(Kind.CREATE_JOB, resource, "new job", details, job=spec, after=after)]
     reason = "spec changed: " + (_spec_diff(old, spec) or "job ID changed")
     details["replaces"] = _rid(old)
-    if (old.state or "") not in _FINISHED:
+    running = _older_running(view, ctx)
+    if running:
         details["oldJobKeepsRunning"] = True
-        reason += f"; the old job {_rid(old)} keeps running and is billed unless pruned"
+        if len(running) == 1:
+            reason += f"; the old job {running[0]} keeps running and is billed unless pruned"
+        else:
+            reason += (f"; the old jobs {', '.join(running)} keep running and are billed "
+                       "unless pruned")  # fmt: skip
     return [Action(Kind.REPLACE_JOB, resource, reason, details, job=spec, after=after)]
+
+
+def _older_running(view: JobView, ctx: _Ctx) -> list[str]:
+    """Jobs of older specs of this declaration still running, whichever one is replaced."""
+    return sorted(_rid(job) for job in _older_specs(view, ctx)
+                  if (job.state or "") not in _FINISHED)  # fmt: skip
+
+
+def _older_specs(view: JobView, ctx: _Ctx) -> list[BatchInferenceJob]:
+    """Our jobs of this declaration's name (and of its old name after a `moved` rename) under
+    another base ID: the jobs of its older specs."""
+    name = view.base_id.rsplit("-", 1)[0]
+    old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
+    members = [*ctx.seen.ours_by_name.get(name, []),
+               *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
+    return [job for parts, job in members if parts.base != view.base_id]
 
 
 _FINISHED = (
@@ -552,21 +598,23 @@ def _missing_input(view: JobView, ctx: _Ctx) -> str | None:
     return f"input dataset {view.input_dataset_id} does not exist"
 
 
-def _replaced(view: JobView, ctx: _Ctx) -> BatchInferenceJob | None:
-    """The newest job of an older spec of this declaration (same name, other base ID)."""
-    name = view.base_id.rsplit("-", 1)[0]
-    old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
-    members = [*ctx.seen.ours_by_name.get(name, []),
-               *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
+def _replaced(view: JobView, ctx: _Ctx, spec: JobSpec) -> BatchInferenceJob | None:
+    """The job of an older spec of this declaration (same name, other base ID) that the manifest
+    matches most closely: the fewest differences in model, input and parameters, then the newest.
+    After a revert (A -> B -> A') the plan compares A' with A, not with B, so a dataset-only change
+    reads as one; the newest job of the name would list B's parameters as changes."""
     candidates = [
-        (job.create_time or "", _rid(job), job)
-        for parts, job in members
-        if parts.base != view.base_id
+        (-len(_changes(job, spec)), job.create_time or "", _rid(job), job)
+        for job in _older_specs(view, ctx)
     ]
-    return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
+    return max(candidates, key=lambda c: c[:3])[3] if candidates else None
 
 
 def _spec_diff(old: BatchInferenceJob, new: JobSpec) -> str:
+    return ", ".join(_changes(old, new))
+
+
+def _changes(old: BatchInferenceJob, new: JobSpec) -> list[str]:
     changes = []
     if (old.model or "") != new.model:
         changes.append(f"model {old.model} -> {new.model}")
@@ -579,7 +627,7 @@ def _spec_diff(old: BatchInferenceJob, new: JobSpec) -> str:
             changes.append(f"inferenceParameters.{key} {_show(before)} -> {_show(after)}")
     if new.precision and (old.precision or None) != new.precision:
         changes.append(f"precision {_show(old.precision)} -> {new.precision}")
-    return ", ".join(changes)
+    return changes
 
 
 def _show(value: Any) -> str:
@@ -611,6 +659,8 @@ def _download(view: JobView, ctx: _Ctx, *, partial: bool) -> list[Action]:
 
 def _download_reason(result: LocalResult | None, *, partial: bool) -> str:
     what = "partial results" if partial else "results"
+    if result is not None and result.record is None and result.present:
+        return f"record missing: {what} are on disk but not recorded (downloaded again to verify)"
     if result is None or result.record is None:
         return f"{what} not on disk"
     if not result.verified:
@@ -622,14 +672,43 @@ def _failed(
     view: JobView, parts: JobIdParts, job: BatchInferenceJob, resource: Resource, ctx: _Ctx
 ) -> list[Action]:
     message = (job.status.message if job.status else "") or "no message"
-    details = {"state": job.state, "message": message}
+    details = {"state": job.state, "message": message, "retries": parts.attempt,
+               "maxRetries": view.decl.max_retries}  # fmt: skip
+    reason = f"{_short(job.state)}: {message}"
     if not ctx.options.retry_failed:
-        return [Action(Kind.FAILED, resource, f"{_short(job.state)}: {message}", details)]
+        return [Action(Kind.FAILED, resource, reason, details)]
+    permanent = permanent_failure(job)
+    if permanent or parts.attempt >= view.decl.max_retries:
+        why = permanent or f"all {view.decl.max_retries} retries used (maxRetries)"
+        return [Action(Kind.FAILED, resource, f"{reason}; not retried: {why}", details)]
     new_id = attempt_id(view.base_id, parts.attempt + 1)
     spec = _job_spec(view, new_id, ctx.project, continued_from=None)
     reason = f"retry after {_short(job.state)} (attempt {parts.attempt + 2}): {message}"
     new_resource = Resource("job", view.decl.name, new_id)
     return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
+
+
+# google.rpc codes that say the request itself is wrong: the same job would fail the same way.
+PERMANENT_CODES = frozenset(
+    {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "OUT_OF_RANGE", "PERMISSION_DENIED",
+     "UNAUTHENTICATED", "UNIMPLEMENTED", "ALREADY_EXISTS"}
+)  # fmt: skip
+# Messages that name a permanent cause even under another code (an unknown model, a bad dataset).
+PERMANENT_WORDS = ("syntax error", "validation failed", "invalid dataset", "model not found",
+                   "unknown model", "does not exist", "not supported")  # fmt: skip
+
+
+def permanent_failure(job: BatchInferenceJob) -> str | None:
+    """Why retrying ``job`` cannot help (its input or model is wrong), or None when it may: the
+    server's status code is one of PERMANENT_CODES, or its message names such a cause. A
+    cancelled job is never permanent: someone stopped it."""
+    if (job.state or "") != JOB_STATE_FAILED or job.status is None:
+        return None
+    code, message = job.status.code or "", (job.status.message or "").lower()
+    if code in PERMANENT_CODES:
+        return f"the failure is permanent ({code})"
+    word = next((w for w in PERMANENT_WORDS if w in message), None)
+    return f"the failure is permanent ({word})" if word else None
 
 
 def _expired(
@@ -751,4 +830,9 @@ def make_plan(
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
         orphan_jobs=0 if options.prune else sum(a.kind is Kind.PRUNE_JOB for a in prunes),
+        declared=tuple((v.decl, _current_record(v)) for v in views),
     )  # fmt: skip
+
+
+def _current_record(view: JobView) -> ResultRecord | None:
+    return view.result.record if view.result is not None and view.results_current else None

@@ -28,7 +28,8 @@ from batchops.config import Settings
 from batchops.errors import EXIT_CHANGES, EXIT_OK, EXIT_REFUSED, BudgetError
 from batchops.manifest.select import Selector
 from batchops.money import Budget
-from batchops.reconcile import PassOptions, load_and_plan, load_inputs
+from batchops.reconcile import PassOptions, load_and_plan, load_inputs, row_failures
+from batchops.render.failures import failure_annotations, failures_markdown
 from batchops.render.plan import plan_json, plan_markdown, plan_text
 from batchops.textsafe import inert, json_text
 
@@ -131,8 +132,12 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
     text = plan_text(plan, backend=backend["text"])
     print(json_text(body, indent=2) if args.output == "json" else text)
+    rows = row_failures(plan, {})
+    if settings.github_actions and (notes := failure_annotations(plan, rows)):
+        print(notes, file=sys.stderr, flush=True)
     if settings.step_summary:
-        append_step_summary(settings.step_summary, plan_markdown(plan, backend=backend["text"]))
+        summary = plan_markdown(plan, backend=backend["text"]) + failures_markdown(plan, rows)
+        append_step_summary(settings.step_summary, summary)
     if plan.cost is not None and plan.cost.refusals:  # the plan above shows what is over
         print(f"error: {inert(str(BudgetError(plan.cost.refusals)))}", file=sys.stderr)
         return EXIT_REFUSED

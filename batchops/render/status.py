@@ -1,5 +1,8 @@
 """Status of declared jobs as rows, plain text, JSON and a rich table. Pure.
 
+Progress and row counts are over the lineage (the latest attempt and all its continuations), so a
+resumed job reads as one job: rows out of the first job's total, never a continuation's share.
+
 ``batchops.cli.status`` builds the rows from ``reconcile.Context.views()`` and prints one of these.
 """
 
@@ -14,7 +17,7 @@ from rich.text import Text
 from batchops.money import Price, money_text, spent
 from batchops.plan import JobView
 from batchops.textsafe import inert
-from batchops.wire import resource_id
+from batchops.wire import JOB_STATE_COMPLETED, resource_id
 
 FORMAT_VERSION = 1
 
@@ -31,6 +34,8 @@ class StatusRow:
     tokens_out: int
     results_path: str
     results: str  # "verified" | "stale" | "missing"
+    total: int = 0  # input rows of the lineage
+    lineage: int = 0  # jobs in the lineage: 1, plus one per continuation
     spent: float | None = None  # what the results on disk cost (their usage x the price)
 
 
@@ -45,28 +50,57 @@ def _spent(view: JobView, price: Price | None) -> float | None:
     return spent(record.usage if record is not None else None, price)
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Row counts over a lineage: the latest attempt with every continuation of it."""
+
+    total: int
+    succeeded: int
+    failed: int
+    percent: int
+
+
+def _lineage_rows(view: JobView) -> _Rows:
+    """A continuation runs only the rows its lineage has not answered yet, so the lineage's total
+    is its first job's; rows succeeded add up over the links; the rows failed are the latest
+    link's (earlier failures are run again by the continuation); progress is rows answered
+    before the latest link plus rows the latest link processed, over the total."""
+    latest = view.latest
+    if latest is None:
+        return _Rows(0, 0, 0, 0)
+    chain = [j.job_progress for parts, j in view.family if parts.attempt == latest[0].attempt]
+    first, last = chain[0], chain[-1]
+    before = sum((p.successfully_processed_requests or 0) for p in chain[:-1] if p)
+    succeeded = before + ((last.successfully_processed_requests or 0) if last else 0)
+    total = (first.total_input_requests or 0) if first else 0
+    processed = before + ((last.total_processed_requests or 0) if last else 0)
+    percent = min(100, processed * 100 // total) if total else 0
+    if latest[1].state == JOB_STATE_COMPLETED:
+        percent = 100
+    return _Rows(total, succeeded, (last.failed_requests or 0) if last else 0, percent)
+
+
 def status_row(view: JobView, price: Price | None = None) -> StatusRow:
     """``price``: of the job's declared model, for the spend so far (None: unknown)."""
     latest = view.latest
-    progress = latest[1].job_progress if latest else None
     total_in = sum((j.job_progress.input_tokens or 0) for _, j in view.family if j.job_progress)
     total_out = sum((j.job_progress.output_tokens or 0) for _, j in view.family if j.job_progress)
-    succeeded = sum(
-        (j.job_progress.successfully_processed_requests or 0)
-        for _, j in view.family
-        if j.job_progress
-    )
+    rows = _lineage_rows(view)
     return StatusRow(
         name=view.decl.name,
         remote_id=resource_id(latest[1].name or "") if latest else view.base_id,
         state=view.state.removeprefix("JOB_STATE_"),
-        percent=(progress.percent or 0) if progress else 0,
-        succeeded=succeeded,
-        failed=(progress.failed_requests or 0) if progress else 0,
+        percent=rows.percent,
+        succeeded=rows.succeeded,
+        failed=rows.failed,
         tokens_in=total_in,
         tokens_out=total_out,
         results_path=view.decl.output_display,
         results=_results_state(view),
+        total=rows.total,
+        lineage=sum(parts.attempt == latest[0].attempt for parts, _ in view.family)
+        if latest
+        else 0,
         spent=_spent(view, price),
     )
 
@@ -114,5 +148,6 @@ def _row_json(row: StatusRow) -> dict[str, Any]:
         "name": row.name, "remoteId": row.remote_id, "state": row.state, "percent": row.percent,
         "succeeded": row.succeeded, "failed": row.failed, "tokensIn": row.tokens_in,
         "tokensOut": row.tokens_out, "results": row.results_path, "resultsState": row.results,
+        "total": row.total, "lineage": row.lineage,
         "spent": row.spent,
     }  # fmt: skip
