@@ -719,6 +719,10 @@ def _expired(
     total = progress.total_input_requests or 0 if progress else 0
     done = progress.successfully_processed_requests or 0 if progress else 0
     details: dict[str, Any] = {"rowsLeft": max(total - done, 0), "maxResumes": decl.max_resumes}
+    if progress is not None and progress.total_input_requests is not None and done >= total:
+        # Expired after its last row (while writing results): a continuation would have no rows
+        # to run. The lineage's results are whole; download them as for a completed job.
+        return _download(view, ctx, partial=False)
     if decl.on_expired == "resume" and parts.resume < decl.max_resumes:
         new_id = continuation_id(attempt_id(view.base_id, parts.attempt), parts.resume + 1)
         spec = _job_spec(view, new_id, ctx.project, continued_from=_rid(job))

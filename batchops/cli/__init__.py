@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from batchops import __version__
-from batchops.errors import EXIT_INTERRUPTED, BatchopsError
+from batchops.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, BatchopsError, Terminated
 
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE (128 + 13)
 
@@ -64,20 +66,57 @@ def _silence_stdout() -> None:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """A signal at any point, start-up (importing the commands) included, ends the command with
+    130 (SIGINT) or 143 (SIGTERM, once ``run`` installed its handler), never a traceback."""
+    args: argparse.Namespace | None = None
     try:
+        args = build_parser().parse_args(argv)
         code: int = args.func(args)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BatchopsError as exc:
         from batchops.cli.common import print_error
 
-        print_error(exc, args)
+        print_error(exc, args or argparse.Namespace(output="text"))
         return exc.exit_code
     return code
 
 
-def run() -> None:  # pragma: no cover - console entry when used as `python -m batchops`
-    sys.exit(main())
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Unwind (so that cleanups run) with KeyboardInterrupt or Terminated; but inside an import
+    there is nothing of ours to clean up, and an exception raised in a C extension's start-up can
+    crash the interpreter at exit: then exit at once, as before the CLI was imported."""
+    term = signum == signal.SIGTERM
+    if _importing(frame):  # no import inside a signal handler: write and leave
+        os.write(2, b"terminated\n" if term else b"interrupted\n")
+        os._exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED)
+    raise Terminated if term else KeyboardInterrupt
+
+
+def _importing(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def run() -> None:
+    """Called by ``batchops.__main__.start`` (the console script, ``python -m batchops``) once
+    the CLI is imported: SIGINT and SIGTERM unwind from here (so cleanups run), and a second
+    signal while the first is handled still exits with its code, quietly."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)  # from here, unwind (cleanups run)
+    try:
+        code = main()
+    except Terminated:
+        code = EXIT_TERMINATED
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the command is over: its exit code stands
+        signal.signal(sig, signal.SIG_IGN)  # (at exit Python resets its handlers to the default)
+    sys.exit(code)

@@ -7,6 +7,7 @@ every document validated, and all Diagnostics are raised together in one Invalid
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
 from batchops.manifest.yamlsrc import YamlDocument, parse_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+MAX_MANIFEST_BYTES = 16 * 2**20  # a thousand jobs take ~300 KB
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,8 @@ def discover(paths: Sequence[Path], root: Path, diags: list[Diagnostic]) -> list
             diags.append(Diagnostic(str(given), 1, 1, f"'{given}' is outside the root {root}"))
         elif path.is_dir():
             found.update(_manifests_in(path, root))
-        elif path.is_file() or real is None:
-            found.add(real or path)  # a symlink loop: reported when read
+        elif path.is_file() or real is None or path.exists():
+            found.add(real or path)  # a symlink loop, a FIFO: reported when read
         else:
             diags.append(Diagnostic(P.display(path, root), 1, 1, "no such file or folder"))
     return sorted(found)
@@ -102,7 +104,8 @@ def _manifests_in(folder: Path, root: Path) -> set[Path]:
             continue
         hidden = any(part.startswith(".") for part in path.relative_to(folder).parts[:-1])
         broken_link = path.is_symlink() and not path.exists()
-        if not hidden and (path.is_file() or broken_link):
+        special = path.exists() and not path.is_file() and not path.is_dir()  # reported when read
+        if not hidden and (path.is_file() or broken_link or special):
             real = None if broken_link else P.resolved(path)  # a broken link is shown as itself
             found.add(real if real is not None and P.inside(real, root) else path)
     return found
@@ -129,7 +132,10 @@ def _read_text(file: Path, shown: str, diags: list[Diagnostic]) -> str | None:
     """The file's text, or None after a Diagnostic: unreadable (a broken link, a link loop) or
     not UTF-8 (located at the first bad byte)."""
     try:
-        data = file.read_bytes()
+        data = _read_bounded(file)
+    except _NotReadable as exc:
+        diags.append(Diagnostic(shown, 1, 1, str(exc)))
+        return None
     except OSError as exc:
         link = f" (a symlink to '{file.readlink()}')" if file.is_symlink() else ""
         diags.append(Diagnostic(shown, 1, 1, f"cannot read: {exc.strerror}{link}"))
@@ -141,6 +147,22 @@ def _read_text(file: Path, shown: str, diags: list[Diagnostic]) -> str | None:
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         diags.append(Diagnostic(shown, line, col, "not UTF-8 text"))
         return None
+
+
+class _NotReadable(Exception):
+    """A manifest path that is not a regular file, or too big to be a manifest."""
+
+
+def _read_bounded(file: Path) -> bytes:
+    """The file's bytes; a FIFO (which would block), a device (which never ends) or a file over
+    MAX_MANIFEST_BYTES is refused before reading."""
+    st = file.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise _NotReadable("not a regular file (a FIFO, device or socket); refused")
+    if st.st_size > MAX_MANIFEST_BYTES:
+        raise _NotReadable(f"file is {st.st_size:,} bytes; a manifest may have at most "
+                           f"{MAX_MANIFEST_BYTES:,}")  # fmt: skip
+    return file.read_bytes()
 
 
 def _validate(

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -24,11 +25,21 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from batchops.config import parse_duration
+from batchops.jsonvalues import INT32_MAX, params_problem, value_problem
 from batchops.wire import PRECISIONS
 
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PERCENT_RE = r"^[0-9]+(\.[0-9]+)?%$"
+# A model is a resource name, optionally on a deployment, or a model ID as OpenAI-compatible
+# servers name them ("gpt-4o-mini", "meta-llama/Llama-3.1-8B", "llama3.1:8b"); docs/manifests.md.
+_ID = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?"
+_TAGGED = r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,126}[A-Za-z0-9])?"
+MODEL_RE = re.compile(
+    rf"accounts/{_ID}/models/{_ID}(?:#accounts/{_ID}/deployments/{_ID})?"
+    rf"|(?!accounts/){_ID}/{_TAGGED}|{_TAGGED}"
+)
 
 
 class StrictModel(BaseModel):
@@ -73,14 +84,26 @@ class DatasetSpec(StrictModel):
 
 
 class InferenceParameters(StrictModel):
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
     n: int | None = Field(default=None, ge=1, le=128)
     extra_body: dict[str, Any] | None = Field(
         default=None, description="a mapping; sent to the API as a JSON string"
     )
+
+    @field_validator("extra_body")
+    @classmethod
+    def _check_extra_body(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Only what JSON can carry (no .nan, .inf, dates, binary), and integer parameters
+        (max_tokens, top_k, seed, ...) as integers in their range."""
+        if value is None:
+            return None
+        problems = [p for p in (value_problem(value), params_problem(value)) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class OutputSpec(StrictModel):
@@ -96,7 +119,10 @@ class JobBudget(StrictModel):
 
 class JobSpec(StrictModel):
     model: str = Field(
-        min_length=1, pattern=r"^\S+$", description="e.g. accounts/fireworks/models/x"
+        min_length=1,
+        description="accounts/<account>/models/<model> (optionally "
+        "#accounts/<account>/deployments/<deployment>) or a model ID ([org/]model[:tag])",
+        json_schema_extra={"pattern": f"^(?:{MODEL_RE.pattern})$"},
     )
     input_dataset: str | None = Field(default=None, description="a Dataset declared in manifests")
     input_dataset_id: str | None = Field(
@@ -135,6 +161,17 @@ class JobSpec(StrictModel):
         return checked
     budget: JobBudget | None = Field(default=None, description="a spending limit (docs/cost.md)")
 
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not MODEL_RE.fullmatch(value):
+            hint = "; manifests expand no variables" if "$" in value else ""
+            raise ValueError(
+                f"'{value}' is not a model name: use accounts/<account>/models/<model> or a "
+                f"model ID such as llama-v3p1-8b-instruct or org/model{hint}"
+            )
+        return value
+
     @field_validator("precision")
     @classmethod
     def _check_precision(cls, value: str | None) -> str | None:
@@ -161,6 +198,21 @@ class BatchInferenceJobManifest(StrictModel):
     kind: Literal["BatchInferenceJob"]
     metadata: Metadata
     spec: JobSpec
+
+
+def _duration(value: object) -> float:
+    """A duration in a file is read by the flags' one parser (``config.parse_duration``): the
+    same spellings (``30``, ``30s``, ``500ms``, ``2m``, ``1h``), zero and negative refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"not a duration: {value!r} (e.g. 30, 30s, 500ms, 2m, 1h)")
+    return parse_duration(str(value))
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration, json_schema_input_type=float | str),
+    Field(json_schema_extra={"examples": [30, "30s", "2m"]}),
+]
 
 
 class MovedSpec(StrictModel):
@@ -221,8 +273,8 @@ class ProjectSpec(StrictModel):
     output_dir: str = Field(
         default="results", min_length=1, description="default folder of results/<job>.jsonl"
     )
-    poll_interval: float | None = Field(
-        default=None, gt=0, le=86400, description="seconds between passes of apply --wait"
+    poll_interval: Duration | None = Field(
+        default=None, description="time between passes of apply --wait: 30 (seconds), 30s, 2m"
     )
     parallelism: int | None = Field(default=None, ge=1, le=64, description="concurrent actions")
     moved: list[MovedSpec] = Field(default_factory=list, description="renames (see docs)")

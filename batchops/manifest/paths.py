@@ -76,11 +76,17 @@ def dataset_files(written: str, manifest: Path, root: Path) -> tuple[Path, tuple
         return path, _shards(path, root)
     if path.suffix != SHARD_SUFFIX:
         raise PathProblem(f"dataset path '{display(path, root)}' is not a .jsonl file or a folder")
+    if not path.is_file():  # a FIFO would hang the read, a device never end
+        raise PathProblem(f"dataset path '{display(path, root)}' is not a regular file")
     return path, (path,)
 
 
 def _shards(folder: Path, root: Path) -> tuple[Path, ...]:
-    shards = sorted(p for p in folder.iterdir() if p.suffix == SHARD_SUFFIX and p.is_file())
+    named = [p for p in folder.iterdir() if p.suffix == SHARD_SUFFIX]
+    special = [p for p in named if p.exists() and not p.is_file() and not p.is_dir()]
+    if special:  # a FIFO would hang the read, a device never end: refused, not skipped
+        raise PathProblem(f"shard '{display(special[0], root)}' is not a regular file")
+    shards = sorted(p for p in named if p.is_file())
     if not shards:
         raise PathProblem(f"dataset folder '{display(folder, root)}' has no top-level .jsonl files")
     for shard in shards:

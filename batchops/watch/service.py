@@ -64,7 +64,7 @@ def run(config: WatchConfig, *, client: FireworksClient, triggers: Triggers,
     paths = [root / p for p in config.paths]
     watcher = None if source else FileWatcher(paths, root=root, stop=stop,
                                               on_change=lambda: triggers.fire("file"))
-    one_pass = _pass_function(config, paths, root, client, stop, source, watcher)
+    one_pass = _timed(_pass_function(config, paths, root, client, stop, source, watcher), metrics)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_health(config, metrics))
         if watcher is not None:
@@ -77,6 +77,16 @@ def run(config: WatchConfig, *, client: FireworksClient, triggers: Triggers,
         daemon = Daemon(run_pass=one_pass, triggers=triggers, stop=stop,
                         timing=config.timing, on_pass=lambda r: _observe(metrics, r))
         daemon.run()
+
+
+def _timed(one_pass: Callable[[], PassResult], metrics: Metrics) -> Callable[[], PassResult]:
+    """The pass, its start told to ``metrics`` (so /readyz can say when one is stuck)."""
+
+    def timed() -> PassResult:
+        metrics.pass_started()
+        return one_pass()
+
+    return timed
 
 
 def _observe(metrics: Metrics, record: PassRecord) -> None:
