@@ -35,6 +35,7 @@ from batchops.identity import (
     parse_job_id,
 )
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl, TableDecl
+from batchops.money import CostReport
 from batchops.results import LocalResult, ResultRecord
 from batchops.wire import (
     DATASET_STATE_READY,
@@ -164,6 +165,7 @@ class Plan:
     orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
+    cost: CostReport | None = None  # tokens and dollars (batchops.cost, set by the reconciler)
     # Each declared job with its results record when that is current (merged up to the latest
     # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.
     declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()
