@@ -98,6 +98,16 @@ def test_validate_imports_no_network_or_daemon_code(tmp_path: Path, project_file
     assert ca_loaded == 0
 
 
+def test_validate_with_warm_caches_loads_no_tokenizer(tmp_path: Path) -> None:
+    """Token counts of unchanged datasets come from the token cache: the tokenizers' vocabularies
+    (most of a second to load) are not imported to name the counter."""
+    project = example_project(tmp_path)
+    started(tmp_path, "validate", cwd=project)  # counts the tokens, fills the caches
+    assert (project / ".batchops" / "cache" / "tokens.json").is_file()
+    modules, _ = started(tmp_path, "validate", cwd=project)
+    assert loaded(modules, {"bpe_openai", "tokenizers"}) == set()
+
+
 @pytest.mark.parametrize("project_file", [True, False])
 def test_plan_against_a_plain_http_server_loads_no_tls_and_no_daemon_code(
     tmp_path: Path, make_server: Callable[..., EmbeddedServer], project_file: bool
