@@ -136,3 +136,24 @@ def test_every_command_module_has_a_row_in_the_lazy_table() -> None:
     cli = ROOT / "batchops" / "cli"
     modules = {p.stem for p in cli.glob("*.py") if "\ndef register(" in p.read_text()}
     assert modules == set(COMMANDS)
+
+
+def test_importing_the_commands_builds_no_pydantic_validator() -> None:
+    """Models build their validators at first use (``defer_build``): importing ``plan`` and
+    ``validate`` pays for none of the ~40 wire and manifest models, only what a run touches."""
+    code = (
+        "import batchops.cli.plan, batchops.cli.validate, json\n"
+        "from pydantic import BaseModel\n"
+        "def walk(c):\n"
+        "    for s in c.__subclasses__():\n"
+        "        yield s\n"
+        "        yield from walk(s)\n"
+        "ours = {c for c in walk(BaseModel) if c.__module__.startswith('batchops.')}\n"
+        "print(json.dumps([len(ours), sorted(c.__qualname__ for c in ours\n"
+        "                                    if c.__pydantic_complete__)]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    count, built = json.loads(done.stdout)
+    assert count > 20  # the models were imported ...
+    assert built == []  # ... and none was built
