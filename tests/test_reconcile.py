@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from batchops import gcpause
 from batchops.api import FireworksClient
 from batchops.apply import NullReporter
 from batchops.errors import BatchopsError, InvalidInputError, OwnershipError
@@ -193,6 +194,18 @@ def test_what_a_paused_block_made_goes_to_the_oldest_generation() -> None:
     assert probe() is not None
     gc.collect()
     assert probe() is None  # not frozen for good: the full collection freed the cycle
+
+
+def test_blocks_that_promoted_many_objects_end_with_a_full_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long-running watch makes block after block: their garbage cycles do not pile up."""
+    monkeypatch.setattr(gcpause, "FULL_AFTER", 500)
+    with gc_paused():
+        probe = weakref.ref(_Node([]))
+        made = [[i] for i in range(1000)]  # over FULL_AFTER
+    assert probe() is None  # collected at the end of the block, with no gc.collect() of ours
+    assert len(made) == 1000
 
 
 class _Node:
