@@ -93,7 +93,7 @@ class RemoteJob:
     input_id: str = ""  # our key of the input it reads
     parameters: Mapping[str, Any] = field(default_factory=dict)
     precision: str | None = None
-    rows: Rows = Rows()
+    rows: Rows | None = None  # None: the provider reported no progress
     tokens: Tokens = Tokens()
     created: str = ""  # RFC 3339 times, as the provider reports them ("" unknown)
     updated: str = ""

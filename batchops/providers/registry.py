@@ -40,6 +40,9 @@ class ProviderConfig:
     limits: Mapping[str, Any] = field(default_factory=dict)
 
 
+BUILTIN_FIREWORKS = ProviderConfig(name="fireworks", kind="fireworks")  # FIREWORKS_* variables
+
+
 class Factory(Protocol):
     def __call__(self, config: ProviderConfig, **options: Any) -> Provider: ...
 
