@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from batchops.config import LOCAL_ACCOUNT_ID, Settings
-from batchops.errors import ApiError, ConflictError, NotFoundError, OwnershipError
+from batchops.config import DEFAULT_BASE_URL, LOCAL_ACCOUNT_ID, Settings
+from batchops.errors import ApiError, ConfigError, ConflictError, NotFoundError, OwnershipError
 from batchops.identity import output_dataset_id, owner_of
 from batchops.providers.base import ProgressFn, Stopped
 from batchops.providers.fireworks.client import FireworksClient
@@ -298,5 +298,8 @@ def from_config(
         return FireworksProvider(client, name=config.name)
     args: dict[str, Any] = {"base_url": config.base_url, "account_id": config.account_id}
     args.update(options)
+    args["base_url"] = args.get("base_url") or DEFAULT_BASE_URL
+    if args.get("api_key") is not None and not args["account_id"]:
+        raise ConfigError(f"provider {config.name}: accountId is required with a key")
     args["account_id"] = args.get("account_id") or LOCAL_ACCOUNT_ID
     return FireworksProvider(FireworksClient(**args), name=config.name)
