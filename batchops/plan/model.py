@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from batchops.manifest.desired import JobDecl
+from batchops.manifest.desired import JobDecl, TableDecl
 from batchops.providers import DatasetSpec, JobSpec, RemoteInput, RemoteJob
 from batchops.results import ResultRecord
 
@@ -73,6 +73,8 @@ class DownloadSpec:
     output_path: Path
     output_display: str
     partial: bool  # expired with no resumes left: missing rows are expected
+    response_schema: Mapping[str, Any] | None = None  # answers must match it (responseFormat)
+    table: TableDecl | None = None  # spec.output.table: answers joined to inputs, on every merge
 
 
 @dataclass(frozen=True)
