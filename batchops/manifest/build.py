@@ -240,6 +240,7 @@ def _job(
         output_display=P.display(output, root),
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
+        max_cost=spec.budget.max_cost if spec.budget else None,
         labels=dict(m.metadata.labels),
         **extras,
         **_failure_limit(spec.max_failed_rows),
