@@ -109,6 +109,17 @@ def test_validate_with_warm_caches_loads_no_tokenizer(tmp_path: Path) -> None:
     assert loaded(modules, {"bpe_openai", "tokenizers"}) == set()
 
 
+def test_plan_with_warm_caches_loads_no_tokenizer(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    server = make_server(worker=False)
+    project = example_project(tmp_path)
+    started(tmp_path, "validate", cwd=project)  # counts the tokens, fills the caches
+    modules, _ = started(tmp_path, "plan", "--base-url", server.base_url, cwd=project)
+    assert "batchops.plan" in modules  # it did plan
+    assert loaded(modules, {"bpe_openai", "tokenizers"}) == set()
+
+
 @pytest.mark.parametrize("project_file", [True, False])
 def test_plan_against_a_plain_http_server_loads_no_tls_and_no_daemon_code(
     tmp_path: Path, make_server: Callable[..., EmbeddedServer], project_file: bool
