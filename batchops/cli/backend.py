@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from batchops.api import FireworksClient, client_from_settings
 from batchops.config import (
     LOCAL_ACCOUNT_ID,
     PROJECT_FILE,
@@ -30,6 +29,8 @@ from batchops.config import (
 )
 from batchops.identity import project_from_root, slugify
 from batchops.private import private_dir
+from batchops.providers import Provider
+from batchops.providers.registry import BUILTIN_FIREWORKS, build
 
 NOTICE = (
     "batchops: no FIREWORKS_API_KEY; using the embedded local backend in .batchops/local "
@@ -80,7 +81,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def project_of(settings: Settings, root: Path) -> str:
-    """The project's name (``open_client`` says so when it comes from the folder's name)."""
+    """The project's name (``open_provider`` says so when it comes from the folder's name)."""
     return slugify(settings.project) if settings.project else project_from_root(root)
 
 
@@ -137,21 +138,21 @@ def _notice_stderr(message: str) -> None:
 
 
 @contextlib.contextmanager
-def open_client(
+def open_provider(
     settings: Settings,
     *,
     root: Path,
     notice: Callable[[str], None] = _notice_stderr,
     **client_options: Any,
-) -> Iterator[FireworksClient]:
-    """A client for the remote, a shared server, or an embedded backend started for the block.
+) -> Iterator[Provider]:
+    """The provider for the remote, a shared server, or an embedded backend started for the block.
     Raises ConfigError when no backend may be chosen (no key under CI)."""
     choice = settings.backend_choice()
     if (about_project := project_notice(settings, root)) is not None:
         notice(about_project)
     if choice != "embedded":
-        with client_from_settings(settings, **client_options) as client:
-            yield client
+        with contextlib.closing(_fireworks(settings, None, client_options)) as provider:
+            yield provider
         return
     from batchops.local.config import BackendConfig  # only when embedding
     from batchops.local.server import EmbeddedServer
@@ -161,5 +162,11 @@ def open_client(
     with EmbeddedServer(BackendConfig(data_dir=data_dir), port=0) as server:
         asked = settings.backend == "local"
         notice(LOCAL_NOTICE.format(where=settings.backend_source) if asked else NOTICE)
-        with client_from_settings(settings, base_url=server.base_url, **client_options) as client:
-            yield client
+        local = _fireworks(settings, server.base_url, client_options)
+        with contextlib.closing(local) as provider:
+            yield provider
+
+
+def _fireworks(settings: Settings, base_url: str | None, options: dict[str, Any]) -> Provider:
+    """The built-in ``fireworks`` provider from the settings (FIREWORKS_* variables)."""
+    return build(BUILTIN_FIREWORKS, settings=settings, base_url=base_url, **options)
