@@ -1,0 +1,98 @@
+"""The reuse index: request hash -> where its answer is (job, custom_id, result line).
+
+One SQLite file, ``.batchops/reuse.sqlite`` (private, like every cache under ``.batchops/``),
+for the answers of this project's jobs. ``batchops.apply`` records a job's answered rows when it
+merges the job's results; the reconciler looks the rows of each declared job up before planning
+(``batchops.plan.rows``), so a row asked before is not sent again. It is only a cache: deleting it
+costs downloads (``rebuild``: earlier jobs' inputs and outputs), never inference. Failed rows are
+never recorded: only an answer is reused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchops.config import ensure_state_dir
+from batchops.private import private_file
+
+INDEX_FILE = "reuse.sqlite"
+_CHUNK = 900  # host parameters per query (SQLite's limit is 999 on old builds)
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS answer (hash BLOB PRIMARY KEY, job TEXT NOT NULL, "
+    "custom_id TEXT NOT NULL, line BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS indexed (job TEXT PRIMARY KEY) WITHOUT ROWID",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Where an answer is: the job that answered it and the row's custom_id in that job."""
+
+    job: str
+    custom_id: str
+
+
+class ReuseIndex:
+    """The index of one project root. Not shared between threads: open one per thread."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    def open(cls, root: Path) -> ReuseIndex:
+        path = private_file(ensure_state_dir(root) / INDEX_FILE)
+        db = sqlite3.connect(path, timeout=30.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        for statement in _SCHEMA:
+            db.execute(statement)
+        return cls(db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ReuseIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lookup(self, hashes: Sequence[bytes]) -> dict[bytes, Answer]:
+        """The answers known for ``hashes`` (the others are new requests)."""
+        found: dict[bytes, Answer] = {}
+        for start in range(0, len(hashes), _CHUNK):
+            chunk = hashes[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT hash, job, custom_id FROM answer WHERE hash IN ({marks})"  # noqa: S608
+            for digest, job, custom_id in self._db.execute(sql, chunk):
+                found[digest] = Answer(job, custom_id)
+        return found
+
+    def lines(self, hashes: Sequence[bytes]) -> Iterator[tuple[bytes, str, bytes]]:
+        """(hash, job, result line) of each known answer among ``hashes``."""
+        for start in range(0, len(hashes), _CHUNK):
+            chunk = hashes[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT hash, job, line FROM answer WHERE hash IN ({marks})"  # noqa: S608
+            yield from self._db.execute(sql, chunk)
+
+    def record(self, job: str, answers: Iterable[tuple[bytes, str, bytes]]) -> int:
+        """Record ``job``'s answered rows, (hash, custom_id, result line) each; an answer
+        already known keeps its first job (the one that was paid for it). Returns the count."""
+        with self._db:
+            cursor = self._db.executemany(
+                "INSERT OR IGNORE INTO answer VALUES (?, ?, ?, ?)",
+                ((digest, job, cid, line) for digest, cid, line in answers),
+            )
+            self._db.execute("INSERT OR IGNORE INTO indexed VALUES (?)", (job,))
+            return cursor.rowcount
+
+    def indexed_jobs(self) -> set[str]:
+        """Jobs whose answers were recorded (``rebuild`` downloads only the others)."""
+        return {job for (job,) in self._db.execute("SELECT job FROM indexed")}
+
+    def size(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM answer").fetchone()[0])
