@@ -36,8 +36,10 @@ from batchops.plan import (
     job_views,
     make_plan,
 )
+from batchops.plan.rows import RowSplit
 from batchops.providers import Provider
 from batchops.results import LocalResult, local_records, local_state
+from batchops.reuse_rows import row_splits
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -85,10 +87,11 @@ class Context:
     infos: Mapping[str, DatasetFacts]
     observed: Observed
     local: Mapping[str, LocalResult]
+    rows: Mapping[str, RowSplit] = field(default_factory=dict)  # reused vs to send, per job
 
     def views(self) -> list[JobView]:
         return job_views(self.desired, self.infos, self.observed, self.local,
-                         project=self.project)  # fmt: skip
+                         project=self.project, rows=self.rows)  # fmt: skip
 
 
 @dataclass
@@ -154,7 +157,8 @@ def load_and_plan(
     check_prune(desired, plan_options)  # before any API call
     with gc_paused():
         ctx = load_context(provider, root=root, project=project, inputs=(desired, infos))
-        plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
+        plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project,
+                         rows=ctx.rows)  # fmt: skip
     return replace(plan, outside_jobs=selection.outside_jobs,
                    outside_datasets=selection.outside_datasets)  # fmt: skip
 
@@ -163,7 +167,8 @@ def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
     observed, local = observe_all(provider, desired, root)
-    return Context(root, project, desired, infos, observed, local)
+    rows = row_splits(desired, infos, root=root, project=project)
+    return Context(root, project, desired, infos, observed, local, rows)
 
 
 @contextlib.contextmanager

@@ -15,8 +15,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from batchops.config import ensure_state_dir
 from batchops.private import private_file
+from batchops.providers import OUTPUT_FILE
+from batchops.rowid import file_requests
 
 INDEX_FILE = "reuse.sqlite"
 _CHUNK = 900  # host parameters per query (SQLite's limit is 999 on old builds)
@@ -79,15 +83,15 @@ class ReuseIndex:
             sql = f"SELECT hash, job, line FROM answer WHERE hash IN ({marks})"  # noqa: S608
             yield from self._db.execute(sql, chunk)
 
-    def record(self, job: str, answers: Iterable[tuple[bytes, str, bytes]]) -> int:
-        """Record ``job``'s answered rows, (hash, custom_id, result line) each; an answer
-        already known keeps its first job (the one that was paid for it). Returns the count."""
+    def record(self, jobs: Iterable[str], answers: Iterable[tuple[bytes, str, str, bytes]]) -> int:
+        """Record answered rows, (hash, job, custom_id, result line) each, of ``jobs``; an
+        answer already known keeps its first job (the one that was paid for it). Returns the
+        count of new answers."""
         with self._db:
-            cursor = self._db.executemany(
-                "INSERT OR IGNORE INTO answer VALUES (?, ?, ?, ?)",
-                ((digest, job, cid, line) for digest, cid, line in answers),
-            )
-            self._db.execute("INSERT OR IGNORE INTO indexed VALUES (?)", (job,))
+            cursor = self._db.executemany("INSERT OR IGNORE INTO answer VALUES (?, ?, ?, ?)",
+                                          answers)  # fmt: skip
+            self._db.executemany("INSERT OR IGNORE INTO indexed VALUES (?)",
+                                 ((job,) for job in jobs))  # fmt: skip
             return cursor.rowcount
 
     def indexed_jobs(self) -> set[str]:
@@ -96,3 +100,59 @@ class ReuseIndex:
 
     def size(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM answer").fetchone()[0])
+
+
+# -- merging with reuse: ``batchops.apply`` calls these around ``results.merge_lineage`` ---------
+
+
+def _rows_by_request(prefix: bytes, input_files: Sequence[Path]) -> dict[bytes, list[str]]:
+    rows: dict[bytes, list[str]] = {}
+    for cid, digest in file_requests(prefix, input_files):
+        rows.setdefault(digest, []).append(cid)
+    return rows
+
+
+def write_reused(
+    root: Path, prefix: bytes, input_files: Sequence[Path], folder: Path, *, lineage: Sequence[str]
+) -> int:
+    """Write the known answers of the input's rows to ``folder/OUTPUT_FILE``, each under the
+    custom_id of the row asking it now and naming the job that answered it. Answers of the
+    ``lineage`` being merged are left out: its own rows come from its own download, which the
+    merge verifies. Returns the count."""
+    wanted = _rows_by_request(prefix, input_files)
+    folder.mkdir(parents=True, exist_ok=True)
+    own, count = frozenset(lineage), 0
+    with ReuseIndex.open(root) as index, (folder / OUTPUT_FILE).open("wb") as out:
+        for digest, job, line in index.lines(list(wanted)):
+            if job in own:
+                continue
+            row = orjson.loads(line)
+            row.setdefault("job", job)
+            for cid in wanted[digest]:
+                row["custom_id"] = cid
+                out.write(orjson.dumps(row) + b"\n")
+                count += 1
+    return count
+
+
+def record_answers(
+    root: Path, prefix: bytes, input_files: Sequence[Path], merged: Path, jobs: Sequence[str]
+) -> int:
+    """Record the answers in ``merged`` (a results file) that ``jobs`` wrote, under their
+    request's hash. Returns the count of new answers."""
+    requests = {cid: digest for cid, digest in file_requests(prefix, input_files)}
+    wrote = frozenset(jobs)
+
+    def answers() -> Iterator[tuple[bytes, str, str, bytes]]:
+        with merged.open("rb") as handle:
+            for raw in handle:
+                line = raw.rstrip(b"\r\n")
+                row = orjson.loads(line) if line.strip() else None
+                if not isinstance(row, dict) or row.get("job") not in wrote:
+                    continue
+                cid = row.get("custom_id")
+                if isinstance(cid, str) and cid in requests:
+                    yield requests[cid], row["job"], cid, line
+
+    with ReuseIndex.open(root) as index:
+        return index.record(jobs, answers())

@@ -145,6 +145,7 @@ def _job(
         output_display=P.display(output, root),
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
+        reuse=spec.reuse,
         labels=dict(m.metadata.labels),
     )
 

@@ -53,6 +53,7 @@ class JobDecl:
     output_display: str = ""  # the same, relative to the root, for display
     on_expired: OnExpired = "resume"
     max_resumes: int = 3
+    reuse: bool = True  # `spec.reuse`: answers already paid for are not asked again
     labels: dict[str, str] = field(default_factory=dict)
     provider: str = "fireworks"  # `spec.provider`: a provider the project file declares
 

@@ -93,6 +93,11 @@ class JobSpec(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     on_expired: Literal["resume", "stop"] = "resume"
     max_resumes: int = Field(default=3, ge=0, le=100)
+    reuse: bool = Field(
+        default=True,
+        description="reuse answers already paid for (same provider, model, parameters and row); "
+        "false when fresh samples are the point (temperature > 0)",
+    )
 
     @field_validator("precision")
     @classmethod

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from batchops.identity import HASH_LEN, id_name, marked_display_name
 from batchops.manifest.desired import DatasetDecl, Desired
 from batchops.plan.model import Action, DatasetFacts, Kind, Resource
-from batchops.plan.views import Seen
+from batchops.plan.views import JobView, Seen, derived_id
 from batchops.providers import DatasetSpec
 
 
@@ -74,3 +74,27 @@ def ds_name(rid: str) -> str:
     """The manifest name part of a dataset ID we made (the ID itself for other shapes)."""
     head, _, tail = rid.rpartition("-")
     return head if head and len(tail) == HASH_LEN else rid
+
+
+def derived_actions(views: list[JobView], seen: Seen, project: str) -> list[Action]:
+    """A dataset of just the rows to send, for each job that sends some rows and reuses others,
+    when its job is still to be created (one created already read it)."""
+    actions: dict[str, Action] = {}
+    for view in views:
+        split = view.rows
+        ds_id = derived_id(split, project)
+        if split is None or split.derived is None or ds_id is None or view.family:
+            continue
+        if ds_id in seen.datasets or ds_id in actions:
+            continue
+        derived = split.derived
+        spec = DatasetSpec(
+            dataset_id=ds_id, name=derived.dataset, files=(derived.path,), rows=derived.rows,
+            size=derived.size, display_name=marked_display_name(derived.dataset, project),
+            format=None,
+        )  # fmt: skip
+        reason = f"the {derived.rows:,} new rows of job {view.decl.name}"
+        details = {"rows": derived.rows, "size": derived.size, "derivedFor": view.decl.name}
+        resource = Resource("dataset", derived.dataset, ds_id)
+        actions[ds_id] = Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+    return list(actions.values())

@@ -19,6 +19,7 @@ from batchops.identity import (
 )
 from batchops.manifest.desired import Desired
 from batchops.plan.model import Action, DownloadSpec, Kind, PlanOptions, Resource
+from batchops.plan.rows import job_prefix
 from batchops.plan.views import JobView, Member, Seen, wire_parameters
 from batchops.providers import DONE_STATES, JobSpec, JobState, RemoteJob
 from batchops.results import LocalResult
@@ -38,6 +39,8 @@ def job_actions(view: JobView, ctx: Ctx) -> list[Action]:
         resource = Resource("job", view.decl.name, view.base_id)
         return [Action(Kind.CONFLICT, resource, "a job with this ID exists and is not ours")]
     latest = view.latest
+    if latest is None and view.all_reused:
+        return _download(view, ctx, partial=False)
     if latest is None:
         return _create(view, ctx)
     if view.renamed_from is not None:
@@ -93,10 +96,17 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     spec = _job_spec(view, view.base_id, ctx.project, continued_from=None)
     after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
     details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
+    rows = view.rows
+    if rows is not None:
+        details.update(rowsToSend=len(rows.send), rowsReused=rows.reused,
+                       reusedFrom=dict(rows.reused_from))  # fmt: skip
+    counted = f": {rows.describe()}" if rows is not None and rows.reused else ""
     old = _replaced(view, ctx)
     if old is None:
-        return [Action(Kind.CREATE_JOB, resource, "new job", details, job=spec, after=after)]
+        return [Action(Kind.CREATE_JOB, resource, "new job" + counted, details, job=spec,
+                       after=after)]  # fmt: skip
     reason = "spec changed: " + (_spec_diff(old, spec) or "job ID changed")
+    reason += counted.replace(":", ";", 1)
     details["replaces"] = old.key
     if old.state not in DONE_STATES:
         details["oldJobKeepsRunning"] = True
@@ -147,20 +157,23 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
     if not ctx.options.download:
         return []
     latest = view.latest
-    assert latest is not None  # callers come from a non-empty family
     if view.results_current:
         return []
     reason = _download_reason(view.result, partial=partial)
+    rows = view.rows
+    if rows is not None and rows.reused:
+        reason += f" ({rows.describe()})" if latest is not None else f" (all {rows.describe()})"
     decl_ds = ctx.desired.dataset(view.decl.input_dataset) if view.decl.input_dataset else None
     input_files = decl_ds.files if decl_ds is not None else ()
     spec = DownloadSpec(
-        job_name=view.decl.name, job_ids=view.chain_ids,
+        job_name=view.decl.name, job_ids=view.chain_ids or (view.reused_key,),
         output_dataset_ids=tuple(output_dataset_id(j) for j in view.chain_ids),
         input_dataset=view.decl.input_dataset, input_files=input_files,
         output_path=view.decl.output_path,
         output_display=view.decl.output_display, partial=partial,
+        request_prefix=job_prefix(view.decl) if rows is not None else None,
     )  # fmt: skip
-    resource = Resource("job", view.decl.name, latest[1].key)
+    resource = Resource("job", view.decl.name, latest[1].key if latest else view.base_id)
     details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}
     return [Action(Kind.DOWNLOAD, resource, reason, details, download=spec)]
 

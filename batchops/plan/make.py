@@ -12,11 +12,20 @@ from collections.abc import Mapping
 
 from batchops.errors import ConfigError
 from batchops.manifest.desired import Desired
-from batchops.plan.datasets import dataset_actions
+from batchops.plan.datasets import dataset_actions, derived_actions
 from batchops.plan.jobs import Ctx, job_actions
-from batchops.plan.model import DatasetFacts, Kind, Observed, Plan, PlanOptions, sort_actions
+from batchops.plan.model import (
+    Action,
+    DatasetFacts,
+    Kind,
+    Observed,
+    Plan,
+    PlanOptions,
+    sort_actions,
+)
 from batchops.plan.prune import prune_actions
-from batchops.plan.views import Seen, declared_dataset_ids, views_of
+from batchops.plan.rows import RowSplit
+from batchops.plan.views import JobView, Seen, declared_dataset_ids, views_of
 from batchops.results import LocalResult
 
 
@@ -36,6 +45,18 @@ def check_prune(desired: Desired, options: PlanOptions) -> None:
         raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
 
 
+def _read(actions: list[Action], views: list[JobView], ds_ids: Mapping[str, str]) -> list[Action]:
+    """Dataset creations, less those of datasets whose every job reads reused answers and a
+    dataset of its new rows instead (uploading the whole dataset would be for nothing)."""
+    readers = {v.decl.input_dataset for v in views if v.decl.input_dataset}
+    whole = {v.decl.input_dataset for v in views if v.decl.input_dataset
+             and v.input_dataset_id == ds_ids.get(v.decl.input_dataset)
+             and (v.family or not v.all_reused)}  # fmt: skip
+    unread = readers - whole
+    return [a for a in actions
+            if not (a.kind is Kind.CREATE_DATASET and a.resource.name in unread)]  # fmt: skip
+
+
 def make_plan(
     desired: Desired,
     infos: Mapping[str, DatasetFacts],
@@ -44,15 +65,20 @@ def make_plan(
     options: PlanOptions,
     *,
     project: str,
+    rows: Mapping[str, RowSplit] | None = None,
 ) -> Plan:
-    """Compare desired with observed and return what to do, and why. Pure."""
+    """Compare desired with observed and return what to do, and why. Pure.
+
+    ``rows``: each reusing job's split (``batchops.reuse_rows``); such a job sends only its new
+    rows, from a derived dataset created here."""
     check_prune(desired, options)
     seen = Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project, seen)
-    ds_actions = dataset_actions(desired, infos, ds_ids, seen, project)
+    views = views_of(desired, ds_ids, seen, local, project, rows)
+    ds_actions = _read(dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids)
+    ds_actions += derived_actions(views, seen, project)
     creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
     ctx = Ctx(desired, project, options, seen, creating)
-    views = views_of(desired, ds_ids, seen, local, project)
     actions = ds_actions + [a for v in views for a in job_actions(v, ctx)]
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
     prunes = prune_actions(views, referenced, ctx)

@@ -71,6 +71,9 @@ class DownloadSpec:
     output_path: Path
     output_display: str
     partial: bool  # expired with no resumes left: missing rows are expected
+    # The job's request prefix (``batchops.rowid``) when it reuses answers: the merge adds the
+    # reused rows from the reuse index and records the new answers there. None: reuse off.
+    request_prefix: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,13 @@ class Action:
     job: JobSpec | None = None
     download: DownloadSpec | None = None
     after: str | None = None  # a dataset this plan creates that must be READY first
+
+    @property
+    def rows_to_send(self) -> int | None:
+        """Rows this job action sends (reused rows excluded): what cost counts; None when
+        unknown (an input that is not a declared dataset)."""
+        value = self.details.get("rowsToSend")
+        return value if isinstance(value, int) else None
 
     @property
     def group(self) -> str:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from batchops.identity import parse_job_id
+from batchops.identity import canonical_json, parse_job_id
+from batchops.manifest.desired import JobDecl
+from batchops.rowid import request_prefix
 
 
 class AnswerLike(Protocol):
@@ -61,6 +63,16 @@ class DerivedInput:
     sha256: str
     rows: int
     size: int
+
+
+def job_prefix(decl: JobDecl) -> bytes:
+    """What every request of ``decl`` shares: provider, model, parameters (precision too)."""
+    params = dict(decl.inference_parameters)
+    if isinstance(params.get("extraBody"), Mapping):  # as jobs carry it (RemoteJob.parameters)
+        params["extraBody"] = canonical_json(params["extraBody"])
+    if decl.precision:
+        params["precision"] = decl.precision
+    return request_prefix(decl.provider, decl.model, params)
 
 
 def split_rows(

@@ -51,8 +51,9 @@ def test_file_requests_streams_rows_in_order(tmp_path: Path) -> None:
 
 def test_reuse_index_keeps_the_first_answer_and_is_private(tmp_path: Path) -> None:
     with ReuseIndex.open(tmp_path) as index:
-        assert index.record("job-a", [(b"1" * 16, "r1", b'{"custom_id":"r1"}')]) == 1
-        assert index.record("job-b", [(b"1" * 16, "x", b"{}"), (b"2" * 16, "y", b"{}")]) == 1
+        assert index.record(["job-a"], [(b"1" * 16, "job-a", "r1", b'{"custom_id":"r1"}')]) == 1
+        again = [(b"1" * 16, "job-b", "x", b"{}"), (b"2" * 16, "job-b", "y", b"{}")]
+        assert index.record(["job-b"], again) == 1
         found = index.lookup([b"1" * 16, b"2" * 16, b"3" * 16])
         assert found == {b"1" * 16: Answer("job-a", "r1"), b"2" * 16: Answer("job-b", "y")}
         assert index.indexed_jobs() == {"job-a", "job-b"}
@@ -67,5 +68,5 @@ def test_reuse_index_keeps_the_first_answer_and_is_private(tmp_path: Path) -> No
 def test_lookup_spans_many_chunks(tmp_path: Path) -> None:
     digests = [i.to_bytes(16, "big") for i in range(5000)]
     with ReuseIndex.open(tmp_path) as index:
-        index.record("j", ((d, str(i), b"{}") for i, d in enumerate(digests[::2])))
+        index.record(["j"], ((d, "j", str(i), b"{}") for i, d in enumerate(digests[::2])))
         assert len(index.lookup(digests)) == 2500

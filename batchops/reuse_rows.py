@@ -1,0 +1,126 @@
+"""Each declared job's rows split into reused and to send, before planning (issue 14).
+
+``batchops.reconcile`` calls ``row_splits`` once per pass: it hashes every row of each job that
+reuses answers (``spec.reuse``, on by default) into its request identity (``batchops.rowid``),
+looks them up in the reuse index (``batchops.reuse``) and, when some rows are new and some are
+not, writes the rows to send to ``.batchops/derived/<sha256>.jsonl``: a derived dataset,
+content-addressed like any other, that the job reads instead of the declared one. Its answers
+are recorded by ``batchops.apply`` when their results are merged, and a job's own answers never
+count as reused for itself, so the split (and the job ID) stays the same from pass to pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from batchops.config import ensure_state_dir
+from batchops.identity import dataset_id, id_name, parse_job_id
+from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.plan import DatasetFacts
+from batchops.plan.rows import DerivedInput, RowSplit, job_prefix, split_rows
+from batchops.plan.views import base_job_id
+from batchops.private import private_dir, private_file
+from batchops.reuse import Answer, ReuseIndex
+from batchops.rowid import file_requests
+
+DERIVED_DIR = "derived"
+
+
+def reusing(decl: JobDecl, infos: Mapping[str, DatasetFacts]) -> bool:
+    """A job whose rows are split: reuse on and a declared, validated input dataset."""
+    return decl.reuse and decl.input_dataset is not None and decl.input_dataset in infos
+
+
+def row_splits(
+    desired: Desired, infos: Mapping[str, DatasetFacts], *, root: Path, project: str
+) -> dict[str, RowSplit]:
+    """Each reusing job's ``RowSplit`` by job name (the others are sent whole)."""
+    jobs = [decl for decl in desired.jobs if reusing(decl, infos)]
+    if not jobs:
+        return {}
+    with ReuseIndex.open(root) as index:
+        return {decl.name: _split(decl, desired, infos, index, root, project) for decl in jobs}
+
+
+def _split(
+    decl: JobDecl, desired: Desired, infos: Mapping[str, DatasetFacts], index: ReuseIndex,
+    root: Path, project: str,
+) -> RowSplit:  # fmt: skip
+    ds = desired.dataset(decl.input_dataset or "")
+    assert ds is not None  # reusing() checked it
+    rows = list(file_requests(job_prefix(decl), ds.files))
+    known = index.lookup([digest for _, digest in rows])
+    full_id = dataset_id(project, ds.name, infos[ds.name].sha256)
+    split = _stable(decl, ds, rows, known, full_id, project)
+    if 0 < len(split.send) < split.total:
+        return _with_derived(split, ds, root)
+    return split
+
+
+def _stable(
+    decl: JobDecl, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]],
+    known: Mapping[bytes, Answer], full_id: str, project: str,
+) -> RowSplit:  # fmt: skip
+    """The split whose job is not one of the jobs it reuses from: once this declaration's job
+    has answered its rows, they are still its own rows to send (the job is the same), not rows
+    reused from itself."""
+    split = split_rows(rows, known)
+    mine = id_name(decl.name)
+    for job, _ in split.reused_from:
+        parts = parse_job_id(job)
+        if parts is None or parts.name != mine:
+            continue
+        trial = split_rows(rows, known, exclude_jobs=frozenset({job}))
+        if _base_of(trial, decl, ds, full_id, project) == parts.base:
+            return trial
+    return split
+
+
+def _base_of(split: RowSplit, decl: JobDecl, ds: DatasetDecl, full_id: str, project: str) -> str:
+    """The base job ID the split's job would have ("" when nothing is sent)."""
+    if not split.send:
+        return ""
+    if len(split.send) == split.total:
+        return base_job_id(decl, full_id, project)
+    sha, _, _ = _derived_digest(ds.files, frozenset(split.send))
+    return base_job_id(decl, dataset_id(project, ds.name, sha), project)
+
+
+def _with_derived(split: RowSplit, ds: DatasetDecl, root: Path) -> RowSplit:
+    wanted = frozenset(split.send)
+    sha, rows, size = _derived_digest(ds.files, wanted)
+    folder = private_dir(ensure_state_dir(root) / DERIVED_DIR, root=root)
+    path = folder / f"{sha}.jsonl"
+    if not path.is_file() or path.stat().st_size != size:
+        _write(path, _lines(ds.files, wanted))
+    derived = DerivedInput(dataset=ds.name, path=path, sha256=sha, rows=rows, size=size)
+    return RowSplit(split.total, split.send, split.reused_from, derived)
+
+
+def _lines(files: Sequence[Path], wanted: frozenset[str]) -> Iterator[bytes]:
+    """The rows whose custom_id is wanted, as they are in the dataset (newline-terminated)."""
+    ids = iter(cid for cid, _ in file_requests(b"", files))
+    for path in files:
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.strip() and next(ids) in wanted:
+                    yield line if line.endswith(b"\n") else line + b"\n"
+
+
+def _derived_digest(files: Sequence[Path], wanted: frozenset[str]) -> tuple[str, int, int]:
+    digest, rows, size = hashlib.sha256(), 0, 0
+    for line in _lines(files, wanted):
+        digest.update(line)
+        rows, size = rows + 1, size + len(line)
+    return digest.hexdigest(), rows, size
+
+
+def _write(path: Path, lines: Iterator[bytes]) -> None:
+    """Write beside and rename: a reader never sees half a derived file."""
+    tmp = private_file(path.with_name(f".{path.name}.{os.getpid()}.tmp"))
+    with tmp.open("wb") as handle:
+        handle.writelines(lines)
+    tmp.replace(path)
