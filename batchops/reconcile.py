@@ -39,7 +39,7 @@ from batchops.plan import (
 from batchops.plan.rows import RowSplit
 from batchops.providers import Provider
 from batchops.results import LocalResult, local_records, local_state
-from batchops.reuse_rows import row_splits
+from batchops.reuse_rows import rebuild, row_splits
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -167,6 +167,7 @@ def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
     observed, local = observe_all(provider, desired, root)
+    rebuild(provider, observed, desired, infos, root=root, project=project)
     rows = row_splits(desired, infos, root=root, project=project)
     return Context(root, project, desired, infos, observed, local, rows)
 

@@ -16,15 +16,20 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import orjson
+
 from batchops.config import ensure_state_dir
+from batchops.errors import NotFoundError
 from batchops.identity import dataset_id, id_name, parse_job_id
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
-from batchops.plan import DatasetFacts
+from batchops.plan import DatasetFacts, Observed
 from batchops.plan.rows import DerivedInput, RowSplit, job_prefix, split_rows
 from batchops.plan.views import base_job_id
 from batchops.private import private_dir, private_file
+from batchops.providers import OUTPUT_FILE, JobState, Provider, RemoteJob
 from batchops.reuse import Answer, ReuseIndex
-from batchops.rowid import file_requests
+from batchops.rowid import file_requests, request_prefix
+from batchops.scratch import Scratch
 
 DERIVED_DIR = "derived"
 
@@ -124,3 +129,67 @@ def _write(path: Path, lines: Iterator[bytes]) -> None:
     with tmp.open("wb") as handle:
         handle.writelines(lines)
     tmp.replace(path)
+
+
+# -- rebuilding the index from the provider (a fresh checkout: an empty .batchops/) -------------
+
+_ANSWERING = frozenset({JobState.FINISHED, JobState.EXPIRED})  # states that kept their answers
+
+
+def rebuild(
+    provider: Provider, observed: Observed, desired: Desired, infos: Mapping[str, DatasetFacts],
+    *, root: Path, project: str,
+) -> int:  # fmt: skip
+    """Record the answers of our finished (or expired) jobs the index does not know yet, from
+    their inputs and outputs: downloads, no inference. Only jobs that could answer a declared
+    job's rows (same provider and model) are read. Returns the count of jobs read."""
+    wanted = {(d.provider, d.model) for d in desired.jobs if reusing(d, infos)}
+    if not wanted:
+        return 0
+    with ReuseIndex.open(root) as index:
+        known = index.indexed_jobs()
+        todo = [job for job in observed.jobs if job.owner == project and job.key not in known
+                and job.state in _ANSWERING and (job.provider, job.model) in wanted]  # fmt: skip
+        for job in sorted(todo, key=lambda j: j.key):
+            index.record([job.key], _answers_of(provider, job, root))
+    return len(todo)
+
+
+def _answers_of(
+    provider: Provider, job: RemoteJob, root: Path
+) -> list[tuple[bytes, str, str, bytes]]:
+    """(hash, job, custom_id, line) of each answered row of one job, read from the provider."""
+    # What the provider echoes for parameters never set is left out, as a declaration leaves it
+    # out; a default echoed otherwise makes a different hash: a missed reuse, never a stale one.
+    params = {k: v for k, v in job.parameters.items() if not (k == "extraBody" and v == "{}")}
+    if job.precision and job.precision != "PRECISION_UNSPECIFIED":
+        params["precision"] = job.precision
+    prefix = request_prefix(job.provider, job.model, params)
+    with Scratch(root) as scratch:
+        try:
+            inputs = provider.download_input(job.input_id, scratch.path / "input")
+            folders = provider.download_outputs([job.key], scratch.path / "output")
+        except NotFoundError:  # its input or output is gone: nothing to reuse from it
+            return []
+        requests = dict(file_requests(prefix, inputs))
+        found = []
+        for folder in folders:
+            for cid, line in _output_lines(folder / OUTPUT_FILE):
+                if cid in requests:
+                    found.append((requests[cid], job.key, cid, line))
+        return found
+
+
+def _output_lines(path: Path) -> Iterator[tuple[str, bytes]]:
+    if not path.is_file():
+        return
+    with path.open("rb") as handle:
+        for raw in handle:
+            line = raw.rstrip(b"\r\n")
+            try:
+                row = orjson.loads(line) if line.strip() else None
+            except orjson.JSONDecodeError:
+                continue  # a torn line answers nothing we can attribute
+            cid = row.get("custom_id") if isinstance(row, dict) else None
+            if isinstance(cid, str):
+                yield cid, line

@@ -85,6 +85,13 @@ class Provider(Protocol):
         missing raises ``NotFoundError``; an earlier one's is skipped (a failed attempt)."""
         ...
 
+    def download_input(
+        self, key: str, target: Path, *, progress: ProgressFn | None = None
+    ) -> list[Path]:
+        """An input's JSONL files (what its jobs were asked), downloaded under ``target``; for
+        rebuilding the reuse index from the provider. ``NotFoundError`` when it is gone."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

@@ -135,3 +135,25 @@ def test_reuse_false_and_a_changed_parameter_send_every_row(
     assert sorted(sent_rows(client).values()) == [10, 10]  # a parameter: every request is new
     converge(write_repo(tmp_path, {**PROMPTS, "c0": "x"}, tokens=17, reuse=False), tmp_path, client)
     assert sorted(sent_rows(client).values()) == [10, 10, 10]
+
+
+def test_an_empty_state_dir_finds_earlier_answers_through_the_provider(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """A fresh CI checkout: no .batchops/ and no results; earlier answers are downloaded."""
+    paths = write_repo(tmp_path, PROMPTS)
+    converge(paths, tmp_path, client)
+    (job1,) = sent_rows(client)
+    first = results(tmp_path)
+    fresh = tmp_path / "fresh"
+    paths = write_repo(fresh, {**PROMPTS, "c3": "question three"})
+    (fresh / "batchops.yaml").write_text(
+        f"apiVersion: batchops/v1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n"
+    )
+    converge(paths, fresh, client)
+    sent = sent_rows(client)
+    assert sorted(sent.values()) == [1, 10]
+    merged = results(fresh)
+    assert {cid for cid, row in merged.items() if row["job"] != job1} == {"c3"}
+    assert all(asked(merged[cid]) == asked(first[cid]) for cid in PROMPTS if cid != "c3")
+    assert one_pass(paths, fresh, client).plan.actions == ()
