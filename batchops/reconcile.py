@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
+from batchops.checks import check_providers
 from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import BatchopsError, OwnershipError, StalePlanError
@@ -113,6 +114,7 @@ def load_inputs(
     """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
     desired = load_desired(list(paths), root=root, project=project_file)
     infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    check_providers(desired, root=root, project=project_file)
     return desired, infos
 
 

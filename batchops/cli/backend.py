@@ -31,6 +31,7 @@ from batchops.identity import project_from_root, slugify
 from batchops.private import private_dir
 from batchops.providers import Provider
 from batchops.providers.registry import BUILTIN_FIREWORKS, build
+from batchops.providers.router import ProviderSet
 
 NOTICE = (
     "batchops: no FIREWORKS_API_KEY; using the embedded local backend in .batchops/local "
@@ -145,28 +146,40 @@ def open_provider(
     notice: Callable[[str], None] = _notice_stderr,
     **client_options: Any,
 ) -> Iterator[Provider]:
-    """The provider for the remote, a shared server, or an embedded backend started for the block.
-    Raises ConfigError when no backend may be chosen (no key under CI)."""
+    """The providers (the built-in ``fireworks`` and every one the project file declares) for
+    the remote, a shared server, or an embedded backend started for the block, which every
+    provider then talks to. Raises ConfigError when no backend may be chosen (no key under CI)."""
     choice = settings.backend_choice()
     if (about_project := project_notice(settings, root)) is not None:
         notice(about_project)
     if choice != "embedded":
-        with contextlib.closing(_fireworks(settings, None, client_options)) as provider:
+        with contextlib.closing(_providers(settings, None, client_options)) as provider:
             yield provider
         return
     from batchops.local.config import BackendConfig  # only when embedding
     from batchops.local.server import EmbeddedServer
 
-    settings = dataclasses.replace(settings, api_key=None)  # the key never goes to a local server
+    # keys never go to a local server
+    settings = dataclasses.replace(settings, api_key=None, provider_keys={})
     data_dir = private_dir(ensure_state_dir(root) / "local", root=root)
     with EmbeddedServer(BackendConfig(data_dir=data_dir), port=0) as server:
         asked = settings.backend == "local"
         notice(LOCAL_NOTICE.format(where=settings.backend_source) if asked else NOTICE)
-        local = _fireworks(settings, server.base_url, client_options)
+        local = _providers(settings, server.base_url, client_options)
         with contextlib.closing(local) as provider:
             yield provider
 
 
-def _fireworks(settings: Settings, base_url: str | None, options: dict[str, Any]) -> Provider:
-    """The built-in ``fireworks`` provider from the settings (FIREWORKS_* variables)."""
-    return build(BUILTIN_FIREWORKS, settings=settings, base_url=base_url, **options)
+def _providers(settings: Settings, base_url: str | None, options: dict[str, Any]) -> Provider:
+    """The built-in ``fireworks`` provider from the settings (FIREWORKS_* variables), alone or
+    beside the declared ones (``base_url``: the embedded backend every provider then uses)."""
+    fireworks = build(BUILTIN_FIREWORKS, settings=settings, base_url=base_url, **options)
+    declared = settings.project_file.providers if settings.project_file else ()
+    if not declared:
+        return fireworks
+    providers = {fireworks.name: fireworks}
+    for config in declared:
+        where = {"base_url": base_url} if base_url else {}
+        key = settings.provider_keys.get(config.name)
+        providers[config.name] = build(config, api_key=key, **where, **options)
+    return ProviderSet(providers)

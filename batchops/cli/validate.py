@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from batchops.checks import provider_problems
 from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
 from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
@@ -98,7 +99,8 @@ def check(
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
         return desired, {}, exc.diagnostics
-    return desired, infos, []
+    problems = provider_problems(desired, root=root, project=project)
+    return desired, (infos if not problems else {}), problems
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:

@@ -34,7 +34,7 @@ class DatasetDecl:
     source: Source
     format: str | None = None  # CHAT | COMPLETION | None (auto)
     labels: dict[str, str] = field(default_factory=dict)
-    provider: str = "fireworks"  # `spec.provider`: a provider the project file declares
+    provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class JobDecl:
     max_resumes: int = 3
     reuse: bool = True  # `spec.reuse`: answers already paid for are not asked again
     labels: dict[str, str] = field(default_factory=dict)
-    provider: str = "fireworks"  # `spec.provider`: a provider the project file declares
+    provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,18 @@ from batchops.identity import HASH_LEN, id_name, marked_display_name
 from batchops.manifest.desired import DatasetDecl, Desired
 from batchops.plan.model import Action, DatasetFacts, Kind, Resource
 from batchops.plan.views import JobView, Seen, derived_id
-from batchops.providers import DatasetSpec
+from batchops.providers import DEFAULT_PROVIDER, DatasetSpec
+
+
+def readers(desired: Desired) -> dict[str, tuple[str, ...]]:
+    """Each declared dataset's providers: those of the jobs reading it (``fireworks`` when no
+    job does), sorted. Datasets are provider-neutral; each provider gets its own copy."""
+    by_name: dict[str, set[str]] = {}
+    for job in desired.jobs:
+        if job.input_dataset:
+            by_name.setdefault(job.input_dataset, set()).add(job.provider)
+    return {d.name: tuple(sorted(by_name.get(d.name) or {DEFAULT_PROVIDER}))
+            for d in desired.datasets}  # fmt: skip
 
 
 def dataset_actions(
@@ -22,11 +33,14 @@ def dataset_actions(
     project: str,
 ) -> list[Action]:
     actions = []
+    wanted_at = readers(desired)
     for decl in desired.datasets:
         facts = infos.get(decl.name)
         if facts is None:
             continue
-        action = _dataset_action(decl, facts, ds_ids[decl.name], seen, project)
+        ds_id = ds_ids[decl.name]
+        missing = tuple(p for p in wanted_at[decl.name] if (p, ds_id) not in seen.ready_at)
+        action = _dataset_action(decl, facts, ds_id, seen, project, missing)
         if action is not None:
             actions.append(action)
     return actions
@@ -38,18 +52,25 @@ def _dataset_action(
     ds_id: str,
     seen: Seen,
     project: str,
+    missing: tuple[str, ...],  # the providers that read it and lack it
 ) -> Action | None:
     resource = Resource("dataset", decl.name, ds_id)
     existing = seen.datasets.get(ds_id)
-    details = {"rows": facts.rows, "size": facts.size, "path": decl.path}
+    details: dict[str, object] = {"rows": facts.rows, "size": facts.size, "path": decl.path}
     if existing is not None and existing.owner != project:
         return Action(Kind.CONFLICT, resource, "a dataset with this ID exists and is not ours")
-    if existing is not None and existing.ready:
+    if not missing:
         return _moved_dataset(decl, ds_id, resource)
     spec = DatasetSpec(
         dataset_id=ds_id, name=decl.name, files=decl.files, rows=facts.rows, size=facts.size,
         display_name=marked_display_name(decl.name, project), format=decl.format,
+        providers=missing,
     )  # fmt: skip
+    if missing != (DEFAULT_PROVIDER,):
+        details["providers"] = list(missing)
+    if existing is not None and existing.ready:  # ready on another provider: a copy here
+        reason = f"new on {', '.join(missing)}"
+        return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
     if existing is not None:
         reason = f"stuck in {existing.raw_state or 'an unknown state'}: upload again"
         return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
@@ -78,23 +99,26 @@ def ds_name(rid: str) -> str:
 
 def derived_actions(views: list[JobView], seen: Seen, project: str) -> list[Action]:
     """A dataset of just the rows to send, for each job that sends some rows and reuses others,
-    when its job is still to be created (one created already read it)."""
-    actions: dict[str, Action] = {}
+    when its job is still to be created (one created already read it), on its job's provider."""
+    wanted: dict[str, tuple[JobView, set[str]]] = {}
     for view in views:
-        split = view.rows
-        ds_id = derived_id(split, project)
-        if split is None or split.derived is None or ds_id is None or view.family:
+        ds_id = derived_id(view.rows, project)
+        if ds_id is None or view.family or (view.decl.provider, ds_id) in seen.ready_at:
             continue
-        if ds_id in seen.datasets or ds_id in actions:
-            continue
-        derived = split.derived
-        spec = DatasetSpec(
-            dataset_id=ds_id, name=derived.dataset, files=(derived.path,), rows=derived.rows,
-            size=derived.size, display_name=marked_display_name(derived.dataset, project),
-            format=None,
-        )  # fmt: skip
-        reason = f"the {derived.rows:,} new rows of job {view.decl.name}"
-        details = {"rows": derived.rows, "size": derived.size, "derivedFor": view.decl.name}
-        resource = Resource("dataset", derived.dataset, ds_id)
-        actions[ds_id] = Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
-    return list(actions.values())
+        wanted.setdefault(ds_id, (view, set()))[1].add(view.decl.provider)
+    return [_derived_action(ds_id, view, tuple(sorted(providers)), project)
+            for ds_id, (view, providers) in wanted.items()]  # fmt: skip
+
+
+def _derived_action(ds_id: str, view: JobView, providers: tuple[str, ...], project: str) -> Action:
+    derived = view.rows.derived if view.rows is not None else None
+    assert derived is not None  # derived_id() found one
+    spec = DatasetSpec(
+        dataset_id=ds_id, name=derived.dataset, files=(derived.path,), rows=derived.rows,
+        size=derived.size, display_name=marked_display_name(derived.dataset, project),
+        format=None, providers=providers,
+    )  # fmt: skip
+    reason = f"the {derived.rows:,} new rows of job {view.decl.name}"
+    details = {"rows": derived.rows, "size": derived.size, "derivedFor": view.decl.name}
+    resource = Resource("dataset", derived.dataset, ds_id)
+    return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)

@@ -116,6 +116,7 @@ def base_job_id(decl: JobDecl, input_id: str, project: str) -> str:
     return job_id(
         project, decl.name, model=decl.model, input_dataset_id=input_id,
         inference_parameters=decl.inference_parameters, precision=decl.precision,
+        provider=decl.provider,
     )  # fmt: skip
 
 
@@ -182,11 +183,12 @@ class Seen:
     ours_by_name: dict[str, list[Member]]  # our jobs by the name part of their ID
     ours_ds: dict[tuple[str, int], list[str]]  # our dataset IDs by (ID minus hash, length)
     ours_ds_ids: set[str]  # our dataset IDs
+    ready_at: set[tuple[str, str]]  # (provider, dataset ID) of every ready input
     items: list[tuple[str, str, bool, RemoteInput | RemoteJob]]  # (kind, ID, ours, item)
 
     @classmethod
     def of(cls, observed: Observed, project: str) -> Seen:
-        seen = cls({}, {}, {}, {}, {}, set(), [])
+        seen = cls({}, {}, {}, {}, {}, set(), set(), [])
         for ds in observed.datasets:
             rid, ours = ds.key, ds.owner == project
             seen.items.append(("dataset", rid, ours, ds))
@@ -211,6 +213,8 @@ class Seen:
         if not rid:
             return
         self.datasets[rid] = ds
+        if ds.ready:
+            self.ready_at.add((ds.provider, rid))
         if ours:
             self.ours_ds.setdefault((rid[:-HASH_LEN], len(rid)), []).append(rid)
             self.ours_ds_ids.add(rid)

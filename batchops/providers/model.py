@@ -140,6 +140,7 @@ class DatasetSpec:
     size: int
     display_name: str
     format: str | None
+    providers: tuple[str, ...] = (DEFAULT_PROVIDER,)  # where it is missing: jobs there read it
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from batchops.identity import output_dataset_id, owner_of
 from batchops.providers.base import ProgressFn, Stopped
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.factory import client_from_settings
+from batchops.providers.fireworks.outputs import to_neutral
 from batchops.providers.fireworks.wire import (
     DATASET_STATE_READY,
     GONE_JOB_STATES,
@@ -252,7 +253,8 @@ class FireworksProvider:
         self, job_keys: Sequence[str], target: Path, *, progress: ProgressFn | None = None
     ) -> list[Path]:
         """Each job's output dataset (``<job>-out``) into ``target/<dataset>``; its files are
-        ``BIJOutputSet.jsonl`` and ``error-data``, the neutral layout's names."""
+        ``BIJOutputSet.jsonl`` and ``error-data``, the neutral layout's names, rewritten in the
+        neutral results shape (``outputs.to_neutral``)."""
         folders = []
         last = len(job_keys) - 1
         for i, key in enumerate(job_keys):
@@ -263,6 +265,7 @@ class FireworksProvider:
                 if i == last:
                     raise
                 continue  # a failed earlier attempt never wrote an output dataset
+            to_neutral(target / ds_id, key)
             folders.append(target / ds_id)
         return folders
 
