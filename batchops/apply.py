@@ -18,7 +18,6 @@ from typing import Protocol
 
 from batchops.datasets import iter_custom_ids
 from batchops.errors import BatchopsError, NotFoundError
-from batchops.identity import output_dataset_id
 from batchops.plan import Action, DatasetSpec, DownloadSpec, JobSpec, Kind, Plan
 from batchops.providers import Provider, Stopped
 from batchops.results import ResultRecord, ResultsError, check_target, merge_lineage, os_problem
@@ -191,17 +190,15 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
         check_target(spec.output_path, root=env.root, job_name=spec.job_name)  # before any download
         with Scratch(env.root) as scratch:
             folders = _download_lineage(env, action, spec, scratch.path / "downloads")
-            tags: list[str | None] = list(_writers(folders, spec))
             if spec.request_prefix is not None and spec.input_files:
                 reused = scratch.path / "reused"  # lowest priority: the lineage's lines win
                 write_reused(env.root, spec.request_prefix, spec.input_files, reused,
                              lineage=spec.job_ids)  # fmt: skip
-                folders, tags = [reused, *folders], [None, *tags]
+                folders = [reused, *folders]
             expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None
             record = merge_lineage(
                 folders, job_name=spec.job_name, job_ids=spec.job_ids, output=spec.output_path,
                 expected_ids=expected, root=env.root, partial=spec.partial, scratch=scratch,
-                tags=tags,
             )  # fmt: skip
         if spec.request_prefix is not None and spec.input_files:
             record_answers(env.root, spec.request_prefix, spec.input_files, spec.output_path,
@@ -221,16 +218,6 @@ def _transfer_progress(env: _Env, action: Action, total: int) -> Callable[[int],
         env.reporter.transfer_progress(action, done, total)
 
     return progress
-
-
-def _writers(folders: list[Path], spec: DownloadSpec) -> list[str | None]:
-    """The job that wrote each downloaded folder (named after its output), for the results'
-    ``job`` field; by position when a provider names its folders otherwise."""
-    by_folder = {output_dataset_id(job): job for job in spec.job_ids}
-    if all(folder.name in by_folder for folder in folders):
-        return [by_folder[folder.name] for folder in folders]
-    jobs = list(spec.job_ids)
-    return list(jobs) if len(jobs) == len(folders) else [None] * len(folders)
 
 
 def _download_lineage(env: _Env, action: Action, spec: DownloadSpec, tmp: Path) -> list[Path]:

@@ -278,7 +278,6 @@ def merge_lineage(
     root: Path,
     partial: bool = False,
     scratch: Scratch | None = None,
-    tags: Sequence[str | None] | None = None,
 ) -> ResultRecord:
     """Merge the lineage's outputs (later successes and errors win; a success anywhere beats any
     error), verify the merge against the input, stage both files, check them, and only then
@@ -287,11 +286,8 @@ def merge_lineage(
 
     ``expected_ids`` is None when the input is a remote-only dataset; then the custom_ids seen are
     the expectation and only duplicates could be a problem (the merge makes those impossible).
-    ``tags``: the job that wrote each of ``dataset_dirs``, added to its lines as ``"job"`` (None:
-    the lines say it already, as reused answers do).
     """
-    tagged = tuple(tags) if tags is not None else (None,) * len(dataset_dirs)
-    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial, tagged)
+    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial)
     try:
         if scratch is not None:
             return _merge(*args, scratch)
@@ -304,8 +300,7 @@ def merge_lineage(
 
 def _merge(
     dataset_dirs: Sequence[Path], job_name: str, job_ids: Sequence[str], output: Path,
-    expected_ids: Iterable[str] | None, partial: bool, tags: Sequence[str | None],
-    scratch: Scratch,
+    expected_ids: Iterable[str] | None, partial: bool, scratch: Scratch,
 ) -> ResultRecord:  # fmt: skip
     files = [d / name for d in dataset_dirs for name in (OUTPUT_FILE, ERRORS_FILE)]
     db = sqlite3.connect(scratch.path / f"{job_name}.merge.db")
@@ -318,9 +313,8 @@ def _merge(
         gap = _problem(job_name, counts, partial=partial)
         if gap is not None:
             raise ResultsError(f"{gap}; nothing was written, the results on disk are unchanged")
-        heads = [_head(tag) for tag in tags for _ in (OUTPUT_FILE, ERRORS_FILE)]
-        out = _stage(scratch, output, _copy_lines(db, files, heads, ok=True))
-        err = _stage(scratch, errors_path(output), _copy_lines(db, files, heads, ok=False))
+        out = _stage(scratch, output, _copy_lines(db, files, ok=True))
+        err = _stage(scratch, errors_path(output), _copy_lines(db, files, ok=False))
     finally:
         db.close()
     if (out.lines, err.lines) != (counts.succeeded, counts.failed):
@@ -378,24 +372,13 @@ def _custom_id(line: bytes) -> str | None:
     return cid if isinstance(cid, str) else None
 
 
-def _head(tag: str | None) -> bytes | None:
-    """What replaces a line's opening brace to say which job answered it."""
-    return b'{"job":' + orjson.dumps(tag) + b"," if tag is not None else None
-
-
-def _copy_lines(
-    db: sqlite3.Connection, files: Sequence[Path], heads: Sequence[bytes | None], *, ok: bool
-) -> Iterator[bytes]:
+def _copy_lines(db: sqlite3.Connection, files: Sequence[Path], *, ok: bool) -> Iterator[bytes]:
     handles: dict[int, int] = {}
     try:
         for number, start, size in db.execute(_IN_ORDER, (int(ok),)):
             if number not in handles:
                 handles[number] = os.open(files[number], os.O_RDONLY)
-            line = os.pread(handles[number], size, start)
-            head = heads[number]
-            if head is not None and line.startswith(b"{"):  # a row always has a custom_id
-                line = head + line[1:]
-            yield line + b"\n"
+            yield os.pread(handles[number], size, start) + b"\n"
     finally:
         for handle in handles.values():
             os.close(handle)
