@@ -6,7 +6,8 @@ report or retry when failed or cancelled, resume or report when expired.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from batchops.identity import (
@@ -32,6 +33,7 @@ class Ctx:
     options: PlanOptions
     seen: Seen
     creating_ds: frozenset[str]  # datasets this plan creates (jobs reading them wait for READY)
+    dataset_rows: Mapping[str, int] = field(default_factory=dict)  # declared dataset -> rows
 
 
 def job_actions(view: JobView, ctx: Ctx) -> list[Action]:
@@ -100,6 +102,8 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     if rows is not None:
         details.update(rowsToSend=len(rows.send), rowsReused=rows.reused,
                        reusedFrom=dict(rows.reused_from))  # fmt: skip
+    elif (declared := view.decl.input_dataset or "") in ctx.dataset_rows:  # every row is sent
+        details["rowsToSend"] = ctx.dataset_rows[declared]
     counted = f": {rows.describe()}" if rows is not None and rows.reused else ""
     old = _replaced(view, ctx)
     if old is None:

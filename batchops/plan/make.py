@@ -78,7 +78,8 @@ def make_plan(
     ds_actions = _read(dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids)
     ds_actions += derived_actions(views, seen, project)
     creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
-    ctx = Ctx(desired, project, options, seen, creating)
+    ctx = Ctx(desired, project, options, seen, creating,
+              {name: facts.rows for name, facts in infos.items()})  # fmt: skip
     actions = ds_actions + [a for v in views for a in job_actions(v, ctx)]
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
     prunes = prune_actions(views, referenced, ctx)

@@ -133,7 +133,10 @@ def test_reuse_false_and_a_changed_parameter_send_every_row(
     converge(paths, tmp_path, client)
     converge(write_repo(tmp_path, PROMPTS, tokens=17), tmp_path, client)
     assert sorted(sent_rows(client).values()) == [10, 10]  # a parameter: every request is new
-    converge(write_repo(tmp_path, {**PROMPTS, "c0": "x"}, tokens=17, reuse=False), tmp_path, client)
+    paths = write_repo(tmp_path, {**PROMPTS, "c0": "x"}, tokens=17, reuse=False)
+    (replace,) = [a for a in one_pass(paths, tmp_path, client).plan.actions if a.job is not None]
+    assert replace.rows_to_send == 10 and "reused" not in replace.reason
+    converge(paths, tmp_path, client)
     assert sorted(sent_rows(client).values()) == [10, 10, 10]
 
 

@@ -6,6 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from batchops.reuse import Answer, ReuseIndex
 from batchops.rowid import canonical_body, file_requests, request_hash, request_prefix
 
@@ -55,7 +57,7 @@ def test_reuse_index_keeps_the_first_answer_and_is_private(tmp_path: Path) -> No
         again = [(b"1" * 16, "job-b", "x", b"{}"), (b"2" * 16, "job-b", "y", b"{}")]
         assert index.record(["job-b"], again) == 1
         found = index.lookup([b"1" * 16, b"2" * 16, b"3" * 16])
-        assert found == {b"1" * 16: Answer("job-a", "r1"), b"2" * 16: Answer("job-b", "y")}
+        assert found == {b"1" * 16: Answer("job-a"), b"2" * 16: Answer("job-b")}
         assert index.indexed_jobs() == {"job-a", "job-b"}
         assert [(job, line) for _, job, line in index.lines([b"1" * 16])] == [
             ("job-a", b'{"custom_id":"r1"}')
@@ -65,8 +67,16 @@ def test_reuse_index_keeps_the_first_answer_and_is_private(tmp_path: Path) -> No
     assert (state / ".gitignore").exists()
 
 
-def test_lookup_spans_many_chunks(tmp_path: Path) -> None:
-    digests = [i.to_bytes(16, "big") for i in range(5000)]
+@pytest.mark.parametrize("count", [5000, 30_000], ids=["join", "scan"])
+def test_lookup_finds_exactly_the_known_hashes(tmp_path: Path, count: int) -> None:
+    digests = [i.to_bytes(16, "big") for i in range(count)]
     with ReuseIndex.open(tmp_path) as index:
         index.record(["j"], ((d, "j", str(i), b"{}") for i, d in enumerate(digests[::2])))
-        assert len(index.lookup(digests)) == 2500
+        index.record(["k"], [(b"x" * 16, "k", "other", b"{}")])
+        found = index.lookup(digests)
+        assert sorted(found) == sorted(digests[::2])
+        assert found[digests[2]] == Answer("j")
+        assert index.lookup(digests[:3]) == {
+            digests[0]: Answer("j"),
+            digests[2]: Answer("j"),
+        }
