@@ -61,7 +61,7 @@ def _split(
     full_id = dataset_id(project, ds.name, infos[ds.name].sha256)
     split = _stable(decl, ds, rows, known, full_id, project)
     if 0 < len(split.send) < split.total:
-        return _with_derived(split, ds, root)
+        return _with_derived(split, ds, rows, root)
     return split
 
 
@@ -79,43 +79,57 @@ def _stable(
         if parts is None or parts.name != mine:
             continue
         trial = split_rows(rows, known, exclude_jobs=frozenset({job}))
-        if _base_of(trial, decl, ds, full_id, project) == parts.base:
+        if _base_of(trial, decl, ds, rows, full_id, project) == parts.base:
             return trial
     return split
 
 
-def _base_of(split: RowSplit, decl: JobDecl, ds: DatasetDecl, full_id: str, project: str) -> str:
+def _base_of(
+    split: RowSplit, decl: JobDecl, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]],
+    full_id: str, project: str,
+) -> str:  # fmt: skip
     """The base job ID the split's job would have ("" when nothing is sent)."""
     if not split.send:
         return ""
     if len(split.send) == split.total:
         return base_job_id(decl, full_id, project)
-    sha, _, _ = _derived_digest(ds.files, frozenset(split.send))
+    sha, _, _ = _derived_digest(ds.files, _positions(split, rows))
     return base_job_id(decl, dataset_id(project, ds.name, sha), project)
 
 
-def _with_derived(split: RowSplit, ds: DatasetDecl, root: Path) -> RowSplit:
-    wanted = frozenset(split.send)
-    sha, rows, size = _derived_digest(ds.files, wanted)
+def _positions(split: RowSplit, rows: Sequence[tuple[str, bytes]]) -> frozenset[int]:
+    """The row numbers (non-blank lines, across files) of the rows to send."""
+    send = frozenset(split.send)
+    return frozenset(pos for pos, (cid, _) in enumerate(rows) if cid in send)
+
+
+def _with_derived(
+    split: RowSplit, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]], root: Path
+) -> RowSplit:
+    wanted = _positions(split, rows)
+    sha, count, size = _derived_digest(ds.files, wanted)
     folder = private_dir(ensure_state_dir(root) / DERIVED_DIR, root=root)
     path = folder / f"{sha}.jsonl"
     if not path.is_file() or path.stat().st_size != size:
         _write(path, _lines(ds.files, wanted))
-    derived = DerivedInput(dataset=ds.name, path=path, sha256=sha, rows=rows, size=size)
+    derived = DerivedInput(dataset=ds.name, path=path, sha256=sha, rows=count, size=size)
     return RowSplit(split.total, split.send, split.reused_from, derived)
 
 
-def _lines(files: Sequence[Path], wanted: frozenset[str]) -> Iterator[bytes]:
-    """The rows whose custom_id is wanted, as they are in the dataset (newline-terminated)."""
-    ids = iter(cid for cid, _ in file_requests(b"", files))
+def _lines(files: Sequence[Path], wanted: frozenset[int]) -> Iterator[bytes]:
+    """The rows at the wanted row numbers, as they are in the dataset (newline-terminated)."""
+    pos = 0
     for path in files:
         with path.open("rb") as handle:
             for line in handle:
-                if line.strip() and next(ids) in wanted:
+                if not line.strip():
+                    continue
+                if pos in wanted:
                     yield line if line.endswith(b"\n") else line + b"\n"
+                pos += 1
 
 
-def _derived_digest(files: Sequence[Path], wanted: frozenset[str]) -> tuple[str, int, int]:
+def _derived_digest(files: Sequence[Path], wanted: frozenset[int]) -> tuple[str, int, int]:
     digest, rows, size = hashlib.sha256(), 0, 0
     for line in _lines(files, wanted):
         digest.update(line)
