@@ -37,10 +37,11 @@ from batchops.plan import (
     job_views,
     make_plan,
 )
-from batchops.plan.rows import RowSplit
+from batchops.plan.rows import FailedRows, RowSplit
 from batchops.providers import Provider
 from batchops.results import LocalResult, local_records, local_state
 from batchops.reuse_rows import rebuild, row_splits
+from batchops.row_retries import failed_rows
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -89,6 +90,7 @@ class Context:
     observed: Observed
     local: Mapping[str, LocalResult]
     rows: Mapping[str, RowSplit] = field(default_factory=dict)  # reused vs to send, per job
+    failed_rows: Mapping[str, FailedRows] = field(default_factory=dict)  # classified, per job
 
     def views(self) -> list[JobView]:
         return job_views(self.desired, self.infos, self.observed, self.local,
@@ -160,7 +162,7 @@ def load_and_plan(
     with gc_paused():
         ctx = load_context(provider, root=root, project=project, inputs=(desired, infos))
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project,
-                         rows=ctx.rows)  # fmt: skip
+                         rows=ctx.rows, failed_rows=ctx.failed_rows)  # fmt: skip
     return replace(plan, outside_jobs=selection.outside_jobs,
                    outside_datasets=selection.outside_datasets)  # fmt: skip
 
@@ -171,7 +173,8 @@ def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs
     observed, local = observe_all(provider, desired, root)
     rebuild(provider, observed, desired, infos, root=root, project=project)
     rows = row_splits(desired, infos, root=root, project=project)
-    return Context(root, project, desired, infos, observed, local, rows)
+    failed = failed_rows(desired, local, root=root)
+    return Context(root, project, desired, infos, observed, local, rows, failed)
 
 
 @contextlib.contextmanager
@@ -228,13 +231,24 @@ def run_pass(
     return summarize(plan, applied)
 
 
+def _rows_to_retry(plan: Plan, applied: ApplyResult) -> bool:
+    """A merge just found failed rows of a job with row retries left: the next pass decides
+    whether to send them again, so the work is not over yet."""
+    for action in plan.actions:
+        spec = action.download
+        record = applied.records.get(spec.job_name) if spec is not None else None
+        if spec is not None and spec.rows_retry_left and record and record.counts.failed:
+            return True
+    return False
+
+
 def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     errors = list(applied.errors)
     errors += [OwnershipError(f"{a.resource.remote_id}: {a.reason}") for a in plan.actions
                if a.kind is Kind.CONFLICT]  # fmt: skip
     failed = sorted({a.resource.name for a in plan.actions
                      if a.kind in (Kind.FAILED, Kind.EXPIRED)})  # fmt: skip
-    pending = any(a.kind in _PENDING for a in plan.actions)
+    pending = any(a.kind in _PENDING for a in plan.actions) or _rows_to_retry(plan, applied)
     return PassResult(
         plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
         job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,

@@ -74,12 +74,14 @@ def _stable(
     reused from itself."""
     split = split_rows(rows, known)
     mine = id_name(decl.name)
+    families: dict[str, set[str]] = {}  # base ID -> its jobs (attempts, continuations)
     for job, _ in split.reused_from:
         parts = parse_job_id(job)
-        if parts is None or parts.name != mine:
-            continue
-        trial = split_rows(rows, known, exclude_jobs=frozenset({job}))
-        if _base_of(trial, decl, ds, rows, full_id, project) == parts.base:
+        if parts is not None and parts.name == mine:
+            families.setdefault(parts.base, set()).add(job)
+    for base, jobs in sorted(families.items()):
+        trial = split_rows(rows, known, exclude_jobs=frozenset(jobs))
+        if _base_of(trial, decl, ds, rows, full_id, project) == base:
             return trial
     return split
 
@@ -93,7 +95,7 @@ def _base_of(
         return ""
     if len(split.send) == split.total:
         return base_job_id(decl, full_id, project)
-    sha, _, _ = _derived_digest(ds.files, _positions(split, rows))
+    sha, _, _ = derived_digest(ds.files, _positions(split, rows))
     return base_job_id(decl, dataset_id(project, ds.name, sha), project)
 
 
@@ -107,16 +109,16 @@ def _with_derived(
     split: RowSplit, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]], root: Path
 ) -> RowSplit:
     wanted = _positions(split, rows)
-    sha, count, size = _derived_digest(ds.files, wanted)
+    sha, count, size = derived_digest(ds.files, wanted)
     folder = private_dir(ensure_state_dir(root) / DERIVED_DIR, root=root)
     path = folder / f"{sha}.jsonl"
     if not path.is_file() or path.stat().st_size != size:
-        _write(path, _lines(ds.files, wanted))
+        write_derived(path, derived_lines(ds.files, wanted))
     derived = DerivedInput(dataset=ds.name, path=path, sha256=sha, rows=count, size=size)
     return RowSplit(split.total, split.send, split.reused_from, derived)
 
 
-def _lines(files: Sequence[Path], wanted: frozenset[int]) -> Iterator[bytes]:
+def derived_lines(files: Sequence[Path], wanted: frozenset[int]) -> Iterator[bytes]:
     """The rows at the wanted row numbers, as they are in the dataset (newline-terminated)."""
     pos = 0
     for path in files:
@@ -129,15 +131,15 @@ def _lines(files: Sequence[Path], wanted: frozenset[int]) -> Iterator[bytes]:
                 pos += 1
 
 
-def _derived_digest(files: Sequence[Path], wanted: frozenset[int]) -> tuple[str, int, int]:
+def derived_digest(files: Sequence[Path], wanted: frozenset[int]) -> tuple[str, int, int]:
     digest, rows, size = hashlib.sha256(), 0, 0
-    for line in _lines(files, wanted):
+    for line in derived_lines(files, wanted):
         digest.update(line)
         rows, size = rows + 1, size + len(line)
     return digest.hexdigest(), rows, size
 
 
-def _write(path: Path, lines: Iterator[bytes]) -> None:
+def write_derived(path: Path, lines: Iterator[bytes]) -> None:
     """Write beside and rename: a reader never sees half a derived file."""
     tmp = private_file(path.with_name(f".{path.name}.{os.getpid()}.tmp"))
     with tmp.open("wb") as handle:

@@ -8,6 +8,7 @@ llama.cpp, Ollama) with a bounded thread pool. Both return one ``Outcome`` per r
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,10 @@ import orjson
 from batchops.local.config import BackendConfig
 
 FAIL_MARKER = "__fail__"  # echo: a row whose last user message contains this becomes an error row
+# echo, per-row faults: a transient one fails (UNAVAILABLE) the first time this engine sees the
+# row's request and succeeds after; an invalid one always fails (INVALID_ARGUMENT).
+TRANSIENT_MARKER = "__transient__"
+INVALID_MARKER = "__invalid__"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ text_of = _text  # the text of a message's content (OpenAI batches count prompt 
 class EchoEngine:
     """The assistant repeats the last user message, truncated to max_tokens (~4 chars a token)."""
 
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()  # requests with the transient marker asked once already
+        self._lock = threading.Lock()
+
     def run(self, model: str, params: dict[str, Any], rows: list[dict[str, Any]]) -> list[Outcome]:
         created = int(time.time())
         return [self._one(model, params, row, created) for row in rows]
@@ -81,7 +90,20 @@ class EchoEngine:
             return Outcome(
                 row["custom_id"], error={"message": "echo: failure requested", "code": "INTERNAL"}
             )
+        if INVALID_MARKER in text:
+            error = {"message": "echo: invalid request requested", "code": "INVALID_ARGUMENT"}
+            return Outcome(row["custom_id"], error=error)
+        if TRANSIENT_MARKER in text and self._first_time(model, body):
+            error = {"message": "echo: transient failure requested", "code": "UNAVAILABLE"}
+            return Outcome(row["custom_id"], error=error)
         return Outcome(row["custom_id"], response=_completion(model, body, text, created))
+
+    def _first_time(self, model: str, body: dict[str, Any]) -> bool:
+        key = orjson.dumps([model, body], option=orjson.OPT_SORT_KEYS)
+        with self._lock:
+            first = key not in self._seen
+            self._seen.add(key)
+        return first
 
     def close(self) -> None:
         return None

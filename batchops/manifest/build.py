@@ -162,6 +162,7 @@ def _job(
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
         reuse=spec.reuse,
+        row_retries=spec.row_retries,
         labels=dict(m.metadata.labels),
         provider=spec.provider or BUILTIN_PROVIDER,
     )

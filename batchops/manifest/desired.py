@@ -54,6 +54,7 @@ class JobDecl:
     on_expired: OnExpired = "resume"
     max_resumes: int = 3
     reuse: bool = True  # `spec.reuse`: answers already paid for are not asked again
+    row_retries: int = 2  # `spec.rowRetries`: follow-up jobs of transiently failed rows
     labels: dict[str, str] = field(default_factory=dict)
     provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
 

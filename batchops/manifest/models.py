@@ -101,6 +101,11 @@ class JobSpec(StrictModel):
         description="reuse answers already paid for (same provider, model, parameters and row); "
         "false when fresh samples are the point (temperature > 0)",
     )
+    row_retries: int = Field(
+        default=2, ge=0, le=10,
+        description="follow-up jobs of the rows that failed for a passing reason (rate limits, "
+        "5xx, timeouts, expiry); rows that failed for good are never sent again",
+    )  # fmt: skip
 
     @field_validator("precision")
     @classmethod

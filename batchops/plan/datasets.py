@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from batchops.identity import HASH_LEN, id_name, marked_display_name
+from batchops.identity import HASH_LEN, dataset_id, id_name, marked_display_name
 from batchops.manifest.desired import DatasetDecl, Desired
+from batchops.plan.jobs import row_retry_input
 from batchops.plan.model import Action, DatasetFacts, Kind, Resource
+from batchops.plan.rows import FailedRows
 from batchops.plan.views import JobView, Seen, derived_id
 from batchops.providers import DEFAULT_PROVIDER, DatasetSpec
 
@@ -122,3 +124,27 @@ def _derived_action(ds_id: str, view: JobView, providers: tuple[str, ...], proje
     details = {"rows": derived.rows, "size": derived.size, "derivedFor": view.decl.name}
     resource = Resource("dataset", derived.dataset, ds_id)
     return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+
+
+def retry_actions(
+    views: list[JobView], failed: Mapping[str, FailedRows], seen: Seen, project: str
+) -> list[Action]:
+    """The dataset of each job's rows to send again after transient failures (row retries)."""
+    actions: dict[str, Action] = {}
+    for view in views:
+        retry = row_retry_input(view, failed)
+        if retry is None:
+            continue
+        ds_id = dataset_id(project, retry.dataset, retry.sha256)
+        if (view.decl.provider, ds_id) in seen.ready_at or ds_id in actions:
+            continue
+        spec = DatasetSpec(
+            dataset_id=ds_id, name=retry.dataset, files=(retry.path,), rows=retry.rows,
+            size=retry.size, display_name=marked_display_name(retry.dataset, project),
+            format=None, providers=(view.decl.provider,),
+        )  # fmt: skip
+        reason = f"the {retry.rows:,} rows of job {view.decl.name} to send again"
+        details = {"rows": retry.rows, "size": retry.size, "retryFor": view.decl.name}
+        resource = Resource("dataset", retry.dataset, ds_id)
+        actions[ds_id] = Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+    return list(actions.values())

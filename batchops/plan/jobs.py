@@ -7,20 +7,21 @@ report or retry when failed or cancelled, resume or report when expired.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchops.identity import (
     JobIdParts,
     attempt_id,
     continuation_id,
+    dataset_id,
     id_name,
     marked_display_name,
     output_dataset_id,
 )
 from batchops.manifest.desired import Desired
 from batchops.plan.model import Action, DownloadSpec, Kind, PlanOptions, Resource
-from batchops.plan.rows import job_prefix
+from batchops.plan.rows import DerivedInput, FailedRows, job_prefix
 from batchops.plan.views import JobView, Member, Seen, wire_parameters
 from batchops.providers import DONE_STATES, JobSpec, JobState, RemoteJob
 from batchops.results import LocalResult
@@ -34,6 +35,7 @@ class Ctx:
     seen: Seen
     creating_ds: frozenset[str]  # datasets this plan creates (jobs reading them wait for READY)
     dataset_rows: Mapping[str, int] = field(default_factory=dict)  # declared dataset -> rows
+    failed_rows: Mapping[str, FailedRows] = field(default_factory=dict)  # job name -> failures
 
 
 def job_actions(view: JobView, ctx: Ctx) -> list[Action]:
@@ -60,6 +62,9 @@ def _family_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
     parts, job = latest
     state = job.state
     if state is JobState.FINISHED:  # the common case of a big project: often nothing to do
+        retry = row_retry_input(view, ctx.failed_rows)
+        if retry is not None:
+            return [_retry_rows(view, parts, retry, ctx)]
         return _download(view, ctx, partial=False)
     resource = Resource("job", view.decl.name, job.key)
     if state is JobState.FAILED or state is JobState.CANCELLED:
@@ -176,6 +181,8 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
         output_path=view.decl.output_path,
         output_display=view.decl.output_display, partial=partial,
         request_prefix=job_prefix(view.decl) if rows is not None else None,
+        rows_retry_left=latest is not None and latest[0].attempt < view.decl.row_retries
+        and view.decl.input_dataset is not None,
     )  # fmt: skip
     resource = Resource("job", view.decl.name, latest[1].key if latest else view.base_id)
     details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}
@@ -203,6 +210,38 @@ def _failed(
     reason = f"retry after {_short(job)} (attempt {parts.attempt + 2}): {message}"
     new_resource = Resource("job", view.decl.name, new_id)
     return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
+
+
+def row_retry_input(view: JobView, failed: Mapping[str, FailedRows]) -> DerivedInput | None:
+    """The dataset of the rows to send again after transient failures, when the job's results
+    are merged up to its latest job and row retries are left; None otherwise. Bounded: attempt
+    k > 0 of a family is row retry k, and there are at most ``spec.rowRetries`` of them."""
+    rows = failed.get(view.decl.name)
+    latest = view.latest
+    if rows is None or rows.retry is None or latest is None or not view.results_current:
+        return None
+    parts, job = latest
+    if rows.job != job.key or parts.attempt >= view.decl.row_retries:
+        return None
+    return rows.retry
+
+
+def _retry_rows(view: JobView, parts: JobIdParts, retry: DerivedInput, ctx: Ctx) -> Action:
+    new_id = attempt_id(view.base_id, parts.attempt + 1)
+    input_id = dataset_id(ctx.project, retry.dataset, retry.sha256)
+    spec = replace(_job_spec(view, new_id, ctx.project, continued_from=None),
+                   input_dataset_id=input_id)  # fmt: skip
+    failed = ctx.failed_rows[view.decl.name]
+    n = parts.attempt + 1
+    reason = (f"{retry.rows:,} row{'s' if retry.rows != 1 else ''} failed for a passing reason: "
+              f"send again (row retry {n} of {view.decl.row_retries})")  # fmt: skip
+    if failed.permanent:
+        reason += f"; {len(failed.permanent):,} failed for good, not sent"
+    details: dict[str, Any] = {"rowsToSend": retry.rows, "rowRetry": n, "input": input_id,
+                               "permanentRows": len(failed.permanent)}  # fmt: skip
+    after = input_id if input_id in ctx.creating_ds else None
+    resource = Resource("job", view.decl.name, new_id)
+    return Action(Kind.RETRY_JOB, resource, reason, details, job=spec, after=after)
 
 
 def _expired(

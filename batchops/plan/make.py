@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from batchops.errors import ConfigError
 from batchops.manifest.desired import Desired
-from batchops.plan.datasets import dataset_actions, derived_actions
+from batchops.plan.datasets import dataset_actions, derived_actions, retry_actions
 from batchops.plan.jobs import Ctx, job_actions
 from batchops.plan.model import (
     Action,
@@ -24,7 +24,7 @@ from batchops.plan.model import (
     sort_actions,
 )
 from batchops.plan.prune import prune_actions
-from batchops.plan.rows import RowSplit
+from batchops.plan.rows import FailedRows, RowSplit
 from batchops.plan.views import JobView, Seen, declared_dataset_ids, views_of
 from batchops.results import LocalResult
 
@@ -66,20 +66,25 @@ def make_plan(
     *,
     project: str,
     rows: Mapping[str, RowSplit] | None = None,
+    failed_rows: Mapping[str, FailedRows] | None = None,
 ) -> Plan:
     """Compare desired with observed and return what to do, and why. Pure.
 
     ``rows``: each reusing job's split (``batchops.reuse_rows``); such a job sends only its new
-    rows, from a derived dataset created here."""
+    rows, from a derived dataset created here. ``failed_rows``: each job's classified failed rows
+    (``batchops.row_retries``); the transient ones are sent again, ``spec.rowRetries`` times at
+    most."""
+    failed = failed_rows or {}
     check_prune(desired, options)
     seen = Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project, seen)
     views = views_of(desired, ds_ids, seen, local, project, rows)
     ds_actions = _read(dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids)
     ds_actions += derived_actions(views, seen, project)
+    ds_actions += retry_actions(views, failed, seen, project)
     creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
     ctx = Ctx(desired, project, options, seen, creating,
-              {name: facts.rows for name, facts in infos.items()})  # fmt: skip
+              {name: facts.rows for name, facts in infos.items()}, failed)  # fmt: skip
     actions = ds_actions + [a for v in views for a in job_actions(v, ctx)]
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
     prunes = prune_actions(views, referenced, ctx)

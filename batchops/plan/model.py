@@ -74,6 +74,8 @@ class DownloadSpec:
     # The job's request prefix (``batchops.rowid``) when it reuses answers: the merge adds the
     # reused rows from the reuse index and records the new answers there. None: reuse off.
     request_prefix: bytes | None = None
+    # Row retries are left: failed rows in the merge mean another pass (it may send them again).
+    rows_retry_left: bool = False
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,20 @@ class DerivedInput:
     size: int
 
 
+@dataclass(frozen=True)
+class FailedRows:
+    """A job's failed rows after its results were merged, classified (``plan.rowerrors``).
+
+    ``job`` is the lineage's last job the merge went up to; ``retry`` the transiently failed rows
+    as a dataset under ``.batchops/derived/`` (None: none, or the input is not a declared
+    dataset)."""
+
+    job: str
+    transient: tuple[str, ...]
+    permanent: tuple[tuple[str, str], ...]  # (custom_id, error)
+    retry: DerivedInput | None = None
+
+
 def job_prefix(decl: JobDecl) -> bytes:
     """What every request of ``decl`` shares: provider, model, parameters (precision too)."""
     params = dict(decl.inference_parameters)
