@@ -238,8 +238,8 @@ def test_expired_jobs_resume_and_merge_the_lineage(tmp_path: Path) -> None:
     srv = start_server(tmp_path / "backend", "--row-delay", "0.15", "--max-job-duration", "0.6")
     try:
         # stopper asks what answers asks: without reuse: false, answers' rows would fill its gaps
-        root = make_repo(tmp_path, jobs={"answers": {"maxResumes": 20},
-                                         "stopper": {"onExpired": "stop", "reuse": False}})  # fmt: skip
+        stopper = {"onExpired": "stop", "reuse": False}
+        root = make_repo(tmp_path, jobs={"answers": {"maxResumes": 20}, "stopper": stopper})
         result = batchops(root, srv, *WAIT, timeout=58)
         assert result.returncode == 3, result.stdout + result.stderr
         assert "↻ job answers" in result.stdout
