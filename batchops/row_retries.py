@@ -64,8 +64,15 @@ def _errors(path: Path) -> Iterator[tuple[str, str | None]]:
             except orjson.JSONDecodeError:
                 continue
             if isinstance(row, dict) and isinstance(row.get("custom_id"), str):
-                error = row.get("error")
-                yield row["custom_id"], error if isinstance(error, str) else None
+                yield row["custom_id"], _error_text(row.get("error_code"), row.get("error"))
+
+
+def _error_text(code: object, message: object) -> str | None:
+    """``"<code>: <message>"``, what ``classify`` reads, from the results schema's fields."""
+    text = message if isinstance(message, str) else None
+    if isinstance(code, str | int) and str(code) and not (text or "").startswith(f"{code}:"):
+        return f"{code}: {text or ''}"
+    return text
 
 
 def _retry_input(

@@ -59,6 +59,7 @@ class Rows:
     succeeded: int = 0
     failed: int = 0
     percent: int = 0
+    processed: int = 0  # rows run so far, succeeded or failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class RemoteJob:
     raw_state: str  # the provider's own state string, shown to people
     provider: str = DEFAULT_PROVIDER
     message: str = ""  # the provider's status message (why it failed, ...)
+    code: str = ""  # the provider's error code for that message ("" none)
     model: str = ""
     input_id: str = ""  # our key of the input it reads
     parameters: Mapping[str, Any] = field(default_factory=dict)
@@ -170,7 +172,8 @@ class ResultRow:
     text: str | None = None
     finish_reason: str | None = None
     usage: Tokens = Tokens()
-    error: str | None = None
+    error: str | None = None  # the provider's message for a failed row
+    error_code: str | None = None  # ... and its code, when it gave one
     job: str | None = None  # the key of the job that answered it
     response: Any = None
 
@@ -183,5 +186,6 @@ def result_row(line: Mapping[str, Any]) -> ResultRow:
         finish_reason=line.get("finish_reason"),
         usage=Tokens(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0),
                      int(usage.get("cached_tokens") or 0)),
-        error=line.get("error"), job=line.get("job"), response=line.get("response"),
+        error=line.get("error"), error_code=line.get("error_code"), job=line.get("job"),
+        response=line.get("response"),
     )  # fmt: skip

@@ -24,7 +24,7 @@ FAULTS = {
 def error_lines(root: Path) -> dict[str, str]:
     path = root / "results" / "j.errors.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return {row["custom_id"]: row["error"] for row in rows}
+    return {row["custom_id"]: f"{row['error_code']}: {row['error']}" for row in rows}
 
 
 def answered(root: Path) -> set[str]:
