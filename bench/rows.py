@@ -11,7 +11,11 @@ local backend (echo engine) in a temp folder:
    rows the new job was given (goal: exactly the edited rows);
 3. times request-hash lookups against the reuse index (goal: >= 200,000/s);
 4. times the same plan from an empty ``.batchops/`` (the index rebuilt from the provider: one
-   download of each earlier job's input and output) and again warm.
+   download of each earlier job's input and output) and again warm;
+5. applies a job of ``--retry-rows`` rows, 5% of them failing once with a transient error and 1%
+   failing for good (the echo engine's ``__transient__`` / ``__invalid__`` markers), and counts
+   every row submitted to the backend (goal: all transient rows answered, <= 1.06x submissions,
+   0 resubmissions of the permanent ones).
 Numbers are measured side by side in one run; nothing here is a timed test.
 """
 
@@ -40,12 +44,22 @@ PROJECT = "bench"
 MODEL = "accounts/fireworks/models/m"
 
 
-def write(root: Path, rows: int, *, edited: int = 0, reuse: bool = True) -> list[Path]:
+def marker(i: int, faults: bool) -> str:
+    if not faults:
+        return ""
+    if i % 100 == 7:  # 1%
+        return " __invalid__"
+    return " __transient__" if i % 20 == 3 else ""  # 5%
+
+
+def write(
+    root: Path, rows: int, *, edited: int = 0, reuse: bool = True, faults: bool = False
+) -> list[Path]:
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
     with (data / "p.jsonl").open("w") as out:
         for i in range(rows):
-            text = f"question {i}" + (" (edited)" if i < edited else "")
+            text = f"question {i}" + (" (edited)" if i < edited else "") + marker(i, faults)
             out.write(json.dumps({"custom_id": f"r{i}", "body": {"messages": [
                 {"role": "user", "content": text}]}}) + "\n")  # fmt: skip
     (root / "batchops.yaml").write_text(
@@ -101,6 +115,7 @@ def lookups(root: Path, paths: list[Path]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--retry-rows", type=int, default=10_000)
     args = parser.parse_args()
     rows, edited = args.rows, args.rows // 100
     root = Path(tempfile.mkdtemp(prefix="bench-rows-"))
@@ -140,8 +155,43 @@ def main() -> None:
             _, t_warm = timed_plan(paths, repo, provider)
             print(f"plan with reuse over {rows:,} rows: empty .batchops/ {t_empty * 1000:.0f} ms "
                   f"(index rebuilt from the provider), warm {t_warm * 1000:.0f} ms")  # fmt: skip
+        retries(root / "retries", args.retry_rows)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def retries(root: Path, rows: int) -> None:
+    with (
+        EmbeddedServer(BackendConfig(data_dir=root / "backend")) as server,
+        FireworksClient(base_url=server.base_url, account_id="local", api_key=None) as client,
+    ):
+        provider = FireworksProvider(client)
+        repo = root / "repo"
+        paths = write(repo, rows, faults=True)
+        converge(paths, repo, provider)
+        inputs = {d.name.rsplit("/", 1)[-1]: d for d in client.list_datasets()}
+        submitted = 0
+        permanent_again = 0
+        for job in client.list_jobs():
+            ds = inputs[(job.input_dataset_id or "").rsplit("/", 1)[-1]]
+            submitted += int(ds.example_count or 0)
+            if job.name and "-t" in job.name.rsplit("/", 1)[-1]:
+                permanent_again += _invalid_rows(repo, ds.name or "")
+        answered = sum(1 for _ in (repo / "results" / "j.jsonl").open())
+        failed = sum(1 for _ in (repo / "results" / "j.errors.jsonl").open())
+        transient = sum(1 for i in range(rows) if marker(i, True) == " __transient__")
+        print(f"row retries, {rows:,} rows ({transient:,} transient, {failed:,} permanent):")
+        print(f"  answered {answered:,}, failed {failed:,}; rows submitted {submitted:,} = "
+              f"{submitted / rows:.3f}x (goal <= 1.06x); permanent rows sent again: "
+              f"{permanent_again} (goal 0)")  # fmt: skip
+
+
+def _invalid_rows(repo: Path, dataset: str) -> int:
+    """Rows with the permanent marker in a derived dataset a retry read (from .batchops/)."""
+    count = 0
+    for path in (repo / ".batchops" / "derived").glob("*.jsonl"):
+        count += sum("__invalid__" in line for line in path.open())
+    return count
 
 
 if __name__ == "__main__":
