@@ -11,6 +11,7 @@ count as reused for itself, so the split (and the job ID) stays the same from pa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,7 +24,8 @@ from batchops.errors import NotFoundError
 from batchops.identity import dataset_id, id_name, parse_job_id
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.plan import DatasetFacts, Observed
-from batchops.plan.rows import DerivedInput, RowSplit, job_prefix, split_rows
+from batchops.plan.canary import canary_name
+from batchops.plan.rows import CanarySample, DerivedInput, RowSplit, job_prefix, split_rows
 from batchops.plan.views import base_job_id
 from batchops.private import private_dir, private_file
 from batchops.providers import OUTPUT_FILE, JobState, Provider, RemoteJob
@@ -59,19 +61,22 @@ def _split(
     rows = list(file_requests(job_prefix(decl), ds.files))
     known = index.lookup([digest for _, digest in rows])
     full_id = dataset_id(project, ds.name, infos[ds.name].sha256)
-    split = _stable(decl, ds, rows, known, full_id, project)
+    split, own = _stable(decl, ds, rows, known, full_id, project)
     if 0 < len(split.send) < split.total:
-        return _with_derived(split, ds, rows, root)
+        split = _with_derived(split, ds, rows, root)
+    if decl.canary is not None:
+        sample = _canary_sample(decl, ds, rows, known, own, index, root)
+        split = dataclasses.replace(split, canary=sample)
     return split
 
 
 def _stable(
     decl: JobDecl, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]],
     known: Mapping[bytes, Answer], full_id: str, project: str,
-) -> RowSplit:  # fmt: skip
+) -> tuple[RowSplit, frozenset[str]]:  # fmt: skip
     """The split whose job is not one of the jobs it reuses from: once this declaration's job
     has answered its rows, they are still its own rows to send (the job is the same), not rows
-    reused from itself."""
+    reused from itself. Returns the jobs left out, too."""
     split = split_rows(rows, known)
     mine = id_name(decl.name)
     families: dict[str, set[str]] = {}  # base ID -> its jobs (attempts, continuations)
@@ -82,8 +87,33 @@ def _stable(
     for base, jobs in sorted(families.items()):
         trial = split_rows(rows, known, exclude_jobs=frozenset(jobs))
         if _base_of(trial, decl, ds, rows, full_id, project) == base:
-            return trial
-    return split
+            return trial, frozenset(jobs)
+    return split, frozenset()
+
+
+def _canary_sample(
+    decl: JobDecl, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]],
+    known: Mapping[bytes, Answer], own: frozenset[str], index: ReuseIndex, root: Path,
+) -> CanarySample | None:  # fmt: skip
+    """The canary's rows: of the rows the full job would send had no canary run (its own
+    answers and its canary's left out), those with the lowest request hashes."""
+    assert decl.canary is not None
+    name = id_name(canary_name(decl.name))
+    canaries = {a.job for a in known.values() if (p := parse_job_id(a.job)) and p.name == name}
+    basis = split_rows(rows, known, exclude_jobs=own | canaries)
+    if not basis.send:
+        return None
+    send = frozenset(basis.send)
+    digests = {cid: digest for cid, digest in rows if cid in send}
+    chosen = sorted(send, key=digests.__getitem__)[: decl.canary.rows]
+    derived = _with_derived(
+        RowSplit(len(rows), tuple(chosen), ()), ds, rows, root
+    ).derived  # fmt: skip
+    assert derived is not None
+    shown = [digests[cid] for cid in chosen[:3]]
+    lines = (orjson.loads(line) for _, _, line in index.lines(shown))
+    answers = tuple((str(row.get("custom_id")), str(row.get("text") or "")) for row in lines)
+    return CanarySample(input=derived, of=len(send), answers=answers)
 
 
 def _base_of(

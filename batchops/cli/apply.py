@@ -229,7 +229,7 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     o = data["options"]
     options = PassOptions(prune=o["prune"], allow_empty=o["allowEmpty"],
                           retry_failed=o["retryFailed"], download=o["download"],
-                          max_workers=args.parallelism,
+                          canary_only=bool(o.get("canaryOnly")), max_workers=args.parallelism,
                           selector=Selector.from_json(data.get("selector")),
                           narrowed=bool(data.get("narrowed")))  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])

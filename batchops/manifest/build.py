@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from batchops.config import BUILTIN_PROVIDER, PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
-from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.manifest.desired import Canary, DatasetDecl, Desired, JobDecl
 from batchops.manifest.locate import suggest
 from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest, ProjectManifest
 from batchops.manifest.outputs import output_problems
@@ -187,6 +187,7 @@ def _job(
         max_resumes=spec.max_resumes,
         reuse=spec.reuse,
         row_retries=spec.row_retries,
+        canary=Canary(spec.canary.rows, spec.canary.max_failed_rows) if spec.canary else None,
         labels=dict(m.metadata.labels),
         **_failure_limit(spec.max_failed_rows),
         max_retries=spec.max_retries,

@@ -38,6 +38,12 @@ class DatasetDecl:
 
 
 @dataclass(frozen=True)
+class Canary:
+    rows: int = 50
+    max_failed_rows: int = 0
+
+
+@dataclass(frozen=True)
 class JobDecl:
     name: str
     model: str
@@ -55,6 +61,7 @@ class JobDecl:
     max_resumes: int = 3
     reuse: bool = True  # `spec.reuse`: answers already paid for are not asked again
     row_retries: int = 2  # `spec.rowRetries`: follow-up jobs of transiently failed rows
+    canary: Canary | None = None  # `spec.canary`: a sample runs first
     labels: dict[str, str] = field(default_factory=dict)
     max_failed_rows: int = 0  # failed rows allowed ...
     max_failed_percent: float | None = None  # ... or a share of the input rows ("2%" -> 2.0)

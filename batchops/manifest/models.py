@@ -89,6 +89,16 @@ class OutputSpec(StrictModel):
     )
 
 
+class CanarySpec(StrictModel):
+    """A small job of a deterministic sample of the rows to send, run before the full job."""
+
+    rows: int = Field(default=50, ge=1, le=100_000, description="rows in the sample")
+    max_failed_rows: int = Field(
+        default=0, ge=0, description="failed rows (responseFormat violations included) the "
+        "canary may have and still let the full job run",
+    )  # fmt: skip
+
+
 class JobSpec(StrictModel):
     provider: str | None = Field(
         default=None, description="a provider the project file declares (default: fireworks)"
@@ -110,6 +120,9 @@ class JobSpec(StrictModel):
         default=True,
         description="reuse answers already paid for (same provider, model, parameters and row); "
         "false when fresh samples are the point (temperature > 0)",
+    )
+    canary: CanarySpec | None = Field(
+        default=None, description="run a sample first; the full job only if it passes"
     )
     row_retries: int = Field(
         default=2, ge=0, le=10,
@@ -148,6 +161,13 @@ class JobSpec(StrictModel):
         if value is not None and value not in PRECISIONS:
             raise ValueError(f"unknown precision '{value}'; one of {', '.join(PRECISIONS)}")
         return value
+
+    @model_validator(mode="after")
+    def _canary_reuses(self) -> JobSpec:
+        if self.canary is not None and not (self.reuse and self.input_dataset):
+            raise ValueError("canary needs reuse (its answers are reused by the full job) and "
+                             "an inputDataset declared in the manifests")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _one_input(self) -> JobSpec:

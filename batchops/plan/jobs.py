@@ -20,6 +20,7 @@ from batchops.identity import (
     output_dataset_id,
 )
 from batchops.manifest.desired import Desired
+from batchops.plan.canary import canary_actions, canary_state
 from batchops.plan.model import Action, DownloadSpec, Kind, PlanOptions, Resource
 from batchops.plan.rows import DerivedInput, FailedRows, job_prefix
 from batchops.plan.views import JobView, Member, Seen, wire_parameters
@@ -43,6 +44,10 @@ def job_actions(view: JobView, ctx: Ctx) -> list[Action]:
         resource = Resource("job", view.decl.name, view.base_id)
         return [Action(Kind.CONFLICT, resource, "a job with this ID exists and is not ours")]
     latest = view.latest
+    canary = canary_state(view, ctx.seen, ctx.project) if latest is None else None
+    if canary is not None and canary.gates:
+        after = canary.input_id if canary.input_id in ctx.creating_ds else None
+        return canary_actions(view, canary, ctx.project, after)
     if latest is None and view.all_reused:
         return _download(view, ctx, partial=False)
     if latest is None:
@@ -110,6 +115,10 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     elif (declared := view.decl.input_dataset or "") in ctx.dataset_rows:  # every row is sent
         details["rowsToSend"] = ctx.dataset_rows[declared]
     counted = f": {rows.describe()}" if rows is not None and rows.reused else ""
+    canary = canary_state(view, ctx.seen, ctx.project)
+    if canary is not None and canary.job is not None:  # passed: it gated until now
+        failed = canary.job.rows.failed if canary.job.rows is not None else 0
+        counted += f" (canary passed, {failed:,} failed rows)"
     old = _replaced(view, ctx, spec)
     if old is None:
         return [Action(Kind.CREATE_JOB, resource, "new job" + counted, details, job=spec,

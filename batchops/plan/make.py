@@ -12,7 +12,13 @@ from collections.abc import Mapping
 
 from batchops.errors import ConfigError
 from batchops.manifest.desired import Desired
-from batchops.plan.datasets import dataset_actions, derived_actions, retry_actions
+from batchops.plan.canary import canary_state
+from batchops.plan.datasets import (
+    canary_dataset_actions,
+    dataset_actions,
+    derived_actions,
+    retry_actions,
+)
 from batchops.plan.jobs import Ctx, job_actions
 from batchops.plan.model import (
     Action,
@@ -45,16 +51,30 @@ def check_prune(desired: Desired, options: PlanOptions) -> None:
         raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
 
 
-def _read(actions: list[Action], views: list[JobView], ds_ids: Mapping[str, str]) -> list[Action]:
+def _read(
+    actions: list[Action], views: list[JobView], ds_ids: Mapping[str, str], seen: Seen,
+    project: str,
+) -> list[Action]:  # fmt: skip
     """Dataset creations, less those of datasets whose every job reads reused answers and a
-    dataset of its new rows instead (uploading the whole dataset would be for nothing)."""
+    dataset of its new rows instead, or waits for its canary (uploading the whole dataset would
+    be for nothing)."""
     readers = {v.decl.input_dataset for v in views if v.decl.input_dataset}
     whole = {v.decl.input_dataset for v in views if v.decl.input_dataset
              and v.input_dataset_id == ds_ids.get(v.decl.input_dataset)
-             and (v.family or not v.all_reused)}  # fmt: skip
+             and (v.family or not v.all_reused) and not _gated(v, seen, project)}  # fmt: skip
     unread = readers - whole
     return [a for a in actions
             if not (a.kind is Kind.CREATE_DATASET and a.resource.name in unread)]  # fmt: skip
+
+
+def _gated(view: JobView, seen: Seen, project: str) -> bool:
+    canary = canary_state(view, seen, project)
+    return canary is not None and canary.gates
+
+
+def _canary_steps(actions: list[Action]) -> list[Action]:
+    """``apply --canary-only``: the canaries' jobs and datasets, nothing of the full spend."""
+    return [a for a in actions if a.details.get("canary") or a.details.get("canaryFor")]
 
 
 def make_plan(
@@ -79,8 +99,10 @@ def make_plan(
     seen = Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project, seen)
     views = views_of(desired, ds_ids, seen, local, project, rows)
-    ds_actions = _read(dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids)
+    ds_actions = _read(dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids,
+                       seen, project)  # fmt: skip
     ds_actions += derived_actions(views, seen, project)
+    ds_actions += canary_dataset_actions(views, seen, project)
     ds_actions += retry_actions(views, failed, seen, project)
     creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
     ctx = Ctx(desired, project, options, seen, creating,
@@ -90,6 +112,8 @@ def make_plan(
     prunes = prune_actions(views, referenced, ctx)
     if options.prune:
         actions += prunes
+    if options.canary_only:
+        actions = _canary_steps(actions)
     return Plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,

@@ -51,6 +51,7 @@ class PlanOptions:
     allow_empty: bool = False
     retry_failed: bool = False
     download: bool = True
+    canary_only: bool = False  # `apply --canary-only`: only the canaries' steps
     # None: prune the whole project. Otherwise the plan covers part of it (narrowed paths or
     # selectors) and prunes only owned resources whose name part is one of these manifest names.
     prune_scope: frozenset[str] | None = None

@@ -39,6 +39,7 @@ class RowSplit:
     send: tuple[str, ...]  # custom_ids of the rows to send, in dataset order
     reused_from: tuple[tuple[str, int], ...]  # (job that answered, rows), most rows first
     derived: DerivedInput | None = None
+    canary: CanarySample | None = None  # `spec.canary`: the sample that runs first
 
     @property
     def reused(self) -> int:
@@ -63,6 +64,16 @@ class DerivedInput:
     sha256: str
     rows: int
     size: int
+
+
+@dataclass(frozen=True)
+class CanarySample:
+    """A job's canary: a deterministic sample (the rows to send with the lowest request hashes,
+    so it does not depend on row order) of the rows the full job would send without it."""
+
+    input: DerivedInput
+    of: int  # rows the full job would send without the canary
+    answers: tuple[tuple[str, str], ...] = ()  # (custom_id, answer text) of a few, once answered
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str,
         "fingerprint": plan.fingerprint,
         "options": {"prune": o.prune, "allowEmpty": o.allow_empty,
                     "retryFailed": o.retry_failed, "download": o.download,
+                    "canaryOnly": o.canary_only,
                     "pruneScope": None if o.prune_scope is None else sorted(o.prune_scope)},
         "actions": [action_json(a) for a in plan.actions],
         "summary": {
