@@ -54,6 +54,7 @@ from batchops.reconcile import (
     load_inputs,
     run_pass,
 )
+from batchops.render.canary import canary_markdown
 from batchops.render.failures import failure_annotations, failure_lines, failures_markdown
 from batchops.render.plan import (
     SYMBOLS,
@@ -475,7 +476,8 @@ def _apply_markdown(result: PassResult, code: int) -> str:
     failed = f"; failed: {md_text(', '.join(result.failed_jobs))}" if result.failed_jobs else ""
     text = f"#### batchops apply: {head}, exit {code}{failed}\n"
     failures = failures_markdown(result.plan, result.row_failures)
-    return text + errors_markdown(str(e) for e in result.errors) + failures
+    canaries = canary_markdown(result.plan)
+    return text + errors_markdown(str(e) for e in result.errors) + failures + canaries
 
 
 def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullReporter,

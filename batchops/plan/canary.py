@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchops.identity import marked_display_name, output_dataset_id
-from batchops.plan.model import Action, Kind, Resource
+from batchops.plan.model import Action, CanaryOutcome, Kind, Resource
 from batchops.plan.views import JobView, Seen, base_job_id, derived_id, wire_parameters
 from batchops.providers import JobSpec, JobState, RemoteJob
 
@@ -40,14 +40,28 @@ def canary_name(name: str) -> str:
     return name + CANARY_SUFFIX
 
 
-def canary_state(view: JobView, seen: Seen, project: str) -> CanaryState | None:
+def canary_outcome(view: JobView, seen: Seen, project: str) -> CanaryOutcome | None:
+    state = canary_state(view, seen, project, full_job_too=True)
+    sample = view.rows.canary if view.rows is not None else None
+    if state is None or sample is None:
+        return None
+    rows = state.job.rows if state.job is not None else None
+    failed = rows.failed if rows is not None else 0
+    return CanaryOutcome(view.decl.name, state.state, sample.input.rows, failed, sample.answers)
+
+
+def canary_state(
+    view: JobView, seen: Seen, project: str, *, full_job_too: bool = False
+) -> CanaryState | None:
     """Where the job's canary stands; None when no canary applies (none declared, the full job
-    exists already, or every row is reused)."""
+    exists already unless ``full_job_too``, or every row is reused)."""
     decl, split = view.decl, view.rows
     sample = split.canary if split is not None else None
     input_id = derived_id(dataclasses.replace(split, derived=sample.input), project) if (
         split is not None and sample is not None) else None  # fmt: skip
-    if decl.canary is None or sample is None or input_id is None or view.family:
+    if decl.canary is None or sample is None or input_id is None:
+        return None
+    if view.family and not full_job_too:
         return None
     canary_decl = dataclasses.replace(decl, name=canary_name(decl.name))
     base = base_job_id(canary_decl, input_id, project)

@@ -116,9 +116,11 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
         details["rowsToSend"] = ctx.dataset_rows[declared]
     counted = f": {rows.describe()}" if rows is not None and rows.reused else ""
     canary = canary_state(view, ctx.seen, ctx.project)
-    if canary is not None and canary.job is not None:  # passed: it gated until now
-        failed = canary.job.rows.failed if canary.job.rows is not None else 0
+    if canary is not None and canary.job is not None and rows is not None and rows.canary:
+        failed = canary.job.rows.failed if canary.job.rows is not None else 0  # passed: it gated
         counted += f" (canary passed, {failed:,} failed rows)"
+        details["canaryPassed"] = {"job": canary.job.key, "failedRows": failed,
+                                   "answers": dict(rows.canary.answers)}  # fmt: skip
     old = _replaced(view, ctx, spec)
     if old is None:
         return [Action(Kind.CREATE_JOB, resource, "new job" + counted, details, job=spec,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from batchops.errors import ConfigError
 from batchops.manifest.desired import Desired
-from batchops.plan.canary import canary_state
+from batchops.plan.canary import canary_outcome, canary_state
 from batchops.plan.datasets import (
     canary_dataset_actions,
     dataset_actions,
@@ -119,6 +119,7 @@ def make_plan(
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
         orphan_jobs=0 if options.prune else sum(a.kind is Kind.PRUNE_JOB for a in prunes),
+        canaries=tuple(c for v in views if (c := canary_outcome(v, seen, project)) is not None),
         declared=tuple((v.decl, _current_record(v)) for v in views),
     )  # fmt: skip
 

@@ -113,6 +113,17 @@ class Action:
 
 
 @dataclass(frozen=True)
+class CanaryOutcome:
+    """One declared job's canary, for the step summary: its state and a few answers."""
+
+    job: str  # the declared job's name
+    state: str  # absent | running | failed | passed
+    rows: int
+    failed_rows: int
+    answers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
     fingerprint: str
@@ -122,6 +133,7 @@ class Plan:
     orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
+    canaries: tuple[CanaryOutcome, ...] = ()  # each job declaring a canary (plan.canary)
     # Each declared job with its results record when that is current (merged up to the latest
     # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.
     declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()
