@@ -82,6 +82,9 @@ def test_a_pruned_job_declared_again_is_created_again(
     server = gated()
     root = tmp_path / "revert"
     write_project(root, rows=5, jobs=2)
+    manifest = root / "jobs" / "all.yaml"  # job1 asks what job0 asks: no reuse, or no job1
+    no_reuse = "inputDataset: prompts, reuse: false, "
+    manifest.write_text(manifest.read_text().replace("inputDataset: prompts, ", no_reuse))
     args = [*APPLY, "--prune", "-y", "--root", str(root), "--base-url", server.base_url]
     assert main(args) == 0
     original = (root / "jobs" / "all.yaml").read_text()
