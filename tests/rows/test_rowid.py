@@ -80,3 +80,20 @@ def test_lookup_finds_exactly_the_known_hashes(tmp_path: Path, count: int) -> No
             digests[0]: Answer("j"),
             digests[2]: Answer("j"),
         }
+
+
+def test_row_hashes_are_cached_by_content_and_never_stale(tmp_path: Path) -> None:
+    from batchops.reuse_rows import _requests
+
+    path = tmp_path / "d.jsonl"
+    rows = [{"custom_id": f"r{i}", "body": {"prompt": str(i)}} for i in range(5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prefix = request_prefix("fireworks", "m", {})
+    fresh = list(file_requests(prefix, [path]))
+    assert _requests(prefix, [path], "sha-a", tmp_path) == fresh
+    (cache,) = (tmp_path / ".batchops" / "rows").iterdir()
+    assert _requests(prefix, [path], "sha-a", tmp_path) == fresh  # from the cache
+    cache.write_bytes(b"torn")  # a damaged cache is recomputed
+    assert _requests(prefix, [path], "sha-a", tmp_path) == fresh
+    other = request_prefix("fireworks", "m2", {})  # another prefix: another cache entry
+    assert _requests(other, [path], "sha-a", tmp_path) == list(file_requests(other, [path]))
