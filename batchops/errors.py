@@ -12,7 +12,12 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2  # plan --detailed-exitcode: remote changes pending
 EXIT_JOB_FAILED = 3  # a declared job failed, or expired with no resumes left
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15); watch and serve stop gracefully instead, exit 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so cleanup runs as for Ctrl-C (the CLI installs it)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -76,6 +81,10 @@ class TransportError(ApiError):
     """No HTTP response at all (refused, reset, timed out)."""
 
     retryable = True
+
+
+class DeadlineExceededError(ApiError):
+    """The command's deadline (``--timeout``) passed during a call; a retry would pass it too."""
 
 
 class AuthError(ApiError):

@@ -41,7 +41,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_examples_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     assert capsys.readouterr().out == (
-        "valid: 2 manifest files, 2 datasets (35 rows, 8.7 kB), 3 jobs\n"
+        "valid: 3 manifest files, 3 datasets (43 rows, 11.1 kB), 4 jobs\n"
     )
     assert (project / ".batchops/cache/datasets.json").exists()
 
@@ -68,6 +68,7 @@ def test_dataset_problems_are_reported(project: Path, capsys: pytest.CaptureFixt
     assert body["valid"] is False and body["jobs"] == [
         "capitals-llama70b",
         "capitals-llama8b",
+        "product-copy-8b",
         "product-reviews",
     ]
     assert body["diagnostics"] == [
@@ -94,6 +95,11 @@ def test_max_dataset_bytes(project: Path, capsys: pytest.CaptureFixture[str]) ->
     assert out[0] == (
         "jobs/data/capitals.jsonl:1:1: file is 3,794 bytes, over the limit of 1,024 bytes"
     )
+    # A rendered dataset's problem points at its manifest, not into .batchops/.
+    assert (
+        "jobs/product-copy.yaml:6:1: dataset 'product-copy' as rendered (line 1): file is 2,359 "
+        "bytes, over the limit of 1,024 bytes"
+    ) in out
     with pytest.raises(SystemExit):
         main(["validate", "--max-dataset-bytes", "lots"])
 

@@ -20,8 +20,13 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from batchops.deadline import bounded, within
 from batchops.local.config import BackendConfig
 
+# One row's request to the upstream server: its whole answer within this (a server trickling bytes
+# would otherwise hold the shared worker, and every account's jobs, forever), and at most this big.
+ROW_TIMEOUT = 600.0
+MAX_ANSWER_BYTES = 64 * 2**20
 FAIL_MARKER = "__fail__"  # echo: a row whose last user message contains this becomes an error row
 # echo, per-row faults: a transient one fails (UNAVAILABLE) the first time this engine sees the
 # row's request and succeeds after; an invalid one always fails (INVALID_ARGUMENT).
@@ -190,9 +195,9 @@ class OpenAIEngine:
         headers = (
             {"Authorization": f"Bearer {config.openai_api_key}"} if config.openai_api_key else {}
         )
-        self._client = httpx.Client(
-            base_url=base, headers=headers, timeout=600.0, transport=transport
-        )
+        self._client = bounded(httpx.Client(
+            base_url=base, headers=headers, timeout=ROW_TIMEOUT, transport=transport
+        ))  # fmt: skip
         self._pool = ThreadPoolExecutor(max(1, config.openai_concurrency), "batchops-openai")
         self._model_map = dict(config.model_map)
 
@@ -207,31 +212,43 @@ class OpenAIEngine:
         completions = row.get("url") == "/v1/completions" or "prompt" in row["body"]
         path = "/v1/completions" if completions else "/v1/chat/completions"
         try:
-            response = self._client.post(
-                path,
-                content=orjson.dumps(payload),
-                headers={"Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
+            with within(hard=None, timeout=ROW_TIMEOUT):
+                status, content = self._post(path, orjson.dumps(payload))
+        except (httpx.HTTPError, httpx.StreamError) as exc:
             return Outcome(
                 row["custom_id"],
                 error={"message": f"request failed: {exc!r}", "code": "UNAVAILABLE"},
             )
-        if response.status_code != 200:
-            message = f"upstream HTTP {response.status_code}: {response.text[:500]}"
-            return Outcome(
-                row["custom_id"], error={"message": message, "code": str(response.status_code)}
-            )
-        return _parsed(row["custom_id"], response)
+        if content is None:
+            message = f"upstream answer larger than {MAX_ANSWER_BYTES:,} bytes"
+            return Outcome(row["custom_id"], error={"message": message, "code": "502"})
+        if status != 200:
+            text = content[:500].decode("utf-8", "replace")
+            message = f"upstream HTTP {status}: {text}"
+            return Outcome(row["custom_id"], error={"message": message, "code": str(status)})
+        return _parsed(row["custom_id"], content)
+
+    def _post(self, path: str, body: bytes) -> tuple[int, bytes | None]:
+        """(status, body), the body None when it is over MAX_ANSWER_BYTES."""
+        headers = {"Content-Type": "application/json"}
+        with self._client.stream("POST", path, content=body,
+                                 headers=headers) as response:  # fmt: skip
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    return response.status_code, None
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
 
-def _parsed(custom_id: str, response: httpx.Response) -> Outcome:
+def _parsed(custom_id: str, content: bytes) -> Outcome:
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return Outcome(custom_id, error={"message": "upstream answered non-JSON", "code": "502"})
     return Outcome(custom_id, response=body)

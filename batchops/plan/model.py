@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from batchops.manifest.desired import JobDecl
+from batchops.manifest.desired import JobDecl, TableDecl
 from batchops.providers import DatasetSpec, JobSpec, RemoteInput, RemoteJob
 from batchops.results import ResultRecord
 
@@ -79,6 +79,8 @@ class DownloadSpec:
     request_prefix: bytes | None = None
     # Row retries are left: failed rows in the merge mean another pass (it may send them again).
     rows_retry_left: bool = False
+    response_schema: Mapping[str, Any] | None = None  # answers must match it (responseFormat)
+    table: TableDecl | None = None  # spec.output.table: answers joined to inputs, on every merge
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ and from the client's ``on_response`` hook; ``HealthServer`` serves ``/healthz``
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -18,12 +19,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 
 from batchops.watch.loop import Outcome, PassRecord
 
+# A pass running longer than this is reported as stuck by /readyz. Every network read has a
+# deadline (batchops/deadline.py), so only a hostile server or a bug gets a pass near it.
+STUCK_AFTER = 600.0
 PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(
+        self, *, stuck_after: float = STUCK_AFTER, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._stuck_after, self._clock = stuck_after, clock
+        self._pass_started: float | None = None
         self.registry = r = CollectorRegistry()
         self.pass_duration = Histogram("batchops_pass_duration_seconds",
                                        "Duration of reconcile passes", buckets=PASS_BUCKETS,
@@ -48,9 +56,19 @@ class Metrics:
 
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self._ready and self.stuck_for() is None
+
+    def stuck_for(self) -> float | None:
+        """Seconds the running pass has taken, once past ``stuck_after``; else None."""
+        started = self._pass_started
+        running = None if started is None else self._clock() - started
+        return running if running is not None and running > self._stuck_after else None
+
+    def pass_started(self) -> None:
+        self._pass_started = self._clock()
 
     def observe_pass(self, record: PassRecord) -> None:
+        self._pass_started = None
         self.pass_duration.observe(record.duration)
         self.passes.labels(outcome=str(record.outcome)).inc()
         self._ready = record.outcome is Outcome.OK
@@ -83,7 +101,9 @@ def health_app(metrics: Metrics) -> Callable[[dict[str, Any], StartResponse], It
         if path == "/readyz":
             if metrics.ready:
                 return _text(start_response, "200 OK", b"ready\n")
-            return _text(start_response, "503 Service Unavailable", b"not ready\n")
+            stuck = metrics.stuck_for()
+            why = b"not ready\n" if stuck is None else b"stuck: a pass has run for %d s\n" % stuck
+            return _text(start_response, "503 Service Unavailable", why)
         if path == "/metrics":
             return prometheus(environ, start_response)  # type: ignore[no-any-return]
         return _text(start_response, "404 Not Found", b"not found\n")
