@@ -30,6 +30,7 @@ from batchops.errors import (
     StalePlanError,
 )
 from batchops.gcpause import gc_paused
+from batchops.layout import errors_path
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
@@ -55,7 +56,7 @@ from batchops.results import (
     local_state,
 )
 from batchops.reuse_rows import rebuild, row_splits
-from batchops.row_retries import failed_rows
+from batchops.row_retries import any_transient, failed_rows
 from batchops.sources import relocate, render_all
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
@@ -278,7 +279,11 @@ def _rows_to_retry(plan: Plan, applied: ApplyResult) -> bool:
     for action in plan.actions:
         spec = action.download
         record = applied.records.get(spec.job_name) if spec is not None else None
-        if spec is not None and spec.rows_retry_left and record and record.counts.failed:
+        if spec is None or not spec.rows_retry_left or record is None:
+            continue
+        if record.counts.failed > record.counts.nonconforming and any_transient(
+            errors_path(spec.output_path)
+        ):  # responseFormat failures are permanent: no need to read them
             return True
     return False
 

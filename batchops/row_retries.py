@@ -54,6 +54,11 @@ def _classified(decl: JobDecl, desired: Desired, job: str, root: Path) -> Failed
     return FailedRows(job, tuple(transient), tuple(permanent), retry)
 
 
+def any_transient(path: Path) -> bool:
+    """Whether an errors file holds a row that failed for a passing reason."""
+    return any(classify(error) is RowFailure.TRANSIENT for _, error in _errors(path))
+
+
 def _errors(path: Path) -> Iterator[tuple[str, str | None]]:
     if not path.is_file():
         return
@@ -68,7 +73,10 @@ def _errors(path: Path) -> Iterator[tuple[str, str | None]]:
 
 
 def _error_text(code: object, message: object) -> str | None:
-    """``"<code>: <message>"``, what ``classify`` reads, from the results schema's fields."""
+    """``"<code>: <message>"``, what ``classify`` reads, from the results schema's fields (or
+    an error object ``{code, message}``, as responseFormat failures are written)."""
+    if isinstance(message, Mapping):
+        code, message = message.get("code"), message.get("message")
     text = message if isinstance(message, str) else None
     if isinstance(code, str | int) and str(code) and not (text or "").startswith(f"{code}:"):
         return f"{code}: {text or ''}"
