@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from batchops.errors import ConfigError
+from batchops.money import Compare, PriceOverride
 from batchops.private import private_dir
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
@@ -119,6 +120,13 @@ class ProjectConfig:
     parallelism: int | None = None  # concurrent actions of `apply`
     moved: tuple[Moved, ...] = ()
     providers: tuple[ProviderConfig, ...] = ()  # declared in `spec.providers`, by name
+    prices: tuple[PriceOverride, ...] = ()  # the project file's `prices`
+    max_cost: float | None = None  # budget.maxCost
+    budget_compare: Compare = "worstCase"  # budget.compare
+    tokenizers: tuple[tuple[str, str], ...] = ()  # (model, tokenizer.json relative to the root)
+
+    def tokenizer_files(self) -> dict[str, Path]:
+        return {model: self.root / path for model, path in self.tokenizers}
 
     @property
     def root(self) -> Path:

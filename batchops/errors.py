@@ -12,6 +12,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2  # plan --detailed-exitcode: remote changes pending
 EXIT_JOB_FAILED = 3  # a declared job failed, or expired with no resumes left
+EXIT_REFUSED = 4  # refused by a budget or policy; nothing was sent
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15); watch and serve stop gracefully instead, exit 0
 
@@ -117,6 +118,16 @@ class OwnershipError(BatchopsError):
 
 class StalePlanError(BatchopsError):
     """A saved plan no longer matches what the API reports; plan again."""
+
+
+class BudgetError(BatchopsError):
+    """The plan is over a budget (or its cost cannot be checked against one): nothing is sent."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, refusals: tuple[str, ...]) -> None:
+        self.refusals = refusals
+        super().__init__("refused, nothing was sent: " + "; ".join(refusals))
 
 
 class AlreadyRunningError(BatchopsError):

@@ -20,9 +20,11 @@ from pathlib import Path
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.checks import provider_problems
 from batchops.config import ProjectConfig
+from batchops.cost import SENDS_ROWS, CostInputs, estimate
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import (
     BatchopsError,
+    BudgetError,
     Diagnostic,
     InvalidInputError,
     NotFoundError,
@@ -34,6 +36,7 @@ from batchops.layout import errors_path
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
+from batchops.money import Budget, CostReport, PriceOverride, shipped_prices
 from batchops.plan import (
     DatasetFacts,
     JobView,
@@ -58,6 +61,7 @@ from batchops.results import (
 from batchops.reuse_rows import rebuild, row_splits
 from batchops.row_retries import any_transient, failed_rows
 from batchops.sources import relocate, render_all
+from batchops.tokencache import dataset_tokens
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -73,6 +77,9 @@ class PassOptions(PlanOptions):
     max_workers: int = DEFAULT_WORKERS
     selector: Selector = field(default_factory=Selector)
     narrowed: bool = False  # PATHS name part of the project, not all of it
+    budget: Budget = field(default_factory=Budget)  # the project's and --max-cost (issue 15)
+    prices: tuple[PriceOverride, ...] = ()  # the project file's, over the shipped table
+    tokenizers: Mapping[str, Path] = field(default_factory=dict)  # model -> tokenizer.json
 
     def plan_options(self) -> PlanOptions:
         return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)})
@@ -223,8 +230,27 @@ def load_and_plan(
         ctx = load_context(provider, root=root, project=project, inputs=(desired, infos))
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project,
                          rows=ctx.rows, failed_rows=ctx.failed_rows)  # fmt: skip
+        cost = plan_cost(plan, desired, infos, ctx.local, options, root)
     return replace(plan, outside_jobs=selection.outside_jobs,
-                   outside_datasets=selection.outside_datasets)  # fmt: skip
+                   outside_datasets=selection.outside_datasets, cost=cost)  # fmt: skip
+
+
+def plan_cost(
+    plan: Plan, desired: Desired, infos: Mapping[str, DatasetFacts],
+    local: Mapping[str, LocalResult], options: PassOptions, root: Path,
+) -> CostReport:  # fmt: skip
+    """Tokens and dollars of the actions that send rows. Only their datasets are tokenized
+    (once per content: the token cache), so a plan with nothing to send reads nothing."""
+    jobs = {j.name: j for j in desired.jobs}
+    sending = [jobs[a.resource.name] for a in plan.actions
+               if a.kind in SENDS_ROWS and a.resource.name in jobs]  # fmt: skip
+    tokens = (dataset_tokens(sending, infos, root=root, tokenizers=options.tokenizers)
+              if sending else {})  # fmt: skip
+    history = {name: r.record.usage for name, r in local.items()
+               if r.record is not None and r.record.usage is not None}  # fmt: skip
+    prices = shipped_prices().with_overrides(options.prices)
+    rows = {name: info.rows for name, info in infos.items()}
+    return estimate(plan, CostInputs(jobs, rows, tokens, history, prices, options.budget))
 
 
 def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs) -> Context:
@@ -268,6 +294,8 @@ def run_pass(
         check_saved(plan, saved)
     if on_plan is not None:
         on_plan(plan)
+    if plan.cost is not None and plan.cost.refusals:
+        raise BudgetError(plan.cost.refusals)  # shown with the plan, before anything is sent
     applied = apply_plan(plan, provider=provider, root=root, reporter=reporter,
                          max_workers=options.max_workers, stop=stop)  # fmt: skip
     return summarize(plan, applied)

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import orjson
@@ -65,6 +66,16 @@ class MergeCounts(msgspec.Struct, frozen=True, gc=False):
     nonconforming: int = 0  # answers that failed the job's responseFormat (counted in failed)
 
 
+class Usage(msgspec.Struct, frozen=True, gc=False):
+    """The tokens the merged answers were billed for, summed from their ``usage`` (issue 15):
+    what "spend so far" and the expected output of the next run are computed from."""
+
+    rows: int  # answers that reported usage
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+
 class ResultRecord(msgspec.Struct, frozen=True):
     job_name: str
     job_ids: tuple[str, ...]  # the lineage merged, in order; the last one decides staleness
@@ -73,6 +84,7 @@ class ResultRecord(msgspec.Struct, frozen=True):
     counts: MergeCounts
     version: int = RECORD_VERSION
     partial: bool = False  # an expired job's results: rows may be missing, none may be extra
+    usage: Usage | None = None  # None: recorded before usage was summed
 
     @property
     def last_job_id(self) -> str:
@@ -290,7 +302,8 @@ def _error_text(raw: bytes) -> str:
 
 _MERGE_SCHEMA = """
 CREATE TABLE line (cid TEXT NOT NULL, ok INTEGER NOT NULL, file INTEGER NOT NULL,
-                   start INTEGER NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (cid, ok))
+                   start INTEGER NOT NULL, size INTEGER NOT NULL, pt INTEGER, ct INTEGER,
+                   cached INTEGER, PRIMARY KEY (cid, ok))
                    WITHOUT ROWID;
 CREATE TABLE want (cid TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE rejected (cid TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
@@ -350,6 +363,7 @@ def _merge(
         if expected_ids is not None:
             db.executemany("INSERT OR IGNORE INTO want VALUES (?, ?)", _positions(expected_ids))
         counts = _counts(db, known_input=expected_ids is not None, unreadable=unreadable)
+        usage = _sum_usage(db)
         gap = _problem(job_name, counts, partial=partial)
         if gap is not None:
             raise ResultsError(f"{gap}; nothing was written, the results on disk are unchanged")
@@ -360,7 +374,8 @@ def _merge(
     if (out.lines, err.lines) != (counts.succeeded, counts.failed):
         raise ResultsError(f"{job_name}: the merged files do not hold the rows merged; not written")
     stamps = _commit(out, output, scratch), _commit(err, errors_path(output), scratch)
-    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial)
+    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial,
+                          usage=usage)
     try:
         save_record(scratch.root, record)
     except sqlite3.Error as exc:  # the files are whole; unrecorded, they are fetched again
@@ -380,36 +395,68 @@ def _index(db: sqlite3.Connection, files: Sequence[Path]) -> int:
     for number, path in enumerate(files):
         ok = int(path.name == OUTPUT_FILE)
         spans = _line_spans(path, unreadable if ok else [0])
-        rows = ((cid, ok, number, start, size) for cid, start, size in spans)
-        db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?)", rows)
+        rows = ((cid, ok, number, start, size, *usage) for cid, start, size, usage in spans)
+        db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     db.execute("DELETE FROM line WHERE ok = 0 AND cid IN (SELECT cid FROM line WHERE ok = 1)")
     return unreadable[0]
 
 
-def _line_spans(path: Path, unreadable: list[int]) -> Iterator[tuple[str, int, int]]:
-    """(custom_id, offset, length without the newline) of each attributable line of a file;
-    other non-blank lines are counted in ``unreadable[0]``."""
+_NO_USAGE = (None, None, None)
+_Span = tuple[str, int, int, tuple[int | None, int | None, int | None]]
+
+
+def _line_spans(path: Path, unreadable: list[int]) -> Iterator[_Span]:
+    """(custom_id, offset, length without the newline, usage) of each attributable line of a
+    file; other non-blank lines are counted in ``unreadable[0]``."""
     if not path.is_file():
         return
     offset = 0
     with path.open("rb") as fh:
         for raw in fh:
             line = raw.rstrip(b"\r\n")
-            cid = _custom_id(line) if line.strip() else None
+            cid, usage = _custom_id(line) if line.strip() else (None, _NO_USAGE)
             if cid is not None:
-                yield cid, offset, len(line)
+                yield cid, offset, len(line), usage
             elif line.strip():
                 unreadable[0] += 1
             offset += len(raw)
 
 
-def _custom_id(line: bytes) -> str | None:
+def _custom_id(line: bytes) -> tuple[str | None, tuple[int | None, int | None, int | None]]:
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return None  # a torn or foreign line cannot be attributed; skip it
+        return None, _NO_USAGE  # a torn or foreign line cannot be attributed; skip it
     cid = value.get("custom_id") if isinstance(value, dict) else None
-    return cid if isinstance(cid, str) else None
+    return (cid, _usage(value)) if isinstance(cid, str) else (None, _NO_USAGE)
+
+
+def _usage(row: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, cached) tokens of a result row: the neutral ``usage`` every provider
+    writes (docs/reconciler.md), else an OpenAI-shaped ``response.usage``."""
+    neutral = row.get("usage")
+    if isinstance(neutral, dict) and "input_tokens" in neutral:
+        return (_int(neutral.get("input_tokens")), _int(neutral.get("output_tokens")),
+                _int(neutral.get("cached_tokens")))  # fmt: skip
+    response = row.get("response")
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return _NO_USAGE
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), _int(cached)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _sum_usage(db: sqlite3.Connection) -> Usage | None:
+    rows, pt, ct, cached = db.execute(
+        "SELECT count(*), sum(pt), sum(ct), sum(coalesce(cached, 0)) FROM line "
+        "WHERE ok = 1 AND pt IS NOT NULL AND ct IS NOT NULL"
+    ).fetchone()
+    return Usage(rows, pt, ct, cached) if rows else None
 
 
 def _reject(

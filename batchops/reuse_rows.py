@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def derived_digest(files: Sequence[Path], wanted: frozenset[int]) -> tuple[str, 
 
 def write_derived(path: Path, lines: Iterator[bytes]) -> None:
     """Write beside and rename: a reader never sees half a derived file."""
-    tmp = private_file(path.with_name(f".{path.name}.{os.getpid()}.tmp"))
+    tmp = private_file(path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"))
     with tmp.open("wb") as handle:
         handle.writelines(lines)
     tmp.replace(path)

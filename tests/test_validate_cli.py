@@ -41,7 +41,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_examples_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     assert capsys.readouterr().out == (
-        "valid: 3 manifest files, 3 datasets (43 rows, 11.1 kB), 4 jobs\n"
+        "valid: 3 manifest files, 3 datasets (43 rows, 11.1 kB), 4 jobs; 2,627 input tokens "
+        "(estimated) for the jobs\n"
     )
     assert (project / ".batchops/cache/datasets.json").exists()
 

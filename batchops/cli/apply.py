@@ -35,7 +35,7 @@ from batchops.cli.backend import (
 )
 from batchops.cli.common import append_step_summary, duration, positive_int
 from batchops.cli.confirm import ApplyGate, NotConfirmedError, ask_terminal
-from batchops.cli.plan import add_pass_flags, pass_options, selector_of
+from batchops.cli.plan import add_pass_flags, money_options, pass_options, selector_of
 from batchops.config import ProjectConfig, Settings
 from batchops.errors import (
     EXIT_ERROR,
@@ -86,7 +86,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "exactly that plan, or refuse it if the account changed since.",
         epilog="exit codes: 0 converged or progressing, 1 error, 3 a declared job failed, has "
         "more failed rows than its spec.maxFailedRows, or expired with no resumes left, "
-        "130 interrupted",
+        "4 over a budget (nothing sent), 130 interrupted",
     )  # fmt: skip
     p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/) or a plan")
     add_backend_flags(p)
@@ -240,7 +240,8 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
                           retry_failed=o["retryFailed"], download=o["download"],
                           canary_only=bool(o.get("canaryOnly")), max_workers=args.parallelism,
                           selector=Selector.from_json(data.get("selector")),
-                          narrowed=bool(data.get("narrowed")))  # fmt: skip
+                          narrowed=bool(data.get("narrowed")),
+                          **money_options(args, settings))  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
     return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check,

@@ -24,6 +24,7 @@ from batchops.render.diagnostics import diagnostics_json, diagnostics_text, gith
 from batchops.render.units import human_size
 from batchops.sources import relocate, render_all
 from batchops.textsafe import inert_lines, json_text
+from batchops.tokencache import dataset_tokens
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -88,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
     desired, infos, diags = check(paths, root, args.max_dataset_bytes, project=project)
     diags = project_diags + diags
     shown = _rendered(desired, args.show_rendered, args.rows) if args.show_rendered else None
+    files = project.tokenizer_files() if project is not None else {}
+    tokens = job_tokens(desired, infos, root, files) if desired is not None and not diags else {}
     if args.output == "json":
-        body = _json(desired, infos, diags)
+        body = {**_json(desired, infos, diags), "inputTokens": tokens}
         if shown is not None:
             body["rendered"] = shown
         print(json_text(body, indent=2))
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for row in shown or ():  # dataset text: readable, but no escape reaches the terminal
             print(inert_lines(json.dumps(row, indent=2, ensure_ascii=False)))
-        print(summary(desired, infos))
+        print(summary(desired, infos) + _tokens_text(tokens))
     if diags and load_settings().github_actions:
         print(github_annotations(diags))
     return EXIT_ERROR if diags else EXIT_OK
@@ -133,6 +136,28 @@ def _rendered(desired: Desired | None, name: str, count: int) -> list[Any]:
         with file.open("rb") as fh:
             rows += [json.loads(line) for line in islice(fh, count - len(rows)) if line.strip()]
     return rows
+
+
+def job_tokens(desired: Desired, infos: dict[str, DatasetInfo], root: Path,
+               tokenizers: dict[str, Path]) -> dict[str, Any]:  # fmt: skip
+    """Each job's input tokens (issue 15): counted now, once per dataset content and model, so
+    a later plan finds them in the token cache."""
+    counted = dataset_tokens(desired.jobs, infos, root=root, tokenizers=tokenizers)
+    out = {}
+    for job in desired.jobs:
+        found = counted.get((job.input_dataset or "", job.model))
+        if found is not None:
+            out[job.name] = {"tokens": found.input_tokens, "exact": found.exact,
+                             "counter": found.counter, "template": found.template.name}  # fmt: skip
+    return out
+
+
+def _tokens_text(tokens: dict[str, Any]) -> str:
+    if not tokens:
+        return ""
+    total = sum(t["tokens"] for t in tokens.values())
+    exact = all(t["exact"] for t in tokens.values())
+    return f"; {total:,} input tokens{'' if exact else ' (estimated)'} for the jobs"
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:

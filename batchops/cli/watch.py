@@ -28,6 +28,7 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.common import duration
+from batchops.cli.plan import add_max_cost_flag, money_options
 from batchops.config import Settings
 from batchops.errors import EXIT_OK, ConfigError
 from batchops.identity import slugify
@@ -64,6 +65,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--allow-empty", action="store_true", help="allow pruning with no declarations")
     p.add_argument("--retry-failed", action="store_true", help="start a new attempt of failed jobs")
     p.add_argument("--no-download", action="store_true", help="do not download results")
+    add_max_cost_flag(p)
     add_backend_flags(p)
     _register_git(p)
     p.add_argument("--health-port", type=int, help="serve /healthz, /readyz and /metrics")
@@ -121,7 +123,7 @@ def _config(args: argparse.Namespace, root: Path, settings: Settings) -> WatchCo
         paths=paths, root=root, project=_project(settings, root, git),
         options=PassOptions(prune=args.prune, allow_empty=args.allow_empty,
                             retry_failed=args.retry_failed, download=not args.no_download,
-                            narrowed=narrowed),
+                            narrowed=narrowed, **money_options(args, settings)),
         timing=Timing(interval=args.interval, busy_interval=min(args.interval, busy)),
         git=git, health=None if args.health_port is None else (args.health_host, args.health_port),
         project_file=None if git else settings.project_file,

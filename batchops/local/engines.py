@@ -22,6 +22,7 @@ import orjson
 
 from batchops.deadline import bounded, within
 from batchops.local.config import BackendConfig
+from batchops.tokens import counter_for, request_tokens
 
 # One row's request to the upstream server: its whole answer within this (a server trickling bytes
 # would otherwise hold the shared worker, and every account's jobs, forever), and at most this big.
@@ -128,11 +129,20 @@ def _prompt_text(prompt: Any) -> str:
     return str(prompt)
 
 
-def _prompt_tokens(prompt: Any) -> int:
-    """Prompt tokens: ~4 characters a token per string; a list of token IDs counts exactly."""
-    if isinstance(prompt, list):
-        return sum(tokens(p) if isinstance(p, str) else 1 for p in prompt)
-    return tokens(str(prompt))
+def _prompt_tokens(prompt: Any, model: str) -> int:
+    """Prompt tokens as the planner counts them (batchops.tokens: the model's tokenizer or the
+    estimator, plus BOS) per string; a list of token IDs counts exactly."""
+    if isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt):
+        return len(prompt)
+    prompts = prompt if isinstance(prompt, list) else [str(prompt)]
+    return sum(request_tokens({"prompt": p}, model) for p in prompts)
+
+
+def _answer_tokens(model: str, body: dict[str, Any], content: str) -> int:
+    """One choice's completion tokens, counted as the planner counts, at most max_tokens."""
+    limit = body.get("max_tokens")
+    counted = counter_for(model).count(content)
+    return min(counted, limit) if isinstance(limit, int) and limit > 0 else counted
 
 
 def _truncated(body: dict[str, Any], text: str) -> tuple[str, str, int]:
@@ -154,7 +164,9 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 def _completion(model: str, body: dict[str, Any], text: str, created: int) -> dict[str, Any]:
     content, finish, count = _truncated(body, text)
-    prompt = sum(tokens(_text(m.get("content"))) for m in body["messages"])
+    # Counted as batchops' planner counts them (template overhead included), so a plan's
+    # estimate can be checked against what the local backend bills.
+    prompt = request_tokens(body, model)
     choice = {"message": {"role": "assistant", "content": content}, "finish_reason": finish}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -162,7 +174,7 @@ def _completion(model: str, body: dict[str, Any], text: str, created: int) -> di
         "created": created,
         "model": model,
         "choices": [{"index": i, **choice} for i in range(count)],
-        "usage": _usage(prompt, tokens(content) * count),
+        "usage": _usage(prompt, _answer_tokens(model, body, content) * count),
     }
 
 
@@ -178,7 +190,9 @@ def _text_completion(model: str, body: dict[str, Any], text: str, created: int) 
             {"index": i, "text": content, "finish_reason": finish, "logprobs": None}
             for i in range(count)
         ],
-        "usage": _usage(_prompt_tokens(body["prompt"]), tokens(content) * count),
+        "usage": _usage(
+            _prompt_tokens(body["prompt"], model), _answer_tokens(model, body, content) * count
+        ),
     }
 
 

@@ -243,6 +243,7 @@ def _job(
         reuse=spec.reuse,
         row_retries=spec.row_retries,
         canary=Canary(spec.canary.rows, spec.canary.max_failed_rows) if spec.canary else None,
+        max_cost=spec.budget.max_cost if spec.budget else None,
         labels=dict(m.metadata.labels),
         **extras,
         **_failure_limit(spec.max_failed_rows),

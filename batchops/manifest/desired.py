@@ -113,6 +113,7 @@ class JobDecl:
         if self.max_failed_percent is None:
             return self.max_failed_rows
         return int(total * self.max_failed_percent / 100)
+    max_cost: float | None = None  # spec.budget.maxCost (US dollars)
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,11 @@ class CanarySpec(StrictModel):
     )  # fmt: skip
 
 
+class JobBudget(StrictModel):
+    max_cost: float = Field(gt=0, description="US dollars this job may cost per plan; apply "
+                            "refuses a plan over it (exit 4)")
+
+
 class JobSpec(StrictModel):
     provider: str | None = Field(
         default=None, description="a provider the project file declares (default: fireworks)"
@@ -301,6 +306,7 @@ class JobSpec(StrictModel):
         if isinstance(checked, str) and float(checked[:-1]) > 100:
             raise ValueError(f"maxFailedRows '{checked}' is over 100%")
         return checked
+    budget: JobBudget | None = Field(default=None, description="a spending limit (docs/cost.md)")
 
     @field_validator("model")
     @classmethod
@@ -415,6 +421,34 @@ class ProviderSpec(StrictModel):
         return data
 
 
+class PriceEntry(StrictModel):
+    """One model's batch price, US dollars per million tokens; overrides the shipped table."""
+
+    model: str = Field(min_length=1, description="the model name as jobs write it")
+    provider: str = Field(default="fireworks", min_length=1)
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0, description="default: the input price")
+    as_of: str | None = Field(default=None, description="when the figure was true")
+    source: str | None = Field(default=None, description="where the figure comes from")
+
+
+class TokenizerEntry(StrictModel):
+    """A model's own ``tokenizer.json`` (Hugging Face format), for exact input token counts."""
+
+    model: str = Field(min_length=1, description="the model name as jobs write it")
+    path: str = Field(min_length=1, description="relative to the root")
+
+
+class ProjectBudget(StrictModel):
+    max_cost: float | None = Field(
+        default=None, gt=0, description="US dollars one plan may cost; apply refuses more (exit 4)"
+    )
+    compare: Literal["expected", "worstCase"] = Field(
+        default="worstCase", description="the figure held against every budget"
+    )
+
+
 class ProjectSpec(StrictModel):
     """Defaults that flags and environment variables override (DESIGN.md section 7). Later
     sections (providers, prices, budget) are added here as optional fields."""
@@ -449,6 +483,18 @@ class ProjectSpec(StrictModel):
                     "'fireworks' is built in (FIREWORKS_API_KEY, FIREWORKS_ACCOUNT_ID, "
                     "FIREWORKS_BASE_URL); declare another Fireworks account under another name"
                 )
+        return value
+
+    prices: list[PriceEntry] = Field(default_factory=list, description="batch prices, per 1M")
+    budget: ProjectBudget = Field(default_factory=ProjectBudget)
+    tokenizers: list[TokenizerEntry] = Field(
+        default_factory=list, description="exact token counts (needs the tokenizers package)"
+    )
+
+    @field_validator("tokenizers")
+    @classmethod
+    def _relative_tokenizers(cls, value: list[TokenizerEntry]) -> list[TokenizerEntry]:
+        cls._relative([t.path for t in value])
         return value
 
     @field_validator("paths", "output_dir")

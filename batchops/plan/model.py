@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchops.manifest.desired import JobDecl, TableDecl
+from batchops.money import CostReport
 from batchops.providers import DatasetSpec, JobSpec, RemoteInput, RemoteJob
 from batchops.results import ResultRecord
 
@@ -136,6 +137,7 @@ class Plan:
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
     canaries: tuple[CanaryOutcome, ...] = ()  # each job declaring a canary (plan.canary)
+    cost: CostReport | None = None  # tokens and dollars (batchops.cost, set by the reconciler)
     # Each declared job with its results record when that is current (merged up to the latest
     # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.
     declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()

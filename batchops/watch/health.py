@@ -46,6 +46,9 @@ class Metrics:
         self.rows = Counter("batchops_result_rows",
                             "Result rows downloaded and merged, by outcome", ["outcome"],
                             registry=r)
+        self.spend = Counter("batchops_spend_dollars",
+                             "US dollars the results merged by this daemon cost, from their "
+                             "usage and the price table", registry=r)
         self.last_success = Gauge("batchops_last_success_timestamp_seconds",
                                   "Unix time of the last successful pass", registry=r)
         for outcome in Outcome:  # every series is exported from the start, at zero
@@ -83,6 +86,9 @@ class Metrics:
     def observe_rows(self, *, succeeded: int, failed: int) -> None:
         self.rows.labels(outcome="succeeded").inc(succeeded)
         self.rows.labels(outcome="failed").inc(failed)
+
+    def observe_spend(self, dollars: float) -> None:
+        self.spend.inc(dollars)
 
     def _set_job_states(self, states: Mapping[str, int]) -> None:
         self.jobs.clear()  # a state no job is in any more must not keep its old count

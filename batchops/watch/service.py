@@ -19,6 +19,7 @@ from batchops.config import STATE_DIR, ProjectConfig, ensure_state_dir
 from batchops.errors import InvalidInputError
 from batchops.manifest import ManifestCache, load_desired
 from batchops.manifest.desired import Desired
+from batchops.money import spent
 from batchops.providers import Provider
 from batchops.reconcile import PassOptions, PassResult, prepare_inputs, run_pass
 from batchops.watch.files import FileWatcher
@@ -90,8 +91,12 @@ def _timed(one_pass: Callable[[], PassResult], metrics: Metrics) -> Callable[[],
 def _observe(metrics: Metrics, record: PassRecord) -> None:
     metrics.observe_pass(record)
     applied = record.result.applied if isinstance(record.result, PassResult) else None
-    for merged in applied.records.values() if applied else ():
+    cost = record.result.plan.cost if isinstance(record.result, PassResult) else None
+    for name, merged in applied.records.items() if applied else ():
         metrics.observe_rows(succeeded=merged.counts.succeeded, failed=merged.counts.failed)
+        dollars = spent(merged.usage, cost.job_price(name) if cost else None)
+        if dollars:
+            metrics.observe_spend(dollars)
 
 
 def _pass_function(config: WatchConfig, paths: list[Path], root: Path, provider: Provider,

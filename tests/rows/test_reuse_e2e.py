@@ -96,6 +96,8 @@ def test_a_changed_dataset_sends_only_its_new_rows(tmp_path: Path, client: Firew
     (create,) = [a for a in plan.actions if a.kind is Kind.REPLACE_JOB]
     assert create.rows_to_send == 2 and create.details["rowsReused"] == 9
     assert "2 new rows, 9 reused from j" in create.reason
+    assert plan.cost is not None  # cost counts only the rows to send
+    assert [(c.job, c.rows) for c in plan.cost.actions] == [("j", 2)]
     uploads = [a for a in plan.actions if a.kind is Kind.CREATE_DATASET]
     assert [(a.details["derivedFor"], a.details["rows"]) for a in uploads] == [("j", 2)]
     converge(paths, tmp_path, client)
