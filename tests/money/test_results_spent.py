@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from batchops.api import FireworksClient
 from batchops.cli import main
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import FireworksProvider
 from batchops.reconcile import PassOptions, PassResult, run_pass
 from batchops.results import local_records
 
@@ -63,8 +64,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def converge(root: Path, client: FireworksClient) -> PassResult:
     for _ in range(200):
-        result = run_pass([root / "jobs"], root=root, client=client, project="proj",
-                          options=PassOptions())  # fmt: skip
+        result = run_pass([root / "jobs"], root=root, provider=FireworksProvider(client),
+                          project="proj", options=PassOptions())  # fmt: skip
         if result.converged or result.errors:
             return result
         threading.Event().wait(0.05)
