@@ -82,7 +82,10 @@ def load_partial(
         parsed = [
             p for file in files for p in read_manifests(file, root, diags, unchecked, cache=cache)
         ]
-        desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir)
+        tokenizers = tuple(project.tokenizer_files().values()) if project else ()
+        desired = build_desired(
+            parsed, files, root, diags, unchecked, output_dir=output_dir, tokenizers=tokenizers
+        )
     if project is not None and project.moved:
         desired = with_moved(desired, project, diags)
     return desired, diags
