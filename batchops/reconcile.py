@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
+from batchops.checks import provider_problems
 from batchops.config import ProjectConfig
 from batchops.cost import SENDS_ROWS, CostInputs, estimate
 from batchops.datasets import StatCache, inspect_all
@@ -32,7 +32,6 @@ from batchops.errors import (
     StalePlanError,
 )
 from batchops.gcpause import gc_paused
-from batchops.identity import mark_filter
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
@@ -49,6 +48,7 @@ from batchops.plan import (
     job_views,
     make_plan,
 )
+from batchops.providers import Provider, RemoteInput
 from batchops.results import (
     LocalResult,
     ResultRecord,
@@ -58,7 +58,6 @@ from batchops.results import (
 )
 from batchops.sources import relocate, render_all
 from batchops.tokencache import dataset_tokens
-from batchops.wire import Dataset, resource_id
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -136,12 +135,13 @@ def load_inputs(
     InvalidInputError with every problem (the datasets of the valid documents are rendered and
     checked even when other documents are invalid)."""
     desired, diags = load_partial(list(paths), root=root, project=project_file)
-    return prepare_inputs(desired, root=root, problems=diags)
+    return prepare_inputs(desired, root=root, problems=diags, project_file=project_file)
 
 
 def prepare_inputs(
-    desired: Desired, *, root: Path, problems: Sequence[Diagnostic] = ()
-) -> Inputs:
+    desired: Desired, *, root: Path, problems: Sequence[Diagnostic] = (),
+    project_file: ProjectConfig | None = None,
+) -> Inputs:  # fmt: skip
     """Render the datasets built from tables, then validate every dataset: every problem of both
     (and ``problems`` already found) at once, in one InvalidInputError."""
     found: list[Diagnostic] = list(problems)
@@ -150,6 +150,8 @@ def prepare_inputs(
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
     except InvalidInputError as exc:
         found.extend(relocate(exc.diagnostics, desired))
+    if not found:  # each job's provider's own rules, on inputs that validated
+        found += provider_problems(desired, root=root, project=project_file)
     if found:
         raise InvalidInputError(sorted(set(found)))
     return desired, infos
@@ -164,42 +166,46 @@ def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
 
 
 def observe_all(
-    client: FireworksClient, desired: Desired, root: Path, *, project: str
+    provider: Provider, desired: Desired, root: Path, *, project: str
 ) -> tuple[Observed, dict[str, LocalResult]]:
     """The two list calls side by side, while the local results are checked: a pass's latency
     is then about one paginated list, whatever the number of declared jobs. The lists ask the
     server for this project's resources only (its mark in the display name), so their cost
     follows the manifests, not the account; the few remote datasets that manifests name by ID
     (``inputDatasetId``, someone else's) are fetched one by one beside them."""
-    only_ours = mark_filter(project)
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
-        datasets = pool.submit(client.list_datasets, filter=only_ours)
-        jobs = pool.submit(client.list_jobs, filter=only_ours)
+        datasets = pool.submit(provider.list_inputs, project=project)
+        jobs = pool.submit(provider.list_jobs, project=project)
         local = local_results(desired, root)
-        named = _named_datasets(client, desired, datasets.result())
+        named = _named_datasets(provider, desired, datasets.result())
         observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()))
         return observed, local
 
 
 def _named_datasets(
-    client: FireworksClient, desired: Desired, listed: Sequence[Dataset]
-) -> list[Dataset]:
+    provider: Provider, desired: Desired, listed: Sequence[RemoteInput]
+) -> list[RemoteInput]:
     """The datasets jobs name by ID that the filtered list did not return (absent ones too)."""
-    have = {resource_id(ds.name or "") for ds in listed}
-    wanted = sorted({resource_id(j.input_dataset_id) for j in desired.jobs
+    have = {ds.key for ds in listed}
+    wanted = sorted({_bare(j.input_dataset_id) for j in desired.jobs
                      if j.input_dataset_id} - have)  # fmt: skip
     found = []
     for ds_id in wanted:
         with contextlib.suppress(NotFoundError):
-            found.append(client.get_dataset(ds_id))
+            found.append(provider.get_input(ds_id))
     return found
+
+
+def _bare(name: str) -> str:
+    """A dataset ID from an ID or a resource name (accounts/a/datasets/ID)."""
+    return name.rsplit("/", 1)[-1]
 
 
 def load_and_plan(
     paths: Sequence[Path],
     *,
     root: Path,
-    client: FireworksClient,
+    provider: Provider,
     project: str,
     options: PassOptions,
     inputs: Inputs | None = None,
@@ -207,7 +213,7 @@ def load_and_plan(
 ) -> Plan:
     """What `batchops plan` shows and `apply` executes: inputs first, then the two list calls.
 
-    ``inputs`` are ``load_inputs``' answer when the caller validated before opening the client."""
+    ``inputs`` are ``load_inputs``' answer when the caller validated before opening the provider."""
     if inputs is None:
         inputs = load_inputs(paths, root=root, project_file=project_file)
     all_desired, infos = inputs
@@ -215,7 +221,7 @@ def load_and_plan(
     desired, plan_options = selection.desired, options.scoped(selection)
     check_prune(desired, plan_options)  # before any API call
     with gc_paused():
-        ctx = load_context(client, root=root, project=project, inputs=(desired, infos))
+        ctx = load_context(provider, root=root, project=project, inputs=(desired, infos))
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
         cost = plan_cost(plan, desired, infos, ctx.local, options, root)
     return replace(plan, outside_jobs=selection.outside_jobs,
@@ -240,10 +246,10 @@ def plan_cost(
     return estimate(plan, CostInputs(jobs, rows, tokens, history, prices, options.budget))
 
 
-def load_context(client: FireworksClient, *, root: Path, project: str, inputs: Inputs) -> Context:
+def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs) -> Context:
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
-    observed, local = observe_all(client, desired, root, project=project)
+    observed, local = observe_all(provider, desired, root, project=project)
     return Context(root, project, desired, infos, observed, local)
 
 
@@ -260,7 +266,7 @@ def run_pass(
     paths: Sequence[Path],
     *,
     root: Path,
-    client: FireworksClient,
+    provider: Provider,
     project: str,
     options: PassOptions,
     reporter: Reporter | None = None,
@@ -272,7 +278,7 @@ def run_pass(
 ) -> PassResult:
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
-    plan = load_and_plan(paths, root=root, client=client, project=project, options=options,
+    plan = load_and_plan(paths, root=root, provider=provider, project=project, options=options,
                          inputs=inputs, project_file=project_file)  # fmt: skip
     if saved is not None:
         check_saved(plan, saved)
@@ -280,7 +286,7 @@ def run_pass(
         on_plan(plan)
     if plan.cost is not None and plan.cost.refusals:
         raise BudgetError(plan.cost.refusals)  # shown with the plan, before anything is sent
-    applied = apply_plan(plan, client=client, root=root, reporter=reporter,
+    applied = apply_plan(plan, provider=provider, root=root, reporter=reporter,
                          max_workers=options.max_workers, stop=stop)  # fmt: skip
     return summarize(plan, applied)
 

@@ -31,8 +31,8 @@ from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.errors import BatchopsError
 from batchops.layout import derived_paths, errors_path
 from batchops.private import private_file
+from batchops.providers import ERRORS_FILE, OUTPUT_FILE
 from batchops.scratch import Scratch, short_name, sweep_beside
-from batchops.wire import ERRORS_FILE, RESULTS_FILE
 
 RECORD_VERSION = 1
 
@@ -353,7 +353,7 @@ def _merge(
     expected_ids: Iterable[str] | None, partial: bool,
     check: Callable[[bytes], str | None] | None, scratch: Scratch,
 ) -> ResultRecord:  # fmt: skip
-    files = [d / name for d in dataset_dirs for name in (RESULTS_FILE, ERRORS_FILE)]
+    files = [d / name for d in dataset_dirs for name in (OUTPUT_FILE, ERRORS_FILE)]
     db = sqlite3.connect(scratch.path / f"{job_name}.merge.db")
     try:
         db.executescript(_MERGE_SCHEMA)
@@ -393,7 +393,7 @@ def _index(db: sqlite3.Connection, files: Sequence[Path]) -> int:
     Returns how many non-blank result lines had no readable custom_id."""
     unreadable = [0]
     for number, path in enumerate(files):
-        ok = int(path.name == RESULTS_FILE)
+        ok = int(path.name == OUTPUT_FILE)
         spans = _line_spans(path, unreadable if ok else [0])
         rows = ((cid, ok, number, start, size, *usage) for cid, start, size, usage in spans)
         db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -432,7 +432,12 @@ def _custom_id(line: bytes) -> tuple[str | None, tuple[int | None, int | None, i
 
 
 def _usage(row: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
-    """(prompt, completion, cached) tokens of a result row's ``response.usage``."""
+    """(prompt, completion, cached) tokens of a result row: the neutral ``usage`` every provider
+    writes (docs/reconciler.md), else an OpenAI-shaped ``response.usage``."""
+    neutral = row.get("usage")
+    if isinstance(neutral, dict) and "input_tokens" in neutral:
+        return (_int(neutral.get("input_tokens")), _int(neutral.get("output_tokens")),
+                _int(neutral.get("cached_tokens")))  # fmt: skip
     response = row.get("response")
     usage = response.get("usage") if isinstance(response, dict) else None
     if not isinstance(usage, dict):

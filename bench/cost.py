@@ -33,8 +33,9 @@ import timeit
 from pathlib import Path
 from typing import Any
 
-from batchops.api import FireworksClient
 from batchops.identity import project_from_root
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import FireworksProvider
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs
 from batchops.tokencache import count_file
 from batchops.tokens import ESTIMATOR, counter_for
@@ -122,8 +123,8 @@ def plan_overhead(tmp: Path, repeat: int) -> None:
                 with FireworksClient(base_url=url, account_id="local", api_key=None) as client:
                     start = time.perf_counter()
                     plan = load_and_plan(
-                        [root / "jobs"], root=root, client=client, project=project,
-                        options=PassOptions(), inputs=inputs,
+                        [root / "jobs"], root=root, provider=FireworksProvider(client),
+                        project=project, options=PassOptions(), inputs=inputs,
                     )  # fmt: skip
                     times[label].append(time.perf_counter() - start)
         reconcile.plan_cost = real

@@ -16,12 +16,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from batchops.api import FireworksClient
 from batchops.cli import main
 from batchops.errors import InvalidInputError
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
 from batchops.manifest import load_desired
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import FireworksProvider as FP
 from batchops.reconcile import PassOptions, PassResult, run_pass
 from batchops.results import local_records
 from batchops.sources.join import JobResults, Joined, input_rows
@@ -79,7 +80,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def converge(root: Path, client: FireworksClient) -> PassResult:
     for _ in range(200):
-        result = run_pass([root / "jobs"], root=root, client=client, project="proj",
+        result = run_pass([root / "jobs"], root=root, provider=FP(client), project="proj",
                           options=PassOptions())  # fmt: skip
         if result.converged or result.errors:
             return result
@@ -236,7 +237,7 @@ def test_watch_passes_render_sources_and_watch_their_tables(
     jobs = project / "jobs"
     watcher = FileWatcher([jobs], root=project, stop=stop, on_change=lambda: None)
     config = WatchConfig(paths=(Path("jobs"),), root=project, project="proj")
-    one_pass = _pass_function(config, [jobs], project, client, stop, None, watcher)
+    one_pass = _pass_function(config, [jobs], project, FP(client), stop, None, watcher)
     assert one_pass().errors == []
     assert watcher.accept(None, str(jobs / "data/products.csv"))  # an edit re-renders
     assert watcher.accept(None, str(jobs / "data/more.csv"))  # maybe a new shard

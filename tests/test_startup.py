@@ -94,7 +94,8 @@ def example_project(tmp_path: Path, *, project_file: bool = True) -> Path:
 def test_validate_imports_no_network_or_daemon_code(tmp_path: Path, project_file: bool) -> None:
     project = example_project(tmp_path, project_file=project_file)
     modules, ca_loaded = started(tmp_path, "validate", cwd=project)
-    assert loaded(modules, NEVER_FOR_A_PASS | {"httpx", "batchops.api"}) == set()
+    network = {"httpx", "batchops.providers.fireworks.client"}
+    assert loaded(modules, NEVER_FOR_A_PASS | network) == set()
     assert ca_loaded == 0
 
 
@@ -111,7 +112,7 @@ def test_plan_against_a_plain_http_server_loads_no_tls_and_no_daemon_code(
 
 
 def test_https_still_verifies_certificates() -> None:
-    from batchops.api.transport import LazyTLSTransport
+    from batchops.providers.fireworks.transport import LazyTLSTransport
 
     transport = LazyTLSTransport()
     with pytest.raises(httpx.ConnectError):  # nothing listens there; the context exists by then

@@ -7,8 +7,9 @@ from pathlib import Path
 from batchops.identity import JobIdParts
 from batchops.manifest.desired import JobDecl, Source
 from batchops.plan import JobView
+from batchops.providers.fireworks.provider import job_from_wire
+from batchops.providers.fireworks.wire import BatchInferenceJob, JobProgress
 from batchops.render.status import status_json, status_row
-from batchops.wire import BatchInferenceJob, JobProgress
 
 BASE = "j-0123456789"
 
@@ -25,7 +26,8 @@ def link(
     return JobIdParts(BASE, "j", attempt, resume), job
 
 
-def view(*family: tuple[JobIdParts, BatchInferenceJob]) -> JobView:
+def view(*links: tuple[JobIdParts, BatchInferenceJob]) -> JobView:
+    family = tuple((parts, job_from_wire(job)) for parts, job in links)
     decl = JobDecl(
         name="j",
         model="m",
@@ -34,7 +36,7 @@ def view(*family: tuple[JobIdParts, BatchInferenceJob]) -> JobView:
         output_path=Path("/r/results/j.jsonl"),
         output_display="results/j.jsonl",
     )
-    return JobView(decl, BASE, "p-1", tuple(family), None, None)
+    return JobView(decl, BASE, "p-1", family, None, None)
 
 
 def progress(total: int, ok: int, failed: int, percent: int) -> dict[str, int]:

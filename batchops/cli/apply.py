@@ -28,7 +28,7 @@ from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
     describe_backend,
-    open_client,
+    open_provider,
     project_of,
     root_of,
     settings_from_args,
@@ -189,12 +189,12 @@ def run(args: argparse.Namespace) -> int:
     printer = _Printer(args, settings, saved=job.saved is not None, backend=backend)
     json_output = args.output == "json"
     try:
-        with (_interrupt_sets(stop), open_client(settings, root=root) as client,
+        with (_interrupt_sets(stop), open_provider(settings, root=root) as provider,
               _reporter(json_output=json_output) as rep):  # fmt: skip
             if args.poll_interval is None:
                 remote = backend["kind"] == "fireworks"
                 args.poll_interval = POLL_REMOTE if remote else POLL_LOCAL
-            result = _loop(job, args, client, printer.log(rep), stop, printer, inputs)
+            result = _loop(job, args, provider, printer.log(rep), stop, printer, inputs)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         term = isinstance(exc, Terminated)
         how = "terminated" if term else "interrupted"
@@ -494,16 +494,16 @@ def _apply_markdown(result: PassResult, code: int) -> str:
     return text + errors_markdown(str(e) for e in result.errors) + failures
 
 
-def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReporter,
+def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullReporter,
           stop: threading.Event, printer: _Printer, inputs: Inputs) -> PassResult:  # fmt: skip
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    client.deadline = deadline  # every call, retry and read of the command stops there
+    provider.set_deadline(deadline)  # every call, retry and read of the command stops there
     saved = job.saved
     first_inputs: Inputs | None = inputs
     last: PassResult | None = None
     while True:
         try:
-            result = run_pass(job.paths, root=job.root, client=client, project=job.project,
+            result = run_pass(job.paths, root=job.root, provider=provider, project=job.project,
                               options=job.options, reporter=reporter, stop=stop, saved=saved,
                               on_plan=printer.on_plan, inputs=first_inputs,
                               project_file=job.project_file)  # fmt: skip

@@ -13,6 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from batchops.checks import provider_problems
 from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
 from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError, Diagnostic, InvalidInputError
@@ -120,7 +121,7 @@ def check(
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
         return shown, {}, sorted(set(diags + problems + relocate(exc.diagnostics, desired)))
-    found = diags + problems
+    found = diags + problems + provider_problems(desired, root=root, project=project)
     return shown, ({} if found else infos), sorted(set(found))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchops.config import PROJECT_FILE, ProjectConfig
+from batchops.config import BUILTIN_PROVIDER, PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def build_desired(
     parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic],
     unchecked: Sequence[Unchecked] = (), *, output_dir: str = "results",
-    tokenizers: Sequence[Path] = (),
+    providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}), tokenizers: Sequence[Path] = (),
 ) -> Desired:  # fmt: skip
     ordered = sorted(parsed, key=lambda p: p.source)
     _misplaced_projects(ordered, root, diags)
@@ -46,6 +46,7 @@ def build_desired(
         if (j := _job(p, names, root, diags, invalid, output_dir, dirs)) is not None
     ]
     _dangling_in_unchecked(unchecked, names, diags, invalid)
+    _check_providers(unique, providers, diags)
     read = _read_by_jobs(unique, root)
     read.update((f, f"a tokenizer file named in {PROJECT_FILE}") for f in tokenizers)
     _check_outputs(jobs, datasets, files, root, unique, diags, read)
@@ -55,6 +56,21 @@ def build_desired(
         jobs=tuple(sorted(jobs, key=lambda j: j.name)),
         manifest_files=tuple(files),
     )
+
+
+def _check_providers(
+    parsed: Sequence[Parsed], providers: frozenset[str], diags: list[Diagnostic]
+) -> None:
+    """Each job's ``spec.provider`` is ``fireworks`` or a provider the project file declares."""
+    for p in parsed:
+        m = p.manifest
+        if not isinstance(m, BatchInferenceJobManifest) or m.spec.provider is None:
+            continue
+        if m.spec.provider not in providers:
+            known = ", ".join(sorted(providers))
+            hint = suggest(m.spec.provider, providers) or f" (declared: {known})"
+            message = f"unknown provider '{m.spec.provider}'{hint}; providers are declared in "
+            diags.append(_at(p, ("spec", "provider"), message + f"{PROJECT_FILE} spec.providers"))
 
 
 def _misplaced_projects(ordered: Sequence[Parsed], root: Path, diags: list[Diagnostic]) -> None:
@@ -231,6 +247,7 @@ def _job(
         **extras,
         **_failure_limit(spec.max_failed_rows),
         max_retries=spec.max_retries,
+        provider=spec.provider or BUILTIN_PROVIDER,
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from batchops.config import DEFAULT_OUTPUT_DIR, ProjectConfig
+from batchops.config import BUILTIN_PROVIDER, DEFAULT_OUTPUT_DIR, ProjectConfig
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.gcpause import gc_paused
 from batchops.manifest import paths as P
@@ -82,10 +82,10 @@ def load_partial(
         parsed = [
             p for file in files for p in read_manifests(file, root, diags, unchecked, cache=cache)
         ]
+        providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
         tokenizers = tuple(project.tokenizer_files().values()) if project else ()
-        desired = build_desired(
-            parsed, files, root, diags, unchecked, output_dir=output_dir, tokenizers=tokenizers
-        )
+        desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir,
+                                providers=providers, tokenizers=tokenizers)  # fmt: skip
     if project is not None and project.moved:
         desired = with_moved(desired, project, diags)
     return desired, diags

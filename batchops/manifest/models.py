@@ -29,7 +29,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 
 from batchops.config import parse_duration
 from batchops.jsonvalues import INT32_MAX, params_problem, value_problem
-from batchops.wire import PRECISIONS
+from batchops.providers.catalog import PRECISIONS
 
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -236,6 +236,9 @@ class JobBudget(StrictModel):
 
 
 class JobSpec(StrictModel):
+    provider: str | None = Field(
+        default=None, description="a provider the project file declares (default: fireworks)"
+    )
     model: str = Field(
         min_length=1,
         description="accounts/<account>/models/<model> (optionally "
@@ -351,6 +354,43 @@ class MovedSpec(StrictModel):
         return check_name(value)
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ProviderLimits(StrictModel):
+    """A provider's caps and quotas: a dataset beyond them is sent in parts and waves."""
+
+    max_requests_per_batch: int | None = Field(default=None, ge=1, description="rows per batch")
+    max_bytes_per_batch: int | None = Field(default=None, ge=1, description="bytes per input file")
+    enqueued_tokens: int | None = Field(
+        default=None, ge=1, description="input tokens that may wait at once (per model)"
+    )
+
+
+class ProviderSpec(StrictModel):
+    """One provider in ``spec.providers``: keys come only from the environment (``apiKeyEnv``)."""
+
+    kind: Literal["fireworks", "openai"]
+    base_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="e.g. https://api.openai.com/v1"
+    )
+    api_key_env: str | None = Field(
+        default=None, pattern=ENV_NAME, description="the environment variable holding the key"
+    )
+    account_id: str | None = Field(default=None, min_length=1, description="Fireworks only")
+    limits: ProviderLimits = Field(default_factory=ProviderLimits)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"apiKey", "api_key"} & data.keys():
+            raise ValueError(
+                "a key never goes in a file: name the environment variable holding it with "
+                "apiKeyEnv"
+            )
+        return data
+
+
 class PriceEntry(StrictModel):
     """One model's batch price, US dollars per million tokens; overrides the shipped table."""
 
@@ -399,6 +439,22 @@ class ProjectSpec(StrictModel):
     )
     parallelism: int | None = Field(default=None, ge=1, le=64, description="concurrent actions")
     moved: list[MovedSpec] = Field(default_factory=list, description="renames (see docs)")
+    providers: dict[str, ProviderSpec] = Field(
+        default_factory=dict, description="batch providers by name (fireworks is built in)"
+    )
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, ProviderSpec]) -> dict[str, ProviderSpec]:
+        for name in value:
+            check_name(name)
+            if name == "fireworks":
+                raise ValueError(
+                    "'fireworks' is built in (FIREWORKS_API_KEY, FIREWORKS_ACCOUNT_ID, "
+                    "FIREWORKS_BASE_URL); declare another Fireworks account under another name"
+                )
+        return value
+
     prices: list[PriceEntry] = Field(default_factory=list, description="batch prices, per 1M")
     budget: ProjectBudget = Field(default_factory=ProjectBudget)
     tokenizers: list[TokenizerEntry] = Field(

@@ -16,8 +16,8 @@ from rich.text import Text
 
 from batchops.money import Price, money_text, spent
 from batchops.plan import JobView
+from batchops.providers import JobState
 from batchops.textsafe import inert
-from batchops.wire import JOB_STATE_COMPLETED, resource_id
 
 FORMAT_VERSION = 1
 
@@ -68,33 +68,31 @@ def _lineage_rows(view: JobView) -> _Rows:
     latest = view.latest
     if latest is None:
         return _Rows(0, 0, 0, 0)
-    chain = [j.job_progress for parts, j in view.family if parts.attempt == latest[0].attempt]
+    chain = [j.rows for parts, j in view.family if parts.attempt == latest[0].attempt]
     first, last = chain[0], chain[-1]
-    before = sum((p.successfully_processed_requests or 0) for p in chain[:-1] if p)
-    succeeded = before + ((last.successfully_processed_requests or 0) if last else 0)
-    total = (first.total_input_requests or 0) if first else 0
-    processed = before + ((last.total_processed_requests or 0) if last else 0)
+    before = sum(p.succeeded for p in chain[:-1] if p)
+    succeeded = before + (last.succeeded if last else 0)
+    total = first.total if first else 0
+    processed = before + (last.processed if last else 0)
     percent = min(100, processed * 100 // total) if total else 0
-    if latest[1].state == JOB_STATE_COMPLETED:
+    if latest[1].state is JobState.FINISHED:
         percent = 100
-    return _Rows(total, succeeded, (last.failed_requests or 0) if last else 0, percent)
+    return _Rows(total, succeeded, last.failed if last else 0, percent)
 
 
 def status_row(view: JobView, price: Price | None = None) -> StatusRow:
     """``price``: of the job's declared model, for the spend so far (None: unknown)."""
     latest = view.latest
-    total_in = sum((j.job_progress.input_tokens or 0) for _, j in view.family if j.job_progress)
-    total_out = sum((j.job_progress.output_tokens or 0) for _, j in view.family if j.job_progress)
     rows = _lineage_rows(view)
     return StatusRow(
         name=view.decl.name,
-        remote_id=resource_id(latest[1].name or "") if latest else view.base_id,
+        remote_id=latest[1].remote_id if latest else view.base_id,
         state=view.state.removeprefix("JOB_STATE_"),
         percent=rows.percent,
         succeeded=rows.succeeded,
         failed=rows.failed,
-        tokens_in=total_in,
-        tokens_out=total_out,
+        tokens_in=sum(j.tokens.input for _, j in view.family),
+        tokens_out=sum(j.tokens.output for _, j in view.family),
         results_path=view.decl.output_display,
         results=_results_state(view),
         total=rows.total,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from batchops.providers.fireworks.wire import Dataset
 from batchops.textsafe import md_code
-from batchops.wire import Dataset
 from tests.e2e.test_apply_cli import WAIT, InProcess, inproc, make_repo
 
 __all__ = ["inproc"]  # the fixture, imported to be used here

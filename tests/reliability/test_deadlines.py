@@ -20,14 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batchops.api import FireworksClient
-from batchops.api import client as client_module
 from batchops.cli import main
 from batchops.deadline import DeadlineBackend
 from batchops.errors import ApiError, DeadlineExceededError
 from batchops.local import engines
 from batchops.local.config import BackendConfig
 from batchops.local.engines import OpenAIEngine
+from batchops.providers.fireworks import client as client_module
+from batchops.providers.fireworks.client import FireworksClient
 from batchops.watch.health import HealthServer, Metrics
 from batchops.watch.loop import Outcome, PassRecord
 from tests.reliability.conftest import write_project

@@ -5,7 +5,7 @@ are downloaded as a completed job's are, with no "expired" report (exit 0, not 3
 from __future__ import annotations
 
 from batchops.plan import Kind
-from batchops.wire import JobProgress
+from batchops.providers.fireworks.wire import JobProgress
 from tests.test_plan import World, desired, facts, job_decl, plan_of, simulate
 
 

@@ -21,9 +21,17 @@ import httpx
 from pydantic import BaseModel
 
 from batchops import deadline as dl
-from batchops.api.responses import error_from_exception, error_from_response, scrub
-from batchops.api.retry import Clock, RateLimiter, RetryPolicy, Sleep, call_with_retries
-from batchops.api.transfers import (
+from batchops.config import Secret, proxies_in_env
+from batchops.errors import ApiError, ConfigError, DeadlineExceededError
+from batchops.providers.fireworks.responses import error_from_exception, error_from_response, scrub
+from batchops.providers.fireworks.retry import (
+    Clock,
+    RateLimiter,
+    RetryPolicy,
+    Sleep,
+    call_with_retries,
+)
+from batchops.providers.fireworks.transfers import (
     DOWNLOAD_HEADERS,
     Progress,
     ProgressFn,
@@ -34,10 +42,8 @@ from batchops.api.transfers import (
     multipart_file,
     write_atomically,
 )
-from batchops.api.transport import LazyTLSTransport
-from batchops.config import Secret, proxies_in_env
-from batchops.errors import ApiError, ConfigError, DeadlineExceededError
-from batchops.wire import (
+from batchops.providers.fireworks.transport import LazyTLSTransport
+from batchops.providers.fireworks.wire import (
     DIRECT_UPLOAD_LIMIT,
     BatchInferenceJob,
     CreateDatasetRequest,
