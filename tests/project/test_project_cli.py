@@ -147,6 +147,37 @@ def test_a_moved_job_and_dataset_are_adopted_not_rerun(
     assert again.returncode == 0 and "No changes. 2 renamed." in again.stdout
 
 
+def test_describe_delete_and_cancel_follow_moved(tmp_path: Path, shared: str, cli: Cli) -> None:
+    root = write_repo(tmp_path / "repo")
+    assert cli(root, *WAIT).returncode == 0
+    old_id = remote_jobs(shared)[0].rsplit("/", 1)[1]
+    write_repo(root, job="replies", extra=(
+        "  moved:\n    - {from: answers, to: replies, kind: BatchInferenceJob}\n"))  # fmt: skip
+
+    new = cli(root, "describe", "replies", "--output", "json")
+    assert new.returncode == 0, new.stderr
+    assert [s["jobId"] for s in json.loads(new.stdout)["history"]] == [old_id]
+    old = cli(root, "describe", "answers", "--output", "json")
+    assert old.returncode == 0, old.stderr
+    assert json.loads(old.stdout)["name"] == "replies"
+    assert json.loads(old.stdout)["declared"] == "jobs/work.yaml:6"
+    assert "'answers' was renamed to 'replies'" in old.stderr
+
+    nothing = cli(root, "cancel", "answers", "-y")  # resolved to replies: nothing running
+    assert nothing.returncode == 0 and "no job of answers is running" in nothing.stdout
+    for name in ("replies", "answers"):
+        refused = cli(root, "delete", name, "-y")
+        assert refused.returncode == 1
+        assert "job 'replies'" in refused.stderr
+        assert "is declared by jobs/work.yaml:6" in refused.stderr and "--force" in refused.stderr
+    assert "job 'replies' (renamed from answers in batchops.yaml)" in refused.stderr
+    assert len(remote_jobs(shared)) == 1  # the adopted job is still there
+    forced = cli(root, "delete", "answers", "-y", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.splitlines()[-1] == "1 job deleted."
+    assert remote_jobs(shared) == []
+
+
 def test_moved_names_are_checked_with_file_and_line(tmp_path: Path, cli: Cli) -> None:
     root = write_repo(tmp_path / "repo", extra="  moved:\n    - {from: answers, to: nowhere}\n")
     out = cli(root, "plan")
