@@ -43,6 +43,20 @@ def test_unknown_job_name_is_an_error_with_a_did_you_mean() -> None:
         Selector.of(None, ["team"])
 
 
+def test_labels_that_select_no_job_are_an_error_with_the_labels_in_use() -> None:
+    d = desired(["a"], [labelled("capitals", "a", team="geo"), labelled("poems", "a", team="art")])
+    with pytest.raises(ConfigError) as exc:
+        select(d, Selector.of(None, ["team=typo"]))
+    assert str(exc.value) == (
+        "no declared job has the labels team=typo; labels in use: team=art, team=geo"
+    )
+    with pytest.raises(ConfigError, match="team=art among the jobs 'capitals'"):
+        select(d, Selector.of(["capitals"], ["team=art"]))
+    unlabelled = desired(["a"], [job_decl("capitals", "a")])
+    with pytest.raises(ConfigError, match="no declared job has labels"):
+        select(unlabelled, Selector.of(None, ["team=geo"]))
+
+
 def test_scoped_prune_deletes_only_resources_of_the_selected_names() -> None:
     both = desired(["p"], [job_decl("capitals", "p"), job_decl("rivers", "p")])
     f, world = facts(["p"]), World()
