@@ -15,7 +15,7 @@ from batchops.manifest.desired import Desired
 from batchops.plan.datasets import dataset_actions
 from batchops.plan.jobs import Ctx, job_actions
 from batchops.plan.model import DatasetFacts, Kind, Observed, Plan, PlanOptions, sort_actions
-from batchops.plan.prune import prune_actions
+from batchops.plan.prune import prune_actions, superseded
 from batchops.plan.views import JobView, Seen, declared_dataset_ids, views_of
 from batchops.results import LocalResult, ResultRecord
 
@@ -62,7 +62,10 @@ def make_plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
-        orphan_jobs=0 if options.prune else sum(a.kind is Kind.PRUNE_JOB for a in prunes),
+        orphan_jobs=0 if options.prune else sum(
+            a.kind is Kind.PRUNE_JOB and not superseded(a) for a in prunes),
+        superseded_jobs=0 if options.prune else sum(
+            a.kind is Kind.PRUNE_JOB and superseded(a) for a in prunes),
         declared=tuple((v.decl, _current_record(v)) for v in views),
     )  # fmt: skip
 

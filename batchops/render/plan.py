@@ -48,9 +48,15 @@ def note_lines(plan: Plan) -> list[str]:
     """What the plan leaves alone, in one line each: owned jobs no manifest declares (with how to
     prune them) and declared jobs outside the selection."""
     lines = []
+    both = plan.orphan_jobs and plan.superseded_jobs
+    if plan.superseded_jobs:
+        n = plan.superseded_jobs
+        them = "" if both else f"; `batchops apply --prune` deletes {'it' if n == 1 else 'them'}"
+        lines.append(f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} superseded "
+                     f"(an older spec of a declared job, replaced by it){them}.")  # fmt: skip
     if plan.orphan_jobs:
         n = plan.orphan_jobs
-        them = "it" if n == 1 else "them"
+        them = "both" if both else "it" if n == 1 else "them"
         lines.append(f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} declared by no "
                      f"manifest; `batchops apply --prune` deletes {them}.")  # fmt: skip
     if plan.outside_jobs or plan.outside_datasets:
@@ -121,7 +127,8 @@ def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str,
             "text": summary_line(plan), "remoteChanges": len(plan.remote_changes),
             "localChanges": len(plan.local_changes),
             "counts": {k.value: plan.count(k) for k in Kind if plan.count(k)},
-            "orphanJobs": plan.orphan_jobs, "outsideSelection": {
+            "orphanJobs": plan.orphan_jobs, "supersededJobs": plan.superseded_jobs,
+            "outsideSelection": {
                 "jobs": plan.outside_jobs, "datasets": plan.outside_datasets},
         },
     }  # fmt: skip
