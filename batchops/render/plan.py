@@ -88,11 +88,11 @@ def action_line(action: Action) -> str:
             f"{inert(action.reason)}{_detail_text(action)}")  # fmt: skip
 
 
-def plan_text(plan: Plan, *, backend: str | None = None) -> str:
-    """The backend talked to, one line per action; remote and local groups apart; the summary
-    line last."""
+def plan_text(plan: Plan, *, backend: str | None = None, remote: str = "the backend") -> str:
+    """The backend talked to, one line per action; remote and local groups apart (``remote``
+    names the backend's kind in the remote group's heading); the summary line last."""
     lines: list[str] = [f"Backend: {backend}"] if backend else []
-    for group, title in (("remote", "Remote (the Fireworks account):"), ("local", "Local files:")):
+    for group, title in (("remote", f"Remote ({remote}):"), ("local", "Local files:")):
         members = [a for a in plan.actions if a.group == group]
         if members:
             lines += [title, *(action_line(a) for a in members)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,6 +206,14 @@ def test_no_key_under_ci_exits_1_before_any_backend_starts(
     assert not (root / ".batchops" / "local").exists()
 
 
+def test_top_level_help_states_the_ci_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "except in CI (CI or GITHUB_ACTIONS set): there a missing key is an error" in text
+    assert "unless --local is passed or batchops.yaml says backend: local" in text
+
+
 def test_under_ci_the_local_backend_runs_when_asked(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,6 +222,7 @@ def test_under_ci_the_local_backend_runs_when_asked(
     out = cli(by_flag, "plan", "--local")
     assert out.returncode == 0, out.stderr
     assert "Backend: the embedded local backend at .batchops/local" in out.stdout
+    assert "Remote (the embedded local backend):" in out.stdout.splitlines()
     assert "asked by --local" in out.stderr
     by_file = write_repo(tmp_path / "file", extra="  backend: local\n")
     out = cli(by_file, "plan", "-o", "json")
@@ -235,10 +245,26 @@ def test_the_plan_names_the_server_in_text_json_and_summary(
     root = write_repo(tmp_path / "repo")
     text = cli(root, "plan").stdout
     assert text.splitlines()[0] == f"Backend: `batchops serve` at {shared}"
+    assert text.splitlines()[1] == "Remote (`batchops serve`):"
     body = json.loads(cli(root, "plan", "-o", "json").stdout)
     assert body["backend"] == {"kind": "serve", "url": shared,
                                "text": f"`batchops serve` at {shared}"}  # fmt: skip
     assert f"Backend: `batchops serve` at {shared}" in summary.read_text()
+
+
+def test_a_dead_server_url_hints_that_batchops_serve_may_not_be_running(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchops.providers.fireworks import retry
+
+    monkeypatch.setattr(retry.RetryPolicy, "backoff", lambda self, n: 0.0)  # no waits between
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("FIREWORKS_BASE_URL", dead)
+    out = cli(write_repo(tmp_path / "repo"), "status")
+    assert out.returncode == 1
+    assert f"(is `batchops serve` running at {dead}? FIREWORKS_BASE_URL names it)" in out.stderr
 
 
 def test_the_plan_names_the_fireworks_account(
@@ -253,6 +279,7 @@ def test_the_plan_names_the_fireworks_account(
     out = cli(root, "plan")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == f"Backend: Fireworks account local at {shared}"
+    assert out.stdout.splitlines()[1] == "Remote (the Fireworks account):"
     assert "fw-test-key" not in out.stdout + out.stderr
 
 
