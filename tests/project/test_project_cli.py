@@ -206,6 +206,20 @@ def test_no_key_under_ci_exits_1_before_any_backend_starts(
     assert not (root / ".batchops" / "local").exists()
 
 
+def test_status_on_the_embedded_backend_says_jobs_progress_only_while_a_command_runs(
+    tmp_path: Path, shared: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_repo(tmp_path / "repo")
+    note = ("batchops: on the embedded backend, jobs progress only while `apply --wait` or "
+            "`watch` runs, or under `batchops serve`")  # fmt: skip
+    served = cli(root, "status")  # FIREWORKS_BASE_URL: the shared `batchops serve`
+    assert served.returncode == 0 and note not in served.stderr
+    monkeypatch.delenv("FIREWORKS_BASE_URL")
+    embedded = cli(root, "status", "--local")
+    assert embedded.returncode == 0, embedded.stderr
+    assert embedded.stderr.splitlines().count(note) == 1
+
+
 def test_top_level_help_states_the_ci_rule(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
