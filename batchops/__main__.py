@@ -26,7 +26,19 @@ def start() -> None:
         signal.signal(sig, _early_exit)
     from batchops.cli import run
 
-    run()
+    try:
+        run()
+    except KeyboardInterrupt as exc:  # a signal in the last instants, as the command's handlers
+        # are put away: the command is over, so leave as the signal asks, quietly.
+        code, message = _EARLY[signal.SIGTERM if _is_term(exc) else signal.SIGINT]
+        os.write(2, message)
+        os._exit(code)
+
+
+def _is_term(exc: BaseException) -> bool:
+    from batchops.errors import Terminated
+
+    return isinstance(exc, Terminated)
 
 
 if __name__ == "__main__":

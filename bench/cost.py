@@ -7,8 +7,10 @@ Run: ``.venv/bin/python bench/cost.py [--part tokenize|plan|accuracy|all] [--mb 
   tokenizer called row by row, and the estimator; MB/s of each.
 - ``plan``: the 1,000-job bench of ``bench/plan.py`` (1,000 jobs over 50 datasets, all to create,
   against ``batchops serve``): ``load_and_plan`` with costs against the same with the cost step
-  replaced by nothing; best of ``--repeat`` runs, alternating. The token cache is warm after the
-  first run, as it is for every pass but the first.
+  replaced by nothing, in ``--repeat`` paired rounds (each round runs both, the order alternating);
+  prints the medians and the median of the per-round ratios, which a shared, noisy machine moves
+  far less than either time. A first round warms the token cache (as every pass but the first
+  finds it) and is not counted.
 - ``accuracy``: the example jobs and a generated 10,000-row real-text corpus, planned and applied on
   the embedded local backend: planned input tokens against the usage the engine reported; the
   estimator against the real tokenizer on the corpus; the expected cost of a changed spec (from the
@@ -117,27 +119,36 @@ def plan_overhead(tmp: Path, repeat: int) -> None:
         inputs = load_inputs([root / "jobs"], root=root)
         project = project_from_root(root)
         times: dict[str, list[float]] = {"with costs": [], "without": []}
-        for _ in range(repeat):
-            for label in times:
+        ratios: list[float] = []
+        cpu_ratios: list[float] = []  # this process's CPU time: the server's and others' left out
+        labels = list(times)
+        for round_ in range(repeat + 1):  # round 0 warms the token cache and is not counted
+            took: dict[str, float] = {}
+            for label in labels if round_ % 2 else labels[::-1]:  # paired, order alternated
                 reconcile.plan_cost = real if label == "with costs" else _no_cost  # type: ignore[assignment]
                 with FireworksClient(base_url=url, account_id="local", api_key=None) as client:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                     plan = load_and_plan(
                         [root / "jobs"], root=root, provider=FireworksProvider(client),
                         project=project, options=PassOptions(), inputs=inputs,
                     )  # fmt: skip
-                    times[label].append(time.perf_counter() - start)
+                    took[label] = time.perf_counter() - start
+                    took[f"{label} cpu"] = time.process_time() - cpu
+            if round_:
+                for label in labels:
+                    times[label].append(took[label])
+                ratios.append(took["with costs"] / took["without"])
+                cpu_ratios.append(took["with costs cpu"] / max(took["without cpu"], 1e-9))
         reconcile.plan_cost = real
-        best = {k: min(v) for k, v in times.items()}
         median = {k: statistics.median(v) for k, v in times.items()}
         costed = sum(1 for a in plan.actions if a.job is not None)
-        for name, got in (("best", best), ("median", median)):
-            print(
-                f"plan of 1,000 jobs to create ({costed} costed), {name} of {repeat}: with "
-                f"costs {got['with costs'] * 1000:.1f} ms, without "
-                f"{got['without'] * 1000:.1f} ms, "
-                f"{(got['with costs'] / got['without'] - 1) * 100:+.1f}%"
-            )
+        print(
+            f"plan of 1,000 jobs to create ({costed} costed), {repeat} paired rounds: median with "
+            f"costs {median['with costs'] * 1000:.1f} ms, without {median['without'] * 1000:.1f} "
+            f"ms; median of the per-round ratios {(statistics.median(ratios) - 1) * 100:+.1f}% "
+            f"(rounds from {(min(ratios) - 1) * 100:+.1f}% to {(max(ratios) - 1) * 100:+.1f}%); "
+            f"of the CPU time of this process {(statistics.median(cpu_ratios) - 1) * 100:+.1f}%"
+        )
         cost_only = min(timeit.repeat(lambda: real(plan, *cost_args(root, inputs)), number=1,
                                       repeat=repeat))  # fmt: skip
         print(f"the cost step alone (batchops.reconcile.plan_cost): {cost_only * 1000:.1f} ms")

@@ -23,7 +23,8 @@ from batchops.layout import errors_path
 from batchops.manifest import Desired, JobDecl, load_desired
 from batchops.manifest.locate import suggest
 from batchops.manifest.project import load_project
-from batchops.results import write_atomic
+from batchops.money import Price, money_text, shipped_prices, spent
+from batchops.results import Usage, local_records, write_atomic
 from batchops.scratch import Scratch
 from batchops.sources import render_all
 from batchops.sources.join import JobResults, Joined, input_rows
@@ -82,11 +83,65 @@ def run(args: argparse.Namespace) -> int:
     ) as joined:
         limit = args.limit if args.limit is not None else _default_limit(args.output)
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
+        prices = [_price(project, j.model) for j in jobs]
         if args.output == "text":
             _table(joined.columns, rows, limit, args.out)
+            for job, price in zip(jobs, prices, strict=True):
+                print(_spent_line(job, price, _usage(root, job), several=len(jobs) > 1))
         else:
-            _write(args.output, joined.columns, rows, args.out, root)
+            columns, priced = _with_spent(joined.columns, rows, [j.name for j in jobs], prices)
+            _write(args.output, columns, priced, args.out, root)
     return EXIT_OK
+
+
+def _price(project: ProjectConfig | None, model: str) -> Price | None:
+    return shipped_prices().with_overrides(project.prices if project else ()).lookup(model)
+
+
+def _usage(root: Path, job: JobDecl) -> Usage | None:
+    """The usage summed when the results were merged (no API call), like ``status``'s SPENT."""
+    record = local_records(root).get(job.name)
+    if record is None or record.output.path != str(job.output_path):
+        return None
+    return record.usage
+
+
+def _spent_line(job: JobDecl, price: Price | None, usage: Usage | None, *, several: bool) -> str:
+    """``spent: $0.0012 (622 input, 142 output tokens)``: the spend of what ran (issue 15)."""
+    head = f"{inert(job.name)} spent" if several else "spent"
+    if usage is None:
+        return f"{head}: unknown (no usage recorded with the results)"
+    if price is None:
+        why = f"no price for {inert(job.model)}"
+        return f"{head}: unknown ({why}; {usage.prompt_tokens:,} input, " \
+            f"{usage.completion_tokens:,} output tokens)"
+    return (f"{head}: {money_text(spent(usage, price))} ({usage.prompt_tokens:,} input, "
+            f"{usage.completion_tokens:,} output tokens)")  # fmt: skip
+
+
+Rows = Iterator[tuple[Any, ...]]
+
+
+def _with_spent(columns: list[str], rows: Rows, names: list[str],
+                prices: list[Price | None]) -> tuple[list[str], Rows]:  # fmt: skip
+    """Each answer's cost as a ``spent`` column per job (its prompt and completion tokens x the
+    model's price; None when either is unknown), after that job's other columns."""
+    several = len(names) > 1
+    prefix = [f"{n}." if several else "" for n in names]
+    picks = [(columns.index(f"{p}prompt_tokens"), columns.index(f"{p}completion_tokens"), price)
+             for p, price in zip(prefix, prices, strict=True)]  # fmt: skip
+
+    def priced() -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            yield (*row, *(_row_cost(row[i], row[o], price) for i, o, price in picks))
+
+    return [*columns, *(f"{p}spent" for p in prefix)], priced()
+
+
+def _row_cost(prompt: Any, completion: Any, price: Price | None) -> float | None:
+    if price is None or not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return price.cost(prompt, completion)
 
 
 def _default_limit(output: str) -> int:

@@ -157,3 +157,18 @@ def test_money_text_never_shows_an_unknown_as_zero() -> None:
     assert money_text(None) == "unknown"
     assert money_text(0.0042) == "$0.0042" and money_text(1234.5) == "$1,234.50"
     assert money_text(0.00004) == "<$0.0001" and money_text(0.0) == "$0.00"
+
+
+def test_jobs_sharing_a_dataset_and_model_keep_their_own_figures() -> None:
+    """The figures are computed once per (dataset, model, maxTokens, n) in a plan: jobs that
+    differ in any of those, or have their own history, never share them."""
+    jobs = [_job("a"), _job("b"), _job("c", params={"maxTokens": 10}),
+            _job("d", params={"maxTokens": 100, "n": 3}), _job("e")]  # fmt: skip
+    plan, desired = _plan(*jobs)
+    history = {"e": Usage(rows=10, prompt_tokens=470, completion_tokens=250)}
+    costs = {c.job: c for c in estimate(plan, _inputs(desired, history=history)).actions}
+    assert [costs[n].output_worst for n in "abcde"] == [200_000, 200_000, 10_000, 300_000, 200_000]
+    assert [costs[n].expected_from for n in "abcde"] == ["worst case"] * 4 + ["history"]
+    assert costs["e"].output_expected == 25 * 1000
+    assert [costs[n].job for n in "abcde"] == list("abcde")
+    assert len({costs[n].remote_id for n in "abcde"}) == 5
