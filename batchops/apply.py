@@ -29,6 +29,7 @@ from batchops.results import (
     os_problem,
     write_atomic,
 )
+from batchops.reuse import record_answers, write_reused
 from batchops.scratch import Scratch, sweep_all
 from batchops.sources.conform import answer_check
 from batchops.sources.join import JobResults, Joined, input_rows
@@ -201,6 +202,11 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
         check_target(spec.output_path, root=env.root, job_name=spec.job_name, table=table)
         with Scratch(env.root) as scratch:  # before any download: the checks above
             folders = _download_lineage(env, action, spec, scratch.path / "downloads")
+            if spec.request_prefix is not None and spec.input_files:
+                reused = scratch.path / "reused"  # lowest priority: the lineage's lines win
+                write_reused(env.root, spec.request_prefix, spec.input_files, reused,
+                             lineage=spec.job_ids)  # fmt: skip
+                folders = [reused, *folders]
             expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None
             check = answer_check(dict(spec.response_schema)) if spec.response_schema else None
             record = merge_lineage(
@@ -208,6 +214,9 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
                 expected_ids=expected, root=env.root, partial=spec.partial, scratch=scratch,
                 check=check,
             )  # fmt: skip
+        if spec.request_prefix is not None and spec.input_files:
+            record_answers(env.root, spec.request_prefix, spec.input_files, spec.output_path,
+                           spec.job_ids)  # fmt: skip
     except OSError as exc:  # disk full, read-only, a path turned into a file meanwhile, ...
         raise ResultsError(os_problem(spec.job_name, exc, spec.output_path, env.root)) from exc
     if spec.table is not None:
@@ -248,5 +257,7 @@ def _transfer_progress(env: _Env, action: Action, total: int) -> Callable[[int],
 
 
 def _download_lineage(env: _Env, action: Action, spec: DownloadSpec, tmp: Path) -> list[Path]:
+    if not spec.output_dataset_ids:  # every row reused: nothing to download
+        return []
     progress = _transfer_progress(env, action, 0)
     return env.provider.download_outputs(spec.job_ids, tmp, progress=progress)

@@ -57,11 +57,14 @@ class CostInputs:
 
 
 def rows_to_send(action: Action, job: JobLike, inputs: CostInputs) -> int | None:
-    """The rows this action sends. The one place that knows: rows reused from answers already
-    paid for (issue 14) are to be subtracted here."""
+    """The rows this action sends: the planner's ``rowsToSend`` (rows reused from answers
+    already paid for are not sent, issue 14), else the input's rows."""
     if action.kind is Kind.RESUME_JOB:
         left = action.details.get("rowsLeft")
         return int(left) if isinstance(left, int) else None
+    sent = action.rows_to_send  # the planner's count: reused rows and canary rows left out
+    if sent is not None:
+        return sent
     if job.input_dataset is None:
         return None  # a remote-only dataset: its rows are not known here
     return inputs.rows.get(job.input_dataset)

@@ -32,6 +32,7 @@ from batchops.errors import (
     StalePlanError,
 )
 from batchops.gcpause import gc_paused
+from batchops.layout import errors_path
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
@@ -48,6 +49,7 @@ from batchops.plan import (
     job_views,
     make_plan,
 )
+from batchops.plan.rows import FailedRows, RowSplit
 from batchops.providers import Provider, RemoteInput
 from batchops.results import (
     LocalResult,
@@ -56,6 +58,8 @@ from batchops.results import (
     local_records,
     local_state,
 )
+from batchops.reuse_rows import rebuild, row_splits
+from batchops.row_retries import any_transient, failed_rows
 from batchops.sources import relocate, render_all
 from batchops.tokencache import dataset_tokens
 
@@ -108,10 +112,12 @@ class Context:
     infos: Mapping[str, DatasetFacts]
     observed: Observed
     local: Mapping[str, LocalResult]
+    rows: Mapping[str, RowSplit] = field(default_factory=dict)  # reused vs to send, per job
+    failed_rows: Mapping[str, FailedRows] = field(default_factory=dict)  # classified, per job
 
     def views(self) -> list[JobView]:
         return job_views(self.desired, self.infos, self.observed, self.local,
-                         project=self.project)  # fmt: skip
+                         project=self.project, rows=self.rows)  # fmt: skip
 
 
 @dataclass
@@ -222,7 +228,8 @@ def load_and_plan(
     check_prune(desired, plan_options)  # before any API call
     with gc_paused():
         ctx = load_context(provider, root=root, project=project, inputs=(desired, infos))
-        plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
+        plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project,
+                         rows=ctx.rows, failed_rows=ctx.failed_rows)  # fmt: skip
         cost = plan_cost(plan, desired, infos, ctx.local, options, root)
     return replace(plan, outside_jobs=selection.outside_jobs,
                    outside_datasets=selection.outside_datasets, cost=cost)  # fmt: skip
@@ -250,7 +257,10 @@ def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
     observed, local = observe_all(provider, desired, root, project=project)
-    return Context(root, project, desired, infos, observed, local)
+    rebuild(provider, observed, desired, infos, root=root, project=project)
+    rows = row_splits(desired, infos, root=root, project=project)
+    failed = failed_rows(desired, local, root=root)
+    return Context(root, project, desired, infos, observed, local, rows, failed)
 
 
 def check_saved(plan: Plan, saved: SavedPlanCheck) -> None:
@@ -291,6 +301,21 @@ def run_pass(
     return summarize(plan, applied)
 
 
+def _rows_to_retry(plan: Plan, applied: ApplyResult) -> bool:
+    """A merge just found failed rows of a job with row retries left: the next pass decides
+    whether to send them again, so the work is not over yet."""
+    for action in plan.actions:
+        spec = action.download
+        record = applied.records.get(spec.job_name) if spec is not None else None
+        if spec is None or not spec.rows_retry_left or record is None:
+            continue
+        if record.counts.failed > record.counts.nonconforming and any_transient(
+            errors_path(spec.output_path)
+        ):  # responseFormat failures are permanent: no need to read them
+            return True
+    return False
+
+
 def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     errors = list(applied.errors)
     errors += [OwnershipError(f"{a.resource.remote_id}: {a.reason}") for a in plan.actions
@@ -298,7 +323,7 @@ def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     rows = row_failures(plan, applied.records)
     failed = sorted({a.resource.name for a in plan.actions if a.kind in (Kind.FAILED, Kind.EXPIRED)}
                     | {r.job for r in rows if r.over_limit})  # fmt: skip
-    pending = any(a.kind in _PENDING for a in plan.actions)
+    pending = any(a.kind in _PENDING for a in plan.actions) or _rows_to_retry(plan, applied)
     return PassResult(
         plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
         job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,

@@ -59,6 +59,7 @@ from batchops.reconcile import (
     load_inputs,
     run_pass,
 )
+from batchops.render.canary import canary_markdown
 from batchops.render.failures import failure_annotations, failure_lines, failures_markdown
 from batchops.render.plan import (
     SYMBOLS,
@@ -238,7 +239,7 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     o = data["options"]
     options = PassOptions(prune=o["prune"], allow_empty=o["allowEmpty"],
                           retry_failed=o["retryFailed"], download=o["download"],
-                          max_workers=args.parallelism,
+                          canary_only=bool(o.get("canaryOnly")), max_workers=args.parallelism,
                           selector=Selector.from_json(data.get("selector")),
                           narrowed=bool(data.get("narrowed")),
                           **money_options(args, settings))  # fmt: skip
@@ -494,7 +495,8 @@ def _apply_markdown(result: PassResult, code: int) -> str:
     failed = f"; failed: {md_text(', '.join(result.failed_jobs))}" if result.failed_jobs else ""
     text = f"#### batchops apply: {head}, exit {code}{failed}\n"
     failures = failures_markdown(result.plan, result.row_failures)
-    return text + errors_markdown(str(e) for e in result.errors) + failures
+    canaries = canary_markdown(result.plan)
+    return text + errors_markdown(str(e) for e in result.errors) + failures + canaries
 
 
 def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullReporter,

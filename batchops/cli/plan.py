@@ -43,6 +43,8 @@ def add_pass_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true", help="allow --prune with nothing declared")
     p.add_argument("--retry-failed", action="store_true", help="resubmit failed jobs")
     p.add_argument("--no-download", action="store_true", help="skip downloading results")
+    p.add_argument("--canary-only", action="store_true",
+                   help="only the canaries (spec.canary), not the full spend")  # fmt: skip
     add_max_cost_flag(p)
     add_selector_flags(p)
 
@@ -92,8 +94,8 @@ def pass_options(args: argparse.Namespace, settings: Settings | None = None) -> 
     return PassOptions(
         prune=args.prune, allow_empty=args.allow_empty, retry_failed=args.retry_failed,
         download=not args.no_download, max_workers=getattr(args, "parallelism", 8),
-        selector=selector_of(args), narrowed=paths_narrowed(args, root_of(args), settings),
-        **money_options(args, settings),
+        canary_only=getattr(args, "canary_only", False), selector=selector_of(args),
+        narrowed=paths_narrowed(args, root_of(args), settings), **money_options(args, settings),
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ SGLang, llama.cpp, Ollama) with a bounded thread pool: chat rows to ``/v1/chat/c
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,10 @@ from batchops.tokens import counter_for, request_tokens
 ROW_TIMEOUT = 600.0
 MAX_ANSWER_BYTES = 64 * 2**20
 FAIL_MARKER = "__fail__"  # echo: a row whose last user message contains this becomes an error row
+# echo, per-row faults: a transient one fails (UNAVAILABLE) the first time this engine sees the
+# row's request and succeeds after; an invalid one always fails (INVALID_ARGUMENT).
+TRANSIENT_MARKER = "__transient__"
+INVALID_MARKER = "__invalid__"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ text_of = _text  # the text of a message's content (OpenAI batches count prompt 
 class EchoEngine:
     """The assistant repeats the last user message, truncated to max_tokens (~4 chars a token)."""
 
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()  # requests with the transient marker asked once already
+        self._lock = threading.Lock()
+
     def run(self, model: str, params: dict[str, Any], rows: list[dict[str, Any]]) -> list[Outcome]:
         created = int(time.time())
         return [self._one(model, params, row, created) for row in rows]
@@ -84,9 +93,22 @@ class EchoEngine:
             return Outcome(
                 row["custom_id"], error={"message": "echo: failure requested", "code": "INTERNAL"}
             )
+        if INVALID_MARKER in text:
+            error = {"message": "echo: invalid request requested", "code": "INVALID_ARGUMENT"}
+            return Outcome(row["custom_id"], error=error)
+        if TRANSIENT_MARKER in text and self._first_time(model, body):
+            error = {"message": "echo: transient failure requested", "code": "UNAVAILABLE"}
+            return Outcome(row["custom_id"], error=error)
         if "prompt" in body:
             return Outcome(row["custom_id"], response=_text_completion(model, body, text, created))
         return Outcome(row["custom_id"], response=_completion(model, body, text, created))
+
+    def _first_time(self, model: str, body: dict[str, Any]) -> bool:
+        key = orjson.dumps([model, body], option=orjson.OPT_SORT_KEYS)
+        with self._lock:
+            first = key not in self._seen
+            self._seen.add(key)
+        return first
 
     def close(self) -> None:
         return None

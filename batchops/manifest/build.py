@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from batchops.config import BUILTIN_PROVIDER, PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
-from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.manifest.desired import Canary, DatasetDecl, Desired, JobDecl
 from batchops.manifest.locate import suggest
 from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest, ProjectManifest
 from batchops.manifest.outputs import output_problems
@@ -242,6 +242,9 @@ def _job(
         output_display=P.display(output, root),
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
+        reuse=spec.reuse,
+        row_retries=spec.row_retries,
+        canary=Canary(spec.canary.rows, spec.canary.max_failed_rows) if spec.canary else None,
         max_cost=spec.budget.max_cost if spec.budget else None,
         labels=dict(m.metadata.labels),
         **extras,

@@ -76,6 +76,12 @@ class TableDecl:
 
 
 @dataclass(frozen=True)
+class Canary:
+    rows: int = 50
+    max_failed_rows: int = 0
+
+
+@dataclass(frozen=True)
 class JobDecl:
     name: str
     model: str
@@ -91,6 +97,9 @@ class JobDecl:
     output_display: str = ""  # the same, relative to the root, for display
     on_expired: OnExpired = "resume"
     max_resumes: int = 3
+    reuse: bool = True  # `spec.reuse`: answers already paid for are not asked again
+    row_retries: int = 2  # `spec.rowRetries`: follow-up jobs of transiently failed rows
+    canary: Canary | None = None  # `spec.canary`: a sample runs first
     labels: dict[str, str] = field(default_factory=dict)
     response_schema: dict[str, Any] | None = None  # spec.responseFormat's JSON Schema
     table: TableDecl | None = None

@@ -230,6 +230,16 @@ class ResponseFormatSpec(StrictModel):
         return self
 
 
+class CanarySpec(StrictModel):
+    """A small job of a deterministic sample of the rows to send, run before the full job."""
+
+    rows: int = Field(default=50, ge=1, le=100_000, description="rows in the sample")
+    max_failed_rows: int = Field(
+        default=0, ge=0, description="failed rows (responseFormat violations included) the "
+        "canary may have and still let the full job run",
+    )  # fmt: skip
+
+
 class JobBudget(StrictModel):
     max_cost: float = Field(gt=0, description="US dollars this job may cost per plan; apply "
                             "refuses a plan over it (exit 4)")
@@ -255,6 +265,19 @@ class JobSpec(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     on_expired: Literal["resume", "stop"] = "resume"
     max_resumes: int = Field(default=3, ge=0, le=100)
+    reuse: bool = Field(
+        default=True,
+        description="reuse answers already paid for (same provider, model, parameters and row); "
+        "false when fresh samples are the point (temperature > 0)",
+    )
+    canary: CanarySpec | None = Field(
+        default=None, description="run a sample first; the full job only if it passes"
+    )
+    row_retries: int = Field(
+        default=2, ge=0, le=10,
+        description="follow-up jobs of the rows that failed for a passing reason (rate limits, "
+        "5xx, timeouts, expiry); rows that failed for good are never sent again",
+    )  # fmt: skip
     response_format: ResponseFormatSpec | None = Field(
         default=None, description="structured output: sent as response_format, checked at merge"
     )
@@ -302,6 +325,13 @@ class JobSpec(StrictModel):
         if value is not None and value not in PRECISIONS:
             raise ValueError(f"unknown precision '{value}'; one of {', '.join(PRECISIONS)}")
         return value
+
+    @model_validator(mode="after")
+    def _canary_reuses(self) -> JobSpec:
+        if self.canary is not None and not (self.reuse and self.input_dataset):
+            raise ValueError("canary needs reuse (its answers are reused by the full job) and "
+                             "an inputDataset declared in the manifests")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _one_input(self) -> JobSpec:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from batchops.identity import HASH_LEN, id_name, marked_display_name
+from batchops.identity import HASH_LEN, dataset_id, id_name, marked_display_name
 from batchops.manifest.desired import DatasetDecl, Desired
+from batchops.plan.canary import canary_state
+from batchops.plan.jobs import row_retry_input
 from batchops.plan.model import Action, DatasetFacts, Kind, Resource
-from batchops.plan.views import Seen
+from batchops.plan.rows import FailedRows
+from batchops.plan.views import JobView, Seen, derived_id
 from batchops.providers import DEFAULT_PROVIDER, DatasetSpec
 
 
@@ -95,3 +98,81 @@ def ds_name(rid: str) -> str:
     """The manifest name part of a dataset ID we made (the ID itself for other shapes)."""
     head, _, tail = rid.rpartition("-")
     return head if head and len(tail) == HASH_LEN else rid
+
+
+def derived_actions(views: list[JobView], seen: Seen, project: str) -> list[Action]:
+    """A dataset of just the rows to send, for each job that sends some rows and reuses others,
+    when its job is still to be created (one created already read it), on its job's provider."""
+    wanted: dict[str, tuple[JobView, set[str]]] = {}
+    for view in views:
+        ds_id = derived_id(view.rows, project)
+        if ds_id is None or view.family or (view.decl.provider, ds_id) in seen.ready_at:
+            continue
+        canary = canary_state(view, seen, project)
+        if canary is not None and canary.gates:  # the full job waits for its canary
+            continue
+        wanted.setdefault(ds_id, (view, set()))[1].add(view.decl.provider)
+    return [_derived_action(ds_id, view, tuple(sorted(providers)), project)
+            for ds_id, (view, providers) in wanted.items()]  # fmt: skip
+
+
+def _derived_action(ds_id: str, view: JobView, providers: tuple[str, ...], project: str) -> Action:
+    derived = view.rows.derived if view.rows is not None else None
+    assert derived is not None  # derived_id() found one
+    spec = DatasetSpec(
+        dataset_id=ds_id, name=derived.dataset, files=(derived.path,), rows=derived.rows,
+        size=derived.size, display_name=marked_display_name(derived.dataset, project),
+        format=None, providers=providers,
+    )  # fmt: skip
+    reason = f"the {derived.rows:,} new rows of job {view.decl.name}"
+    details = {"rows": derived.rows, "size": derived.size, "derivedFor": view.decl.name}
+    resource = Resource("dataset", derived.dataset, ds_id)
+    return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+
+
+def retry_actions(
+    views: list[JobView], failed: Mapping[str, FailedRows], seen: Seen, project: str
+) -> list[Action]:
+    """The dataset of each job's rows to send again after transient failures (row retries)."""
+    actions: dict[str, Action] = {}
+    for view in views:
+        retry = row_retry_input(view, failed)
+        if retry is None:
+            continue
+        ds_id = dataset_id(project, retry.dataset, retry.sha256)
+        if (view.decl.provider, ds_id) in seen.ready_at or ds_id in actions:
+            continue
+        spec = DatasetSpec(
+            dataset_id=ds_id, name=retry.dataset, files=(retry.path,), rows=retry.rows,
+            size=retry.size, display_name=marked_display_name(retry.dataset, project),
+            format=None, providers=(view.decl.provider,),
+        )  # fmt: skip
+        reason = f"the {retry.rows:,} rows of job {view.decl.name} to send again"
+        details = {"rows": retry.rows, "size": retry.size, "retryFor": view.decl.name}
+        resource = Resource("dataset", retry.dataset, ds_id)
+        actions[ds_id] = Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+    return list(actions.values())
+
+
+def canary_dataset_actions(views: list[JobView], seen: Seen, project: str) -> list[Action]:
+    """The sample's dataset of each canary still to be created."""
+    actions: dict[str, Action] = {}
+    for view in views:
+        canary = canary_state(view, seen, project)
+        sample = view.rows.canary if view.rows is not None else None
+        if canary is None or canary.state != "absent" or sample is None:
+            continue
+        ds_id, provider = canary.input_id, view.decl.provider
+        if (provider, ds_id) in seen.ready_at or ds_id in actions:
+            continue
+        derived = sample.input
+        spec = DatasetSpec(
+            dataset_id=ds_id, name=derived.dataset, files=(derived.path,), rows=derived.rows,
+            size=derived.size, display_name=marked_display_name(derived.dataset, project),
+            format=None, providers=(provider,),
+        )  # fmt: skip
+        reason = f"the {derived.rows:,} rows of job {view.decl.name}'s canary"
+        details = {"rows": derived.rows, "size": derived.size, "canaryFor": view.decl.name}
+        resource = Resource("dataset", derived.dataset, ds_id)
+        actions[ds_id] = Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+    return list(actions.values())

@@ -6,19 +6,23 @@ report or retry when failed or cancelled, resume or report when expired.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchops.identity import (
     JobIdParts,
     attempt_id,
     continuation_id,
+    dataset_id,
     id_name,
     marked_display_name,
     output_dataset_id,
 )
 from batchops.manifest.desired import Desired
+from batchops.plan.canary import canary_actions, canary_state
 from batchops.plan.model import Action, DownloadSpec, Kind, PlanOptions, Resource
+from batchops.plan.rows import DerivedInput, FailedRows, job_prefix
 from batchops.plan.views import JobView, Member, Seen, wire_parameters
 from batchops.providers import DONE_STATES, JobSpec, JobState, RemoteJob
 from batchops.results import LocalResult
@@ -31,6 +35,8 @@ class Ctx:
     options: PlanOptions
     seen: Seen
     creating_ds: frozenset[str]  # datasets this plan creates (jobs reading them wait for READY)
+    dataset_rows: Mapping[str, int] = field(default_factory=dict)  # declared dataset -> rows
+    failed_rows: Mapping[str, FailedRows] = field(default_factory=dict)  # job name -> failures
 
 
 def job_actions(view: JobView, ctx: Ctx) -> list[Action]:
@@ -38,6 +44,12 @@ def job_actions(view: JobView, ctx: Ctx) -> list[Action]:
         resource = Resource("job", view.decl.name, view.base_id)
         return [Action(Kind.CONFLICT, resource, "a job with this ID exists and is not ours")]
     latest = view.latest
+    canary = canary_state(view, ctx.seen, ctx.project) if latest is None else None
+    if canary is not None and canary.gates:
+        after = canary.input_id if canary.input_id in ctx.creating_ds else None
+        return canary_actions(view, canary, ctx.project, after)
+    if latest is None and view.all_reused:
+        return _download(view, ctx, partial=False)
     if latest is None:
         return _create(view, ctx)
     if view.renamed_from is not None:
@@ -55,6 +67,9 @@ def _family_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
     parts, job = latest
     state = job.state
     if state is JobState.FINISHED:  # the common case of a big project: often nothing to do
+        retry = row_retry_input(view, ctx.failed_rows)
+        if retry is not None:
+            return [_retry_rows(view, parts, retry, ctx)]
         return _download(view, ctx, partial=False)
     resource = Resource("job", view.decl.name, job.key)
     if state is JobState.FAILED or state is JobState.CANCELLED:
@@ -93,10 +108,25 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     spec = _job_spec(view, view.base_id, ctx.project, continued_from=None)
     after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
     details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
+    rows = view.rows
+    if rows is not None:
+        details.update(rowsToSend=len(rows.send), rowsReused=rows.reused,
+                       reusedFrom=dict(rows.reused_from))  # fmt: skip
+    elif (declared := view.decl.input_dataset or "") in ctx.dataset_rows:  # every row is sent
+        details["rowsToSend"] = ctx.dataset_rows[declared]
+    counted = f": {rows.describe()}" if rows is not None and rows.reused else ""
+    canary = canary_state(view, ctx.seen, ctx.project)
+    if canary is not None and canary.job is not None and rows is not None and rows.canary:
+        failed = canary.job.rows.failed if canary.job.rows is not None else 0  # passed: it gated
+        counted += f" (canary passed, {failed:,} failed rows)"
+        details["canaryPassed"] = {"job": canary.job.key, "failedRows": failed,
+                                   "answers": dict(rows.canary.answers)}  # fmt: skip
     old = _replaced(view, ctx, spec)
     if old is None:
-        return [Action(Kind.CREATE_JOB, resource, "new job", details, job=spec, after=after)]
+        return [Action(Kind.CREATE_JOB, resource, "new job" + counted, details, job=spec,
+                       after=after)]  # fmt: skip
     reason = "spec changed: " + (_spec_diff(old, spec) or "job ID changed")
+    reason += counted.replace(":", ";", 1)
     details["replaces"] = old.key
     running = _older_running(view, ctx)
     if running:
@@ -171,21 +201,26 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
     if not ctx.options.download:
         return []
     latest = view.latest
-    assert latest is not None  # callers come from a non-empty family
     if view.results_current:
         return []
     reason = _download_reason(view.result, partial=partial)
+    rows = view.rows
+    if rows is not None and rows.reused:
+        reason += f" ({rows.describe()})" if latest is not None else f" (all {rows.describe()})"
     decl_ds = ctx.desired.dataset(view.decl.input_dataset) if view.decl.input_dataset else None
     input_files = decl_ds.files if decl_ds is not None else ()
     spec = DownloadSpec(
-        job_name=view.decl.name, job_ids=view.chain_ids,
+        job_name=view.decl.name, job_ids=view.chain_ids or (view.reused_key,),
         output_dataset_ids=tuple(output_dataset_id(j) for j in view.chain_ids),
         input_dataset=view.decl.input_dataset, input_files=input_files,
         output_path=view.decl.output_path,
         output_display=view.decl.output_display, partial=partial,
+        request_prefix=job_prefix(view.decl) if rows is not None else None,
+        rows_retry_left=latest is not None and latest[0].attempt < view.decl.row_retries
+        and view.decl.input_dataset is not None,
         response_schema=view.decl.response_schema, table=view.decl.table,
     )  # fmt: skip
-    resource = Resource("job", view.decl.name, latest[1].key)
+    resource = Resource("job", view.decl.name, latest[1].key if latest else view.base_id)
     details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}
     return [Action(Kind.DOWNLOAD, resource, reason, details, download=spec)]
 
@@ -219,6 +254,38 @@ def _failed(
     reason = f"retry after {_short(job)} (attempt {parts.attempt + 2}): {message}"
     new_resource = Resource("job", view.decl.name, new_id)
     return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
+
+
+def row_retry_input(view: JobView, failed: Mapping[str, FailedRows]) -> DerivedInput | None:
+    """The dataset of the rows to send again after transient failures, when the job's results
+    are merged up to its latest job and row retries are left; None otherwise. Bounded: attempt
+    k > 0 of a family is row retry k, and there are at most ``spec.rowRetries`` of them."""
+    rows = failed.get(view.decl.name)
+    latest = view.latest
+    if rows is None or rows.retry is None or latest is None or not view.results_current:
+        return None
+    parts, job = latest
+    if rows.job != job.key or parts.attempt >= view.decl.row_retries:
+        return None
+    return rows.retry
+
+
+def _retry_rows(view: JobView, parts: JobIdParts, retry: DerivedInput, ctx: Ctx) -> Action:
+    new_id = attempt_id(view.base_id, parts.attempt + 1)
+    input_id = dataset_id(ctx.project, retry.dataset, retry.sha256)
+    spec = replace(_job_spec(view, new_id, ctx.project, continued_from=None),
+                   input_dataset_id=input_id)  # fmt: skip
+    failed = ctx.failed_rows[view.decl.name]
+    n = parts.attempt + 1
+    reason = (f"{retry.rows:,} row{'s' if retry.rows != 1 else ''} failed for a passing reason: "
+              f"send again (row retry {n} of {view.decl.row_retries})")  # fmt: skip
+    if failed.permanent:
+        reason += f"; {len(failed.permanent):,} failed for good, not sent"
+    details: dict[str, Any] = {"rowsToSend": retry.rows, "rowRetry": n, "input": input_id,
+                               "permanentRows": len(failed.permanent)}  # fmt: skip
+    after = input_id if input_id in ctx.creating_ds else None
+    resource = Resource("job", view.decl.name, new_id)
+    return Action(Kind.RETRY_JOB, resource, reason, details, job=spec, after=after)
 
 
 # Error codes that say the request itself is wrong: the same job would fail the same way

@@ -12,10 +12,25 @@ from collections.abc import Mapping
 
 from batchops.errors import ConfigError
 from batchops.manifest.desired import Desired
-from batchops.plan.datasets import dataset_actions
+from batchops.plan.canary import canary_outcome, canary_state
+from batchops.plan.datasets import (
+    canary_dataset_actions,
+    dataset_actions,
+    derived_actions,
+    retry_actions,
+)
 from batchops.plan.jobs import Ctx, job_actions
-from batchops.plan.model import DatasetFacts, Kind, Observed, Plan, PlanOptions, sort_actions
+from batchops.plan.model import (
+    Action,
+    DatasetFacts,
+    Kind,
+    Observed,
+    Plan,
+    PlanOptions,
+    sort_actions,
+)
 from batchops.plan.prune import prune_actions, superseded
+from batchops.plan.rows import FailedRows, RowSplit
 from batchops.plan.views import JobView, Seen, declared_dataset_ids, views_of
 from batchops.results import LocalResult, ResultRecord
 
@@ -36,6 +51,32 @@ def check_prune(desired: Desired, options: PlanOptions) -> None:
         raise ConfigError("refusing to prune: no manifest declares anything (pass --allow-empty)")
 
 
+def _read(
+    actions: list[Action], views: list[JobView], ds_ids: Mapping[str, str], seen: Seen,
+    project: str,
+) -> list[Action]:  # fmt: skip
+    """Dataset creations, less those of datasets whose every job reads reused answers and a
+    dataset of its new rows instead, or waits for its canary (uploading the whole dataset would
+    be for nothing)."""
+    readers = {v.decl.input_dataset for v in views if v.decl.input_dataset}
+    whole = {v.decl.input_dataset for v in views if v.decl.input_dataset
+             and v.input_dataset_id == ds_ids.get(v.decl.input_dataset)
+             and (v.family or not v.all_reused) and not _gated(v, seen, project)}  # fmt: skip
+    unread = readers - whole
+    return [a for a in actions
+            if not (a.kind is Kind.CREATE_DATASET and a.resource.name in unread)]  # fmt: skip
+
+
+def _gated(view: JobView, seen: Seen, project: str) -> bool:
+    canary = canary_state(view, seen, project)
+    return canary is not None and canary.gates
+
+
+def _canary_steps(actions: list[Action]) -> list[Action]:
+    """``apply --canary-only``: the canaries' jobs and datasets, nothing of the full spend."""
+    return [a for a in actions if a.details.get("canary") or a.details.get("canaryFor")]
+
+
 def make_plan(
     desired: Desired,
     infos: Mapping[str, DatasetFacts],
@@ -44,20 +85,35 @@ def make_plan(
     options: PlanOptions,
     *,
     project: str,
+    rows: Mapping[str, RowSplit] | None = None,
+    failed_rows: Mapping[str, FailedRows] | None = None,
 ) -> Plan:
-    """Compare desired with observed and return what to do, and why. Pure."""
+    """Compare desired with observed and return what to do, and why. Pure.
+
+    ``rows``: each reusing job's split (``batchops.reuse_rows``); such a job sends only its new
+    rows, from a derived dataset created here. ``failed_rows``: each job's classified failed rows
+    (``batchops.row_retries``); the transient ones are sent again, ``spec.rowRetries`` times at
+    most."""
+    failed = failed_rows or {}
     check_prune(desired, options)
     seen = Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project, seen)
-    ds_actions = dataset_actions(desired, infos, ds_ids, seen, project)
+    views = views_of(desired, ds_ids, seen, local, project, rows)
+    ds_actions = _read(dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids,
+                       seen, project)  # fmt: skip
+    ds_actions += derived_actions(views, seen, project)
+    ds_actions += canary_dataset_actions(views, seen, project)
+    ds_actions += retry_actions(views, failed, seen, project)
     creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
-    ctx = Ctx(desired, project, options, seen, creating)
-    views = views_of(desired, ds_ids, seen, local, project)
+    ctx = Ctx(desired, project, options, seen, creating,
+              {name: facts.rows for name, facts in infos.items()}, failed)  # fmt: skip
     actions = ds_actions + [a for v in views for a in job_actions(v, ctx)]
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
     prunes = prune_actions(views, referenced, ctx)
     if options.prune:
         actions += prunes
+    if options.canary_only:
+        actions = _canary_steps(actions)
     return Plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,
@@ -66,6 +122,7 @@ def make_plan(
             a.kind is Kind.PRUNE_JOB and not superseded(a) for a in prunes),
         superseded_jobs=0 if options.prune else sum(
             a.kind is Kind.PRUNE_JOB and superseded(a) for a in prunes),
+        canaries=tuple(c for v in views if (c := canary_outcome(v, seen, project)) is not None),
         declared=tuple((v.decl, _current_record(v)) for v in views),
     )  # fmt: skip
 

@@ -52,6 +52,7 @@ class PlanOptions:
     allow_empty: bool = False
     retry_failed: bool = False
     download: bool = True
+    canary_only: bool = False  # `apply --canary-only`: only the canaries' steps
     # None: prune the whole project. Otherwise the plan covers part of it (narrowed paths or
     # selectors) and prunes only owned resources whose name part is one of these manifest names.
     prune_scope: frozenset[str] | None = None
@@ -74,6 +75,11 @@ class DownloadSpec:
     output_path: Path
     output_display: str
     partial: bool  # expired with no resumes left: missing rows are expected
+    # The job's request prefix (``batchops.rowid``) when it reuses answers: the merge adds the
+    # reused rows from the reuse index and records the new answers there. None: reuse off.
+    request_prefix: bytes | None = None
+    # Row retries are left: failed rows in the merge mean another pass (it may send them again).
+    rows_retry_left: bool = False
     response_schema: Mapping[str, Any] | None = None  # answers must match it (responseFormat)
     table: TableDecl | None = None  # spec.output.table: answers joined to inputs, on every merge
 
@@ -90,6 +96,13 @@ class Action:
     after: str | None = None  # a dataset this plan creates that must be READY first
 
     @property
+    def rows_to_send(self) -> int | None:
+        """Rows this job action sends (reused rows excluded): what cost counts; None when
+        unknown (an input that is not a declared dataset)."""
+        value = self.details.get("rowsToSend")
+        return value if isinstance(value, int) else None
+
+    @property
     def group(self) -> str:
         return "local" if self.kind in LOCAL_CHANGES else "remote"
 
@@ -103,6 +116,17 @@ class Action:
 
 
 @dataclass(frozen=True)
+class CanaryOutcome:
+    """One declared job's canary, for the step summary: its state and a few answers."""
+
+    job: str  # the declared job's name
+    state: str  # absent | running | failed | passed
+    rows: int
+    failed_rows: int
+    answers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
     fingerprint: str
@@ -113,6 +137,7 @@ class Plan:
     superseded_jobs: int = 0  # owned jobs of an older spec of a declared job (--prune deletes)
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
+    canaries: tuple[CanaryOutcome, ...] = ()  # each job declaring a canary (plan.canary)
     cost: CostReport | None = None  # tokens and dollars (batchops.cost, set by the reconciler)
     # Each declared job with its results record when that is current (merged up to the latest
     # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.

@@ -22,6 +22,7 @@ from batchops.identity import (
 )
 from batchops.manifest.desired import Desired, JobDecl
 from batchops.plan.model import DatasetFacts, Observed
+from batchops.plan.rows import RowSplit
 from batchops.providers import RemoteInput, RemoteJob
 from batchops.results import LocalResult
 
@@ -39,6 +40,7 @@ class JobView:
     foreign: RemoteJob | None  # a job with our ID that is not ours
     result: LocalResult | None
     renamed_from: str | None = None  # the old name whose jobs were adopted (`moved`)
+    rows: RowSplit | None = None  # reused vs to send (None: reuse off, or a remote input)
 
     @property
     def latest(self) -> Member | None:
@@ -59,7 +61,19 @@ class JobView:
         """The results on disk are verified and merged up to the latest job of the family."""
         latest, result = self.latest, self.result
         record = result.record if result is not None and result.verified else None
+        if latest is None and self.all_reused:
+            return record is not None and record.last_job_id == self.reused_key
         return latest is not None and record is not None and record.last_job_id == latest[1].key
+
+    @property
+    def all_reused(self) -> bool:
+        """Every row already answered: no job, the results come from the reuse index."""
+        return self.rows is not None and self.rows.total > 0 and not self.rows.send
+
+    @property
+    def reused_key(self) -> str:
+        """What the results record names as their job when every row was reused."""
+        return f"reused:{self.base_id}"
 
 
 def wire_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,28 +127,37 @@ def job_views(
     local: Mapping[str, LocalResult],
     *,
     project: str,
+    rows: Mapping[str, RowSplit] | None = None,
 ) -> list[JobView]:
     """Each declared job with its family of observed jobs (ours, same base ID), sorted by name."""
     seen = Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project, seen)
-    return views_of(desired, ds_ids, seen, local, project)
+    return views_of(desired, ds_ids, seen, local, project, rows or {})
 
 
 def views_of(
     desired: Desired, ds_ids: Mapping[str, str], seen: Seen, local: Mapping[str, LocalResult],
-    project: str,
+    project: str, rows: Mapping[str, RowSplit] | None = None,
 ) -> list[JobView]:  # fmt: skip
     views = []
+    splits = rows or {}
     for decl in sorted(desired.jobs, key=lambda j: j.name):
-        input_id = input_id_of(decl, ds_ids)
+        split = splits.get(decl.name)
+        input_id = derived_id(split, project) or input_id_of(decl, ds_ids)
         base = base_job_id(decl, input_id, project)
         old = desired.moved_from("BatchInferenceJob", decl.name)
         adopted = _adopted_base(decl, old, input_id, project, seen, own=base)
         base = adopted or base
         mine, foreign = _split_owned(seen.families.get(base, []))
         views.append(JobView(decl, base, input_id, mine, foreign, local.get(decl.name),
-                             renamed_from=old if adopted else None))  # fmt: skip
+                             renamed_from=old if adopted else None, rows=split))  # fmt: skip
     return views
+
+
+def derived_id(split: RowSplit | None, project: str) -> str | None:
+    """The ID of the dataset of just the rows to send, when the job reads one."""
+    derived = split.derived if split is not None else None
+    return dataset_id(project, derived.dataset, derived.sha256) if derived else None
 
 
 def _adopted_base(

@@ -91,6 +91,13 @@ class Provider(Protocol):
         missing raises ``NotFoundError``; an earlier one's is skipped (a failed attempt)."""
         ...
 
+    def download_input(
+        self, key: str, target: Path, *, progress: ProgressFn | None = None
+    ) -> list[Path]:
+        """An input's JSONL files (what its jobs were asked), downloaded under ``target``; for
+        rebuilding the reuse index from the provider. ``NotFoundError`` when it is gone."""
+        ...
+
     def set_deadline(self, deadline: float | None) -> None:
         """The command's deadline (``time.monotonic()``): no call, retry or wait goes past it."""
         ...

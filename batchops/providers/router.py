@@ -8,6 +8,7 @@ provider that listed the key (the reconciler always lists before it acts), else 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -109,6 +110,17 @@ class ProviderSet:
                 gone.append(exc)
         if len(gone) == len(names):
             raise gone[0]
+
+    def download_input(
+        self, key: str, target: Path, *, progress: ProgressFn | None = None
+    ) -> list[Path]:
+        """From any provider that listed it: a content-addressed input is the same everywhere."""
+        with self._lock:
+            names = sorted(self._inputs_at.get(key) or {DEFAULT_PROVIDER})
+        for name in names[:-1]:
+            with contextlib.suppress(NotFoundError):
+                return self._get(name).download_input(key, target, progress=progress)
+        return self._get(names[-1]).download_input(key, target, progress=progress)
 
     def download_outputs(
         self, job_keys: Sequence[str], target: Path, *, progress: ProgressFn | None = None

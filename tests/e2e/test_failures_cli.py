@@ -39,7 +39,7 @@ def test_failed_rows_exit_3_with_counts_and_first_errors(
     )
     assert result.stdout.splitlines()[-1] == (
         "Apply failed: answers 2 of 12 rows failed (first: row-2: echo: failure requested); "
-        "1 completed (1 job(s) submitted)."
+        "1 completed (3 job(s) submitted)."  # two row retries of the transient (INTERNAL) rows
     )
     text = summary.read_text()
     assert "#### Failures" in text and "answers: 2 of 12 rows failed" in text

@@ -84,6 +84,13 @@ class Memory:
     ) -> list[Path]:
         return [target / self.name / key for key in job_keys]
 
+    def download_input(
+        self, key: str, target: Path, *, progress: ProgressFn | None = None
+    ) -> list[Path]:
+        if key not in self.inputs:
+            raise NotFoundError(key)
+        return [target / self.name / key / "rows.jsonl"]
+
     def close(self) -> None:
         pass
 
@@ -111,6 +118,10 @@ def test_creates_go_where_the_spec_says_and_the_rest_where_the_key_was_listed() 
         ("b-1", "together"),
     ]
     assert both.download_outputs(["b-1"], Path("t")) == [Path("t/together/b-1")]
+    ds = DatasetSpec("d-1", "d", (), 1, 1, "d", None, providers=("together",))
+    both.create_input(ds, project=PROJECT)
+    both.list_inputs()
+    assert both.download_input("d-1", Path("t")) == [Path("t/together/d-1/rows.jsonl")]
     both.delete_job("b-1")
     assert tg.jobs == {} and list(fw.jobs) == ["a-1"]
     with pytest.raises(NotFoundError):

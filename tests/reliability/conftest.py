@@ -182,8 +182,11 @@ def gated(tmp_path: Path) -> Iterator[Callable[..., GatedServer]]:
 # -- projects ----------------------------------------------------------------------------------
 
 
-def write_project(root: Path, *, rows: int, jobs: int = 2, pad: int = 40) -> None:
-    """``rows`` prompts (padded with ``pad`` characters) and ``jobs`` jobs reading them."""
+def write_project(
+    root: Path, *, rows: int, jobs: int = 2, pad: int = 40, reuse: bool = True
+) -> None:
+    """``rows`` prompts (padded with ``pad`` characters) and ``jobs`` jobs reading them (the
+    same requests: with ``reuse``, a job may reuse another's answers)."""
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
     lines = (json.dumps({"custom_id": f"r{i}", "body": {"messages": [
@@ -195,7 +198,7 @@ def write_project(root: Path, *, rows: int, jobs: int = 2, pad: int = 40) -> Non
     for k in range(jobs):
         docs.append("apiVersion: batchops/v1\nkind: BatchInferenceJob\n"
                     f"metadata: {{name: job{k}}}\nspec: {{model: accounts/fireworks/models/m, "
-                    f"inputDataset: prompts, "
+                    f"inputDataset: prompts, {'' if reuse else 'reuse: false, '}"
                     f"inferenceParameters: {{maxTokens: {pad + 16}}}}}\n")  # fmt: skip
     (root / "jobs" / "all.yaml").write_text("---\n".join(docs))
 

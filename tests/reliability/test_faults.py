@@ -81,7 +81,7 @@ def test_a_pruned_job_declared_again_is_created_again(
     used to fail forever (409 on create, then 404 on the job)."""
     server = gated()
     root = tmp_path / "revert"
-    write_project(root, rows=5, jobs=2)
+    write_project(root, rows=5, jobs=2, reuse=False)  # job1 asks what job0 asks
     args = [*APPLY, "--prune", "-y", "--root", str(root), "--base-url", server.base_url]
     assert main(args) == 0
     original = (root / "jobs" / "all.yaml").read_text()

@@ -49,6 +49,10 @@ class Point:
     rows: int = 60
     jobs: int = 2
     big: bool = False  # thousands of long rows: long uploads, downloads and merges
+    # The jobs ask the same requests: with reuse, the ones created after the first answered
+    # would reuse its answers instead of existing (and rebuilding the index downloads too), while
+    # these points count jobs and download calls per declaration.
+    reuse: bool = False
 
     def hold(self, account: str) -> Hold:
         return Hold(account, self.method, self.path, self.nth, self.when)
@@ -82,7 +86,7 @@ def run_point(point: Point, index: int, server: GatedServer, tmp: Path) -> tuple
     """Make the project, run apply, kill it at ``point``; returns (root, account)."""
     root, account = tmp / f"p{index:02d}", f"acct{index:02d}"
     write_project(root, rows=4000 if point.big else point.rows, jobs=point.jobs,
-                  pad=300 if point.big else 40)  # fmt: skip
+                  pad=300 if point.big else 40, reuse=point.reuse)  # fmt: skip
     if not point.method:
         assert kill_mid_merge(root, server.base_url, account), "never caught mid-merge"
         return root, account

@@ -253,6 +253,14 @@ class FireworksProvider:
 
     # -- results -----------------------------------------------------------------------------
 
+    def download_input(
+        self, key: str, target: Path, *, progress: ProgressFn | None = None
+    ) -> list[Path]:
+        """An input's JSONL files, downloaded under ``target`` (the reuse index is rebuilt from
+        earlier jobs' inputs and outputs: ``batchops.reuse_rows.rebuild``)."""
+        paths = self.client.download_dataset(key, target, progress=progress)
+        return sorted(p for p in paths if p.suffix == ".jsonl")
+
     def download_outputs(
         self, job_keys: Sequence[str], target: Path, *, progress: ProgressFn | None = None
     ) -> list[Path]:

@@ -1,0 +1,120 @@
+"""The canary: a small job of a sample of the rows runs first; the full job waits for it. Pure.
+
+A job declaring ``spec.canary`` whose rows to send are not yet sent gets a canary job first (its
+ID is the job's own with ``-canary`` after the name, over a dataset of the sample, see
+``batchops.reuse_rows``). While the canary waits or runs, or after it failed (more failed rows
+than ``canary.maxFailedRows``, ``responseFormat`` violations included), the full job is not
+created. Once it passed, the full job sends the other rows: the canary's answers are reused,
+no row is paid for twice. ``apply --canary-only`` stops there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from batchops.identity import marked_display_name, output_dataset_id
+from batchops.plan.model import Action, CanaryOutcome, Kind, Resource
+from batchops.plan.views import JobView, Seen, base_job_id, derived_id, wire_parameters
+from batchops.providers import JobSpec, JobState, RemoteJob
+
+CANARY_SUFFIX = "-canary"
+_RUNNING = frozenset({JobState.WAITING, JobState.RUNNING})
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    state: str  # absent | running | failed | passed
+    base: str  # the canary job's base ID
+    input_id: str  # its input: the sample's dataset
+    job: RemoteJob | None = None
+
+    @property
+    def gates(self) -> bool:
+        """The full job waits (the canary has not passed)."""
+        return self.state != "passed"
+
+
+def canary_name(name: str) -> str:
+    return name + CANARY_SUFFIX
+
+
+def canary_outcome(view: JobView, seen: Seen, project: str) -> CanaryOutcome | None:
+    state = canary_state(view, seen, project, full_job_too=True)
+    sample = view.rows.canary if view.rows is not None else None
+    if state is None or sample is None:
+        return None
+    rows = state.job.rows if state.job is not None else None
+    failed = rows.failed if rows is not None else 0
+    return CanaryOutcome(view.decl.name, state.state, sample.input.rows, failed, sample.answers)
+
+
+def canary_state(
+    view: JobView, seen: Seen, project: str, *, full_job_too: bool = False
+) -> CanaryState | None:
+    """Where the job's canary stands; None when no canary applies (none declared, the full job
+    exists already unless ``full_job_too``, or every row is reused)."""
+    decl, split = view.decl, view.rows
+    sample = split.canary if split is not None else None
+    input_id = derived_id(dataclasses.replace(split, derived=sample.input), project) if (
+        split is not None and sample is not None) else None  # fmt: skip
+    if decl.canary is None or sample is None or input_id is None:
+        return None
+    if view.family and not full_job_too:
+        return None
+    canary_decl = dataclasses.replace(decl, name=canary_name(decl.name))
+    base = base_job_id(canary_decl, input_id, project)
+    mine = sorted((parts, job) for parts, job, ours in seen.families.get(base, []) if ours)
+    if not mine:
+        return CanaryState("absent", base, input_id)
+    job = mine[-1][1]
+    if job.state in _RUNNING:
+        return CanaryState("running", base, input_id, job)
+    failed = job.rows.failed if job.rows is not None else 0
+    if job.state is JobState.FINISHED and failed <= decl.canary.max_failed_rows:
+        return CanaryState("passed", base, input_id, job)
+    return CanaryState("failed", base, input_id, job)
+
+
+def canary_actions(
+    view: JobView, state: CanaryState, project: str, after: str | None
+) -> list[Action]:
+    """The canary's step while it gates the full job."""
+    decl = view.decl
+    assert decl.canary is not None and view.rows is not None and view.rows.canary is not None
+    sample = view.rows.canary
+    limit = decl.canary.max_failed_rows
+    details: dict[str, Any] = {"canary": True, "rowsToSend": sample.input.rows,
+                               "canaryOf": sample.of, "maxFailedRows": limit}  # fmt: skip
+    resource = Resource("job", decl.name, state.base)
+    if state.state == "absent":
+        spec = _canary_spec(view, state, project)
+        reason = f"canary: {sample.input.rows:,} of {sample.of:,} rows to send run first"
+        return [Action(Kind.CREATE_JOB, resource, reason, details, job=spec, after=after)]
+    job = state.job
+    assert job is not None
+    if state.state == "running":
+        return [Action(Kind.WAIT, resource, "canary in progress; the full job waits", details)]
+    rows = job.rows
+    failed = rows.failed if rows is not None else 0
+    details.update(state=job.raw_state, failedRows=failed, answers=dict(sample.answers))
+    if job.state is JobState.FINISHED:
+        reason = (f"canary failed: {failed:,} of {sample.input.rows:,} rows failed "
+                  f"(canary.maxFailedRows {limit})")  # fmt: skip
+    else:
+        reason = f"canary {job.raw_state.lower()}: {job.message or 'no message'}"
+    reason += "; the full job is not sent"
+    return [Action(Kind.FAILED, resource, reason, details)]
+
+
+def _canary_spec(view: JobView, state: CanaryState, project: str) -> JobSpec:
+    decl = view.decl
+    name = canary_name(decl.name)
+    return JobSpec(
+        job_id=state.base, name=name, model=decl.model, input_dataset_id=state.input_id,
+        inference_parameters=wire_parameters(decl.inference_parameters),
+        precision=decl.precision, output_dataset_id=output_dataset_id(state.base),
+        display_name=marked_display_name(name, project), continued_from=None,
+        provider=decl.provider,
+    )  # fmt: skip

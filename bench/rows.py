@@ -1,0 +1,198 @@
+"""Benchmark: rows, not jobs (issue 14). Reuse against a whole new job, the reuse index's lookups,
+and a plan from an empty versus a warm ``.batchops/``.
+
+Run: ``.venv/bin/python bench/rows.py [--rows 100000]``. In one process, against the embedded
+local backend (echo engine) in a temp folder:
+
+1. applies a job over ``--rows`` rows (reuse on, the default) until its results are merged;
+2. edits 1% of the rows, then times ``reconcile.load_and_plan`` with reuse (the plan sends only
+   the edited rows, from a derived dataset) and, in the same run, with ``reuse: false`` (what
+   every version before reuse planned: a whole new job); applies the reuse plan and counts the
+   rows the new job was given (goal: exactly the edited rows);
+3. times request-hash lookups against the reuse index (goal: >= 200,000/s);
+4. times the same plan from an empty ``.batchops/`` (the index rebuilt from the provider: one
+   download of each earlier job's input and output) and again warm;
+5. applies a job of ``--retry-rows`` rows, 5% of them failing once with a transient error and 1%
+   failing for good (the echo engine's ``__transient__`` / ``__invalid__`` markers), and counts
+   every row submitted to the backend (goal: all transient rows answered, <= 1.06x submissions,
+   0 resubmissions of the permanent ones).
+Numbers are measured side by side in one run; nothing here is a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from batchops.local.config import BackendConfig
+from batchops.local.server import EmbeddedServer
+from batchops.manifest import load_desired
+from batchops.plan import Kind, Plan
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import FireworksProvider
+from batchops.reconcile import PassOptions, load_and_plan, run_pass
+from batchops.reuse import ReuseIndex
+from batchops.reuse_rows import job_prefix
+from batchops.rowid import file_requests
+
+PROJECT = "bench"
+MODEL = "accounts/fireworks/models/m"
+
+
+def marker(i: int, faults: bool) -> str:
+    if not faults:
+        return ""
+    if i % 100 == 7:  # 1%
+        return " __invalid__"
+    return " __transient__" if i % 20 == 3 else ""  # 5%
+
+
+def write(
+    root: Path, rows: int, *, edited: int = 0, reuse: bool = True, faults: bool = False
+) -> list[Path]:
+    data = root / "jobs" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    with (data / "p.jsonl").open("w") as out:
+        for i in range(rows):
+            text = f"question {i}" + (" (edited)" if i < edited else "") + marker(i, faults)
+            out.write(json.dumps({"custom_id": f"r{i}", "body": {"messages": [
+                {"role": "user", "content": text}]}}) + "\n")  # fmt: skip
+    (root / "batchops.yaml").write_text(
+        f"apiVersion: batchops/v1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n"
+    )
+    (root / "jobs" / "m.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: p}\nspec: {path: data/p.jsonl}\n"
+        "---\napiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: j}\n"
+        f"spec: {{model: {MODEL}, inputDataset: p, reuse: {str(reuse).lower()}, "
+        "inferenceParameters: {maxTokens: 16}}\n"
+    )
+    return [root / "jobs"]
+
+
+def converge(paths: list[Path], root: Path, provider: FireworksProvider) -> None:
+    for _ in range(10_000):
+        result = run_pass(paths, root=root, provider=provider, project=PROJECT,
+                          options=PassOptions())  # fmt: skip
+        if result.errors:
+            raise SystemExit(f"apply failed: {result.errors}")
+        if result.converged:
+            return
+        threading.Event().wait(0.2)
+    raise SystemExit("did not converge")
+
+
+def timed_plan(paths: list[Path], root: Path, provider: FireworksProvider) -> tuple[Plan, float]:
+    start = time.perf_counter()
+    plan = load_and_plan(paths, root=root, provider=provider, project=PROJECT,
+                         options=PassOptions())  # fmt: skip
+    return plan, time.perf_counter() - start
+
+
+def to_send(plan: Plan) -> int:
+    jobs = [a for a in plan.actions if a.kind in (Kind.CREATE_JOB, Kind.REPLACE_JOB)]
+    return sum(a.rows_to_send or 0 for a in jobs)
+
+
+def lookups(root: Path, paths: list[Path]) -> float:
+    desired = load_desired(paths, root=root)
+    decl = desired.jobs[0]
+    ds = desired.dataset(decl.input_dataset or "")
+    assert ds is not None
+    hashes = [digest for _, digest in file_requests(job_prefix(decl), ds.files)]
+    with ReuseIndex.open(root) as index:
+        start = time.perf_counter()
+        found = index.lookup(hashes)
+        elapsed = time.perf_counter() - start
+    print(f"  index: {len(found):,} of {len(hashes):,} hashes known")
+    return len(hashes) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--retry-rows", type=int, default=10_000)
+    args = parser.parse_args()
+    rows, edited = args.rows, args.rows // 100
+    root = Path(tempfile.mkdtemp(prefix="bench-rows-"))
+    try:
+        with (
+            EmbeddedServer(BackendConfig(data_dir=root / "backend")) as server,
+            FireworksClient(base_url=server.base_url, account_id="local", api_key=None) as client,
+        ):
+            provider = FireworksProvider(client)
+            repo = root / "repo"
+            start = time.perf_counter()
+            converge(write(repo, rows), repo, provider)
+            print(f"first apply of {rows:,} rows: {time.perf_counter() - start:.1f} s")
+
+            paths = write(repo, rows, edited=edited, reuse=False)
+            whole, t_whole = timed_plan(paths, repo, provider)
+            paths = write(repo, rows, edited=edited)
+            reuse, t_reuse = timed_plan(paths, repo, provider)
+            print(f"edit of {edited:,} rows ({edited / rows:.0%}):")
+            print(f"  plan without reuse (a whole new job): {t_whole * 1000:.0f} ms, "
+                  f"{to_send(whole):,} rows to send")  # fmt: skip
+            print(f"  plan with reuse:                      {t_reuse * 1000:.0f} ms, "
+                  f"{to_send(reuse):,} rows to send")  # fmt: skip
+            converge(paths, repo, provider)
+            inputs = {d.name.rsplit("/", 1)[-1]: int(d.example_count or 0)
+                      for d in client.list_datasets()}  # fmt: skip
+            given = sorted(inputs[(j.input_dataset_id or "").rsplit("/", 1)[-1]]
+                           for j in client.list_jobs())  # fmt: skip
+            print(f"  rows given to each job on the backend: {given} (goal: [{edited}, {rows}])")
+
+            rate = lookups(repo, paths)
+            print(f"request-hash lookups: {rate:,.0f}/s (goal >= 200,000/s)")
+
+            shutil.rmtree(repo / ".batchops")
+            (repo / "results").rename(root / "results-old")
+            _, t_empty = timed_plan(paths, repo, provider)
+            _, t_warm = timed_plan(paths, repo, provider)
+            print(f"plan with reuse over {rows:,} rows: empty .batchops/ {t_empty * 1000:.0f} ms "
+                  f"(index rebuilt from the provider), warm {t_warm * 1000:.0f} ms")  # fmt: skip
+        retries(root / "retries", args.retry_rows)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def retries(root: Path, rows: int) -> None:
+    with (
+        EmbeddedServer(BackendConfig(data_dir=root / "backend")) as server,
+        FireworksClient(base_url=server.base_url, account_id="local", api_key=None) as client,
+    ):
+        provider = FireworksProvider(client)
+        repo = root / "repo"
+        paths = write(repo, rows, faults=True)
+        converge(paths, repo, provider)
+        inputs = {d.name.rsplit("/", 1)[-1]: d for d in client.list_datasets()}
+        submitted = 0
+        permanent_again = 0
+        for job in client.list_jobs():
+            ds = inputs[(job.input_dataset_id or "").rsplit("/", 1)[-1]]
+            submitted += int(ds.example_count or 0)
+            if job.name and "-t" in job.name.rsplit("/", 1)[-1]:
+                permanent_again += _invalid_rows(repo, ds.name or "")
+        answered = sum(1 for _ in (repo / "results" / "j.jsonl").open())
+        failed = sum(1 for _ in (repo / "results" / "j.errors.jsonl").open())
+        transient = sum(1 for i in range(rows) if marker(i, True) == " __transient__")
+        print(f"row retries, {rows:,} rows ({transient:,} transient, {failed:,} permanent):")
+        print(f"  answered {answered:,}, failed {failed:,}; rows submitted {submitted:,} = "
+              f"{submitted / rows:.3f}x (goal <= 1.06x); permanent rows sent again: "
+              f"{permanent_again} (goal 0)")  # fmt: skip
+
+
+def _invalid_rows(repo: Path, dataset: str) -> int:
+    """Rows with the permanent marker in a derived dataset a retry read (from .batchops/)."""
+    count = 0
+    for path in (repo / ".batchops" / "derived").glob("*.jsonl"):
+        count += sum("__invalid__" in line for line in path.open())
+    return count
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""apply --canary-only and the step summary under GitHub Actions (issue 14): the CLI in this
+process against a local backend on a loopback socket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_apply_cli import WAIT, InProcess, inproc, make_repo
+
+__all__ = ["inproc"]  # the fixture
+
+
+def test_canary_only_then_the_full_job_with_the_outcome_in_the_step_summary(
+    tmp_path: Path, inproc: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_repo(tmp_path, jobs={"answers": {"canary": {"rows": 3}}})
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    plan = inproc(root, "plan", "--canary-only")
+    assert "canary: 3 of 12 rows to send run first" in plan.stdout, plan.stdout
+    first = inproc(root, *WAIT, "--canary-only")
+    assert first.returncode == 0, first.stderr
+    passed = "canary of 3 rows passed; the full job runs after it, 0 failed rows"
+    assert passed in summary.read_text()
+    assert not (root / "results" / "answers.jsonl").exists()  # the full spend waits
+    summary.write_text("")
+    full = inproc(root, *WAIT)
+    assert full.returncode == 0, full.stderr
+    text = summary.read_text()
+    assert passed in text
+    answers = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert len(answers) == 3 and all("question" in line for line in answers)  # echo answers
+    assert "9 new rows, 3 reused from answers-canary" in full.stdout
+
+
+def test_a_canary_must_reuse(tmp_path: Path, inproc: InProcess) -> None:
+    root = make_repo(tmp_path, jobs={"answers": {"canary": {"rows": 3}, "reuse": False}})
+    result = inproc(root, "plan")
+    assert result.returncode == 1 and "canary needs reuse" in result.stderr + result.stdout

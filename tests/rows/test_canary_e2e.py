@@ -1,0 +1,82 @@
+"""The canary end to end against the local backend (issue 14): a sample runs first, the full job
+only after it passed, reusing its answers (no row paid twice); --canary-only stops there."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from batchops.plan import Kind
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import FireworksProvider
+from batchops.reconcile import PassOptions, PassResult, run_pass
+from tests.rows.test_reuse_e2e import PROJECT, client, one_pass, results, sent_rows, write_repo
+
+__all__ = ["client"]  # the fixture
+
+PROMPTS = {f"c{i:02}": f"question {i}" for i in range(20)}
+
+
+def with_canary(root: Path, rows: int = 5, max_failed: int = 0) -> None:
+    manifest = root / "jobs" / "m.yaml"
+    canary = f"canary: {{rows: {rows}, maxFailedRows: {max_failed}}}, "
+    manifest.write_text(manifest.read_text().replace("reuse: true, ", "reuse: true, " + canary))
+
+
+def until_done(
+    paths: list[Path], root: Path, client: FireworksClient, **options: bool
+) -> PassResult:
+    for _ in range(200):
+        result = run_pass(paths, root=root, provider=FireworksProvider(client), project=PROJECT,
+                          options=PassOptions(**options))  # fmt: skip
+        assert result.errors == []
+        if result.converged:
+            return result
+        threading.Event().wait(0.05)
+    raise AssertionError("did not converge")
+
+
+def test_the_full_job_runs_after_its_canary_and_reuses_its_answers(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    paths = write_repo(tmp_path, PROMPTS)
+    with_canary(tmp_path)
+    first = one_pass(paths, tmp_path, client).plan
+    kinds = sorted((a.kind.value, a.details.get("canary") or a.details.get("canaryFor"))
+                   for a in first.actions)  # fmt: skip
+    assert kinds == [("create-dataset", "j"), ("create-job", True)]  # no full job, no upload
+    (canary,) = [a for a in first.actions if a.kind is Kind.CREATE_JOB]
+    assert canary.rows_to_send == 5 and "canary: 5 of 20 rows to send run first" in canary.reason
+    assert "-canary-" in canary.resource.remote_id
+    until_done(paths, tmp_path, client)
+    sent = sent_rows(client)
+    (canary_job,) = [job for job in sent if "-canary-" in job]
+    assert sorted(sent.values()) == [5, 15]  # no row paid for twice
+    merged = results(tmp_path)
+    assert sorted(merged) == sorted(PROMPTS)
+    assert sum(row["job"] == canary_job for row in merged.values()) == 5
+    assert one_pass(paths, tmp_path, client).plan.actions == ()
+
+
+def test_a_failed_canary_stops_the_full_job(tmp_path: Path, client: FireworksClient) -> None:
+    bad = {cid: text + " __invalid__" for cid, text in PROMPTS.items()}
+    paths = write_repo(tmp_path, bad)
+    with_canary(tmp_path, rows=4, max_failed=1)
+    result = until_done(paths, tmp_path, client)
+    assert result.failed_jobs == ["j"]
+    (failed,) = result.plan.actions
+    assert failed.kind is Kind.FAILED
+    assert "canary failed: 4 of 4 rows failed (canary.maxFailedRows 1)" in failed.reason
+    assert list(sent_rows(client).values()) == [4]  # the full job was never sent
+
+
+def test_canary_only_runs_just_the_canary(tmp_path: Path, client: FireworksClient) -> None:
+    paths = write_repo(tmp_path, PROMPTS)
+    with_canary(tmp_path)
+    until_done(paths, tmp_path, client, canary_only=True)
+    assert list(sent_rows(client).values()) == [5]
+    uploaded = [
+        d.example_count for d in client.list_datasets() if not (d.name or "").endswith("-out")
+    ]
+    assert uploaded == ["5"]  # the sample only: the whole dataset waits for the full job
+    assert one_pass(paths, tmp_path, client).plan.count(Kind.CREATE_JOB) == 1  # the full job, now

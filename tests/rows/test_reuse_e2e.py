@@ -1,0 +1,164 @@
+"""Reuse end to end: run_pass against the local backend (issue 14). Assertions are on what the
+server holds and what is on disk."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from batchops.local.config import BackendConfig
+from batchops.local.server import EmbeddedServer
+from batchops.plan import Kind
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import FireworksProvider
+from batchops.reconcile import PassOptions, PassResult, run_pass
+
+PROJECT = "proj"
+MODEL = "accounts/fireworks/models/m"
+
+
+def write_repo(
+    root: Path, prompts: dict[str, str], *, reuse: bool = True, tokens: int = 16
+) -> list[Path]:
+    data = root / "jobs" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"custom_id": cid, "body": {"messages": [
+        {"role": "user", "content": text}]}}) for cid, text in prompts.items()]  # fmt: skip
+    (data / "p.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "jobs" / "m.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: p}\nspec: {path: data/p.jsonl}\n"
+        "---\napiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: j}\n"
+        f"spec: {{model: {MODEL}, inputDataset: p, reuse: {str(reuse).lower()}, "
+        f"inferenceParameters: {{maxTokens: {tokens}}}}}\n"
+    )
+    return [root / "jobs"]
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[FireworksClient]:
+    with (
+        EmbeddedServer(BackendConfig(data_dir=tmp_path / "backend")) as server,
+        FireworksClient(base_url=server.base_url, account_id="local", api_key=None) as c,
+    ):
+        yield c
+
+
+def one_pass(paths: list[Path], root: Path, client: FireworksClient) -> PassResult:
+    return run_pass(paths, root=root, provider=FireworksProvider(client), project=PROJECT,
+                    options=PassOptions())  # fmt: skip
+
+
+def converge(paths: list[Path], root: Path, client: FireworksClient) -> PassResult:
+    for _ in range(200):
+        result = one_pass(paths, root, client)
+        assert result.errors == []
+        if result.converged:
+            return result
+        threading.Event().wait(0.05)
+    raise AssertionError("did not converge")
+
+
+def results(root: Path) -> dict[str, dict[str, object]]:
+    lines = (root / "results" / "j.jsonl").read_text().splitlines()
+    return {row["custom_id"]: row for row in map(json.loads, lines)}
+
+
+def sent_rows(client: FireworksClient) -> dict[str, int]:
+    """Rows each job of the account was given to answer (its input dataset's row count)."""
+    datasets = {d.name.rsplit("/", 1)[-1]: d for d in client.list_datasets()}
+    return {job.name.rsplit("/", 1)[-1]:
+            int(datasets[(job.input_dataset_id or "").rsplit("/", 1)[-1]].example_count or 0)
+            for job in client.list_jobs()}  # fmt: skip
+
+
+def asked(row: dict[str, object]) -> str:
+    """The prompt an echo-engine answer answers."""
+    return json.dumps(row["response"])
+
+
+PROMPTS = {f"c{i}": f"question {i}" for i in range(10)}
+
+
+def test_a_changed_dataset_sends_only_its_new_rows(tmp_path: Path, client: FireworksClient) -> None:
+    paths = write_repo(tmp_path, PROMPTS)
+    converge(paths, tmp_path, client)
+    first = results(tmp_path)
+    (job1,) = sent_rows(client)
+    assert {row["job"] for row in first.values()} == {job1}
+
+    edited = {**PROMPTS, "c3": "question three", "c10": "question 10"}
+    paths = write_repo(tmp_path, edited)
+    plan = one_pass(paths, tmp_path, client).plan
+    (create,) = [a for a in plan.actions if a.kind is Kind.REPLACE_JOB]
+    assert create.rows_to_send == 2 and create.details["rowsReused"] == 9
+    assert "2 new rows, 9 reused from j" in create.reason
+    assert plan.cost is not None  # cost counts only the rows to send
+    assert [(c.job, c.rows) for c in plan.cost.actions] == [("j", 2)]
+    uploads = [a for a in plan.actions if a.kind is Kind.CREATE_DATASET]
+    assert [(a.details["derivedFor"], a.details["rows"]) for a in uploads] == [("j", 2)]
+    converge(paths, tmp_path, client)
+
+    sent = sent_rows(client)
+    (job2,) = set(sent) - {job1}
+    assert sent == {job1: 10, job2: 2}  # only the changed and the added row were sent
+    merged = results(tmp_path)
+    assert sorted(merged) == sorted(edited)
+    assert {cid for cid, row in merged.items() if row["job"] == job2} == {"c3", "c10"}
+    for cid, row in merged.items():  # each row answers its own request
+        assert edited[cid] in asked(row)
+        assert cid in ("c3", "c10") or asked(row) == asked(first[cid])
+    again = one_pass(paths, tmp_path, client)
+    assert again.converged and again.plan.actions == ()  # stable: the job is its own, not reused
+
+
+def test_every_row_reused_needs_no_job(tmp_path: Path, client: FireworksClient) -> None:
+    paths = write_repo(tmp_path, PROMPTS)
+    converge(paths, tmp_path, client)
+    fewer = {cid: text for cid, text in PROMPTS.items() if cid != "c5"}
+    paths = write_repo(tmp_path, fewer)
+    plan = one_pass(paths, tmp_path, client).plan
+    assert [a.kind for a in plan.actions] == [Kind.DOWNLOAD]
+    assert "all 0 new rows, 9 reused from j" in plan.actions[0].reason
+    converge(paths, tmp_path, client)
+    assert len(sent_rows(client)) == 1 and sorted(results(tmp_path)) == sorted(fewer)
+    assert one_pass(paths, tmp_path, client).plan.actions == ()
+
+
+def test_reuse_false_and_a_changed_parameter_send_every_row(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    paths = write_repo(tmp_path, PROMPTS)
+    converge(paths, tmp_path, client)
+    converge(write_repo(tmp_path, PROMPTS, tokens=17), tmp_path, client)
+    assert sorted(sent_rows(client).values()) == [10, 10]  # a parameter: every request is new
+    paths = write_repo(tmp_path, {**PROMPTS, "c0": "x"}, tokens=17, reuse=False)
+    (replace,) = [a for a in one_pass(paths, tmp_path, client).plan.actions if a.job is not None]
+    assert replace.rows_to_send == 10 and "reused" not in replace.reason
+    converge(paths, tmp_path, client)
+    assert sorted(sent_rows(client).values()) == [10, 10, 10]
+
+
+def test_an_empty_state_dir_finds_earlier_answers_through_the_provider(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """A fresh CI checkout: no .batchops/ and no results; earlier answers are downloaded."""
+    paths = write_repo(tmp_path, PROMPTS)
+    converge(paths, tmp_path, client)
+    (job1,) = sent_rows(client)
+    first = results(tmp_path)
+    fresh = tmp_path / "fresh"
+    paths = write_repo(fresh, {**PROMPTS, "c3": "question three"})
+    (fresh / "batchops.yaml").write_text(
+        f"apiVersion: batchops/v1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n"
+    )
+    converge(paths, fresh, client)
+    sent = sent_rows(client)
+    assert sorted(sent.values()) == [1, 10]
+    merged = results(fresh)
+    assert {cid for cid, row in merged.items() if row["job"] != job1} == {"c3"}
+    assert all(asked(merged[cid]) == asked(first[cid]) for cid in PROMPTS if cid != "c3")
+    assert one_pass(paths, fresh, client).plan.actions == ()
