@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from batchops.config import Moved
 from batchops.errors import ConfigError, OwnershipError
 from batchops.identity import output_dataset_id, parse_job_id
 from batchops.providers import DONE_STATES, JobState, RemoteJob
@@ -38,6 +39,55 @@ def owned_by_name(name: str, jobs: Iterable[RemoteJob], project: str
     """The owned jobs of one NAME, oldest first (none is an answer, not an error)."""
     return sorted((j for j in jobs if j.owner == project and matches(name, j)),
                   key=_age)  # fmt: skip
+
+
+def current_name(name: str, moved: Sequence[Moved]) -> str:
+    """The job's name after the project file's renames (``moved``): an old name gives the new."""
+    seen = {name}
+    while True:
+        new = next((m.new for m in moved if m.old == name and m.applies_to(_JOB)), None)
+        if new is None or new in seen:
+            return name
+        seen.add(new)
+        name = new
+
+
+def former_names(name: str, moved: Sequence[Moved]) -> list[str]:
+    """Every name a job ``name`` had before its renames, whose jobs it adopted."""
+    found: list[str] = []
+    todo = [name]
+    while todo:
+        new = todo.pop()
+        for m in moved:
+            if m.new == new and m.applies_to(_JOB) and m.old != name and m.old not in found:
+                found.append(m.old)
+                todo.append(m.old)
+    return found
+
+
+def owned_following_moves(
+    names: Sequence[str], jobs: Iterable[RemoteJob], project: str, moved: Sequence[Moved]
+) -> dict[str, list[RemoteJob]]:
+    """``owned_jobs`` after ``moved``: an old NAME is its new name, and a name's jobs include
+    those of its former names (adopted, their IDs keep the old name). Keyed by current name."""
+    listed = list(jobs)
+    found: dict[str, list[RemoteJob]] = {}
+    plain: list[str] = []
+    for given in names:
+        name = current_name(given, moved)
+        mine = {j.key: j for n in (name, *former_names(name, moved))
+                for j in owned_by_name(n, listed, project)}  # fmt: skip
+        if mine:
+            found[name] = sorted({**{j.key: j for j in found.get(name, [])}, **mine}.values(),
+                                 key=_age)  # fmt: skip
+        else:
+            plain.append(given)
+    if plain:
+        found.update(owned_jobs(plain, listed, project))
+    return found
+
+
+_JOB = "BatchInferenceJob"
 
 
 def owned_jobs(

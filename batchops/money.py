@@ -214,9 +214,12 @@ def spent(usage: UsageLike | None, price: Price | None) -> float | None:
 
 
 def money_text(value: float | None) -> str:
-    """$12.35, $0.0042 for small sums, 'unknown' for an unknown figure (never $0)."""
+    """$12.35, $0.0042 for small sums, <$0.0001 for a nonzero sum smaller still, 'unknown' for
+    an unknown figure (never $0)."""
     if value is None:
         return "unknown"
+    if value != 0 and round(abs(value), 4) == 0:
+        return "<$0.0001"
     if value != 0 and abs(value) < 0.01:
         return f"${value:.4f}"
     return f"${value:,.2f}"

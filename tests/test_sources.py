@@ -145,6 +145,19 @@ def test_every_problem_with_both_locations(root: Path) -> None:
     ]
 
 
+def test_a_template_error_does_not_hide_the_tables_problems(root: Path) -> None:
+    table = CSV + "p3,Toaster,\np1,Fan,dry\n,Mixer,warm\n"
+    write(root, CHAT.replace("{{ product }}", "{{ prodcut }}"), table)
+    assert problems(root) == [  # in (file, line) order
+        "jobs/data/products.csv:4:1: column 'tone' is empty",
+        "jobs/data/products.csv:5:1: duplicate custom_id 'p1': the same key is first at "
+        "jobs/data/products.csv:2",
+        "jobs/data/products.csv:6:1: idColumn 'sku' is empty",
+        "jobs/reviews.yaml:13:17: template uses undefined variable 'prodcut'; "
+        "did you mean 'product'?",
+    ]
+
+
 def test_template_syntax_and_runtime_errors_point_at_the_template(root: Path) -> None:
     write(root, CHAT.replace("of {{ product }}.", "of {{ product }"))
     assert problems(root) == ["jobs/reviews.yaml:13:11: template syntax error: unexpected '}'"]

@@ -8,7 +8,7 @@ from batchops.errors import ConfigError
 from batchops.manifest.desired import JobDecl
 from batchops.manifest.select import Selector, select
 from batchops.plan import Kind
-from batchops.render.plan import plan_json, plan_text
+from batchops.render.plan import note_lines, plan_json, plan_text
 from tests.test_plan import World, desired, facts, job_decl, kinds, plan_of, simulate
 
 
@@ -41,6 +41,43 @@ def test_unknown_job_name_is_an_error_with_a_did_you_mean() -> None:
         select(d, Selector.of(["capitols"], None))
     with pytest.raises(ConfigError, match="key=value"):
         Selector.of(None, ["team"])
+
+
+def test_labels_that_select_no_job_are_an_error_with_the_labels_in_use() -> None:
+    d = desired(["a"], [labelled("capitals", "a", team="geo"), labelled("poems", "a", team="art")])
+    with pytest.raises(ConfigError) as exc:
+        select(d, Selector.of(None, ["team=typo"]))
+    assert str(exc.value) == (
+        "no declared job has the labels team=typo; labels in use: team=art, team=geo"
+    )
+    with pytest.raises(ConfigError, match="team=art among the jobs 'capitals'"):
+        select(d, Selector.of(["capitals"], ["team=art"]))
+    unlabelled = desired(["a"], [job_decl("capitals", "a")])
+    with pytest.raises(ConfigError, match="no declared job has labels"):
+        select(unlabelled, Selector.of(None, ["team=geo"]))
+
+
+def test_an_older_spec_of_a_declared_job_is_superseded_not_undeclared() -> None:
+    both = desired(["p"], [job_decl("a", "p"), job_decl("b", "p")])
+    f, world = facts(["p"]), World()
+    simulate(plan_of(both, f, world), world)
+    changed = desired(["p"], [job_decl("a", "p", max_tokens=64)])  # a replaced, b undeclared
+    plan = plan_of(changed, f, world)
+    assert (plan.orphan_jobs, plan.superseded_jobs) == (1, 1)
+    assert note_lines(plan) == [
+        "1 owned job is superseded (an older spec of a declared job, replaced by it).",
+        "1 owned job is declared by no manifest; `batchops apply --prune` deletes both.",
+    ]
+    assert plan_json(plan)["summary"]["supersededJobs"] == 1
+    only_a = desired(["p"], [job_decl("a", "p", max_tokens=64)])
+    simulate(plan_of(desired(["p"], [job_decl("a", "p")]), f, world, prune=True), world)  # b gone
+    alone = plan_of(only_a, f, world)
+    assert (alone.orphan_jobs, alone.superseded_jobs) == (0, 1)
+    assert note_lines(alone) == ["1 owned job is superseded (an older spec of a declared job, "
+                                 "replaced by it); `batchops apply --prune` deletes it."]
+    pruned = plan_of(only_a, f, world, prune=True)
+    prune = next(a for a in pruned.actions if a.kind is Kind.PRUNE_JOB)
+    assert prune.reason.startswith("superseded: an older spec of a declared job")
 
 
 def test_scoped_prune_deletes_only_resources_of_the_selected_names() -> None:

@@ -53,7 +53,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batchops",
         description="Declarative batch inference on Fireworks: manifests in, results out.",
-        epilog="With no FIREWORKS_API_KEY, commands run against an embedded local backend.",
+        epilog="With no FIREWORKS_API_KEY, commands run against an embedded local backend, "
+        "except in CI (CI or GITHUB_ACTIONS set): there a missing key is an error (exit 1) "
+        "unless --local is passed or batchops.yaml says backend: local.",
     )
     parser.add_argument("--version", action="version", version=f"batchops {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -30,6 +30,7 @@ from batchops.cli.backend import (
     describe_backend,
     open_provider,
     project_of,
+    remote_title,
     root_of,
     settings_from_args,
 )
@@ -319,6 +320,7 @@ class _Printer:
         self.json = args.output == "json"
         self.backend_json = backend
         self.backend = backend["text"]
+        self.remote = remote_title(backend)
         self.summary_file = settings.step_summary
         self.annotate = settings.github_actions
         self.passes = 0
@@ -340,7 +342,7 @@ class _Printer:
 
     def _show(self, plan: Plan) -> None:
         if self.json:  # text mode printed it already
-            print(plan_text(plan), file=sys.stderr, flush=True)
+            print(plan_text(plan, remote=self.remote), file=sys.stderr, flush=True)
 
     def _ask(self, question: str) -> str:
         return ask_terminal(question, stream_out=not self.json)
@@ -373,7 +375,8 @@ class _Printer:
             return
         if self.passes == 1:
             # The backend is named when something is to happen; "No changes." stays one line.
-            print(plan_text(plan, backend=self.backend if plan.actions else None), flush=True)
+            print(plan_text(plan, backend=self.backend if plan.actions else None,
+                            remote=self.remote), flush=True)  # fmt: skip
             self.reported = {(a.kind, a.resource.remote_id) for a in plan.actions}
             self.last_line = summary_line(plan)  # plan_text's last line
             return

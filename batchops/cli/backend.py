@@ -27,6 +27,7 @@ from batchops.config import (
     find_root,
     load_settings,
 )
+from batchops.errors import TransportError
 from batchops.identity import project_from_root, slugify
 from batchops.private import private_dir
 from batchops.providers import Provider
@@ -125,6 +126,15 @@ def describe_backend(settings: Settings, root: Path) -> dict[str, str]:
             "text": f"the embedded local backend at {STATE_DIR}/local"}  # fmt: skip
 
 
+_REMOTE_TITLES = {"fireworks": "the Fireworks account", "serve": "`batchops serve`",
+                  "embedded": "the embedded local backend"}  # fmt: skip
+
+
+def remote_title(backend: dict[str, str]) -> str:
+    """The plan's heading of remote actions names the backend's kind (``describe_backend``)."""
+    return _REMOTE_TITLES.get(backend["kind"], "the backend")
+
+
 def paths_narrowed(args: argparse.Namespace, root: Path, settings: Settings | None = None) -> bool:
     """PATHS name part of the project rather than the default (all of it): pruning is then
     limited to what those paths declare."""
@@ -154,7 +164,15 @@ def open_provider(
         notice(about_project)
     if choice != "embedded":
         with contextlib.closing(_providers(settings, None, client_options)) as provider:
-            yield provider
+            try:
+                yield provider
+            except TransportError as exc:
+                if choice != "serve":
+                    raise
+                raise TransportError(
+                    f"{exc.server_message} (is `batchops serve` running at {settings.base_url}? "
+                    "FIREWORKS_BASE_URL names it)", method=exc.method, path=exc.path,
+                ) from exc  # fmt: skip
         return
     from batchops.local.config import BackendConfig  # only when embedding
     from batchops.local.server import EmbeddedServer

@@ -1,7 +1,10 @@
 """`batchops delete NAME...`: remove owned jobs (and their `<id>-out` datasets), as --prune would.
 
 A NAME is a manifest job name (every attempt, continuation and older spec of it) or one job ID.
-Only jobs carrying this project's mark are touched. On a terminal the command lists what goes and
+Renames in the project file (``moved``) are followed: an old name is its new name, and a new name
+includes the jobs it adopted. Only jobs carrying this project's mark are touched. ``delete``
+refuses a job a manifest still declares (or adopts), unless ``--force``: the next apply would run
+it again. On a terminal the command lists what goes and
 asks; without one it needs ``-y``. ``batchops.cli.cancel`` shares this module: it stops only the
 jobs still running. Results already on disk are never touched.
 """
@@ -10,20 +13,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from batchops.apply import apply_plan
 from batchops.cli.apply import LineReporter
 from batchops.cli.backend import (
     add_backend_flags,
+    default_paths,
     open_provider,
     project_of,
     root_of,
     settings_from_args,
 )
 from batchops.cli.confirm import confirm
-from batchops.errors import EXIT_ERROR, EXIT_OK
-from batchops.history import Target, owned_jobs, targets
+from batchops.config import PROJECT_FILE, Settings
+from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError
+from batchops.history import Target, current_name, name_of, owned_following_moves, targets
+from batchops.manifest.loader import load_partial
 from batchops.plan import Action, Kind, Plan, Resource, sort_actions
 from batchops.render.plan import action_line
 from batchops.textsafe import inert, json_text
@@ -37,6 +44,10 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "Results on disk are kept. Jobs without this project's mark are never touched.",
     )  # fmt: skip
     add_removal_flags(p)
+    p.add_argument("--force", action="store_true",
+                   help="delete even a job a manifest still declares (the next apply re-runs it)")
+    p.add_argument("--paths", nargs="*", default=None, metavar="PATH",
+                   help="the manifests to check for declarations (default: jobs/)")  # fmt: skip
     p.set_defaults(func=lambda args: run_removal(args, cancel=False))
 
 
@@ -51,8 +62,11 @@ def run_removal(args: argparse.Namespace, *, cancel: bool) -> int:
     settings, root = settings_from_args(args), root_of(args)
     project = project_of(settings, root)
     verb = "cancel" if cancel else "delete"
+    moved = settings.project_file.moved if settings.project_file else ()
     with open_provider(settings, root=root) as provider:
-        found = owned_jobs(args.names, provider.list_jobs(), project)
+        found = owned_following_moves(args.names, provider.list_jobs(), project, moved)
+        if not cancel and not args.force:
+            _refuse_declared(args.names, default_paths(args, root, settings), settings, root)
         plan = _plan(targets(found, running_only=cancel), project, cancel=cancel)
         if not plan.actions:
             return _report(args, plan, [], verb, f"Nothing to {verb}: no job of "
@@ -66,6 +80,29 @@ def run_removal(args: argparse.Namespace, *, cancel: bool) -> int:
         applied = apply_plan(plan, provider=provider, root=root, reporter=reporter)
     errors = [str(e) for e in applied.errors]
     return _report(args, plan, errors, verb, "")
+
+
+def _refuse_declared(names: list[str], paths: list[Path], settings: Settings, root: Path) -> None:
+    """A job a manifest declares, or adopts after a rename, would be re-run (and re-billed) by
+    the next apply: deleting it needs --force."""
+    paths = [p for p in paths if p.exists()]
+    if not paths:
+        return
+    desired, _ = load_partial(paths, root=root, project=settings.project_file)
+    declared = {j.name: j.source for j in desired.jobs}
+    problems = []
+    for given in names:
+        old = name_of(given)
+        name = current_name(old, desired.moved)
+        src = declared.get(name)
+        if src is None:
+            continue
+        adopted = "" if name == old else f" (renamed from {old} in {PROJECT_FILE})"
+        problems.append(f"job '{name}'{adopted} is declared by {src.path}:{src.line}; the next "
+                        "apply would run it again")  # fmt: skip
+    if problems:
+        raise ConfigError("; ".join(problems) + ": remove it from the manifests first, or pass "
+                          "--force")  # fmt: skip
 
 
 def _plan(found: list[Target], project: str, *, cancel: bool) -> Plan:

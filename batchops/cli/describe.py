@@ -3,12 +3,15 @@
 Every owned job of that name on the account (attempts, continuations, older specs) with its times,
 state, server message and row counts, plus where its results are on disk when a manifest declares
 it. Manifests are read from PATHS (default: jobs/) only to find the declaration; a job no manifest
-declares (say, one left for ``--prune``) is described from the account alone.
+declares (say, one left for ``--prune``) is described from the account alone. Renames in the
+project file (``moved``) are followed: an old name describes the new one, whose history includes
+the jobs it adopted.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -20,9 +23,16 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
-from batchops.config import Settings
+from batchops.config import PROJECT_FILE, Settings
 from batchops.errors import EXIT_OK
-from batchops.history import JobHistory, history, owned_by_name, owned_jobs
+from batchops.history import (
+    JobHistory,
+    current_name,
+    former_names,
+    history,
+    owned_by_name,
+    owned_following_moves,
+)
 from batchops.money import Price, shipped_prices
 from batchops.plan import JobView
 from batchops.providers import RemoteJob
@@ -49,16 +59,25 @@ def run(args: argparse.Namespace) -> int:
     paths = default_paths(argparse.Namespace(paths=args.paths), root, settings)
     exists = any(p.exists() for p in paths)
     inputs = load_inputs(paths, root=root, project_file=settings.project_file) if exists else None
-    declared = inputs is not None and any(j.name == args.name for j in inputs[0].jobs)
+    moved = settings.project_file.moved if settings.project_file else ()
+    name = current_name(args.name, moved)
+    if name != args.name:
+        print(f"note: '{args.name}' was renamed to '{name}' (moved in {PROJECT_FILE})",
+              file=sys.stderr)  # fmt: skip
+    declared = inputs is not None and any(j.name == name for j in inputs[0].jobs)
     with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
             ctx = load_context(provider, root=root, project=project, inputs=inputs)
-            view = next(v for v in ctx.views() if v.decl.name == args.name)
-            h = _declared_history(view, owned_by_name(args.name, ctx.observed.jobs, project))
+            view = next(v for v in ctx.views() if v.decl.name == name)
+            jobs = ctx.observed.jobs
+            found = sorted({j.key: j for n in (name, *former_names(name, moved))
+                            for j in owned_by_name(n, jobs, project)}.values(),
+                           key=lambda j: (j.created, j.key))  # fmt: skip
+            h = _declared_history(view, found)
             h = replace(h, spent=status_row(view, _price(settings, view.decl.model)).spent)
         else:  # described from the account alone; unknown or foreign names are errors
-            found = owned_jobs([args.name], provider.list_jobs(), project)[args.name]
-            h = history(args.name, found)
+            owned = owned_following_moves([name], provider.list_jobs(), project, moved)
+            h = history(name, next(iter(owned.values())))
     print(json_text(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
     return EXIT_OK
 

@@ -20,6 +20,7 @@ from batchops.cli.backend import (
     open_provider,
     paths_narrowed,
     project_of,
+    remote_title,
     root_of,
     settings_from_args,
 )
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         saved = {**body, "paths": [str(p) for p in paths], "root": str(root),
                  "selector": options.selector.to_json(), "narrowed": options.narrowed}
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
-    text = plan_text(plan, backend=backend["text"])
+    text = plan_text(plan, backend=backend["text"], remote=remote_title(backend))
     print(json_text(body, indent=2) if args.output == "json" else text)
     rows = row_failures(plan, {})
     if settings.github_actions and (notes := failure_annotations(plan, rows)):

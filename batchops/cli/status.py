@@ -25,6 +25,9 @@ from batchops.reconcile import load_context, load_inputs
 from batchops.render.status import status_json, status_row, status_table, status_text
 from batchops.textsafe import json_text
 
+EMBEDDED_NOTE = ("batchops: on the embedded backend, jobs progress only while `apply --wait` or "
+                 "`watch` runs, or under `batchops serve`")  # fmt: skip
+
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", parents=parents, help="each declared job: state, rows, results")
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = (selection.desired, infos)
     with open_provider(settings, root=root) as provider:
         ctx = load_context(provider, root=root, project=project_of(settings, root), inputs=inputs)
+    if settings.backend_choice() == "embedded":
+        print(EMBEDDED_NOTE, file=sys.stderr)
     project = settings.project_file
     prices = shipped_prices().with_overrides(project.prices if project else ())
     rows = [status_row(view, prices.lookup(view.decl.model)) for view in ctx.views()]

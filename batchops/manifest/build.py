@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def build_desired(
     parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic],
     unchecked: Sequence[Unchecked] = (), *, output_dir: str = "results",
-    providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}),
+    providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}), tokenizers: Sequence[Path] = (),
 ) -> Desired:  # fmt: skip
     ordered = sorted(parsed, key=lambda p: p.source)
     _misplaced_projects(ordered, root, diags)
@@ -47,7 +47,9 @@ def build_desired(
     ]
     _dangling_in_unchecked(unchecked, names, diags, invalid)
     _check_providers(unique, providers, diags)
-    _check_outputs(jobs, datasets, files, root, unique, diags)
+    read = _read_by_jobs(unique, root)
+    read.update((f, f"a tokenizer file named in {PROJECT_FILE}") for f in tokenizers)
+    _check_outputs(jobs, datasets, files, root, unique, diags, read)
     return Desired(
         root=root,
         datasets=tuple(sorted(datasets, key=lambda d: d.name)),
@@ -252,6 +254,23 @@ def _job(
     )
 
 
+def _read_by_jobs(parsed: Sequence[Parsed], root: Path) -> dict[Path, str]:
+    """The schema files jobs read (``responseFormat.schemaFile``) -> what each is."""
+    read: dict[Path, str] = {}
+    for p in parsed:
+        m = p.manifest
+        if isinstance(m, BatchInferenceJobManifest) and m.spec.response_format is not None:
+            written = m.spec.response_format.schema_file
+            if written is None:
+                continue
+            try:
+                path = P.confine(written, p.file.parent, root)
+            except P.PathProblem:
+                continue  # reported where the schema is read
+            read[path] = f"the schema file of job '{m.metadata.name}'"
+    return read
+
+
 def _failure_limit(value: int | str) -> dict[str, Any]:
     if isinstance(value, str):
         return {"max_failed_rows": 0, "max_failed_percent": float(value.removesuffix("%"))}
@@ -260,7 +279,7 @@ def _failure_limit(value: int | str) -> dict[str, Any]:
 
 def _check_outputs(
     jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], files: Sequence[Path], root: Path,
-    parsed: Sequence[Parsed], diags: list[Diagnostic],
+    parsed: Sequence[Parsed], diags: list[Diagnostic], read: dict[Path, str],
 ) -> None:  # fmt: skip
     """Results that would overwrite a dataset, a manifest, git's or batchops' files, or another
     job's results (both jobs of a collision are reported)."""
@@ -269,7 +288,7 @@ def _check_outputs(
         for p in parsed
         if isinstance(p.manifest, BatchInferenceJobManifest)
     }
-    for job, kind, message in output_problems(jobs, datasets, files, root):
+    for job, kind, message in output_problems(jobs, datasets, files, root, read):
         p = by_name[job.name]
         at: Loc = ("spec", "output", "path")
         if kind == "table":  # spec.output.table.path, or the table's own line when derived

@@ -83,8 +83,9 @@ def load_partial(
             p for file in files for p in read_manifests(file, root, diags, unchecked, cache=cache)
         ]
         providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
+        tokenizers = tuple(project.tokenizer_files().values()) if project else ()
         desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir,
-                                providers=providers)  # fmt: skip
+                                providers=providers, tokenizers=tokenizers)  # fmt: skip
     if project is not None and project.moved:
         desired = with_moved(desired, project, diags)
     return desired, diags

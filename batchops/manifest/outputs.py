@@ -3,7 +3,9 @@
 Called by ``batchops.manifest.build`` once every dataset and job is known. A job's results file,
 and every file batchops derives from it (``batchops.layout.derived_paths``: the errors file and
 the ``spec.output.table`` file), may not be a dataset
-file or lie inside a dataset folder (it would become a shard), may not be a manifest or any YAML
+file or lie inside a dataset folder (it would become a shard), may not be any other file a manifest
+or the project file reads (a source table, a template file, a schema file, a tokenizer file: the
+``read`` map), may not be a manifest or any YAML
 file, may not be under ``.git/`` or ``.batchops/``, may not sit below a regular file, and may not
 be another job's results or errors file. Each rule is checked on the path as written and as
 resolved through symlinks. Every offending job is reported, both jobs of a collision included.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from batchops.layout import RESERVED_DIRS, derived_paths
@@ -35,11 +37,14 @@ NAME_MAX = 255  # bytes in one file name, on every common file system
 
 
 def output_problems(
-    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], manifests: Sequence[Path], root: Path
-) -> Iterator[OutputProblem]:
+    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], manifests: Sequence[Path], root: Path,
+    read: Mapping[Path, str] | None = None,
+) -> Iterator[OutputProblem]:  # fmt: skip
     """(job, kind, message) for each job whose derived files break a rule (the first such file);
-    jobs in source order."""
-    check = _Checker(str(root), jobs, datasets, manifests)
+    jobs in source order. ``read``: other files the manifests and project file read -> what each
+    is ("the source table of dataset 'x'"); the source tables and templates of rendered datasets
+    are added here."""
+    check = _Checker(str(root), jobs, datasets, manifests, read or {})
     for job in sorted(jobs, key=lambda j: j.source):
         for kind, target in _derived(job):
             message = check.target(job, target)
@@ -65,12 +70,13 @@ def _stat(path: str, *, follow: bool = True) -> os.stat_result | None:
 class _Checker:
     def __init__(
         self, root: str, jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl],
-        manifests: Sequence[Path],
+        manifests: Sequence[Path], read: Mapping[Path, str],
     ) -> None:  # fmt: skip
         self.root = root
         self._real: dict[str, str] = {root: root}
         self._folder: dict[str, str | None] = {}
         self.data_files = {self.real(str(f)): d.name for d in datasets for f in d.files}
+        self.read = {self.real(str(f)): what for f, what in _read_files(datasets, read).items()}
         folders = ((str(Path(root, d.path)), d.name) for d in datasets)
         self.data_dirs = {self.real(f): name for f, name in folders if Path(f).is_dir()}
         self.manifests = {self.real(str(m)) for m in manifests}
@@ -171,6 +177,8 @@ class _Checker:
             return f"has a name longer than {NAME_MAX} bytes, more than a file system allows"
         if real in self.data_files:
             return f"is a file of dataset '{self.data_files[real]}'; it would be overwritten"
+        if real in self.read:
+            return f"is {self.read[real]}; it would be overwritten"
         folder = next((f for f in _ancestry(real, self.root) if f in self.data_dirs), None)
         if folder is not None:
             return (f"is inside the folder of dataset '{self.data_dirs[folder]}'; "
@@ -205,6 +213,18 @@ class _Checker:
                     return (f"{self.subject(job, target)} is inside '{self.shown(folder)}', "
                             f"{what} of job '{other.name}'")  # fmt: skip
         return None
+
+
+def _read_files(datasets: Sequence[DatasetDecl], read: Mapping[Path, str]) -> dict[Path, str]:
+    """Every file read to build the datasets and jobs, besides hand-written dataset files."""
+    found: dict[Path, str] = {}
+    for d in datasets:
+        if d.render is not None:
+            found.update((f, f"the source table of dataset '{d.name}'") for f in d.render.files)
+            template = f"a template file of dataset '{d.name}'"
+            found.update((f, template) for f in d.render.template_files)
+    found.update(read)
+    return found
 
 
 def _ancestry(path: str, root: str) -> Iterator[str]:

@@ -66,15 +66,26 @@ class Selection:
 
 def select(desired: Desired, selector: Selector) -> Selection:
     """Narrow ``desired`` to the selected jobs and the datasets they read; unknown --job names are
-    an error (with the closest declared name)."""
+    an error (with the closest declared name), and so are labels that select no declared job
+    (with the labels that exist)."""
     if not selector.active:
         return Selection(desired)
     _check_names(desired, selector.jobs)
     jobs = tuple(j for j in desired.jobs if selector.matches(j))
+    if selector.labels and not jobs:
+        raise ConfigError(_no_match(desired, selector))
     read = {j.input_dataset for j in jobs if j.input_dataset}
     datasets = tuple(d for d in desired.datasets if d.name in read)
     narrowed = replace(desired, jobs=jobs, datasets=datasets)
     return Selection(narrowed, len(desired.jobs) - len(jobs), len(desired.datasets) - len(datasets))
+
+
+def _no_match(desired: Desired, selector: Selector) -> str:
+    asked = ", ".join(f"{k}={v}" for k, v in selector.labels)
+    names = f" among the jobs {', '.join(map(repr, selector.jobs))}" if selector.jobs else ""
+    found = sorted({f"{k}={v}" for j in desired.jobs for k, v in j.labels.items()})
+    exist = f"; labels in use: {', '.join(found)}" if found else "; no declared job has labels"
+    return f"no declared job has the labels {asked}{names}{exist}"
 
 
 def _check_names(desired: Desired, names: Iterable[str]) -> None:

@@ -29,7 +29,7 @@ from batchops.plan.model import (
     PlanOptions,
     sort_actions,
 )
-from batchops.plan.prune import prune_actions
+from batchops.plan.prune import prune_actions, superseded
 from batchops.plan.rows import FailedRows, RowSplit
 from batchops.plan.views import JobView, Seen, declared_dataset_ids, views_of
 from batchops.results import LocalResult, ResultRecord
@@ -118,7 +118,10 @@ def make_plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
-        orphan_jobs=0 if options.prune else sum(a.kind is Kind.PRUNE_JOB for a in prunes),
+        orphan_jobs=0 if options.prune else sum(
+            a.kind is Kind.PRUNE_JOB and not superseded(a) for a in prunes),
+        superseded_jobs=0 if options.prune else sum(
+            a.kind is Kind.PRUNE_JOB and superseded(a) for a in prunes),
         canaries=tuple(c for v in views if (c := canary_outcome(v, seen, project)) is not None),
         declared=tuple((v.decl, _current_record(v)) for v in views),
     )  # fmt: skip

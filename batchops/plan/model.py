@@ -134,6 +134,7 @@ class Plan:
     options: PlanOptions = PlanOptions()
     job_states: tuple[tuple[str, str], ...] = ()  # (declared job, state of its latest job)
     orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
+    superseded_jobs: int = 0  # owned jobs of an older spec of a declared job (--prune deletes)
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
     canaries: tuple[CanaryOutcome, ...] = ()  # each job declaring a canary (plan.canary)

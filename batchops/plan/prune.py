@@ -12,6 +12,8 @@ from batchops.providers import DONE_STATES, JobState, RemoteJob
 
 def prune_actions(views: list[JobView], referenced: set[str], ctx: Ctx) -> list[Action]:
     keep_bases = {v.base_id for v in views}
+    declared = {v.decl.name for v in views}
+    declared |= {old for n in declared if (old := ctx.desired.moved_from(_JOB, n)) is not None}
     keep_ds = set(referenced)
     scope = ctx.options.prune_scope
     actions = []
@@ -23,7 +25,7 @@ def prune_actions(views: list[JobView], referenced: set[str], ctx: Ctx) -> list[
             keep_ds.add(output_dataset_id(rid))
             continue
         if scope is None or (parts is not None and parts.name in scope):
-            actions.append(_prune_job(rid, job, parts))
+            actions.append(_prune_job(rid, job, parts, declared))
     for rid, ds in ctx.seen.datasets.items():
         if ds.owner != ctx.project or rid in keep_ds:
             continue
@@ -33,11 +35,24 @@ def prune_actions(views: list[JobView], referenced: set[str], ctx: Ctx) -> list[
     return actions
 
 
-def _prune_job(rid: str, job: RemoteJob, parts: JobIdParts | None) -> Action:
-    reason = "not declared by any manifest"
+_JOB = "BatchInferenceJob"
+
+
+def superseded(action: Action) -> bool:
+    """A prune of an older spec of a job still declared (replaced by it), not of an undeclared
+    job."""
+    return bool(action.details.get("superseded"))
+
+
+def _prune_job(rid: str, job: RemoteJob, parts: JobIdParts | None, declared: set[str]) -> Action:
+    old_spec = parts is not None and parts.name in declared
+    reason = ("superseded: an older spec of a declared job" if old_spec
+              else "not declared by any manifest")  # fmt: skip
     if job.state not in DONE_STATES:
         reason += "; still running: deleting it stops it"
     details: dict[str, object] = {"state": job.raw_state}
+    if old_spec:
+        details["superseded"] = True
     # The output dataset batchops named for this job (<job>-out) goes with it; one the service
     # named, or that another job writes, is not ours to delete.
     output = job.output_id or ""

@@ -48,9 +48,15 @@ def note_lines(plan: Plan) -> list[str]:
     """What the plan leaves alone, in one line each: owned jobs no manifest declares (with how to
     prune them) and declared jobs outside the selection."""
     lines = []
+    both = plan.orphan_jobs and plan.superseded_jobs
+    if plan.superseded_jobs:
+        n = plan.superseded_jobs
+        them = "" if both else f"; `batchops apply --prune` deletes {'it' if n == 1 else 'them'}"
+        lines.append(f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} superseded "
+                     f"(an older spec of a declared job, replaced by it){them}.")  # fmt: skip
     if plan.orphan_jobs:
         n = plan.orphan_jobs
-        them = "it" if n == 1 else "them"
+        them = "both" if both else "it" if n == 1 else "them"
         lines.append(f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} declared by no "
                      f"manifest; `batchops apply --prune` deletes {them}.")  # fmt: skip
     if plan.outside_jobs or plan.outside_datasets:
@@ -82,11 +88,11 @@ def action_line(action: Action) -> str:
             f"{inert(action.reason)}{_detail_text(action)}")  # fmt: skip
 
 
-def plan_text(plan: Plan, *, backend: str | None = None) -> str:
-    """The backend talked to, one line per action; remote and local groups apart; the summary
-    line last."""
+def plan_text(plan: Plan, *, backend: str | None = None, remote: str = "the backend") -> str:
+    """The backend talked to, one line per action; remote and local groups apart (``remote``
+    names the backend's kind in the remote group's heading); the summary line last."""
     lines: list[str] = [f"Backend: {backend}"] if backend else []
-    for group, title in (("remote", "Remote (the Fireworks account):"), ("local", "Local files:")):
+    for group, title in (("remote", f"Remote ({remote}):"), ("local", "Local files:")):
         members = [a for a in plan.actions if a.group == group]
         if members:
             lines += [title, *(action_line(a) for a in members)]
@@ -122,7 +128,8 @@ def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str,
             "text": summary_line(plan), "remoteChanges": len(plan.remote_changes),
             "localChanges": len(plan.local_changes),
             "counts": {k.value: plan.count(k) for k in Kind if plan.count(k)},
-            "orphanJobs": plan.orphan_jobs, "outsideSelection": {
+            "orphanJobs": plan.orphan_jobs, "supersededJobs": plan.superseded_jobs,
+            "outsideSelection": {
                 "jobs": plan.outside_jobs, "datasets": plan.outside_datasets},
         },
     }  # fmt: skip

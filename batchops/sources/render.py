@@ -244,6 +244,7 @@ class _Renderer:
         self.seen: dict[int, int] = {}  # hash(custom_id) -> file index << 40 | line
         self.count = 0  # rows written
         self.taken = 0  # rows that passed ``where``, well rendered or not (for ``limit``)
+        self.check_only = False  # a template failed: rows are checked (keys, cells), not rendered
 
     def shown(self, file: Path) -> str:
         try:
@@ -283,20 +284,28 @@ class _Renderer:
         diags: list[Diagnostic] = []
         compiled = [self.T.compile_part(self.env, part, names, diags) for part in self.spec.parts]
         where = None
+        parts_ok = len(diags)
         if self.spec.where is not None:
             o = self.spec.where_origin or self.decl.source
             at = (o.path, o.line, o.col)
             where = self.T.compile_where(self.env, self.spec.where, names, at, diags)
         column = self.spec.id_column
+        id_bad = column is not None and bool(names) and column not in names
         if column is not None and names and column not in names:
             hint = self.T.undefined_message(column, names).split(";", 1)[1]
             origin = self.spec.id_origin or self.decl.source
             self._problem(origin, f"idColumn '{column}' is not a column;{hint}")
         for diag in diags:
             self.problems.add(diag)
-        if self.problems.diags:
-            return None, None
-        return [c for c in compiled if c is not None], where
+        if not self.problems.diags:
+            return [c for c in compiled if c is not None], where
+        if len(diags) > parts_ok or id_bad or not names:
+            return None, None  # rows cannot be selected or keyed: nothing more to say of them
+        # Only templates failed: the table's own problems (empty cells the templates use, empty
+        # or duplicate keys) are still reported, all at once; nothing is rendered.
+        self.check_only = True
+        return [c or self.T.unrendered(self.env, p, names)
+                for c, p in zip(compiled, self.spec.parts, strict=True)], where  # fmt: skip
 
     def _columns(self, file: Path) -> list[str] | None:
         try:
@@ -312,7 +321,9 @@ class _Renderer:
         output is written in batches. The rare paths (a problem) call out to methods."""
         used = sorted(set().union(*(c.variables for c in compiled)))
         parts = [(c.render, c.constant, c.part.role) for c in compiled]
-        combined, count = self.T.combine(self.env, compiled), len(compiled)
+        check_only = self.check_only
+        combined = None if check_only else self.T.combine(self.env, compiled)
+        count = len(compiled)
         id_column, limit, seen, dumps = (
             self.spec.id_column,
             self.spec.limit,
@@ -340,6 +351,8 @@ class _Renderer:
                     here = index << 40 | line
                     if seen.setdefault(hash(custom_id), here) != here:
                         self._duplicate(custom_id, seen[hash(custom_id)], shown, line)
+                        continue
+                    if check_only:
                         continue
                     try:
                         texts: list[str | None] = []

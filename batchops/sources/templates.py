@@ -83,6 +83,16 @@ def compile_part(env: SandboxedEnvironment, part: PartLike, names: Sequence[str]
     return Compiled(part, None, _renderer(template), used, template)
 
 
+def unrendered(env: SandboxedEnvironment, part: PartLike, names: Sequence[str]) -> Compiled:
+    """A part that did not compile, standing in so that the table is still checked: the columns
+    it names (those that exist) must not be empty; it renders nothing."""
+    try:
+        used = frozenset(jinja2.meta.find_undeclared_variables(env.parse(part.text)))
+    except jinja2.TemplateSyntaxError:
+        used = frozenset()
+    return Compiled(part, "", None, used & frozenset(names))
+
+
 def _simple(ast: jinja2.nodes.Template) -> Callable[[dict[str, Any]], str] | None:
     """Text and ``{{ name }}`` only (most templates): rendered by ``str.format_map``, in C.
     Exactly what Jinja2 renders: it outputs ``str(value)``, and ``format(value, "")`` is

@@ -33,10 +33,14 @@ def test_delete_removes_every_job_of_a_name_with_its_outputs_and_only_ours(
     assert inproc(root, *WAIT).returncode == 0
     capitals = [j for j in remote_jobs(inproc) if j.startswith("capitals-")]
     assert len(capitals) == 2
-    refused = inproc(root, "delete", "capitals")  # no terminal, no -y
+    declared = inproc(root, "delete", "capitals", "-y")  # the next apply would re-run it
+    assert declared.returncode == 1
+    assert "job 'capitals' is declared by jobs/capitals.yaml:" in declared.stderr
+    assert "pass --force" in declared.stderr
+    refused = inproc(root, "delete", "capitals", "--force")  # no terminal, no -y
     assert refused.returncode == 1 and "pass -y" in refused.stderr
     assert remote_jobs(inproc).count(capitals[0]) == 1
-    done = inproc(root, "delete", "capitals", "-y")
+    done = inproc(root, "delete", "capitals", "-y", "--force")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "2 jobs deleted."
     assert not [j for j in remote_jobs(inproc) if j.startswith("capitals-")]
@@ -94,7 +98,7 @@ def test_cancel_with_nothing_running_changes_nothing(tmp_path: Path, inproc: InP
 def test_delete_on_a_terminal_asks_first(tmp_path: Path, inproc: InProcess) -> None:
     root = make_geo(tmp_path)
     assert inproc(root, *WAIT, "--job", "rivers").returncode == 0
-    code, output = run_on_pty(root, inproc.url, ["delete", "rivers"], "yes")
+    code, output = run_on_pty(root, inproc.url, ["delete", "rivers", "--force"], "yes")
     assert code == 0 and "Do you want to perform these actions?" in output, output
     assert remote_jobs(inproc) == []
 

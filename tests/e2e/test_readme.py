@@ -71,6 +71,20 @@ def test_readme_shows_every_command() -> None:
     assert shown >= {"init", "validate", "schema", "plan", "apply", "status", "watch", "serve"}
 
 
+def test_readme_selectors_name_the_repos_own_jobs_and_labels() -> None:
+    """`--job NAME` and `-l key=value` examples select something in the repository's jobs/."""
+    from batchops.manifest.loader import load_desired
+    from batchops.manifest.project import load_project
+
+    desired = load_desired([ROOT / "jobs"], root=ROOT, project=load_project(ROOT))
+    names = {j.name for j in desired.jobs}
+    labels = {f"{k}={v}" for j in desired.jobs for k, v in j.labels.items()}
+    jobs = re.findall(r"`batchops [^`]*--job ([^\s`]+)", README)
+    selectors = re.findall(r"`batchops [^`]*(?:-l|--selector) ([^\s`]+)", README)
+    assert jobs and selectors
+    assert set(jobs) <= names and set(selectors) <= labels
+
+
 def fresh_project(tmp_path: Path) -> Path:
     """A copy of what a clone holds: the project file and the tracked example jobs, no results
     and no caches."""

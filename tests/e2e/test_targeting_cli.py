@@ -92,6 +92,18 @@ def test_selectors_plan_only_the_selection_and_count_the_rest(
     assert typo.returncode == 1 and "did you mean 'capitals'" in typo.stderr
 
 
+def test_labels_that_select_nothing_are_an_error_for_plan_apply_and_status(
+    tmp_path: Path, inproc: InProcess
+) -> None:
+    root = make_geo(tmp_path)
+    for command in ("plan", "apply", "status"):
+        out = inproc(root, command, "-l", "team=typo")
+        assert out.returncode == 1, (command, out.stdout)
+        assert "no declared job has the labels team=typo" in out.stderr
+        assert "labels in use: team=art, team=geo" in out.stderr
+    assert remote_jobs(inproc) == []
+
+
 def test_a_saved_plan_keeps_its_selection(tmp_path: Path, inproc: InProcess) -> None:
     root = make_geo(tmp_path)
     saved = str(tmp_path / "capitals.json")

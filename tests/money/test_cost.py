@@ -156,6 +156,7 @@ def test_the_shipped_table_is_dated_and_sourced_and_the_project_file_overrides_i
 def test_money_text_never_shows_an_unknown_as_zero() -> None:
     assert money_text(None) == "unknown"
     assert money_text(0.0042) == "$0.0042" and money_text(1234.5) == "$1,234.50"
+    assert money_text(0.00004) == "<$0.0001" and money_text(0.0) == "$0.00"
 
 
 def test_jobs_sharing_a_dataset_and_model_keep_their_own_figures() -> None:

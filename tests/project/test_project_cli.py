@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,6 +148,37 @@ def test_a_moved_job_and_dataset_are_adopted_not_rerun(
     assert again.returncode == 0 and "No changes. 2 renamed." in again.stdout
 
 
+def test_describe_delete_and_cancel_follow_moved(tmp_path: Path, shared: str, cli: Cli) -> None:
+    root = write_repo(tmp_path / "repo")
+    assert cli(root, *WAIT).returncode == 0
+    old_id = remote_jobs(shared)[0].rsplit("/", 1)[1]
+    write_repo(root, job="replies", extra=(
+        "  moved:\n    - {from: answers, to: replies, kind: BatchInferenceJob}\n"))  # fmt: skip
+
+    new = cli(root, "describe", "replies", "--output", "json")
+    assert new.returncode == 0, new.stderr
+    assert [s["jobId"] for s in json.loads(new.stdout)["history"]] == [old_id]
+    old = cli(root, "describe", "answers", "--output", "json")
+    assert old.returncode == 0, old.stderr
+    assert json.loads(old.stdout)["name"] == "replies"
+    assert json.loads(old.stdout)["declared"] == "jobs/work.yaml:6"
+    assert "'answers' was renamed to 'replies'" in old.stderr
+
+    nothing = cli(root, "cancel", "answers", "-y")  # resolved to replies: nothing running
+    assert nothing.returncode == 0 and "no job of answers is running" in nothing.stdout
+    for name in ("replies", "answers"):
+        refused = cli(root, "delete", name, "-y")
+        assert refused.returncode == 1
+        assert "job 'replies'" in refused.stderr
+        assert "is declared by jobs/work.yaml:6" in refused.stderr and "--force" in refused.stderr
+    assert "job 'replies' (renamed from answers in batchops.yaml)" in refused.stderr
+    assert len(remote_jobs(shared)) == 1  # the adopted job is still there
+    forced = cli(root, "delete", "answers", "-y", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.splitlines()[-1] == "1 job deleted."
+    assert remote_jobs(shared) == []
+
+
 def test_moved_names_are_checked_with_file_and_line(tmp_path: Path, cli: Cli) -> None:
     root = write_repo(tmp_path / "repo", extra="  moved:\n    - {from: answers, to: nowhere}\n")
     out = cli(root, "plan")
@@ -174,6 +206,28 @@ def test_no_key_under_ci_exits_1_before_any_backend_starts(
     assert not (root / ".batchops" / "local").exists()
 
 
+def test_status_on_the_embedded_backend_says_jobs_progress_only_while_a_command_runs(
+    tmp_path: Path, shared: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_repo(tmp_path / "repo")
+    note = ("batchops: on the embedded backend, jobs progress only while `apply --wait` or "
+            "`watch` runs, or under `batchops serve`")  # fmt: skip
+    served = cli(root, "status")  # FIREWORKS_BASE_URL: the shared `batchops serve`
+    assert served.returncode == 0 and note not in served.stderr
+    monkeypatch.delenv("FIREWORKS_BASE_URL")
+    embedded = cli(root, "status", "--local")
+    assert embedded.returncode == 0, embedded.stderr
+    assert embedded.stderr.splitlines().count(note) == 1
+
+
+def test_top_level_help_states_the_ci_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "except in CI (CI or GITHUB_ACTIONS set): there a missing key is an error" in text
+    assert "unless --local is passed or batchops.yaml says backend: local" in text
+
+
 def test_under_ci_the_local_backend_runs_when_asked(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,6 +236,7 @@ def test_under_ci_the_local_backend_runs_when_asked(
     out = cli(by_flag, "plan", "--local")
     assert out.returncode == 0, out.stderr
     assert "Backend: the embedded local backend at .batchops/local" in out.stdout
+    assert "Remote (the embedded local backend):" in out.stdout.splitlines()
     assert "asked by --local" in out.stderr
     by_file = write_repo(tmp_path / "file", extra="  backend: local\n")
     out = cli(by_file, "plan", "-o", "json")
@@ -204,10 +259,26 @@ def test_the_plan_names_the_server_in_text_json_and_summary(
     root = write_repo(tmp_path / "repo")
     text = cli(root, "plan").stdout
     assert text.splitlines()[0] == f"Backend: `batchops serve` at {shared}"
+    assert text.splitlines()[1] == "Remote (`batchops serve`):"
     body = json.loads(cli(root, "plan", "-o", "json").stdout)
     assert body["backend"] == {"kind": "serve", "url": shared,
                                "text": f"`batchops serve` at {shared}"}  # fmt: skip
     assert f"Backend: `batchops serve` at {shared}" in summary.read_text()
+
+
+def test_a_dead_server_url_hints_that_batchops_serve_may_not_be_running(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchops.providers.fireworks import retry
+
+    monkeypatch.setattr(retry.RetryPolicy, "backoff", lambda self, n: 0.0)  # no waits between
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("FIREWORKS_BASE_URL", dead)
+    out = cli(write_repo(tmp_path / "repo"), "status")
+    assert out.returncode == 1
+    assert f"(is `batchops serve` running at {dead}? FIREWORKS_BASE_URL names it)" in out.stderr
 
 
 def test_the_plan_names_the_fireworks_account(
@@ -222,6 +293,7 @@ def test_the_plan_names_the_fireworks_account(
     out = cli(root, "plan")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == f"Backend: Fireworks account local at {shared}"
+    assert out.stdout.splitlines()[1] == "Remote (the Fireworks account):"
     assert "fw-test-key" not in out.stdout + out.stderr
 
 
