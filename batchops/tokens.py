@@ -16,6 +16,7 @@ is used; its measured error is stated in docs/cost.md.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import re
 import warnings
@@ -117,12 +118,25 @@ def _pieces(text: str) -> list[str]:
     return out
 
 
+def _installed(package: str) -> bool:
+    """Whether ``package`` can be imported, without importing it (a tokenizer's vocabularies
+    take most of a second to load: a count the token cache answers must not pay that)."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _bpe_counter(name: str, *, exact: bool) -> Counter | None:
-    encoding = _encoding(name)
-    if encoding is None:
+    """A counter named now, its vocabulary loaded at its first count (if the installed package
+    then fails to load, the estimator counts instead)."""
+    if not _installed("bpe_openai"):
         return None
 
     def count_batch(texts: list[str]) -> list[int]:
+        encoding = _encoding(name)
+        if encoding is None:
+            return ESTIMATOR.count_batch(texts)
         if all(len(t) <= LONG_TEXT for t in texts):
             return [len(ids) for ids in encoding.encode_ordinary_batch(texts)]
         return [sum(count_batch(_pieces(t))) if len(t) > LONG_TEXT else count_batch([t])[0]
@@ -154,14 +168,17 @@ def tokenizer_json_counter(path: Path) -> Counter | None:
 
 @cache
 def _tokenizer_json(digest: str, data: bytes) -> Counter | None:
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:
+    if not _installed("tokenizers"):
         return None
-    tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+
+    @cache
+    def tokenizer() -> Any:  # built at the first count: a cached count needs only the name
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(data.decode("utf-8"))
 
     def count_batch(texts: list[str]) -> list[int]:
-        encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+        encoded = tokenizer().encode_batch(texts, add_special_tokens=False)
         return [len(e.ids) for e in encoded]
 
     return Counter(f"tokenizer.json:{digest}", True, count_batch)

@@ -99,6 +99,27 @@ def test_validate_imports_no_network_or_daemon_code(tmp_path: Path, project_file
     assert ca_loaded == 0
 
 
+def test_validate_with_warm_caches_loads_no_tokenizer(tmp_path: Path) -> None:
+    """Token counts of unchanged datasets come from the token cache: the tokenizers' vocabularies
+    (most of a second to load) are not imported to name the counter."""
+    project = example_project(tmp_path)
+    started(tmp_path, "validate", cwd=project)  # counts the tokens, fills the caches
+    assert (project / ".batchops" / "cache" / "tokens.json").is_file()
+    modules, _ = started(tmp_path, "validate", cwd=project)
+    assert loaded(modules, {"bpe_openai", "tokenizers"}) == set()
+
+
+def test_plan_with_warm_caches_loads_no_tokenizer(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    server = make_server(worker=False)
+    project = example_project(tmp_path)
+    started(tmp_path, "validate", cwd=project)  # counts the tokens, fills the caches
+    modules, _ = started(tmp_path, "plan", "--base-url", server.base_url, cwd=project)
+    assert "batchops.plan" in modules  # it did plan
+    assert loaded(modules, {"bpe_openai", "tokenizers"}) == set()
+
+
 @pytest.mark.parametrize("project_file", [True, False])
 def test_plan_against_a_plain_http_server_loads_no_tls_and_no_daemon_code(
     tmp_path: Path, make_server: Callable[..., EmbeddedServer], project_file: bool
@@ -127,3 +148,24 @@ def test_every_command_module_has_a_row_in_the_lazy_table() -> None:
     cli = ROOT / "batchops" / "cli"
     modules = {p.stem for p in cli.glob("*.py") if "\ndef register(" in p.read_text()}
     assert modules == set(COMMANDS)
+
+
+def test_importing_the_commands_builds_no_pydantic_validator() -> None:
+    """Models build their validators at first use (``defer_build``): importing ``plan`` and
+    ``validate`` pays for none of the ~40 wire and manifest models, only what a run touches."""
+    code = (
+        "import batchops.cli.plan, batchops.cli.validate, json\n"
+        "from pydantic import BaseModel\n"
+        "def walk(c):\n"
+        "    for s in c.__subclasses__():\n"
+        "        yield s\n"
+        "        yield from walk(s)\n"
+        "ours = {c for c in walk(BaseModel) if c.__module__.startswith('batchops.')}\n"
+        "print(json.dumps([len(ours), sorted(c.__qualname__ for c in ours\n"
+        "                                    if c.__pydantic_complete__)]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    count, built = json.loads(done.stdout)
+    assert count > 20  # the models were imported ...
+    assert built == []  # ... and none was built

@@ -48,7 +48,8 @@ class StrictModel(BaseModel):
     """camelCase keys only, unknown keys rejected, no silent type coercion ("256" is not 256)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True, frozen=True
+        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True, frozen=True,
+        defer_build=True,  # validators built at first use: start-up pays only for what it uses
     )
 
 

@@ -63,7 +63,8 @@ class WireModel(BaseModel):
     """camelCase aliases, populate by either name, unknown fields kept."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=False
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=False,
+        defer_build=True,  # validators built at first use: start-up pays only for what it uses
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -167,7 +168,7 @@ class SignedUrlsResponse(WireModel):
 class UploadResponse(BaseModel):
     """The direct :upload answer is snake_case, OpenAI-file style."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     id: str
     object: str = "file"
     bytes: int
