@@ -249,6 +249,9 @@ def test_upload_rules_and_file_deletion(make_server: Callable[..., EmbeddedServe
         file_id = upload(client, chat_lines(100))
         batch = create(client, file_id)
         in_use = client.delete(f"/files/{file_id}")
+        # Cancel mid-run (not before validation ends, which leaves no files): the error file
+        # then lists the cancelled rows.
+        wait_completed(client, batch["id"], 1)
         client.post(f"/batches/{batch['id']}/cancel")
         done = wait(client, batch["id"])
         deleted = client.delete(f"/files/{file_id}")
