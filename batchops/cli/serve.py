@@ -24,7 +24,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         parents=parents,
         help="run the local Fireworks-compatible backend",
         description="Serve the Fireworks batch-inference REST API locally (datasets, batch "
-        "inference jobs, signed-URL transfers). Point FIREWORKS_BASE_URL at the printed URL. "
+        "inference jobs, signed-URL transfers) and the OpenAI Files + Batches API (/v1/files, "
+        "/v1/batches). Point FIREWORKS_BASE_URL at the printed URL, or an OpenAI client's "
+        "base_url at the printed URL + /v1. "
         "When FIREWORKS_API_KEY is set, /v1 requests must carry it as a bearer token.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
@@ -108,6 +110,24 @@ def _test_flags(p: argparse.ArgumentParser) -> None:
         "--latency", type=float, default=0.0, metavar="S", help="seconds added to every /v1 request"
     )
     g.add_argument("--fault-seed", type=int, default=None, metavar="N", help="seed of the faults")
+    g.add_argument(
+        "--openai-enqueued-token-limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="OpenAI batches: input tokens that the in-flight batches of one model may enqueue; "
+        "a batch past it fails with token_limit_exceeded, as on OpenAI (default: no limit)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _model_map(pairs: list[str]) -> dict[str, str]:
@@ -147,6 +167,7 @@ def build_config(args: argparse.Namespace) -> Any:
         max_job_duration=args.max_job_duration,
         lease_seconds=args.lease_seconds,
         faults=faults,
+        openai_enqueued_token_limit=args.openai_enqueued_token_limit,
     )
 
 

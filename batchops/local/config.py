@@ -49,3 +49,5 @@ class BackendConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     lease_seconds: float = 15.0  # a worker's claim on a job; a dead owner's lease lapses after it
     poll_interval: float = 0.05  # how often an idle worker looks for runnable jobs
+    # OpenAI batches: enqueued input tokens allowed per model across in-flight batches (None: any)
+    openai_enqueued_token_limit: int | None = None

@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     cursor INTEGER NOT NULL DEFAULT 0, out_offset INTEGER NOT NULL DEFAULT 0,
     err_offset INTEGER NOT NULL DEFAULT 0, UNIQUE (account, id));
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS openai_files (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, purpose TEXT NOT NULL,
+    filename TEXT NOT NULL, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL,
+    expires_at INTEGER, dataset_id TEXT NOT NULL, stored_name TEXT NOT NULL, batch_id TEXT);
+CREATE INDEX IF NOT EXISTS openai_files_batch ON openai_files (batch_id);
 """
 
 

@@ -58,6 +58,9 @@ def _text(content: Any) -> str:
     return ""
 
 
+text_of = _text  # the text of a message's content (OpenAI batches count prompt tokens with it)
+
+
 class EchoEngine:
     """The assistant repeats the last user message, truncated to max_tokens (~4 chars a token)."""
 
@@ -69,6 +72,8 @@ class EchoEngine:
         self, model: str, params: dict[str, Any], row: dict[str, Any], created: int
     ) -> Outcome:
         body = {**params, **row["body"]}
+        if "messages" not in body and "prompt" in body:  # an OpenAI /v1/completions request
+            return _prompt_outcome(model, row["custom_id"], body, created)
         messages = body["messages"]
         users = [m for m in messages if m.get("role") == "user"]
         text = _text(users[-1].get("content")) if users else ""
@@ -105,6 +110,33 @@ def _completion(model: str, body: dict[str, Any], text: str, created: int) -> di
     }
 
 
+def _prompt_outcome(model: str, custom_id: str, body: dict[str, Any], created: int) -> Outcome:
+    """A text_completion echoing the last prompt, counted like chat (~4 characters a token)."""
+    given = body["prompt"]
+    prompts = [str(p) for p in (given if isinstance(given, list) else [given])]
+    if any(FAIL_MARKER in p for p in prompts):
+        return Outcome(custom_id, error={"message": "echo: failure requested", "code": "INTERNAL"})
+    text, finish, limit = prompts[-1], "stop", body.get("max_tokens")
+    if isinstance(limit, int) and limit > 0 and tokens(text) > limit:
+        text, finish = text[: limit * 4], "length"
+    prompt, completion = sum(tokens(p) for p in prompts), tokens(text)
+    choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    response = {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": usage,
+    }
+    return Outcome(custom_id, response=response)
+
+
 class OpenAIEngine:
     """Forward rows to ``{base}/v1/chat/completions``; a failed request becomes an error row."""
 
@@ -130,9 +162,11 @@ class OpenAIEngine:
 
     def _one(self, served: str, params: dict[str, Any], row: dict[str, Any]) -> Outcome:
         payload = {**params, **row["body"], "model": served}
+        # OpenAI batch rows name their endpoint; everything else is a chat completion.
+        path = "/v1/completions" if row.get("url") == "/v1/completions" else "/v1/chat/completions"
         try:
             response = self._client.post(
-                "/v1/chat/completions",
+                path,
                 content=orjson.dumps(payload),
                 headers={"Content-Type": "application/json"},
             )

@@ -29,12 +29,16 @@ from batchops.wire import (
     resource_id,
 )
 
+# A store-only state (never on the Fireworks wire): an OpenAI batch asked to cancel, which the
+# worker ends as JOB_STATE_CANCELLED with its committed partial output.
+JOB_STATE_CANCELLING = "JOB_STATE_CANCELLING"
 ACTIVE_STATES = (
     JOB_STATE_VALIDATING,
     JOB_STATE_PENDING,
     JOB_STATE_RUNNING,
     JOB_STATE_WRITING_RESULTS,
     JOB_STATE_DELETING_CLEANING_UP,
+    JOB_STATE_CANCELLING,
 )
 _ACTIVE_MARKS = ",".join("?" * len(ACTIVE_STATES))  # "?,?,..." for `state IN (...)`
 # The fields a client may set; everything else in a create body is ignored.
@@ -242,10 +246,13 @@ def claim(backend: Backend, key: JobKey, owner: str) -> bool:
     )
 
 
-def commit(backend: Backend, key: JobKey, owner: str, **columns: Any) -> bool:
-    """Write columns and renew the lease, only while we own the job and it is not being deleted.
+def commit(
+    backend: Backend, key: JobKey, owner: str, *, cancelling: bool = False, **columns: Any
+) -> bool:
+    """Write columns and renew the lease, only while we own the job and it is not being deleted
+    or cancelled (``cancelling=True``: only while it is being cancelled).
 
-    False means stop: the lease was lost or a DELETE arrived.
+    False means stop: the lease was lost, or a DELETE or a cancel arrived.
     """
     for name in ("status", "progress", "lifecycle"):
         if name in columns and not isinstance(columns[name], bytes | None):
@@ -253,11 +260,16 @@ def commit(backend: Backend, key: JobKey, owner: str, **columns: Any) -> bool:
     stamp = now()
     columns |= {"lease_expiry": stamp + backend.config.lease_seconds, "update_time": stamp}
     assignments = ", ".join(f"{name} = ?" for name in columns)
+    guard, states = (
+        ("state = ?", (JOB_STATE_CANCELLING,))
+        if cancelling
+        else ("state NOT IN (?, ?)", (JOB_STATE_DELETING_CLEANING_UP, JOB_STATE_CANCELLING))
+    )
     return (
         backend.db.run(
             f"UPDATE jobs SET {assignments} WHERE account = ? AND id = ? AND owner = ? "  # noqa: S608
-            "AND state != ?",
-            (*columns.values(), key.account, key.id, owner, JOB_STATE_DELETING_CLEANING_UP),
+            f"AND {guard}",
+            (*columns.values(), key.account, key.id, owner, *states),
         )
         == 1
     )

@@ -18,6 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from batchops.local.config import FaultConfig
+from batchops.local.openai_errors import auth_failure, from_problem, is_openai_path
 from batchops.local.problems import ApiProblem, auth_failure_response, problem_response
 
 
@@ -38,6 +39,8 @@ class AuthMiddleware:
         given = dict(scope["headers"]).get(b"authorization", b"")
         if hmac.compare_digest(given, self._expected):
             return await self.app(scope, receive, send)
+        if is_openai_path(scope["path"]):  # OpenAI's 401 invalid_api_key
+            return await auth_failure()(scope, receive, send)
         return await auth_failure_response()(scope, receive, send)
 
 
@@ -97,7 +100,9 @@ class FaultMiddleware:
         if fault == "drop":
             return await _drop(scope, receive, send)
         if fault is not None:
-            return await problem_response(_PROBLEMS[fault](self.faults))(scope, receive, send)
+            problem = _PROBLEMS[fault](self.faults)
+            answer = from_problem if is_openai_path(scope["path"]) else problem_response
+            return await answer(problem)(scope, receive, send)
         return await self.app(scope, receive, send)
 
     def _draw(self) -> tuple[str | None, bool]:

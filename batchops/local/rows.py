@@ -4,7 +4,7 @@ and streaming iteration with a resumable cursor. Used by ``worker``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +84,16 @@ def scan(files: list[tuple[str, Path]], done: set[str]) -> int:
 
 
 def pending(
-    files: list[tuple[str, Path]], done: set[str], start: int
+    files: list[tuple[str, Path]],
+    done: set[str],
+    start: int,
+    *,
+    parser: Callable[[str, int, bytes], dict[str, Any]] = parse,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(input index, row) from input index ``start`` on, skipping rows already done."""
     for index, (name, number, raw) in enumerate(lines(files)):
         if index < start:
             continue
-        row = parse(name, number, raw)
+        row = parser(name, number, raw)
         if row["custom_id"] not in done:
             yield index, row

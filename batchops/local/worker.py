@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from batchops.local import datasets, jobs, outputs, rows
+from batchops.local import datasets, jobs, openai_rows, openai_worker, outputs, rows
 from batchops.local.backend import Backend
 from batchops.local.engines import Engine, Outcome, job_params, make_engine
 from batchops.local.jobs import JobKey
@@ -28,6 +28,7 @@ from batchops.local.problems import ApiProblem
 from batchops.local.timeutil import now, rfc3339
 from batchops.wire import (
     DATASET_STATE_READY,
+    JOB_STATE_CANCELLED,
     JOB_STATE_COMPLETED,
     JOB_STATE_DELETING_CLEANING_UP,
     JOB_STATE_EXPIRED,
@@ -61,6 +62,7 @@ class Worker:
             JOB_STATE_RUNNING: self._run,
             JOB_STATE_WRITING_RESULTS: self._complete,
             JOB_STATE_DELETING_CLEANING_UP: self._delete,
+            jobs.JOB_STATE_CANCELLING: self._cancel,
         }
 
     def start(self) -> None:
@@ -111,7 +113,8 @@ class Worker:
             step = self._steps.get(row["state"]) if row else None
             if row is None or step is None:
                 return True
-            if row["state"] != JOB_STATE_DELETING_CLEANING_UP and now() > row["expire_time"]:
+            ending = (JOB_STATE_DELETING_CLEANING_UP, jobs.JOB_STATE_CANCELLING)
+            if row["state"] not in ending and now() > row["expire_time"]:
                 return self._expire(row)
             if not step(row):
                 return False
@@ -137,6 +140,9 @@ class Worker:
             return self._fail(row, "NOT_FOUND", f"input dataset: {exc.message}")
         if dataset["state"] != DATASET_STATE_READY:
             return False  # waits in VALIDATING until the upload is validated
+        if "openai" in doc:  # an OpenAI batch: its own line rules, errors and token quota
+            files = self._inputs(account, input_id)
+            return openai_worker.validate(self.backend, self.owner, row, files, COUNTERS)
         try:
             total = rows.scan(self._inputs(account, input_id), self._done(row))
         except rows.RowError as exc:
@@ -166,11 +172,13 @@ class Worker:
             return False
         progress = orjson.loads(row["progress"])
         outputs.finalise(self.backend, row, progress["outputRows"])
+        self._finish_batch(row, None)
         return self._end(row, JOB_STATE_COMPLETED, {"code": "OK", "message": ""})
 
     def _expire(self, row: Any) -> bool:
         progress = orjson.loads(row["progress"] or b"{}")
         outputs.finalise(self.backend, row, progress.get("outputRows", 0))
+        self._finish_batch(row, "batch_expired")
         message = "job exceeded its maximum duration; finished rows are in the output dataset"
         return self._end(row, JOB_STATE_EXPIRED, {"code": "DEADLINE_EXCEEDED", "message": message})
 
@@ -186,6 +194,30 @@ class Worker:
     def _end(self, row: Any, state: str, status: dict[str, str]) -> bool:
         lifecycle = {**orjson.loads(row["lifecycle"] or b"{}"), "endTime": rfc3339(now())}
         return self._commit(row, state=state, status=status, lifecycle=lifecycle)
+
+    def _cancel(self, row: Any) -> bool:
+        """A cancelled OpenAI batch: keep the committed partial output, list the rest as
+        batch_cancelled, end as cancelled (rows of a batch in flight at the cancel are redone
+        by nobody: they were not committed, so they are listed as cancelled too)."""
+        progress = orjson.loads(row["progress"] or b"{}")
+        outputs.finalise(self.backend, row, progress.get("outputRows", 0))
+        self._finish_batch(row, "batch_cancelled")
+        lifecycle = {**orjson.loads(row["lifecycle"] or b"{}"), "endTime": rfc3339(now())}
+        return jobs.commit(
+            self.backend,
+            JobKey(row["account"], row["id"]),
+            self.owner,
+            cancelling=True,
+            state=JOB_STATE_CANCELLED,
+            status={"code": "CANCELLED", "message": "the batch was cancelled"},
+            lifecycle=lifecycle,
+        )
+
+    def _finish_batch(self, row: Any, code: str | None) -> None:
+        doc = orjson.loads(row["doc"])
+        if "openai" in doc:
+            files = self._inputs(row["account"], resource_id(doc["inputDatasetId"]))
+            openai_worker.finish(self.backend, row, files, code)
 
     def _delete(self, row: Any) -> bool:
         """DELETE of a running job: keep the committed partial output, then remove the job."""
@@ -232,13 +264,16 @@ class _Run:
         self.doc = orjson.loads(row["doc"])
         self.progress: dict[str, int] = orjson.loads(row["progress"])
         self.params = job_params(self.doc.get("inferenceParameters"))
+        self.batch_id: str | None = row["id"] if "openai" in self.doc else None  # OpenAI lines
         delay = worker.backend.config.row_delay
         self.batch_size = BATCH_SIZE if delay <= 0 else max(1, min(BATCH_SIZE, int(0.2 / delay)))
 
     def go(self) -> bool:
         account = self.row["account"]
         inputs = self.worker._inputs(account, resource_id(self.doc["inputDatasetId"]))
-        pending = rows.pending(inputs, self.worker._done(self.row), self.row["cursor"])
+        parser = openai_rows.parse if self.batch_id else rows.parse
+        done = self.worker._done(self.row)
+        pending = rows.pending(inputs, done, self.row["cursor"], parser=parser)
         out_path, err_path = outputs.paths(self.worker.backend, self.row)
         with out_path.open("ab") as out, err_path.open("ab") as err:
             while batch := list(itertools.islice(pending, self.batch_size)):
@@ -285,6 +320,9 @@ class _Run:
         p["totalProcessedRequests"] += 1
         if outcome.response is None:
             p["failedRequests"] += 1
+            if self.batch_id:
+                err.write(openai_rows.result_line(self.batch_id, outcome))
+                return
             err.write(
                 orjson.dumps({"custom_id": outcome.custom_id, "error": outcome.error}) + b"\n"
             )
@@ -296,6 +334,9 @@ class _Run:
         p["outputTokens"] += int(usage.get("completion_tokens") or 0)
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
         p["cachedInputTokenCount"] += int(cached)
+        if self.batch_id:
+            out.write(openai_rows.result_line(self.batch_id, outcome))
+            return
         line = {"custom_id": outcome.custom_id, "response": outcome.response}
         out.write(orjson.dumps(line) + b"\n")
 
