@@ -1,0 +1,85 @@
+"""The provider protocol: what the reconciler, apply and the job commands ask of a provider.
+
+A provider is one configured batch service (``fireworks``, or a declared ``openai``-kind one such
+as ``together``) behind this one interface; ``batchops.providers.registry`` builds them by kind.
+Every method speaks the neutral model (``batchops.providers.model``): a provider maps its wire types
+at its edge and raises only ``batchops.errors`` errors (``NotFoundError``, ``ConflictError``,
+``OwnershipError``, ``ApiError``...), never an httpx or pydantic one.
+
+Writes are idempotent under our content-addressed keys: creating what already exists, ours and
+identical, is success; what exists and is not ours raises ``OwnershipError``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from batchops.providers.model import DatasetSpec, JobSpec, RemoteInput, RemoteJob
+
+ProgressFn = Callable[[int], None]  # bytes moved since the last call
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One batch provider, in the neutral model's terms."""
+
+    @property
+    def name(self) -> str:
+        """The provider's name in the project file (``fireworks``, ``together``...)."""
+        ...
+
+    @property
+    def kind(self) -> str:
+        """The provider's kind: ``fireworks`` or ``openai``."""
+        ...
+
+    def list_jobs(self) -> list[RemoteJob]:
+        """Every job of the account this project could own, with list calls (never a GET each)."""
+        ...
+
+    def list_inputs(self) -> list[RemoteInput]:
+        """Every input (dataset, file) of the account this project could own."""
+        ...
+
+    def get_job(self, key: str) -> RemoteJob:
+        """One job by our key; ``NotFoundError`` when it does not exist."""
+        ...
+
+    def create_input(
+        self, spec: DatasetSpec, *, project: str, progress: ProgressFn | None = None,
+        stop: threading.Event | None = None, ready_timeout: float = 600.0,
+    ) -> None:  # fmt: skip
+        """Create and upload an input, and return once jobs may read it (idempotent)."""
+        ...
+
+    def create_job(self, spec: JobSpec, *, project: str) -> None:
+        """Create a job (idempotent: ours and identical already there is success)."""
+        ...
+
+    def delete_job(self, key: str) -> None:
+        """Delete a job (a running one is stopped); ``NotFoundError`` when already gone."""
+        ...
+
+    def cancel_job(self, key: str) -> None:
+        """Stop a running job, keeping what it finished."""
+        ...
+
+    def delete_input(self, key: str) -> None:
+        """Delete an input; ``NotFoundError`` when already gone."""
+        ...
+
+    def download_outputs(
+        self, job_keys: Sequence[str], target: Path, *, progress: ProgressFn | None = None
+    ) -> list[Path]:
+        """Download the outputs of a lineage (``job_keys`` in order) into folders under
+        ``target``, one per job that wrote any, each holding ``model.OUTPUT_FILE`` and/or
+        ``model.ERRORS_FILE`` with lines in the neutral results shape. The last job's output
+        missing raises ``NotFoundError``; an earlier one's is skipped (a failed attempt)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
