@@ -1,0 +1,103 @@
+"""The batches of one job key (its parts and attempts) seen as one neutral ``RemoteJob``.
+
+Called by ``provider.list_jobs``. Per part the slot's keeper counts (``ownership.keeper``); a part
+whose keeper failed for quota (``token_limit_exceeded``) is waiting, not failed, since the
+provider submits it again. The job is failed if any part failed for another reason, running
+while any part runs or waits, expired if a part expired, cancelled if one was, else finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+
+from batchops.providers.model import JobState, RemoteJob, Rows
+from batchops.providers.openai import ownership as own
+from batchops.providers.openai.states import neutral_state
+from batchops.providers.openai.wire import Batch
+from batchops.wire_openai import ERR_TOKEN_LIMIT
+
+_ORDER = (
+    JobState.FAILED,
+    JobState.RUNNING,
+    JobState.WAITING,
+    JobState.EXPIRED,
+    JobState.CANCELLED,
+    JobState.FINISHED,
+)
+
+
+def quota_refused(batch: Batch) -> bool:
+    return neutral_state(batch.status) == "failed" and ERR_TOKEN_LIMIT in batch.error_codes
+
+
+def part_keepers(batches: Iterable[Batch]) -> dict[int, Batch]:
+    """Part index -> the batch that stands for it (the latest attempt's keeper)."""
+    by_part: dict[int, dict[int, list[Batch]]] = defaultdict(lambda: defaultdict(list))
+    for batch in batches:
+        slot = own.slot_of(batch)
+        if slot is not None:
+            by_part[slot.part][slot.attempt].append(batch)
+    kept: dict[int, Batch] = {}
+    for part, attempts in by_part.items():
+        chosen = own.keeper(attempts[max(attempts)])
+        if chosen is not None:
+            kept[part] = chosen
+    return kept
+
+
+def _state(batch: Batch) -> JobState:
+    if quota_refused(batch):
+        return JobState.WAITING
+    return JobState(neutral_state(batch.status))
+
+
+def _stamp(seconds: int) -> str:
+    if not seconds:
+        return ""
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def remote_job(key: str, batches: list[Batch], provider: str) -> RemoteJob:
+    kept = part_keepers(batches)
+    first = min(batches, key=lambda b: (b.created_at, b.id))
+    meta = first.metadata or {}
+    slot = own.slot_of(first)
+    total_parts = slot.parts if slot else 1
+    states = {_state(b) for b in kept.values()}
+    if len(kept) < total_parts:
+        states.add(JobState.WAITING)
+    state = next(s for s in _ORDER if s in states)
+    counts = [b.request_counts for b in kept.values() if b.request_counts]
+    total = sum(int(b.metadata.get(own.ROWS, 0)) for b in kept.values() if b.metadata)
+    done = sum(c.completed for c in counts)
+    failed = sum(c.failed for c in counts)
+    message = "; ".join(b.error_message for b in kept.values() if b.error_message)
+    if len(kept) < total_parts:
+        message = f"{len(kept)}/{total_parts} parts submitted; the rest wait for the quota"
+    raw = ",".join(sorted({b.status for b in kept.values()})) or "pending"
+    return RemoteJob(
+        key=key,
+        remote_id=",".join(b.id for _, b in sorted(kept.items())),
+        owner=meta.get(own.PROJECT),
+        state=state,
+        raw_state=raw,
+        provider=provider,
+        message=message,
+        model=first.model or "",
+        input_id=meta.get(own.INPUT, ""),
+        rows=Rows(total, done, failed, int(100 * (done + failed) / total) if total else 0),
+        created=_stamp(first.created_at),
+        continued_from=meta.get(own.FROM) or None,
+        display_name=meta.get(own.JOB, ""),
+    )
+
+
+def remote_jobs(batches: Iterable[Batch], provider: str) -> list[RemoteJob]:
+    by_key: dict[str, list[Batch]] = defaultdict(list)
+    for batch in batches:
+        slot = own.slot_of(batch)
+        if slot is not None:
+            by_key[slot.key].append(batch)
+    return [remote_job(key, group, provider) for key, group in sorted(by_key.items())]
