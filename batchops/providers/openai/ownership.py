@@ -133,6 +133,7 @@ def duplicates(batches: Iterable[Batch]) -> list[tuple[Batch, Batch]]:
     for slot in sorted(by_slot):
         kept = keeper(by_slot[slot])
         for batch in sorted(by_slot[slot], key=_age):
-            if kept is not None and batch.id != kept.id and is_live(batch.status):
+            stopping = batch.status.lower() == "cancelling"  # cancelled already, by a pass
+            if kept is not None and batch.id != kept.id and is_live(batch.status) and not stopping:
                 found.append((batch, kept))
     return found

@@ -231,16 +231,20 @@ class OpenAIProvider:
                 self._cancel(batch)
 
     def delete_job(self, key: str) -> None:
-        """Cancel what runs and delete every file of the job's batches (the API keeps the
-        batch records: there is no batch delete). Already gone everywhere: NotFoundError."""
-        deleted = 0
+        """Cancel what runs and delete the files of the job's ended batches (the API keeps the
+        batch records: there is no batch delete). A batch just cancelled still holds its input
+        until it ends; the next delete or prune pass removes those files. Nothing left anywhere:
+        NotFoundError."""
+        changed = 0
         for batch in self._batches_of(key):
             if is_live(batch.status):
                 self._cancel(batch)
-            deleted += self._delete_files(
+                changed += 1
+                continue
+            changed += self._delete_files(
                 batch.input_file_id, batch.output_file_id, batch.error_file_id
             )
-        if not deleted:
+        if not changed:
             raise NotFoundError(f"the files of job {key} are already deleted", status=404)
 
     def delete_input(self, key: str) -> None:
