@@ -4,7 +4,9 @@ Called by ``provider.create_job``. The rows are the dataset's (or, for a continu
 expiry, the ones the lineage never ran), rendered once into one file per part in a scratch
 folder; a part goes out when its tokens plus those of the provider's live batches for the model
 fit the usable quota, else the submitter waits (list calls, ``poll`` seconds apart) for earlier
-waves to end. A part whose slot already has a batch (live, finished or expired) is not sent again.
+waves to end; its file is uploaded before the wait (uploads cost no quota), so the quota a
+finished part frees is taken again within one poll. A part whose slot already has a batch (live,
+finished or expired) is not sent again.
 """
 
 from __future__ import annotations
@@ -98,16 +100,19 @@ class Submitter:
         """Every part of ``rendered`` not yet on the server, in waves under the quota."""
         created: list[Batch] = []
         for part, path in zip(rendered.parts, rendered.files, strict=True):
+            upload_id: str | None = None
             while True:
                 batches = self.observe()
                 slot = self._slot(batches, key, part, len(rendered.parts))
                 if slot is None:
                     break  # this part is already there
+                if upload_id is None:  # uploading costs no quota: do it before waiting
+                    upload_id = self.client.upload_file(path, filename=f"{key}-{path.name}").id
+                    continue  # the upload took a while: look again
                 if parts_mod.fits(in_flight_tokens(batches, model), part, self.limits):
-                    upload = self.client.upload_file(path, filename=f"{key}-{path.name}")
                     created.append(
                         self.client.create_batch(
-                            input_file_id=upload.id,
+                            input_file_id=upload_id,
                             endpoint=rendered.endpoint,
                             metadata=meta(slot, part),
                         )
