@@ -33,7 +33,8 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS openai_files (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, purpose TEXT NOT NULL,
     filename TEXT NOT NULL, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL,
-    expires_at INTEGER, dataset_id TEXT NOT NULL, stored_name TEXT NOT NULL, batch_id TEXT);
+    expires_at INTEGER, dataset_id TEXT NOT NULL, stored_name TEXT NOT NULL, batch_id TEXT,
+    model TEXT, tokens INTEGER);
 CREATE INDEX IF NOT EXISTS openai_files_batch ON openai_files (batch_id);
 """
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from batchops.local import jobs
+from batchops.local import jobs, openai_quota
 from batchops.local.backend import Backend
 from batchops.local.openai_errors import NO_RETRY, OpenAIProblem, bad_request, not_found
 from batchops.local.openai_files import OPENAI_ACCOUNT, batch_files
@@ -91,19 +91,36 @@ def create(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
         "outputDatasetId": dataset_resource(OPENAI_ACCOUNT, f"{batch_id}-output"),
         "openai": spec,
     }
-    stamp = now()
+    measured = None
+    if backend.config.openai_enqueued_token_limit is not None:
+        upload = get_file(backend, spec["input_file_id"])
+        measured = openai_quota.measure(backend, upload, spec["endpoint"])
+        doc["model"] = measured[0]
     with backend.db.transaction() as conn:  # no worker advances it before we read it back
+        refusal = openai_quota.refusal(backend, *measured) if measured else None
         conn.execute(
-            "INSERT INTO jobs (account, id, doc, state, create_time, update_time, expire_time) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (OPENAI_ACCOUNT, batch_id, orjson.dumps(doc), JOB_STATE_VALIDATING, stamp, stamp,
-             stamp + backend.config.max_job_duration),
+            "INSERT INTO jobs (account, id, doc, state, status, progress, lifecycle, create_time, "
+            "update_time, expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (OPENAI_ACCOUNT, batch_id, orjson.dumps(doc), *_initial(refusal, measured),
+             now(), now(), now() + backend.config.max_job_duration),
         )  # fmt: skip
         row = conn.execute(
             "SELECT * FROM jobs WHERE account = ? AND id = ?", (OPENAI_ACCOUNT, batch_id)
         ).fetchone()
     backend.wake.set()
     return render(backend, row)
+
+
+def _initial(
+    refusal: dict[str, Any] | None, measured: tuple[str, int] | None
+) -> tuple[str, bytes | None, bytes | None, bytes | None]:
+    """(state, status, progress, lifecycle) of a new batch: validating, or failed over quota."""
+    if refusal is None:
+        progress = orjson.dumps({"enqueuedTokens": measured[1]}) if measured else None
+        return JOB_STATE_VALIDATING, None, progress, None
+    status = {"code": "RESOURCE_EXHAUSTED", "message": refusal["message"], "errors": [refusal]}
+    lifecycle = {"endTime": rfc3339(now())}
+    return JOB_STATE_FAILED, orjson.dumps(status), None, orjson.dumps(lifecycle)
 
 
 def _spec(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:

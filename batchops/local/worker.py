@@ -140,7 +140,7 @@ class Worker:
             return self._fail(row, "NOT_FOUND", f"input dataset: {exc.message}")
         if dataset["state"] != DATASET_STATE_READY:
             return False  # waits in VALIDATING until the upload is validated
-        if "openai" in doc:  # an OpenAI batch: its own line rules, errors and token quota
+        if "openai" in doc:  # an OpenAI batch: its own line rules, every error in its errors
             files = self._inputs(account, input_id)
             return openai_worker.validate(self.backend, self.owner, row, files, COUNTERS)
         try:
@@ -197,8 +197,8 @@ class Worker:
 
     def _cancel(self, row: Any) -> bool:
         """A cancelled OpenAI batch: keep the committed partial output, list the rest as
-        batch_cancelled, end as cancelled (rows of a batch in flight at the cancel are redone
-        by nobody: they were not committed, so they are listed as cancelled too)."""
+        batch_cancelled, end as cancelled. Rows in flight when the cancel arrived were not
+        committed (the cancel stops the commit), so they are listed as cancelled too."""
         progress = orjson.loads(row["progress"] or b"{}")
         outputs.finalise(self.backend, row, progress.get("outputRows", 0))
         self._finish_batch(row, "batch_cancelled")

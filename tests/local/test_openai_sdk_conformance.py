@@ -168,7 +168,7 @@ def test_sdk_errors(make_server: Callable[..., EmbeddedServer]) -> None:
 
 
 def test_sdk_retries_through_injected_faults(make_server: Callable[..., EmbeddedServer]) -> None:
-    faults = FaultConfig(rate_429=0.3, rate_503=0.2, retry_after=0.01, seed=7)
+    faults = FaultConfig(rate_429=0.4, retry_after=0.01, seed=7)  # 429s honour retry-after
     server = make_server(faults=faults)
     sdk = _sdk(server, retries=8)
     file_id = _upload(sdk, chat_lines(5)).id
@@ -178,3 +178,29 @@ def test_sdk_retries_through_injected_faults(make_server: Callable[..., Embedded
     done = _wait(sdk, batch.id)
     assert done.status == "completed" and done.output_file_id
     assert len(_lines(sdk.files.content(done.output_file_id).content)) == 5
+
+
+def test_sdk_reads_failed_and_expired_batches(make_server: Callable[..., EmbeddedServer]) -> None:
+    sdk = _sdk(make_server(row_delay=0.01, max_job_duration=1.0))
+    bad = _upload(sdk, b'{"custom_id": "a"}\n{oops\n').id
+    failed = _wait(
+        sdk,
+        sdk.batches.create(
+            input_file_id=bad, endpoint="/v1/chat/completions", completion_window="24h"
+        ).id,
+    )
+    assert failed.status == "failed" and failed.errors is not None and failed.errors.data
+    assert [(e.code, e.line) for e in failed.errors.data] == [
+        ("invalid_request", 1),
+        ("invalid_json_line", 2),
+    ]
+    slow = _upload(sdk, chat_lines(300)).id
+    expired = _wait(
+        sdk,
+        sdk.batches.create(
+            input_file_id=slow, endpoint="/v1/chat/completions", completion_window="24h"
+        ).id,
+    )
+    assert expired.status == "expired" and expired.output_file_id and expired.error_file_id
+    unfinished = _lines(sdk.files.content(expired.error_file_id).content)
+    assert {u["error"]["code"] for u in unfinished} == {"batch_expired"}
