@@ -16,28 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from batchops.api import FireworksClient
 from batchops.datasets import iter_custom_ids
-from batchops.errors import (
-    ApiError,
-    BatchopsError,
-    ConflictError,
-    NotFoundError,
-    OwnershipError,
-)
-from batchops.identity import owner_of
+from batchops.errors import BatchopsError, NotFoundError
 from batchops.plan import Action, DatasetSpec, DownloadSpec, JobSpec, Kind, Plan
+from batchops.providers import Provider, Stopped
 from batchops.results import ResultRecord, ResultsError, check_target, merge_lineage, os_problem
 from batchops.scratch import Scratch, sweep_all
-from batchops.wire import (
-    DATASET_STATE_READY,
-    BatchInferenceJob,
-    Dataset,
-    InferenceParameters,
-    dataset_resource,
-    job_resource,
-    resource_id,
-)
 
 DEFAULT_WORKERS = 8
 READY_TIMEOUT = 600.0  # seconds a fresh dataset may take to become READY after its upload
@@ -77,7 +61,7 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class _Env:
-    client: FireworksClient
+    provider: Provider
     root: Path
     project: str
     reporter: Reporter
@@ -88,7 +72,7 @@ class _Env:
 def apply_plan(
     plan: Plan,
     *,
-    client: FireworksClient,
+    provider: Provider,
     root: Path,
     reporter: Reporter | None = None,
     max_workers: int = DEFAULT_WORKERS,
@@ -96,7 +80,7 @@ def apply_plan(
     ready_timeout: float = READY_TIMEOUT,
 ) -> ApplyResult:
     """Run every change in ``plan``; return what was done and every error, never raise one."""
-    env = _Env(client, root, plan.project, reporter or NullReporter(), stop or threading.Event(),
+    env = _Env(provider, root, plan.project, reporter or NullReporter(), stop or threading.Event(),
                ready_timeout)  # fmt: skip
     result = ApplyResult()
     sweep_all(root)  # a killed run's scratch folders (its lock is free), before making ours
@@ -160,12 +144,12 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
         with result.lock:
             result.records[action.download.job_name] = record
     elif action.kind is Kind.PRUNE_JOB:
-        _ignore_missing(env.client.delete_job, action.resource.remote_id)
+        _ignore_missing(env.provider.delete_job, action.resource.remote_id)
         output = action.details.get("outputDataset")
         if isinstance(output, str):
-            _ignore_missing(env.client.delete_dataset, output)
+            _ignore_missing(env.provider.delete_input, output)
     elif action.kind is Kind.PRUNE_DATASET:
-        _ignore_missing(env.client.delete_dataset, action.resource.remote_id)
+        _ignore_missing(env.provider.delete_input, action.resource.remote_id)
 
 
 def _ignore_missing(delete: Callable[[str], None], remote_id: str) -> None:
@@ -177,100 +161,21 @@ def _ignore_missing(delete: Callable[[str], None], remote_id: str) -> None:
 
 
 def create_dataset(env: _Env, action: Action, spec: DatasetSpec) -> None:
-    """create (409 = confirm ours and identical) -> upload -> wait until READY."""
-    body = Dataset(
-        display_name=spec.display_name, example_count=str(spec.rows), user_uploaded={},
-        format=spec.format,
-    )  # fmt: skip
-    try:
-        existing = env.client.create_dataset(spec.dataset_id, body)
-    except ConflictError:
-        existing = env.client.get_dataset(spec.dataset_id)
-        _confirm_dataset(existing, spec, env.project)
-    if existing.state == DATASET_STATE_READY:
-        return
+    """Create, upload and wait until jobs may read it (the provider makes it idempotent)."""
     progress = _transfer_progress(env, action, spec.size)
-    env.client.upload_dataset_files(spec.dataset_id, list(spec.files), progress=progress)
-    _wait_ready(env, spec.dataset_id)
-
-
-def _confirm_dataset(existing: Dataset, spec: DatasetSpec, project: str) -> None:
-    if owner_of(existing.display_name) != project:
-        raise OwnershipError(f"dataset {spec.dataset_id} exists and is not ours; not touching it")
-    if existing.example_count not in (None, str(spec.rows)):
-        raise OwnershipError(
-            f"dataset {spec.dataset_id} exists with {existing.example_count} rows, expected "
-            f"{spec.rows}"
-        )
-
-
-def _wait_ready(env: _Env, dataset_id: str) -> None:
-    delay, waited = 0.05, 0.0
-    while waited < env.ready_timeout:
-        if env.client.get_dataset(dataset_id).state == DATASET_STATE_READY:
-            return
-        if env.stop.wait(delay):
-            raise SkippedError(f"dataset {dataset_id}: stopped while waiting for READY")
-        waited += delay
-        delay = min(delay * 2, 2.0)
-    raise ApiError(f"dataset {dataset_id} was not READY after {env.ready_timeout:.0f} s")
+    try:
+        env.provider.create_input(spec, project=env.project, progress=progress, stop=env.stop,
+                                  ready_timeout=env.ready_timeout)  # fmt: skip
+    except Stopped as exc:
+        raise SkippedError(str(exc)) from exc
 
 
 # -- jobs --------------------------------------------------------------------------------------
 
 
-def job_body(spec: JobSpec, account: str) -> BatchInferenceJob:
-    continued = job_resource(account, spec.continued_from) if spec.continued_from else None
-    return BatchInferenceJob(
-        display_name=spec.display_name, model=spec.model,
-        input_dataset_id=dataset_resource(account, spec.input_dataset_id),
-        output_dataset_id=dataset_resource(account, spec.output_dataset_id),
-        inference_parameters=InferenceParameters.model_validate(spec.inference_parameters),
-        precision=spec.precision, continued_from_job_name=continued,
-    )  # fmt: skip
-
-
 def create_job(env: _Env, spec: JobSpec) -> None:
-    """create, passing the output dataset ID; a 409 is success once confirmed ours and identical."""
-    body = job_body(spec, env.client.account_id)
-    try:
-        env.client.create_job(spec.job_id, body)
-    except ConflictError:
-        try:
-            existing = env.client.get_job(spec.job_id)
-        except NotFoundError:
-            # No such job: the 409 was about its output dataset, left behind by an earlier job of
-            # this very ID that was pruned (pruning keeps outputs). Re-declaring it must converge.
-            _drop_orphan_output(env, spec)
-            env.client.create_job(spec.job_id, body)
-            return
-        _confirm_job(existing, spec, env.project)
-
-
-def _drop_orphan_output(env: _Env, spec: JobSpec) -> None:
-    """Delete ``<job id>-out`` if it is the output of a job with this ID (deleted since)."""
-    output = env.client.get_dataset(spec.output_dataset_id)
-    source = resource_id(output.source_job_name or "")
-    if source not in ("", spec.job_id):
-        raise OwnershipError(
-            f"output dataset {spec.output_dataset_id} exists and belongs to job {source}; "
-            f"job {spec.job_id} cannot be created"
-        )
-    with contextlib.suppress(NotFoundError):  # a retried DELETE whose first answer was lost
-        env.client.delete_dataset(spec.output_dataset_id)
-
-
-def _confirm_job(existing: BatchInferenceJob, spec: JobSpec, project: str) -> None:
-    if owner_of(existing.display_name) != project:
-        raise OwnershipError(f"job {spec.job_id} exists and is not ours; not touching it")
-    params = existing.inference_parameters.to_wire() if existing.inference_parameters else {}
-    same = (
-        (existing.model or spec.model) == spec.model
-        and resource_id(existing.input_dataset_id or spec.input_dataset_id) == spec.input_dataset_id
-        and all(params.get(k) == v for k, v in spec.inference_parameters.items())
-    )
-    if not same:
-        raise OwnershipError(f"job {spec.job_id} exists with a different model, input or params")
+    """Create a job; one already there, ours and identical, is success (the provider checks)."""
+    env.provider.create_job(spec, project=env.project)
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -306,14 +211,4 @@ def _transfer_progress(env: _Env, action: Action, total: int) -> Callable[[int],
 
 def _download_lineage(env: _Env, action: Action, spec: DownloadSpec, tmp: Path) -> list[Path]:
     progress = _transfer_progress(env, action, 0)
-    folders = []
-    last = len(spec.output_dataset_ids) - 1
-    for i, ds_id in enumerate(spec.output_dataset_ids):
-        try:
-            env.client.download_dataset(ds_id, tmp, progress=progress)
-        except NotFoundError:
-            if i == last:
-                raise
-            continue  # a failed earlier attempt never wrote an output dataset
-        folders.append(tmp / ds_id)
-    return folders
+    return env.provider.download_outputs(spec.job_ids, tmp, progress=progress)

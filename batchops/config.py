@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +67,25 @@ class Moved:
         return self.kind is None or self.kind == kind
 
 
+BUILTIN_PROVIDER = "fireworks"  # exists without a declaration; FIREWORKS_* variables
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One provider of the project file's ``spec.providers`` (or the built-in ``fireworks``):
+    its name, kind, where it is and which environment variable holds its key.
+
+    Keys are never stored here, only the variable's name. ``limits`` are the provider's caps and
+    quotas as declared (``maxRequestsPerBatch``, ``maxBytesPerBatch``, ``enqueuedTokens``)."""
+
+    name: str
+    kind: str  # "fireworks" | "openai"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    account_id: str | None = None
+    limits: Mapping[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     """What ``batchops.yaml`` says, validated. Later sections (providers, prices, budget) become
@@ -80,10 +99,16 @@ class ProjectConfig:
     poll_interval: float | None = None  # seconds between passes of `apply --wait`
     parallelism: int | None = None  # concurrent actions of `apply`
     moved: tuple[Moved, ...] = ()
+    providers: tuple[ProviderConfig, ...] = ()  # declared in `spec.providers`, by name
 
     @property
     def root(self) -> Path:
         return self.file.parent
+
+    @property
+    def provider_names(self) -> frozenset[str]:
+        """The names a job's ``spec.provider`` may use: the declared ones and ``fireworks``."""
+        return frozenset({BUILTIN_PROVIDER, *(p.name for p in self.providers)})
 
 
 def find_root(start: Path) -> Path | None:
@@ -133,6 +158,8 @@ class Settings:
     backend_source: str = ""  # "--local" or the project file, for messages
     ci: bool = False
     project_file: ProjectConfig | None = None
+    # each declared provider's key, by provider name, from its `apiKeyEnv` variable
+    provider_keys: Mapping[str, Secret] = field(default_factory=dict)
 
     @property
     def uses_local_backend(self) -> bool:
@@ -194,7 +221,15 @@ def load_settings(
         backend_source=where,
         ci=is_ci(env),
         project_file=project_file,
+        provider_keys=_provider_keys(env, project_file),
     )
+
+
+def _provider_keys(env: Mapping[str, str], project_file: ProjectConfig | None) -> dict[str, Secret]:
+    """Each declared provider's key from the variable its ``apiKeyEnv`` names (never a file)."""
+    providers = project_file.providers if project_file is not None else ()
+    keys = {p.name: env.get(p.api_key_env or "") for p in providers if p.api_key_env}
+    return {name: Secret(key) for name, key in keys.items() if key}
 
 
 def _project_name(

@@ -14,23 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from batchops.errors import ConfigError, OwnershipError
-from batchops.identity import is_ours, output_dataset_id, parse_job_id
-from batchops.wire import (
-    GONE_JOB_STATES,
-    JOB_STATE_CANCELLED,
-    JOB_STATE_COMPLETED,
-    JOB_STATE_EXPIRED,
-    JOB_STATE_FAILED,
-    BatchInferenceJob,
-    resource_id,
-)
-
-FINISHED = frozenset({JOB_STATE_COMPLETED, JOB_STATE_FAILED, JOB_STATE_CANCELLED,
-                      JOB_STATE_EXPIRED}) | GONE_JOB_STATES  # fmt: skip
+from batchops.identity import output_dataset_id, parse_job_id
+from batchops.providers import DONE_STATES, JobState, RemoteJob
 
 
-def job_id_of(job: BatchInferenceJob) -> str:
-    return resource_id(job.name or "")
+def job_id_of(job: RemoteJob) -> str:
+    return job.key
 
 
 def name_of(job_id: str) -> str:
@@ -39,26 +28,26 @@ def name_of(job_id: str) -> str:
     return parts.name if parts else job_id
 
 
-def matches(name: str, job: BatchInferenceJob) -> bool:
+def matches(name: str, job: RemoteJob) -> bool:
     rid = job_id_of(job)
     return rid == name or name_of(rid) == name
 
 
-def owned_by_name(name: str, jobs: Iterable[BatchInferenceJob], project: str
-                  ) -> list[BatchInferenceJob]:  # fmt: skip
+def owned_by_name(name: str, jobs: Iterable[RemoteJob], project: str
+                  ) -> list[RemoteJob]:  # fmt: skip
     """The owned jobs of one NAME, oldest first (none is an answer, not an error)."""
-    return sorted((j for j in jobs if is_ours(j.display_name, project) and matches(name, j)),
+    return sorted((j for j in jobs if j.owner == project and matches(name, j)),
                   key=_age)  # fmt: skip
 
 
 def owned_jobs(
-    names: Sequence[str], jobs: Iterable[BatchInferenceJob], project: str
-) -> dict[str, list[BatchInferenceJob]]:
+    names: Sequence[str], jobs: Iterable[RemoteJob], project: str
+) -> dict[str, list[RemoteJob]]:
     """Each NAME's owned jobs, oldest first; an unknown NAME (with a did-you-mean) or one that
     matches only jobs without our mark is an error, and then nothing is touched."""
     listed = list(jobs)
-    ours = [j for j in listed if is_ours(j.display_name, project)]
-    found: dict[str, list[BatchInferenceJob]] = {}
+    ours = [j for j in listed if j.owner == project]
+    found: dict[str, list[RemoteJob]] = {}
     problems: list[str] = []
     for name in names:
         mine = sorted((j for j in ours if matches(name, j)), key=_age)
@@ -75,8 +64,8 @@ def owned_jobs(
     return found
 
 
-def _age(job: BatchInferenceJob) -> tuple[str, str]:
-    return job.create_time or "", job_id_of(job)
+def _age(job: RemoteJob) -> tuple[str, str]:
+    return job.created, job.key
 
 
 def _unknown(name: str, owned_names: list[str]) -> str:
@@ -95,18 +84,18 @@ class Target:
     output_dataset: str | None
 
 
-def targets(found: dict[str, list[BatchInferenceJob]], *, running_only: bool) -> list[Target]:
+def targets(found: dict[str, list[RemoteJob]], *, running_only: bool) -> list[Target]:
     """Delete: every owned job of each NAME, with its `<id>-out` dataset. Cancel: only the jobs
     still running (Fireworks has no cancel call; DELETE stops a running job), outputs kept."""
     out: dict[str, Target] = {}
     for jobs in found.values():
         for job in jobs:
-            state, rid = job.state or "", job_id_of(job)
-            if state in GONE_JOB_STATES or (running_only and state in FINISHED):
+            rid = job.key
+            if job.state is JobState.DELETING or (running_only and job.state in DONE_STATES):
                 continue
-            output = resource_id(job.output_dataset_id or "")
+            output = job.output_id or ""
             keep_output = running_only or output != output_dataset_id(rid)
-            out[rid] = Target(name_of(rid), rid, state, None if keep_output else output)
+            out[rid] = Target(name_of(rid), rid, job.raw_state, None if keep_output else output)
     return sorted(out.values(), key=lambda t: (t.name, t.job_id))
 
 
@@ -141,7 +130,7 @@ class JobHistory:
     steps: tuple[Step, ...]
 
 
-def history(name: str, jobs: Sequence[BatchInferenceJob], *, current_base: str | None = None,
+def history(name: str, jobs: Sequence[RemoteJob], *, current_base: str | None = None,
             declared: str | None = None, results: tuple[str, str, str | None] | None = None,
             ) -> JobHistory:  # fmt: skip
     """``jobs`` are the name's owned jobs, oldest first (``owned_jobs``)."""
@@ -150,24 +139,20 @@ def history(name: str, jobs: Sequence[BatchInferenceJob], *, current_base: str |
     return JobHistory(name, declared, current_base, path, state, last, steps)
 
 
-def _step(job: BatchInferenceJob, current_base: str | None) -> Step:
-    rid = job_id_of(job)
+def _step(job: RemoteJob, current_base: str | None) -> Step:
+    rid = job.key
     parts = parse_job_id(rid)
-    p = job.job_progress
+    rows = job.rows
     kind = "job"
     if parts is not None:
         kind = f"attempt {parts.attempt + 1}"
         if parts.resume:
-            parent = resource_id(job.continued_from_job_name or "")
-            kind = f"continuation {parts.resume} of {parent}"
+            kind = f"continuation {parts.resume} of {job.continued_from or ''}"
     return Step(
-        job_id=rid, kind=kind, state=(job.state or "JOB_STATE_UNSPECIFIED"),
-        created=job.create_time or "", updated=job.update_time or "",
-        expires=job.expire_time or "", message=(job.status.message or "") if job.status else "",
-        total=(p.total_input_requests or 0) if p else 0,
-        succeeded=(p.successfully_processed_requests or 0) if p else 0,
-        failed=(p.failed_requests or 0) if p else 0,
-        tokens_in=(p.input_tokens or 0) if p else 0, tokens_out=(p.output_tokens or 0) if p else 0,
-        output_dataset=resource_id(job.output_dataset_id or ""),
+        job_id=rid, kind=kind, state=job.raw_state, created=job.created, updated=job.updated,
+        expires=job.expires, message=job.message,
+        total=rows.total if rows else 0, succeeded=rows.succeeded if rows else 0,
+        failed=rows.failed if rows else 0, tokens_in=job.tokens.input,
+        tokens_out=job.tokens.output, output_dataset=job.output_id or "",
         current=parts is not None and parts.base == current_base,
     )  # fmt: skip

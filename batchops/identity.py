@@ -90,10 +90,14 @@ def job_id(
     input_dataset_id: str,
     inference_parameters: Mapping[str, Any],
     precision: str | None,
+    provider: str = "fireworks",
 ) -> str:
-    """Hashes only what changes what the job computes (not display name, output path, labels)."""
+    """Hashes only what changes what the job computes (not display name, output path, labels).
+    The provider counts too, but not the default one, so that IDs made before providers existed
+    stay the same."""
     params = canonical_json(dict(inference_parameters))
-    digest = _digest("job", project, name, model, input_dataset_id, params, precision or "")
+    parts = ("job", project, name, model, input_dataset_id, params, precision or "")
+    digest = _digest(*parts) if provider == "fireworks" else _digest(*parts, "provider", provider)
     return f"{id_name(name)}-{digest}"
 
 

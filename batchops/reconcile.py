@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from batchops.api import FireworksClient
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
@@ -37,6 +36,7 @@ from batchops.plan import (
     job_views,
     make_plan,
 )
+from batchops.providers import Provider
 from batchops.results import LocalResult, local_records, local_state
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
@@ -122,13 +122,13 @@ def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
 
 
 def observe_all(
-    client: FireworksClient, desired: Desired, root: Path
+    provider: Provider, desired: Desired, root: Path
 ) -> tuple[Observed, dict[str, LocalResult]]:
     """The two list calls side by side, while the local results are checked: a pass's latency
     is then about one paginated list, whatever the number of declared jobs."""
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
-        datasets = pool.submit(client.list_datasets)
-        jobs = pool.submit(client.list_jobs)
+        datasets = pool.submit(provider.list_inputs)
+        jobs = pool.submit(provider.list_jobs)
         local = local_results(desired, root)
         return Observed(datasets=tuple(datasets.result()), jobs=tuple(jobs.result())), local
 
@@ -137,7 +137,7 @@ def load_and_plan(
     paths: Sequence[Path],
     *,
     root: Path,
-    client: FireworksClient,
+    provider: Provider,
     project: str,
     options: PassOptions,
     inputs: Inputs | None = None,
@@ -145,7 +145,7 @@ def load_and_plan(
 ) -> Plan:
     """What `batchops plan` shows and `apply` executes: inputs first, then the two list calls.
 
-    ``inputs`` are ``load_inputs``' answer when the caller validated before opening the client."""
+    ``inputs`` are ``load_inputs``' answer when the caller validated before opening the provider."""
     if inputs is None:
         inputs = load_inputs(paths, root=root, project_file=project_file)
     all_desired, infos = inputs
@@ -153,16 +153,16 @@ def load_and_plan(
     desired, plan_options = selection.desired, options.scoped(selection)
     check_prune(desired, plan_options)  # before any API call
     with gc_paused():
-        ctx = load_context(client, root=root, project=project, inputs=(desired, infos))
+        ctx = load_context(provider, root=root, project=project, inputs=(desired, infos))
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
     return replace(plan, outside_jobs=selection.outside_jobs,
                    outside_datasets=selection.outside_datasets)  # fmt: skip
 
 
-def load_context(client: FireworksClient, *, root: Path, project: str, inputs: Inputs) -> Context:
+def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs) -> Context:
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
-    observed, local = observe_all(client, desired, root)
+    observed, local = observe_all(provider, desired, root)
     return Context(root, project, desired, infos, observed, local)
 
 
@@ -197,7 +197,7 @@ def run_pass(
     paths: Sequence[Path],
     *,
     root: Path,
-    client: FireworksClient,
+    provider: Provider,
     project: str,
     options: PassOptions,
     reporter: Reporter | None = None,
@@ -209,13 +209,13 @@ def run_pass(
 ) -> PassResult:
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
-    plan = load_and_plan(paths, root=root, client=client, project=project, options=options,
+    plan = load_and_plan(paths, root=root, provider=provider, project=project, options=options,
                          inputs=inputs, project_file=project_file)  # fmt: skip
     if saved is not None:
         check_saved(plan, saved)
     if on_plan is not None:
         on_plan(plan)
-    applied = apply_plan(plan, client=client, root=root, reporter=reporter,
+    applied = apply_plan(plan, provider=provider, root=root, reporter=reporter,
                          max_workers=options.max_workers, stop=stop)  # fmt: skip
     return summarize(plan, applied)
 

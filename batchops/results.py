@@ -30,8 +30,8 @@ from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.errors import BatchopsError
 from batchops.layout import derived_paths, errors_path
 from batchops.private import private_file
+from batchops.providers import ERRORS_FILE, OUTPUT_FILE
 from batchops.scratch import Scratch, short_name, sweep_beside
-from batchops.wire import ERRORS_FILE, RESULTS_FILE
 
 RECORD_VERSION = 1
 
@@ -302,7 +302,7 @@ def _merge(
     dataset_dirs: Sequence[Path], job_name: str, job_ids: Sequence[str], output: Path,
     expected_ids: Iterable[str] | None, partial: bool, scratch: Scratch,
 ) -> ResultRecord:  # fmt: skip
-    files = [d / name for d in dataset_dirs for name in (RESULTS_FILE, ERRORS_FILE)]
+    files = [d / name for d in dataset_dirs for name in (OUTPUT_FILE, ERRORS_FILE)]
     db = sqlite3.connect(scratch.path / f"{job_name}.merge.db")
     try:
         db.executescript(_MERGE_SCHEMA)
@@ -338,7 +338,7 @@ def _index(db: sqlite3.Connection, files: Sequence[Path]) -> int:
     Returns how many non-blank result lines had no readable custom_id."""
     unreadable = [0]
     for number, path in enumerate(files):
-        ok = int(path.name == RESULTS_FILE)
+        ok = int(path.name == OUTPUT_FILE)
         spans = _line_spans(path, unreadable if ok else [0])
         rows = ((cid, ok, number, start, size) for cid, start, size in spans)
         db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?)", rows)

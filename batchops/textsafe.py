@@ -5,8 +5,9 @@ names, model names, state strings) may hold terminal escapes, bidi overrides, ne
 workflow commands. Every renderer (``batchops.render``, the CLI's printing, annotations, the
 daemon's log lines) passes such values through ``inert`` (plain text), ``md_text``/``md_code``
 (Markdown for ``$GITHUB_STEP_SUMMARY``) or ``annotation_data`` (workflow-command data). The error
-boundary (``batchops.api``) passes server text through ``redact``, which removes a key even when
-the server echoed it percent-encoded, JSON-escaped or base64-encoded. Pure; no imports of ours.
+boundary (each provider's client) passes server text through ``redact``, which removes a key
+even when the server echoed it percent-encoded, JSON-escaped or base64-encoded. Pure; no imports
+of ours.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def client_for(url: str):  # type: ignore[no-untyped-def]
     if os.environ.get("BENCH_PLAIN_HTTPX"):
         return None
     try:
-        from batchops.api.client import FireworksClient
+        from batchops.providers.fireworks.client import FireworksClient
     except ImportError:
         return None
     return FireworksClient(base_url=url, account_id=ACCOUNT, api_key=None, allow_insecure_urls=True)
@@ -129,7 +129,7 @@ def child(mode: str, url: str, path: str) -> None:
     before = vm("self", "VmRSS")
     client = client_for(url)
     start = time.perf_counter()
-    how = "batchops.api.client.FireworksClient"
+    how = "batchops.providers.fireworks.client.FireworksClient"
     if mode == "upload":
         if client is not None:
             client.upload_dataset_files("blob", [Path(path)])

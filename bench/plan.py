@@ -34,10 +34,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from batchops.api import FireworksClient
 from batchops.errors import NotFoundError
 from batchops.identity import owner_of, parse_job_id, project_from_root
 from batchops.plan import Observed, PlanOptions, declared_dataset_ids, job_views, make_plan
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import (
+    FireworksProvider,
+    input_from_wire,
+    job_from_wire,
+)
+from batchops.providers.fireworks.wire import resource_id
 from batchops.reconcile import (
     PassOptions,
     gc_paused,
@@ -45,7 +51,6 @@ from batchops.reconcile import (
     load_inputs,
     local_results,
 )
-from batchops.wire import resource_id
 
 
 def generate(root: Path, *, jobs: int, datasets: int) -> None:
@@ -108,8 +113,8 @@ def timed_plan(root: Path, url: str) -> dict[str, float]:
         start = time.perf_counter()
         inputs = load_inputs([root / "jobs"], root=root)
         loaded = time.perf_counter()
-        plan = load_and_plan([root / "jobs"], root=root, client=client, project=project,
-                                options=PassOptions(), inputs=inputs)  # fmt: skip
+        plan = load_and_plan([root / "jobs"], root=root, provider=FireworksProvider(client),
+                             project=project, options=PassOptions(), inputs=inputs)  # fmt: skip
         end = time.perf_counter()
     changes = sum(1 for a in plan.actions if a.is_change)
     return {"total": end - start, "observe_plan": end - loaded, "requests": counter.count,
@@ -131,8 +136,9 @@ def baseline(root: Path, url: str) -> dict[str, float]:
             empty = job_views(desired, infos, Observed(), {}, project=project)
             jobs = [_get(client, v.base_id) for v in empty]
             outputs = [_get_ds(client, v.base_id + "-out") for v in empty]
-            observed = Observed(datasets=tuple(datasets + [d for d in outputs if d]),
-                                jobs=tuple(j for j in jobs if j))  # fmt: skip
+            observed = Observed(
+                datasets=tuple(input_from_wire(d) for d in datasets + [d for d in outputs if d]),
+                jobs=tuple(job_from_wire(j) for j in jobs if j))  # fmt: skip
             plan = make_plan(desired, infos, observed, local_results(desired, root),
                              PlanOptions(), project=project)  # fmt: skip
         end = time.perf_counter()

@@ -35,11 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from batchops.api import FireworksClient
 from batchops.identity import owner_of, parse_job_id, project_from_root
 from batchops.local.config import BackendConfig, FaultConfig
 from batchops.local.server import EmbeddedServer
-from batchops.wire import resource_id
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.wire import resource_id
 
 FAULTS = FaultConfig(rate_429=0.03, rate_500=0.025, rate_503=0.025, rate_drop=0.02,
                      latency=0.5, latency_rate=0.02, retry_after=1.0, seed=7)

@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from batchops.api import FireworksClient
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
+from batchops.providers.fireworks.client import FireworksClient
 
 DATASET = ("apiVersion: batchops/v1\nkind: Dataset\nmetadata:\n  name: prompts\nspec:\n"
            "  path: ../data/prompts.jsonl\n")

@@ -19,8 +19,15 @@ from batchops.errors import ConfigError
 from batchops.identity import marked_display_name, output_dataset_id
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl, Source
 from batchops.plan import Kind, Observed, Plan, PlanOptions, make_plan
+from batchops.providers.fireworks.provider import input_from_wire, job_from_wire
+from batchops.providers.fireworks.wire import (
+    BatchInferenceJob,
+    Dataset,
+    InferenceParameters,
+    JobProgress,
+    Status,
+)
 from batchops.results import FileStamp, LocalResult, MergeCounts, ResultRecord
-from batchops.wire import BatchInferenceJob, Dataset, InferenceParameters, JobProgress, Status
 
 PROJECT = "proj"
 ROOT = Path("/repo")
@@ -68,7 +75,8 @@ class World:
         if shuffle:
             shuffle.shuffle(ds)
             shuffle.shuffle(jobs)
-        return Observed(datasets=tuple(ds), jobs=tuple(jobs))
+        return Observed(datasets=tuple(input_from_wire(d) for d in ds),
+                        jobs=tuple(job_from_wire(j) for j in jobs))  # fmt: skip
 
     def tick(self) -> str:
         self.clock += 1

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from batchops.api import FireworksClient
 from batchops.apply import NullReporter
 from batchops.errors import BatchopsError, InvalidInputError, OwnershipError
 from batchops.local.config import BackendConfig, FaultConfig
 from batchops.local.server import EmbeddedServer
 from batchops.plan import Action
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import FireworksProvider as FP
+from batchops.providers.fireworks.wire import Dataset
 from batchops.reconcile import PassOptions, PassResult, gc_paused, run_pass
-from batchops.wire import Dataset
 
 PROJECT = "proj"
 ROWS = 6
@@ -53,7 +54,7 @@ def client(tmp_path: Path) -> Iterator[FireworksClient]:
 
 def converge(paths: list[Path], root: Path, client: FireworksClient, **options: bool) -> PassResult:
     for _ in range(200):
-        result = run_pass(paths, root=root, client=client, project=PROJECT,
+        result = run_pass(paths, root=root, provider=FP(client), project=PROJECT,
                           options=PassOptions(**options))  # fmt: skip
         if result.converged or result.errors:
             return result
@@ -63,14 +64,16 @@ def converge(paths: list[Path], root: Path, client: FireworksClient, **options: 
 
 def test_passes_converge_and_report_states(tmp_path: Path, client: FireworksClient) -> None:
     paths = make_repo(tmp_path)
-    first = run_pass(paths, root=tmp_path, client=client, project=PROJECT, options=PassOptions())
+    first = run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT,
+                     options=PassOptions())  # fmt: skip
     assert not first.converged and first.job_states == {"ABSENT": 1}
     final = converge(paths, tmp_path, client)
     assert final.errors == [] and final.failed_jobs == []
     assert final.job_states == {"JOB_STATE_COMPLETED": 1}
     lines = (tmp_path / "results" / "j.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["custom_id"] for line in lines) == [f"c{i}" for i in range(ROWS)]
-    again = run_pass(paths, root=tmp_path, client=client, project=PROJECT, options=PassOptions())
+    again = run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT,
+                     options=PassOptions())  # fmt: skip
     assert again.converged and again.plan.actions == ()
 
 
@@ -78,7 +81,7 @@ def test_invalid_input_raises_and_sends_nothing(tmp_path: Path, client: Firework
     paths = make_repo(tmp_path)
     (tmp_path / "jobs" / "m.yaml").write_text("apiVersion: batchops/v1\nkind: Nope\n")
     with pytest.raises(InvalidInputError):
-        run_pass(paths, root=tmp_path, client=client, project=PROJECT, options=PassOptions())
+        run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT, options=PassOptions())
     assert client.list_datasets() == [] and client.list_jobs() == []
 
 
@@ -102,13 +105,13 @@ def test_a_foreign_resource_with_our_id_is_never_touched(
     tmp_path: Path, client: FireworksClient
 ) -> None:
     paths = make_repo(tmp_path)
-    plan = run_pass(paths, root=tmp_path, client=client, project="elsewhere",
+    plan = run_pass(paths, root=tmp_path, provider=FP(client), project="elsewhere",
                     options=PassOptions(download=False)).plan  # fmt: skip
     ours = next(a for a in plan.actions if a.dataset is not None)
     foreign_id = ours.resource.remote_id
     client.delete_dataset(foreign_id)
     client.create_dataset(foreign_id, Dataset(display_name="made by hand", example_count="1"))
-    result = run_pass(paths, root=tmp_path, client=client, project="elsewhere",
+    result = run_pass(paths, root=tmp_path, provider=FP(client), project="elsewhere",
                       options=PassOptions(prune=True))  # fmt: skip
     assert any(isinstance(e, OwnershipError) for e in result.errors)
     assert client.get_dataset(foreign_id).display_name == "made by hand"
@@ -150,7 +153,7 @@ def test_rate_limited_backend_still_converges_without_duplicates(tmp_path: Path)
     ):
         paths = make_repo(tmp_path)
         reporter = Recorder()
-        run_pass(paths, root=tmp_path, client=client, project=PROJECT, options=PassOptions(),
+        run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT, options=PassOptions(),
                  reporter=reporter)  # fmt: skip
         assert [kind for kind, error in reporter.finished if error is None] == [
             "create-dataset", "create-job"]  # fmt: skip

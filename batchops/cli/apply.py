@@ -27,7 +27,7 @@ from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
     describe_backend,
-    open_client,
+    open_provider,
     project_of,
     root_of,
     settings_from_args,
@@ -181,12 +181,12 @@ def run(args: argparse.Namespace) -> int:
     printer = _Printer(args, settings, saved=job.saved is not None, backend=backend)
     json_output = args.output == "json"
     try:
-        with (_interrupt_sets(stop), open_client(settings, root=root) as client,
+        with (_interrupt_sets(stop), open_provider(settings, root=root) as provider,
               _reporter(json_output=json_output) as rep):  # fmt: skip
             if args.poll_interval is None:
                 remote = backend["kind"] == "fireworks"
                 args.poll_interval = POLL_REMOTE if remote else POLL_LOCAL
-            result = _loop(job, args, client, printer.log(rep), stop, printer, inputs)
+            result = _loop(job, args, provider, printer.log(rep), stop, printer, inputs)
     except KeyboardInterrupt:
         print(interrupted_message(printer.in_flight()), file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
@@ -431,13 +431,13 @@ def _apply_markdown(result: PassResult, code: int) -> str:
     return text + errors_markdown(str(e) for e in result.errors)
 
 
-def _loop(job: _Run, args: argparse.Namespace, client: Any, reporter: NullReporter,
+def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullReporter,
           stop: threading.Event, printer: _Printer, inputs: Inputs) -> PassResult:  # fmt: skip
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     saved = job.saved
     first_inputs: Inputs | None = inputs
     while True:
-        result = run_pass(job.paths, root=job.root, client=client, project=job.project,
+        result = run_pass(job.paths, root=job.root, provider=provider, project=job.project,
                           options=job.options, reporter=reporter, stop=stop, saved=saved,
                           on_plan=printer.on_plan, inputs=first_inputs,
                           project_file=job.project_file)  # fmt: skip

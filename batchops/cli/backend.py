@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from batchops.api import FireworksClient, client_from_settings
 from batchops.config import (
     LOCAL_ACCOUNT_ID,
     PROJECT_FILE,
@@ -30,6 +29,9 @@ from batchops.config import (
 )
 from batchops.identity import project_from_root, slugify
 from batchops.private import private_dir
+from batchops.providers import Provider
+from batchops.providers.registry import BUILTIN_FIREWORKS, build
+from batchops.providers.router import ProviderSet
 
 NOTICE = (
     "batchops: no FIREWORKS_API_KEY; using the embedded local backend in .batchops/local "
@@ -80,7 +82,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def project_of(settings: Settings, root: Path) -> str:
-    """The project's name (``open_client`` says so when it comes from the folder's name)."""
+    """The project's name (``open_provider`` says so when it comes from the folder's name)."""
     return slugify(settings.project) if settings.project else project_from_root(root)
 
 
@@ -137,29 +139,47 @@ def _notice_stderr(message: str) -> None:
 
 
 @contextlib.contextmanager
-def open_client(
+def open_provider(
     settings: Settings,
     *,
     root: Path,
     notice: Callable[[str], None] = _notice_stderr,
     **client_options: Any,
-) -> Iterator[FireworksClient]:
-    """A client for the remote, a shared server, or an embedded backend started for the block.
-    Raises ConfigError when no backend may be chosen (no key under CI)."""
+) -> Iterator[Provider]:
+    """The providers (the built-in ``fireworks`` and every one the project file declares) for
+    the remote, a shared server, or an embedded backend started for the block, which every
+    provider then talks to. Raises ConfigError when no backend may be chosen (no key under CI)."""
     choice = settings.backend_choice()
     if (about_project := project_notice(settings, root)) is not None:
         notice(about_project)
     if choice != "embedded":
-        with client_from_settings(settings, **client_options) as client:
-            yield client
+        with contextlib.closing(_providers(settings, None, client_options)) as provider:
+            yield provider
         return
     from batchops.local.config import BackendConfig  # only when embedding
     from batchops.local.server import EmbeddedServer
 
-    settings = dataclasses.replace(settings, api_key=None)  # the key never goes to a local server
+    # keys never go to a local server
+    settings = dataclasses.replace(settings, api_key=None, provider_keys={})
     data_dir = private_dir(ensure_state_dir(root) / "local", root=root)
     with EmbeddedServer(BackendConfig(data_dir=data_dir), port=0) as server:
         asked = settings.backend == "local"
         notice(LOCAL_NOTICE.format(where=settings.backend_source) if asked else NOTICE)
-        with client_from_settings(settings, base_url=server.base_url, **client_options) as client:
-            yield client
+        local = _providers(settings, server.base_url, client_options)
+        with contextlib.closing(local) as provider:
+            yield provider
+
+
+def _providers(settings: Settings, base_url: str | None, options: dict[str, Any]) -> Provider:
+    """The built-in ``fireworks`` provider from the settings (FIREWORKS_* variables), alone or
+    beside the declared ones (``base_url``: the embedded backend every provider then uses)."""
+    fireworks = build(BUILTIN_FIREWORKS, settings=settings, base_url=base_url, **options)
+    declared = settings.project_file.providers if settings.project_file else ()
+    if not declared:
+        return fireworks
+    providers = {fireworks.name: fireworks}
+    for config in declared:
+        where = {"base_url": base_url} if base_url else {}
+        key = settings.provider_keys.get(config.name)
+        providers[config.name] = build(config, api_key=key, **where, **options)
+    return ProviderSet(providers)

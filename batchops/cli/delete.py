@@ -16,7 +16,7 @@ from batchops.apply import apply_plan
 from batchops.cli.apply import LineReporter
 from batchops.cli.backend import (
     add_backend_flags,
-    open_client,
+    open_provider,
     project_of,
     root_of,
     settings_from_args,
@@ -51,8 +51,8 @@ def run_removal(args: argparse.Namespace, *, cancel: bool) -> int:
     settings, root = settings_from_args(args), root_of(args)
     project = project_of(settings, root)
     verb = "cancel" if cancel else "delete"
-    with open_client(settings, root=root) as client:
-        found = owned_jobs(args.names, client.list_jobs(), project)
+    with open_provider(settings, root=root) as provider:
+        found = owned_jobs(args.names, provider.list_jobs(), project)
         plan = _plan(targets(found, running_only=cancel), project, cancel=cancel)
         if not plan.actions:
             return _report(args, plan, [], verb, f"Nothing to {verb}: no job of "
@@ -63,7 +63,7 @@ def run_removal(args: argparse.Namespace, *, cancel: bool) -> int:
         confirm(f"{verb} {n} job{'' if n == 1 else 's'}", auto_approve=args.auto_approve,
                 how="pass -y (--auto-approve)")  # fmt: skip
         reporter = LineReporter(to_stderr=args.output == "json")
-        applied = apply_plan(plan, client=client, root=root, reporter=reporter)
+        applied = apply_plan(plan, provider=provider, root=root, reporter=reporter)
     errors = [str(e) for e in applied.errors]
     return _report(args, plan, errors, verb, "")
 

@@ -14,7 +14,7 @@ from typing import Any
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
-    open_client,
+    open_provider,
     project_of,
     root_of,
     settings_from_args,
@@ -22,11 +22,11 @@ from batchops.cli.backend import (
 from batchops.errors import EXIT_OK
 from batchops.history import JobHistory, history, owned_by_name, owned_jobs
 from batchops.plan import JobView
+from batchops.providers import RemoteJob
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.describe import describe_json, describe_text
 from batchops.render.status import status_row
 from batchops.textsafe import json_text
-from batchops.wire import BatchInferenceJob
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -47,19 +47,19 @@ def run(args: argparse.Namespace) -> int:
     exists = any(p.exists() for p in paths)
     inputs = load_inputs(paths, root=root, project_file=settings.project_file) if exists else None
     declared = inputs is not None and any(j.name == args.name for j in inputs[0].jobs)
-    with open_client(settings, root=root) as client:
+    with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
-            ctx = load_context(client, root=root, project=project, inputs=inputs)
+            ctx = load_context(provider, root=root, project=project, inputs=inputs)
             view = next(v for v in ctx.views() if v.decl.name == args.name)
             h = _declared_history(view, owned_by_name(args.name, ctx.observed.jobs, project))
         else:  # described from the account alone; unknown or foreign names are errors
-            found = owned_jobs([args.name], client.list_jobs(), project)[args.name]
+            found = owned_jobs([args.name], provider.list_jobs(), project)[args.name]
             h = history(args.name, found)
     print(json_text(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
     return EXIT_OK
 
 
-def _declared_history(view: JobView, found: list[BatchInferenceJob]) -> JobHistory:
+def _declared_history(view: JobView, found: list[RemoteJob]) -> JobHistory:
     row = status_row(view)
     last = view.result.record.last_job_id if view.result and view.result.record else None
     src = view.decl.source

@@ -16,7 +16,7 @@ from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
     describe_backend,
-    open_client,
+    open_provider,
     paths_narrowed,
     project_of,
     root_of,
@@ -90,9 +90,10 @@ def run(args: argparse.Namespace) -> int:
     paths, options = default_paths(args, root, settings), pass_options(args, settings)
     inputs = load_inputs(paths, root=root, project_file=settings.project_file)  # nothing sent yet
     backend = describe_backend(settings, root)
-    with open_client(settings, root=root) as client:
-        plan = load_and_plan(paths, root=root, client=client, project=project_of(settings, root),
-                                options=options, inputs=inputs)  # fmt: skip
+    with open_provider(settings, root=root) as provider:
+        plan = load_and_plan(paths, root=root, provider=provider,
+                             project=project_of(settings, root), options=options,
+                             inputs=inputs)  # fmt: skip
     body = plan_json(plan, backend=backend)
     if args.out:
         saved = {**body, "paths": [str(p) for p in paths], "root": str(root),

@@ -12,7 +12,7 @@ from typing import Any
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
-    open_client,
+    open_provider,
     project_of,
     root_of,
     settings_from_args,
@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     desired, infos = load_inputs(paths, root=root, project_file=settings.project_file)
     selection = select(desired, selector_of(args))
     inputs = (selection.desired, infos)
-    with open_client(settings, root=root) as client:
-        ctx = load_context(client, root=root, project=project_of(settings, root), inputs=inputs)
+    with open_provider(settings, root=root) as provider:
+        ctx = load_context(provider, root=root, project=project_of(settings, root), inputs=inputs)
     rows = [status_row(view) for view in ctx.views()]
     outside = selection.outside_jobs
     if args.output == "json":

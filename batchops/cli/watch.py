@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
-    open_client,
+    open_provider,
     project_of,
     root_of,
     settings_from_args,
@@ -112,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
     def sleep(seconds: float) -> None:  # the client's retry back-off ends at shutdown too
         stop.wait(seconds)
 
-    with ProjectLock(root), _signals(triggers), open_client(
+    with ProjectLock(root), _signals(triggers), open_provider(
         settings, root=root, notice=log.info, on_response=metrics.observe_response, sleep=sleep
-    ) as client:
-        run_daemon(config, client=client, triggers=triggers, stop=stop, metrics=metrics)
+    ) as provider:
+        run_daemon(config, provider=provider, triggers=triggers, stop=stop, metrics=metrics)
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ import orjson
 from batchops.local.backend import Backend
 from batchops.local.problems import ApiProblem, not_found
 from batchops.local.timeutil import now, rfc3339
-from batchops.wire import DATASET_STATE_READY, dataset_resource
+from batchops.providers.fireworks.wire import DATASET_STATE_READY, dataset_resource
 
 # Read-only fields the real service always answers with [LIVE Step 1].
 DEFAULTS: dict[str, Any] = {

@@ -16,7 +16,7 @@ from batchops.local import datasets
 from batchops.local.backend import Backend
 from batchops.local.problems import ApiProblem, invalid, not_found
 from batchops.local.timeutil import new_id, now, rfc3339, valid_id
-from batchops.wire import (
+from batchops.providers.fireworks.wire import (
     JOB_STATE_DELETING_CLEANING_UP,
     JOB_STATE_PENDING,
     JOB_STATE_RUNNING,

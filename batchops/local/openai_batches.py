@@ -20,7 +20,7 @@ from batchops.local.openai_errors import NO_RETRY, OpenAIProblem, bad_request, n
 from batchops.local.openai_files import OPENAI_ACCOUNT, batch_files
 from batchops.local.openai_files import get_row as get_file
 from batchops.local.timeutil import now, rfc3339
-from batchops.wire import (
+from batchops.providers.fireworks.wire import (
     JOB_STATE_CANCELLED,
     JOB_STATE_COMPLETED,
     JOB_STATE_EXPIRED,

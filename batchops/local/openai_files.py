@@ -17,7 +17,7 @@ from typing import Any
 from batchops.local import datasets
 from batchops.local.backend import Backend
 from batchops.local.openai_errors import bad_request, not_found
-from batchops.wire import DATASET_STATE_READY
+from batchops.providers.fireworks.wire import DATASET_STATE_READY
 from batchops.wire_openai import (
     BATCH_FILE_TTL,
     PURPOSE_BATCH,

@@ -14,7 +14,7 @@ from typing import Any
 from batchops.local import jobs, openai_files
 from batchops.local.backend import Backend
 from batchops.local.openai_rows import scan
-from batchops.wire import (
+from batchops.providers.fireworks.wire import (
     JOB_STATE_PENDING,
     JOB_STATE_RUNNING,
     JOB_STATE_VALIDATING,

@@ -19,7 +19,12 @@ from batchops.local.backend import Backend
 from batchops.local.jobs import JobKey
 from batchops.local.openai_rows import scan, unfinished_lines
 from batchops.local.timeutil import now, rfc3339
-from batchops.wire import ERRORS_FILE, JOB_STATE_FAILED, JOB_STATE_PENDING, RESULTS_FILE
+from batchops.providers.fireworks.wire import (
+    ERRORS_FILE,
+    JOB_STATE_FAILED,
+    JOB_STATE_PENDING,
+    RESULTS_FILE,
+)
 
 
 def validate(

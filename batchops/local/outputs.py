@@ -13,7 +13,7 @@ import orjson
 from batchops.local import datasets, jobs
 from batchops.local.backend import Backend
 from batchops.local.problems import ApiProblem
-from batchops.wire import (
+from batchops.providers.fireworks.wire import (
     DATASET_STATE_READY,
     DATASET_STATE_UPLOADING,
     ERRORS_FILE,

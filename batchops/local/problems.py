@@ -11,7 +11,7 @@ import uuid
 
 from starlette.responses import JSONResponse
 
-from batchops.wire import RPC_CODES
+from batchops.providers.fireworks.wire import RPC_CODES
 
 # google.rpc code name -> HTTP status (the reference's gatewayCode table).
 HTTP_STATUS = {

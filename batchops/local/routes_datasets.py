@@ -24,7 +24,7 @@ from batchops.local.multipart import boundary_of, save_file_part
 from batchops.local.problems import invalid, not_found
 from batchops.local.signing import DOWNLOAD_TTL, UPLOAD_TTL, sign, transfer_path
 from batchops.local.timeutil import valid_id
-from batchops.wire import (
+from batchops.providers.fireworks.wire import (
     DATASET_STATE_READY,
     DATASET_STATE_UPLOADING,
     DIRECT_UPLOAD_LIMIT,

@@ -26,7 +26,7 @@ from batchops.local.engines import Engine, Outcome, job_params, make_engine
 from batchops.local.jobs import JobKey
 from batchops.local.problems import ApiProblem
 from batchops.local.timeutil import now, rfc3339
-from batchops.wire import (
+from batchops.providers.fireworks.wire import (
     DATASET_STATE_READY,
     JOB_STATE_CANCELLED,
     JOB_STATE_COMPLETED,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batchops.config import PROJECT_FILE, ProjectConfig
+from batchops.config import BUILTIN_PROVIDER, PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def build_desired(
     parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic],
-    *, output_dir: str = "results",
+    *, output_dir: str = "results", providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}),
 ) -> Desired:  # fmt: skip
     ordered = sorted(parsed, key=lambda p: p.source)
     _misplaced_projects(ordered, root, diags)
@@ -35,6 +35,7 @@ def build_desired(
     datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
     jobs = [j for p in unique if (j := _job(p, names, root, diags, output_dir)) is not None]
+    _check_providers(unique, providers, diags)
     _check_outputs(jobs, datasets, files, root, unique, diags)
     return Desired(
         root=root,
@@ -42,6 +43,21 @@ def build_desired(
         jobs=tuple(sorted(jobs, key=lambda j: j.name)),
         manifest_files=tuple(files),
     )
+
+
+def _check_providers(
+    parsed: Sequence[Parsed], providers: frozenset[str], diags: list[Diagnostic]
+) -> None:
+    """Each job's ``spec.provider`` is ``fireworks`` or a provider the project file declares."""
+    for p in parsed:
+        m = p.manifest
+        if not isinstance(m, BatchInferenceJobManifest) or m.spec.provider is None:
+            continue
+        if m.spec.provider not in providers:
+            known = ", ".join(sorted(providers))
+            hint = suggest(m.spec.provider, providers) or f" (declared: {known})"
+            message = f"unknown provider '{m.spec.provider}'{hint}; providers are declared in "
+            diags.append(_at(p, ("spec", "provider"), message + f"{PROJECT_FILE} spec.providers"))
 
 
 def _misplaced_projects(ordered: Sequence[Parsed], root: Path, diags: list[Diagnostic]) -> None:
@@ -146,6 +162,7 @@ def _job(
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
         labels=dict(m.metadata.labels),
+        provider=spec.provider or BUILTIN_PROVIDER,
     )
 
 

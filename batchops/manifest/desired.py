@@ -34,6 +34,7 @@ class DatasetDecl:
     source: Source
     format: str | None = None  # CHAT | COMPLETION | None (auto)
     labels: dict[str, str] = field(default_factory=dict)
+    provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class JobDecl:
     on_expired: OnExpired = "resume"
     max_resumes: int = 3
     labels: dict[str, str] = field(default_factory=dict)
+    provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
 
 
 @dataclass(frozen=True)

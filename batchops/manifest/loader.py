@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from batchops.config import DEFAULT_OUTPUT_DIR, ProjectConfig
+from batchops.config import BUILTIN_PROVIDER, DEFAULT_OUTPUT_DIR, ProjectConfig
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.manifest import paths as P
 from batchops.manifest.build import build_desired, with_moved
@@ -46,7 +46,8 @@ def load_desired(
     files = discover(paths, root, diags)
     parsed = [p for file in files for p in read_manifests(file, root, diags)]
     output_dir = project.output_dir if project else DEFAULT_OUTPUT_DIR
-    desired = build_desired(parsed, files, root, diags, output_dir=output_dir)
+    providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
+    desired = build_desired(parsed, files, root, diags, output_dir=output_dir, providers=providers)
     if project is not None and project.moved:
         desired = with_moved(desired, project, diags)
     if diags:

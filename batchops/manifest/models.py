@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from batchops.wire import PRECISIONS
+from batchops.providers.catalog import PRECISIONS
 
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -80,6 +80,9 @@ class OutputSpec(StrictModel):
 
 
 class JobSpec(StrictModel):
+    provider: str | None = Field(
+        default=None, description="a provider the project file declares (default: fireworks)"
+    )
     model: str = Field(
         min_length=1, pattern=r"^\S+$", description="e.g. accounts/fireworks/models/x"
     )
@@ -137,6 +140,43 @@ class MovedSpec(StrictModel):
         return check_name(value)
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ProviderLimits(StrictModel):
+    """A provider's caps and quotas: a dataset beyond them is sent in parts and waves."""
+
+    max_requests_per_batch: int | None = Field(default=None, ge=1, description="rows per batch")
+    max_bytes_per_batch: int | None = Field(default=None, ge=1, description="bytes per input file")
+    enqueued_tokens: int | None = Field(
+        default=None, ge=1, description="input tokens that may wait at once (per model)"
+    )
+
+
+class ProviderSpec(StrictModel):
+    """One provider in ``spec.providers``: keys come only from the environment (``apiKeyEnv``)."""
+
+    kind: Literal["fireworks", "openai"]
+    base_url: str | None = Field(
+        default=None, pattern=r"^https?://\S+$", description="e.g. https://api.openai.com/v1"
+    )
+    api_key_env: str | None = Field(
+        default=None, pattern=ENV_NAME, description="the environment variable holding the key"
+    )
+    account_id: str | None = Field(default=None, min_length=1, description="Fireworks only")
+    limits: ProviderLimits = Field(default_factory=ProviderLimits)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"apiKey", "api_key"} & data.keys():
+            raise ValueError(
+                "a key never goes in a file: name the environment variable holding it with "
+                "apiKeyEnv"
+            )
+        return data
+
+
 class ProjectSpec(StrictModel):
     """Defaults that flags and environment variables override (DESIGN.md section 7). Later
     sections (providers, prices, budget) are added here as optional fields."""
@@ -157,6 +197,21 @@ class ProjectSpec(StrictModel):
     )
     parallelism: int | None = Field(default=None, ge=1, le=64, description="concurrent actions")
     moved: list[MovedSpec] = Field(default_factory=list, description="renames (see docs)")
+    providers: dict[str, ProviderSpec] = Field(
+        default_factory=dict, description="batch providers by name (fireworks is built in)"
+    )
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, ProviderSpec]) -> dict[str, ProviderSpec]:
+        for name in value:
+            check_name(name)
+            if name == "fireworks":
+                raise ValueError(
+                    "'fireworks' is built in (FIREWORKS_API_KEY, FIREWORKS_ACCOUNT_ID, "
+                    "FIREWORKS_BASE_URL); declare another Fireworks account under another name"
+                )
+        return value
 
     @field_validator("paths", "output_dir")
     @classmethod

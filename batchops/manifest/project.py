@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batchops.config import PROJECT_FILE, Moved, ProjectConfig
+from batchops.config import PROJECT_FILE, Moved, ProjectConfig, ProviderConfig
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.manifest.loader import read_manifests
 from batchops.manifest.models import ProjectManifest
@@ -49,8 +49,14 @@ def _config(
         Moved(e.from_, e.to, e.kind, *keys.get(("spec", "moved", i, "to"), (1, 1)))
         for i, e in enumerate(spec.moved)
     )
+    providers = tuple(
+        ProviderConfig(name, p.kind, base_url=p.base_url, api_key_env=p.api_key_env,
+                       account_id=p.account_id,
+                       limits=p.limits.model_dump(by_alias=True, exclude_none=True))
+        for name, p in sorted(spec.providers.items())
+    )  # fmt: skip
     return ProjectConfig(
         file=file, name=m.metadata.name, backend=spec.backend, paths=tuple(spec.paths),
         output_dir=spec.output_dir, poll_interval=spec.poll_interval,
-        parallelism=spec.parallelism, moved=moved,
+        parallelism=spec.parallelism, moved=moved, providers=providers,
     )  # fmt: skip

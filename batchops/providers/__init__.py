@@ -6,7 +6,7 @@ its own module (``batchops.providers.fireworks``, ``batchops.providers.openai``)
 contract in pyproject keeps it so. See docs/providers.md.
 """
 
-from batchops.providers.base import ProgressFn, Provider
+from batchops.providers.base import ProgressFn, Provider, Stopped
 from batchops.providers.model import (
     DEFAULT_PROVIDER,
     DONE_STATES,
@@ -25,6 +25,6 @@ from batchops.providers.model import (
 
 __all__ = [
     "DEFAULT_PROVIDER", "DONE_STATES", "ERRORS_FILE", "OUTPUT_FILE", "DatasetSpec", "JobSpec",
-    "JobState", "ProgressFn", "Provider", "RemoteInput", "RemoteJob", "ResultRow", "Rows", "Tokens",
-    "result_row",
+    "JobState", "ProgressFn", "Provider", "RemoteInput", "RemoteJob", "ResultRow", "Rows",
+    "Stopped", "Tokens", "result_row",
 ]  # fmt: skip

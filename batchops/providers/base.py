@@ -17,9 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from batchops.errors import BatchopsError
 from batchops.providers.model import DatasetSpec, JobSpec, RemoteInput, RemoteJob
 
 ProgressFn = Callable[[int], None]  # bytes moved since the last call
+
+
+class Stopped(BatchopsError):
+    """A provider call gave up waiting because its ``stop`` event was set."""
 
 
 @runtime_checkable

@@ -93,7 +93,7 @@ class RemoteJob:
     input_id: str = ""  # our key of the input it reads
     parameters: Mapping[str, Any] = field(default_factory=dict)
     precision: str | None = None
-    rows: Rows = Rows()
+    rows: Rows | None = None  # None: the provider reported no progress
     tokens: Tokens = Tokens()
     created: str = ""  # RFC 3339 times, as the provider reports them ("" unknown)
     updated: str = ""
@@ -140,6 +140,7 @@ class DatasetSpec:
     size: int
     display_name: str
     format: str | None
+    providers: tuple[str, ...] = (DEFAULT_PROVIDER,)  # where it is missing: jobs there read it
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,9 @@ class JobSpec:
     display_name: str
     continued_from: str | None  # key of the job it continues
     provider: str = DEFAULT_PROVIDER
+    # The input's local files, when declared here: a provider whose request lines carry the
+    # model (OpenAI-compatible) renders and uploads them per job, not per dataset.
+    input_files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,18 @@
 """Providers by kind: the project file's ``spec.providers`` entries -> ``Provider`` objects.
 
-``ProviderConfig`` is one declared provider (or the built-in ``fireworks``); ``build`` makes its
-``Provider`` through the factory registered for its kind. Factories are named by module path and
-imported on first use, so a command that never talks to a provider never imports its client.
+``ProviderConfig`` (``batchops.config``) is one declared provider (or the built-in ``fireworks``);
+``build`` makes its ``Provider`` through the factory registered for its kind. Factories are named
+by module path and imported on first use, so a command that never talks to a provider never
+imports its client.
 Adding a provider kind is one line in ``FACTORIES`` and a module under this package.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from batchops.config import BUILTIN_PROVIDER, ProviderConfig
 from batchops.errors import ConfigError
 from batchops.providers.base import Provider
 
@@ -23,21 +23,9 @@ FACTORIES: dict[str, str] = {
 }
 KINDS = tuple(FACTORIES)
 
+__all__ = ["BUILTIN_FIREWORKS", "FACTORIES", "KINDS", "ProviderConfig", "build", "factory"]
 
-@dataclass(frozen=True)
-class ProviderConfig:
-    """One provider: its name, kind, where it is and which environment variable holds its key.
-
-    Keys are never stored here, only the variable's name; ``api_key`` is read by the CLI layer
-    from the environment and passed to ``build``. ``limits`` are the provider's caps and quotas
-    (``maxRequestsPerBatch``, ``maxBytesPerBatch``, ``enqueuedTokens``...), as declared."""
-
-    name: str
-    kind: str
-    base_url: str | None = None
-    api_key_env: str | None = None
-    account_id: str | None = None
-    limits: Mapping[str, Any] = field(default_factory=dict)
+BUILTIN_FIREWORKS = ProviderConfig(name=BUILTIN_PROVIDER, kind="fireworks")  # FIREWORKS_* variables
 
 
 class Factory(Protocol):

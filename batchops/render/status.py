@@ -13,7 +13,6 @@ from rich.text import Text
 
 from batchops.plan import JobView
 from batchops.textsafe import inert
-from batchops.wire import resource_id
 
 FORMAT_VERSION = 1
 
@@ -40,23 +39,16 @@ def _results_state(view: JobView) -> str:
 
 def status_row(view: JobView) -> StatusRow:
     latest = view.latest
-    progress = latest[1].job_progress if latest else None
-    total_in = sum((j.job_progress.input_tokens or 0) for _, j in view.family if j.job_progress)
-    total_out = sum((j.job_progress.output_tokens or 0) for _, j in view.family if j.job_progress)
-    succeeded = sum(
-        (j.job_progress.successfully_processed_requests or 0)
-        for _, j in view.family
-        if j.job_progress
-    )
+    rows = latest[1].rows if latest else None
     return StatusRow(
         name=view.decl.name,
-        remote_id=resource_id(latest[1].name or "") if latest else view.base_id,
+        remote_id=latest[1].remote_id if latest else view.base_id,
         state=view.state.removeprefix("JOB_STATE_"),
-        percent=(progress.percent or 0) if progress else 0,
-        succeeded=succeeded,
-        failed=(progress.failed_requests or 0) if progress else 0,
-        tokens_in=total_in,
-        tokens_out=total_out,
+        percent=rows.percent if rows else 0,
+        succeeded=sum(j.rows.succeeded for _, j in view.family if j.rows),
+        failed=rows.failed if rows else 0,
+        tokens_in=sum(j.tokens.input for _, j in view.family),
+        tokens_out=sum(j.tokens.output for _, j in view.family),
         results_path=view.decl.output_display,
         results=_results_state(view),
     )

@@ -1,6 +1,6 @@
 """Wires the daemon together: the pass, its triggers, the git source, and health/metrics.
 
-``batchops.cli.watch`` opens the client (and the embedded backend, if any), holds the project
+``batchops.cli.watch`` opens the provider (and the embedded backend, if any), holds the project
 lock, installs the signal handlers, and calls ``run``; ``run`` returns once ``stop`` is set, after
 stopping every thread it started. The pass itself is ``reconcile.run_pass``, unchanged: the daemon
 adds nothing but *when* it runs.
@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchops.api.client import FireworksClient
 from batchops.config import STATE_DIR, ProjectConfig, ensure_state_dir
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import InvalidInputError
 from batchops.manifest import load_desired
 from batchops.manifest.desired import Desired
+from batchops.providers import Provider
 from batchops.reconcile import PassOptions, PassResult, run_pass
 from batchops.watch.files import FileWatcher
 from batchops.watch.git import GitSource, poll, redact
@@ -55,7 +55,7 @@ def git_clone_dir(root: Path) -> Path:
     return root / STATE_DIR / "git"
 
 
-def run(config: WatchConfig, *, client: FireworksClient, triggers: Triggers,
+def run(config: WatchConfig, *, provider: Provider, triggers: Triggers,
         stop: threading.Event, metrics: Metrics) -> None:
     """Run the daemon until ``stop``; ``metrics`` should already receive the client's responses."""
     source = _git_source(config)
@@ -63,7 +63,7 @@ def run(config: WatchConfig, *, client: FireworksClient, triggers: Triggers,
     paths = [root / p for p in config.paths]
     watcher = None if source else FileWatcher(paths, root=root, stop=stop,
                                               on_change=lambda: triggers.fire("file"))
-    one_pass = _pass_function(config, paths, root, client, stop, source, watcher)
+    one_pass = _pass_function(config, paths, root, provider, stop, source, watcher)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_health(config, metrics))
         if watcher is not None:
@@ -85,7 +85,7 @@ def _observe(metrics: Metrics, record: PassRecord) -> None:
         metrics.observe_rows(succeeded=merged.counts.succeeded, failed=merged.counts.failed)
 
 
-def _pass_function(config: WatchConfig, paths: list[Path], root: Path, client: FireworksClient,
+def _pass_function(config: WatchConfig, paths: list[Path], root: Path, provider: Provider,
                    stop: threading.Event, source: GitSource | None,
                    watcher: FileWatcher | None) -> Callable[[], PassResult]:
     reporter = LogReporter()
@@ -102,7 +102,7 @@ def _pass_function(config: WatchConfig, paths: list[Path], root: Path, client: F
             if watcher is not None:
                 watcher.update(_watched_files(desired))
             infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
-            return run_pass(paths, root=root, client=client, project=config.project,
+            return run_pass(paths, root=root, provider=provider, project=config.project,
                             options=config.options, reporter=reporter, stop=stop,
                             inputs=(desired, infos))  # fmt: skip
 

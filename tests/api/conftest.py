@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from batchops.api import FireworksClient
 from batchops.config import Secret
+from batchops.providers.fireworks.client import FireworksClient
 
 API = "https://api.fireworks.test"
 STORAGE = "storage.googleapis.test"

@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from batchops.api import FireworksClient
 from batchops.config import Secret
 from batchops.errors import AuthError, ConflictError, NotFoundError
 from batchops.local.config import FaultConfig
 from batchops.local.server import EmbeddedServer
-from batchops.wire import TERMINAL_JOB_STATES, BatchInferenceJob, Dataset
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.wire import TERMINAL_JOB_STATES, BatchInferenceJob, Dataset
 from tests.api.conftest import ACCOUNT, KEY
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,6 @@ import traceback
 import httpx
 import pytest
 
-from batchops.api import client_from_settings
 from batchops.config import Secret, load_settings
 from batchops.errors import (
     ApiError,
@@ -20,6 +19,7 @@ from batchops.errors import (
     ServerError,
     TransportError,
 )
+from batchops.providers.fireworks.factory import client_from_settings
 from tests.api.conftest import KEY
 
 PATH = "/v1/accounts/acme/batchInferenceJobs/j1"

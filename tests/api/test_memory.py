@@ -22,9 +22,9 @@ MIB = 1024 * 1024
 SCRIPT = r"""
 import hashlib, json, sys
 from pathlib import Path
-from batchops.api import FireworksClient
+from batchops.providers.fireworks.client import FireworksClient
 from batchops.config import Secret
-from batchops.wire import Dataset
+from batchops.providers.fireworks.wire import Dataset
 
 def peak_kib():
     for line in Path("/proc/self/status").read_text().splitlines():

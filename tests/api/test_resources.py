@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from batchops.errors import ApiError, NotFoundError
-from batchops.wire import BatchInferenceJob, Dataset, InferenceParameters
+from batchops.providers.fireworks.wire import BatchInferenceJob, Dataset, InferenceParameters
 
 
 def test_job_lifecycle_by_bare_id_and_resource_name(make_client, fake):

@@ -18,7 +18,7 @@ from batchops.errors import (
     ServerError,
     TransportError,
 )
-from batchops.wire import BatchInferenceJob
+from batchops.providers.fireworks.wire import BatchInferenceJob
 
 JOB = {"name": "accounts/acme/batchInferenceJobs/j1", "state": "JOB_STATE_RUNNING"}
 

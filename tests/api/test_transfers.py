@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from batchops.errors import ApiError, NotFoundError
-from batchops.wire import Dataset
+from batchops.providers.fireworks.wire import Dataset
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from batchops.api import FireworksClient
 from batchops.cli import main
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
+from batchops.providers.fireworks.client import FireworksClient
 from tests.conftest import ids_in
 
 pytestmark = [pytest.mark.e2e]

@@ -11,7 +11,7 @@ import pytest
 from batchops.identity import output_dataset_id
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
-from batchops.wire import GONE_JOB_STATES, BatchInferenceJob, dataset_resource
+from batchops.providers.fireworks.wire import GONE_JOB_STATES, BatchInferenceJob, dataset_resource
 from tests.e2e.test_apply_cli import WAIT, InProcess, inproc
 from tests.e2e.test_targeting_cli import make_geo, remote_jobs, run_on_pty, write_job_file
 

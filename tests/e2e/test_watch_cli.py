@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batchops.api import FireworksClient
+from batchops.providers.fireworks.client import FireworksClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

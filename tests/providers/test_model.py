@@ -29,4 +29,3 @@ def test_remote_job_ownership_is_by_project() -> None:
 def test_unknown_kind_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown provider kind 'anthropic'"):
         build(ProviderConfig(name="a", kind="anthropic"))
-

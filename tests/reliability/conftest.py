@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 import uvicorn
 
-from batchops.api import FireworksClient
 from batchops.cli import main
 from batchops.identity import owner_of, parse_job_id, project_from_root
 from batchops.local.app import create_app
 from batchops.local.backend import Backend
 from batchops.local.config import BackendConfig
 from batchops.local.worker import Worker
-from batchops.wire import JOB_STATE_COMPLETED, resource_id
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.wire import JOB_STATE_COMPLETED, resource_id
 from tests.conftest import ids_in
 
 Scope = dict[str, Any]

@@ -16,7 +16,7 @@ import pytest
 from batchops.cli import main
 from batchops.identity import project_from_root
 from batchops.local.config import FaultConfig
-from batchops.wire import JOB_STATE_COMPLETED, resource_id
+from batchops.providers.fireworks.wire import JOB_STATE_COMPLETED, resource_id
 from tests.reliability.conftest import (
     APPLY,
     GatedServer,

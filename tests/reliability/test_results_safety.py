@@ -23,6 +23,7 @@ import pytest
 
 from batchops.cli import main
 from batchops.identity import project_from_root
+from batchops.providers.fireworks.wire import RESULTS_FILE, resource_id
 from batchops.results import (
     FileStamp,
     MergeCounts,
@@ -34,7 +35,6 @@ from batchops.results import (
     save_record,
 )
 from batchops.scratch import LOCK_SUFFIX, Scratch, sweep, tmp_root
-from batchops.wire import RESULTS_FILE, resource_id
 from tests.conftest import ids_in
 from tests.reliability.conftest import (
     APPLY,

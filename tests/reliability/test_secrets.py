@@ -24,10 +24,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from batchops.api import FireworksClient
 from batchops.cli import main
 from batchops.config import Secret
 from batchops.errors import ApiError
+from batchops.providers.fireworks.client import FireworksClient
 from batchops.watch.git import GitSource
 from batchops.watch.lock import ProjectLock
 

@@ -28,11 +28,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from batchops.api import FireworksClient
 from batchops.cli import build_parser
 from batchops.cli.serve import build_config
 from batchops.config import Secret, load_settings
 from batchops.errors import ApiError
+from batchops.providers.fireworks.client import FireworksClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 
-from batchops.providers.model import JobState, RemoteJob, Rows
+from batchops.providers.model import JobState, RemoteJob, Rows, Tokens
 from batchops.providers.openai import ownership as own
 from batchops.providers.openai.states import neutral_state
 from batchops.providers.openai.wire import Batch
@@ -77,18 +77,28 @@ def remote_job(key: str, batches: list[Batch], provider: str) -> RemoteJob:
     if len(kept) < total_parts:
         message = f"{len(kept)}/{total_parts} parts submitted; the rest wait for the quota"
     raw = ",".join(sorted({b.status for b in kept.values()})) or "pending"
+    ids = [b.id for _, b in sorted(kept.items())]
+    usage = [b.usage for b in kept.values() if b.usage]
+    tokens = Tokens(
+        sum(u.input_tokens for u in usage),
+        sum(u.output_tokens for u in usage),
+        sum(u.input_tokens_details.cached_tokens for u in usage if u.input_tokens_details),
+    )
     return RemoteJob(
         key=key,
-        remote_id=",".join(b.id for _, b in sorted(kept.items())),
+        remote_id=ids[0] + (f" +{len(ids) - 1} parts" if len(ids) > 1 else "") if ids else "",
         owner=meta.get(own.PROJECT),
         state=state,
         raw_state=raw,
         provider=provider,
         message=message,
-        model=first.model or "",
+        model=first.model or meta.get(own.MODEL, ""),
         input_id=meta.get(own.INPUT, ""),
         rows=Rows(total, done, failed, int(100 * (done + failed) / total) if total else 0),
+        tokens=tokens,
         created=_stamp(first.created_at),
+        updated=_stamp(max((b.updated_at for b in kept.values()), default=0)),
+        expires=_stamp(max((b.expires_at or 0 for b in kept.values()), default=0)),
         continued_from=meta.get(own.FROM) or None,
         display_name=meta.get(own.JOB, ""),
     )

@@ -25,17 +25,23 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from batchops.api.responses import error_from_exception, error_from_response
-from batchops.api.retry import Clock, RateLimiter, RetryPolicy, Sleep, call_with_retries
-from batchops.api.transfers import (
+from batchops.config import Secret
+from batchops.errors import ApiError, ConfigError, TransportError
+from batchops.providers.fireworks.responses import error_from_exception, error_from_response
+from batchops.providers.fireworks.retry import (
+    Clock,
+    RateLimiter,
+    RetryPolicy,
+    Sleep,
+    call_with_retries,
+)
+from batchops.providers.fireworks.transfers import (
     DOWNLOAD_HEADERS,
     Progress,
     file_chunks,
     is_loopback,
     write_atomically,
 )
-from batchops.config import Secret
-from batchops.errors import ApiError, ConfigError, TransportError
 from batchops.providers.openai.wire import Batch, BatchList, FileDeleted, FileObject
 from batchops.wire_openai import COMPLETION_WINDOW
 

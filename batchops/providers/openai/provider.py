@@ -56,20 +56,33 @@ def limits_from(declared: Mapping[str, Any]) -> Limits:
     )
 
 
+_CLIENT_OPTIONS = (
+    "transport",
+    "sleep",
+    "clock",
+    "max_retries",
+    "retry_budget",
+    "jitter",
+    "max_rate",
+    "timeout",
+)
+_PROVIDER_OPTIONS = ("datasets", "scratch", "poll", "stop")
+
+
 def from_config(config: ProviderConfig, **options: Any) -> OpenAIProvider:
-    key = options.pop("api_key", None)
+    """The registry's factory. ``base_url`` (the embedded backend's root) overrides the declared
+    one, with ``/v1`` added; ``api_key`` is the declared variable's value (None: no key)."""
+    key = options.get("api_key")
     if isinstance(key, str):
         key = Secret(key)
+    base_url = config.base_url or DEFAULT_BASE_URL
+    if options.get("base_url"):
+        base_url = str(options["base_url"]).rstrip("/") + "/v1"
     client = OpenAIBatchClient(
-        base_url=config.base_url or DEFAULT_BASE_URL,
-        api_key=key,
-        **{
-            k: options.pop(k)
-            for k in ("transport", "sleep", "clock", "max_retries", "retry_budget", "jitter")
-            if k in options
-        },
+        base_url=base_url, api_key=key, **{k: options[k] for k in _CLIENT_OPTIONS if k in options}
     )
-    return OpenAIProvider(config.name, client, limits_from(config.limits), **options)
+    extra = {k: options[k] for k in _PROVIDER_OPTIONS if k in options}
+    return OpenAIProvider(config.name, client, limits_from(config.limits), **extra)
 
 
 class OpenAIProvider:
@@ -163,13 +176,13 @@ class OpenAIProvider:
 
     def create_job(self, spec: JobSpec, *, project: str) -> None:
         """Submit every part not yet on the server, in waves under the quota (idempotent)."""
-        dataset = self._datasets.get(spec.input_dataset_id)
-        if dataset is None:
+        files = spec.input_files or self._files_of(spec.input_dataset_id)
+        if not files:
             raise ConfigError(
-                f"{spec.name}: the files of input {spec.input_dataset_id} are "
-                "not known to the OpenAI provider"
+                f"{spec.name}: an OpenAI-compatible provider needs the input's local files; "
+                f"{spec.input_dataset_id} is not a dataset declared in the manifests"
             )
-        rows = dataset_rows(dataset.files)
+        rows = dataset_rows(files)
         if spec.continued_from:
             done = self._ran_in_lineage(spec.continued_from)
             rows = (row for row in rows if row["custom_id"] not in done)
@@ -190,6 +203,11 @@ class OpenAIProvider:
                 )
 
             self._submitter.submit(rendered, key=spec.job_id, model=spec.model, meta=meta)
+
+    def _files_of(self, dataset_id: str) -> tuple[Path, ...]:
+        with self._lock:
+            known = self._datasets.get(dataset_id)
+        return known.files if known is not None else ()
 
     def _lineage(self, key: str) -> list[str]:
         """``key`` and the keys it continues, oldest first."""

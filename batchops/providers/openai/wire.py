@@ -33,6 +33,16 @@ class BatchErrors(_Wire):
     data: list[BatchErrorEntry] = []
 
 
+class InputDetails(_Wire):
+    cached_tokens: int = 0
+
+
+class Usage(_Wire):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_tokens_details: InputDetails | None = None
+
+
 class Batch(_Wire):
     id: str
     status: str = ""
@@ -45,6 +55,25 @@ class Batch(_Wire):
     request_counts: RequestCounts | None = None
     metadata: dict[str, str] | None = None
     model: str | None = None
+    usage: Usage | None = None
+    in_progress_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelled_at: int | None = None
+    expires_at: int | None = None
+
+    @property
+    def updated_at(self) -> int:
+        stamps = (
+            self.created_at,
+            self.in_progress_at,
+            self.completed_at,
+            self.failed_at,
+            self.expired_at,
+            self.cancelled_at,
+        )
+        return max(s or 0 for s in stamps)
 
     @field_validator("output_file_id", "error_file_id")
     @classmethod

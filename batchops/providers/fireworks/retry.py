@@ -1,4 +1,4 @@
-"""Retries and rate limiting; ``batchops.api.client`` calls ``call_with_retries``.
+"""Retries and rate limiting; ``batchops.providers.fireworks.client`` calls ``call_with_retries``.
 
 One ``RateLimiter`` is shared by every thread using a client: an optional token bucket plus a shared
 "not before" time, so a 429 with ``Retry-After`` seen by one thread pauses them all. Backoff is

@@ -1,6 +1,6 @@
 """Wire models of the Fireworks REST API (see the shared fireworks-api.md reference).
 
-Shared by the client (``batchops.api``) and the embedded backend (``batchops.local``), so that both
+Shared by the client (``client``) and the embedded backend (``batchops.local``), so that both
 sides of the contract are one definition. camelCase on the wire, snake_case in Python. Unknown
 fields are kept (``extra="allow"``) and states are plain strings, so a newer server never breaks
 an older client. Serialise with ``model.to_wire()``.

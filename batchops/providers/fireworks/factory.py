@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchops.api.client import FireworksClient
 from batchops.config import LOCAL_ACCOUNT_ID, Settings
 from batchops.errors import ConfigError
+from batchops.providers.fireworks.client import FireworksClient
 
 
 def client_from_settings(

@@ -1,4 +1,4 @@
-"""Streaming bodies, signed-URL checks and safe download paths for ``batchops.api.client``.
+"""Streaming bodies, signed-URL checks and safe download paths for the Fireworks client.
 
 Everything here keeps memory flat whatever the file size: request bodies are generators reading
 1 MiB at a time from disk, downloads are written as they arrive (64 KiB reads) to a temp file beside

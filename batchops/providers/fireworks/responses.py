@@ -1,6 +1,6 @@
 """Turns HTTP error responses and httpx failures into the project's error tree.
 
-Called by ``batchops.api.client`` for every non-2xx answer and every exception httpx raises. Both
+Called by the Fireworks client for every non-2xx answer and every exception httpx raises. Both
 error body shapes the service uses are understood: grpc-gateway ``{"code": 5, "message": ...}``
 (numeric code, named through ``RPC_NAMES``) and the OpenAI-style ``{"error": {"message", "code"}}``.
 Messages carry the method, the path (never a query string: signed URLs keep their signature there)
@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 
-from batchops.api.retry import parse_retry_after
 from batchops.errors import (
     ApiError,
     AuthError,
@@ -23,8 +22,9 @@ from batchops.errors import (
     ServerError,
     TransportError,
 )
+from batchops.providers.fireworks.retry import parse_retry_after
+from batchops.providers.fireworks.wire import RPC_NAMES
 from batchops.textsafe import redact
-from batchops.wire import RPC_NAMES
 
 MAX_MESSAGE = 500  # a proxy's HTML error page is not worth more than this
 

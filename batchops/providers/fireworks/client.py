@@ -20,9 +20,17 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from batchops.api.responses import error_from_exception, error_from_response, scrub
-from batchops.api.retry import Clock, RateLimiter, RetryPolicy, Sleep, call_with_retries
-from batchops.api.transfers import (
+from batchops.config import Secret
+from batchops.errors import ApiError, ConfigError
+from batchops.providers.fireworks.responses import error_from_exception, error_from_response, scrub
+from batchops.providers.fireworks.retry import (
+    Clock,
+    RateLimiter,
+    RetryPolicy,
+    Sleep,
+    call_with_retries,
+)
+from batchops.providers.fireworks.transfers import (
     DOWNLOAD_HEADERS,
     Progress,
     ProgressFn,
@@ -33,9 +41,7 @@ from batchops.api.transfers import (
     multipart_file,
     write_atomically,
 )
-from batchops.config import Secret
-from batchops.errors import ApiError, ConfigError
-from batchops.wire import (
+from batchops.providers.fireworks.wire import (
     DIRECT_UPLOAD_LIMIT,
     BatchInferenceJob,
     CreateDatasetRequest,

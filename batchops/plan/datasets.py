@@ -1,0 +1,97 @@
+"""The planner's dataset actions: create (or upload again), adopt after a rename, conflicts.
+
+Pure; ``batchops.plan.make`` calls ``dataset_actions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from batchops.identity import HASH_LEN, id_name, marked_display_name
+from batchops.manifest.desired import DatasetDecl, Desired
+from batchops.plan.model import Action, DatasetFacts, Kind, Resource
+from batchops.plan.views import Seen
+from batchops.providers import DEFAULT_PROVIDER, DatasetSpec
+
+
+def readers(desired: Desired) -> dict[str, tuple[str, ...]]:
+    """Each declared dataset's providers: those of the jobs reading it (``fireworks`` when no
+    job does), sorted. Datasets are provider-neutral; each provider gets its own copy."""
+    by_name: dict[str, set[str]] = {}
+    for job in desired.jobs:
+        if job.input_dataset:
+            by_name.setdefault(job.input_dataset, set()).add(job.provider)
+    return {d.name: tuple(sorted(by_name.get(d.name) or {DEFAULT_PROVIDER}))
+            for d in desired.datasets}  # fmt: skip
+
+
+def dataset_actions(
+    desired: Desired,
+    infos: Mapping[str, DatasetFacts],
+    ds_ids: Mapping[str, str],
+    seen: Seen,
+    project: str,
+) -> list[Action]:
+    actions = []
+    wanted_at = readers(desired)
+    for decl in desired.datasets:
+        facts = infos.get(decl.name)
+        if facts is None:
+            continue
+        ds_id = ds_ids[decl.name]
+        missing = tuple(p for p in wanted_at[decl.name] if (p, ds_id) not in seen.ready_at)
+        action = _dataset_action(decl, facts, ds_id, seen, project, missing)
+        if action is not None:
+            actions.append(action)
+    return actions
+
+
+def _dataset_action(
+    decl: DatasetDecl,
+    facts: DatasetFacts,
+    ds_id: str,
+    seen: Seen,
+    project: str,
+    missing: tuple[str, ...],  # the providers that read it and lack it
+) -> Action | None:
+    resource = Resource("dataset", decl.name, ds_id)
+    existing = seen.datasets.get(ds_id)
+    details: dict[str, object] = {"rows": facts.rows, "size": facts.size, "path": decl.path}
+    if existing is not None and existing.owner != project:
+        return Action(Kind.CONFLICT, resource, "a dataset with this ID exists and is not ours")
+    if not missing:
+        return _moved_dataset(decl, ds_id, resource)
+    spec = DatasetSpec(
+        dataset_id=ds_id, name=decl.name, files=decl.files, rows=facts.rows, size=facts.size,
+        display_name=marked_display_name(decl.name, project), format=decl.format,
+        providers=missing,
+    )  # fmt: skip
+    if missing != (DEFAULT_PROVIDER,):
+        details["providers"] = list(missing)
+    if existing is not None and existing.ready:  # ready on another provider: a copy here
+        reason = f"new on {', '.join(missing)}"
+        return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+    if existing is not None:
+        reason = f"stuck in {existing.raw_state or 'an unknown state'}: upload again"
+        return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+    reason = _dataset_reason(ds_id, seen)
+    return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+
+
+def _moved_dataset(decl: DatasetDecl, ds_id: str, resource: Resource) -> Action | None:
+    """A dataset adopted under its old name's ID (``declared_dataset_ids``), or None."""
+    old = ds_name(ds_id)
+    if old == id_name(decl.name):
+        return None
+    return Action(Kind.MOVED, resource, f"renamed from {old}, no re-upload", {"from": old})
+
+
+def _dataset_reason(ds_id: str, seen: Seen) -> str:
+    older = sorted(seen.ours_ds.get((ds_id[:-HASH_LEN], len(ds_id)), []))
+    return f"content changed (was {older[-1]})" if older else "new dataset"
+
+
+def ds_name(rid: str) -> str:
+    """The manifest name part of a dataset ID we made (the ID itself for other shapes)."""
+    head, _, tail = rid.rpartition("-")
+    return head if head and len(tail) == HASH_LEN else rid

@@ -1,0 +1,214 @@
+"""The planner's job actions, by the latest job's neutral state (DESIGN.md section 3). Pure.
+
+create / replace when absent or changed, wait while waiting or running, download when finished,
+report or retry when failed or cancelled, resume or report when expired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from batchops.identity import (
+    JobIdParts,
+    attempt_id,
+    continuation_id,
+    id_name,
+    marked_display_name,
+    output_dataset_id,
+)
+from batchops.manifest.desired import Desired
+from batchops.plan.model import Action, DownloadSpec, Kind, PlanOptions, Resource
+from batchops.plan.views import JobView, Member, Seen, wire_parameters
+from batchops.providers import DONE_STATES, JobSpec, JobState, RemoteJob
+from batchops.results import LocalResult
+
+
+@dataclass(frozen=True)
+class Ctx:
+    desired: Desired
+    project: str
+    options: PlanOptions
+    seen: Seen
+    creating_ds: frozenset[str]  # datasets this plan creates (jobs reading them wait for READY)
+
+
+def job_actions(view: JobView, ctx: Ctx) -> list[Action]:
+    if view.foreign is not None and not view.family:
+        resource = Resource("job", view.decl.name, view.base_id)
+        return [Action(Kind.CONFLICT, resource, "a job with this ID exists and is not ours")]
+    latest = view.latest
+    if latest is None:
+        return _create(view, ctx)
+    if view.renamed_from is not None:
+        return [_moved_job(view), *_family_actions(view, latest, ctx)]
+    return _family_actions(view, latest, ctx)
+
+
+def _moved_job(view: JobView) -> Action:
+    old = view.renamed_from
+    resource = Resource("job", view.decl.name, view.base_id)
+    return Action(Kind.MOVED, resource, f"renamed from {old}, no re-run", {"from": old})
+
+
+def _family_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
+    parts, job = latest
+    state = job.state
+    if state is JobState.FINISHED:  # the common case of a big project: often nothing to do
+        return _download(view, ctx, partial=False)
+    resource = Resource("job", view.decl.name, job.key)
+    if state is JobState.FAILED or state is JobState.CANCELLED:
+        return _failed(view, parts, job, resource, ctx)
+    if state is JobState.EXPIRED:
+        return _expired(view, parts, job, resource, ctx)
+    reason = "being deleted" if state is JobState.DELETING else "in progress"
+    return [Action(Kind.WAIT, resource, reason, _progress(job))]
+
+
+def _progress(job: RemoteJob) -> dict[str, Any]:
+    rows = job.rows
+    details: dict[str, Any] = {"state": job.raw_state}
+    if rows is not None:
+        details.update(percent=rows.percent, total=rows.total, succeeded=rows.succeeded,
+                       failed=rows.failed)  # fmt: skip
+    return details
+
+
+def _job_spec(view: JobView, job: str, project: str, *, continued_from: str | None) -> JobSpec:
+    decl = view.decl
+    return JobSpec(
+        job_id=job, name=decl.name, model=decl.model, input_dataset_id=view.input_dataset_id,
+        inference_parameters=wire_parameters(decl.inference_parameters),
+        precision=decl.precision, output_dataset_id=output_dataset_id(job),
+        display_name=marked_display_name(decl.display_name or decl.name, project),
+        continued_from=continued_from, provider=decl.provider, input_files=view.input_files,
+    )  # fmt: skip
+
+
+def _create(view: JobView, ctx: Ctx) -> list[Action]:
+    missing = _missing_input(view, ctx)
+    resource = Resource("job", view.decl.name, view.base_id)
+    if missing:
+        return [Action(Kind.FAILED, resource, missing)]
+    spec = _job_spec(view, view.base_id, ctx.project, continued_from=None)
+    after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
+    details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
+    old = _replaced(view, ctx)
+    if old is None:
+        return [Action(Kind.CREATE_JOB, resource, "new job", details, job=spec, after=after)]
+    reason = "spec changed: " + (_spec_diff(old, spec) or "job ID changed")
+    details["replaces"] = old.key
+    if old.state not in DONE_STATES:
+        details["oldJobKeepsRunning"] = True
+        reason += f"; the old job {old.key} keeps running and is billed unless pruned"
+    return [Action(Kind.REPLACE_JOB, resource, reason, details, job=spec, after=after)]
+
+
+def _missing_input(view: JobView, ctx: Ctx) -> str | None:
+    if view.input_dataset_id in ctx.creating_ds or view.input_dataset_id in ctx.seen.datasets:
+        return None
+    if view.decl.input_dataset:
+        return f"input dataset {view.decl.input_dataset} is not available"
+    return f"input dataset {view.input_dataset_id} does not exist"
+
+
+def _replaced(view: JobView, ctx: Ctx) -> RemoteJob | None:
+    """The newest job of an older spec of this declaration (same name, other base ID)."""
+    name = view.base_id.rsplit("-", 1)[0]
+    old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
+    members = [*ctx.seen.ours_by_name.get(name, []),
+               *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
+    candidates = [(job.created, job.key, job) for parts, job in members
+                  if parts.base != view.base_id]  # fmt: skip
+    return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
+
+
+def _spec_diff(old: RemoteJob, new: JobSpec) -> str:
+    changes = []
+    if old.model != new.model:
+        changes.append(f"model {old.model or None} -> {new.model}")
+    if old.input_id != new.input_dataset_id:
+        changes.append(f"input {old.input_id} -> {new.input_dataset_id}")
+    old_params = old.parameters
+    for key in sorted(set(new.inference_parameters) | set(old_params)):
+        before, after = old_params.get(key), new.inference_parameters.get(key)
+        if after is not None and before != after:
+            changes.append(f"inferenceParameters.{key} {_show(before)} -> {_show(after)}")
+    if new.precision and (old.precision or None) != new.precision:
+        changes.append(f"precision {_show(old.precision)} -> {new.precision}")
+    return ", ".join(changes)
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else str(value)
+
+
+def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
+    if not ctx.options.download:
+        return []
+    latest = view.latest
+    assert latest is not None  # callers come from a non-empty family
+    if view.results_current:
+        return []
+    reason = _download_reason(view.result, partial=partial)
+    decl_ds = ctx.desired.dataset(view.decl.input_dataset) if view.decl.input_dataset else None
+    input_files = decl_ds.files if decl_ds is not None else ()
+    spec = DownloadSpec(
+        job_name=view.decl.name, job_ids=view.chain_ids,
+        output_dataset_ids=tuple(output_dataset_id(j) for j in view.chain_ids),
+        input_dataset=view.decl.input_dataset, input_files=input_files,
+        output_path=view.decl.output_path,
+        output_display=view.decl.output_display, partial=partial,
+    )  # fmt: skip
+    resource = Resource("job", view.decl.name, latest[1].key)
+    details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}
+    return [Action(Kind.DOWNLOAD, resource, reason, details, download=spec)]
+
+
+def _download_reason(result: LocalResult | None, *, partial: bool) -> str:
+    what = "partial results" if partial else "results"
+    if result is None or result.record is None:
+        return f"{what} not on disk"
+    if not result.verified:
+        return f"{what} on disk do not match their record (edited, truncated or deleted)"
+    return f"{what} on disk are from an older job"
+
+
+def _failed(
+    view: JobView, parts: JobIdParts, job: RemoteJob, resource: Resource, ctx: Ctx
+) -> list[Action]:
+    message = job.message or "no message"
+    details = {"state": job.raw_state, "message": message}
+    if not ctx.options.retry_failed:
+        return [Action(Kind.FAILED, resource, f"{_short(job)}: {message}", details)]
+    new_id = attempt_id(view.base_id, parts.attempt + 1)
+    spec = _job_spec(view, new_id, ctx.project, continued_from=None)
+    reason = f"retry after {_short(job)} (attempt {parts.attempt + 2}): {message}"
+    new_resource = Resource("job", view.decl.name, new_id)
+    return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
+
+
+def _expired(
+    view: JobView, parts: JobIdParts, job: RemoteJob, resource: Resource, ctx: Ctx
+) -> list[Action]:
+    decl = view.decl
+    rows = job.rows
+    left = max(rows.total - rows.succeeded, 0) if rows is not None else 0
+    details: dict[str, Any] = {"rowsLeft": left, "maxResumes": decl.max_resumes}
+    if decl.on_expired == "resume" and parts.resume < decl.max_resumes:
+        new_id = continuation_id(attempt_id(view.base_id, parts.attempt), parts.resume + 1)
+        spec = _job_spec(view, new_id, ctx.project, continued_from=job.key)
+        details["attempt"] = parts.resume + 1
+        reason = f"expired: resume {parts.resume + 1} of {decl.max_resumes}"
+        reason += f", {details['rowsLeft']} rows left" if rows is not None else ""
+        return [Action(Kind.RESUME_JOB, Resource("job", decl.name, new_id), reason, details,
+                       job=spec)]  # fmt: skip
+    why = "onExpired: stop" if decl.on_expired == "stop" else f"all {decl.max_resumes} resumes used"
+    report = Action(Kind.EXPIRED, resource, f"expired, {why}; partial results only", details)
+    return [report, *_download(view, ctx, partial=True)]
+
+
+def _short(job: RemoteJob) -> str:
+    """The state in a reason: the provider's word, lower case (``failed``, ``cancelled``)."""
+    raw = job.raw_state.removeprefix("JOB_STATE_").lower()
+    return raw if raw and raw != "unspecified" else job.state.value

@@ -1,0 +1,152 @@
+"""The plan as data: Kinds, Actions, Plan, PlanOptions, and the planner's inputs (Observed).
+
+Made by ``batchops.plan.make``; executed by ``batchops.apply``, printed by ``batchops.render``.
+``Observed`` holds the provider-neutral model (``batchops.providers``), never a provider's wire
+types.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+from batchops.providers import DatasetSpec, JobSpec, RemoteInput, RemoteJob
+
+
+class Kind(StrEnum):
+    CREATE_DATASET = "create-dataset"
+    CREATE_JOB = "create-job"
+    REPLACE_JOB = "replace-job"
+    RETRY_JOB = "retry-job"
+    RESUME_JOB = "resume-job"
+    PRUNE_JOB = "prune-job"
+    PRUNE_DATASET = "prune-dataset"
+    DOWNLOAD = "download"
+    WAIT = "wait"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CONFLICT = "conflict"
+    MOVED = "moved"  # a rename (project file `moved`): the old name's resources are adopted
+
+
+REMOTE_CHANGES = frozenset(
+    {Kind.CREATE_DATASET, Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB,
+     Kind.PRUNE_JOB, Kind.PRUNE_DATASET}
+)  # fmt: skip
+LOCAL_CHANGES = frozenset({Kind.DOWNLOAD})
+# Presentation and execution order: datasets before the jobs that read them, prunes last.
+KIND_ORDER = {kind: i for i, kind in enumerate(Kind)}
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    prune: bool = False
+    allow_empty: bool = False
+    retry_failed: bool = False
+    download: bool = True
+    # None: prune the whole project. Otherwise the plan covers part of it (narrowed paths or
+    # selectors) and prunes only owned resources whose name part is one of these manifest names.
+    prune_scope: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Resource:
+    kind: str  # "dataset" | "job"
+    name: str  # the manifest name
+    remote_id: str
+
+
+@dataclass(frozen=True)
+class DownloadSpec:
+    job_name: str
+    job_ids: tuple[str, ...]  # the whole lineage, (attempt, resume) order; later wins
+    output_dataset_ids: tuple[str, ...]
+    input_dataset: str | None  # the declared input dataset ...
+    input_files: tuple[Path, ...]  # ... whose files give the expected custom_ids (empty: remote)
+    output_path: Path
+    output_display: str
+    partial: bool  # expired with no resumes left: missing rows are expected
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    resource: Resource
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    dataset: DatasetSpec | None = None
+    job: JobSpec | None = None
+    download: DownloadSpec | None = None
+    after: str | None = None  # a dataset this plan creates that must be READY first
+
+    @property
+    def group(self) -> str:
+        return "local" if self.kind in LOCAL_CHANGES else "remote"
+
+    @property
+    def is_change(self) -> bool:
+        return self.kind in REMOTE_CHANGES or self.kind in LOCAL_CHANGES
+
+    def sort_key(self) -> tuple[int, int, str, str]:
+        return (self.group == "local", KIND_ORDER[self.kind], self.resource.name,
+                self.resource.remote_id)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    fingerprint: str
+    project: str
+    options: PlanOptions = PlanOptions()
+    job_states: tuple[tuple[str, str], ...] = ()  # (declared job, state of its latest job)
+    orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
+    outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
+    outside_datasets: int = 0
+
+    @property
+    def remote_changes(self) -> list[Action]:
+        return [a for a in self.actions if a.kind in REMOTE_CHANGES]
+
+    @property
+    def local_changes(self) -> list[Action]:
+        return [a for a in self.actions if a.kind in LOCAL_CHANGES]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(a.is_change for a in self.actions)
+
+    def count(self, kind: Kind) -> int:
+        return self._counts[kind]
+
+    @cached_property
+    def _counts(self) -> Counter[Kind]:
+        return Counter(a.kind for a in self.actions)
+
+
+def sort_actions(actions: Iterable[Action]) -> tuple[Action, ...]:
+    return tuple(sorted(actions, key=Action.sort_key))
+
+
+class DatasetFacts(Protocol):
+    """What the planner needs of ``batchops.datasets.DatasetInfo``."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the providers reported: every input and job of the account (from the list calls),
+    in the provider-neutral model."""
+
+    datasets: tuple[RemoteInput, ...] = ()
+    jobs: tuple[RemoteJob, ...] = ()
