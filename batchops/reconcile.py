@@ -21,8 +21,8 @@ from pathlib import Path
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
-from batchops.errors import BatchopsError, OwnershipError, StalePlanError
-from batchops.manifest import load_desired
+from batchops.errors import BatchopsError, InvalidInputError, OwnershipError, StalePlanError
+from batchops.manifest import load_desired, provider_rules
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
 from batchops.plan import (
@@ -110,6 +110,9 @@ def load_inputs(
     """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
     desired = load_desired(list(paths), root=root, project=project_file)
     infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    digests = {name: info.sha256 for name, info in infos.items()}
+    if problems := provider_rules.problems(desired, digests, project_file):
+        raise InvalidInputError(problems)
     return desired, infos
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
 from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
-from batchops.manifest import Desired, load_desired
+from batchops.manifest import Desired, load_desired, provider_rules
 from batchops.manifest.project import load_project
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
@@ -98,7 +98,8 @@ def check(
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
         return desired, {}, exc.diagnostics
-    return desired, infos, []
+    digests = {name: info.sha256 for name, info in infos.items()}
+    return desired, infos, provider_rules.problems(desired, digests, project)
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:

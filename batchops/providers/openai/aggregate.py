@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 from batchops.providers.model import JobState, RemoteJob, Rows, Tokens
 from batchops.providers.openai import ownership as own
-from batchops.providers.openai.states import neutral_state
+from batchops.providers.openai.states import is_live, neutral_state
 from batchops.providers.openai.wire import Batch
 from batchops.wire_openai import ERR_TOKEN_LIMIT
 
@@ -59,7 +59,14 @@ def _stamp(seconds: int) -> str:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def remote_job(key: str, batches: list[Batch], provider: str) -> RemoteJob:
+def deleted(kept: Iterable[Batch], files: Set[str]) -> bool:
+    """Ended, and none of its files is left: ``delete_job`` ran (the API keeps batch records)."""
+    batches = list(kept)
+    ids = {f for b in batches for f in (b.input_file_id, b.output_file_id, b.error_file_id) if f}
+    return all(not is_live(b.status) for b in batches) and not (ids & files)
+
+
+def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -> RemoteJob:
     kept = part_keepers(batches)
     first = min(batches, key=lambda b: (b.created_at, b.id))
     meta = first.metadata or {}
@@ -69,6 +76,8 @@ def remote_job(key: str, batches: list[Batch], provider: str) -> RemoteJob:
     if len(kept) < total_parts:
         states.add(JobState.WAITING)
     state = next(s for s in _ORDER if s in states)
+    gone = len(kept) == total_parts and deleted(kept.values(), files)
+    state = JobState.DELETING if gone else state
     counts = [b.request_counts for b in kept.values() if b.request_counts]
     total = sum(int(b.metadata.get(own.ROWS, 0)) for b in kept.values() if b.metadata)
     done = sum(c.completed for c in counts)
@@ -76,7 +85,7 @@ def remote_job(key: str, batches: list[Batch], provider: str) -> RemoteJob:
     message = "; ".join(b.error_message for b in kept.values() if b.error_message)
     if len(kept) < total_parts:
         message = f"{len(kept)}/{total_parts} parts submitted; the rest wait for the quota"
-    raw = ",".join(sorted({b.status for b in kept.values()})) or "pending"
+    raw = "deleted" if gone else ",".join(sorted({b.status for b in kept.values()})) or "pending"
     ids = [b.id for _, b in sorted(kept.items())]
     usage = [b.usage for b in kept.values() if b.usage]
     tokens = Tokens(
@@ -104,10 +113,11 @@ def remote_job(key: str, batches: list[Batch], provider: str) -> RemoteJob:
     )
 
 
-def remote_jobs(batches: Iterable[Batch], provider: str) -> list[RemoteJob]:
+def remote_jobs(batches: Iterable[Batch], provider: str, files: Set[str]) -> list[RemoteJob]:
+    """One ``RemoteJob`` per job key; ``files`` are the IDs of the files that still exist."""
     by_key: dict[str, list[Batch]] = defaultdict(list)
     for batch in batches:
         slot = own.slot_of(batch)
         if slot is not None:
             by_key[slot.key].append(batch)
-    return [remote_job(key, group, provider) for key, group in sorted(by_key.items())]
+    return [remote_job(key, group, provider, files) for key, group in sorted(by_key.items())]

@@ -42,12 +42,13 @@ from batchops.providers.fireworks.transfers import (
     is_loopback,
     write_atomically,
 )
-from batchops.providers.openai.wire import Batch, BatchList, FileDeleted, FileObject
+from batchops.providers.openai.wire import Batch, BatchList, FileDeleted, FileList, FileObject
 from batchops.wire_openai import COMPLETION_WINDOW
 
 M = TypeVar("M", bound=BaseModel)
 
 LIST_LIMIT = 100  # GET /v1/batches accepts 1-100
+FILE_LIST_LIMIT = 10_000  # GET /v1/files accepts 1-10,000
 _HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 
 
@@ -138,6 +139,21 @@ class OpenAIBatchClient:
         return call_with_retries(
             attempt, self._policy, limiter=self._limiter, on_retry=tracker.rewind
         )
+
+    def iter_files(self) -> Iterator[FileObject]:
+        """Every file, one ``GET /files?limit=10000&after=...`` per page."""
+        after: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"limit": str(FILE_LIST_LIMIT), **({"after": after} if after else {})}
+            page = _parse(FileList, self._api("GET", "/files", params=params), "GET", "/files")
+            yield from page.data
+            if page.has_more is False or not page.data:
+                return
+            after = page.data[-1].id
+            if after in seen:
+                raise ApiError("the server repeated a page", method="GET", path="/files")
+            seen.add(after)
 
     def delete_file(self, file_id: str) -> bool:
         path = f"/files/{_segment(file_id)}"

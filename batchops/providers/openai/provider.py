@@ -124,7 +124,10 @@ class OpenAIProvider:
         return [b for b in self.client.iter_batches() if own.slot_of(b) is not None]
 
     def list_jobs(self) -> list[RemoteJob]:
-        return remote_jobs(self._observe(), self._name)
+        """One sweep of the batches and one of the files (to tell deleted jobs apart)."""
+        batches = self._observe()
+        files = {f.id for f in self.client.iter_files()} if batches else set()
+        return remote_jobs(batches, self._name, files)
 
     def list_inputs(self) -> list[RemoteInput]:
         """Inputs are found through the batches that read them."""

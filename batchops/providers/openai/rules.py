@@ -82,7 +82,7 @@ def row_problems(
 def spec_problems(spec: Mapping[str, Any], shape: RequestShape) -> list[tuple[str, str]]:
     """(field path, message) for job settings the provider does not accept."""
     found: list[tuple[str, str]] = []
-    params = spec.get("inferenceParameters") or {}
+    params = spec.get("inferenceParameters", spec) or {}
     if params.get("topK") is not None:
         found.append(("inferenceParameters.topK", UNSUPPORTED_FIELDS["inferenceParameters.topK"]))
     if spec.get("precision") is not None:

@@ -112,6 +112,11 @@ class BatchList(_Wire):
     last_id: str | None = None
 
 
+class FileList(_Wire):
+    data: list[FileObject] = []
+    has_more: bool | None = None
+
+
 class FileDeleted(_Wire):
     id: str
     deleted: bool = False

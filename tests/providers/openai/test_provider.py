@@ -290,6 +290,7 @@ def test_cancel_and_delete_stay_within_the_job(
     assert provider.get_job("job-b1").state in (JobState.WAITING, JobState.RUNNING)
     provider.delete_job("job-a1")
     assert provider.client.list_batches()  # the records stay: the API has no batch delete
+    assert provider.get_job("job-a1").state is JobState.DELETING  # prune skips it from now on
     with pytest.raises(NotFoundError):
         provider.delete_job("job-a1")  # its files are gone already
     with pytest.raises(NotFoundError):

@@ -18,6 +18,7 @@ from batchops.providers.openai.states import neutral_state
 from batchops.providers.openai.wire import Batch
 
 SHAPE = RequestShape("gpt-4o-mini", {"max_tokens": 16})
+FILES = frozenset({"file-in"})
 
 
 def _row(cid: str = "r1", text: str = "hi") -> dict[str, Any]:
@@ -122,6 +123,7 @@ def _batch(
     meta = own.metadata(
         project, "job", slot, tokens=10, rows=5, input_key="ds", model="m", continued_from=None
     )
+    extra.setdefault("input_file_id", "file-in")
     return Batch(id=bid, status=status, created_at=created, metadata=meta, **extra)
 
 
@@ -160,14 +162,14 @@ def test_parts_of_one_job_are_one_remote_job() -> None:
         _batch("a", 1, "completed", part=0, total=2, request_counts=counts),
         _batch("b", 2, "in_progress", part=1, total=2, request_counts=counts),
     ]
-    (job,) = remote_jobs(batches, "openai")
+    (job,) = remote_jobs(batches, "openai", FILES)
     assert (job.key, job.state, job.rows.total, job.rows.succeeded) == (
         "k",
         JobState.RUNNING,
         10,
         10,
     )
-    (done,) = remote_jobs([batches[0]], "openai")
+    (done,) = remote_jobs([batches[0]], "openai", FILES)
     assert done.state is JobState.WAITING and "1/2 parts" in done.message
     refused = _batch(
         "c",
@@ -177,10 +179,10 @@ def test_parts_of_one_job_are_one_remote_job() -> None:
         total=2,
         errors={"data": [{"code": "token_limit_exceeded", "message": "quota"}]},
     )
-    (waiting,) = remote_jobs([batches[0], refused], "openai")
+    (waiting,) = remote_jobs([batches[0], refused], "openai", FILES)
     assert waiting.state is JobState.WAITING
     bad = _batch("d", 3, "failed", part=1, total=2, errors={"data": [{"code": "url_mismatch"}]})
-    assert remote_jobs([batches[0], bad], "openai")[0].state is JobState.FAILED
+    assert remote_jobs([batches[0], bad], "openai", FILES)[0].state is JobState.FAILED
 
 
 # -- parts and waves ------------------------------------------------------------------------------
@@ -243,3 +245,12 @@ def test_estimated_tokens_count_message_text() -> None:
     }
     assert parts.estimate_tokens(body) == 3
     assert parts.estimate_tokens({"prompt": ["abcde", "a"]}) == 3
+
+
+def test_an_ended_job_whose_files_are_all_gone_is_being_deleted() -> None:
+    done = _batch("a", 1, "completed", output_file_id="file-out")
+    assert remote_jobs([done], "openai", {"file-out"})[0].state is JobState.FINISHED
+    gone = remote_jobs([done], "openai", set())[0]
+    assert (gone.state, gone.raw_state) == (JobState.DELETING, "deleted")
+    live = _batch("b", 1, "in_progress")
+    assert remote_jobs([live], "openai", set())[0].state is JobState.RUNNING
