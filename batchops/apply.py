@@ -143,6 +143,8 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
         record = download_results(env, action, action.download)
         with result.lock:
             result.records[action.download.job_name] = record
+    elif action.kind is Kind.CANCEL_DUPLICATE:
+        env.provider.cancel_duplicates(action.resource.remote_id)
     elif action.kind is Kind.PRUNE_JOB:
         _ignore_missing(env.provider.delete_job, action.resource.remote_id)
         output = action.details.get("outputDataset")

@@ -34,6 +34,7 @@ spec:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(REPO / "jobs", tmp_path / "jobs")
+    shutil.copy2(REPO / "batchops.yaml", tmp_path / "batchops.yaml")  # declares `openai`
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -41,7 +42,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_examples_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     assert capsys.readouterr().out == (
-        "valid: 2 manifest files, 2 datasets (35 rows, 8.7 kB), 3 jobs\n"
+        "valid: 3 manifest files, 2 datasets (35 rows, 8.7 kB), 4 jobs\n"
     )
     assert (project / ".batchops/cache/datasets.json").exists()
 
@@ -66,6 +67,7 @@ def test_dataset_problems_are_reported(project: Path, capsys: pytest.CaptureFixt
     assert main(["validate", "-o", "json"]) == 1
     body = json.loads(capsys.readouterr().out)
     assert body["valid"] is False and body["jobs"] == [
+        "capitals-gpt4o-mini",
         "capitals-llama70b",
         "capitals-llama8b",
         "product-reviews",

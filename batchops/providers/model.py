@@ -102,6 +102,9 @@ class RemoteJob:
     output_id: str | None = None  # where its answers are (a dataset, a file)
     error_output_id: str | None = None  # where its failed rows are, when separate
     display_name: str = ""
+    # Live duplicates of this job a concurrent apply created (providers that assign IDs): the
+    # next pass cancels them through ``Provider.cancel_duplicates``.
+    duplicates: tuple[str, ...] = ()
 
     def is_ours(self, project: str) -> bool:
         return self.owner == project

@@ -64,6 +64,9 @@ class Memory:
         if self.jobs.pop(key, None) is None:
             raise NotFoundError(key)
 
+    def cancel_duplicates(self, key: str) -> None:
+        pass
+
     def cancel_job(self, key: str) -> None:
         self.delete_job(key)
 

@@ -110,6 +110,7 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
         expires=_stamp(max((b.expires_at or 0 for b in kept.values()), default=0)),
         continued_from=meta.get(own.FROM) or None,
         display_name=meta.get(own.JOB, ""),
+        duplicates=tuple(dup.id for dup, _ in own.duplicates(batches)),
     )
 
 

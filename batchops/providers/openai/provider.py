@@ -156,11 +156,10 @@ class OpenAIProvider:
         """(duplicate, kept) for this project's live duplicate batches (concurrent applies)."""
         return own.duplicates(b for b in self._observe() if own.is_ours(b, project))
 
-    def cancel_duplicates(self, project: str) -> list[tuple[Batch, Batch]]:
-        found = self.duplicates(project)
-        for duplicate, _ in found:
+    def cancel_duplicates(self, key: str) -> None:
+        """Cancel the live duplicates of one job (a concurrent apply's), keeping the oldest."""
+        for duplicate, _ in own.duplicates(self._batches_of(key)):
             self._cancel(duplicate)
-        return found
 
     # -- create ----------------------------------------------------------------------------------
 
