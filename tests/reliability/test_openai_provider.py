@@ -99,30 +99,38 @@ def batches(url: str) -> list[dict[str, object]]:
 
 
 def assert_converged(root: Path, url: str, *, extra_allowed: int) -> None:
-    """Every row answered once on both providers; on the OpenAI one exactly one completed batch
-    per part, every other batch cancelled, at most ``extra_allowed`` of them."""
+    """Every row answered once on both providers; on the OpenAI one at least one completed batch
+    per part, no batch left running, and at most ``extra_allowed`` duplicates (cancelled, or
+    completed before the cancel arrived: one pass's worth of duplicate work)."""
     for job in ("on-openai", "on-fireworks"):
         lines = (root / "results" / f"{job}.jsonl").read_text().splitlines()
-        assert sorted(json.loads(line)["custom_id"] for line in lines) == [
-            f"q{i:03d}" for i in range(ROWS)
-        ]
+        ids = sorted(json.loads(line)["custom_id"] for line in lines)
+        assert ids == [f"q{i:03d}" for i in range(ROWS)]
     ours = [b for b in batches(url) if (b.get("metadata") or {}).get("batchops.project") == "rely"]
-    completed = Counter(b["metadata"]["batchops.part"] for b in ours if b["status"] == "completed")  # type: ignore[index]
-    parts = {b["metadata"]["batchops.part"] for b in ours}  # type: ignore[index]
-    assert set(completed.values()) == {1} and set(completed) == parts, completed
-    others = [b["status"] for b in ours if b["status"] != "completed"]
-    assert all(s in ("cancelled", "cancelling") for s in others), others
-    assert len(others) <= extra_allowed
+    meta = [(b["metadata"], b["status"]) for b in ours]
+    parts = {m["batchops.part"] for m, _ in meta}  # type: ignore[index]
+    completed = Counter(m["batchops.part"] for m, s in meta if s == "completed")  # type: ignore[index]
+    assert set(completed) == parts, meta
+    assert all(s in ("completed", "cancelled", "cancelling") for _, s in meta), meta
+    assert len(ours) - len(parts) <= extra_allowed, meta
     plan = cli(root, url, "plan", "--detailed-exitcode")
     assert plan.returncode == 0, plan.stdout + plan.stderr
 
 
 def apply_until_done(root: Path, url: str, passes: int = 5) -> None:
+    """``apply --wait`` until it succeeds, then one more pass, as CI's next run would be: it
+    cancels a duplicate the last pass saw only after planning."""
     for _ in range(passes):
         done = cli(root, url, *APPLY)
         if done.returncode == 0:
-            return
-    raise AssertionError(done.stdout + done.stderr)
+            break
+    else:
+        raise AssertionError(done.stdout + done.stderr)
+    again = cli(root, url, "apply")
+    assert again.returncode == 0, again.stdout + again.stderr
+    deadline = time.monotonic() + 30  # a cancelled batch ends once its in-flight rows are done
+    while any(b["status"] == "cancelling" for b in batches(url)) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def test_plan_apply_status_describe_prune_on_both_providers(
