@@ -146,7 +146,8 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
     elif action.kind is Kind.CANCEL_DUPLICATE:
         env.provider.cancel_duplicates(action.resource.remote_id)
     elif action.kind is Kind.PRUNE_JOB:
-        _ignore_missing(env.provider.delete_job, action.resource.remote_id)
+        stop = env.provider.cancel_job if action.details.get("cancel") else env.provider.delete_job
+        _ignore_missing(stop, action.resource.remote_id)
         output = action.details.get("outputDataset")
         if isinstance(output, str):
             _ignore_missing(env.provider.delete_input, output)

@@ -692,3 +692,14 @@ def dataset_facts(infos: Mapping[str, DatasetInfo]) -> dict[str, dict[str, Any]]
                "files": [s.path.name for s in i.files]}
         for name, i in sorted(infos.items())
     }  # fmt: skip
+
+
+def iter_rows(files: Sequence[Path], root: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Every row of a dataset that validated, with its file (as shown) and line: what a provider's
+    rules read (``batchops.providers.rules``). Streams; blank lines are skipped."""
+    for path in files:
+        shown = _display(path, root)
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if raw.strip():
+                    yield shown, number, msgspec.json.decode(raw)

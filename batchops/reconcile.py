@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
+from batchops.checks import check_providers
 from batchops.config import ProjectConfig
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import BatchopsError, InvalidInputError, OwnershipError, StalePlanError
-from batchops.manifest import load_desired, provider_rules
+from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
 from batchops.plan import (
@@ -32,12 +33,19 @@ from batchops.plan import (
     Observed,
     Plan,
     PlanOptions,
+    RowFailures,
     check_prune,
     job_views,
     make_plan,
 )
 from batchops.providers import Provider
-from batchops.results import LocalResult, local_records, local_state
+from batchops.results import (
+    LocalResult,
+    ResultRecord,
+    first_errors,
+    local_records,
+    local_state,
+)
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -97,6 +105,7 @@ class PassResult:
     errors: list[BatchopsError]
     converged: bool  # nothing left to wait for
     failed_jobs: list[str] = field(default_factory=list)  # failed, or expired for good (exit 3)
+    row_failures: list[RowFailures] = field(default_factory=list)  # jobs with failed rows
     job_states: dict[str, int] = field(default_factory=dict)  # state -> count over declared jobs
     applied: ApplyResult | None = None
 
@@ -107,12 +116,16 @@ Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 def load_inputs(
     paths: Sequence[Path], *, root: Path, project_file: ProjectConfig | None = None
 ) -> Inputs:
-    """Load manifests and validate every dataset; raises InvalidInputError with every problem."""
-    desired = load_desired(list(paths), root=root, project=project_file)
-    infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
-    digests = {name: info.sha256 for name, info in infos.items()}
-    if problems := provider_rules.problems(desired, digests, project_file):
-        raise InvalidInputError(problems)
+    """Load manifests and validate every dataset; raises InvalidInputError with every problem
+    (the datasets of the valid documents are checked even when other documents are invalid)."""
+    desired, diags = load_partial(list(paths), root=root, project=project_file)
+    try:
+        infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
+    except InvalidInputError as exc:
+        diags += exc.diagnostics
+    if diags:
+        raise InvalidInputError(sorted(set(diags)))
+    check_providers(desired, root=root, project=project_file)
     return desired, infos
 
 
@@ -227,10 +240,27 @@ def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     errors = list(applied.errors)
     errors += [OwnershipError(f"{a.resource.remote_id}: {a.reason}") for a in plan.actions
                if a.kind is Kind.CONFLICT]  # fmt: skip
-    failed = sorted({a.resource.name for a in plan.actions
-                     if a.kind in (Kind.FAILED, Kind.EXPIRED)})  # fmt: skip
+    rows = row_failures(plan, applied.records)
+    failed = sorted({a.resource.name for a in plan.actions if a.kind in (Kind.FAILED, Kind.EXPIRED)}
+                    | {r.job for r in rows if r.over_limit})  # fmt: skip
     pending = any(a.kind in _PENDING for a in plan.actions)
     return PassResult(
         plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
         job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,
+        row_failures=rows,
     )  # fmt: skip
+
+
+def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFailures]:
+    """Each declared job whose current results hold failed rows (``merged``: records this pass
+    wrote, which replace the plan's), with its limit and its first error messages."""
+    found = []
+    for decl, current in plan.declared:
+        record = merged.get(decl.name, current)
+        if record is None or not record.counts.failed:
+            continue
+        c = record.counts
+        total = c.expected or c.succeeded + c.failed
+        found.append(RowFailures(decl.name, c.failed, total, decl.allowed_failures(total),
+                                 first_errors(record.errors.path)))  # fmt: skip
+    return found

@@ -84,6 +84,7 @@ class LocalResult:
 
     record: ResultRecord | None
     verified: bool  # the files on disk are exactly what the record says
+    present: bool = False  # the results file exists (with or without a record)
 
 
 def state_dir(root: Path) -> Path:
@@ -226,7 +227,7 @@ def local_state(
     ``local_records``) when checking many jobs: one query instead of one per job."""
     record = (records if records is not None else local_records(root)).get(job_name)
     if record is None or record.output.path != str(output):
-        return LocalResult(record=None, verified=False)
+        return LocalResult(record=None, verified=False, present=output.is_file())
     # A record of an incomplete merge (saved by versions that wrote before verifying) is never
     # verified: those results are fetched again.
     verified = (
@@ -234,7 +235,7 @@ def local_state(
         and stamp_matches(record.output, record.output.path)
         and stamp_matches(record.errors, record.errors.path)
     )
-    return LocalResult(record=record, verified=verified)
+    return LocalResult(record=record, verified=verified, present=verified or output.is_file())
 
 
 def problem(record: ResultRecord, *, partial: bool) -> str | None:
@@ -251,6 +252,34 @@ def _problem(job_name: str, c: MergeCounts, *, partial: bool) -> str | None:
     if c.unreadable and not partial:
         parts.append(f"{c.unreadable} output lines have no readable custom_id (a torn download?)")
     return f"{job_name}: " + "; ".join(parts) if parts else None
+
+
+def first_errors(path: Path | str, *, limit: int = 3, width: int = 200) -> tuple[str, ...]:
+    """The first ``limit`` lines of an errors file as "custom_id: message" (each cut to
+    ``width`` characters), for the closing line and the step summary. Reads only those lines."""
+    found: list[str] = []
+    try:
+        with Path(path).open("rb") as fh:
+            for raw in fh:
+                if len(found) >= limit:
+                    break
+                if raw.strip():
+                    found.append(_error_text(raw)[:width])
+    except OSError:
+        return ()
+    return tuple(found)
+
+
+def _error_text(raw: bytes) -> str:
+    try:
+        line = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()
+    if not isinstance(line, dict):
+        return str(line)
+    error = line.get("error")
+    message = error.get("message", error) if isinstance(error, dict) else error
+    return f"{line.get('custom_id', '?')}: {message}"
 
 
 # -- merging a lineage ---------------------------------------------------------------------------

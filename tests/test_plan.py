@@ -205,12 +205,77 @@ def test_failed_job_is_reported_and_retried_only_when_asked() -> None:
     d, f, world = desired(["p"], [job_decl("j", "p")]), facts(["p"]), World()
     simulate(plan_of(d, f, world), world, end_state="JOB_STATE_FAILED")
     for job in world.jobs.values():
-        job.status = Status(code="INVALID_ARGUMENT", message="invalid role bananas")
+        job.status = Status(code="INTERNAL", message="worker lost")
     (failed,) = plan_of(d, f, world).actions
     assert failed.kind is Kind.FAILED and not failed.is_change
-    assert "invalid role bananas" in failed.reason
+    assert "worker lost" in failed.reason
     (retry,) = plan_of(d, f, world, retry_failed=True).actions
     assert retry.kind is Kind.RETRY_JOB and retry.resource.remote_id.endswith("-t1")
+
+
+def fail_all(world: World, code: str, message: str) -> None:
+    for job in world.jobs.values():
+        job.status = Status(code=code, message=message)
+
+
+def test_retry_failed_never_loops_past_max_retries() -> None:
+    """Pass after pass with --retry-failed, a transient failure that keeps happening: at most
+    maxRetries new jobs, then the failure is reported and nothing more is created."""
+    for max_retries in (0, 1, 3):
+        d = desired(["p"], [job_decl("j", "p", max_retries=max_retries)])
+        f, world = facts(["p"]), World()
+        for _ in range(10):
+            simulate(plan_of(d, f, world, retry_failed=True), world, end_state="JOB_STATE_FAILED")
+            fail_all(world, "INTERNAL", "worker lost")
+        assert len(world.jobs) == 1 + max_retries
+        (final,) = plan_of(d, f, world, retry_failed=True).actions
+        assert final.kind is Kind.FAILED
+        assert f"all {max_retries} retries used (maxRetries)" in final.reason
+
+
+def test_a_permanent_failure_is_never_retried() -> None:
+    for code, message in (("INVALID_ARGUMENT", "Dataset has a syntax error: invalid role"),
+                          ("NOT_FOUND", "model accounts/x/models/nope not found"),
+                          ("INTERNAL", "Unknown model accounts/x/models/nope")):  # fmt: skip
+        d, f, world = desired(["p"], [job_decl("j", "p", max_retries=5)]), facts(["p"]), World()
+        simulate(plan_of(d, f, world), world, end_state="JOB_STATE_FAILED")
+        fail_all(world, code, message)
+        (failed,) = plan_of(d, f, world, retry_failed=True).actions
+        assert failed.kind is Kind.FAILED
+        assert "not retried: the failure is permanent" in failed.reason
+        assert message in failed.reason
+
+
+def test_replacement_after_a_revert_compares_with_the_matching_spec() -> None:
+    """A -> B -> A with a new dataset: a dataset change against A's job, not B's parameters."""
+    world = World()
+    spec_a, spec_b = job_decl("j", "p"), job_decl("j", "p", max_tokens=999)
+    simulate(plan_of(desired(["p"], [spec_a]), facts(["p"]), world), world)
+    simulate(plan_of(desired(["p"], [spec_b]), facts(["p"]), world), world)
+    plan = plan_of(desired(["p"], [spec_a]), facts(["p"], version=1), world)
+    (replace,) = [a for a in plan.actions if a.kind is Kind.REPLACE_JOB]
+    assert "inferenceParameters" not in replace.reason
+    assert replace.reason.startswith("spec changed: input p-")
+    params = {rid: job.inference_parameters for rid, job in world.jobs.items()}
+    old_a = next(rid for rid, p in params.items() if p and p.max_tokens == 256)
+    assert replace.details["replaces"] == old_a
+    old_b = next(rid for rid in world.jobs if rid != old_a)
+    world.jobs[old_b].state = "JOB_STATE_RUNNING"  # the newer spec's job still runs: say so
+    plan = plan_of(desired(["p"], [spec_a]), facts(["p"], version=1), world)
+    (replace,) = [a for a in plan.actions if a.kind is Kind.REPLACE_JOB]
+    assert replace.details["replaces"] == old_a
+    assert f"the old job {old_b} keeps running and is billed unless pruned" in replace.reason
+
+
+def test_results_on_disk_without_a_record_say_record_missing() -> None:
+    d, f, world = desired(["p"], [job_decl("j", "p")]), facts(["p"]), World()
+    simulate(plan_of(d, f, world), world)
+    world.local["j"] = LocalResult(record=None, verified=False, present=True)
+    (download,) = plan_of(d, f, world).actions
+    assert download.kind is Kind.DOWNLOAD and download.reason.startswith("record missing")
+    world.local["j"] = LocalResult(record=None, verified=False, present=False)
+    (download,) = plan_of(d, f, world).actions
+    assert download.reason == "results not on disk"
 
 
 def test_expired_job_resumes_until_max_resumes_then_reports_and_downloads() -> None:

@@ -22,7 +22,7 @@ from batchops.plan import Action
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.provider import FireworksProvider as FP
 from batchops.providers.fireworks.wire import Dataset
-from batchops.reconcile import PassOptions, PassResult, gc_paused, run_pass
+from batchops.reconcile import PassOptions, PassResult, gc_paused, load_inputs, run_pass
 
 PROJECT = "proj"
 ROWS = 6
@@ -174,3 +174,41 @@ def test_gc_is_paused_for_the_block_and_restored_after_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_load_inputs_reports_manifest_and_dataset_problems_together(tmp_path: Path) -> None:
+    paths = make_repo(tmp_path)
+    (tmp_path / "jobs" / "data" / "p.jsonl").write_text("not json\n")
+    (tmp_path / "jobs" / "other.yaml").write_text("apiVersion: batchops/v1\nkind: Nope\n")
+    with pytest.raises(InvalidInputError) as caught:
+        load_inputs(paths, root=tmp_path)
+    assert sorted({d.path for d in caught.value.diagnostics}) == [
+        "jobs/data/p.jsonl", "jobs/other.yaml",
+    ]  # fmt: skip
+
+
+def test_retry_failed_does_not_resubmit_a_permanent_failure_pass_after_pass(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """A deterministic failure (a remote dataset with an invalid row) under --retry-failed, as
+    `watch --retry-failed` runs it: one job is ever created, however many passes run."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"custom_id": "x", "body": {"messages": [
+        {"role": "bananas", "content": "hi"}]}}) + "\n")  # fmt: skip
+    client.create_dataset("bad", Dataset(display_name="by hand", example_count="1",
+                                         user_uploaded={}))  # fmt: skip
+    client.upload_dataset_files("bad", [bad])
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "j.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: j}\n"
+        "spec: {model: accounts/fireworks/models/m, inputDatasetId: bad, maxRetries: 3}\n"
+    )
+    paths = [tmp_path / "jobs"]
+    result = converge(paths, tmp_path, client, retry_failed=True)
+    for _ in range(5):
+        result = run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT,
+                          options=PassOptions(retry_failed=True))  # fmt: skip
+    assert len(client.list_jobs()) == 1
+    assert result.failed_jobs == ["j"] and result.converged
+    (failed,) = result.plan.actions
+    assert "invalid role bananas" in failed.reason and "permanent" in failed.reason

@@ -159,3 +159,43 @@ def test_schema_is_json_schema_accepting_every_example(capsys: pytest.CaptureFix
 def test_committed_schema_is_current(capsys: pytest.CaptureFixture[str]) -> None:
     main(["schema"])
     assert capsys.readouterr().out == (REPO / "jobs/batchops.schema.json").read_text()
+
+
+def test_a_manifest_error_hides_no_dataset_problem_elsewhere(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (project / "jobs/data/product-seeds/office.jsonl").open("a") as f:
+        f.write("not json\n")
+    (project / "jobs/bad.yaml").write_text(BAD)
+    assert main(["validate"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "jobs/bad.yaml:6:3: unknown field 'formt'; did you mean 'format'?" in out
+    assert any(line.startswith("jobs/data/product-seeds/office.jsonl:6:1: ") for line in out)
+    assert out[-1] == "2 problems found"
+
+
+def test_a_schema_error_in_a_job_hides_no_dangling_input_dataset(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "jobs/broken-job.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: broken}\n"
+        "spec:\n  model: m\n  inputDataset: capitalz\n  maxResumez: 2\n"
+    )
+    assert main(["validate"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [
+        "jobs/broken-job.yaml:6:17: unknown dataset 'capitalz'; did you mean 'capitals'?",
+        "jobs/broken-job.yaml:7:3: unknown field 'maxResumez'; did you mean 'maxResumes'?",
+    ]
+
+
+def test_a_job_reading_a_dataset_with_a_schema_error_is_not_told_it_is_unknown(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "jobs/bad.yaml").write_text(BAD)
+    (project / "jobs/reads-bad.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: reads-bad}\n"
+        "spec: {model: m, inputDataset: bad}\n"
+    )
+    assert main(["validate"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "1 problem found"

@@ -3,8 +3,8 @@
 With ``--wait`` it keeps passing (sleeping on a stop event between passes) until every declared job
 has finished and its results are on disk, or ``--timeout`` runs out. ``apply PLANFILE`` applies a
 plan saved by ``plan --out`` only if the world still looks as it did then (else StalePlanError).
-Exit codes: 0 converged or progressing, 1 error, 3 a declared job failed or expired for good,
-130 interrupted.
+Exit codes: 0 converged or progressing, 1 error, 3 a declared job failed, has more failed rows
+than its spec.maxFailedRows, or expired for good, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from batchops.reconcile import (
     load_inputs,
     run_pass,
 )
+from batchops.render.failures import failure_annotations, failure_lines, failures_markdown
 from batchops.render.plan import (
     SYMBOLS,
     action_line,
@@ -77,8 +78,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "download and merge results.\nWith --wait, keep reconciling until every declared job "
         "has finished and its results are on disk.\nGiven a plan saved by `plan --out`, apply "
         "exactly that plan, or refuse it if the account changed since.",
-        epilog="exit codes: 0 converged or progressing, 1 error, 3 a declared job failed or "
-        "expired with no resumes left, 130 interrupted",
+        epilog="exit codes: 0 converged or progressing, 1 error, 3 a declared job failed, has "
+        "more failed rows than its spec.maxFailedRows, or expired with no resumes left, "
+        "130 interrupted",
     )  # fmt: skip
     p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/) or a plan")
     add_backend_flags(p)
@@ -306,13 +308,20 @@ class _Printer:
         self.backend_json = backend
         self.backend = backend["text"]
         self.summary_file = settings.step_summary
+        self.annotate = settings.github_actions
         self.passes = 0
         self.last_line = ""
+        self.submitted = 0  # jobs created, replaced, retried or resumed over every pass
+        self.reported: set[tuple[Kind, str]] = set()  # failures printed by a later pass
         self.first_plan: Plan | None = None
         self.last_plan: Plan | None = None
         self.outcomes: list[tuple[int, Action, BatchopsError | None]] = []
         self.gate = ApplyGate(auto_approve=args.auto_approve, saved_plan=saved,
                               show=self._show, ask=self._ask)  # fmt: skip
+
+    def on_result(self, result: PassResult) -> None:
+        done = result.applied.done if result.applied else []
+        self.submitted += sum(a.kind in _SUBMITS for a in done)
 
     def log(self, reporter: NullReporter) -> _Outcomes:
         return _Outcomes(reporter, self)
@@ -353,31 +362,41 @@ class _Printer:
         if self.passes == 1:
             # The backend is named when something is to happen; "No changes." stays one line.
             print(plan_text(plan, backend=self.backend if plan.actions else None), flush=True)
+            self.reported = {(a.kind, a.resource.remote_id) for a in plan.actions}
             self.last_line = summary_line(plan)  # plan_text's last line
             return
         for action in plan.actions:
-            if action.is_change:
+            if action.is_change or self._newly_failed(action):
                 print(action_line(action), flush=True)
         line = summary_line(plan)
         if line != self.last_line:
             print(line, flush=True)
             self.last_line = line
 
+    def _newly_failed(self, action: Action) -> bool:
+        """A job that failed while --wait waited shows at once, with the server's reason."""
+        key = (action.kind, action.resource.remote_id)
+        if action.kind not in (Kind.FAILED, Kind.EXPIRED) or key in self.reported:
+            return False
+        self.reported.add(key)
+        return True
+
     def finish(self, result: PassResult, args: argparse.Namespace) -> int:
         code = _exit_code(result)
         errors = [inert(e) for e in result.errors]
         for message in errors:
             print(f"error: {message}", file=sys.stderr)
-        if result.failed_jobs:
-            print(f"failed: {', '.join(map(inert, result.failed_jobs))}", file=sys.stderr)
+        for line in failure_lines(result.plan, result.row_failures):  # inert already
+            print(line, file=sys.stderr)
+        if self.annotate and (notes := failure_annotations(result.plan, result.row_failures)):
+            print(notes, file=sys.stderr, flush=True)
         if self.json:
             print(json_text(self._result_json(result, code), indent=2))
-        elif result.plan.has_changes or not result.converged:
-            print(_outcome_line(result, wait=args.wait), flush=True)
+        elif result.plan.has_changes or not result.converged or _failures(result):
+            print(_outcome_line(result, wait=args.wait, submitted=self.submitted), flush=True)
         if self.summary_file:
             append_step_summary(self.summary_file, _apply_markdown(result, code))
         return code
-
 
     def _result_json(self, result: PassResult, code: int) -> dict[str, Any]:
         """One document for the whole run: the plan as first made, every action executed (in
@@ -395,21 +414,48 @@ class _Printer:
             "jobs": [{"name": n, "state": s} for n, s in result.plan.job_states],
             "errors": [str(e) for e in result.errors], "failedJobs": result.failed_jobs,
             "jobStates": result.job_states,
+            "rowFailures": [{"job": r.job, "failed": r.failed, "total": r.total,
+                             "allowed": r.allowed, "firstErrors": list(r.first_errors)}
+                            for r in result.row_failures],
         }  # fmt: skip
 
 
 _SUBMITS = frozenset({Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB})
 
 
-def _outcome_line(result: PassResult, *, wait: bool) -> str:
-    """The last line: where things stand, and what to run next when they are still moving."""
+def _failures(result: PassResult) -> bool:
+    return bool(result.failed_jobs or result.row_failures)
+
+
+def _outcome_line(result: PassResult, *, wait: bool, submitted: int) -> str:
+    """The last line: where things stand (a job with failed rows is not "complete"), what was
+    submitted over every pass, and what to run next when things are still moving."""
+    sent = f" ({submitted} job(s) submitted)" if submitted else ""
+    if result.converged and result.failed_jobs:
+        return f"Apply failed: {_failed_text(result)}; {_states_text(result)}{sent}."
+    if result.converged and result.row_failures:
+        return f"Apply complete with failed rows: {_failed_text(result)}{sent}."
     if result.converged:
-        return f"Apply complete: {_states_text(result) or 'no jobs'}."
-    done = result.applied.done if result.applied else []
-    submitted = sum(a.kind in _SUBMITS for a in done)
+        return f"Apply complete: {_states_text(result) or 'no jobs'}{sent}."
     running = sum(a.kind is Kind.WAIT for a in result.plan.actions)
     hint = "" if wait else " Follow them with `batchops status`, or wait with `apply --wait`."
     return f"Applied: {submitted} job(s) submitted, {running} in progress.{hint}"
+
+
+def _first(errors: tuple[str, ...], width: int = 80) -> str:
+    if not errors:
+        return ""
+    text = errors[0] if len(errors[0]) <= width else errors[0][: width - 1] + "…"
+    return f" (first: {inert(text)})"  # a dataset's custom_id and a server's message
+
+
+def _failed_text(result: PassResult) -> str:
+    """'answers 2 of 12 rows failed (first: row-2: ...), other failed' over the declared jobs."""
+    rows = {r.job: r for r in result.row_failures}
+    parts = [f"{inert(r.job)} {r.failed} of {r.total} rows failed{_first(r.first_errors)}"
+             for r in rows.values()]  # fmt: skip
+    parts += [f"{inert(name)} failed" for name in result.failed_jobs if name not in rows]
+    return ", ".join(parts)
 
 
 def _exit_code(result: PassResult) -> int:
@@ -428,7 +474,8 @@ def _apply_markdown(result: PassResult, code: int) -> str:
     head = "converged" if result.converged else "in progress"
     failed = f"; failed: {md_text(', '.join(result.failed_jobs))}" if result.failed_jobs else ""
     text = f"#### batchops apply: {head}, exit {code}{failed}\n"
-    return text + errors_markdown(str(e) for e in result.errors)
+    failures = failures_markdown(result.plan, result.row_failures)
+    return text + errors_markdown(str(e) for e in result.errors) + failures
 
 
 def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullReporter,
@@ -441,6 +488,7 @@ def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullRepo
                           options=job.options, reporter=reporter, stop=stop, saved=saved,
                           on_plan=printer.on_plan, inputs=first_inputs,
                           project_file=job.project_file)  # fmt: skip
+        printer.on_result(result)
         # Only the first pass is the saved plan, and only it may reuse the inputs validated
         # before the backend started; later passes reload what the files say now.
         saved, first_inputs = None, None

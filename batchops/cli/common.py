@@ -20,7 +20,18 @@ def print_error(exc: BatchopsError, args: argparse.Namespace) -> None:
     if isinstance(exc, InvalidInputError):
         for diagnostic in exc.diagnostics:
             print(inert(diagnostic), file=sys.stderr)
+        _annotate(exc)
     print(f"error: {inert(exc)}", file=sys.stderr)  # messages quote servers and datasets
+
+
+def _annotate(exc: InvalidInputError) -> None:
+    """Under GitHub Actions, invalid input stops plan and apply with the same ``::error``
+    annotations as `batchops validate`, so the problems show on the pull request's diff."""
+    from batchops.config import load_settings
+    from batchops.render.diagnostics import github_annotations
+
+    if load_settings().github_actions and exc.diagnostics:
+        print(github_annotations(exc.diagnostics), file=sys.stderr)
 
 
 def append_step_summary(path: Path, markdown: str) -> None:

@@ -79,6 +79,7 @@ def _action(target: Target, *, cancel: bool) -> Action:
     reason = f"delete ({state})"
     if cancel:
         reason = f"cancel ({state}): it stops and is no longer billed"
+        details["cancel"] = True  # the provider's cancel (Fireworks has none: a delete stops it)
     if target.output_dataset:
         details["outputDataset"] = target.output_dataset
         reason += f"; its output dataset {target.output_dataset} too"

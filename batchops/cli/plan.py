@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from batchops.cli.common import append_step_summary, write_text_atomic
 from batchops.config import Settings
 from batchops.errors import EXIT_CHANGES, EXIT_OK
 from batchops.manifest.select import Selector
-from batchops.reconcile import PassOptions, load_and_plan, load_inputs
+from batchops.reconcile import PassOptions, load_and_plan, load_inputs, row_failures
+from batchops.render.failures import failure_annotations, failures_markdown
 from batchops.render.plan import plan_json, plan_markdown, plan_text
 from batchops.textsafe import json_text
 
@@ -101,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
     text = plan_text(plan, backend=backend["text"])
     print(json_text(body, indent=2) if args.output == "json" else text)
+    rows = row_failures(plan, {})
+    if settings.github_actions and (notes := failure_annotations(plan, rows)):
+        print(notes, file=sys.stderr, flush=True)
     if settings.step_summary:
-        append_step_summary(settings.step_summary, plan_markdown(plan, backend=backend["text"]))
+        summary = plan_markdown(plan, backend=backend["text"]) + failures_markdown(plan, rows)
+        append_step_summary(settings.step_summary, summary)
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

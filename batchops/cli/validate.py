@@ -11,10 +11,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from batchops.checks import provider_problems
 from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
 from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
-from batchops.manifest import Desired, load_desired, provider_rules
+from batchops.manifest import Desired, load_partial
 from batchops.manifest.project import load_project
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
@@ -89,17 +90,15 @@ def run(args: argparse.Namespace) -> int:
 def check(
     paths: list[Path], root: Path, max_bytes: int, *, project: ProjectConfig | None = None
 ) -> tuple[Desired | None, dict[str, DatasetInfo], list[Diagnostic]]:
-    """Manifests first; datasets only when the manifests loaded (their paths come from them)."""
-    try:
-        desired = load_desired(paths, root=root, project=project)
-    except InvalidInputError as exc:
-        return None, {}, exc.diagnostics
+    """Every problem at once: the manifests, and the datasets of every valid Dataset document
+    even when other documents are invalid (a manifest error hides no dataset problem)."""
+    desired, diags = load_partial(paths, root=root, project=project)
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
-        return desired, {}, exc.diagnostics
-    digests = {name: info.sha256 for name, info in infos.items()}
-    return desired, infos, provider_rules.problems(desired, digests, project)
+        return (None if diags else desired), {}, sorted(set(diags + exc.diagnostics))
+    diags += provider_problems(desired, root=root, project=project)
+    return (None if diags else desired), (infos if not diags else {}), sorted(set(diags))
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:

@@ -1,8 +1,9 @@
 """Inference engines the worker runs rows through.
 
-``echo`` answers instantly and deterministically from the last user message (tests, demos).
-``openai`` forwards each row to an OpenAI-compatible ``/v1/chat/completions`` server (vLLM, SGLang,
-llama.cpp, Ollama) with a bounded thread pool. Both return one ``Outcome`` per row, in order.
+``echo`` answers instantly and deterministically from the last user message, or the prompt of a
+COMPLETION row (tests, demos). ``openai`` forwards each row to an OpenAI-compatible server (vLLM,
+SGLang, llama.cpp, Ollama) with a bounded thread pool: chat rows to ``/v1/chat/completions``,
+``prompt`` rows to ``/v1/completions``. Both return one ``Outcome`` per row, in order.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ FAIL_MARKER = "__fail__"  # echo: a row whose last user message contains this be
 @dataclass(frozen=True)
 class Outcome:
     custom_id: str
-    response: dict[str, Any] | None = None  # a chat.completion object
+    response: dict[str, Any] | None = None  # a chat.completion (or text_completion) object
     error: dict[str, Any] | None = None  # {"message", "code"}
 
 
@@ -72,29 +73,61 @@ class EchoEngine:
         self, model: str, params: dict[str, Any], row: dict[str, Any], created: int
     ) -> Outcome:
         body = {**params, **row["body"]}
-        if "messages" not in body and "prompt" in body:  # an OpenAI /v1/completions request
-            return _prompt_outcome(model, row["custom_id"], body, created)
-        messages = body["messages"]
-        users = [m for m in messages if m.get("role") == "user"]
-        text = _text(users[-1].get("content")) if users else ""
+        text = _prompt_text(body["prompt"]) if "prompt" in body else _last_user(body["messages"])
         if FAIL_MARKER in text:
             return Outcome(
                 row["custom_id"], error={"message": "echo: failure requested", "code": "INTERNAL"}
             )
+        if "prompt" in body:
+            return Outcome(row["custom_id"], response=_text_completion(model, body, text, created))
         return Outcome(row["custom_id"], response=_completion(model, body, text, created))
 
     def close(self) -> None:
         return None
 
 
-def _completion(model: str, body: dict[str, Any], text: str, created: int) -> dict[str, Any]:
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    users = [m for m in messages if m.get("role") == "user"]
+    return _text(users[-1].get("content")) if users else ""
+
+
+def _prompt_text(prompt: Any) -> str:
+    """What echo answers a COMPLETION row with: the prompt string, the last of a list of prompt
+    strings, or a list of token IDs as text."""
+    if isinstance(prompt, list):
+        if prompt and all(isinstance(part, str) for part in prompt):
+            return str(prompt[-1])
+        return " ".join(str(part) for part in prompt)
+    return str(prompt)
+
+
+def _prompt_tokens(prompt: Any) -> int:
+    """Prompt tokens: ~4 characters a token per string; a list of token IDs counts exactly."""
+    if isinstance(prompt, list):
+        return sum(tokens(p) if isinstance(p, str) else 1 for p in prompt)
+    return tokens(str(prompt))
+
+
+def _truncated(body: dict[str, Any], text: str) -> tuple[str, str, int]:
+    """(content, finish_reason, choices) under the row's max_tokens and n."""
     limit = body.get("max_tokens")
     content, finish = text, "stop"
     if isinstance(limit, int) and limit > 0 and tokens(text) > limit:
         content, finish = text[: limit * 4], "length"
-    count = max(1, int(body.get("n") or 1))
+    return content, finish, max(1, int(body.get("n") or 1))
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _completion(model: str, body: dict[str, Any], text: str, created: int) -> dict[str, Any]:
+    content, finish, count = _truncated(body, text)
     prompt = sum(tokens(_text(m.get("content"))) for m in body["messages"])
-    completion = tokens(content) * count
     choice = {"message": {"role": "assistant", "content": content}, "finish_reason": finish}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -102,43 +135,29 @@ def _completion(model: str, body: dict[str, Any], text: str, created: int) -> di
         "created": created,
         "model": model,
         "choices": [{"index": i, **choice} for i in range(count)],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        },
+        "usage": _usage(prompt, tokens(content) * count),
     }
 
 
-def _prompt_outcome(model: str, custom_id: str, body: dict[str, Any], created: int) -> Outcome:
-    """A text_completion echoing the last prompt, counted like chat (~4 characters a token)."""
-    given = body["prompt"]
-    prompts = [str(p) for p in (given if isinstance(given, list) else [given])]
-    if any(FAIL_MARKER in p for p in prompts):
-        return Outcome(custom_id, error={"message": "echo: failure requested", "code": "INTERNAL"})
-    text, finish, limit = prompts[-1], "stop", body.get("max_tokens")
-    if isinstance(limit, int) and limit > 0 and tokens(text) > limit:
-        text, finish = text[: limit * 4], "length"
-    prompt, completion = sum(tokens(p) for p in prompts), tokens(text)
-    choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-    usage = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    response = {
+def _text_completion(model: str, body: dict[str, Any], text: str, created: int) -> dict[str, Any]:
+    """The /v1/completions answer: choices carry ``text``, not a message."""
+    content, finish, count = _truncated(body, text)
+    return {
         "id": f"cmpl-{uuid.uuid4().hex}",
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [choice],
-        "usage": usage,
+        "choices": [
+            {"index": i, "text": content, "finish_reason": finish, "logprobs": None}
+            for i in range(count)
+        ],
+        "usage": _usage(_prompt_tokens(body["prompt"]), tokens(content) * count),
     }
-    return Outcome(custom_id, response=response)
 
 
 class OpenAIEngine:
-    """Forward rows to ``{base}/v1/chat/completions``; a failed request becomes an error row."""
+    """Forward chat rows to ``{base}/v1/chat/completions`` and prompt rows to
+    ``{base}/v1/completions``; a failed request becomes an error row."""
 
     def __init__(
         self, config: BackendConfig, *, transport: httpx.BaseTransport | None = None
@@ -162,8 +181,9 @@ class OpenAIEngine:
 
     def _one(self, served: str, params: dict[str, Any], row: dict[str, Any]) -> Outcome:
         payload = {**params, **row["body"], "model": served}
-        # OpenAI batch rows name their endpoint; everything else is a chat completion.
-        path = "/v1/completions" if row.get("url") == "/v1/completions" else "/v1/chat/completions"
+        # OpenAI batch rows name their endpoint; Fireworks COMPLETION rows carry a prompt.
+        completions = row.get("url") == "/v1/completions" or "prompt" in row["body"]
+        path = "/v1/completions" if completions else "/v1/chat/completions"
         try:
             response = self._client.post(
                 path,

@@ -126,9 +126,17 @@ def _job_id(job_id: str | None) -> str:
     return job_id
 
 
+# Fields the live service shows on jobs that this backend does not carry out; a create that sets
+# one is refused rather than answered 200 with the field dropped (a system prompt changes answers).
+UNSUPPORTED = ("systemPrompt", "system_prompt", "maxJobDuration", "max_job_duration", "placement")
+
+
 def _parse(body: Any) -> BatchInferenceJob:
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
+    unsupported = next((key for key in UNSUPPORTED if body.get(key)), None)
+    if unsupported is not None:
+        raise ApiProblem("UNIMPLEMENTED", f"{unsupported} is not supported by the local backend")
     try:
         full = BatchInferenceJob.model_validate(body)
     except ValidationError as exc:

@@ -21,7 +21,7 @@ from batchops.local import datasets, outputs, paging
 from batchops.local.backend import Backend
 from batchops.local.httputil import WireJSON, backend_of, base_url, has_body, json_body
 from batchops.local.multipart import boundary_of, save_file_part
-from batchops.local.problems import invalid, not_found
+from batchops.local.problems import ApiProblem, invalid, not_found
 from batchops.local.signing import DOWNLOAD_TTL, UPLOAD_TTL, sign, transfer_path
 from batchops.local.timeutil import valid_id
 from batchops.providers.fireworks.wire import (
@@ -51,12 +51,25 @@ async def _create(request: Request) -> Response:
         raise invalid(
             f"invalid dataset ID {dataset_id!r}: must match [a-z0-9]([-a-z0-9]{{0,61}}[a-z0-9])?"
         )
+    _refuse_derived(body)
     doc = _writable(body.get("dataset"))
     if "userUploaded" in doc and "exampleCount" not in doc:
         raise invalid("example_count is required for uploaded datasets")
     backend, account = backend_of(request), request.path_params["account"]
     datasets.insert(backend, account, dataset_id, doc, DATASET_STATE_UPLOADING)
     return WireJSON(datasets.render(datasets.get_row(backend, account, dataset_id)))
+
+
+def _refuse_derived(body: dict[str, Any]) -> None:
+    """Creating a dataset from another one (a filtered copy) is a real-service feature this
+    backend does not carry out: refused, rather than answered 200 with an empty dataset."""
+    for key in ("sourceDatasetId", "source_dataset_id", "filter"):
+        if body.get(key):
+            raise ApiProblem(
+                "UNIMPLEMENTED",
+                f"{key} is not supported by the local backend: create the dataset and upload "
+                "its rows instead",
+            )
 
 
 def _writable(raw: Any) -> dict[str, Any]:
@@ -98,12 +111,54 @@ async def _get(request: Request, account: str, dataset_id: str) -> Response:
 
 
 async def _patch(request: Request, account: str, dataset_id: str) -> Response:
-    body = await json_body(request)
-    name = body.get("displayName", body.get("display_name"))
-    fields = {"displayName": name} if isinstance(name, str) else {}
+    fields = _updates(await json_body(request))
     backend = backend_of(request)
     datasets.update(backend, account, dataset_id, fields=fields)
     return WireJSON(datasets.render(datasets.get_row(backend, account, dataset_id)))
+
+
+# PATCH carries out these fields (either spelling) and refuses every other writable one, so no
+# update is answered 200 and silently dropped. Output-only fields are ignored, as by the service.
+_UPDATABLE = {
+    "displayName": "displayName", "display_name": "displayName", "format": "format",
+    "exampleCount": "exampleCount", "example_count": "exampleCount",
+}  # fmt: skip
+_OUTPUT_ONLY = frozenset(
+    {"name", "createTime", "create_time", "updateTime", "update_time", "createdBy", "created_by",
+     "state", "status", "estimatedTokenCount", "estimated_token_count", "encryptionState",
+     "encryption_state", "averageTurnCount", "average_turn_count"}
+)  # fmt: skip
+_FORMATS = ("FORMAT_UNSPECIFIED", "CHAT", "COMPLETION", "RL")
+
+
+def _updates(body: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in _OUTPUT_ONLY:
+            continue
+        if key not in _UPDATABLE:
+            raise invalid(f"field {key!r} cannot be updated on the local backend")
+        fields[_UPDATABLE[key]] = _checked(_UPDATABLE[key], value)
+    return fields
+
+
+def _checked(field: str, value: Any) -> Any:
+    if field == "displayName" and isinstance(value, str):
+        return value
+    if field == "format" and value in _FORMATS:
+        return value
+    if field == "exampleCount" and _is_count(value):
+        return str(int(value))
+    raise invalid(f"invalid value for {field}: {value!r}")
+
+
+def _is_count(value: Any) -> bool:
+    """int64 as a JSON string (or a number), never negative."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, str) and value.isdigit()
 
 
 async def _delete(request: Request, account: str, dataset_id: str) -> Response:

@@ -47,10 +47,23 @@ def _problem(row: Any) -> str | None:
     body = row.get("body")
     if not isinstance(body, dict):
         return "missing body"
+    if "prompt" in body:  # a COMPLETION row: a prompt instead of messages, never both
+        return _prompt_problem(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "body.messages must be a non-empty list"
     return next(filter(None, (_message_problem(i, m) for i, m in enumerate(messages, 1))), None)
+
+
+def _prompt_problem(body: dict[str, Any]) -> str | None:
+    if "messages" in body:
+        return "body has both messages and prompt"
+    prompt = body["prompt"]
+    if isinstance(prompt, str) and prompt:
+        return None
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str | int) for p in prompt):
+        return None  # a list of strings, or of token IDs, as /v1/completions takes
+    return "body.prompt must be a non-empty string or list"
 
 
 def _message_problem(index: int, message: Any) -> str | None:

@@ -1,11 +1,20 @@
 """batchops.manifest: YAML manifests -> the typed desired state, every problem located.
 
-Public: ``load_desired`` (used by the CLI, the reconciler and the watch daemon) and
-``manifest_json_schema`` (for ``batchops schema``). The desired-state types live in ``desired``.
+Public: ``load_desired`` and ``load_partial`` (used by the CLI, the reconciler and the watch
+daemon) and ``manifest_json_schema`` (for ``batchops schema``). The desired-state types live in
+``desired``.
 """
 
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl, Source
-from batchops.manifest.loader import load_desired
+from batchops.manifest.loader import load_desired, load_partial
 from batchops.manifest.models import manifest_json_schema
 
-__all__ = ["DatasetDecl", "Desired", "JobDecl", "Source", "load_desired", "manifest_json_schema"]
+__all__ = [
+    "DatasetDecl",
+    "Desired",
+    "JobDecl",
+    "Source",
+    "load_desired",
+    "load_partial",
+    "manifest_json_schema",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batchops.config import BUILTIN_PROVIDER, PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
@@ -22,19 +22,26 @@ from batchops.manifest.outputs import output_problems
 from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
-    from batchops.manifest.loader import Parsed
+    from batchops.manifest.loader import Parsed, Unchecked
 
 
 def build_desired(
     parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic],
-    *, output_dir: str = "results", providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}),
+    unchecked: Sequence[Unchecked] = (), *, output_dir: str = "results",
+    providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}),
 ) -> Desired:  # fmt: skip
     ordered = sorted(parsed, key=lambda p: p.source)
     _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
     datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
-    jobs = [j for p in unique if (j := _job(p, names, root, diags, output_dir)) is not None]
+    # A Dataset document with a schema error still declares its name: a job reading it is not
+    # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
+    invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
+    jobs = [
+        j for p in unique if (j := _job(p, names, root, diags, invalid, output_dir)) is not None
+    ]
+    _dangling_in_unchecked(unchecked, names, diags, invalid)
     _check_providers(unique, providers, diags)
     _check_outputs(jobs, datasets, files, root, unique, diags)
     return Desired(
@@ -125,19 +132,36 @@ def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | No
     )
 
 
+def _unknown_dataset(ref: str, datasets: set[str]) -> str:
+    declared = f" (declared: {', '.join(sorted(datasets))})" if datasets else ""
+    return f"unknown dataset '{ref}'{suggest(ref, datasets) or declared}"
+
+
+def _dangling_in_unchecked(
+    unchecked: Sequence[Unchecked], datasets: set[str], diags: list[Diagnostic], invalid: set[str]
+) -> None:
+    """A job with a schema error is still checked for a dangling ``inputDataset``, unless a
+    Dataset document is too broken to name itself (the job may well mean that one)."""
+    if any(u.kind == "Dataset" and u.name is None for u in unchecked):
+        return
+    for u in unchecked:
+        ref = u.input_dataset
+        if u.kind == "BatchInferenceJob" and ref and ref not in datasets | invalid:
+            diags.append(dataclasses.replace(u.at, message=_unknown_dataset(ref, datasets)))
+
+
 def _job(
-    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], output_dir: str
+    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str],
+    output_dir: str,
 ) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
         return None
     spec, name = m.spec, m.metadata.name
-    ok = True
-    if spec.input_dataset is not None and spec.input_dataset not in datasets:
-        declared = f" (declared: {', '.join(sorted(datasets))})" if datasets else ""
-        hint = suggest(spec.input_dataset, datasets) or declared
+    ok = spec.input_dataset not in invalid  # reads a Dataset whose own problem is reported
+    if spec.input_dataset is not None and spec.input_dataset not in datasets | invalid:
         diags.append(
-            _at(p, ("spec", "inputDataset"), f"unknown dataset '{spec.input_dataset}'{hint}")
+            _at(p, ("spec", "inputDataset"), _unknown_dataset(spec.input_dataset, datasets))
         )
         ok = False
     written = spec.output.path or f"{output_dir.rstrip('/')}/{name}.jsonl"
@@ -162,8 +186,16 @@ def _job(
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
         labels=dict(m.metadata.labels),
+        **_failure_limit(spec.max_failed_rows),
+        max_retries=spec.max_retries,
         provider=spec.provider or BUILTIN_PROVIDER,
     )
+
+
+def _failure_limit(value: int | str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"max_failed_rows": 0, "max_failed_percent": float(value.removesuffix("%"))}
+    return {"max_failed_rows": value, "max_failed_percent": None}
 
 
 def _check_outputs(

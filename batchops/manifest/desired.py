@@ -54,7 +54,16 @@ class JobDecl:
     on_expired: OnExpired = "resume"
     max_resumes: int = 3
     labels: dict[str, str] = field(default_factory=dict)
+    max_failed_rows: int = 0  # failed rows allowed ...
+    max_failed_percent: float | None = None  # ... or a share of the input rows ("2%" -> 2.0)
+    max_retries: int = 1  # --retry-failed attempts per spec
     provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
+
+    def allowed_failures(self, total: int) -> int:
+        """Failed rows this job may have out of ``total`` before it counts as failed."""
+        if self.max_failed_percent is None:
+            return self.max_failed_rows
+        return int(total * self.max_failed_percent / 100)
 
 
 @dataclass(frozen=True)

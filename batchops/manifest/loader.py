@@ -35,24 +35,46 @@ class Parsed:
     doc: YamlDocument
 
 
+@dataclass(frozen=True)
+class Unchecked:
+    """What an invalid document still tells: its kind and name, and the dataset a job reads
+    (with where that is written), so that its other problems are found too."""
+
+    kind: str
+    name: str | None
+    input_dataset: str | None
+    at: Diagnostic  # the position of ``spec.inputDataset`` (message unused)
+
+
 def load_desired(
     paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None
 ) -> Desired:
     """Load every manifest under ``paths`` (files or folders, searched recursively; relative
     paths are taken from ``root``). Raises InvalidInputError with all problems of all files.
     ``project`` (batchops.yaml) gives the default output folder and the renames."""
-    root = root.resolve()
-    diags: list[Diagnostic] = []
-    files = discover(paths, root, diags)
-    parsed = [p for file in files for p in read_manifests(file, root, diags)]
-    output_dir = project.output_dir if project else DEFAULT_OUTPUT_DIR
-    providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
-    desired = build_desired(parsed, files, root, diags, output_dir=output_dir, providers=providers)
-    if project is not None and project.moved:
-        desired = with_moved(desired, project, diags)
+    desired, diags = load_partial(paths, root=root, project=project)
     if diags:
         raise InvalidInputError(diags)
     return desired
+
+
+def load_partial(
+    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None
+) -> tuple[Desired, list[Diagnostic]]:
+    """The declarations of every valid document, and every problem of the others: callers check
+    the valid ones' datasets too, so one run reports every problem (manifests and datasets)."""
+    root = root.resolve()
+    diags: list[Diagnostic] = []
+    files = discover(paths, root, diags)
+    unchecked: list[Unchecked] = []
+    parsed = [p for file in files for p in read_manifests(file, root, diags, unchecked)]
+    output_dir = project.output_dir if project else DEFAULT_OUTPUT_DIR
+    providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
+    desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir,
+                            providers=providers)  # fmt: skip
+    if project is not None and project.moved:
+        desired = with_moved(desired, project, diags)
+    return desired, diags
 
 
 def discover(paths: Sequence[Path], root: Path, diags: list[Diagnostic]) -> list[Path]:
@@ -88,7 +110,9 @@ def _manifests_in(folder: Path, root: Path) -> set[Path]:
     return found
 
 
-def read_manifests(file: Path, root: Path, diags: list[Diagnostic]) -> list[Parsed]:
+def read_manifests(
+    file: Path, root: Path, diags: list[Diagnostic], unchecked: list[Unchecked] | None = None
+) -> list[Parsed]:
     shown = P.display(file, root)
     real = P.resolved(file)
     if real is not None and not P.inside(real, root):
@@ -99,7 +123,8 @@ def read_manifests(file: Path, root: Path, diags: list[Diagnostic]) -> list[Pars
         return []
     docs, problems = parse_documents(text)
     diags.extend(Diagnostic(shown, *p.pos, p.message) for p in problems)
-    return [m for doc in docs if (m := _validate(doc, file, shown, diags)) is not None]
+    unchecked = unchecked if unchecked is not None else []
+    return [m for doc in docs if (m := _validate(doc, file, shown, diags, unchecked)) is not None]
 
 
 def _read_text(file: Path, shown: str, diags: list[Diagnostic]) -> str | None:
@@ -120,7 +145,9 @@ def _read_text(file: Path, shown: str, diags: list[Diagnostic]) -> str | None:
         return None
 
 
-def _validate(doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic]) -> Parsed | None:
+def _validate(
+    doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
+) -> Parsed | None:
     if not isinstance(doc.data, dict):
         diags.append(Diagnostic(shown, *doc.start, "a manifest must be a mapping"))
         return None
@@ -131,8 +158,20 @@ def _validate(doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic]
         manifest = model.model_validate(doc.data)
     except ValidationError as exc:
         diags.extend(validation_diagnostics(exc, doc, model, shown))
+        unchecked.append(_unchecked(doc, shown))
         return None
     return Parsed(manifest, file, Source(shown, *doc.start), doc)
+
+
+def _unchecked(doc: YamlDocument, shown: str) -> Unchecked:
+    metadata, spec = doc.data.get("metadata"), doc.data.get("spec")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    ref = spec.get("inputDataset") if isinstance(spec, dict) else None
+    pos = doc.values.get(("spec", "inputDataset"), doc.start)
+    return Unchecked(
+        kind=str(doc.data.get("kind")), name=name if isinstance(name, str) else None,
+        input_dataset=ref if isinstance(ref, str) else None, at=Diagnostic(shown, *pos, ""),
+    )  # fmt: skip
 
 
 def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[BaseModel] | None:

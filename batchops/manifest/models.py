@@ -12,13 +12,23 @@ import re
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from batchops.providers.catalog import PRECISIONS
 
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PERCENT_RE = r"^[0-9]+(\.[0-9]+)?%$"
 
 
 class StrictModel(BaseModel):
@@ -96,6 +106,31 @@ class JobSpec(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     on_expired: Literal["resume", "stop"] = "resume"
     max_resumes: int = Field(default=3, ge=0, le=100)
+    max_failed_rows: Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=PERCENT_RE)] = (
+        Field(
+            default=0,
+            description="failed rows allowed before apply exits 3: a count, or a share of the "
+            "input rows such as '2%'",
+        )
+    )
+    max_retries: int = Field(
+        default=1, ge=0, le=100, description="--retry-failed attempts per spec (transient only)"
+    )
+
+    @field_validator("max_failed_rows", mode="wrap")
+    @classmethod
+    def _check_failed_rows(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> int | str:
+        """One clear message instead of one per member of the union."""
+        try:
+            checked: int | str = handler(value)
+        except ValidationError:
+            raise ValueError(
+                f"maxFailedRows must be a count of rows (an integer >= 0) or a share of the "
+                f"input rows such as '2%', not {value!r}"
+            ) from None
+        if isinstance(checked, str) and float(checked[:-1]) > 100:
+            raise ValueError(f"maxFailedRows '{checked}' is over 100%")
+        return checked
 
     @field_validator("precision")
     @classmethod

@@ -10,6 +10,7 @@ provider-neutral model (``batchops.providers``), never a provider's wire types.
 - ``make``: ``make_plan`` and the observed fingerprint
 """
 
+from batchops.plan.jobs import permanent_failure
 from batchops.plan.make import check_prune, make_plan
 from batchops.plan.model import (
     KIND_ORDER,
@@ -23,6 +24,7 @@ from batchops.plan.model import (
     Plan,
     PlanOptions,
     Resource,
+    RowFailures,
     sort_actions,
 )
 from batchops.plan.views import (
@@ -36,8 +38,28 @@ from batchops.plan.views import (
 from batchops.providers import DatasetSpec, JobSpec
 
 __all__ = [
-    "KIND_ORDER", "LOCAL_CHANGES", "REMOTE_CHANGES", "Action", "DatasetFacts", "DatasetSpec",
-    "DownloadSpec", "JobSpec", "JobView", "Kind", "Observed", "Plan", "PlanOptions", "Resource",
-    "base_job_id", "check_prune", "declared_dataset_ids", "input_id_of", "job_views", "make_plan",
-    "sort_actions", "wire_parameters",
+    "KIND_ORDER",
+    "LOCAL_CHANGES",
+    "REMOTE_CHANGES",
+    "Action",
+    "DatasetFacts",
+    "DatasetSpec",
+    "DownloadSpec",
+    "JobSpec",
+    "JobView",
+    "Kind",
+    "Observed",
+    "Plan",
+    "PlanOptions",
+    "Resource",
+    "RowFailures",
+    "base_job_id",
+    "check_prune",
+    "declared_dataset_ids",
+    "input_id_of",
+    "job_views",
+    "make_plan",
+    "permanent_failure",
+    "sort_actions",
+    "wire_parameters",
 ]  # fmt: skip

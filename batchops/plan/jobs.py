@@ -105,15 +105,35 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     spec = _job_spec(view, view.base_id, ctx.project, continued_from=None)
     after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
     details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
-    old = _replaced(view, ctx)
+    old = _replaced(view, ctx, spec)
     if old is None:
         return [Action(Kind.CREATE_JOB, resource, "new job", details, job=spec, after=after)]
     reason = "spec changed: " + (_spec_diff(old, spec) or "job ID changed")
     details["replaces"] = old.key
-    if old.state not in DONE_STATES:
+    running = _older_running(view, ctx)
+    if running:
         details["oldJobKeepsRunning"] = True
-        reason += f"; the old job {old.key} keeps running and is billed unless pruned"
+        if len(running) == 1:
+            reason += f"; the old job {running[0]} keeps running and is billed unless pruned"
+        else:
+            reason += (f"; the old jobs {', '.join(running)} keep running and are billed "
+                       "unless pruned")  # fmt: skip
     return [Action(Kind.REPLACE_JOB, resource, reason, details, job=spec, after=after)]
+
+
+def _older_running(view: JobView, ctx: Ctx) -> list[str]:
+    """Jobs of older specs of this declaration still running, whichever one is replaced."""
+    return sorted(job.key for job in _older_specs(view, ctx) if job.state not in DONE_STATES)
+
+
+def _older_specs(view: JobView, ctx: Ctx) -> list[RemoteJob]:
+    """Our jobs of this declaration's name (and of its old name after a `moved` rename) under
+    another base ID: the jobs of its older specs."""
+    name = view.base_id.rsplit("-", 1)[0]
+    old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
+    members = [*ctx.seen.ours_by_name.get(name, []),
+               *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
+    return [job for parts, job in members if parts.base != view.base_id]
 
 
 def _missing_input(view: JobView, ctx: Ctx) -> str | None:
@@ -124,18 +144,22 @@ def _missing_input(view: JobView, ctx: Ctx) -> str | None:
     return f"input dataset {view.input_dataset_id} does not exist"
 
 
-def _replaced(view: JobView, ctx: Ctx) -> RemoteJob | None:
-    """The newest job of an older spec of this declaration (same name, other base ID)."""
-    name = view.base_id.rsplit("-", 1)[0]
-    old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
-    members = [*ctx.seen.ours_by_name.get(name, []),
-               *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
-    candidates = [(job.created, job.key, job) for parts, job in members
-                  if parts.base != view.base_id]  # fmt: skip
-    return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
+def _replaced(view: JobView, ctx: Ctx, spec: JobSpec) -> RemoteJob | None:
+    """The job of an older spec of this declaration (same name, other base ID) that the manifest
+    matches most closely: the fewest differences in model, input and parameters, then the newest.
+    After a revert (A -> B -> A') the plan compares A' with A, not with B, so a dataset-only change
+    reads as one; the newest job of the name would list B's parameters as changes."""
+    candidates = [
+        (-len(_changes(job, spec)), job.created, job.key, job) for job in _older_specs(view, ctx)
+    ]
+    return max(candidates, key=lambda c: c[:3])[3] if candidates else None
 
 
 def _spec_diff(old: RemoteJob, new: JobSpec) -> str:
+    return ", ".join(_changes(old, new))
+
+
+def _changes(old: RemoteJob, new: JobSpec) -> list[str]:
     changes = []
     if old.model != new.model:
         changes.append(f"model {old.model or None} -> {new.model}")
@@ -148,7 +172,7 @@ def _spec_diff(old: RemoteJob, new: JobSpec) -> str:
             changes.append(f"inferenceParameters.{key} {_show(before)} -> {_show(after)}")
     if new.precision and (old.precision or None) != new.precision:
         changes.append(f"precision {_show(old.precision)} -> {new.precision}")
-    return ", ".join(changes)
+    return changes
 
 
 def _show(value: Any) -> str:
@@ -179,6 +203,8 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
 
 def _download_reason(result: LocalResult | None, *, partial: bool) -> str:
     what = "partial results" if partial else "results"
+    if result is not None and result.record is None and result.present:
+        return f"record missing: {what} are on disk but not recorded (downloaded again to verify)"
     if result is None or result.record is None:
         return f"{what} not on disk"
     if not result.verified:
@@ -190,14 +216,44 @@ def _failed(
     view: JobView, parts: JobIdParts, job: RemoteJob, resource: Resource, ctx: Ctx
 ) -> list[Action]:
     message = job.message or "no message"
-    details = {"state": job.raw_state, "message": message}
+    details = {"state": job.raw_state, "message": message, "retries": parts.attempt,
+               "maxRetries": view.decl.max_retries}  # fmt: skip
+    reason = f"{_short(job)}: {message}"
     if not ctx.options.retry_failed:
-        return [Action(Kind.FAILED, resource, f"{_short(job)}: {message}", details)]
+        return [Action(Kind.FAILED, resource, reason, details)]
+    permanent = permanent_failure(job)
+    if permanent or parts.attempt >= view.decl.max_retries:
+        why = permanent or f"all {view.decl.max_retries} retries used (maxRetries)"
+        return [Action(Kind.FAILED, resource, f"{reason}; not retried: {why}", details)]
     new_id = attempt_id(view.base_id, parts.attempt + 1)
     spec = _job_spec(view, new_id, ctx.project, continued_from=None)
     reason = f"retry after {_short(job)} (attempt {parts.attempt + 2}): {message}"
     new_resource = Resource("job", view.decl.name, new_id)
     return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
+
+
+# Error codes that say the request itself is wrong: the same job would fail the same way
+# (google.rpc names, as Fireworks reports them).
+PERMANENT_CODES = frozenset(
+    {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "OUT_OF_RANGE", "PERMISSION_DENIED",
+     "UNAUTHENTICATED", "UNIMPLEMENTED", "ALREADY_EXISTS"}
+)  # fmt: skip
+# Messages that name a permanent cause even under another code (an unknown model, a bad dataset).
+PERMANENT_WORDS = ("syntax error", "validation failed", "invalid dataset", "model not found",
+                   "unknown model", "does not exist", "not supported")  # fmt: skip
+
+
+def permanent_failure(job: RemoteJob) -> str | None:
+    """Why retrying ``job`` cannot help (its input or model is wrong), or None when it may: the
+    provider's error code is one of PERMANENT_CODES, or its message names such a cause. A
+    cancelled job is never permanent: someone stopped it."""
+    if job.state is not JobState.FAILED or not (job.code or job.message):
+        return None
+    code, message = job.code, job.message.lower()
+    if code in PERMANENT_CODES:
+        return f"the failure is permanent ({code})"
+    word = next((w for w in PERMANENT_WORDS if w in message), None)
+    return f"the failure is permanent ({word})" if word else None
 
 
 def _expired(

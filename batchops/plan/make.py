@@ -16,8 +16,8 @@ from batchops.plan.datasets import dataset_actions
 from batchops.plan.jobs import Ctx, job_actions
 from batchops.plan.model import DatasetFacts, Kind, Observed, Plan, PlanOptions, sort_actions
 from batchops.plan.prune import prune_actions
-from batchops.plan.views import Seen, declared_dataset_ids, views_of
-from batchops.results import LocalResult
+from batchops.plan.views import JobView, Seen, declared_dataset_ids, views_of
+from batchops.results import LocalResult, ResultRecord
 
 
 def _fingerprint(seen: Seen, wanted: set[str]) -> str:
@@ -63,4 +63,9 @@ def make_plan(
         project=project, options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
         orphan_jobs=0 if options.prune else sum(a.kind is Kind.PRUNE_JOB for a in prunes),
+        declared=tuple((v.decl, _current_record(v)) for v in views),
     )  # fmt: skip
+
+
+def _current_record(view: JobView) -> ResultRecord | None:
+    return view.result.record if view.result is not None and view.results_current else None

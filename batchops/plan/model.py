@@ -15,7 +15,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+from batchops.manifest.desired import JobDecl
 from batchops.providers import DatasetSpec, JobSpec, RemoteInput, RemoteJob
+from batchops.results import ResultRecord
 
 
 class Kind(StrEnum):
@@ -110,6 +112,16 @@ class Plan:
     orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
+    # Each declared job with its results record when that is current (merged up to the latest
+    # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.
+    declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()
+
+    def decl(self, name: str) -> JobDecl | None:
+        return self._decls.get(name)
+
+    @cached_property
+    def _decls(self) -> dict[str, JobDecl]:
+        return {d.name: d for d, _ in self.declared}
 
     @property
     def remote_changes(self) -> list[Action]:
@@ -129,6 +141,21 @@ class Plan:
     @cached_property
     def _counts(self) -> Counter[Kind]:
         return Counter(a.kind for a in self.actions)
+
+
+@dataclass(frozen=True)
+class RowFailures:
+    """Rows of a declared job's merged results that failed, against its spec.maxFailedRows."""
+
+    job: str
+    failed: int
+    total: int
+    allowed: int
+    first_errors: tuple[str, ...]  # "custom_id: message", the first few
+
+    @property
+    def over_limit(self) -> bool:
+        return self.failed > self.allowed
 
 
 def sort_actions(actions: Iterable[Action]) -> tuple[Action, ...]:

@@ -59,6 +59,7 @@ class Rows:
     succeeded: int = 0
     failed: int = 0
     percent: int = 0
+    processed: int = 0  # rows run so far, succeeded or failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class RemoteJob:
     raw_state: str  # the provider's own state string, shown to people
     provider: str = DEFAULT_PROVIDER
     message: str = ""  # the provider's status message (why it failed, ...)
+    code: str = ""  # the provider's error code for that message ("" none)
     model: str = ""
     input_id: str = ""  # our key of the input it reads
     parameters: Mapping[str, Any] = field(default_factory=dict)

@@ -6,10 +6,21 @@ Called by ``batchops.cli.validate`` (and any command that reports invalid input)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from batchops.errors import Diagnostic
 from batchops.textsafe import annotation_data, annotation_property, inert
+
+
+class Located(Protocol):
+    """Where a declaration is (``manifest.desired.Source`` has this shape)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def col(self) -> int: ...
 
 
 def diagnostics_text(diags: Sequence[Diagnostic]) -> str:
@@ -37,4 +48,14 @@ def github_annotations(diags: Sequence[Diagnostic]) -> str:
         f"::error file={annotation_property(d.path)},line={d.line},col={d.col}::"
         f"{annotation_data(d.message)}"
         for d in sorted(diags)
+    )
+
+
+def github_annotation(at: Located | None, message: str) -> str:
+    """One ``::error`` line, at a file and line when something there is to blame."""
+    if at is None:
+        return f"::error::{annotation_data(message)}"
+    return (
+        f"::error file={annotation_property(at.path)},line={at.line},col={at.col}::"
+        f"{annotation_data(message)}"
     )

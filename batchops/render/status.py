@@ -1,5 +1,8 @@
 """Status of declared jobs as rows, plain text, JSON and a rich table. Pure.
 
+Progress and row counts are over the lineage (the latest attempt and all its continuations), so a
+resumed job reads as one job: rows out of the first job's total, never a continuation's share.
+
 ``batchops.cli.status`` builds the rows from ``reconcile.Context.views()`` and prints one of these.
 """
 
@@ -12,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchops.plan import JobView
+from batchops.providers import JobState
 from batchops.textsafe import inert
 
 FORMAT_VERSION = 1
@@ -29,6 +33,8 @@ class StatusRow:
     tokens_out: int
     results_path: str
     results: str  # "verified" | "stale" | "missing"
+    total: int = 0  # input rows of the lineage
+    lineage: int = 0  # jobs in the lineage: 1, plus one per continuation
 
 
 def _results_state(view: JobView) -> str:
@@ -37,20 +43,54 @@ def _results_state(view: JobView) -> str:
     return "verified" if view.results_current else "stale"
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Row counts over a lineage: the latest attempt with every continuation of it."""
+
+    total: int
+    succeeded: int
+    failed: int
+    percent: int
+
+
+def _lineage_rows(view: JobView) -> _Rows:
+    """A continuation runs only the rows its lineage has not answered yet, so the lineage's total
+    is its first job's; rows succeeded add up over the links; the rows failed are the latest
+    link's (earlier failures are run again by the continuation); progress is rows answered
+    before the latest link plus rows the latest link processed, over the total."""
+    latest = view.latest
+    if latest is None:
+        return _Rows(0, 0, 0, 0)
+    chain = [j.rows for parts, j in view.family if parts.attempt == latest[0].attempt]
+    first, last = chain[0], chain[-1]
+    before = sum(p.succeeded for p in chain[:-1] if p)
+    succeeded = before + (last.succeeded if last else 0)
+    total = first.total if first else 0
+    processed = before + (last.processed if last else 0)
+    percent = min(100, processed * 100 // total) if total else 0
+    if latest[1].state is JobState.FINISHED:
+        percent = 100
+    return _Rows(total, succeeded, last.failed if last else 0, percent)
+
+
 def status_row(view: JobView) -> StatusRow:
     latest = view.latest
-    rows = latest[1].rows if latest else None
+    rows = _lineage_rows(view)
     return StatusRow(
         name=view.decl.name,
         remote_id=latest[1].remote_id if latest else view.base_id,
         state=view.state.removeprefix("JOB_STATE_"),
-        percent=rows.percent if rows else 0,
-        succeeded=sum(j.rows.succeeded for _, j in view.family if j.rows),
-        failed=rows.failed if rows else 0,
+        percent=rows.percent,
+        succeeded=rows.succeeded,
+        failed=rows.failed,
         tokens_in=sum(j.tokens.input for _, j in view.family),
         tokens_out=sum(j.tokens.output for _, j in view.family),
         results_path=view.decl.output_display,
         results=_results_state(view),
+        total=rows.total,
+        lineage=sum(parts.attempt == latest[0].attempt for parts, _ in view.family)
+        if latest
+        else 0,
     )
 
 
@@ -95,4 +135,5 @@ def _row_json(row: StatusRow) -> dict[str, Any]:
         "name": row.name, "remoteId": row.remote_id, "state": row.state, "percent": row.percent,
         "succeeded": row.succeeded, "failed": row.failed, "tokensIn": row.tokens_in,
         "tokensOut": row.tokens_out, "results": row.results_path, "resultsState": row.results,
+        "total": row.total, "lineage": row.lineage,
     }  # fmt: skip

@@ -144,11 +144,14 @@ def assert_no_duplicates(server: Server | InProcess) -> tuple[list[str], list[st
 
 
 def test_apply_wait_converges_then_reports_no_changes(tmp_path: Path, server: Server) -> None:
-    root = make_repo(tmp_path, fail={3})
+    root = make_repo(tmp_path, fail={3}, jobs={"answers": {"maxFailedRows": 1}})
     first = batchops(root, server, *WAIT)
     assert first.returncode == 0, first.stderr
     assert "+ dataset prompts" in first.stdout and "+ job answers" in first.stdout
-    assert first.stdout.splitlines()[-1] == "Apply complete: 1 completed."
+    assert first.stdout.splitlines()[-1] == (
+        "Apply complete with failed rows: answers 1 of 12 rows failed "
+        "(first: row-3: echo: failure requested) (1 job(s) submitted)."
+    )
     results = root / "results" / "answers.jsonl"
     ok, errors = ids_in(results), ids_in(root / "results" / "answers.errors.jsonl")
     assert sorted(ok + errors) == sorted(f"row-{i}" for i in range(ROWS))
@@ -156,7 +159,8 @@ def test_apply_wait_converges_then_reports_no_changes(tmp_path: Path, server: Se
     jobs, _ = assert_no_duplicates(server)
     assert len(jobs) == 1 and jobs[0].endswith(tuple("0123456789abcdef"))
     second = batchops(root, server, "apply", "--wait")
-    assert second.returncode == 0 and second.stdout.strip() == "No changes."
+    assert second.returncode == 0 and second.stdout.splitlines()[0] == "No changes."
+    assert "warning: answers: 1 of 12 rows failed (maxFailedRows allows 1)" in second.stderr
     assert sorted(p.name for p in results.parent.iterdir()) == [
         "answers.errors.jsonl", "answers.jsonl"]  # fmt: skip
 

@@ -146,3 +146,24 @@ def test_upload_without_file_field_or_truncated_is_refused(client: httpx.Client)
     assert extra_parts.status_code == 200, extra_parts.text
     assert extra_parts.json()["bytes"] == len(b'{"a": 1}\n')
     assert extra_parts.json()["filename"] == "in.jsonl"
+
+
+def test_patch_carries_out_format_and_example_count_or_refuses(client: httpx.Client) -> None:
+    client.post("/datasets", json={"datasetId": "d1", "dataset": {"displayName": "a"}})
+    patched = client.patch("/datasets/d1", json={"format": "COMPLETION", "exampleCount": "7"})
+    assert patched.status_code == 200
+    held = client.get("/datasets/d1").json()
+    assert held["format"] == "COMPLETION" and held["exampleCount"] == "7"
+    for body in ({"format": "NOPE"}, {"exampleCount": "-1"}, {"externalUrl": "gs://x"}):
+        refused = client.patch("/datasets/d1", json=body)
+        assert refused.status_code == 400 and refused.json()["code"] == 3
+    assert client.get("/datasets/d1").json()["format"] == "COMPLETION"
+
+
+def test_create_from_a_source_dataset_is_refused_not_faked(client: httpx.Client) -> None:
+    client.post("/datasets", json={"datasetId": "src", "dataset": {"exampleCount": "1"}})
+    body = {"datasetId": "copy", "sourceDatasetId": "src", "dataset": {"exampleCount": "1"}}
+    answer = client.post("/datasets", json=body)
+    assert answer.status_code == 501
+    assert answer.json()["code"] == 12 and "sourceDatasetId" in answer.json()["message"]
+    assert client.get("/datasets/copy").status_code == 404

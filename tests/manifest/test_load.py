@@ -354,3 +354,32 @@ def test_result_does_not_depend_on_file_or_document_order(root: Path) -> None:
 def test_empty_documents_are_skipped(root: Path) -> None:
     write(root, "jobs/a.yaml", "---\n" + DATASET + "---\n---\n")
     assert len(load_desired([Path("jobs")], root=root).datasets) == 1
+
+
+@pytest.mark.parametrize(
+    ("written", "rows", "percent"), [("0", 0, None), ("7", 7, None), ('"2.5%"', 0, 2.5)]
+)
+def test_max_failed_rows_is_a_count_or_a_share(
+    root: Path, written: str, rows: int, percent: float | None
+) -> None:
+    write(root, "jobs/qa.yml", DATASET + "---\n" + JOB + f"  maxFailedRows: {written}\n")
+    (job,) = load_desired([Path("jobs")], root=root).jobs
+    assert (job.max_failed_rows, job.max_failed_percent, job.max_retries) == (rows, percent, 1)
+    assert job.allowed_failures(200) == (rows if percent is None else 5)
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ('"two"', "maxFailedRows must be a count of rows (an integer >= 0) or a share of the "
+         "input rows such as '2%', not 'two'"),
+        ("-1", "maxFailedRows must be a count of rows (an integer >= 0) or a share of the "
+         "input rows such as '2%', not -1"),
+        ('"150%"', "maxFailedRows '150%' is over 100%"),
+    ],
+)  # fmt: skip
+def test_max_failed_rows_problems_are_one_clear_message(
+    root: Path, written: str, message: str
+) -> None:
+    write(root, "jobs/qa.yml", DATASET + "---\n" + JOB + f"  maxFailedRows: {written}\n")
+    assert problems(root) == [f"jobs/qa.yml:13:18: spec.maxFailedRows: {message}"]

@@ -29,3 +29,17 @@ def test_remote_job_ownership_is_by_project() -> None:
 def test_unknown_kind_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown provider kind 'anthropic'"):
         build(ProviderConfig(name="a", kind="anthropic"))
+
+
+def test_a_declared_fireworks_account_is_built_by_the_registry() -> None:
+    from batchops.config import Secret
+    from batchops.providers.fireworks.provider import FireworksProvider
+
+    eu = ProviderConfig(name="fw-eu", kind="fireworks", account_id="acct-eu")
+    provider = build(eu, api_key=Secret("fw-key"))
+    assert isinstance(provider, FireworksProvider) and provider.name == "fw-eu"
+    assert provider.client.account_id == "acct-eu"
+    assert provider.client.base_url.startswith("https://api.fireworks.ai")
+    provider.close()
+    with pytest.raises(ConfigError, match="fw-eu: accountId is required"):
+        build(ProviderConfig(name="fw-eu", kind="fireworks"), api_key=Secret("k"))

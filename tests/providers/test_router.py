@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +69,8 @@ class Memory:
         pass
 
     def cancel_job(self, key: str) -> None:
-        self.delete_job(key)
+        job = self.get_job(key)
+        self.jobs[key] = dataclasses.replace(job, state=JobState.CANCELLED, raw_state="cancelled")
 
     def delete_input(self, key: str) -> None:
         if self.inputs.pop(key, None) is None:
@@ -180,3 +182,21 @@ def test_apply_then_replan_across_providers_is_empty(tmp_path: Path) -> None:
     again = Observed(tuple(both.list_inputs()), tuple(both.list_jobs()))
     replan = make_plan(desired, facts, again, {}, PlanOptions(download=False), project=PROJECT)
     assert [a.kind for a in replan.actions] == [Kind.WAIT, Kind.WAIT]
+
+
+def test_cancel_asks_the_provider_to_cancel_and_delete_to_delete(tmp_path: Path) -> None:
+    from batchops.apply import apply_plan
+    from batchops.plan import Action, Plan, Resource
+
+    tg = Memory("together")
+    both = ProviderSet({"fireworks": Memory("fireworks"), "together": tg})
+    both.create_job(spec("a-1", "together"), project=PROJECT)
+    both.create_job(spec("b-1", "together"), project=PROJECT)
+    both.list_jobs()
+    actions = (
+        Action(Kind.PRUNE_JOB, Resource("job", "a", "a-1"), "cancel", {"cancel": True}),
+        Action(Kind.PRUNE_JOB, Resource("job", "b", "b-1"), "delete"),
+    )
+    result = apply_plan(Plan(actions, "", PROJECT), provider=both, root=tmp_path)
+    assert result.errors == []
+    assert list(tg.jobs) == ["a-1"] and tg.jobs["a-1"].state is JobState.CANCELLED

@@ -218,7 +218,8 @@ def test_server_text_is_inert_in_plan_status_apply_and_the_step_summary(
     assert "\\x1b[2J\\x1b[31m" + MARK in runs["plan"].out  # shown, escaped, not dropped
     assert "\\x1b[5mblink\\n" in runs["plan"].out  # the unknown state, lower-cased, escaped
     assert "\\x1b[5mBLINK\\n" in runs["status"].out
-    assert runs["apply"].code == 1 and "failed: failing" in runs["apply"].err
+    # the failed job with the server's reason (escaped), one line of its own
+    assert runs["apply"].code == 1 and "\nfailed: job failing [failing-" in runs["apply"].err
     closing = runs["apply"].err.splitlines()
     assert any("reached before convergence" in line and "\\x1b[5mblink" in line for line in closing)
     text = summary.read_text()

@@ -15,12 +15,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from batchops.config import LOCAL_ACCOUNT_ID, Settings
-from batchops.errors import ApiError, ConflictError, NotFoundError, OwnershipError
+from batchops.config import DEFAULT_BASE_URL, LOCAL_ACCOUNT_ID, Settings
+from batchops.errors import ApiError, ConfigError, ConflictError, NotFoundError, OwnershipError
 from batchops.identity import output_dataset_id, owner_of
 from batchops.providers.base import ProgressFn, Stopped
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.factory import client_from_settings
+from batchops.providers.fireworks.outputs import to_neutral
 from batchops.providers.fireworks.wire import (
     DATASET_STATE_READY,
     GONE_JOB_STATES,
@@ -93,7 +94,8 @@ def job_from_wire(job: BatchInferenceJob, provider: str = "fireworks") -> Remote
     rows, tokens = None, Tokens()
     if p is not None:
         rows = Rows(p.total_input_requests or 0, p.successfully_processed_requests or 0,
-                    p.failed_requests or 0, p.percent or 0)  # fmt: skip
+                    p.failed_requests or 0, p.percent or 0,
+                    p.total_processed_requests or 0)  # fmt: skip
         tokens = Tokens(p.input_tokens or 0, p.output_tokens or 0, p.cached_input_token_count or 0)
     continued = job.continued_from_job_name
     output = job.output_dataset_id
@@ -101,6 +103,7 @@ def job_from_wire(job: BatchInferenceJob, provider: str = "fireworks") -> Remote
         key=rid, remote_id=rid, owner=owner_of(job.display_name),
         state=job_state(job.state), raw_state=job.state or "JOB_STATE_UNSPECIFIED",
         provider=provider, message=(job.status.message or "") if job.status else "",
+        code=(job.status.code or "") if job.status else "",
         model=job.model or "", input_id=resource_id(job.input_dataset_id or ""),
         parameters=_WireParams(job.inference_parameters), precision=job.precision,
         rows=rows, tokens=tokens, created=job.create_time or "", updated=job.update_time or "",
@@ -247,7 +250,8 @@ class FireworksProvider:
         self, job_keys: Sequence[str], target: Path, *, progress: ProgressFn | None = None
     ) -> list[Path]:
         """Each job's output dataset (``<job>-out``) into ``target/<dataset>``; its files are
-        ``BIJOutputSet.jsonl`` and ``error-data``, the neutral layout's names."""
+        ``BIJOutputSet.jsonl`` and ``error-data``, the neutral layout's names, rewritten in the
+        neutral results shape (``outputs.to_neutral``)."""
         folders = []
         last = len(job_keys) - 1
         for i, key in enumerate(job_keys):
@@ -258,6 +262,7 @@ class FireworksProvider:
                 if i == last:
                     raise
                 continue  # a failed earlier attempt never wrote an output dataset
+            to_neutral(target / ds_id, key)
             folders.append(target / ds_id)
         return folders
 
@@ -296,5 +301,8 @@ def from_config(
         return FireworksProvider(client, name=config.name)
     args: dict[str, Any] = {"base_url": config.base_url, "account_id": config.account_id}
     args.update(options)
+    args["base_url"] = args.get("base_url") or DEFAULT_BASE_URL
+    if args.get("api_key") is not None and not args["account_id"]:
+        raise ConfigError(f"provider {config.name}: accountId is required with a key")
     args["account_id"] = args.get("account_id") or LOCAL_ACCOUNT_ID
     return FireworksProvider(FireworksClient(**args), name=config.name)

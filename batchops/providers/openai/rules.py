@@ -1,7 +1,8 @@
 """OpenAI's rules for batch input, checked at ``validate`` time with file:line.
 
-Called by ``runner.validate_job`` (and through it by ``batchops validate`` for jobs on an
-OpenAI-compatible provider). Pure: rows in, Diagnostics out.
+``check_job`` is this kind's entry in ``batchops.providers.rules.RULES``: ``batchops validate``
+and every pass run it (through ``batchops.checks``) for each job on an OpenAI-compatible
+provider. Pure: rows in, Diagnostics out.
 
 - ``custom_id``: at most 64 characters of printable ASCII without spaces. OpenAI documents only
   uniqueness (reference §11.8); 64 is Together's documented cap and the strictest known, and
@@ -15,6 +16,7 @@ OpenAI-compatible provider). Pure: rows in, Diagnostics out.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any
 
 from batchops.errors import Diagnostic
 from batchops.providers.openai.lines import RequestShape, render
+from batchops.providers.rules import JobCheck, RowsFn
 from batchops.wire_openai import MAX_BATCH_FILE_BYTES
 
 CUSTOM_ID_MAX = 64
@@ -94,3 +97,27 @@ def spec_problems(spec: Mapping[str, Any], shape: RequestShape) -> list[tuple[st
 
 def diagnostics(path: str, problems: Iterable[RowProblem]) -> list[Diagnostic]:
     return [Diagnostic(path, p.line, 1, p.message) for p in problems]
+
+
+def check_job(job: JobCheck, rows: RowsFn) -> list[Diagnostic]:
+    """Every OpenAI rule the job (at its manifest line) and its rows (at theirs) break."""
+    params = {k: v for k, v in job.parameters.items() if k != "extraBody"}
+    extra = job.parameters.get("extraBody")
+    shape = RequestShape.from_inference(
+        job.model,
+        {_snake(k): v for k, v in params.items()},
+        extra if isinstance(extra, Mapping) else None,
+    )
+    spec: dict[str, Any] = {"inferenceParameters": dict(job.parameters)}
+    if job.precision:
+        spec["precision"] = job.precision
+    found = [job.at(f"{field}: {message}") for field, message in spec_problems(spec, shape)]
+    cap = int(job.limits.get("maxBytesPerBatch", MAX_BATCH_FILE_BYTES))
+    for path, group in itertools.groupby(rows(), key=lambda r: r.path):  # streamed, file by file
+        numbered = ((r.line, r.row) for r in group)
+        found += diagnostics(path, row_problems(numbered, shape, max_bytes=cap))
+    return found
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)

@@ -1,0 +1,55 @@
+"""Provider rules over the declared jobs: the hook ``validate`` and every pass run after the
+manifests and datasets validated, so that nothing is sent for a job its provider would refuse.
+
+Called by ``batchops.cli.validate`` and ``batchops.reconcile.load_inputs``. Each job's provider
+(``spec.provider``) gives the rules (``batchops.providers.rules``); its input dataset's rows are
+read only when those rules ask for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from batchops.config import ProjectConfig
+from batchops.datasets import iter_rows
+from batchops.errors import Diagnostic, InvalidInputError
+from batchops.manifest.desired import Desired, JobDecl
+from batchops.providers.rules import DatasetRow, JobCheck, RowsFn, provider_config, rules_for
+
+
+def provider_problems(
+    desired: Desired, *, root: Path, project: ProjectConfig | None = None
+) -> list[Diagnostic]:
+    """Every problem the jobs' providers find, sorted."""
+    problems: list[Diagnostic] = []
+    for decl in desired.jobs:
+        config = provider_config(decl.provider, project)
+        rules = rules_for(config.kind)
+        if rules is None:
+            continue
+        check = JobCheck(
+            name=decl.name, provider=config, model=decl.model,
+            parameters=decl.inference_parameters, precision=decl.precision,
+            path=decl.source.path, line=decl.source.line, col=decl.source.col,
+            limits=config.limits,
+        )  # fmt: skip
+        problems += rules(check, _rows(desired, decl, root))
+    return sorted(set(problems))
+
+
+def check_providers(desired: Desired, *, root: Path, project: ProjectConfig | None) -> None:
+    """``provider_problems``, raised as one InvalidInputError when there are any."""
+    problems = provider_problems(desired, root=root, project=project)
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def _rows(desired: Desired, decl: JobDecl, root: Path) -> RowsFn:
+    dataset = desired.dataset(decl.input_dataset) if decl.input_dataset else None
+    files = dataset.files if dataset is not None else ()
+
+    def rows() -> Iterator[DatasetRow]:
+        return (DatasetRow(path, line, row) for path, line, row in iter_rows(files, root))
+
+    return rows
