@@ -178,7 +178,8 @@ class ResultRow:
     text: str | None = None
     finish_reason: str | None = None
     usage: Tokens = Tokens()
-    error: str | None = None
+    error: str | None = None  # the provider's message for a failed row
+    error_code: str | None = None  # ... and its code, when it gave one
     job: str | None = None  # the key of the job that answered it
     response: Any = None
 
@@ -191,5 +192,6 @@ def result_row(line: Mapping[str, Any]) -> ResultRow:
         finish_reason=line.get("finish_reason"),
         usage=Tokens(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0),
                      int(usage.get("cached_tokens") or 0)),
-        error=line.get("error"), job=line.get("job"), response=line.get("response"),
+        error=line.get("error"), error_code=line.get("error_code"), job=line.get("job"),
+        response=line.get("response"),
     )  # fmt: skip

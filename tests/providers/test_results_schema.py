@@ -34,7 +34,8 @@ def test_a_fireworks_answer_gets_the_neutral_fields_and_keeps_its_response() -> 
 def test_a_fireworks_error_line_gets_the_error_field() -> None:
     line = {"custom_id": "r2", "error": {"code": "INVALID_ARGUMENT", "message": "bad"}}
     row = result_row(neutral(line, "j-1", failed=True))
-    assert (row.text, row.error, row.usage) == (None, "INVALID_ARGUMENT: bad", Tokens())
+    assert (row.text, row.error, row.error_code, row.usage) == (
+        None, "bad", "INVALID_ARGUMENT", Tokens())  # fmt: skip
 
 
 def test_to_neutral_rewrites_both_files_and_leaves_unreadable_lines_for_the_merge(
@@ -48,7 +49,8 @@ def test_to_neutral_rewrites_both_files_and_leaves_unreadable_lines_for_the_merg
     ok = (tmp_path / "BIJOutputSet.jsonl").read_text().splitlines()
     assert json.loads(ok[0])["text"] == "4" and ok[1] == "{torn" and len(ok) == 2
     err = json.loads((tmp_path / "error-data").read_text())
-    assert (err["custom_id"], err["error"], err["job"]) == ("b", "boom", "j-2")
+    assert (err["custom_id"], err["error"], err["error_code"]) == ("b", "boom", None)
+    assert err["job"] == "j-2"
 
 
 def test_merged_results_have_the_neutral_fields(tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
 """Fireworks output datasets -> the neutral results shape (docs/reconciler.md, "Results").
 
 Called by ``FireworksProvider.download_outputs`` on each downloaded output dataset folder, line by
-line (memory stays flat). A Fireworks results line is ``{custom_id, response: <chat.completion>}``
-and an error line ``{custom_id, error}``; both become ``{custom_id, text, finish_reason, usage:
-{input_tokens, output_tokens, cached_tokens}, error, job, response}``, the shape every provider
-writes, with the raw response kept whole. Lines without a custom_id are copied unchanged, so that
-the merge still counts them as unreadable.
+line (memory stays flat). A Fireworks results line is ``{custom_id, response: <completion>}`` and
+an error line ``{custom_id, error}``; both become ``{custom_id, text, finish_reason, usage:
+{input_tokens, output_tokens, cached_tokens}, error, error_code, job, response}``, the shape every
+provider writes, with the raw response kept whole. Lines without a custom_id are copied unchanged,
+so that the merge still counts them as unreadable.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _error_text(error: Any) -> str:
+def _error(error: Any) -> tuple[str, str | None]:
+    """(message, code) of an error line's ``error`` (an object or a plain string)."""
     if isinstance(error, Mapping):
-        code, message = error.get("code"), error.get("message") or ""
-        return f"{code}: {message}" if code else str(message or "error")
-    return str(error) if error else "error"
+        code = error.get("code")
+        return str(error.get("message") or code or "error"), (str(code) if code else None)
+    return (str(error) if error else "error"), None
 
 
 def neutral(line: Mapping[str, Any], job: str, *, failed: bool) -> dict[str, Any]:
@@ -38,6 +39,7 @@ def neutral(line: Mapping[str, Any], job: str, *, failed: bool) -> dict[str, Any
     message = _mapping(choice.get("message"))
     usage = _mapping(response.get("usage"))
     cached = _mapping(usage.get("prompt_tokens_details")).get("cached_tokens") or 0
+    error, code = _error(line.get("error")) if failed else (None, None)
     return {
         "custom_id": line.get("custom_id"),
         "text": None if failed else message.get("content", choice.get("text")),
@@ -47,7 +49,8 @@ def neutral(line: Mapping[str, Any], job: str, *, failed: bool) -> dict[str, Any
             "output_tokens": int(usage.get("completion_tokens") or 0),
             "cached_tokens": int(cached),
         },
-        "error": _error_text(line.get("error")) if failed else None,
+        "error": error,
+        "error_code": code,
         "job": job,
         "response": line.get("response"),
     }
