@@ -29,16 +29,19 @@ def never_ran(line: Mapping[str, Any]) -> bool:
     return isinstance(error, Mapping) and error.get("code") in NOT_RUN
 
 
-def _error_text(line: Mapping[str, Any]) -> str | None:
+def _error(line: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(message, code) of a failed line: its top-level ``error`` (a request that never ran or
+    timed out), else the HTTP error body the request got (``response.body.error``)."""
     error = line.get("error")
     if not isinstance(error, Mapping):
         body = (line.get("response") or {}).get("body") or {}
         error = body.get("error") if isinstance(body, Mapping) else None
     if isinstance(error, Mapping):
-        return f"{error.get('code') or 'error'}: {error.get('message') or ''}".strip()
-    if is_failed(line):
-        return f"HTTP {(line.get('response') or {}).get('status_code')}"
-    return None
+        code = error.get("code")
+        return str(error.get("message") or code or "error"), (str(code) if code else None)
+    if isinstance(error, str) and error:
+        return error, None  # vLLM's run-batch writes a plain string
+    return f"HTTP {(line.get('response') or {}).get('status_code')}", None
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -55,6 +58,7 @@ def neutral(line: Mapping[str, Any], job: str) -> dict[str, Any]:
     usage = _mapping(body.get("usage"))
     cached = _mapping(usage.get("prompt_tokens_details")).get("cached_tokens") or 0
     failed = is_failed(line)
+    error, code = _error(line) if failed else (None, None)
     return {
         "custom_id": line.get("custom_id"),
         "text": None if failed else message.get("content", choice.get("text")),
@@ -64,7 +68,8 @@ def neutral(line: Mapping[str, Any], job: str) -> dict[str, Any]:
             "output_tokens": usage.get("completion_tokens") or 0,
             "cached_tokens": cached,
         },
-        "error": _error_text(line) if failed else None,
+        "error": error,
+        "error_code": code,
         "job": job,
         "response": dict(response) or None,
     }

@@ -254,3 +254,48 @@ def test_an_ended_job_whose_files_are_all_gone_is_being_deleted() -> None:
     assert (gone.state, gone.raw_state) == (JobState.DELETING, "deleted")
     live = _batch("b", 1, "in_progress")
     assert remote_jobs([live], "openai", set())[0].state is JobState.RUNNING
+
+
+def test_output_and_error_lines_in_the_shared_results_shape() -> None:
+    from batchops.providers.model import result_row
+    from batchops.providers.openai.outputs import neutral, never_ran
+
+    ok = {
+        "custom_id": "a",
+        "error": None,
+        "response": {
+            "status_code": 200,
+            "body": {
+                "choices": [{"message": {"content": "Paris"}, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": 5,
+                    "completion_tokens": 1,
+                    "prompt_tokens_details": {"cached_tokens": 2},
+                },
+            },
+        },
+    }
+    row = result_row(neutral(ok, "job-1"))
+    assert (row.text, row.finish_reason, row.error, row.job) == ("Paris", "stop", None, "job-1")
+    assert (row.usage.input, row.usage.output, row.usage.cached) == (5, 1, 2)
+    http = {
+        "custom_id": "b",
+        "error": None,
+        "response": {
+            "status_code": 400,
+            "body": {"error": {"message": "too long", "code": "context_length_exceeded"}},
+        },
+    }
+    failed = result_row(neutral(http, "job-1"))
+    assert (failed.text, failed.error, failed.error_code) == (
+        None,
+        "too long",
+        "context_length_exceeded",
+    )
+    expired = {
+        "custom_id": "c",
+        "response": None,
+        "error": {"code": "batch_expired", "message": "not run"},
+    }
+    assert never_ran(expired) and not never_ran(http)
+    assert result_row(neutral(expired, "job-1")).error_code == "batch_expired"
