@@ -2,7 +2,8 @@
 
 Each provider (``batchops.providers.fireworks``, ``batchops.providers.openai``, ...) maps its wire
 types to these at its edge, so nothing above ``batchops.providers`` ever reads a provider's shape.
-Values are frozen, slotted dataclasses: a 1,000-job plan makes thousands of them per pass.
+Observed values are frozen msgspec Structs (built in C, untracked by the cyclic collector): a
+1,000-job plan makes thousands of them per pass.
 
 - ``RemoteJob``: one batch job on a provider, under our content-addressed key, with its state
   mapped to ``JobState`` (the raw provider state string and status message kept beside it).
@@ -14,10 +15,12 @@ Values are frozen, slotted dataclasses: a 1,000-job plan makes thousands of them
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 DEFAULT_PROVIDER = "fireworks"  # the provider a job without `spec.provider` runs on
 
@@ -51,8 +54,7 @@ DONE_STATES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Rows:
+class Rows(msgspec.Struct, frozen=True, gc=False):
     """Row counts of a job, as far as the provider reports them (0 when it does not)."""
 
     total: int = 0
@@ -62,8 +64,7 @@ class Rows:
     processed: int = 0  # rows run so far, succeeded or failed
 
 
-@dataclass(frozen=True, slots=True)
-class Tokens:
+class Tokens(msgspec.Struct, frozen=True, gc=False):
     """Token usage of a job or a row: input (prompt), output (completion), cached input."""
 
     input: int = 0
@@ -71,8 +72,7 @@ class Tokens:
     cached: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteJob:
+class RemoteJob(msgspec.Struct, frozen=True, gc=False):
     """One batch job on a provider, in the reconciler's terms.
 
     ``key`` is our content-addressed job ID (``batchops.identity.job_id`` and its attempt and
@@ -93,7 +93,7 @@ class RemoteJob:
     code: str = ""  # the provider's error code for that message ("" none)
     model: str = ""
     input_id: str = ""  # our key of the input it reads
-    parameters: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = msgspec.field(default_factory=dict)
     precision: str | None = None
     rows: Rows | None = None  # None: the provider reported no progress
     tokens: Tokens = Tokens()
@@ -112,8 +112,7 @@ class RemoteJob:
         return self.owner == project
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteInput:
+class RemoteInput(msgspec.Struct, frozen=True, gc=False):
     """One uploaded input (a Fireworks dataset, an OpenAI file) under our content-addressed key.
 
     ``ready`` is True once jobs may read it; ``raw_state`` says what it is otherwise.
@@ -167,8 +166,7 @@ class JobSpec:
     input_files: tuple[Path, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ResultRow:
+class ResultRow(msgspec.Struct, frozen=True, gc=False):
     """One merged result line, the same fields whatever the provider (docs/reconciler.md).
 
     ``response`` is the provider's raw answer, kept as it came; the other fields are read from it

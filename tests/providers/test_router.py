@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from batchops.errors import NotFoundError
@@ -70,7 +70,8 @@ class Memory:
 
     def cancel_job(self, key: str) -> None:
         job = self.get_job(key)
-        self.jobs[key] = dataclasses.replace(job, state=JobState.CANCELLED, raw_state="cancelled")
+        cancelled = msgspec.structs.replace(job, state=JobState.CANCELLED, raw_state="cancelled")
+        self.jobs[key] = cancelled
 
     def delete_input(self, key: str) -> None:
         if self.inputs.pop(key, None) is None:
