@@ -212,3 +212,22 @@ def test_a_backend_restart_loses_nothing(
     (tmp_path / "batchops.yaml").write_text(write)
     apply_until_done(tmp_path, restarted.base_url)
     assert_converged(tmp_path, restarted.base_url, extra_allowed=1)
+
+
+def test_an_expired_batch_resumes_with_its_unfinished_rows_through_the_cli(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    server = make_server(row_delay=0.05, max_job_duration=0.6)
+    write_project(tmp_path, server.base_url, cap=100)
+    done = cli(tmp_path, server.base_url, *APPLY)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ours = [b for b in batches(server.base_url) if b["metadata"]]  # type: ignore[index]
+    statuses = [b["status"] for b in ours]
+    assert "expired" in statuses and statuses.count("completed") >= 1, statuses
+    sent = sum(int(b["metadata"]["batchops.rows"]) for b in ours)  # type: ignore[index]
+    finished = [b["request_counts"]["completed"] for b in ours]  # type: ignore[index]
+    assert sum(finished) == ROWS  # no row answered twice
+    assert sent < ROWS * len(ours)  # a resume sent only the rows still unfinished
+    lines = (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
+    ids = sorted(json.loads(line)["custom_id"] for line in lines)
+    assert ids == [f"q{i:03d}" for i in range(ROWS)]
