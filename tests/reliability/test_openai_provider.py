@@ -217,13 +217,13 @@ def test_a_backend_restart_loses_nothing(
 def test_an_expired_batch_resumes_with_its_unfinished_rows_through_the_cli(
     tmp_path: Path, make_server: Callable[..., EmbeddedServer]
 ) -> None:
-    server = make_server(row_delay=0.05, max_job_duration=0.6)
+    server = make_server(row_delay=0.1, max_job_duration=1.5)  # 24 rows need two windows
     write_project(tmp_path, server.base_url, cap=100)
     done = cli(tmp_path, server.base_url, *APPLY)
     assert done.returncode == 0, done.stdout + done.stderr
     ours = [b for b in batches(server.base_url) if b["metadata"]]  # type: ignore[index]
     statuses = [b["status"] for b in ours]
-    assert "expired" in statuses and statuses.count("completed") >= 1, statuses
+    assert "expired" in statuses and len(ours) >= 2, statuses  # at least one resume
     sent = sum(int(b["metadata"]["batchops.rows"]) for b in ours)  # type: ignore[index]
     finished = [b["request_counts"]["completed"] for b in ours]  # type: ignore[index]
     assert sum(finished) == ROWS  # no row answered twice

@@ -50,7 +50,15 @@ def part_keepers(batches: Iterable[Batch]) -> dict[int, Batch]:
 def _state(batch: Batch) -> JobState:
     if quota_refused(batch):
         return JobState.WAITING
-    return JobState(neutral_state(batch.status))
+    state = JobState(neutral_state(batch.status))
+    counts = batch.request_counts
+    if (
+        state is JobState.EXPIRED
+        and counts
+        and counts.completed + counts.failed >= counts.total > 0
+    ):
+        return JobState.FINISHED  # the window closed after its last row: nothing is left to run
+    return state
 
 
 def _stamp(seconds: int) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from batchops.errors import ApiError
+from batchops.errors import ApiError, BatchopsError
 from batchops.providers.openai import ownership as own
 from batchops.providers.openai import parts as parts_mod
 from batchops.providers.openai.aggregate import part_keepers, quota_refused
@@ -29,7 +29,14 @@ from batchops.providers.openai.parts import Limits, Part, RowSize
 from batchops.providers.openai.states import is_live
 from batchops.providers.openai.wire import Batch
 
-MAX_QUOTA_RETRIES = 5  # a part refused for quota is submitted again, this many times at most
+MAX_QUOTA_RETRIES = 5
+
+
+class NothingToSubmit(BatchopsError):
+    """A continuation whose lineage already ran every row."""
+
+
+# a part refused for quota is submitted again, this many times at most
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def render_parts(
     """Render every row once, split into parts, and write one input file per part."""
     lines = [render(row, shape) for row in rows]
     if not lines:
-        raise ApiError("nothing to submit: the job has no rows left")
+        raise NothingToSubmit("nothing to submit: every row of the job already ran")
     bodies = [orjson.loads(line)["body"] for line in lines]
     sizes = [
         RowSize(len(line), parts_mod.estimate_tokens(body))

@@ -299,3 +299,11 @@ def test_output_and_error_lines_in_the_shared_results_shape() -> None:
     }
     assert never_ran(expired) and not never_ran(http)
     assert result_row(neutral(expired, "job-1")).error_code == "batch_expired"
+
+
+def test_an_expired_batch_whose_rows_all_ran_is_finished() -> None:
+    ran = {"total": 5, "completed": 4, "failed": 1}
+    done = _batch("a", 1, "expired", request_counts=ran)
+    assert remote_jobs([done], "openai", FILES)[0].state is JobState.FINISHED
+    short = _batch("b", 1, "expired", request_counts={"total": 5, "completed": 3, "failed": 0})
+    assert remote_jobs([short], "openai", FILES)[0].state is JobState.EXPIRED
