@@ -18,10 +18,21 @@ from typing import Protocol
 
 from batchops.datasets import iter_custom_ids
 from batchops.errors import BatchopsError, NotFoundError
+from batchops.layout import errors_path
 from batchops.plan import Action, DatasetSpec, DownloadSpec, JobSpec, Kind, Plan
 from batchops.providers import Provider, Stopped
-from batchops.results import ResultRecord, ResultsError, check_target, merge_lineage, os_problem
+from batchops.results import (
+    ResultRecord,
+    ResultsError,
+    check_target,
+    merge_lineage,
+    os_problem,
+    write_atomic,
+)
 from batchops.scratch import Scratch, sweep_all
+from batchops.sources.conform import answer_check
+from batchops.sources.join import JobResults, Joined, input_rows
+from batchops.sources.writers import chunks
 
 DEFAULT_WORKERS = 8
 READY_TIMEOUT = 600.0  # seconds a fresh dataset may take to become READY after its upload
@@ -188,16 +199,42 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
     """Check the results path can be written, download the lineage's output datasets into a
     scratch folder under .batchops/, merge, verify, and only then replace the files on disk."""
     try:
-        check_target(spec.output_path, root=env.root, job_name=spec.job_name)  # before any download
-        with Scratch(env.root) as scratch:
+        table = spec.table.path if spec.table is not None else None
+        check_target(spec.output_path, root=env.root, job_name=spec.job_name, table=table)
+        with Scratch(env.root) as scratch:  # before any download: the checks above
             folders = _download_lineage(env, action, spec, scratch.path / "downloads")
             expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None
-            return merge_lineage(
+            check = answer_check(dict(spec.response_schema)) if spec.response_schema else None
+            record = merge_lineage(
                 folders, job_name=spec.job_name, job_ids=spec.job_ids, output=spec.output_path,
                 expected_ids=expected, root=env.root, partial=spec.partial, scratch=scratch,
+                check=check,
             )  # fmt: skip
     except OSError as exc:  # disk full, read-only, a path turned into a file meanwhile, ...
         raise ResultsError(os_problem(spec.job_name, exc, spec.output_path, env.root)) from exc
+    if spec.table is not None:
+        write_table(spec, env.root)
+    return record
+
+
+def write_table(spec: DownloadSpec, root: Path) -> None:
+    """``spec.output.table``: the merged answers joined to their inputs, written atomically
+    (after the results, which are already in place when this fails)."""
+    table = spec.table
+    assert table is not None
+    job = JobResults(spec.job_name, spec.output_path, errors_path(spec.output_path))
+    inputs = input_rows(spec.input_files) if spec.input_files else None
+    try:
+        with Scratch(root) as scratch, Joined(
+            inputs, [job], tmp_dir=scratch.path, columns=table.columns
+        ) as joined:
+            rows = chunks(table.format, joined.columns, joined.rows())
+            write_atomic(table.path, rows, root=root, scratch=scratch)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        shown = table.path.relative_to(root) if table.path.is_relative_to(root) else table.path
+        raise ResultsError(f"{spec.job_name}: results written, but not the table "
+                           f"'{shown}' ({why})") from exc  # fmt: skip
 
 
 def _transfer_progress(env: _Env, action: Action, total: int) -> Callable[[int], None]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from batchops.config import ProjectConfig
 from batchops.datasets import iter_rows
-from batchops.errors import Diagnostic, InvalidInputError
+from batchops.errors import Diagnostic
 from batchops.manifest.desired import Desired, JobDecl
 from batchops.providers.rules import DatasetRow, JobCheck, RowsFn, provider_config, rules_for
 
@@ -36,13 +36,6 @@ def provider_problems(
         )  # fmt: skip
         problems += rules(check, _rows(desired, decl, root))
     return sorted(set(problems))
-
-
-def check_providers(desired: Desired, *, root: Path, project: ProjectConfig | None) -> None:
-    """``provider_problems``, raised as one InvalidInputError when there are any."""
-    problems = provider_problems(desired, root=root, project=project)
-    if problems:
-        raise InvalidInputError(problems)
 
 
 def _rows(desired: Desired, decl: JobDecl, root: Path) -> RowsFn:

@@ -10,13 +10,16 @@ show it; only the HTTP client reads ``.reveal()``. The backend is never chosen s
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from batchops.errors import ConfigError
+from batchops.money import Compare, PriceOverride
 from batchops.private import private_dir
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
@@ -28,6 +31,23 @@ DEFAULT_OUTPUT_DIR = "results"
 
 Backend = Literal["fireworks", "local"]
 BackendChoice = Literal["fireworks", "serve", "embedded"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION = 366 * 86400.0  # longer waits overflow the platform's timeouts (Event.wait)
+
+
+def parse_duration(text: str, *, allow_zero: bool = False) -> float:
+    """``30``, ``30s``, ``1.5s``, ``500ms``, ``2m``, ``1h`` -> seconds: the one parser of
+    every duration (flags, and any file that gives one). Plain numbers are seconds. Zero is
+    refused unless ``allow_zero`` (a delay of none); negative, NaN, infinite and over a year are
+    refused always. Raises ValueError with the accepted forms."""
+    match = _DURATION.match(text)
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else math.nan
+    if not (0 < seconds <= MAX_DURATION or (allow_zero and seconds == 0)):
+        low = "zero or more" if allow_zero else "positive"
+        raise ValueError(f"not a {low} duration: {text!r} (e.g. 30, 30s, 500ms, 2m, 1h)")
+    return seconds
 
 
 class Secret:
@@ -100,6 +120,13 @@ class ProjectConfig:
     parallelism: int | None = None  # concurrent actions of `apply`
     moved: tuple[Moved, ...] = ()
     providers: tuple[ProviderConfig, ...] = ()  # declared in `spec.providers`, by name
+    prices: tuple[PriceOverride, ...] = ()  # the project file's `prices`
+    max_cost: float | None = None  # budget.maxCost
+    budget_compare: Compare = "worstCase"  # budget.compare
+    tokenizers: tuple[tuple[str, str], ...] = ()  # (model, tokenizer.json relative to the root)
+
+    def tokenizer_files(self) -> dict[str, Path]:
+        return {model: self.root / path for model, path in self.tokenizers}
 
     @property
     def root(self) -> Path:
@@ -138,6 +165,13 @@ def ensure_state_dir_above(path: Path) -> None:
     state = next((p for p in (path, *path.parents) if p.name == STATE_DIR), None)
     if state is not None:
         ensure_state_dir(state.parent)
+
+
+def proxies_in_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether httpx would mount proxies from the environment (HTTPS_PROXY, ALL_PROXY, ...)."""
+    env = os.environ if env is None else env
+    names = ("http_proxy", "https_proxy", "all_proxy")
+    return any(key.lower() in names and value for key, value in env.items())
 
 
 def is_ci(env: Mapping[str, str]) -> bool:

@@ -22,8 +22,10 @@ import codecs
 import contextlib
 import hashlib
 import json
+import operator
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,9 @@ import msgspec
 
 from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.errors import Diagnostic, InvalidInputError
+from batchops.gcpause import gc_paused
+from batchops.idset import CompactIds, ExactIds, SeenIds
+from batchops.jsonvalues import INT32_MAX, MAX_DEPTH, content_problem, params_problem, value_problem
 from batchops.private import private_dir
 
 DEFAULT_MAX_BYTES = 500 * 2**20
@@ -50,6 +55,13 @@ HELPER = Path(__file__).with_name("utf8check.py")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_SHOWN = 20  # problems shown per file; the rest are counted in one more diagnostic
 ROLES = ("system", "user", "assistant", "tool")
+MAX_ROW_BYTES = 16 * 2**20  # one request; a longer line is refused without being held whole
+# A run of MAX_DEPTH '[' sends its block to the precise path, which measures the depth: msgspec
+# skips unknown fields without a depth limit (json.loads and the server's parser recurse).
+_DEEP = b"[" * MAX_DEPTH
+# Content that is not a string or a list of objects (null is only an assistant's): the precise
+# path decides. A regex with a literal prefix scans ~2 GB/s; decoding every string costs 3x.
+_ODD_CONTENT = re.compile(rb'"content"\s*:\s*(?:[^\s"\[]|\[\s*[^\s{\]])')
 CACHE_FILE = Path(STATE_DIR, "cache", "datasets.json")
 
 
@@ -103,16 +115,42 @@ class DatasetInfo:
 
 class _Message(msgspec.Struct, gc=False):
     role: Literal["system", "user", "assistant", "tool"]
-    content: msgspec.Raw
+    content: msgspec.Raw  # its type is checked by _ODD_CONTENT: decoding the strings costs 3x
 
 
-class _ChatBody(msgspec.Struct, gc=False):
+# null is "the default", as the chat-completions API has it.
+_Tokens = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] | msgspec.UnsetType | None
+_Count = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)] | msgspec.UnsetType | None
+_Choices = Annotated[int, msgspec.Meta(ge=1, le=128)] | msgspec.UnsetType | None
+_Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | msgspec.UnsetType | None
+_Number = float | msgspec.UnsetType | None
+
+
+class _Params(msgspec.Struct, gc=False, kw_only=True):
+    """Request parameters a row may set, checked in C: integers in their range
+    (jsonvalues.INT_PARAMS), and numbers that do not overflow to infinity (1e999)."""
+
+    temperature: _Number = msgspec.UNSET
+    top_p: _Number = msgspec.UNSET
+    min_p: _Number = msgspec.UNSET
+    frequency_penalty: _Number = msgspec.UNSET
+    presence_penalty: _Number = msgspec.UNSET
+    repetition_penalty: _Number = msgspec.UNSET
+    max_tokens: _Tokens = msgspec.UNSET
+    max_completion_tokens: _Tokens = msgspec.UNSET
+    top_k: _Count = msgspec.UNSET
+    n: _Choices = msgspec.UNSET
+    top_logprobs: _Count = msgspec.UNSET
+    seed: _Seed = msgspec.UNSET
+
+
+class _ChatBody(_Params, gc=False):
     messages: Annotated[list[_Message], msgspec.Meta(min_length=1)]
     prompt: msgspec.UnsetType = msgspec.UNSET  # present at all -> a decode error -> slow path
     model: msgspec.UnsetType = msgspec.UNSET
 
 
-class _CompletionBody(msgspec.Struct, gc=False):
+class _CompletionBody(_Params, gc=False):
     prompt: msgspec.Raw
     messages: msgspec.UnsetType = msgspec.UNSET
     model: msgspec.UnsetType = msgspec.UNSET
@@ -148,14 +186,14 @@ class _Scan:
 
     root: Path
     format: str | None
-    seen: set[str] = field(default_factory=set)
+    seen: SeenIds = field(default_factory=CompactIds)
     diags: list[Diagnostic] = field(default_factory=list)
     utf8_inline: bool = True  # False while a helper process checks the file's UTF-8 (_Helper)
 
-    def mark(self) -> tuple[set[str], str | None, int]:
-        return set(self.seen), self.format, len(self.diags)
+    def mark(self) -> tuple[SeenIds, str | None, int]:
+        return self.seen.copy(), self.format, len(self.diags)
 
-    def rewind(self, mark: tuple[set[str], str | None, int]) -> None:
+    def rewind(self, mark: tuple[SeenIds, str | None, int]) -> None:
         self.seen, self.format = mark[0], mark[1]
         del self.diags[mark[2] :]
 
@@ -214,6 +252,8 @@ def _utf8(data: memoryview) -> bool:
 def _fast_block(block: bytes, start: int, end: int, lines: int, scan: _Scan) -> bool:
     """Validate the complete lines ``block[start:end]`` at C speed; False means "look closer".
     Commits the format and custom_ids to ``scan`` only when the whole block is good."""
+    if block.find(_DEEP, start, end) >= 0 or _ODD_CONTENT.search(block, start, end):
+        return False
     view = memoryview(block)[start:end]
     decoded = _fast_rows(view, scan.format)
     # decode_lines skips blank lines and accepts two objects on one line: compare with the count.
@@ -223,10 +263,8 @@ def _fast_block(block: bytes, start: int, end: int, lines: int, scan: _Scan) -> 
     if scan.utf8_inline and not (block.isascii() or _utf8(view)):
         return False
     fmt, rows = decoded
-    ids = {r.custom_id for r in rows}
-    if len(ids) != len(rows) or not scan.seen.isdisjoint(ids):
+    if not scan.seen.add_rows(map(_CUSTOM_ID, rows), len(rows)):
         return False
-    scan.seen |= ids
     scan.format = fmt
     return True
 
@@ -253,19 +291,32 @@ def _line_problem(line: bytes, scan: _Scan) -> tuple[int, str] | None:
     except UnicodeDecodeError as exc:
         return exc.start + 1, "not valid UTF-8"
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         # "Unterminated string starting at" ends where the stdlib appends the position we report.
         return exc.colno, f"invalid JSON: {exc.msg.removesuffix(' starting at')}"
+    except (ValueError, RecursionError) as exc:
+        return 1, f"invalid JSON: {_not_json(exc)}"
     problem = _row_problem(obj) or _format_problem(obj["body"], scan)
     if problem is None:
         return _id_problem(obj["custom_id"], line, scan)
     return 1, problem
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _not_json(exc: Exception) -> str:
+    return f"nested deeper than {MAX_DEPTH} levels" if isinstance(exc, RecursionError) else str(exc)
+
+
 def _row_problem(obj: Any) -> str | None:
     if not isinstance(obj, dict):
         return "each line must be a JSON object"
+    problem = value_problem(obj)  # depth and numbers that overflow to infinity (1e999)
+    if problem is not None:
+        return problem
     custom_id = obj.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         missing = "custom_id" not in obj
@@ -281,6 +332,9 @@ def _body_problem(body: dict[str, Any]) -> str | None:
         return "body must not contain 'model': the job's spec.model sets it"
     if "messages" in body and "prompt" in body:
         return "body has both messages and prompt; use one"
+    problem = params_problem(body, where="body.")
+    if problem is not None:
+        return problem
     if "messages" in body:
         return _messages_problem(body["messages"])
     if "prompt" not in body:
@@ -298,6 +352,9 @@ def _messages_problem(messages: Any) -> str | None:
             return f"body.messages[{i}].role must be one of {', '.join(ROLES)}"
         if "content" not in message:
             return f"body.messages[{i}] has no content"
+        problem = content_problem(message["content"], message["role"])
+        if problem is not None:
+            return f"body.messages[{i}].{problem}"
     return None
 
 
@@ -314,9 +371,8 @@ def _id_problem(custom_id: str, line: bytes, scan: _Scan) -> tuple[int, str] | N
         _FAST[scan.format or "CHAT"].decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return 1, f"invalid row: {exc}"
-    if custom_id in scan.seen:
+    if not scan.seen.add(custom_id):
         return 1, f"{_DUPLICATE}'{custom_id}'"  # _where_first adds where it first appeared
-    scan.seen.add(custom_id)
     return None
 
 
@@ -332,6 +388,7 @@ def _slow_block(block: bytes, start: int, end: int, first_line: int, scan: _Scan
 
 
 _DUPLICATE = "duplicate custom_id "
+_CUSTOM_ID = operator.attrgetter("custom_id")
 
 
 def _duplicate_id(diag: Diagnostic) -> str | None:
@@ -377,26 +434,47 @@ class _Lines:
     def __init__(self, scan: _Scan, problems: _FileProblems) -> None:
         self.scan, self.problems = scan, problems
         self.tail: list[bytes] = []  # the partial last line in pieces, joined once it ends
+        self.tail_size = 0
+        self.too_long = False  # the current line is over MAX_ROW_BYTES: skipped to its end
         self.line = 1  # number of the next line
         self.rows = 0
 
     def feed(self, block: bytes) -> None:
         cut = block.rfind(b"\n") + 1
         if cut == 0:
-            self.tail.append(block)  # a line longer than a block: no quadratic concatenation
+            self._grow(block)  # a line longer than a block: no quadratic concatenation
             return
-        head_end = block.find(b"\n") + 1 if self.tail else 0
+        head_end = block.find(b"\n") + 1 if self.tail or self.too_long else 0
         if head_end:
-            head = b"".join([*self.tail, block[:head_end]])
-            self._segment(head, 0, len(head))
+            self._grow(block[:head_end])
+            self._end_line()
         self._segment(block, head_end, cut)
-        self.tail = [block[cut:]] if cut < len(block) else []
+        self.tail, self.tail_size = [], 0
+        self._grow(block[cut:])
+
+    def _grow(self, piece: bytes) -> None:
+        """Add to the partial line; past MAX_ROW_BYTES it is dropped (and reported once)."""
+        self.tail_size += len(piece)
+        if self.too_long or not piece:
+            return
+        if self.tail_size > MAX_ROW_BYTES:
+            self.problems.add(self.line, 1, f"line is longer than {MAX_ROW_BYTES:,} bytes")
+            self.too_long, self.tail = True, []
+            return
+        self.tail.append(piece)
+
+    def _end_line(self) -> None:
+        """The partial line is complete: validate it, or step over it when it was too long."""
+        if self.too_long:
+            self.line += 1
+        else:
+            line = b"".join(self.tail)
+            self._segment(line, 0, len(line))
+        self.too_long, self.tail, self.tail_size = False, [], 0
 
     def finish(self) -> None:
         """The last line, when the file does not end with a newline."""
-        last = b"".join(self.tail)
-        self._segment(last, 0, len(last))
-        self.tail = []
+        self._end_line()
 
     def _segment(self, data: bytes, start: int, end: int) -> None:
         if start >= end:
@@ -520,7 +598,7 @@ class StatCache:
     def _read(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # a corrupt cache is an empty one
             return {}
         files = data.get("files") if isinstance(data, dict) else None
         return files if isinstance(files, dict) else {}
@@ -581,14 +659,22 @@ def inspect_dataset(
     hit = _from_cache(decl, stats, root, cache)
     if hit is not None:
         return hit
-    scan = _Scan(root, decl.format)
-    shards = tuple(_scan_file(path, st.st_size, scan) for path, st in stats)
+    with gc_paused():  # millions of short-lived rows, no cycles (DESIGN.md section 10)
+        scan, shards = _scan_all(decl, stats, root, CompactIds())
+        if scan.seen.doubtful():  # a custom_id repeats (or two share a digest): say exactly
+            scan, shards = _scan_all(decl, stats, root, ExactIds())
     if scan.diags:
         raise InvalidInputError(_where_first(scan.diags, [path for path, _ in stats], root))
     fmt = scan.format or decl.format or "CHAT"
     if cache is not None:
         _remember(cache, shards, stats, fmt)
     return _info(decl, root, shards, fmt)
+
+
+def _scan_all(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root: Path,
+              seen: SeenIds) -> tuple[_Scan, tuple[ShardInfo, ...]]:  # fmt: skip
+    scan = _Scan(root, decl.format, seen=seen)
+    return scan, tuple(_scan_file(path, st.st_size, scan) for path, st in stats)
 
 
 def _stats(decl: DatasetLike, root: Path, max_bytes: int) -> list[tuple[Path, os.stat_result]]:
@@ -599,6 +685,10 @@ def _stats(decl: DatasetLike, root: Path, max_bytes: int) -> list[tuple[Path, os
         except OSError as exc:
             diags.append(Diagnostic(_display(path, root), 1, 1, f"cannot read: {exc.strerror}"))
             continue
+        if not stat.S_ISREG(st.st_mode):  # a FIFO blocks the read, a device never ends
+            message = f"not a regular file ({special_kind(st.st_mode)}); refused"
+            diags.append(Diagnostic(_display(path, root), 1, 1, message))
+            continue
         if st.st_size > max_bytes:
             # Exact bytes: rounded units made "500.0 MiB; the limit is 500 MiB" look like no excess.
             message = f"file is {st.st_size:,} bytes, over the limit of {max_bytes:,} bytes"
@@ -607,6 +697,14 @@ def _stats(decl: DatasetLike, root: Path, max_bytes: int) -> list[tuple[Path, os
     if diags:
         raise InvalidInputError(diags)
     return stats
+
+
+def special_kind(mode: int) -> str:
+    """What a non-regular file is, for messages: 'a FIFO', 'a character device', ..."""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISDIR, "a folder"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _from_cache(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root: Path,

@@ -12,7 +12,13 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2  # plan --detailed-exitcode: remote changes pending
 EXIT_JOB_FAILED = 3  # a declared job failed, or expired with no resumes left
-EXIT_INTERRUPTED = 130
+EXIT_REFUSED = 4  # refused by a budget or policy; nothing was sent
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15); watch and serve stop gracefully instead, exit 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so cleanup runs as for Ctrl-C (the CLI installs it)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -78,6 +84,10 @@ class TransportError(ApiError):
     retryable = True
 
 
+class DeadlineExceededError(ApiError):
+    """The command's deadline (``--timeout``) passed during a call; a retry would pass it too."""
+
+
 class AuthError(ApiError):
     """401/403: the key is missing, invalid or lacks permission."""
 
@@ -108,6 +118,16 @@ class OwnershipError(BatchopsError):
 
 class StalePlanError(BatchopsError):
     """A saved plan no longer matches what the API reports; plan again."""
+
+
+class BudgetError(BatchopsError):
+    """The plan is over a budget (or its cost cannot be checked against one): nothing is sent."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, refusals: tuple[str, ...]) -> None:
+        self.refusals = refusals
+        super().__init__("refused, nothing was sent: " + "; ".join(refusals))
 
 
 class AlreadyRunningError(BatchopsError):

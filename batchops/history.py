@@ -128,6 +128,7 @@ class JobHistory:
     results_state: str | None  # "verified" | "stale" | "missing"
     results_from: str | None  # the last job merged into the results on disk
     steps: tuple[Step, ...]
+    spent: float | None = None  # what the results on disk cost, from their usage (issue 15)
 
 
 def history(name: str, jobs: Sequence[RemoteJob], *, current_base: str | None = None,

@@ -49,6 +49,11 @@ def mark(project: str) -> str:
     return f"[{MARK_PREFIX}{project}]"
 
 
+def mark_filter(project: str) -> str:
+    """The list filter (AIP-160, ``:`` = contains) for the resources marked for ``project``."""
+    return f'display_name:"{mark(project)}"'
+
+
 def marked_display_name(base: str, project: str) -> str:
     """The user's display name (or the manifest name) followed by the visible ownership mark."""
     return f"{base} {mark(project)}"
@@ -71,7 +76,9 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:HASH_LEN]
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)  # NaN is no JSON: the manifest refuses it, and it must never reach a request body
 
 
 def canonical_json(value: Any) -> str:

@@ -20,6 +20,7 @@ def errors_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.errors.jsonl")
 
 
-def derived_paths(output: Path) -> tuple[Path, Path]:
-    """Every file batchops writes for a job whose output path is ``output``."""
-    return output, errors_path(output)
+def derived_paths(output: Path, table: Path | None = None) -> tuple[Path, ...]:
+    """Every file batchops writes for a job whose output path is ``output``: the results, their
+    errors file and, with ``spec.output.table``, the flattened table at ``table``."""
+    return (output, errors_path(output)) if table is None else (output, errors_path(output), table)

@@ -10,22 +10,32 @@ result records, and a stat per file).
 from __future__ import annotations
 
 import contextlib
-import gc
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
-from batchops.checks import check_providers
+from batchops.checks import provider_problems
 from batchops.config import ProjectConfig
+from batchops.cost import SENDS_ROWS, CostInputs, estimate
 from batchops.datasets import StatCache, inspect_all
-from batchops.errors import BatchopsError, InvalidInputError, OwnershipError, StalePlanError
+from batchops.errors import (
+    BatchopsError,
+    BudgetError,
+    Diagnostic,
+    InvalidInputError,
+    NotFoundError,
+    OwnershipError,
+    StalePlanError,
+)
+from batchops.gcpause import gc_paused
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
+from batchops.money import Budget, CostReport, PriceOverride, shipped_prices
 from batchops.plan import (
     DatasetFacts,
     JobView,
@@ -38,7 +48,7 @@ from batchops.plan import (
     job_views,
     make_plan,
 )
-from batchops.providers import Provider
+from batchops.providers import Provider, RemoteInput
 from batchops.results import (
     LocalResult,
     ResultRecord,
@@ -46,6 +56,8 @@ from batchops.results import (
     local_records,
     local_state,
 )
+from batchops.sources import relocate, render_all
+from batchops.tokencache import dataset_tokens
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -61,6 +73,9 @@ class PassOptions(PlanOptions):
     max_workers: int = DEFAULT_WORKERS
     selector: Selector = field(default_factory=Selector)
     narrowed: bool = False  # PATHS name part of the project, not all of it
+    budget: Budget = field(default_factory=Budget)  # the project's and --max-cost (issue 15)
+    prices: tuple[PriceOverride, ...] = ()  # the project file's, over the shipped table
+    tokenizers: Mapping[str, Path] = field(default_factory=dict)  # model -> tokenizer.json
 
     def plan_options(self) -> PlanOptions:
         return PlanOptions(**{f.name: getattr(self, f.name) for f in fields(PlanOptions)})
@@ -116,16 +131,29 @@ Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
 def load_inputs(
     paths: Sequence[Path], *, root: Path, project_file: ProjectConfig | None = None
 ) -> Inputs:
-    """Load manifests and validate every dataset; raises InvalidInputError with every problem
-    (the datasets of the valid documents are checked even when other documents are invalid)."""
+    """Load manifests, render the datasets built from tables and validate every dataset; raises
+    InvalidInputError with every problem (the datasets of the valid documents are rendered and
+    checked even when other documents are invalid)."""
     desired, diags = load_partial(list(paths), root=root, project=project_file)
+    return prepare_inputs(desired, root=root, problems=diags, project_file=project_file)
+
+
+def prepare_inputs(
+    desired: Desired, *, root: Path, problems: Sequence[Diagnostic] = (),
+    project_file: ProjectConfig | None = None,
+) -> Inputs:  # fmt: skip
+    """Render the datasets built from tables, then validate every dataset: every problem of both
+    (and ``problems`` already found) at once, in one InvalidInputError."""
+    found: list[Diagnostic] = list(problems)
+    desired = desired.with_files(render_all(desired, root=root, problems=found), desired.root)
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
     except InvalidInputError as exc:
-        diags += exc.diagnostics
-    if diags:
-        raise InvalidInputError(sorted(set(diags)))
-    check_providers(desired, root=root, project=project_file)
+        found.extend(relocate(exc.diagnostics, desired))
+    if not found:  # each job's provider's own rules, on inputs that validated
+        found += provider_problems(desired, root=root, project=project_file)
+    if found:
+        raise InvalidInputError(sorted(set(found)))
     return desired, infos
 
 
@@ -138,15 +166,39 @@ def local_results(desired: Desired, root: Path) -> dict[str, LocalResult]:
 
 
 def observe_all(
-    provider: Provider, desired: Desired, root: Path
+    provider: Provider, desired: Desired, root: Path, *, project: str
 ) -> tuple[Observed, dict[str, LocalResult]]:
     """The two list calls side by side, while the local results are checked: a pass's latency
-    is then about one paginated list, whatever the number of declared jobs."""
+    is then about one paginated list, whatever the number of declared jobs. The lists ask the
+    server for this project's resources only (its mark in the display name), so their cost
+    follows the manifests, not the account; the few remote datasets that manifests name by ID
+    (``inputDatasetId``, someone else's) are fetched one by one beside them."""
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="observe") as pool:
-        datasets = pool.submit(provider.list_inputs)
-        jobs = pool.submit(provider.list_jobs)
+        datasets = pool.submit(provider.list_inputs, project=project)
+        jobs = pool.submit(provider.list_jobs, project=project)
         local = local_results(desired, root)
-        return Observed(datasets=tuple(datasets.result()), jobs=tuple(jobs.result())), local
+        named = _named_datasets(provider, desired, datasets.result())
+        observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()))
+        return observed, local
+
+
+def _named_datasets(
+    provider: Provider, desired: Desired, listed: Sequence[RemoteInput]
+) -> list[RemoteInput]:
+    """The datasets jobs name by ID that the filtered list did not return (absent ones too)."""
+    have = {ds.key for ds in listed}
+    wanted = sorted({_bare(j.input_dataset_id) for j in desired.jobs
+                     if j.input_dataset_id} - have)  # fmt: skip
+    found = []
+    for ds_id in wanted:
+        with contextlib.suppress(NotFoundError):
+            found.append(provider.get_input(ds_id))
+    return found
+
+
+def _bare(name: str) -> str:
+    """A dataset ID from an ID or a resource name (accounts/a/datasets/ID)."""
+    return name.rsplit("/", 1)[-1]
 
 
 def load_and_plan(
@@ -171,33 +223,34 @@ def load_and_plan(
     with gc_paused():
         ctx = load_context(provider, root=root, project=project, inputs=(desired, infos))
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project)
+        cost = plan_cost(plan, desired, infos, ctx.local, options, root)
     return replace(plan, outside_jobs=selection.outside_jobs,
-                   outside_datasets=selection.outside_datasets)  # fmt: skip
+                   outside_datasets=selection.outside_datasets, cost=cost)  # fmt: skip
+
+
+def plan_cost(
+    plan: Plan, desired: Desired, infos: Mapping[str, DatasetFacts],
+    local: Mapping[str, LocalResult], options: PassOptions, root: Path,
+) -> CostReport:  # fmt: skip
+    """Tokens and dollars of the actions that send rows. Only their datasets are tokenized
+    (once per content: the token cache), so a plan with nothing to send reads nothing."""
+    jobs = {j.name: j for j in desired.jobs}
+    sending = [jobs[a.resource.name] for a in plan.actions
+               if a.kind in SENDS_ROWS and a.resource.name in jobs]  # fmt: skip
+    tokens = (dataset_tokens(sending, infos, root=root, tokenizers=options.tokenizers)
+              if sending else {})  # fmt: skip
+    history = {name: r.record.usage for name, r in local.items()
+               if r.record is not None and r.record.usage is not None}  # fmt: skip
+    prices = shipped_prices().with_overrides(options.prices)
+    rows = {name: info.rows for name, info in infos.items()}
+    return estimate(plan, CostInputs(jobs, rows, tokens, history, prices, options.budget))
 
 
 def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs) -> Context:
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
-    observed, local = observe_all(provider, desired, root)
+    observed, local = observe_all(provider, desired, root, project=project)
     return Context(root, project, desired, infos, observed, local)
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while observing and planning. Those make tens of thousands
-    of acyclic objects (a model per listed resource) that live until the pass ends; the collector
-    would walk them again and again as they age, and now and then all of memory with them (a
-    full collection in the middle of a 1,000-job plan costs 80 ms; bench/plan.py). Once the block
-    ends they are collected as usual: reference counting frees them, and a cycle among them, if
-    any, is found by the next collection."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def check_saved(plan: Plan, saved: SavedPlanCheck) -> None:
@@ -231,6 +284,8 @@ def run_pass(
         check_saved(plan, saved)
     if on_plan is not None:
         on_plan(plan)
+    if plan.cost is not None and plan.cost.refusals:
+        raise BudgetError(plan.cost.refusals)  # shown with the plan, before anything is sent
     applied = apply_plan(plan, provider=provider, root=root, reporter=reporter,
                          max_workers=options.max_workers, stop=stop)  # fmt: skip
     return summarize(plan, applied)

@@ -19,9 +19,10 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import orjson
@@ -62,6 +63,17 @@ class MergeCounts(msgspec.Struct, frozen=True, gc=False):
     # result lines with no readable custom_id (a torn download); counted only when the input is
     # remote-only: a known input finds the rows they lost as ``missing``, more precisely
     unreadable: int = 0
+    nonconforming: int = 0  # answers that failed the job's responseFormat (counted in failed)
+
+
+class Usage(msgspec.Struct, frozen=True, gc=False):
+    """The tokens the merged answers were billed for, summed from their ``usage`` (issue 15):
+    what "spend so far" and the expected output of the next run are computed from."""
+
+    rows: int  # answers that reported usage
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
 
 
 class ResultRecord(msgspec.Struct, frozen=True):
@@ -72,6 +84,7 @@ class ResultRecord(msgspec.Struct, frozen=True):
     counts: MergeCounts
     version: int = RECORD_VERSION
     partial: bool = False  # an expired job's results: rows may be missing, none may be extra
+    usage: Usage | None = None  # None: recorded before usage was summed
 
     @property
     def last_job_id(self) -> str:
@@ -91,12 +104,15 @@ def state_dir(root: Path) -> Path:
     return root / STATE_DIR
 
 
-def check_target(output: Path, *, root: Path, job_name: str = "") -> None:
-    """Raise ResultsError if the results (or their errors sibling) certainly cannot be written:
-    a path component is a file, the path is a folder or a device, the folder is read-only.
-    Called before any download, so such a run fails at once and creates nothing."""
+def check_target(
+    output: Path, *, root: Path, job_name: str = "", table: Path | None = None
+) -> None:
+    """Raise ResultsError if the results (their errors sibling, or the job's ``output.table``)
+    certainly cannot be written: a path component is a file, the path is a folder or a device,
+    the folder is read-only. Called before any download, so such a run fails at once and
+    creates nothing."""
     who = f"{job_name}: " if job_name else ""
-    for target in derived_paths(output):
+    for target in derived_paths(output, table):
         shown = _shown(target, root)
         if target.is_dir():
             raise ResultsError(f"{who}cannot write results to '{shown}': it is a folder")
@@ -286,13 +302,15 @@ def _error_text(raw: bytes) -> str:
 
 _MERGE_SCHEMA = """
 CREATE TABLE line (cid TEXT NOT NULL, ok INTEGER NOT NULL, file INTEGER NOT NULL,
-                   start INTEGER NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (cid, ok))
+                   start INTEGER NOT NULL, size INTEGER NOT NULL, pt INTEGER, ct INTEGER,
+                   cached INTEGER, PRIMARY KEY (cid, ok))
                    WITHOUT ROWID;
 CREATE TABLE want (cid TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE rejected (cid TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
 """
 # Input order first (people diff results against inputs), then rows the input lacks, by custom_id.
 _IN_ORDER = """
-SELECT l.file, l.start, l.size FROM line l LEFT JOIN want w ON w.cid = l.cid
+SELECT l.cid, l.file, l.start, l.size FROM line l LEFT JOIN want w ON w.cid = l.cid
 WHERE l.ok = ? ORDER BY w.pos IS NULL, w.pos, l.cid
 """
 
@@ -307,6 +325,7 @@ def merge_lineage(
     root: Path,
     partial: bool = False,
     scratch: Scratch | None = None,
+    check: Callable[[bytes], str | None] | None = None,
 ) -> ResultRecord:
     """Merge the lineage's outputs (later successes and errors win; a success anywhere beats any
     error), verify the merge against the input, stage both files, check them, and only then
@@ -315,8 +334,10 @@ def merge_lineage(
 
     ``expected_ids`` is None when the input is a remote-only dataset; then the custom_ids seen are
     the expectation and only duplicates could be a problem (the merge makes those impossible).
+    ``check`` (a job's responseFormat) returns why a successful line's answer is unacceptable, or
+    None; such a line is moved to the errors file with that message, as a failed row.
     """
-    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial)
+    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial, check)
     try:
         if scratch is not None:
             return _merge(*args, scratch)
@@ -329,16 +350,20 @@ def merge_lineage(
 
 def _merge(
     dataset_dirs: Sequence[Path], job_name: str, job_ids: Sequence[str], output: Path,
-    expected_ids: Iterable[str] | None, partial: bool, scratch: Scratch,
+    expected_ids: Iterable[str] | None, partial: bool,
+    check: Callable[[bytes], str | None] | None, scratch: Scratch,
 ) -> ResultRecord:  # fmt: skip
     files = [d / name for d in dataset_dirs for name in (OUTPUT_FILE, ERRORS_FILE)]
     db = sqlite3.connect(scratch.path / f"{job_name}.merge.db")
     try:
         db.executescript(_MERGE_SCHEMA)
         unreadable = _index(db, files)
+        if check is not None:
+            _reject(db, files, check)
         if expected_ids is not None:
             db.executemany("INSERT OR IGNORE INTO want VALUES (?, ?)", _positions(expected_ids))
         counts = _counts(db, known_input=expected_ids is not None, unreadable=unreadable)
+        usage = _sum_usage(db)
         gap = _problem(job_name, counts, partial=partial)
         if gap is not None:
             raise ResultsError(f"{gap}; nothing was written, the results on disk are unchanged")
@@ -349,7 +374,8 @@ def _merge(
     if (out.lines, err.lines) != (counts.succeeded, counts.failed):
         raise ResultsError(f"{job_name}: the merged files do not hold the rows merged; not written")
     stamps = _commit(out, output, scratch), _commit(err, errors_path(output), scratch)
-    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial)
+    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial,
+                          usage=usage)
     try:
         save_record(scratch.root, record)
     except sqlite3.Error as exc:  # the files are whole; unrecorded, they are fetched again
@@ -369,42 +395,111 @@ def _index(db: sqlite3.Connection, files: Sequence[Path]) -> int:
     for number, path in enumerate(files):
         ok = int(path.name == OUTPUT_FILE)
         spans = _line_spans(path, unreadable if ok else [0])
-        rows = ((cid, ok, number, start, size) for cid, start, size in spans)
-        db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?)", rows)
+        rows = ((cid, ok, number, start, size, *usage) for cid, start, size, usage in spans)
+        db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     db.execute("DELETE FROM line WHERE ok = 0 AND cid IN (SELECT cid FROM line WHERE ok = 1)")
     return unreadable[0]
 
 
-def _line_spans(path: Path, unreadable: list[int]) -> Iterator[tuple[str, int, int]]:
-    """(custom_id, offset, length without the newline) of each attributable line of a file;
-    other non-blank lines are counted in ``unreadable[0]``."""
+_NO_USAGE = (None, None, None)
+_Span = tuple[str, int, int, tuple[int | None, int | None, int | None]]
+
+
+def _line_spans(path: Path, unreadable: list[int]) -> Iterator[_Span]:
+    """(custom_id, offset, length without the newline, usage) of each attributable line of a
+    file; other non-blank lines are counted in ``unreadable[0]``."""
     if not path.is_file():
         return
     offset = 0
     with path.open("rb") as fh:
         for raw in fh:
             line = raw.rstrip(b"\r\n")
-            cid = _custom_id(line) if line.strip() else None
+            cid, usage = _custom_id(line) if line.strip() else (None, _NO_USAGE)
             if cid is not None:
-                yield cid, offset, len(line)
+                yield cid, offset, len(line), usage
             elif line.strip():
                 unreadable[0] += 1
             offset += len(raw)
 
 
-def _custom_id(line: bytes) -> str | None:
+def _custom_id(line: bytes) -> tuple[str | None, tuple[int | None, int | None, int | None]]:
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return None  # a torn or foreign line cannot be attributed; skip it
+        return None, _NO_USAGE  # a torn or foreign line cannot be attributed; skip it
     cid = value.get("custom_id") if isinstance(value, dict) else None
-    return cid if isinstance(cid, str) else None
+    return (cid, _usage(value)) if isinstance(cid, str) else (None, _NO_USAGE)
+
+
+def _usage(row: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, cached) tokens of a result row: the neutral ``usage`` every provider
+    writes (docs/reconciler.md), else an OpenAI-shaped ``response.usage``."""
+    neutral = row.get("usage")
+    if isinstance(neutral, dict) and "input_tokens" in neutral:
+        return (_int(neutral.get("input_tokens")), _int(neutral.get("output_tokens")),
+                _int(neutral.get("cached_tokens")))  # fmt: skip
+    response = row.get("response")
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return _NO_USAGE
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), _int(cached)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _sum_usage(db: sqlite3.Connection) -> Usage | None:
+    rows, pt, ct, cached = db.execute(
+        "SELECT count(*), sum(pt), sum(ct), sum(coalesce(cached, 0)) FROM line "
+        "WHERE ok = 1 AND pt IS NOT NULL AND ct IS NOT NULL"
+    ).fetchone()
+    return Usage(rows, pt, ct, cached) if rows else None
+
+
+def _reject(
+    db: sqlite3.Connection, files: Sequence[Path], check: Callable[[bytes], str | None]
+) -> None:
+    """Successful lines whose answer ``check`` refuses become error lines (file -1: the line is in
+    the ``rejected`` table), keeping the answer beside the reason for whoever debugs it."""
+    succeeded = db.execute("SELECT cid, file, start, size FROM line WHERE ok = 1")
+    rejected = _rejected_lines(succeeded, files, check)
+    db.executemany("INSERT OR REPLACE INTO rejected VALUES (?, ?)", rejected)
+    db.execute(
+        "UPDATE line SET ok = 0, file = -1 WHERE ok = 1 AND cid IN (SELECT cid FROM rejected)"
+    )
+
+
+def _rejected_lines(
+    rows: Iterable[tuple[str, int, int, int]], files: Sequence[Path],
+    check: Callable[[bytes], str | None],
+) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+    handles: dict[int, int] = {}
+    try:
+        for cid, number, start, size in rows:
+            if number not in handles:
+                handles[number] = os.open(files[number], os.O_RDONLY)
+            line = os.pread(handles[number], size, start)
+            reason = check(line)
+            if reason is not None:
+                error = {"code": "RESPONSE_FORMAT", "message": reason}
+                response = orjson.loads(line).get("response")
+                yield cid, orjson.dumps({"custom_id": cid, "error": error, "response": response})
+    finally:
+        for handle in handles.values():
+            os.close(handle)
 
 
 def _copy_lines(db: sqlite3.Connection, files: Sequence[Path], *, ok: bool) -> Iterator[bytes]:
     handles: dict[int, int] = {}
     try:
-        for number, start, size in db.execute(_IN_ORDER, (int(ok),)):
+        for cid, number, start, size in db.execute(_IN_ORDER, (int(ok),)):
+            if number < 0:
+                body = db.execute("SELECT body FROM rejected WHERE cid = ?", (cid,)).fetchone()
+                yield bytes(body[0]) + b"\n"
+                continue
             if number not in handles:
                 handles[number] = os.open(files[number], os.O_RDONLY)
             yield os.pread(handles[number], size, start) + b"\n"
@@ -420,13 +515,15 @@ def _counts(db: sqlite3.Connection, *, known_input: bool, unreadable: int) -> Me
 
     succeeded = one("SELECT count(*) FROM line WHERE ok = 1")
     failed = one("SELECT count(*) FROM line WHERE ok = 0")
+    nonconforming = one("SELECT count(*) FROM rejected")
     if not known_input:
         return MergeCounts(succeeded + failed, succeeded, failed, missing=0, unexpected=0,
-                           unreadable=unreadable)  # fmt: skip
+                           unreadable=unreadable, nonconforming=nonconforming)  # fmt: skip
     return MergeCounts(
         expected=one("SELECT count(*) FROM want"), succeeded=succeeded, failed=failed,
         missing=one("SELECT count(*) FROM want WHERE cid NOT IN (SELECT cid FROM line)"),
         unexpected=one("SELECT count(*) FROM line WHERE cid NOT IN (SELECT cid FROM want)"),
+        nonconforming=nonconforming,
     )  # fmt: skip
 
 

@@ -1,23 +1,20 @@
-"""Benchmark: the requests and time a plan of 1,000 finished jobs takes, beside a baseline.
+"""Benchmark: what a plan costs, in requests and time, at every size, beside honest baselines.
 
-Run: ``.venv/bin/python bench/plan.py [--jobs 1000] [--datasets 50]``. It generates manifests and
-small datasets in a temp folder, starts ``batchops serve`` as a subprocess, applies everything with
-``batchops apply --wait``, then, in this process:
+Run: ``.venv/bin/python bench/plan.py [--jobs 1000] [--rounds 5] [--parts compare,...]``. Parts:
 
-- times ``reconcile.load_and_plan`` (load + two paginated list calls + plan) and counts its HTTP
-  requests with the client's ``on_response`` hook;
-- times a baseline in the same run that loads the same inputs and then fetches every declared
-  resource with its own GET (the way Terraform refreshes), and plans from that;
-- times the whole ``batchops plan`` command (a subprocess: interpreter start, imports, manifest
-  load, dataset checks, observe, plan, rendering).
-
-The goal's ratio (>= 20x) is observe+plan against the baseline's refresh+plan: both sides load the
-same manifests first, in identical code, so that part is excluded from both; the end-to-end ratio
-including it is printed beside it.
-
-Then it starts a fresh backend with 10% of /v1 requests answered 429, applies the same manifests
-from scratch, and counts the jobs and datasets on the backend per declaration (duplicates = 0).
-Numbers are ratios measured side by side in one run, never absolute thresholds.
+1. **1,000 finished jobs** (generated manifests and small datasets, applied with
+   ``batchops apply --wait`` against ``batchops serve``). In each paired round: ``batchops plan``
+   as a user runs it (a process: start-up, manifest load, dataset checks, observe, plan, print);
+   ``load_and_plan`` in process (manifest load included, and observe + plan alone); and the
+   strongest simple baseline, a Terraform-style refresh with 10 threads (one GET per declared
+   dataset, job and output dataset) after the same load, then the same planner. Ratios are per
+   round; the median is reported. Once on loopback, once with 5 ms added per request.
+2. **Scaling**: ``load_and_plan`` of 10, 100, 1,000 and 10,000 declared (not yet applied) jobs
+   against an empty account, rounds alternating the sizes; time per job at each size.
+3. **A busy account**: a 10-job project, applied; its plan's requests and time (CLI and in
+   process), then again after 5,000 foreign jobs are created in the account.
+4. **Faults**: a fresh backend answering 10% of /v1 requests with 429, the same
+   1,000 jobs applied from scratch, and the duplicates counted per declaration (goal 0).
 """
 
 from __future__ import annotations
@@ -26,12 +23,15 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from batchops.errors import NotFoundError
@@ -43,7 +43,7 @@ from batchops.providers.fireworks.provider import (
     input_from_wire,
     job_from_wire,
 )
-from batchops.providers.fireworks.wire import resource_id
+from batchops.providers.fireworks.wire import BatchInferenceJob, Dataset, resource_id
 from batchops.reconcile import (
     PassOptions,
     gc_paused,
@@ -75,7 +75,8 @@ def generate(root: Path, *, jobs: int, datasets: int) -> None:
 
 def serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     args = [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", str(data_dir)]
-    proc = subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)  # fmt: skip
     assert proc.stdout is not None
     match = re.search(r"(http://\S+)", proc.stdout.readline())
     assert match, "batchops serve did not start"
@@ -118,26 +119,30 @@ def timed_plan(root: Path, url: str) -> dict[str, float]:
         end = time.perf_counter()
     changes = sum(1 for a in plan.actions if a.is_change)
     return {"total": end - start, "observe_plan": end - loaded, "requests": counter.count,
-            "changes": changes}  # fmt: skip
+            "changes": changes, "jobs": len(inputs[0].jobs)}  # fmt: skip
 
 
 def baseline(root: Path, url: str) -> dict[str, float]:
-    """Terraform-style refresh: one GET per declared resource (datasets, jobs, output datasets)."""
+    """Terraform-style refresh with 10 threads: one GET per declared resource (datasets, jobs,
+    output datasets), after the same manifest load, then the same planner."""
     counter = Counting()
     project = project_from_root(root)
-    with FireworksClient(base_url=url, account_id="local", api_key=None,
-                         on_response=counter) as client:  # fmt: skip
+    with (
+        FireworksClient(base_url=url, account_id="local", api_key=None,
+                        on_response=counter) as client,
+        ThreadPoolExecutor(10) as pool,
+    ):  # fmt: skip
         start = time.perf_counter()
         desired, infos = load_inputs([root / "jobs"], root=root)
         loaded = time.perf_counter()
         with gc_paused():  # as load_and_plan does
             ds_ids = declared_dataset_ids(desired, infos, project)
-            datasets = [client.get_dataset(i) for i in ds_ids.values()]
+            datasets = list(pool.map(lambda i: _get_ds(client, i), ds_ids.values()))
             empty = job_views(desired, infos, Observed(), {}, project=project)
-            jobs = [_get(client, v.base_id) for v in empty]
-            outputs = [_get_ds(client, v.base_id + "-out") for v in empty]
+            jobs = list(pool.map(lambda v: _get(client, v.base_id), empty))
+            outputs = list(pool.map(lambda v: _get_ds(client, v.base_id + "-out"), empty))
             observed = Observed(
-                datasets=tuple(input_from_wire(d) for d in datasets + [d for d in outputs if d]),
+                datasets=tuple(input_from_wire(d) for d in datasets + outputs if d),
                 jobs=tuple(job_from_wire(j) for j in jobs if j))  # fmt: skip
             plan = make_plan(desired, infos, observed, local_results(desired, root),
                              PlanOptions(), project=project)  # fmt: skip
@@ -177,59 +182,158 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--datasets", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=5,
-                        help="timed runs of each side, alternating (the best of each is taken)")
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds (default 5)")
     parser.add_argument("--rtt", type=float, default=0.005,
                         help="simulated seconds per request for the second comparison")  # fmt: skip
+    parser.add_argument("--sizes", default="10,100,1000,10000", help="job counts for scaling")
+    parser.add_argument("--foreign", type=int, default=5000, help="foreign jobs (busy account)")
+    parser.add_argument("--parts", default="compare,scaling,busy,faults",
+                        help="which parts to run (default: all four)")  # fmt: skip
     args = parser.parse_args()
+    print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="batchops-bench-") as tmp:
         run(Path(tmp), args)
 
 
+def machine() -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:  # Linux; elsewhere the name stays unknown
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                   cpu)  # fmt: skip
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {sys.version.split()[0]}"
+
+
 def run(tmp: Path, args: argparse.Namespace) -> None:
+    parts = set(args.parts.split(","))
     root = tmp / "bench-repo"
     generate(root, jobs=args.jobs, datasets=args.datasets)
-    proc, url = serve(tmp / "backend")
-    try:
-        took = apply_wait(root, url)
-        print(f"applied {args.jobs} jobs over {args.datasets} datasets (--wait): {took:.1f} s")
-    finally:
-        stop(proc)
-    for latency, repeat in ((0.0, args.repeat), (args.rtt, 1)):
-        compare(tmp, root, latency=latency, repeat=repeat)
-    faulty(tmp, root, args)
+    if "compare" in parts:
+        proc, url = serve(tmp / "backend")
+        try:
+            took = apply_wait(root, url)
+            print(f"applied {args.jobs} jobs over {args.datasets} datasets (--wait): {took:.1f} s")
+        finally:
+            stop(proc)
+        for latency in (0.0, args.rtt):
+            compare(tmp, root, latency=latency, rounds=args.rounds)
+    if "scaling" in parts:
+        scaling(tmp, [int(n) for n in args.sizes.split(",")], rounds=args.rounds)
+    if "busy" in parts:
+        busy(tmp, foreign=args.foreign, rounds=args.rounds)
+    if "faults" in parts:
+        faulty(tmp, root, args)
 
 
-def compare(tmp: Path, root: Path, *, latency: float, repeat: int) -> None:
-    """Plan vs baseline on the applied state; ``latency`` simulates a network round trip."""
+def compare(tmp: Path, root: Path, *, latency: float, rounds: int) -> None:
+    """Plan vs the threaded refresh on the applied state, in paired rounds."""
     proc, url = serve(tmp / "backend", "--latency", str(latency))  # same data, new process
+    rows = []
     try:
-        runs = [(timed_plan(root, url), baseline(root, url)) for _ in range(repeat)]  # alternate
-        ours, base = best([o for o, _ in runs]), best([b for _, b in runs])
-        cli = min(plan_cli(root, url) for _ in range(repeat))
+        for _ in range(rounds):
+            rows.append((plan_cli(root, url), timed_plan(root, url), baseline(root, url)))
     finally:
         stop(proc)
     where = "loopback" if not latency else f"loopback + {latency * 1000:.0f} ms per request"
-    print(f"-- {where}")
-    for label, r in (("plan (2 list calls + pages)", ours), ("baseline (one GET each)", base)):
-        print(f"{label:28s} {r['requests']:5.0f} requests, {r['changes']:.0f} changes; "
-              f"observe+plan {r['observe_plan'] * 1000:8.1f} ms, with manifest load "
-              f"{r['total'] * 1000:8.1f} ms")  # fmt: skip
-    load = ours["total"] - ours["observe_plan"]
+    ours, base = rows[-1][1], rows[-1][2]
+    jobs = ours["jobs"]
+    print(f"-- {jobs:,.0f} finished jobs, {where}: median of {rounds} paired rounds")
+    print(f"   requests: plan {ours['requests']:.0f}, threaded refresh {base['requests']:.0f}; "
+          f"changes: {ours['changes']:.0f} and {base['changes']:.0f}")  # fmt: skip
+
+    def ms(values: Iterable[float]) -> str:
+        return f"{statistics.median(values) * 1000:8.0f} ms"
+
+    med = statistics.median
+    print(f"   `batchops plan` (CLI, end to end)          {ms(r[0] for r in rows)}")
+    print(f"   load_and_plan in process (manifests incl.) {ms(r[1]['total'] for r in rows)};"
+          f" observe+plan {ms(r[1]['observe_plan'] for r in rows)}")  # fmt: skip
+    print(f"   refresh, 10 threads, in process (incl.)    {ms(r[2]['total'] for r in rows)};"
+          f" observe+plan {ms(r[2]['observe_plan'] for r in rows)}")  # fmt: skip
+    narrow = [r[2]["observe_plan"] / r[1]["observe_plan"] for r in rows]
+    whole = [r[2]["total"] / r[1]["total"] for r in rows]
+    print(f"   ratio refresh/ours: observe+plan {med(narrow):.1f}x, with the manifest load both "
+          f"pay {med(whole):.1f}x (per round: {', '.join(f'{x:.1f}' for x in whole)})")  # fmt: skip
+
+
+def scaling(tmp: Path, sizes: list[int], *, rounds: int) -> None:
+    """load_and_plan of N declared jobs (an empty account: every job is a create)."""
+    roots = {}
+    for n in sizes:
+        roots[n] = tmp / f"scale-{n}"
+        generate(roots[n], jobs=n, datasets=min(50, n))
+    proc, url = serve(tmp / "backend-empty")
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    loads: dict[int, list[float]] = {n: [] for n in sizes}
+    try:
+        for r in range(rounds):
+            for n in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:
+                figures = timed_plan(roots[n], url)
+                times[n].append(figures["total"])
+                loads[n].append(figures["total"] - figures["observe_plan"])
+    finally:
+        stop(proc)
+    print(f"-- scaling: load_and_plan of N declared jobs, empty account, median of {rounds}")
+    per_job = {n: statistics.median(times[n]) / n * 1000 for n in sizes}
+    for n in sizes:
+        load = statistics.median(loads[n])
+        print(f"   {n:6d} jobs: {statistics.median(times[n]) * 1000:8.0f} ms, "
+              f"{per_job[n]:.3f} ms per job; of which loading manifests and datasets "
+              f"{load * 1000:.0f} ms ({load / n * 1000:.3f} ms per job)")  # fmt: skip
+    if 1000 in per_job and 10000 in per_job:
+        print(
+            f"   per-job time at 10,000 / at 1,000: {per_job[10000] / per_job[1000]:.2f}x "
+            "(goal <= 1.3x)"
+        )
+
+
+def busy(tmp: Path, *, foreign: int, rounds: int) -> None:
+    """A 10-job project's plan in its own account, then with ``foreign`` other jobs in it."""
+    root = tmp / "small-repo"
+    generate(root, jobs=10, datasets=2)
+    data = tmp / "backend-busy"
+    proc, url = serve(data)
+    try:
+        apply_wait(root, url)
+    finally:
+        stop(proc)
+    quiet = measure_busy(root, data, rounds)
+    # Jobs that stay VALIDATING: they are listed like any others and cost the worker nothing.
+    proc, url = serve(data, "--stage-delay", "86400")
+    try:
+        add_foreign_jobs(url, foreign)
+    finally:
+        stop(proc)
+    loud = measure_busy(root, data, rounds)
+    print(f"-- a 10-job project, median of {rounds}: own account vs with {foreign:,} foreign jobs")
+    for label, (requests, cli, inproc) in (("own account", quiet), ("busy account", loud)):
+        print(f"   {label:13s} {requests:3d} requests; `batchops plan` {cli * 1000:6.0f} ms; "
+              f"load_and_plan {inproc * 1000:6.0f} ms")  # fmt: skip
     print(
-        f"speed-up, observe+plan (the goal's ratio, >= 20x: both sides exclude the identical "
-        f"manifest load): {base['observe_plan'] / ours['observe_plan']:.1f}x; end to end incl. "
-        f"loading the same manifests ({load * 1000:.0f} ms): {base['total'] / ours['total']:.1f}x"
-    )
-    print(
-        f"whole `batchops plan` command (start, load, observe, plan, print): {cli * 1000:.0f} ms; "
-        f"baseline load + one GET each + plan, in process: {base['total'] * 1000:.0f} ms"
+        f"   busy / own: requests {loud[0] / quiet[0]:.2f}x, CLI time {loud[1] / quiet[1]:.2f}x "
+        "(goal <= 2x)"
     )
 
 
-def best(runs: list[dict[str, float]]) -> dict[str, float]:
-    """The best of each measure on its own (a shared machine's noise hits runs unevenly)."""
-    return {key: min(r[key] for r in runs) for key in runs[0]}
+def measure_busy(root: Path, data: Path, rounds: int) -> tuple[int, float, float]:
+    proc, url = serve(data, "--stage-delay", "86400")
+    try:
+        runs = [(timed_plan(root, url), plan_cli(root, url)) for _ in range(rounds)]
+    finally:
+        stop(proc)
+    med = statistics.median
+    return (int(runs[-1][0]["requests"]), med(c for _, c in runs),
+            med(r["total"] for r, _ in runs))  # fmt: skip
+
+
+def add_foreign_jobs(url: str, count: int) -> None:
+    """``count`` jobs made by hand (no mark), over one foreign dataset."""
+    with FireworksClient(base_url=url, account_id="local", api_key=None) as client, \
+            ThreadPoolExecutor(8) as pool:  # fmt: skip
+        client.create_dataset("hand-made", Dataset(display_name="by hand", example_count="1"))
+        job = BatchInferenceJob(model="accounts/fireworks/models/m", input_dataset_id="hand-made",
+                                display_name="someone else's job")  # fmt: skip
+        list(pool.map(lambda i: client.create_job(f"hand-{i}", job), range(count)))
 
 
 def plan_cli(root: Path, url: str) -> float:

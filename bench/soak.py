@@ -1,8 +1,10 @@
 """Soak: `batchops watch` against a faulty backend for ``--minutes``, with manifests changing.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--change-every 3] [--seed 1]
+    .venv/bin/python bench/soak.py [--minutes 10] [--jobs 1000] [--change-every 3] [--seed 1]
 
-A local backend runs in this process on a loopback port with about 10% of /v1 requests faulty
+The project declares ``--jobs`` jobs that stay put (in files of 50, as a real project grows)
+beside the few that the edits add, change and remove. ``--minutes`` shortens the run. A local
+backend runs in this process on a loopback port with about 10% of /v1 requests faulty
 (429 with Retry-After, 500, 503, dropped connections) plus latency spikes on 2% of requests.
 `batchops watch --prune --log-format json` runs as a subprocess in a temp project, pointed at it
 with FIREWORKS_BASE_URL. Every ``--change-every`` seconds a job manifest is added, modified
@@ -41,24 +43,50 @@ from batchops.local.server import EmbeddedServer
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.wire import resource_id
 
-FAULTS = FaultConfig(rate_429=0.03, rate_500=0.025, rate_503=0.025, rate_drop=0.02,
-                     latency=0.5, latency_rate=0.02, retry_after=1.0, seed=7)
-DATASET = ("apiVersion: batchops/v1\nkind: Dataset\nmetadata:\n  name: prompts\nspec:\n"
-           "  path: ../data/prompts.jsonl\n")
-JOB = ("apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata:\n  name: {name}\nspec:\n"
-       "  model: accounts/fireworks/models/llama-v3p1-8b-instruct\n  inputDataset: prompts\n"
-       "  inferenceParameters:\n    maxTokens: {tokens}\n")
+FAULTS = FaultConfig(
+    rate_429=0.03,
+    rate_500=0.025,
+    rate_503=0.025,
+    rate_drop=0.02,
+    latency=0.5,
+    latency_rate=0.02,
+    retry_after=1.0,
+    seed=7,
+)
+DATASET = (
+    "apiVersion: batchops/v1\nkind: Dataset\nmetadata:\n  name: prompts\nspec:\n"
+    "  path: ../data/prompts.jsonl\n"
+)
+JOB = (
+    "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata:\n  name: {name}\nspec:\n"
+    "  model: accounts/fireworks/models/llama-v3p1-8b-instruct\n  inputDataset: prompts\n"
+    "  inferenceParameters:\n    maxTokens: {tokens}\n"
+)
 MAX_JOBS = 8
 SAMPLE_EVERY = 10.0
 
 
-def make_project(root: Path, rows: int) -> None:
+def make_project(root: Path, rows: int, jobs: int) -> None:
     (root / "jobs").mkdir(parents=True)
     (root / "data").mkdir()
-    lines = (json.dumps({"custom_id": f"r{i}", "body": {"messages": [
-        {"role": "user", "content": f"soak question {i} " + "y" * 100}]}}) for i in range(rows))
+    lines = (
+        json.dumps(
+            {
+                "custom_id": f"r{i}",
+                "body": {
+                    "messages": [{"role": "user", "content": f"soak question {i} " + "y" * 100}]
+                },
+            }
+        )
+        for i in range(rows)
+    )
     (root / "data" / "prompts.jsonl").write_text("\n".join(lines) + "\n")
     (root / "jobs" / "prompts.yaml").write_text(DATASET)
+    for start in range(0, jobs, 50):
+        docs = [
+            JOB.format(name=f"steady-{i}", tokens=16) for i in range(start, min(start + 50, jobs))
+        ]
+        (root / "jobs" / f"steady-{start // 50:03d}.yaml").write_text("---\n".join(docs))
 
 
 class Editor:
@@ -109,8 +137,10 @@ def duplicates(client: FireworksClient, project: str) -> list[str]:
             problems.append(f"job not ours or not derived: {jid}")
             continue
         params = job.inference_parameters.model_dump_json() if job.inference_parameters else ""
-        specs[f"{parts.name}|{parts.attempt}|{parts.resume}|{job.model}|"
-              f"{job.input_dataset_id}|{params}"] += 1
+        specs[
+            f"{parts.name}|{parts.attempt}|{parts.resume}|{job.model}|"
+            f"{job.input_dataset_id}|{params}"
+        ] += 1
     problems += [f"duplicate job spec: {key}" for key, n in specs.items() if n > 1]
     contents: collections.Counter[str] = collections.Counter()
     for ds in client.list_datasets():
@@ -137,8 +167,14 @@ def pass_lines(log: Path) -> list[dict[str, object]]:
 
 
 def status(root: Path, env: dict[str, str]) -> list[dict[str, object]]:
-    done = subprocess.run([sys.executable, "-m", "batchops", "status", "--output", "json"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "batchops", "status", "--output", "json"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     try:
         return list(json.loads(done.stdout)["jobs"])
     except (ValueError, KeyError):
@@ -146,24 +182,40 @@ def status(root: Path, env: dict[str, str]) -> list[dict[str, object]]:
 
 
 def converged(jobs: list[dict[str, object]]) -> bool:
-    return bool(jobs) and all(str(j.get("state")).endswith("COMPLETED")
-                              and j.get("resultsState") == "verified" for j in jobs)
+    return bool(jobs) and all(
+        str(j.get("state")).endswith("COMPLETED") and j.get("resultsState") == "verified"
+        for j in jobs
+    )
 
 
 def run_soak(args: argparse.Namespace, tmp: Path) -> int:
     root = tmp / "soak-project"
-    make_project(root, args.rows)
-    config = BackendConfig(data_dir=tmp / "backend", row_delay=0.002, stage_delay=0.2,
-                           faults=FAULTS)
+    make_project(root, args.rows, args.jobs)
+    config = BackendConfig(
+        data_dir=tmp / "backend", row_delay=0.002, stage_delay=0.2, faults=FAULTS
+    )
     with EmbeddedServer(config, port=0) as server:
         env = {**os.environ, "FIREWORKS_BASE_URL": server.base_url, "NO_COLOR": "1"}
         env.pop("FIREWORKS_API_KEY", None)
         log = tmp / "watch.log"
         with log.open("w") as err:
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "batchops", "watch", "--prune", "--interval", "5s",
-                 "--log-format", "json"], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                stderr=err)
+                [
+                    sys.executable,
+                    "-m",
+                    "batchops",
+                    "watch",
+                    "--prune",
+                    "--interval",
+                    "5s",
+                    "--log-format",
+                    "json",
+                ],
+                cwd=root,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
         try:
             return soak_loop(args, root, env, daemon, log, server.base_url)
         finally:
@@ -172,8 +224,14 @@ def run_soak(args: argparse.Namespace, tmp: Path) -> int:
             daemon.wait(30)
 
 
-def soak_loop(args: argparse.Namespace, root: Path, env: dict[str, str],
-              daemon: subprocess.Popen[bytes], log: Path, base_url: str) -> int:
+def soak_loop(
+    args: argparse.Namespace,
+    root: Path,
+    env: dict[str, str],
+    daemon: subprocess.Popen[bytes],
+    log: Path,
+    base_url: str,
+) -> int:
     editor = Editor(root, args.seed)
     start = time.monotonic()
     end = start + args.minutes * 60
@@ -183,8 +241,11 @@ def soak_loop(args: argparse.Namespace, root: Path, env: dict[str, str],
         now = time.monotonic()
         if now >= next_sample:
             samples.append((now - start, *memory_kb(daemon.pid)))
-            print(f"  t={now - start:6.0f}s rss={samples[-1][1] / 1024:.1f} MiB "
-                  f"anon={samples[-1][2] / 1024:.2f} MiB", flush=True)
+            print(
+                f"  t={now - start:6.0f}s rss={samples[-1][1] / 1024:.1f} MiB "
+                f"anon={samples[-1][2] / 1024:.2f} MiB",
+                flush=True,
+            )
             next_sample += SAMPLE_EVERY
         if now >= next_edit:
             editor.step()
@@ -193,7 +254,7 @@ def soak_loop(args: argparse.Namespace, root: Path, env: dict[str, str],
     alive = daemon.poll() is None
     settle_start = time.monotonic()
     jobs: list[dict[str, object]] = []
-    while alive and time.monotonic() - settle_start < 180:
+    while alive and time.monotonic() - settle_start < 600:
         jobs = status(root, env)
         if converged(jobs):
             break
@@ -201,8 +262,17 @@ def soak_loop(args: argparse.Namespace, root: Path, env: dict[str, str],
     settle = time.monotonic() - settle_start
     with FireworksClient(base_url=base_url, account_id="local", api_key=None) as client:
         dups = _retrying(lambda: duplicates(client, project_from_root(root)))
-    report(args, samples, pass_lines(log), dups, jobs, editor, alive=alive, settle=settle,
-           start_wall=time.time() - (time.monotonic() - start))
+    report(
+        args,
+        samples,
+        pass_lines(log),
+        dups,
+        jobs,
+        editor,
+        alive=alive,
+        settle=settle,
+        start_wall=time.time() - (time.monotonic() - start),
+    )
     return 0 if alive and not dups and converged(jobs) else 1
 
 
@@ -226,11 +296,22 @@ def memory_report(samples: list[tuple[float, int, int]], column: int, label: str
         print(f"{label} first minute {a:.2f} MiB, last minute {b:.2f} MiB, ratio {b / a:.3f}")
 
 
-def report(args: argparse.Namespace, samples: list[tuple[float, int, int]],
-           passes: list[dict[str, object]], dups: list[str], jobs: list[dict[str, object]],
-           editor: Editor, *, alive: bool, settle: float, start_wall: float) -> None:
-    print(f"\nsoak: {args.minutes} min, an edit every {args.change_every}s "
-          f"({dict(editor.edits)}), faults {FAULTS}")
+def report(
+    args: argparse.Namespace,
+    samples: list[tuple[float, int, int]],
+    passes: list[dict[str, object]],
+    dups: list[str],
+    jobs: list[dict[str, object]],
+    editor: Editor,
+    *,
+    alive: bool,
+    settle: float,
+    start_wall: float,
+) -> None:
+    print(
+        f"\nsoak: {args.minutes} min, an edit every {args.change_every}s "
+        f"({dict(editor.edits)}), faults {FAULTS}"
+    )
     for column, label in ((1, "RSS"), (2, "RssAnon")):
         memory_report(samples, column, label)
     per_minute: collections.Counter[int] = collections.Counter()
@@ -241,10 +322,15 @@ def report(args: argparse.Namespace, samples: list[tuple[float, int, int]],
     print("passes per minute: " + " ".join(str(per_minute[m]) for m in sorted(per_minute)))
     print(f"pass outcomes: {dict(outcomes)}")
     print(f"duplicates on the backend: {len(dups)}" + "".join(f"\n  {d}" for d in dups))
-    print(f"daemon alive at the end: {alive}; converged {converged(jobs)} after {settle:.0f}s "
-          f"of settling; declared jobs: {len(jobs)}")
-    for job in jobs:
-        print(f"  {job.get('name')}: {job.get('state')} results {job.get('resultsState')}")
+    print(
+        f"daemon alive at the end: {alive}; converged {converged(jobs)} after {settle:.0f}s "
+        f"of settling; declared jobs: {len(jobs)}"
+    )
+    states = collections.Counter(
+        f"{j.get('state')} / results {j.get('resultsState')}" for j in jobs
+    )
+    for state, count in sorted(states.items()):
+        print(f"  {count:5d} x {state}")
 
 
 def _ts(record: dict[str, object]) -> float:
@@ -258,6 +344,7 @@ def main() -> int:
     parser.add_argument("--change-every", type=float, default=3.0, help="seconds between edits")
     parser.add_argument("--rows", type=int, default=60, help="rows of the soak's dataset")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs declared that stay put")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchops-soak-") as tmp:
         return run_soak(args, Path(tmp))

@@ -18,11 +18,18 @@ from batchops.apply import NullReporter
 from batchops.errors import BatchopsError, InvalidInputError, OwnershipError
 from batchops.local.config import BackendConfig, FaultConfig
 from batchops.local.server import EmbeddedServer
-from batchops.plan import Action
+from batchops.plan import Action, Kind, Plan
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.provider import FireworksProvider as FP
 from batchops.providers.fireworks.wire import Dataset
-from batchops.reconcile import PassOptions, PassResult, gc_paused, load_inputs, run_pass
+from batchops.reconcile import (
+    PassOptions,
+    PassResult,
+    gc_paused,
+    load_and_plan,
+    load_inputs,
+    run_pass,
+)
 
 PROJECT = "proj"
 ROWS = 6
@@ -174,6 +181,49 @@ def test_gc_is_paused_for_the_block_and_restored_after_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def plan_requests(paths: list[Path], root: Path, url: str) -> tuple[int, Plan]:
+    with FireworksClient(base_url=url, account_id="local", api_key=None) as fresh:
+        plan = load_and_plan(paths, root=root, provider=FP(fresh), project=PROJECT,
+                             options=PassOptions())  # fmt: skip
+        return sum(fresh.requests_total.values()), plan
+
+
+def add_foreign_datasets(client: FireworksClient, count: int) -> None:
+    for i in range(count):
+        client.create_dataset(f"other-{i}", Dataset(display_name=f"someone else's {i}",
+                                                    example_count="1"))  # fmt: skip
+
+
+def test_a_busy_account_costs_a_plan_no_more_requests(tmp_path: Path,
+                                                      client: FireworksClient) -> None:  # fmt: skip
+    """The lists ask for this project's resources only: 450 foreign datasets (three pages
+    unfiltered) change neither the number of requests nor the plan."""
+    paths = make_repo(tmp_path)
+    assert converge(paths, tmp_path, client).errors == []
+    quiet, quiet_plan = plan_requests(paths, tmp_path, client.base_url)
+    add_foreign_datasets(client, 450)
+    busy, busy_plan = plan_requests(paths, tmp_path, client.base_url)
+    assert busy == quiet == 2
+    assert busy_plan.actions == quiet_plan.actions == ()
+
+
+def test_a_dataset_named_by_id_is_found_though_the_lists_are_filtered(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    make_repo(tmp_path)
+    add_foreign_datasets(client, 1)
+    (tmp_path / "jobs" / "m.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: k}\n"
+        "spec: {model: accounts/fireworks/models/m, inputDatasetId: other-0}\n"
+        "---\napiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: g}\n"
+        "spec: {model: accounts/fireworks/models/m, inputDatasetId: gone}\n"
+    )
+    _, plan = plan_requests([tmp_path / "jobs"], tmp_path, client.base_url)
+    kinds = {a.resource.name: (a.kind, a.reason) for a in plan.actions}
+    assert kinds["k"][0] is Kind.CREATE_JOB
+    assert kinds["g"] == (Kind.FAILED, "input dataset gone does not exist")
 
 
 def test_load_inputs_reports_manifest_and_dataset_problems_together(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_examples_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     assert capsys.readouterr().out == (
-        "valid: 3 manifest files, 2 datasets (35 rows, 8.7 kB), 4 jobs\n"
+        "valid: 4 manifest files, 3 datasets (43 rows, 11.1 kB), 5 jobs; "
+        "3,169 input tokens (estimated) for the jobs\n"
     )
     assert (project / ".batchops/cache/datasets.json").exists()
 
@@ -70,6 +71,7 @@ def test_dataset_problems_are_reported(project: Path, capsys: pytest.CaptureFixt
         "capitals-gpt4o-mini",
         "capitals-llama70b",
         "capitals-llama8b",
+        "product-copy-8b",
         "product-reviews",
     ]
     assert body["diagnostics"] == [
@@ -96,6 +98,11 @@ def test_max_dataset_bytes(project: Path, capsys: pytest.CaptureFixture[str]) ->
     assert out[0] == (
         "jobs/data/capitals.jsonl:1:1: file is 3,794 bytes, over the limit of 1,024 bytes"
     )
+    # A rendered dataset's problem points at its manifest, not into .batchops/.
+    assert (
+        "jobs/product-copy.yaml:6:1: dataset 'product-copy' as rendered (line 1): file is 2,359 "
+        "bytes, over the limit of 1,024 bytes"
+    ) in out
     with pytest.raises(SystemExit):
         main(["validate", "--max-dataset-bytes", "lots"])
 

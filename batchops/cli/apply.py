@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -32,17 +33,20 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
-from batchops.cli.common import append_step_summary
+from batchops.cli.common import append_step_summary, duration, positive_int
 from batchops.cli.confirm import ApplyGate, NotConfirmedError, ask_terminal
-from batchops.cli.plan import add_pass_flags, pass_options, selector_of
+from batchops.cli.plan import add_pass_flags, money_options, pass_options, selector_of
 from batchops.config import ProjectConfig, Settings
 from batchops.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_JOB_FAILED,
     EXIT_OK,
+    EXIT_TERMINATED,
     BatchopsError,
     ConfigError,
+    DeadlineExceededError,
+    Terminated,
 )
 from batchops.manifest.select import Selector
 from batchops.plan import Action, Kind, Plan
@@ -68,6 +72,7 @@ from batchops.textsafe import inert, json_text, md_text
 # Seconds between passes under --wait: the local backend finishes in seconds, while Fireworks jobs
 # take minutes to hours and every pass costs two list calls.
 POLL_LOCAL, POLL_REMOTE = 2.0, 15.0
+MAX_PLAN_BYTES = 64 * 2**20  # a saved plan of 10,000 jobs is a few MB; a bigger file is no plan
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -80,19 +85,20 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "exactly that plan, or refuse it if the account changed since.",
         epilog="exit codes: 0 converged or progressing, 1 error, 3 a declared job failed, has "
         "more failed rows than its spec.maxFailedRows, or expired with no resumes left, "
-        "130 interrupted",
+        "4 over a budget (nothing sent), 130 interrupted",
     )  # fmt: skip
     p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/) or a plan")
     add_backend_flags(p)
     add_pass_flags(p)
     p.add_argument("--wait", action="store_true", help="keep going until every job is done")
-    p.add_argument("--timeout", type=float, default=None, help="seconds --wait may take")
+    p.add_argument("--timeout", type=duration, default=None, metavar="DURATION",
+                   help="how long the whole command may take, e.g. 30, 90s, 20m")  # fmt: skip
     p.add_argument(
-        "--poll-interval", type=float, default=None, metavar="SECONDS",
+        "--poll-interval", type=duration, default=None, metavar="DURATION",
         help=f"seconds between passes with --wait (default {POLL_LOCAL:g} on the local backend, "
         f"{POLL_REMOTE:g} on Fireworks)",
     )  # fmt: skip
-    p.add_argument("--parallelism", type=int, default=None,
+    p.add_argument("--parallelism", type=positive_int, default=None,
                    help="concurrent actions (default: batchops.yaml, else 8)")  # fmt: skip
     p.add_argument("-y", "--auto-approve", action="store_true",
                    help="do not ask before deleting or replacing (needed for --prune deletions "
@@ -189,19 +195,21 @@ def run(args: argparse.Namespace) -> int:
                 remote = backend["kind"] == "fireworks"
                 args.poll_interval = POLL_REMOTE if remote else POLL_LOCAL
             result = _loop(job, args, provider, printer.log(rep), stop, printer, inputs)
-    except KeyboardInterrupt:
-        print(interrupted_message(printer.in_flight()), file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        term = isinstance(exc, Terminated)
+        how = "terminated" if term else "interrupted"
+        print(interrupted_message(printer.in_flight(), how=how), file=sys.stderr, flush=True)
+        return EXIT_TERMINATED if term else EXIT_INTERRUPTED
     return printer.finish(result, args)
 
 
-def interrupted_message(jobs: list[str]) -> str:
-    """What Ctrl-C leaves behind: remote jobs do not stop with this process."""
+def interrupted_message(jobs: list[str], *, how: str = "interrupted") -> str:
+    """What Ctrl-C (or SIGTERM) leaves behind: remote jobs do not stop with this process."""
     if not jobs:
-        return "interrupted"
+        return how
     names = ", ".join(jobs)
     them = "it" if len(jobs) == 1 else "them"
-    return (f"interrupted: the remote jobs keep running on the account, and are billed: "
+    return (f"{how}: the remote jobs keep running on the account, and are billed: "
             f"{names}.\nFollow {them} with `batchops status`; stop one with "
             "`batchops cancel NAME`.")  # fmt: skip
 
@@ -231,7 +239,8 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
                           retry_failed=o["retryFailed"], download=o["download"],
                           max_workers=args.parallelism,
                           selector=Selector.from_json(data.get("selector")),
-                          narrowed=bool(data.get("narrowed")))  # fmt: skip
+                          narrowed=bool(data.get("narrowed")),
+                          **money_options(args, settings))  # fmt: skip
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
     return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check,
@@ -242,9 +251,11 @@ def _saved_plan_file(paths: list[str]) -> Path | None:
     """A single argument that is a JSON plan saved by `plan --out` (manifests are YAML)."""
     if len(paths) != 1 or not Path(paths[0]).is_file():
         return None
+    if Path(paths[0]).stat().st_size > MAX_PLAN_BYTES:
+        return None
     try:
         data = json.loads(Path(paths[0]).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep JSON is no plan of ours
         return None
     is_plan = isinstance(data, dict) and "fingerprint" in data and "formatVersion" in data
     return Path(paths[0]) if is_plan else None
@@ -256,7 +267,7 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
-        raise KeyboardInterrupt
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -390,6 +401,11 @@ class _Printer:
             print(line, file=sys.stderr)
         if self.annotate and (notes := failure_annotations(result.plan, result.row_failures)):
             print(notes, file=sys.stderr, flush=True)
+        for name, record in sorted((result.applied.records if result.applied else {}).items()):
+            if record.counts.nonconforming:  # responseFormat: failed rows the server called done
+                print(f"{inert(name)}: {record.counts.nonconforming} answer(s) did not match "
+                      f"responseFormat; see {inert(os.path.relpath(record.errors.path))}",
+                      file=sys.stderr)  # fmt: skip
         if self.json:
             print(json_text(self._result_json(result, code), indent=2))
         elif result.plan.has_changes or not result.converged or _failures(result):
@@ -481,24 +497,38 @@ def _apply_markdown(result: PassResult, code: int) -> str:
 def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullReporter,
           stop: threading.Event, printer: _Printer, inputs: Inputs) -> PassResult:  # fmt: skip
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    provider.set_deadline(deadline)  # every call, retry and read of the command stops there
     saved = job.saved
     first_inputs: Inputs | None = inputs
+    last: PassResult | None = None
     while True:
-        result = run_pass(job.paths, root=job.root, provider=provider, project=job.project,
-                          options=job.options, reporter=reporter, stop=stop, saved=saved,
-                          on_plan=printer.on_plan, inputs=first_inputs,
-                          project_file=job.project_file)  # fmt: skip
+        try:
+            result = run_pass(job.paths, root=job.root, provider=provider, project=job.project,
+                              options=job.options, reporter=reporter, stop=stop, saved=saved,
+                              on_plan=printer.on_plan, inputs=first_inputs,
+                              project_file=job.project_file)  # fmt: skip
+        except DeadlineExceededError as exc:  # observing, before any action
+            if last is None:
+                raise _timeout_error(args.timeout, None) from exc
+            return _timed_out(last, args.timeout)  # the last whole pass says what is left
         printer.on_result(result)
         # Only the first pass is the saved plan, and only it may reuse the inputs validated
         # before the backend started; later passes reload what the files say now.
-        saved, first_inputs = None, None
+        saved, first_inputs, last = None, None, result
+        if deadline is not None and time.monotonic() >= deadline and not result.converged:
+            return _timed_out(result, args.timeout)
         if not args.wait or result.converged or _hard_errors(result):
             return result
-        if deadline is not None and time.monotonic() >= deadline:
-            result.errors.append(_timeout_error(args.timeout, result))
-            return result
-        if stop.wait(args.poll_interval):
+        left = args.poll_interval if deadline is None else deadline - time.monotonic()
+        if stop.wait(max(0.0, min(args.poll_interval, left))):
             raise KeyboardInterrupt
+
+
+def _timed_out(result: PassResult, timeout: float) -> PassResult:
+    """``result`` (its failed jobs, states and errors still reported) closed by the timeout."""
+    result.errors[:] = [e for e in result.errors if type(e) is not DeadlineExceededError]
+    result.errors.append(_timeout_error(timeout, result))
+    return result
 
 
 def _hard_errors(result: PassResult) -> bool:
@@ -506,10 +536,9 @@ def _hard_errors(result: PassResult) -> bool:
     return any(not e.retryable for e in result.errors)
 
 
-def _timeout_error(timeout: float, result: PassResult) -> BatchopsError:
-    return BatchopsError(
-        f"--timeout {timeout:g} s reached before convergence ({_states_text(result)})"
-    )
+def _timeout_error(timeout: float, result: PassResult | None) -> BatchopsError:
+    states = f" ({_states_text(result)})" if result is not None else ""
+    return BatchopsError(f"--timeout {timeout:g} s reached before convergence{states}")
 
 
 def _states_text(result: PassResult) -> str:

@@ -152,6 +152,11 @@ def open_provider(
     choice = settings.backend_choice()
     if (about_project := project_notice(settings, root)) is not None:
         notice(about_project)
+    if choice == "serve":  # a shared `batchops serve`: it speaks every provider's API
+        settings = dataclasses.replace(settings, provider_keys={})  # keys never go to it
+        with contextlib.closing(_providers(settings, settings.base_url, client_options)) as shared:
+            yield shared
+        return
     if choice != "embedded":
         with contextlib.closing(_providers(settings, None, client_options)) as provider:
             yield provider
@@ -172,7 +177,8 @@ def open_provider(
 
 def _providers(settings: Settings, base_url: str | None, options: dict[str, Any]) -> Provider:
     """The built-in ``fireworks`` provider from the settings (FIREWORKS_* variables), alone or
-    beside the declared ones (``base_url``: the embedded backend every provider then uses)."""
+    beside the declared ones (``base_url``: the embedded backend or the `batchops serve` every
+    provider then uses)."""
     fireworks = build(BUILTIN_FIREWORKS, settings=settings, base_url=base_url, **options)
     declared = settings.project_file.providers if settings.project_file else ()
     if not declared:

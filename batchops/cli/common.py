@@ -6,8 +6,36 @@ import argparse
 import sys
 from pathlib import Path
 
+from batchops.config import parse_duration
 from batchops.errors import BatchopsError, InvalidInputError
 from batchops.textsafe import inert, json_text
+
+
+def duration(text: str) -> float:
+    """argparse type of every duration flag: ``30``, ``30s``, ``2m``...; zero and less refused."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def delay(text: str) -> float:
+    """argparse type of a delay, where zero means none: a duration that may be 0."""
+    try:
+        return parse_duration(text, allow_zero=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (workers, concurrency)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return value
 
 
 def print_error(exc: BatchopsError, args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ declares (say, one left for ``--prune``) is described from the account alone.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 from batchops.cli.backend import (
@@ -19,8 +20,10 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
+from batchops.config import Settings
 from batchops.errors import EXIT_OK
 from batchops.history import JobHistory, history, owned_by_name, owned_jobs
+from batchops.money import Price, shipped_prices
 from batchops.plan import JobView
 from batchops.providers import RemoteJob
 from batchops.reconcile import load_context, load_inputs
@@ -52,11 +55,17 @@ def run(args: argparse.Namespace) -> int:
             ctx = load_context(provider, root=root, project=project, inputs=inputs)
             view = next(v for v in ctx.views() if v.decl.name == args.name)
             h = _declared_history(view, owned_by_name(args.name, ctx.observed.jobs, project))
+            h = replace(h, spent=status_row(view, _price(settings, view.decl.model)).spent)
         else:  # described from the account alone; unknown or foreign names are errors
             found = owned_jobs([args.name], provider.list_jobs(), project)[args.name]
             h = history(args.name, found)
     print(json_text(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
     return EXIT_OK
+
+
+def _price(settings: Settings, model: str) -> Price | None:
+    project = settings.project_file
+    return shipped_prices().with_overrides(project.prices if project else ()).lookup(model)
 
 
 def _declared_history(view: JobView, found: list[RemoteJob]) -> JobHistory:

@@ -32,7 +32,7 @@ spec:
   {backend_line}
   paths: [jobs]              # manifest files or folders (PATHS default)
   outputDir: results         # a job's results default to <outputDir>/<job name>.jsonl
-  # pollInterval: 15         # seconds between passes of `apply --wait`
+  # pollInterval: 15s        # between passes of `apply --wait` (15, 15s, 2m)
   # parallelism: 8           # concurrent uploads, creates and downloads
   # moved:                   # renames without re-running (docs/project.md#moved)
   #   - {{from: old-job-name, to: new-job-name}}

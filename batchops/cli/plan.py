@@ -25,12 +25,13 @@ from batchops.cli.backend import (
 )
 from batchops.cli.common import append_step_summary, write_text_atomic
 from batchops.config import Settings
-from batchops.errors import EXIT_CHANGES, EXIT_OK
+from batchops.errors import EXIT_CHANGES, EXIT_OK, EXIT_REFUSED, BudgetError
 from batchops.manifest.select import Selector
+from batchops.money import Budget
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs, row_failures
 from batchops.render.failures import failure_annotations, failures_markdown
 from batchops.render.plan import plan_json, plan_markdown, plan_text
-from batchops.textsafe import json_text
+from batchops.textsafe import inert, json_text
 
 
 def add_pass_flags(p: argparse.ArgumentParser) -> None:
@@ -41,7 +42,35 @@ def add_pass_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true", help="allow --prune with nothing declared")
     p.add_argument("--retry-failed", action="store_true", help="resubmit failed jobs")
     p.add_argument("--no-download", action="store_true", help="skip downloading results")
+    add_max_cost_flag(p)
     add_selector_flags(p)
+
+
+def add_max_cost_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-cost", type=_dollars, metavar="USD",
+                   help="refuse a plan costing more (exit 4; see docs/cost.md)")  # fmt: skip
+
+
+def _dollars(text: str) -> float:
+    try:
+        value = float(text.removeprefix("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an amount of US dollars: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--max-cost must be a positive amount, not {text!r}")
+    return value
+
+
+def money_options(args: argparse.Namespace, settings: Settings | None) -> dict[str, Any]:
+    """PassOptions' budget and prices: --max-cost and the project file's `budget` / `prices`."""
+    project = settings.project_file if settings is not None else None
+    budget = Budget(
+        project_max=project.max_cost if project else None,
+        cli_max=getattr(args, "max_cost", None),
+        compare=project.budget_compare if project else "worstCase",
+    )  # fmt: skip
+    return {"budget": budget, "prices": project.prices if project else (),
+            "tokenizers": project.tokenizer_files() if project else {}}  # fmt: skip
 
 
 def add_selector_flags(p: argparse.ArgumentParser) -> None:
@@ -63,6 +92,7 @@ def pass_options(args: argparse.Namespace, settings: Settings | None = None) -> 
         prune=args.prune, allow_empty=args.allow_empty, retry_failed=args.retry_failed,
         download=not args.no_download, max_workers=getattr(args, "parallelism", 8),
         selector=selector_of(args), narrowed=paths_narrowed(args, root_of(args), settings),
+        **money_options(args, settings),
     )  # fmt: skip
 
 
@@ -74,7 +104,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "with the reason for each action.\nRemote changes (create, replace, resume, prune) and "
         "local ones (downloads) are listed apart. Sends no writes.",
         epilog="exit codes: 0 ok (with --detailed-exitcode: no remote changes), 1 error, "
-        "2 remote changes pending (--detailed-exitcode)",
+        "2 remote changes pending (--detailed-exitcode), 4 over a budget (the plan is shown)",
     )  # fmt: skip
     p.add_argument(
         "paths", nargs="*", metavar="PATHS", help="manifests or folders (default: jobs/)"
@@ -109,4 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.step_summary:
         summary = plan_markdown(plan, backend=backend["text"]) + failures_markdown(plan, rows)
         append_step_summary(settings.step_summary, summary)
+    if plan.cost is not None and plan.cost.refusals:  # the plan above shows what is over
+        print(f"error: {inert(str(BudgetError(plan.cost.refusals)))}", file=sys.stderr)
+        return EXIT_REFUSED
     return EXIT_CHANGES if args.detailed_exitcode and plan.remote_changes else EXIT_OK

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from batchops.cli.common import delay, duration, positive_int
 from batchops.config import STATE_DIR, ensure_state_dir_above, load_settings
 from batchops.errors import ConfigError
 from batchops.private import private_dir
@@ -58,7 +59,7 @@ def _engine_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--openai-concurrency",
-        type=int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="concurrent requests to it (default: %(default)s)",
@@ -74,24 +75,24 @@ def _engine_flags(p: argparse.ArgumentParser) -> None:
 
 def _test_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("testing knobs")
-    g.add_argument("--row-delay", type=float, default=0.0, metavar="S", help="seconds per row")
+    g.add_argument("--row-delay", type=delay, default=0.0, metavar="S", help="seconds per row")
     g.add_argument(
         "--stage-delay",
-        type=float,
+        type=delay,
         default=0.0,
         metavar="S",
         help="seconds spent in each job stage",
     )
     g.add_argument(
         "--max-job-duration",
-        type=float,
+        type=duration,
         default=86400.0,
         metavar="S",
         help="jobs expire after this many seconds (default: %(default)s)",
     )
     g.add_argument(
         "--lease-seconds",
-        type=float,
+        type=duration,
         default=15.0,
         metavar="S",
         help="a worker's claim on a job, renewed every batch; a killed server's jobs wait this "
@@ -107,7 +108,7 @@ def _test_flags(p: argparse.ArgumentParser) -> None:
             help=f"probability of a {name} answer on /v1 routes",
         )
     g.add_argument(
-        "--latency", type=float, default=0.0, metavar="S", help="seconds added to every /v1 request"
+        "--latency", type=delay, default=0.0, metavar="S", help="seconds added to every /v1 request"
     )
     g.add_argument("--fault-seed", type=int, default=None, metavar="N", help="seed of the faults")
     g.add_argument(

@@ -20,6 +20,7 @@ from batchops.cli.backend import (
 from batchops.cli.plan import add_selector_flags, selector_of
 from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
+from batchops.money import shipped_prices
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.status import status_json, status_row, status_table, status_text
 from batchops.textsafe import json_text
@@ -41,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = (selection.desired, infos)
     with open_provider(settings, root=root) as provider:
         ctx = load_context(provider, root=root, project=project_of(settings, root), inputs=inputs)
-    rows = [status_row(view) for view in ctx.views()]
+    project = settings.project_file
+    prices = shipped_prices().with_overrides(project.prices if project else ())
+    rows = [status_row(view, prices.lookup(view.decl.model)) for view in ctx.views()]
     outside = selection.outside_jobs
     if args.output == "json":
         print(json_text({**status_json(rows), "outsideSelection": outside}, indent=2))

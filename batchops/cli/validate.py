@@ -8,18 +8,23 @@ message``) and a count when not. Under GitHub Actions the diagnostics are also p
 from __future__ import annotations
 
 import argparse
+import json
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from batchops.checks import provider_problems
 from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
-from batchops.errors import EXIT_ERROR, EXIT_OK, Diagnostic, InvalidInputError
+from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError, Diagnostic, InvalidInputError
 from batchops.manifest import Desired, load_partial
+from batchops.manifest.locate import suggest
 from batchops.manifest.project import load_project
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
-from batchops.textsafe import json_text
+from batchops.sources import relocate, render_all
+from batchops.textsafe import inert_lines, json_text
+from batchops.tokencache import dataset_tokens
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -61,6 +66,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="SIZE",
         help="refuse dataset files larger than this (bytes, or with K/M/G; default 500M)",
     )
+    p.add_argument(
+        "--show-rendered", metavar="NAME",
+        help="also print the first rows of dataset NAME exactly as they will be sent",
+    )  # fmt: skip
+    p.add_argument(
+        "--rows", type=int, default=3, metavar="N", help="rows --show-rendered prints (default 3)"
+    )
     p.set_defaults(func=run)
 
 
@@ -76,12 +88,20 @@ def run(args: argparse.Namespace) -> int:
     paths = [p.resolve() for p in args.paths] or default
     desired, infos, diags = check(paths, root, args.max_dataset_bytes, project=project)
     diags = project_diags + diags
+    shown = _rendered(desired, args.show_rendered, args.rows) if args.show_rendered else None
+    files = project.tokenizer_files() if project is not None else {}
+    tokens = job_tokens(desired, infos, root, files) if desired is not None and not diags else {}
     if args.output == "json":
-        print(json_text(_json(desired, infos, diags), indent=2))
+        body = {**_json(desired, infos, diags), "inputTokens": tokens}
+        if shown is not None:
+            body["rendered"] = shown
+        print(json_text(body, indent=2))
     elif diags:
         print(diagnostics_text(diags))
     else:
-        print(summary(desired, infos))
+        for row in shown or ():  # dataset text: readable, but no escape reaches the terminal
+            print(inert_lines(json.dumps(row, indent=2, ensure_ascii=False)))
+        print(summary(desired, infos) + _tokens_text(tokens))
     if diags and load_settings().github_actions:
         print(github_annotations(diags))
     return EXIT_ERROR if diags else EXIT_OK
@@ -91,14 +111,53 @@ def check(
     paths: list[Path], root: Path, max_bytes: int, *, project: ProjectConfig | None = None
 ) -> tuple[Desired | None, dict[str, DatasetInfo], list[Diagnostic]]:
     """Every problem at once: the manifests, and the datasets of every valid Dataset document
-    even when other documents are invalid (a manifest error hides no dataset problem)."""
+    (rendered, when built from a table) even when other documents are invalid (a manifest error
+    hides no dataset problem)."""
     desired, diags = load_partial(paths, root=root, project=project)
+    problems: list[Diagnostic] = []  # rendering and validating
+    desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
+    shown = None if diags else desired
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)
     except InvalidInputError as exc:
-        return (None if diags else desired), {}, sorted(set(diags + exc.diagnostics))
-    diags += provider_problems(desired, root=root, project=project)
-    return (None if diags else desired), (infos if not diags else {}), sorted(set(diags))
+        return shown, {}, sorted(set(diags + problems + relocate(exc.diagnostics, desired)))
+    found = diags + problems + provider_problems(desired, root=root, project=project)
+    return shown, ({} if found else infos), sorted(set(found))
+
+
+def _rendered(desired: Desired | None, name: str, count: int) -> list[Any]:
+    """The first ``count`` rows of dataset ``name``, as they will be uploaded."""
+    dataset = desired.dataset(name) if desired is not None else None
+    if desired is not None and dataset is None:
+        names = [d.name for d in desired.datasets]
+        raise ConfigError(f"unknown dataset '{name}'{suggest(name, names)}")
+    rows: list[Any] = []
+    for file in dataset.files if dataset is not None else ():
+        with file.open("rb") as fh:
+            rows += [json.loads(line) for line in islice(fh, count - len(rows)) if line.strip()]
+    return rows
+
+
+def job_tokens(desired: Desired, infos: dict[str, DatasetInfo], root: Path,
+               tokenizers: dict[str, Path]) -> dict[str, Any]:  # fmt: skip
+    """Each job's input tokens (issue 15): counted now, once per dataset content and model, so
+    a later plan finds them in the token cache."""
+    counted = dataset_tokens(desired.jobs, infos, root=root, tokenizers=tokenizers)
+    out = {}
+    for job in desired.jobs:
+        found = counted.get((job.input_dataset or "", job.model))
+        if found is not None:
+            out[job.name] = {"tokens": found.input_tokens, "exact": found.exact,
+                             "counter": found.counter, "template": found.template.name}  # fmt: skip
+    return out
+
+
+def _tokens_text(tokens: dict[str, Any]) -> str:
+    if not tokens:
+        return ""
+    total = sum(t["tokens"] for t in tokens.values())
+    exact = all(t["exact"] for t in tokens.values())
+    return f"; {total:,} input tokens{'' if exact else ' (estimated)'} for the jobs"
 
 
 def summary(desired: Desired | None, infos: dict[str, DatasetInfo]) -> str:

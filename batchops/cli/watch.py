@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -28,12 +27,14 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
+from batchops.cli.common import duration
+from batchops.cli.plan import add_max_cost_flag, money_options
 from batchops.config import Settings
 from batchops.errors import EXIT_OK, ConfigError
 from batchops.identity import slugify
 from batchops.reconcile import PassOptions
 from batchops.textsafe import inert, inert_lines, json_text
-from batchops.watch.health import Metrics
+from batchops.watch.health import STUCK_AFTER, Metrics
 from batchops.watch.lock import ProjectLock
 from batchops.watch.loop import Timing
 from batchops.watch.service import GitConfig, WatchConfig
@@ -43,18 +44,6 @@ from batchops.watch.triggers import Triggers
 LOCAL_BUSY_INTERVAL = 2.0  # jobs in progress on the local backend finish in seconds
 REMOTE_BUSY_INTERVAL = 15.0  # ...on Fireworks in minutes to hours; do not poll it hard
 ABANDON_AFTER = 8.0  # seconds after SIGTERM: exit 0 within 10 s even if a step hangs
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def duration(text: str) -> float:
-    """``30``, ``30s``, ``500ms``, ``2m``, ``1h`` -> seconds (argparse type)."""
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive duration: {text!r} (e.g. 30s, 2m)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
 _DESCRIPTION = (
     "Keep the account in line with the manifests: run a full apply pass at start, whenever a "
     "manifest or a dataset file it references is saved, every --interval seconds (sooner while "
@@ -76,10 +65,14 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--allow-empty", action="store_true", help="allow pruning with no declarations")
     p.add_argument("--retry-failed", action="store_true", help="start a new attempt of failed jobs")
     p.add_argument("--no-download", action="store_true", help="do not download results")
+    add_max_cost_flag(p)
     add_backend_flags(p)
     _register_git(p)
     p.add_argument("--health-port", type=int, help="serve /healthz, /readyz and /metrics")
     p.add_argument("--health-host", default="127.0.0.1", help="(default: 127.0.0.1)")
+    p.add_argument("--stuck-after", type=duration, default=STUCK_AFTER, metavar="DURATION",
+                   help="/readyz reports a pass running longer than this as stuck "
+                        "(default: 10m)")  # fmt: skip
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log lines on stderr as text or one JSON object each")
     p.set_defaults(func=run)
@@ -106,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     stop = threading.Event()
     triggers = Triggers(stop)
-    metrics = Metrics()
+    metrics = Metrics(stuck_after=args.stuck_after)
     config = _config(args, root, settings)
     log = logging.getLogger("batchops.watch")
     def sleep(seconds: float) -> None:  # the client's retry back-off ends at shutdown too
@@ -130,7 +123,7 @@ def _config(args: argparse.Namespace, root: Path, settings: Settings) -> WatchCo
         paths=paths, root=root, project=_project(settings, root, git),
         options=PassOptions(prune=args.prune, allow_empty=args.allow_empty,
                             retry_failed=args.retry_failed, download=not args.no_download,
-                            narrowed=narrowed),
+                            narrowed=narrowed, **money_options(args, settings)),
         timing=Timing(interval=args.interval, busy_interval=min(args.interval, busy)),
         git=git, health=None if args.health_port is None else (args.health_host, args.health_port),
         project_file=None if git else settings.project_file,

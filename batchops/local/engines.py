@@ -19,8 +19,14 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from batchops.deadline import bounded, within
 from batchops.local.config import BackendConfig
+from batchops.tokens import counter_for, request_tokens
 
+# One row's request to the upstream server: its whole answer within this (a server trickling bytes
+# would otherwise hold the shared worker, and every account's jobs, forever), and at most this big.
+ROW_TIMEOUT = 600.0
+MAX_ANSWER_BYTES = 64 * 2**20
 FAIL_MARKER = "__fail__"  # echo: a row whose last user message contains this becomes an error row
 
 
@@ -101,11 +107,20 @@ def _prompt_text(prompt: Any) -> str:
     return str(prompt)
 
 
-def _prompt_tokens(prompt: Any) -> int:
-    """Prompt tokens: ~4 characters a token per string; a list of token IDs counts exactly."""
-    if isinstance(prompt, list):
-        return sum(tokens(p) if isinstance(p, str) else 1 for p in prompt)
-    return tokens(str(prompt))
+def _prompt_tokens(prompt: Any, model: str) -> int:
+    """Prompt tokens as the planner counts them (batchops.tokens: the model's tokenizer or the
+    estimator, plus BOS) per string; a list of token IDs counts exactly."""
+    if isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt):
+        return len(prompt)
+    prompts = prompt if isinstance(prompt, list) else [str(prompt)]
+    return sum(request_tokens({"prompt": p}, model) for p in prompts)
+
+
+def _answer_tokens(model: str, body: dict[str, Any], content: str) -> int:
+    """One choice's completion tokens, counted as the planner counts, at most max_tokens."""
+    limit = body.get("max_tokens")
+    counted = counter_for(model).count(content)
+    return min(counted, limit) if isinstance(limit, int) and limit > 0 else counted
 
 
 def _truncated(body: dict[str, Any], text: str) -> tuple[str, str, int]:
@@ -127,7 +142,9 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 def _completion(model: str, body: dict[str, Any], text: str, created: int) -> dict[str, Any]:
     content, finish, count = _truncated(body, text)
-    prompt = sum(tokens(_text(m.get("content"))) for m in body["messages"])
+    # Counted as batchops' planner counts them (template overhead included), so a plan's
+    # estimate can be checked against what the local backend bills.
+    prompt = request_tokens(body, model)
     choice = {"message": {"role": "assistant", "content": content}, "finish_reason": finish}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -135,7 +152,7 @@ def _completion(model: str, body: dict[str, Any], text: str, created: int) -> di
         "created": created,
         "model": model,
         "choices": [{"index": i, **choice} for i in range(count)],
-        "usage": _usage(prompt, tokens(content) * count),
+        "usage": _usage(prompt, _answer_tokens(model, body, content) * count),
     }
 
 
@@ -151,7 +168,9 @@ def _text_completion(model: str, body: dict[str, Any], text: str, created: int) 
             {"index": i, "text": content, "finish_reason": finish, "logprobs": None}
             for i in range(count)
         ],
-        "usage": _usage(_prompt_tokens(body["prompt"]), tokens(content) * count),
+        "usage": _usage(
+            _prompt_tokens(body["prompt"], model), _answer_tokens(model, body, content) * count
+        ),
     }
 
 
@@ -168,9 +187,9 @@ class OpenAIEngine:
         headers = (
             {"Authorization": f"Bearer {config.openai_api_key}"} if config.openai_api_key else {}
         )
-        self._client = httpx.Client(
-            base_url=base, headers=headers, timeout=600.0, transport=transport
-        )
+        self._client = bounded(httpx.Client(
+            base_url=base, headers=headers, timeout=ROW_TIMEOUT, transport=transport
+        ))  # fmt: skip
         self._pool = ThreadPoolExecutor(max(1, config.openai_concurrency), "batchops-openai")
         self._model_map = dict(config.model_map)
 
@@ -185,31 +204,43 @@ class OpenAIEngine:
         completions = row.get("url") == "/v1/completions" or "prompt" in row["body"]
         path = "/v1/completions" if completions else "/v1/chat/completions"
         try:
-            response = self._client.post(
-                path,
-                content=orjson.dumps(payload),
-                headers={"Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
+            with within(hard=None, timeout=ROW_TIMEOUT):
+                status, content = self._post(path, orjson.dumps(payload))
+        except (httpx.HTTPError, httpx.StreamError) as exc:
             return Outcome(
                 row["custom_id"],
                 error={"message": f"request failed: {exc!r}", "code": "UNAVAILABLE"},
             )
-        if response.status_code != 200:
-            message = f"upstream HTTP {response.status_code}: {response.text[:500]}"
-            return Outcome(
-                row["custom_id"], error={"message": message, "code": str(response.status_code)}
-            )
-        return _parsed(row["custom_id"], response)
+        if content is None:
+            message = f"upstream answer larger than {MAX_ANSWER_BYTES:,} bytes"
+            return Outcome(row["custom_id"], error={"message": message, "code": "502"})
+        if status != 200:
+            text = content[:500].decode("utf-8", "replace")
+            message = f"upstream HTTP {status}: {text}"
+            return Outcome(row["custom_id"], error={"message": message, "code": str(status)})
+        return _parsed(row["custom_id"], content)
+
+    def _post(self, path: str, body: bytes) -> tuple[int, bytes | None]:
+        """(status, body), the body None when it is over MAX_ANSWER_BYTES."""
+        headers = {"Content-Type": "application/json"}
+        with self._client.stream("POST", path, content=body,
+                                 headers=headers) as response:  # fmt: skip
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    return response.status_code, None
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
 
-def _parsed(custom_id: str, response: httpx.Response) -> Outcome:
+def _parsed(custom_id: str, content: bytes) -> Outcome:
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return Outcome(custom_id, error={"message": "upstream answered non-JSON", "code": "502"})
     return Outcome(custom_id, response=body)

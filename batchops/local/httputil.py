@@ -24,9 +24,13 @@ def backend_of(request: Request) -> Backend:
     return backend
 
 
+MAX_JSON_BODY = 16 * 2**20  # an API request (files go through the upload routes, streamed)
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    """The JSON object body; an empty body is ``{}``."""
-    raw = await request.body()
+    """The JSON object body; an empty body is ``{}``. A body over MAX_JSON_BODY is refused as it
+    arrives, so a client cannot make the shared server hold gigabytes."""
+    raw = await _bounded_body(request)
     if not raw.strip():
         return {}
     try:
@@ -36,6 +40,20 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
     return body
+
+
+async def _bounded_body(request: Request) -> bytes:
+    too_big = invalid(f"the request body is larger than {MAX_JSON_BODY:,} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def has_body(request: Request) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from batchops.jsonvalues import params_problem, value_problem
 from batchops.local import datasets
 from batchops.local.backend import Backend
 from batchops.local.problems import ApiProblem, invalid, not_found
@@ -141,7 +142,34 @@ def _parse(body: Any) -> BatchInferenceJob:
         full = BatchInferenceJob.model_validate(body)
     except ValidationError as exc:
         raise invalid(f"invalid batch inference job: {exc.errors()[0]['msg']}") from None
-    return BatchInferenceJob(**{name: getattr(full, name) for name in WRITABLE})
+    spec = BatchInferenceJob(**{name: getattr(full, name) for name in WRITABLE})
+    _check_parameters(spec)
+    return spec
+
+
+def _check_parameters(spec: BatchInferenceJob) -> None:
+    """Integer parameters in range, and extraBody as JSON text of an object the worker can send:
+    refused with a 400, so a job that can never run is never stored (a NaN in extraBody once
+    stopped the worker, and with it every account's jobs)."""
+    params = spec.inference_parameters
+    if params is None:
+        return
+    given = {"max_tokens": params.max_tokens, "top_k": params.top_k, "n": params.n}
+    problem = params_problem({k: v for k, v in given.items() if v is not None})
+    if problem is not None:
+        raise invalid(f"inference_parameters: {problem}")
+    text = params.extra_body
+    if not text:
+        return
+    try:
+        extra = orjson.loads(text)  # refuses NaN, Infinity and nesting past 1,024 levels
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"inference_parameters.extra_body is not valid JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise invalid("inference_parameters.extra_body must be a JSON object")
+    problem = value_problem(extra) or params_problem(extra)
+    if problem is not None:
+        raise invalid(f"inference_parameters.extra_body: {problem}")
 
 
 def _inherit(backend: Backend, account: str, spec: BatchInferenceJob) -> None:

@@ -1,7 +1,9 @@
 """Opaque, signed page tokens and page-size coercion for the list routes.
 
 A token is base64url(JSON [list kind, account, last key]) plus a short HMAC, so clients cannot
-forge or reuse one across lists; a bad token is a 400 like any other invalid argument.
+forge or reuse one across lists; a bad token is a 400 like any other invalid argument. A
+``filter`` (the subset of AIP-160 in ``parse_filter``) narrows the list on the server, as
+batchops asks for its own resources only.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -80,11 +83,14 @@ def list_page(
     size = page_size(query.get("pageSize"))
     token = query.get("pageToken")
     after = decode(backend.key, listing.table, account, token) if token else listing.start
-    # Table and column names come from the fixed Listings in the route modules, never a request.
+    where, args = parse_filter(query.get("filter") or "")
+    # Table and column names come from the fixed Listings in the route modules, and filter
+    # expressions from the fixed _FIELDS; values are always bound parameters.
     table, key = listing.table, listing.key
-    select = f"SELECT * FROM {table} WHERE account = ? AND {key} > ? ORDER BY {key} LIMIT ?"  # noqa: S608
-    rows = backend.db.all(select, (account, after, size + 1))
-    total = backend.db.one(f"SELECT count(*) FROM {table} WHERE account = ?", (account,))  # noqa: S608
+    select = f"SELECT * FROM {table} WHERE account = ? {where} AND {key} > ? ORDER BY {key} LIMIT ?"  # noqa: S608
+    rows = backend.db.all(select, (account, *args, after, size + 1))
+    count = f"SELECT count(*) FROM {table} WHERE account = ? {where}"  # noqa: S608
+    total = backend.db.one(count, (account, *args))
     page, more = rows[:size], len(rows) > size
     last = page[-1][listing.key] if more else None
     return {
@@ -92,6 +98,35 @@ def list_page(
         "nextPageToken": encode(backend.key, listing.table, account, last) if more else "",
         "totalSize": total[0] if total else 0,
     }
+
+
+# The list filter: the part of AIP-160 (https://google.aip.dev/160) batchops uses, restrictions
+# ``field = "text"`` (equal) or ``field:"text"`` (contains) joined by AND, on these fields.
+_FIELDS = {
+    "display_name": "json_extract(doc, '$.displayName')",
+    "displayName": "json_extract(doc, '$.displayName')",
+    "name": "json_extract(doc, '$.name')",
+    "state": "state",
+}
+_RESTRICTION = re.compile(r'([A-Za-z_]+)\s*(=|:)\s*"((?:[^"\\]|\\.)*)"')
+_AND = re.compile(r"\s+AND\s+(?=\S)|\s*$")
+
+
+def parse_filter(text: str) -> tuple[str, list[str]]:
+    """``AND <expr> ...`` SQL and its parameters for a list filter; a 400 for anything else."""
+    where, args, pos, text = "", [], 0, text.strip()
+    while pos < len(text):
+        match = _RESTRICTION.match(text, pos)
+        joint = _AND.match(text, match.end()) if match else None
+        if match is None or joint is None or match.group(1) not in _FIELDS:
+            raise invalid(f"unsupported filter {text!r}: use field=\"text\" or field:\"text\" "
+                          f"on {', '.join(sorted(_FIELDS))}, joined by AND")  # fmt: skip
+        field, op, value = match.groups()
+        column = _FIELDS[field]
+        where += f" AND {column} = ?" if op == "=" else f" AND instr({column}, ?) > 0"
+        args.append(re.sub(r"\\(.)", r"\1", value))
+        pos = joint.end()
+    return where, args
 
 
 @lru_cache(maxsize=4096)

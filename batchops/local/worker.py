@@ -11,8 +11,10 @@ process leaves its leases to lapse).
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -37,10 +39,12 @@ from batchops.providers.fireworks.wire import (
     JOB_STATE_RUNNING,
     JOB_STATE_VALIDATING,
     JOB_STATE_WRITING_RESULTS,
+    TERMINAL_JOB_STATES,
     resource_id,
 )
 
 BATCH_SIZE = 256
+log = logging.getLogger(__name__)
 
 
 IDLE_POLL_MAX = 1.0  # seconds between looks for work while idle
@@ -83,7 +87,7 @@ class Worker:
         process wakes us at once; another process's is seen within a second)."""
         idle = self.backend.config.poll_interval
         while not self.stopping.is_set():
-            if self.run_once():
+            if self._run_once_guarded():
                 idle = self.backend.config.poll_interval
                 continue
             if self.backend.wake.wait(idle):
@@ -92,15 +96,38 @@ class Worker:
             else:
                 idle = min(idle * 2, max(IDLE_POLL_MAX, self.backend.config.poll_interval))
 
+    def _run_once_guarded(self) -> bool:
+        """``run_once``, but nothing it raises ends the thread every account's jobs depend on
+        (a locked database, a full disk): logged, and the loop sleeps as when idle."""
+        try:
+            return self.run_once()
+        except Exception:
+            log.exception("local backend worker: a pass failed; trying again")
+            return False
+
     def run_once(self) -> bool:
         """Claim and advance one job; False when there was nothing to do."""
         for key in jobs.runnable(self.backend, self.owner):
             if self._claim(key):
                 try:
-                    return self._drive(key)
+                    return self._drive_or_fail(key)
                 finally:
                     jobs.release(self.backend, key, self.owner)
         return False
+
+    def _drive_or_fail(self, key: JobKey) -> bool:
+        """A job whose processing raises fails, with the reason, instead of stopping the worker
+        (or being claimed and crashing again forever, after every restart)."""
+        try:
+            return self._drive(key)
+        except (sqlite3.Error, OSError):
+            raise  # the machine's trouble (a locked database, a full disk), not the job's: retried
+        except Exception as exc:
+            log.exception("local backend worker: job %s/%s failed", key.account, key.id)
+            row = jobs.find_row(self.backend, key.account, key.id)
+            if row is None or row["state"] in TERMINAL_JOB_STATES:
+                return True
+            return self._fail(row, "INTERNAL", f"the job could not be processed: {exc}")
 
     def _claim(self, key: JobKey) -> bool:
         with self.writing:  # no new lease once stop() has handed ours back
@@ -289,11 +316,27 @@ class _Run:
     def _batch(self, batch: list[tuple[int, dict[str, Any]]], out: BinaryIO, err: BinaryIO) -> bool:
         if not self.worker._pause(self.worker.backend.config.row_delay * len(batch)):
             return False
-        outcomes = self.worker.engine.run(self.doc["model"], self.params, [r for _, r in batch])
+        outcomes = self._outcomes([r for _, r in batch])
         with self.worker.writing:
             if self.worker.stopping.is_set():
                 return False  # stop() may have released the lease: these rows are someone else's
             return self._save(batch, outcomes, out, err)
+
+    def _outcomes(self, batch: list[dict[str, Any]]) -> list[Outcome]:
+        """The engine's answers; when it raises on a batch, each row is tried alone, and a row
+        it raises on becomes an error row, so one bad row never fails (or stalls) the job."""
+        engine, model = self.worker.engine, self.doc["model"]
+        try:
+            return engine.run(model, self.params, batch)
+        except Exception:  # noqa: BLE001 - any engine failure: find the row(s) it comes from
+            return [self._one(row) for row in batch]
+
+    def _one(self, row: dict[str, Any]) -> Outcome:
+        try:
+            return self.worker.engine.run(self.doc["model"], self.params, [row])[0]
+        except Exception as exc:  # noqa: BLE001 - the row's error line says what happened
+            error = {"message": f"the row could not be processed: {exc}", "code": "INTERNAL"}
+            return Outcome(row["custom_id"], error=error)
 
     def _save(
         self,

@@ -19,6 +19,7 @@ from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.manifest.locate import suggest
 from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest, ProjectManifest
 from batchops.manifest.outputs import output_problems
+from batchops.manifest.templated import Problem, response_schema, source_decl, table_decl
 from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
@@ -33,13 +34,16 @@ def build_desired(
     ordered = sorted(parsed, key=lambda p: p.source)
     _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
-    datasets = [d for p in unique if (d := _dataset(p, root, diags)) is not None]
+    dirs: P.Dirs = {}  # each folder resolved once in this load
+    datasets = [d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None]
     names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
     # A Dataset document with a schema error still declares its name: a job reading it is not
     # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
     invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
     jobs = [
-        j for p in unique if (j := _job(p, names, root, diags, invalid, output_dir)) is not None
+        j
+        for p in unique
+        if (j := _job(p, names, root, diags, invalid, output_dir, dirs)) is not None
     ]
     _dangling_in_unchecked(unchecked, names, diags, invalid)
     _check_providers(unique, providers, diags)
@@ -113,12 +117,17 @@ def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Pa
     return list(first.values())
 
 
-def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | None:
+def _dataset(
+    p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs
+) -> DatasetDecl | None:
     m = p.manifest
     if not isinstance(m, DatasetManifest):
         return None
+    if m.spec.source is not None and m.spec.template is not None:
+        return _rendered(p, m, root, diags)
+    assert m.spec.path is not None  # the model requires path or source
     try:
-        path, files = P.dataset_files(m.spec.path, p.file, root)
+        path, files = P.dataset_files(m.spec.path, p.file, root, dirs=dirs)
     except P.PathProblem as exc:
         diags.append(_at(p, ("spec", "path"), str(exc)))
         return None
@@ -130,6 +139,46 @@ def _dataset(p: Parsed, root: Path, diags: list[Diagnostic]) -> DatasetDecl | No
         format=m.spec.format,
         labels=dict(m.metadata.labels),
     )
+
+
+def _rendered(
+    p: Parsed, m: DatasetManifest, root: Path, diags: list[Diagnostic]
+) -> DatasetDecl | None:
+    assert m.spec.source is not None and m.spec.template is not None
+    try:
+        render = source_decl(p, m.spec.source, m.spec.template, root)
+    except Problem as exc:
+        diags.append(_at(p, exc.loc, str(exc)))
+        return None
+    return DatasetDecl(
+        name=m.metadata.name, path=render.path, files=(), source=p.source, format=m.spec.format,
+        labels=dict(m.metadata.labels), render=render,
+    )  # fmt: skip
+
+
+def _extras(p: Parsed, m: BatchInferenceJobManifest, output: Path, root: Path,
+            diags: list[Diagnostic]) -> dict[str, Any] | None:  # fmt: skip
+    """responseFormat and output.table; None when either is invalid."""
+    extras: dict[str, Any] = {}
+    try:
+        if m.spec.response_format is not None:
+            extras["response_schema"] = response_schema(p, m.spec.response_format, root)
+        if m.spec.output.table is not None:
+            extras["table"] = table_decl(m.spec.output.table, output, root)
+    except Problem as exc:
+        diags.append(_at(p, exc.loc, str(exc)))
+        return None
+    return extras
+
+
+def _parameters(m: BatchInferenceJobManifest, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The wire's inferenceParameters; a responseFormat travels in extraBody, which the server
+    applies to every row of the job, so hand-written and rendered datasets both get it."""
+    params = m.spec.inference_parameters.model_dump(by_alias=True, exclude_none=True)
+    if schema is not None:
+        fmt = {"type": "json_schema", "json_schema": {"name": m.metadata.name, "schema": schema}}
+        params["extraBody"] = {**params.get("extraBody", {}), "response_format": fmt}
+    return params
 
 
 def _unknown_dataset(ref: str, datasets: set[str]) -> str:
@@ -152,7 +201,7 @@ def _dangling_in_unchecked(
 
 def _job(
     p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str],
-    output_dir: str,
+    output_dir: str, dirs: P.Dirs,
 ) -> JobDecl | None:
     m = p.manifest
     if not isinstance(m, BatchInferenceJobManifest):
@@ -166,11 +215,17 @@ def _job(
         ok = False
     written = spec.output.path or f"{output_dir.rstrip('/')}/{name}.jsonl"
     try:
-        output = P.output_file(written, root)
+        output = P.output_file(written, root, dirs=dirs)
     except P.PathProblem as exc:
         diags.append(_at(p, ("spec", "output", "path"), str(exc)))
         return None
-    if not ok:
+    extras = _extras(p, m, output, root, diags)
+    in_extra = "response_format" in (spec.inference_parameters.extra_body or {})
+    if spec.response_format is not None and in_extra:
+        message = "set the response format in responseFormat, not in extraBody"
+        diags.append(_at(p, ("spec", "inferenceParameters", "extraBody"), message))
+        ok = False
+    if not ok or extras is None:
         return None
     return JobDecl(
         name=name,
@@ -179,13 +234,15 @@ def _job(
         input_dataset=spec.input_dataset,
         input_dataset_id=spec.input_dataset_id,
         display_name=spec.display_name,
-        inference_parameters=spec.inference_parameters.model_dump(by_alias=True, exclude_none=True),
+        inference_parameters=_parameters(m, extras.get("response_schema")),
         precision=spec.precision,
         output_path=output,
         output_display=P.display(output, root),
         on_expired=spec.on_expired,
         max_resumes=spec.max_resumes,
+        max_cost=spec.budget.max_cost if spec.budget else None,
         labels=dict(m.metadata.labels),
+        **extras,
         **_failure_limit(spec.max_failed_rows),
         max_retries=spec.max_retries,
         provider=spec.provider or BUILTIN_PROVIDER,
@@ -209,5 +266,10 @@ def _check_outputs(
         for p in parsed
         if isinstance(p.manifest, BatchInferenceJobManifest)
     }
-    for job, message in output_problems(jobs, datasets, files, root):
-        diags.append(_at(by_name[job.name], ("spec", "output", "path"), message))
+    for job, kind, message in output_problems(jobs, datasets, files, root):
+        p = by_name[job.name]
+        at: Loc = ("spec", "output", "path")
+        if kind == "table":  # spec.output.table.path, or the table's own line when derived
+            at = ("spec", "output", "table", "path")
+            at = at if at in p.doc.values else at[:-1]
+        diags.append(_at(p, at, message))

@@ -7,7 +7,7 @@ these types. Paths are absolute and already confined to the root; every declarat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,33 @@ class Source:
 
 
 @dataclass(frozen=True)
+class TemplatePart:
+    """One template text (a message's content, or the prompt) and where its first line is."""
+
+    text: str
+    origin: Source  # the manifest value, or line 1 of a template file
+    role: str | None = None  # system | user | assistant; None for a completion prompt
+    block: bool = False  # a YAML block scalar: template line n is at origin.line + n
+    # (otherwise line n is at origin.line + n - 1: a one-line value, or a template file)
+
+
+@dataclass(frozen=True)
+class SourceDecl:
+    """A dataset rendered from a table (``spec.source`` + ``spec.template``)."""
+
+    path: str  # the table (file or folder of shards) relative to the root (posix), for display
+    files: tuple[Path, ...]  # absolute; one file, or the sorted top-level shards of the folder
+    format: str  # csv | tsv | jsonl | parquet
+    parts: tuple[TemplatePart, ...]
+    id_column: str | None = None
+    id_origin: Source | None = None
+    where: str | None = None
+    where_origin: Source | None = None
+    limit: int | None = None
+    template_files: tuple[Path, ...] = ()  # absolute; watched and hashed like the table
+
+
+@dataclass(frozen=True)
 class DatasetDecl:
     name: str
     path: str  # as written in the manifest, relative to the root (posix), for display
@@ -34,7 +61,18 @@ class DatasetDecl:
     source: Source
     format: str | None = None  # CHAT | COMPLETION | None (auto)
     labels: dict[str, str] = field(default_factory=dict)
-    provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
+    # Rendered from a table: ``files`` is empty until ``batchops.sources.render_all`` fills it
+    # with the rendered artifact (under .batchops/rendered/).
+    render: SourceDecl | None = None
+
+
+@dataclass(frozen=True)
+class TableDecl:
+    """``spec.output.table``: answers joined to their inputs, written on every merge."""
+
+    path: Path  # absolute
+    format: str  # csv | parquet | jsonl
+    columns: tuple[str, ...] | None = None  # the input columns to carry; None: all
 
 
 @dataclass(frozen=True)
@@ -54,6 +92,8 @@ class JobDecl:
     on_expired: OnExpired = "resume"
     max_resumes: int = 3
     labels: dict[str, str] = field(default_factory=dict)
+    response_schema: dict[str, Any] | None = None  # spec.responseFormat's JSON Schema
+    table: TableDecl | None = None
     max_failed_rows: int = 0  # failed rows allowed ...
     max_failed_percent: float | None = None  # ... or a share of the input rows ("2%" -> 2.0)
     max_retries: int = 1  # --retry-failed attempts per spec
@@ -64,6 +104,7 @@ class JobDecl:
         if self.max_failed_percent is None:
             return self.max_failed_rows
         return int(total * self.max_failed_percent / 100)
+    max_cost: float | None = None  # spec.budget.maxCost (US dollars)
 
 
 @dataclass(frozen=True)
@@ -78,9 +119,27 @@ class Desired:
         """The name the declared ``kind`` ("Dataset" | "BatchInferenceJob") ``name`` had."""
         return next((m.old for m in self.moved if m.new == name and m.applies_to(kind)), None)
 
+    def with_files(self, files: dict[str, Path], root: Path) -> Desired:
+        """The rendered datasets pointing at their artifacts (``batchops.sources.render_all``);
+        one that did not render (it has problems) is left out."""
+        datasets = tuple(
+            replace(d, files=(files[d.name],), path=_shown(files[d.name], root))
+            if d.name in files else d
+            for d in self.datasets
+            if d.render is None or d.name in files
+        )  # fmt: skip
+        return replace(self, datasets=datasets)
+
     def dataset(self, name: str) -> DatasetDecl | None:
         return self._datasets_by_name.get(name)
 
     @cached_property
     def _datasets_by_name(self) -> dict[str, DatasetDecl]:  # names are unique (validated)
         return {d.name: d for d in self.datasets}
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)

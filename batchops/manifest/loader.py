@@ -7,6 +7,7 @@ every document validated, and all Diagnostics are raised together in one Invalid
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +16,17 @@ from pydantic import BaseModel, ValidationError
 
 from batchops.config import BUILTIN_PROVIDER, DEFAULT_OUTPUT_DIR, ProjectConfig
 from batchops.errors import Diagnostic, InvalidInputError
+from batchops.gcpause import gc_paused
 from batchops.manifest import paths as P
 from batchops.manifest.build import build_desired, with_moved
+from batchops.manifest.cache import ManifestCache
 from batchops.manifest.desired import Desired, Source
 from batchops.manifest.locate import suggest, validation_diagnostics
 from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
 from batchops.manifest.yamlsrc import YamlDocument, parse_documents
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+MAX_MANIFEST_BYTES = 16 * 2**20  # a thousand jobs take ~300 KB
 
 
 @dataclass(frozen=True)
@@ -47,31 +51,40 @@ class Unchecked:
 
 
 def load_desired(
-    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None
-) -> Desired:
+    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None,
+    cache: ManifestCache | None = None,
+) -> Desired:  # fmt: skip
     """Load every manifest under ``paths`` (files or folders, searched recursively; relative
     paths are taken from ``root``). Raises InvalidInputError with all problems of all files.
-    ``project`` (batchops.yaml) gives the default output folder and the renames."""
-    desired, diags = load_partial(paths, root=root, project=project)
+    ``project`` (batchops.yaml) gives the default output folder and the renames. With a
+    ``cache`` (one per root), files unchanged since the last load are not read again."""
+    desired, diags = load_partial(paths, root=root, project=project, cache=cache)
     if diags:
         raise InvalidInputError(diags)
     return desired
 
 
 def load_partial(
-    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None
-) -> tuple[Desired, list[Diagnostic]]:
+    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None,
+    cache: ManifestCache | None = None,
+) -> tuple[Desired, list[Diagnostic]]:  # fmt: skip
     """The declarations of every valid document, and every problem of the others: callers check
-    the valid ones' datasets too, so one run reports every problem (manifests and datasets)."""
+    the valid ones' datasets too, so one run reports every problem (manifests and datasets).
+    With a ``cache``, files unchanged since its last load are not read again."""
     root = root.resolve()
     diags: list[Diagnostic] = []
-    files = discover(paths, root, diags)
     unchecked: list[Unchecked] = []
-    parsed = [p for file in files for p in read_manifests(file, root, diags, unchecked)]
     output_dir = project.output_dir if project else DEFAULT_OUTPUT_DIR
-    providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
-    desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir,
-                            providers=providers)  # fmt: skip
+    with gc_paused():  # 10,000 jobs: 3x faster (DESIGN.md section 10)
+        files = discover(paths, root, diags)
+        if cache is not None:
+            cache.start(files)
+        parsed = [
+            p for file in files for p in read_manifests(file, root, diags, unchecked, cache=cache)
+        ]
+        providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
+        desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir,
+                                providers=providers)  # fmt: skip
     if project is not None and project.moved:
         desired = with_moved(desired, project, diags)
     return desired, diags
@@ -87,8 +100,8 @@ def discover(paths: Sequence[Path], root: Path, diags: list[Diagnostic]) -> list
             diags.append(Diagnostic(str(given), 1, 1, f"'{given}' is outside the root {root}"))
         elif path.is_dir():
             found.update(_manifests_in(path, root))
-        elif path.is_file() or real is None:
-            found.add(real or path)  # a symlink loop: reported when read
+        elif path.is_file() or real is None or path.exists():
+            found.add(real or path)  # a symlink loop, a FIFO: reported when read
         else:
             diags.append(Diagnostic(P.display(path, root), 1, 1, "no such file or folder"))
     return sorted(found)
@@ -104,26 +117,47 @@ def _manifests_in(folder: Path, root: Path) -> set[Path]:
             continue
         hidden = any(part.startswith(".") for part in path.relative_to(folder).parts[:-1])
         broken_link = path.is_symlink() and not path.exists()
-        if not hidden and (path.is_file() or broken_link):
+        special = path.exists() and not path.is_file() and not path.is_dir()  # reported when read
+        if not hidden and (path.is_file() or broken_link or special):
             real = None if broken_link else P.resolved(path)  # a broken link is shown as itself
             found.add(real if real is not None and P.inside(real, root) else path)
     return found
 
 
 def read_manifests(
-    file: Path, root: Path, diags: list[Diagnostic], unchecked: list[Unchecked] | None = None
+    file: Path, root: Path, diags: list[Diagnostic], unchecked: list[Unchecked] | None = None,
+    *, cache: ManifestCache | None = None,
 ) -> list[Parsed]:
     shown = P.display(file, root)
     real = P.resolved(file)
     if real is not None and not P.inside(real, root):
         diags.append(Diagnostic(shown, 1, 1, "manifest is a symlink to a place outside the root"))
         return []
+    unchecked = unchecked if unchecked is not None else []
+    if cache is None:
+        return _parse_file(file, shown, diags, unchecked)
+    key, entry = cache.get(file)
+    if entry is not None:
+        diags.extend(entry.diags)
+        unchecked.extend(entry.unchecked)
+        return list(entry.parsed)
+    found: list[Diagnostic] = []
+    invalid: list[Unchecked] = []
+    parsed = _parse_file(file, shown, found, invalid)
+    cache.put(file, key, parsed, found, invalid)
+    diags.extend(found)
+    unchecked.extend(invalid)
+    return parsed
+
+
+def _parse_file(
+    file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
+) -> list[Parsed]:
     text = _read_text(file, shown, diags)
     if text is None:
         return []
     docs, problems = parse_documents(text)
     diags.extend(Diagnostic(shown, *p.pos, p.message) for p in problems)
-    unchecked = unchecked if unchecked is not None else []
     return [m for doc in docs if (m := _validate(doc, file, shown, diags, unchecked)) is not None]
 
 
@@ -131,7 +165,10 @@ def _read_text(file: Path, shown: str, diags: list[Diagnostic]) -> str | None:
     """The file's text, or None after a Diagnostic: unreadable (a broken link, a link loop) or
     not UTF-8 (located at the first bad byte)."""
     try:
-        data = file.read_bytes()
+        data = _read_bounded(file)
+    except _NotReadable as exc:
+        diags.append(Diagnostic(shown, 1, 1, str(exc)))
+        return None
     except OSError as exc:
         link = f" (a symlink to '{file.readlink()}')" if file.is_symlink() else ""
         diags.append(Diagnostic(shown, 1, 1, f"cannot read: {exc.strerror}{link}"))
@@ -143,6 +180,22 @@ def _read_text(file: Path, shown: str, diags: list[Diagnostic]) -> str | None:
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         diags.append(Diagnostic(shown, line, col, "not UTF-8 text"))
         return None
+
+
+class _NotReadable(Exception):
+    """A manifest path that is not a regular file, or too big to be a manifest."""
+
+
+def _read_bounded(file: Path) -> bytes:
+    """The file's bytes; a FIFO (which would block), a device (which never ends) or a file over
+    MAX_MANIFEST_BYTES is refused before reading."""
+    st = file.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise _NotReadable("not a regular file (a FIFO, device or socket); refused")
+    if st.st_size > MAX_MANIFEST_BYTES:
+        raise _NotReadable(f"file is {st.st_size:,} bytes; a manifest may have at most "
+                           f"{MAX_MANIFEST_BYTES:,}")  # fmt: skip
+    return file.read_bytes()
 
 
 def _validate(

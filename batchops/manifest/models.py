@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -23,12 +25,23 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails, InitErrorDetails
 
+from batchops.config import parse_duration
+from batchops.jsonvalues import INT32_MAX, params_problem, value_problem
 from batchops.providers.catalog import PRECISIONS
 
 NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PERCENT_RE = r"^[0-9]+(\.[0-9]+)?%$"
+# A model is a resource name, optionally on a deployment, or a model ID as OpenAI-compatible
+# servers name them ("gpt-4o-mini", "meta-llama/Llama-3.1-8B", "llama3.1:8b"); docs/manifests.md.
+_ID = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?"
+_TAGGED = r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,126}[A-Za-z0-9])?"
+MODEL_RE = re.compile(
+    rf"accounts/{_ID}/models/{_ID}(?:#accounts/{_ID}/deployments/{_ID})?"
+    rf"|(?!accounts/){_ID}/{_TAGGED}|{_TAGGED}"
+)
 
 
 class StrictModel(BaseModel):
@@ -61,8 +74,67 @@ def check_name(value: str) -> str:
     return value
 
 
-class DatasetSpec(StrictModel):
+class SourceSpec(StrictModel):
     path: str = Field(
+        min_length=1,
+        description="a table (.csv, .tsv, .jsonl records, .parquet) or a folder of such shards, "
+        "relative to the manifest file's folder",
+    )
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = Field(
+        default=None, description="detected from the file suffix when absent"
+    )
+    id_column: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the column whose value is each row's custom_id; default: a stable hash of "
+        "the row",
+    )
+    where: str | None = Field(
+        default=None, min_length=1, description="a Jinja2 expression; rows where it is false "
+        "are skipped, e.g. \"lang == 'en'\"",
+    )
+    limit: int | None = Field(default=None, ge=1, description="render at most this many rows")
+
+
+class TemplateMessage(StrictModel):
+    role: Literal["system", "user", "assistant"]
+    content: str | None = Field(default=None, description="a Jinja2 template")
+    content_file: str | None = Field(
+        default=None, min_length=1, description="a Jinja2 template file beside the manifest"
+    )
+
+    @model_validator(mode="after")
+    def _one_content(self) -> TemplateMessage:
+        if (self.content is None) == (self.content_file is None):
+            raise ValueError("set exactly one of content and contentFile")
+        return self
+
+
+class TemplateSpec(StrictModel):
+    messages: list[TemplateMessage] | None = Field(default=None, min_length=1)
+    prompt: str | None = Field(default=None, description="a completion prompt template")
+    prompt_file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TemplateSpec:
+        given = [x is not None for x in (self.messages, self.prompt, self.prompt_file)]
+        if sum(given) != 1:
+            raise ValueError("set exactly one of messages, prompt and promptFile")
+        return self
+
+
+def _details(error: ErrorDetails) -> InitErrorDetails:
+    details: InitErrorDetails = {
+        "type": error["type"], "loc": error["loc"], "input": error["input"]
+    }
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
+class DatasetSpec(StrictModel):
+    path: str | None = Field(
+        default=None,
         min_length=1,
         description="a .jsonl file or a folder of top-level .jsonl shards, relative to the "
         "manifest file's folder",
@@ -70,16 +142,67 @@ class DatasetSpec(StrictModel):
     format: Literal["CHAT", "COMPLETION"] | None = Field(
         default=None, description="detected from the rows when absent"
     )
+    source: SourceSpec | None = Field(
+        default=None, description="a table to render through spec.template (instead of path)"
+    )
+    template: TemplateSpec | None = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _path_required(
+        cls, data: Any, handler: ModelWrapValidatorHandler[DatasetSpec]
+    ) -> DatasetSpec:
+        """Neither path nor source: "missing required field 'path'", beside any other error."""
+        if not isinstance(data, dict) or "path" in data or "source" in data:
+            return handler(data)
+        missing: InitErrorDetails = {"type": "missing", "loc": ("path",), "input": data}
+        errors = [missing]
+        try:
+            handler(data)
+        except ValidationError as exc:
+            errors += [_details(e) for e in exc.errors()]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+    @model_validator(mode="after")
+    def _path_or_source(self) -> DatasetSpec:
+        if self.path is not None and self.source is not None:
+            raise ValueError("set either path or source, not both")
+        if (self.source is None) != (self.template is None):
+            raise ValueError("source and template go together")
+        return self
 
 
 class InferenceParameters(StrictModel):
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    top_k: int | None = Field(default=None, ge=0, le=INT32_MAX)
     n: int | None = Field(default=None, ge=1, le=128)
     extra_body: dict[str, Any] | None = Field(
         default=None, description="a mapping; sent to the API as a JSON string"
+    )
+
+    @field_validator("extra_body")
+    @classmethod
+    def _check_extra_body(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Only what JSON can carry (no .nan, .inf, dates, binary), and integer parameters
+        (max_tokens, top_k, seed, ...) as integers in their range."""
+        if value is None:
+            return None
+        problems = [p for p in (value_problem(value), params_problem(value)) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
+class TableSpec(StrictModel):
+    format: Literal["csv", "parquet", "jsonl"] = "csv"
+    columns: list[str] | None = Field(
+        default=None, description="the input columns to carry (default: all)"
+    )
+    path: str | None = Field(
+        default=None, min_length=1, description="relative to the root; default beside the "
+        "results: <stem>.table.<format>",
     )
 
 
@@ -87,6 +210,29 @@ class OutputSpec(StrictModel):
     path: str | None = Field(
         default=None, min_length=1, description="relative to the root; default results/<name>.jsonl"
     )
+    table: TableSpec | None = Field(
+        default=None, description="also write answers joined to their inputs, on every merge"
+    )
+
+
+class ResponseFormatSpec(StrictModel):
+    schema_: dict[str, Any] | None = Field(
+        default=None, alias="schema", description="a JSON Schema every answer must conform to"
+    )
+    schema_file: str | None = Field(
+        default=None, min_length=1, description="a JSON or YAML file holding the JSON Schema"
+    )
+
+    @model_validator(mode="after")
+    def _one_schema(self) -> ResponseFormatSpec:
+        if (self.schema_ is None) == (self.schema_file is None):
+            raise ValueError("set exactly one of schema and schemaFile")
+        return self
+
+
+class JobBudget(StrictModel):
+    max_cost: float = Field(gt=0, description="US dollars this job may cost per plan; apply "
+                            "refuses a plan over it (exit 4)")
 
 
 class JobSpec(StrictModel):
@@ -94,7 +240,10 @@ class JobSpec(StrictModel):
         default=None, description="a provider the project file declares (default: fireworks)"
     )
     model: str = Field(
-        min_length=1, pattern=r"^\S+$", description="e.g. accounts/fireworks/models/x"
+        min_length=1,
+        description="accounts/<account>/models/<model> (optionally "
+        "#accounts/<account>/deployments/<deployment>) or a model ID ([org/]model[:tag])",
+        json_schema_extra={"pattern": f"^(?:{MODEL_RE.pattern})$"},
     )
     input_dataset: str | None = Field(default=None, description="a Dataset declared in manifests")
     input_dataset_id: str | None = Field(
@@ -106,6 +255,9 @@ class JobSpec(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     on_expired: Literal["resume", "stop"] = "resume"
     max_resumes: int = Field(default=3, ge=0, le=100)
+    response_format: ResponseFormatSpec | None = Field(
+        default=None, description="structured output: sent as response_format, checked at merge"
+    )
     max_failed_rows: Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=PERCENT_RE)] = (
         Field(
             default=0,
@@ -131,6 +283,18 @@ class JobSpec(StrictModel):
         if isinstance(checked, str) and float(checked[:-1]) > 100:
             raise ValueError(f"maxFailedRows '{checked}' is over 100%")
         return checked
+    budget: JobBudget | None = Field(default=None, description="a spending limit (docs/cost.md)")
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not MODEL_RE.fullmatch(value):
+            hint = "; manifests expand no variables" if "$" in value else ""
+            raise ValueError(
+                f"'{value}' is not a model name: use accounts/<account>/models/<model> or a "
+                f"model ID such as llama-v3p1-8b-instruct or org/model{hint}"
+            )
+        return value
 
     @field_validator("precision")
     @classmethod
@@ -158,6 +322,21 @@ class BatchInferenceJobManifest(StrictModel):
     kind: Literal["BatchInferenceJob"]
     metadata: Metadata
     spec: JobSpec
+
+
+def _duration(value: object) -> float:
+    """A duration in a file is read by the flags' one parser (``config.parse_duration``): the
+    same spellings (``30``, ``30s``, ``500ms``, ``2m``, ``1h``), zero and negative refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"not a duration: {value!r} (e.g. 30, 30s, 500ms, 2m, 1h)")
+    return parse_duration(str(value))
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration, json_schema_input_type=float | str),
+    Field(json_schema_extra={"examples": [30, "30s", "2m"]}),
+]
 
 
 class MovedSpec(StrictModel):
@@ -212,6 +391,34 @@ class ProviderSpec(StrictModel):
         return data
 
 
+class PriceEntry(StrictModel):
+    """One model's batch price, US dollars per million tokens; overrides the shipped table."""
+
+    model: str = Field(min_length=1, description="the model name as jobs write it")
+    provider: str = Field(default="fireworks", min_length=1)
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0, description="default: the input price")
+    as_of: str | None = Field(default=None, description="when the figure was true")
+    source: str | None = Field(default=None, description="where the figure comes from")
+
+
+class TokenizerEntry(StrictModel):
+    """A model's own ``tokenizer.json`` (Hugging Face format), for exact input token counts."""
+
+    model: str = Field(min_length=1, description="the model name as jobs write it")
+    path: str = Field(min_length=1, description="relative to the root")
+
+
+class ProjectBudget(StrictModel):
+    max_cost: float | None = Field(
+        default=None, gt=0, description="US dollars one plan may cost; apply refuses more (exit 4)"
+    )
+    compare: Literal["expected", "worstCase"] = Field(
+        default="worstCase", description="the figure held against every budget"
+    )
+
+
 class ProjectSpec(StrictModel):
     """Defaults that flags and environment variables override (DESIGN.md section 7). Later
     sections (providers, prices, budget) are added here as optional fields."""
@@ -227,8 +434,8 @@ class ProjectSpec(StrictModel):
     output_dir: str = Field(
         default="results", min_length=1, description="default folder of results/<job>.jsonl"
     )
-    poll_interval: float | None = Field(
-        default=None, gt=0, le=86400, description="seconds between passes of apply --wait"
+    poll_interval: Duration | None = Field(
+        default=None, description="time between passes of apply --wait: 30 (seconds), 30s, 2m"
     )
     parallelism: int | None = Field(default=None, ge=1, le=64, description="concurrent actions")
     moved: list[MovedSpec] = Field(default_factory=list, description="renames (see docs)")
@@ -246,6 +453,18 @@ class ProjectSpec(StrictModel):
                     "'fireworks' is built in (FIREWORKS_API_KEY, FIREWORKS_ACCOUNT_ID, "
                     "FIREWORKS_BASE_URL); declare another Fireworks account under another name"
                 )
+        return value
+
+    prices: list[PriceEntry] = Field(default_factory=list, description="batch prices, per 1M")
+    budget: ProjectBudget = Field(default_factory=ProjectBudget)
+    tokenizers: list[TokenizerEntry] = Field(
+        default_factory=list, description="exact token counts (needs the tokenizers package)"
+    )
+
+    @field_validator("tokenizers")
+    @classmethod
+    def _relative_tokenizers(cls, value: list[TokenizerEntry]) -> list[TokenizerEntry]:
+        cls._relative([t.path for t in value])
         return value
 
     @field_validator("paths", "output_dir")

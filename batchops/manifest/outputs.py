@@ -1,7 +1,8 @@
 """Output paths that would overwrite a file the user owns are manifest errors.
 
 Called by ``batchops.manifest.build`` once every dataset and job is known. A job's results file,
-and every file batchops derives from it (``batchops.layout.derived_paths``), may not be a dataset
+and every file batchops derives from it (``batchops.layout.derived_paths``: the errors file and
+the ``spec.output.table`` file), may not be a dataset
 file or lie inside a dataset folder (it would become a shard), may not be a manifest or any YAML
 file, may not be under ``.git/`` or ``.batchops/``, may not sit below a regular file, and may not
 be another job's results or errors file. Each rule is checked on the path as written and as
@@ -18,33 +19,40 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from batchops.layout import RESERVED_DIRS, errors_path
+from batchops.layout import RESERVED_DIRS, derived_paths
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, JobDecl
 
+# A problem's job, which derived file it is about ("results", "errors", "table"), and the message.
+OutputProblem = tuple[JobDecl, str, str]
+
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _WHAT = {"results": "also the output", "errors": "also the errors file",
-         "folder": "a folder on the way to the output"}  # fmt: skip
+         "table": "also the table", "folder": "a folder on the way to the output"}  # fmt: skip
+_KINDS = ("results", "errors", "table")  # the order of ``batchops.layout.derived_paths``
 _SEP = os.sep
 NAME_MAX = 255  # bytes in one file name, on every common file system
 
 
 def output_problems(
     jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], manifests: Sequence[Path], root: Path
-) -> Iterator[tuple[JobDecl, str]]:
-    """(job, message) for each job whose derived files break a rule; jobs in source order."""
+) -> Iterator[OutputProblem]:
+    """(job, kind, message) for each job whose derived files break a rule (the first such file);
+    jobs in source order."""
     check = _Checker(str(root), jobs, datasets, manifests)
     for job in sorted(jobs, key=lambda j: j.source):
-        for target in _derived(job):
+        for kind, target in _derived(job):
             message = check.target(job, target)
             if message is not None:
-                yield job, message
+                yield job, kind, message
                 break
 
 
-def _derived(job: JobDecl) -> tuple[str, str]:
-    """``batchops.layout.derived_paths``, as strings."""
-    return str(job.output_path), str(errors_path(job.output_path))
+def _derived(job: JobDecl) -> list[tuple[str, str]]:
+    """``batchops.layout.derived_paths`` as (kind, path string) pairs."""
+    table = job.table.path if job.table is not None else None
+    paths = derived_paths(job.output_path, table)
+    return [(kind, str(path)) for kind, path in zip(_KINDS, paths, strict=False)]
 
 
 def _stat(path: str, *, follow: bool = True) -> os.stat_result | None:
@@ -94,11 +102,14 @@ class _Checker:
         return real
 
     def _own(self, job: JobDecl) -> None:
-        output, errors = _derived(job)
-        for folder in _ancestry(os.path.dirname(self.real(output)), self.root):  # noqa: PTH120
-            self.folders.setdefault(folder, []).append(job)
-        self.files.setdefault(self.real(output), []).append((job, "results"))
-        self.files.setdefault(self.real(errors), []).append((job, "errors"))
+        seen: set[str] = set()
+        for kind, path in _derived(job):
+            real = self.real(path)
+            for folder in _ancestry(os.path.dirname(real), self.root):  # noqa: PTH120
+                if folder not in seen:
+                    seen.add(folder)
+                    self.folders.setdefault(folder, []).append(job)
+            self.files.setdefault(real, []).append((job, kind))
 
     def target(self, job: JobDecl, target: str) -> str | None:
         return (
@@ -113,6 +124,8 @@ class _Checker:
         output = f"output path '{job.output_display}'"
         if target == str(job.output_path):
             return output
+        if job.table is not None and target == str(job.table.path):
+            return f"{output}: its table '{self.shown(target)}'"
         return f"{output}: its errors file '{self.shown(target)}'"
 
     def _reserved(self, job: JobDecl, target: str) -> str | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path, PurePosixPath, PureWindowsPath
+import stat
+from pathlib import Path, PureWindowsPath
 
 SHARD_SUFFIX = ".jsonl"
 
@@ -20,6 +21,9 @@ class PathProblem(Exception):
 
 def display(path: Path, root: Path) -> str:
     """``path`` relative to the root, posix style, or as given when it is outside."""
+    p, r = str(path), str(root)
+    if os.name != "nt" and p.startswith(r.rstrip("/") + "/"):
+        return p[len(r.rstrip("/")) + 1 :]  # what relative_to says, without its parsing
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
@@ -50,15 +54,20 @@ def resolved(path: Path) -> Path | None:
         return None
 
 
-def confine(written: str, base: Path, root: Path) -> Path:
+Dirs = dict[str, "Path | None"]  # a folder -> its resolved path, for one load
+
+
+def confine(written: str, base: Path, root: Path, *, dirs: Dirs | None = None) -> Path:
     """``base / written``, normalized, after checking it stays in the root (lexically and via
-    symlinks). ``root`` must be resolved. Does not require the path to exist."""
-    if PurePosixPath(written).is_absolute() or PureWindowsPath(written).is_absolute():
+    symlinks). ``root`` must be resolved. Does not require the path to exist. ``dirs`` (one per
+    load) remembers each folder's resolution, so 10,000 outputs in one folder cost an lstat
+    each instead of a resolve each."""
+    if _absolute(written):
         raise PathProblem(f"absolute path '{written}' is not allowed; use a relative path")
-    lexical = Path(os.path.normpath(base / written))
+    lexical = Path(os.path.normpath(f"{base}{os.sep}{written}"))  # one parse, not three
     if not inside(lexical, root):
         raise PathProblem(f"path '{written}' points outside the root")
-    real = resolved(lexical)
+    real = resolved(lexical) if dirs is None else _resolved_in(lexical, dirs)
     if real is None:
         raise PathProblem(f"path '{written}' is a symlink loop")
     if not inside(real, root):
@@ -66,9 +75,35 @@ def confine(written: str, base: Path, root: Path) -> Path:
     return lexical
 
 
-def dataset_files(written: str, manifest: Path, root: Path) -> tuple[Path, tuple[Path, ...]]:
+def _absolute(written: str) -> bool:
+    """Absolute on POSIX or on Windows (a drive and a root, or a UNC share)."""
+    if written.startswith("/"):  # what PurePosixPath(written).is_absolute() says, unparsed
+        return True
+    maybe_windows = ":" in written or written.startswith("\\\\")
+    return maybe_windows and PureWindowsPath(written).is_absolute()
+
+
+def _resolved_in(path: Path, dirs: Dirs) -> Path | None:
+    """``resolved(path)`` through its folder's remembered resolution; the whole path is resolved
+    when its last part is a symlink or its folder did not resolve."""
+    folder, name = os.path.split(path)
+    if folder not in dirs:
+        dirs[folder] = resolved(Path(folder))
+    real_folder = dirs[folder]
+    try:
+        is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        is_link = False  # absent: resolve() keeps the name as written
+    if real_folder is None or is_link:
+        return resolved(path)
+    return real_folder / name
+
+
+def dataset_files(
+    written: str, manifest: Path, root: Path, *, dirs: Dirs | None = None
+) -> tuple[Path, tuple[Path, ...]]:
     """The dataset's path and its files: itself, or the sorted top-level shards of a folder."""
-    path = confine(written, manifest.parent, root)
+    path = confine(written, manifest.parent, root, dirs=dirs)
     if not path.exists():
         link = f" (a symlink to '{path.readlink()}')" if path.is_symlink() else ""
         raise PathProblem(f"dataset path '{display(path, root)}'{link} does not exist")
@@ -76,11 +111,17 @@ def dataset_files(written: str, manifest: Path, root: Path) -> tuple[Path, tuple
         return path, _shards(path, root)
     if path.suffix != SHARD_SUFFIX:
         raise PathProblem(f"dataset path '{display(path, root)}' is not a .jsonl file or a folder")
+    if not path.is_file():  # a FIFO would hang the read, a device never end
+        raise PathProblem(f"dataset path '{display(path, root)}' is not a regular file")
     return path, (path,)
 
 
 def _shards(folder: Path, root: Path) -> tuple[Path, ...]:
-    shards = sorted(p for p in folder.iterdir() if p.suffix == SHARD_SUFFIX and p.is_file())
+    named = [p for p in folder.iterdir() if p.suffix == SHARD_SUFFIX]
+    special = [p for p in named if p.exists() and not p.is_file() and not p.is_dir()]
+    if special:  # a FIFO would hang the read, a device never end: refused, not skipped
+        raise PathProblem(f"shard '{display(special[0], root)}' is not a regular file")
+    shards = sorted(p for p in named if p.is_file())
     if not shards:
         raise PathProblem(f"dataset folder '{display(folder, root)}' has no top-level .jsonl files")
     for shard in shards:
@@ -89,8 +130,8 @@ def _shards(folder: Path, root: Path) -> tuple[Path, ...]:
     return tuple(shards)
 
 
-def output_file(written: str, root: Path) -> Path:
-    path = confine(written, root, root)
+def output_file(written: str, root: Path, *, dirs: Dirs | None = None) -> Path:
+    path = confine(written, root, root, dirs=dirs)
     if path.is_dir():
         raise PathProblem(f"output path '{written}' is a folder; name a file")
     return path

@@ -13,7 +13,8 @@ from pathlib import Path
 from batchops.config import PROJECT_FILE, Moved, ProjectConfig, ProviderConfig
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.manifest.loader import read_manifests
-from batchops.manifest.models import ProjectManifest
+from batchops.manifest.models import PriceEntry, ProjectManifest
+from batchops.money import Price, PriceOverride
 
 
 def load_project(root: Path) -> ProjectConfig | None:
@@ -58,5 +59,16 @@ def _config(
     return ProjectConfig(
         file=file, name=m.metadata.name, backend=spec.backend, paths=tuple(spec.paths),
         output_dir=spec.output_dir, poll_interval=spec.poll_interval,
-        parallelism=spec.parallelism, moved=moved, providers=providers,
+        parallelism=spec.parallelism, moved=moved, providers=providers, prices=_prices(spec.prices),
+        max_cost=spec.budget.max_cost, budget_compare=spec.budget.compare,
+        tokenizers=tuple((t.model, t.path) for t in spec.tokenizers),
+    )  # fmt: skip
+
+
+def _prices(entries: list[PriceEntry]) -> tuple[PriceOverride, ...]:
+    return tuple(
+        PriceOverride(e.model, e.provider, Price(
+            input=e.input, output=e.output, cached_input=e.cached_input,
+            as_of=e.as_of or "", source=e.source or "the project file"))
+        for e in entries
     )  # fmt: skip

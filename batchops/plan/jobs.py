@@ -195,6 +195,7 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
         input_dataset=view.decl.input_dataset, input_files=input_files,
         output_path=view.decl.output_path,
         output_display=view.decl.output_display, partial=partial,
+        response_schema=view.decl.response_schema, table=view.decl.table,
     )  # fmt: skip
     resource = Resource("job", view.decl.name, latest[1].key)
     details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}
@@ -263,6 +264,10 @@ def _expired(
     rows = job.rows
     left = max(rows.total - rows.succeeded, 0) if rows is not None else 0
     details: dict[str, Any] = {"rowsLeft": left, "maxResumes": decl.max_resumes}
+    if rows is not None and rows.succeeded >= rows.total:
+        # Expired after its last row (while writing results): a continuation would have no rows
+        # to run. The lineage's results are whole; download them as for a completed job.
+        return _download(view, ctx, partial=False)
     if decl.on_expired == "resume" and parts.resume < decl.max_resumes:
         new_id = continuation_id(attempt_id(view.base_id, parts.attempt), parts.resume + 1)
         spec = _job_spec(view, new_id, ctx.project, continued_from=job.key)

@@ -15,7 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from batchops.manifest.desired import JobDecl
+from batchops.manifest.desired import JobDecl, TableDecl
+from batchops.money import CostReport
 from batchops.providers import DatasetSpec, JobSpec, RemoteInput, RemoteJob
 from batchops.results import ResultRecord
 
@@ -76,6 +77,8 @@ class DownloadSpec:
     output_path: Path
     output_display: str
     partial: bool  # expired with no resumes left: missing rows are expected
+    response_schema: Mapping[str, Any] | None = None  # answers must match it (responseFormat)
+    table: TableDecl | None = None  # spec.output.table: answers joined to inputs, on every merge
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class Plan:
     orphan_jobs: int = 0  # owned jobs in scope no manifest declares (what --prune would delete)
     outside_jobs: int = 0  # declared jobs left out by selectors (set by the reconciler)
     outside_datasets: int = 0
+    cost: CostReport | None = None  # tokens and dollars (batchops.cost, set by the reconciler)
     # Each declared job with its results record when that is current (merged up to the latest
     # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.
     declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()

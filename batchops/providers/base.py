@@ -41,12 +41,18 @@ class Provider(Protocol):
         """The provider's kind: ``fireworks`` or ``openai``."""
         ...
 
-    def list_jobs(self) -> list[RemoteJob]:
-        """Every job of the account this project could own, with list calls (never a GET each)."""
+    def list_jobs(self, *, project: str | None = None) -> list[RemoteJob]:
+        """Every job of the account, with list calls (never a GET each); with ``project``, the
+        server is asked for that project's only where its API can filter (the answer may be a
+        superset: the planner reads ``owner``)."""
         ...
 
-    def list_inputs(self) -> list[RemoteInput]:
-        """Every input (dataset, file) of the account this project could own."""
+    def list_inputs(self, *, project: str | None = None) -> list[RemoteInput]:
+        """Every input (dataset, file) of the account; ``project`` narrows as for jobs."""
+        ...
+
+    def get_input(self, key: str) -> RemoteInput:
+        """One input by its ID (one a manifest names, maybe not ours); ``NotFoundError``."""
         ...
 
     def get_job(self, key: str) -> RemoteJob:
@@ -88,6 +94,10 @@ class Provider(Protocol):
         ``target``, one per job that wrote any, each holding ``model.OUTPUT_FILE`` and/or
         ``model.ERRORS_FILE`` with lines in the neutral results shape. The last job's output
         missing raises ``NotFoundError``; an earlier one's is skipped (a failed attempt)."""
+        ...
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """The command's deadline (``time.monotonic()``): no call, retry or wait goes past it."""
         ...
 
     def close(self) -> None:

@@ -39,6 +39,10 @@ class ProviderSet:
         for provider in self.providers.values():
             provider.close()
 
+    def set_deadline(self, deadline: float | None) -> None:
+        for provider in self.providers.values():
+            provider.set_deadline(deadline)
+
     def _get(self, name: str) -> Provider:
         provider = self.providers.get(name)
         if provider is None:
@@ -51,14 +55,14 @@ class ProviderSet:
 
     # -- observe -----------------------------------------------------------------------------
 
-    def list_jobs(self) -> list[RemoteJob]:
-        jobs = [job for p in self.providers.values() for job in p.list_jobs()]
+    def list_jobs(self, *, project: str | None = None) -> list[RemoteJob]:
+        jobs = [job for p in self.providers.values() for job in p.list_jobs(project=project)]
         with self._lock:
             self._job_at.update((job.key, job.provider) for job in jobs)
         return jobs
 
-    def list_inputs(self) -> list[RemoteInput]:
-        inputs = [item for p in self.providers.values() for item in p.list_inputs()]
+    def list_inputs(self, *, project: str | None = None) -> list[RemoteInput]:
+        inputs = [item for p in self.providers.values() for item in p.list_inputs(project=project)]
         with self._lock:
             for item in inputs:
                 self._inputs_at.setdefault(item.key, set()).add(item.provider)
@@ -66,6 +70,10 @@ class ProviderSet:
 
     def get_job(self, key: str) -> RemoteJob:
         return self._of_job(key).get_job(key)
+
+    def get_input(self, key: str) -> RemoteInput:
+        """From the default provider (a dataset a manifest names by ID is a Fireworks one)."""
+        return self._get(DEFAULT_PROVIDER).get_input(key)
 
     # -- writes ------------------------------------------------------------------------------
 

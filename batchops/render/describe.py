@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from batchops.history import JobHistory, Step
+from batchops.money import money_text
 from batchops.textsafe import inert
 
 FORMAT_VERSION = 1
@@ -43,6 +44,8 @@ def describe_text(h: JobHistory) -> str:
     if h.results_path:
         source = f", from {h.results_from}" if h.results_from else ""
         lines.append(f"  results: {h.results_path} ({h.results_state}{source})")
+        if h.results_state != "missing":
+            lines.append(f"  spent: {money_text(h.spent)} (from the usage in the results)")
     total = len(h.steps)
     lines.append(f"History ({total} job{'' if total == 1 else 's'} on the account, oldest first):")
     for step in h.steps:
@@ -57,6 +60,7 @@ def describe_json(h: JobHistory) -> dict[str, Any]:
         "formatVersion": FORMAT_VERSION, "name": h.name, "declared": h.declared,
         "currentJobId": h.current_base,
         "results": {"path": h.results_path, "state": h.results_state, "from": h.results_from},
+        "spent": h.spent,
         "history": [_camel(asdict(s)) for s in h.steps],
     }  # fmt: skip
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from batchops.plan import Action, Kind, Plan
+from batchops.render.cost import cost_json, cost_markdown, cost_text_lines
 from batchops.render.units import human_size
 from batchops.textsafe import inert, md_code, md_text
 
@@ -90,6 +91,7 @@ def plan_text(plan: Plan, *, backend: str | None = None) -> str:
         members = [a for a in plan.actions if a.group == group]
         if members:
             lines += [title, *(action_line(a) for a in members)]
+    lines += cost_text_lines(plan.cost)
     lines += note_lines(plan)
     lines.append(summary_line(plan))
     return "\n".join(lines)
@@ -115,6 +117,7 @@ def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str,
                     "retryFailed": o.retry_failed, "download": o.download,
                     "pruneScope": None if o.prune_scope is None else sorted(o.prune_scope)},
         "actions": [action_json(a) for a in plan.actions],
+        "cost": cost_json(plan.cost),
         "summary": {
             "text": summary_line(plan), "remoteChanges": len(plan.remote_changes),
             "localChanges": len(plan.local_changes),
@@ -137,6 +140,7 @@ def plan_markdown(
         lines += ["| | Group | Resource | ID | Reason |", "|---|---|---|---|---|"]
         lines += [_md_row(a) for a in plan.actions]
         lines.append("")
+    lines += cost_markdown(plan.cost)
     lines += [f"{md_text(line)}  " for line in note_lines(plan)]
     lines.append(f"**{summary_line(plan)}**")
     return "\n".join(lines) + "\n"

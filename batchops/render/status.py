@@ -14,6 +14,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from batchops.money import Price, money_text, spent
 from batchops.plan import JobView
 from batchops.providers import JobState
 from batchops.textsafe import inert
@@ -35,12 +36,18 @@ class StatusRow:
     results: str  # "verified" | "stale" | "missing"
     total: int = 0  # input rows of the lineage
     lineage: int = 0  # jobs in the lineage: 1, plus one per continuation
+    spent: float | None = None  # what the results on disk cost (their usage x the price)
 
 
 def _results_state(view: JobView) -> str:
     if view.result is None or view.result.record is None:
         return "missing"
     return "verified" if view.results_current else "stale"
+
+
+def _spent(view: JobView, price: Price | None) -> float | None:
+    record = view.result.record if view.result is not None else None
+    return spent(record.usage if record is not None else None, price)
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,8 @@ def _lineage_rows(view: JobView) -> _Rows:
     return _Rows(total, succeeded, last.failed if last else 0, percent)
 
 
-def status_row(view: JobView) -> StatusRow:
+def status_row(view: JobView, price: Price | None = None) -> StatusRow:
+    """``price``: of the job's declared model, for the spend so far (None: unknown)."""
     latest = view.latest
     rows = _lineage_rows(view)
     return StatusRow(
@@ -91,10 +99,12 @@ def status_row(view: JobView) -> StatusRow:
         lineage=sum(parts.attempt == latest[0].attempt for parts, _ in view.family)
         if latest
         else 0,
+        spent=_spent(view, price),
     )
 
 
-COLUMNS = ("NAME", "REMOTE ID", "STATE", "PROGRESS", "OK/FAILED", "TOKENS IN/OUT", "RESULTS")
+COLUMNS = ("NAME", "REMOTE ID", "STATE", "PROGRESS", "OK/FAILED", "TOKENS IN/OUT", "SPENT",
+           "RESULTS")  # fmt: skip
 
 
 def _cells(row: StatusRow) -> tuple[str, ...]:
@@ -102,6 +112,7 @@ def _cells(row: StatusRow) -> tuple[str, ...]:
     return (
         inert(row.name), inert(row.remote_id), inert(row.state), f"{row.percent}%",
         f"{row.succeeded}/{row.failed}", f"{row.tokens_in}/{row.tokens_out}",
+        "-" if row.results == "missing" else money_text(row.spent),
         f"{inert(row.results_path)} ({row.results})",
     )  # fmt: skip
 
@@ -136,4 +147,5 @@ def _row_json(row: StatusRow) -> dict[str, Any]:
         "succeeded": row.succeeded, "failed": row.failed, "tokensIn": row.tokens_in,
         "tokensOut": row.tokens_out, "results": row.results_path, "resultsState": row.results,
         "total": row.total, "lineage": row.lineage,
+        "spent": row.spent,
     }  # fmt: skip

@@ -21,6 +21,8 @@ from batchops.manifest.paths import SHARD_SUFFIX
 
 log = logging.getLogger("batchops.watch.files")
 
+# A new file beside a dataset's shards (or a source table's) may be a new shard.
+_SHARDS = frozenset({SHARD_SUFFIX, ".csv", ".tsv", ".parquet"})
 IGNORED_DIRS = frozenset({".git", ".batchops", "__pycache__", ".venv", "node_modules"})
 DEBOUNCE_MS = 300  # at most this long to group a burst of events (an editor's save, a git reset)
 STEP_MS = 50  # ...and yield as soon as the tree has been quiet this long
@@ -53,7 +55,7 @@ class FileWatcher:
         """The files the last load read, or None when it failed. Called from the loop thread."""
         known = None if files is None else frozenset(p.resolve() for p in files)
         self._files = known  # one assignment: the watcher thread sees the old or the new set
-        self._dataset_dirs = frozenset(p.parent for p in known or () if p.suffix == SHARD_SUFFIX)
+        self._dataset_dirs = frozenset(p.parent for p in known or () if p.suffix in _SHARDS)
         roots = self._compute_roots(known or ())
         if roots != self._roots:
             self._roots = roots
@@ -72,7 +74,7 @@ class FileWatcher:
         files = self._files
         if files is None or p in files or p.suffix in MANIFEST_SUFFIXES:
             return True
-        return p.suffix == SHARD_SUFFIX and p.parent in self._dataset_dirs
+        return p.suffix in _SHARDS and p.parent in self._dataset_dirs
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -9,6 +9,7 @@ and from the client's ``on_response`` hook; ``HealthServer`` serves ``/healthz``
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -18,12 +19,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 
 from batchops.watch.loop import Outcome, PassRecord
 
+# A pass running longer than this is reported as stuck by /readyz. Every network read has a
+# deadline (batchops/deadline.py), so only a hostile server or a bug gets a pass near it.
+STUCK_AFTER = 600.0
 PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(
+        self, *, stuck_after: float = STUCK_AFTER, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._stuck_after, self._clock = stuck_after, clock
+        self._pass_started: float | None = None
         self.registry = r = CollectorRegistry()
         self.pass_duration = Histogram("batchops_pass_duration_seconds",
                                        "Duration of reconcile passes", buckets=PASS_BUCKETS,
@@ -38,6 +46,9 @@ class Metrics:
         self.rows = Counter("batchops_result_rows",
                             "Result rows downloaded and merged, by outcome", ["outcome"],
                             registry=r)
+        self.spend = Counter("batchops_spend_dollars",
+                             "US dollars the results merged by this daemon cost, from their "
+                             "usage and the price table", registry=r)
         self.last_success = Gauge("batchops_last_success_timestamp_seconds",
                                   "Unix time of the last successful pass", registry=r)
         for outcome in Outcome:  # every series is exported from the start, at zero
@@ -48,9 +59,19 @@ class Metrics:
 
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self._ready and self.stuck_for() is None
+
+    def stuck_for(self) -> float | None:
+        """Seconds the running pass has taken, once past ``stuck_after``; else None."""
+        started = self._pass_started
+        running = None if started is None else self._clock() - started
+        return running if running is not None and running > self._stuck_after else None
+
+    def pass_started(self) -> None:
+        self._pass_started = self._clock()
 
     def observe_pass(self, record: PassRecord) -> None:
+        self._pass_started = None
         self.pass_duration.observe(record.duration)
         self.passes.labels(outcome=str(record.outcome)).inc()
         self._ready = record.outcome is Outcome.OK
@@ -65,6 +86,9 @@ class Metrics:
     def observe_rows(self, *, succeeded: int, failed: int) -> None:
         self.rows.labels(outcome="succeeded").inc(succeeded)
         self.rows.labels(outcome="failed").inc(failed)
+
+    def observe_spend(self, dollars: float) -> None:
+        self.spend.inc(dollars)
 
     def _set_job_states(self, states: Mapping[str, int]) -> None:
         self.jobs.clear()  # a state no job is in any more must not keep its old count
@@ -83,7 +107,9 @@ def health_app(metrics: Metrics) -> Callable[[dict[str, Any], StartResponse], It
         if path == "/readyz":
             if metrics.ready:
                 return _text(start_response, "200 OK", b"ready\n")
-            return _text(start_response, "503 Service Unavailable", b"not ready\n")
+            stuck = metrics.stuck_for()
+            why = b"not ready\n" if stuck is None else b"stuck: a pass has run for %d s\n" % stuck
+            return _text(start_response, "503 Service Unavailable", why)
         if path == "/metrics":
             return prometheus(environ, start_response)  # type: ignore[no-any-return]
         return _text(start_response, "404 Not Found", b"not found\n")

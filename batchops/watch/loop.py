@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from batchops.errors import ApiError, BatchopsError, InvalidInputError
+from batchops.errors import ApiError, BatchopsError, BudgetError, InvalidInputError
 
 log = logging.getLogger("batchops.watch")
 
@@ -33,6 +33,7 @@ class Outcome(enum.StrEnum):
     INVALID = "invalid"
     API_ERROR = "api_error"
     ERROR = "error"
+    REFUSED = "refused"  # over a budget: nothing sent; tried again on the next change
 
 
 class PassResultLike(Protocol):
@@ -116,6 +117,8 @@ class Daemon:
             outcome = _outcome_of(result)
         except InvalidInputError as exc:
             outcome, error = Outcome.INVALID, exc
+        except BudgetError as exc:
+            outcome, error = Outcome.REFUSED, exc
         except ApiError as exc:
             outcome, error = Outcome.API_ERROR, exc
         except Exception as exc:  # noqa: BLE001 - a bug in one pass must not end the daemon
@@ -127,7 +130,7 @@ class Daemon:
 
     def _next_wait(self, record: PassRecord) -> tuple[float | None, bool]:
         """(timeout, wake_on_trigger) for the sleep after ``record``."""
-        if record.outcome is Outcome.INVALID:
+        if record.outcome in (Outcome.INVALID, Outcome.REFUSED):
             return None, True
         if record.outcome in _FAILURES:
             delay = self._backoff(record)

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchops.config import STATE_DIR, ProjectConfig, ensure_state_dir
-from batchops.datasets import StatCache, inspect_all
 from batchops.errors import InvalidInputError
-from batchops.manifest import load_desired
+from batchops.manifest import ManifestCache, load_desired
 from batchops.manifest.desired import Desired
+from batchops.money import spent
 from batchops.providers import Provider
-from batchops.reconcile import PassOptions, PassResult, run_pass
+from batchops.reconcile import PassOptions, PassResult, prepare_inputs, run_pass
 from batchops.watch.files import FileWatcher
 from batchops.watch.git import GitSource, poll, redact
 from batchops.watch.health import HealthServer, Metrics
@@ -63,7 +63,7 @@ def run(config: WatchConfig, *, provider: Provider, triggers: Triggers,
     paths = [root / p for p in config.paths]
     watcher = None if source else FileWatcher(paths, root=root, stop=stop,
                                               on_change=lambda: triggers.fire("file"))
-    one_pass = _pass_function(config, paths, root, provider, stop, source, watcher)
+    one_pass = _timed(_pass_function(config, paths, root, provider, stop, source, watcher), metrics)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_health(config, metrics))
         if watcher is not None:
@@ -78,42 +78,62 @@ def run(config: WatchConfig, *, provider: Provider, triggers: Triggers,
         daemon.run()
 
 
+def _timed(one_pass: Callable[[], PassResult], metrics: Metrics) -> Callable[[], PassResult]:
+    """The pass, its start told to ``metrics`` (so /readyz can say when one is stuck)."""
+
+    def timed() -> PassResult:
+        metrics.pass_started()
+        return one_pass()
+
+    return timed
+
+
 def _observe(metrics: Metrics, record: PassRecord) -> None:
     metrics.observe_pass(record)
     applied = record.result.applied if isinstance(record.result, PassResult) else None
-    for merged in applied.records.values() if applied else ():
+    cost = record.result.plan.cost if isinstance(record.result, PassResult) else None
+    for name, merged in applied.records.items() if applied else ():
         metrics.observe_rows(succeeded=merged.counts.succeeded, failed=merged.counts.failed)
+        dollars = spent(merged.usage, cost.job_price(name) if cost else None)
+        if dollars:
+            metrics.observe_spend(dollars)
 
 
 def _pass_function(config: WatchConfig, paths: list[Path], root: Path, provider: Provider,
                    stop: threading.Event, source: GitSource | None,
                    watcher: FileWatcher | None) -> Callable[[], PassResult]:
     reporter = LogReporter()
+    manifests = ManifestCache()  # an unchanged manifest costs a stat on the next pass
 
     def one_pass() -> PassResult:
         # With git, hold the clone still: a hard reset must not land in the middle of a pass.
         with source.lock if source else contextlib.nullcontext():
             try:
-                desired = load_desired(paths, root=root, project=config.project_file)
+                desired = load_desired(  # the watcher reuses the cache
+                    paths, root=root, project=config.project_file, cache=manifests
+                )
             except InvalidInputError:
                 if watcher is not None:
                     watcher.update(None)  # every event counts until the manifests load
                 raise
             if watcher is not None:
                 watcher.update(_watched_files(desired))
-            infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
             return run_pass(paths, root=root, provider=provider, project=config.project,
                             options=config.options, reporter=reporter, stop=stop,
-                            inputs=(desired, infos))  # fmt: skip
+                            inputs=prepare_inputs(desired, root=root,
+                                                  project_file=config.project_file))  # fmt: skip
 
     return one_pass
 
 
 def _watched_files(desired: Desired) -> list[Path]:
-    """The manifests and the dataset files they reference."""
+    """The manifests and the dataset files they reference (for a rendered dataset: its tables
+    and template files)."""
     files = list(desired.manifest_files)
     for dataset in desired.datasets:
         files += dataset.files
+        if dataset.render is not None:
+            files += [*dataset.render.files, *dataset.render.template_files]
     return files
 
 

@@ -83,3 +83,17 @@ def test_ids_cannot_escape_their_path(make_client, fake):
         client.get_dataset("a?b#c")
     assert fake.seen[-1].path == "/v1/accounts/acme/datasets/a?b#c"  # one path segment
     assert fake.seen[-1].params == {}
+
+
+def test_a_list_filter_is_sent_and_a_server_refusing_it_is_asked_again_without(
+    make_client, scripted
+):
+    mine = httpx.Response(200, json={"batchInferenceJobs": [{"name": "mine"}]})
+    refused = httpx.Response(400, json={"error": {"code": 400, "message": "bad filter"}})
+    every = httpx.Response(200, json={"batchInferenceJobs": [{"name": "a"}, {"name": "b"}]})
+    script = scripted([mine, refused, every])
+    client = make_client(script.handler)
+    assert [j.name for j in client.list_jobs(filter='display_name:"[batchops:p]"')] == ["mine"]
+    assert [j.name for j in client.list_jobs(filter='display_name:"[batchops:p]"')] == ["a", "b"]
+    filters = [r.url.params.get("filter") for r in script.seen]
+    assert filters == ['display_name:"[batchops:p]"', 'display_name:"[batchops:p]"', None]

@@ -220,7 +220,13 @@ def server(tmp_path: Path) -> Server:  # type: ignore[misc]
     stop_server(srv)
 
 
-def test_ctrl_c_during_wait_says_the_jobs_keep_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_ctrl_c_during_wait_says_the_jobs_keep_running(
+    tmp_path: Path, sig: signal.Signals, code: int, word: str
+) -> None:
     srv = start_server(tmp_path / "backend", "--row-delay", "5")
     try:
         root = make_geo(tmp_path)
@@ -232,10 +238,10 @@ def test_ctrl_c_during_wait_says_the_jobs_keep_running(tmp_path: Path) -> None:
         for line in proc.stdout:
             if "✓ + job poems" in line:  # submitted: now it is waiting
                 break
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 130, err
-        assert "keep running on the account, and are billed: poems" in err
+        assert proc.returncode == code, err
+        assert f"{word}: the remote jobs keep running on the account, and are billed: poems" in err
         assert "batchops status" in err and "batchops cancel NAME" in err
         assert "Traceback" not in err
     finally:

@@ -27,10 +27,13 @@ def test_echo_truncates_to_max_tokens_and_honours_n() -> None:
     choices = outcome.response["choices"]
     assert [c["message"]["content"] for c in choices] == ["abcdefgh"] * 3
     assert {c["finish_reason"] for c in choices} == {"length"}
+    # Counted as the planner counts (batchops.tokens): model "m" has no tokenizer, so the
+    # estimator: 12 letters are 2 tokens, plus the chat template's 4 per message and 3 to reply;
+    # "abcdefgh" is one token, three times.
     assert outcome.response["usage"] == {
-        "prompt_tokens": 3,
-        "completion_tokens": 6,
-        "total_tokens": 9,
+        "prompt_tokens": 9,
+        "completion_tokens": 3,
+        "total_tokens": 12,
     }
 
 

@@ -35,9 +35,11 @@ def test_echo_answers_completions_with_text_and_counted_usage() -> None:
     assert outcome.response["object"] == "text_completion"
     assert outcome.response["choices"][0]["text"] == "abcdefgh"
     assert outcome.response["choices"][0]["finish_reason"] == "length"
+    # Counted as the planner counts (batchops.tokens; model "m": the estimator): each prompt
+    # is its text (1 and 2 tokens) plus a BOS token; "abcdefgh" is one token.
     assert outcome.response["usage"] == {
-        "prompt_tokens": 4,
-        "completion_tokens": 2,
+        "prompt_tokens": 5,
+        "completion_tokens": 1,
         "total_tokens": 6,
     }
     [failed] = EchoEngine().run("m", {}, [_prompt_row("x __fail__")])

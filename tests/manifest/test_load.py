@@ -356,6 +356,35 @@ def test_empty_documents_are_skipped(root: Path) -> None:
     assert len(load_desired([Path("jobs")], root=root).datasets) == 1
 
 
+def test_output_table_paths_are_checked_like_results(root: Path) -> None:
+    """``spec.output.table`` is one of the files batchops writes for a job (layout.derived_paths):
+    a table over another job's results, over a dataset file or over the job's own errors file
+    is a manifest error, located at the table's path (or at ``table`` when it is derived)."""
+    write(root, "jobs/qa.yaml", DATASET)
+    write(root, "jobs/a.yaml", JOB.replace("qa-job", "a")
+          + "  output: {table: {format: jsonl, path: results/b.jsonl}}\n")  # fmt: skip
+    write(root, "jobs/b.yaml", JOB.replace("qa-job", "b"))
+    write(root, "jobs/c.yaml", JOB.replace("qa-job", "c")
+          + "  output: {table: {format: jsonl, path: jobs/data/qa.jsonl}}\n")  # fmt: skip
+    write(root, "jobs/d.yaml", JOB.replace("qa-job", "d")
+          + "  output: {path: out/d.jsonl, table: {format: csv}}\n")  # fmt: skip
+    write(root, "jobs/e.yaml", JOB.replace("qa-job", "e")
+          + "  output: {path: out/d.table.csv}\n")  # fmt: skip
+    write(root, "jobs/f.yaml", JOB.replace("qa-job", "f")
+          + "  output: {table: {format: jsonl, path: results/f.errors.jsonl}}\n")  # fmt: skip
+    assert problems(root) == [
+        "jobs/a.yaml:7:41: output path 'results/a.jsonl': its table 'results/b.jsonl' is also "
+        "the output of job 'b'",
+        "jobs/b.yaml:1:1: output path 'results/b.jsonl' is also the table of job 'a'",
+        "jobs/c.yaml:7:41: output path 'results/c.jsonl': its table 'jobs/data/qa.jsonl' is a "
+        "file of dataset 'qa'; it would be overwritten",
+        "jobs/d.yaml:7:38: output path 'out/d.jsonl': its table 'out/d.table.csv' is also the "
+        "output of job 'e'",
+        "jobs/e.yaml:7:18: output path 'out/d.table.csv' is also the table of job 'd'",
+        "jobs/f.yaml:7:41: the table would overwrite the results' errors file",
+    ]
+
+
 @pytest.mark.parametrize(
     ("written", "rows", "percent"), [("0", 0, None), ("7", 7, None), ('"2.5%"', 0, 2.5)]
 )

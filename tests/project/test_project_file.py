@@ -43,11 +43,40 @@ def test_every_problem_of_the_project_file_is_located(tmp_path: Path) -> None:
     assert shown[0].startswith("batchops.yaml:3:18: metadata.name: invalid name 'Evals'")
     assert shown[1].startswith("batchops.yaml:5:12: spec.backend: Input should be 'fireworks'")
     assert shown[2] == "batchops.yaml:6:3: unknown field 'outputdir'; did you mean 'outputDir'?"
-    assert shown[3].startswith("batchops.yaml:7:17: spec.pollInterval: Input should be greater")
+    assert shown[3].startswith(
+        "batchops.yaml:7:17: spec.pollInterval: not a positive duration: '0'"
+    )
     assert shown[4] == (
         "batchops.yaml:8:10: spec.paths: '../x' must be a relative path inside the root, "
         "without '..'"
     )
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30", 30.0), ("30s", 30.0), ("2m", 120.0),
+                                               ("1.5", 1.5), ("500ms", 0.5)])  # fmt: skip
+def test_poll_interval_takes_the_flags_durations(tmp_path: Path, text: str, seconds: float) -> None:
+    """pollInterval goes through the one duration parser of the flags (config.parse_duration)."""
+    root = write(tmp_path, (
+        "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: evals}\n"
+        f"spec:\n  pollInterval: {text}\n"
+    ))  # fmt: skip
+    project = load_project(root)
+    assert project is not None and project.poll_interval == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "-5", "-2m", "'0'", "soon", "true", "[30]"])
+def test_a_zero_negative_or_odd_poll_interval_is_refused_at_its_line(
+    tmp_path: Path, text: str
+) -> None:
+    root = write(tmp_path, (
+        "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: evals}\n"
+        f"spec:\n  backend: local\n  pollInterval: {text}\n"
+    ))  # fmt: skip
+    with pytest.raises(InvalidInputError) as caught:
+        load_project(root)
+    [shown] = [str(d) for d in caught.value.diagnostics]
+    assert shown.startswith("batchops.yaml:6:17: spec.pollInterval: not a ")
+    assert "duration" in shown and "(e.g. 30, 30s, 500ms, 2m, 1h)" in shown
 
 
 def test_validate_reports_the_project_file_with_the_manifests(

@@ -83,3 +83,20 @@ def test_merged_results_have_the_neutral_fields(tmp_path: Path) -> None:
         assert row.text and row.finish_reason and row.error is None
         assert row.usage.input > 0 and row.job is not None and row.job.startswith("j-")
         assert isinstance(row.response, dict) and row.response["choices"]
+
+
+def test_spend_reads_the_neutral_usage_whatever_the_raw_response(tmp_path: Path) -> None:
+    from batchops.results import merge_lineage
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    openai_raw = {"status_code": 200, "body": {"usage": {"prompt_tokens": 999}}}
+    line = {"custom_id": "a", "text": "x", "finish_reason": "stop", "error": None,
+            "usage": {"input_tokens": 10, "output_tokens": 3, "cached_tokens": 4},
+            "job": "j-1", "response": openai_raw}  # fmt: skip
+    (folder / "BIJOutputSet.jsonl").write_text(json.dumps(line) + "\n")
+    record = merge_lineage([folder], job_name="j", job_ids=["j-1"], root=tmp_path,
+                           output=tmp_path / "results" / "j.jsonl", expected_ids=["a"])  # fmt: skip
+    assert record.usage is not None
+    assert (record.usage.prompt_tokens, record.usage.completion_tokens,
+            record.usage.cached_tokens) == (10, 3, 4)  # fmt: skip

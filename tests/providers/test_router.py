@@ -38,11 +38,16 @@ class Memory:
         self.jobs: dict[str, RemoteJob] = {}
         self.inputs: dict[str, RemoteInput] = {}
 
-    def list_jobs(self) -> list[RemoteJob]:
-        return list(self.jobs.values())
+    def list_jobs(self, *, project: str | None = None) -> list[RemoteJob]:
+        return [j for j in self.jobs.values() if project in (None, j.owner)]
 
-    def list_inputs(self) -> list[RemoteInput]:
-        return list(self.inputs.values())
+    def list_inputs(self, *, project: str | None = None) -> list[RemoteInput]:
+        return [i for i in self.inputs.values() if project in (None, i.owner)]
+
+    def get_input(self, key: str) -> RemoteInput:
+        if key not in self.inputs:
+            raise NotFoundError(key)
+        return self.inputs[key]
 
     def get_job(self, key: str) -> RemoteJob:
         if key not in self.jobs:
@@ -83,6 +88,9 @@ class Memory:
         return [target / self.name / key for key in job_keys]
 
     def close(self) -> None:
+        pass
+
+    def set_deadline(self, deadline: float | None) -> None:
         pass
 
 

@@ -269,7 +269,8 @@ def assert_results_verified(root: Path, url: str, account: str, expected: list[s
             assert sorted(got) == sorted(expected), f"{root.name}/{job['name']}: {len(got)} rows"
     paths = [root / j["results"] for j in jobs]
     allowed = {*paths, *(p.with_name(p.stem + ".errors.jsonl") for p in paths)}
-    for folder in {p.parent for p in paths}:
-        assert set(folder.iterdir()) <= allowed, "a stray file where users look for results"
+    tables = {p.with_name(f"{p.stem}.table{s}") for p in paths for s in (".csv", ".jsonl")}
+    for folder in {p.parent for p in paths}:  # tables: spec.output.table, declared
+        assert set(folder.iterdir()) <= allowed | tables, "a stray file where users look"
 
 

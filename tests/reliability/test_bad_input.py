@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from batchops.cli import main
-from batchops.datasets import DEFAULT_MAX_BYTES
+from batchops.datasets import DEFAULT_MAX_BYTES, MAX_ROW_BYTES
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
 
@@ -140,6 +140,22 @@ def _oversized(root: Path, outside: Path) -> None:
     os.truncate(root / "jobs/data/rows.jsonl", DEFAULT_MAX_BYTES + 1)
 
 
+def _fifo(root: Path, outside: Path) -> None:
+    """A named pipe nobody writes to: reading it would block validate forever."""
+    (root / "jobs/data").mkdir(parents=True)
+    os.mkfifo(root / "jobs/data/rows.jsonl")
+    (root / "jobs/shards").mkdir()
+    (root / "jobs/shards/a.jsonl").write_text(GOOD)
+    os.mkfifo(root / "jobs/shards/b.jsonl")
+    os.mkfifo(root / "jobs/pipe.yaml")  # a manifest too: found, and refused without reading
+
+
+def _row_too_long(root: Path, outside: Path) -> None:
+    """A row over MAX_ROW_BYTES between good ones: refused, and the next line still read."""
+    long_row = chat_row(2, "x" * MAX_ROW_BYTES)
+    _data(root, (chat_row(1) + "\n" + long_row + "\n" + chat_row(3) + "\n").encode())
+
+
 def _output_links_to_dataset(root: Path, outside: Path) -> None:
     """A results path that is a symlink to a dataset file: writing it would destroy the input."""
     (root / "results").mkdir()
@@ -165,6 +181,8 @@ GENERATORS: dict[str, Generator] = {
     "jsonl-many-bad-lines": _many_bad_lines,
     "jsonl-one-mb-line": _one_mb_line,
     "jsonl-oversized": _oversized,
+    "path-fifo": _fifo,
+    "jsonl-row-too-long": _row_too_long,
     "output-path-owned-files": _output_links_to_dataset,
 }
 

@@ -20,8 +20,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from batchops.config import Secret
-from batchops.errors import ApiError, ConfigError
+from batchops import deadline as dl
+from batchops.config import Secret, proxies_in_env
+from batchops.errors import ApiError, ConfigError, DeadlineExceededError
 from batchops.providers.fireworks.responses import error_from_exception, error_from_response, scrub
 from batchops.providers.fireworks.retry import (
     Clock,
@@ -41,6 +42,7 @@ from batchops.providers.fireworks.transfers import (
     multipart_file,
     write_atomically,
 )
+from batchops.providers.fireworks.transport import LazyTLSTransport
 from batchops.providers.fireworks.wire import (
     DIRECT_UPLOAD_LIMIT,
     BatchInferenceJob,
@@ -55,10 +57,15 @@ from batchops.providers.fireworks.wire import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 PAGE_SIZE = 200  # the service's maximum
+MAX_PAGES = 10_000  # 2 million resources: more pages than any account holds is a server loop
+MAX_RESPONSE_BYTES = 64 * 2**20  # an API answer (a page of 200 jobs is ~200 KB); files stream
+MIN_TRANSFER_RATE = 32 * 2**10  # bytes/s an upload or download must keep up (batchops/deadline.py)
 URL_MAX_AGE = 300.0  # download URLs live ~10 minutes; refresh well before, between files
 _HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # wire body
 
 
 class FireworksClient:
@@ -83,6 +90,9 @@ class FireworksClient:
     ) -> None:
         self.account_id = account_id
         self.base_url = base_url.rstrip("/")
+        # The command's deadline (time.monotonic); no call, retry or wait goes past it.
+        self.deadline: float | None = None
+        self._timeout = timeout
         self._key = api_key
         self._allow_http = _check_base_url(self.base_url, api_key, allow_insecure_urls)
         self._clock = clock
@@ -94,9 +104,10 @@ class FireworksClient:
         self._limiter = RateLimiter(rate=max_rate, clock=clock, sleep=sleep)
         self._counts: collections.Counter[int] = collections.Counter()
         self._counts_lock = threading.Lock()
-        self._http = httpx.Client(
-            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False
-        )
+        self._http = dl.bounded(httpx.Client(
+            transport=transport or _default_transport(), timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+        ))  # fmt: skip
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -132,8 +143,9 @@ class FireworksClient:
         path = self._jobs(job_id)
         return self._redacted(_parse(BatchInferenceJob, self._api("GET", path), "GET", path))
 
-    def list_jobs(self) -> list[BatchInferenceJob]:
-        pages = self._pages(self._jobs(), ListJobsResponse)
+    def list_jobs(self, *, filter: str | None = None) -> list[BatchInferenceJob]:
+        """Every job, or those matching an AIP-160 ``filter`` (see ``_pages``)."""
+        pages = self._pages(self._jobs(), ListJobsResponse, filter)
         return [self._redacted(job) for page in pages for job in page.batch_inference_jobs]
 
     def _redacted(self, job: BatchInferenceJob) -> BatchInferenceJob:
@@ -156,8 +168,9 @@ class FireworksClient:
         path = self._datasets(dataset_id)
         return _parse(Dataset, self._api("GET", path), "GET", path)
 
-    def list_datasets(self) -> list[Dataset]:
-        pages = self._pages(self._datasets(), ListDatasetsResponse)
+    def list_datasets(self, *, filter: str | None = None) -> list[Dataset]:
+        """Every dataset, or those matching an AIP-160 ``filter`` (see ``_pages``)."""
+        pages = self._pages(self._datasets(), ListDatasetsResponse, filter)
         return [dataset for page in pages for dataset in page.datasets]
 
     def delete_dataset(self, dataset_id: str) -> None:
@@ -248,20 +261,37 @@ class FireworksClient:
             path += "/" + quote(resource_id(name), safe="")
         return path + verb
 
-    def _pages(self, path: str, model: type[M]) -> list[M]:
-        """Every page of a list call, following ``nextPageToken`` until it is empty."""
+    def _pages(self, path: str, model: type[M], filter: str | None = None) -> list[M]:
+        """Every page of a list call, following ``nextPageToken`` until it is empty. A server
+        that refuses the ``filter`` (400) is asked again without it: the caller's answer is
+        then a superset, which it narrows itself."""
+        if filter:
+            try:
+                return self._pages_of(path, model, {"filter": filter})
+            except ApiError as exc:
+                if exc.status != 400:
+                    raise
+        return self._pages_of(path, model, {})
+
+    def _pages_of(self, path: str, model: type[M], extra: dict[str, str]) -> list[M]:
         pages: list[M] = []
         token: str | None = None
         seen: set[str] = set()
         while True:
-            params = {"pageSize": str(PAGE_SIZE), **({"pageToken": token} if token else {})}
+            if len(pages) >= MAX_PAGES:
+                message = f"the server sent more than {MAX_PAGES} pages; refusing to loop"
+                raise ApiError(message, method="GET", path=path, status=200)
+            params = {"pageSize": str(PAGE_SIZE), **extra}
+            if token:
+                params["pageToken"] = token
             page = _parse(model, self._api("GET", path, params=params), "GET", path)
             pages.append(page)
             token = getattr(page, "next_page_token", None)
             if not token:
                 return pages
             if token in seen:  # a server bug would otherwise loop forever
-                raise ApiError("the server repeated a page token", method="GET", path=path)
+                raise ApiError("the server repeated a page token", method="GET", path=path,
+                               status=200)  # fmt: skip
             seen.add(token)
 
     def _api(
@@ -278,9 +308,54 @@ class FireworksClient:
                 method, url, params=params, json=json, content=content,
                 headers={**headers, **self._auth_headers()},
             )  # fmt: skip
-            return self._send(request, path, stream=False)
+            rate = MIN_TRANSFER_RATE if body is not None else None  # an upload may be big
+            with dl.within(hard=self.deadline, timeout=self._timeout, min_rate=rate):
+                return self._bounded(self._send(request, path, stream=True), method, path)
 
-        return call_with_retries(attempt, self._policy, limiter=self._limiter, on_retry=on_retry)
+        return self._retried(attempt, method, path, limiter=self._limiter, on_retry=on_retry)
+
+    def _retried(
+        self, attempt: Callable[[], T], method: str, path: str, *,
+        limiter: RateLimiter | None = None, on_retry: Callable[[], None] | None = None,
+    ) -> T:  # fmt: skip
+        """``attempt`` with retries, none of them past the command's deadline."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineExceededError("the command's --timeout ran out", method=method, path=path)
+        try:
+            return call_with_retries(attempt, self._policy, limiter=limiter, on_retry=on_retry,
+                                     deadline=self.deadline)  # fmt: skip
+        except ApiError as exc:
+            if self.deadline is not None and time.monotonic() >= self.deadline - 0.001:
+                raise DeadlineExceededError(
+                    "the command's --timeout ran out", method=method, path=path
+                ) from exc
+            raise
+
+    def _bounded(self, response: httpx.Response, method: str, path: str) -> httpx.Response:
+        """The response read whole, refused past MAX_RESPONSE_BYTES (a JSON answer is held in
+        memory to be parsed: a server sending a gigabyte would exhaust it)."""
+        try:
+            declared = int(response.headers.get("Content-Length") or 0)
+            if declared > MAX_RESPONSE_BYTES:
+                raise self._too_big(method, path, response.status_code)
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise self._too_big(method, path, response.status_code)
+                chunks.append(chunk)
+        except _HTTP_ERRORS as exc:
+            raise self._translate(exc, method, path) from exc
+        finally:
+            response.close()
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
+                              request=response.request)  # fmt: skip
+
+    @staticmethod
+    def _too_big(method: str, path: str, status: int) -> ApiError:
+        message = f"response larger than {MAX_RESPONSE_BYTES:,} bytes; refused"
+        return ApiError(message, method=method, path=path, status=status)
 
     def _put_signed(self, url: str, file: Path, size: int, progress: ProgressFn | None) -> None:
         """PUT one file to a signed URL: no credentials, headers that are part of the signature."""
@@ -297,9 +372,10 @@ class FireworksClient:
             request = self._http.build_request(
                 "PUT", target, headers=headers, content=file_chunks(file, tracker)
             )
-            self._send(request, label, stream=False)
+            with dl.within(hard=self.deadline, timeout=self._timeout, min_rate=MIN_TRANSFER_RATE):
+                self._bounded(self._send(request, label, stream=True), "PUT", label)
 
-        call_with_retries(attempt, self._policy, on_retry=tracker.rewind)
+        self._retried(attempt, "PUT", label, on_retry=tracker.rewind)
 
     def _get_signed(self, url: str, target: Path, progress: ProgressFn | None) -> None:
         """Stream one signed URL into ``target`` (temp file, then rename); retried whole."""
@@ -309,15 +385,18 @@ class FireworksClient:
 
         def attempt() -> None:
             request = self._http.build_request("GET", parsed, headers=DOWNLOAD_HEADERS)
-            response = self._send(request, label, stream=True)
-            try:
-                write_atomically(response, target, tracker)
-            except _HTTP_ERRORS as exc:
-                raise self._translate(exc, "GET", label) from exc
-            finally:
-                response.close()
+            limits = dl.within(hard=self.deadline, timeout=self._timeout,
+                               min_rate=MIN_TRANSFER_RATE)  # fmt: skip
+            with limits:
+                response = self._send(request, label, stream=True)
+                try:
+                    write_atomically(response, target, tracker)
+                except _HTTP_ERRORS as exc:
+                    raise self._translate(exc, "GET", label) from exc
+                finally:
+                    response.close()
 
-        call_with_retries(attempt, self._policy, on_retry=tracker.rewind)
+        self._retried(attempt, "GET", label, on_retry=tracker.rewind)
 
     def _send(self, request: httpx.Request, path: str, *, stream: bool) -> httpx.Response:
         """Send once; return a 2xx response or raise the mapped error."""
@@ -407,3 +486,9 @@ def _problems(exc: ValueError) -> str:
         return type(exc).__name__
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                      for e in errors(include_input=False))  # fmt: skip
+
+
+def _default_transport() -> httpx.BaseTransport | None:
+    """TLS set up on first https use; None (httpx's own, which mounts the environment's proxies)
+    when proxies are configured, since httpx drops them for a transport given to it."""
+    return None if proxies_in_env() else LazyTLSTransport()

@@ -17,7 +17,7 @@ from typing import Any
 
 from batchops.config import DEFAULT_BASE_URL, LOCAL_ACCOUNT_ID, Settings
 from batchops.errors import ApiError, ConfigError, ConflictError, NotFoundError, OwnershipError
-from batchops.identity import output_dataset_id, owner_of
+from batchops.identity import mark_filter, output_dataset_id, owner_of
 from batchops.providers.base import ProgressFn, Stopped
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.factory import client_from_settings
@@ -156,13 +156,23 @@ class FireworksProvider:
     def close(self) -> None:
         self.client.close()
 
+    def set_deadline(self, deadline: float | None) -> None:
+        self.client.deadline = deadline
+
     # -- observe -----------------------------------------------------------------------------
 
-    def list_jobs(self) -> list[RemoteJob]:
-        return [job_from_wire(j, self._name) for j in self.client.list_jobs()]
+    def list_jobs(self, *, project: str | None = None) -> list[RemoteJob]:
+        """With ``project``, the server filters on the mark (AIP-160; one that cannot answers
+        every job, which the planner narrows)."""
+        only = mark_filter(project) if project else None
+        return [job_from_wire(j, self._name) for j in self.client.list_jobs(filter=only)]
 
-    def list_inputs(self) -> list[RemoteInput]:
-        return [input_from_wire(d, self._name) for d in self.client.list_datasets()]
+    def list_inputs(self, *, project: str | None = None) -> list[RemoteInput]:
+        only = mark_filter(project) if project else None
+        return [input_from_wire(d, self._name) for d in self.client.list_datasets(filter=only)]
+
+    def get_input(self, key: str) -> RemoteInput:
+        return input_from_wire(self.client.get_dataset(key), self._name)
 
     def get_job(self, key: str) -> RemoteJob:
         return job_from_wire(self.client.get_job(key), self._name)

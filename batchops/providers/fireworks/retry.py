@@ -144,11 +144,13 @@ def call_with_retries(
     *,
     limiter: RateLimiter | None = None,
     on_retry: Callable[[], None] | None = None,
+    deadline: float | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the count or time budget runs out.
 
     ``attempt`` raises ``ApiError``s that carry ``retry_after``; the last one is re-raised when
     giving up. ``on_retry`` runs before each new attempt (transfers rewind their progress there).
+    No wait ends past ``deadline`` (a ``policy.clock()`` time): then the last error is raised.
     """
     start = policy.clock()
     retry = 0
@@ -162,6 +164,8 @@ def call_with_retries(
                 # Every thread holds off, whether or not this one retries.
                 limiter.pause_until(policy.clock() + error.retry_after)
             delay = _next_delay(error, retry, policy, start)
+            if delay is not None and deadline is not None and policy.clock() + delay > deadline:
+                delay = None
             if delay is None:
                 raise
             policy.sleep(delay)

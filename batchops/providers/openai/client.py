@@ -25,8 +25,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from batchops.config import Secret
-from batchops.errors import ApiError, ConfigError, TransportError
+from batchops import deadline as dl
+from batchops.config import Secret, proxies_in_env
+from batchops.errors import ApiError, ConfigError, DeadlineExceededError, TransportError
 from batchops.providers.fireworks.responses import error_from_exception, error_from_response
 from batchops.providers.fireworks.retry import (
     Clock,
@@ -42,10 +43,12 @@ from batchops.providers.fireworks.transfers import (
     is_loopback,
     write_atomically,
 )
+from batchops.providers.fireworks.transport import LazyTLSTransport
 from batchops.providers.openai.wire import Batch, BatchList, FileDeleted, FileList, FileObject
 from batchops.wire_openai import COMPLETION_WINDOW
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 LIST_LIMIT = 100  # GET /v1/batches accepts 1-100
 FILE_LIST_LIMIT = 10_000  # GET /v1/files accepts 1-10,000
@@ -78,9 +81,15 @@ class OpenAIBatchClient:
         self._limiter = RateLimiter(rate=max_rate, clock=clock, sleep=sleep)
         self._counts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        self._http = httpx.Client(
-            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False
-        )
+        # The command's deadline (time.monotonic); no call, retry or wait goes past it.
+        self.deadline: float | None = None
+        # TLS set up on first https use (a plain-http server loads no CA bundle); httpx's own
+        # transport when proxies are configured; every pool under the command's deadline.
+        default = None if proxies_in_env() else LazyTLSTransport()
+        self._http = dl.bounded(httpx.Client(
+            transport=transport or default, timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+        ))  # fmt: skip
 
     def close(self) -> None:
         self._http.close()
@@ -136,9 +145,7 @@ class OpenAIBatchClient:
                 response.close()
             return target
 
-        return call_with_retries(
-            attempt, self._policy, limiter=self._limiter, on_retry=tracker.rewind
-        )
+        return self._retried(attempt, "GET", path, on_retry=tracker.rewind)
 
     def iter_files(self) -> Iterator[FileObject]:
         """Every file, one ``GET /files?limit=10000&after=...`` per page."""
@@ -227,7 +234,30 @@ class OpenAIBatchClient:
                     raise ApiError(str(error), method=method, path=path) from error
                 raise
 
-        return call_with_retries(attempt, self._policy, limiter=self._limiter, on_retry=on_retry)
+        return self._retried(attempt, method, path, on_retry=on_retry)
+
+    def _retried(
+        self, attempt: Callable[[], T], method: str, path: str, *,
+        on_retry: Callable[[], None] | None = None,
+    ) -> T:  # fmt: skip
+        """``attempt`` with retries, none of them past the command's deadline (as the Fireworks
+        client does: batchops/deadline.py)."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineExceededError("the command's --timeout ran out", method=method, path=path)
+
+        def bounded() -> T:
+            with dl.within(hard=self.deadline, timeout=None):  # the command's deadline only
+                return attempt()
+
+        try:
+            return call_with_retries(bounded, self._policy, limiter=self._limiter,
+                                     on_retry=on_retry, deadline=self.deadline)  # fmt: skip
+        except ApiError as exc:
+            if self.deadline is not None and time.monotonic() >= self.deadline - 0.001:
+                raise DeadlineExceededError(
+                    "the command's --timeout ran out", method=method, path=path
+                ) from exc
+            raise
 
     def _request(
         self, method: str, path: str, *, headers: Mapping[str, str], **kwargs: Any

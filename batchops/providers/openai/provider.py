@@ -117,20 +117,24 @@ class OpenAIProvider:
     def close(self) -> None:
         self.client.close()
 
+    def set_deadline(self, deadline: float | None) -> None:
+        self.client.deadline = deadline
+
     # -- observe ---------------------------------------------------------------------------------
 
     def _observe(self) -> list[Batch]:
         """Our batches (any project's: ownership is decided above), one list sweep."""
         return [b for b in self.client.iter_batches() if own.slot_of(b) is not None]
 
-    def list_jobs(self) -> list[RemoteJob]:
-        """One sweep of the batches and one of the files (to tell deleted jobs apart)."""
+    def list_jobs(self, *, project: str | None = None) -> list[RemoteJob]:
+        """One sweep of the batches and one of the files (to tell deleted jobs apart). The Batches
+        API cannot filter on metadata: ``project`` is not sent (the planner reads ``owner``)."""
         batches = self._observe()
         files = {f.id for f in self.client.iter_files()} if batches else set()
         return remote_jobs(batches, self._name, files)
 
-    def list_inputs(self) -> list[RemoteInput]:
-        """Inputs are found through the batches that read them."""
+    def list_inputs(self, *, project: str | None = None) -> list[RemoteInput]:
+        """Inputs are found through the batches that read them (``project``: as for jobs)."""
         seen: dict[str, RemoteInput] = {}
         for batch in self._observe():
             meta = batch.metadata or {}
@@ -145,6 +149,14 @@ class OpenAIProvider:
                     provider=self._name,
                 )
         return list(seen.values())
+
+    def get_input(self, key: str) -> RemoteInput:
+        """An input by our key, found through the batches that read it (there is no GET of an
+        input by key: files are server-named)."""
+        for item in self.list_inputs():
+            if item.key == key:
+                return item
+        raise NotFoundError(f"no batch reads input {key}", status=404)
 
     def get_job(self, key: str) -> RemoteJob:
         for job in self.list_jobs():

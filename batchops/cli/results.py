@@ -1,0 +1,165 @@
+"""`batchops results NAME...`: a job's answers joined to the inputs that asked them.
+
+Reads only local files: the merged results of each named job (``batchops apply`` wrote them) and
+the input rows of the first job's dataset (a rendered dataset's source columns, or a hand-written
+one's prompt), joined by custom_id in flat memory (``batchops.sources.join``). Several jobs line
+up side by side, one set of columns per job. A table by default (``--limit`` rows, ``--columns``);
+``--output json|jsonl|csv|parquet`` writes the whole table to stdout or ``--out FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from batchops.cli.backend import root_of
+from batchops.config import ProjectConfig
+from batchops.errors import EXIT_OK, ConfigError, Diagnostic, InvalidInputError
+from batchops.layout import errors_path
+from batchops.manifest import Desired, JobDecl, load_desired
+from batchops.manifest.locate import suggest
+from batchops.manifest.project import load_project
+from batchops.results import write_atomic
+from batchops.scratch import Scratch
+from batchops.sources import render_all
+from batchops.sources.join import JobResults, Joined, input_rows
+from batchops.sources.writers import cell, chunks
+from batchops.textsafe import inert
+
+DEFAULT_LIMIT = 20
+
+
+def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "results",
+        help="answers joined to their inputs (table, json, jsonl, csv, parquet)",
+        description="Join the named jobs' merged results (written by `batchops apply`) to their "
+        "input rows by custom_id and show them: a table, or the whole join as json, jsonl, csv "
+        "or parquet on stdout or in --out FILE. Several jobs are lined up side by side.",
+    )
+    p.add_argument("names", nargs="+", metavar="NAME", help="declared jobs")
+    p.add_argument(
+        "--output", "-o", default="text", help="output format",
+        choices=("text", "json", "jsonl", "csv", "parquet"),
+    )  # fmt: skip
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N",
+        help=f"rows to show (table: default {DEFAULT_LIMIT}; other formats: all); 0 = all",
+    )  # fmt: skip
+    p.add_argument(
+        "--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
+        metavar="A,B", help="the input columns to show (default: all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--manifests", action="append", type=Path, metavar="PATH",
+        help="manifest files or folders (default: the project file's paths, or jobs/); repeatable",
+    )  # fmt: skip
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = root_of(args)  # the nearest folder with batchops.yaml, like git
+    project = load_project(root)
+    default = [root / p for p in project.paths] if project else [root / "jobs"]
+    desired = _load([p.resolve() for p in args.manifests or ()] or default, root, project)
+    jobs = _jobs(desired, args.names)
+    results = [JobResults(j.name, j.output_path, errors_path(j.output_path)) for j in jobs]
+    missing = [j.output_display for j in jobs if not j.output_path.is_file()]
+    if len(missing) == len(jobs):
+        raise ConfigError(f"no results on disk ({', '.join(missing)}); run `batchops apply`")
+    for shown in missing:
+        print(f"note: no results on disk at {inert(shown)}; its columns are empty", file=sys.stderr)
+    dataset = desired.dataset(jobs[0].input_dataset) if jobs[0].input_dataset else None
+    inputs = input_rows(dataset.files) if dataset is not None else None
+    with Scratch(root) as scratch, Joined(
+        inputs, results, tmp_dir=scratch.path, columns=args.columns
+    ) as joined:
+        limit = args.limit if args.limit is not None else _default_limit(args.output)
+        rows = joined.rows() if not limit else islice(joined.rows(), limit)
+        if args.output == "text":
+            _table(joined.columns, rows, limit, args.out)
+        else:
+            _write(args.output, joined.columns, rows, args.out, root)
+    return EXIT_OK
+
+
+def _default_limit(output: str) -> int:
+    return DEFAULT_LIMIT if output == "text" else 0
+
+
+def _load(paths: list[Path], root: Path, project: ProjectConfig | None) -> Desired:
+    desired = load_desired(paths, root=root, project=project)
+    problems: list[Diagnostic] = []
+    desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
+    if problems:
+        raise InvalidInputError(problems)
+    return desired
+
+
+def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
+    declared = {j.name: j for j in desired.jobs}
+    unknown = [n for n in names if n not in declared]
+    if unknown:
+        hint = suggest(unknown[0], declared) or f" (declared: {', '.join(sorted(declared))})"
+        raise ConfigError(f"unknown job '{unknown[0]}'{hint}")
+    return [declared[n] for n in names]
+
+
+def _write(fmt: str, columns: list[str], rows: Iterator[tuple[Any, ...]], out: Path | None,
+           root: Path) -> None:  # fmt: skip
+    if out is not None:
+        write_atomic(out.resolve(), chunks(fmt, columns, rows), root=root)
+        return
+    if fmt == "parquet" and sys.stdout.isatty():
+        raise ConfigError("parquet is binary: write it with --out FILE or pipe it")
+    for chunk in chunks(fmt, columns, rows):
+        sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+
+
+def _table(columns: list[str], rows: Iterator[tuple[Any, ...]], limit: int,
+           out: Path | None) -> None:  # fmt: skip
+    """A compact view: tokens as "in+out", and columns empty in every shown row left out. Every
+    header and cell is data: control characters are made inert, and rich ``Text`` shows markup
+    (``[bold]``) literally."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    names, shown = _compact(columns, [tuple(cell(v) for v in row) for row in rows])
+    table = Table()
+    for name in names:  # column names come from the input table: data too
+        table.add_column(Text(inert(name)), overflow="fold", max_width=60)
+    for row in shown:
+        table.add_row(*(Text(inert(value)) for value in row))
+    if out is None:
+        Console().print(table)
+    else:
+        with out.open("w", encoding="utf-8") as fh:
+            Console(file=fh, width=200).print(table)
+    if limit and len(shown) == limit:
+        print(f"(first {limit} rows; --limit 0 shows all, -o csv writes every column)")
+
+
+def _compact(columns: list[str], rows: list[tuple[str, ...]]) -> tuple[list[str], list[list[str]]]:
+    names: list[str] = []
+    picks: list[tuple[int, ...]] = []
+    for i, name in enumerate(columns):
+        field = name.rsplit(".", 1)[-1]
+        if field == "completion_tokens":
+            continue  # shown with prompt_tokens
+        if field == "prompt_tokens":
+            names.append(name.replace("prompt_tokens", "tokens"))
+            picks.append((i, i + 1))
+        else:
+            names.append(name.replace("finish_reason", "finish"))
+            picks.append((i,))
+    table = [["+".join(row[i] for i in pick if row[i]) for pick in picks] for row in rows]
+    keep = [n for n in range(len(names)) if any(row[n] for row in table)] or list(range(len(names)))
+    return [names[n] for n in keep], [[row[n] for n in keep] for row in table]

@@ -1,0 +1,191 @@
+"""A plan's cost: per action that sends rows, its tokens and dollars; budgets checked. Pure.
+
+``batchops.reconcile.load_and_plan`` calls ``estimate`` with the plan, the declared jobs, the
+datasets' token counts (``batchops.tokencache``), the local result records (history) and the price
+table, and attaches the ``CostReport`` to the plan; the renderers print it and ``apply`` / ``watch``
+refuse a plan whose report has refusals (exit code 4, nothing sent).
+
+Per action: rows to send (all the input's rows today; rows reused from earlier answers will be
+left out here, issue 14), input tokens (counted), output tokens worst case (``maxTokens`` x ``n``
+x rows; unknown without ``maxTokens``) and expected (the mean completion tokens per row of this
+job's earlier results, else the worst case), and both figures in dollars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from batchops.money import ActionCost, Budget, CostReport, PriceTable, money_text
+from batchops.plan import Action, Kind, Plan
+from batchops.tokencache import DatasetTokens
+
+SENDS_ROWS = frozenset({Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB})
+
+
+class JobLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def input_dataset(self) -> str | None: ...
+    @property
+    def max_cost(self) -> float | None: ...
+
+
+class UsageLike(Protocol):
+    @property
+    def rows(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class CostInputs:
+    """Everything ``estimate`` reads besides the plan."""
+
+    jobs: Mapping[str, JobLike]  # by name
+    rows: Mapping[str, int]  # dataset name -> rows
+    tokens: Mapping[tuple[str, str], DatasetTokens]  # (dataset name, model) -> tokens
+    history: Mapping[str, UsageLike]  # job name -> usage of its results on disk
+    prices: PriceTable
+    budget: Budget
+
+
+def rows_to_send(action: Action, job: JobLike, inputs: CostInputs) -> int | None:
+    """The rows this action sends. The one place that knows: rows reused from answers already
+    paid for (issue 14) are to be subtracted here."""
+    if action.kind is Kind.RESUME_JOB:
+        left = action.details.get("rowsLeft")
+        return int(left) if isinstance(left, int) else None
+    if job.input_dataset is None:
+        return None  # a remote-only dataset: its rows are not known here
+    return inputs.rows.get(job.input_dataset)
+
+
+def _input_tokens(job: JobLike, rows: int | None, inputs: CostInputs) -> tuple[int | None, bool]:
+    counted = inputs.tokens.get((job.input_dataset or "", job.model))
+    if counted is None or rows is None:
+        return None, False
+    all_rows = counted.tally.rows
+    if all_rows == 0 or rows == all_rows:
+        return counted.input_tokens, counted.exact
+    return round(counted.input_tokens * rows / all_rows), False  # a resume: its share
+
+
+def _worst_output(params: Mapping[str, Any], rows: int | None) -> int | None:
+    max_tokens = params.get("maxTokens")
+    if rows is None or not isinstance(max_tokens, int):
+        return None
+    n = params.get("n") or 1
+    return max_tokens * int(n) * rows
+
+
+def _expected_output(
+    job: JobLike, rows: int | None, worst: int | None, inputs: CostInputs
+) -> tuple[float | None, str]:
+    usage = inputs.history.get(job.name)
+    if usage is not None and usage.rows > 0 and rows is not None:
+        return usage.completion_tokens / usage.rows * rows, "history"
+    return (None if worst is None else float(worst)), "worst case"
+
+
+def action_cost(action: Action, inputs: CostInputs) -> ActionCost | None:
+    """One action's figures; None for an action that sends no rows. Runs once per job of a
+    plan: kept to plain lookups (a 1,000-job plan pays a few milliseconds for its costs)."""
+    spec = action.job
+    if spec is None or action.kind not in SENDS_ROWS:
+        return None
+    job = inputs.jobs.get(action.resource.name)
+    if job is None:
+        return None
+    rows = rows_to_send(action, job, inputs)
+    input_tokens, exact = _input_tokens(job, rows, inputs)
+    worst = _worst_output(spec.inference_parameters, rows)
+    expected, source = _expected_output(job, rows, worst, inputs)
+    price = inputs.prices.lookup(spec.model)
+    cost_expected = cost_worst = None
+    if price is not None and input_tokens is not None:
+        if expected is not None:
+            cost_expected = price.cost(input_tokens, expected)
+        if worst is not None:
+            cost_worst = price.cost(input_tokens, worst)
+    return ActionCost(
+        job.name, action.resource.remote_id, spec.model, rows, input_tokens, exact, expected,
+        worst, source, cost_expected, cost_worst, price,
+    )  # fmt: skip
+
+
+def _unknown_why(cost: ActionCost) -> str:
+    if cost.price is None:
+        return f"no price for {cost.model} (add one under `prices` in batchops.yaml)"
+    if cost.rows is None or cost.input_tokens is None:
+        return "its input rows are not known here (a remote-only dataset)"
+    return "its output is unbounded (set inferenceParameters.maxTokens)"
+
+
+_FIGURE = {"expected": "expected", "worstCase": "worst case"}
+
+
+def _job_check(cost: ActionCost, job: JobLike, budget: Budget) -> str | None:
+    limit = budget.job_max.get(job.name, job.max_cost)
+    if limit is None:
+        return None
+    figure = cost.figure(budget.compare)
+    if figure is None:
+        return f"job {job.name}: cost unknown, {_unknown_why(cost)}; its budget cannot be checked"
+    if figure > limit:
+        return (f"job {job.name}: {money_text(figure)} ({_FIGURE[budget.compare]}) is over its "
+                f"budget of {money_text(limit)}")  # fmt: skip
+    return None
+
+
+def _plan_checks(costs: list[ActionCost], budget: Budget) -> list[tuple[str, str]]:
+    """(the limit's name, the refusal) for each plan-wide limit the total breaks."""
+    limits = [("the project budget (batchops.yaml budget.maxCost)", budget.project_max),
+              ("--max-cost", budget.cli_max)]  # fmt: skip
+    figures = [c.figure(budget.compare) for c in costs]
+    out = []
+    for name, limit in limits:
+        if limit is None or not costs:
+            continue
+        if any(f is None for f in figures):
+            unknown = next(c for c, f in zip(costs, figures, strict=True) if f is None)
+            out.append((name, f"the plan's cost is unknown ({unknown.job}: "
+                              f"{_unknown_why(unknown)}); {name} cannot be checked"))  # fmt: skip
+            continue
+        total = sum(f for f in figures if f is not None)
+        if total > limit:
+            out.append((name, f"the plan costs {money_text(total)} ({_FIGURE[budget.compare]}), "
+                              f"over {name} of {money_text(limit)}"))  # fmt: skip
+    return out
+
+
+def estimate(plan: Plan, inputs: CostInputs) -> CostReport:
+    """Per-action figures, totals and budget refusals for ``plan``."""
+    budget = inputs.budget
+    costs = [c for a in plan.actions if (c := action_cost(a, inputs)) is not None]
+    models = {name: job.model for name, job in inputs.jobs.items()}
+    if budget.project_max is None and budget.cli_max is None and not any(
+        inputs.jobs[c.job].max_cost is not None for c in costs
+    ):  # no budget applies: the figures alone
+        return CostReport(tuple(costs), budget.compare, (), inputs.prices, models)
+    refusals, marked = [], []
+    for cost in costs:
+        why = _job_check(cost, inputs.jobs[cost.job], budget)
+        refusals += [why] if why else []
+        marked.append(why)
+    plan_wide = _plan_checks(costs, budget)
+    refusals += [r for _, r in plan_wide]
+    if plan_wide:  # every action adds to the total: each is marked with the first limit broken
+        marked = [m or f"part of a plan over {plan_wide[0][0]}" for m in marked]
+    final = tuple(_marked(c, m) for c, m in zip(costs, marked, strict=True))
+    return CostReport(final, budget.compare, tuple(refusals), inputs.prices, models)
+
+
+def _marked(cost: ActionCost, why: str | None) -> ActionCost:
+    return cost if why is None else msgspec.structs.replace(cost, over_budget=why)

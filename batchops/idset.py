@@ -1,0 +1,92 @@
+"""The custom_ids a dataset scan has seen, kept compactly: 8 bytes an ID, not a string in a set.
+
+Used by ``batchops.datasets`` (DESIGN.md section 10). At 2.45M rows a ``set[str]`` of custom_ids
+held 200+ MB and kept the garbage collector busy; ``CompactIds`` keeps a 64-bit digest of each ID
+(the string's own hash: no per-ID Python code runs) in flat arrays, partitioned by the
+digest's top bits so that the final check needs only one small set at a time. It does not answer
+"seen before?" per ID: blocks are added whole, and ``doubtful()`` says at the end whether any
+digest repeats. A repeat (a duplicate ID, or rarely two IDs with one digest) sends the caller to
+scan again with ``ExactIds``, the plain set, which words every problem exactly; so the compact
+form changes the memory and time of a scan, never its answer.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Set
+
+_PARTS = 64
+_BOUNDS = [-(2**63) + i * (2**64 // _PARTS) for i in range(1, _PARTS)]  # digest ranges
+
+
+class ExactIds:
+    """Every ID as a string: exact answers, for small scans and for re-scanning with problems."""
+
+    def __init__(self, ids: Set[str] = frozenset()) -> None:
+        self._ids = set(ids)
+
+    def add_rows(self, ids: Iterable[str], count: int) -> bool:
+        """Record the ``count`` IDs of a block, all or none: False if any repeats."""
+        block = set(ids)
+        if len(block) != count or not self._ids.isdisjoint(block):
+            return False
+        self._ids |= block
+        return True
+
+    def add(self, custom_id: str) -> bool:
+        """Record one ID; False if it was already seen (a duplicate)."""
+        if custom_id in self._ids:
+            return False
+        self._ids.add(custom_id)
+        return True
+
+    def doubtful(self) -> bool:
+        return False
+
+    def copy(self) -> ExactIds:
+        return ExactIds(self._ids)
+
+
+class CompactIds:
+    """64-bit digests in ``_PARTS`` sorted-range arrays; see the module's docstring."""
+
+    def __init__(self) -> None:
+        self._parts = [array("q") for _ in range(_PARTS)]
+        self._singles: set[str] = set()  # IDs added one by one (lines of a block with problems)
+
+    def add_rows(self, ids: Iterable[str], count: int) -> bool:
+        """Record a block's IDs; a repeat is found by doubtful(), so this always succeeds."""
+        self._add(sorted(map(hash, ids)))
+        return True
+
+    def _add(self, digests: list[int]) -> None:
+        """Append sorted digests to the arrays of their ranges."""
+        start = 0
+        for part, bound in zip(self._parts, _BOUNDS, strict=False):
+            end = bisect_left(digests, bound, start)
+            if end > start:
+                part.fromlist(digests[start:end])
+            start = end
+        self._parts[-1].fromlist(digests[start:])
+
+    def add(self, custom_id: str) -> bool:
+        """Record one ID; False if it repeats one added this way (others: see doubtful())."""
+        if custom_id in self._singles:
+            return False
+        self._singles.add(custom_id)
+        self._add([hash(custom_id)])
+        return True
+
+    def doubtful(self) -> bool:
+        """Whether any digest was added twice: a duplicate ID, or a digest collision."""
+        return any(len(set(part)) != len(part) for part in self._parts)
+
+    def copy(self) -> CompactIds:
+        other = CompactIds()
+        other._parts = [array("q", part) for part in self._parts]
+        other._singles = set(self._singles)
+        return other
+
+
+SeenIds = ExactIds | CompactIds

@@ -1,0 +1,240 @@
+"""Input tokens of datasets, counted once per content: ``.batchops/cache/tokens.json``.
+
+The reconciler (``batchops.reconcile.load_and_plan``) and ``validate`` call ``dataset_tokens`` after
+the datasets validated. Each shard is counted with the counter of the model that reads it
+(``batchops.tokens.counter_for``) and remembered under (its sha256, the counter's name): the
+dataset stat cache gives the sha256 of an unchanged file without reading it, so unchanged data is
+never read nor tokenized again, and a file renamed or copied is not counted twice. Rows are read
+in 8 MiB blocks, decoded in one C call per block, and their texts encoded in one batch call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from batchops.config import STATE_DIR, ensure_state_dir_above
+from batchops.private import private_dir
+from batchops.tokens import Counter, Template, content_text, counter_for, overhead, template_for
+
+CACHE_FILE = Path(STATE_DIR, "cache", "tokens.json")
+BLOCK = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A file's (or a dataset's) rows, chat messages and text tokens."""
+
+    rows: int = 0
+    messages: int = 0
+    tokens: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.rows + other.rows, self.messages + other.messages,
+                     self.tokens + other.tokens)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatasetTokens:
+    """The input tokens of one dataset for one model: its texts plus the template's overhead."""
+
+    tally: Tally
+    counter: str
+    exact: bool
+    template: Template
+
+    @cached_property
+    def input_tokens(self) -> int:
+        t = self.tally
+        return t.tokens + overhead(self.template, rows=t.rows, messages=t.messages)
+
+
+class ShardLike(Protocol):
+    @property
+    def path(self) -> Path: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+@runtime_checkable
+class WithShards(Protocol):
+    """What we need of ``batchops.datasets.DatasetInfo``."""
+
+    @property
+    def files(self) -> tuple[Any, ...]: ...
+
+
+class JobLike(Protocol):
+    @property
+    def model(self) -> str: ...
+    @property
+    def input_dataset(self) -> str | None: ...
+
+
+# -- counting one file ---------------------------------------------------------------------------
+
+
+class _Message(msgspec.Struct, gc=False):
+    content: Any = None
+
+
+class _Body(msgspec.Struct, gc=False):
+    messages: list[_Message] | None = None
+    prompt: Any = None
+
+
+class _Row(msgspec.Struct, gc=False):
+    body: _Body
+
+
+_ROWS = msgspec.json.Decoder(_Row)
+
+
+def _texts(rows: list[_Row]) -> tuple[list[str], int]:
+    texts: list[str] = []
+    messages = 0
+    for row in rows:
+        body = row.body
+        if body.messages is not None:
+            texts += [content_text(m.content) for m in body.messages]
+            messages += len(body.messages)
+        elif isinstance(body.prompt, str):
+            texts.append(body.prompt)
+    return texts, messages
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """Blocks of complete lines."""
+    tail = b""
+    with path.open("rb") as f:
+        while block := f.read(BLOCK):
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                tail += block
+                continue
+            yield tail + block[:cut]
+            tail = block[cut:]
+    if tail.strip():
+        yield tail
+
+
+def count_file(path: Path, counter: Counter, *, batched: bool = True) -> Tally:
+    """One validated JSONL file's tally. ``batched=False`` calls the tokenizer row by row (the
+    bench compares the two)."""
+    total = Tally()
+    for block in _blocks(path):
+        rows = _ROWS.decode_lines(block)
+        texts, messages = _texts(rows)
+        if batched:
+            tokens = sum(counter.count_batch(texts)) if texts else 0
+        else:
+            tokens = sum(counter.count(t) for t in texts)
+        total += Tally(len(rows), messages, tokens)
+    return total
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+
+class TokenCache:
+    """(shard sha256, counter) -> [rows, messages, tokens], as JSON; missing or corrupt: empty."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / CACHE_FILE
+        self._entries: dict[str, list[int]] | None = None
+        self._dirty = False
+
+    @property
+    def entries(self) -> dict[str, list[int]]:
+        if self._entries is None:
+            self._entries = self._read()
+        return self._entries
+
+    def _read(self) -> dict[str, list[int]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        counts = data.get("counts") if isinstance(data, dict) else None
+        return counts if isinstance(counts, dict) else {}
+
+    def get(self, sha256: str, counter: str) -> Tally | None:
+        entry = self.entries.get(f"{sha256}:{counter}")
+        if isinstance(entry, list) and len(entry) == 3 and all(isinstance(v, int) for v in entry):
+            return Tally(*entry)
+        return None
+
+    def put(self, sha256: str, counter: str, tally: Tally) -> None:
+        self.entries[f"{sha256}:{counter}"] = [tally.rows, tally.messages, tally.tokens]
+        self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        ensure_state_dir_above(self.path.parent)
+        private_dir(self.path.parent, root=self.root)
+        body = json.dumps({"version": 1, "counts": self.entries}, sort_keys=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(body)
+            Path(tmp).replace(self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink()
+            raise
+        self._dirty = False
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def count_dataset(info: object, counter: Counter, template: Template,
+                  cache: TokenCache | None) -> DatasetTokens | None:  # fmt: skip
+    """A validated dataset's tokens for one counter; None when its files are not known here."""
+    if not isinstance(info, WithShards) or not info.files:
+        return None
+    total = Tally()
+    for shard in info.files:
+        hit = cache.get(shard.sha256, counter.name) if cache is not None else None
+        if hit is None:
+            hit = count_file(shard.path, counter)
+            if cache is not None:
+                cache.put(shard.sha256, counter.name, hit)
+        total += hit
+    return DatasetTokens(total, counter.name, counter.exact, template)
+
+
+def dataset_tokens(
+    jobs: Iterable[JobLike],
+    infos: Mapping[str, object],
+    *,
+    root: Path,
+    tokenizers: Mapping[str, Path] | None = None,
+) -> dict[tuple[str, str], DatasetTokens]:
+    """(dataset name, model) -> its input tokens, for each declared job reading a declared
+    dataset. ``tokenizers``: model -> a ``tokenizer.json`` (the project file's). Counts what the
+    cache does not know and saves the cache."""
+    files = tokenizers or {}
+    cache = TokenCache(root)
+    out: dict[tuple[str, str], DatasetTokens] = {}
+    for job in jobs:
+        name = job.input_dataset
+        if name is None or name not in infos or (name, job.model) in out:
+            continue
+        counter = counter_for(job.model, files.get(job.model))
+        counted = count_dataset(infos[name], counter, template_for(job.model), cache)
+        if counted is not None:
+            out[(name, job.model)] = counted
+    cache.save()
+    return out

@@ -1,0 +1,236 @@
+"""Input tokens of requests: counted exactly with an offline tokenizer, or estimated.
+
+Called by ``batchops.tokencache`` (a dataset's rows, once per content hash), by the local
+backend's engines (the ``usage`` they report is counted the same way, so estimate-versus-actual is
+measurable offline) and by the benches. Imports nothing of ours: any layer may use it.
+
+A request's input tokens are its text's tokens plus the chat template's overhead: each message is
+wrapped in role markers, and the prompt ends with the assistant's header. Counting is exact where
+the model's tokenizer ships in an installed package (``bpe-openai`` embeds OpenAI's vocabularies:
+``o200k_base`` for the GPT-4o family and later, ``cl100k_base`` for GPT-4 / 3.5); Llama 3 models
+are counted with ``cl100k_base``, whose 100k tokens Llama 3's 128k vocabulary starts from (the
+same pre-tokenizer), and are reported as estimated. Without the package, a byte-class estimator
+is used; its measured error is stated in docs/cost.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+LONG_TEXT = 100_000  # characters: longer texts are encoded in pieces (the encoder refuses more)
+
+
+@dataclass(frozen=True)
+class Template:
+    """The chat template's tokens around the text: per request, per message, and the reply's
+    header the prompt ends with."""
+
+    name: str
+    start: int  # e.g. <|begin_of_text|>
+    per_message: int  # role markers, the role itself and the end-of-turn token
+    reply: int  # the assistant header the prompt ends with
+
+
+# Llama 3: <|begin_of_text|>, then per message <|start_header_id|>ROLE<|end_header_id|>\n\n ...
+# <|eot_id|>, and <|start_header_id|>assistant<|end_header_id|>\n\n to answer.
+LLAMA3 = Template("llama3", start=1, per_message=5, reply=4)
+# OpenAI chat models: 3 per message plus the role, 3 to prime the reply (OpenAI's cookbook).
+OPENAI = Template("openai", start=0, per_message=4, reply=3)
+COMPLETION = Template("completion", start=1, per_message=0, reply=0)  # BOS + the prompt
+
+
+@dataclass(frozen=True)
+class Counter:
+    """Counts the tokens of texts. ``exact`` when it is the model's own tokenizer."""
+
+    name: str  # o200k_base | cl100k_base | estimate
+    exact: bool
+    count_batch: Callable[[list[str]], list[int]]
+
+    def count(self, text: str) -> int:
+        return self.count_batch([text])[0]
+
+
+# -- the estimator: each class of character costs its own amount (measured, docs/cost.md) -----
+
+_WORDS = re.compile(r"[A-Za-z]+")
+_DIGITS = re.compile(r"[0-9]")
+_SPACE = re.compile(r"\s+")
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of ``text`` without a tokenizer. Fitted against cl100k_base on real English text
+    (docs/cost.md has the measured error): a word of ASCII letters is one token per 8 letters (at
+    least one), digits one per 3 (tokenizers split numbers in threes), other printable ASCII 0.7
+    each (punctuation often merges), whitespace 0.05 each, non-ASCII one per 2.5 bytes."""
+    if not text:
+        return 0
+    words = _WORDS.findall(text)
+    letters = sum(map(len, words))
+    digits = len(_DIGITS.findall(text))
+    space = sum(len(m) for m in _SPACE.findall(text))
+    ascii_len = len(text.encode("ascii", "ignore"))
+    non_ascii = len(text.encode("utf-8", "surrogatepass")) - ascii_len
+    other = ascii_len - letters - digits - space
+    total: float = sum(max(1, math.ceil(len(w) / 8)) for w in words)
+    total += digits / 3 + other * 0.7 + space * 0.05 + non_ascii / 2.5
+    return max(1, round(total))
+
+
+ESTIMATOR = Counter("estimate", False, lambda texts: [estimate_tokens(t) for t in texts])
+
+
+# -- the exact tokenizers ----------------------------------------------------------------------
+
+
+@cache
+def _encoding(name: str) -> Any | None:
+    # bpe-openai is optional (40 MB of vocabularies): imported only to count. It loads them with
+    # a deprecated importlib call, a warning that is not ours to show.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import bpe_openai
+        except ImportError:
+            return None
+        return bpe_openai.get_encoding(name)
+
+
+def _pieces(text: str) -> list[str]:
+    """A long text cut at whitespace into pieces the encoder accepts (a token never spans a
+    space boundary cut before the space, so the count is unchanged or one token more)."""
+    out, start = [], 0
+    while len(text) - start > LONG_TEXT:
+        cut = text.rfind(" ", start + LONG_TEXT // 2, start + LONG_TEXT)
+        cut = cut if cut > start else start + LONG_TEXT
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
+def _bpe_counter(name: str, *, exact: bool) -> Counter | None:
+    encoding = _encoding(name)
+    if encoding is None:
+        return None
+
+    def count_batch(texts: list[str]) -> list[int]:
+        if all(len(t) <= LONG_TEXT for t in texts):
+            return [len(ids) for ids in encoding.encode_ordinary_batch(texts)]
+        return [sum(count_batch(_pieces(t))) if len(t) > LONG_TEXT else count_batch([t])[0]
+                for t in texts]  # fmt: skip
+
+    return Counter(name if exact else f"{name}~", exact, count_batch)
+
+
+_O200K = re.compile(r"gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|(^|/)o[1-9]|gpt-oss")
+_CL100K = re.compile(r"gpt-4|gpt-3\.5|text-embedding-3")
+_LLAMA3 = re.compile(r"llama-?v?3|llama3")
+
+
+@cache
+def template_for(model: str) -> Template:
+    return LLAMA3 if _LLAMA3.search(model.lower()) else OPENAI
+
+
+def tokenizer_json_counter(path: Path) -> Counter | None:
+    """A Hugging Face ``tokenizer.json`` (e.g. the model's own, committed in the project) through
+    the optional ``tokenizers`` package; None when the package or the file is not there. Named
+    after the file's content, so cached counts are redone when the file changes."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return _tokenizer_json(hashlib.sha256(data).hexdigest()[:16], data)
+
+
+@cache
+def _tokenizer_json(digest: str, data: bytes) -> Counter | None:
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+
+    def count_batch(texts: list[str]) -> list[int]:
+        encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+    return Counter(f"tokenizer.json:{digest}", True, count_batch)
+
+
+@cache
+def counter_for(model: str, tokenizer: Path | None = None) -> Counter:
+    """The best counter available offline for ``model``: the ``tokenizer.json`` the project points
+    at for it, else a shipped vocabulary, else the estimator."""
+    if tokenizer is not None:
+        found_json = tokenizer_json_counter(tokenizer)
+        if found_json is not None:
+            return found_json
+    m = model.lower()
+    found = None
+    if _O200K.search(m):
+        found = _bpe_counter("o200k_base", exact=True)
+    elif _CL100K.search(m):
+        found = _bpe_counter("cl100k_base", exact=True)
+    elif _LLAMA3.search(m):
+        found = _bpe_counter("cl100k_base", exact=False)
+    return found or ESTIMATOR
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+@dataclass(frozen=True)
+class Texts:
+    """What one request sends: its texts and how many messages wrap them (0: a completion)."""
+
+    texts: Sequence[str]
+    messages: int
+
+
+def request_texts(body: Any) -> Texts:
+    if not isinstance(body, dict):
+        return Texts((), 0)
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        texts = [content_text(m.get("content")) for m in messages if isinstance(m, dict)]
+        return Texts(texts, len(texts))
+    prompt = body.get("prompt")
+    return Texts([prompt] if isinstance(prompt, str) else [], 0)
+
+
+def overhead(template: Template, *, rows: int, messages: int) -> int:
+    """The template's tokens for ``rows`` chat requests holding ``messages`` messages."""
+    if messages == 0:
+        return rows * COMPLETION.start
+    return rows * (template.start + template.reply) + messages * template.per_message
+
+
+def request_tokens(body: Any, model: str) -> int:
+    """One request's input tokens, as the provider bills them (what the local engines report)."""
+    texts = request_texts(body)
+    counted = sum(counter_for(model).count_batch(list(texts.texts))) if texts.texts else 0
+    return counted + overhead(template_for(model), rows=1, messages=texts.messages)
+
+
+def count_many(counter: Counter, texts: Iterable[str]) -> int:
+    batch = list(texts)
+    return sum(counter.count_batch(batch)) if batch else 0

@@ -1,0 +1,261 @@
+"""Benchmark and measurement for money (issue 15): token counts, plan overhead, estimate vs actual.
+
+Run: ``.venv/bin/python bench/cost.py [--part tokenize|plan|accuracy|all] [--mb 100]``.
+
+- ``tokenize``: a ``--mb`` MB JSONL dataset of real text (the Python standard library's docstrings,
+  repeated) counted once with the tokenizer in one batch call per 8 MiB block, against the
+  tokenizer called row by row, and the estimator; MB/s of each.
+- ``plan``: the 1,000-job bench of ``bench/plan.py`` (1,000 jobs over 50 datasets, all to create,
+  against ``batchops serve``): ``load_and_plan`` with costs against the same with the cost step
+  replaced by nothing; best of ``--repeat`` runs, alternating. The token cache is warm after the
+  first run, as it is for every pass but the first.
+- ``accuracy``: the example jobs and a generated 10,000-row real-text corpus, planned and applied on
+  the embedded local backend: planned input tokens against the usage the engine reported; the
+  estimator against the real tokenizer on the corpus; the expected cost of a changed spec (from the
+  first run's history) against what the second run cost.
+Numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+from batchops.identity import project_from_root
+from batchops.providers.fireworks.client import FireworksClient
+from batchops.providers.fireworks.provider import FireworksProvider
+from batchops.reconcile import PassOptions, load_and_plan, load_inputs
+from batchops.tokencache import count_file
+from batchops.tokens import ESTIMATOR, counter_for
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "accounts/fireworks/models/llama-v3p1-8b-instruct"
+
+
+def real_text() -> list[str]:
+    """Paragraphs of the standard library's docstrings: real English technical prose."""
+    paragraphs: list[str] = []
+    for name in sorted(sys.stdlib_module_names):
+        if name.startswith("_") or name in {"antigravity", "this", "idlelib", "turtledemo"}:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # platform modules that do not import here
+            continue
+        for _, obj in inspect.getmembers(module):
+            doc = inspect.getdoc(obj) if callable(obj) or inspect.ismodule(obj) else None
+            paragraphs += [p for p in (doc or "").split("\n\n") if len(p) > 60]
+    return list(dict.fromkeys(paragraphs))
+
+
+def rows_of(texts: list[str], count: int) -> list[str]:
+    system = "You are a careful technical editor. Summarise the passage in one sentence."
+    return [
+        json.dumps(
+            {
+                "custom_id": f"r{i}",
+                "body": {
+                    "messages": [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": texts[i % len(texts)]},
+                    ]
+                },
+            }
+        )
+        for i in range(count)
+    ]
+
+
+# -- tokenize ------------------------------------------------------------------------------------
+
+
+def tokenize(tmp: Path, mb: int) -> None:
+    texts = real_text()
+    path = tmp / "big.jsonl"
+    lines = rows_of(texts, len(texts))
+    block = ("\n".join(lines) + "\n").encode()
+    with path.open("wb") as f:
+        while f.tell() < mb * 2**20:
+            f.write(block)
+    size = path.stat().st_size / 2**20
+    counter = counter_for(MODEL)
+    for label, kw, who in (("batched, one call per 8 MiB block", {}, counter),
+                           ("row by row", {"batched": False}, counter),
+                           ("estimator", {}, ESTIMATOR)):  # fmt: skip
+        start = time.perf_counter()
+        tally = count_file(path, who, **kw)  # type: ignore[arg-type]
+        took = time.perf_counter() - start
+        print(f"tokenize {size:.0f} MB ({tally.rows:,} rows, {tally.tokens:,} tokens) "
+              f"{label} [{who.name}]: {took:.1f} s, {size / took:.1f} MB/s")  # fmt: skip
+
+
+# -- plan overhead -------------------------------------------------------------------------------
+
+
+def plan_overhead(tmp: Path, repeat: int) -> None:
+    sys.path.insert(0, str(REPO))
+    import batchops.reconcile as reconcile
+    from bench.plan import generate, serve, stop
+
+    root = tmp / "bench-repo"
+    generate(root, jobs=1000, datasets=50)
+    proc, url = serve(tmp / "backend")
+    real = reconcile.plan_cost
+    try:
+        inputs = load_inputs([root / "jobs"], root=root)
+        project = project_from_root(root)
+        times: dict[str, list[float]] = {"with costs": [], "without": []}
+        for _ in range(repeat):
+            for label in times:
+                reconcile.plan_cost = real if label == "with costs" else _no_cost  # type: ignore[assignment]
+                with FireworksClient(base_url=url, account_id="local", api_key=None) as client:
+                    start = time.perf_counter()
+                    plan = load_and_plan(
+                        [root / "jobs"], root=root, provider=FireworksProvider(client),
+                        project=project, options=PassOptions(), inputs=inputs,
+                    )  # fmt: skip
+                    times[label].append(time.perf_counter() - start)
+        reconcile.plan_cost = real
+        best = {k: min(v) for k, v in times.items()}
+        median = {k: statistics.median(v) for k, v in times.items()}
+        costed = sum(1 for a in plan.actions if a.job is not None)
+        for name, got in (("best", best), ("median", median)):
+            print(
+                f"plan of 1,000 jobs to create ({costed} costed), {name} of {repeat}: with "
+                f"costs {got['with costs'] * 1000:.1f} ms, without "
+                f"{got['without'] * 1000:.1f} ms, "
+                f"{(got['with costs'] / got['without'] - 1) * 100:+.1f}%"
+            )
+        cost_only = min(timeit.repeat(lambda: real(plan, *cost_args(root, inputs)), number=1,
+                                      repeat=repeat))  # fmt: skip
+        print(f"the cost step alone (batchops.reconcile.plan_cost): {cost_only * 1000:.1f} ms")
+    finally:
+        reconcile.plan_cost = real
+        stop(proc)
+
+
+def cost_args(root: Path, inputs: Any) -> tuple[Any, ...]:
+    desired, infos = inputs
+    return desired, infos, {}, PassOptions(), root
+
+
+def _no_cost(*_: object, **__: object) -> None:
+    return None
+
+
+# -- accuracy ------------------------------------------------------------------------------------
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWORKS_")}
+    env.pop("CI", None)
+    return subprocess.run([sys.executable, "-m", "batchops", *args, "--local"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=1800, check=False)  # fmt: skip
+
+
+def plan_cost(root: Path) -> dict[str, Any]:
+    done = cli(root, "plan", "--output", "json")
+    return {a["job"]: a for a in json.loads(done.stdout)["cost"]["actions"]}
+
+
+def spent(root: Path) -> dict[str, tuple[int, float]]:
+    """job -> (prompt tokens the engine reported, dollars spent) from status --output json and
+    the result files."""
+    status = json.loads(cli(root, "status", "--output", "json").stdout)["jobs"]
+    out = {}
+    for job in status:
+        prompt = 0
+        with (root / job["results"]).open() as f:
+            for line in f:
+                prompt += json.loads(line)["response"]["usage"]["prompt_tokens"]
+        out[job["name"]] = (prompt, job["spent"])
+    return out
+
+
+def accuracy_run(root: Path, label: str, bump: tuple[str, str] | None) -> None:
+    planned = plan_cost(root)
+    assert cli(root, "apply", "--wait", "--timeout", "1500").returncode == 0
+    actual = spent(root)
+    for job, a in sorted(planned.items()):
+        prompt, dollars = actual[job]
+        err_in = (a["inputTokens"] - prompt) / prompt * 100
+        print(
+            f"{label} {job}: input tokens planned {a['inputTokens']:,} vs reported "
+            f"{prompt:,} ({err_in:+.2f}%); cost expected ({a['expectedFrom']}) "
+            f"${a['costExpected']:.6f}, worst ${a['costWorstCase']:.6f}, actual ${dollars:.6f}"
+        )
+    if bump is None:
+        return
+    for manifest in (root / "jobs").glob("*.yaml"):
+        manifest.write_text(manifest.read_text().replace(*bump))
+    planned = plan_cost(root)
+    assert cli(root, "apply", "--wait", "--timeout", "1500").returncode == 0
+    actual = spent(root)
+    for job, a in sorted(planned.items()):
+        dollars = actual[job][1]
+        err = (a["costExpected"] - dollars) / dollars * 100
+        print(
+            f"{label} {job} after {bump[0]!r} -> {bump[1]!r}: expected "
+            f"({a['expectedFrom']}) ${a['costExpected']:.6f} vs actual ${dollars:.6f} "
+            f"({err:+.1f}%); worst case ${a['costWorstCase']:.6f}"
+        )
+
+
+def accuracy(tmp: Path) -> None:
+    examples = tmp / "examples"
+    shutil.copytree(REPO / "jobs", examples / "jobs")
+    shutil.copy(REPO / "batchops.yaml", examples)
+    accuracy_run(examples, "examples", ("maxTokens: 16", "maxTokens: 24"))
+    texts = real_text()[:10_000]
+    guesses = ESTIMATOR.count_batch(texts)
+    for name, model in (("cl100k_base", "gpt-4"), ("o200k_base", "gpt-4o")):
+        real = counter_for(model).count_batch(texts)
+        total = (sum(guesses) - sum(real)) / sum(real) * 100
+        per_row = sum(abs(g - r) / r for g, r in zip(guesses, real, strict=True) if r) / len(real)
+        print(
+            f"estimator vs {name} on {len(texts):,} real paragraphs: {sum(guesses):,} vs "
+            f"{sum(real):,} tokens, total {total:+.1f}%, mean per-row error {per_row * 100:.1f}%"
+        )
+    corpus = tmp / "corpus"
+    (corpus / "jobs" / "data").mkdir(parents=True)
+    (corpus / "jobs" / "data" / "docs.jsonl").write_text(
+        "\n".join(rows_of(real_text(), 10_000)) + "\n"
+    )
+    (corpus / "jobs" / "work.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: docs}\n"
+        "spec: {path: data/docs.jsonl}\n---\n"
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: summaries}\n"
+        f"spec: {{model: {MODEL}, inputDataset: docs, inferenceParameters: {{maxTokens: 64}}}}\n"
+    )
+    accuracy_run(corpus, "corpus", ("maxTokens: 64", "maxTokens: 96"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["tokenize", "plan", "accuracy", "all"], default="all")
+    parser.add_argument("--mb", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="batchops-cost-") as tmp:
+        if args.part in ("tokenize", "all"):
+            tokenize(Path(tmp), args.mb)
+        if args.part in ("plan", "all"):
+            plan_overhead(Path(tmp), args.repeat)
+        if args.part in ("accuracy", "all"):
+            accuracy(Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Benchmark: what every command pays before doing anything, as a user runs it.
+
+Run: ``.venv/bin/python bench/startup.py [--rounds 7]``. In each paired round (the order
+rotating), each of these runs as a fresh process and its wall time is taken from here:
+
+- ``python -c pass`` (the interpreter alone: the floor);
+- ``batchops --version``;
+- ``batchops validate`` of the example project (``jobs/`` copied to a temp folder), with a warm
+  stat cache: what an editor hook or a pre-commit check pays;
+- ``batchops plan`` of the same examples against a running ``batchops serve`` (applied first, so
+  the plan is the steady state a CI run sees).
+
+Reported: the median of each, and the median of the per-round ratio ``--version`` / bare Python.
+Goals (issue 17): ``--version`` <= 3x bare Python, ``validate`` <= 300 ms, ``plan`` <= 400 ms.
+The package's bytecode is compiled first, as ``pip install`` does (an editable install under
+PYTHONDONTWRITEBYTECODE would otherwise compile every module on every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import batchops
+
+REPO = Path(__file__).resolve().parents[1]
+BATCHOPS = [sys.executable, "-m", "batchops"]
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{argv} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return took
+
+
+def serve(data: Path) -> tuple[subprocess.Popen[str], str]:
+    argv = [*BATCHOPS, "serve", "--port", "0", "--data-dir", str(data)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    match = re.search(r"(http://\S+)", proc.stdout.readline())
+    assert match, "batchops serve did not start"
+    return proc, match.group(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7, help="paired rounds (default 7)")
+    args = parser.parse_args()
+    compileall.compile_dir(Path(batchops.__file__).parent, quiet=1)
+    with tempfile.TemporaryDirectory(prefix="batchops-startup-") as tmp:
+        project = Path(tmp) / "examples"
+        shutil.copytree(REPO / "jobs", project / "jobs")
+        proc, url = serve(Path(tmp) / "backend")
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWORKS_")}
+            env["FIREWORKS_BASE_URL"] = url
+            timed([*BATCHOPS, "validate"], project, env)  # warms the stat cache
+            timed([*BATCHOPS, "apply", "--wait", "--timeout", "120"], project, env)
+            sides = {
+                "python -c pass": [sys.executable, "-c", "pass"],
+                "batchops --version": [*BATCHOPS, "--version"],
+                "batchops validate (warm cache)": [*BATCHOPS, "validate"],
+                "batchops plan (against serve)": [*BATCHOPS, "plan"],
+            }
+            times: dict[str, list[float]] = {name: [] for name in sides}
+            names = list(sides)
+            for r in range(args.rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    times[name].append(timed(sides[name], project, env))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            if proc.stdout:
+                proc.stdout.close()
+    report(times, args.rounds)
+
+
+def report(times: dict[str, list[float]], rounds: int) -> None:
+    print(f"machine: {machine()}; median of {rounds} paired rounds")
+    for name, values in times.items():
+        print(f"  {name:32s} {statistics.median(values) * 1000:7.0f} ms")
+    bare, version = times["python -c pass"], times["batchops --version"]
+    ratios = [v / b for v, b in zip(version, bare, strict=True)]
+    print(f"  --version / bare python: median {statistics.median(ratios):.2f}x "
+          f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; goal <= 3x)")  # fmt: skip
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:  # Linux; elsewhere the name stays unknown
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                   cpu)  # fmt: skip
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {sys.version.split()[0]}"
+
+
+if __name__ == "__main__":
+    main()

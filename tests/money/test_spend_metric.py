@@ -1,0 +1,37 @@
+"""The daemon exports the spend of the results it merged as a Prometheus counter."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from batchops.apply import ApplyResult
+from batchops.money import CostReport, Price, PriceTable
+from batchops.plan import Plan
+from batchops.reconcile import PassResult
+from batchops.results import FileStamp, MergeCounts, ResultRecord, Usage
+from batchops.watch.health import Metrics
+from batchops.watch.loop import Outcome, PassRecord
+from batchops.watch.service import _observe
+
+MODEL = "accounts/fireworks/models/x"
+
+
+def _record(name: str, usage: Usage | None) -> ResultRecord:
+    stamp = FileStamp("r.jsonl", 1, 1, "0" * 64)
+    return ResultRecord(name, ("j",), stamp, stamp, MergeCounts(2, 2, 0, 0, 0), usage=usage)
+
+
+def test_merged_results_add_their_cost_to_the_spend_counter() -> None:
+    prices = PriceTable({"fireworks": {MODEL: Price(input=1.0, output=2.0)}})
+    cost = CostReport((), prices=prices, job_models={"a": MODEL, "b": "unpriced"})
+    applied = ApplyResult(records={
+        "a": _record("a", Usage(rows=2, prompt_tokens=1_000_000, completion_tokens=500_000)),
+        "b": _record("b", Usage(rows=2, prompt_tokens=10, completion_tokens=10)),  # no price
+        "c": _record("c", None),  # no usage
+    })  # fmt: skip
+    result = PassResult(Plan((), "fp", "p", cost=cost), [], True, applied=applied)
+    metrics = Metrics()
+    for _ in range(2):
+        _observe(metrics, PassRecord(Outcome.OK, 0.1, frozenset(), 0.0, result, None))
+    text = generate_latest(metrics.registry).decode()
+    assert "batchops_spend_dollars_total 4.0" in text  # ($1 + $1) twice
