@@ -155,6 +155,8 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
         record = download_results(env, action, action.download)
         with result.lock:
             result.records[action.download.job_name] = record
+    elif action.kind is Kind.CANCEL_DUPLICATE:
+        env.provider.cancel_duplicates(action.resource.remote_id)
     elif action.kind is Kind.PRUNE_JOB:
         stop = env.provider.cancel_job if action.details.get("cancel") else env.provider.delete_job
         _ignore_missing(stop, action.resource.remote_id)

@@ -186,6 +186,37 @@ def test_join_of_a_hand_written_dataset_and_a_remote_one(tmp_path: Path) -> None
     assert list((tmp_path / "tmp").iterdir()) == []  # the index is removed
 
 
+def test_join_reads_the_neutral_fields_of_every_provider(tmp_path: Path) -> None:
+    """Result lines in the neutral schema (docs/reconciler.md) line up whatever the provider: an
+    OpenAI line's raw ``response`` is ``{status_code, request_id, body}``, not a completion."""
+    fw, oa = tmp_path / "fw.jsonl", tmp_path / "oa.jsonl"
+    fw.write_text(json.dumps({
+        "custom_id": "q1", "text": "Paris", "finish_reason": "stop",
+        "usage": {"input_tokens": 31, "output_tokens": 2, "cached_tokens": 0}, "error": None,
+        "error_code": None, "job": "fw-1",
+        "response": {"choices": [{"message": {"content": "Paris"}}]},
+    }) + "\n")  # fmt: skip
+    oa.write_text(json.dumps({
+        "custom_id": "q1", "text": "Paris.", "finish_reason": "length",
+        "usage": {"input_tokens": 29, "output_tokens": 3, "cached_tokens": 0}, "error": None,
+        "error_code": None, "job": "batch_1",
+        "response": {"status_code": 200, "request_id": "r", "body": {"choices": []}},
+    }) + "\n")  # fmt: skip
+    (tmp_path / "oa.errors.jsonl").write_text(json.dumps({
+        "custom_id": "q2", "text": None, "finish_reason": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0},
+        "error": "rate limited", "error_code": "rate_limit", "job": "batch_1", "response": None,
+    }) + "\n")  # fmt: skip
+    jobs = [JobResults("fw", fw, tmp_path / "fw.errors.jsonl"),
+            JobResults("oa", oa, tmp_path / "oa.errors.jsonl")]  # fmt: skip
+    with Joined(None, jobs, tmp_dir=tmp_path / "tmp") as joined:
+        assert joined.columns[1:4] == ["fw.answer", "fw.finish_reason", "fw.prompt_tokens"]
+        assert list(joined.rows()) == [
+            ("q1", "Paris", "stop", 31, 2, None, "Paris.", "length", 29, 3, None),
+            ("q2", None, None, None, None, None, None, None, None, None, "rate limited"),
+        ]
+
+
 def test_writers_stream_valid_files(tmp_path: Path) -> None:
     columns = ["custom_id", "note", "prompt_tokens"]
     rows = [(f"c{i}", {"n": i} if i % 2 else None, i) for i in range(12_001)]

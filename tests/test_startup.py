@@ -87,6 +87,8 @@ def example_project(tmp_path: Path, *, project_file: bool = True) -> Path:
     shutil.copytree(ROOT / "jobs", project / "jobs")
     if project_file:
         shutil.copy(ROOT / "batchops.yaml", project / "batchops.yaml")
+    else:  # its provider (`openai`) is declared in batchops.yaml
+        (project / "jobs/capitals-openai.yaml").unlink()
     return project
 
 

@@ -34,6 +34,7 @@ spec:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(REPO / "jobs", tmp_path / "jobs")
+    shutil.copy2(REPO / "batchops.yaml", tmp_path / "batchops.yaml")  # declares `openai`
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -41,8 +42,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_examples_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     assert capsys.readouterr().out == (
-        "valid: 3 manifest files, 3 datasets (43 rows, 11.1 kB), 4 jobs; 2,627 input tokens "
-        "(estimated) for the jobs\n"
+        "valid: 4 manifest files, 3 datasets (43 rows, 11.1 kB), 5 jobs; "
+        "3,169 input tokens (estimated) for the jobs\n"
     )
     assert (project / ".batchops/cache/datasets.json").exists()
 
@@ -67,6 +68,7 @@ def test_dataset_problems_are_reported(project: Path, capsys: pytest.CaptureFixt
     assert main(["validate", "-o", "json"]) == 1
     body = json.loads(capsys.readouterr().out)
     assert body["valid"] is False and body["jobs"] == [
+        "capitals-gpt4o-mini",
         "capitals-llama70b",
         "capitals-llama8b",
         "product-copy-8b",

@@ -162,17 +162,20 @@ def open_provider(
     choice = settings.backend_choice()
     if (about_project := project_notice(settings, root)) is not None:
         notice(about_project)
-    if choice != "embedded":
-        with contextlib.closing(_providers(settings, None, client_options)) as provider:
+    if choice == "serve":  # a shared `batchops serve`: it speaks every provider's API
+        settings = dataclasses.replace(settings, provider_keys={})  # keys never go to it
+        with contextlib.closing(_providers(settings, settings.base_url, client_options)) as shared:
             try:
-                yield provider
+                yield shared
             except TransportError as exc:
-                if choice != "serve":
-                    raise
                 raise TransportError(
                     f"{exc.server_message} (is `batchops serve` running at {settings.base_url}? "
                     "FIREWORKS_BASE_URL names it)", method=exc.method, path=exc.path,
                 ) from exc  # fmt: skip
+        return
+    if choice != "embedded":
+        with contextlib.closing(_providers(settings, None, client_options)) as provider:
+            yield provider
         return
     from batchops.local.config import BackendConfig  # only when embedding
     from batchops.local.server import EmbeddedServer
@@ -190,7 +193,8 @@ def open_provider(
 
 def _providers(settings: Settings, base_url: str | None, options: dict[str, Any]) -> Provider:
     """The built-in ``fireworks`` provider from the settings (FIREWORKS_* variables), alone or
-    beside the declared ones (``base_url``: the embedded backend every provider then uses)."""
+    beside the declared ones (``base_url``: the embedded backend or the `batchops serve` every
+    provider then uses)."""
     fireworks = build(BUILTIN_FIREWORKS, settings=settings, base_url=base_url, **options)
     declared = settings.project_file.providers if settings.project_file else ()
     if not declared:

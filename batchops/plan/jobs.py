@@ -64,6 +64,18 @@ def _moved_job(view: JobView) -> Action:
 
 
 def _family_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
+    duplicates = [_duplicates(view, job) for _, job in view.family if job.duplicates]
+    return duplicates + _latest_actions(view, latest, ctx)
+
+
+def _duplicates(view: JobView, job: RemoteJob) -> Action:
+    resource = Resource("job", view.decl.name, job.key)
+    reason = (f"{len(job.duplicates)} duplicate batch(es) from a concurrent apply: cancel, "
+              f"keep the oldest ({job.remote_id})")  # fmt: skip
+    return Action(Kind.CANCEL_DUPLICATE, resource, reason, {"duplicates": list(job.duplicates)})
+
+
+def _latest_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
     parts, job = latest
     state = job.state
     if state is JobState.FINISHED:  # the common case of a big project: often nothing to do
@@ -96,7 +108,7 @@ def _job_spec(view: JobView, job: str, project: str, *, continued_from: str | No
         inference_parameters=wire_parameters(decl.inference_parameters),
         precision=decl.precision, output_dataset_id=output_dataset_id(job),
         display_name=marked_display_name(decl.display_name or decl.name, project),
-        continued_from=continued_from, provider=decl.provider,
+        continued_from=continued_from, provider=decl.provider, input_files=view.input_files,
     )  # fmt: skip
 
 

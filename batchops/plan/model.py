@@ -27,6 +27,9 @@ class Kind(StrEnum):
     REPLACE_JOB = "replace-job"
     RETRY_JOB = "retry-job"
     RESUME_JOB = "resume-job"
+    # A concurrent apply's duplicate batch on a provider with server-assigned IDs: the oldest is
+    # kept, the others are cancelled (docs/providers-openai.md).
+    CANCEL_DUPLICATE = "cancel-duplicate"
     PRUNE_JOB = "prune-job"
     PRUNE_DATASET = "prune-dataset"
     DOWNLOAD = "download"
@@ -39,7 +42,7 @@ class Kind(StrEnum):
 
 REMOTE_CHANGES = frozenset(
     {Kind.CREATE_DATASET, Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB,
-     Kind.PRUNE_JOB, Kind.PRUNE_DATASET}
+     Kind.CANCEL_DUPLICATE, Kind.PRUNE_JOB, Kind.PRUNE_DATASET}
 )  # fmt: skip
 LOCAL_CHANGES = frozenset({Kind.DOWNLOAD})
 # Presentation and execution order: datasets before the jobs that read them, prunes last.

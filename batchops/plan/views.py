@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from batchops.identity import (
@@ -41,6 +42,7 @@ class JobView:
     result: LocalResult | None
     renamed_from: str | None = None  # the old name whose jobs were adopted (`moved`)
     rows: RowSplit | None = None  # reused vs to send (None: reuse off, or a remote input)
+    input_files: tuple[Path, ...] = ()  # the declared input dataset's local files
 
     @property
     def latest(self) -> Member | None:
@@ -141,6 +143,7 @@ def views_of(
 ) -> list[JobView]:  # fmt: skip
     views = []
     splits = rows or {}
+    files_of = {d.name: d.files for d in desired.datasets}
     for decl in sorted(desired.jobs, key=lambda j: j.name):
         split = splits.get(decl.name)
         input_id = derived_id(split, project) or input_id_of(decl, ds_ids)
@@ -149,8 +152,12 @@ def views_of(
         adopted = _adopted_base(decl, old, input_id, project, seen, own=base)
         base = adopted or base
         mine, foreign = _split_owned(seen.families.get(base, []))
+        # The rows the job sends: the derived input when answers are reused, else the dataset's.
+        derived = split.derived if split is not None else None
+        files = (derived.path,) if derived else files_of.get(decl.input_dataset or "", ())
         views.append(JobView(decl, base, input_id, mine, foreign, local.get(decl.name),
-                             renamed_from=old if adopted else None, rows=split))  # fmt: skip
+                             renamed_from=old if adopted else None, rows=split,
+                             input_files=files))  # fmt: skip
     return views
 
 

@@ -78,6 +78,11 @@ class Provider(Protocol):
         """Stop a running job, keeping what it finished."""
         ...
 
+    def cancel_duplicates(self, key: str) -> None:
+        """Cancel the live duplicates of a job (``RemoteJob.duplicates``), keeping the oldest.
+        A provider whose IDs are ours (Fireworks) never has any: a no-op."""
+        ...
+
     def delete_input(self, key: str) -> None:
         """Delete an input; ``NotFoundError`` when already gone."""
         ...

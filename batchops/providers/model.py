@@ -104,6 +104,9 @@ class RemoteJob(msgspec.Struct, frozen=True, gc=False):
     output_id: str | None = None  # where its answers are (a dataset, a file)
     error_output_id: str | None = None  # where its failed rows are, when separate
     display_name: str = ""
+    # Live duplicates of this job a concurrent apply created (providers that assign IDs): the
+    # next pass cancels them through ``Provider.cancel_duplicates``.
+    duplicates: tuple[str, ...] = ()
 
     def is_ours(self, project: str) -> bool:
         return self.owner == project
@@ -158,6 +161,9 @@ class JobSpec:
     display_name: str
     continued_from: str | None  # key of the job it continues
     provider: str = DEFAULT_PROVIDER
+    # The input's local files, when declared here: a provider whose request lines carry the
+    # model (OpenAI-compatible) renders and uploads them per job, not per dataset.
+    input_files: tuple[Path, ...] = ()
 
 
 class ResultRow(msgspec.Struct, frozen=True, gc=False):

@@ -98,6 +98,9 @@ class ProviderSet:
     def cancel_job(self, key: str) -> None:
         self._of_job(key).cancel_job(key)
 
+    def cancel_duplicates(self, key: str) -> None:
+        self._of_job(key).cancel_duplicates(key)
+
     def delete_input(self, key: str) -> None:
         """The input on every provider that listed it."""
         with self._lock:

@@ -19,12 +19,13 @@ SYMBOLS = {
     Kind.CREATE_DATASET: "+", Kind.CREATE_JOB: "+", Kind.RETRY_JOB: "+", Kind.REPLACE_JOB: "~",
     Kind.RESUME_JOB: "↻", Kind.DOWNLOAD: "↓", Kind.WAIT: "…", Kind.FAILED: "✗",
     Kind.EXPIRED: "✗", Kind.CONFLICT: "✗", Kind.PRUNE_JOB: "-", Kind.PRUNE_DATASET: "-",
-    Kind.MOVED: "→",
+    Kind.MOVED: "→", Kind.CANCEL_DUPLICATE: "⊘",
 }  # fmt: skip
 _VERBS = (
     (Kind.CREATE_DATASET, "dataset{s} to create"), (Kind.CREATE_JOB, "job{s} to create"),
     (Kind.REPLACE_JOB, "job{s} to replace"), (Kind.RETRY_JOB, "job{s} to retry"),
-    (Kind.RESUME_JOB, "job{s} to resume"), (Kind.PRUNE_JOB, "job{s} to prune"),
+    (Kind.RESUME_JOB, "job{s} to resume"), (Kind.CANCEL_DUPLICATE, "duplicate{s} to cancel"),
+    (Kind.PRUNE_JOB, "job{s} to prune"),
     (Kind.PRUNE_DATASET, "dataset{s} to prune"), (Kind.DOWNLOAD, "result{s} to download"),
 )  # fmt: skip
 _STATUS = (

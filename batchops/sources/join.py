@@ -63,11 +63,21 @@ def _prompt(body: Any) -> Any:
 
 
 def answer_fields(obj: dict[str, Any]) -> tuple[Any, ...]:
-    """(answer, finish_reason, prompt_tokens, completion_tokens, error) of one result line."""
+    """(answer, finish_reason, prompt_tokens, completion_tokens, error) of one result line.
+
+    Read from the neutral fields every provider writes (``text``, ``finish_reason``, ``usage``,
+    ``error``: docs/reconciler.md, "The results schema"), so that jobs on different providers line
+    up; a line without them (written before the neutral schema) is read from its OpenAI-shaped
+    ``response``."""
     error = obj.get("error")
     if error is not None:
         message = error.get("message") if isinstance(error, dict) else error
         return None, None, None, None, str(message)
+    usage = obj.get("usage")
+    if "text" in obj or (isinstance(usage, dict) and "input_tokens" in usage):
+        tokens = _mapping(usage)
+        return (obj.get("text"), obj.get("finish_reason"), tokens.get("input_tokens"),
+                tokens.get("output_tokens"), None)  # fmt: skip
     response = _mapping(obj.get("response"))
     choices = response.get("choices")
     choice = _mapping(choices[0] if isinstance(choices, list) and choices else None)

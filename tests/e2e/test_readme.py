@@ -127,6 +127,18 @@ def test_quick_start_runs_and_converges(tmp_path: Path) -> None:
         ids = [json.loads(line)["custom_id"] for line in results.read_text().splitlines()]
         assert len(ids) == len(set(ids)) > 0
 
+    # The capitals eval on Fireworks and on the OpenAI provider, lined up by `batchops results`
+    # from the neutral fields both providers write: every row has both answers and their tokens.
+    joined = batchops(project, "results", "capitals-llama8b", "capitals-gpt4o-mini", "-o", "json")
+    assert joined.returncode == 0, joined.stderr
+    rows = json.loads(joined.stdout)
+    assert len(rows) == 20
+    for row in rows:
+        for job in ("capitals-llama8b", "capitals-gpt4o-mini"):
+            assert isinstance(row[f"{job}.answer"], str) and row[f"{job}.answer"], row
+            assert row[f"{job}.finish_reason"] in {"stop", "length"}, row
+            assert row[f"{job}.prompt_tokens"] > 0 and row[f"{job}.error"] is None, row
+
     second = batchops(project, *argv)
     assert second.returncode == 0, second.stderr
     assert "No changes." in second.stdout

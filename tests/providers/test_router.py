@@ -70,6 +70,9 @@ class Memory:
         if self.jobs.pop(key, None) is None:
             raise NotFoundError(key)
 
+    def cancel_duplicates(self, key: str) -> None:
+        pass
+
     def cancel_job(self, key: str) -> None:
         job = self.get_job(key)
         cancelled = msgspec.structs.replace(job, state=JobState.CANCELLED, raw_state="cancelled")

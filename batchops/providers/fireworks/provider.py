@@ -247,6 +247,9 @@ class FireworksProvider:
     def delete_job(self, key: str) -> None:
         self.client.delete_job(key)
 
+    def cancel_duplicates(self, key: str) -> None:
+        """Job IDs are ours: two creates of one ID cannot both succeed, so there are none."""
+
     def cancel_job(self, key: str) -> None:
         """Fireworks has no cancel call: DELETE stops a running job (its output is kept)."""
         self.client.delete_job(key)

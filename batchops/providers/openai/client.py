@@ -1,0 +1,353 @@
+"""The OpenAI-compatible Files + Batches client (reference: openai-batch-api.md).
+
+Used by ``batchops.providers.openai.runner`` and the benches. One ``httpx.Client`` carries
+everything; every call goes through ``call_with_retries`` and one shared ``RateLimiter``, as the
+Fireworks client does. Uploads and downloads are streamed (memory stays flat); batches are
+observed with list calls (``limit=100``, ``after``), never one GET per batch.
+
+A ``POST /v1/batches`` is never retried after a response-less failure: the server may have
+created the batch, and a blind retry is how duplicates are born (reference §1). The next pass
+finds it through its metadata instead; a 429/5xx answer (nothing created) is retried.
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from batchops import deadline as dl
+from batchops.config import Secret, proxies_in_env
+from batchops.errors import ApiError, ConfigError, DeadlineExceededError, TransportError
+from batchops.providers.fireworks.responses import error_from_exception, error_from_response
+from batchops.providers.fireworks.retry import (
+    Clock,
+    RateLimiter,
+    RetryPolicy,
+    Sleep,
+    call_with_retries,
+)
+from batchops.providers.fireworks.transfers import (
+    DOWNLOAD_HEADERS,
+    Progress,
+    file_chunks,
+    is_loopback,
+    write_atomically,
+)
+from batchops.providers.fireworks.transport import LazyTLSTransport
+from batchops.providers.openai.wire import Batch, BatchList, FileDeleted, FileList, FileObject
+from batchops.wire_openai import COMPLETION_WINDOW
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+LIST_LIMIT = 100  # GET /v1/batches accepts 1-100
+FILE_LIST_LIMIT = 10_000  # GET /v1/files accepts 1-10,000
+_HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+
+
+class OpenAIBatchClient:
+    """A synchronous, thread-safe client for one OpenAI-compatible base URL (``.../v1``)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: Secret | None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        retry_budget: float = 120.0,
+        max_rate: float | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+        jitter: Callable[[float], float] | None = None,
+    ) -> None:
+        self.base_url = _checked_base_url(base_url, api_key)
+        self._key = api_key
+        extra = {} if jitter is None else {"jitter": jitter}
+        self._policy = RetryPolicy(
+            max_retries=max_retries, budget=retry_budget, clock=clock, sleep=sleep, **extra
+        )
+        self._limiter = RateLimiter(rate=max_rate, clock=clock, sleep=sleep)
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        # The command's deadline (time.monotonic); no call, retry or wait goes past it.
+        self.deadline: float | None = None
+        # TLS set up on first https use (a plain-http server loads no CA bundle); httpx's own
+        # transport when proxies are configured; every pool under the command's deadline.
+        default = None if proxies_in_env() else LazyTLSTransport()
+        self._http = dl.bounded(httpx.Client(
+            transport=transport or default, timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+        ))  # fmt: skip
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OpenAIBatchClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIBatchClient(base_url={self.base_url!r})"
+
+    @property
+    def requests_sent(self) -> dict[str, int]:
+        """Requests sent so far, by ``METHOD path-kind`` (e.g. ``GET batches``)."""
+        with self._lock:
+            return dict(self._counts)
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def upload_file(self, path: Path, *, filename: str | None = None) -> FileObject:
+        """``POST /files`` (multipart, ``purpose=batch``), streamed from disk 1 MiB at a time."""
+        tracker = Progress(None)
+        name = filename or path.name
+
+        def body() -> tuple[dict[str, str], Any]:
+            return batch_multipart(path, name, tracker)
+
+        response = self._api("POST", "/files", body=body, on_retry=tracker.rewind)
+        return _parse(FileObject, response, "POST", "/files")
+
+    def download_file(self, file_id: str, target: Path) -> Path:
+        """``GET /files/{id}/content`` streamed into ``target`` (temp file, then rename)."""
+        path = f"/files/{_segment(file_id)}/content"
+        tracker = Progress(None)
+
+        def attempt() -> Path:
+            request = self._request(
+                "GET", path, headers={**DOWNLOAD_HEADERS, "Accept": "application/binary"}
+            )
+            response = self._send(request, path, stream=True)
+            try:
+                write_atomically(response, target, tracker)
+            except _HTTP_ERRORS as exc:
+                raise self._translate(exc, "GET", path) from exc
+            finally:
+                response.close()
+            return target
+
+        return self._retried(attempt, "GET", path, on_retry=tracker.rewind)
+
+    def iter_files(self) -> Iterator[FileObject]:
+        """Every file, one ``GET /files?limit=10000&after=...`` per page."""
+        after: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"limit": str(FILE_LIST_LIMIT), **({"after": after} if after else {})}
+            page = _parse(FileList, self._api("GET", "/files", params=params), "GET", "/files")
+            yield from page.data
+            if page.has_more is False or not page.data:
+                return
+            after = page.data[-1].id
+            if after in seen:
+                raise ApiError("the server repeated a page", method="GET", path="/files")
+            seen.add(after)
+
+    def delete_file(self, file_id: str) -> bool:
+        path = f"/files/{_segment(file_id)}"
+        return _parse(FileDeleted, self._api("DELETE", path), "DELETE", path).deleted
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def create_batch(
+        self, *, input_file_id: str, endpoint: str, metadata: Mapping[str, str]
+    ) -> Batch:
+        body = {
+            "input_file_id": input_file_id,
+            "endpoint": endpoint,
+            "completion_window": COMPLETION_WINDOW,
+            "metadata": dict(metadata),
+        }
+        response = self._api("POST", "/batches", json=body, once_sent=True)
+        return _parse(Batch, response, "POST", "/batches")
+
+    def get_batch(self, batch_id: str) -> Batch:
+        path = f"/batches/{_segment(batch_id)}"
+        return _parse(Batch, self._api("GET", path), "GET", path)
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        path = f"/batches/{_segment(batch_id)}/cancel"
+        return _parse(Batch, self._api("POST", path), "POST", path)
+
+    def iter_batches(self) -> Iterator[Batch]:
+        """Every batch, newest first, one ``GET /batches?limit=100&after=...`` per page."""
+        after: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"limit": str(LIST_LIMIT), **({"after": after} if after else {})}
+            response = self._api("GET", "/batches", params=params)
+            page = _parse(BatchList, response, "GET", "/batches")
+            yield from page.data
+            if page.has_more is False or not page.data:
+                return
+            after = page.data[-1].id
+            if after in seen:  # a server that ignores ``after`` would loop forever
+                raise ApiError("the server repeated a page", method="GET", path="/batches")
+            seen.add(after)
+
+    def list_batches(self) -> list[Batch]:
+        return list(self.iter_batches())
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _api(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        body: Callable[[], tuple[dict[str, str], Any]] | None = None,
+        on_retry: Callable[[], None] | None = None,
+        once_sent: bool = False,
+    ) -> httpx.Response:
+        """One API call with retries; ``once_sent``: no retry once a request may have arrived."""
+
+        def attempt() -> httpx.Response:
+            headers, content = body() if body is not None else ({}, None)
+            request = self._request(
+                method, path, params=params, json=json, content=content, headers=headers
+            )
+            try:
+                return self._send(request, path, stream=False)
+            except TransportError as error:
+                if once_sent and not _never_sent(error):
+                    raise ApiError(str(error), method=method, path=path) from error
+                raise
+
+        return self._retried(attempt, method, path, on_retry=on_retry)
+
+    def _retried(
+        self, attempt: Callable[[], T], method: str, path: str, *,
+        on_retry: Callable[[], None] | None = None,
+    ) -> T:  # fmt: skip
+        """``attempt`` with retries, none of them past the command's deadline (as the Fireworks
+        client does: batchops/deadline.py)."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineExceededError("the command's --timeout ran out", method=method, path=path)
+
+        def bounded() -> T:
+            with dl.within(hard=self.deadline, timeout=None):  # the command's deadline only
+                return attempt()
+
+        try:
+            return call_with_retries(bounded, self._policy, limiter=self._limiter,
+                                     on_retry=on_retry, deadline=self.deadline)  # fmt: skip
+        except ApiError as exc:
+            if self.deadline is not None and time.monotonic() >= self.deadline - 0.001:
+                raise DeadlineExceededError(
+                    "the command's --timeout ran out", method=method, path=path
+                ) from exc
+            raise
+
+    def _request(
+        self, method: str, path: str, *, headers: Mapping[str, str], **kwargs: Any
+    ) -> httpx.Request:
+        auth = {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
+        url = self.base_url + path
+        return self._http.build_request(method, url, headers={**headers, **auth}, **kwargs)
+
+    def _send(self, request: httpx.Request, path: str, *, stream: bool) -> httpx.Response:
+        self._record(request.method, path)
+        try:
+            response = self._http.send(request, stream=stream)
+        except _HTTP_ERRORS as exc:
+            raise self._translate(exc, request.method, path) from exc
+        if response.is_success:
+            return response
+        try:
+            response.read()
+        except _HTTP_ERRORS as exc:
+            raise self._translate(exc, request.method, path) from exc
+        finally:
+            response.close()
+        secret = self._key.reveal() if self._key else None
+        raise error_from_response(
+            response, method=request.method, path=path, secret=secret, wall_now=time.time()
+        )
+
+    def _translate(self, exc: Exception, method: str, path: str) -> ApiError:
+        secret = self._key.reveal() if self._key else None
+        return error_from_exception(exc, method=method, path=path, secret=secret)
+
+    def _record(self, method: str, path: str) -> None:
+        kind = path.strip("/").split("/")[0]
+        with self._lock:
+            self._counts[f"{method} {kind}"] += 1
+
+
+def batch_multipart(
+    path: Path, filename: str, progress: Progress
+) -> tuple[dict[str, str], Iterator[bytes]]:
+    """``multipart/form-data`` with ``purpose=batch`` then the file, streamed, exact length."""
+    boundary = secrets.token_hex(16)
+    name = "".join("_" if ch in '"\\\r\n' else ch for ch in filename)
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + path.stat().st_size + len(tail)),
+    }
+
+    def body() -> Iterator[bytes]:
+        yield head
+        yield from file_chunks(path, progress)
+        yield tail
+
+    return headers, body()
+
+
+def _never_sent(error: TransportError) -> bool:
+    """The connection was refused or never opened: the server cannot have acted on it."""
+    cause = error.__cause__
+    return isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+def _segment(value: str) -> str:
+    if not value:
+        raise ValueError("an empty ID")
+    return quote(value, safe="")
+
+
+def _checked_base_url(base_url: str, api_key: Secret | None) -> str:
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"invalid base URL {base_url!r}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"the base URL must be http(s)://host/..., not {base_url!r}")
+    if url.scheme == "http" and api_key is not None and not is_loopback(url.host):
+        raise ConfigError(f"refusing to send the API key over plain http to {url.host}")
+    return base_url.rstrip("/")
+
+
+def _parse(model: type[M], response: httpx.Response, method: str, path: str) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValueError as exc:  # never quote the server's bytes: they could echo the key
+        raise ApiError(
+            "malformed response", method=method, path=path, status=response.status_code
+        ) from exc

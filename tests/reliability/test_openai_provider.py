@@ -1,0 +1,240 @@
+"""The reliability guarantees on the OpenAI-compatible provider, through the CLI as a subprocess
+against a real backend's /v1/files + /v1/batches: faults, concurrent applies, kill -9 at several
+points, a backend restart. No row is lost, and duplicates stay bounded (one per interrupted or
+concurrent create) and are cancelled by the next pass, the oldest batch kept.
+
+The Fireworks side of each guarantee is in test_faults, test_concurrent, test_kill and
+test_serve_restart; the project here runs one job on each provider, so both are exercised in
+every test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from batchops.local.config import BackendConfig, FaultConfig
+from batchops.local.server import EmbeddedServer
+from tests.reliability.conftest import APPLY, env_for, spawn
+
+pytestmark = pytest.mark.timeout(300)
+
+ROWS = 24
+FAULTS = FaultConfig(
+    rate_429=0.03, rate_500=0.03, rate_503=0.03, rate_drop=0.03, retry_after=0.1, seed=5
+)
+
+
+JOBS = {
+    "on-openai": "{provider: oai, model: gpt-4o-mini, inputDataset: qs, "
+    "inferenceParameters: {maxTokens: 8}}",
+    "on-fireworks": "{model: accounts/fireworks/models/x, inputDataset: qs, "
+    "inferenceParameters: {maxTokens: 8}}",
+}
+
+
+def write_jobs(root: Path, names: tuple[str, ...] = tuple(JOBS)) -> None:
+    docs = [
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: qs}\n"
+        "spec: {path: data/qs.jsonl, format: CHAT}\n"
+    ]
+    docs += [
+        f"apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {{name: {n}}}\n"
+        f"spec: {JOBS[n]}\n"
+        for n in names
+    ]
+    (root / "jobs" / "jobs.yaml").write_text("---\n".join(docs))
+
+
+def write_project(root: Path, url: str, *, cap: int = 10) -> None:
+    (root / "jobs" / "data").mkdir(parents=True)
+    rows = [
+        {"custom_id": f"q{i:03d}", "body": {"messages": [{"role": "user", "content": f"q {i}"}]}}
+        for i in range(ROWS)
+    ]
+    (root / "jobs" / "data" / "qs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "batchops.yaml").write_text(f"""\
+apiVersion: batchops/v1
+kind: Project
+metadata: {{name: rely}}
+spec:
+  providers:
+    oai: {{kind: openai, baseUrl: "{url}/v1", limits: {{maxRequestsPerBatch: {cap}}}}}
+""")
+    write_jobs(root)
+
+
+def cli(root: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "batchops", *args],
+        cwd=root,
+        text=True,
+        env=env_for(url),
+        capture_output=True,
+        timeout=240,
+    )
+
+
+def batches(url: str) -> list[dict[str, object]]:
+    found, after = [], None
+    with httpx.Client(base_url=f"{url}/v1", timeout=10) as client:
+        while True:
+            page = client.get(
+                "/batches", params={"limit": 100, **({"after": after} if after else {})}
+            ).json()
+            found += page["data"]
+            if not page["has_more"]:
+                return found
+            after = page["data"][-1]["id"]
+
+
+def assert_converged(root: Path, url: str, *, extra_allowed: int) -> None:
+    """Every row answered once on both providers; on the OpenAI one at least one completed batch
+    per part, no batch left running, and at most ``extra_allowed`` duplicates (cancelled, or
+    completed before the cancel arrived: one pass's worth of duplicate work)."""
+    for job in ("on-openai", "on-fireworks"):
+        lines = (root / "results" / f"{job}.jsonl").read_text().splitlines()
+        ids = sorted(json.loads(line)["custom_id"] for line in lines)
+        assert ids == [f"q{i:03d}" for i in range(ROWS)]
+    ours = [b for b in batches(url) if (b.get("metadata") or {}).get("batchops.project") == "rely"]
+    meta = [(b["metadata"], b["status"]) for b in ours]
+    parts = {m["batchops.part"] for m, _ in meta}  # type: ignore[index]
+    completed = Counter(m["batchops.part"] for m, s in meta if s == "completed")  # type: ignore[index]
+    assert set(completed) == parts, meta
+    assert all(s in ("completed", "cancelled", "cancelling") for _, s in meta), meta
+    assert len(ours) - len(parts) <= extra_allowed, meta
+    plan = cli(root, url, "plan", "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+
+
+def apply_until_done(root: Path, url: str, passes: int = 5) -> None:
+    """``apply --wait`` until it succeeds, then one more pass, as CI's next run would be: it
+    cancels a duplicate the last pass saw only after planning."""
+    for _ in range(passes):
+        done = cli(root, url, *APPLY)
+        if done.returncode == 0:
+            break
+    else:
+        raise AssertionError(done.stdout + done.stderr)
+    again = cli(root, url, "apply")
+    assert again.returncode == 0, again.stdout + again.stderr
+    deadline = time.monotonic() + 30  # a cancelled batch ends once its in-flight rows are done
+    while any(b["status"] == "cancelling" for b in batches(url)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_plan_apply_status_describe_prune_on_both_providers(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    server = make_server()
+    write_project(tmp_path, server.base_url)
+    plan = cli(tmp_path, server.base_url, "plan")
+    assert "+ job on-openai" in plan.stdout and "+ job on-fireworks" in plan.stdout
+    apply_until_done(tmp_path, server.base_url)
+    assert_converged(tmp_path, server.base_url, extra_allowed=0)
+    status = cli(tmp_path, server.base_url, "status")
+    assert status.returncode == 0 and status.stdout.count("(verified)") == 2, status.stdout
+    assert "+2 parts" in status.stdout  # 24 rows under a 10-request cap
+    describe = cli(tmp_path, server.base_url, "describe", "on-openai")
+    assert describe.returncode == 0 and "24 succeeded" in describe.stdout, describe.stdout
+    text = {
+        json.loads(line)["custom_id"]: json.loads(line)["text"]
+        for line in (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
+    }
+    assert text["q003"] == "q 3"  # the echo engine, through the neutral results shape
+    write_jobs(tmp_path, ("on-fireworks",))
+    pruned = cli(tmp_path, server.base_url, "apply", "--prune", "--auto-approve")
+    assert pruned.returncode == 0 and "on-openai" in pruned.stdout, pruned.stdout + pruned.stderr
+    again = cli(tmp_path, server.base_url, "plan", "--prune", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout  # pruned once: the batch records stay, deleted
+
+
+def test_faults_lose_no_row_and_leave_no_live_duplicate(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    server = make_server(faults=FAULTS)
+    write_project(tmp_path, server.base_url)
+    apply_until_done(tmp_path, server.base_url, passes=8)
+    apply_until_done(tmp_path, server.base_url)  # the pass after cancels what a lost answer made
+    assert_converged(tmp_path, server.base_url, extra_allowed=3)
+
+
+def test_two_concurrent_applies_converge_and_the_plan_says_so(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    server = make_server(stage_delay=1.0)  # both applies see no batch before creating theirs
+    write_project(tmp_path, server.base_url)
+    first, second = (spawn(tmp_path, server.base_url, "apply") for _ in range(2))
+    assert first.wait(120) == 0 and second.wait(120) == 0
+    live = batches(server.base_url)
+    if len(live) > 3:  # a duplicate was created: the next plan names it
+        plan = cli(tmp_path, server.base_url, "plan")
+        assert "⊘ job on-openai" in plan.stdout and "duplicate" in plan.stdout, plan.stdout
+    apply_until_done(tmp_path, server.base_url)
+    assert_converged(tmp_path, server.base_url, extra_allowed=3)
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.2])
+def test_kill_9_during_apply_then_apply_again(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer], delay: float
+) -> None:
+    server = make_server(row_delay=0.01)
+    write_project(tmp_path, server.base_url)
+    proc = spawn(tmp_path, server.base_url, *APPLY)
+    time.sleep(delay)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    apply_until_done(tmp_path, server.base_url)
+    assert_converged(tmp_path, server.base_url, extra_allowed=1)
+
+
+def test_a_backend_restart_loses_nothing(tmp_path: Path) -> None:
+    """The backend stops under a running ``apply --wait`` and comes back on the same port and
+    data: the apply rides it out (retries), and nothing is lost or run twice."""
+    config = BackendConfig(data_dir=tmp_path / "backend", row_delay=0.02)
+    server = EmbeddedServer(config).start()
+    write_project(tmp_path, server.base_url)
+    proc = spawn(tmp_path, server.base_url, *APPLY)
+    time.sleep(1.0)
+    server.stop()
+    time.sleep(0.5)
+    port = int(server.base_url.rsplit(":", 1)[1])
+    restarted = EmbeddedServer(config, port=port).start()
+    try:
+        if proc.wait(150) != 0:  # it may give up on a long outage: the next run completes
+            apply_until_done(tmp_path, restarted.base_url)
+        else:
+            apply_until_done(tmp_path, restarted.base_url, passes=1)
+        assert_converged(tmp_path, restarted.base_url, extra_allowed=1)
+    finally:
+        proc.kill()
+        restarted.stop()
+
+
+def test_an_expired_batch_resumes_with_its_unfinished_rows_through_the_cli(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    server = make_server(row_delay=0.1, max_job_duration=1.5)  # 24 rows need two windows
+    write_project(tmp_path, server.base_url, cap=100)
+    done = cli(tmp_path, server.base_url, *APPLY)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ours = [b for b in batches(server.base_url) if b["metadata"]]  # type: ignore[index]
+    statuses = [b["status"] for b in ours]
+    assert "expired" in statuses and len(ours) >= 2, statuses  # at least one resume
+    sent = sum(int(b["metadata"]["batchops.rows"]) for b in ours)  # type: ignore[index]
+    finished = [b["request_counts"]["completed"] for b in ours]  # type: ignore[index]
+    assert sum(finished) == ROWS  # no row answered twice
+    assert sent < ROWS * len(ours)  # a resume sent only the rows still unfinished
+    lines = (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
+    ids = sorted(json.loads(line)["custom_id"] for line in lines)
+    assert ids == [f"q{i:03d}" for i in range(ROWS)]
