@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -85,13 +86,25 @@ def cli(root: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _page(client: httpx.Client, params: dict[str, object]) -> dict[str, Any]:
+    for _ in range(50):  # bounded: the fault rate is well under one in two
+        try:
+            answer = client.get("/batches", params=params)
+        except httpx.TransportError:  # an injected dropped connection
+            continue
+        if answer.status_code == 200:
+            page: dict[str, Any] = answer.json()
+            return page
+    raise AssertionError("the batch list kept failing")
+
+
 def batches(url: str) -> list[dict[str, object]]:
+    """Every batch on the server, read past the injected faults (a faulted page is asked again)."""
     found, after = [], None
     with httpx.Client(base_url=f"{url}/v1", timeout=10) as client:
         while True:
-            page = client.get(
-                "/batches", params={"limit": 100, **({"after": after} if after else {})}
-            ).json()
+            params = {"limit": 100, **({"after": after} if after else {})}
+            page = _page(client, params)
             found += page["data"]
             if not page["has_more"]:
                 return found
