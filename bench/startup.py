@@ -62,6 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="batchops-startup-") as tmp:
         project = Path(tmp) / "examples"
         shutil.copytree(REPO / "jobs", project / "jobs")
+        shutil.copy(REPO / "batchops.yaml", project / "batchops.yaml")  # declares the providers
         proc, url = serve(Path(tmp) / "backend")
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWORKS_")}
