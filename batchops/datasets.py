@@ -28,7 +28,6 @@ import re
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -42,7 +41,7 @@ from batchops.errors import Diagnostic, InvalidInputError
 from batchops.gcpause import gc_paused
 from batchops.idset import CompactIds, ExactIds, SeenIds
 from batchops.jsonvalues import INT32_MAX, MAX_DEPTH, content_problem, params_problem, value_problem
-from batchops.private import private_dir
+from batchops.private import private_dir, write_atomic_text
 
 DEFAULT_MAX_BYTES = 500 * 2**20
 # Big blocks let the sha256 thread overlap our decoding: each of its trips through the GIL may wait
@@ -624,15 +623,7 @@ class StatCache:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"version": 1, "files": self.entries}, indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".datasets-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(body)
-            Path(tmp).replace(self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                Path(tmp).unlink()
-            raise
+        write_atomic_text(self.path, body, prefix=".datasets-")
         self._dirty = False
 
     def _prune(self) -> None:

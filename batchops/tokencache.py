@@ -10,10 +10,7 @@ in 8 MiB blocks, decoded in one C call per block, and their texts encoded in one
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from batchops.config import STATE_DIR, ensure_state_dir_above
-from batchops.private import private_dir
+from batchops.private import private_dir, write_atomic_text
 from batchops.tokens import Counter, Template, content_text, counter_for, overhead, template_for
 
 CACHE_FILE = Path(STATE_DIR, "cache", "tokens.json")
@@ -184,15 +181,7 @@ class TokenCache:
         ensure_state_dir_above(self.path.parent)
         private_dir(self.path.parent, root=self.root)
         body = json.dumps({"version": 1, "counts": self.entries}, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(body)
-            Path(tmp).replace(self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                Path(tmp).unlink()
-            raise
+        write_atomic_text(self.path, body, prefix=".tokens-")
         self._dirty = False
 
 

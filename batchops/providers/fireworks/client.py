@@ -21,7 +21,7 @@ import httpx
 from pydantic import BaseModel
 
 from batchops import deadline as dl
-from batchops.config import Secret, proxies_in_env
+from batchops.config import Secret
 from batchops.errors import ApiError, ConfigError, DeadlineExceededError
 from batchops.providers.fireworks.responses import error_from_exception, error_from_response, scrub
 from batchops.providers.fireworks.retry import (
@@ -42,7 +42,7 @@ from batchops.providers.fireworks.transfers import (
     multipart_file,
     write_atomically,
 )
-from batchops.providers.fireworks.transport import LazyTLSTransport
+from batchops.providers.fireworks.transport import http_client
 from batchops.providers.fireworks.wire import (
     DIRECT_UPLOAD_LIMIT,
     BatchInferenceJob,
@@ -104,10 +104,7 @@ class FireworksClient:
         self._limiter = RateLimiter(rate=max_rate, clock=clock, sleep=sleep)
         self._counts: collections.Counter[int] = collections.Counter()
         self._counts_lock = threading.Lock()
-        self._http = dl.bounded(httpx.Client(
-            transport=transport or _default_transport(), timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-        ))  # fmt: skip
+        self._http = http_client(transport, timeout)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -487,8 +484,3 @@ def _problems(exc: ValueError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                      for e in errors(include_input=False))  # fmt: skip
 
-
-def _default_transport() -> httpx.BaseTransport | None:
-    """TLS set up on first https use; None (httpx's own, which mounts the environment's proxies)
-    when proxies are configured, since httpx drops them for a transport given to it."""
-    return None if proxies_in_env() else LazyTLSTransport()

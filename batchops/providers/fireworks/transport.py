@@ -13,6 +13,8 @@ import threading
 
 import httpx
 
+from batchops import deadline as dl
+from batchops.config import proxies_in_env
 from batchops.deadline import bound_pool
 
 
@@ -49,3 +51,13 @@ def _bounded(transport: httpx.HTTPTransport) -> httpx.HTTPTransport:
     """Every read and write of the pool checked against the command's deadline (deadline.py)."""
     bound_pool(transport)
     return transport
+
+
+def http_client(transport: httpx.BaseTransport | None, timeout: float) -> httpx.Client:
+    """The client both providers use: every read under the command's deadline, no redirects,
+    TLS set up on first https use; httpx's own transport (which mounts the environment's
+    proxies, dropped for a transport given to it) when proxies are configured."""
+    default = None if proxies_in_env() else LazyTLSTransport()
+    return dl.bounded(httpx.Client(
+        transport=transport or default, timeout=httpx.Timeout(timeout), follow_redirects=False,
+    ))  # fmt: skip

@@ -26,7 +26,7 @@ import httpx
 from pydantic import BaseModel
 
 from batchops import deadline as dl
-from batchops.config import Secret, proxies_in_env
+from batchops.config import Secret
 from batchops.errors import ApiError, ConfigError, DeadlineExceededError, TransportError
 from batchops.providers.fireworks.responses import error_from_exception, error_from_response
 from batchops.providers.fireworks.retry import (
@@ -43,7 +43,7 @@ from batchops.providers.fireworks.transfers import (
     is_loopback,
     write_atomically,
 )
-from batchops.providers.fireworks.transport import LazyTLSTransport
+from batchops.providers.fireworks.transport import http_client
 from batchops.providers.openai.wire import Batch, BatchList, FileDeleted, FileList, FileObject
 from batchops.wire_openai import COMPLETION_WINDOW
 
@@ -85,11 +85,7 @@ class OpenAIBatchClient:
         self.deadline: float | None = None
         # TLS set up on first https use (a plain-http server loads no CA bundle); httpx's own
         # transport when proxies are configured; every pool under the command's deadline.
-        default = None if proxies_in_env() else LazyTLSTransport()
-        self._http = dl.bounded(httpx.Client(
-            transport=transport or default, timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-        ))  # fmt: skip
+        self._http = http_client(transport, timeout)
 
     def close(self) -> None:
         self._http.close()
