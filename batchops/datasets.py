@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
+from batchops import scanpool
 from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.gcpause import gc_paused
@@ -651,7 +652,8 @@ def inspect_dataset(
     if hit is not None:
         return hit
     with gc_paused():  # millions of short-lived rows, no cycles (DESIGN.md section 10)
-        scan, shards = _scan_all(decl, stats, root, CompactIds())
+        found = _scan_shared(decl, stats, root)
+        scan, shards = found or _scan_all(decl, stats, root, CompactIds())
         if scan.seen.doubtful():  # a custom_id repeats (or two share a digest): say exactly
             scan, shards = _scan_all(decl, stats, root, ExactIds())
     if scan.diags:
@@ -666,6 +668,22 @@ def _scan_all(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root:
               seen: SeenIds) -> tuple[_Scan, tuple[ShardInfo, ...]]:  # fmt: skip
     scan = _Scan(root, decl.format, seen=seen)
     return scan, tuple(_scan_file(path, st.st_size, scan) for path, st in stats)
+
+
+def _scan_shared(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]],
+                 root: Path) -> tuple[_Scan, tuple[ShardInfo, ...]] | None:  # fmt: skip
+    """A big dataset read by helper processes on every core (``batchops.scanpool``), when all
+    of it is good; None sends the caller to read it here, which says what is wrong and where."""
+    files = [(path, st.st_size) for path, st in stats]
+    helpers = scanpool.helpers_for([size for _, size in files])
+    found = scanpool.scan(files, decl.format, helpers) if helpers else None
+    if found is None:
+        return None
+    shards = tuple(
+        ShardInfo(path, size, sha256, rows)
+        for (path, size), sha256, rows in zip(files, found.sha256, found.rows, strict=True)
+    )
+    return _Scan(root, found.format, seen=found.seen), shards
 
 
 def _stats(decl: DatasetLike, root: Path, max_bytes: int) -> list[tuple[Path, os.stat_result]]:

@@ -11,16 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from batchops import datasets
+from batchops import datasets, scanpool
 from batchops.datasets import StatCache, inspect_all, inspect_dataset, iter_custom_ids
 from batchops.errors import InvalidInputError
 
 
-@pytest.fixture(autouse=True, params=["in-process", "helper"])
+@pytest.fixture(autouse=True, params=["in-process", "helper", "shared"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test twice: files read in this process alone, and with the helper process that
-    hashes and checks UTF-8 beside the read (used from HELPER_MIN bytes up)."""
+    """Every test three times: files read in this process alone; with the helper process that
+    hashes and checks UTF-8 beside the read (used from HELPER_MIN bytes up); and shared out
+    among three helper processes that validate a share each (scanpool, from PART_MIN bytes a
+    helper), which hand any dataset with a problem back to the precise read."""
     monkeypatch.setattr(datasets, "HELPER_MIN", 0 if request.param == "helper" else 2**62)
+    monkeypatch.setattr(scanpool, "PART_MIN", 1 if request.param == "shared" else 2**62)
+    monkeypatch.setattr(scanpool, "_cpus", lambda: 3)
     return str(request.param)
 
 
