@@ -21,10 +21,13 @@ import json
 import sys
 from pathlib import Path
 
-from batchops.datasets import BLOCK, _fast_block, _FileProblems, _Lines, _Scan
+from batchops.datasets import _fast_block, _FileProblems, _Lines, _Scan
 from batchops.idset import CompactIds
 
 NEEDS_PRECISE = 3
+# Smaller than datasets.BLOCK (no hashing thread to keep busy here): the rows decoded from a block
+# are held until it is done, and several helpers run at once.
+BLOCK = 2 * 2**20
 
 
 class _NeedsPrecise(Exception):

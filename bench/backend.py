@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+from benchlib import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "bench"
@@ -56,18 +57,6 @@ def make_blob(path: Path, size_mb: int) -> None:
         while written < size_mb * 1024 * 1024:
             out.write(chunk)
             written += len(chunk)
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", str(data_dir)]
-    env = {k: v for k, v in os.environ.items() if k != "FIREWORKS_API_KEY"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    line = proc.stdout.readline() if proc.stdout else ""
-    url = re.search(r"(http://\S+)", line)
-    if not url:
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, url.group(1)
 
 
 def client_for(url: str):  # type: ignore[no-untyped-def]
@@ -286,7 +275,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="batchops-bench-") as tmp:
         work = Path(tmp)
-        server, url = start_server(work / "data")
+        server, url = serve(work / "data", cwd=ROOT, quiet=False)
         try:
             bench_rows(url, work, args.rows)
             bench_transfers(server, url, work, args.size_mb, args.rounds)

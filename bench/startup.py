@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import machine, serve, stop
 
 import batchops
 
@@ -43,15 +44,6 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{argv} failed ({done.returncode}): {done.stderr[-2000:]}")
     return took
-
-
-def serve(data: Path) -> tuple[subprocess.Popen[str], str]:
-    argv = [*BATCHOPS, "serve", "--port", "0", "--data-dir", str(data)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    assert match, "batchops serve did not start"
-    return proc, match.group(1)
 
 
 def main() -> None:
@@ -81,10 +73,7 @@ def main() -> None:
                 for name in names[r % len(names) :] + names[: r % len(names)]:
                     times[name].append(timed(sides[name], project, env))
         finally:
-            proc.terminate()
-            proc.wait(10)
-            if proc.stdout:
-                proc.stdout.close()
+            stop(proc)
     report(times, args.rounds)
 
 
@@ -96,15 +85,6 @@ def report(times: dict[str, list[float]], rounds: int) -> None:
     ratios = [v / b for v, b in zip(version, bare, strict=True)]
     print(f"  --version / bare python: median {statistics.median(ratios):.2f}x "
           f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; goal <= 3x)")  # fmt: skip
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:  # Linux; elsewhere the name stays unknown
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                   cpu)  # fmt: skip
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {sys.version.split()[0]}"
 
 
 if __name__ == "__main__":
