@@ -89,7 +89,7 @@ class CompactIds:
         counts = array("q", (len(part) for part in self._parts))
         return b"".join([counts.tobytes(), *(part.tobytes() for part in self._parts)])
 
-    def merge(self, data: bytes) -> None:
+    def merge(self, data: bytes | memoryview) -> None:
         """Add the digests of a ``dump`` made with the same string hash (PYTHONHASHSEED).
         Raises ValueError when ``data`` is not such a dump."""
         counts = array("q")

@@ -33,6 +33,7 @@ _NEWLINE_SEARCH = 2**20  # read at a time while looking for the line start after
 _MAX_SEARCH = 16 * 2**20  # no newline this far after a cut: do not cut there
 
 Range = tuple[Path, int, int]  # a file, and the bytes [start, end) of it a helper reads
+_Answer = tuple[str | None, list[int]]  # a helper's format, and its rows per range
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,14 @@ def scan(files: Sequence[tuple[Path, int]], fmt: str | None, helpers: int) -> Po
     try:
         procs = [_start(share, fmt, seed) for share in shares]
         sha256 = tuple(_sha256(path) for path, _ in files)  # meanwhile, on this core
-        answers = [_answer(proc) for proc in procs]
+        seen = CompactIds()
+        answers = [_answer(proc, seen) for proc in procs]
     except OSError:
         return None
     finally:
         for proc in procs:
             _stop(proc)
-    return _combine(files, shares, answers, sha256)
+    return _combine(files, shares, answers, sha256, seen)
 
 
 def split(files: Sequence[tuple[Path, int]], count: int) -> list[list[Range]]:
@@ -121,27 +123,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class _Answer:
-    format: str | None
-    rows: list[int]
-    digests: bytes
-
-
-def _answer(proc: subprocess.Popen[bytes]) -> _Answer | None:
-    """A helper's clean answer, or None for anything else."""
+def _answer(proc: subprocess.Popen[bytes], seen: CompactIds) -> _Answer | None:
+    """A helper's clean answer (its digests merged into ``seen``), or None for anything else."""
     out, _ = proc.communicate()
-    head, newline, digests = out.partition(b"\n")
-    if proc.returncode != 0 or not newline:
+    cut = out.find(b"\n")
+    if proc.returncode != 0 or cut < 0:
         return None
     try:
-        facts = json.loads(head)
+        facts = json.loads(out[:cut])
         fmt, rows = facts["format"], facts["rows"]
+        seen.merge(memoryview(out)[cut + 1 :])
     except (ValueError, TypeError, KeyError):
         return None
     if fmt not in ("CHAT", "COMPLETION", None) or not isinstance(rows, list):
         return None
-    return _Answer(fmt, rows, digests)
+    return fmt, rows
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -157,20 +153,15 @@ def _combine(
     shares: list[list[Range]],
     answers: list[_Answer | None],
     sha256: tuple[str, ...],
+    seen: CompactIds,
 ) -> PoolScan | None:
-    formats = {a.format for a in answers if a is not None}
+    formats = {a[0] for a in answers if a is not None}
     if None in answers or len(formats) != 1:  # a problem, or two formats: say it precisely
         return None
     rows = dict.fromkeys((path for path, _ in files), 0)
-    seen = CompactIds()
     for share, answer in zip(shares, answers, strict=True):
-        assert answer is not None
-        if len(answer.rows) != len(share):
+        if answer is None or len(answer[1]) != len(share):
             return None
-        for (path, _, _), count in zip(share, answer.rows, strict=True):
+        for (path, _, _), count in zip(share, answer[1], strict=True):
             rows[path] += count
-        try:
-            seen.merge(answer.digests)
-        except ValueError:
-            return None
     return PoolScan(formats.pop(), tuple(rows[path] for path, _ in files), sha256, seen)
