@@ -17,7 +17,6 @@ import hashlib
 import itertools
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -64,7 +63,7 @@ def helpers_for(sizes: Sequence[int]) -> int:
 def scan(files: Sequence[tuple[Path, int]], fmt: str | None, helpers: int) -> PoolScan | None:
     """Validate ``files`` (path, size) with ``helpers`` processes; None: read it precisely."""
     shares = split(files, helpers)
-    seed = str(1 + secrets.randbelow(2**32 - 2))  # PYTHONHASHSEED: 1 .. 4294967294
+    seed = str(1 + int.from_bytes(os.urandom(4), "little") % (2**32 - 2))  # PYTHONHASHSEED
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs = [_start(share, fmt, seed) for share in shares]
