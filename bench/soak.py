@@ -344,14 +344,19 @@ def heap_report(folder: Path, top: int = 12) -> None:
     if len(files) < 3:
         print(f"tracemalloc: {len(files)} snapshot(s), too few to compare")
         return
-    snaps = [tracemalloc.Snapshot.load(str(f)) for f in files]
-    sizes = [sum(s.size for s in snap.statistics("filename")) / 2**20 for snap in snaps]
+    base = min(2, len(files) - 2)  # past the start-up and the first full passes
+    sizes, first, last = [], None, None
+    for index, file in enumerate(files):  # one at a time: a snapshot can take a GiB loaded
+        snap = tracemalloc.Snapshot.load(str(file))
+        sizes.append(sum(s.size for s in snap.statistics("filename")) / 2**20)
+        first = snap if index == base else first
+        last = snap
+    assert first is not None and last is not None
     print("tracemalloc: traced Python heap per snapshot (MiB): "
           + " ".join(f"{x:.2f}" for x in sizes))  # fmt: skip
-    first = snaps[min(2, len(snaps) - 2)]  # past the start-up and the first full passes
-    diff = snaps[-1].compare_to(first, "lineno")
+    diff = last.compare_to(first, "lineno")
     grew = sum(d.size_diff for d in diff) / 2**10
-    print(f"tracemalloc: {grew:+.1f} KiB from snapshot {min(2, len(snaps) - 2)} to the last; "
+    print(f"tracemalloc: {grew:+.1f} KiB from snapshot {base} to the last; "
           f"largest changes by line:")  # fmt: skip
     for stat in sorted(diff, key=lambda d: -abs(d.size_diff))[:top]:
         frame = stat.traceback[0]

@@ -15,7 +15,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-FRAMES = 12
+FRAMES = int(os.environ.get("BENCH_TRACE_FRAMES", "4"))  # frames kept per allocation
 
 
 def snapshots(folder: Path, every: float) -> None:
