@@ -117,8 +117,7 @@ def action_cost(action: Action, inputs: CostInputs) -> ActionCost | None:
         return None
     figures = _figures(job, spec.model, spec.inference_parameters,
                        rows_to_send(action, job, inputs), inputs)  # fmt: skip
-    return ActionCost(job.name, action.resource.remote_id, spec.model, *figures,
-                      provider=job.provider)  # fmt: skip
+    return ActionCost(job.name, action.resource.remote_id, spec.model, job.provider, *figures)
 
 
 # rows, input tokens, exact, expected and worst output, expected from, the costs, the price
@@ -143,36 +142,35 @@ def _figures(job: JobLike, model: str, params: Mapping[str, Any], rows: int | No
 
 def _action_costs(plan: Plan, inputs: CostInputs) -> list[ActionCost]:
     """``action_cost`` of every action, the loop inlined: it runs once per job of a plan, and a
-    plan's jobs share a few (dataset, model, maxTokens, n): their figures are computed once per
-    plan and looked up after (a job with history has its own)."""
+    plan's jobs share a few (dataset, model, provider, maxTokens, n, rows to send): their figures
+    are computed once per plan and looked up after (a job with history has its own)."""
     jobs, history, memo = inputs.jobs, inputs.history, dict[tuple[Any, ...], _Figures]()
-    out = []
+    out: list[ActionCost] = []
     for action in plan.actions:
-        spec, kind = action.job, action.kind
-        if spec is None or kind not in SENDS_ROWS:
+        kind = action.kind
+        if kind not in SENDS_ROWS:
             continue
-        job = jobs.get(action.resource.name)
-        if job is None:
+        spec, resource = action.job, action.resource
+        job = jobs.get(resource.name)
+        if spec is None or job is None:
             continue
         if kind is Kind.RESUME_JOB:  # rows left are its own
             cost = action_cost(action, inputs)
             out += [cost] if cost is not None else []
             continue
-        params, name = spec.inference_parameters, job.name
-        key: tuple[Any, ...] = (job.input_dataset, spec.model, job.provider,
-                                params.get("maxTokens"), params.get("n"),
+        params, name, provider = spec.inference_parameters, job.name, job.provider
+        key: tuple[Any, ...] = (job.input_dataset, spec.model, provider, params.get("maxTokens"),
+                                params.get("n"), action.details.get("rowsToSend"),
                                 name if name in history else None)  # fmt: skip
         try:
             figures = memo.get(key)
         except TypeError:  # a parameter no dict holds: computed, not remembered
-            figures = None
-            key = ()
+            figures, key = None, ()
         if figures is None:
             figures = _figures(job, spec.model, params, rows_to_send(action, job, inputs), inputs)
             if key:
                 memo[key] = figures
-        out.append(ActionCost(name, action.resource.remote_id, spec.model, *figures,
-                              provider=job.provider))  # fmt: skip
+        out.append(ActionCost(name, resource.remote_id, spec.model, provider, *figures))
     return out
 
 

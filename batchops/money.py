@@ -146,6 +146,7 @@ class ActionCost(msgspec.Struct, frozen=True, gc=False):
     job: str
     remote_id: str
     model: str
+    provider: str  # the provider the job runs on: its price is looked up under it
     rows: int | None  # rows to send (rows reused from earlier answers will not be counted)
     input_tokens: int | None
     input_exact: bool
@@ -156,7 +157,6 @@ class ActionCost(msgspec.Struct, frozen=True, gc=False):
     cost_worst: float | None
     price: Price | None
     over_budget: str | None = None  # why this action breaks a budget
-    provider: str = DEFAULT_PROVIDER  # the provider the job runs on (its price comes from it)
 
     def figure(self, compare: Compare) -> float | None:
         return self.cost_expected if compare == "expected" else self.cost_worst

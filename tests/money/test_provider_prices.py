@@ -3,6 +3,7 @@ declared provider's own `prices` entries over them; never under `fireworks` for 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -213,3 +214,24 @@ def test_price_table_of_a_project_knows_its_providers_kinds(tmp_path: Path) -> N
     project = load_project(tmp_path)
     assert price_table(project).lookup("gpt-4o-mini", "lab") is not None
     assert price_table(None).lookup("gpt-4o-mini", "openai") is not None
+
+
+def test_jobs_sharing_dataset_model_and_parameters_keep_their_own_rows_to_send() -> None:
+    """The figures shared per (dataset, model, provider, maxTokens, n) are shared only between
+    jobs sending as many rows: one whose rows are partly reused (or a canary) has its own."""
+    jobs = (_job("a", "gpt-x", "oai"), _job("b", "gpt-x", "oai"))
+    ds = DatasetDecl(name="d", path="d.jsonl", files=(ROOT / "d.jsonl",), source=Source("x"))
+    desired = Desired(root=ROOT, datasets=(ds,), jobs=jobs)
+    plan = make_plan(desired, {"d": Facts()}, Observed(), {}, PlanOptions(), project="p")
+    actions = tuple(
+        dataclasses.replace(a, details={**a.details, "rowsToSend": 40})
+        if a.resource.name == "b" else a
+        for a in plan.actions
+    )  # fmt: skip
+    plan = dataclasses.replace(plan, actions=actions)
+    tokens = {("d", "gpt-x"): DatasetTokens(Tally(100, 100, 1000), "o200k_base", True, OPENAI)}
+    inputs = CostInputs(jobs={j.name: j for j in jobs}, rows={"d": 100}, tokens=tokens,
+                        history={}, prices=table(), budget=Budget())  # fmt: skip
+    costs = {c.job: c for c in estimate(plan, inputs).actions}
+    assert (costs["a"].rows, costs["b"].rows) == (100, 40)
+    assert (costs["a"].output_worst, costs["b"].output_worst) == (1000, 400)
