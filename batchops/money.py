@@ -53,7 +53,8 @@ class PriceTable:
     prices: Mapping[str, Mapping[str, Price]]
     kinds: Mapping[str, str] = field(default_factory=dict)  # provider name -> kind
 
-    def lookup(self, model: str, provider: str = DEFAULT_PROVIDER) -> Price | None:
+    def lookup(self, model: str, provider: str) -> Price | None:
+        """``model``'s price on ``provider`` (a declared name or a kind); None: unknown."""
         key = (provider, model)
         memo = self._memo
         if key not in memo:  # a plan of 1,000 jobs asks about a handful of (provider, model)

@@ -41,7 +41,6 @@ def test_a_price_is_found_under_the_providers_kind_and_its_own_entries_first() -
     assert prices.lookup("own", "lab") == LAB  # its own entry
     assert prices.lookup("own", "oai") is None  # ... which no other provider of the kind sees
     assert prices.lookup("gpt-x", "fireworks") is None  # never another kind's price
-    assert prices.lookup("gpt-x") is None  # the default provider is Fireworks
     assert prices.lookup("m", "oai") is None
     assert prices.lookup("gpt-x", "undeclared") is None  # unknown, never $0
 
@@ -58,7 +57,7 @@ def test_the_shipped_table_prices_the_openai_examples_models() -> None:
         price = shipped.lookup(model, "openai")
         assert price is not None and price.input > 0 and price.output > 0, model
         assert price.as_of and price.source.startswith("https://"), model
-        assert shipped.lookup(model) is None  # not a Fireworks model
+        assert shipped.lookup(model, "fireworks") is None  # not a Fireworks model
 
 
 def _job(name: str, model: str, provider: str, max_cost: float | None = None) -> JobDecl:
