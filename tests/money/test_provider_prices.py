@@ -15,6 +15,7 @@ from batchops.config import price_table
 from batchops.cost import CostInputs, estimate
 from batchops.errors import InvalidInputError
 from batchops.local.server import EmbeddedServer
+from batchops.manifest import load_desired
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl, Source
 from batchops.manifest.project import load_project
 from batchops.money import Budget, Price, PriceOverride, PriceTable, money_text, shipped_prices
@@ -234,3 +235,14 @@ def test_jobs_sharing_dataset_model_and_parameters_keep_their_own_rows_to_send()
     costs = {c.job: c for c in estimate(plan, inputs).actions}
     assert (costs["a"].rows, costs["b"].rows) == (100, 40)
     assert (costs["a"].output_worst, costs["b"].output_worst) == (1000, 400)
+
+
+def test_every_example_job_of_the_repository_has_a_price() -> None:
+    """The examples in jobs/ (the OpenAI one included) show a cost, not `unknown`."""
+    repo = Path(__file__).resolve().parents[2]
+    project = load_project(repo)
+    desired = load_desired([repo / "jobs"], root=repo, project=project)
+    prices = price_table(project)
+    assert any(j.provider != "fireworks" for j in desired.jobs)
+    for job in desired.jobs:
+        assert prices.lookup(job.model, job.provider) is not None, (job.name, job.provider)
