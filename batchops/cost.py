@@ -27,7 +27,7 @@ from batchops.money import (
     PriceTable,
     money_text,
     on_provider,
-)  # fmt: skip
+)
 from batchops.plan import Action, Kind, Plan
 from batchops.tokencache import DatasetTokens
 
