@@ -28,6 +28,7 @@ import importlib
 import inspect
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -183,27 +184,35 @@ def plan_cli_overhead(root: Path, url: str, repeat: int) -> None:
     env.pop("FIREWORKS_API_KEY", None)
     env.pop("CI", None)
 
-    def once(label: str) -> float:
+    def once(label: str) -> tuple[float, float]:
+        """Wall time, and the CPU time (user + system) of the child process."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", _CLI, label], cwd=root, env=env, text=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode not in (0, 2):
             raise SystemExit(f"plan failed ({done.returncode}): {done.stderr[-2000:]}")
-        return time.perf_counter() - start
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return wall, cpu
 
-    times: dict[str, list[float]] = {"with": [], "without": []}
+    times: dict[str, list[tuple[float, float]]] = {"with": [], "without": []}
     for round_ in range(repeat + 1):
         took = {label: once(label) for label in (("with", "without") if round_ % 2
                                                  else ("without", "with"))}  # fmt: skip
         if round_:  # round 0 warms the caches and is not counted
-            for label, seconds in took.items():
-                times[label].append(seconds)
-    ratios = [w / wo for w, wo in zip(times["with"], times["without"], strict=True)]
+            for label, figures in took.items():
+                times[label].append(figures)
+    pairs = list(zip(times["with"], times["without"], strict=True))
+    wall = statistics.median(w[0] / wo[0] for w, wo in pairs) - 1
+    cpu = statistics.median(w[1] / wo[1] for w, wo in pairs) - 1
     print(
         f"end to end, `batchops plan` of the 1,000 jobs in a fresh process, {repeat} paired "
-        f"rounds: median with costs {statistics.median(times['with']) * 1000:.0f} ms, without "
-        f"{statistics.median(times['without']) * 1000:.0f} ms; median of the per-round ratios "
-        f"{(statistics.median(ratios) - 1) * 100:+.1f}%; {load()}"
+        f"rounds: median with costs {statistics.median(w for w, _ in times['with']) * 1000:.0f} "
+        f"ms, without {statistics.median(w for w, _ in times['without']) * 1000:.0f} ms; median "
+        f"of the per-round ratios {wall * 100:+.1f}% wall, {cpu * 100:+.1f}% CPU time of the "
+        f"plan process; {load()}"
     )
 
 
@@ -240,7 +249,7 @@ def spent(root: Path) -> dict[str, tuple[int, float]]:
         prompt = 0
         with (root / job["results"]).open() as f:
             for line in f:
-                prompt += json.loads(line)["response"]["usage"]["prompt_tokens"]
+                prompt += json.loads(line)["usage"]["input_tokens"]  # the neutral results shape
         out[job["name"]] = (prompt, job["spent"])
     return out
 
