@@ -246,3 +246,15 @@ def test_every_example_job_of_the_repository_has_a_price() -> None:
     assert any(j.provider != "fireworks" for j in desired.jobs)
     for job in desired.jobs:
         assert prices.lookup(job.model, job.provider) is not None, (job.name, job.provider)
+
+
+def test_a_budget_refusal_names_the_provider_a_price_is_missing_on() -> None:
+    jobs = (_job("a", "nope", "oai", max_cost=1.0),)
+    ds = DatasetDecl(name="d", path="d.jsonl", files=(ROOT / "d.jsonl",), source=Source("x"))
+    desired = Desired(root=ROOT, datasets=(ds,), jobs=jobs)
+    plan = make_plan(desired, {"d": Facts()}, Observed(), {}, PlanOptions(), project="p")
+    tokens = {("d", "nope"): DatasetTokens(Tally(100, 100, 1000), "o200k_base", True, OPENAI)}
+    inputs = CostInputs(jobs={"a": jobs[0]}, rows={"d": 100}, tokens=tokens, history={},
+                        prices=table(), budget=Budget())  # fmt: skip
+    [refusal] = estimate(plan, inputs).refusals
+    assert "no price for nope on provider oai (add one under `prices`" in refusal
