@@ -154,9 +154,11 @@ def test_every_command_module_has_a_row_in_the_lazy_table() -> None:
 
 def test_importing_the_commands_builds_no_pydantic_validator() -> None:
     """Models build their validators at first use (``defer_build``): importing ``plan`` and
-    ``validate`` pays for none of the ~40 wire and manifest models, only what a run touches."""
+    ``validate`` (and the ~40 wire and manifest models they may use) builds none of them; a run
+    pays only for what it touches."""
     code = (
         "import batchops.cli.plan, batchops.cli.validate, json\n"
+        "import batchops.manifest.models, batchops.providers.fireworks.wire\n"
         "from pydantic import BaseModel\n"
         "def walk(c):\n"
         "    for s in c.__subclasses__():\n"
@@ -171,3 +173,17 @@ def test_importing_the_commands_builds_no_pydantic_validator() -> None:
     count, built = json.loads(done.stdout)
     assert count > 20  # the models were imported ...
     assert built == []  # ... and none was built
+
+
+def test_importing_the_pass_commands_loads_no_validation_or_yaml_library() -> None:
+    """The manifest models, pydantic and PyYAML are imported where a manifest file must be
+    parsed, not when ``plan`` or ``validate`` is imported: with a warm manifest cache a run never
+    needs them (``batchops.manifest.stored``)."""
+    code = (
+        "import sys, json, batchops.cli.plan, batchops.cli.validate, batchops.manifest\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    heavy = {"pydantic", "pydantic_core", "yaml", "batchops.manifest.models", "httpx"}
+    assert loaded(set(json.loads(done.stdout)), heavy) == set()

@@ -21,7 +21,7 @@ from batchops.config import ProjectConfig
 from batchops.errors import EXIT_OK, ConfigError, Diagnostic, InvalidInputError
 from batchops.layout import errors_path
 from batchops.manifest import Desired, JobDecl, load_desired
-from batchops.manifest.locate import suggest
+from batchops.manifest.hints import suggest
 from batchops.manifest.project import load_project
 from batchops.money import Price, money_text, shipped_prices, spent
 from batchops.results import Usage, local_records, write_atomic

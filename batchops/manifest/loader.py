@@ -11,8 +11,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING
 
 from batchops.config import BUILTIN_PROVIDER, DEFAULT_OUTPUT_DIR, ProjectConfig
 from batchops.errors import Diagnostic, InvalidInputError
@@ -21,9 +20,11 @@ from batchops.manifest import paths as P
 from batchops.manifest.build import build_desired, with_moved
 from batchops.manifest.cache import ManifestCache
 from batchops.manifest.desired import Desired, Source
-from batchops.manifest.locate import suggest, validation_diagnostics
-from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
-from batchops.manifest.yamlsrc import YamlDocument, parse_documents
+from batchops.manifest.doc import YamlDocument
+from batchops.manifest.hints import suggest
+
+if TYPE_CHECKING:  # imported where a file is parsed: a warm load needs neither (see stored.py)
+    from pydantic import BaseModel
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 MAX_MANIFEST_BYTES = 16 * 2**20  # a thousand jobs take ~300 KB
@@ -31,12 +32,19 @@ MAX_MANIFEST_BYTES = 16 * 2**20  # a thousand jobs take ~300 KB
 
 @dataclass(frozen=True)
 class Parsed:
-    """One valid document: its model, where it came from, and its key/value positions."""
+    """One valid document: its model, where it came from, and its key/value positions.
+    ``manifest`` is the validated model, or (read back from the manifest cache) a
+    ``stored.Node`` holding the same fields."""
 
     manifest: BaseModel
     file: Path
     source: Source
     doc: YamlDocument
+
+    @property
+    def kind(self) -> str:
+        """``Dataset``, ``BatchInferenceJob`` or ``Project``: how the builder tells them apart."""
+        return str(self.manifest.kind)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,8 @@ def read_manifests(
 def _parse_file(
     file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
 ) -> list[Parsed]:
+    from batchops.manifest.yamlsrc import parse_documents  # only a file that must be parsed
+
     text = _read_text(file, shown, diags)
     if text is None:
         return []
@@ -202,6 +212,10 @@ def _read_bounded(file: Path) -> bytes:
 def _validate(
     doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
 ) -> Parsed | None:
+    from pydantic import ValidationError
+
+    from batchops.manifest.locate import validation_diagnostics
+
     if not isinstance(doc.data, dict):
         diags.append(Diagnostic(shown, *doc.start, "a manifest must be a mapping"))
         return None
@@ -229,6 +243,8 @@ def _unchecked(doc: YamlDocument, shown: str) -> Unchecked:
 
 
 def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[BaseModel] | None:
+    from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
+
     kind = doc.data.get("kind")
     if kind in KINDS:
         return KINDS[kind]

@@ -9,26 +9,31 @@ a "did you mean", and the JSON Schema comes with the manifests' (``batchops sche
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from batchops.config import PROJECT_FILE, Moved, ProjectConfig, ProviderConfig
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.manifest.loader import read_manifests
-from batchops.manifest.models import PriceEntry, ProjectManifest
 from batchops.money import Price, PriceOverride
 
+if TYPE_CHECKING:  # the document may be a ``stored.Node`` read back from the manifest cache
+    from batchops.manifest.cache import ManifestCache
+    from batchops.manifest.models import PriceEntry, ProjectManifest
 
-def load_project(root: Path) -> ProjectConfig | None:
+
+def load_project(root: Path, *, cache: ManifestCache | None = None) -> ProjectConfig | None:
     """``<root>/batchops.yaml`` as a ProjectConfig; None when there is no such file. Raises
-    InvalidInputError with every problem of the file."""
+    InvalidInputError with every problem of the file. With a ``cache``, an unchanged file is not
+    read again."""
     root = root.resolve()
     file = root / PROJECT_FILE
     if not file.is_file():
         return None
     diags: list[Diagnostic] = []
-    parsed = read_manifests(file, root, diags)
-    projects = [p for p in parsed if isinstance(p.manifest, ProjectManifest)]
+    parsed = read_manifests(file, root, diags, cache=cache)
+    projects = [p for p in parsed if p.kind == "Project"]
     for p in parsed:
-        if not isinstance(p.manifest, ProjectManifest):
+        if p.kind != "Project":
             kind = p.manifest.kind  # type: ignore[attr-defined]
             message = f"{PROJECT_FILE} holds the Project only; move this {kind} under jobs/"
             diags.append(Diagnostic(p.source.path, p.source.line, p.source.col, message))
@@ -39,7 +44,8 @@ def load_project(root: Path) -> ProjectConfig | None:
         diags.append(Diagnostic(extra.source.path, extra.source.line, extra.source.col, message))
     if diags:
         raise InvalidInputError(diags)
-    return _config(projects[0].manifest, file, projects[0].doc.keys)  # type: ignore[arg-type]
+    manifest = cast("ProjectManifest", projects[0].manifest)
+    return _config(manifest, file, projects[0].doc.keys)
 
 
 def _config(
