@@ -36,6 +36,7 @@ from batchops.layout import errors_path
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
+from batchops.manifest.stored import StoredManifests
 from batchops.money import Budget, CostReport, PriceOverride, shipped_prices
 from batchops.plan import (
     DatasetFacts,
@@ -140,7 +141,8 @@ def load_inputs(
     """Load manifests, render the datasets built from tables and validate every dataset; raises
     InvalidInputError with every problem (the datasets of the valid documents are rendered and
     checked even when other documents are invalid)."""
-    desired, diags = load_partial(list(paths), root=root, project=project_file)
+    cache = StoredManifests(root)  # unchanged manifests are not parsed again
+    desired, diags = load_partial(list(paths), root=root, project=project_file, cache=cache)
     return prepare_inputs(desired, root=root, problems=diags, project_file=project_file)
 
 

@@ -10,6 +10,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,6 +110,24 @@ def test_validate_with_warm_caches_loads_no_tokenizer(tmp_path: Path) -> None:
     assert (project / ".batchops" / "cache" / "tokens.json").is_file()
     modules, _ = started(tmp_path, "validate", cwd=project)
     assert loaded(modules, {"bpe_openai", "tokenizers"}) == set()
+
+
+def test_warm_validate_and_plan_load_no_manifest_models_nor_yaml(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    """Manifests validated by an earlier command come from the manifest cache
+    (``batchops.manifest.stored``): neither PyYAML nor the manifest models are imported, and
+    ``validate`` (which calls no API) imports no pydantic at all."""
+    server = make_server(worker=False)
+    project = example_project(tmp_path)
+    time.sleep(2.1)  # files changed within 2 s are not trusted by their stat (manifest/cache.py)
+    started(tmp_path, "validate", cwd=project)  # fills the caches
+    modules, _ = started(tmp_path, "validate", cwd=project)
+    validation = {"pydantic", "pydantic_core", "yaml", "batchops.manifest.models"}
+    assert loaded(modules, validation) == set()
+    modules, _ = started(tmp_path, "plan", "--base-url", server.base_url, cwd=project)
+    assert "batchops.plan" in modules  # it did plan
+    assert loaded(modules, {"yaml", "batchops.manifest.models"}) == set()
 
 
 def test_plan_with_warm_caches_loads_no_tokenizer(

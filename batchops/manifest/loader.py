@@ -94,6 +94,8 @@ def load_partial(
         tokenizers = tuple(project.tokenizer_files().values()) if project else ()
         desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir,
                                 providers=providers, tokenizers=tokenizers)  # fmt: skip
+    if cache is not None:
+        cache.finish()
     if project is not None and project.moved:
         desired = with_moved(desired, project, diags)
     return desired, diags

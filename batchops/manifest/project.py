@@ -31,6 +31,8 @@ def load_project(root: Path, *, cache: ManifestCache | None = None) -> ProjectCo
         return None
     diags: list[Diagnostic] = []
     parsed = read_manifests(file, root, diags, cache=cache)
+    if cache is not None:
+        cache.finish()
     projects = [p for p in parsed if p.kind == "Project"]
     for p in parsed:
         if p.kind != "Project":
