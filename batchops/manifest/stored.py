@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import batchops
 from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.errors import Diagnostic
+from batchops.gcpause import gc_paused
 from batchops.manifest.cache import RACY_NS, ManifestCache, StatKey, _Entry
 from batchops.manifest.desired import Source
 from batchops.manifest.doc import Loc, Pos, YamlDocument
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from batchops.manifest.loader import Parsed, Unchecked
 
 CACHE_FILE = Path(STATE_DIR, "cache", "manifests.json")
-FORMAT = 1
+FORMAT = 2
 _PACKAGE = Path(__file__).resolve().parents[1]
 # The code whose answer a cached document is: parsing, validation and the values models import.
 _CODE = ("manifest", "config.py", "jsonvalues.py", "providers/catalog.py",
@@ -106,7 +107,8 @@ class StoredManifests(ManifestCache):
         super().__init__(racy_ns=racy_ns)
         self.root = root.resolve()
         self.path = self.root / CACHE_FILE
-        self._raw, self._aliases = _read(self.path)
+        with gc_paused():  # 10,000 jobs: a few hundred thousand objects that make no cycles
+            self._raw, self._models = _read(self.path)
         self._dirty = False
 
     def start(self, files: Iterable[Path]) -> None:
@@ -122,7 +124,8 @@ class StoredManifests(ManifestCache):
         if raw is None or tuple(raw.get("stat", ())) != key:
             return key, None
         try:
-            entry = _decode_entry(key, raw, self._aliases)
+            with gc_paused():
+                entry = _decode_entry(file, key, raw, self._models)
         except (KeyError, TypeError, ValueError, IndexError):  # a damaged entry: read the file
             return key, None
         self._entries[file] = entry
@@ -136,7 +139,7 @@ class StoredManifests(ManifestCache):
         if key is None:
             return
         with contextlib.suppress(Uncacheable):  # then validated again next time
-            self._raw[str(file)] = _encode_entry(key, parsed, diags, unchecked, self._aliases)
+            self._raw[str(file)] = _encode_entry(key, parsed, diags, unchecked, self._models)
 
     def finish(self) -> None:
         """Write the file if this load read anything; a cache that cannot be written (a
@@ -144,9 +147,9 @@ class StoredManifests(ManifestCache):
         if not self._dirty:
             return
         self._raw = {f: e for f, e in self._raw.items() if Path(f).exists()}
-        body = {"format": FORMAT, "code": code_stamp(), "aliases": self._aliases,
+        body = {"format": FORMAT, "code": code_stamp(), "models": self._models,
                 "files": self._raw}  # fmt: skip
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError), gc_paused():
             ensure_state_dir_above(self.path.parent)
             private_dir(self.path.parent, root=self.root)
             write_atomic_text(self.path, json.dumps(body, separators=(",", ":")),
@@ -178,85 +181,71 @@ def _files(path: Path) -> list[Path]:
     return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+def _read(path: Path) -> tuple[dict[str, Any], Models]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return {}, {}
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return {}, {}
-    files, aliases = data.get("files"), data.get("aliases")
-    if not isinstance(files, dict) or not isinstance(aliases, dict):
+    files, models = data.get("files"), data.get("models")
+    if not isinstance(files, dict) or not isinstance(models, dict):
         return {}, {}
     if data.get("code") != code_stamp():  # batchops, Python or pydantic changed: start afresh
         return {}, {}
-    return files, aliases
+    return files, models
 
 
 # -- encoding -----------------------------------------------------------------------------------
+#
+# Compact, as 10,000 jobs make one entry each: a model is ``[class, value, ...]`` (its fields in
+# the order the header's ``models[class]`` lists them), a dict ``{"d": {...}}``, a list
+# ``{"l": [...]}``; scalars are themselves. The raw YAML data of a document is not kept: only
+# the loader reads it (to validate), never the builder.
+
+Models = dict[str, list[Any]]  # class name -> [field names, aliases by field]
 
 
 def _encode_entry(key: StatKey, parsed: list[Parsed], diags: list[Diagnostic],
-                  unchecked: Sequence[Unchecked], aliases: dict[str, dict[str, str]],
-                  ) -> dict[str, Any]:  # fmt: skip
+                  unchecked: Sequence[Unchecked], models: Models) -> dict[str, Any]:  # fmt: skip
     return {
         "stat": list(key),
-        "parsed": [_encode_parsed(p, aliases) for p in parsed],
+        "shown": parsed[0].source.path if parsed else "",
+        "parsed": [_encode_parsed(p, models) for p in parsed],
         "diags": [_diag(d) for d in diags],
         "unchecked": [[u.kind, u.name, u.input_dataset, _diag(u.at)] for u in unchecked],
     }
 
 
-def _encode_parsed(p: Parsed, aliases: dict[str, dict[str, str]]) -> dict[str, Any]:
+def _encode_parsed(p: Parsed, models: Models) -> list[Any]:
     doc = p.doc
-    return {
-        "manifest": _model(p.manifest, aliases),
-        "file": str(p.file),
-        "source": [p.source.path, p.source.line, p.source.col],
-        "data": _plain(doc.data),
-        "start": list(doc.start),
-        "keys": _positions(doc.keys),
-        "values": _positions(doc.values),
-    }
+    return [_model(p.manifest, models), p.source.line, p.source.col, *doc.start,
+            _positions(doc.keys), _positions(doc.values)]  # fmt: skip
 
 
-def _model(value: Any, aliases: dict[str, dict[str, str]]) -> Any:
-    """A model as ``{"m": class, "f": fields}``, a dict as ``{"d": ...}``; lists and scalars as
-    themselves."""
+def _model(value: Any, models: Models) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, list):
-        return [_model(v, aliases) for v in value]
+        return {"l": [_model(v, models) for v in value]}
     if isinstance(value, dict):
-        _string_keys(value)
-        return {"d": {k: _model(v, aliases) for k, v in value.items()}}
+        if not all(type(k) is str for k in value):
+            raise Uncacheable("a mapping key that is not a string")
+        return {"d": {k: _model(v, models) for k, v in value.items()}}
     fields = getattr(type(value), "model_fields", None)
     if not isinstance(fields, dict):
         raise Uncacheable(type(value).__name__)  # a tuple, a date, a Node: not kept
     name = type(value).__name__
-    aliases.setdefault(name, {f: i.serialization_alias or i.alias or f for f, i in fields.items()})
-    return {"m": name, "f": {f: _model(getattr(value, f), aliases) for f in fields}}
+    if name not in models:
+        aliases = {f: i.serialization_alias or i.alias or f for f, i in fields.items()}
+        models[name] = [list(fields), aliases]
+    elif models[name][0] != list(fields):
+        raise Uncacheable(f"two models named {name}")
+    return [name, *(_model(getattr(value, f), models) for f in fields)]
 
 
-def _plain(value: Any) -> Any:
-    """The document's raw data, checked to be what JSON gives back unchanged."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        _string_keys(value)
-        return {k: _plain(v) for k, v in value.items()}
-    raise Uncacheable(type(value).__name__)
-
-
-def _string_keys(value: dict[Any, Any]) -> None:
-    if not all(type(k) is str for k in value):
-        raise Uncacheable("a mapping key that is not a string")
-
-
-def _positions(positions: dict[Loc, Pos]) -> list[list[Any]]:
-    return [[list(loc), *pos] for loc, pos in positions.items()]
+def _positions(positions: dict[Loc, Pos]) -> list[Any]:
+    return [x for loc, pos in positions.items() for x in (list(loc), *pos)]
 
 
 def _diag(d: Diagnostic) -> list[Any]:
@@ -266,45 +255,37 @@ def _diag(d: Diagnostic) -> list[Any]:
 # -- decoding -----------------------------------------------------------------------------------
 
 
-def _decode_entry(key: StatKey, raw: dict[str, Any],
-                  aliases: dict[str, dict[str, str]]) -> _Entry:  # fmt: skip
+def _decode_entry(file: Path, key: StatKey, raw: dict[str, Any], models: Models) -> _Entry:
     from batchops.manifest.loader import Parsed, Unchecked
 
+    shown = raw["shown"]
     parsed = tuple(
         Parsed(
-            manifest=_node(p["manifest"], aliases),
-            file=Path(p["file"]),
-            source=Source(*p["source"]),
-            doc=YamlDocument(
-                data=p["data"],
-                start=_pos(p["start"]),
-                keys=_loc_map(p["keys"]),
-                values=_loc_map(p["values"]),
-            ),
+            manifest=_node(m, models),
+            file=file,
+            source=Source(shown, line, col),
+            doc=YamlDocument(None, (start_line, start_col), _loc_map(keys), _loc_map(values)),
         )
-        for p in raw["parsed"]
+        for m, line, col, start_line, start_col, keys, values in raw["parsed"]
     )
     diags = tuple(Diagnostic(*d) for d in raw["diags"])
     unchecked = tuple(Unchecked(k, n, i, Diagnostic(*at)) for k, n, i, at in raw["unchecked"])
     return _Entry(key, parsed, diags, unchecked)  # the manifests are Nodes, duck-typed
 
 
-def _node(value: Any, aliases: dict[str, dict[str, str]]) -> Any:
+def _node(value: Any, models: Models) -> Any:
     if isinstance(value, list):
-        return [_node(v, aliases) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "d" in value:
-        return {k: _node(v, aliases) for k, v in value["d"].items()}
-    model = value["m"]
-    fields = {k: _node(v, aliases) for k, v in value["f"].items()}
-    return Node(model, fields, aliases.get(model, {}))
+        name, *values = value
+        names, aliases = models[name]
+        fields = {f: _node(v, models) for f, v in zip(names, values, strict=True)}
+        return Node(name, fields, aliases)
+    if isinstance(value, dict):
+        if "d" in value:
+            return {k: _node(v, models) for k, v in value["d"].items()}
+        return [_node(v, models) for v in value["l"]]
+    return value
 
 
-def _pos(value: list[int]) -> Pos:
-    line, col = value
-    return (int(line), int(col))
-
-
-def _loc_map(rows: list[list[Any]]) -> dict[Loc, Pos]:
-    return {tuple(loc): (line, col) for loc, line, col in rows}
+def _loc_map(flat: list[Any]) -> dict[Loc, Pos]:
+    it = iter(flat)
+    return {tuple(loc): (line, col) for loc, line, col in zip(it, it, it, strict=True)}

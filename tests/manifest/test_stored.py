@@ -186,9 +186,9 @@ def test_a_changed_file_is_validated_again(tmp_path: Path) -> None:
 
 
 def test_a_value_json_cannot_keep_leaves_its_file_out(tmp_path: Path) -> None:
-    """A document holding a value JSON would not give back exactly (a YAML date; schema
-    validation refuses them today, so this goes through the cache's own interface) is not
-    stored: its file is validated every time, the others still come from the cache."""
+    """A document holding a value JSON would not give back exactly (a date; schema validation
+    refuses them today, so this goes through the cache's own interface) is not stored: its file
+    is validated every time, the others still come from the cache."""
     import datetime
 
     from batchops.manifest.doc import YamlDocument
@@ -200,8 +200,10 @@ def test_a_value_json_cannot_keep_leaves_its_file_out(tmp_path: Path) -> None:
     dated = tmp_path / "jobs" / "all.yaml"
     data = {"apiVersion": "batchops/v1", "kind": "Dataset", "metadata": {"name": "d"},
             "spec": {"path": "data/rows.jsonl"}}  # fmt: skip
-    doc = YamlDocument({**data, "when": datetime.date(2024, 1, 1)}, (1, 1))
-    parsed = Parsed(DatasetManifest.model_validate(data), dated, Source("jobs/all.yaml"), doc)
+    model = DatasetManifest.model_validate(data)
+    when = model.spec.model_copy(update={"path": datetime.date(2024, 1, 1)})
+    parsed = Parsed(model.model_copy(update={"spec": when}), dated, Source("jobs/all.yaml"),
+                    YamlDocument(data, (1, 1)))  # fmt: skip
     cache = StoredManifests(tmp_path, racy_ns=0)
     key, _ = cache.get(dated)
     cache.put(dated, key, [parsed], [])
