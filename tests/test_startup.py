@@ -178,6 +178,7 @@ def test_importing_the_commands_builds_no_pydantic_validator() -> None:
     code = (
         "import batchops.cli.plan, batchops.cli.validate, json\n"
         "import batchops.manifest.models, batchops.providers.fireworks.wire\n"
+        "import batchops.providers.openai.wire\n"
         "from pydantic import BaseModel\n"
         "def walk(c):\n"
         "    for s in c.__subclasses__():\n"
