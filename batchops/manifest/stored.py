@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 CACHE_FILE = Path(STATE_DIR, "cache", "manifests.json")
 FORMAT = 2
+# Reading a document back costs about what parsing and validating it does (libyaml and
+# pydantic-core are compiled); what the cache saves is importing them, a fixed ~100 ms. Past a
+# few thousand documents decoding costs more than that, so larger projects keep no cache file.
+MAX_DOCUMENTS = 2_000
 _PACKAGE = Path(__file__).resolve().parents[1]
 # The code whose answer a cached document is: parsing, validation and the values models import.
 _CODE = ("manifest", "config.py", "jsonvalues.py", "providers/catalog.py",
@@ -101,7 +105,8 @@ def _dumped(value: Any, by_alias: bool, exclude_none: bool) -> Any:
 class StoredManifests(ManifestCache):
     """A ``ManifestCache`` read from and written to ``.batchops/cache/manifests.json`` under
     ``root``. Entries are decoded when a file asks for them; ``finish`` (called by the loader)
-    writes the file when a load read anything new."""
+    writes the file when a load read anything new, and removes it when the project holds more
+    than ``MAX_DOCUMENTS`` documents."""
 
     def __init__(self, root: Path, *, racy_ns: int = RACY_NS) -> None:
         super().__init__(racy_ns=racy_ns)
@@ -109,6 +114,8 @@ class StoredManifests(ManifestCache):
         self.path = self.root / CACHE_FILE
         with gc_paused():  # 10,000 jobs: a few hundred thousand objects that make no cycles
             self._raw, self._models = _read(self.path)
+        self._new: dict[str, tuple[StatKey, list[Parsed], list[Diagnostic], Sequence[Unchecked]]]
+        self._new = {}  # encoded when written: a project too big to keep never pays for it
         self._dirty = False
 
     def start(self, files: Iterable[Path]) -> None:
@@ -121,7 +128,7 @@ class StoredManifests(ManifestCache):
         if entry is not None or key is None:
             return key, entry
         raw = self._raw.get(str(file))
-        if raw is None or tuple(raw.get("stat", ())) != key:
+        if not isinstance(raw, dict) or raw.get("stat") != list(key):
             return key, None
         try:
             with gc_paused():
@@ -136,16 +143,26 @@ class StoredManifests(ManifestCache):
         super().put(file, key, parsed, diags, unchecked)
         self._dirty = True
         self._raw.pop(str(file), None)
-        if key is None:
-            return
-        with contextlib.suppress(Uncacheable):  # then validated again next time
-            self._raw[str(file)] = _encode_entry(key, parsed, diags, unchecked, self._models)
+        self._new.pop(str(file), None)
+        if key is not None:
+            self._new[str(file)] = (key, parsed, diags, unchecked)
 
     def finish(self) -> None:
         """Write the file if this load read anything; a cache that cannot be written (a
         read-only checkout) is simply not kept."""
         if not self._dirty:
             return
+        self._dirty = False
+        kept = sum(len(e.get("parsed", ())) for e in self._raw.values() if isinstance(e, dict))
+        if kept + sum(len(new[1]) for new in self._new.values()) > MAX_DOCUMENTS:
+            self._raw, self._new = {}, {}
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+            return
+        for file, (key, parsed, diags, unchecked) in self._new.items():
+            with contextlib.suppress(Uncacheable):  # then validated again next time
+                self._raw[file] = _encode_entry(key, parsed, diags, unchecked, self._models)
+        self._new = {}
         self._raw = {f: e for f, e in self._raw.items() if Path(f).exists()}
         body = {"format": FORMAT, "code": code_stamp(), "models": self._models,
                 "files": self._raw}  # fmt: skip
@@ -154,7 +171,6 @@ class StoredManifests(ManifestCache):
             private_dir(self.path.parent, root=self.root)
             write_atomic_text(self.path, json.dumps(body, separators=(",", ":")),
                               prefix=".manifests-")  # fmt: skip
-        self._dirty = False
 
 
 def code_stamp() -> str:

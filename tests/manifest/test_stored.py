@@ -246,3 +246,21 @@ def test_a_stale_code_stamp_validates_everything_again(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     _, cache = warm(tmp_path)
     assert cache.reads == [tmp_path / "jobs" / "all.yaml"]  # (reads: the last load's only)
+
+
+def test_a_project_too_big_to_gain_keeps_no_cache_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``MAX_DOCUMENTS`` reading documents back costs more than validating them: the file
+    is removed, and every load validates (with the same answers)."""
+    import batchops.manifest.stored as stored
+
+    every_field(tmp_path)
+    warm(tmp_path)
+    assert (tmp_path / CACHE_FILE).is_file()
+    monkeypatch.setattr(stored, "MAX_DOCUMENTS", 3)  # the fixture has 5 documents
+    (tmp_path / "jobs" / "all.yaml").write_text(EVERY_FIELD + "\n")  # one file read again
+    assert warm(tmp_path)[0] == cold(tmp_path)
+    assert not (tmp_path / CACHE_FILE).exists()
+    again, cache = warm(tmp_path)
+    assert again == cold(tmp_path) and len(cache.reads) == 1  # jobs/all.yaml, validated again
