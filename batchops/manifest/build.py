@@ -41,7 +41,7 @@ def build_desired(
     unique = _unique_names(ordered, diags)
     dirs: P.Dirs = {}  # each folder resolved once in this load
     datasets = [d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None]
-    names = {p.manifest.metadata.name for p in unique if p.kind == DATASET}  # type: ignore[attr-defined]
+    names = {m.metadata.name for p in unique if (m := _dataset_of(p)) is not None}
     # A Dataset document with a schema error still declares its name: a job reading it is not
     # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
     invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
