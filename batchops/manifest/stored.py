@@ -21,6 +21,7 @@ out of the cache, to be validated again each time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import sys
@@ -173,6 +174,7 @@ class StoredManifests(ManifestCache):
                               prefix=".manifests-")  # fmt: skip
 
 
+@functools.cache  # the code does not change under a running command: stat it once
 def code_stamp() -> str:
     """batchops' and Python's versions, and the size and mtime of every file whose code decides
     what a manifest validates to (pydantic's included)."""
