@@ -7,6 +7,7 @@ every document validated, and all Diagnostics are raised together in one Invalid
 
 from __future__ import annotations
 
+import functools
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ from batchops.manifest.doc import YamlDocument
 from batchops.manifest.hints import suggest
 
 if TYPE_CHECKING:  # imported where a file is parsed: a warm load needs neither (see stored.py)
-    from pydantic import BaseModel
+    from collections.abc import Callable, Mapping
+
+    from pydantic import BaseModel, ValidationError
+
+    _Validation = tuple[type[ValidationError], Callable[..., list[Diagnostic]],
+                        Mapping[str, type[BaseModel]], str, type[BaseModel]]  # fmt: skip
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 MAX_MANIFEST_BYTES = 16 * 2**20  # a thousand jobs take ~300 KB
@@ -44,7 +50,7 @@ class Parsed:
     @property
     def kind(self) -> str:
         """``Dataset``, ``BatchInferenceJob`` or ``Project``: how the builder tells them apart."""
-        return str(self.manifest.kind)  # type: ignore[attr-defined]
+        return self.manifest.kind  # type: ignore[attr-defined, no-any-return]
 
 
 @dataclass(frozen=True)
@@ -214,10 +220,7 @@ def _read_bounded(file: Path) -> bytes:
 def _validate(
     doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
 ) -> Parsed | None:
-    from pydantic import ValidationError
-
-    from batchops.manifest.locate import validation_diagnostics
-
+    invalid, located, *_ = _validation()
     if not isinstance(doc.data, dict):
         diags.append(Diagnostic(shown, *doc.start, "a manifest must be a mapping"))
         return None
@@ -226,8 +229,8 @@ def _validate(
         return None
     try:
         manifest = model.model_validate(doc.data)
-    except ValidationError as exc:
-        diags.extend(validation_diagnostics(exc, doc, model, shown))
+    except invalid as exc:
+        diags.extend(located(exc, doc, model, shown))
         unchecked.append(_unchecked(doc, shown))
         return None
     return Parsed(manifest, file, Source(shown, *doc.start), doc)
@@ -244,18 +247,29 @@ def _unchecked(doc: YamlDocument, shown: str) -> Unchecked:
     )  # fmt: skip
 
 
-def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[BaseModel] | None:
+@functools.cache  # once per process: an import statement per document costs 10,000 lookups
+def _validation() -> _Validation:
+    """What validating a document needs, imported when the first file must be parsed: pydantic's
+    error, the locator, the model of each kind, and the Project's."""
+    from pydantic import ValidationError
+
+    from batchops.manifest.locate import validation_diagnostics
     from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
 
+    return ValidationError, validation_diagnostics, KINDS, PROJECT_KIND, ProjectManifest
+
+
+def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[BaseModel] | None:
+    *_, models, project_kind, project_model = _validation()
     kind = doc.data.get("kind")
-    if kind in KINDS:
-        return KINDS[kind]
-    if kind == PROJECT_KIND:
-        return ProjectManifest
-    kinds = ", ".join(sorted(KINDS))
+    if kind in models:
+        return models[kind]
+    if kind == project_kind:
+        return project_model
+    kinds = ", ".join(sorted(models))
     if kind is None:
         diags.append(Diagnostic(shown, *doc.start, f"missing required field 'kind' ({kinds})"))
     else:
-        hint = suggest(str(kind), [*KINDS, PROJECT_KIND]) or f"; expected one of {kinds}"
+        hint = suggest(str(kind), [*models, project_kind]) or f"; expected one of {kinds}"
         diags.append(Diagnostic(shown, *doc.values[("kind",)], f"unknown kind '{kind}'{hint}"))
     return None
