@@ -207,3 +207,14 @@ def test_importing_the_pass_commands_loads_no_validation_or_yaml_library() -> No
     assert done.returncode == 0, done.stderr
     heavy = {"pydantic", "pydantic_core", "yaml", "batchops.manifest.models", "httpx"}
     assert loaded(set(json.loads(done.stdout)), heavy) == set()
+
+
+def test_the_light_catalog_names_the_provider_kinds_the_model_accepts() -> None:
+    """``batchops.providers.catalog.PROVIDER_KINDS`` stands in for ``ProviderSpec.kind`` where the
+    models are not imported (the project file's price checks on a warm load)."""
+    from typing import get_args
+
+    from batchops.manifest.models import ProviderSpec
+    from batchops.providers.catalog import PROVIDER_KINDS
+
+    assert set(PROVIDER_KINDS) == set(get_args(ProviderSpec.model_fields["kind"].annotation))

@@ -13,12 +13,18 @@ from typing import TYPE_CHECKING, cast
 
 from batchops.config import PROJECT_FILE, Moved, ProjectConfig, ProviderConfig
 from batchops.errors import Diagnostic, InvalidInputError
+from batchops.manifest.hints import suggest
 from batchops.manifest.loader import read_manifests
 from batchops.money import Price, PriceOverride
+from batchops.providers.catalog import PROVIDER_KINDS
 
 if TYPE_CHECKING:  # the document may be a ``stored.Node`` read back from the manifest cache
     from batchops.manifest.cache import ManifestCache
     from batchops.manifest.models import PriceEntry, ProjectManifest
+
+# the provider kinds batchops speaks (``spec.providers.<name>.kind``); the shipped prices are keyed
+# by kind. From the catalog, not the model: a warm load imports no model (a test keeps them equal)
+KINDS = frozenset(PROVIDER_KINDS)
 
 
 def load_project(root: Path, *, cache: ManifestCache | None = None) -> ProjectConfig | None:
@@ -44,10 +50,31 @@ def load_project(root: Path, *, cache: ManifestCache | None = None) -> ProjectCo
     for extra in projects[1:]:
         message = "a second Project document; batchops.yaml declares exactly one"
         diags.append(Diagnostic(extra.source.path, extra.source.line, extra.source.col, message))
+    if not diags:
+        first = projects[0]
+        diags += _price_providers(cast("ProjectManifest", first.manifest), first.source.path,
+                                  first.doc.keys)  # fmt: skip
     if diags:
         raise InvalidInputError(diags)
     manifest = cast("ProjectManifest", projects[0].manifest)
     return _config(manifest, file, projects[0].doc.keys)
+
+
+def _price_providers(
+    m: ProjectManifest, path: str, keys: dict[tuple[str | int, ...], tuple[int, int]]
+) -> list[Diagnostic]:
+    """Each ``prices`` entry's ``provider`` is a provider kind (its prices serve every provider
+    of that kind) or a provider ``spec.providers`` declares (its own prices, over its kind's)."""
+    known = {*KINDS, *m.spec.providers}
+    out = []
+    for i, entry in enumerate(m.spec.prices):
+        if entry.provider not in known:
+            line, col = keys.get(("spec", "prices", i, "provider"), (1, 1))
+            message = (f"spec.prices[{i}].provider: unknown provider '{entry.provider}': a "
+                       f"provider kind ({', '.join(sorted(KINDS))}) or a provider spec.providers "
+                       "declares")  # fmt: skip
+            out.append(Diagnostic(path, line, col, message + suggest(entry.provider, known)))
+    return out
 
 
 def _config(
