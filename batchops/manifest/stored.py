@@ -154,7 +154,7 @@ class StoredManifests(ManifestCache):
         if not self._dirty:
             return
         self._dirty = False
-        kept = sum(len(e.get("parsed", ())) for e in self._raw.values() if isinstance(e, dict))
+        kept = sum(len(e["parsed"]) for e in self._raw.values() if _is_entry(e))
         if kept + sum(len(new[1]) for new in self._new.values()) > MAX_DOCUMENTS:
             self._raw, self._new = {}, {}
             with contextlib.suppress(OSError):
@@ -211,7 +211,24 @@ def _read(path: Path) -> tuple[dict[str, Any], Models]:
         return {}, {}
     if data.get("code") != code_stamp():  # batchops, Python or pydantic changed: start afresh
         return {}, {}
-    return files, models
+    if not all(_is_model(m) for m in models.values()):  # damaged: rebuilt from the manifests
+        return {}, {}
+    return {f: e for f, e in files.items() if _is_entry(e)}, models
+
+
+def _is_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("parsed"), list)
+
+
+def _is_model(model: Any) -> bool:
+    """``[field names, {field: alias}]``, as ``_model`` writes it."""
+    return (
+        isinstance(model, list)
+        and len(model) == 2
+        and isinstance(model[0], list)
+        and all(isinstance(f, str) for f in model[0])
+        and isinstance(model[1], dict)
+    )
 
 
 # -- encoding -----------------------------------------------------------------------------------

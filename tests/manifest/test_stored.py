@@ -220,6 +220,10 @@ def test_a_value_json_cannot_keep_leaves_its_file_out(tmp_path: Path) -> None:
         '{"format": 1, "code": "another batchops", "aliases": {}, "files": {}}',
         '{"format": 1, "code": "%s", "aliases": {}, "files": {"%s": {"stat": "x"}}}',
         '{"format": 1, "code": "%s", "aliases": {}, "files": {"%s": {"stat": %s}}}',
+        '{"format": 2, "code": "%s", "models": {"M": 3}, "files": {"%s": {"stat": %s}}}',
+        '{"format": 2, "code": "%s", "models": {}, "files": {"%s": {"stat": %s, "parsed": 1}}}',
+        '{"format": 2, "code": "%s", "models": {}, "files": {"%s": {"stat": %s, "parsed": [1],'
+        ' "shown": "x", "diags": [], "unchecked": []}}}',
     ],
 )
 def test_a_damaged_or_foreign_cache_is_ignored(tmp_path: Path, body: str) -> None:
