@@ -20,11 +20,12 @@ from pathlib import Path
 
 import orjson
 
-from batchops.config import ensure_state_dir
+from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.datasets import iter_custom_ids
 from batchops.errors import NotFoundError
 from batchops.identity import dataset_id, id_name, parse_job_id
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.outputcache import OutputCache
 from batchops.plan import DatasetFacts, Observed
 from batchops.plan.canary import canary_name
 from batchops.plan.rows import CanarySample, DerivedInput, RowSplit, job_prefix, split_rows
@@ -209,11 +210,13 @@ _ANSWERING = frozenset({JobState.FINISHED, JobState.EXPIRED})  # states that kep
 
 def rebuild(
     provider: Provider, observed: Observed, desired: Desired, infos: Mapping[str, DatasetFacts],
-    *, root: Path, project: str,
+    *, root: Path, project: str, outputs: OutputCache | None = None,
 ) -> int:  # fmt: skip
     """Record the answers of our finished (or expired) jobs the index does not know yet, from
     their inputs and outputs: downloads, no inference. Only jobs that could answer a declared
-    job's rows (same provider and model) are read. Returns the count of jobs read."""
+    job's rows (same provider and model) are read. An input whose bytes are on disk (a declared
+    dataset, a derived one) is read there, not downloaded; ``outputs`` keeps each output for the
+    merge of the same pass, which then downloads nothing again. Returns the count of jobs read."""
     wanted = {(d.provider, d.model) for d in desired.jobs if reusing(d, infos)}
     if not wanted:
         return 0
@@ -221,14 +224,50 @@ def rebuild(
         known = index.indexed_jobs()
         todo = [job for job in observed.jobs if job.owner == project and job.key not in known
                 and job.state in _ANSWERING and (job.provider, job.model) in wanted]  # fmt: skip
+        local = _LocalInputs(desired, infos, root, project)
         for job in sorted(todo, key=lambda j: j.key):
-            index.record([job.key], _answers_of(provider, job, root))
+            index.record([job.key], _answers_of(provider, job, root, local, outputs))
     return len(todo)
 
 
+class _LocalInputs:
+    """Remote input IDs whose bytes are on disk: the declared datasets (validated this pass) and
+    the derived ones under ``.batchops/derived/`` (named by their sha256, checked before use).
+    IDs are content-addressed, so the same ID is the same bytes."""
+
+    def __init__(
+        self, desired: Desired, infos: Mapping[str, DatasetFacts], root: Path, project: str
+    ) -> None:
+        self._declared = {dataset_id(project, d.name, infos[d.name].sha256): d.files
+                          for d in desired.datasets if d.name in infos}  # fmt: skip
+        self._names = [d.name for d in desired.datasets]
+        self._folder = root / STATE_DIR / DERIVED_DIR
+        self._project = project
+
+    def files(self, input_id: str) -> tuple[Path, ...] | None:
+        if input_id in self._declared:
+            return tuple(self._declared[input_id])
+        if not input_id or not self._folder.is_dir():
+            return None
+        for path in sorted(self._folder.glob("*.jsonl")):
+            sha = path.stem
+            if any(dataset_id(self._project, n, sha) == input_id for n in self._names):
+                return (path,) if _sha256(path) == sha else None
+        return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _answers_of(
-    provider: Provider, job: RemoteJob, root: Path
-) -> list[tuple[bytes, str, str, bytes]]:
+    provider: Provider, job: RemoteJob, root: Path, local: _LocalInputs,
+    outputs: OutputCache | None,
+) -> list[tuple[bytes, str, str, bytes]]:  # fmt: skip
     """(hash, job, custom_id, line) of each answered row of one job, read from the provider."""
     # What the provider echoes for parameters never set is left out, as a declaration leaves it
     # out; a default echoed otherwise makes a different hash: a missed reuse, never a stale one.
@@ -238,8 +277,12 @@ def _answers_of(
     prefix = request_prefix(job.provider, job.model, params)
     with Scratch(root) as scratch:
         try:
-            inputs = provider.download_input(job.input_id, scratch.path / "input")
-            folders = provider.download_outputs([job.key], scratch.path / "output")
+            inputs = local.files(job.input_id) or provider.download_input(
+                job.input_id, scratch.path / "input")  # fmt: skip
+            if outputs is not None:
+                folders = outputs.job(provider, job.key)
+            else:
+                folders = provider.download_outputs([job.key], scratch.path / "output")
         except NotFoundError:  # its input or output is gone: nothing to reuse from it
             return []
         requests = dict(file_requests(prefix, inputs))
