@@ -209,13 +209,15 @@ def _show(value: Any) -> str:
     return "(unset)" if value is None else str(value)
 
 
-def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
+def _download(
+    view: JobView, ctx: Ctx, *, partial: bool, reason: str | None = None
+) -> list[Action]:
     if not ctx.options.download:
         return []
     latest = view.latest
     if view.results_current:
         return []
-    reason = _download_reason(view.result, partial=partial)
+    reason = reason or _download_reason(view.result, partial=partial)
     rows = view.rows
     if rows is not None and rows.reused:
         reason += f" ({rows.describe()})" if latest is not None else f" (all {rows.describe()})"
@@ -344,8 +346,27 @@ def _expired(
         return [Action(Kind.RESUME_JOB, Resource("job", decl.name, new_id), reason, details,
                        job=spec)]  # fmt: skip
     why = "onExpired: stop" if decl.on_expired == "stop" else f"all {decl.max_resumes} resumes used"
+    if _salvaged_rows_retried(view, parts, ctx):
+        # The rows it never reached are failed rows of a passing reason (EXPIRED) in the merged
+        # results: sent again like any transient failure, spec.rowRetries times at most.
+        retry = row_retry_input(view, ctx.failed_rows)
+        if retry is not None:
+            return [_retry_rows(view, parts, retry, ctx)]
+        if not view.results_current:
+            return _download(view, ctx, partial=True, reason=f"expired, {why}; partial results "
+                             "(the rows it never reached are sent again: rowRetries)")  # fmt: skip
     report = Action(Kind.EXPIRED, resource, f"expired, {why}; partial results only", details)
     return [report, *_download(view, ctx, partial=True)]
+
+
+def _salvaged_rows_retried(view: JobView, parts: JobIdParts, ctx: Ctx) -> bool:
+    """An expired job whose resumes are used up: its partial results are merged, and the rows
+    it never reached are retried as transient failures while row retries are left (a declared
+    input dataset tells which rows those are; ``onExpired: stop`` asks for no more runs; with
+    ``--no-download`` nothing is merged, so it is reported as before)."""
+    decl = view.decl
+    return (decl.on_expired == "resume" and decl.input_dataset is not None
+            and parts.attempt < decl.row_retries and ctx.options.download)  # fmt: skip
 
 
 def _short(job: RemoteJob) -> str:
