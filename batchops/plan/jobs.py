@@ -20,6 +20,7 @@ from batchops.identity import (
     output_dataset_id,
 )
 from batchops.manifest.desired import Desired
+from batchops.plan.attempts import attempt_input, attempts
 from batchops.plan.canary import canary_actions, canary_state
 from batchops.plan.model import Action, DownloadSpec, Kind, PlanOptions, Resource
 from batchops.plan.rows import DerivedInput, FailedRows, job_prefix
@@ -81,7 +82,7 @@ def _latest_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
     if state is JobState.FINISHED:  # the common case of a big project: often nothing to do
         retry = row_retry_input(view, ctx.failed_rows)
         if retry is not None:
-            return [_retry_rows(view, parts, retry, ctx)]
+            return [_retry_rows(view, retry, ctx)]
         return _download(view, ctx, partial=False)
     resource = Resource("job", view.decl.name, job.key)
     if state is JobState.FAILED or state is JobState.CANCELLED:
@@ -230,8 +231,8 @@ def _download(
         output_path=view.decl.output_path,
         output_display=view.decl.output_display, partial=partial,
         request_prefix=job_prefix(view.decl) if rows is not None else None,
-        rows_retry_left=latest is not None and latest[0].attempt < view.decl.row_retries
-        and view.decl.input_dataset is not None,
+        rows_retry_left=latest is not None and view.decl.input_dataset is not None
+        and attempts(view.family).row_retries < view.decl.row_retries,
         response_schema=view.decl.response_schema, table=view.decl.table,
     )  # fmt: skip
     resource = Resource("job", view.decl.name, latest[1].key if latest else view.base_id)
@@ -254,18 +255,22 @@ def _failed(
     view: JobView, parts: JobIdParts, job: RemoteJob, resource: Resource, ctx: Ctx
 ) -> list[Action]:
     message = job.message or "no message"
-    details = {"state": job.raw_state, "message": message, "retries": parts.attempt,
+    used = attempts(view.family)
+    details = {"state": job.raw_state, "message": message, "retries": used.retries,
                "maxRetries": view.decl.max_retries}  # fmt: skip
     reason = f"{_short(job)}: {message}"
     if not ctx.options.retry_failed:
         return [Action(Kind.FAILED, resource, reason, details)]
     permanent = permanent_failure(job)
-    if permanent or parts.attempt >= view.decl.max_retries:
+    if permanent or used.retries >= view.decl.max_retries:
         why = permanent or f"all {view.decl.max_retries} retries used (maxRetries)"
         return [Action(Kind.FAILED, resource, f"{reason}; not retried: {why}", details)]
-    new_id = attempt_id(view.base_id, parts.attempt + 1)
+    new_id = attempt_id(view.base_id, used.next)
     spec = _job_spec(view, new_id, ctx.project, continued_from=None)
-    reason = f"retry after {_short(job)} (attempt {parts.attempt + 2}): {message}"
+    given = attempt_input(view.family, parts.attempt)
+    if given and given != spec.input_dataset_id:  # a failed row retry: the same rows again
+        spec = replace(spec, input_dataset_id=given)
+    reason = f"retry after {_short(job)} (attempt {used.next + 1}): {message}"
     new_resource = Resource("job", view.decl.name, new_id)
     return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
 
@@ -278,19 +283,19 @@ def row_retry_input(view: JobView, failed: Mapping[str, FailedRows]) -> DerivedI
     latest = view.latest
     if rows is None or rows.retry is None or latest is None or not view.results_current:
         return None
-    parts, job = latest
-    if rows.job != job.key or parts.attempt >= view.decl.row_retries:
+    if rows.job != latest[1].key or attempts(view.family).row_retries >= view.decl.row_retries:
         return None
     return rows.retry
 
 
-def _retry_rows(view: JobView, parts: JobIdParts, retry: DerivedInput, ctx: Ctx) -> Action:
-    new_id = attempt_id(view.base_id, parts.attempt + 1)
+def _retry_rows(view: JobView, retry: DerivedInput, ctx: Ctx) -> Action:
+    used = attempts(view.family)
+    new_id = attempt_id(view.base_id, used.next)
     input_id = dataset_id(ctx.project, retry.dataset, retry.sha256)
     spec = replace(_job_spec(view, new_id, ctx.project, continued_from=None),
                    input_dataset_id=input_id)  # fmt: skip
     failed = ctx.failed_rows[view.decl.name]
-    n = parts.attempt + 1
+    n = used.row_retries + 1
     reason = (f"{retry.rows:,} row{'s' if retry.rows != 1 else ''} failed for a passing reason: "
               f"send again (row retry {n} of {view.decl.row_retries})")  # fmt: skip
     if failed.permanent:
@@ -351,7 +356,7 @@ def _expired(
         # results: sent again like any transient failure, spec.rowRetries times at most.
         retry = row_retry_input(view, ctx.failed_rows)
         if retry is not None:
-            return [_retry_rows(view, parts, retry, ctx)]
+            return [_retry_rows(view, retry, ctx)]
         if not view.results_current:
             return _download(view, ctx, partial=True, reason=f"expired, {why}; partial results "
                              "(the rows it never reached are sent again: rowRetries)")  # fmt: skip
@@ -366,7 +371,8 @@ def _salvaged_rows_retried(view: JobView, parts: JobIdParts, ctx: Ctx) -> bool:
     ``--no-download`` nothing is merged, so it is reported as before)."""
     decl = view.decl
     return (decl.on_expired == "resume" and decl.input_dataset is not None
-            and parts.attempt < decl.row_retries and ctx.options.download)  # fmt: skip
+            and attempts(view.family).row_retries < decl.row_retries
+            and ctx.options.download)  # fmt: skip
 
 
 def _short(job: RemoteJob) -> str:
