@@ -52,6 +52,7 @@ from batchops.plan import (
 )
 from batchops.plan.rows import FailedRows, RowSplit
 from batchops.providers import Provider, RemoteInput
+from batchops.providers.router import ProviderSet
 from batchops.results import (
     LocalResult,
     ResultRecord,
@@ -185,8 +186,16 @@ def observe_all(
         jobs = pool.submit(provider.list_jobs, project=project)
         local = local_results(desired, root)
         named = _named_datasets(provider, desired, datasets.result())
-        observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()))
+        observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()),
+                            id_limits=id_limits(provider))  # fmt: skip
         return observed, local
+
+
+def id_limits(provider: Provider) -> tuple[tuple[str, int], ...]:
+    """Each provider's longest ID by name (a ``ProviderSet`` holds several)."""
+    limits = provider.id_limits() if isinstance(provider, ProviderSet) else {
+        provider.name: provider.max_id_length}  # fmt: skip
+    return tuple(sorted(limits.items()))
 
 
 def _named_datasets(

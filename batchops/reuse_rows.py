@@ -23,7 +23,7 @@ import orjson
 from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.datasets import iter_custom_ids
 from batchops.errors import NotFoundError
-from batchops.identity import dataset_id, id_name, parse_job_id
+from batchops.identity import HASH_LEN, dataset_id, name_matches, parse_job_id
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
 from batchops.outputcache import OutputCache
 from batchops.plan import DatasetFacts, Observed
@@ -104,15 +104,14 @@ def _stable(
     has answered its rows, they are still its own rows to send (the job is the same), not rows
     reused from itself. Returns the jobs left out, too."""
     split = split_rows(rows, known)
-    mine = id_name(decl.name)
-    families: dict[str, set[str]] = {}  # base ID -> its jobs (attempts, continuations)
+    families: dict[str, set[str]] = {}  # base hash -> its jobs (attempts, continuations)
     for job, _ in split.reused_from:
         parts = parse_job_id(job)
-        if parts is not None and parts.name == mine:
-            families.setdefault(parts.base, set()).add(job)
-    for base, jobs in sorted(families.items()):
+        if parts is not None and name_matches(parts.name, decl.name):  # shortened IDs too
+            families.setdefault(parts.digest, set()).add(job)
+    for digest, jobs in sorted(families.items()):
         trial = split_rows(rows, known, exclude_jobs=frozenset(jobs))
-        if _base_of(trial, decl, ds, rows, full_id, project) == base:
+        if _base_of(trial, decl, ds, rows, full_id, project)[-HASH_LEN:] == digest:
             return trial, frozenset(jobs)
     return split, frozenset()
 
@@ -124,8 +123,9 @@ def _canary_sample(
     """The canary's rows: of the rows the full job would send had no canary run (its own
     answers and its canary's left out), those with the lowest request hashes."""
     assert decl.canary is not None
-    name = id_name(canary_name(decl.name))
-    canaries = {a.job for a in known.values() if (p := parse_job_id(a.job)) and p.name == name}
+    name = canary_name(decl.name)
+    canaries = {a.job for a in known.values()
+                if (p := parse_job_id(a.job)) and name_matches(p.name, name)}  # fmt: skip
     basis = split_rows(rows, known, exclude_jobs=own | canaries)
     if not basis.send:
         return None

@@ -12,10 +12,9 @@ from typing import Any
 
 from batchops.identity import (
     JobIdParts,
-    attempt_id,
-    continuation_id,
     dataset_id,
     id_name,
+    job_key,
     marked_display_name,
     output_dataset_id,
 )
@@ -93,6 +92,13 @@ def _latest_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
     return [Action(Kind.WAIT, resource, reason, _progress(job))]
 
 
+def _key(view: JobView, ctx: Ctx, *, attempt: int = 0, resume: int = 0) -> str:
+    """The remote ID of one attempt (continuation) of the view's job, within its provider's ID
+    length (``identity.job_key``)."""
+    limit = ctx.seen.id_limit(view.decl.provider)
+    return job_key(view.base_id, attempt=attempt, resume=resume, limit=limit)
+
+
 def _progress(job: RemoteJob) -> dict[str, Any]:
     rows = job.rows
     details: dict[str, Any] = {"state": job.raw_state}
@@ -115,10 +121,11 @@ def _job_spec(view: JobView, job: str, project: str, *, continued_from: str | No
 
 def _create(view: JobView, ctx: Ctx) -> list[Action]:
     missing = _missing_input(view, ctx)
-    resource = Resource("job", view.decl.name, view.base_id)
+    key = _key(view, ctx)
+    resource = Resource("job", view.decl.name, key)
     if missing:
         return [Action(Kind.FAILED, resource, missing)]
-    spec = _job_spec(view, view.base_id, ctx.project, continued_from=None)
+    spec = _job_spec(view, key, ctx.project, continued_from=None)
     after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
     details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
     rows = view.rows
@@ -164,7 +171,7 @@ def _older_specs(view: JobView, ctx: Ctx) -> list[RemoteJob]:
     old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
     members = [*ctx.seen.ours_by_name.get(name, []),
                *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
-    return [job for parts, job in members if parts.base != view.base_id]
+    return [job for parts, job in members if not parts.of_base(view.base_id)]
 
 
 def _missing_input(view: JobView, ctx: Ctx) -> str | None:
@@ -265,7 +272,7 @@ def _failed(
     if permanent or used.retries >= view.decl.max_retries:
         why = permanent or f"all {view.decl.max_retries} retries used (maxRetries)"
         return [Action(Kind.FAILED, resource, f"{reason}; not retried: {why}", details)]
-    new_id = attempt_id(view.base_id, used.next)
+    new_id = _key(view, ctx, attempt=used.next)
     spec = _job_spec(view, new_id, ctx.project, continued_from=None)
     given = attempt_input(view.family, parts.attempt)
     if given and given != spec.input_dataset_id:  # a failed row retry: the same rows again
@@ -290,7 +297,7 @@ def row_retry_input(view: JobView, failed: Mapping[str, FailedRows]) -> DerivedI
 
 def _retry_rows(view: JobView, retry: DerivedInput, ctx: Ctx) -> Action:
     used = attempts(view.family)
-    new_id = attempt_id(view.base_id, used.next)
+    new_id = _key(view, ctx, attempt=used.next)
     input_id = dataset_id(ctx.project, retry.dataset, retry.sha256)
     spec = replace(_job_spec(view, new_id, ctx.project, continued_from=None),
                    input_dataset_id=input_id)  # fmt: skip
@@ -343,7 +350,7 @@ def _expired(
         # to run. The lineage's results are whole; download them as for a completed job.
         return _download(view, ctx, partial=False)
     if decl.on_expired == "resume" and parts.resume < decl.max_resumes:
-        new_id = continuation_id(attempt_id(view.base_id, parts.attempt), parts.resume + 1)
+        new_id = _key(view, ctx, attempt=parts.attempt, resume=parts.resume + 1)
         spec = _job_spec(view, new_id, ctx.project, continued_from=job.key)
         details["attempt"] = parts.resume + 1
         reason = f"expired: resume {parts.resume + 1} of {decl.max_resumes}"
