@@ -5,6 +5,7 @@ hashes, and is found again by the next pass."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,10 @@ from batchops.manifest.models import NAME_MAX
 from batchops.plan import Kind, Observed, PlanOptions, make_plan
 from batchops.plan.canary import canary_name
 from batchops.providers.fireworks.wire import BatchInferenceJob, JobProgress
+from tests.e2e.test_apply_cli import WAIT, InProcess, inproc, make_repo
 from tests.test_plan import ACCOUNT, PROJECT, World, desired, facts, job_decl, simulate
+
+__all__ = ["inproc"]  # the fixture
 
 FIREWORKS_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # the wire contract's pattern
 LONG = "a" * (NAME_MAX - 4) + "-xyz"  # 40 characters, the longest a manifest allows
@@ -129,3 +133,18 @@ def test_a_provider_with_a_shorter_limit_gets_ids_that_fit_it() -> None:
     assert create.job is not None and create.job.job_id == create.resource.remote_id
     parts = parse_job_id(create.resource.remote_id)
     assert parts is not None and name_matches(parts.name, LONG)
+
+
+def test_a_maximal_name_with_a_canary_runs_on_the_backend(
+    tmp_path: Path, inproc: InProcess
+) -> None:
+    """The local backend refuses IDs over 63 characters, as Fireworks does: the canary, the full
+    job and a row retry of a 40-character name all run, and the next plan has nothing to do."""
+    root = make_repo(tmp_path, fail={4}, jobs={LONG: {"canary": {"rows": 3}, "maxFailedRows": 1}})
+    applied = inproc(root, *WAIT)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    with inproc.client() as client:
+        ids = [(j.name or "").rsplit("/", 1)[-1] for j in client.list_jobs()]
+    assert len(ids) == 4 and all(len(output_dataset_id(i)) <= DEFAULT_ID_LIMIT for i in ids)
+    assert any("-canary-" in i for i in ids) and any(i.endswith("-t2") for i in ids), ids
+    assert "No changes" in inproc(root, "plan").stdout
