@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from batchops.identity import (
@@ -276,7 +277,7 @@ def _failed(
     spec = _job_spec(view, new_id, ctx.project, continued_from=None)
     given = attempt_input(view.family, parts.attempt)
     if given and given != spec.input_dataset_id:  # a failed row retry: the same rows again
-        spec = replace(spec, input_dataset_id=given)
+        spec = replace(spec, input_dataset_id=given, input_files=_files_of(view, given, ctx))
     reason = f"retry after {_short(job)} (attempt {used.next + 1}): {message}"
     new_resource = Resource("job", view.decl.name, new_id)
     return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
@@ -295,12 +296,22 @@ def row_retry_input(view: JobView, failed: Mapping[str, FailedRows]) -> DerivedI
     return rows.retry
 
 
+def _files_of(view: JobView, input_id: str, ctx: Ctx) -> tuple[Path, ...]:
+    """The local file of a row retry's input (the rows still failing), for providers that upload
+    rows per job; none when it is not known here (the provider then says so)."""
+    failed = ctx.failed_rows.get(view.decl.name)
+    retry = failed.retry if failed is not None else None
+    if retry is not None and dataset_id(ctx.project, retry.dataset, retry.sha256) == input_id:
+        return (retry.path,)
+    return ()
+
+
 def _retry_rows(view: JobView, retry: DerivedInput, ctx: Ctx) -> Action:
     used = attempts(view.family)
     new_id = _key(view, ctx, attempt=used.next)
     input_id = dataset_id(ctx.project, retry.dataset, retry.sha256)
     spec = replace(_job_spec(view, new_id, ctx.project, continued_from=None),
-                   input_dataset_id=input_id)  # fmt: skip
+                   input_dataset_id=input_id, input_files=(retry.path,))  # fmt: skip
     failed = ctx.failed_rows[view.decl.name]
     n = used.row_retries + 1
     reason = (f"{retry.rows:,} row{'s' if retry.rows != 1 else ''} failed for a passing reason: "

@@ -55,6 +55,12 @@ def test_a_failed_row_retry_can_still_be_retried_with_the_same_rows() -> None:
     row_retry = plan(world, failing=base)
     t1 = run(world, row_retry, "JOB_STATE_FAILED")  # the row retry fails as a whole
     assert attempt(t1) == 1 and "row retry 1 of 2" in job_action(row_retry).reason
+    derived = failed_rows(base)["j"].retry
+    assert derived is not None
+    # a provider that uploads rows per job (OpenAI-compatible) is given just those rows
+    assert job_action(row_retry).job.input_files == (derived.path,)  # type: ignore[union-attr]
+    again = job_action(plan(world, failing=base, retry_failed=True)).job
+    assert again is not None and again.input_files == (derived.path,)
     retry = job_action(plan(world, retry_failed=True))
     # before: "all 1 retries used (maxRetries)": the row retry had taken the retry's budget
     assert retry.kind is Kind.RETRY_JOB and attempt(retry.resource.remote_id) == 2
