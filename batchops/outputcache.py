@@ -26,22 +26,28 @@ class OutputCache:
     ``lineage(...)`` serves a lineage from what is kept and downloads only the rest."""
 
     def __init__(self, root: Path) -> None:
-        self._scratch = Scratch(root)
+        self._root = root
+        self._scratch: Scratch | None = None  # made at the first download: most passes have none
         self._kept: dict[str, list[Path]] = {}  # job key -> its folders (empty: no output)
         self._lock = threading.Lock()
         self._count = 0
 
     def __enter__(self) -> OutputCache:
-        self._scratch.__enter__()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._scratch.__exit__(kind, exc, tb)
+        with self._lock:
+            scratch, self._scratch = self._scratch, None
+            self._kept.clear()
+        if scratch is not None:
+            scratch.__exit__(kind, exc, tb)
 
     def _target(self) -> Path:
         with self._lock:
+            if self._scratch is None:
+                self._scratch = Scratch(self._root).__enter__()
             self._count += 1
             return self._scratch.path / str(self._count)
 

@@ -16,6 +16,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import orjson
@@ -275,14 +276,14 @@ def _answers_of(
     if job.precision and job.precision != "PRECISION_UNSPECIFIED":
         params["precision"] = job.precision
     prefix = request_prefix(job.provider, job.model, params)
-    with Scratch(root) as scratch:
+    on_disk = local.files(job.input_id)
+    with Scratch(root) if on_disk is None or outputs is None else nullcontext() as scratch:
         try:
-            inputs = local.files(job.input_id) or provider.download_input(
-                job.input_id, scratch.path / "input")  # fmt: skip
+            inputs = on_disk or provider.download_input(job.input_id, _folder(scratch, "input"))
             if outputs is not None:
                 folders = outputs.job(provider, job.key)
             else:
-                folders = provider.download_outputs([job.key], scratch.path / "output")
+                folders = provider.download_outputs([job.key], _folder(scratch, "output"))
         except NotFoundError:  # its input or output is gone: nothing to reuse from it
             return []
         requests = dict(file_requests(prefix, inputs))
@@ -292,6 +293,11 @@ def _answers_of(
                 if cid in requests:
                     found.append((requests[cid], job.key, cid, line))
         return found
+
+
+def _folder(scratch: Scratch | None, name: str) -> Path:
+    assert scratch is not None  # made whenever something is downloaded here
+    return scratch.path / name
 
 
 def _output_lines(path: Path) -> Iterator[tuple[str, bytes]]:
