@@ -36,7 +36,7 @@ from batchops.layout import errors_path
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
-from batchops.money import Budget, CostReport, PriceOverride, shipped_prices
+from batchops.money import Budget, CostReport, PriceTable, shipped_prices
 from batchops.outputcache import OutputCache
 from batchops.plan import (
     DatasetFacts,
@@ -80,7 +80,8 @@ class PassOptions(PlanOptions):
     selector: Selector = field(default_factory=Selector)
     narrowed: bool = False  # PATHS name part of the project, not all of it
     budget: Budget = field(default_factory=Budget)  # the project's and --max-cost (issue 15)
-    prices: tuple[PriceOverride, ...] = ()  # the project file's, over the shipped table
+    # the shipped table with the project file's prices over it (``config.price_table``)
+    prices: PriceTable = field(default_factory=shipped_prices)
     tokenizers: Mapping[str, Path] = field(default_factory=dict)  # model -> tokenizer.json
 
     def plan_options(self) -> PlanOptions:
@@ -261,9 +262,8 @@ def plan_cost(
               if sending else {})  # fmt: skip
     history = {name: r.record.usage for name, r in local.items()
                if r.record is not None and r.record.usage is not None}  # fmt: skip
-    prices = shipped_prices().with_overrides(options.prices)
     rows = {name: info.rows for name, info in infos.items()}
-    return estimate(plan, CostInputs(jobs, rows, tokens, history, prices, options.budget))
+    return estimate(plan, CostInputs(jobs, rows, tokens, history, options.prices, options.budget))
 
 
 def load_context(

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from batchops.cli.backend import root_of
-from batchops.config import ProjectConfig
+from batchops.config import ProjectConfig, price_table
 from batchops.errors import EXIT_OK, ConfigError, Diagnostic, InvalidInputError
 from batchops.layout import errors_path
 from batchops.manifest import Desired, JobDecl, load_desired
 from batchops.manifest.locate import suggest
 from batchops.manifest.project import load_project
-from batchops.money import Price, money_text, shipped_prices, spent
+from batchops.money import Price, money_text, on_provider, spent
 from batchops.render.status import summary_lines
 from batchops.results import Usage, local_records, write_atomic
 from batchops.row_retries import failure_summary
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     ) as joined:
         limit = args.limit if args.limit is not None else _default_limit(args.output)
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
-        prices = [_price(project, j.model) for j in jobs]
+        prices = [_price(project, j) for j in jobs]
         if args.output == "text":
             _table(joined.columns, rows, limit, args.out)
             for job, price in zip(jobs, prices, strict=True):
@@ -106,8 +106,8 @@ def _print_failures(jobs: list[JobDecl], stream: TextIO) -> None:
             print("\n".join(summary_lines(inert(job.name), summary)), file=stream)
 
 
-def _price(project: ProjectConfig | None, model: str) -> Price | None:
-    return shipped_prices().with_overrides(project.prices if project else ()).lookup(model)
+def _price(project: ProjectConfig | None, job: JobDecl) -> Price | None:
+    return price_table(project).lookup(job.model, job.provider)
 
 
 def _usage(root: Path, job: JobDecl) -> Usage | None:
@@ -124,7 +124,7 @@ def _spent_line(job: JobDecl, price: Price | None, usage: Usage | None, *, sever
     if usage is None:
         return f"{head}: unknown (no usage recorded with the results)"
     if price is None:
-        why = f"no price for {inert(job.model)}"
+        why = f"no price for {inert(job.model)}{inert(on_provider(job.provider))}"
         return f"{head}: unknown ({why}; {usage.prompt_tokens:,} input, " \
             f"{usage.completion_tokens:,} output tokens)"
     return (f"{head}: {money_text(spent(usage, price))} ({usage.prompt_tokens:,} input, "

@@ -18,9 +18,9 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.plan import add_selector_flags, selector_of
+from batchops.config import price_table
 from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
-from batchops.money import shipped_prices
 from batchops.plan.rowerrors import FailureSummary
 from batchops.reconcile import Context, load_context, load_inputs
 from batchops.render.status import (
@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
         ctx = load_context(provider, root=root, project=project_of(settings, root), inputs=inputs)
     if settings.backend_choice() == "embedded":
         print(EMBEDDED_NOTE, file=sys.stderr)
-    project = settings.project_file
-    prices = shipped_prices().with_overrides(project.prices if project else ())
-    rows = [status_row(view, prices.lookup(view.decl.model), _failures(ctx, view.decl.name))
+    prices = price_table(settings.project_file)
+    rows = [status_row(view, prices.lookup(view.decl.model, view.decl.provider),
+                       _failures(ctx, view.decl.name))
             for view in ctx.views()]  # fmt: skip
     outside = selection.outside_jobs
     if args.output == "json":

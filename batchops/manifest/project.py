@@ -9,12 +9,18 @@ a "did you mean", and the JSON Schema comes with the manifests' (``batchops sche
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast, get_args
 
 from batchops.config import PROJECT_FILE, Moved, ProjectConfig, ProviderConfig
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.manifest.loader import read_manifests
-from batchops.manifest.models import PriceEntry, ProjectManifest
+from batchops.manifest.locate import suggest
+from batchops.manifest.models import PriceEntry, ProjectManifest, ProviderSpec
 from batchops.money import Price, PriceOverride
+
+# the provider kinds batchops speaks (``spec.providers.<name>.kind``); the shipped prices are keyed
+# by kind
+KINDS = frozenset(get_args(ProviderSpec.model_fields["kind"].annotation))
 
 
 def load_project(root: Path) -> ProjectConfig | None:
@@ -37,9 +43,30 @@ def load_project(root: Path) -> ProjectConfig | None:
     for extra in projects[1:]:
         message = "a second Project document; batchops.yaml declares exactly one"
         diags.append(Diagnostic(extra.source.path, extra.source.line, extra.source.col, message))
+    if not diags:
+        first = projects[0]
+        diags += _price_providers(cast(ProjectManifest, first.manifest), first.source.path,
+                                  first.doc.keys)  # fmt: skip
     if diags:
         raise InvalidInputError(diags)
     return _config(projects[0].manifest, file, projects[0].doc.keys)  # type: ignore[arg-type]
+
+
+def _price_providers(
+    m: ProjectManifest, path: str, keys: dict[tuple[str | int, ...], tuple[int, int]]
+) -> list[Diagnostic]:
+    """Each ``prices`` entry's ``provider`` is a provider kind (its prices serve every provider
+    of that kind) or a provider ``spec.providers`` declares (its own prices, over its kind's)."""
+    known = {*KINDS, *m.spec.providers}
+    out = []
+    for i, entry in enumerate(m.spec.prices):
+        if entry.provider not in known:
+            line, col = keys.get(("spec", "prices", i, "provider"), (1, 1))
+            message = (f"spec.prices[{i}].provider: unknown provider '{entry.provider}': a "
+                       f"provider kind ({', '.join(sorted(KINDS))}) or a provider spec.providers "
+                       "declares")  # fmt: skip
+            out.append(Diagnostic(path, line, col, message + suggest(entry.provider, known)))
+    return out
 
 
 def _config(
