@@ -38,7 +38,7 @@ from batchops.rowid import DIGEST_SIZE, file_requests, request_prefix
 from batchops.scratch import Scratch
 
 DERIVED_DIR = "derived"
-ROWS_DIR = "rows"  # request hashes of each dataset and job prefix (``_requests``)
+ROWS_DIR = "rows"  # request hashes of each dataset and job prefix (``_Requests``)
 
 
 def reusing(decl: JobDecl, infos: Mapping[str, DatasetFacts]) -> bool:
@@ -53,17 +53,21 @@ def row_splits(
     jobs = [decl for decl in desired.jobs if reusing(decl, infos)]
     if not jobs:
         return {}
+    requests = _Requests(private_dir(ensure_state_dir(root) / ROWS_DIR, root=root))
     with ReuseIndex.open(root) as index:
-        return {decl.name: _split(decl, desired, infos, index, root, project) for decl in jobs}
+        return {
+            decl.name: _split(decl, desired, infos, index, requests, root, project)
+            for decl in jobs
+        }
 
 
 def _split(
     decl: JobDecl, desired: Desired, infos: Mapping[str, DatasetFacts], index: ReuseIndex,
-    root: Path, project: str,
+    requests: _Requests, root: Path, project: str,
 ) -> RowSplit:  # fmt: skip
     ds = desired.dataset(decl.input_dataset or "")
     assert ds is not None  # reusing() checked it
-    rows = _requests(job_prefix(decl), ds.files, infos[ds.name].sha256, root)
+    rows = requests.of(job_prefix(decl), ds.files, infos[ds.name].sha256)
     known = index.lookup([digest for _, digest in rows])
     full_id = dataset_id(project, ds.name, infos[ds.name].sha256)
     split, own = _stable(decl, ds, rows, known, full_id, project)
@@ -75,26 +79,47 @@ def _split(
     return split
 
 
-def _requests(
-    prefix: bytes, files: Sequence[Path], content_sha256: str, root: Path
-) -> list[tuple[str, bytes]]:
-    """(custom_id, request hash) of each row. Cached under ``.batchops/rows/`` by the dataset's
-    content hash and the request prefix, so it can never be stale: an unchanged dataset costs
-    a read of 16 bytes a row and its custom_ids, not a parse and a hash of every row."""
-    key = hashlib.sha256(prefix + b"\0" + content_sha256.encode()).hexdigest()
-    path = private_dir(ensure_state_dir(root) / ROWS_DIR, root=root) / f"{key}.bin"
-    try:
-        digests = path.read_bytes()
-    except OSError:
-        digests = b""
-    ids = list(iter_custom_ids(list(files))) if digests else []
-    if digests and len(digests) == DIGEST_SIZE * len(ids):
-        return [
-            (cid, digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]) for i, cid in enumerate(ids)
-        ]
-    rows = list(file_requests(prefix, files))
-    write_derived(path, iter([b"".join(digest for _, digest in rows)]))
-    return rows
+class _Requests:
+    """(custom_id, request hash) of each row, per job prefix and dataset. Cached on disk under
+    ``.batchops/rows/`` by the dataset's content hash and the request prefix, so it can never be
+    stale: an unchanged dataset costs a read of 16 bytes a row and its custom_ids, not a parse
+    and a hash of every row. Within one pass, jobs that share a dataset read its custom_ids
+    once, and jobs that also share a prefix (model and parameters) share the whole list."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._ids: dict[str, list[str]] = {}
+        self._rows: dict[str, list[tuple[str, bytes]]] = {}
+
+    def of(
+        self, prefix: bytes, files: Sequence[Path], content_sha256: str
+    ) -> list[tuple[str, bytes]]:
+        key = hashlib.sha256(prefix + b"\0" + content_sha256.encode()).hexdigest()
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = self._rows[key] = self._read(key, prefix, files, content_sha256)
+        return rows
+
+    def _read(
+        self, key: str, prefix: bytes, files: Sequence[Path], content_sha256: str
+    ) -> list[tuple[str, bytes]]:
+        path = self._folder / f"{key}.bin"
+        try:
+            digests = path.read_bytes()
+        except OSError:
+            digests = b""
+        if digests:
+            ids = self._ids.get(content_sha256)
+            if ids is None:
+                ids = self._ids[content_sha256] = list(iter_custom_ids(list(files)))
+            if len(digests) == DIGEST_SIZE * len(ids):
+                return [
+                    (cid, digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE])
+                    for i, cid in enumerate(ids)
+                ]
+        rows = list(file_requests(prefix, files))
+        write_derived(path, iter([b"".join(digest for _, digest in rows)]))
+        return rows
 
 
 def _stable(
