@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: '{args.name}' was renamed to '{name}' (moved in {PROJECT_FILE})",
               file=sys.stderr)  # fmt: skip
     declared = inputs is not None and any(j.name == name for j in inputs[0].jobs)
+    failures = None
     with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
             ctx = load_context(provider, root=root, project=project, inputs=inputs)
@@ -76,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
                            key=lambda j: (j.created, j.key))  # fmt: skip
             h = _declared_history(view, found)
             h = replace(h, spent=status_row(view, _price(settings, view.decl)).spent)
+            found_rows = ctx.failed_rows.get(name)
+            failures = found_rows.summary if found_rows is not None else None
         else:  # described from the account alone; unknown or foreign names are errors
             owned = owned_following_moves([name], provider.list_jobs(), project, moved)
             h = history(name, next(iter(owned.values())))
-    print(json_text(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
+    print(json_text(describe_json(h, failures), indent=2) if args.output == "json"
+          else describe_text(h, failures))  # fmt: skip
     return EXIT_OK
 
 
