@@ -9,6 +9,7 @@ while any part runs or waits, expired if a part expired, cancelled if one was, e
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Set
 
@@ -61,6 +62,7 @@ def _state(batch: Batch) -> JobState:
     return state
 
 
+@functools.lru_cache(maxsize=4096)
 def _stamp(seconds: int) -> str:
     if not seconds:
         return ""
@@ -111,6 +113,7 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
         message=message,
         model=first.model or meta.get(own.MODEL, ""),
         input_id=meta.get(own.INPUT, ""),
+        parameters=own.parameters_of(first),
         rows=Rows(
             total=total,
             succeeded=done,
@@ -124,7 +127,8 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
         expires=_stamp(max((b.expires_at or 0 for b in kept.values()), default=0)),
         continued_from=meta.get(own.FROM) or None,
         display_name=meta.get(own.JOB, ""),
-        duplicates=tuple(dup.id for dup, _ in own.duplicates(batches)),
+        # One batch is never a duplicate (the common case: skip the per-slot sort).
+        duplicates=tuple(dup.id for dup, _ in own.duplicates(batches)) if len(batches) > 1 else (),
     )
 
 
