@@ -32,6 +32,7 @@ from batchops.providers.model import (
 from batchops.providers.openai import ownership as own
 from batchops.providers.openai.aggregate import part_keepers, remote_jobs
 from batchops.providers.openai.client import OpenAIBatchClient
+from batchops.providers.openai.inputs import first_attempt_parts, shape_of, write_neutral
 from batchops.providers.openai.lines import RequestShape
 from batchops.providers.openai.outputs import convert, ran_ids
 from batchops.providers.openai.parts import Limits
@@ -214,6 +215,7 @@ class OpenAIProvider:
                     input_key=spec.input_dataset_id,
                     model=spec.model,
                     continued_from=spec.continued_from,
+                    parameters=spec.inference_parameters,
                 )
 
             self._submitter.submit(rendered, key=spec.job_id, model=spec.model, meta=meta)
@@ -311,6 +313,22 @@ class OpenAIProvider:
                         files.append(self.client.download_file(file_id, target))
             raw[key] = files
         return raw
+
+    def download_input(
+        self, key: str, target: Path, *, progress: ProgressFn | None = None
+    ) -> list[Path]:
+        """The neutral rows the first job that read input ``key`` was asked, one file per part
+        under ``target/<key>/`` (``inputs``); NotFoundError when a part's file is gone."""
+        parts = first_attempt_parts(self._observe(), key)
+        if parts is None:
+            raise NotFoundError(f"no batch holds the whole of input {key}", status=404)
+        written = []
+        with tempfile.TemporaryDirectory(dir=self._scratch) as tmp:
+            for part, batch in sorted(parts.items()):
+                raw = self.client.download_file(batch.input_file_id, Path(tmp) / f"{part}.jsonl")
+                neutral = target / key / f"{part:04d}.jsonl"
+                written.append(write_neutral(raw, neutral, shape_of(batch)))
+        return written
 
     def download_outputs(
         self, job_keys: Sequence[str], target: Path, *, progress: ProgressFn | None = None
