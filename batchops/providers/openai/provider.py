@@ -35,26 +35,13 @@ from batchops.providers.openai.client import OpenAIBatchClient
 from batchops.providers.openai.inputs import first_attempt_parts, shape_of, write_neutral
 from batchops.providers.openai.lines import RequestShape
 from batchops.providers.openai.outputs import convert, ran_ids
-from batchops.providers.openai.parts import Limits
+from batchops.providers.openai.parts import Limits, limits_from
 from batchops.providers.openai.states import is_live
 from batchops.providers.openai.submit import Submitter, dataset_rows, render_parts
 from batchops.providers.openai.wire import Batch
 from batchops.providers.registry import ProviderConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-def limits_from(declared: Mapping[str, Any]) -> Limits:
-    """The project file's ``limits`` (camelCase), with OpenAI's documented caps as defaults."""
-    base = Limits()
-    return Limits(
-        max_requests=int(declared.get("maxRequestsPerBatch", base.max_requests)),
-        max_bytes=int(declared.get("maxBytesPerBatch", base.max_bytes)),
-        enqueued_tokens=(
-            int(declared["enqueuedTokens"]) if declared.get("enqueuedTokens") is not None else None
-        ),
-        headroom=float(declared.get("quotaHeadroom", base.headroom)),
-    )
 
 
 _CLIENT_OPTIONS = (
