@@ -76,6 +76,14 @@ def deleted(kept: Iterable[Batch], files: Set[str]) -> bool:
     return all(not is_live(b.status) for b in batches) and not (ids & files)
 
 
+def stalled(kept: dict[int, Batch], total_parts: int, batches: list[Batch]) -> bool:
+    """Parts missing (or refused for quota) while none of the job's batches runs: whoever was
+    submitting them stopped (a killed apply, a create whose answer was lost), so nobody will.
+    A job whose submitter waits for quota held by its own parts still has one running."""
+    missing = len(kept) < total_parts or any(quota_refused(b) for b in kept.values())
+    return missing and not any(is_live(b.status) for b in batches)
+
+
 def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -> RemoteJob:
     kept = part_keepers(batches)
     first = min(batches, key=lambda b: (b.created_at, b.id))
@@ -88,6 +96,8 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
     state = next(s for s in _ORDER if s in states)
     gone = len(kept) == total_parts and deleted(kept.values(), files)
     state = JobState.DELETING if gone else state
+    if stalled(kept, total_parts, batches):
+        state = JobState.INCOMPLETE
     counts = [b.request_counts for b in kept.values() if b.request_counts]
     total = sum(int(b.metadata.get(own.ROWS, 0)) for b in kept.values() if b.metadata)
     done = sum(c.completed for c in counts)
@@ -95,6 +105,8 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
     message = "; ".join(b.error_message for b in kept.values() if b.error_message)
     if len(kept) < total_parts:
         message = f"{len(kept)}/{total_parts} parts submitted; the rest wait for the quota"
+    if state is JobState.INCOMPLETE:
+        message = f"{len(kept)}/{total_parts} parts submitted and none running"
     raw = "deleted" if gone else ",".join(sorted({b.status for b in kept.values()})) or "pending"
     ids = [b.id for _, b in sorted(kept.items())]
     usage = [b.usage for b in kept.values() if b.usage]

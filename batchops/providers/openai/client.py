@@ -55,6 +55,14 @@ FILE_LIST_LIMIT = 10_000  # GET /v1/files accepts 1-10,000
 _HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 
 
+class UncertainCreateError(ApiError):
+    """A create whose request may have reached the server, its answer lost. Not retried within
+    the call (status 0: ``is_retryable`` says no), but retryable for the command: the next pass
+    finds the batch through its metadata, or creates it, so ``apply --wait`` goes on."""
+
+    retryable = True
+
+
 class OpenAIBatchClient:
     """A synchronous, thread-safe client for one OpenAI-compatible base URL (``.../v1``)."""
 
@@ -227,7 +235,7 @@ class OpenAIBatchClient:
                 return self._send(request, path, stream=False)
             except TransportError as error:
                 if once_sent and not _never_sent(error):
-                    raise ApiError(str(error), method=method, path=path) from error
+                    raise UncertainCreateError(str(error), method=method, path=path) from error
                 raise
 
         return self._retried(attempt, method, path, on_retry=on_retry)
