@@ -95,9 +95,9 @@ class Gate:
         return await self.app(scope, receive, _stopping_send(send, hold))
 
 
-# An OpenAI-compatible provider's requests carry no account; a project points its provider at
-# ``<server>/<account>/v1`` instead, so a Hold can tell concurrent projects apart, and the Gate
-# strips the prefix before the backend sees the request.
+# An OpenAI-compatible provider's requests carry no account; a project's CLI is pointed at
+# ``<server>/<account>`` instead (test_kill), so a Hold can tell concurrent projects apart, and
+# the Gate strips the prefix before the backend sees the request.
 _PREFIXED = re.compile(r"^/([A-Za-z0-9_-]+)(/v1/.*)$")
 
 
@@ -270,10 +270,10 @@ def assert_no_duplicates(url: str, account: str, root: Path, *, jobs: list[str],
     assert ds_names == Counter(datasets), ds_names
 
 
-def openai_url(url: str, provider: str, account: str = "local") -> str | None:
-    """The OpenAI-compatible base URL a project on ``provider`` uses (None: Fireworks), prefixed
-    with the account so a gated server's Holds tell projects apart (``_unprefixed``)."""
-    return f"{url}/{account}/v1" if provider == "openai" else None
+def openai_url(url: str, provider: str) -> str | None:
+    """The OpenAI-compatible base URL of a project on ``provider`` at the backend ``url`` (None:
+    Fireworks). A shared backend takes every provider's requests at its own URL anyway."""
+    return f"{url}/v1" if provider == "openai" else None
 
 
 def assert_converged(
@@ -284,7 +284,7 @@ def assert_converged(
     an OpenAI-compatible provider, at most ``extra_allowed`` duplicate batches, none running),
     and every declared job's results verified with each custom_id exactly once."""
     names = [f"job{k}" for k in range(jobs)]
-    found = openai_url(url, provider, account)
+    found = openai_url(url, provider)
     if found is None:
         assert_no_duplicates(url, account, root, jobs=names, datasets=["prompts"])
     else:
