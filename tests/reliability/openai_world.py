@@ -77,7 +77,8 @@ def assert_batches_converged(
     slots = Counter((m["batchops.job"], m["batchops.part"]) for m, _ in meta)
     completed = {(m["batchops.job"], m["batchops.part"]) for m, s in meta if s == "completed"}
     assert completed == set(slots), sorted(set(slots) - completed)
-    assert all(s in ("completed", "cancelled") for _, s in meta), Counter(s for _, s in meta)
+    running = [(m, s) for m, s in meta if s not in ("completed", "cancelled")]
+    assert not running, running
     assert len(ours) - len(slots) <= extra_allowed, {k: n for k, n in slots.items() if n > 1}
 
 

@@ -41,6 +41,6 @@ def test_two_applies_at_once_converge_without_duplicates(
     codes = [proc.wait(120) for proc in procs]
     assert codes == [0, 0], [log.read_text()[-2000:] for log in logs]
     if provider == "openai":  # the pass after cancels a duplicate either apply created
-        assert spawn(root, server.base_url, "apply").wait(120) == 0
+        assert spawn(root, server.base_url, *APPLY).wait(120) == 0
     assert_converged(provider, server.base_url, "local", root, capsys, jobs=JOBS, rows=rows,
                      extra_allowed=JOBS)  # fmt: skip

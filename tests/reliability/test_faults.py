@@ -75,7 +75,7 @@ def test_many_jobs_converge_through_faults(
     if provider == "fireworks":
         assert_unique_remote(server.base_url, "local", root, jobs)
     else:  # the next pass cancels a batch whose create answer a fault dropped
-        again = spawn(root, server.base_url, "apply", log=tmp_path / "again.log")
+        again = spawn(root, server.base_url, *APPLY, log=tmp_path / "again.log")
         assert again.wait(120) == 0, (tmp_path / "again.log").read_text()[-3000:]
     assert_converged(provider, server.base_url, "local", root, capsys, jobs=jobs, rows=10,
                      extra_allowed=jobs // 5)  # fmt: skip

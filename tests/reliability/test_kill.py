@@ -185,7 +185,7 @@ def test_kill_at_many_points_then_apply_converges(
         code = main([*APPLY, "--root", str(root), "--base-url", where, "--account-id", account])
         assert code == 0, point.name
         if provider == "openai":  # the pass after cancels a duplicate the last pass created
-            assert main(["apply", "--root", str(root), "--base-url", where,
+            assert main([*APPLY, "--root", str(root), "--base-url", where,
                          "--account-id", account]) == 0, point.name  # fmt: skip
         rows = 4000 if point.big else point.rows
         assert_converged(provider, server.base_url, account, root, capsys, jobs=point.jobs,
