@@ -23,7 +23,7 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
-from batchops.config import PROJECT_FILE, Settings
+from batchops.config import PROJECT_FILE, Settings, price_table
 from batchops.errors import EXIT_OK
 from batchops.history import (
     JobHistory,
@@ -33,7 +33,8 @@ from batchops.history import (
     owned_by_name,
     owned_following_moves,
 )
-from batchops.money import Price, shipped_prices
+from batchops.manifest import JobDecl
+from batchops.money import Price
 from batchops.plan import JobView
 from batchops.providers import RemoteJob
 from batchops.reconcile import load_context, load_inputs
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: '{args.name}' was renamed to '{name}' (moved in {PROJECT_FILE})",
               file=sys.stderr)  # fmt: skip
     declared = inputs is not None and any(j.name == name for j in inputs[0].jobs)
+    failures = None
     with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
             ctx = load_context(provider, root=root, project=project, inputs=inputs)
@@ -74,17 +76,19 @@ def run(args: argparse.Namespace) -> int:
                             for j in owned_by_name(n, jobs, project)}.values(),
                            key=lambda j: (j.created, j.key))  # fmt: skip
             h = _declared_history(view, found)
-            h = replace(h, spent=status_row(view, _price(settings, view.decl.model)).spent)
+            h = replace(h, spent=status_row(view, _price(settings, view.decl)).spent)
+            found_rows = ctx.failed_rows.get(name)
+            failures = found_rows.summary if found_rows is not None else None
         else:  # described from the account alone; unknown or foreign names are errors
             owned = owned_following_moves([name], provider.list_jobs(), project, moved)
             h = history(name, next(iter(owned.values())))
-    print(json_text(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
+    print(json_text(describe_json(h, failures), indent=2) if args.output == "json"
+          else describe_text(h, failures))  # fmt: skip
     return EXIT_OK
 
 
-def _price(settings: Settings, model: str) -> Price | None:
-    project = settings.project_file
-    return shipped_prices().with_overrides(project.prices if project else ()).lookup(model)
+def _price(settings: Settings, job: JobDecl) -> Price | None:
+    return price_table(settings.project_file).lookup(job.model, job.provider)
 
 
 def _declared_history(view: JobView, found: list[RemoteJob]) -> JobHistory:

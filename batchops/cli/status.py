@@ -18,11 +18,18 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.plan import add_selector_flags, selector_of
+from batchops.config import price_table
 from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
-from batchops.money import shipped_prices
-from batchops.reconcile import load_context, load_inputs
-from batchops.render.status import status_json, status_row, status_table, status_text
+from batchops.plan.rowerrors import FailureSummary
+from batchops.reconcile import Context, load_context, load_inputs
+from batchops.render.status import (
+    failure_lines,
+    status_json,
+    status_row,
+    status_table,
+    status_text,
+)
 from batchops.textsafe import json_text
 
 EMBEDDED_NOTE = ("batchops: on the embedded backend, jobs progress only while `apply --wait` or "
@@ -47,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
         ctx = load_context(provider, root=root, project=project_of(settings, root), inputs=inputs)
     if settings.backend_choice() == "embedded":
         print(EMBEDDED_NOTE, file=sys.stderr)
-    project = settings.project_file
-    prices = shipped_prices().with_overrides(project.prices if project else ())
-    rows = [status_row(view, prices.lookup(view.decl.model)) for view in ctx.views()]
+    prices = price_table(settings.project_file)
+    rows = [status_row(view, prices.lookup(view.decl.model, view.decl.provider),
+                       _failures(ctx, view.decl.name))
+            for view in ctx.views()]  # fmt: skip
     outside = selection.outside_jobs
     if args.output == "json":
         print(json_text({**status_json(rows), "outsideSelection": outside}, indent=2))
@@ -58,8 +66,16 @@ def run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         Console().print(status_table(rows))
+        lines = failure_lines(rows)
+        if lines:
+            print("\n".join(lines))
     else:
         print(status_text(rows))
     if outside:
         print(f"{outside} job{'' if outside == 1 else 's'} outside the selection not shown.")
     return EXIT_OK
+
+
+def _failures(ctx: Context, name: str) -> FailureSummary | None:
+    found = ctx.failed_rows.get(name)
+    return found.summary if found is not None else None

@@ -10,20 +10,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from batchops.config import BUILTIN_PROVIDER, PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import Canary, DatasetDecl, Desired, JobDecl
-from batchops.manifest.locate import suggest
-from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest, ProjectManifest
+from batchops.manifest.hints import suggest
 from batchops.manifest.outputs import output_problems
 from batchops.manifest.templated import Problem, response_schema, source_decl, table_decl
-from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
+    from batchops.manifest.doc import Loc
     from batchops.manifest.loader import Parsed, Unchecked
+    from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+
+# The documents are the validated models, or the same fields read back from the manifest cache
+# (``batchops.manifest.stored``): they are told apart by ``kind``, never by class, so that a warm
+# load imports no model.
+DATASET, JOB, PROJECT = "Dataset", "BatchInferenceJob", "Project"
 
 
 def build_desired(
@@ -36,7 +41,7 @@ def build_desired(
     unique = _unique_names(ordered, diags)
     dirs: P.Dirs = {}  # each folder resolved once in this load
     datasets = [d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None]
-    names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
+    names = {m.metadata.name for p in unique if (m := _dataset_of(p)) is not None}
     # A Dataset document with a schema error still declares its name: a job reading it is not
     # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
     invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
@@ -58,13 +63,21 @@ def build_desired(
     )
 
 
+def _dataset_of(p: Parsed) -> DatasetManifest | None:
+    return cast("DatasetManifest", p.manifest) if p.kind == DATASET else None
+
+
+def _job_of(p: Parsed) -> BatchInferenceJobManifest | None:
+    return cast("BatchInferenceJobManifest", p.manifest) if p.kind == JOB else None
+
+
 def _check_providers(
     parsed: Sequence[Parsed], providers: frozenset[str], diags: list[Diagnostic]
 ) -> None:
     """Each job's ``spec.provider`` is ``fireworks`` or a provider the project file declares."""
     for p in parsed:
-        m = p.manifest
-        if not isinstance(m, BatchInferenceJobManifest) or m.spec.provider is None:
+        m = _job_of(p)
+        if m is None or m.spec.provider is None:
             continue
         if m.spec.provider not in providers:
             known = ", ".join(sorted(providers))
@@ -76,7 +89,7 @@ def _check_providers(
 def _misplaced_projects(ordered: Sequence[Parsed], root: Path, diags: list[Diagnostic]) -> None:
     """A Project document counts only as the root's batchops.yaml (read by load_project)."""
     for p in ordered:
-        if isinstance(p.manifest, ProjectManifest) and p.file != root / PROJECT_FILE:
+        if p.kind == PROJECT and p.file != root / PROJECT_FILE:
             message = f"a Project belongs in {PROJECT_FILE} at the root ({root.name}/), not here"
             diags.append(_at(p, ("kind",), message))
 
@@ -106,7 +119,7 @@ def _at(p: Parsed, loc: Loc, message: str) -> Diagnostic:
 def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Parsed]:
     first: dict[tuple[str, str], Parsed] = {}
     for p in ordered:
-        key = (type(p.manifest).__name__, p.manifest.metadata.name)  # type: ignore[attr-defined]
+        key = (p.kind, p.manifest.metadata.name)  # type: ignore[attr-defined]
         if key in first:
             kind, name = p.manifest.kind, key[1]  # type: ignore[attr-defined]
             was = first[key].source
@@ -122,8 +135,8 @@ def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Pa
 def _dataset(
     p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs
 ) -> DatasetDecl | None:
-    m = p.manifest
-    if not isinstance(m, DatasetManifest):
+    m = _dataset_of(p)
+    if m is None:
         return None
     if m.spec.source is not None and m.spec.template is not None:
         return _rendered(p, m, root, diags)
@@ -205,8 +218,8 @@ def _job(
     p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str],
     output_dir: str, dirs: P.Dirs,
 ) -> JobDecl | None:
-    m = p.manifest
-    if not isinstance(m, BatchInferenceJobManifest):
+    m = _job_of(p)
+    if m is None:
         return None
     spec, name = m.spec, m.metadata.name
     ok = spec.input_dataset not in invalid  # reads a Dataset whose own problem is reported
@@ -258,8 +271,8 @@ def _read_by_jobs(parsed: Sequence[Parsed], root: Path) -> dict[Path, str]:
     """The schema files jobs read (``responseFormat.schemaFile``) -> what each is."""
     read: dict[Path, str] = {}
     for p in parsed:
-        m = p.manifest
-        if isinstance(m, BatchInferenceJobManifest) and m.spec.response_format is not None:
+        m = _job_of(p)
+        if m is not None and m.spec.response_format is not None:
             written = m.spec.response_format.schema_file
             if written is None:
                 continue
@@ -284,9 +297,9 @@ def _check_outputs(
     """Results that would overwrite a dataset, a manifest, git's or batchops' files, or another
     job's results (both jobs of a collision are reported)."""
     by_name = {
-        p.manifest.metadata.name: p
+        p.manifest.metadata.name: p  # type: ignore[attr-defined]
         for p in parsed
-        if isinstance(p.manifest, BatchInferenceJobManifest)
+        if p.kind == JOB
     }
     for job, kind, message in output_problems(jobs, datasets, files, root, read):
         p = by_name[job.name]
