@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
-from batchops.checks import provider_problems
+from batchops.checks import job_layout, provider_problems
 from batchops.config import ProjectConfig
 from batchops.cost import SENDS_ROWS, CostInputs, estimate
 from batchops.datasets import StatCache, inspect_all
@@ -247,8 +247,28 @@ def load_and_plan(
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project,
                          rows=ctx.rows, failed_rows=ctx.failed_rows)  # fmt: skip
         cost = plan_cost(plan, desired, infos, ctx.local, options, root)
+        plan = with_layouts(plan, root=root, project_file=project_file)
     return replace(plan, outside_jobs=selection.outside_jobs,
                    outside_datasets=selection.outside_datasets, cost=cost)  # fmt: skip
+
+
+def with_layouts(plan: Plan, *, root: Path, project_file: ProjectConfig | None) -> Plan:
+    """Each job action that sends rows, with the parts and waves its provider submits them in
+    when that is more than one batch (``layout`` in its details, and said in its reason)."""
+    actions = []
+    for action in plan.actions:
+        spec = action.job
+        layout = None
+        if spec is not None and action.kind in SENDS_ROWS and action.kind is not Kind.RESUME_JOB:
+            layout = job_layout(spec.provider, spec.model, spec.inference_parameters,
+                                spec.input_files, root=root, project=project_file)  # fmt: skip
+        if layout is None or not layout.shown:
+            actions.append(action)
+            continue
+        details = {**action.details, "layout": layout.to_json()}
+        actions.append(replace(action, reason=f"{action.reason}; {layout.describe()}",
+                               details=details))  # fmt: skip
+    return replace(plan, actions=tuple(actions))
 
 
 def plan_cost(

@@ -169,8 +169,11 @@ def test_parts_of_one_job_are_one_remote_job() -> None:
         10,
         10,
     )
-    (done,) = remote_jobs([batches[0]], "openai", FILES)
-    assert done.state is JobState.WAITING and "1/2 parts" in done.message
+    (done,) = remote_jobs([batches[0]], "openai", FILES)  # part 2 never submitted, none runs
+    assert done.state is JobState.INCOMPLETE and "1/2 parts submitted" in done.message
+    running = _batch("r", 1, "in_progress", part=0, total=2)
+    (submitting,) = remote_jobs([running], "openai", FILES)  # the submitter waits on its part
+    assert submitting.state is JobState.RUNNING and "1/2 parts" in submitting.message
     refused = _batch(
         "c",
         3,
@@ -179,8 +182,10 @@ def test_parts_of_one_job_are_one_remote_job() -> None:
         total=2,
         errors={"data": [{"code": "token_limit_exceeded", "message": "quota"}]},
     )
-    (waiting,) = remote_jobs([batches[0], refused], "openai", FILES)
-    assert waiting.state is JobState.WAITING
+    (waiting,) = remote_jobs([running, refused], "openai", FILES)
+    assert waiting.state is JobState.RUNNING  # part 2 waits for the quota part 1 holds
+    (stopped,) = remote_jobs([batches[0], refused], "openai", FILES)
+    assert stopped.state is JobState.INCOMPLETE  # refused, and nobody left to submit it again
     bad = _batch("d", 3, "failed", part=1, total=2, errors={"data": [{"code": "url_mismatch"}]})
     assert remote_jobs([batches[0], bad], "openai", FILES)[0].state is JobState.FAILED
 
