@@ -166,3 +166,32 @@ def test_an_expired_batch_resumes_with_its_unfinished_rows_through_the_cli(
     lines = (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
     ids = sorted(json.loads(line)["custom_id"] for line in lines)
     assert ids == [f"q{i:03d}" for i in range(ROWS)]
+
+
+def test_rows_that_failed_for_a_passing_reason_are_retried_on_openai(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    """A 5xx row (OpenAI's body says ``code: null``) is sent again; an invalid one never is."""
+    server = make_server()
+    write_project(tmp_path, server.base_url, cap=100)
+    data = tmp_path / "jobs" / "data" / "qs.jsonl"
+    lines = data.read_text().splitlines()
+    lines[1] = lines[1].replace('"q 1"', '"q 1 __transient__"')
+    lines[2] = lines[2].replace('"q 2"', '"q 2 __invalid__"')
+    data.write_text("\n".join(lines) + "\n")
+    write_jobs(tmp_path, ("on-openai",))
+    done = cli(tmp_path, server.base_url, *APPLY)
+    assert done.returncode in (0, 3), done.stdout + done.stderr  # 3: the failed row reported
+    answered = {
+        json.loads(line)["custom_id"]
+        for line in (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
+    }
+    assert "q001" in answered and "q002" not in answered
+    errors = (tmp_path / "results" / "on-openai.errors.jsonl").read_text().splitlines()
+    assert [json.loads(line)["custom_id"] for line in errors] == ["q002"]
+    sent = Counter(b["request_counts"]["total"] for b in batches(server.base_url))
+    assert sent == Counter({ROWS: 1, 1: 1}), sent  # the whole job, then the transient row once
+    status = cli(tmp_path, server.base_url, "status", "--output", "json")
+    (job,) = json.loads(status.stdout)["jobs"]
+    assert job["failedRows"]["permanent"]["rows"] == 1, job
+    assert job["failedRows"]["transient"]["rows"] == 0, job
