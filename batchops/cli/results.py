@@ -158,12 +158,16 @@ def _load(paths: list[Path], root: Path, project: ProjectConfig | None) -> Desir
 
 
 def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
-    declared = {j.name: j for j in desired.jobs}
+    """The named jobs; a matrix's declared name stands for all its combinations, side by side."""
+    declared = {j.name: [j] for j in desired.jobs}
+    for job in desired.jobs:
+        if job.group is not None:
+            declared.setdefault(job.group, []).append(job)
     unknown = [n for n in names if n not in declared]
     if unknown:
         hint = suggest(unknown[0], declared) or f" (declared: {', '.join(sorted(declared))})"
         raise ConfigError(f"unknown job '{unknown[0]}'{hint}")
-    return [declared[n] for n in names]
+    return list({j.name: j for n in names for j in declared[n]}.values())
 
 
 def _write(fmt: str, columns: list[str], rows: Iterator[tuple[Any, ...]], out: Path | None,

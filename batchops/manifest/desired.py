@@ -51,6 +51,10 @@ class SourceDecl:
     where_origin: Source | None = None
     limit: int | None = None
     template_files: tuple[Path, ...] = ()  # absolute; watched and hashed like the table
+    # ``source: {job: NAME}``: the table is built from these (expanded) jobs' verified results
+    # (``batchops.sources.chain``); ``files`` is empty until then. combine: each | all.
+    upstream: tuple[str, ...] = ()
+    combine: str = "each"
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,17 @@ class JobDecl:
     max_failed_percent: float | None = None  # ... or a share of the input rows ("2%" -> 2.0)
     max_retries: int = 1  # --retry-failed attempts per spec
     provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
+    # A matrix (or a per-combination chain) expands one declared job into several: ``group`` is
+    # the declared name, ``combination`` the (key, value) pairs this one runs with.
+    group: str | None = None
+    combination: tuple[tuple[str, str], ...] = ()
+    # The (expanded) jobs whose verified results this one waits for: its chained input's
+    # upstream and ``spec.dependsOn``.
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def declared_name(self) -> str:
+        return self.group or self.name
 
     def allowed_failures(self, total: int) -> int:
         """Failed rows this job may have out of ``total`` before it counts as failed."""
