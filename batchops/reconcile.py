@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
+from batchops.chains import render_inputs
 from batchops.checks import provider_problems
 from batchops.config import ProjectConfig
 from batchops.cost import SENDS_ROWS, CostInputs, estimate
@@ -60,7 +61,7 @@ from batchops.results import (
 )
 from batchops.reuse_rows import rebuild, row_splits
 from batchops.row_retries import any_transient, failed_rows
-from batchops.sources import relocate, render_all
+from batchops.sources import relocate
 from batchops.tokencache import dataset_tokens
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
@@ -151,7 +152,7 @@ def prepare_inputs(
     """Render the datasets built from tables, then validate every dataset: every problem of both
     (and ``problems`` already found) at once, in one InvalidInputError."""
     found: list[Diagnostic] = list(problems)
-    desired = desired.with_files(render_all(desired, root=root, problems=found), desired.root)
+    desired = render_inputs(desired, root=root, problems=found)
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
     except InvalidInputError as exc:
@@ -324,6 +325,8 @@ def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     failed = sorted({a.resource.name for a in plan.actions if a.kind in (Kind.FAILED, Kind.EXPIRED)}
                     | {r.job for r in rows if r.over_limit})  # fmt: skip
     pending = any(a.kind in _PENDING for a in plan.actions) or _rows_to_retry(plan, applied)
+    pending = pending or any(a.kind is Kind.WAITS and not a.details.get("blocked")
+                             for a in plan.actions)  # a stage waits on its upstream  # fmt: skip
     return PassResult(
         plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
         job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,

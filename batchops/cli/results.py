@@ -16,6 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from batchops.chains import render_inputs
 from batchops.cli.backend import root_of
 from batchops.config import ProjectConfig
 from batchops.errors import EXIT_OK, ConfigError, Diagnostic, InvalidInputError
@@ -26,7 +27,6 @@ from batchops.manifest.project import load_project
 from batchops.money import Price, money_text, shipped_prices, spent
 from batchops.results import Usage, local_records, write_atomic
 from batchops.scratch import Scratch
-from batchops.sources import render_all
 from batchops.sources.join import JobResults, Joined, input_rows
 from batchops.sources.writers import cell, chunks
 from batchops.textsafe import inert
@@ -151,7 +151,7 @@ def _default_limit(output: str) -> int:
 def _load(paths: list[Path], root: Path, project: ProjectConfig | None) -> Desired:
     desired = load_desired(paths, root=root, project=project)
     problems: list[Diagnostic] = []
-    desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
+    desired = render_inputs(desired, root=root, problems=problems)
     if problems:
         raise InvalidInputError(problems)
     return desired

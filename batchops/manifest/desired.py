@@ -138,6 +138,9 @@ class Desired:
     jobs: tuple[JobDecl, ...] = ()  # sorted by name
     manifest_files: tuple[Path, ...] = ()  # every manifest file read (absolute), for the watcher
     moved: tuple[Moved, ...] = ()  # renames from the project file, checked against the names
+    # Datasets rendered from a job's results that are not verified yet (``batchops.chains``):
+    # left out of ``datasets``; the jobs reading them wait (``batchops.plan.graph``).
+    waiting: frozenset[str] = frozenset()
 
     def moved_from(self, kind: str, name: str) -> str | None:
         """The name the declared ``kind`` ("Dataset" | "BatchInferenceJob") ``name`` had."""
@@ -152,7 +155,9 @@ class Desired:
             for d in self.datasets
             if d.render is None or d.name in files
         )  # fmt: skip
-        return replace(self, datasets=datasets)
+        waiting = frozenset(d.name for d in self.datasets if d.render is not None
+                            and d.render.upstream and d.name not in files)  # fmt: skip
+        return replace(self, datasets=datasets, waiting=self.waiting | waiting)
 
     def dataset(self, name: str) -> DatasetDecl | None:
         return self._datasets_by_name.get(name)
