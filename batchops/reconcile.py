@@ -130,6 +130,9 @@ class PassResult:
     row_failures: list[RowFailures] = field(default_factory=list)  # jobs with failed rows
     job_states: dict[str, int] = field(default_factory=dict)  # state -> count over declared jobs
     applied: ApplyResult | None = None
+    # A merge completed while a stage waits on its upstream: the next pass may start it, so it
+    # runs now rather than after the poll interval or resync tick (issue 16).
+    unblocked: bool = False
 
 
 Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
@@ -330,8 +333,18 @@ def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     return PassResult(
         plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
         job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,
-        row_failures=rows,
+        row_failures=rows, unblocked=_unblocked(plan, applied),
     )  # fmt: skip
+
+
+def _unblocked(plan: Plan, applied: ApplyResult) -> bool:
+    """Results of a job that a waiting stage depends on were merged by this pass."""
+    merged = set(applied.records)
+    if not merged:
+        return False
+    waiting = [plan.decl(a.resource.name) for a in plan.actions
+               if a.kind is Kind.WAITS and not a.details.get("blocked")]  # fmt: skip
+    return any(d is not None and merged & set(d.depends_on) for d in waiting)
 
 
 def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFailures]:

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from batchops.errors import InvalidInputError
+from batchops.errors import Diagnostic, InvalidInputError
 from batchops.manifest import load_desired
 from batchops.manifest.graph import JOB, Node, Ref, check_graph
-from batchops.errors import Diagnostic
 
 ROW = '{"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hi"}]}}\n'
 GRAPH = """\
