@@ -112,8 +112,11 @@ def stage_rows(views: Sequence[JobView], found: Mapping[str, Gate]) -> tuple[Sta
     for decl in order(v.decl for v in views):
         deps = [depth[d] for d in decl.depends_on if d in depth]
         depth[decl.name] = 1 + max(deps, default=0)
+    linked = {d for v in views for d in v.decl.depends_on}
     groups: dict[str, list[JobView]] = {}
     for view in views:
+        if not view.decl.depends_on and view.decl.name not in linked:
+            continue  # not part of a pipeline
         groups.setdefault(view.decl.declared_name, []).append(view)
     rows = []
     for name, members in groups.items():

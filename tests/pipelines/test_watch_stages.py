@@ -12,7 +12,7 @@ from batchops.providers.fireworks.provider import FireworksProvider
 from batchops.reconcile import PassOptions, PassResult, run_pass
 from batchops.watch.loop import Daemon, PassRecord, Timing
 from tests.conftest import FakeResult
-from tests.pipelines.test_chain_e2e import PROJECT, client, write_repo  # noqa: F401
+from tests.pipelines.test_chain_e2e import PROJECT, client, write_repo
 
 __all__ = ["client"]
 
@@ -50,7 +50,7 @@ def test_the_loop_runs_again_at_once_after_an_unblocking_pass() -> None:
 
 def test_watch_creates_the_downstream_job_in_the_pass_after_the_merge(
     tmp_path: Path,
-    client: FireworksClient,  # noqa: F811
+    client: FireworksClient,
 ) -> None:
     paths = write_repo(tmp_path, {"a": "one", "b": "two"})
     stop, done = threading.Event(), threading.Event()
