@@ -24,7 +24,7 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.config import PROJECT_FILE, Settings
-from batchops.errors import EXIT_OK
+from batchops.errors import EXIT_OK, ConfigError
 from batchops.history import (
     JobHistory,
     current_name,
@@ -35,6 +35,7 @@ from batchops.history import (
 )
 from batchops.money import Price, shipped_prices
 from batchops.plan import JobView
+from batchops.plan.graph import gates, stage_rows
 from batchops.providers import RemoteJob
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.describe import describe_json, describe_text
@@ -65,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: '{args.name}' was renamed to '{name}' (moved in {PROJECT_FILE})",
               file=sys.stderr)  # fmt: skip
     declared = inputs is not None and any(j.name == name for j in inputs[0].jobs)
+    members = sorted(j.name for j in inputs[0].jobs if j.group == name) if inputs else []
+    if members and not declared:
+        raise ConfigError(f"'{name}' is a matrix of {len(members)} jobs; describe one of them: "
+                          f"{', '.join(members)}")  # fmt: skip
     with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
             ctx = load_context(provider, root=root, project=project, inputs=inputs)
@@ -74,12 +79,24 @@ def run(args: argparse.Namespace) -> int:
                             for j in owned_by_name(n, jobs, project)}.values(),
                            key=lambda j: (j.created, j.key))  # fmt: skip
             h = _declared_history(view, found)
-            h = replace(h, spent=status_row(view, _price(settings, view.decl.model)).spent)
+            h = replace(h, spent=status_row(view, _price(settings, view.decl.model)).spent,
+                        stage=_stage(ctx.views(), ctx.desired.waiting, name))
         else:  # described from the account alone; unknown or foreign names are errors
             owned = owned_following_moves([name], provider.list_jobs(), project, moved)
             h = history(name, next(iter(owned.values())))
     print(json_text(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
     return EXIT_OK
+
+
+def _stage(views: list[JobView], waiting: frozenset[str], name: str) -> str | None:
+    """``stage 2 of 2 (judge): waiting, waits on generate``; None outside a pipeline."""
+    stages = stage_rows(views, gates(views, waiting))
+    mine = next((s for s in stages if name in s.jobs), None)
+    if mine is None:
+        return None
+    waits = f", waits on {', '.join(mine.waits_on)}" if mine.waits_on else ""
+    last = max(s.stage for s in stages)
+    return f"stage {mine.stage} of {last} ({mine.name}): {mine.state}{waits}"
 
 
 def _price(settings: Settings, model: str) -> Price | None:

@@ -21,7 +21,9 @@ from batchops.cli.plan import add_selector_flags, selector_of
 from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
 from batchops.money import shipped_prices
+from batchops.plan.graph import Gate, gates, stage_rows
 from batchops.reconcile import load_context, load_inputs
+from batchops.render.plan import stages_data, stages_text
 from batchops.render.status import status_json, status_row, status_table, status_text
 from batchops.textsafe import json_text
 
@@ -49,10 +51,15 @@ def run(args: argparse.Namespace) -> int:
         print(EMBEDDED_NOTE, file=sys.stderr)
     project = settings.project_file
     prices = shipped_prices().with_overrides(project.prices if project else ())
-    rows = [status_row(view, prices.lookup(view.decl.model)) for view in ctx.views()]
+    views = ctx.views()
+    waiting = gates(views, ctx.desired.waiting)
+    rows = [status_row(view, prices.lookup(view.decl.model), _waits(waiting, view.decl.name))
+            for view in views]  # fmt: skip
+    stages = stage_rows(views, waiting)
     outside = selection.outside_jobs
     if args.output == "json":
-        print(json_text({**status_json(rows), "outsideSelection": outside}, indent=2))
+        data = {**status_json(rows), "stages": stages_data(stages), "outsideSelection": outside}
+        print(json_text(data, indent=2))
         return EXIT_OK
     if sys.stdout.isatty():
         from rich.console import Console
@@ -60,6 +67,13 @@ def run(args: argparse.Namespace) -> int:
         Console().print(status_table(rows))
     else:
         print(status_text(rows))
+    for line in stages_text(stages):
+        print(line)
     if outside:
         print(f"{outside} job{'' if outside == 1 else 's'} outside the selection not shown.")
     return EXIT_OK
+
+
+def _waits(found: dict[str, Gate], name: str) -> tuple[str, ...]:
+    gate = found.get(name)
+    return gate.waits_on if gate is not None else ()

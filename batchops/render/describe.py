@@ -41,6 +41,8 @@ def _step_lines(step: Step) -> list[str]:
 def describe_text(h: JobHistory) -> str:
     lines = [f"Job {h.name}"]
     lines.append(f"  declared in {h.declared}" if h.declared else "  declared by no manifest")
+    if h.stage:
+        lines.append(f"  {inert(h.stage)}")
     if h.results_path:
         source = f", from {h.results_from}" if h.results_from else ""
         lines.append(f"  results: {h.results_path} ({h.results_state}{source})")
@@ -60,7 +62,7 @@ def describe_json(h: JobHistory) -> dict[str, Any]:
         "formatVersion": FORMAT_VERSION, "name": h.name, "declared": h.declared,
         "currentJobId": h.current_base,
         "results": {"path": h.results_path, "state": h.results_state, "from": h.results_from},
-        "spent": h.spent,
+        "spent": h.spent, "stage": h.stage,
         "history": [_camel(asdict(s)) for s in h.steps],
     }  # fmt: skip
 

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from batchops.plan import Action, Kind, Plan
+from batchops.plan.model import StageInfo
 from batchops.render.cost import cost_json, cost_markdown, cost_text_lines
 from batchops.render.units import human_size
 from batchops.textsafe import inert, md_code, md_text
@@ -86,7 +87,8 @@ def _detail_text(action: Action) -> str:
 
 def action_line(action: Action) -> str:
     r = action.resource
-    return (f"  {SYMBOLS[action.kind]} {r.kind} {inert(r.name)} [{inert(r.remote_id)}]: "
+    rid = f" [{inert(r.remote_id)}]" if r.remote_id else ""  # a waiting stage has no ID yet
+    return (f"  {SYMBOLS[action.kind]} {r.kind} {inert(r.name)}{rid}: "
             f"{inert(action.reason)}{_detail_text(action)}")  # fmt: skip
 
 
@@ -107,10 +109,14 @@ def plan_text(plan: Plan, *, backend: str | None = None, remote: str = "the back
 
 def stage_lines(plan: Plan) -> list[str]:
     """``Stages:`` then one line per declared job of a pipeline, upstream first."""
-    if not plan.stages:
+    return stages_text(plan.stages)
+
+
+def stages_text(stages: Sequence[StageInfo]) -> list[str]:
+    if not stages:
         return []
     lines = ["Stages:"]
-    for s in plan.stages:
+    for s in stages:
         jobs = f" ({len(s.jobs)} jobs)" if len(s.jobs) > 1 or s.jobs != (s.name,) else ""
         waits = f", waits on {', '.join(map(inert, s.waits_on))}" if s.waits_on else ""
         lines.append(f"  {s.stage}. {inert(s.name)}{jobs}: {s.state}{waits}")
@@ -118,8 +124,12 @@ def stage_lines(plan: Plan) -> list[str]:
 
 
 def stages_json(plan: Plan) -> list[dict[str, Any]]:
+    return stages_data(plan.stages)
+
+
+def stages_data(stages: Sequence[StageInfo]) -> list[dict[str, Any]]:
     return [{"stage": s.stage, "name": s.name, "jobs": list(s.jobs), "waitsOn": list(s.waits_on),
-             "state": s.state} for s in plan.stages]  # fmt: skip
+             "state": s.state} for s in stages]  # fmt: skip
 
 
 def action_json(action: Action) -> dict[str, Any]:
