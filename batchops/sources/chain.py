@@ -3,7 +3,7 @@
 Called by ``batchops.chains`` once every upstream job's results are verified on disk. The table is
 JSONL records, one per upstream row that has an answer: the upstream input row's columns, its
 ``custom_id``, and ``answer`` (``text``, ``fields`` parsed when the upstream job declared a
-``responseFormat``, ``job``, ``model``, ``combination``); with ``combine: all`` the row carries
+``responseFormat``, ``finish_reason``, ``job``, ``model``, ``combination``); with ``combine: all`` the row carries
 ``answers``, one such object per upstream job, in the matrix's order. The join is
 ``batchops.sources.join.Joined`` (flat memory). The table is content-addressed under
 ``.batchops/chains/<dataset>/``: rebuilt only when an upstream's results or inputs changed.
@@ -27,8 +27,9 @@ from batchops.config import STATE_DIR
 from batchops.sources.join import FIELDS, JobResults, Joined, input_rows
 
 CHAINS_DIR = Path(STATE_DIR, "chains")
-TABLE_VERSION = "1"  # bump when the rows built from the same results change
+TABLE_VERSION = "2"  # bump when the rows built from the same results change
 _ANSWER, _ERROR = FIELDS.index("answer"), FIELDS.index("error")
+_FINISH = FIELDS.index("finish_reason")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def _answer(u: Upstream, fields: Sequence[Any]) -> dict[str, Any] | None:
     return {
         "text": text,
         "fields": parsed,
+        "finish_reason": fields[_FINISH],
         "job": u.job,
         "model": u.model,
         "combination": dict(u.combination),
