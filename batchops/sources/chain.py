@@ -3,8 +3,9 @@
 Called by ``batchops.chains`` once every upstream job's results are verified on disk. The table is
 JSONL records, one per upstream row that has an answer: the upstream input row's columns, its
 ``custom_id``, and ``answer`` (``text``, ``fields`` parsed when the upstream job declared a
-``responseFormat``, ``finish_reason``, ``job``, ``model``, ``combination``); with ``combine: all`` the row carries
-``answers``, one such object per upstream job, in the matrix's order. The join is
+``responseFormat``, ``finish_reason``, ``job``, ``model``, ``combination``); with
+``combine: all`` the row carries ``answers``, one such object per upstream job, in the matrix's
+order. The join is
 ``batchops.sources.join.Joined`` (flat memory). The table is content-addressed under
 ``.batchops/chains/<dataset>/``: rebuilt only when an upstream's results or inputs changed.
 """
