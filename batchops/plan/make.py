@@ -114,8 +114,8 @@ def make_plan(
               {name: facts.rows for name, facts in infos.items()}, failed)  # fmt: skip
     actions = ds_actions + [a for v in views for a in job_actions(v, ctx)]
     actions += wait_actions(every, gated)
-    referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
-    prunes = prune_actions(views, referenced, ctx)
+    referenced = set(ds_ids.values()) | {v.input_dataset_id for v in every}
+    prunes = prune_actions(every, referenced, ctx, frozenset(gated))
     if options.prune:
         actions += prunes
     if options.canary_only:

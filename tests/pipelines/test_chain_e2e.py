@@ -169,3 +169,55 @@ def test_depends_on_orders_jobs_without_data(tmp_path: Path, client: FireworksCl
     assert [a.resource.name for a in first.plan.actions if a.kind is Kind.WAITS] == ["after"]
     converge(paths, tmp_path, client)
     assert (tmp_path / "results" / "after.jsonl").is_file()
+
+
+def test_a_waiting_stage_keeps_its_jobs_and_a_failed_upstream_blocks_it(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """Stage 2 waits while stage 1 runs again; its finished jobs are neither orphans nor
+    superseded (nothing for --prune). A failed upstream makes it blocked, not pending."""
+    from batchops.identity import parse_job_id
+    from batchops.plan.graph import gates
+    from batchops.plan.views import JobView
+    from batchops.providers import JobState, RemoteJob
+
+    paths = write_repo(tmp_path, {"a": "one"})
+    converge(paths, tmp_path, client)
+    write_repo(tmp_path, {"a": "ONE"})
+    result = one_pass(paths, tmp_path, client)
+    assert [a.resource.name for a in result.plan.actions if a.kind is Kind.WAITS] == [
+        "judge-alpha", "judge-beta"]  # fmt: skip
+    assert result.plan.orphan_jobs == 0
+    pruned = run_pass(paths, root=tmp_path, provider=FireworksProvider(client), project=PROJECT,
+                      options=PassOptions(prune=True))  # fmt: skip
+    assert not [a for a in pruned.plan.actions
+                if a.kind is Kind.PRUNE_JOB and a.resource.name.startswith("judge")]  # fmt: skip
+    up = JobView(
+        decl=result.plan.decl("generate-alpha"),
+        base_id="generate-alpha-0123456789",  # type: ignore[arg-type]
+        input_dataset_id="",
+        foreign=None,
+        result=None,
+        family=(
+            (
+                parse_job_id("generate-alpha-0123456789"),  # type: ignore[arg-type]
+                RemoteJob(
+                    key="generate-alpha-0123456789",
+                    remote_id="x",
+                    owner=PROJECT,
+                    state=JobState.FAILED,
+                    raw_state="FAILED",
+                ),
+            ),
+        ),
+    )
+    down = JobView(
+        decl=result.plan.decl("judge-alpha"),
+        base_id="judge-alpha-0123456789",  # type: ignore[arg-type]
+        input_dataset_id="",
+        family=(),
+        foreign=None,
+        result=None,
+    )
+    found = gates([up, down])
+    assert found["judge-alpha"].blocked and found["judge-alpha"].waits_on == ("generate",)
