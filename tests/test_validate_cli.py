@@ -42,8 +42,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_examples_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     assert capsys.readouterr().out == (
-        "valid: 4 manifest files, 3 datasets (43 rows, 11.1 kB), 5 jobs; "
-        "3,169 input tokens (estimated) for the jobs\n"
+        "valid: 5 manifest files, 3 datasets (43 rows, 11.1 kB), 8 jobs; "
+        "4,413 input tokens (estimated) for the jobs\n"
     )
     assert (project / ".batchops/cache/datasets.json").exists()
 

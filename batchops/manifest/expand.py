@@ -46,7 +46,7 @@ class Expander:
     diags: list[Diagnostic]
     jobs_in: Mapping[str, tuple[Parsed, JobDecl]]
     datasets_in: Mapping[str, DatasetDecl]
-    dataset_at: Mapping[str, Diagnostic]
+    dataset_at: Mapping[str, Diagnostic]  # the chained datasets' metadata.name positions
 
     def __post_init__(self) -> None:
         self.jobs: dict[str, list[tuple[Variant, JobDecl]]] = {}
@@ -100,6 +100,11 @@ class Expander:
             if not inputs:
                 return  # the dataset did not load: its problem is reported
         needs = tuple(j.name for dep in m.spec.depends_on for _, j in self.jobs.get(dep, []))
+        if m.spec.matrix is None and not needs and len(inputs) == 1:
+            dataset = inputs[0][1]
+            if dataset is None or dataset.render is None or not dataset.render.upstream:
+                self.jobs[name] = [(Variant(name), base)]  # the usual job: nothing to expand
+                return
         found = []
         for dv, dataset in inputs:
             for combo in combinations(m.spec.matrix):
@@ -203,6 +208,7 @@ class Expander:
             (
                 (d.name, name, self.dataset_at[name])
                 for name, vs in self.datasets.items()
+                if name in self.dataset_at  # only a chained dataset is expanded
                 for _, d in vs
             ),
             self.diags,
