@@ -69,8 +69,11 @@ def test_dataset_problems_are_reported(project: Path, capsys: pytest.CaptureFixt
     body = json.loads(capsys.readouterr().out)
     assert body["valid"] is False and body["jobs"] == [
         "capitals-gpt4o-mini",
+        "capitals-judge",
         "capitals-llama70b",
         "capitals-llama8b",
+        "capitals-sweep-llama-v3p1-70b-instruct",
+        "capitals-sweep-llama-v3p1-8b-instruct",
         "product-copy-8b",
         "product-reviews",
     ]
