@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import ErrorDetails, InitErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from batchops.config import parse_duration
 from batchops.jsonvalues import INT32_MAX, params_problem, value_problem
@@ -391,6 +391,14 @@ class JobSpec(StrictModel):
         default_factory=list, description="jobs whose results must be verified before this job "
         "runs (ordering without data)",
     )  # fmt: skip
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_given(cls, value: Any) -> Any:
+        """``model:`` left empty is a mistake, not "no model" (a matrix gives it, or nothing)."""
+        if value is None:
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return value
 
     @field_validator("model")
     @classmethod
