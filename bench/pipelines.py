@@ -69,7 +69,7 @@ kind: Dataset
 metadata: {{name: judged}}
 spec:
   source: {{job: gen}}
-  template: {{messages: [{{role: user, content: "judge: {{{{ answer.text }}}}"}}]}}
+  template: {{messages: [{{role: user, content: "judge {{{{ answer.job }}}}: {{{{ answer.text }}}}"}}]}}
 ---
 apiVersion: batchops/v1
 kind: BatchInferenceJob

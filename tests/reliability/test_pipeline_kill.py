@@ -2,6 +2,9 @@
 `apply --wait` at ten random points, one after another on the same project, then a fresh
 `apply --wait` converges: six jobs, no duplicate, and no row sent twice (issue 16).
 
+Each judge row names its upstream job, so no two jobs ask the same request (with row reuse,
+identical requests are answered once and the later jobs would not exist at all).
+
 The points are drawn from a seeded generator over the run's length (the worker is slowed so a
 run takes a few seconds), so they fall in both stages: while the first stage is uploaded or runs,
 while its results are merged, and while the second stage is rendered, uploaded or runs.
@@ -55,7 +58,7 @@ kind: Dataset
 metadata: {name: judged}
 spec:
   source: {job: gen}
-  template: {messages: [{role: user, content: "judge: {{ answer.text }}"}]}
+  template: {messages: [{role: user, content: "judge {{ answer.job }}: {{ answer.text }}"}]}
 ---
 apiVersion: batchops/v1
 kind: BatchInferenceJob
