@@ -69,7 +69,8 @@ kind: Dataset
 metadata: {{name: judged}}
 spec:
   source: {{job: gen}}
-  template: {{messages: [{{role: user, content: "judge {{{{ answer.job }}}}: {{{{ answer.text }}}}"}}]}}
+  template:
+    messages: [{{role: user, content: "judge {{{{ answer.job }}}}: {{{{ answer.text }}}}"}}]
 ---
 apiVersion: batchops/v1
 kind: BatchInferenceJob
