@@ -104,9 +104,10 @@ def wait_actions(views: Sequence[JobView], found: Mapping[str, Gate]) -> list[Ac
 
 
 def stage_rows(views: Sequence[JobView], found: Mapping[str, Gate]) -> tuple[StageInfo, ...]:
-    """One row per declared job (a matrix is one row): its stage number (1 + the deepest stage
-    it depends on), its jobs, what it waits on, and its state. Empty without any edge."""
-    if not any(v.decl.depends_on for v in views):
+    """One row per declared job of a pipeline or a matrix (a matrix is one row): its stage
+    number (1 + the deepest stage it depends on), its jobs, what it waits on, and its state.
+    Empty without any edge or matrix."""
+    if not any(v.decl.depends_on or v.decl.group for v in views):
         return ()
     depth: dict[str, int] = {}
     for decl in order(v.decl for v in views):
@@ -115,8 +116,8 @@ def stage_rows(views: Sequence[JobView], found: Mapping[str, Gate]) -> tuple[Sta
     linked = {d for v in views for d in v.decl.depends_on}
     groups: dict[str, list[JobView]] = {}
     for view in views:
-        if not view.decl.depends_on and view.decl.name not in linked:
-            continue  # not part of a pipeline
+        if not (view.decl.depends_on or view.decl.group) and view.decl.name not in linked:
+            continue  # neither a pipeline's stage nor a matrix
         groups.setdefault(view.decl.declared_name, []).append(view)
     rows = []
     for name, members in groups.items():

@@ -204,3 +204,14 @@ def test_unknown_provider_in_a_matrix_is_located(root: Path) -> None:
         p.startswith("jobs/a.yaml:14:") and "unknown provider 'fireworkz'" in p
         for p in problems(root)
     )
+
+
+def test_the_plan_groups_a_matrix_under_its_declared_name(root: Path) -> None:
+    from batchops.plan import Observed, PlanOptions, make_plan
+    from batchops.reconcile import prepare_inputs
+    from batchops.render.plan import plan_text
+
+    write(root, "jobs/a.yaml", DATASET + SWEEP)
+    desired, infos = prepare_inputs(load_desired([Path("jobs")], root=root), root=root)
+    plan = make_plan(desired, infos, Observed(), {}, PlanOptions(), project="p")
+    assert "Stages:\n  1. answer (4 jobs): ready\n" in plan_text(plan)
