@@ -18,7 +18,8 @@ from batchops.plan import Kind
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.provider import FireworksProvider
 from batchops.reconcile import PassOptions, PassResult, run_pass
-from batchops.render.plan import plan_json, plan_text
+from batchops.render.plan import plan_json, plan_markdown, plan_text
+from batchops.textsafe import md_text
 
 PROJECT = "proj"
 PIPELINE = """\
@@ -118,6 +119,7 @@ def test_a_two_stage_pipeline_runs_in_order_and_reuses_unchanged_rows(
         and "2. judge (2 jobs): waiting, waits on generate" in text
     )
     assert [s["name"] for s in plan_json(first.plan)["stages"]] == ["generate", "judge"]
+    assert md_text("2. judge (2 jobs): waiting, waits on generate") in plan_markdown(first.plan)
     assert not [j for j in sent_rows(client) if j.startswith("judge")]  # nothing sent downstream
     converge(paths, tmp_path, client)
     sent = sent_rows(client)
