@@ -19,6 +19,7 @@ from typing import Protocol
 from batchops.datasets import iter_custom_ids
 from batchops.errors import BatchopsError, NotFoundError
 from batchops.layout import errors_path
+from batchops.outputcache import OutputCache
 from batchops.plan import Action, DatasetSpec, DownloadSpec, JobSpec, Kind, Plan
 from batchops.providers import Provider, Stopped
 from batchops.results import (
@@ -79,6 +80,7 @@ class _Env:
     reporter: Reporter
     stop: threading.Event
     ready_timeout: float
+    outputs: OutputCache | None = None  # job outputs this pass downloaded already
 
 
 def apply_plan(
@@ -90,10 +92,12 @@ def apply_plan(
     max_workers: int = DEFAULT_WORKERS,
     stop: threading.Event | None = None,
     ready_timeout: float = READY_TIMEOUT,
+    outputs: OutputCache | None = None,
 ) -> ApplyResult:
-    """Run every change in ``plan``; return what was done and every error, never raise one."""
+    """Run every change in ``plan``; return what was done and every error, never raise one.
+    ``outputs``: job outputs the pass downloaded already (the merges take them from there)."""
     env = _Env(provider, root, plan.project, reporter or NullReporter(), stop or threading.Event(),
-               ready_timeout)  # fmt: skip
+               ready_timeout, outputs)  # fmt: skip
     result = ApplyResult()
     sweep_all(root)  # a killed run's scratch folders (its lock is free), before making ours
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="apply") as pool:
@@ -262,4 +266,6 @@ def _download_lineage(env: _Env, action: Action, spec: DownloadSpec, tmp: Path) 
     if not spec.output_dataset_ids:  # every row reused: nothing to download
         return []
     progress = _transfer_progress(env, action, 0)
+    if env.outputs is not None:
+        return env.outputs.lineage(env.provider, spec.job_ids, tmp, progress=progress)
     return env.provider.download_outputs(spec.job_ids, tmp, progress=progress)

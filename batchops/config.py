@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from batchops.errors import ConfigError
-from batchops.money import Compare, PriceOverride
+from batchops.money import Compare, PriceOverride, PriceTable, shipped_prices
 from batchops.private import private_dir
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
@@ -136,6 +136,19 @@ class ProjectConfig:
     def provider_names(self) -> frozenset[str]:
         """The names a job's ``spec.provider`` may use: the declared ones and ``fireworks``."""
         return frozenset({BUILTIN_PROVIDER, *(p.name for p in self.providers)})
+
+    @property
+    def provider_kinds(self) -> dict[str, str]:
+        """Each provider name a job may use -> its kind (what its prices are looked up by)."""
+        return {BUILTIN_PROVIDER: BUILTIN_PROVIDER, **{p.name: p.kind for p in self.providers}}
+
+
+def price_table(project: ProjectConfig | None) -> PriceTable:
+    """The shipped prices with the project file's ``prices`` over them, knowing each declared
+    provider's kind: what plan, status, describe and results price a job's tokens with."""
+    if project is None:
+        return shipped_prices()
+    return shipped_prices().with_overrides(project.prices, project.provider_kinds)
 
 
 def find_root(start: Path) -> Path | None:

@@ -19,7 +19,15 @@ from typing import Any, Protocol
 
 import msgspec
 
-from batchops.money import ActionCost, Budget, CostReport, Price, PriceTable, money_text
+from batchops.money import (
+    ActionCost,
+    Budget,
+    CostReport,
+    Price,
+    PriceTable,
+    money_text,
+    on_provider,
+)
 from batchops.plan import Action, Kind, Plan
 from batchops.tokencache import DatasetTokens
 
@@ -31,6 +39,8 @@ class JobLike(Protocol):
     def name(self) -> str: ...
     @property
     def model(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
     @property
     def input_dataset(self) -> str | None: ...
     @property
@@ -107,7 +117,7 @@ def action_cost(action: Action, inputs: CostInputs) -> ActionCost | None:
         return None
     figures = _figures(job, spec.model, spec.inference_parameters,
                        rows_to_send(action, job, inputs), inputs)  # fmt: skip
-    return ActionCost(job.name, action.resource.remote_id, spec.model, *figures)
+    return ActionCost(job.name, action.resource.remote_id, spec.model, job.provider, *figures)
 
 
 # rows, input tokens, exact, expected and worst output, expected from, the costs, the price
@@ -120,7 +130,7 @@ def _figures(job: JobLike, model: str, params: Mapping[str, Any], rows: int | No
     input_tokens, exact = _input_tokens(job, rows, inputs)
     worst = _worst_output(params, rows)
     expected, source = _expected_output(job, rows, worst, inputs)
-    price = inputs.prices.lookup(model)
+    price = inputs.prices.lookup(model, job.provider)  # under the job's provider, not fireworks
     cost_expected = cost_worst = None
     if price is not None and input_tokens is not None:
         if expected is not None:
@@ -132,40 +142,42 @@ def _figures(job: JobLike, model: str, params: Mapping[str, Any], rows: int | No
 
 def _action_costs(plan: Plan, inputs: CostInputs) -> list[ActionCost]:
     """``action_cost`` of every action, the loop inlined: it runs once per job of a plan, and a
-    plan's jobs share a few (dataset, model, maxTokens, n): their figures are computed once per
-    plan and looked up after (a job with history has its own)."""
+    plan's jobs share a few (dataset, model, provider, maxTokens, n, rows to send): their figures
+    are computed once per plan and looked up after (a job with history has its own)."""
     jobs, history, memo = inputs.jobs, inputs.history, dict[tuple[Any, ...], _Figures]()
-    out = []
+    out: list[ActionCost] = []
     for action in plan.actions:
-        spec, kind = action.job, action.kind
-        if spec is None or kind not in SENDS_ROWS:
+        kind = action.kind
+        if kind not in SENDS_ROWS:
             continue
-        job = jobs.get(action.resource.name)
-        if job is None:
+        spec, resource = action.job, action.resource
+        job = jobs.get(resource.name)
+        if spec is None or job is None:
             continue
         if kind is Kind.RESUME_JOB:  # rows left are its own
             cost = action_cost(action, inputs)
             out += [cost] if cost is not None else []
             continue
-        params, name = spec.inference_parameters, job.name
-        key: tuple[Any, ...] = (job.input_dataset, spec.model, params.get("maxTokens"),
-                                params.get("n"), name if name in history else None)  # fmt: skip
+        params, name, provider = spec.inference_parameters, job.name, job.provider
+        key: tuple[Any, ...] = (job.input_dataset, spec.model, provider, params.get("maxTokens"),
+                                params.get("n"), action.details.get("rowsToSend"),
+                                name if name in history else None)  # fmt: skip
         try:
             figures = memo.get(key)
         except TypeError:  # a parameter no dict holds: computed, not remembered
-            figures = None
-            key = ()
+            figures, key = None, ()
         if figures is None:
             figures = _figures(job, spec.model, params, rows_to_send(action, job, inputs), inputs)
             if key:
                 memo[key] = figures
-        out.append(ActionCost(name, action.resource.remote_id, spec.model, *figures))
+        out.append(ActionCost(name, resource.remote_id, spec.model, provider, *figures))
     return out
 
 
 def _unknown_why(cost: ActionCost) -> str:
     if cost.price is None:
-        return f"no price for {cost.model} (add one under `prices` in batchops.yaml)"
+        return (f"no price for {cost.model}{on_provider(cost.provider)} (add one under `prices` "
+                "in batchops.yaml)")  # fmt: skip
     if cost.rows is None or cost.input_tokens is None:
         return "its input rows are not known here (a remote-only dataset)"
     return "its output is unbounded (set inferenceParameters.maxTokens)"
@@ -212,11 +224,10 @@ def estimate(plan: Plan, inputs: CostInputs) -> CostReport:
     """Per-action figures, totals and budget refusals for ``plan``."""
     budget = inputs.budget
     costs = _action_costs(plan, inputs)
-    models = {name: job.model for name, job in inputs.jobs.items()}
     if budget.project_max is None and budget.cli_max is None and not any(
         inputs.jobs[c.job].max_cost is not None for c in costs
     ):  # no budget applies: the figures alone
-        return CostReport(tuple(costs), budget.compare, (), inputs.prices, models)
+        return CostReport(tuple(costs), budget.compare, (), inputs.prices, inputs.jobs)
     refusals, marked = [], []
     for cost in costs:
         why = _job_check(cost, inputs.jobs[cost.job], budget)
@@ -227,7 +238,7 @@ def estimate(plan: Plan, inputs: CostInputs) -> CostReport:
     if plan_wide:  # every action adds to the total: each is marked with the first limit broken
         marked = [m or f"part of a plan over {plan_wide[0][0]}" for m in marked]
     final = tuple(_marked(c, m) for c, m in zip(costs, marked, strict=True))
-    return CostReport(final, budget.compare, tuple(refusals), inputs.prices, models)
+    return CostReport(final, budget.compare, tuple(refusals), inputs.prices, inputs.jobs)
 
 
 def _marked(cost: ActionCost, why: str | None) -> ActionCost:

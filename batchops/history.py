@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from batchops.config import Moved
 from batchops.errors import ConfigError, OwnershipError
-from batchops.identity import output_dataset_id, parse_job_id
+from batchops.identity import name_matches, output_dataset_id, parse_job_id
 from batchops.providers import DONE_STATES, JobState, RemoteJob
 
 
@@ -31,7 +31,7 @@ def name_of(job_id: str) -> str:
 
 def matches(name: str, job: RemoteJob) -> bool:
     rid = job_id_of(job)
-    return rid == name or name_of(rid) == name
+    return rid == name or name_matches(name_of(rid), name)
 
 
 def owned_by_name(name: str, jobs: Iterable[RemoteJob], project: str
@@ -206,5 +206,5 @@ def _step(job: RemoteJob, current_base: str | None) -> Step:
         total=rows.total if rows else 0, succeeded=rows.succeeded if rows else 0,
         failed=rows.failed if rows else 0, tokens_in=job.tokens.input,
         tokens_out=job.tokens.output, output_dataset=job.output_id or "",
-        current=parts is not None and parts.base == current_base,
+        current=parts is not None and current_base is not None and parts.of_base(current_base),
     )  # fmt: skip

@@ -5,9 +5,15 @@ the same resources (a create answering 409 is success once the resource is confi
 identical). Fireworks IDs are lowercase ``[a-z0-9-]``, at most 63 characters; manifest names are at
 most 40, which leaves room for the 11-character hash and the ``-t<k>-r<j>-out`` suffixes.
 
-Job ID grammar: ``<name>-<10 hex>`` (the *base*), then optionally ``-t<k>`` (a ``--retry-failed``
-attempt), then optionally ``-r<j>`` (the j-th continuation of an expired job); its output dataset is
-the job ID plus ``-out``.
+Job ID grammar: ``<name>-<10 hex>`` (the *base*), then optionally ``-t<k>`` (attempt k: a row retry
+or a ``--retry-failed`` retry), then optionally ``-r<j>`` (the j-th continuation of an expired job);
+its output dataset is the job ID plus ``-out``.
+
+Each provider caps the IDs we name (``Provider.max_id_length``: Fireworks 63). A job ID whose
+output dataset ID would pass the cap (a canary's ``<name>-canary``, or large ``-t``/``-r``
+numbers, after a 40-character name) keeps its hash and suffixes and shortens its name part to
+``<head>-<6 hex of the whole name>`` (``job_key``): deterministic, unique through both hashes,
+and found again by ``same_base`` / ``name_matches``. IDs that fit are unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from typing import Any, NamedTuple
 
 MARK_PREFIX = "batchops:"
 HASH_LEN = 10
+NAME_HASH_LEN = 6  # a shortened name part ends with this much of its whole name's hash
+DEFAULT_ID_LIMIT = 63  # Fireworks: resource IDs of at most 63 characters
+OUTPUT_SUFFIX = "-out"
 _ID_SAFE = re.compile(r"[a-z0-9][a-z0-9-]*")
 _MARK_RE = re.compile(r"\[batchops:([a-z0-9][a-z0-9-]*)\]$")
 _JOB_ID_RE = re.compile(
@@ -118,7 +127,34 @@ def continuation_id(attempt_job_id: str, resume: int) -> str:
 
 
 def output_dataset_id(job: str) -> str:
-    return f"{job}-out"
+    return f"{job}{OUTPUT_SUFFIX}"
+
+
+def job_key(base: str, *, attempt: int = 0, resume: int = 0, limit: int = DEFAULT_ID_LIMIT) -> str:
+    """The remote ID of ``attempt`` (continuation ``resume``) of the job whose full base ID is
+    ``base``: ``<base>[-t<k>][-r<j>]``, or, when that and its output dataset ID would pass
+    ``limit`` characters, the same with its name part shortened (the module's docstring)."""
+    full = continuation_id(attempt_id(base, attempt), resume)
+    if len(full) + len(OUTPUT_SUFFIX) <= limit:
+        return full
+    name, digest, suffix = base[: -HASH_LEN - 1], base[-HASH_LEN:], full[len(base) :]
+    room = limit - len(OUTPUT_SUFFIX) - len(suffix) - HASH_LEN - NAME_HASH_LEN - 2
+    head = name[: max(room, 1)].rstrip("-") or name[:1]
+    return f"{head}-{_name_digest(name)}-{digest}{suffix}"
+
+
+def _name_digest(name: str) -> str:
+    return hashlib.sha256(f"name\0{name}".encode()).hexdigest()[:NAME_HASH_LEN]
+
+
+def name_matches(part: str, name: str) -> bool:
+    """Whether ``part``, the name part of one of our job IDs, is that of ``name`` (an ID-safe
+    manifest name): the name itself, or its shortened form (``job_key``)."""
+    if part == name:
+        return True
+    cut = NAME_HASH_LEN + 1
+    return (len(part) > cut and part[-cut] == "-" and name.startswith(part[:-cut])
+            and part[-NAME_HASH_LEN:] == _name_digest(name))  # fmt: skip
 
 
 class JobIdParts(NamedTuple):
@@ -128,6 +164,17 @@ class JobIdParts(NamedTuple):
     name: str
     attempt: int
     resume: int
+
+    @property
+    def digest(self) -> str:
+        """The base's hash: what every ID of one job family shares, shortened or not."""
+        return self.base[-HASH_LEN:]
+
+    def of_base(self, base: str) -> bool:
+        """Whether this ID belongs to the family of the full base ID ``base`` (``job_key``)."""
+        return self.base == base or (
+            self.digest == base[-HASH_LEN:] and name_matches(self.name, base[: -HASH_LEN - 1])
+        )
 
 
 def parse_job_id(remote_id: str) -> JobIdParts | None:

@@ -43,30 +43,46 @@ class Price:
 @dataclass(frozen=True)
 class PriceTable:
     """provider -> model -> Price. A model is found by its full name or its last path segment
-    (``llama-v3p1-8b-instruct`` for ``accounts/fireworks/models/llama-v3p1-8b-instruct``)."""
+    (``llama-v3p1-8b-instruct`` for ``accounts/fireworks/models/llama-v3p1-8b-instruct``).
+
+    The shipped table is keyed by provider *kind* (``fireworks``, ``openai``); the project file
+    may add entries under a kind or under a declared provider's *name*. ``kinds`` maps each
+    declared provider's name to its kind, so a job on provider ``together`` (kind ``openai``) is
+    priced from ``together``'s own entries first, then from ``openai``'s."""
 
     prices: Mapping[str, Mapping[str, Price]]
+    kinds: Mapping[str, str] = field(default_factory=dict)  # provider name -> kind
 
-    def lookup(self, model: str, provider: str = DEFAULT_PROVIDER) -> Price | None:
+    def lookup(self, model: str, provider: str) -> Price | None:
+        """``model``'s price on ``provider`` (a declared name or a kind); None: unknown."""
         key = (provider, model)
         memo = self._memo
-        if key not in memo:  # a plan of 1,000 jobs asks about a handful of models
-            models = self.prices.get(provider, {})
-            short = model.rsplit("/", 1)[-1]
-            memo[key] = models.get(model) or next(
-                (p for m, p in models.items() if m.rsplit("/", 1)[-1] == short), None
-            )
+        if key not in memo:  # a plan of 1,000 jobs asks about a handful of (provider, model)
+            kind = self.kinds.get(provider, provider)
+            found = self._find(model, provider)
+            memo[key] = found if found is not None or kind == provider else self._find(model, kind)
         return memo[key]
+
+    def _find(self, model: str, provider: str) -> Price | None:
+        models = self.prices.get(provider, {})
+        short = model.rsplit("/", 1)[-1]
+        return models.get(model) or next(
+            (p for m, p in models.items() if m.rsplit("/", 1)[-1] == short), None
+        )
 
     @cached_property
     def _memo(self) -> dict[tuple[str, str], Price | None]:
         return {}
 
-    def with_overrides(self, overrides: tuple[PriceOverride, ...]) -> PriceTable:
+    def with_overrides(
+        self, overrides: tuple[PriceOverride, ...], kinds: Mapping[str, str] | None = None
+    ) -> PriceTable:
+        """This table with the project file's entries over it; ``kinds``: the declared
+        providers' kinds (kept from this table when not given)."""
         merged = {provider: dict(models) for provider, models in self.prices.items()}
         for o in overrides:
             merged.setdefault(o.provider, {})[o.model] = o.price
-        return PriceTable(merged)
+        return PriceTable(merged, self.kinds if kinds is None else kinds)
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,15 @@ class Budget:
         return self.project_max is not None or self.cli_max is not None or bool(self.job_max)
 
 
+class PricedJob(Protocol):
+    """What a price is looked up by: a declared job's model and the provider it runs on."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+
+
 # -- the figures -------------------------------------------------------------------------------
 
 
@@ -122,6 +147,7 @@ class ActionCost(msgspec.Struct, frozen=True, gc=False):
     job: str
     remote_id: str
     model: str
+    provider: str  # the provider the job runs on: its price is looked up under it
     rows: int | None  # rows to send (rows reused from earlier answers will not be counted)
     input_tokens: int | None
     input_exact: bool
@@ -145,12 +171,15 @@ class CostReport:
     compare: Compare = "worstCase"
     refusals: tuple[str, ...] = ()  # one sentence per broken budget; empty: within budget
     prices: PriceTable | None = None  # the table the figures come from
-    job_models: Mapping[str, str] = field(default_factory=dict)  # declared job -> its model
+    jobs: Mapping[str, PricedJob] = field(default_factory=dict)  # the declared jobs, by name
 
     def job_price(self, job: str) -> Price | None:
-        """The price of a declared job's model (what its spend so far is priced at)."""
-        model = self.job_models.get(job)
-        return None if model is None or self.prices is None else self.prices.lookup(model)
+        """The price of a declared job's model on its provider (what its spend so far is
+        priced at)."""
+        decl = self.jobs.get(job)
+        if decl is None or self.prices is None:
+            return None
+        return self.prices.lookup(decl.model, decl.provider)
 
     @property
     def input_tokens(self) -> int | None:
@@ -223,6 +252,11 @@ def money_text(value: float | None) -> str:
     if value != 0 and abs(value) < 0.01:
         return f"${value:.4f}"
     return f"${value:,.2f}"
+
+
+def on_provider(provider: str) -> str:
+    """' on provider X' after a model's name, or nothing for the default provider (Fireworks)."""
+    return "" if provider == DEFAULT_PROVIDER else f" on provider {provider}"
 
 
 def tokens_text(value: float | None) -> str:

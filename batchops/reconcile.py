@@ -37,7 +37,9 @@ from batchops.layout import errors_path
 from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
-from batchops.money import Budget, CostReport, PriceOverride, shipped_prices
+from batchops.manifest.stored import StoredManifests
+from batchops.money import Budget, CostReport, PriceTable, shipped_prices
+from batchops.outputcache import OutputCache
 from batchops.plan import (
     DatasetFacts,
     JobView,
@@ -52,6 +54,7 @@ from batchops.plan import (
 )
 from batchops.plan.rows import FailedRows, RowSplit
 from batchops.providers import Provider, RemoteInput
+from batchops.providers.router import ProviderSet
 from batchops.results import (
     LocalResult,
     ResultRecord,
@@ -79,7 +82,8 @@ class PassOptions(PlanOptions):
     selector: Selector = field(default_factory=Selector)
     narrowed: bool = False  # PATHS name part of the project, not all of it
     budget: Budget = field(default_factory=Budget)  # the project's and --max-cost (issue 15)
-    prices: tuple[PriceOverride, ...] = ()  # the project file's, over the shipped table
+    # the shipped table with the project file's prices over it (``config.price_table``)
+    prices: PriceTable = field(default_factory=shipped_prices)
     tokenizers: Mapping[str, Path] = field(default_factory=dict)  # model -> tokenizer.json
 
     def plan_options(self) -> PlanOptions:
@@ -144,7 +148,8 @@ def load_inputs(
     """Load manifests, render the datasets built from tables and validate every dataset; raises
     InvalidInputError with every problem (the datasets of the valid documents are rendered and
     checked even when other documents are invalid)."""
-    desired, diags = load_partial(list(paths), root=root, project=project_file)
+    cache = StoredManifests(root)  # unchanged manifests are not parsed again
+    desired, diags = load_partial(list(paths), root=root, project=project_file, cache=cache)
     return prepare_inputs(desired, root=root, problems=diags, project_file=project_file)
 
 
@@ -188,8 +193,16 @@ def observe_all(
         jobs = pool.submit(provider.list_jobs, project=project)
         local = local_results(desired, root)
         named = _named_datasets(provider, desired, datasets.result())
-        observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()))
+        observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()),
+                            id_limits=id_limits(provider))  # fmt: skip
         return observed, local
+
+
+def id_limits(provider: Provider) -> tuple[tuple[str, int], ...]:
+    """Each provider's longest ID by name (a ``ProviderSet`` holds several)."""
+    limits = provider.id_limits() if isinstance(provider, ProviderSet) else {
+        provider.name: provider.max_id_length}  # fmt: skip
+    return tuple(sorted(limits.items()))
 
 
 def _named_datasets(
@@ -220,10 +233,12 @@ def load_and_plan(
     options: PassOptions,
     inputs: Inputs | None = None,
     project_file: ProjectConfig | None = None,
+    outputs: OutputCache | None = None,
 ) -> Plan:
     """What `batchops plan` shows and `apply` executes: inputs first, then the two list calls.
 
-    ``inputs`` are ``load_inputs``' answer when the caller validated before opening the provider."""
+    ``inputs`` are ``load_inputs``' answer when the caller validated before opening the provider;
+    ``outputs`` keeps the job outputs read for the reuse index, for the merge of the same pass."""
     if inputs is None:
         inputs = load_inputs(paths, root=root, project_file=project_file)
     all_desired, infos = inputs
@@ -231,7 +246,8 @@ def load_and_plan(
     desired, plan_options = selection.desired, options.scoped(selection)
     check_prune(desired, plan_options)  # before any API call
     with gc_paused():
-        ctx = load_context(provider, root=root, project=project, inputs=(desired, infos))
+        ctx = load_context(provider, root=root, project=project, inputs=(desired, infos),
+                           outputs=outputs)  # fmt: skip
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project,
                          rows=ctx.rows, failed_rows=ctx.failed_rows)  # fmt: skip
         cost = plan_cost(plan, desired, infos, ctx.local, options, root)
@@ -252,16 +268,18 @@ def plan_cost(
               if sending else {})  # fmt: skip
     history = {name: r.record.usage for name, r in local.items()
                if r.record is not None and r.record.usage is not None}  # fmt: skip
-    prices = shipped_prices().with_overrides(options.prices)
     rows = {name: info.rows for name, info in infos.items()}
-    return estimate(plan, CostInputs(jobs, rows, tokens, history, prices, options.budget))
+    return estimate(plan, CostInputs(jobs, rows, tokens, history, options.prices, options.budget))
 
 
-def load_context(provider: Provider, *, root: Path, project: str, inputs: Inputs) -> Context:
+def load_context(
+    provider: Provider, *, root: Path, project: str, inputs: Inputs,
+    outputs: OutputCache | None = None,
+) -> Context:  # fmt: skip
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
     observed, local = observe_all(provider, desired, root, project=project)
-    rebuild(provider, observed, desired, infos, root=root, project=project)
+    rebuild(provider, observed, desired, infos, root=root, project=project, outputs=outputs)
     rows = row_splits(desired, infos, root=root, project=project)
     failed = failed_rows(desired, local, root=root)
     return Context(root, project, desired, infos, observed, local, rows, failed)
@@ -292,16 +310,19 @@ def run_pass(
 ) -> PassResult:
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
-    plan = load_and_plan(paths, root=root, provider=provider, project=project, options=options,
-                         inputs=inputs, project_file=project_file)  # fmt: skip
-    if saved is not None:
-        check_saved(plan, saved)
-    if on_plan is not None:
-        on_plan(plan)
-    if plan.cost is not None and plan.cost.refusals:
-        raise BudgetError(plan.cost.refusals)  # shown with the plan, before anything is sent
-    applied = apply_plan(plan, provider=provider, root=root, reporter=reporter,
-                         max_workers=options.max_workers, stop=stop)  # fmt: skip
+    with OutputCache(root) as outputs:  # a job's output is downloaded once per pass
+        plan = load_and_plan(paths, root=root, provider=provider, project=project,
+                             options=options, inputs=inputs, project_file=project_file,
+                             outputs=outputs)  # fmt: skip
+        if saved is not None:
+            check_saved(plan, saved)
+        if on_plan is not None:
+            on_plan(plan)
+        if plan.cost is not None and plan.cost.refusals:
+            raise BudgetError(plan.cost.refusals)  # shown with the plan, before anything is sent
+        applied = apply_plan(plan, provider=provider, root=root, reporter=reporter,
+                             max_workers=options.max_workers, stop=stop,
+                             outputs=outputs)  # fmt: skip
     return summarize(plan, applied)
 
 

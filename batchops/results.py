@@ -64,6 +64,9 @@ class MergeCounts(msgspec.Struct, frozen=True, gc=False):
     # remote-only: a known input finds the rows they lost as ``missing``, more precisely
     unreadable: int = 0
     nonconforming: int = 0  # answers that failed the job's responseFormat (counted in failed)
+    # rows an expired job never reached (a partial merge): error lines ``EXPIRED``, counted in
+    # failed, so that row retries send them again (a passing reason) and reports say so
+    unreached: int = 0
 
 
 class Usage(msgspec.Struct, frozen=True, gc=False):
@@ -307,7 +310,11 @@ CREATE TABLE line (cid TEXT NOT NULL, ok INTEGER NOT NULL, file INTEGER NOT NULL
                    WITHOUT ROWID;
 CREATE TABLE want (cid TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE rejected (cid TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE unreached (cid TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
 """
+UNREACHED_CODE = "EXPIRED"
+UNREACHED = "the job expired before this row ran (all its resumes used)"
+_NO_TOKENS = {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0}
 # Input order first (people diff results against inputs), then rows the input lacks, by custom_id.
 _IN_ORDER = """
 SELECT l.cid, l.file, l.start, l.size FROM line l LEFT JOIN want w ON w.cid = l.cid
@@ -362,6 +369,8 @@ def _merge(
             _reject(db, files, check)
         if expected_ids is not None:
             db.executemany("INSERT OR IGNORE INTO want VALUES (?, ?)", _positions(expected_ids))
+            if partial:
+                _mark_unreached(db, job_ids[-1] if job_ids else "")
         counts = _counts(db, known_input=expected_ids is not None, unreadable=unreadable)
         usage = _sum_usage(db)
         gap = _problem(job_name, counts, partial=partial)
@@ -492,12 +501,27 @@ def _rejected_lines(
             os.close(handle)
 
 
+def _mark_unreached(db: sqlite3.Connection, job: str) -> None:
+    """The input rows an expired lineage never reached become error lines (file -2: the line is
+    in the ``unreached`` table) in the results schema, with the code ``EXPIRED``."""
+    cids = [cid for (cid,) in db.execute(
+        "SELECT cid FROM want WHERE cid NOT IN (SELECT cid FROM line) ORDER BY pos")]  # fmt: skip
+    row = {"text": None, "finish_reason": None, "usage": _NO_TOKENS, "error": UNREACHED,
+           "error_code": UNREACHED_CODE, "job": job, "response": None}  # fmt: skip
+    lines = ((cid, orjson.dumps({"custom_id": cid, **row})) for cid in cids)
+    db.executemany("INSERT INTO unreached VALUES (?, ?)", lines)
+    db.execute("INSERT INTO line (cid, ok, file, start, size) "
+               "SELECT cid, 0, -2, 0, 0 FROM unreached")  # fmt: skip
+
+
 def _copy_lines(db: sqlite3.Connection, files: Sequence[Path], *, ok: bool) -> Iterator[bytes]:
     handles: dict[int, int] = {}
     try:
         for cid, number, start, size in db.execute(_IN_ORDER, (int(ok),)):
             if number < 0:
-                body = db.execute("SELECT body FROM rejected WHERE cid = ?", (cid,)).fetchone()
+                table = "rejected" if number == -1 else "unreached"
+                sql = f"SELECT body FROM {table} WHERE cid = ?"  # noqa: S608 (our two names)
+                body = db.execute(sql, (cid,)).fetchone()
                 yield bytes(body[0]) + b"\n"
                 continue
             if number not in handles:
@@ -516,6 +540,7 @@ def _counts(db: sqlite3.Connection, *, known_input: bool, unreadable: int) -> Me
     succeeded = one("SELECT count(*) FROM line WHERE ok = 1")
     failed = one("SELECT count(*) FROM line WHERE ok = 0")
     nonconforming = one("SELECT count(*) FROM rejected")
+    unreached = one("SELECT count(*) FROM unreached")
     if not known_input:
         return MergeCounts(succeeded + failed, succeeded, failed, missing=0, unexpected=0,
                            unreadable=unreadable, nonconforming=nonconforming)  # fmt: skip
@@ -523,7 +548,7 @@ def _counts(db: sqlite3.Connection, *, known_input: bool, unreadable: int) -> Me
         expected=one("SELECT count(*) FROM want"), succeeded=succeeded, failed=failed,
         missing=one("SELECT count(*) FROM want WHERE cid NOT IN (SELECT cid FROM line)"),
         unexpected=one("SELECT count(*) FROM line WHERE cid NOT IN (SELECT cid FROM want)"),
-        nonconforming=nonconforming,
+        nonconforming=nonconforming, unreached=unreached,
     )  # fmt: skip
 
 

@@ -16,15 +16,17 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import orjson
 
-from batchops.config import ensure_state_dir
+from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.datasets import iter_custom_ids
 from batchops.errors import NotFoundError
-from batchops.identity import dataset_id, id_name, parse_job_id
+from batchops.identity import HASH_LEN, dataset_id, name_matches, parse_job_id
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.outputcache import OutputCache
 from batchops.plan import DatasetFacts, Observed
 from batchops.plan.canary import canary_name
 from batchops.plan.rows import CanarySample, DerivedInput, RowSplit, job_prefix, split_rows
@@ -36,7 +38,7 @@ from batchops.rowid import DIGEST_SIZE, file_requests, request_prefix
 from batchops.scratch import Scratch
 
 DERIVED_DIR = "derived"
-ROWS_DIR = "rows"  # request hashes of each dataset and job prefix (``_requests``)
+ROWS_DIR = "rows"  # request hashes of each dataset and job prefix (``_Requests``)
 
 
 def reusing(decl: JobDecl, infos: Mapping[str, DatasetFacts]) -> bool:
@@ -51,17 +53,21 @@ def row_splits(
     jobs = [decl for decl in desired.jobs if reusing(decl, infos)]
     if not jobs:
         return {}
+    requests = _Requests(private_dir(ensure_state_dir(root) / ROWS_DIR, root=root))
     with ReuseIndex.open(root) as index:
-        return {decl.name: _split(decl, desired, infos, index, root, project) for decl in jobs}
+        return {
+            decl.name: _split(decl, desired, infos, index, requests, root, project)
+            for decl in jobs
+        }
 
 
 def _split(
     decl: JobDecl, desired: Desired, infos: Mapping[str, DatasetFacts], index: ReuseIndex,
-    root: Path, project: str,
+    requests: _Requests, root: Path, project: str,
 ) -> RowSplit:  # fmt: skip
     ds = desired.dataset(decl.input_dataset or "")
     assert ds is not None  # reusing() checked it
-    rows = _requests(job_prefix(decl), ds.files, infos[ds.name].sha256, root)
+    rows = requests.of(job_prefix(decl), ds.files, infos[ds.name].sha256)
     known = index.lookup([digest for _, digest in rows])
     full_id = dataset_id(project, ds.name, infos[ds.name].sha256)
     split, own = _stable(decl, ds, rows, known, full_id, project)
@@ -73,26 +79,47 @@ def _split(
     return split
 
 
-def _requests(
-    prefix: bytes, files: Sequence[Path], content_sha256: str, root: Path
-) -> list[tuple[str, bytes]]:
-    """(custom_id, request hash) of each row. Cached under ``.batchops/rows/`` by the dataset's
-    content hash and the request prefix, so it can never be stale: an unchanged dataset costs
-    a read of 16 bytes a row and its custom_ids, not a parse and a hash of every row."""
-    key = hashlib.sha256(prefix + b"\0" + content_sha256.encode()).hexdigest()
-    path = private_dir(ensure_state_dir(root) / ROWS_DIR, root=root) / f"{key}.bin"
-    try:
-        digests = path.read_bytes()
-    except OSError:
-        digests = b""
-    ids = list(iter_custom_ids(list(files))) if digests else []
-    if digests and len(digests) == DIGEST_SIZE * len(ids):
-        return [
-            (cid, digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]) for i, cid in enumerate(ids)
-        ]
-    rows = list(file_requests(prefix, files))
-    write_derived(path, iter([b"".join(digest for _, digest in rows)]))
-    return rows
+class _Requests:
+    """(custom_id, request hash) of each row, per job prefix and dataset. Cached on disk under
+    ``.batchops/rows/`` by the dataset's content hash and the request prefix, so it can never be
+    stale: an unchanged dataset costs a read of 16 bytes a row and its custom_ids, not a parse
+    and a hash of every row. Within one pass, jobs that share a dataset read its custom_ids
+    once, and jobs that also share a prefix (model and parameters) share the whole list."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._ids: dict[str, list[str]] = {}
+        self._rows: dict[str, list[tuple[str, bytes]]] = {}
+
+    def of(
+        self, prefix: bytes, files: Sequence[Path], content_sha256: str
+    ) -> list[tuple[str, bytes]]:
+        key = hashlib.sha256(prefix + b"\0" + content_sha256.encode()).hexdigest()
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = self._rows[key] = self._read(key, prefix, files, content_sha256)
+        return rows
+
+    def _read(
+        self, key: str, prefix: bytes, files: Sequence[Path], content_sha256: str
+    ) -> list[tuple[str, bytes]]:
+        path = self._folder / f"{key}.bin"
+        try:
+            digests = path.read_bytes()
+        except OSError:
+            digests = b""
+        if digests:
+            ids = self._ids.get(content_sha256)
+            if ids is None:
+                ids = self._ids[content_sha256] = list(iter_custom_ids(list(files)))
+            if len(digests) == DIGEST_SIZE * len(ids):
+                return [
+                    (cid, digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE])
+                    for i, cid in enumerate(ids)
+                ]
+        rows = list(file_requests(prefix, files))
+        write_derived(path, iter([b"".join(digest for _, digest in rows)]))
+        return rows
 
 
 def _stable(
@@ -103,15 +130,14 @@ def _stable(
     has answered its rows, they are still its own rows to send (the job is the same), not rows
     reused from itself. Returns the jobs left out, too."""
     split = split_rows(rows, known)
-    mine = id_name(decl.name)
-    families: dict[str, set[str]] = {}  # base ID -> its jobs (attempts, continuations)
+    families: dict[str, set[str]] = {}  # base hash -> its jobs (attempts, continuations)
     for job, _ in split.reused_from:
         parts = parse_job_id(job)
-        if parts is not None and parts.name == mine:
-            families.setdefault(parts.base, set()).add(job)
-    for base, jobs in sorted(families.items()):
+        if parts is not None and name_matches(parts.name, decl.name):  # shortened IDs too
+            families.setdefault(parts.digest, set()).add(job)
+    for digest, jobs in sorted(families.items()):
         trial = split_rows(rows, known, exclude_jobs=frozenset(jobs))
-        if _base_of(trial, decl, ds, rows, full_id, project) == base:
+        if _base_of(trial, decl, ds, rows, full_id, project)[-HASH_LEN:] == digest:
             return trial, frozenset(jobs)
     return split, frozenset()
 
@@ -123,8 +149,9 @@ def _canary_sample(
     """The canary's rows: of the rows the full job would send had no canary run (its own
     answers and its canary's left out), those with the lowest request hashes."""
     assert decl.canary is not None
-    name = id_name(canary_name(decl.name))
-    canaries = {a.job for a in known.values() if (p := parse_job_id(a.job)) and p.name == name}
+    name = canary_name(decl.name)
+    canaries = {a.job for a in known.values()
+                if (p := parse_job_id(a.job)) and name_matches(p.name, name)}  # fmt: skip
     basis = split_rows(rows, known, exclude_jobs=own | canaries)
     if not basis.send:
         return None
@@ -209,11 +236,13 @@ _ANSWERING = frozenset({JobState.FINISHED, JobState.EXPIRED})  # states that kep
 
 def rebuild(
     provider: Provider, observed: Observed, desired: Desired, infos: Mapping[str, DatasetFacts],
-    *, root: Path, project: str,
+    *, root: Path, project: str, outputs: OutputCache | None = None,
 ) -> int:  # fmt: skip
     """Record the answers of our finished (or expired) jobs the index does not know yet, from
     their inputs and outputs: downloads, no inference. Only jobs that could answer a declared
-    job's rows (same provider and model) are read. Returns the count of jobs read."""
+    job's rows (same provider and model) are read. An input whose bytes are on disk (a declared
+    dataset, a derived one) is read there, not downloaded; ``outputs`` keeps each output for the
+    merge of the same pass, which then downloads nothing again. Returns the count of jobs read."""
     wanted = {(d.provider, d.model) for d in desired.jobs if reusing(d, infos)}
     if not wanted:
         return 0
@@ -221,14 +250,50 @@ def rebuild(
         known = index.indexed_jobs()
         todo = [job for job in observed.jobs if job.owner == project and job.key not in known
                 and job.state in _ANSWERING and (job.provider, job.model) in wanted]  # fmt: skip
+        local = _LocalInputs(desired, infos, root, project)
         for job in sorted(todo, key=lambda j: j.key):
-            index.record([job.key], _answers_of(provider, job, root))
+            index.record([job.key], _answers_of(provider, job, root, local, outputs))
     return len(todo)
 
 
+class _LocalInputs:
+    """Remote input IDs whose bytes are on disk: the declared datasets (validated this pass) and
+    the derived ones under ``.batchops/derived/`` (named by their sha256, checked before use).
+    IDs are content-addressed, so the same ID is the same bytes."""
+
+    def __init__(
+        self, desired: Desired, infos: Mapping[str, DatasetFacts], root: Path, project: str
+    ) -> None:
+        self._declared = {dataset_id(project, d.name, infos[d.name].sha256): d.files
+                          for d in desired.datasets if d.name in infos}  # fmt: skip
+        self._names = [d.name for d in desired.datasets]
+        self._folder = root / STATE_DIR / DERIVED_DIR
+        self._project = project
+
+    def files(self, input_id: str) -> tuple[Path, ...] | None:
+        if input_id in self._declared:
+            return tuple(self._declared[input_id])
+        if not input_id or not self._folder.is_dir():
+            return None
+        for path in sorted(self._folder.glob("*.jsonl")):
+            sha = path.stem
+            if any(dataset_id(self._project, n, sha) == input_id for n in self._names):
+                return (path,) if _sha256(path) == sha else None
+        return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _answers_of(
-    provider: Provider, job: RemoteJob, root: Path
-) -> list[tuple[bytes, str, str, bytes]]:
+    provider: Provider, job: RemoteJob, root: Path, local: _LocalInputs,
+    outputs: OutputCache | None,
+) -> list[tuple[bytes, str, str, bytes]]:  # fmt: skip
     """(hash, job, custom_id, line) of each answered row of one job, read from the provider."""
     # What the provider echoes for parameters never set is left out, as a declaration leaves it
     # out; a default echoed otherwise makes a different hash: a missed reuse, never a stale one.
@@ -236,10 +301,14 @@ def _answers_of(
     if job.precision and job.precision != "PRECISION_UNSPECIFIED":
         params["precision"] = job.precision
     prefix = request_prefix(job.provider, job.model, params)
-    with Scratch(root) as scratch:
+    on_disk = local.files(job.input_id)
+    with Scratch(root) if on_disk is None or outputs is None else nullcontext() as scratch:
         try:
-            inputs = provider.download_input(job.input_id, scratch.path / "input")
-            folders = provider.download_outputs([job.key], scratch.path / "output")
+            inputs = on_disk or provider.download_input(job.input_id, _folder(scratch, "input"))
+            if outputs is not None:
+                folders = outputs.job(provider, job.key)
+            else:
+                folders = provider.download_outputs([job.key], _folder(scratch, "output"))
         except NotFoundError:  # its input or output is gone: nothing to reuse from it
             return []
         requests = dict(file_requests(prefix, inputs))
@@ -249,6 +318,11 @@ def _answers_of(
                 if cid in requests:
                     found.append((requests[cid], job.key, cid, line))
         return found
+
+
+def _folder(scratch: Scratch | None, name: str) -> Path:
+    assert scratch is not None  # made whenever something is downloaded here
+    return scratch.path / name
 
 
 def _output_lines(path: Path) -> Iterator[tuple[str, bytes]]:

@@ -18,7 +18,7 @@ from batchops.config import ensure_state_dir
 from batchops.datasets import iter_custom_ids
 from batchops.layout import errors_path
 from batchops.manifest.desired import Desired, JobDecl
-from batchops.plan.rowerrors import RowFailure, classify
+from batchops.plan.rowerrors import FailureSummary, RowFailure, classify, summarize
 from batchops.plan.rows import DerivedInput, FailedRows
 from batchops.private import private_dir
 from batchops.results import LocalResult
@@ -42,7 +42,8 @@ def failed_rows(
 def _classified(decl: JobDecl, desired: Desired, job: str, root: Path) -> FailedRows:
     transient: list[str] = []
     permanent: list[tuple[str, str]] = []
-    for cid, error in _errors(errors_path(decl.output_path)):
+    errors = list(_errors(errors_path(decl.output_path)))
+    for cid, error in errors:
         if classify(error) is RowFailure.TRANSIENT:
             transient.append(cid)
         else:
@@ -51,7 +52,14 @@ def _classified(decl: JobDecl, desired: Desired, job: str, root: Path) -> Failed
     retry = None
     if transient and ds is not None and decl.row_retries > 0:
         retry = _retry_input(ds.name, ds.files, frozenset(transient), root)
-    return FailedRows(job, tuple(transient), tuple(permanent), retry)
+    return FailedRows(job, tuple(transient), tuple(permanent), retry, summarize(errors))
+
+
+def failure_summary(path: Path) -> FailureSummary | None:
+    """The failed rows of an errors file by class and reason (None: none failed), for
+    ``batchops results``, which reads local files only."""
+    summary = summarize(_errors(path))
+    return summary if summary.failed else None
 
 
 def any_transient(path: Path) -> bool:

@@ -10,7 +10,10 @@ Run: ``.venv/bin/python bench/cost.py [--part tokenize|plan|accuracy|all] [--mb 
   replaced by nothing, in ``--repeat`` paired rounds (each round runs both, the order alternating);
   prints the medians and the median of the per-round ratios, which a shared, noisy machine moves
   far less than either time. A first round warms the token cache (as every pass but the first
-  finds it) and is not counted.
+  finds it) and is not counted. Then the cost step alone, and the end-to-end figure: ``batchops
+  plan`` in a fresh process (manifest load, observe, plan, rendering), with costs and with the
+  cost step replaced by nothing, in ``--cli-repeat`` paired rounds. Load averages are printed
+  with each figure.
 - ``accuracy``: the example jobs and a generated 10,000-row real-text corpus, planned and applied on
   the embedded local backend: planned input tokens against the usage the engine reported; the
   estimator against the real tokenizer on the corpus; the expected cost of a changed spec (from the
@@ -25,6 +28,7 @@ import importlib
 import inspect
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -106,7 +110,7 @@ def tokenize(tmp: Path, mb: int) -> None:
 # -- plan overhead -------------------------------------------------------------------------------
 
 
-def plan_overhead(tmp: Path, repeat: int) -> None:
+def plan_overhead(tmp: Path, repeat: int, cli_repeat: int) -> None:
     sys.path.insert(0, str(REPO))
     import batchops.reconcile as reconcile
     from bench.plan import generate, serve, stop
@@ -147,14 +151,69 @@ def plan_overhead(tmp: Path, repeat: int) -> None:
             f"costs {median['with costs'] * 1000:.1f} ms, without {median['without'] * 1000:.1f} "
             f"ms; median of the per-round ratios {(statistics.median(ratios) - 1) * 100:+.1f}% "
             f"(rounds from {(min(ratios) - 1) * 100:+.1f}% to {(max(ratios) - 1) * 100:+.1f}%); "
-            f"of the CPU time of this process {(statistics.median(cpu_ratios) - 1) * 100:+.1f}%"
+            f"of the CPU time of this process {(statistics.median(cpu_ratios) - 1) * 100:+.1f}%; "
+            f"{load()}"
         )
         cost_only = min(timeit.repeat(lambda: real(plan, *cost_args(root, inputs)), number=1,
                                       repeat=repeat))  # fmt: skip
-        print(f"the cost step alone (batchops.reconcile.plan_cost): {cost_only * 1000:.1f} ms")
+        print(f"the cost step alone (batchops.reconcile.plan_cost): {cost_only * 1000:.2f} ms "
+              f"(best of {repeat}); {load()}")  # fmt: skip
+        plan_cli_overhead(root, url, cli_repeat)
     finally:
         reconcile.plan_cost = real
         stop(proc)
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+# ``batchops plan`` as a user runs it, in a fresh process, the cost step replaced by nothing in
+# the "without" runs (the same wrapper in both, so start-up is the same); rendering included.
+_CLI = (
+    "import sys, batchops.reconcile as r\n"
+    "if sys.argv[1] == 'without': r.plan_cost = lambda *a, **k: None\n"
+    "from batchops.cli import main\n"
+    "sys.exit(main(['plan']))\n"
+)
+
+
+def plan_cli_overhead(root: Path, url: str, repeat: int) -> None:
+    """End to end: ``batchops plan`` of the same 1,000 jobs with costs vs without, paired."""
+    env = {**os.environ, "FIREWORKS_BASE_URL": url, "FIREWORKS_ACCOUNT_ID": "local"}
+    env.pop("FIREWORKS_API_KEY", None)
+    env.pop("CI", None)
+
+    def once(label: str) -> tuple[float, float]:
+        """Wall time, and the CPU time (user + system) of the child process."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _CLI, label], cwd=root, env=env, text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode not in (0, 2):
+            raise SystemExit(f"plan failed ({done.returncode}): {done.stderr[-2000:]}")
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return wall, cpu
+
+    times: dict[str, list[tuple[float, float]]] = {"with": [], "without": []}
+    for round_ in range(repeat + 1):
+        took = {label: once(label) for label in (("with", "without") if round_ % 2
+                                                 else ("without", "with"))}  # fmt: skip
+        if round_:  # round 0 warms the caches and is not counted
+            for label, figures in took.items():
+                times[label].append(figures)
+    pairs = list(zip(times["with"], times["without"], strict=True))
+    wall = statistics.median(w[0] / wo[0] for w, wo in pairs) - 1
+    cpu = statistics.median(w[1] / wo[1] for w, wo in pairs) - 1
+    print(
+        f"end to end, `batchops plan` of the 1,000 jobs in a fresh process, {repeat} paired "
+        f"rounds: median with costs {statistics.median(w for w, _ in times['with']) * 1000:.0f} "
+        f"ms, without {statistics.median(w for w, _ in times['without']) * 1000:.0f} ms; median "
+        f"of the per-round ratios {wall * 100:+.1f}% wall, {cpu * 100:+.1f}% CPU time of the "
+        f"plan process; {load()}"
+    )
 
 
 def cost_args(root: Path, inputs: Any) -> tuple[Any, ...]:
@@ -190,7 +249,7 @@ def spent(root: Path) -> dict[str, tuple[int, float]]:
         prompt = 0
         with (root / job["results"]).open() as f:
             for line in f:
-                prompt += json.loads(line)["response"]["usage"]["prompt_tokens"]
+                prompt += json.loads(line)["usage"]["input_tokens"]  # the neutral results shape
         out[job["name"]] = (prompt, job["spent"])
     return out
 
@@ -258,12 +317,13 @@ def main() -> None:
     parser.add_argument("--part", choices=["tokenize", "plan", "accuracy", "all"], default="all")
     parser.add_argument("--mb", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--cli-repeat", type=int, default=11, help="paired rounds of the CLI")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchops-cost-") as tmp:
         if args.part in ("tokenize", "all"):
             tokenize(Path(tmp), args.mb)
         if args.part in ("plan", "all"):
-            plan_overhead(Path(tmp), args.repeat)
+            plan_overhead(Path(tmp), args.repeat, args.cli_repeat)
         if args.part in ("accuracy", "all"):
             accuracy(Path(tmp))
 

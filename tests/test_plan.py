@@ -288,6 +288,14 @@ def test_expired_job_resumes_until_max_resumes_then_reports_and_downloads() -> N
         assert resume.job is not None and resume.job.continued_from is not None
         simulate(plan_of(d, f, world), world, end_state="JOB_STATE_EXPIRED")
     final = plan_of(d, f, world)
+    # the rows it never reached are retried as transient failures (rowRetries, 2 by default):
+    # the partial results are merged, not reported as a failure yet
+    assert kinds(final) == [("download", "j")]
+    assert "the rows it never reached are sent again" in final.actions[0].reason
+    download = final.actions[0].download
+    assert download is not None and download.partial and len(download.job_ids) == 3
+    no_retries = desired(["p"], [job_decl("j", "p", max_resumes=2, row_retries=0)])
+    final = plan_of(no_retries, f, world)
     assert kinds(final) == [("expired", "j"), ("download", "j")]
     download = final.actions[1].download
     assert download is not None and download.partial and len(download.job_ids) == 3

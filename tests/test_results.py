@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from batchops.plan.rowerrors import RowFailure, classify
 from batchops.results import (
     FileStamp,
     MergeCounts,
@@ -74,8 +75,13 @@ def test_verification_counts_missing_and_unexpected_rows(tmp_path: Path) -> None
     folder = _write(tmp_path / "d2", {"a": "x"}, {})
     record = merge_lineage([folder], job_name="p", job_ids=["p"], output=partial,
                            expected_ids=["a", "b"], root=tmp_path, partial=True)  # fmt: skip
-    assert (record.counts.expected, record.counts.succeeded, record.counts.missing) == (2, 1, 1)
+    c = record.counts
+    assert (c.expected, c.succeeded, c.failed, c.missing, c.unreached) == (2, 1, 1, 0, 1)
     assert record.partial and problem(record, partial=True) is None
+    # the row the expired job never reached is a failed row of a passing reason (row retries)
+    (unreached,) = _lines(errors_path(partial))
+    assert unreached["custom_id"] == "b" and unreached["error_code"] == "EXPIRED"
+    assert classify(f"{unreached['error_code']}: {unreached['error']}") is RowFailure.TRANSIENT
     assert local_state(tmp_path, "p", partial).verified
 
 

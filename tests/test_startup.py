@@ -10,6 +10,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,6 +112,24 @@ def test_validate_with_warm_caches_loads_no_tokenizer(tmp_path: Path) -> None:
     assert loaded(modules, {"bpe_openai", "tokenizers"}) == set()
 
 
+def test_warm_validate_and_plan_load_no_manifest_models_nor_yaml(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    """Manifests validated by an earlier command come from the manifest cache
+    (``batchops.manifest.stored``): neither PyYAML nor the manifest models are imported, and
+    ``validate`` (which calls no API) imports no pydantic at all."""
+    server = make_server(worker=False)
+    project = example_project(tmp_path)
+    time.sleep(2.1)  # files changed within 2 s are not trusted by their stat (manifest/cache.py)
+    started(tmp_path, "validate", cwd=project)  # fills the caches
+    modules, _ = started(tmp_path, "validate", cwd=project)
+    validation = {"pydantic", "pydantic_core", "yaml", "batchops.manifest.models"}
+    assert loaded(modules, validation) == set()
+    modules, _ = started(tmp_path, "plan", "--base-url", server.base_url, cwd=project)
+    assert "batchops.plan" in modules  # it did plan
+    assert loaded(modules, {"yaml", "batchops.manifest.models"}) == set()
+
+
 def test_plan_with_warm_caches_loads_no_tokenizer(
     tmp_path: Path, make_server: Callable[..., EmbeddedServer]
 ) -> None:
@@ -154,9 +173,12 @@ def test_every_command_module_has_a_row_in_the_lazy_table() -> None:
 
 def test_importing_the_commands_builds_no_pydantic_validator() -> None:
     """Models build their validators at first use (``defer_build``): importing ``plan`` and
-    ``validate`` pays for none of the ~40 wire and manifest models, only what a run touches."""
+    ``validate`` (and the ~40 wire and manifest models they may use) builds none of them; a run
+    pays only for what it touches."""
     code = (
         "import batchops.cli.plan, batchops.cli.validate, json\n"
+        "import batchops.manifest.models, batchops.providers.fireworks.wire\n"
+        "import batchops.providers.openai.wire\n"
         "from pydantic import BaseModel\n"
         "def walk(c):\n"
         "    for s in c.__subclasses__():\n"
@@ -171,3 +193,28 @@ def test_importing_the_commands_builds_no_pydantic_validator() -> None:
     count, built = json.loads(done.stdout)
     assert count > 20  # the models were imported ...
     assert built == []  # ... and none was built
+
+
+def test_importing_the_pass_commands_loads_no_validation_or_yaml_library() -> None:
+    """The manifest models, pydantic and PyYAML are imported where a manifest file must be
+    parsed, not when ``plan`` or ``validate`` is imported: with a warm manifest cache a run never
+    needs them (``batchops.manifest.stored``)."""
+    code = (
+        "import sys, json, batchops.cli.plan, batchops.cli.validate, batchops.manifest\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    heavy = {"pydantic", "pydantic_core", "yaml", "batchops.manifest.models", "httpx"}
+    assert loaded(set(json.loads(done.stdout)), heavy) == set()
+
+
+def test_the_light_catalog_names_the_provider_kinds_the_model_accepts() -> None:
+    """``batchops.providers.catalog.PROVIDER_KINDS`` stands in for ``ProviderSpec.kind`` where the
+    models are not imported (the project file's price checks on a warm load)."""
+    from typing import get_args
+
+    from batchops.manifest.models import ProviderSpec
+    from batchops.providers.catalog import PROVIDER_KINDS
+
+    assert set(PROVIDER_KINDS) == set(get_args(ProviderSpec.model_fields["kind"].annotation))

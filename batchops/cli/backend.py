@@ -72,13 +72,15 @@ def root_of(args: argparse.Namespace) -> Path:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Flags, environment and the root's batchops.yaml (validated: InvalidInputError)."""
     from batchops.manifest.project import load_project
+    from batchops.manifest.stored import StoredManifests
 
+    root = root_of(args)
     return load_settings(
         base_url=getattr(args, "base_url", None),
         account_id=getattr(args, "account_id", None),
         project=getattr(args, "project", None),
         local=bool(getattr(args, "local", False)),
-        project_file=load_project(root_of(args)),
+        project_file=load_project(root, cache=StoredManifests(root)),
     )
 
 

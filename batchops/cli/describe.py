@@ -23,7 +23,7 @@ from batchops.cli.backend import (
     root_of,
     settings_from_args,
 )
-from batchops.config import PROJECT_FILE, Settings
+from batchops.config import PROJECT_FILE, Settings, price_table
 from batchops.errors import EXIT_OK, ConfigError
 from batchops.history import (
     JobHistory,
@@ -33,7 +33,8 @@ from batchops.history import (
     owned_by_name,
     owned_following_moves,
 )
-from batchops.money import Price, shipped_prices
+from batchops.manifest import JobDecl
+from batchops.money import Price
 from batchops.plan import JobView
 from batchops.plan.graph import gates, stage_rows
 from batchops.providers import RemoteJob
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if members and not declared:
         raise ConfigError(f"'{name}' is a matrix of {len(members)} jobs; describe one of them: "
                           f"{', '.join(members)}")  # fmt: skip
+    failures = None
     with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
             ctx = load_context(provider, root=root, project=project, inputs=inputs)
@@ -79,12 +81,15 @@ def run(args: argparse.Namespace) -> int:
                             for j in owned_by_name(n, jobs, project)}.values(),
                            key=lambda j: (j.created, j.key))  # fmt: skip
             h = _declared_history(view, found)
-            h = replace(h, spent=status_row(view, _price(settings, view.decl.model)).spent,
+            h = replace(h, spent=status_row(view, _price(settings, view.decl)).spent,
                         stage=_stage(ctx.views(), ctx.desired.waiting, name))
+            found_rows = ctx.failed_rows.get(name)
+            failures = found_rows.summary if found_rows is not None else None
         else:  # described from the account alone; unknown or foreign names are errors
             owned = owned_following_moves([name], provider.list_jobs(), project, moved)
             h = history(name, next(iter(owned.values())))
-    print(json_text(describe_json(h), indent=2) if args.output == "json" else describe_text(h))
+    print(json_text(describe_json(h, failures), indent=2) if args.output == "json"
+          else describe_text(h, failures))  # fmt: skip
     return EXIT_OK
 
 
@@ -99,9 +104,8 @@ def _stage(views: list[JobView], waiting: frozenset[str], name: str) -> str | No
     return f"stage {mine.stage} of {last} ({mine.name}): {mine.state}{waits}"
 
 
-def _price(settings: Settings, model: str) -> Price | None:
-    project = settings.project_file
-    return shipped_prices().with_overrides(project.prices if project else ()).lookup(model)
+def _price(settings: Settings, job: JobDecl) -> Price | None:
+    return price_table(settings.project_file).lookup(job.model, job.provider)
 
 
 def _declared_history(view: JobView, found: list[RemoteJob]) -> JobHistory:

@@ -25,7 +25,7 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.common import append_step_summary, write_text_atomic
-from batchops.config import Settings
+from batchops.config import Settings, price_table
 from batchops.errors import EXIT_CHANGES, EXIT_OK, EXIT_REFUSED, BudgetError
 from batchops.manifest.select import Selector
 from batchops.money import Budget
@@ -72,7 +72,7 @@ def money_options(args: argparse.Namespace, settings: Settings | None) -> dict[s
         cli_max=getattr(args, "max_cost", None),
         compare=project.budget_compare if project else "worstCase",
     )  # fmt: skip
-    return {"budget": budget, "prices": project.prices if project else (),
+    return {"budget": budget, "prices": price_table(project),
             "tokenizers": project.tokenizer_files() if project else {}}  # fmt: skip
 
 

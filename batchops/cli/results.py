@@ -14,18 +14,20 @@ import sys
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from batchops.chains import render_inputs
 from batchops.cli.backend import root_of
-from batchops.config import ProjectConfig
+from batchops.config import ProjectConfig, price_table
 from batchops.errors import EXIT_OK, ConfigError, Diagnostic, InvalidInputError
 from batchops.layout import errors_path
 from batchops.manifest import Desired, JobDecl, load_desired
-from batchops.manifest.locate import suggest
+from batchops.manifest.hints import suggest
 from batchops.manifest.project import load_project
-from batchops.money import Price, money_text, shipped_prices, spent
+from batchops.money import Price, money_text, on_provider, spent
+from batchops.render.status import summary_lines
 from batchops.results import Usage, local_records, write_atomic
+from batchops.row_retries import failure_summary
 from batchops.scratch import Scratch
 from batchops.sources.join import JobResults, Joined, input_rows
 from batchops.sources.writers import cell, chunks
@@ -83,19 +85,29 @@ def run(args: argparse.Namespace) -> int:
     ) as joined:
         limit = args.limit if args.limit is not None else _default_limit(args.output)
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
-        prices = [_price(project, j.model) for j in jobs]
+        prices = [_price(project, j) for j in jobs]
         if args.output == "text":
             _table(joined.columns, rows, limit, args.out)
             for job, price in zip(jobs, prices, strict=True):
                 print(_spent_line(job, price, _usage(root, job), several=len(jobs) > 1))
+            _print_failures(jobs, sys.stdout)
         else:
             columns, priced = _with_spent(joined.columns, rows, [j.name for j in jobs], prices)
             _write(args.output, columns, priced, args.out, root)
+            _print_failures(jobs, sys.stderr)  # stdout holds the rows, nothing else
     return EXIT_OK
 
 
-def _price(project: ProjectConfig | None, model: str) -> Price | None:
-    return shipped_prices().with_overrides(project.prices if project else ()).lookup(model)
+def _print_failures(jobs: list[JobDecl], stream: TextIO) -> None:
+    """Each job's failed rows by class and reason, as `status` and `describe` show them."""
+    for job in jobs:
+        summary = failure_summary(errors_path(job.output_path))
+        if summary is not None:
+            print("\n".join(summary_lines(inert(job.name), summary)), file=stream)
+
+
+def _price(project: ProjectConfig | None, job: JobDecl) -> Price | None:
+    return price_table(project).lookup(job.model, job.provider)
 
 
 def _usage(root: Path, job: JobDecl) -> Usage | None:
@@ -112,7 +124,7 @@ def _spent_line(job: JobDecl, price: Price | None, usage: Usage | None, *, sever
     if usage is None:
         return f"{head}: unknown (no usage recorded with the results)"
     if price is None:
-        why = f"no price for {inert(job.model)}"
+        why = f"no price for {inert(job.model)}{inert(on_provider(job.provider))}"
         return f"{head}: unknown ({why}; {usage.prompt_tokens:,} input, " \
             f"{usage.completion_tokens:,} output tokens)"
     return (f"{head}: {money_text(spent(usage, price))} ({usage.prompt_tokens:,} input, "

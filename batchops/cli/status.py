@@ -18,13 +18,20 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.plan import add_selector_flags, selector_of
+from batchops.config import price_table
 from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
-from batchops.money import shipped_prices
 from batchops.plan.graph import Gate, gates, stage_rows
-from batchops.reconcile import load_context, load_inputs
+from batchops.plan.rowerrors import FailureSummary
+from batchops.reconcile import Context, load_context, load_inputs
 from batchops.render.plan import stages_data, stages_text
-from batchops.render.status import status_json, status_row, status_table, status_text
+from batchops.render.status import (
+    failure_lines,
+    status_json,
+    status_row,
+    status_table,
+    status_text,
+)
 from batchops.textsafe import json_text
 
 EMBEDDED_NOTE = ("batchops: on the embedded backend, jobs progress only while `apply --wait` or "
@@ -49,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
         ctx = load_context(provider, root=root, project=project_of(settings, root), inputs=inputs)
     if settings.backend_choice() == "embedded":
         print(EMBEDDED_NOTE, file=sys.stderr)
-    project = settings.project_file
-    prices = shipped_prices().with_overrides(project.prices if project else ())
+    prices = price_table(settings.project_file)
     views = ctx.views()
     waiting = gates(views, ctx.desired.waiting)
-    rows = [status_row(view, prices.lookup(view.decl.model), _waits(waiting, view.decl.name))
+    rows = [status_row(view, prices.lookup(view.decl.model, view.decl.provider),
+                       _failures(ctx, view.decl.name), _waits(waiting, view.decl.name))
             for view in views]  # fmt: skip
     stages = stage_rows(views, waiting)
     outside = selection.outside_jobs
@@ -65,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         Console().print(status_table(rows))
+        lines = failure_lines(rows)
+        if lines:
+            print("\n".join(lines))
     else:
         print(status_text(rows))
     for line in stages_text(stages):
@@ -72,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     if outside:
         print(f"{outside} job{'' if outside == 1 else 's'} outside the selection not shown.")
     return EXIT_OK
+
+
+def _failures(ctx: Context, name: str) -> FailureSummary | None:
+    found = ctx.failed_rows.get(name)
+    return found.summary if found is not None else None
 
 
 def _waits(found: dict[str, Gate], name: str) -> tuple[str, ...]:

@@ -19,8 +19,9 @@ from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
 from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError, Diagnostic, InvalidInputError
 from batchops.manifest import Desired, load_partial
-from batchops.manifest.locate import suggest
+from batchops.manifest.hints import suggest
 from batchops.manifest.project import load_project
+from batchops.manifest.stored import StoredManifests
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
 from batchops.sources import relocate
@@ -80,7 +81,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     root = find_root(Path.cwd()) or Path.cwd()  # the nearest folder with batchops.yaml, like git
     try:
-        project = load_project(root)
+        project = load_project(root, cache=StoredManifests(root))
     except InvalidInputError as exc:  # reported with the manifests' problems, all at once
         project, project_diags = None, exc.diagnostics
     else:
@@ -114,7 +115,8 @@ def check(
     """Every problem at once: the manifests, and the datasets of every valid Dataset document
     (rendered, when built from a table) even when other documents are invalid (a manifest error
     hides no dataset problem)."""
-    desired, diags = load_partial(paths, root=root, project=project)
+    cache = StoredManifests(root)  # unchanged manifests are not parsed again
+    desired, diags = load_partial(paths, root=root, project=project, cache=cache)
     problems: list[Diagnostic] = []  # rendering and validating
     desired = render_inputs(desired, root=root, problems=problems)
     shown = None if diags else desired

@@ -10,16 +10,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from batchops.config import BUILTIN_PROVIDER, PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import Canary, DatasetDecl, Desired, JobDecl
 from batchops.manifest.expand import Expander
-from batchops.manifest.graph import DATASET, JOB, Key, Node, Ref, check_graph
-from batchops.manifest.locate import suggest
-from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest, ProjectManifest
+from batchops.manifest.graph import Key, Node, Ref, check_graph
+from batchops.manifest.hints import suggest
 from batchops.manifest.outputs import output_problems
 from batchops.manifest.templated import (
     Problem,
@@ -28,10 +27,16 @@ from batchops.manifest.templated import (
     source_decl,
     table_decl,
 )
-from batchops.manifest.yamlsrc import Loc
 
 if TYPE_CHECKING:
+    from batchops.manifest.doc import Loc
     from batchops.manifest.loader import Parsed, Unchecked
+    from batchops.manifest.models import BatchInferenceJobManifest, DatasetManifest
+
+# The documents are the validated models, or the same fields read back from the manifest cache
+# (``batchops.manifest.stored``): they are told apart by ``kind``, never by class, so that a warm
+# load imports no model.
+DATASET, JOB, PROJECT = "Dataset", "BatchInferenceJob", "Project"
 
 
 def build_desired(
@@ -44,7 +49,7 @@ def build_desired(
     unique = _unique_names(ordered, diags)
     dirs: P.Dirs = {}  # each folder resolved once in this load
     declared = {d.name: d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None}
-    names = {p.manifest.metadata.name for p in unique if isinstance(p.manifest, DatasetManifest)}
+    names = {m.metadata.name for p in unique if (m := _dataset_of(p)) is not None}
     # A Dataset document with a schema error still declares its name: a job reading it is not
     # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
     invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
@@ -54,9 +59,9 @@ def build_desired(
         if (j := _job(p, names, root, diags, invalid, output_dir, dirs)) is not None
     }
     order = _graph_order(unique, unchecked, diags)
-    docs = {p.manifest.metadata.name: p for p in unique if isinstance(p.manifest, DatasetManifest)}
-    at = {name: _at(p, ("metadata", "name"), "") for name, p in docs.items()
-          if p.manifest.spec.source is not None and p.manifest.spec.source.job is not None}  # type: ignore[attr-defined]  # fmt: skip
+    at = {m.metadata.name: _at(p, ("metadata", "name"), "") for p in unique
+          if (m := _dataset_of(p)) is not None and m.spec.source is not None
+          and m.spec.source.job is not None}  # fmt: skip
     datasets, jobs = Expander(root, output_dir, dirs, diags, bases, declared, at).run(order)
     _dangling_in_unchecked(unchecked, names, diags, invalid)
     _check_providers(unique, providers, diags)
@@ -71,13 +76,21 @@ def build_desired(
     )
 
 
+def _dataset_of(p: Parsed) -> DatasetManifest | None:
+    return cast("DatasetManifest", p.manifest) if p.kind == DATASET else None
+
+
+def _job_of(p: Parsed) -> BatchInferenceJobManifest | None:
+    return cast("BatchInferenceJobManifest", p.manifest) if p.kind == JOB else None
+
+
 def _check_providers(
     parsed: Sequence[Parsed], providers: frozenset[str], diags: list[Diagnostic]
 ) -> None:
     """Each job's ``spec.provider`` is ``fireworks`` or a provider the project file declares."""
     for p in parsed:
-        m = p.manifest
-        if not isinstance(m, BatchInferenceJobManifest):
+        m = _job_of(p)
+        if m is None:
             continue
         named: list[tuple[str, Loc]] = (
             [(m.spec.provider, ("spec", "provider"))] if m.spec.provider else []
@@ -96,7 +109,7 @@ def _check_providers(
 def _misplaced_projects(ordered: Sequence[Parsed], root: Path, diags: list[Diagnostic]) -> None:
     """A Project document counts only as the root's batchops.yaml (read by load_project)."""
     for p in ordered:
-        if isinstance(p.manifest, ProjectManifest) and p.file != root / PROJECT_FILE:
+        if p.kind == PROJECT and p.file != root / PROJECT_FILE:
             message = f"a Project belongs in {PROJECT_FILE} at the root ({root.name}/), not here"
             diags.append(_at(p, ("kind",), message))
 
@@ -126,7 +139,7 @@ def _at(p: Parsed, loc: Loc, message: str) -> Diagnostic:
 def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Parsed]:
     first: dict[tuple[str, str], Parsed] = {}
     for p in ordered:
-        key = (type(p.manifest).__name__, p.manifest.metadata.name)  # type: ignore[attr-defined]
+        key = (p.kind, p.manifest.metadata.name)  # type: ignore[attr-defined]
         if key in first:
             kind, name = p.manifest.kind, key[1]  # type: ignore[attr-defined]
             was = first[key].source
@@ -142,8 +155,8 @@ def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Pa
 def _dataset(
     p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs
 ) -> DatasetDecl | None:
-    m = p.manifest
-    if not isinstance(m, DatasetManifest):
+    m = _dataset_of(p)
+    if m is None:
         return None
     if m.spec.source is not None and m.spec.template is not None:
         if m.spec.source.job is not None:
@@ -202,38 +215,36 @@ def _graph_order(
     """Declared datasets and jobs, upstream first. Without any ``source.job`` or ``dependsOn``
     (most projects) no cycle can exist: datasets, then jobs, with no walk (a 10,000-job load
     pays nothing for pipelines)."""
-    docs = [p for p in unique if not isinstance(p.manifest, ProjectManifest)]
+    docs = [p for p in unique if p.kind in (DATASET, JOB)]
     if not any(_linked(p) for p in docs):
-        kinds = {DatasetManifest: DATASET, BatchInferenceJobManifest: JOB}
-        keyed = [(kinds[type(p.manifest)], p.manifest.metadata.name) for p in docs]  # type: ignore[attr-defined]
+        keyed = [(p.kind, p.manifest.metadata.name) for p in docs]  # type: ignore[attr-defined]
         return sorted(keyed, key=lambda k: k[0] != DATASET)
     broken = {(u.kind, u.name) for u in unchecked if u.name}
     return check_graph([_node(p) for p in docs], diags, invalid=broken)
 
 
 def _linked(p: Parsed) -> bool:
-    m = p.manifest
-    if isinstance(m, BatchInferenceJobManifest):
-        return bool(m.spec.depends_on)
-    return isinstance(m, DatasetManifest) and m.spec.source is not None and (
-        m.spec.source.job is not None)  # fmt: skip
+    if (job := _job_of(p)) is not None:
+        return bool(job.spec.depends_on)
+    ds = _dataset_of(p)
+    return ds is not None and ds.spec.source is not None and ds.spec.source.job is not None
 
 
 def _node(p: Parsed) -> Node:
     """A declared job or dataset and the names it refers to (graph.check_graph)."""
-    m = p.manifest
-    name = m.metadata.name  # type: ignore[attr-defined]
-    if isinstance(m, DatasetManifest):
-        node = Node((DATASET, name), _at(p, ("metadata", "name"), ""))
-        if m.spec.source is not None and m.spec.source.job is not None:
+    name = p.manifest.metadata.name  # type: ignore[attr-defined]
+    node = Node((p.kind, name), _at(p, ("metadata", "name"), ""))
+    if (ds := _dataset_of(p)) is not None:
+        if ds.spec.source is not None and ds.spec.source.job is not None:
             at = _at(p, ("spec", "source", "job"), "")
-            node.refs.append(Ref((JOB, m.spec.source.job), at))
+            node.refs.append(Ref((JOB, ds.spec.source.job), at))
         return node
-    assert isinstance(m, BatchInferenceJobManifest)
-    node = Node((JOB, name), _at(p, ("metadata", "name"), ""))
-    if m.spec.input_dataset is not None:
-        node.refs.append(Ref((DATASET, m.spec.input_dataset), _at(p, ("spec", "inputDataset"), "")))
-    for dep in m.spec.depends_on:
+    job = _job_of(p)
+    assert job is not None
+    if job.spec.input_dataset is not None:
+        at = _at(p, ("spec", "inputDataset"), "")
+        node.refs.append(Ref((DATASET, job.spec.input_dataset), at))
+    for dep in job.spec.depends_on:
         node.refs.append(Ref((JOB, dep), _at(p, ("spec", "dependsOn"), "")))
     return node
 
@@ -285,8 +296,8 @@ def _job(
     p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str],
     output_dir: str, dirs: P.Dirs,
 ) -> JobDecl | None:
-    m = p.manifest
-    if not isinstance(m, BatchInferenceJobManifest):
+    m = _job_of(p)
+    if m is None:
         return None
     spec, name = m.spec, m.metadata.name
     ok = spec.input_dataset not in invalid  # reads a Dataset whose own problem is reported
@@ -338,8 +349,8 @@ def _read_by_jobs(parsed: Sequence[Parsed], root: Path) -> dict[Path, str]:
     """The schema files jobs read (``responseFormat.schemaFile``) -> what each is."""
     read: dict[Path, str] = {}
     for p in parsed:
-        m = p.manifest
-        if isinstance(m, BatchInferenceJobManifest) and m.spec.response_format is not None:
+        m = _job_of(p)
+        if m is not None and m.spec.response_format is not None:
             written = m.spec.response_format.schema_file
             if written is None:
                 continue
@@ -364,9 +375,9 @@ def _check_outputs(
     """Results that would overwrite a dataset, a manifest, git's or batchops' files, or another
     job's results (both jobs of a collision are reported)."""
     by_name = {
-        p.manifest.metadata.name: p
+        p.manifest.metadata.name: p  # type: ignore[attr-defined]
         for p in parsed
-        if isinstance(p.manifest, BatchInferenceJobManifest)
+        if p.kind == JOB
     }
     for job, kind, message in output_problems(jobs, datasets, files, root, read):
         p = by_name[job.declared_name]

@@ -61,6 +61,9 @@ class ManifestCache:
         racy = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self._racy_ns
         return (None if racy else key), None
 
+    def finish(self) -> None:
+        """The load is over (a cache kept on disk writes itself here; this one is in memory)."""
+
     def put(self, file: Path, key: StatKey | None, parsed: list[Parsed],
             diags: list[Diagnostic], unchecked: Sequence[Unchecked] = ()) -> None:  # fmt: skip
         self.reads.append(file)

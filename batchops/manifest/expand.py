@@ -13,13 +13,15 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import DatasetDecl, JobDecl
 from batchops.manifest.graph import (
     DATASET,
+    NAME_MAX,
     Key,
     Variant,
     combinations,
@@ -29,11 +31,11 @@ from batchops.manifest.graph import (
     suffix_of,
     unique_names,
 )
-from batchops.manifest.models import NAME_MAX, BatchInferenceJobManifest
 from batchops.manifest.templated import Problem, table_decl
 
 if TYPE_CHECKING:
     from batchops.manifest.loader import Parsed
+    from batchops.manifest.models import BatchInferenceJobManifest, TableSpec
 
 _NOT_PARAMS = frozenset({"model", "provider"})
 
@@ -92,8 +94,7 @@ class Expander:
         if entry is None:
             return
         p, base = entry
-        m = p.manifest
-        assert isinstance(m, BatchInferenceJobManifest)
+        m = cast("BatchInferenceJobManifest", p.manifest)  # a model, or the cache's Node
         inputs: list[tuple[Variant, DatasetDecl | None]] = [(Variant(name), None)]
         if base.input_dataset is not None:
             inputs = list(self.datasets.get(base.input_dataset, []))
@@ -146,8 +147,7 @@ class Expander:
 
     def _outputs(self, p: Parsed, decl: JobDecl, tail: str) -> JobDecl | None:
         """A combination's own results file (and table): the declared path with the suffix."""
-        m = p.manifest
-        assert isinstance(m, BatchInferenceJobManifest)
+        m = cast("BatchInferenceJobManifest", p.manifest)
         written = m.spec.output.path
         written = (
             _suffixed(written, tail)
@@ -162,8 +162,9 @@ class Expander:
         table = decl.table
         if m.spec.output.table is not None:
             spec = m.spec.output.table
-            if spec.path:
-                spec = spec.model_copy(update={"path": _suffixed(spec.path, tail)})
+            if spec.path:  # the model, or the cache's Node: no model_copy
+                fields = {"format": spec.format, "columns": spec.columns}
+                spec = cast("TableSpec", SimpleNamespace(path=_suffixed(spec.path, tail), **fields))
             try:
                 table = table_decl(spec, output, self.root)
             except Problem as exc:

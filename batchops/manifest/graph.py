@@ -13,17 +13,30 @@ import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchops.errors import Diagnostic
-from batchops.manifest.locate import suggest
-from batchops.manifest.models import NAME_MAX, MatrixSpec
+from batchops.manifest.hints import suggest
+
+if TYPE_CHECKING:
+    from batchops.manifest.models import MatrixSpec
 
 DATASET, JOB = "Dataset", "BatchInferenceJob"
 Key = tuple[str, str]  # (kind, declared name)
 # Short, readable keys of the swept parameters in a combination's name suffix.
 _SHORT = {"maxTokens": "mt", "temperature": "t", "topP": "p", "topK": "k", "n": "n"}
 _SUFFIX_HASH = 4
+NAME_MAX = 40  # manifest.models.NAME_MAX (not imported: a warm load imports no model)
+# spec.matrix's fields and their keys, in the order a suffix names them (models.MatrixSpec).
+MATRIX_KEYS = (
+    ("model", "model"),
+    ("provider", "provider"),
+    ("max_tokens", "maxTokens"),
+    ("temperature", "temperature"),
+    ("top_p", "topP"),
+    ("top_k", "topK"),
+    ("n", "n"),
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,8 @@ def combinations(matrix: MatrixSpec | None) -> list[dict[str, Any]]:
     """Each combination of the matrix as {camelCase key: value}; [{}] without a matrix."""
     if matrix is None:
         return [{}]
-    axes = matrix.axes()
+    # The model's fields, or the same read back from the manifest cache (manifest.stored.Node).
+    axes = [(key, v) for name, key in MATRIX_KEYS if (v := getattr(matrix, name, None)) is not None]
     keys = [k for k, _ in axes]
     return [
         dict(zip(keys, values, strict=True)) for values in itertools.product(*(v for _, v in axes))

@@ -7,12 +7,12 @@ every document validated, and all Diagnostics are raised together in one Invalid
 
 from __future__ import annotations
 
+import functools
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING
 
 from batchops.config import BUILTIN_PROVIDER, DEFAULT_OUTPUT_DIR, ProjectConfig
 from batchops.errors import Diagnostic, InvalidInputError
@@ -21,9 +21,16 @@ from batchops.manifest import paths as P
 from batchops.manifest.build import build_desired, with_moved
 from batchops.manifest.cache import ManifestCache
 from batchops.manifest.desired import Desired, Source
-from batchops.manifest.locate import suggest, validation_diagnostics
-from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
-from batchops.manifest.yamlsrc import YamlDocument, parse_documents
+from batchops.manifest.doc import YamlDocument
+from batchops.manifest.hints import suggest
+
+if TYPE_CHECKING:  # imported where a file is parsed: a warm load needs neither (see stored.py)
+    from collections.abc import Callable, Mapping
+
+    from pydantic import BaseModel, ValidationError
+
+    _Validation = tuple[type[ValidationError], Callable[..., list[Diagnostic]],
+                        Mapping[str, type[BaseModel]], str, type[BaseModel]]  # fmt: skip
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 MAX_MANIFEST_BYTES = 16 * 2**20  # a thousand jobs take ~300 KB
@@ -31,12 +38,19 @@ MAX_MANIFEST_BYTES = 16 * 2**20  # a thousand jobs take ~300 KB
 
 @dataclass(frozen=True)
 class Parsed:
-    """One valid document: its model, where it came from, and its key/value positions."""
+    """One valid document: its model, where it came from, and its key/value positions.
+    ``manifest`` is the validated model, or (read back from the manifest cache) a
+    ``stored.Node`` holding the same fields."""
 
     manifest: BaseModel
     file: Path
     source: Source
     doc: YamlDocument
+
+    @property
+    def kind(self) -> str:
+        """``Dataset``, ``BatchInferenceJob`` or ``Project``: how the builder tells them apart."""
+        return self.manifest.kind  # type: ignore[attr-defined, no-any-return]
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,8 @@ def load_partial(
         tokenizers = tuple(project.tokenizer_files().values()) if project else ()
         desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir,
                                 providers=providers, tokenizers=tokenizers)  # fmt: skip
+    if cache is not None:
+        cache.finish()
     if project is not None and project.moved:
         desired = with_moved(desired, project, diags)
     return desired, diags
@@ -154,6 +170,8 @@ def read_manifests(
 def _parse_file(
     file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
 ) -> list[Parsed]:
+    from batchops.manifest.yamlsrc import parse_documents  # only a file that must be parsed
+
     text = _read_text(file, shown, diags)
     if text is None:
         return []
@@ -202,6 +220,7 @@ def _read_bounded(file: Path) -> bytes:
 def _validate(
     doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
 ) -> Parsed | None:
+    invalid, located, *_ = _validation()
     if not isinstance(doc.data, dict):
         diags.append(Diagnostic(shown, *doc.start, "a manifest must be a mapping"))
         return None
@@ -210,8 +229,8 @@ def _validate(
         return None
     try:
         manifest = model.model_validate(doc.data)
-    except ValidationError as exc:
-        diags.extend(validation_diagnostics(exc, doc, model, shown))
+    except invalid as exc:
+        diags.extend(located(exc, doc, model, shown))
         unchecked.append(_unchecked(doc, shown))
         return None
     return Parsed(manifest, file, Source(shown, *doc.start), doc)
@@ -228,16 +247,29 @@ def _unchecked(doc: YamlDocument, shown: str) -> Unchecked:
     )  # fmt: skip
 
 
+@functools.cache  # once per process: an import statement per document costs 10,000 lookups
+def _validation() -> _Validation:
+    """What validating a document needs, imported when the first file must be parsed: pydantic's
+    error, the locator, the model of each kind, and the Project's."""
+    from pydantic import ValidationError
+
+    from batchops.manifest.locate import validation_diagnostics
+    from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
+
+    return ValidationError, validation_diagnostics, KINDS, PROJECT_KIND, ProjectManifest
+
+
 def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[BaseModel] | None:
+    *_, models, project_kind, project_model = _validation()
     kind = doc.data.get("kind")
-    if kind in KINDS:
-        return KINDS[kind]
-    if kind == PROJECT_KIND:
-        return ProjectManifest
-    kinds = ", ".join(sorted(KINDS))
+    if kind in models:
+        return models[kind]
+    if kind == project_kind:
+        return project_model
+    kinds = ", ".join(sorted(models))
     if kind is None:
         diags.append(Diagnostic(shown, *doc.start, f"missing required field 'kind' ({kinds})"))
     else:
-        hint = suggest(str(kind), [*KINDS, PROJECT_KIND]) or f"; expected one of {kinds}"
+        hint = suggest(str(kind), [*models, project_kind]) or f"; expected one of {kinds}"
         diags.append(Diagnostic(shown, *doc.values[("kind",)], f"unknown kind '{kind}'{hint}"))
     return None

@@ -7,23 +7,18 @@ missing fields at the key of the mapping that lacks them.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
-from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from batchops.errors import Diagnostic
-from batchops.manifest.yamlsrc import Loc, Pos, YamlDocument
+from batchops.manifest.doc import Loc, Pos, YamlDocument
+from batchops.manifest.hints import suggest
 
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """ "; did you mean 'x'?" for the closest choice, or "" when nothing is close."""
-    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{match[0]}'?" if match else ""
+__all__ = ["suggest", "validation_diagnostics"]  # suggest: re-exported for older imports
 
 
 def validation_diagnostics(

@@ -32,7 +32,7 @@ from batchops.config import parse_duration
 from batchops.jsonvalues import INT32_MAX, params_problem, value_problem
 from batchops.providers.catalog import PRECISIONS
 
-NAME_MAX = 40  # the reconciler appends up to 22 characters of ID suffixes; Fireworks IDs max 63
+NAME_MAX = 40  # room for the ID hash and suffixes; longer IDs are shortened (identity.job_key)
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PERCENT_RE = r"^[0-9]+(\.[0-9]+)?%$"
 # A model is a resource name, optionally on a deployment, or a model ID as OpenAI-compatible

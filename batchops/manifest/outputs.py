@@ -46,7 +46,7 @@ def output_problems(
     are added here."""
     check = _Checker(str(root), jobs, datasets, manifests, read or {})
     for job in sorted(jobs, key=lambda j: j.source):
-        for kind, target in _derived(job):
+        for kind, target in check.derived[job.name]:
             message = check.target(job, target)
             if message is not None:
                 yield job, kind, message
@@ -74,6 +74,7 @@ class _Checker:
     ) -> None:  # fmt: skip
         self.root = root
         self._real: dict[str, str] = {root: root}
+        self._lstat: dict[str, os.stat_result | None] = {}  # by real path, from ``real``
         self._folder: dict[str, str | None] = {}
         self.data_files = {self.real(str(f)): d.name for d in datasets for f in d.files}
         self.read = {self.real(str(f)): what for f, what in _read_files(datasets, read).items()}
@@ -82,6 +83,7 @@ class _Checker:
         self.manifests = {self.real(str(m)) for m in manifests}
         self.files: dict[str, list[tuple[JobDecl, str]]] = {}  # derived file -> its jobs
         self.folders: dict[str, list[JobDecl]] = {}  # folder on the way to one -> its jobs
+        self.derived = {job.name: _derived(job) for job in jobs}  # names are unique here
         for job in sorted(jobs, key=lambda j: j.source):
             self._own(job)
 
@@ -101,15 +103,23 @@ class _Checker:
             real = str(P.resolved(Path(path)) or path)
         else:
             real = os.path.join(self.real(parent), name)  # noqa: PTH118
-            link = _stat(real, follow=False)
+            link = self._lstat[real] = _stat(real, follow=False)
             if link is not None and stat.S_ISLNK(link.st_mode):
                 real = str(P.resolved(Path(real)) or real)
         self._real[path] = real
         return real
 
+    def stat_of(self, path: str) -> os.stat_result | None:
+        """``os.stat(path)``, from the lstat ``real`` made when that showed no symlink."""
+        if path in self._lstat:
+            known = self._lstat[path]
+            if known is None or not stat.S_ISLNK(known.st_mode):
+                return known
+        return _stat(path)
+
     def _own(self, job: JobDecl) -> None:
         seen: set[str] = set()
-        for kind, path in _derived(job):
+        for kind, path in self.derived[job.name]:
             real = self.real(path)
             for folder in _ancestry(os.path.dirname(real), self.root):  # noqa: PTH120
                 if folder not in seen:
@@ -189,7 +199,7 @@ class _Checker:
             or (real.endswith(MANIFEST_SUFFIXES))
         ):
             return "is a manifest (YAML) file; results are JSONL"
-        here = _stat(target)
+        here = self.stat_of(target) if target == real else _stat(target)
         if here is not None and stat.S_ISDIR(here.st_mode):
             return "is a folder; name a file"
         if here is not None and not stat.S_ISREG(here.st_mode):

@@ -9,26 +9,39 @@ a "did you mean", and the JSON Schema comes with the manifests' (``batchops sche
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from batchops.config import PROJECT_FILE, Moved, ProjectConfig, ProviderConfig
 from batchops.errors import Diagnostic, InvalidInputError
+from batchops.manifest.hints import suggest
 from batchops.manifest.loader import read_manifests
-from batchops.manifest.models import PriceEntry, ProjectManifest
 from batchops.money import Price, PriceOverride
+from batchops.providers.catalog import PROVIDER_KINDS
+
+if TYPE_CHECKING:  # the document may be a ``stored.Node`` read back from the manifest cache
+    from batchops.manifest.cache import ManifestCache
+    from batchops.manifest.models import PriceEntry, ProjectManifest
+
+# the provider kinds batchops speaks (``spec.providers.<name>.kind``); the shipped prices are keyed
+# by kind. From the catalog, not the model: a warm load imports no model (a test keeps them equal)
+KINDS = frozenset(PROVIDER_KINDS)
 
 
-def load_project(root: Path) -> ProjectConfig | None:
+def load_project(root: Path, *, cache: ManifestCache | None = None) -> ProjectConfig | None:
     """``<root>/batchops.yaml`` as a ProjectConfig; None when there is no such file. Raises
-    InvalidInputError with every problem of the file."""
+    InvalidInputError with every problem of the file. With a ``cache``, an unchanged file is not
+    read again."""
     root = root.resolve()
     file = root / PROJECT_FILE
     if not file.is_file():
         return None
     diags: list[Diagnostic] = []
-    parsed = read_manifests(file, root, diags)
-    projects = [p for p in parsed if isinstance(p.manifest, ProjectManifest)]
+    parsed = read_manifests(file, root, diags, cache=cache)
+    if cache is not None:
+        cache.finish()
+    projects = [p for p in parsed if p.kind == "Project"]
     for p in parsed:
-        if not isinstance(p.manifest, ProjectManifest):
+        if p.kind != "Project":
             kind = p.manifest.kind  # type: ignore[attr-defined]
             message = f"{PROJECT_FILE} holds the Project only; move this {kind} under jobs/"
             diags.append(Diagnostic(p.source.path, p.source.line, p.source.col, message))
@@ -37,9 +50,31 @@ def load_project(root: Path) -> ProjectConfig | None:
     for extra in projects[1:]:
         message = "a second Project document; batchops.yaml declares exactly one"
         diags.append(Diagnostic(extra.source.path, extra.source.line, extra.source.col, message))
+    if not diags:
+        first = projects[0]
+        diags += _price_providers(cast("ProjectManifest", first.manifest), first.source.path,
+                                  first.doc.keys)  # fmt: skip
     if diags:
         raise InvalidInputError(diags)
-    return _config(projects[0].manifest, file, projects[0].doc.keys)  # type: ignore[arg-type]
+    manifest = cast("ProjectManifest", projects[0].manifest)
+    return _config(manifest, file, projects[0].doc.keys)
+
+
+def _price_providers(
+    m: ProjectManifest, path: str, keys: dict[tuple[str | int, ...], tuple[int, int]]
+) -> list[Diagnostic]:
+    """Each ``prices`` entry's ``provider`` is a provider kind (its prices serve every provider
+    of that kind) or a provider ``spec.providers`` declares (its own prices, over its kind's)."""
+    known = {*KINDS, *m.spec.providers}
+    out = []
+    for i, entry in enumerate(m.spec.prices):
+        if entry.provider not in known:
+            line, col = keys.get(("spec", "prices", i, "provider"), (1, 1))
+            message = (f"spec.prices[{i}].provider: unknown provider '{entry.provider}': a "
+                       f"provider kind ({', '.join(sorted(KINDS))}) or a provider spec.providers "
+                       "declares")  # fmt: skip
+            out.append(Diagnostic(path, line, col, message + suggest(entry.provider, known)))
+    return out
 
 
 def _config(

@@ -13,16 +13,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from batchops.layout import errors_path
 from batchops.manifest import paths as P
 from batchops.manifest.desired import Source, SourceDecl, TableDecl, TemplatePart
-from batchops.manifest.models import ResponseFormatSpec, SourceSpec, TableSpec, TemplateSpec
-from batchops.manifest.yamlsrc import Loc
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the specs may also be ``stored.Node``s read back from the manifest cache
+    from batchops.manifest.doc import Loc
     from batchops.manifest.loader import Parsed
+    from batchops.manifest.models import ResponseFormatSpec, SourceSpec, TableSpec, TemplateSpec
 
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 TABLE_SUFFIXES = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
@@ -181,6 +179,8 @@ def response_schema(p: Parsed, spec: ResponseFormatSpec, root: Path) -> dict[str
 
 
 def _load_schema(path: Path, root: Path) -> dict[str, Any]:
+    import yaml  # lazily: a warm load of manifests without schema files loads no YAML library
+
     text = _read_template(path, root)
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

@@ -31,7 +31,8 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
-from batchops.manifest.yamlsrc import MAX_DEPTH, YamlDocument
+from batchops.manifest.doc import YamlDocument
+from batchops.manifest.yamlsrc import MAX_DEPTH
 
 _STR, _NULL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
 _MAP_TAGS = (None, "!", "tag:yaml.org,2002:map")

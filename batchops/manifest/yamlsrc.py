@@ -9,7 +9,7 @@ counted: a "billion laughs" document is refused instead of being expanded into m
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -17,21 +17,11 @@ from yaml.composer import Composer, ComposerError
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
-Loc = tuple[str | int, ...]
-Pos = tuple[int, int]  # 1-based (line, col)
+from batchops.manifest.doc import Loc, Pos, YamlDocument
+
 MAX_NODES = 100_000  # per document, counting every alias expansion; real manifests use < 1,000
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 MAX_DEPTH = 64  # nesting; keeps the converter's recursion far from Python's limit
-
-
-@dataclass
-class YamlDocument:
-    """One document's data with the positions of its keys and values, by ``loc`` path."""
-
-    data: Any
-    start: Pos
-    keys: dict[Loc, Pos] = field(default_factory=dict)
-    values: dict[Loc, Pos] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

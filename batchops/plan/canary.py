@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from batchops.identity import marked_display_name, output_dataset_id
+from batchops.identity import job_key, marked_display_name, output_dataset_id
 from batchops.plan.model import Action, CanaryOutcome, Kind, Resource
 from batchops.plan.views import JobView, Seen, base_job_id, derived_id, wire_parameters
 from batchops.providers import JobSpec, JobState, RemoteJob
@@ -29,6 +29,7 @@ class CanaryState:
     base: str  # the canary job's base ID
     input_id: str  # its input: the sample's dataset
     job: RemoteJob | None = None
+    key: str = ""  # its remote ID: the base, shortened to fit its provider (identity.job_key)
 
     @property
     def gates(self) -> bool:
@@ -65,16 +66,18 @@ def canary_state(
         return None
     canary_decl = dataclasses.replace(decl, name=canary_name(decl.name))
     base = base_job_id(canary_decl, input_id, project)
-    mine = sorted((parts, job) for parts, job, ours in seen.families.get(base, []) if ours)
+    key = job_key(base, limit=seen.id_limit(decl.provider))
+    mine = sorted(((parts, job) for parts, job, ours in seen.family(base) if ours),
+                  key=lambda m: (m[0].attempt, m[0].resume))  # fmt: skip
     if not mine:
-        return CanaryState("absent", base, input_id)
+        return CanaryState("absent", base, input_id, key=key)
     job = mine[-1][1]
     if job.state in _RUNNING:
-        return CanaryState("running", base, input_id, job)
+        return CanaryState("running", base, input_id, job, key)
     failed = job.rows.failed if job.rows is not None else 0
     if job.state is JobState.FINISHED and failed <= decl.canary.max_failed_rows:
-        return CanaryState("passed", base, input_id, job)
-    return CanaryState("failed", base, input_id, job)
+        return CanaryState("passed", base, input_id, job, key)
+    return CanaryState("failed", base, input_id, job, key)
 
 
 def canary_actions(
@@ -87,7 +90,7 @@ def canary_actions(
     limit = decl.canary.max_failed_rows
     details: dict[str, Any] = {"canary": True, "rowsToSend": sample.input.rows,
                                "canaryOf": sample.of, "maxFailedRows": limit}  # fmt: skip
-    resource = Resource("job", decl.name, state.base)
+    resource = Resource("job", decl.name, state.key)
     if state.state == "absent":
         spec = _canary_spec(view, state, project)
         reason = f"canary: {sample.input.rows:,} of {sample.of:,} rows to send run first"
@@ -112,9 +115,9 @@ def _canary_spec(view: JobView, state: CanaryState, project: str) -> JobSpec:
     decl = view.decl
     name = canary_name(decl.name)
     return JobSpec(
-        job_id=state.base, name=name, model=decl.model, input_dataset_id=state.input_id,
+        job_id=state.key, name=name, model=decl.model, input_dataset_id=state.input_id,
         inference_parameters=wire_parameters(decl.inference_parameters),
-        precision=decl.precision, output_dataset_id=output_dataset_id(state.base),
+        precision=decl.precision, output_dataset_id=output_dataset_id(state.key),
         display_name=marked_display_name(name, project), continued_from=None,
         provider=decl.provider,
     )  # fmt: skip

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from batchops.identity import (
     JobIdParts,
-    attempt_id,
-    continuation_id,
     dataset_id,
     id_name,
+    job_key,
     marked_display_name,
     output_dataset_id,
 )
 from batchops.manifest.desired import Desired
+from batchops.plan.attempts import attempt_input, attempts
 from batchops.plan.canary import canary_actions, canary_state
 from batchops.plan.model import Action, DownloadSpec, Kind, PlanOptions, Resource
 from batchops.plan.rows import DerivedInput, FailedRows, job_prefix
@@ -81,7 +82,7 @@ def _latest_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
     if state is JobState.FINISHED:  # the common case of a big project: often nothing to do
         retry = row_retry_input(view, ctx.failed_rows)
         if retry is not None:
-            return [_retry_rows(view, parts, retry, ctx)]
+            return [_retry_rows(view, retry, ctx)]
         return _download(view, ctx, partial=False)
     resource = Resource("job", view.decl.name, job.key)
     if state is JobState.FAILED or state is JobState.CANCELLED:
@@ -90,6 +91,13 @@ def _latest_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
         return _expired(view, parts, job, resource, ctx)
     reason = "being deleted" if state is JobState.DELETING else "in progress"
     return [Action(Kind.WAIT, resource, reason, _progress(job))]
+
+
+def _key(view: JobView, ctx: Ctx, *, attempt: int = 0, resume: int = 0) -> str:
+    """The remote ID of one attempt (continuation) of the view's job, within its provider's ID
+    length (``identity.job_key``)."""
+    limit = ctx.seen.id_limit(view.decl.provider)
+    return job_key(view.base_id, attempt=attempt, resume=resume, limit=limit)
 
 
 def _progress(job: RemoteJob) -> dict[str, Any]:
@@ -114,10 +122,11 @@ def _job_spec(view: JobView, job: str, project: str, *, continued_from: str | No
 
 def _create(view: JobView, ctx: Ctx) -> list[Action]:
     missing = _missing_input(view, ctx)
-    resource = Resource("job", view.decl.name, view.base_id)
+    key = _key(view, ctx)
+    resource = Resource("job", view.decl.name, key)
     if missing:
         return [Action(Kind.FAILED, resource, missing)]
-    spec = _job_spec(view, view.base_id, ctx.project, continued_from=None)
+    spec = _job_spec(view, key, ctx.project, continued_from=None)
     after = view.input_dataset_id if view.input_dataset_id in ctx.creating_ds else None
     details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
     rows = view.rows
@@ -163,7 +172,7 @@ def _older_specs(view: JobView, ctx: Ctx) -> list[RemoteJob]:
     old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
     members = [*ctx.seen.ours_by_name.get(name, []),
                *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
-    return [job for parts, job in members if parts.base != view.base_id]
+    return [job for parts, job in members if not parts.of_base(view.base_id)]
 
 
 def _missing_input(view: JobView, ctx: Ctx) -> str | None:
@@ -209,13 +218,15 @@ def _show(value: Any) -> str:
     return "(unset)" if value is None else str(value)
 
 
-def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
+def _download(
+    view: JobView, ctx: Ctx, *, partial: bool, reason: str | None = None
+) -> list[Action]:
     if not ctx.options.download:
         return []
     latest = view.latest
     if view.results_current:
         return []
-    reason = _download_reason(view.result, partial=partial)
+    reason = reason or _download_reason(view.result, partial=partial)
     rows = view.rows
     if rows is not None and rows.reused:
         reason += f" ({rows.describe()})" if latest is not None else f" (all {rows.describe()})"
@@ -228,8 +239,8 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool) -> list[Action]:
         output_path=view.decl.output_path,
         output_display=view.decl.output_display, partial=partial,
         request_prefix=job_prefix(view.decl) if rows is not None else None,
-        rows_retry_left=latest is not None and latest[0].attempt < view.decl.row_retries
-        and view.decl.input_dataset is not None,
+        rows_retry_left=latest is not None and view.decl.input_dataset is not None
+        and attempts(view.family).row_retries < view.decl.row_retries,
         response_schema=view.decl.response_schema, table=view.decl.table,
     )  # fmt: skip
     resource = Resource("job", view.decl.name, latest[1].key if latest else view.base_id)
@@ -252,18 +263,22 @@ def _failed(
     view: JobView, parts: JobIdParts, job: RemoteJob, resource: Resource, ctx: Ctx
 ) -> list[Action]:
     message = job.message or "no message"
-    details = {"state": job.raw_state, "message": message, "retries": parts.attempt,
+    used = attempts(view.family)
+    details = {"state": job.raw_state, "message": message, "retries": used.retries,
                "maxRetries": view.decl.max_retries}  # fmt: skip
     reason = f"{_short(job)}: {message}"
     if not ctx.options.retry_failed:
         return [Action(Kind.FAILED, resource, reason, details)]
     permanent = permanent_failure(job)
-    if permanent or parts.attempt >= view.decl.max_retries:
+    if permanent or used.retries >= view.decl.max_retries:
         why = permanent or f"all {view.decl.max_retries} retries used (maxRetries)"
         return [Action(Kind.FAILED, resource, f"{reason}; not retried: {why}", details)]
-    new_id = attempt_id(view.base_id, parts.attempt + 1)
+    new_id = _key(view, ctx, attempt=used.next)
     spec = _job_spec(view, new_id, ctx.project, continued_from=None)
-    reason = f"retry after {_short(job)} (attempt {parts.attempt + 2}): {message}"
+    given = attempt_input(view.family, parts.attempt)
+    if given and given != spec.input_dataset_id:  # a failed row retry: the same rows again
+        spec = replace(spec, input_dataset_id=given, input_files=_files_of(view, given, ctx))
+    reason = f"retry after {_short(job)} (attempt {used.next + 1}): {message}"
     new_resource = Resource("job", view.decl.name, new_id)
     return [Action(Kind.RETRY_JOB, new_resource, reason, details, job=spec)]
 
@@ -276,19 +291,29 @@ def row_retry_input(view: JobView, failed: Mapping[str, FailedRows]) -> DerivedI
     latest = view.latest
     if rows is None or rows.retry is None or latest is None or not view.results_current:
         return None
-    parts, job = latest
-    if rows.job != job.key or parts.attempt >= view.decl.row_retries:
+    if rows.job != latest[1].key or attempts(view.family).row_retries >= view.decl.row_retries:
         return None
     return rows.retry
 
 
-def _retry_rows(view: JobView, parts: JobIdParts, retry: DerivedInput, ctx: Ctx) -> Action:
-    new_id = attempt_id(view.base_id, parts.attempt + 1)
+def _files_of(view: JobView, input_id: str, ctx: Ctx) -> tuple[Path, ...]:
+    """The local file of a row retry's input (the rows still failing), for providers that upload
+    rows per job; none when it is not known here (the provider then says so)."""
+    failed = ctx.failed_rows.get(view.decl.name)
+    retry = failed.retry if failed is not None else None
+    if retry is not None and dataset_id(ctx.project, retry.dataset, retry.sha256) == input_id:
+        return (retry.path,)
+    return ()
+
+
+def _retry_rows(view: JobView, retry: DerivedInput, ctx: Ctx) -> Action:
+    used = attempts(view.family)
+    new_id = _key(view, ctx, attempt=used.next)
     input_id = dataset_id(ctx.project, retry.dataset, retry.sha256)
     spec = replace(_job_spec(view, new_id, ctx.project, continued_from=None),
-                   input_dataset_id=input_id)  # fmt: skip
+                   input_dataset_id=input_id, input_files=(retry.path,))  # fmt: skip
     failed = ctx.failed_rows[view.decl.name]
-    n = parts.attempt + 1
+    n = used.row_retries + 1
     reason = (f"{retry.rows:,} row{'s' if retry.rows != 1 else ''} failed for a passing reason: "
               f"send again (row retry {n} of {view.decl.row_retries})")  # fmt: skip
     if failed.permanent:
@@ -336,7 +361,7 @@ def _expired(
         # to run. The lineage's results are whole; download them as for a completed job.
         return _download(view, ctx, partial=False)
     if decl.on_expired == "resume" and parts.resume < decl.max_resumes:
-        new_id = continuation_id(attempt_id(view.base_id, parts.attempt), parts.resume + 1)
+        new_id = _key(view, ctx, attempt=parts.attempt, resume=parts.resume + 1)
         spec = _job_spec(view, new_id, ctx.project, continued_from=job.key)
         details["attempt"] = parts.resume + 1
         reason = f"expired: resume {parts.resume + 1} of {decl.max_resumes}"
@@ -344,8 +369,28 @@ def _expired(
         return [Action(Kind.RESUME_JOB, Resource("job", decl.name, new_id), reason, details,
                        job=spec)]  # fmt: skip
     why = "onExpired: stop" if decl.on_expired == "stop" else f"all {decl.max_resumes} resumes used"
+    if _salvaged_rows_retried(view, parts, ctx):
+        # The rows it never reached are failed rows of a passing reason (EXPIRED) in the merged
+        # results: sent again like any transient failure, spec.rowRetries times at most.
+        retry = row_retry_input(view, ctx.failed_rows)
+        if retry is not None:
+            return [_retry_rows(view, retry, ctx)]
+        if not view.results_current:
+            return _download(view, ctx, partial=True, reason=f"expired, {why}; partial results "
+                             "(the rows it never reached are sent again: rowRetries)")  # fmt: skip
     report = Action(Kind.EXPIRED, resource, f"expired, {why}; partial results only", details)
     return [report, *_download(view, ctx, partial=True)]
+
+
+def _salvaged_rows_retried(view: JobView, parts: JobIdParts, ctx: Ctx) -> bool:
+    """An expired job whose resumes are used up: its partial results are merged, and the rows
+    it never reached are retried as transient failures while row retries are left (a declared
+    input dataset tells which rows those are; ``onExpired: stop`` asks for no more runs; with
+    ``--no-download`` nothing is merged, so it is reported as before)."""
+    decl = view.decl
+    return (decl.on_expired == "resume" and decl.input_dataset is not None
+            and attempts(view.family).row_retries < decl.row_retries
+            and ctx.options.download)  # fmt: skip
 
 
 def _short(job: RemoteJob) -> str:

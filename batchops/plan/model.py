@@ -223,3 +223,5 @@ class Observed:
 
     datasets: tuple[RemoteInput, ...] = ()
     jobs: tuple[RemoteJob, ...] = ()
+    # (provider name, its max_id_length): the IDs the planner names fit there (identity.job_key)
+    id_limits: tuple[tuple[str, int], ...] = ()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from batchops.identity import JobIdParts, output_dataset_id, parse_job_id
+from batchops.identity import (
+    HASH_LEN,
+    NAME_HASH_LEN,
+    JobIdParts,
+    name_matches,
+    output_dataset_id,
+    parse_job_id,
+)
 from batchops.plan.datasets import ds_name
 from batchops.plan.jobs import Ctx
 from batchops.plan.model import Action, Kind, Resource
@@ -16,6 +23,9 @@ def prune_actions(
     """``waiting``: pipeline stages waiting on their upstream (``batchops.plan.graph``): what
     they will run is not known yet, so their jobs and input datasets are kept until it is."""
     keep_bases = {v.base_id for v in views}
+    keep_digests: dict[str, list[str]] = {}  # for shortened IDs (identity.job_key)
+    for base in keep_bases:
+        keep_digests.setdefault(base[-HASH_LEN:], []).append(base)
     declared = {v.decl.name for v in views}
     declared |= {old for n in declared if (old := ctx.desired.moved_from(_JOB, n)) is not None}
     keep_ds = set(referenced)
@@ -25,12 +35,13 @@ def prune_actions(
         parts = parse_job_id(rid)
         if job.owner != ctx.project or job.state is JobState.DELETING:
             continue
-        if parts is not None and (parts.base in keep_bases or parts.name in waiting):
+        if parts is not None and (parts.base in keep_bases or parts.name in waiting or any(
+                parts.of_base(b) for b in keep_digests.get(parts.digest, ()))):  # fmt: skip
             keep_ds.add(output_dataset_id(rid))
             if parts.name in waiting:
                 keep_ds.add(job.input_id)
             continue
-        if scope is None or (parts is not None and parts.name in scope):
+        if scope is None or (parts is not None and _named(parts.name, scope)):
             actions.append(_prune_job(rid, job, parts, declared))
     for rid, ds in ctx.seen.datasets.items():
         if ds.owner != ctx.project or rid in keep_ds:
@@ -50,8 +61,16 @@ def superseded(action: Action) -> bool:
     return bool(action.details.get("superseded"))
 
 
+def _named(part: str, names: frozenset[str] | set[str]) -> bool:
+    """Whether an ID's name part is one of ``names``' (itself, or shortened: identity.job_key)."""
+    if part in names:
+        return True
+    head = part[: -NAME_HASH_LEN - 1]
+    return bool(head) and any(n.startswith(head) and name_matches(part, n) for n in names)
+
+
 def _prune_job(rid: str, job: RemoteJob, parts: JobIdParts | None, declared: set[str]) -> Action:
-    old_spec = parts is not None and parts.name in declared
+    old_spec = parts is not None and _named(parts.name, declared)
     reason = ("superseded: an older spec of a declared job" if old_spec
               else "not declared by any manifest")  # fmt: skip
     if job.state not in DONE_STATES:

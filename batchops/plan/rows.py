@@ -17,6 +17,7 @@ from typing import Protocol
 
 from batchops.identity import canonical_json, parse_job_id
 from batchops.manifest.desired import JobDecl
+from batchops.plan.rowerrors import FailureSummary
 from batchops.rowid import request_prefix
 
 
@@ -88,6 +89,7 @@ class FailedRows:
     transient: tuple[str, ...]
     permanent: tuple[tuple[str, str], ...]  # (custom_id, error)
     retry: DerivedInput | None = None
+    summary: FailureSummary | None = None  # by class and reason, for status and describe
 
 
 def job_prefix(decl: JobDecl) -> bytes:

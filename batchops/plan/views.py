@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchops.identity import (
+    DEFAULT_ID_LIMIT,
     HASH_LEN,
     JobIdParts,
     canonical_json,
@@ -151,7 +152,7 @@ def views_of(
         old = desired.moved_from("BatchInferenceJob", decl.name)
         adopted = _adopted_base(decl, old, input_id, project, seen, own=base)
         base = adopted or base
-        mine, foreign = _split_owned(seen.families.get(base, []))
+        mine, foreign = _split_owned(seen.family(base))
         # The rows the job sends: the derived input when answers are reused, else the dataset's.
         derived = split.derived if split is not None else None
         files = (derived.path,) if derived else files_of.get(decl.input_dataset or "", ())
@@ -172,10 +173,10 @@ def _adopted_base(
 ) -> str | None:
     """After a rename (`moved`), the old name's base ID for the same spec, when the account has
     our jobs under it and none under the job's own ID."""
-    if old is None or own in seen.families:
+    if old is None or seen.family(own):
         return None
     base = base_job_id(dataclasses.replace(decl, name=old), input_id, project)
-    return base if any(ours for _, _, ours in seen.families.get(base, [])) else None
+    return base if any(ours for _, _, ours in seen.family(base)) else None
 
 
 @dataclass(frozen=True)
@@ -192,10 +193,12 @@ class Seen:
     ours_ds_ids: set[str]  # our dataset IDs
     ready_at: set[tuple[str, str]]  # (provider, dataset ID) of every ready input
     items: list[tuple[str, str, bool, RemoteInput | RemoteJob]]  # (kind, ID, ours, item)
+    id_limits: dict[str, int] = field(default_factory=dict)  # provider -> its longest ID
+    by_digest: dict[str, list[tuple[JobIdParts, RemoteJob, bool]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, observed: Observed, project: str) -> Seen:
-        seen = cls({}, {}, {}, {}, {}, set(), set(), [])
+        seen = cls({}, {}, {}, {}, {}, set(), set(), [], dict(observed.id_limits))
         for ds in observed.datasets:
             rid, ours = ds.key, ds.owner == project
             seen.items.append(("dataset", rid, ours, ds))
@@ -213,8 +216,22 @@ class Seen:
         if parts is None:
             return
         self.families.setdefault(parts.base, []).append((parts, job, ours))
+        self.by_digest.setdefault(parts.digest, []).append((parts, job, ours))
         if ours:
             self.ours_by_name.setdefault(parts.name, []).append((parts, job))
+
+    def family(self, base: str) -> list[tuple[JobIdParts, RemoteJob, bool]]:
+        """The observed jobs of the full base ID ``base``: its own IDs and the shortened ones
+        (``identity.job_key``), in (attempt, resume) order."""
+        members = self.by_digest.get(base[-HASH_LEN:], [])
+        if all(parts.base == base for parts, _, _ in members):  # the usual case: none shortened
+            return members
+        found = [m for m in members if m[0].of_base(base)]
+        return sorted(found, key=lambda m: (m[0].attempt, m[0].resume))
+
+    def id_limit(self, provider: str) -> int:
+        """The longest ID a job on ``provider`` may have (``Provider.max_id_length``)."""
+        return self.id_limits.get(provider, DEFAULT_ID_LIMIT)
 
     def add_dataset(self, rid: str, ours: bool, ds: RemoteInput) -> None:
         if not rid:
@@ -233,6 +250,7 @@ def _split_owned(
     if len(members) == 1:  # the usual case: one job per declaration
         parts, job, ours = members[0]
         return (((parts, job),), None) if ours else ((), job)
-    mine = sorted(((parts, job) for parts, job, ours in members if ours), key=lambda m: m[0])
+    mine = sorted(((parts, job) for parts, job, ours in members if ours),
+                  key=lambda m: (m[0].attempt, m[0].resume))  # fmt: skip
     foreign = next((job for _, job, ours in members if not ours), None)
     return tuple(mine), foreign

@@ -41,6 +41,13 @@ class Provider(Protocol):
         """The provider's kind: ``fireworks`` or ``openai``."""
         ...
 
+    @property
+    def max_id_length(self) -> int:
+        """The longest ID we may give a job or an input here (with its ``-out`` dataset):
+        Fireworks 63; OpenAI-compatible 512, the longest metadata value, where our keys live.
+        Longer derived IDs are shortened (``identity.job_key``)."""
+        ...
+
     def list_jobs(self, *, project: str | None = None) -> list[RemoteJob]:
         """Every job of the account, with list calls (never a GET each); with ``project``, the
         server is asked for that project's only where its API can filter (the answer may be a

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from batchops.errors import ConfigError, NotFoundError
+from batchops.identity import DEFAULT_ID_LIMIT
 from batchops.providers.base import ProgressFn, Provider
 from batchops.providers.model import DEFAULT_PROVIDER, DatasetSpec, JobSpec, RemoteInput, RemoteJob
 
@@ -32,6 +33,15 @@ class ProviderSet:
     @property
     def name(self) -> str:
         return "+".join(sorted(self.providers))
+
+    @property
+    def max_id_length(self) -> int:
+        """The strictest member's (each job's own is in ``id_limits``)."""
+        return min((p.max_id_length for p in self.providers.values()), default=DEFAULT_ID_LIMIT)
+
+    def id_limits(self) -> dict[str, int]:
+        """Each provider's ``max_id_length`` by name: a job's IDs fit where it runs."""
+        return {name: p.max_id_length for name, p in self.providers.items()}
 
     def __repr__(self) -> str:
         return f"ProviderSet({sorted(self.providers)})"

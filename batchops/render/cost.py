@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchops.money import ActionCost, CostReport, Price, money_text, tokens_text
+from batchops.money import ActionCost, CostReport, Price, money_text, on_provider, tokens_text
 from batchops.textsafe import inert, md_code, md_text
 
 
@@ -24,7 +24,7 @@ def cost_line(c: ActionCost) -> str:
             f"{tokens_text(c.output_worst)} worst case; cost {money_text(c.cost_expected)} "
             f"expected / {money_text(c.cost_worst)} worst case")  # fmt: skip
     if c.price is None:
-        line += f"; no price for {inert(c.model)}"
+        line += f"; no price for {inert(c.model)}{inert(on_provider(c.provider))}"
     return line + (f"  OVER BUDGET: {inert(c.over_budget)}" if c.over_budget else "")
 
 
@@ -54,7 +54,8 @@ def _price_json(price: Price | None) -> dict[str, Any] | None:
 
 def action_cost_json(c: ActionCost) -> dict[str, Any]:
     return {
-        "job": c.job, "remoteId": c.remote_id, "model": c.model, "rows": c.rows,
+        "job": c.job, "remoteId": c.remote_id, "provider": c.provider, "model": c.model,
+        "rows": c.rows,
         "inputTokens": c.input_tokens, "inputTokensExact": c.input_exact,
         "outputTokensExpected": c.output_expected, "outputTokensWorstCase": c.output_worst,
         "expectedFrom": c.expected_from, "costExpected": c.cost_expected,

@@ -12,6 +12,8 @@ from typing import Any
 
 from batchops.history import JobHistory, Step
 from batchops.money import money_text
+from batchops.plan.rowerrors import FailureSummary
+from batchops.render.status import summary_lines
 from batchops.textsafe import inert
 
 FORMAT_VERSION = 1
@@ -38,7 +40,9 @@ def _step_lines(step: Step) -> list[str]:
     return lines
 
 
-def describe_text(h: JobHistory) -> str:
+def describe_text(h: JobHistory, failures: FailureSummary | None = None) -> str:
+    """``failures``: the failed rows of the results on disk, by class (transient ones are sent
+    again, permanent ones never)."""
     lines = [f"Job {h.name}"]
     lines.append(f"  declared in {h.declared}" if h.declared else "  declared by no manifest")
     if h.stage:
@@ -48,6 +52,8 @@ def describe_text(h: JobHistory) -> str:
         lines.append(f"  results: {h.results_path} ({h.results_state}{source})")
         if h.results_state != "missing":
             lines.append(f"  spent: {money_text(h.spent)} (from the usage in the results)")
+    if failures is not None and failures.failed:
+        lines += [f"  {line}" for line in summary_lines("failed rows", failures)]
     total = len(h.steps)
     lines.append(f"History ({total} job{'' if total == 1 else 's'} on the account, oldest first):")
     for step in h.steps:
@@ -57,12 +63,13 @@ def describe_text(h: JobHistory) -> str:
     return "\n".join(lines)
 
 
-def describe_json(h: JobHistory) -> dict[str, Any]:
+def describe_json(h: JobHistory, failures: FailureSummary | None = None) -> dict[str, Any]:
     return {
         "formatVersion": FORMAT_VERSION, "name": h.name, "declared": h.declared,
         "currentJobId": h.current_base,
         "results": {"path": h.results_path, "state": h.results_state, "from": h.results_from},
         "spent": h.spent, "stage": h.stage,
+        "failedRows": failures.to_json() if failures is not None else None,
         "history": [_camel(asdict(s)) for s in h.steps],
     }  # fmt: skip
 

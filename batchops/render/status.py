@@ -16,6 +16,7 @@ from rich.text import Text
 
 from batchops.money import Price, money_text, spent
 from batchops.plan import JobView
+from batchops.plan.rowerrors import FailureSummary
 from batchops.providers import JobState
 from batchops.textsafe import inert
 
@@ -39,6 +40,7 @@ class StatusRow:
     spent: float | None = None  # what the results on disk cost (their usage x the price)
     matrix: str | None = None  # the declared name of the matrix (or chain) it belongs to
     waits_on: tuple[str, ...] = ()  # a pipeline stage waiting on these (declared names)
+    failures: FailureSummary | None = None  # the merged results' failed rows, by class
 
 
 def _results_state(view: JobView) -> str:
@@ -83,9 +85,11 @@ def _lineage_rows(view: JobView) -> _Rows:
 
 
 def status_row(
-    view: JobView, price: Price | None = None, waits_on: tuple[str, ...] = ()
+    view: JobView, price: Price | None = None, failures: FailureSummary | None = None,
+    waits_on: tuple[str, ...] = (),
 ) -> StatusRow:
     """``price``: of the job's declared model, for the spend so far (None: unknown);
+    ``failures``: its merged results' failed rows (``reconcile.Context.failed_rows``);
     ``waits_on``: the stages a waiting pipeline stage waits on (``batchops.plan.graph``)."""
     latest = view.latest
     rows = _lineage_rows(view)
@@ -108,6 +112,7 @@ def status_row(
         spent=_spent(view, price),
         matrix=view.decl.group,
         waits_on=waits_on,
+        failures=failures,
     )
 
 
@@ -126,15 +131,35 @@ def _cells(row: StatusRow) -> tuple[str, ...]:
 
 
 def status_text(rows: list[StatusRow]) -> str:
-    """Plain aligned columns, for pipes and logs."""
+    """Plain aligned columns, for pipes and logs, then each job's failed rows by class."""
     if not rows:
         return "No jobs declared."
     table = [COLUMNS, *(_cells(r) for r in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    return "\n".join(
+    lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
         for line in table
-    )
+    ]
+    return "\n".join(lines + failure_lines(rows))
+
+
+def failure_lines(rows: list[StatusRow]) -> list[str]:
+    """``j: 3 failed rows: 2 transient (429 x2), 1 permanent (INVALID_ARGUMENT x1)``, then a
+    few example messages, indented; server and dataset text made inert."""
+    lines = []
+    for row in rows:
+        if row.failures is not None and row.failures.failed:
+            lines += summary_lines(inert(row.name), row.failures)
+    return lines
+
+
+def summary_lines(head: str, summary: FailureSummary) -> list[str]:
+    """What ``status``, ``describe`` and ``batchops results`` print of one job's failed rows:
+    transient ones are sent again (spec.rowRetries), permanent ones never."""
+    n = summary.failed
+    lines = [f"{head}: {n:,} failed row{'' if n == 1 else 's'}: {inert(summary.text())}"]
+    lines += [f"    {kind}: {inert(text)}" for kind, text in summary.examples]
+    return lines
 
 
 def status_table(rows: list[StatusRow]) -> Table:
@@ -156,4 +181,5 @@ def _row_json(row: StatusRow) -> dict[str, Any]:
         "tokensOut": row.tokens_out, "results": row.results_path, "resultsState": row.results,
         "total": row.total, "lineage": row.lineage,
         "spent": row.spent, "matrix": row.matrix, "waitsOn": list(row.waits_on),
+        "failedRows": row.failures.to_json() if row.failures is not None else None,
     }  # fmt: skip

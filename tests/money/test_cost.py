@@ -147,10 +147,11 @@ def test_the_shipped_table_is_dated_and_sourced_and_the_project_file_overrides_i
     for models in table.prices.values():
         for price in models.values():
             assert price.as_of and price.source.startswith("https://")
-    assert table.lookup("llama-v3p1-8b-instruct") == table.lookup(MODEL) is not None
+    fw = "fireworks"
+    assert table.lookup("llama-v3p1-8b-instruct", fw) == table.lookup(MODEL, fw) is not None
     ours = Price(input=0.01, output=0.02, source="our contract")
-    assert table.with_overrides((PriceOverride(MODEL, "fireworks", ours),)).lookup(MODEL) == ours
-    assert table.lookup("no-such-model") is None
+    assert table.with_overrides((PriceOverride(MODEL, fw, ours),)).lookup(MODEL, fw) == ours
+    assert table.lookup("no-such-model", fw) is None
 
 
 def test_money_text_never_shows_an_unknown_as_zero() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import generate_latest
 
 from batchops.apply import ApplyResult
@@ -21,17 +23,31 @@ def _record(name: str, usage: Usage | None) -> ResultRecord:
     return ResultRecord(name, ("j",), stamp, stamp, MergeCounts(2, 2, 0, 0, 0), usage=usage)
 
 
+@dataclass(frozen=True)
+class Job:
+    model: str
+    provider: str = "fireworks"
+
+
 def test_merged_results_add_their_cost_to_the_spend_counter() -> None:
-    prices = PriceTable({"fireworks": {MODEL: Price(input=1.0, output=2.0)}})
-    cost = CostReport((), prices=prices, job_models={"a": MODEL, "b": "unpriced"})
+    """Each job's spend is priced under its own provider: ``lab`` (kind openai) reads the
+    openai prices; a Fireworks job on the same model name has no price, never OpenAI's."""
+    prices = PriceTable({"fireworks": {MODEL: Price(input=1.0, output=2.0)},
+                         "openai": {"gpt-x": Price(input=3.0, output=0.0)}},
+                        kinds={"fireworks": "fireworks", "lab": "openai"})  # fmt: skip
+    jobs = {"a": Job(MODEL), "b": Job("unpriced"), "o": Job("gpt-x", "lab"), "f": Job("gpt-x")}
+    cost = CostReport((), prices=prices, jobs=jobs)
+    million = Usage(rows=2, prompt_tokens=1_000_000, completion_tokens=0)
     applied = ApplyResult(records={
         "a": _record("a", Usage(rows=2, prompt_tokens=1_000_000, completion_tokens=500_000)),
         "b": _record("b", Usage(rows=2, prompt_tokens=10, completion_tokens=10)),  # no price
         "c": _record("c", None),  # no usage
+        "o": _record("o", million),  # $3 at the openai price
+        "f": _record("f", million),  # gpt-x has no Fireworks price: not counted
     })  # fmt: skip
     result = PassResult(Plan((), "fp", "p", cost=cost), [], True, applied=applied)
     metrics = Metrics()
     for _ in range(2):
         _observe(metrics, PassRecord(Outcome.OK, 0.1, frozenset(), 0.0, result, None))
     text = generate_latest(metrics.registry).decode()
-    assert "batchops_spend_dollars_total 4.0" in text  # ($1 + $1) twice
+    assert "batchops_spend_dollars_total 10.0" in text  # ($1 + $1 + $3) twice

@@ -215,3 +215,34 @@ def test_the_plan_groups_a_matrix_under_its_declared_name(root: Path) -> None:
     desired, infos = prepare_inputs(load_desired([Path("jobs")], root=root), root=root)
     plan = make_plan(desired, infos, Observed(), {}, PlanOptions(), project="p")
     assert "Stages:\n  1. answer (4 jobs): ready\n" in plan_text(plan)
+
+
+def test_a_warm_load_from_the_manifest_cache_expands_the_same(root: Path) -> None:
+    """The cache gives back the documents' fields, not the models: the matrix, dependsOn and
+    source.job read from it expand exactly as from the YAML."""
+    from batchops.manifest import load_partial
+    from batchops.manifest.stored import StoredManifests
+
+    chained = textwrap.dedent("""\
+        ---
+        apiVersion: batchops/v1
+        kind: Dataset
+        metadata: {name: judged}
+        spec:
+          source: {job: answer, combine: each, where: "answer.text"}
+          template: {prompt: "{{ answer.text }}"}
+        ---
+        apiVersion: batchops/v1
+        kind: BatchInferenceJob
+        metadata: {name: judge}
+        spec: {inputDataset: judged, model: gpt-4o-mini, dependsOn: [answer],
+               output: {path: out/judge.jsonl, table: {path: out/judge.csv}}}
+        """)
+    write(root, "jobs/a.yaml", DATASET + SWEEP + chained)
+    cold, problems = load_partial([Path("jobs")], root=root, cache=StoredManifests(root, racy_ns=0))
+    assert problems == []
+    cache = StoredManifests(root, racy_ns=0)
+    warm, problems = load_partial([Path("jobs")], root=root, cache=cache)
+    assert problems == [] and cache.reads == []  # nothing parsed again
+    assert warm.jobs == cold.jobs and warm.datasets == cold.datasets
+    assert len(warm.jobs) == 8 and len(warm.datasets) == 5

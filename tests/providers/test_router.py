@@ -32,6 +32,7 @@ class Memory:
     """An in-memory provider: the seam tests replace (no method of ours is patched)."""
 
     kind = "memory"
+    max_id_length = 63
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -121,7 +121,10 @@ def kill_mid_merge(root: Path, url: str, account: str) -> bool:
 
 
 def merging(tmp: Path) -> bool:
-    return any(tmp.glob("run-*/*.merge.db"))
+    try:
+        return any(tmp.glob("run-*/*.merge.db"))
+    except FileNotFoundError:  # a run's folder went away while it was listed
+        return False
 
 
 def wait_until(check: Callable[[], object], timeout: float, *, step: float = 0.01) -> bool:

@@ -83,17 +83,40 @@ def test_lookup_finds_exactly_the_known_hashes(tmp_path: Path, count: int) -> No
 
 
 def test_row_hashes_are_cached_by_content_and_never_stale(tmp_path: Path) -> None:
-    from batchops.reuse_rows import _requests
+    from batchops.reuse_rows import ROWS_DIR, _Requests
+
+    folder = tmp_path / ".batchops" / ROWS_DIR
+    folder.mkdir(parents=True)
+
+    def requests(prefix: bytes) -> list[tuple[str, bytes]]:  # a new pass each time
+        return _Requests(folder).of(prefix, [path], "sha-a")
 
     path = tmp_path / "d.jsonl"
     rows = [{"custom_id": f"r{i}", "body": {"prompt": str(i)}} for i in range(5)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     prefix = request_prefix("fireworks", "m", {})
     fresh = list(file_requests(prefix, [path]))
-    assert _requests(prefix, [path], "sha-a", tmp_path) == fresh
-    (cache,) = (tmp_path / ".batchops" / "rows").iterdir()
-    assert _requests(prefix, [path], "sha-a", tmp_path) == fresh  # from the cache
+    assert requests(prefix) == fresh
+    (cache,) = folder.iterdir()
+    assert requests(prefix) == fresh  # from the cache
     cache.write_bytes(b"torn")  # a damaged cache is recomputed
-    assert _requests(prefix, [path], "sha-a", tmp_path) == fresh
+    assert requests(prefix) == fresh
     other = request_prefix("fireworks", "m2", {})  # another prefix: another cache entry
-    assert _requests(other, [path], "sha-a", tmp_path) == list(file_requests(other, [path]))
+    assert requests(other) == list(file_requests(other, [path]))
+    assert len(list(folder.iterdir())) == 2
+
+
+def test_jobs_of_one_pass_share_a_datasets_request_hashes(tmp_path: Path) -> None:
+    from batchops.reuse_rows import _Requests
+
+    path = tmp_path / "d.jsonl"
+    rows = [{"custom_id": f"r{i}", "body": {"prompt": "p"}} for i in range(3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prefix = request_prefix("fireworks", "m", {})
+    one_pass = _Requests(tmp_path)
+    first = one_pass.of(prefix, [path], "sha-a")
+    assert first == list(file_requests(prefix, [path]))
+    path.write_text("")  # read once per pass: a second job of the pass does not read it again
+    assert one_pass.of(prefix, [path], "sha-a") is first
+    other = request_prefix("fireworks", "m2", {})  # another prefix hashes its own rows...
+    assert one_pass.of(other, [path], "sha-a") == []  # ...from the files (now empty)

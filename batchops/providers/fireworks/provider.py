@@ -17,7 +17,7 @@ from typing import Any
 
 from batchops.config import DEFAULT_BASE_URL, LOCAL_ACCOUNT_ID, Settings
 from batchops.errors import ApiError, ConfigError, ConflictError, NotFoundError, OwnershipError
-from batchops.identity import mark_filter, output_dataset_id, owner_of
+from batchops.identity import DEFAULT_ID_LIMIT, mark_filter, output_dataset_id, owner_of
 from batchops.providers.base import ProgressFn, Stopped
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.factory import client_from_settings
@@ -141,6 +141,7 @@ class FireworksProvider:
     """The Fireworks API (or the embedded backend speaking it) as a ``Provider``."""
 
     kind = "fireworks"
+    max_id_length = DEFAULT_ID_LIMIT  # resource IDs: [a-z0-9-], at most 63 characters
 
     def __init__(self, client: FireworksClient, *, name: str = "fireworks") -> None:
         self.client = client

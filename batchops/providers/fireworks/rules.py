@@ -9,7 +9,7 @@ does not list. Rows are never read again.
 from __future__ import annotations
 
 from batchops.errors import Diagnostic
-from batchops.providers.fireworks.wire import PRECISIONS
+from batchops.providers.catalog import PRECISIONS
 from batchops.providers.rules import JobCheck, RowsFn
 
 

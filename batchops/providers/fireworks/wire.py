@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from batchops.providers.catalog import PRECISIONS as PRECISIONS  # re-exported; defined there
+
 # Job states the reference lists. Anything else a server sends is accepted and means "in progress".
 JOB_STATE_VALIDATING = "JOB_STATE_VALIDATING"
 JOB_STATE_PENDING = "JOB_STATE_PENDING"
@@ -38,12 +40,6 @@ GONE_JOB_STATES = frozenset(
 
 DATASET_STATE_UPLOADING = "UPLOADING"
 DATASET_STATE_READY = "READY"
-
-PRECISIONS = (
-    "PRECISION_UNSPECIFIED", "FP16", "FP8", "FP8_MM", "FP8_AR", "FP8_MM_KV_ATTN", "FP8_KV",
-    "FP8_MM_V2", "FP8_V2", "FP8_MM_KV_ATTN_V2", "NF4", "FP4", "BF16", "FP4_BLOCKSCALED_MM",
-    "FP4_MX_MOE",
-)  # fmt: skip
 
 RESULTS_FILE = "BIJOutputSet.jsonl"
 ERRORS_FILE = "error-data"

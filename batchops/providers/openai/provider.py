@@ -89,6 +89,7 @@ class OpenAIProvider:
     """One OpenAI-compatible batch service, in the neutral model's terms."""
 
     kind = "openai"
+    max_id_length = 512  # our keys live in batch metadata values (at most 512 characters)
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)  # built at first use (start-up)
 
 
 class RequestCounts(_Wire):
