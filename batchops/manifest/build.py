@@ -342,6 +342,7 @@ def _job(
         **_failure_limit(spec.max_failed_rows),
         max_retries=spec.max_retries,
         provider=spec.provider or BUILTIN_PROVIDER,
+        depends_on=tuple(spec.depends_on),  # expanded when a name is a matrix (manifest.expand)
     )
 
 

@@ -101,10 +101,10 @@ class Expander:
             if not inputs:
                 return  # the dataset did not load: its problem is reported
         needs = tuple(j.name for dep in m.spec.depends_on for _, j in self.jobs.get(dep, []))
-        if m.spec.matrix is None and not needs and len(inputs) == 1:
+        if m.spec.matrix is None and needs == base.depends_on and len(inputs) == 1:
             dataset = inputs[0][1]
             if dataset is None or dataset.render is None or not dataset.render.upstream:
-                self.jobs[name] = [(Variant(name), base)]  # the usual job: nothing to expand
+                self.jobs[name] = [(Variant(name), base)]  # nothing to expand (the usual job)
                 return
         found = []
         for dv, dataset in inputs:
