@@ -29,7 +29,6 @@ import dataclasses
 import json
 import os
 import random
-import re
 import signal
 import statistics
 import subprocess
@@ -40,6 +39,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+
+from benchlib import load, machine, serve, stop
 
 from batchops.identity import mark, owner_of, parse_job_id, project_from_root
 from batchops.providers.fireworks.client import FireworksClient
@@ -80,11 +81,6 @@ spec: {{inputDataset: judged, model: accounts/fireworks/models/judge,
 """
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def write_pipeline(root: Path, *, rows: int, models: tuple[str, ...], tag: str = "") -> None:
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -108,18 +104,8 @@ def _atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", str(data_dir)]
-    proc = subprocess.Popen(
-        [*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    assert match, "batchops serve did not start"
-    return proc, match.group(1)
-
-
-def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+def end(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a daemon this bench started (SIGTERM, then SIGKILL)."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(10)
@@ -275,7 +261,7 @@ def watch_cli(tmp: Path, url: str, runs: int) -> list[float]:
             _settle(root)
         return out
     finally:
-        stop(daemon)
+        end(daemon)
 
 
 def _daemon(root: Path, url: str, *, trigger: bool) -> tuple[threading.Thread, threading.Event]:
@@ -480,6 +466,7 @@ def main() -> None:
         "watch": lambda tmp: watch(tmp, args.runs),
         "plan": lambda tmp: plan(tmp, jobs=args.jobs, stages=args.stages, rounds=args.rounds),
     }
+    print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="batchops-pipelines-") as tmp:
         for name in args.parts.split(","):
             parts[name](Path(tmp))
