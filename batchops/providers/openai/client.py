@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
 
 from batchops import deadline as dl
 from batchops.config import Secret
@@ -38,11 +37,18 @@ from batchops.providers.fireworks.transfers import (
     write_atomically,
 )
 from batchops.providers.fireworks.transport import http_client
-from batchops.providers.openai.wire import Batch, BatchList, FileDeleted, FileList, FileObject
+from batchops.providers.openai.wire import (
+    Batch,
+    BatchList,
+    FileDeleted,
+    FileList,
+    FileObject,
+    decode,
+)
 from batchops.providers.request_loop import RequestLoop, pages
 from batchops.wire_openai import COMPLETION_WINDOW
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 T = TypeVar("T")
 
 LIST_LIMIT = 100  # GET /v1/batches accepts 1-100
@@ -339,7 +345,7 @@ def _checked_base_url(base_url: str, api_key: Secret | None) -> str:
 
 def _parse(model: type[M], response: httpx.Response, method: str, path: str) -> M:
     try:
-        return model.model_validate_json(response.content)
+        return decode(model, response.content)
     except ValueError as exc:  # never quote the server's bytes: they could echo the key
         raise ApiError(
             "malformed response", method=method, path=path, status=response.status_code

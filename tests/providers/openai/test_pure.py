@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -125,7 +126,8 @@ def _batch(
         project, "job", slot, tokens=10, rows=5, input_key="ds", model="m", continued_from=None
     )
     extra.setdefault("input_file_id", "file-in")
-    return Batch(id=bid, status=status, created_at=created, metadata=meta, **extra)
+    fields = {"id": bid, "status": status, "created_at": created, "metadata": meta, **extra}
+    return msgspec.convert(fields, Batch)  # nested wire objects given as dicts, as on the wire
 
 
 def test_metadata_fits_openai_limits_and_round_trips() -> None:
