@@ -84,11 +84,45 @@ def stalled(kept: dict[int, Batch], total_parts: int, batches: list[Batch]) -> b
     return missing and not any(is_live(b.status) for b in batches)
 
 
+class _Sums:
+    """What a job adds up over its kept parts, in one loop (a pass does this for every job)."""
+
+    def __init__(self, parts: Iterable[Batch]) -> None:
+        self.rows = self.done = self.failed = self.updated = self.expires = 0
+        self.input_tokens = self.output_tokens = self.cached_tokens = 0
+        self.messages: list[str] = []
+        self.statuses: set[str] = set()
+        for b in parts:
+            self._add(b)
+
+    def _add(self, b: Batch) -> None:
+        if b.metadata:
+            self.rows += int(b.metadata.get(own.ROWS, 0))
+        if counts := b.request_counts:
+            self.done += counts.completed
+            self.failed += counts.failed
+        if message := b.error_message:
+            self.messages.append(message)
+        self.statuses.add(b.status)
+        if usage := b.usage:
+            self.input_tokens += usage.input_tokens
+            self.output_tokens += usage.output_tokens
+            if usage.input_tokens_details:
+                self.cached_tokens += usage.input_tokens_details.cached_tokens
+        self.updated = max(self.updated, b.updated_at)
+        self.expires = max(self.expires, b.expires_at or 0)
+
+
 def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -> RemoteJob:
-    kept = part_keepers(batches)
-    first = min(batches, key=lambda b: (b.created_at, b.id))
+    if len(batches) == 1:  # the common case: a one-part job tried once keeps its only batch
+        first = batches[0]
+        slot = own.slot_of(first)
+        kept = {slot.part: first} if slot else {}
+    else:
+        kept = part_keepers(batches)
+        first = min(batches, key=lambda b: (b.created_at, b.id))
+        slot = own.slot_of(first)
     meta = first.metadata or {}
-    slot = own.slot_of(first)
     total_parts = slot.parts if slot else 1
     states = {_state(b) for b in kept.values()}
     if len(kept) < total_parts:
@@ -98,23 +132,16 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
     state = JobState.DELETING if gone else state
     if stalled(kept, total_parts, batches):
         state = JobState.INCOMPLETE
-    counts = [b.request_counts for b in kept.values() if b.request_counts]
-    total = sum(int(b.metadata.get(own.ROWS, 0)) for b in kept.values() if b.metadata)
-    done = sum(c.completed for c in counts)
-    failed = sum(c.failed for c in counts)
-    message = "; ".join(b.error_message for b in kept.values() if b.error_message)
+    sums = _Sums(kept.values())
+    total, done, failed = sums.rows, sums.done, sums.failed
+    message = "; ".join(sums.messages)
     if len(kept) < total_parts:
         message = f"{len(kept)}/{total_parts} parts submitted; the rest wait for the quota"
     if state is JobState.INCOMPLETE:
         message = f"{len(kept)}/{total_parts} parts submitted and none running"
-    raw = "deleted" if gone else ",".join(sorted({b.status for b in kept.values()})) or "pending"
+    raw = "deleted" if gone else ",".join(sorted(sums.statuses)) or "pending"
     ids = [b.id for _, b in sorted(kept.items())]
-    usage = [b.usage for b in kept.values() if b.usage]
-    tokens = Tokens(
-        sum(u.input_tokens for u in usage),
-        sum(u.output_tokens for u in usage),
-        sum(u.input_tokens_details.cached_tokens for u in usage if u.input_tokens_details),
-    )
+    tokens = Tokens(sums.input_tokens, sums.output_tokens, sums.cached_tokens)
     return RemoteJob(
         key=key,
         remote_id=ids[0] + (f" +{len(ids) - 1} parts" if len(ids) > 1 else "") if ids else "",
@@ -135,8 +162,8 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
         ),
         tokens=tokens,
         created=_stamp(first.created_at),
-        updated=_stamp(max((b.updated_at for b in kept.values()), default=0)),
-        expires=_stamp(max((b.expires_at or 0 for b in kept.values()), default=0)),
+        updated=_stamp(sums.updated),
+        expires=_stamp(sums.expires),
         continued_from=meta.get(own.FROM) or None,
         display_name=meta.get(own.JOB, ""),
         # One batch is never a duplicate (the common case: skip the per-slot sort).

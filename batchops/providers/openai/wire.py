@@ -80,24 +80,24 @@ class Batch(_Wire):
 
     @property
     def updated_at(self) -> int:
-        stamps = (
+        return max(
             self.created_at,
-            self.in_progress_at,
-            self.completed_at,
-            self.failed_at,
-            self.expired_at,
-            self.cancelled_at,
+            self.in_progress_at or 0,
+            self.completed_at or 0,
+            self.failed_at or 0,
+            self.expired_at or 0,
+            self.cancelled_at or 0,
         )
-        return max(s or 0 for s in stamps)
 
     @property
     def error_codes(self) -> list[str]:
-        return [e.code or "" for e in (self.errors.data if self.errors else [])]
+        return [e.code or "" for e in self.errors.data] if self.errors else []
 
     @property
     def error_message(self) -> str:
-        entries = self.errors.data if self.errors else []
-        return "; ".join(f"{e.code}: {e.message}" for e in entries[:3])
+        if not self.errors:  # most batches: no errors object (a pass asks for every batch)
+            return ""
+        return "; ".join(f"{e.code}: {e.message}" for e in self.errors.data[:3])
 
 
 class FileObject(_Wire):

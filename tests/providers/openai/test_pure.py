@@ -341,3 +341,26 @@ def test_an_expired_batch_whose_rows_all_ran_is_finished() -> None:
     assert remote_jobs([done], "openai", FILES)[0].state is JobState.FINISHED
     short = _batch("b", 1, "expired", request_counts={"total": 5, "completed": 3, "failed": 0})
     assert remote_jobs([short], "openai", FILES)[0].state is JobState.EXPIRED
+
+
+def test_a_job_sums_rows_tokens_errors_and_times_over_its_parts_and_alone() -> None:
+    usage = {"input_tokens": 3, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 1}}
+    extra: dict[str, Any] = {
+        "request_counts": {"total": 5, "completed": 4, "failed": 1},
+        "usage": usage,
+        "errors": {"data": [{"code": "e1", "message": "m1"}]},
+        "completed_at": 50,
+        "expires_at": 90,
+    }
+    one = _batch("b1", 1, "completed", key="k", part=0, total=2, **extra)
+    two = _batch("b2", 2, "completed", key="k", part=1, total=2, **{**extra, "completed_at": 60})
+    (both,) = remote_jobs([two, one], "openai", FILES)
+    assert (both.rows.total, both.rows.succeeded, both.rows.failed) == (10, 8, 2)
+    assert (both.tokens.input, both.tokens.output, both.tokens.cached) == (6, 8, 2)
+    assert both.message == "e1: m1; e1: m1"
+    assert both.updated == "1970-01-01T00:01:00Z" and both.expires == "1970-01-01T00:01:30Z"
+    alone = _batch("b3", 3, "completed", key="j", **extra)
+    (single,) = remote_jobs([alone], "openai", FILES)
+    assert (single.rows.total, single.rows.succeeded, single.tokens.cached) == (5, 4, 1)
+    assert single.remote_id == "b3" and single.raw_state == "completed"
+    assert single.updated == "1970-01-01T00:00:50Z" and single.duplicates == ()
