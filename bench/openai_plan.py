@@ -1,6 +1,7 @@
 """Benchmark: observing 1,000 finished jobs on the OpenAI-compatible provider, beside baselines.
 
-Run: ``.venv/bin/python bench/openai_plan.py [--jobs 1000] [--rounds 5] [--latency 0.005]``.
+Run: ``.venv/bin/python bench/openai_plan.py [--jobs 1000] [--rounds 5] [--latency 0.005]``
+(``--keep DIR``: apply once into DIR, which takes minutes, and measure it again on later runs).
 It starts ``batchops serve`` as a subprocess (its /v1/files + /v1/batches, no key), writes a
 project of ``--jobs`` one-row jobs on an ``openai`` provider pointed at it, applies them with
 ``batchops apply --wait`` (one batch each, carrying batchops metadata), then, in paired rounds
@@ -118,29 +119,41 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds (default 5)")
     parser.add_argument("--latency", type=float, default=0.005)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a folder kept across runs: applied once, measured again")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        data, root = Path(tmp) / "data", Path(tmp) / "repo"
-        proc, url = serve(data)
-        try:
-            write_project(root, url, args.jobs)
-            took = cli(root, url, "apply", "--wait", "--timeout", "900", "--poll-interval", "0.5",
-                       "--parallelism", "16")  # fmt: skip
-            print(f"applied {args.jobs} one-row jobs (--wait): {took:.1f} s")
+        base = args.keep or Path(tmp)
+        data, root = base / "data", base / "repo"
+        if not (root / "batchops.yaml").exists():
+            _apply(data, root, args.jobs)
+        _rounds(data, root, args)
+
+
+def _apply(data: Path, root: Path, jobs: int) -> None:
+    proc, url = serve(data)
+    try:
+        write_project(root, url, jobs)
+        took = cli(root, url, "apply", "--wait", "--timeout", "900", "--poll-interval", "0.5",
+                   "--parallelism", "16")  # fmt: skip
+        print(f"applied {jobs} one-row jobs (--wait): {took:.1f} s")
+    finally:
+        stop(proc)
+
+
+def _rounds(data: Path, root: Path, args: argparse.Namespace) -> None:
+    for latency in (0.0, args.latency):
+        extra = ("--latency", str(latency)) if latency else ()
+        proc, url = serve(data, *extra)  # same data, a new process; same port not needed:
+        try:  # the project names the provider's URL, so it is rewritten for this server
+            (root / "batchops.yaml").write_text(
+                (root / "batchops.yaml").read_text().split('baseUrl: "')[0]
+                + f'baseUrl: "{url}/v1"}}\n'
+            )
+            label = f"loopback + {latency * 1000:.0f} ms per request" if latency else "loopback"
+            _measure(root, url, label, args.rounds)
         finally:
             stop(proc)
-        for latency in (0.0, args.latency):
-            extra = ("--latency", str(latency)) if latency else ()
-            proc, url = serve(data, *extra)  # same data, a new process; same port not needed:
-            try:  # the project names the provider's URL, so it is rewritten for this server
-                (root / "batchops.yaml").write_text(
-                    (root / "batchops.yaml").read_text().split('baseUrl: "')[0]
-                    + f'baseUrl: "{url}/v1"}}\n'
-                )
-                label = f"loopback + {latency * 1000:.0f} ms per request" if latency else "loopback"
-                _measure(root, url, label, args.rounds)
-            finally:
-                stop(proc)
 
 
 if __name__ == "__main__":
