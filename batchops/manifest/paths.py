@@ -54,7 +54,8 @@ def resolved(path: Path) -> Path | None:
         return None
 
 
-Dirs = dict[str, "Path | None"]  # a folder -> its resolved path, for one load
+# A folder -> its resolved path and whether it is a folder now, for one load.
+Dirs = dict[str, tuple["Path | None", bool]]
 
 
 def confine(written: str, base: Path, root: Path, *, dirs: Dirs | None = None) -> Path:
@@ -87,16 +88,22 @@ def _resolved_in(path: Path, dirs: Dirs) -> Path | None:
     """``resolved(path)`` through its folder's remembered resolution; the whole path is resolved
     when its last part is a symlink or its folder did not resolve."""
     folder, name = os.path.split(path)
-    if folder not in dirs:
-        dirs[folder] = resolved(Path(folder))
-    real_folder = dirs[folder]
-    try:
-        is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+    real_folder, present = _folder(folder, dirs)
+    try:  # nothing can be in a folder that is not there: no lstat then
+        is_link = present and stat.S_ISLNK(os.lstat(path).st_mode)
     except OSError:
         is_link = False  # absent: resolve() keeps the name as written
     if real_folder is None or is_link:
         return resolved(path)
     return real_folder / name
+
+
+def _folder(folder: str, dirs: Dirs) -> tuple[Path | None, bool]:
+    """``folder`` resolved, and whether it is a folder (after symlinks): once per load."""
+    known = dirs.get(folder)
+    if known is None:
+        known = dirs[folder] = (resolved(Path(folder)), os.path.isdir(folder))  # noqa: PTH112
+    return known
 
 
 def dataset_files(
@@ -132,6 +139,8 @@ def _shards(folder: Path, root: Path) -> tuple[Path, ...]:
 
 def output_file(written: str, root: Path, *, dirs: Dirs | None = None) -> Path:
     path = confine(written, root, root, dirs=dirs)
+    if dirs is not None and not _folder(os.path.dirname(path), dirs)[1]:  # noqa: PTH120
+        return path  # its folder is not there (yet), so neither is it
     if path.is_dir():
         raise PathProblem(f"output path '{written}' is a folder; name a file")
     return path
