@@ -36,7 +36,7 @@ def build_desired(
     unchecked: Sequence[Unchecked] = (), *, output_dir: str = "results",
     providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}), tokenizers: Sequence[Path] = (),
 ) -> Desired:  # fmt: skip
-    ordered = sorted(parsed, key=lambda p: p.source)
+    ordered = sorted(parsed, key=lambda p: (p.source.path, p.source.line, p.source.col))
     _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
     dirs: P.Dirs = {}  # each folder resolved once in this load

@@ -36,6 +36,7 @@ from batchops.manifest.yamlsrc import MAX_DEPTH
 
 _STR, _NULL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _MAP_TAGS = (None, "!", "tag:yaml.org,2002:map")
 _SEQ_TAGS = (None, "!", "tag:yaml.org,2002:seq")
 _CParser: Any = importlib.import_module("yaml._yaml").CParser if yaml.__with_libyaml__ else None
@@ -70,7 +71,8 @@ class _Builder:
     def __init__(self, max_nodes: int) -> None:
         self.max_nodes = max_nodes
         self.scalars = _Scalars()
-        self.plain: dict[str, str] = {}  # a plain scalar's text -> its resolved tag
+        # A plain scalar's text -> its tag and value, for strings and the immutable values.
+        self.plain: dict[str, tuple[str, Any]] = {}
 
     def run(self, parser: Any) -> list[YamlDocument]:
         docs: list[YamlDocument] = []
@@ -110,10 +112,10 @@ class _Builder:
                 tag = event.tag
                 if (tag is None or tag == "!") and event.implicit[0]:  # "!" too, as PyYAML does
                     text = event.value
-                    tag = plain.get(text)
-                    if tag is None:
-                        tag = plain[text] = self.resolve_plain(text)
-                    value = text if tag == _STR else scalar(event, tag)
+                    known = plain.get(text)
+                    if known is None:
+                        known = self.plain_scalar(event, text)
+                    tag, value = known
                 elif tag is None or tag == "!" or tag == _STR:
                     value, tag = event.value, _STR
                 else:
@@ -157,9 +159,15 @@ class _Builder:
                 stack.append((container, at, is_list, key))
                 container, at, is_list, key = value, loc, kind is SequenceStartEvent, _NO_KEY
 
-    def resolve_plain(self, text: str) -> str:
-        """The tag of a plain (unquoted, untagged) scalar, as SafeLoader resolves it."""
-        return self.scalars.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call, no-any-return]
+    def plain_scalar(self, event: Any, text: str) -> tuple[str, Any]:
+        """A plain (unquoted, untagged) scalar's tag and value, as SafeLoader makes them;
+        remembered by text when the value is a string or immutable (not a NaN: two NaN keys are
+        two keys, one remembered NaN would be a duplicate key)."""
+        tag: str = self.scalars.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+        value = text if tag == _STR else self.scalar(event, tag)
+        if type(value) in _IMMUTABLE and value == value:  # not NaN
+            self.plain[text] = (tag, value)
+        return tag, value
 
     def scalar(self, event: Any, tag: str) -> Any:
         """A scalar that is not a plain string, constructed exactly as SafeLoader does."""
