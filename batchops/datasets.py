@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
+from batchops import scanpool
 from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.gcpause import gc_paused
@@ -61,6 +62,9 @@ _DEEP = b"[" * MAX_DEPTH
 # Content that is not a string or a list of objects (null is only an assistant's): the precise
 # path decides. A regex with a literal prefix scans ~2 GB/s; decoding every string costs 3x.
 _ODD_CONTENT = re.compile(rb'"content"\s*:\s*(?:[^\s"\[]|\[\s*[^\s{\]])')
+# Any content that is not a string: only a block that has some pays for the two checks above
+# (the _ODD_CONTENT scan, then content parts decoded: _PARTS).
+_LIST_CONTENT = re.compile(rb'"content"\s*:\s*[^\s"]')
 CACHE_FILE = Path(STATE_DIR, "cache", "datasets.json")
 
 
@@ -165,6 +169,26 @@ class _CompletionRow(msgspec.Struct, gc=False):
     body: _CompletionBody
 
 
+class _Part(msgspec.Struct, gc=False):
+    type: str  # content parts are objects with a string "type" (jsonvalues.content_problem)
+
+
+class _PartsMessage(msgspec.Struct, gc=False):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[_Part]
+
+
+class _PartsChatBody(_Params, gc=False):
+    messages: Annotated[list[_PartsMessage], msgspec.Meta(min_length=1)]
+    prompt: msgspec.UnsetType = msgspec.UNSET
+    model: msgspec.UnsetType = msgspec.UNSET
+
+
+class _PartsChatRow(msgspec.Struct, gc=False):
+    custom_id: Annotated[str, msgspec.Meta(min_length=1)]
+    body: _PartsChatBody
+
+
 class _IdOnly(msgspec.Struct, gc=False):
     custom_id: str
 
@@ -173,6 +197,9 @@ _FAST: dict[str, msgspec.json.Decoder[Any]] = {
     "CHAT": msgspec.json.Decoder(_ChatRow),
     "COMPLETION": msgspec.json.Decoder(_CompletionRow),
 }
+# Chat rows whose content may be a list of parts: each part is checked, at the cost of decoding
+# the content strings (blocks with list content only).
+_PARTS = msgspec.json.Decoder(_PartsChatRow)
 _IDS = msgspec.json.Decoder(_IdOnly)
 
 
@@ -251,10 +278,13 @@ def _utf8(data: memoryview) -> bool:
 def _fast_block(block: bytes, start: int, end: int, lines: int, scan: _Scan) -> bool:
     """Validate the complete lines ``block[start:end]`` at C speed; False means "look closer".
     Commits the format and custom_ids to ``scan`` only when the whole block is good."""
-    if block.find(_DEEP, start, end) >= 0 or _ODD_CONTENT.search(block, start, end):
+    if block.find(_DEEP, start, end) >= 0:
+        return False
+    parts = _LIST_CONTENT.search(block, start, end) is not None
+    if parts and _ODD_CONTENT.search(block, start, end):
         return False
     view = memoryview(block)[start:end]
-    decoded = _fast_rows(view, scan.format)
+    decoded = _fast_rows(view, scan.format, parts=parts)
     # decode_lines skips blank lines and accepts two objects on one line: compare with the count.
     # The decoder checks the UTF-8 of the strings it decodes, not of those it skips: check all.
     if decoded is None or len(decoded[1]) != lines:
@@ -268,11 +298,13 @@ def _fast_block(block: bytes, start: int, end: int, lines: int, scan: _Scan) -> 
     return True
 
 
-def _fast_rows(view: memoryview, fmt: str | None) -> tuple[str, list[Any]] | None:
-    """(format, rows) when every line is a row of ``fmt``, or (not yet known) of one format."""
+def _fast_rows(view: memoryview, fmt: str | None, *, parts: bool) -> tuple[str, list[Any]] | None:
+    """(format, rows) when every line is a row of ``fmt``, or (not yet known) of one format;
+    ``parts``: some content is a list, whose parts are checked too."""
     for each in (fmt,) if fmt else ("CHAT", "COMPLETION"):
+        decoder = _PARTS if parts and each == "CHAT" else _FAST[each]
         try:
-            return each, _FAST[each].decode_lines(view)
+            return each, decoder.decode_lines(view)
         except (msgspec.DecodeError, UnicodeDecodeError):  # it checks the strings it decodes
             continue
     return None
@@ -651,7 +683,8 @@ def inspect_dataset(
     if hit is not None:
         return hit
     with gc_paused():  # millions of short-lived rows, no cycles (DESIGN.md section 10)
-        scan, shards = _scan_all(decl, stats, root, CompactIds())
+        found = _scan_shared(decl, stats, root)
+        scan, shards = found or _scan_all(decl, stats, root, CompactIds())
         if scan.seen.doubtful():  # a custom_id repeats (or two share a digest): say exactly
             scan, shards = _scan_all(decl, stats, root, ExactIds())
     if scan.diags:
@@ -666,6 +699,22 @@ def _scan_all(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root:
               seen: SeenIds) -> tuple[_Scan, tuple[ShardInfo, ...]]:  # fmt: skip
     scan = _Scan(root, decl.format, seen=seen)
     return scan, tuple(_scan_file(path, st.st_size, scan) for path, st in stats)
+
+
+def _scan_shared(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]],
+                 root: Path) -> tuple[_Scan, tuple[ShardInfo, ...]] | None:  # fmt: skip
+    """A big dataset read by helper processes on every core (``batchops.scanpool``), when all
+    of it is good; None sends the caller to read it here, which says what is wrong and where."""
+    files = [(path, st.st_size) for path, st in stats]
+    helpers = scanpool.helpers_for([size for _, size in files])
+    found = scanpool.scan(files, decl.format, helpers) if helpers else None
+    if found is None:
+        return None
+    shards = tuple(
+        ShardInfo(path, size, sha256, rows)
+        for (path, size), sha256, rows in zip(files, found.sha256, found.rows, strict=True)
+    )
+    return _Scan(root, found.format, seen=found.seen), shards
 
 
 def _stats(decl: DatasetLike, root: Path, max_bytes: int) -> list[tuple[Path, os.stat_result]]:

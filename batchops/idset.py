@@ -82,6 +82,25 @@ class CompactIds:
         """Whether any digest was added twice: a duplicate ID, or a digest collision."""
         return any(len(set(part)) != len(part) for part in self._parts)
 
+    def dump(self) -> bytes:
+        """The digests as bytes, for ``merge`` in another process (``batchops.rowscan``): the
+        count of each range, then each range's digests (native int64). Singles are not kept:
+        a helper process only adds whole blocks."""
+        counts = array("q", (len(part) for part in self._parts))
+        return b"".join([counts.tobytes(), *(part.tobytes() for part in self._parts)])
+
+    def merge(self, data: bytes | memoryview) -> None:
+        """Add the digests of a ``dump`` made with the same string hash (PYTHONHASHSEED).
+        Raises ValueError when ``data`` is not such a dump."""
+        counts = array("q")
+        counts.frombytes(data[: 8 * _PARTS])
+        if len(counts) != _PARTS or min(counts) < 0 or 8 * (_PARTS + sum(counts)) != len(data):
+            raise ValueError("not a dump of CompactIds")
+        start = 8 * _PARTS
+        for part, count in zip(self._parts, counts, strict=True):
+            part.frombytes(data[start : start + 8 * count])
+            start += 8 * count
+
     def copy(self) -> CompactIds:
         other = CompactIds()
         other._parts = [array("q", part) for part in self._parts]

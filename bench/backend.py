@@ -3,10 +3,10 @@
 1. Echo-engine rows/s through a whole job (create dataset, upload, create job, poll to COMPLETED).
 2. Upload and download throughput (MB/s) of one large file over loopback signed URLs, and the peak
    RSS growth of the server and of the client, each in its own process (VmHWM - VmRSS before).
-   Baseline: a raw local copy of the same bytes. Downloads are also measured, in the same run and
-   interleaved (best of ``--rounds``), with plain httpx (``iter_raw``: the library's ceiling) and a
-   raw socket (no HTTP library at all), all writing the file to the same disk; curl to /dev/null
-   shows what the server can send.
+   Baseline: a raw local copy of the same bytes. Downloads are also measured, in the same run, in
+   paired rounds (medians of ``--rounds``, 5), with plain httpx (``iter_raw``: the library's
+   ceiling) and a raw socket (no HTTP library at all), all writing the file to the same disk;
+   curl to /dev/null shows what the server can send.
 
 Usage: .venv/bin/python bench/backend.py [--rows 50000] [--size-mb 1024]
 """
@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
+from benchlib import load, machine, rotated, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "bench"
@@ -56,18 +58,6 @@ def make_blob(path: Path, size_mb: int) -> None:
         while written < size_mb * 1024 * 1024:
             out.write(chunk)
             written += len(chunk)
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", str(data_dir)]
-    env = {k: v for k, v in os.environ.items() if k != "FIREWORKS_API_KEY"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    line = proc.stdout.readline() if proc.stdout else ""
-    url = re.search(r"(http://\S+)", line)
-    if not url:
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, url.group(1)
 
 
 def client_for(url: str):  # type: ignore[no-untyped-def]
@@ -242,21 +232,25 @@ def bench_transfers(
 
 
 def bench_download_ceilings(url: str, work: Path, size: int, rounds: int) -> None:
-    """The client beside plain httpx and a raw socket, interleaved, best of ``rounds`` each: on a
-    shared machine only a ratio in one run means anything."""
-    best: dict[str, float] = {}
-    for _ in range(rounds):
-        for mode in ("download", "download-httpx", "download-socket"):
+    """The client beside plain httpx and a raw socket in paired rounds (the order rotating),
+    medians and per-round ratios: on a shared machine only a ratio in one run means anything."""
+    modes = ("download", "download-httpx", "download-socket")
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    for r in range(rounds):
+        for mode in rotated(modes, r):
             shutil.rmtree(work / "down", ignore_errors=True)
-            seconds = run_child(mode, url, work / "down")["seconds"]
-            best[mode] = min(best.get(mode, seconds), seconds)
-    rate = {mode: size / seconds / 1e6 for mode, seconds in best.items()}
+            times[mode].append(run_child(mode, url, work / "down")["seconds"])
+    rate = {mode: size / statistics.median(values) / 1e6 for mode, values in times.items()}
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(y / x for x, y in zip(times[a], times[b], strict=True))
+
     print(
-        f"download, best of {rounds}: FireworksClient {rate['download']:,.0f} MB/s (goal >= 200); "
-        f"plain httpx iter_raw {rate['download-httpx']:,.0f} MB/s; raw socket "
+        f"download, median of {rounds} paired rounds: FireworksClient {rate['download']:,.0f} MB/s"
+        f" (goal >= 200); plain httpx iter_raw {rate['download-httpx']:,.0f} MB/s; raw socket "
         f"{rate['download-socket']:,.0f} MB/s. Client/httpx "
-        f"{rate['download'] / rate['download-httpx']:.2f}, httpx/socket "
-        f"{rate['download-httpx'] / rate['download-socket']:.2f} (the HTTP library's share)"
+        f"{ratio('download', 'download-httpx'):.2f}, httpx/socket "
+        f"{ratio('download-httpx', 'download-socket'):.2f} (the HTTP library's share)"
     )
 
 
@@ -278,15 +272,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--size-mb", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=3, help="download comparisons (best taken)")
+    parser.add_argument("--rounds", type=int, default=5, help="paired download rounds (median)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "PATH"))
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
+    print(f"machine: {machine()}; {load()}")
     with tempfile.TemporaryDirectory(prefix="batchops-bench-") as tmp:
         work = Path(tmp)
-        server, url = start_server(work / "data")
+        server, url = serve(work / "data", cwd=ROOT, quiet=False)
         try:
             bench_rows(url, work, args.rows)
             bench_transfers(server, url, work, args.size_mb, args.rounds)

@@ -19,29 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchlib import serve
+
 from batchops.providers.openai import ownership as own
 from batchops.providers.openai.client import OpenAIBatchClient
 from batchops.providers.openai.parts import Limits
 from batchops.providers.openai.provider import OpenAIProvider
-
-
-def serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", str(data_dir)]
-    proc = subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    assert match, "batchops serve did not start"
-    return proc, match.group(1)
 
 
 def _populate(base_url: str, jobs: int, folder: Path) -> list[str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from benchlib import machine, serve, stop
 
 from batchops.errors import NotFoundError
 from batchops.identity import owner_of, parse_job_id, project_from_root
@@ -72,16 +73,6 @@ def generate(root: Path, *, jobs: int, datasets: int) -> None:
             f"inputDataset: ds{j % datasets}, inferenceParameters: {{maxTokens: {16 + j % 7}}}}}\n"
         )
     (root / "jobs" / "all.yaml").write_text("---\n".join(docs))
-
-
-def serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", str(data_dir)]
-    proc = subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)  # fmt: skip
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    assert match, "batchops serve did not start"
-    return proc, match.group(1)
 
 
 def apply_wait(root: Path, url: str) -> float:
@@ -194,15 +185,6 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="batchops-bench-") as tmp:
         run(Path(tmp), args)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:  # Linux; elsewhere the name stays unknown
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                   cpu)  # fmt: skip
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {sys.version.split()[0]}"
 
 
 def run(tmp: Path, args: argparse.Namespace) -> None:
@@ -373,13 +355,6 @@ def plan_cli(root: Path, url: str) -> float:
     if done.returncode != 0:
         raise SystemExit(f"plan failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - start
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    proc.wait(10)
-    if proc.stdout:
-        proc.stdout.close()
 
 
 def faulty(tmp: Path, root: Path, args: argparse.Namespace) -> None:

@@ -199,11 +199,11 @@ def run_soak(args: argparse.Namespace, tmp: Path) -> int:
         env.pop("FIREWORKS_API_KEY", None)
         log = tmp / "watch.log"
         with log.open("w") as err:
+            traced = [str(Path(__file__).with_name("traced.py")), str(tmp / "snapshots")]
             daemon = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "batchops",
+                    *(traced if args.tracemalloc else ["-m", "batchops"]),
                     "watch",
                     "--prune",
                     "--interval",
@@ -222,6 +222,8 @@ def run_soak(args: argparse.Namespace, tmp: Path) -> int:
             if daemon.poll() is None:
                 daemon.send_signal(signal.SIGTERM)
             daemon.wait(30)
+            if args.tracemalloc:
+                heap_report(tmp / "snapshots")
 
 
 def soak_loop(
@@ -333,6 +335,35 @@ def report(
         print(f"  {count:5d} x {state}")
 
 
+def heap_report(folder: Path, top: int = 12) -> None:
+    """The Python heap as tracemalloc saw it: traced bytes at each snapshot, and what grew
+    between the first snapshot after the start-up minute and the last (by line of allocation)."""
+    import tracemalloc
+
+    files = sorted(folder.glob("*.snap"))
+    if len(files) < 3:
+        print(f"tracemalloc: {len(files)} snapshot(s), too few to compare")
+        return
+    base = min(2, len(files) - 2)  # past the start-up and the first full passes
+    sizes, first, last = [], None, None
+    for index, file in enumerate(files):  # one at a time: a snapshot can take a GiB loaded
+        snap = tracemalloc.Snapshot.load(str(file))
+        sizes.append(sum(s.size for s in snap.statistics("filename")) / 2**20)
+        first = snap if index == base else first
+        last = snap
+    assert first is not None and last is not None
+    print("tracemalloc: traced Python heap per snapshot (MiB): "
+          + " ".join(f"{x:.2f}" for x in sizes))  # fmt: skip
+    diff = last.compare_to(first, "lineno")
+    grew = sum(d.size_diff for d in diff) / 2**10
+    print(f"tracemalloc: {grew:+.1f} KiB from snapshot {base} to the last; "
+          f"largest changes by line:")  # fmt: skip
+    for stat in sorted(diff, key=lambda d: -abs(d.size_diff))[:top]:
+        frame = stat.traceback[0]
+        print(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
+              f"{frame.filename}:{frame.lineno}")  # fmt: skip
+
+
 def _ts(record: dict[str, object]) -> float:
     """The JSON formatter writes ``time`` as ISO 8601 to the second."""
     return datetime.datetime.strptime(str(record["time"]), "%Y-%m-%dT%H:%M:%S%z").timestamp()
@@ -345,6 +376,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=60, help="rows of the soak's dataset")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1000, help="jobs declared that stay put")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="the daemon under tracemalloc: heap diffs"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchops-soak-") as tmp:
         return run_soak(args, Path(tmp))

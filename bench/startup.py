@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import machine, serve, stop
 
 import batchops
 
@@ -47,15 +48,6 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{argv} failed ({done.returncode}): {done.stderr[-2000:]}")
     return took
-
-
-def serve(data: Path) -> tuple[subprocess.Popen[str], str]:
-    argv = [*BATCHOPS, "serve", "--port", "0", "--data-dir", str(data)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    assert match, "batchops serve did not start"
-    return proc, match.group(1)
 
 
 def main() -> None:
@@ -94,10 +86,7 @@ def main() -> None:
                         cache.unlink(missing_ok=True)
                     times[name].append(timed(sides[name], project, env))
         finally:
-            proc.terminate()
-            proc.wait(10)
-            if proc.stdout:
-                proc.stdout.close()
+            stop(proc)
     loads.append(os.getloadavg())
     report(times, args.rounds, loads)
 
@@ -115,15 +104,6 @@ def report(
     print(f"  --version / bare python: median {statistics.median(ratios):.2f}x "
           f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; goal <= 3x)")  # fmt: skip
     print("  goals: validate (warm cache) <= 300 ms, plan <= 400 ms")
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:  # Linux; elsewhere the name stays unknown
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                   cpu)  # fmt: skip
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {sys.version.split()[0]}"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchlib import TreePeak, load, machine, rotated
+
 WORDS = (  # noqa: SIM905 (a sentence reads better than a list)
     "the capital of a country is city where government sits question answer model evaluate "
     "translate summarize explain reason step carefully résumé naïve Zürich 東京 данные data "
@@ -114,9 +116,10 @@ class _Decl:
 def run_side(name: str, root: Path) -> tuple[float, int, float]:
     """(seconds, peak RSS bytes, CPU seconds) of one side, in a fresh process. The CLI's time is
     the whole process as measured from here; the others time their own work. The RSS is the
-    child's peak as the kernel reports it to wait4 (helper processes of the child included), and
-    so is the CPU time (user + system, the helper's included): on a loaded machine CPU per MB
-    moves much less than wall time: the work done, whatever the scheduler gives each side."""
+    larger of the child's peak as the kernel reports it to wait4 (the largest single process of
+    its tree) and the peak of its tree's summed RSS sampled every 20 ms (its helper processes
+    run together). The CPU time is user + system, its helpers' included: on a loaded machine
+    CPU per MB moves much less than wall time: the work done, whatever the scheduler gives."""
     if name == "cli":
         shutil.rmtree(root / ".batchops", ignore_errors=True)  # cold: no stat cache
         argv = [sys.executable, "-m", "batchops", "validate", "--max-dataset-bytes", "2G"]
@@ -124,8 +127,10 @@ def run_side(name: str, root: Path) -> tuple[float, int, float]:
         argv = [sys.executable, __file__, "--side", name, str(root)]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, text=True)
+    tree = TreePeak(proc.pid)
     assert proc.stdout is not None
     out = proc.stdout.read()
+    peak = tree.stop()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -134,7 +139,7 @@ def run_side(name: str, root: Path) -> tuple[float, int, float]:
         raise SystemExit(f"{name} failed ({proc.returncode}): {out}")
     if name != "cli":
         wall = json.loads(out)["wall"]
-    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+    return wall, max(usage.ru_maxrss * 1024, peak), usage.ru_utime + usage.ru_stime
 
 
 def cache_hit(root: Path) -> float:
@@ -183,11 +188,10 @@ def main() -> None:
         warm(path)
         results: dict[str, list[tuple[float, int, float]]] = {s: [] for s in SIDES}
         for r in range(args.rounds):
-            order = SIDES[r % len(SIDES) :] + SIDES[: r % len(SIDES)]
-            for name in order:
+            for name in rotated(SIDES, r):
                 results[name].append(run_side(name, root))
             rates = (f"{n} {size / 1e6 / results[n][-1][0]:.0f} MB/s" for n in SIDES)
-            print(f"round {r + 1}: " + ", ".join(rates), flush=True)
+            print(f"round {r + 1}: " + ", ".join(rates) + f"; {load()}", flush=True)
         hit = cache_hit(root)
     report(size, rows, args.rounds, results, hit)
 
@@ -196,12 +200,13 @@ def report(size: int, rows: int, rounds: int, results: dict[str, list[tuple[floa
            hit: float) -> None:  # fmt: skip
     mb = size / 1e6
     print(f"\ndataset: {mb:.0f} MB, {rows:,} rows ({size / rows:.0f} B a row); "
-          f"median of {rounds} paired rounds; machine: {machine()}")  # fmt: skip
+          f"median of {rounds} paired rounds; machine: {machine()}; {load()}")  # fmt: skip
     labels = {"cli": "batchops validate (CLI, end to end)", "inspect": "inspect_dataset",
               "stdlib": "json.loads per line", "orjson": "orjson.loads per line"}  # fmt: skip
     for name in SIDES:
         walls = [w for w, _, _ in results[name]]
-        peak = f"peak RSS {max(r for _, r, _ in results[name]) / 2**20:.0f} MiB (max of rounds)"
+        most = max(r for _, r, _ in results[name]) / 2**20
+        peak = f"peak RSS {most:.0f} MiB (tree, max of rounds)"
         cpu = statistics.median(c for _, _, c in results[name]) / mb * 1000
         print(f"  {labels[name]:38s} {mb / statistics.median(walls):7.1f} MB/s  {peak}  "
               f"CPU {cpu:.2f} ms/MB")  # fmt: skip
@@ -213,15 +218,6 @@ def report(size: int, rows: int, rounds: int, results: dict[str, list[tuple[floa
                   f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
                   f"CPU {statistics.median(cpus):.2f}x")  # fmt: skip
     print(f"  re-validating the unchanged file (stat cache): {hit * 1000:.1f} ms")
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:  # Linux; elsewhere the name stays unknown
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                   cpu)  # fmt: skip
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {sys.version.split()[0]}"
 
 
 if __name__ == "__main__":

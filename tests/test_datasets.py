@@ -11,16 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from batchops import datasets
+from batchops import datasets, scanpool
 from batchops.datasets import StatCache, inspect_all, inspect_dataset, iter_custom_ids
 from batchops.errors import InvalidInputError
 
 
-@pytest.fixture(autouse=True, params=["in-process", "helper"])
+@pytest.fixture(autouse=True, params=["in-process", "helper", "shared"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test twice: files read in this process alone, and with the helper process that
-    hashes and checks UTF-8 beside the read (used from HELPER_MIN bytes up)."""
+    """Every test three times: files read in this process alone; with the helper process that
+    hashes and checks UTF-8 beside the read (used from HELPER_MIN bytes up); and shared out
+    among three helper processes that validate a share each (scanpool, from PART_MIN bytes a
+    helper), which hand any dataset with a problem back to the precise read."""
     monkeypatch.setattr(datasets, "HELPER_MIN", 0 if request.param == "helper" else 2**62)
+    monkeypatch.setattr(scanpool, "PART_MIN", 1 if request.param == "shared" else 2**62)
+    monkeypatch.setattr(scanpool, "_cpus", lambda: 3)
     return str(request.param)
 
 
@@ -117,6 +121,16 @@ def test_last_line_without_newline_counts(tmp_path: Path) -> None:
         (
             '{"custom_id": "a", "body": {"messages": [{"role": "user"}]}}',
             "1:1: body.messages[0] has no content",
+        ),
+        (  # the fast path took any list of objects as content parts
+            '{"custom_id": "a", "body": {"messages": [{"role": "user", "content": '
+            '[{"text": "x"}]}]}}',
+            '1:1: body.messages[0].content parts must be objects with a string "type"',
+        ),
+        (
+            '{"custom_id": "a", "body": {"messages": [{"role": "user", "content": '
+            '[{"type": "text", "text": "x"}, {"type": 7}]}]}}',
+            '1:1: body.messages[0].content parts must be objects with a string "type"',
         ),
     ],
 )
@@ -392,3 +406,14 @@ def test_an_interrupted_read_stops_the_helper(
     with pytest.raises(KeyboardInterrupt):
         inspect_dataset(decl, root=tmp_path)
     assert len(started) == 1 and started[0].returncode is not None
+
+
+def test_content_parts_are_rows_like_any_other(tmp_path: Path) -> None:
+    image = {"url": "data:image/png;base64,iVBORw0K"}
+    parts = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": image}]
+    messages = [[{"role": "user", "content": parts if i % 2 else "plain"}] for i in range(40)]
+    rows = [
+        json.dumps({"custom_id": f"p{i}", "body": {"messages": m}}) for i, m in enumerate(messages)
+    ]
+    info = inspect_dataset(make(tmp_path, "d.jsonl", rows), root=tmp_path)
+    assert (info.rows, info.format) == (40, "CHAT")

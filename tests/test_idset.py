@@ -94,3 +94,22 @@ def test_a_repeat_across_blocks_is_reported_exactly(
     assert [str(d) for d in info.value.diagnostics] == [
         "d.jsonl:1501:1: duplicate custom_id 'r7' (first at d.jsonl:8)"
     ]
+
+
+def test_compact_ids_travel_between_processes_as_a_dump() -> None:
+    first, second = CompactIds(), CompactIds()
+    first.add_rows((f"a{i}" for i in range(500)), 500)
+    second.add_rows((f"b{i}" for i in range(500)), 500)
+    merged = CompactIds()
+    merged.merge(first.dump())
+    merged.merge(second.dump())
+    assert not merged.doubtful()
+    merged.merge(CompactIds().dump())  # an empty share adds nothing
+    assert not merged.doubtful()
+    again = CompactIds()
+    again.add_rows(["b7"], 1)
+    merged.merge(again.dump())
+    assert merged.doubtful()
+    for broken in (b"", b"\0" * 7, first.dump()[:-8], first.dump() + b"\0" * 8):
+        with pytest.raises(ValueError):
+            CompactIds().merge(broken)

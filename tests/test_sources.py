@@ -329,3 +329,27 @@ def test_a_damaged_parquet_file_is_a_located_problem(root: Path) -> None:
     )
     (message,) = problems(root)
     assert message.startswith("jobs/data/t.parquet:1:1: not a readable Parquet file:")
+
+
+@pytest.mark.parametrize(
+    ("roles", "texts"),
+    [
+        (["system", "user"], ["Be 100% \"exact\".", "東京 %s {x} \\ \n\t\x00 😀"]),
+        (["user"], [None]),
+        (["role % with \"quotes\"", "assistant", "user"], ["a", "", "%%"]),
+    ],
+)
+def test_rendered_row_bytes_are_orjson_of_the_row(roles: list[str], texts: list[str]) -> None:
+    # Rows are written from a prebuilt byte template (not a dict per row): the bytes must be
+    # exactly orjson's, so that artifacts and their content addresses do not change.
+    import orjson
+
+    from batchops.sources.render import _line_template
+
+    template, used = _line_template(True, roles)
+    body = {"messages": [{"role": r, "content": t} for r, t in zip(roles, texts, strict=True)]}
+    expected = orjson.dumps({"custom_id": "id-%1", "body": body})
+    assert template % (orjson.dumps("id-%1"), *map(orjson.dumps, texts[:used])) == expected
+    template, used = _line_template(False, [None])
+    expected = orjson.dumps({"custom_id": "c", "body": {"prompt": texts[0]}})
+    assert template % (orjson.dumps("c"), *map(orjson.dumps, texts[:used])) == expected

@@ -212,6 +212,17 @@ def _file_sha256(path: Path) -> str:
 # -- rendering ---------------------------------------------------------------------------------
 
 
+def _line_template(chat: bool, roles: Sequence[str | None]) -> tuple[bytes, int]:
+    """A rendered row's bytes with ``%s`` for its custom_id and its texts (each as JSON), and
+    how many texts it takes: exactly what orjson writes for ``{"custom_id": .., "body": {..}}``,
+    built once instead of a dict per row (bench/render.py: a third of the time per row)."""
+    if not chat:
+        return b'{"custom_id":%s,"body":{"prompt":%s}}', 1
+    heads = [orjson.dumps({"role": role, "content": None})[: -len(b"null}")] for role in roles]
+    messages = b",".join(head.replace(b"%", b"%%") + b"%s}" for head in heads)
+    return b'{"custom_id":%s,"body":{"messages":[' + messages + b"]}}", len(heads)
+
+
 class _Problems:
     def __init__(self) -> None:
         self.diags: list[Diagnostic] = []
@@ -324,6 +335,7 @@ class _Renderer:
         check_only = self.check_only
         combined = None if check_only else self.T.combine(self.env, compiled)
         count = len(compiled)
+        template, texts_used = _line_template(self.chat, [c.part.role for c in compiled])
         id_column, limit, seen, dumps = (
             self.spec.id_column,
             self.spec.limit,
@@ -367,13 +379,9 @@ class _Renderer:
                         continue
                     if self.problems.diags:
                         continue  # keep checking, but write nothing more
-                    if self.chat:
-                        messages = [{"role": p[2], "content": t} for p, t in zip(parts, texts)]  # noqa: B905
-                        body: dict[str, Any] = {"messages": messages}
-                    else:
-                        body = {"prompt": texts[0]}
-                    out.append(dumps({"custom_id": custom_id, "body": body}))
-                    side.append(dumps({"custom_id": custom_id, "row": row}, default=str))
+                    cid = dumps(custom_id)
+                    out.append(template % (cid, *map(dumps, texts[:texts_used])))
+                    side.append(b'{"custom_id":%s,"row":%s}' % (cid, dumps(row, default=str)))
                     if len(out) >= _FLUSH:
                         self._flush(out, side, rows, inputs)
             except tables.TableProblem as exc:

@@ -1,0 +1,154 @@
+"""A big dataset shared out among helper processes (batchops.scanpool, batchops.rowscan).
+
+What the shared read finds when every row is good; that it hands anything else back (None) for
+the precise read. tests/test_datasets.py runs every diagnostic test through it as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from batchops import datasets, scanpool
+
+
+def chat(cid: str, text: str = "hi") -> bytes:
+    row = {"custom_id": cid, "body": {"messages": [{"role": "user", "content": text}]}}
+    return json.dumps(row, ensure_ascii=False).encode()
+
+
+def write(path: Path, rows: list[bytes], *, last_newline: bool = True) -> tuple[Path, int]:
+    path.write_bytes(b"\n".join(rows) + (b"\n" if last_newline else b""))
+    return path, path.stat().st_size
+
+
+def test_shares_are_cut_at_line_starts_and_cover_every_byte_once(tmp_path: Path) -> None:
+    files = [
+        write(tmp_path / "1.jsonl", [chat(f"a{i}", "x" * (i % 13)) for i in range(300)]),
+        write(tmp_path / "2.jsonl", [chat(f"b{i}") for i in range(10)], last_newline=False),
+    ]
+    shares = scanpool.split(files, 3)
+    assert len(shares) == 3
+    pieces = [piece for share in shares for piece in share]
+    for path, size in files:
+        own = [(start, end) for p, start, end in pieces if p == path]
+        assert own[0][0] == 0 and own[-1][1] == size
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(own))
+        data = path.read_bytes()
+        assert all(start == 0 or data[start - 1] == 0x0A for start, _ in own)
+    total = sum(size for _, size in files)
+    sizes = [sum(end - start for _, start, end in share) for share in shares]
+    assert max(sizes) - min(sizes) < total // 10
+
+
+def test_a_share_never_starts_inside_a_line(tmp_path: Path) -> None:
+    files = [write(tmp_path / "one.jsonl", [chat("a", "x" * 5000), chat("b")])]
+    shares = scanpool.split(files, 4)  # three cuts fall inside the first line
+    assert [piece[1:] for share in shares for piece in share] == [
+        (0, len(chat("a", "x" * 5000)) + 1),
+        (len(chat("a", "x" * 5000)) + 1, files[0][1]),
+    ]
+
+
+def test_good_rows_are_counted_hashed_and_their_ids_kept(tmp_path: Path) -> None:
+    files = [
+        write(tmp_path / "1.jsonl", [chat(f"a{i}", "東京 é" * (i % 5)) for i in range(400)]),
+        write(tmp_path / "2.jsonl", [chat(f"b{i}") for i in range(50)], last_newline=False),
+    ]
+    found = scanpool.scan(files, None, 3)
+    assert found is not None
+    assert (found.format, found.rows) == ("CHAT", (400, 50))
+    assert found.sha256 == tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p, _ in files)
+    assert not found.seen.doubtful()
+    assert sum(len(part) for part in found.seen._parts) == 450
+
+
+def test_a_custom_id_repeated_in_another_share_is_in_doubt(tmp_path: Path) -> None:
+    # The helpers hash under one seed: a repeat across two processes is still a repeat.
+    rows = [chat(f"r{i}") for i in range(300)]
+    rows[-1] = chat("r0")
+    found = scanpool.scan([write(tmp_path / "d.jsonl", rows)], None, 3)
+    assert found is not None and found.seen.doubtful()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",  # a blank line
+        b'{"custom_id": "x", "body": {"prompt": "other format"}}',
+        b'{"custom_id": "x", "body": {"messages": [{"role": "user", "content": "\xff"}]}}',
+        b"{not json",
+    ],
+)
+def test_anything_but_good_rows_is_handed_back(tmp_path: Path, bad: bytes) -> None:
+    rows = [chat(f"r{i}") for i in range(300)]
+    rows[250] = bad  # in the last share
+    assert scanpool.scan([write(tmp_path / "d.jsonl", rows)], None, 3) is None
+
+
+def test_a_declared_format_is_held_to(tmp_path: Path) -> None:
+    files = [write(tmp_path / "d.jsonl", [chat(f"r{i}") for i in range(100)])]
+    assert scanpool.scan(files, "COMPLETION", 2) is None
+    found = scanpool.scan(files, "CHAT", 2)
+    assert found is not None and found.format == "CHAT"
+
+
+def test_how_many_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scanpool, "_cpus", lambda: 2)
+    mib = 2**20
+    assert scanpool.helpers_for([1000 * mib]) == 2
+    assert scanpool.helpers_for([40 * mib]) == 0  # one helper's worth: read here
+    assert scanpool.helpers_for([500 * mib, 0]) == 0  # an empty file: said precisely
+    monkeypatch.setattr(scanpool, "_cpus", lambda: 1)
+    assert scanpool.helpers_for([1000 * mib]) == 0
+    monkeypatch.setattr(scanpool, "_cpus", lambda: 64)
+    assert scanpool.helpers_for([1000 * mib]) == scanpool.MAX_HELPERS
+
+
+def test_a_big_dataset_is_validated_by_the_helpers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # inspect_dataset takes the helpers' answer: no precise read of this process runs.
+    monkeypatch.setattr(scanpool, "PART_MIN", 1)
+    monkeypatch.setattr(scanpool, "_cpus", lambda: 2)
+    monkeypatch.setattr(datasets, "HELPER_MIN", 2**62)
+
+    def no_read(*_: object, **__: object) -> None:
+        raise AssertionError("read in process")
+
+    monkeypatch.setattr(datasets, "_read_file", no_read)
+    path, _ = write(tmp_path / "d.jsonl", [chat(f"r{i}") for i in range(200)])
+    info = datasets.inspect_dataset(_Decl(path), root=tmp_path)
+    assert (info.rows, info.format) == (200, "CHAT")
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Decl:
+    def __init__(self, path: Path) -> None:
+        self.name, self.path, self.files, self.format = "d", path.name, (path,), None
+
+
+def test_an_interrupted_scan_stops_its_helpers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+    popen = subprocess.Popen
+
+    def recording(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        started.append(popen(*args, **kwargs))  # type: ignore[call-overload]
+        return started[-1]
+
+    def interrupted(path: Path) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scanpool.subprocess, "Popen", recording)
+    monkeypatch.setattr(scanpool, "_sha256", interrupted)
+    files = [write(tmp_path / "d.jsonl", [chat(f"r{i}") for i in range(100)])]
+    with pytest.raises(KeyboardInterrupt):
+        scanpool.scan(files, None, 2)
+    assert len(started) == 2 and all(proc.returncode is not None for proc in started)
