@@ -33,6 +33,7 @@ _WHAT = {"results": "also the output", "errors": "also the errors file",
          "table": "also the table", "folder": "a folder on the way to the output"}  # fmt: skip
 _KINDS = ("results", "errors", "table")  # the order of ``batchops.layout.derived_paths``
 _SEP = os.sep
+_RESULTS = ".jsonl"
 NAME_MAX = 255  # bytes in one file name, on every common file system
 
 
@@ -48,6 +49,8 @@ def output_problems(
     check = _Checker(str(root), ordered, datasets, manifests, read or {})
     for job in ordered:
         for kind, target in check.derived[job.name]:
+            if check.clean(job, target):
+                continue  # the common case, without the full chain of rules
             message = check.target(job, target)
             if message is not None:
                 yield job, kind, message
@@ -62,7 +65,15 @@ def _source_order(job: JobDecl) -> tuple[str, int, int]:
 
 
 def _derived(job: JobDecl) -> list[tuple[str, str]]:
-    """``batchops.layout.derived_paths`` as (kind, path string) pairs."""
+    """``batchops.layout.derived_paths`` as (kind, path string) pairs. The errors file of a
+    ``<stem>.jsonl`` output is named by slicing, with no Path made (``layout.errors_path``:
+    ``<stem>.errors.jsonl``); any other name goes through ``derived_paths`` itself."""
+    output = str(job.output_path)
+    folder, name = _split(output)
+    if job.table is None and name.endswith(_RESULTS) and len(name) > len(_RESULTS):
+        folder = folder if folder.endswith(_SEP) else folder + _SEP
+        errors = f"{folder}{name[: -len(_RESULTS)]}.errors{_RESULTS}"
+        return [("results", output), ("errors", errors)]
     table = job.table.path if job.table is not None else None
     paths = derived_paths(job.output_path, table)
     return [(kind, str(path)) for kind, path in zip(_KINDS, paths, strict=False)]
@@ -86,6 +97,7 @@ class _Checker:
         self._up: dict[str, tuple[str, ...]] = {}  # folder -> ``_ancestry`` of it, once each
         self._data_dir: dict[str, str | None] = {}  # folder -> the first data folder in its _up
         self._reserved_in: dict[str, tuple[str, ...]] = {}  # folder -> reserved parts in it
+        self._clean: dict[str, bool] = {}  # folder -> ``folder_clean``
         self._real: dict[str, str] = {root: root}
         self._lstat: dict[str, os.stat_result | None] = {}  # by real path, from ``real``
         self._folder: dict[str, str | None] = {}
@@ -132,8 +144,8 @@ class _Checker:
         if parent == path or not self.inside(parent):
             real = str(P.resolved(Path(path)) or path)
         else:
-            above = self.real(parent)
-            real = os.path.join(above, name)  # noqa: PTH118
+            above = self._real.get(parent) or self.real(parent)
+            real = above + name if above.endswith(_SEP) else above + _SEP + name  # os.path.join
             # Nothing can exist in a folder that does not: no lstat for the files of a new one.
             gone = above in self._lstat and self._lstat[above] is None
             link = self._lstat[real] = None if gone else _stat(real, follow=False)
@@ -159,6 +171,43 @@ class _Checker:
                     seen.add(folder)
                     self.folders.setdefault(folder, []).append(job)
             self.files.setdefault(real, []).append((job, kind))
+
+    def clean(self, job: JobDecl, target: str) -> bool:
+        """True when ``target`` plainly breaks no rule: ``target`` would return None. A quick
+        conjunction of the rules' own tests, with per-folder facts remembered; False (then the
+        full chain decides and words the message) whenever anything needs a closer look."""
+        if self.real(target) != target or not target.startswith(self._below):
+            return False
+        folder, name = _split(target)
+        if not self.folder_clean(folder) or name in RESERVED_DIRS:
+            return False
+        if len(name) > NAME_MAX // 4 and len(name.encode()) > NAME_MAX:
+            return False
+        if (
+            target in self.data_files or target in self.read or target in self.data_dirs
+            or target in self.manifests or target.endswith(MANIFEST_SUFFIXES)
+        ):  # fmt: skip
+            return False
+        here = self.stat_of(target)
+        if here is not None and not stat.S_ISREG(here.st_mode):
+            return False
+        others = self.files.get(target, ()), self.folders.get(target, ())
+        return all(o.name == job.name for o, _ in others[0]) and all(
+            o.name == job.name for o in others[1]
+        )
+
+    def folder_clean(self, folder: str) -> bool:
+        """No rule can object to ``folder`` itself: no reserved part, no file or broken link on
+        the way, no dataset folder above, no job's file among it and the folders above it."""
+        known = self._clean.get(folder)
+        if known is None:
+            known = self._clean[folder] = (
+                self.reserved_hit(folder + _SEP + "x") is None
+                and self._folder_problem(folder) is None
+                and self.data_dir(folder + _SEP + "x") is None
+                and not any(f in self.files for f in self.up(folder))
+            )
+        return known
 
     def target(self, job: JobDecl, target: str) -> str | None:
         return (
