@@ -8,13 +8,15 @@ read only when those rules ask for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from batchops.config import ProjectConfig
 from batchops.datasets import iter_rows
 from batchops.errors import Diagnostic
 from batchops.manifest.desired import Desired, JobDecl
+from batchops.providers.layout import Layout, layout_fn
 from batchops.providers.rules import DatasetRow, JobCheck, RowsFn, provider_config, rules_for
 
 
@@ -46,3 +48,17 @@ def _rows(desired: Desired, decl: JobDecl, root: Path) -> RowsFn:
         return (DatasetRow(path, line, row) for path, line, row in iter_rows(files, root))
 
     return rows
+
+
+def job_layout(
+    provider: str, model: str, parameters: Mapping[str, Any], files: Sequence[Path], *,
+    root: Path, project: ProjectConfig | None = None,
+) -> Layout | None:  # fmt: skip
+    """The parts and waves a job sending the rows of ``files`` goes out in on its provider; None
+    when the provider sends every job as one batch (what ``plan`` shows: ``reconcile``)."""
+    config = provider_config(provider, project)
+    layout = layout_fn(config.kind)
+    if layout is None or not files:
+        return None
+    rows = (row for _, _, row in iter_rows(files, root))
+    return layout(config.limits, model, parameters, rows)

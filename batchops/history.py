@@ -179,6 +179,7 @@ class JobHistory:
     results_from: str | None  # the last job merged into the results on disk
     steps: tuple[Step, ...]
     spent: float | None = None  # what the results on disk cost, from their usage (issue 15)
+    stage: str | None = None  # where its pipeline stage stands (issue 16); None: no pipeline
 
 
 def history(name: str, jobs: Sequence[RemoteJob], *, current_base: str | None = None,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
-from batchops.checks import provider_problems
+from batchops.chains import render_inputs
+from batchops.checks import job_layout, provider_problems
 from batchops.config import ProjectConfig
 from batchops.cost import SENDS_ROWS, CostInputs, estimate
 from batchops.datasets import StatCache, inspect_all
@@ -63,7 +64,7 @@ from batchops.results import (
 )
 from batchops.reuse_rows import rebuild, row_splits
 from batchops.row_retries import any_transient, failed_rows
-from batchops.sources import relocate, render_all
+from batchops.sources import relocate
 from batchops.tokencache import dataset_tokens
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
@@ -133,6 +134,9 @@ class PassResult:
     row_failures: list[RowFailures] = field(default_factory=list)  # jobs with failed rows
     job_states: dict[str, int] = field(default_factory=dict)  # state -> count over declared jobs
     applied: ApplyResult | None = None
+    # A merge completed while a stage waits on its upstream: the next pass may start it, so it
+    # runs now rather than after the poll interval or resync tick (issue 16).
+    unblocked: bool = False
 
 
 Inputs = tuple[Desired, Mapping[str, DatasetFacts]]
@@ -156,7 +160,7 @@ def prepare_inputs(
     """Render the datasets built from tables, then validate every dataset: every problem of both
     (and ``problems`` already found) at once, in one InvalidInputError."""
     found: list[Diagnostic] = list(problems)
-    desired = desired.with_files(render_all(desired, root=root, problems=found), desired.root)
+    desired = render_inputs(desired, root=root, problems=found)
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root))
     except InvalidInputError as exc:
@@ -247,8 +251,28 @@ def load_and_plan(
         plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project,
                          rows=ctx.rows, failed_rows=ctx.failed_rows)  # fmt: skip
         cost = plan_cost(plan, desired, infos, ctx.local, options, root)
+        plan = with_layouts(plan, root=root, project_file=project_file)
     return replace(plan, outside_jobs=selection.outside_jobs,
                    outside_datasets=selection.outside_datasets, cost=cost)  # fmt: skip
+
+
+def with_layouts(plan: Plan, *, root: Path, project_file: ProjectConfig | None) -> Plan:
+    """Each job action that sends rows, with the parts and waves its provider submits them in
+    when that is more than one batch (``layout`` in its details, and said in its reason)."""
+    actions = []
+    for action in plan.actions:
+        spec = action.job
+        layout = None
+        if spec is not None and action.kind in SENDS_ROWS and action.kind is not Kind.RESUME_JOB:
+            layout = job_layout(spec.provider, spec.model, spec.inference_parameters,
+                                spec.input_files, root=root, project=project_file)  # fmt: skip
+        if layout is None or not layout.shown:
+            actions.append(action)
+            continue
+        details = {**action.details, "layout": layout.to_json()}
+        actions.append(replace(action, reason=f"{action.reason}; {layout.describe()}",
+                               details=details))  # fmt: skip
+    return replace(plan, actions=tuple(actions))
 
 
 def plan_cost(
@@ -345,11 +369,23 @@ def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     failed = sorted({a.resource.name for a in plan.actions if a.kind in (Kind.FAILED, Kind.EXPIRED)}
                     | {r.job for r in rows if r.over_limit})  # fmt: skip
     pending = any(a.kind in _PENDING for a in plan.actions) or _rows_to_retry(plan, applied)
+    pending = pending or any(a.kind is Kind.WAITS and not a.details.get("blocked")
+                             for a in plan.actions)  # a stage waits on its upstream  # fmt: skip
     return PassResult(
         plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
         job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,
-        row_failures=rows,
+        row_failures=rows, unblocked=_unblocked(plan, applied),
     )  # fmt: skip
+
+
+def _unblocked(plan: Plan, applied: ApplyResult) -> bool:
+    """Results of a job that a waiting stage depends on were merged by this pass."""
+    merged = set(applied.records)
+    if not merged:
+        return False
+    waiting = [plan.decl(a.resource.name) for a in plan.actions
+               if a.kind is Kind.WAITS and not a.details.get("blocked")]  # fmt: skip
+    return any(d is not None and merged & set(d.depends_on) for d in waiting)
 
 
 def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFailures]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from openai_plan import serve
+from benchlib import serve
 
 from batchops.providers.model import DatasetSpec, JobSpec, JobState
 from batchops.providers.openai import ownership as own

@@ -23,6 +23,7 @@ class FakeResult:
     converged: bool = True
     failed_jobs: list[str] = field(default_factory=list)
     job_states: dict[str, int] = field(default_factory=dict)
+    unblocked: bool = False
 
 
 def ids_in(path: Path) -> list[str]:

@@ -42,8 +42,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_examples_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     assert capsys.readouterr().out == (
-        "valid: 4 manifest files, 3 datasets (43 rows, 11.1 kB), 5 jobs; "
-        "3,169 input tokens (estimated) for the jobs\n"
+        "valid: 5 manifest files, 3 datasets (43 rows, 11.1 kB), 8 jobs; "
+        "4,413 input tokens (estimated) for the jobs\n"
     )
     assert (project / ".batchops/cache/datasets.json").exists()
 
@@ -69,8 +69,11 @@ def test_dataset_problems_are_reported(project: Path, capsys: pytest.CaptureFixt
     body = json.loads(capsys.readouterr().out)
     assert body["valid"] is False and body["jobs"] == [
         "capitals-gpt4o-mini",
+        "capitals-judge",
         "capitals-llama70b",
         "capitals-llama8b",
+        "capitals-sweep-llama-v3p1-70b-instruct",
+        "capitals-sweep-llama-v3p1-8b-instruct",
         "product-copy-8b",
         "product-reviews",
     ]

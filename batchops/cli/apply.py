@@ -525,7 +525,8 @@ def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullRepo
         if not args.wait or result.converged or _hard_errors(result):
             return result
         left = args.poll_interval if deadline is None else deadline - time.monotonic()
-        if stop.wait(max(0.0, min(args.poll_interval, left))):
+        pause = 0.0 if result.unblocked else args.poll_interval  # a stage can start now
+        if stop.wait(max(0.0, min(pause, left))):
             raise KeyboardInterrupt
 
 

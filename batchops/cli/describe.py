@@ -24,7 +24,7 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.config import PROJECT_FILE, Settings, price_table
-from batchops.errors import EXIT_OK
+from batchops.errors import EXIT_OK, ConfigError
 from batchops.history import (
     JobHistory,
     current_name,
@@ -36,6 +36,7 @@ from batchops.history import (
 from batchops.manifest import JobDecl
 from batchops.money import Price
 from batchops.plan import JobView
+from batchops.plan.graph import gates, stage_rows
 from batchops.providers import RemoteJob
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.describe import describe_json, describe_text
@@ -66,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: '{args.name}' was renamed to '{name}' (moved in {PROJECT_FILE})",
               file=sys.stderr)  # fmt: skip
     declared = inputs is not None and any(j.name == name for j in inputs[0].jobs)
+    members = sorted(j.name for j in inputs[0].jobs if j.group == name) if inputs else []
+    if members and not declared:
+        raise ConfigError(f"'{name}' is a matrix of {len(members)} jobs; describe one of them: "
+                          f"{', '.join(members)}")  # fmt: skip
     failures = None
     with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
@@ -76,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                             for j in owned_by_name(n, jobs, project)}.values(),
                            key=lambda j: (j.created, j.key))  # fmt: skip
             h = _declared_history(view, found)
-            h = replace(h, spent=status_row(view, _price(settings, view.decl)).spent)
+            h = replace(h, spent=status_row(view, _price(settings, view.decl)).spent,
+                        stage=_stage(ctx.views(), ctx.desired.waiting, name))
             found_rows = ctx.failed_rows.get(name)
             failures = found_rows.summary if found_rows is not None else None
         else:  # described from the account alone; unknown or foreign names are errors
@@ -85,6 +91,17 @@ def run(args: argparse.Namespace) -> int:
     print(json_text(describe_json(h, failures), indent=2) if args.output == "json"
           else describe_text(h, failures))  # fmt: skip
     return EXIT_OK
+
+
+def _stage(views: list[JobView], waiting: frozenset[str], name: str) -> str | None:
+    """``stage 2 of 2 (judge): waiting, waits on generate``; None outside a pipeline."""
+    stages = stage_rows(views, gates(views, waiting))
+    mine = next((s for s in stages if name in s.jobs), None)
+    if mine is None:
+        return None
+    waits = f", waits on {', '.join(mine.waits_on)}" if mine.waits_on else ""
+    last = max(s.stage for s in stages)
+    return f"stage {mine.stage} of {last} ({mine.name}): {mine.state}{waits}"
 
 
 def _price(settings: Settings, job: JobDecl) -> Price | None:

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     with open_provider(settings, root=root) as provider:
         plan = load_and_plan(paths, root=root, provider=provider,
                              project=project_of(settings, root), options=options,
-                             inputs=inputs)  # fmt: skip
+                             inputs=inputs, project_file=settings.project_file)  # fmt: skip
     body = plan_json(plan, backend=backend)
     if args.out:
         saved = {**body, "paths": [str(p) for p in paths], "root": str(root),

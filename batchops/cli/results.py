@@ -16,6 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
+from batchops.chains import render_inputs
 from batchops.cli.backend import root_of
 from batchops.config import ProjectConfig, price_table
 from batchops.errors import EXIT_OK, ConfigError, Diagnostic, InvalidInputError
@@ -28,7 +29,6 @@ from batchops.render.status import summary_lines
 from batchops.results import Usage, local_records, write_atomic
 from batchops.row_retries import failure_summary
 from batchops.scratch import Scratch
-from batchops.sources import render_all
 from batchops.sources.join import JobResults, Joined, input_rows
 from batchops.sources.writers import cell, chunks
 from batchops.textsafe import inert
@@ -163,19 +163,23 @@ def _default_limit(output: str) -> int:
 def _load(paths: list[Path], root: Path, project: ProjectConfig | None) -> Desired:
     desired = load_desired(paths, root=root, project=project)
     problems: list[Diagnostic] = []
-    desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
+    desired = render_inputs(desired, root=root, problems=problems)
     if problems:
         raise InvalidInputError(problems)
     return desired
 
 
 def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
-    declared = {j.name: j for j in desired.jobs}
+    """The named jobs; a matrix's declared name stands for all its combinations, side by side."""
+    declared = {j.name: [j] for j in desired.jobs}
+    for job in desired.jobs:
+        if job.group is not None:
+            declared.setdefault(job.group, []).append(job)
     unknown = [n for n in names if n not in declared]
     if unknown:
         hint = suggest(unknown[0], declared) or f" (declared: {', '.join(sorted(declared))})"
         raise ConfigError(f"unknown job '{unknown[0]}'{hint}")
-    return [declared[n] for n in names]
+    return list({j.name: j for n in names for j in declared[n]}.values())
 
 
 def _write(fmt: str, columns: list[str], rows: Iterator[tuple[Any, ...]], out: Path | None,

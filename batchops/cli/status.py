@@ -21,8 +21,10 @@ from batchops.cli.plan import add_selector_flags, selector_of
 from batchops.config import price_table
 from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
+from batchops.plan.graph import Gate, gates, stage_rows
 from batchops.plan.rowerrors import FailureSummary
 from batchops.reconcile import Context, load_context, load_inputs
+from batchops.render.plan import stages_data, stages_text
 from batchops.render.status import (
     failure_lines,
     status_json,
@@ -55,12 +57,16 @@ def run(args: argparse.Namespace) -> int:
     if settings.backend_choice() == "embedded":
         print(EMBEDDED_NOTE, file=sys.stderr)
     prices = price_table(settings.project_file)
+    views = ctx.views()
+    waiting = gates(views, ctx.desired.waiting)
     rows = [status_row(view, prices.lookup(view.decl.model, view.decl.provider),
-                       _failures(ctx, view.decl.name))
-            for view in ctx.views()]  # fmt: skip
+                       _failures(ctx, view.decl.name), _waits(waiting, view.decl.name))
+            for view in views]  # fmt: skip
+    stages = stage_rows(views, waiting)
     outside = selection.outside_jobs
     if args.output == "json":
-        print(json_text({**status_json(rows), "outsideSelection": outside}, indent=2))
+        data = {**status_json(rows), "stages": stages_data(stages), "outsideSelection": outside}
+        print(json_text(data, indent=2))
         return EXIT_OK
     if sys.stdout.isatty():
         from rich.console import Console
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(lines))
     else:
         print(status_text(rows))
+    for line in stages_text(stages):
+        print(line)
     if outside:
         print(f"{outside} job{'' if outside == 1 else 's'} outside the selection not shown.")
     return EXIT_OK
@@ -79,3 +87,8 @@ def run(args: argparse.Namespace) -> int:
 def _failures(ctx: Context, name: str) -> FailureSummary | None:
     found = ctx.failed_rows.get(name)
     return found.summary if found is not None else None
+
+
+def _waits(found: dict[str, Gate], name: str) -> tuple[str, ...]:
+    gate = found.get(name)
+    return gate.waits_on if gate is not None else ()

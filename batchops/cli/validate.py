@@ -13,6 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from batchops.chains import render_inputs
 from batchops.checks import provider_problems
 from batchops.config import ProjectConfig, find_root, load_settings
 from batchops.datasets import DEFAULT_MAX_BYTES, DatasetInfo, StatCache, dataset_facts, inspect_all
@@ -23,7 +24,7 @@ from batchops.manifest.project import load_project
 from batchops.manifest.stored import StoredManifests
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
-from batchops.sources import relocate, render_all
+from batchops.sources import relocate
 from batchops.textsafe import inert_lines, json_text
 from batchops.tokencache import dataset_tokens
 
@@ -117,7 +118,7 @@ def check(
     cache = StoredManifests(root)  # unchanged manifests are not parsed again
     desired, diags = load_partial(paths, root=root, project=project, cache=cache)
     problems: list[Diagnostic] = []  # rendering and validating
-    desired = desired.with_files(render_all(desired, root=root, problems=problems), desired.root)
+    desired = render_inputs(desired, root=root, problems=problems)
     shown = None if diags else desired
     try:
         infos = inspect_all(desired, root=root, cache=StatCache.for_root(root), max_bytes=max_bytes)

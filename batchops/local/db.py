@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     cursor INTEGER NOT NULL DEFAULT 0, out_offset INTEGER NOT NULL DEFAULT 0,
     err_offset INTEGER NOT NULL DEFAULT 0, UNIQUE (account, id));
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_account_seq ON jobs (account, seq);
 CREATE TABLE IF NOT EXISTS openai_files (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, purpose TEXT NOT NULL,
     filename TEXT NOT NULL, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL,

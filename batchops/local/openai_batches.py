@@ -17,7 +17,7 @@ import orjson
 from batchops.local import jobs, openai_quota
 from batchops.local.backend import Backend
 from batchops.local.openai_errors import NO_RETRY, OpenAIProblem, bad_request, not_found
-from batchops.local.openai_files import OPENAI_ACCOUNT, batch_files
+from batchops.local.openai_files import OPENAI_ACCOUNT, batch_files, files_of_batches
 from batchops.local.openai_files import get_row as get_file
 from batchops.local.timeutil import now, rfc3339
 from batchops.providers.fireworks.wire import (
@@ -185,14 +185,38 @@ def _epoch(stamp: str | None) -> int | None:
     return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
 
 
-def render(backend: Backend, row: Any) -> dict[str, Any]:
+def render(
+    backend: Backend, row: Any, *, files_of: dict[str, dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The Batch object; ``files_of``: the output/error files of a page's batches, fetched at once
+    by ``render_page`` (else this batch's are looked up)."""
+    status = STATUS.get(row["state"], BATCH_IN_PROGRESS)
+    if not (row["state"] in STATUS and status in _ENDED):
+        return _render(row, {})
+    found = files_of.get(row["id"], {}) if files_of is not None else None
+    files = batch_files(backend, row["id"]) if found is None else found
+    # An ended batch's row no longer changes: its object is built once (listings repeat it
+    # every pass), keyed by the whole row, so any change to the row is a new entry.
+    key = tuple(row)
+    cached = _ENDED_OBJECTS.get(key)
+    if cached is None:
+        if len(_ENDED_OBJECTS) >= _ENDED_CACHE_SIZE:
+            _ENDED_OBJECTS.clear()
+        cached = _ENDED_OBJECTS[key] = _render(row, {})
+    return {**cached, "output_file_id": files.get("output"), "error_file_id": files.get("error")}
+
+
+_ENDED_CACHE_SIZE = 20_000  # rendered ended batches kept (about 1 KB each)
+_ENDED_OBJECTS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _render(row: Any, files: dict[str, str]) -> dict[str, Any]:
     doc, state = orjson.loads(row["doc"]), row["state"]
     spec, status = doc["openai"], STATUS.get(row["state"], BATCH_IN_PROGRESS)
     lifecycle = orjson.loads(row["lifecycle"] or b"{}")
     progress = orjson.loads(row["progress"] or b"{}")
     problem = orjson.loads(row["status"] or b"{}")
     ended = _epoch(lifecycle.get("endTime"))
-    files = batch_files(backend, row["id"]) if state in STATUS and status in _ENDED else {}
     return {
         "id": row["id"],
         "object": "batch",
@@ -260,11 +284,18 @@ def page(backend: Backend, *, after: str | None, limit: int) -> tuple[list[Any],
         if found is None:
             raise bad_request(f"No batch found with id '{after}'.", param="after")
         start = found["seq"]
-    rows = backend.db.all(
-        "SELECT * FROM jobs WHERE account = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-        (OPENAI_ACCOUNT, start, limit + 1),
-    )
+    rows = backend.db.all(PAGE_SQL, (OPENAI_ACCOUNT, start, limit + 1))
     return rows[:limit], len(rows) > limit
+
+
+# A range scan of the (account, seq) index: no sort of the account's batches for each page.
+PAGE_SQL = "SELECT * FROM jobs WHERE account = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+
+
+def render_page(backend: Backend, rows: list[Any]) -> list[dict[str, Any]]:
+    """A listing's Batch objects, with one query for all their output and error files."""
+    files_of = files_of_batches(backend, [row["id"] for row in rows])
+    return [render(backend, row, files_of=files_of) for row in rows]
 
 
 def cancel(backend: Backend, batch_id: str) -> dict[str, Any]:

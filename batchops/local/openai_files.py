@@ -103,13 +103,24 @@ def add_output(backend: Backend, batch_id: str, role: str, dataset_id: str, stor
 
 def batch_files(backend: Backend, batch_id: str) -> dict[str, str]:
     """{"output": id, "error": id} for the files a finished batch has (absent when empty)."""
-    found = backend.db.all("SELECT id FROM openai_files WHERE batch_id = ?", (batch_id,))
-    ids = {row["id"] for row in found}
-    return {
-        role: output_file_id(batch_id, role)
-        for role in ("output", "error")
-        if output_file_id(batch_id, role) in ids
-    }
+    return files_of_batches(backend, [batch_id]).get(batch_id, {})
+
+
+def files_of_batches(backend: Backend, batch_ids: list[str]) -> dict[str, dict[str, str]]:
+    """``batch_files`` for a page of batches in one query (a listing asks once, not per batch)."""
+    found: dict[str, dict[str, str]] = {}
+    if not batch_ids:
+        return found
+    marks = ",".join("?" * len(batch_ids))
+    rows = backend.db.all(
+        f"SELECT id, batch_id FROM openai_files WHERE batch_id IN ({marks})",  # noqa: S608
+        tuple(batch_ids),
+    )
+    for row in rows:
+        for role in ("output", "error"):
+            if row["id"] == output_file_id(row["batch_id"], role):
+                found.setdefault(row["batch_id"], {})[role] = row["id"]
+    return found
 
 
 def delete(backend: Backend, file_id: str, *, in_use_by: str | None) -> None:

@@ -164,7 +164,7 @@ async def batches(request: Request) -> Response:
     rows, more = openai_batches.page(
         backend, after=query.get("after") or None, limit=_limit(query, BATCH_LIST_LIMIT)
     )
-    return _listing([openai_batches.render(backend, row) for row in rows], more)
+    return _listing(openai_batches.render_page(backend, rows), more)
 
 
 async def batch_item(request: Request) -> Response:

@@ -16,9 +16,17 @@ from batchops.config import BUILTIN_PROVIDER, PROJECT_FILE, ProjectConfig
 from batchops.errors import Diagnostic
 from batchops.manifest import paths as P
 from batchops.manifest.desired import Canary, DatasetDecl, Desired, JobDecl
+from batchops.manifest.expand import Expander
+from batchops.manifest.graph import Key, Node, Ref, check_graph
 from batchops.manifest.hints import suggest
 from batchops.manifest.outputs import output_problems
-from batchops.manifest.templated import Problem, response_schema, source_decl, table_decl
+from batchops.manifest.templated import (
+    Problem,
+    chain_decl,
+    response_schema,
+    source_decl,
+    table_decl,
+)
 
 if TYPE_CHECKING:
     from batchops.manifest.doc import Loc
@@ -40,16 +48,21 @@ def build_desired(
     _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
     dirs: P.Dirs = {}  # each folder resolved once in this load
-    datasets = [d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None]
+    declared = {d.name: d for p in unique if (d := _dataset(p, root, diags, dirs)) is not None}
     names = {m.metadata.name for p in unique if (m := _dataset_of(p)) is not None}
     # A Dataset document with a schema error still declares its name: a job reading it is not
     # told "unknown dataset" on top of the dataset's own problem (hints list the valid ones).
     invalid = {u.name for u in unchecked if u.kind == "Dataset" and u.name}
-    jobs = [
-        j
+    bases = {
+        p.manifest.metadata.name: (p, j)  # type: ignore[attr-defined]
         for p in unique
         if (j := _job(p, names, root, diags, invalid, output_dir, dirs)) is not None
-    ]
+    }
+    order = _graph_order(unique, unchecked, diags)
+    at = {m.metadata.name: _at(p, ("metadata", "name"), "") for p in unique
+          if (m := _dataset_of(p)) is not None and m.spec.source is not None
+          and m.spec.source.job is not None}  # fmt: skip
+    datasets, jobs = Expander(root, output_dir, dirs, diags, bases, declared, at).run(order)
     _dangling_in_unchecked(unchecked, names, diags, invalid)
     _check_providers(unique, providers, diags)
     read = _read_by_jobs(unique, root)
@@ -77,13 +90,20 @@ def _check_providers(
     """Each job's ``spec.provider`` is ``fireworks`` or a provider the project file declares."""
     for p in parsed:
         m = _job_of(p)
-        if m is None or m.spec.provider is None:
+        if m is None:
             continue
-        if m.spec.provider not in providers:
+        named: list[tuple[str, Loc]] = (
+            [(m.spec.provider, ("spec", "provider"))] if m.spec.provider else []
+        )
+        swept = m.spec.matrix.provider if m.spec.matrix and m.spec.matrix.provider else []
+        named += [(name, ("spec", "matrix", "provider")) for name in swept]
+        for name, loc in named:
+            if name in providers:
+                continue
             known = ", ".join(sorted(providers))
-            hint = suggest(m.spec.provider, providers) or f" (declared: {known})"
-            message = f"unknown provider '{m.spec.provider}'{hint}; providers are declared in "
-            diags.append(_at(p, ("spec", "provider"), message + f"{PROJECT_FILE} spec.providers"))
+            hint = suggest(name, providers) or f" (declared: {known})"
+            message = f"unknown provider '{name}'{hint}; providers are declared in "
+            diags.append(_at(p, loc, message + f"{PROJECT_FILE} spec.providers"))
 
 
 def _misplaced_projects(ordered: Sequence[Parsed], root: Path, diags: list[Diagnostic]) -> None:
@@ -139,6 +159,8 @@ def _dataset(
     if m is None:
         return None
     if m.spec.source is not None and m.spec.template is not None:
+        if m.spec.source.job is not None:
+            return _chained(p, m, root, diags)
         return _rendered(p, m, root, diags)
     assert m.spec.path is not None  # the model requires path or source
     try:
@@ -169,6 +191,62 @@ def _rendered(
         name=m.metadata.name, path=render.path, files=(), source=p.source, format=m.spec.format,
         labels=dict(m.metadata.labels), render=render,
     )  # fmt: skip
+
+
+def _chained(
+    p: Parsed, m: DatasetManifest, root: Path, diags: list[Diagnostic]
+) -> DatasetDecl | None:
+    """``source: {job: NAME}``: rendered from that job's results once they are verified."""
+    assert m.spec.source is not None and m.spec.template is not None
+    try:
+        render = chain_decl(p, m.spec.source, m.spec.template, root)
+    except Problem as exc:
+        diags.append(_at(p, exc.loc, str(exc)))
+        return None
+    return DatasetDecl(
+        name=m.metadata.name, path=render.path, files=(), source=p.source, format=m.spec.format,
+        labels=dict(m.metadata.labels), render=render,
+    )  # fmt: skip
+
+
+def _graph_order(
+    unique: Sequence[Parsed], unchecked: Sequence[Unchecked], diags: list[Diagnostic]
+) -> list[Key]:
+    """Declared datasets and jobs, upstream first. Without any ``source.job`` or ``dependsOn``
+    (most projects) no cycle can exist: datasets, then jobs, with no walk (a 10,000-job load
+    pays nothing for pipelines)."""
+    docs = [p for p in unique if p.kind in (DATASET, JOB)]
+    if not any(_linked(p) for p in docs):
+        keyed = [(p.kind, p.manifest.metadata.name) for p in docs]  # type: ignore[attr-defined]
+        return sorted(keyed, key=lambda k: k[0] != DATASET)
+    broken = {(u.kind, u.name) for u in unchecked if u.name}
+    return check_graph([_node(p) for p in docs], diags, invalid=broken)
+
+
+def _linked(p: Parsed) -> bool:
+    if (job := _job_of(p)) is not None:
+        return bool(job.spec.depends_on)
+    ds = _dataset_of(p)
+    return ds is not None and ds.spec.source is not None and ds.spec.source.job is not None
+
+
+def _node(p: Parsed) -> Node:
+    """A declared job or dataset and the names it refers to (graph.check_graph)."""
+    name = p.manifest.metadata.name  # type: ignore[attr-defined]
+    node = Node((p.kind, name), _at(p, ("metadata", "name"), ""))
+    if (ds := _dataset_of(p)) is not None:
+        if ds.spec.source is not None and ds.spec.source.job is not None:
+            at = _at(p, ("spec", "source", "job"), "")
+            node.refs.append(Ref((JOB, ds.spec.source.job), at))
+        return node
+    job = _job_of(p)
+    assert job is not None
+    if job.spec.input_dataset is not None:
+        at = _at(p, ("spec", "inputDataset"), "")
+        node.refs.append(Ref((DATASET, job.spec.input_dataset), at))
+    for dep in job.spec.depends_on:
+        node.refs.append(Ref((JOB, dep), _at(p, ("spec", "dependsOn"), "")))
+    return node
 
 
 def _extras(p: Parsed, m: BatchInferenceJobManifest, output: Path, root: Path,
@@ -244,7 +322,7 @@ def _job(
         return None
     return JobDecl(
         name=name,
-        model=spec.model,
+        model=spec.model or "",  # a matrix sets it per combination
         source=p.source,
         input_dataset=spec.input_dataset,
         input_dataset_id=spec.input_dataset_id,
@@ -264,6 +342,7 @@ def _job(
         **_failure_limit(spec.max_failed_rows),
         max_retries=spec.max_retries,
         provider=spec.provider or BUILTIN_PROVIDER,
+        depends_on=tuple(spec.depends_on),  # expanded when a name is a matrix (manifest.expand)
     )
 
 
@@ -302,7 +381,7 @@ def _check_outputs(
         if p.kind == JOB
     }
     for job, kind, message in output_problems(jobs, datasets, files, root, read):
-        p = by_name[job.name]
+        p = by_name[job.declared_name]
         at: Loc = ("spec", "output", "path")
         if kind == "table":  # spec.output.table.path, or the table's own line when derived
             at = ("spec", "output", "table", "path")

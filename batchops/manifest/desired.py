@@ -51,6 +51,10 @@ class SourceDecl:
     where_origin: Source | None = None
     limit: int | None = None
     template_files: tuple[Path, ...] = ()  # absolute; watched and hashed like the table
+    # ``source: {job: NAME}``: the table is built from these (expanded) jobs' verified results
+    # (``batchops.sources.chain``); ``files`` is empty until then. combine: each | all.
+    upstream: tuple[str, ...] = ()
+    combine: str = "each"
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,17 @@ class JobDecl:
     max_failed_percent: float | None = None  # ... or a share of the input rows ("2%" -> 2.0)
     max_retries: int = 1  # --retry-failed attempts per spec
     provider: str = "fireworks"  # `spec.provider`: fireworks or a provider batchops.yaml declares
+    # A matrix (or a per-combination chain) expands one declared job into several: ``group`` is
+    # the declared name, ``combination`` the (key, value) pairs this one runs with.
+    group: str | None = None
+    combination: tuple[tuple[str, str], ...] = ()
+    # The (expanded) jobs whose verified results this one waits for: its chained input's
+    # upstream and ``spec.dependsOn``.
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def declared_name(self) -> str:
+        return self.group or self.name
 
     def allowed_failures(self, total: int) -> int:
         """Failed rows this job may have out of ``total`` before it counts as failed."""
@@ -123,6 +138,9 @@ class Desired:
     jobs: tuple[JobDecl, ...] = ()  # sorted by name
     manifest_files: tuple[Path, ...] = ()  # every manifest file read (absolute), for the watcher
     moved: tuple[Moved, ...] = ()  # renames from the project file, checked against the names
+    # Datasets rendered from a job's results that are not verified yet (``batchops.chains``):
+    # left out of ``datasets``; the jobs reading them wait (``batchops.plan.graph``).
+    waiting: frozenset[str] = frozenset()
 
     def moved_from(self, kind: str, name: str) -> str | None:
         """The name the declared ``kind`` ("Dataset" | "BatchInferenceJob") ``name`` had."""
@@ -137,7 +155,9 @@ class Desired:
             for d in self.datasets
             if d.render is None or d.name in files
         )  # fmt: skip
-        return replace(self, datasets=datasets)
+        waiting = frozenset(d.name for d in self.datasets if d.render is not None
+                            and d.render.upstream and d.name not in files)  # fmt: skip
+        return replace(self, datasets=datasets, waiting=self.waiting | waiting)
 
     def dataset(self, name: str) -> DatasetDecl | None:
         return self._datasets_by_name.get(name)

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import ErrorDetails, InitErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from batchops.config import parse_duration
 from batchops.jsonvalues import INT32_MAX, params_problem, value_problem
@@ -76,10 +77,22 @@ def check_name(value: str) -> str:
 
 
 class SourceSpec(StrictModel):
-    path: str = Field(
+    path: str | None = Field(
+        default=None,
         min_length=1,
         description="a table (.csv, .tsv, .jsonl records, .parquet) or a folder of such shards, "
         "relative to the manifest file's folder",
+    )
+    job: str | None = Field(
+        default=None,
+        min_length=1,
+        description="a job declared in the manifests: its verified results, joined to its input "
+        "rows, are the table (a pipeline stage; docs/pipelines.md)",
+    )
+    combine: Literal["each", "all"] = Field(
+        default="each",
+        description="with a matrix job upstream: each (one dataset, and one downstream job, per "
+        "combination) or all (one dataset whose rows carry every combination's answer)",
     )
     format: Literal["csv", "tsv", "jsonl", "parquet"] | None = Field(
         default=None, description="detected from the file suffix when absent"
@@ -95,6 +108,17 @@ class SourceSpec(StrictModel):
         "are skipped, e.g. \"lang == 'en'\"",
     )
     limit: int | None = Field(default=None, ge=1, description="render at most this many rows")
+
+    @model_validator(mode="after")
+    def _path_or_job(self) -> SourceSpec:
+        if (self.path is None) == (self.job is None):
+            raise ValueError("set exactly one of path (a table) and job (a job's results)")
+        if self.job is not None and (self.format is not None or self.id_column is not None):
+            raise ValueError("format and idColumn belong to a table; a job's results keep the "
+                             "upstream custom_ids")  # fmt: skip
+        if self.job is None and "combine" in self.model_fields_set:
+            raise ValueError("combine applies to a job's results (source.job)")
+        return self
 
 
 class TemplateMessage(StrictModel):
@@ -246,11 +270,62 @@ class JobBudget(StrictModel):
                             "refuses a plan over it (exit 4)")
 
 
+MAX_COMBINATIONS = 64  # one manifest, at most this many jobs: a sweep, not a grid search
+
+
+def _model_name(value: str) -> str:
+    if not MODEL_RE.fullmatch(value):
+        hint = "; manifests expand no variables" if "$" in value else ""
+        raise ValueError(
+            f"'{value}' is not a model name: use accounts/<account>/models/<model> or a "
+            f"model ID such as llama-v3p1-8b-instruct or org/model{hint}"
+        )
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name)]
+_Values = Field(default=None, min_length=1)
+
+
+class MatrixSpec(StrictModel):
+    """``spec.matrix``: lists of values; one job per combination (docs/pipelines.md)."""
+
+    model: list[ModelName] | None = _Values
+    provider: list[Annotated[str, Field(min_length=1)]] | None = _Values
+    max_tokens: list[Annotated[int, Field(ge=1, le=INT32_MAX)]] | None = _Values
+    temperature: list[Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]] | None = _Values
+    top_p: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] | None = _Values
+    top_k: list[Annotated[int, Field(ge=0, le=INT32_MAX)]] | None = _Values
+    n: list[Annotated[int, Field(ge=1, le=128)]] | None = _Values
+
+    @model_validator(mode="after")
+    def _combinations(self) -> MatrixSpec:
+        lists = self.axes()
+        if not lists:
+            raise ValueError("an empty matrix: give at least one key a list of values")
+        for key, values in lists:
+            if len(set(values)) != len(values):
+                raise ValueError(f"matrix.{key} lists a value twice")
+        count = 1
+        for _, values in lists:
+            count *= len(values)
+        if count > MAX_COMBINATIONS:
+            raise ValueError(f"the matrix makes {count} combinations; at most "
+                             f"{MAX_COMBINATIONS} per job")  # fmt: skip
+        return self
+
+    def axes(self) -> list[tuple[str, list[Any]]]:
+        """(camelCase key, values) in a fixed order: model, provider, then the parameters."""
+        return [(to_camel(name), values) for name in type(self).model_fields
+                if (values := getattr(self, name)) is not None]  # fmt: skip
+
+
 class JobSpec(StrictModel):
     provider: str | None = Field(
         default=None, description="a provider the project file declares (default: fireworks)"
     )
-    model: str = Field(
+    model: str | None = Field(
+        default=None,
         min_length=1,
         description="accounts/<account>/models/<model> (optionally "
         "#accounts/<account>/deployments/<deployment>) or a model ID ([org/]model[:tag])",
@@ -308,17 +383,56 @@ class JobSpec(StrictModel):
             raise ValueError(f"maxFailedRows '{checked}' is over 100%")
         return checked
     budget: JobBudget | None = Field(default=None, description="a spending limit (docs/cost.md)")
+    matrix: MatrixSpec | None = Field(
+        default=None, description="lists of values (model, provider, inference parameters): one "
+        "job per combination, named <name>-<combination>",
+    )  # fmt: skip
+    depends_on: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="jobs whose results must be verified before this job "
+        "runs (ordering without data)",
+    )  # fmt: skip
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_given(cls, value: Any) -> Any:
+        """``model:`` left empty is a mistake, not "no model" (a matrix gives it, or nothing)."""
+        if value is None:
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return value
 
     @field_validator("model")
     @classmethod
-    def _check_model(cls, value: str) -> str:
-        if not MODEL_RE.fullmatch(value):
-            hint = "; manifests expand no variables" if "$" in value else ""
-            raise ValueError(
-                f"'{value}' is not a model name: use accounts/<account>/models/<model> or a "
-                f"model ID such as llama-v3p1-8b-instruct or org/model{hint}"
-            )
-        return value
+    def _check_model(cls, value: str | None) -> str | None:
+        return None if value is None else _model_name(value)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _model_required(
+        cls, data: Any, handler: ModelWrapValidatorHandler[JobSpec]
+    ) -> JobSpec:
+        """No model and no matrix.model: "missing required field 'model'", beside any other
+        error."""
+        matrix = data.get("matrix") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or "model" in data or (
+                isinstance(matrix, dict) and "model" in matrix):  # fmt: skip
+            return handler(data)
+        missing: InitErrorDetails = {"type": "missing", "loc": ("model",), "input": data}
+        errors = [missing]
+        try:
+            handler(data)
+        except ValidationError as exc:
+            errors += [_details(e) for e in exc.errors()]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+    @model_validator(mode="after")
+    def _model_once(self) -> JobSpec:
+        swept = dict(self.matrix.axes()) if self.matrix is not None else {}
+        params = self.inference_parameters.model_dump(by_alias=True, exclude_none=True)
+        given = {"model": self.model, "provider": self.provider, **params}
+        both = sorted(k for k in swept if given.get(k) is not None)
+        if both:
+            raise ValueError(f"{', '.join(both)}: set in spec and in spec.matrix; keep one")
+        return self
 
     @field_validator("precision")
     @classmethod

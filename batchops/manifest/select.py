@@ -33,8 +33,8 @@ class Selector:
         return cls(tuple(sorted(set(jobs or ()))), tuple(sorted(set(map(_label, labels or ())))))
 
     def matches(self, job: JobDecl) -> bool:
-        if self.jobs and job.name not in self.jobs:
-            return False
+        if self.jobs and job.name not in self.jobs and job.group not in self.jobs:
+            return False  # a matrix's declared name selects every combination
         return all(job.labels.get(key) == value for key, value in self.labels)
 
     def to_json(self) -> dict[str, object]:
@@ -89,7 +89,7 @@ def _no_match(desired: Desired, selector: Selector) -> str:
 
 
 def _check_names(desired: Desired, names: Iterable[str]) -> None:
-    declared = [j.name for j in desired.jobs]
+    declared = [j.name for j in desired.jobs] + sorted({j.group for j in desired.jobs if j.group})
     unknown = sorted(set(names) - set(declared))
     if not unknown:
         return

@@ -37,6 +37,7 @@ class Problem(Exception):
 
 def source_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Path) -> SourceDecl:
     loc = ("spec", "source", "path")
+    assert source.path is not None
     try:
         path = P.confine(source.path, p.file.parent, root)
         files, fmt = _table_files(path, source.format, root)
@@ -51,6 +52,20 @@ def source_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Pat
         id_origin=Source(p.source.path, *id_pos) if id_pos else None,
         where_origin=Source(p.source.path, *where_pos) if where_pos else None,
         limit=source.limit, template_files=template_files,
+    )  # fmt: skip
+
+
+def chain_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Path) -> SourceDecl:
+    """A dataset rendered from a job's results: the table (``batchops.sources.chain``) is a
+    JSONL of records keyed by the upstream ``custom_id``, built once the results are verified."""
+    assert source.job is not None
+    parts, template_files = _parts(p, template, root)
+    where_pos = p.doc.values.get(("spec", "source", "where"))
+    return SourceDecl(
+        path=f"job:{source.job}", files=(), format="jsonl", parts=parts, id_column="custom_id",
+        where=source.where, limit=source.limit, template_files=template_files,
+        where_origin=Source(p.source.path, *where_pos) if where_pos else None,
+        upstream=(source.job,), combine=source.combine,
     )  # fmt: skip
 
 

@@ -89,6 +89,10 @@ def _latest_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
         return _failed(view, parts, job, resource, ctx)
     if state is JobState.EXPIRED:
         return _expired(view, parts, job, resource, ctx)
+    if state is JobState.INCOMPLETE:  # parts never submitted: the same job submits the rest
+        spec = _job_spec(view, job.key, ctx.project, continued_from=job.continued_from)
+        reason = f"{job.message}; submitting the rest"
+        return [Action(Kind.CREATE_JOB, resource, reason, _progress(job), job=spec)]
     reason = "being deleted" if state is JobState.DELETING else "in progress"
     return [Action(Kind.WAIT, resource, reason, _progress(job))]
 

@@ -19,6 +19,7 @@ from batchops.plan.datasets import (
     derived_actions,
     retry_actions,
 )
+from batchops.plan.graph import gates, stage_rows, wait_actions
 from batchops.plan.jobs import Ctx, job_actions
 from batchops.plan.model import (
     Action,
@@ -98,9 +99,13 @@ def make_plan(
     check_prune(desired, options)
     seen = Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project, seen)
-    views = views_of(desired, ds_ids, seen, local, project, rows)
+    every = views_of(desired, ds_ids, seen, local, project, rows)
+    gated = gates(every, desired.waiting)
+    views = [v for v in every if v.decl.name not in gated] if gated else every
     ds_actions = _read(dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids,
                        seen, project)  # fmt: skip
+    if gated:  # a dataset only waiting stages read is not uploaded yet
+        ds_actions = _unwaited(ds_actions, views, every)
     ds_actions += derived_actions(views, seen, project)
     ds_actions += canary_dataset_actions(views, seen, project)
     ds_actions += retry_actions(views, failed, seen, project)
@@ -108,8 +113,9 @@ def make_plan(
     ctx = Ctx(desired, project, options, seen, creating,
               {name: facts.rows for name, facts in infos.items()}, failed)  # fmt: skip
     actions = ds_actions + [a for v in views for a in job_actions(v, ctx)]
-    referenced = set(ds_ids.values()) | {v.input_dataset_id for v in views}
-    prunes = prune_actions(views, referenced, ctx)
+    actions += wait_actions(every, gated)
+    referenced = set(ds_ids.values()) | {v.input_dataset_id for v in every}
+    prunes = prune_actions(every, referenced, ctx, frozenset(gated))
     if options.prune:
         actions += prunes
     if options.canary_only:
@@ -117,14 +123,22 @@ def make_plan(
     return Plan(
         actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
         project=project, options=options,
-        job_states=tuple(sorted((v.decl.name, v.state) for v in views)),
+        job_states=tuple(sorted((v.decl.name, v.state) for v in every)),
         orphan_jobs=0 if options.prune else sum(
             a.kind is Kind.PRUNE_JOB and not superseded(a) for a in prunes),
         superseded_jobs=0 if options.prune else sum(
             a.kind is Kind.PRUNE_JOB and superseded(a) for a in prunes),
         canaries=tuple(c for v in views if (c := canary_outcome(v, seen, project)) is not None),
-        declared=tuple((v.decl, _current_record(v)) for v in views),
+        declared=tuple((v.decl, _current_record(v)) for v in every),
+        stages=stage_rows(every, gated),
     )  # fmt: skip
+
+
+def _unwaited(actions: list[Action], ready: list[JobView], every: list[JobView]) -> list[Action]:
+    read = {v.decl.input_dataset for v in ready}
+    waiting = {v.decl.input_dataset for v in every} - read
+    return [a for a in actions
+            if not (a.kind is Kind.CREATE_DATASET and a.resource.name in waiting)]
 
 
 def _current_record(view: JobView) -> ResultRecord | None:

@@ -34,6 +34,7 @@ class Kind(StrEnum):
     PRUNE_DATASET = "prune-dataset"
     DOWNLOAD = "download"
     WAIT = "wait"
+    WAITS = "waits"  # a pipeline stage whose upstream results are not verified yet: nothing sent
     FAILED = "failed"
     EXPIRED = "expired"
     CONFLICT = "conflict"
@@ -130,6 +131,17 @@ class CanaryOutcome:
 
 
 @dataclass(frozen=True)
+class StageInfo:
+    """One declared job of a pipeline (a matrix counts once) and where it stands."""
+
+    stage: int  # 1 + the deepest stage it depends on
+    name: str  # the declared name
+    jobs: tuple[str, ...]  # the jobs it expands into
+    waits_on: tuple[str, ...]  # declared names of the stages it waits on (now)
+    state: str  # ready | running | done | waiting | blocked | failed
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
     fingerprint: str
@@ -145,6 +157,7 @@ class Plan:
     # Each declared job with its results record when that is current (merged up to the latest
     # job): what the failed-rows check (spec.maxFailedRows) reads, with where to point at.
     declared: tuple[tuple[JobDecl, ResultRecord | None], ...] = ()
+    stages: tuple[StageInfo, ...] = ()  # a pipeline's stages (plan.graph); empty without edges
 
     def decl(self, name: str) -> JobDecl | None:
         return self._decls.get(name)

@@ -17,7 +17,11 @@ from batchops.plan.views import JobView
 from batchops.providers import DONE_STATES, JobState, RemoteJob
 
 
-def prune_actions(views: list[JobView], referenced: set[str], ctx: Ctx) -> list[Action]:
+def prune_actions(
+    views: list[JobView], referenced: set[str], ctx: Ctx, waiting: frozenset[str] = frozenset()
+) -> list[Action]:
+    """``waiting``: pipeline stages waiting on their upstream (``batchops.plan.graph``): what
+    they will run is not known yet, so their jobs and input datasets are kept until it is."""
     keep_bases = {v.base_id for v in views}
     keep_digests: dict[str, list[str]] = {}  # for shortened IDs (identity.job_key)
     for base in keep_bases:
@@ -31,9 +35,11 @@ def prune_actions(views: list[JobView], referenced: set[str], ctx: Ctx) -> list[
         parts = parse_job_id(rid)
         if job.owner != ctx.project or job.state is JobState.DELETING:
             continue
-        if parts is not None and (parts.base in keep_bases or any(
+        if parts is not None and (parts.base in keep_bases or parts.name in waiting or any(
                 parts.of_base(b) for b in keep_digests.get(parts.digest, ()))):  # fmt: skip
             keep_ds.add(output_dataset_id(rid))
+            if parts.name in waiting:
+                keep_ds.add(job.input_id)
             continue
         if scope is None or (parts is not None and _named(parts.name, scope)):
             actions.append(_prune_job(rid, job, parts, declared))

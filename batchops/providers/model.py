@@ -36,8 +36,10 @@ class JobState(StrEnum):
 
     ``waiting`` (queued, validating), ``running`` (processing, writing results), ``finished``
     (completed), ``failed``, ``expired`` (its window ran out; finished rows are kept), ``cancelled``
-    and ``deleting`` (being deleted or gone: counts as neither running nor ours to touch). A
-    provider maps a state it does not know to ``running``: never an error (section 3)."""
+    ``deleting`` (being deleted or gone: counts as neither running nor ours to touch) and
+    ``incomplete`` (a job sent in parts, some never submitted and none running: the process
+    submitting them stopped; the plan submits the rest). A provider maps a state it does not
+    know to ``running``: never an error (section 3)."""
 
     WAITING = "waiting"
     RUNNING = "running"
@@ -46,6 +48,7 @@ class JobState(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     DELETING = "deleting"
+    INCOMPLETE = "incomplete"
 
 
 # States after which a job changes no more (``deleting`` included: it will not run again).

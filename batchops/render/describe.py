@@ -45,6 +45,8 @@ def describe_text(h: JobHistory, failures: FailureSummary | None = None) -> str:
     again, permanent ones never)."""
     lines = [f"Job {h.name}"]
     lines.append(f"  declared in {h.declared}" if h.declared else "  declared by no manifest")
+    if h.stage:
+        lines.append(f"  {inert(h.stage)}")
     if h.results_path:
         source = f", from {h.results_from}" if h.results_from else ""
         lines.append(f"  results: {h.results_path} ({h.results_state}{source})")
@@ -66,7 +68,7 @@ def describe_json(h: JobHistory, failures: FailureSummary | None = None) -> dict
         "formatVersion": FORMAT_VERSION, "name": h.name, "declared": h.declared,
         "currentJobId": h.current_base,
         "results": {"path": h.results_path, "state": h.results_state, "from": h.results_from},
-        "spent": h.spent,
+        "spent": h.spent, "stage": h.stage,
         "failedRows": failures.to_json() if failures is not None else None,
         "history": [_camel(asdict(s)) for s in h.steps],
     }  # fmt: skip

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from batchops.plan import Action, Kind, Plan
+from batchops.plan.model import StageInfo
 from batchops.render.cost import cost_json, cost_markdown, cost_text_lines
 from batchops.render.units import human_size
 from batchops.textsafe import inert, md_code, md_text
@@ -17,7 +18,7 @@ from batchops.textsafe import inert, md_code, md_text
 FORMAT_VERSION = 1
 SYMBOLS = {
     Kind.CREATE_DATASET: "+", Kind.CREATE_JOB: "+", Kind.RETRY_JOB: "+", Kind.REPLACE_JOB: "~",
-    Kind.RESUME_JOB: "↻", Kind.DOWNLOAD: "↓", Kind.WAIT: "…", Kind.FAILED: "✗",
+    Kind.RESUME_JOB: "↻", Kind.DOWNLOAD: "↓", Kind.WAIT: "…", Kind.WAITS: "…", Kind.FAILED: "✗",
     Kind.EXPIRED: "✗", Kind.CONFLICT: "✗", Kind.PRUNE_JOB: "-", Kind.PRUNE_DATASET: "-",
     Kind.MOVED: "→", Kind.CANCEL_DUPLICATE: "⊘",
 }  # fmt: skip
@@ -29,7 +30,8 @@ _VERBS = (
     (Kind.PRUNE_DATASET, "dataset{s} to prune"), (Kind.DOWNLOAD, "result{s} to download"),
 )  # fmt: skip
 _STATUS = (
-    (Kind.WAIT, "in progress"), (Kind.FAILED, "failed"), (Kind.EXPIRED, "expired"),
+    (Kind.WAIT, "in progress"), (Kind.WAITS, "waiting on upstream"), (Kind.FAILED, "failed"),
+    (Kind.EXPIRED, "expired"),
     (Kind.CONFLICT, "in conflict"), (Kind.MOVED, "renamed"),
 )  # fmt: skip
 
@@ -85,7 +87,8 @@ def _detail_text(action: Action) -> str:
 
 def action_line(action: Action) -> str:
     r = action.resource
-    return (f"  {SYMBOLS[action.kind]} {r.kind} {inert(r.name)} [{inert(r.remote_id)}]: "
+    rid = f" [{inert(r.remote_id)}]" if r.remote_id else ""  # a waiting stage has no ID yet
+    return (f"  {SYMBOLS[action.kind]} {r.kind} {inert(r.name)}{rid}: "
             f"{inert(action.reason)}{_detail_text(action)}")  # fmt: skip
 
 
@@ -97,10 +100,36 @@ def plan_text(plan: Plan, *, backend: str | None = None, remote: str = "the back
         members = [a for a in plan.actions if a.group == group]
         if members:
             lines += [title, *(action_line(a) for a in members)]
+    lines += stage_lines(plan)
     lines += cost_text_lines(plan.cost)
     lines += note_lines(plan)
     lines.append(summary_line(plan))
     return "\n".join(lines)
+
+
+def stage_lines(plan: Plan) -> list[str]:
+    """``Stages:`` then one line per declared job of a pipeline, upstream first."""
+    return stages_text(plan.stages)
+
+
+def stages_text(stages: Sequence[StageInfo]) -> list[str]:
+    if not stages:
+        return []
+    lines = ["Stages:"]
+    for s in stages:
+        jobs = f" ({len(s.jobs)} jobs)" if len(s.jobs) > 1 or s.jobs != (s.name,) else ""
+        waits = f", waits on {', '.join(map(inert, s.waits_on))}" if s.waits_on else ""
+        lines.append(f"  {s.stage}. {inert(s.name)}{jobs}: {s.state}{waits}")
+    return lines
+
+
+def stages_json(plan: Plan) -> list[dict[str, Any]]:
+    return stages_data(plan.stages)
+
+
+def stages_data(stages: Sequence[StageInfo]) -> list[dict[str, Any]]:
+    return [{"stage": s.stage, "name": s.name, "jobs": list(s.jobs), "waitsOn": list(s.waits_on),
+             "state": s.state} for s in stages]  # fmt: skip
 
 
 def action_json(action: Action) -> dict[str, Any]:
@@ -124,6 +153,7 @@ def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str,
                     "canaryOnly": o.canary_only,
                     "pruneScope": None if o.prune_scope is None else sorted(o.prune_scope)},
         "actions": [action_json(a) for a in plan.actions],
+        "stages": stages_json(plan),
         "cost": cost_json(plan.cost),
         "summary": {
             "text": summary_line(plan), "remoteChanges": len(plan.remote_changes),
@@ -148,6 +178,7 @@ def plan_markdown(
         lines += ["| | Group | Resource | ID | Reason |", "|---|---|---|---|---|"]
         lines += [_md_row(a) for a in plan.actions]
         lines.append("")
+    lines += [f"{md_text(line)}  " for line in stage_lines(plan)]
     lines += cost_markdown(plan.cost)
     lines += [f"{md_text(line)}  " for line in note_lines(plan)]
     lines.append(f"**{summary_line(plan)}**")

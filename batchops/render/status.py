@@ -38,6 +38,8 @@ class StatusRow:
     total: int = 0  # input rows of the lineage
     lineage: int = 0  # jobs in the lineage: 1, plus one per continuation
     spent: float | None = None  # what the results on disk cost (their usage x the price)
+    matrix: str | None = None  # the declared name of the matrix (or chain) it belongs to
+    waits_on: tuple[str, ...] = ()  # a pipeline stage waiting on these (declared names)
     failures: FailureSummary | None = None  # the merged results' failed rows, by class
 
 
@@ -83,16 +85,19 @@ def _lineage_rows(view: JobView) -> _Rows:
 
 
 def status_row(
-    view: JobView, price: Price | None = None, failures: FailureSummary | None = None
+    view: JobView, price: Price | None = None, failures: FailureSummary | None = None,
+    waits_on: tuple[str, ...] = (),
 ) -> StatusRow:
     """``price``: of the job's declared model, for the spend so far (None: unknown);
-    ``failures``: its merged results' failed rows (``reconcile.Context.failed_rows``)."""
+    ``failures``: its merged results' failed rows (``reconcile.Context.failed_rows``);
+    ``waits_on``: the stages a waiting pipeline stage waits on (``batchops.plan.graph``)."""
     latest = view.latest
     rows = _lineage_rows(view)
+    state = view.state.removeprefix("JOB_STATE_")
     return StatusRow(
         name=view.decl.name,
-        remote_id=latest[1].remote_id if latest else view.base_id,
-        state=view.state.removeprefix("JOB_STATE_"),
+        remote_id=latest[1].remote_id if latest else "" if waits_on else view.base_id,
+        state="WAITING" if waits_on and latest is None else state,
         percent=rows.percent,
         succeeded=rows.succeeded,
         failed=rows.failed,
@@ -105,6 +110,8 @@ def status_row(
         if latest
         else 0,
         spent=_spent(view, price),
+        matrix=view.decl.group,
+        waits_on=waits_on,
         failures=failures,
     )
 
@@ -116,7 +123,7 @@ COLUMNS = ("NAME", "REMOTE ID", "STATE", "PROGRESS", "OK/FAILED", "TOKENS IN/OUT
 def _cells(row: StatusRow) -> tuple[str, ...]:
     """Server-supplied values (IDs, states) and names made inert: one printable line each."""
     return (
-        inert(row.name), inert(row.remote_id), inert(row.state), f"{row.percent}%",
+        inert(row.name), inert(row.remote_id) or "-", inert(row.state), f"{row.percent}%",
         f"{row.succeeded}/{row.failed}", f"{row.tokens_in}/{row.tokens_out}",
         "-" if row.results == "missing" else money_text(row.spent),
         f"{inert(row.results_path)} ({row.results})",
@@ -173,6 +180,6 @@ def _row_json(row: StatusRow) -> dict[str, Any]:
         "succeeded": row.succeeded, "failed": row.failed, "tokensIn": row.tokens_in,
         "tokensOut": row.tokens_out, "results": row.results_path, "resultsState": row.results,
         "total": row.total, "lineage": row.lineage,
-        "spent": row.spent,
+        "spent": row.spent, "matrix": row.matrix, "waitsOn": list(row.waits_on),
         "failedRows": row.failures.to_json() if row.failures is not None else None,
     }  # fmt: skip

@@ -64,6 +64,8 @@ class RenderLike(Protocol):
     def where_origin(self) -> SourceLike | None: ...
     @property
     def limit(self) -> int | None: ...
+    @property
+    def upstream(self) -> tuple[str, ...]: ...
 
 
 class DatasetLike(Protocol):
@@ -96,8 +98,8 @@ def render_all(
     files: dict[str, Path] = {}
     diags: list[Diagnostic] = []
     for decl in desired.datasets:
-        if decl.render is None:
-            continue
+        if decl.render is None or (decl.render.upstream and not decl.render.files):
+            continue  # a pipeline stage: rendered from its upstream's results (batchops.chains)
         try:
             files[decl.name] = render_dataset(decl, root=root, cache=cache).rows
         except InvalidInputError as exc:

@@ -136,6 +136,8 @@ class Daemon:
             delay = self._backoff(record)
             log.info("retrying in %.1fs", delay, extra={"event": "backoff", "delay": delay})
             return delay, record.outcome is not Outcome.API_ERROR
+        if record.result is not None and getattr(record.result, "unblocked", False):
+            return 0.0, True  # a stage's upstream results were just verified: start it now
         if record.result is not None and not record.result.converged:
             return min(self._timing.interval, self._timing.busy_interval), True
         spread = self._timing.jitter * self._rng.uniform(-1.0, 1.0)

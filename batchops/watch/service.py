@@ -121,7 +121,8 @@ def _pass_function(config: WatchConfig, paths: list[Path], root: Path, provider:
             return run_pass(paths, root=root, provider=provider, project=config.project,
                             options=config.options, reporter=reporter, stop=stop,
                             inputs=prepare_inputs(desired, root=root,
-                                                  project_file=config.project_file))  # fmt: skip
+                                                  project_file=config.project_file),
+                            project_file=config.project_file)  # fmt: skip
 
     return one_pass
 

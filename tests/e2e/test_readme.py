@@ -139,6 +139,16 @@ def test_quick_start_runs_and_converges(tmp_path: Path) -> None:
             assert row[f"{job}.finish_reason"] in {"stop", "length"}, row
             assert row[f"{job}.prompt_tokens"] > 0 and row[f"{job}.error"] is None, row
 
+    # The two-stage example: a matrix over two models, then a judge over both answers (issue 16).
+    assert "Apply complete: 7 completed, 1 completed (8 job(s) submitted)." in first.stdout
+    sweep = json.loads(batchops(project, "results", "capitals-sweep", "-o", "json").stdout)
+    assert len(sweep) == 20 and all(
+        r["capitals-sweep-llama-v3p1-8b-instruct.answer"]
+        and r["capitals-sweep-llama-v3p1-70b-instruct.answer"] for r in sweep)  # fmt: skip
+    verdicts = [json.loads(json.loads(line)["text"])
+                for line in (project / "results/capitals-judge.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 20 and all(v["agree"] is True for v in verdicts)
+
     second = batchops(project, *argv)
     assert second.returncode == 0, second.stderr
     assert "No changes." in second.stdout

@@ -33,6 +33,7 @@ from batchops.local.worker import Worker
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.wire import JOB_STATE_COMPLETED, resource_id
 from tests.conftest import ids_in
+from tests.reliability.openai_world import assert_batches_converged, write_provider
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -83,6 +84,7 @@ class Gate:
         if scope.get("type") == "http":
             self.log.append(f"{scope['method']} {scope['path']}")
         hold = self._hold_for(scope)
+        scope = _unprefixed(scope)
         if hold is None:
             return await self.app(scope, receive, send)
         if hold.when == "before":
@@ -91,6 +93,19 @@ class Gate:
             await _read_half(receive, scope)
             return await _park(hold)
         return await self.app(scope, receive, _stopping_send(send, hold))
+
+
+# An OpenAI-compatible provider's requests carry no account; a project's CLI is pointed at
+# ``<server>/<account>`` instead (test_kill), so a Hold can tell concurrent projects apart, and
+# the Gate strips the prefix before the backend sees the request.
+_PREFIXED = re.compile(r"^/([A-Za-z0-9_-]+)(/v1/.*)$")
+
+
+def _unprefixed(scope: Scope) -> Scope:
+    found = _PREFIXED.match(scope.get("path", "")) if scope.get("type") == "http" else None
+    if found is None or found.group(1) == "v1":
+        return scope
+    return {**scope, "path": found.group(2), "raw_path": found.group(2).encode()}
 
 
 async def _park(hold: Hold) -> None:
@@ -183,10 +198,12 @@ def gated(tmp_path: Path) -> Iterator[Callable[..., GatedServer]]:
 
 
 def write_project(
-    root: Path, *, rows: int, jobs: int = 2, pad: int = 40, reuse: bool = True
-) -> None:
+    root: Path, *, rows: int, jobs: int = 2, pad: int = 40, reuse: bool = True,
+    openai_url: str | None = None, cap: int | None = None,
+) -> None:  # fmt: skip
     """``rows`` prompts (padded with ``pad`` characters) and ``jobs`` jobs reading them (the
-    same requests: with ``reuse``, a job may reuse another's answers)."""
+    same requests: with ``reuse``, a job may reuse another's answers). With ``openai_url`` the
+    jobs run on an OpenAI-compatible provider there (``cap`` requests per batch: parts)."""
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
     lines = (json.dumps({"custom_id": f"r{i}", "body": {"messages": [
@@ -195,9 +212,13 @@ def write_project(
     (data / "prompts.jsonl").write_text("\n".join(lines) + "\n")
     docs = ["apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: prompts}\n"
             "spec: {path: data/prompts.jsonl}\n"]  # fmt: skip
+    model = "model: accounts/fireworks/models/m"
+    if openai_url is not None:
+        write_provider(root, openai_url, cap=cap)
+        model = "provider: oai, model: gpt-4o-mini"
     for k in range(jobs):
         docs.append("apiVersion: batchops/v1\nkind: BatchInferenceJob\n"
-                    f"metadata: {{name: job{k}}}\nspec: {{model: accounts/fireworks/models/m, "
+                    f"metadata: {{name: job{k}}}\nspec: {{{model}, "
                     f"inputDataset: prompts, {'' if reuse else 'reuse: false, '}"
                     f"inferenceParameters: {{maxTokens: {pad + 16}}}}}\n")  # fmt: skip
     (root / "jobs" / "all.yaml").write_text("---\n".join(docs))
@@ -207,6 +228,7 @@ def env_for(url: str, account: str = "local") -> dict[str, str]:
     env = {**os.environ, "FIREWORKS_BASE_URL": url, "FIREWORKS_ACCOUNT_ID": account,
            "NO_COLOR": "1"}  # fmt: skip
     env.pop("FIREWORKS_API_KEY", None)
+    env.pop("OPENAI_API_KEY", None)
     return env
 
 
@@ -246,6 +268,29 @@ def assert_no_duplicates(url: str, account: str, root: Path, *, jobs: list[str],
     assert {j.state for j in remote_jobs} <= {JOB_STATE_COMPLETED}
     ds_names = Counter(resource_id(d.name or "").rsplit("-", 1)[0] for d in remote_ds)
     assert ds_names == Counter(datasets), ds_names
+
+
+def openai_url(url: str, provider: str) -> str | None:
+    """The OpenAI-compatible base URL of a project on ``provider`` at the backend ``url`` (None:
+    Fireworks). A shared backend takes every provider's requests at its own URL anyway."""
+    return f"{url}/v1" if provider == "openai" else None
+
+
+def assert_converged(
+    provider: str, url: str, account: str, root: Path, capsys: pytest.CaptureFixture[str], *,
+    jobs: int, rows: int | None, extra_allowed: int = 1,
+) -> None:  # fmt: skip
+    """The world after the last apply, on either provider: one remote job per declared job (on
+    an OpenAI-compatible provider, at most ``extra_allowed`` duplicate batches, none running),
+    and every declared job's results verified with each custom_id exactly once."""
+    names = [f"job{k}" for k in range(jobs)]
+    found = openai_url(url, provider)
+    if found is None:
+        assert_no_duplicates(url, account, root, jobs=names, datasets=["prompts"])
+    else:
+        assert_batches_converged(found, root, jobs=names, extra_allowed=extra_allowed)
+    expected = [f"r{i}" for i in range(rows)] if rows is not None else None
+    assert_results_verified(root, url, account, expected, capsys)
 
 
 def status_json(root: Path, url: str, account: str, capsys: pytest.CaptureFixture[str]) -> Any:

@@ -22,15 +22,9 @@ from pydantic import BaseModel
 
 from batchops import deadline as dl
 from batchops.config import Secret
-from batchops.errors import ApiError, ConfigError, DeadlineExceededError
+from batchops.errors import ApiError, ConfigError
 from batchops.providers.fireworks.responses import error_from_exception, error_from_response, scrub
-from batchops.providers.fireworks.retry import (
-    Clock,
-    RateLimiter,
-    RetryPolicy,
-    Sleep,
-    call_with_retries,
-)
+from batchops.providers.fireworks.retry import Clock, Sleep
 from batchops.providers.fireworks.transfers import (
     DOWNLOAD_HEADERS,
     Progress,
@@ -55,6 +49,7 @@ from batchops.providers.fireworks.wire import (
     UploadResponse,
     resource_id,
 )
+from batchops.providers.request_loop import RequestLoop, pages
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -90,23 +85,29 @@ class FireworksClient:
     ) -> None:
         self.account_id = account_id
         self.base_url = base_url.rstrip("/")
-        # The command's deadline (time.monotonic); no call, retry or wait goes past it.
-        self.deadline: float | None = None
         self._timeout = timeout
         self._key = api_key
         self._allow_http = _check_base_url(self.base_url, api_key, allow_insecure_urls)
         self._clock = clock
         self._on_response = on_response
-        extra = {} if jitter is None else {"jitter": jitter}
-        self._policy = RetryPolicy(
-            max_retries=max_retries, budget=retry_budget, clock=clock, sleep=sleep, **extra
-        )
-        self._limiter = RateLimiter(rate=max_rate, clock=clock, sleep=sleep)
+        self._loop = RequestLoop(
+            max_retries=max_retries, retry_budget=retry_budget, max_rate=max_rate, sleep=sleep,
+            clock=clock, jitter=jitter,
+        )  # fmt: skip
         self._counts: collections.Counter[int] = collections.Counter()
         self._counts_lock = threading.Lock()
         self._http = http_client(transport, timeout)
 
     # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """The command's deadline (time.monotonic); no call, retry or wait goes past it."""
+        return self._loop.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self._loop.deadline = value
 
     def close(self) -> None:
         self._http.close()
@@ -271,25 +272,14 @@ class FireworksClient:
         return self._pages_of(path, model, {})
 
     def _pages_of(self, path: str, model: type[M], extra: dict[str, str]) -> list[M]:
-        pages: list[M] = []
-        token: str | None = None
-        seen: set[str] = set()
-        while True:
-            if len(pages) >= MAX_PAGES:
-                message = f"the server sent more than {MAX_PAGES} pages; refusing to loop"
-                raise ApiError(message, method="GET", path=path, status=200)
+        def fetch(token: str | None) -> M:
             params = {"pageSize": str(PAGE_SIZE), **extra}
             if token:
                 params["pageToken"] = token
-            page = _parse(model, self._api("GET", path, params=params), "GET", path)
-            pages.append(page)
-            token = getattr(page, "next_page_token", None)
-            if not token:
-                return pages
-            if token in seen:  # a server bug would otherwise loop forever
-                raise ApiError("the server repeated a page token", method="GET", path=path,
-                               status=200)  # fmt: skip
-            seen.add(token)
+            return _parse(model, self._api("GET", path, params=params), "GET", path)
+
+        return list(pages(fetch, lambda page: getattr(page, "next_page_token", None), path=path,
+                          max_pages=MAX_PAGES))  # fmt: skip
 
     def _api(
         self, method: str, path: str, *, params: Mapping[str, str] | None = None,
@@ -309,24 +299,7 @@ class FireworksClient:
             with dl.within(hard=self.deadline, timeout=self._timeout, min_rate=rate):
                 return self._bounded(self._send(request, path, stream=True), method, path)
 
-        return self._retried(attempt, method, path, limiter=self._limiter, on_retry=on_retry)
-
-    def _retried(
-        self, attempt: Callable[[], T], method: str, path: str, *,
-        limiter: RateLimiter | None = None, on_retry: Callable[[], None] | None = None,
-    ) -> T:  # fmt: skip
-        """``attempt`` with retries, none of them past the command's deadline."""
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise DeadlineExceededError("the command's --timeout ran out", method=method, path=path)
-        try:
-            return call_with_retries(attempt, self._policy, limiter=limiter, on_retry=on_retry,
-                                     deadline=self.deadline)  # fmt: skip
-        except ApiError as exc:
-            if self.deadline is not None and time.monotonic() >= self.deadline - 0.001:
-                raise DeadlineExceededError(
-                    "the command's --timeout ran out", method=method, path=path
-                ) from exc
-            raise
+        return self._loop.run(attempt, method, path, on_retry=on_retry)
 
     def _bounded(self, response: httpx.Response, method: str, path: str) -> httpx.Response:
         """The response read whole, refused past MAX_RESPONSE_BYTES (a JSON answer is held in
@@ -372,7 +345,7 @@ class FireworksClient:
             with dl.within(hard=self.deadline, timeout=self._timeout, min_rate=MIN_TRANSFER_RATE):
                 self._bounded(self._send(request, label, stream=True), "PUT", label)
 
-        self._retried(attempt, "PUT", label, on_retry=tracker.rewind)
+        self._loop.run(attempt, "PUT", label, limited=False, on_retry=tracker.rewind)
 
     def _get_signed(self, url: str, target: Path, progress: ProgressFn | None) -> None:
         """Stream one signed URL into ``target`` (temp file, then rename); retried whole."""
@@ -393,7 +366,7 @@ class FireworksClient:
                 finally:
                     response.close()
 
-        self._retried(attempt, "GET", label, on_retry=tracker.rewind)
+        self._loop.run(attempt, "GET", label, limited=False, on_retry=tracker.rewind)
 
     def _send(self, request: httpx.Request, path: str, *, stream: bool) -> httpx.Response:
         """Send once; return a 2xx response or raise the mapped error."""

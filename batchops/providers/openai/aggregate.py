@@ -9,6 +9,7 @@ while any part runs or waits, expired if a part expired, cancelled if one was, e
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Set
 
@@ -61,6 +62,7 @@ def _state(batch: Batch) -> JobState:
     return state
 
 
+@functools.lru_cache(maxsize=4096)
 def _stamp(seconds: int) -> str:
     if not seconds:
         return ""
@@ -72,6 +74,14 @@ def deleted(kept: Iterable[Batch], files: Set[str]) -> bool:
     batches = list(kept)
     ids = {f for b in batches for f in (b.input_file_id, b.output_file_id, b.error_file_id) if f}
     return all(not is_live(b.status) for b in batches) and not (ids & files)
+
+
+def stalled(kept: dict[int, Batch], total_parts: int, batches: list[Batch]) -> bool:
+    """Parts missing (or refused for quota) while none of the job's batches runs: whoever was
+    submitting them stopped (a killed apply, a create whose answer was lost), so nobody will.
+    A job whose submitter waits for quota held by its own parts still has one running."""
+    missing = len(kept) < total_parts or any(quota_refused(b) for b in kept.values())
+    return missing and not any(is_live(b.status) for b in batches)
 
 
 def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -> RemoteJob:
@@ -86,6 +96,8 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
     state = next(s for s in _ORDER if s in states)
     gone = len(kept) == total_parts and deleted(kept.values(), files)
     state = JobState.DELETING if gone else state
+    if stalled(kept, total_parts, batches):
+        state = JobState.INCOMPLETE
     counts = [b.request_counts for b in kept.values() if b.request_counts]
     total = sum(int(b.metadata.get(own.ROWS, 0)) for b in kept.values() if b.metadata)
     done = sum(c.completed for c in counts)
@@ -93,6 +105,8 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
     message = "; ".join(b.error_message for b in kept.values() if b.error_message)
     if len(kept) < total_parts:
         message = f"{len(kept)}/{total_parts} parts submitted; the rest wait for the quota"
+    if state is JobState.INCOMPLETE:
+        message = f"{len(kept)}/{total_parts} parts submitted and none running"
     raw = "deleted" if gone else ",".join(sorted({b.status for b in kept.values()})) or "pending"
     ids = [b.id for _, b in sorted(kept.items())]
     usage = [b.usage for b in kept.values() if b.usage]
@@ -111,6 +125,7 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
         message=message,
         model=first.model or meta.get(own.MODEL, ""),
         input_id=meta.get(own.INPUT, ""),
+        parameters=own.parameters_of(first),
         rows=Rows(
             total=total,
             succeeded=done,
@@ -124,7 +139,8 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
         expires=_stamp(max((b.expires_at or 0 for b in kept.values()), default=0)),
         continued_from=meta.get(own.FROM) or None,
         display_name=meta.get(own.JOB, ""),
-        duplicates=tuple(dup.id for dup, _ in own.duplicates(batches)),
+        # One batch is never a duplicate (the common case: skip the per-slot sort).
+        duplicates=tuple(dup.id for dup, _ in own.duplicates(batches)) if len(batches) > 1 else (),
     )
 
 

@@ -27,15 +27,9 @@ from pydantic import BaseModel
 
 from batchops import deadline as dl
 from batchops.config import Secret
-from batchops.errors import ApiError, ConfigError, DeadlineExceededError, TransportError
+from batchops.errors import ApiError, ConfigError, TransportError
 from batchops.providers.fireworks.responses import error_from_exception, error_from_response
-from batchops.providers.fireworks.retry import (
-    Clock,
-    RateLimiter,
-    RetryPolicy,
-    Sleep,
-    call_with_retries,
-)
+from batchops.providers.fireworks.retry import Clock, Sleep
 from batchops.providers.fireworks.transfers import (
     DOWNLOAD_HEADERS,
     Progress,
@@ -45,6 +39,7 @@ from batchops.providers.fireworks.transfers import (
 )
 from batchops.providers.fireworks.transport import http_client
 from batchops.providers.openai.wire import Batch, BatchList, FileDeleted, FileList, FileObject
+from batchops.providers.request_loop import RequestLoop, pages
 from batchops.wire_openai import COMPLETION_WINDOW
 
 M = TypeVar("M", bound=BaseModel)
@@ -52,7 +47,16 @@ T = TypeVar("T")
 
 LIST_LIMIT = 100  # GET /v1/batches accepts 1-100
 FILE_LIST_LIMIT = 10_000  # GET /v1/files accepts 1-10,000
+MAX_PAGES = 10_000  # a million batches: more pages than any account holds is a server loop
 _HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+
+
+class UncertainCreateError(ApiError):
+    """A create whose request may have reached the server, its answer lost. Not retried within
+    the call (status 0: ``is_retryable`` says no), but retryable for the command: the next pass
+    finds the batch through its metadata, or creates it, so ``apply --wait`` goes on."""
+
+    retryable = True
 
 
 class OpenAIBatchClient:
@@ -74,21 +78,27 @@ class OpenAIBatchClient:
     ) -> None:
         self.base_url = _checked_base_url(base_url, api_key)
         self._key = api_key
-        extra = {} if jitter is None else {"jitter": jitter}
-        self._policy = RetryPolicy(
-            max_retries=max_retries, budget=retry_budget, clock=clock, sleep=sleep, **extra
-        )
-        self._limiter = RateLimiter(rate=max_rate, clock=clock, sleep=sleep)
+        self._loop = RequestLoop(
+            max_retries=max_retries, retry_budget=retry_budget, max_rate=max_rate, sleep=sleep,
+            clock=clock, jitter=jitter,
+        )  # fmt: skip
         self._counts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        # The command's deadline (time.monotonic); no call, retry or wait goes past it.
-        self.deadline: float | None = None
         # TLS set up on first https use (a plain-http server loads no CA bundle); httpx's own
         # transport when proxies are configured; every pool under the command's deadline.
         self._http = http_client(transport, timeout)
 
     def close(self) -> None:
         self._http.close()
+
+    @property
+    def deadline(self) -> float | None:
+        """The command's deadline (time.monotonic); no call, retry or wait goes past it."""
+        return self._loop.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self._loop.deadline = value
 
     def __enter__(self) -> OpenAIBatchClient:
         return self
@@ -145,18 +155,13 @@ class OpenAIBatchClient:
 
     def iter_files(self) -> Iterator[FileObject]:
         """Every file, one ``GET /files?limit=10000&after=...`` per page."""
-        after: str | None = None
-        seen: set[str] = set()
-        while True:
+
+        def fetch(after: str | None) -> FileList:
             params = {"limit": str(FILE_LIST_LIMIT), **({"after": after} if after else {})}
-            page = _parse(FileList, self._api("GET", "/files", params=params), "GET", "/files")
+            return _parse(FileList, self._api("GET", "/files", params=params), "GET", "/files")
+
+        for page in pages(fetch, _next_after, path="/files", max_pages=MAX_PAGES, cursor="page"):
             yield from page.data
-            if page.has_more is False or not page.data:
-                return
-            after = page.data[-1].id
-            if after in seen:
-                raise ApiError("the server repeated a page", method="GET", path="/files")
-            seen.add(after)
 
     def delete_file(self, file_id: str) -> bool:
         path = f"/files/{_segment(file_id)}"
@@ -186,19 +191,14 @@ class OpenAIBatchClient:
 
     def iter_batches(self) -> Iterator[Batch]:
         """Every batch, newest first, one ``GET /batches?limit=100&after=...`` per page."""
-        after: str | None = None
-        seen: set[str] = set()
-        while True:
+
+        def fetch(after: str | None) -> BatchList:
             params = {"limit": str(LIST_LIMIT), **({"after": after} if after else {})}
             response = self._api("GET", "/batches", params=params)
-            page = _parse(BatchList, response, "GET", "/batches")
+            return _parse(BatchList, response, "GET", "/batches")
+
+        for page in pages(fetch, _next_after, path="/batches", max_pages=MAX_PAGES, cursor="page"):
             yield from page.data
-            if page.has_more is False or not page.data:
-                return
-            after = page.data[-1].id
-            if after in seen:  # a server that ignores ``after`` would loop forever
-                raise ApiError("the server repeated a page", method="GET", path="/batches")
-            seen.add(after)
 
     def list_batches(self) -> list[Batch]:
         return list(self.iter_batches())
@@ -227,7 +227,7 @@ class OpenAIBatchClient:
                 return self._send(request, path, stream=False)
             except TransportError as error:
                 if once_sent and not _never_sent(error):
-                    raise ApiError(str(error), method=method, path=path) from error
+                    raise UncertainCreateError(str(error), method=method, path=path) from error
                 raise
 
         return self._retried(attempt, method, path, on_retry=on_retry)
@@ -236,24 +236,14 @@ class OpenAIBatchClient:
         self, attempt: Callable[[], T], method: str, path: str, *,
         on_retry: Callable[[], None] | None = None,
     ) -> T:  # fmt: skip
-        """``attempt`` with retries, none of them past the command's deadline (as the Fireworks
-        client does: batchops/deadline.py)."""
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise DeadlineExceededError("the command's --timeout ran out", method=method, path=path)
+        """``attempt`` through the shared request loop, each try within the command's deadline
+        (batchops/deadline.py: a hung read ends there too)."""
 
         def bounded() -> T:
-            with dl.within(hard=self.deadline, timeout=None):  # the command's deadline only
+            with dl.within(hard=self._loop.deadline, timeout=None):  # the command's deadline only
                 return attempt()
 
-        try:
-            return call_with_retries(bounded, self._policy, limiter=self._limiter,
-                                     on_retry=on_retry, deadline=self.deadline)  # fmt: skip
-        except ApiError as exc:
-            if self.deadline is not None and time.monotonic() >= self.deadline - 0.001:
-                raise DeadlineExceededError(
-                    "the command's --timeout ran out", method=method, path=path
-                ) from exc
-            raise
+        return self._loop.run(bounded, method, path, on_retry=on_retry)
 
     def _request(
         self, method: str, path: str, *, headers: Mapping[str, str], **kwargs: Any
@@ -314,6 +304,13 @@ def batch_multipart(
         yield tail
 
     return headers, body()
+
+
+def _next_after(page: BatchList | FileList) -> str | None:
+    """The ``after`` of the next page: the last ID of this one, while the server has more."""
+    if page.has_more is False or not page.data:
+        return None
+    return page.data[-1].id
 
 
 def _never_sent(error: TransportError) -> bool:

@@ -31,17 +31,23 @@ def never_ran(line: Mapping[str, Any]) -> bool:
 
 def _error(line: Mapping[str, Any]) -> tuple[str, str | None]:
     """(message, code) of a failed line: its top-level ``error`` (a request that never ran or
-    timed out), else the HTTP error body the request got (``response.body.error``)."""
+    timed out), else the HTTP error body the request got (``response.body.error``). OpenAI
+    leaves ``code`` null on many HTTP errors (a 500's body is ``{"type": "server_error",
+    "code": null}``), so the line's status code stands in for it: the row classifier
+    (``plan.rowerrors``) tells a 5xx or 429 (transient) from a 4xx (permanent) by it."""
+    response = _mapping(line.get("response"))
+    status = response.get("status_code")
+    status_code = str(status) if isinstance(status, int) and status >= 400 else None
     error = line.get("error")
     if not isinstance(error, Mapping):
-        body = (line.get("response") or {}).get("body") or {}
+        body = response.get("body")
         error = body.get("error") if isinstance(body, Mapping) else None
     if isinstance(error, Mapping):
-        code = error.get("code")
-        return str(error.get("message") or code or "error"), (str(code) if code else None)
+        code = str(error["code"]) if error.get("code") else status_code
+        return str(error.get("message") or code or "error"), code
     if isinstance(error, str) and error:
-        return error, None  # vLLM's run-batch writes a plain string
-    return f"HTTP {(line.get('response') or {}).get('status_code')}", None
+        return error, status_code  # vLLM's run-batch writes a plain string
+    return f"HTTP {status}", status_code
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

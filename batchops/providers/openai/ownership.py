@@ -12,6 +12,8 @@ Every batch batchops creates carries (keys <= 64, values <= 512 characters, <= 1
   batchops.input    our key of the dataset it reads (inputs are found through their batches)
   batchops.model    the model (the enqueued-token quota is per model)
   batchops.from     the job key this one continues after an expiry (the lineage)
+  batchops.params   the job's inference parameters (canonical JSON, manifest form), when they
+                    fit in a value: the reuse index is rebuilt from them (``inputs``)
 
 Input files carry no metadata: a file is ours when one of our batches uses it.
 
@@ -23,15 +25,19 @@ Called by ``runner``; pure.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from batchops.providers.openai.states import is_live, neutral_state
 from batchops.providers.openai.wire import Batch
 
 PREFIX = "batchops."
-PROJECT, JOB, KEY, PART, ATTEMPT, TOKENS, ROWS, INPUT, FROM, MODEL = (
+PROJECT, JOB, KEY, PART, ATTEMPT, TOKENS, ROWS, INPUT, FROM, MODEL, PARAMS = (
     f"{PREFIX}{n}"
     for n in (
         "project",
@@ -44,8 +50,10 @@ PROJECT, JOB, KEY, PART, ATTEMPT, TOKENS, ROWS, INPUT, FROM, MODEL = (
         "input",
         "from",
         "model",
+        "params",
     )
 )
+MAX_VALUE = 512  # characters in a metadata value (the API's cap)
 
 
 @dataclass(frozen=True, order=True)
@@ -68,6 +76,7 @@ def metadata(
     input_key: str,
     model: str,
     continued_from: str | None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     meta = {
         PROJECT: project,
@@ -78,11 +87,37 @@ def metadata(
         TOKENS: str(tokens),
         ROWS: str(rows),
         INPUT: input_key,
-        MODEL: model[:512],
+        MODEL: model[:MAX_VALUE],
     }
     if continued_from:
         meta[FROM] = continued_from
+    params = orjson.dumps(dict(parameters or {}), option=orjson.OPT_SORT_KEYS).decode()
+    if parameters is not None and len(params) <= MAX_VALUE:
+        meta[PARAMS] = params
     return meta
+
+
+def input_of(batch: Batch) -> str | None:
+    return (batch.metadata or {}).get(INPUT)
+
+
+def parameters_of(batch: Batch) -> dict[str, Any]:
+    """The job's inference parameters (manifest form) from ``batchops.params``; {} without."""
+    raw = (batch.metadata or {}).get(PARAMS)
+    return _parameters(raw) if raw else {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameters_cached(raw: str) -> tuple[tuple[str, Any], ...]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ()
+    return tuple(value.items()) if isinstance(value, dict) else ()
+
+
+def _parameters(raw: str) -> dict[str, Any]:
+    return dict(_parameters_cached(raw))
 
 
 def is_ours(batch: Batch, project: str) -> bool:
@@ -91,11 +126,21 @@ def is_ours(batch: Batch, project: str) -> bool:
 
 def slot_of(batch: Batch) -> Slot | None:
     """The slot a batch fills, or None when its metadata is not ours or is malformed."""
-    meta = batch.metadata or {}
+    meta = batch.metadata
+    if not meta:
+        return None
+    return _slot(meta.get(KEY), meta.get(PART), meta.get(ATTEMPT))
+
+
+@functools.lru_cache(maxsize=16_384)
+def _slot(key: str | None, part: str | None, attempt: str | None) -> Slot | None:
+    """Parsed once per distinct metadata: a pass asks for every batch's slot several times."""
+    if key is None or part is None or attempt is None:
+        return None
     try:
-        number, total = (int(x) for x in meta[PART].split("/"))
-        return Slot(meta[KEY], number - 1, total, int(meta[ATTEMPT]))
-    except (KeyError, ValueError):
+        number, total = (int(x) for x in part.split("/"))
+        return Slot(key, number - 1, total, int(attempt))
+    except ValueError:
         return None
 
 

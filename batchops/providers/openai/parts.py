@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from batchops.providers.layout import Layout
+from batchops.providers.openai.lines import RequestShape, render
 from batchops.wire_openai import MAX_BATCH_FILE_BYTES, MAX_REQUESTS_PER_BATCH
 
 DEFAULT_HEADROOM = 0.05
@@ -134,7 +136,34 @@ def waves(parts: Iterable[Part], limits: Limits) -> list[list[Part]]:
     return grouped
 
 
+def limits_from(declared: Mapping[str, Any]) -> Limits:
+    """The project file's ``limits`` (camelCase), with OpenAI's documented caps as defaults."""
+    base = Limits()
+    return Limits(
+        max_requests=int(declared.get("maxRequestsPerBatch", base.max_requests)),
+        max_bytes=int(declared.get("maxBytesPerBatch", base.max_bytes)),
+        enqueued_tokens=(
+            int(declared["enqueuedTokens"]) if declared.get("enqueuedTokens") is not None else None
+        ),
+        headroom=float(declared.get("quotaHeadroom", base.headroom)),
+    )
+
+
 def fits(in_flight_tokens: int, part: Part, limits: Limits) -> bool:
     """May ``part`` be submitted while the provider holds ``in_flight_tokens`` for its model?"""
     quota = limits.usable_tokens
     return quota is None or in_flight_tokens + part.tokens <= quota
+
+
+def layout_of(
+    declared: Mapping[str, Any], model: str, parameters: Mapping[str, Any],
+    rows: Iterable[Mapping[str, Any]],
+) -> Layout:  # fmt: skip
+    """The parts and waves ``rows`` are submitted in under the project file's ``limits``, as the
+    provider splits them at apply time (the request lines rendered, the same estimate)."""
+    limits = limits_from(declared)
+    shape = RequestShape.from_manifest(model, parameters)
+    sizes = [RowSize(len(render(row, shape)), estimate_tokens(row["body"])) for row in rows]
+    parts = split(sizes, limits)
+    return Layout(tuple(p.requests for p in parts), len(waves(parts, limits)),
+                  limits.enqueued_tokens)  # fmt: skip

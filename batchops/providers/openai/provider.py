@@ -32,28 +32,16 @@ from batchops.providers.model import (
 from batchops.providers.openai import ownership as own
 from batchops.providers.openai.aggregate import part_keepers, remote_jobs
 from batchops.providers.openai.client import OpenAIBatchClient
+from batchops.providers.openai.inputs import first_attempt_parts, shape_of, write_neutral
 from batchops.providers.openai.lines import RequestShape
 from batchops.providers.openai.outputs import convert, ran_ids
-from batchops.providers.openai.parts import Limits
+from batchops.providers.openai.parts import Limits, limits_from
 from batchops.providers.openai.states import is_live
 from batchops.providers.openai.submit import Submitter, dataset_rows, render_parts
 from batchops.providers.openai.wire import Batch
 from batchops.providers.registry import ProviderConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-def limits_from(declared: Mapping[str, Any]) -> Limits:
-    """The project file's ``limits`` (camelCase), with OpenAI's documented caps as defaults."""
-    base = Limits()
-    return Limits(
-        max_requests=int(declared.get("maxRequestsPerBatch", base.max_requests)),
-        max_bytes=int(declared.get("maxBytesPerBatch", base.max_bytes)),
-        enqueued_tokens=(
-            int(declared["enqueuedTokens"]) if declared.get("enqueuedTokens") is not None else None
-        ),
-        headroom=float(declared.get("quotaHeadroom", base.headroom)),
-    )
 
 
 _CLIENT_OPTIONS = (
@@ -215,6 +203,7 @@ class OpenAIProvider:
                     input_key=spec.input_dataset_id,
                     model=spec.model,
                     continued_from=spec.continued_from,
+                    parameters=spec.inference_parameters,
                 )
 
             self._submitter.submit(rendered, key=spec.job_id, model=spec.model, meta=meta)
@@ -312,6 +301,22 @@ class OpenAIProvider:
                         files.append(self.client.download_file(file_id, target))
             raw[key] = files
         return raw
+
+    def download_input(
+        self, key: str, target: Path, *, progress: ProgressFn | None = None
+    ) -> list[Path]:
+        """The neutral rows the first job that read input ``key`` was asked, one file per part
+        under ``target/<key>/`` (``inputs``); NotFoundError when a part's file is gone."""
+        parts = first_attempt_parts(self._observe(), key)
+        if parts is None:
+            raise NotFoundError(f"no batch holds the whole of input {key}", status=404)
+        written = []
+        with tempfile.TemporaryDirectory(dir=self._scratch) as tmp:
+            for part, batch in sorted(parts.items()):
+                raw = self.client.download_file(batch.input_file_id, Path(tmp) / f"{part}.jsonl")
+                neutral = target / key / f"{part:04d}.jsonl"
+                written.append(write_neutral(raw, neutral, shape_of(batch)))
+        return written
 
     def download_outputs(
         self, job_keys: Sequence[str], target: Path, *, progress: ProgressFn | None = None

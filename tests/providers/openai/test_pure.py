@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -169,8 +170,11 @@ def test_parts_of_one_job_are_one_remote_job() -> None:
         10,
         10,
     )
-    (done,) = remote_jobs([batches[0]], "openai", FILES)
-    assert done.state is JobState.WAITING and "1/2 parts" in done.message
+    (done,) = remote_jobs([batches[0]], "openai", FILES)  # part 2 never submitted, none runs
+    assert done.state is JobState.INCOMPLETE and "1/2 parts submitted" in done.message
+    running = _batch("r", 1, "in_progress", part=0, total=2)
+    (submitting,) = remote_jobs([running], "openai", FILES)  # the submitter waits on its part
+    assert submitting.state is JobState.RUNNING and "1/2 parts" in submitting.message
     refused = _batch(
         "c",
         3,
@@ -179,8 +183,10 @@ def test_parts_of_one_job_are_one_remote_job() -> None:
         total=2,
         errors={"data": [{"code": "token_limit_exceeded", "message": "quota"}]},
     )
-    (waiting,) = remote_jobs([batches[0], refused], "openai", FILES)
-    assert waiting.state is JobState.WAITING
+    (waiting,) = remote_jobs([running, refused], "openai", FILES)
+    assert waiting.state is JobState.RUNNING  # part 2 waits for the quota part 1 holds
+    (stopped,) = remote_jobs([batches[0], refused], "openai", FILES)
+    assert stopped.state is JobState.INCOMPLETE  # refused, and nobody left to submit it again
     bad = _batch("d", 3, "failed", part=1, total=2, errors={"data": [{"code": "url_mismatch"}]})
     assert remote_jobs([batches[0], bad], "openai", FILES)[0].state is JobState.FAILED
 
@@ -299,6 +305,32 @@ def test_output_and_error_lines_in_the_shared_results_shape() -> None:
     }
     assert never_ran(expired) and not never_ran(http)
     assert result_row(neutral(expired, "job-1")).error_code == "batch_expired"
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "kind"),
+    [
+        (500, {"message": "boom", "type": "server_error", "code": None}, "transient"),
+        (429, {"message": "slow down", "type": "rate_limit_error", "code": None}, "transient"),
+        (503, "upstream unavailable", "transient"),
+        (400, {"message": "bad", "type": "invalid_request_error", "code": None}, "permanent"),
+        (500, None, "transient"),
+    ],
+)
+def test_an_http_error_without_a_code_is_classified_by_its_status(
+    status: int, error: object, kind: str
+) -> None:
+    """OpenAI's error bodies often carry ``code: null``: a 5xx row must still be retried."""
+    from batchops.plan.rowerrors import classify
+    from batchops.providers.model import result_row
+    from batchops.providers.openai.outputs import neutral
+    from batchops.row_retries import _error_text
+
+    body = {"error": error} if error is not None else {}
+    line = {"custom_id": "x", "error": None, "response": {"status_code": status, "body": body}}
+    row = result_row(neutral(line, "job-1"))
+    assert row.error_code == str(status)
+    assert classify(_error_text(row.error_code, row.error)).value == kind
 
 
 def test_an_expired_batch_whose_rows_all_ran_is_finished() -> None:

@@ -1,18 +1,14 @@
-"""The reliability guarantees on the OpenAI-compatible provider, through the CLI as a subprocess
-against a real backend's /v1/files + /v1/batches: faults, concurrent applies, kill -9 at several
-points, a backend restart. No row is lost, and duplicates stay bounded (one per interrupted or
-concurrent create) and are cancelled by the next pass, the oldest batch kept.
+"""Every command on an OpenAI-compatible provider beside a Fireworks job, through the CLI as a
+subprocess against a real backend's /v1/files + /v1/batches: plan, apply --wait, status, describe,
+results, prune, and an expiry resumed with only its unfinished rows.
 
-The Fireworks side of each guarantee is in test_faults, test_concurrent, test_kill and
-test_serve_restart; the project here runs one job on each provider, so both are exercised in
-every test.
+Faults, kill -9 at many points, concurrent applies and a backend restart run over both provider
+kinds in test_faults, test_kill, test_concurrent and test_serve_restart (parametrized).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,19 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from batchops.local.config import BackendConfig, FaultConfig
 from batchops.local.server import EmbeddedServer
-from tests.reliability.conftest import APPLY, env_for, spawn
+from tests.reliability.conftest import APPLY, env_for
+from tests.reliability.openai_world import batches as batches_at
+
+
+def batches(url: str) -> list[dict[str, Any]]:
+    return batches_at(f"{url}/v1")
+
 
 pytestmark = pytest.mark.timeout(300)
 
 ROWS = 24
-FAULTS = FaultConfig(
-    rate_429=0.03, rate_500=0.03, rate_503=0.03, rate_drop=0.03, retry_after=0.1, seed=5
-)
 
 
 JOBS = {
@@ -84,31 +81,6 @@ def cli(root: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         timeout=240,
     )
-
-
-def _page(client: httpx.Client, params: dict[str, object]) -> dict[str, Any]:
-    for _ in range(50):  # bounded: the fault rate is well under one in two
-        try:
-            answer = client.get("/batches", params=params)
-        except httpx.TransportError:  # an injected dropped connection
-            continue
-        if answer.status_code == 200:
-            page: dict[str, Any] = answer.json()
-            return page
-    raise AssertionError("the batch list kept failing")
-
-
-def batches(url: str) -> list[dict[str, object]]:
-    """Every batch on the server, read past the injected faults (a faulted page is asked again)."""
-    found, after = [], None
-    with httpx.Client(base_url=f"{url}/v1", timeout=10) as client:
-        while True:
-            params = {"limit": 100, **({"after": after} if after else {})}
-            page = _page(client, params)
-            found += page["data"]
-            if not page["has_more"]:
-                return found
-            after = page["data"][-1]["id"]
 
 
 def assert_converged(root: Path, url: str, *, extra_allowed: int) -> None:
@@ -165,73 +137,16 @@ def test_plan_apply_status_describe_prune_on_both_providers(
         for line in (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
     }
     assert text["q003"] == "q 3"  # the echo engine, through the neutral results shape
+    shown = cli(tmp_path, server.base_url, "results", "on-openai", "on-fireworks", "--output",
+                "json")  # fmt: skip
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    rows = {row["custom_id"]: row for row in json.loads(shown.stdout)}  # both lined up
+    assert rows["q003"]["on-openai.answer"] == rows["q003"]["on-fireworks.answer"] == "q 3"
     write_jobs(tmp_path, ("on-fireworks",))
     pruned = cli(tmp_path, server.base_url, "apply", "--prune", "--auto-approve")
     assert pruned.returncode == 0 and "on-openai" in pruned.stdout, pruned.stdout + pruned.stderr
     again = cli(tmp_path, server.base_url, "plan", "--prune", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout  # pruned once: the batch records stay, deleted
-
-
-def test_faults_lose_no_row_and_leave_no_live_duplicate(
-    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
-) -> None:
-    server = make_server(faults=FAULTS)
-    write_project(tmp_path, server.base_url)
-    apply_until_done(tmp_path, server.base_url, passes=8)
-    apply_until_done(tmp_path, server.base_url)  # the pass after cancels what a lost answer made
-    assert_converged(tmp_path, server.base_url, extra_allowed=3)
-
-
-def test_two_concurrent_applies_converge_and_the_plan_says_so(
-    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
-) -> None:
-    server = make_server(stage_delay=1.0)  # both applies see no batch before creating theirs
-    write_project(tmp_path, server.base_url)
-    first, second = (spawn(tmp_path, server.base_url, "apply") for _ in range(2))
-    assert first.wait(120) == 0 and second.wait(120) == 0
-    live = batches(server.base_url)
-    if len(live) > 3:  # a duplicate was created: the next plan names it
-        plan = cli(tmp_path, server.base_url, "plan")
-        assert "⊘ job on-openai" in plan.stdout and "duplicate" in plan.stdout, plan.stdout
-    apply_until_done(tmp_path, server.base_url)
-    assert_converged(tmp_path, server.base_url, extra_allowed=3)
-
-
-@pytest.mark.parametrize("delay", [0.2, 0.6, 1.2])
-def test_kill_9_during_apply_then_apply_again(
-    tmp_path: Path, make_server: Callable[..., EmbeddedServer], delay: float
-) -> None:
-    server = make_server(row_delay=0.01)
-    write_project(tmp_path, server.base_url)
-    proc = spawn(tmp_path, server.base_url, *APPLY)
-    time.sleep(delay)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
-    apply_until_done(tmp_path, server.base_url)
-    assert_converged(tmp_path, server.base_url, extra_allowed=1)
-
-
-def test_a_backend_restart_loses_nothing(tmp_path: Path) -> None:
-    """The backend stops under a running ``apply --wait`` and comes back on the same port and
-    data: the apply rides it out (retries), and nothing is lost or run twice."""
-    config = BackendConfig(data_dir=tmp_path / "backend", row_delay=0.02)
-    server = EmbeddedServer(config).start()
-    write_project(tmp_path, server.base_url)
-    proc = spawn(tmp_path, server.base_url, *APPLY)
-    time.sleep(1.0)
-    server.stop()
-    time.sleep(0.5)
-    port = int(server.base_url.rsplit(":", 1)[1])
-    restarted = EmbeddedServer(config, port=port).start()
-    try:
-        if proc.wait(150) != 0:  # it may give up on a long outage: the next run completes
-            apply_until_done(tmp_path, restarted.base_url)
-        else:
-            apply_until_done(tmp_path, restarted.base_url, passes=1)
-        assert_converged(tmp_path, restarted.base_url, extra_allowed=1)
-    finally:
-        proc.kill()
-        restarted.stop()
 
 
 def test_an_expired_batch_resumes_with_its_unfinished_rows_through_the_cli(
@@ -251,3 +166,32 @@ def test_an_expired_batch_resumes_with_its_unfinished_rows_through_the_cli(
     lines = (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
     ids = sorted(json.loads(line)["custom_id"] for line in lines)
     assert ids == [f"q{i:03d}" for i in range(ROWS)]
+
+
+def test_rows_that_failed_for_a_passing_reason_are_retried_on_openai(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    """A 5xx row (OpenAI's body says ``code: null``) is sent again; an invalid one never is."""
+    server = make_server()
+    write_project(tmp_path, server.base_url, cap=100)
+    data = tmp_path / "jobs" / "data" / "qs.jsonl"
+    lines = data.read_text().splitlines()
+    lines[1] = lines[1].replace('"q 1"', '"q 1 __transient__"')
+    lines[2] = lines[2].replace('"q 2"', '"q 2 __invalid__"')
+    data.write_text("\n".join(lines) + "\n")
+    write_jobs(tmp_path, ("on-openai",))
+    done = cli(tmp_path, server.base_url, *APPLY)
+    assert done.returncode in (0, 3), done.stdout + done.stderr  # 3: the failed row reported
+    answered = {
+        json.loads(line)["custom_id"]
+        for line in (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
+    }
+    assert "q001" in answered and "q002" not in answered
+    errors = (tmp_path / "results" / "on-openai.errors.jsonl").read_text().splitlines()
+    assert [json.loads(line)["custom_id"] for line in errors] == ["q002"]
+    sent = Counter(b["request_counts"]["total"] for b in batches(server.base_url))
+    assert sent == Counter({ROWS: 1, 1: 1}), sent  # the whole job, then the transient row once
+    status = cli(tmp_path, server.base_url, "status", "--output", "json")
+    (job,) = json.loads(status.stdout)["jobs"]
+    assert job["failedRows"]["permanent"]["rows"] == 1, job
+    assert job["failedRows"]["transient"]["rows"] == 0, job
