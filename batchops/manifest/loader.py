@@ -47,7 +47,7 @@ class Parsed:
     source: Source
     doc: YamlDocument
 
-    @property
+    @functools.cached_property  # asked a dozen times per document by the builder's passes
     def kind(self) -> str:
         """``Dataset``, ``BatchInferenceJob`` or ``Project``: how the builder tells them apart."""
         return self.manifest.kind  # type: ignore[attr-defined, no-any-return]
