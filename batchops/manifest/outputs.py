@@ -29,8 +29,12 @@ from batchops.manifest.desired import DatasetDecl, JobDecl
 OutputProblem = tuple[JobDecl, str, str]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-_WHAT = {"results": "also the output", "errors": "also the errors file",
-         "table": "also the table", "folder": "a folder on the way to the output"}  # fmt: skip
+_WHAT = {
+    "results": "also the output",
+    "errors": "also the errors file",
+    "table": "also the table",
+    "folder": "a folder on the way to the output",
+}
 _KINDS = ("results", "errors", "table")  # the order of ``batchops.layout.derived_paths``
 _SEP = os.sep
 _RESULTS = ".jsonl"
@@ -38,9 +42,12 @@ NAME_MAX = 255  # bytes in one file name, on every common file system
 
 
 def output_problems(
-    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], manifests: Sequence[Path], root: Path,
+    jobs: Sequence[JobDecl],
+    datasets: Sequence[DatasetDecl],
+    manifests: Sequence[Path],
+    root: Path,
     read: Mapping[Path, str] | None = None,
-) -> Iterator[OutputProblem]:  # fmt: skip
+) -> Iterator[OutputProblem]:
     """(job, kind, message) for each job whose derived files break a rule (the first such file);
     jobs in source order. ``read``: other files the manifests and project file read -> what each
     is ("the source table of dataset 'x'"); the source tables and templates of rendered datasets
@@ -88,9 +95,13 @@ def _stat(path: str, *, follow: bool = True) -> os.stat_result | None:
 
 class _Checker:
     def __init__(
-        self, root: str, jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl],
-        manifests: Sequence[Path], read: Mapping[Path, str],
-    ) -> None:  # fmt: skip
+        self,
+        root: str,
+        jobs: Sequence[JobDecl],
+        datasets: Sequence[DatasetDecl],
+        manifests: Sequence[Path],
+        read: Mapping[Path, str],
+    ) -> None:
         """``jobs`` in source order."""
         self.root = root
         self._below = root + _SEP
@@ -184,9 +195,12 @@ class _Checker:
         if len(name) > NAME_MAX // 4 and len(name.encode()) > NAME_MAX:
             return False
         if (
-            target in self.data_files or target in self.read or target in self.data_dirs
-            or target in self.manifests or target.endswith(MANIFEST_SUFFIXES)
-        ):  # fmt: skip
+            target in self.data_files
+            or target in self.read
+            or target in self.data_dirs
+            or target in self.manifests
+            or target.endswith(MANIFEST_SUFFIXES)
+        ):
             return False
         here = self.stat_of(target)
         if here is not None and not stat.S_ISREG(here.st_mode):
@@ -287,8 +301,10 @@ class _Checker:
             return f"is {self.read[real]}; it would be overwritten"
         folder = self.data_dir(real)
         if folder is not None:
-            return (f"is inside the folder of dataset '{self.data_dirs[folder]}'; "
-                    "it would become one of its shards")  # fmt: skip
+            return (
+                f"is inside the folder of dataset '{self.data_dirs[folder]}'; "
+                "it would become one of its shards"
+            )
         if (
             real in self.manifests
             or target.endswith(MANIFEST_SUFFIXES)
@@ -316,8 +332,10 @@ class _Checker:
             for other, kind in self.files.get(folder, ()):
                 if other.name != job.name:
                     what = _WHAT[kind].removeprefix("also ")
-                    return (f"{self.subject(job, target)} is inside '{self.shown(folder)}', "
-                            f"{what} of job '{other.name}'")  # fmt: skip
+                    return (
+                        f"{self.subject(job, target)} is inside '{self.shown(folder)}', "
+                        f"{what} of job '{other.name}'"
+                    )
         return None
 
 
