@@ -96,8 +96,15 @@ def apply_plan(
 ) -> ApplyResult:
     """Run every change in ``plan``; return what was done and every error, never raise one.
     ``outputs``: job outputs the pass downloaded already (the merges take them from there)."""
-    env = _Env(provider, root, plan.project, reporter or NullReporter(), stop or threading.Event(),
-               ready_timeout, outputs)  # fmt: skip
+    env = _Env(
+        provider,
+        root,
+        plan.project,
+        reporter or NullReporter(),
+        stop or threading.Event(),
+        ready_timeout,
+        outputs,
+    )
     result = ApplyResult()
     sweep_all(root)  # a killed run's scratch folders (its lock is free), before making ours
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="apply") as pool:
@@ -183,8 +190,13 @@ def create_dataset(env: _Env, action: Action, spec: DatasetSpec) -> None:
     """Create, upload and wait until jobs may read it (the provider makes it idempotent)."""
     progress = _transfer_progress(env, action, spec.size)
     try:
-        env.provider.create_input(spec, project=env.project, progress=progress, stop=env.stop,
-                                  ready_timeout=env.ready_timeout)  # fmt: skip
+        env.provider.create_input(
+            spec,
+            project=env.project,
+            progress=progress,
+            stop=env.stop,
+            ready_timeout=env.ready_timeout,
+        )
     except Stopped as exc:
         raise SkippedError(str(exc)) from exc
 
@@ -210,19 +222,27 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
             folders = _download_lineage(env, action, spec, scratch.path / "downloads")
             if spec.request_prefix is not None and spec.input_files:
                 reused = scratch.path / "reused"  # lowest priority: the lineage's lines win
-                write_reused(env.root, spec.request_prefix, spec.input_files, reused,
-                             lineage=spec.job_ids)  # fmt: skip
+                write_reused(
+                    env.root, spec.request_prefix, spec.input_files, reused, lineage=spec.job_ids
+                )
                 folders = [reused, *folders]
             expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None
             check = answer_check(dict(spec.response_schema)) if spec.response_schema else None
             record = merge_lineage(
-                folders, job_name=spec.job_name, job_ids=spec.job_ids, output=spec.output_path,
-                expected_ids=expected, root=env.root, partial=spec.partial, scratch=scratch,
+                folders,
+                job_name=spec.job_name,
+                job_ids=spec.job_ids,
+                output=spec.output_path,
+                expected_ids=expected,
+                root=env.root,
+                partial=spec.partial,
+                scratch=scratch,
                 check=check,
-            )  # fmt: skip
+            )
         if spec.request_prefix is not None and spec.input_files:
-            record_answers(env.root, spec.request_prefix, spec.input_files, spec.output_path,
-                           spec.job_ids)  # fmt: skip
+            record_answers(
+                env.root, spec.request_prefix, spec.input_files, spec.output_path, spec.job_ids
+            )
     except OSError as exc:  # disk full, read-only, a path turned into a file meanwhile, ...
         raise ResultsError(os_problem(spec.job_name, exc, spec.output_path, env.root)) from exc
     if spec.table is not None:
@@ -238,16 +258,18 @@ def write_table(spec: DownloadSpec, root: Path) -> None:
     job = JobResults(spec.job_name, spec.output_path, errors_path(spec.output_path))
     inputs = input_rows(spec.input_files) if spec.input_files else None
     try:
-        with Scratch(root) as scratch, Joined(
-            inputs, [job], tmp_dir=scratch.path, columns=table.columns
-        ) as joined:
+        with (
+            Scratch(root) as scratch,
+            Joined(inputs, [job], tmp_dir=scratch.path, columns=table.columns) as joined,
+        ):
             rows = chunks(table.format, joined.columns, joined.rows())
             write_atomic(table.path, rows, root=root, scratch=scratch)
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
         shown = table.path.relative_to(root) if table.path.is_relative_to(root) else table.path
-        raise ResultsError(f"{spec.job_name}: results written, but not the table "
-                           f"'{shown}' ({why})") from exc  # fmt: skip
+        raise ResultsError(
+            f"{spec.job_name}: results written, but not the table '{shown}' ({why})"
+        ) from exc
 
 
 def _transfer_progress(env: _Env, action: Action, total: int) -> Callable[[int], None]:

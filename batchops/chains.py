@@ -35,9 +35,12 @@ def render_inputs(desired: Desired, *, root: Path, problems: list[Diagnostic]) -
 
 
 def _render_stages(
-    desired: Desired, staged: list[DatasetDecl], files: dict[str, Path], root: Path,
+    desired: Desired,
+    staged: list[DatasetDecl],
+    files: dict[str, Path],
+    root: Path,
     problems: list[Diagnostic],
-) -> dict[str, Path]:  # fmt: skip
+) -> dict[str, Path]:
     jobs = {j.name: j for j in desired.jobs}
     plain = {d.name: d.files for d in desired.datasets if d.render is None}
     records = local_records(root)
@@ -48,8 +51,9 @@ def _render_stages(
         found = [_upstream(j, files, plain, records, root) for j in ups if j is not None]
         if len(found) != len(ups) or any(u is None for u in found):
             continue  # waits: an upstream is outside the selection or not verified yet
-        table = chain_table(decl.name, [u for u in found if u is not None],
-                            combine=decl.render.combine, root=root)  # fmt: skip
+        table = chain_table(
+            decl.name, [u for u in found if u is not None], combine=decl.render.combine, root=root
+        )
         ready = dataclasses.replace(decl, render=dataclasses.replace(decl.render, files=(table,)))
         try:
             files[decl.name] = render_dataset(ready, root=root, cache=cache).rows
@@ -60,9 +64,12 @@ def _render_stages(
 
 
 def _upstream(
-    job: JobDecl, files: Mapping[str, Path], plain: Mapping[str, tuple[Path, ...]],
-    records: Mapping[str, ResultRecord], root: Path,
-) -> Upstream | None:  # fmt: skip
+    job: JobDecl,
+    files: Mapping[str, Path],
+    plain: Mapping[str, tuple[Path, ...]],
+    records: Mapping[str, ResultRecord],
+    root: Path,
+) -> Upstream | None:
     local = local_state(root, job.name, job.output_path, records=records)
     if not local.verified or local.record is None:
         return None
@@ -73,10 +80,15 @@ def _upstream(
         if not inputs:
             return None  # its own input waits on a stage before it
     return Upstream(
-        job=job.name, model=job.model, combination=job.combination, input_files=inputs,
-        output=job.output_path, errors=errors_path(job.output_path),
-        output_sha256=local.record.output.sha256, parse_fields=job.response_schema is not None,
-    )  # fmt: skip
+        job=job.name,
+        model=job.model,
+        combination=job.combination,
+        input_files=inputs,
+        output=job.output_path,
+        errors=errors_path(job.output_path),
+        output_sha256=local.record.output.sha256,
+        parse_fields=job.response_schema is not None,
+    )
 
 
 def _depth(

@@ -31,11 +31,16 @@ def provider_problems(
         if rules is None:
             continue
         check = JobCheck(
-            name=decl.name, provider=config, model=decl.model,
-            parameters=decl.inference_parameters, precision=decl.precision,
-            path=decl.source.path, line=decl.source.line, col=decl.source.col,
+            name=decl.name,
+            provider=config,
+            model=decl.model,
+            parameters=decl.inference_parameters,
+            precision=decl.precision,
+            path=decl.source.path,
+            line=decl.source.line,
+            col=decl.source.col,
             limits=config.limits,
-        )  # fmt: skip
+        )
         problems += rules(check, _rows(desired, decl, root))
     return sorted(set(problems))
 
@@ -51,9 +56,14 @@ def _rows(desired: Desired, decl: JobDecl, root: Path) -> RowsFn:
 
 
 def job_layout(
-    provider: str, model: str, parameters: Mapping[str, Any], files: Sequence[Path], *,
-    root: Path, project: ProjectConfig | None = None,
-) -> Layout | None:  # fmt: skip
+    provider: str,
+    model: str,
+    parameters: Mapping[str, Any],
+    files: Sequence[Path],
+    *,
+    root: Path,
+    project: ProjectConfig | None = None,
+) -> Layout | None:
     """The parts and waves a job sending the rows of ``files`` goes out in on its provider; None
     when the provider sends every job as one batch (what ``plan`` shows: ``reconcile``)."""
     config = provider_config(provider, project)

@@ -115,18 +115,29 @@ def action_cost(action: Action, inputs: CostInputs) -> ActionCost | None:
     job = inputs.jobs.get(action.resource.name)
     if job is None:
         return None
-    figures = _figures(job, spec.model, spec.inference_parameters,
-                       rows_to_send(action, job, inputs), inputs)  # fmt: skip
+    figures = _figures(
+        job, spec.model, spec.inference_parameters, rows_to_send(action, job, inputs), inputs
+    )
     return ActionCost(job.name, action.resource.remote_id, spec.model, job.provider, *figures)
 
 
 # rows, input tokens, exact, expected and worst output, expected from, the costs, the price
-_Figures = tuple[int | None, int | None, bool, float | None, int | None, str, float | None,
-                 float | None, Price | None]  # fmt: skip
+_Figures = tuple[
+    int | None,
+    int | None,
+    bool,
+    float | None,
+    int | None,
+    str,
+    float | None,
+    float | None,
+    Price | None,
+]
 
 
-def _figures(job: JobLike, model: str, params: Mapping[str, Any], rows: int | None,
-             inputs: CostInputs) -> _Figures:  # fmt: skip
+def _figures(
+    job: JobLike, model: str, params: Mapping[str, Any], rows: int | None, inputs: CostInputs
+) -> _Figures:
     input_tokens, exact = _input_tokens(job, rows, inputs)
     worst = _worst_output(params, rows)
     expected, source = _expected_output(job, rows, worst, inputs)
@@ -159,9 +170,15 @@ def _action_costs(plan: Plan, inputs: CostInputs) -> list[ActionCost]:
             out += [cost] if cost is not None else []
             continue
         params, name, provider = spec.inference_parameters, job.name, job.provider
-        key: tuple[Any, ...] = (job.input_dataset, spec.model, provider, params.get("maxTokens"),
-                                params.get("n"), action.details.get("rowsToSend"),
-                                name if name in history else None)  # fmt: skip
+        key: tuple[Any, ...] = (
+            job.input_dataset,
+            spec.model,
+            provider,
+            params.get("maxTokens"),
+            params.get("n"),
+            action.details.get("rowsToSend"),
+            name if name in history else None,
+        )
         try:
             figures = memo.get(key)
         except TypeError:  # a parameter no dict holds: computed, not remembered
@@ -176,8 +193,10 @@ def _action_costs(plan: Plan, inputs: CostInputs) -> list[ActionCost]:
 
 def _unknown_why(cost: ActionCost) -> str:
     if cost.price is None:
-        return (f"no price for {cost.model}{on_provider(cost.provider)} (add one under `prices` "
-                "in batchops.yaml)")  # fmt: skip
+        return (
+            f"no price for {cost.model}{on_provider(cost.provider)} (add one under `prices` "
+            "in batchops.yaml)"
+        )
     if cost.rows is None or cost.input_tokens is None:
         return "its input rows are not known here (a remote-only dataset)"
     return "its output is unbounded (set inferenceParameters.maxTokens)"
@@ -194,15 +213,19 @@ def _job_check(cost: ActionCost, job: JobLike, budget: Budget) -> str | None:
     if figure is None:
         return f"job {job.name}: cost unknown, {_unknown_why(cost)}; its budget cannot be checked"
     if figure > limit:
-        return (f"job {job.name}: {money_text(figure)} ({_FIGURE[budget.compare]}) is over its "
-                f"budget of {money_text(limit)}")  # fmt: skip
+        return (
+            f"job {job.name}: {money_text(figure)} ({_FIGURE[budget.compare]}) is over its "
+            f"budget of {money_text(limit)}"
+        )
     return None
 
 
 def _plan_checks(costs: list[ActionCost], budget: Budget) -> list[tuple[str, str]]:
     """(the limit's name, the refusal) for each plan-wide limit the total breaks."""
-    limits = [("the project budget (batchops.yaml budget.maxCost)", budget.project_max),
-              ("--max-cost", budget.cli_max)]  # fmt: skip
+    limits = [
+        ("the project budget (batchops.yaml budget.maxCost)", budget.project_max),
+        ("--max-cost", budget.cli_max),
+    ]
     figures = [c.figure(budget.compare) for c in costs]
     out = []
     for name, limit in limits:
@@ -210,13 +233,23 @@ def _plan_checks(costs: list[ActionCost], budget: Budget) -> list[tuple[str, str
             continue
         if any(f is None for f in figures):
             unknown = next(c for c, f in zip(costs, figures, strict=True) if f is None)
-            out.append((name, f"the plan's cost is unknown ({unknown.job}: "
-                              f"{_unknown_why(unknown)}); {name} cannot be checked"))  # fmt: skip
+            out.append(
+                (
+                    name,
+                    f"the plan's cost is unknown ({unknown.job}: "
+                    f"{_unknown_why(unknown)}); {name} cannot be checked",
+                )
+            )
             continue
         total = sum(f for f in figures if f is not None)
         if total > limit:
-            out.append((name, f"the plan costs {money_text(total)} ({_FIGURE[budget.compare]}), "
-                              f"over {name} of {money_text(limit)}"))  # fmt: skip
+            out.append(
+                (
+                    name,
+                    f"the plan costs {money_text(total)} ({_FIGURE[budget.compare]}), "
+                    f"over {name} of {money_text(limit)}",
+                )
+            )
     return out
 
 
@@ -224,8 +257,10 @@ def estimate(plan: Plan, inputs: CostInputs) -> CostReport:
     """Per-action figures, totals and budget refusals for ``plan``."""
     budget = inputs.budget
     costs = _action_costs(plan, inputs)
-    if budget.project_max is None and budget.cli_max is None and not any(
-        inputs.jobs[c.job].max_cost is not None for c in costs
+    if (
+        budget.project_max is None
+        and budget.cli_max is None
+        and not any(inputs.jobs[c.job].max_cost is not None for c in costs)
     ):  # no budget applies: the figures alone
         return CostReport(tuple(costs), budget.compare, (), inputs.prices, inputs.jobs)
     refusals, marked = [], []

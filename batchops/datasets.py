@@ -407,8 +407,9 @@ def _id_problem(custom_id: str, line: bytes, scan: _Scan) -> tuple[int, str] | N
     return None
 
 
-def _slow_block(block: bytes, start: int, end: int, first_line: int, scan: _Scan,
-                problems: _FileProblems) -> None:  # fmt: skip
+def _slow_block(
+    block: bytes, start: int, end: int, first_line: int, scan: _Scan, problems: _FileProblems
+) -> None:
     lines = block[start:end].split(b"\n")
     if block[end - 1] == 0x0A:
         lines.pop()  # the empty string after the final newline is not a line
@@ -575,8 +576,14 @@ class _Helper:
             return None
         args = [sys.executable, "-I", "-S", str(HELPER), str(path)]
         try:
-            return cls(subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL))  # fmt: skip
+            return cls(
+                subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         except OSError:
             return None
 
@@ -695,14 +702,16 @@ def inspect_dataset(
     return _info(decl, root, shards, fmt)
 
 
-def _scan_all(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root: Path,
-              seen: SeenIds) -> tuple[_Scan, tuple[ShardInfo, ...]]:  # fmt: skip
+def _scan_all(
+    decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root: Path, seen: SeenIds
+) -> tuple[_Scan, tuple[ShardInfo, ...]]:
     scan = _Scan(root, decl.format, seen=seen)
     return scan, tuple(_scan_file(path, st.st_size, scan) for path, st in stats)
 
 
-def _scan_shared(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]],
-                 root: Path) -> tuple[_Scan, tuple[ShardInfo, ...]] | None:  # fmt: skip
+def _scan_shared(
+    decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root: Path
+) -> tuple[_Scan, tuple[ShardInfo, ...]] | None:
     """A big dataset read by helper processes on every core (``batchops.scanpool``), when all
     of it is good; None sends the caller to read it here, which says what is wrong and where."""
     files = [(path, st.st_size) for path, st in stats]
@@ -741,14 +750,19 @@ def _stats(decl: DatasetLike, root: Path, max_bytes: int) -> list[tuple[Path, os
 
 def special_kind(mode: int) -> str:
     """What a non-regular file is, for messages: 'a FIFO', 'a character device', ..."""
-    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISDIR, "a folder"))  # fmt: skip
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    )
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
-def _from_cache(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root: Path,
-                cache: StatCache | None) -> DatasetInfo | None:  # fmt: skip
+def _from_cache(
+    decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], root: Path, cache: StatCache | None
+) -> DatasetInfo | None:
     if cache is None:
         return None
     entries = [cache.lookup(path, st) for path, st in stats]
@@ -764,8 +778,12 @@ def _from_cache(decl: DatasetLike, stats: list[tuple[Path, os.stat_result]], roo
     return _info(decl, root, shards, formats.pop())
 
 
-def _remember(cache: StatCache, shards: Sequence[ShardInfo],
-              stats: list[tuple[Path, os.stat_result]], fmt: str) -> None:  # fmt: skip
+def _remember(
+    cache: StatCache,
+    shards: Sequence[ShardInfo],
+    stats: list[tuple[Path, os.stat_result]],
+    fmt: str,
+) -> None:
     for shard, (path, before) in zip(shards, stats, strict=True):
         if _stat_key(path.stat()) == _stat_key(before):  # not rewritten while we read it
             cache.store(shard, before, fmt)
@@ -826,10 +844,15 @@ def iter_custom_ids(files: Sequence[Path]) -> Iterator[str]:
 def dataset_facts(infos: Mapping[str, DatasetInfo]) -> dict[str, dict[str, Any]]:
     """A JSON-ready summary per dataset (for ``validate --output json``)."""
     return {
-        name: {"sha256": i.sha256, "rows": i.rows, "size": i.size, "format": i.format,
-               "files": [s.path.name for s in i.files]}
+        name: {
+            "sha256": i.sha256,
+            "rows": i.rows,
+            "size": i.size,
+            "format": i.format,
+            "files": [s.path.name for s in i.files],
+        }
         for name, i in sorted(infos.items())
-    }  # fmt: skip
+    }
 
 
 def iter_rows(files: Sequence[Path], root: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:

@@ -34,11 +34,9 @@ def matches(name: str, job: RemoteJob) -> bool:
     return rid == name or name_matches(name_of(rid), name)
 
 
-def owned_by_name(name: str, jobs: Iterable[RemoteJob], project: str
-                  ) -> list[RemoteJob]:  # fmt: skip
+def owned_by_name(name: str, jobs: Iterable[RemoteJob], project: str) -> list[RemoteJob]:
     """The owned jobs of one NAME, oldest first (none is an answer, not an error)."""
-    return sorted((j for j in jobs if j.owner == project and matches(name, j)),
-                  key=_age)  # fmt: skip
+    return sorted((j for j in jobs if j.owner == project and matches(name, j)), key=_age)
 
 
 def current_name(name: str, moved: Sequence[Moved]) -> str:
@@ -75,11 +73,15 @@ def owned_following_moves(
     plain: list[str] = []
     for given in names:
         name = current_name(given, moved)
-        mine = {j.key: j for n in (name, *former_names(name, moved))
-                for j in owned_by_name(n, listed, project)}  # fmt: skip
+        mine = {
+            j.key: j
+            for n in (name, *former_names(name, moved))
+            for j in owned_by_name(n, listed, project)
+        }
         if mine:
-            found[name] = sorted({**{j.key: j for j in found.get(name, [])}, **mine}.values(),
-                                 key=_age)  # fmt: skip
+            found[name] = sorted(
+                {**{j.key: j for j in found.get(name, [])}, **mine}.values(), key=_age
+            )
         else:
             plain.append(given)
     if plain:
@@ -104,8 +106,10 @@ def owned_jobs(
         if mine:
             found[name] = mine
         elif any(matches(name, j) for j in listed):
-            problems.append(f"job {name!r} exists but is not ours (no [batchops:{project}] "
-                            "mark in its display name); not touching it")  # fmt: skip
+            problems.append(
+                f"job {name!r} exists but is not ours (no [batchops:{project}] "
+                "mark in its display name); not touching it"
+            )
         else:
             problems.append(_unknown(name, sorted({name_of(job_id_of(j)) for j in ours})))
     if problems:
@@ -182,9 +186,14 @@ class JobHistory:
     stage: str | None = None  # where its pipeline stage stands (issue 16); None: no pipeline
 
 
-def history(name: str, jobs: Sequence[RemoteJob], *, current_base: str | None = None,
-            declared: str | None = None, results: tuple[str, str, str | None] | None = None,
-            ) -> JobHistory:  # fmt: skip
+def history(
+    name: str,
+    jobs: Sequence[RemoteJob],
+    *,
+    current_base: str | None = None,
+    declared: str | None = None,
+    results: tuple[str, str, str | None] | None = None,
+) -> JobHistory:
     """``jobs`` are the name's owned jobs, oldest first (``owned_jobs``)."""
     path, state, last = results if results is not None else (None, None, None)
     steps = tuple(_step(j, current_base) for j in jobs)
@@ -201,10 +210,18 @@ def _step(job: RemoteJob, current_base: str | None) -> Step:
         if parts.resume:
             kind = f"continuation {parts.resume} of {job.continued_from or ''}"
     return Step(
-        job_id=rid, kind=kind, state=job.raw_state, created=job.created, updated=job.updated,
-        expires=job.expires, message=job.message,
-        total=rows.total if rows else 0, succeeded=rows.succeeded if rows else 0,
-        failed=rows.failed if rows else 0, tokens_in=job.tokens.input,
-        tokens_out=job.tokens.output, output_dataset=job.output_id or "",
+        job_id=rid,
+        kind=kind,
+        state=job.raw_state,
+        created=job.created,
+        updated=job.updated,
+        expires=job.expires,
+        message=job.message,
+        total=rows.total if rows else 0,
+        succeeded=rows.succeeded if rows else 0,
+        failed=rows.failed if rows else 0,
+        tokens_in=job.tokens.input,
+        tokens_out=job.tokens.output,
+        output_dataset=job.output_id or "",
         current=parts is not None and current_base is not None and parts.of_base(current_base),
-    )  # fmt: skip
+    )

@@ -153,8 +153,12 @@ def name_matches(part: str, name: str) -> bool:
     if part == name:
         return True
     cut = NAME_HASH_LEN + 1
-    return (len(part) > cut and part[-cut] == "-" and name.startswith(part[:-cut])
-            and part[-NAME_HASH_LEN:] == _name_digest(name))  # fmt: skip
+    return (
+        len(part) > cut
+        and part[-cut] == "-"
+        and name.startswith(part[:-cut])
+        and part[-NAME_HASH_LEN:] == _name_digest(name)
+    )
 
 
 class JobIdParts(NamedTuple):

@@ -95,10 +95,13 @@ class PriceOverride:
 
 
 def _price(entry: Mapping[str, Any]) -> Price:
-    return Price(input=float(entry["input"]), output=float(entry["output"]),
-                 cached_input=None if entry.get("cachedInput") is None
-                 else float(entry["cachedInput"]),
-                 as_of=str(entry.get("asOf", "")), source=str(entry.get("source", "")))  # fmt: skip
+    return Price(
+        input=float(entry["input"]),
+        output=float(entry["output"]),
+        cached_input=None if entry.get("cachedInput") is None else float(entry["cachedInput"]),
+        as_of=str(entry.get("asOf", "")),
+        source=str(entry.get("source", "")),
+    )
 
 
 @cache
@@ -106,10 +109,12 @@ def shipped_prices() -> PriceTable:
     """The table shipped with batchops (read once per process)."""
     text = resources.files("batchops").joinpath("data/prices.json").read_text(encoding="utf-8")
     data = json.loads(text)
-    return PriceTable({
-        provider: {model: _price(entry) for model, entry in models.items()}
-        for provider, models in data["providers"].items()
-    })  # fmt: skip
+    return PriceTable(
+        {
+            provider: {model: _price(entry) for model, entry in models.items()}
+            for provider, models in data["providers"].items()
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,13 @@ class OutputCache:
         return folders
 
     def lineage(
-        self, provider: Provider, keys: Sequence[str], target: Path, *,
+        self,
+        provider: Provider,
+        keys: Sequence[str],
+        target: Path,
+        *,
         progress: ProgressFn | None = None,
-    ) -> list[Path]:  # fmt: skip
+    ) -> list[Path]:
         """``provider.download_outputs(keys, target)``, less the jobs already kept: the same
         folders in lineage order, the same rule (an earlier job without output is skipped, the
         last one's missing raises ``NotFoundError``)."""
@@ -82,8 +86,7 @@ class OutputCache:
                 folders += kept[key]
                 continue
             try:
-                folders += provider.download_outputs([key], target / str(number),
-                                                     progress=progress)  # fmt: skip
+                folders += provider.download_outputs([key], target / str(number), progress=progress)
             except NotFoundError:
                 if number == len(keys) - 1:
                     raise

@@ -69,9 +69,15 @@ from batchops.tokencache import dataset_tokens
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
-    {Kind.CREATE_DATASET, Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB,
-     Kind.WAIT}
-)  # fmt: skip
+    {
+        Kind.CREATE_DATASET,
+        Kind.CREATE_JOB,
+        Kind.REPLACE_JOB,
+        Kind.RETRY_JOB,
+        Kind.RESUME_JOB,
+        Kind.WAIT,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -121,8 +127,14 @@ class Context:
     failed_rows: Mapping[str, FailedRows] = field(default_factory=dict)  # classified, per job
 
     def views(self) -> list[JobView]:
-        return job_views(self.desired, self.infos, self.observed, self.local,
-                         project=self.project, rows=self.rows)  # fmt: skip
+        return job_views(
+            self.desired,
+            self.infos,
+            self.observed,
+            self.local,
+            project=self.project,
+            rows=self.rows,
+        )
 
 
 @dataclass
@@ -154,9 +166,12 @@ def load_inputs(
 
 
 def prepare_inputs(
-    desired: Desired, *, root: Path, problems: Sequence[Diagnostic] = (),
+    desired: Desired,
+    *,
+    root: Path,
+    problems: Sequence[Diagnostic] = (),
     project_file: ProjectConfig | None = None,
-) -> Inputs:  # fmt: skip
+) -> Inputs:
     """Render the datasets built from tables, then validate every dataset: every problem of both
     (and ``problems`` already found) at once, in one InvalidInputError."""
     found: list[Diagnostic] = list(problems)
@@ -193,15 +208,21 @@ def observe_all(
         jobs = pool.submit(provider.list_jobs, project=project)
         local = local_results(desired, root)
         named = _named_datasets(provider, desired, datasets.result())
-        observed = Observed(datasets=(*datasets.result(), *named), jobs=tuple(jobs.result()),
-                            id_limits=id_limits(provider))  # fmt: skip
+        observed = Observed(
+            datasets=(*datasets.result(), *named),
+            jobs=tuple(jobs.result()),
+            id_limits=id_limits(provider),
+        )
         return observed, local
 
 
 def id_limits(provider: Provider) -> tuple[tuple[str, int], ...]:
     """Each provider's longest ID by name (a ``ProviderSet`` holds several)."""
-    limits = provider.id_limits() if isinstance(provider, ProviderSet) else {
-        provider.name: provider.max_id_length}  # fmt: skip
+    limits = (
+        provider.id_limits()
+        if isinstance(provider, ProviderSet)
+        else {provider.name: provider.max_id_length}
+    )
     return tuple(sorted(limits.items()))
 
 
@@ -210,8 +231,7 @@ def _named_datasets(
 ) -> list[RemoteInput]:
     """The datasets jobs name by ID that the filtered list did not return (absent ones too)."""
     have = {ds.key for ds in listed}
-    wanted = sorted({_bare(j.input_dataset_id) for j in desired.jobs
-                     if j.input_dataset_id} - have)  # fmt: skip
+    wanted = sorted({_bare(j.input_dataset_id) for j in desired.jobs if j.input_dataset_id} - have)
     found = []
     for ds_id in wanted:
         with contextlib.suppress(NotFoundError):
@@ -246,14 +266,27 @@ def load_and_plan(
     desired, plan_options = selection.desired, options.scoped(selection)
     check_prune(desired, plan_options)  # before any API call
     with gc_paused():
-        ctx = load_context(provider, root=root, project=project, inputs=(desired, infos),
-                           outputs=outputs)  # fmt: skip
-        plan = make_plan(desired, infos, ctx.observed, ctx.local, plan_options, project=project,
-                         rows=ctx.rows, failed_rows=ctx.failed_rows)  # fmt: skip
+        ctx = load_context(
+            provider, root=root, project=project, inputs=(desired, infos), outputs=outputs
+        )
+        plan = make_plan(
+            desired,
+            infos,
+            ctx.observed,
+            ctx.local,
+            plan_options,
+            project=project,
+            rows=ctx.rows,
+            failed_rows=ctx.failed_rows,
+        )
         cost = plan_cost(plan, desired, infos, ctx.local, options, root)
         plan = with_layouts(plan, root=root, project_file=project_file)
-    return replace(plan, outside_jobs=selection.outside_jobs,
-                   outside_datasets=selection.outside_datasets, cost=cost)  # fmt: skip
+    return replace(
+        plan,
+        outside_jobs=selection.outside_jobs,
+        outside_datasets=selection.outside_datasets,
+        cost=cost,
+    )
 
 
 def with_layouts(plan: Plan, *, root: Path, project_file: ProjectConfig | None) -> Plan:
@@ -264,38 +297,60 @@ def with_layouts(plan: Plan, *, root: Path, project_file: ProjectConfig | None) 
         spec = action.job
         layout = None
         if spec is not None and action.kind in SENDS_ROWS and action.kind is not Kind.RESUME_JOB:
-            layout = job_layout(spec.provider, spec.model, spec.inference_parameters,
-                                spec.input_files, root=root, project=project_file)  # fmt: skip
+            layout = job_layout(
+                spec.provider,
+                spec.model,
+                spec.inference_parameters,
+                spec.input_files,
+                root=root,
+                project=project_file,
+            )
         if layout is None or not layout.shown:
             actions.append(action)
             continue
         details = {**action.details, "layout": layout.to_json()}
-        actions.append(replace(action, reason=f"{action.reason}; {layout.describe()}",
-                               details=details))  # fmt: skip
+        actions.append(
+            replace(action, reason=f"{action.reason}; {layout.describe()}", details=details)
+        )
     return replace(plan, actions=tuple(actions))
 
 
 def plan_cost(
-    plan: Plan, desired: Desired, infos: Mapping[str, DatasetFacts],
-    local: Mapping[str, LocalResult], options: PassOptions, root: Path,
-) -> CostReport:  # fmt: skip
+    plan: Plan,
+    desired: Desired,
+    infos: Mapping[str, DatasetFacts],
+    local: Mapping[str, LocalResult],
+    options: PassOptions,
+    root: Path,
+) -> CostReport:
     """Tokens and dollars of the actions that send rows. Only their datasets are tokenized
     (once per content: the token cache), so a plan with nothing to send reads nothing."""
     jobs = {j.name: j for j in desired.jobs}
-    sending = [jobs[a.resource.name] for a in plan.actions
-               if a.kind in SENDS_ROWS and a.resource.name in jobs]  # fmt: skip
-    tokens = (dataset_tokens(sending, infos, root=root, tokenizers=options.tokenizers)
-              if sending else {})  # fmt: skip
-    history = {name: r.record.usage for name, r in local.items()
-               if r.record is not None and r.record.usage is not None}  # fmt: skip
+    sending = [
+        jobs[a.resource.name]
+        for a in plan.actions
+        if a.kind in SENDS_ROWS and a.resource.name in jobs
+    ]
+    tokens = (
+        dataset_tokens(sending, infos, root=root, tokenizers=options.tokenizers) if sending else {}
+    )
+    history = {
+        name: r.record.usage
+        for name, r in local.items()
+        if r.record is not None and r.record.usage is not None
+    }
     rows = {name: info.rows for name, info in infos.items()}
     return estimate(plan, CostInputs(jobs, rows, tokens, history, options.prices, options.budget))
 
 
 def load_context(
-    provider: Provider, *, root: Path, project: str, inputs: Inputs,
+    provider: Provider,
+    *,
+    root: Path,
+    project: str,
+    inputs: Inputs,
     outputs: OutputCache | None = None,
-) -> Context:  # fmt: skip
+) -> Context:
     """The observed world beside the validated inputs, with no plan (what `status` reads)."""
     desired, infos = inputs
     observed, local = observe_all(provider, desired, root, project=project)
@@ -331,18 +386,31 @@ def run_pass(
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
     with OutputCache(root) as outputs:  # a job's output is downloaded once per pass
-        plan = load_and_plan(paths, root=root, provider=provider, project=project,
-                             options=options, inputs=inputs, project_file=project_file,
-                             outputs=outputs)  # fmt: skip
+        plan = load_and_plan(
+            paths,
+            root=root,
+            provider=provider,
+            project=project,
+            options=options,
+            inputs=inputs,
+            project_file=project_file,
+            outputs=outputs,
+        )
         if saved is not None:
             check_saved(plan, saved)
         if on_plan is not None:
             on_plan(plan)
         if plan.cost is not None and plan.cost.refusals:
             raise BudgetError(plan.cost.refusals)  # shown with the plan, before anything is sent
-        applied = apply_plan(plan, provider=provider, root=root, reporter=reporter,
-                             max_workers=options.max_workers, stop=stop,
-                             outputs=outputs)  # fmt: skip
+        applied = apply_plan(
+            plan,
+            provider=provider,
+            root=root,
+            reporter=reporter,
+            max_workers=options.max_workers,
+            stop=stop,
+            outputs=outputs,
+        )
     return summarize(plan, applied)
 
 
@@ -363,19 +431,30 @@ def _rows_to_retry(plan: Plan, applied: ApplyResult) -> bool:
 
 def summarize(plan: Plan, applied: ApplyResult) -> PassResult:
     errors = list(applied.errors)
-    errors += [OwnershipError(f"{a.resource.remote_id}: {a.reason}") for a in plan.actions
-               if a.kind is Kind.CONFLICT]  # fmt: skip
+    errors += [
+        OwnershipError(f"{a.resource.remote_id}: {a.reason}")
+        for a in plan.actions
+        if a.kind is Kind.CONFLICT
+    ]
     rows = row_failures(plan, applied.records)
-    failed = sorted({a.resource.name for a in plan.actions if a.kind in (Kind.FAILED, Kind.EXPIRED)}
-                    | {r.job for r in rows if r.over_limit})  # fmt: skip
+    failed = sorted(
+        {a.resource.name for a in plan.actions if a.kind in (Kind.FAILED, Kind.EXPIRED)}
+        | {r.job for r in rows if r.over_limit}
+    )
     pending = any(a.kind in _PENDING for a in plan.actions) or _rows_to_retry(plan, applied)
-    pending = pending or any(a.kind is Kind.WAITS and not a.details.get("blocked")
-                             for a in plan.actions)  # a stage waits on its upstream  # fmt: skip
+    pending = pending or any(
+        a.kind is Kind.WAITS and not a.details.get("blocked") for a in plan.actions
+    )  # a stage waits on its upstream
     return PassResult(
-        plan=plan, errors=errors, converged=not pending and not errors, failed_jobs=failed,
-        job_states=dict(Counter(state for _, state in plan.job_states)), applied=applied,
-        row_failures=rows, unblocked=_unblocked(plan, applied),
-    )  # fmt: skip
+        plan=plan,
+        errors=errors,
+        converged=not pending and not errors,
+        failed_jobs=failed,
+        job_states=dict(Counter(state for _, state in plan.job_states)),
+        applied=applied,
+        row_failures=rows,
+        unblocked=_unblocked(plan, applied),
+    )
 
 
 def _unblocked(plan: Plan, applied: ApplyResult) -> bool:
@@ -383,8 +462,11 @@ def _unblocked(plan: Plan, applied: ApplyResult) -> bool:
     merged = set(applied.records)
     if not merged:
         return False
-    waiting = [plan.decl(a.resource.name) for a in plan.actions
-               if a.kind is Kind.WAITS and not a.details.get("blocked")]  # fmt: skip
+    waiting = [
+        plan.decl(a.resource.name)
+        for a in plan.actions
+        if a.kind is Kind.WAITS and not a.details.get("blocked")
+    ]
     return any(d is not None and merged & set(d.depends_on) for d in waiting)
 
 
@@ -398,6 +480,13 @@ def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFail
             continue
         c = record.counts
         total = c.expected or c.succeeded + c.failed
-        found.append(RowFailures(decl.name, c.failed, total, decl.allowed_failures(total),
-                                 first_errors(record.errors.path)))  # fmt: skip
+        found.append(
+            RowFailures(
+                decl.name,
+                c.failed,
+                total,
+                decl.allowed_failures(total),
+                first_errors(record.errors.path),
+            )
+        )
     return found

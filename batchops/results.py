@@ -126,11 +126,15 @@ def check_target(
         folder = folder.parent
     if not folder.is_dir():
         why = "a broken symlink" if folder.is_symlink() else "a file, not a folder"
-        raise ResultsError(f"{who}cannot write results to '{_shown(output, root)}': "
-                           f"'{_shown(folder, root)}' is {why}")  # fmt: skip
+        raise ResultsError(
+            f"{who}cannot write results to '{_shown(output, root)}': "
+            f"'{_shown(folder, root)}' is {why}"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ResultsError(f"{who}cannot write results to '{_shown(output, root)}': "
-                           f"the folder '{_shown(folder, root)}' is not writable")  # fmt: skip
+        raise ResultsError(
+            f"{who}cannot write results to '{_shown(output, root)}': "
+            f"the folder '{_shown(folder, root)}' is not writable"
+        )
 
 
 def os_problem(job_name: str, exc: OSError, output: Path, root: Path) -> str:
@@ -138,8 +142,10 @@ def os_problem(job_name: str, exc: OSError, output: Path, root: Path) -> str:
     where = _shown(Path(exc.filename), root) if exc.filename else _shown(output, root)
     why = exc.strerror or type(exc).__name__
     hint = "; free some space and apply again" if exc.errno == errno.ENOSPC else ""
-    return (f"{job_name}: results not written ({why}: '{where}'); the results on disk are "
-            f"unchanged and no temp files were left{hint}")  # fmt: skip
+    return (
+        f"{job_name}: results not written ({why}: '{where}'); the results on disk are "
+        f"unchanged and no temp files were left{hint}"
+    )
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -168,8 +174,9 @@ class _Staged:
 
 def _stage(scratch: Scratch, target: Path, chunks: Iterable[bytes]) -> _Staged:
     """Write ``chunks`` to a fsynced temp file in the scratch folder; count lines, hash bytes."""
-    fd, name = tempfile.mkstemp(prefix=f"{short_name(target.name)}.", suffix=".tmp",
-                                dir=scratch.path)  # fmt: skip
+    fd, name = tempfile.mkstemp(
+        prefix=f"{short_name(target.name)}.", suffix=".tmp", dir=scratch.path
+    )
     os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are ordinary files people share
     digest, lines = hashlib.sha256(), 0
     with os.fdopen(fd, "wb") as fh:
@@ -351,15 +358,21 @@ def merge_lineage(
         with Scratch(root) as run:
             return _merge(*args, run)
     except sqlite3.Error as exc:  # the merge index: disk full, I/O error
-        raise ResultsError(f"{job_name}: results not written ({exc}); the results on disk "
-                           "are unchanged") from exc  # fmt: skip
+        raise ResultsError(
+            f"{job_name}: results not written ({exc}); the results on disk are unchanged"
+        ) from exc
 
 
 def _merge(
-    dataset_dirs: Sequence[Path], job_name: str, job_ids: Sequence[str], output: Path,
-    expected_ids: Iterable[str] | None, partial: bool,
-    check: Callable[[bytes], str | None] | None, scratch: Scratch,
-) -> ResultRecord:  # fmt: skip
+    dataset_dirs: Sequence[Path],
+    job_name: str,
+    job_ids: Sequence[str],
+    output: Path,
+    expected_ids: Iterable[str] | None,
+    partial: bool,
+    check: Callable[[bytes], str | None] | None,
+    scratch: Scratch,
+) -> ResultRecord:
     files = [d / name for d in dataset_dirs for name in (OUTPUT_FILE, ERRORS_FILE)]
     db = sqlite3.connect(scratch.path / f"{job_name}.merge.db")
     try:
@@ -383,13 +396,14 @@ def _merge(
     if (out.lines, err.lines) != (counts.succeeded, counts.failed):
         raise ResultsError(f"{job_name}: the merged files do not hold the rows merged; not written")
     stamps = _commit(out, output, scratch), _commit(err, errors_path(output), scratch)
-    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial,
-                          usage=usage)
+    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial, usage=usage)
     try:
         save_record(scratch.root, record)
     except sqlite3.Error as exc:  # the files are whole; unrecorded, they are fetched again
-        raise ResultsError(f"{job_name}: results written but not recorded ({exc}); the next "
-                           "apply fetches them again") from exc  # fmt: skip
+        raise ResultsError(
+            f"{job_name}: results written but not recorded ({exc}); the next "
+            "apply fetches them again"
+        ) from exc
     return record
 
 
@@ -445,8 +459,11 @@ def _usage(row: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
     writes (docs/reconciler.md), else an OpenAI-shaped ``response.usage``."""
     neutral = row.get("usage")
     if isinstance(neutral, dict) and "input_tokens" in neutral:
-        return (_int(neutral.get("input_tokens")), _int(neutral.get("output_tokens")),
-                _int(neutral.get("cached_tokens")))  # fmt: skip
+        return (
+            _int(neutral.get("input_tokens")),
+            _int(neutral.get("output_tokens")),
+            _int(neutral.get("cached_tokens")),
+        )
     response = row.get("response")
     usage = response.get("usage") if isinstance(response, dict) else None
     if not isinstance(usage, dict):
@@ -482,9 +499,10 @@ def _reject(
 
 
 def _rejected_lines(
-    rows: Iterable[tuple[str, int, int, int]], files: Sequence[Path],
+    rows: Iterable[tuple[str, int, int, int]],
+    files: Sequence[Path],
     check: Callable[[bytes], str | None],
-) -> Iterator[tuple[str, bytes]]:  # fmt: skip
+) -> Iterator[tuple[str, bytes]]:
     handles: dict[int, int] = {}
     try:
         for cid, number, start, size in rows:
@@ -504,14 +522,26 @@ def _rejected_lines(
 def _mark_unreached(db: sqlite3.Connection, job: str) -> None:
     """The input rows an expired lineage never reached become error lines (file -2: the line is
     in the ``unreached`` table) in the results schema, with the code ``EXPIRED``."""
-    cids = [cid for (cid,) in db.execute(
-        "SELECT cid FROM want WHERE cid NOT IN (SELECT cid FROM line) ORDER BY pos")]  # fmt: skip
-    row = {"text": None, "finish_reason": None, "usage": _NO_TOKENS, "error": UNREACHED,
-           "error_code": UNREACHED_CODE, "job": job, "response": None}  # fmt: skip
+    cids = [
+        cid
+        for (cid,) in db.execute(
+            "SELECT cid FROM want WHERE cid NOT IN (SELECT cid FROM line) ORDER BY pos"
+        )
+    ]
+    row = {
+        "text": None,
+        "finish_reason": None,
+        "usage": _NO_TOKENS,
+        "error": UNREACHED,
+        "error_code": UNREACHED_CODE,
+        "job": job,
+        "response": None,
+    }
     lines = ((cid, orjson.dumps({"custom_id": cid, **row})) for cid in cids)
     db.executemany("INSERT INTO unreached VALUES (?, ?)", lines)
-    db.execute("INSERT INTO line (cid, ok, file, start, size) "
-               "SELECT cid, 0, -2, 0, 0 FROM unreached")  # fmt: skip
+    db.execute(
+        "INSERT INTO line (cid, ok, file, start, size) SELECT cid, 0, -2, 0, 0 FROM unreached"
+    )
 
 
 def _copy_lines(db: sqlite3.Connection, files: Sequence[Path], *, ok: bool) -> Iterator[bytes]:
@@ -542,14 +572,24 @@ def _counts(db: sqlite3.Connection, *, known_input: bool, unreadable: int) -> Me
     nonconforming = one("SELECT count(*) FROM rejected")
     unreached = one("SELECT count(*) FROM unreached")
     if not known_input:
-        return MergeCounts(succeeded + failed, succeeded, failed, missing=0, unexpected=0,
-                           unreadable=unreadable, nonconforming=nonconforming)  # fmt: skip
+        return MergeCounts(
+            succeeded + failed,
+            succeeded,
+            failed,
+            missing=0,
+            unexpected=0,
+            unreadable=unreadable,
+            nonconforming=nonconforming,
+        )
     return MergeCounts(
-        expected=one("SELECT count(*) FROM want"), succeeded=succeeded, failed=failed,
+        expected=one("SELECT count(*) FROM want"),
+        succeeded=succeeded,
+        failed=failed,
         missing=one("SELECT count(*) FROM want WHERE cid NOT IN (SELECT cid FROM line)"),
         unexpected=one("SELECT count(*) FROM line WHERE cid NOT IN (SELECT cid FROM want)"),
-        nonconforming=nonconforming, unreached=unreached,
-    )  # fmt: skip
+        nonconforming=nonconforming,
+        unreached=unreached,
+    )
 
 
 # -- records: one SQLite file for every job's, so a pass reads them all in one query ---------------

@@ -102,10 +102,12 @@ class ReuseIndex:
         answer already known keeps its first job (the one that was paid for it). Returns the
         count of new answers."""
         with self._db:
-            cursor = self._db.executemany("INSERT OR IGNORE INTO answer VALUES (?, ?, ?, ?)",
-                                          answers)  # fmt: skip
-            self._db.executemany("INSERT OR IGNORE INTO indexed VALUES (?)",
-                                 ((job,) for job in jobs))  # fmt: skip
+            cursor = self._db.executemany(
+                "INSERT OR IGNORE INTO answer VALUES (?, ?, ?, ?)", answers
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO indexed VALUES (?)", ((job,) for job in jobs)
+            )
             return cursor.rowcount
 
     def indexed_jobs(self) -> set[str]:

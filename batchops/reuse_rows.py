@@ -56,15 +56,19 @@ def row_splits(
     requests = _Requests(private_dir(ensure_state_dir(root) / ROWS_DIR, root=root))
     with ReuseIndex.open(root) as index:
         return {
-            decl.name: _split(decl, desired, infos, index, requests, root, project)
-            for decl in jobs
+            decl.name: _split(decl, desired, infos, index, requests, root, project) for decl in jobs
         }
 
 
 def _split(
-    decl: JobDecl, desired: Desired, infos: Mapping[str, DatasetFacts], index: ReuseIndex,
-    requests: _Requests, root: Path, project: str,
-) -> RowSplit:  # fmt: skip
+    decl: JobDecl,
+    desired: Desired,
+    infos: Mapping[str, DatasetFacts],
+    index: ReuseIndex,
+    requests: _Requests,
+    root: Path,
+    project: str,
+) -> RowSplit:
     ds = desired.dataset(decl.input_dataset or "")
     assert ds is not None  # reusing() checked it
     rows = requests.of(job_prefix(decl), ds.files, infos[ds.name].sha256)
@@ -123,9 +127,13 @@ class _Requests:
 
 
 def _stable(
-    decl: JobDecl, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]],
-    known: Mapping[bytes, Answer], full_id: str, project: str,
-) -> tuple[RowSplit, frozenset[str]]:  # fmt: skip
+    decl: JobDecl,
+    ds: DatasetDecl,
+    rows: Sequence[tuple[str, bytes]],
+    known: Mapping[bytes, Answer],
+    full_id: str,
+    project: str,
+) -> tuple[RowSplit, frozenset[str]]:
     """The split whose job is not one of the jobs it reuses from: once this declaration's job
     has answered its rows, they are still its own rows to send (the job is the same), not rows
     reused from itself. Returns the jobs left out, too."""
@@ -143,24 +151,28 @@ def _stable(
 
 
 def _canary_sample(
-    decl: JobDecl, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]],
-    known: Mapping[bytes, Answer], own: frozenset[str], index: ReuseIndex, root: Path,
-) -> CanarySample | None:  # fmt: skip
+    decl: JobDecl,
+    ds: DatasetDecl,
+    rows: Sequence[tuple[str, bytes]],
+    known: Mapping[bytes, Answer],
+    own: frozenset[str],
+    index: ReuseIndex,
+    root: Path,
+) -> CanarySample | None:
     """The canary's rows: of the rows the full job would send had no canary run (its own
     answers and its canary's left out), those with the lowest request hashes."""
     assert decl.canary is not None
     name = canary_name(decl.name)
-    canaries = {a.job for a in known.values()
-                if (p := parse_job_id(a.job)) and name_matches(p.name, name)}  # fmt: skip
+    canaries = {
+        a.job for a in known.values() if (p := parse_job_id(a.job)) and name_matches(p.name, name)
+    }
     basis = split_rows(rows, known, exclude_jobs=own | canaries)
     if not basis.send:
         return None
     send = frozenset(basis.send)
     digests = {cid: digest for cid, digest in rows if cid in send}
     chosen = sorted(send, key=digests.__getitem__)[: decl.canary.rows]
-    derived = _with_derived(
-        RowSplit(len(rows), tuple(chosen), ()), ds, rows, root
-    ).derived  # fmt: skip
+    derived = _with_derived(RowSplit(len(rows), tuple(chosen), ()), ds, rows, root).derived
     assert derived is not None
     shown = [digests[cid] for cid in chosen[:3]]
     lines = (orjson.loads(line) for _, _, line in index.lines(shown))
@@ -169,9 +181,13 @@ def _canary_sample(
 
 
 def _base_of(
-    split: RowSplit, decl: JobDecl, ds: DatasetDecl, rows: Sequence[tuple[str, bytes]],
-    full_id: str, project: str,
-) -> str:  # fmt: skip
+    split: RowSplit,
+    decl: JobDecl,
+    ds: DatasetDecl,
+    rows: Sequence[tuple[str, bytes]],
+    full_id: str,
+    project: str,
+) -> str:
     """The base job ID the split's job would have ("" when nothing is sent)."""
     if not split.send:
         return ""
@@ -235,9 +251,15 @@ _ANSWERING = frozenset({JobState.FINISHED, JobState.EXPIRED})  # states that kep
 
 
 def rebuild(
-    provider: Provider, observed: Observed, desired: Desired, infos: Mapping[str, DatasetFacts],
-    *, root: Path, project: str, outputs: OutputCache | None = None,
-) -> int:  # fmt: skip
+    provider: Provider,
+    observed: Observed,
+    desired: Desired,
+    infos: Mapping[str, DatasetFacts],
+    *,
+    root: Path,
+    project: str,
+    outputs: OutputCache | None = None,
+) -> int:
     """Record the answers of our finished (or expired) jobs the index does not know yet, from
     their inputs and outputs: downloads, no inference. Only jobs that could answer a declared
     job's rows (same provider and model) are read. An input whose bytes are on disk (a declared
@@ -248,8 +270,14 @@ def rebuild(
         return 0
     with ReuseIndex.open(root) as index:
         known = index.indexed_jobs()
-        todo = [job for job in observed.jobs if job.owner == project and job.key not in known
-                and job.state in _ANSWERING and (job.provider, job.model) in wanted]  # fmt: skip
+        todo = [
+            job
+            for job in observed.jobs
+            if job.owner == project
+            and job.key not in known
+            and job.state in _ANSWERING
+            and (job.provider, job.model) in wanted
+        ]
         local = _LocalInputs(desired, infos, root, project)
         for job in sorted(todo, key=lambda j: j.key):
             index.record([job.key], _answers_of(provider, job, root, local, outputs))
@@ -264,8 +292,11 @@ class _LocalInputs:
     def __init__(
         self, desired: Desired, infos: Mapping[str, DatasetFacts], root: Path, project: str
     ) -> None:
-        self._declared = {dataset_id(project, d.name, infos[d.name].sha256): d.files
-                          for d in desired.datasets if d.name in infos}  # fmt: skip
+        self._declared = {
+            dataset_id(project, d.name, infos[d.name].sha256): d.files
+            for d in desired.datasets
+            if d.name in infos
+        }
         self._names = [d.name for d in desired.datasets]
         self._folder = root / STATE_DIR / DERIVED_DIR
         self._project = project
@@ -291,9 +322,12 @@ def _sha256(path: Path) -> str:
 
 
 def _answers_of(
-    provider: Provider, job: RemoteJob, root: Path, local: _LocalInputs,
+    provider: Provider,
+    job: RemoteJob,
+    root: Path,
+    local: _LocalInputs,
     outputs: OutputCache | None,
-) -> list[tuple[bytes, str, str, bytes]]:  # fmt: skip
+) -> list[tuple[bytes, str, str, bytes]]:
     """(hash, job, custom_id, line) of each answered row of one job, read from the provider."""
     # What the provider echoes for parameters never set is left out, as a declaration leaves it
     # out; a default echoed otherwise makes a different hash: a missed reuse, never a stale one.

@@ -94,8 +94,9 @@ def _error_text(code: object, message: object) -> str | None:
 def _retry_input(
     dataset: str, files: tuple[Path, ...], wanted: frozenset[str], root: Path
 ) -> DerivedInput:
-    positions = frozenset(pos for pos, cid in enumerate(iter_custom_ids(list(files)))
-                          if cid in wanted)  # fmt: skip
+    positions = frozenset(
+        pos for pos, cid in enumerate(iter_custom_ids(list(files))) if cid in wanted
+    )
     sha, rows, size = derived_digest(files, positions)
     folder = private_dir(ensure_state_dir(root) / DERIVED_DIR, root=root)
     path = folder / f"{sha}.jsonl"

@@ -120,8 +120,13 @@ def _char_forms(char: str) -> str:
     """A regex for one character of the secret in every encoding a server might echo it in."""
     octets = char.encode()
     hexes = "".join(f"%(?:25)?{b:02x}" for b in octets)
-    forms = [re.escape(char), hexes, rf"\\u{ord(char):04x}", rf"&#0*{ord(char)};",
-             rf"&#x0*{ord(char):x};"]  # fmt: skip
+    forms = [
+        re.escape(char),
+        hexes,
+        rf"\\u{ord(char):04x}",
+        rf"&#0*{ord(char)};",
+        rf"&#x0*{ord(char):x};",
+    ]
     if char == " ":
         forms.append(r"\+")
     return "(?:" + "|".join(forms) + ")"

@@ -36,8 +36,9 @@ class Tally:
     tokens: int = 0
 
     def __add__(self, other: Tally) -> Tally:
-        return Tally(self.rows + other.rows, self.messages + other.messages,
-                     self.tokens + other.tokens)  # fmt: skip
+        return Tally(
+            self.rows + other.rows, self.messages + other.messages, self.tokens + other.tokens
+        )
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,9 @@ class TokenCache:
 # -- entry point -------------------------------------------------------------------------------
 
 
-def count_dataset(info: object, counter: Counter, template: Template,
-                  cache: TokenCache | None) -> DatasetTokens | None:  # fmt: skip
+def count_dataset(
+    info: object, counter: Counter, template: Template, cache: TokenCache | None
+) -> DatasetTokens | None:
     """A validated dataset's tokens for one counter; None when its files are not known here."""
     # getattr, not isinstance(info, WithShards): a runtime Protocol check walks the protocol's
     # members on every call, most of this function's time in a 1,000-job plan

@@ -139,8 +139,10 @@ def _bpe_counter(name: str, *, exact: bool) -> Counter | None:
             return ESTIMATOR.count_batch(texts)
         if all(len(t) <= LONG_TEXT for t in texts):
             return [len(ids) for ids in encoding.encode_ordinary_batch(texts)]
-        return [sum(count_batch(_pieces(t))) if len(t) > LONG_TEXT else count_batch([t])[0]
-                for t in texts]  # fmt: skip
+        return [
+            sum(count_batch(_pieces(t))) if len(t) > LONG_TEXT else count_batch([t])[0]
+            for t in texts
+        ]
 
     return Counter(name if exact else f"{name}~", exact, count_batch)
 

@@ -174,8 +174,10 @@ def socket_download(url: str, dest: Path) -> str:
     dest.mkdir(parents=True, exist_ok=True)
     for key, signed in urls.items():
         target = httpx.URL(signed)
-        request = (f"GET {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.netloc.decode()}\r\n"
-                   "Connection: close\r\n\r\n")  # fmt: skip
+        request = (
+            f"GET {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.netloc.decode()}\r\n"
+            "Connection: close\r\n\r\n"
+        )
         with (
             socket.create_connection((target.host, target.port or 80)) as sock,
             (dest / Path(key).name).open("wb") as out,

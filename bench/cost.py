@@ -97,14 +97,18 @@ def tokenize(tmp: Path, mb: int) -> None:
             f.write(block)
     size = path.stat().st_size / 2**20
     counter = counter_for(MODEL)
-    for label, kw, who in (("batched, one call per 8 MiB block", {}, counter),
-                           ("row by row", {"batched": False}, counter),
-                           ("estimator", {}, ESTIMATOR)):  # fmt: skip
+    for label, kw, who in (
+        ("batched, one call per 8 MiB block", {}, counter),
+        ("row by row", {"batched": False}, counter),
+        ("estimator", {}, ESTIMATOR),
+    ):
         start = time.perf_counter()
         tally = count_file(path, who, **kw)  # type: ignore[arg-type]
         took = time.perf_counter() - start
-        print(f"tokenize {size:.0f} MB ({tally.rows:,} rows, {tally.tokens:,} tokens) "
-              f"{label} [{who.name}]: {took:.1f} s, {size / took:.1f} MB/s")  # fmt: skip
+        print(
+            f"tokenize {size:.0f} MB ({tally.rows:,} rows, {tally.tokens:,} tokens) "
+            f"{label} [{who.name}]: {took:.1f} s, {size / took:.1f} MB/s"
+        )
 
 
 # -- plan overhead -------------------------------------------------------------------------------
@@ -133,9 +137,13 @@ def plan_overhead(tmp: Path, repeat: int, cli_repeat: int) -> None:
                 with FireworksClient(base_url=url, account_id="local", api_key=None) as client:
                     start, cpu = time.perf_counter(), time.process_time()
                     plan = load_and_plan(
-                        [root / "jobs"], root=root, provider=FireworksProvider(client),
-                        project=project, options=PassOptions(), inputs=inputs,
-                    )  # fmt: skip
+                        [root / "jobs"],
+                        root=root,
+                        provider=FireworksProvider(client),
+                        project=project,
+                        options=PassOptions(),
+                        inputs=inputs,
+                    )
                     took[label] = time.perf_counter() - start
                     took[f"{label} cpu"] = time.process_time() - cpu
             if round_:
@@ -154,10 +162,13 @@ def plan_overhead(tmp: Path, repeat: int, cli_repeat: int) -> None:
             f"of the CPU time of this process {(statistics.median(cpu_ratios) - 1) * 100:+.1f}%; "
             f"{load()}"
         )
-        cost_only = min(timeit.repeat(lambda: real(plan, *cost_args(root, inputs)), number=1,
-                                      repeat=repeat))  # fmt: skip
-        print(f"the cost step alone (batchops.reconcile.plan_cost): {cost_only * 1000:.2f} ms "
-              f"(best of {repeat}); {load()}")  # fmt: skip
+        cost_only = min(
+            timeit.repeat(lambda: real(plan, *cost_args(root, inputs)), number=1, repeat=repeat)
+        )
+        print(
+            f"the cost step alone (batchops.reconcile.plan_cost): {cost_only * 1000:.2f} ms "
+            f"(best of {repeat}); {load()}"
+        )
         plan_cli_overhead(root, url, cli_repeat)
     finally:
         reconcile.plan_cost = real
@@ -188,8 +199,14 @@ def plan_cli_overhead(root: Path, url: str, repeat: int) -> None:
         """Wall time, and the CPU time (user + system) of the child process."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _CLI, label], cwd=root, env=env, text=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", _CLI, label],
+            cwd=root,
+            env=env,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode not in (0, 2):
@@ -199,8 +216,10 @@ def plan_cli_overhead(root: Path, url: str, repeat: int) -> None:
 
     times: dict[str, list[tuple[float, float]]] = {"with": [], "without": []}
     for round_ in range(repeat + 1):
-        took = {label: once(label) for label in (("with", "without") if round_ % 2
-                                                 else ("without", "with"))}  # fmt: skip
+        took = {
+            label: once(label)
+            for label in (("with", "without") if round_ % 2 else ("without", "with"))
+        }
         if round_:  # round 0 warms the caches and is not counted
             for label, figures in took.items():
                 times[label].append(figures)
@@ -231,8 +250,15 @@ def _no_cost(*_: object, **__: object) -> None:
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIREWORKS_")}
     env.pop("CI", None)
-    return subprocess.run([sys.executable, "-m", "batchops", *args, "--local"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=1800, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "batchops", *args, "--local"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
 
 
 def plan_cost(root: Path) -> dict[str, Any]:

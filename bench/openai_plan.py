@@ -49,8 +49,10 @@ def write_project(root: Path, url: str, jobs: int) -> None:
         "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: bench}\n"
         f'spec:\n  providers:\n    oai: {{kind: openai, baseUrl: "{url}/v1"}}\n'
     )
-    docs = ["apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: one}\n"
-            "spec: {path: data/one.jsonl}\n"]  # fmt: skip
+    docs = [
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: one}\n"
+        "spec: {path: data/one.jsonl}\n"
+    ]
     docs += [
         f"apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {{name: job-{i:05d}}}\n"
         "spec: {provider: oai, model: m, inputDataset: one, inferenceParameters: {maxTokens: 8}}\n"
@@ -65,8 +67,14 @@ def cli(root: Path, url: str, *args: str) -> float:
     env.pop("FIREWORKS_API_KEY", None)
     env.pop("OPENAI_API_KEY", None)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "batchops", *args], cwd=root, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "batchops", *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"batchops {args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -90,28 +98,36 @@ def _measure(root: Path, url: str, label: str, rounds: int) -> None:
     with ThreadPoolExecutor(10) as pool:
         for _ in range(rounds):
             loads.append(os.getloadavg()[0])
-            rows.append((
-                cli(root, url, "plan"),
-                _timed(provider.list_jobs),
-                _timed(lambda: [client.get_batch(i) for i in ids]),
-                _timed(lambda: list(pool.map(client.get_batch, ids))),
-            ))  # fmt: skip
+            rows.append(
+                (
+                    cli(root, url, "plan"),
+                    _timed(provider.list_jobs),
+                    _timed(lambda: [client.get_batch(i) for i in ids]),
+                    _timed(lambda: list(pool.map(client.get_batch, ids))),
+                )
+            )
     provider.close()
     med = statistics.median
     plan, ours, serial, threaded = (med(r[k] for r in rows) for k in range(4))
     ratios = [r[2] / r[1] for r in rows]
     goal = 15 + len(ids) // 100
-    print(f"-- {len(ids):,} finished batches, {label}: median of {rounds} paired rounds, "
-          f"load average {med(loads):.1f}")  # fmt: skip
+    print(
+        f"-- {len(ids):,} finished batches, {label}: median of {rounds} paired rounds, "
+        f"load average {med(loads):.1f}"
+    )
     print(f"   `batchops plan` (CLI, end to end)   {plan * 1000:7.0f} ms")
-    print(f"   list_jobs in process               {ours * 1000:7.0f} ms, {requests} requests "
-          f"(goal <= {goal})")  # fmt: skip
+    print(
+        f"   list_jobs in process               {ours * 1000:7.0f} ms, {requests} requests "
+        f"(goal <= {goal})"
+    )
     print(
         f"   one GET per batch, serial          {serial * 1000:7.0f} ms, {len(ids)} requests: "
         f"{med(ratios):.1f}x list_jobs (per round: {', '.join(f'{x:.1f}' for x in ratios)})"
     )
-    print(f"   one GET per batch, 10 threads      {threaded * 1000:7.0f} ms: "
-          f"{threaded / ours:.1f}x list_jobs")  # fmt: skip
+    print(
+        f"   one GET per batch, 10 threads      {threaded * 1000:7.0f} ms: "
+        f"{threaded / ours:.1f}x list_jobs"
+    )
 
 
 def main() -> None:

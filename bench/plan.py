@@ -60,12 +60,22 @@ def generate(root: Path, *, jobs: int, datasets: int) -> None:
     data.mkdir(parents=True)
     docs = []
     for d in range(datasets):
-        rows = (json.dumps({"custom_id": f"d{d}-r{i}", "body": {"messages": [
-            {"role": "user", "content": f"dataset {d} question {i}"}]}})
-            for i in range(5))  # fmt: skip
+        rows = (
+            json.dumps(
+                {
+                    "custom_id": f"d{d}-r{i}",
+                    "body": {
+                        "messages": [{"role": "user", "content": f"dataset {d} question {i}"}]
+                    },
+                }
+            )
+            for i in range(5)
+        )
         (data / f"ds{d}.jsonl").write_text("\n".join(rows) + "\n")
-        docs.append(f"apiVersion: batchops/v1\nkind: Dataset\nmetadata: {{name: ds{d}}}\n"
-                    f"spec: {{path: data/ds{d}.jsonl}}\n")  # fmt: skip
+        docs.append(
+            f"apiVersion: batchops/v1\nkind: Dataset\nmetadata: {{name: ds{d}}}\n"
+            f"spec: {{path: data/ds{d}.jsonl}}\n"
+        )
     for j in range(jobs):
         docs.append(
             "apiVersion: batchops/v1\nkind: BatchInferenceJob\n"
@@ -79,9 +89,26 @@ def apply_wait(root: Path, url: str) -> float:
     env = {**os.environ, "FIREWORKS_BASE_URL": url}
     env.pop("FIREWORKS_API_KEY", None)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "batchops", "apply", "--wait", "--timeout", "900",
-                           "--poll-interval", "0.5", "--parallelism", "16"], cwd=root, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batchops",
+            "apply",
+            "--wait",
+            "--timeout",
+            "900",
+            "--poll-interval",
+            "0.5",
+            "--parallelism",
+            "16",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"apply failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -101,17 +128,29 @@ def timed_plan(root: Path, url: str) -> dict[str, float]:
     """load_and_plan end to end, and its observe + plan part alone (inputs preloaded)."""
     counter = Counting()
     project = project_from_root(root)
-    with FireworksClient(base_url=url, account_id="local", api_key=None,
-                         on_response=counter) as client:  # fmt: skip
+    with FireworksClient(
+        base_url=url, account_id="local", api_key=None, on_response=counter
+    ) as client:
         start = time.perf_counter()
         inputs = load_inputs([root / "jobs"], root=root)
         loaded = time.perf_counter()
-        plan = load_and_plan([root / "jobs"], root=root, provider=FireworksProvider(client),
-                             project=project, options=PassOptions(), inputs=inputs)  # fmt: skip
+        plan = load_and_plan(
+            [root / "jobs"],
+            root=root,
+            provider=FireworksProvider(client),
+            project=project,
+            options=PassOptions(),
+            inputs=inputs,
+        )
         end = time.perf_counter()
     changes = sum(1 for a in plan.actions if a.is_change)
-    return {"total": end - start, "observe_plan": end - loaded, "requests": counter.count,
-            "changes": changes, "jobs": len(inputs[0].jobs)}  # fmt: skip
+    return {
+        "total": end - start,
+        "observe_plan": end - loaded,
+        "requests": counter.count,
+        "changes": changes,
+        "jobs": len(inputs[0].jobs),
+    }
 
 
 def baseline(root: Path, url: str) -> dict[str, float]:
@@ -120,10 +159,11 @@ def baseline(root: Path, url: str) -> dict[str, float]:
     counter = Counting()
     project = project_from_root(root)
     with (
-        FireworksClient(base_url=url, account_id="local", api_key=None,
-                        on_response=counter) as client,
+        FireworksClient(
+            base_url=url, account_id="local", api_key=None, on_response=counter
+        ) as client,
         ThreadPoolExecutor(10) as pool,
-    ):  # fmt: skip
+    ):
         start = time.perf_counter()
         desired, infos = load_inputs([root / "jobs"], root=root)
         loaded = time.perf_counter()
@@ -135,13 +175,24 @@ def baseline(root: Path, url: str) -> dict[str, float]:
             outputs = list(pool.map(lambda v: _get_ds(client, v.base_id + "-out"), empty))
             observed = Observed(
                 datasets=tuple(input_from_wire(d) for d in datasets + outputs if d),
-                jobs=tuple(job_from_wire(j) for j in jobs if j))  # fmt: skip
-            plan = make_plan(desired, infos, observed, local_results(desired, root),
-                             PlanOptions(), project=project)  # fmt: skip
+                jobs=tuple(job_from_wire(j) for j in jobs if j),
+            )
+            plan = make_plan(
+                desired,
+                infos,
+                observed,
+                local_results(desired, root),
+                PlanOptions(),
+                project=project,
+            )
         end = time.perf_counter()
     changes = sum(1 for a in plan.actions if a.is_change)
-    return {"total": end - start, "observe_plan": end - loaded, "requests": counter.count,
-            "changes": changes}  # fmt: skip
+    return {
+        "total": end - start,
+        "observe_plan": end - loaded,
+        "requests": counter.count,
+        "changes": changes,
+    }
 
 
 def _get(client: FireworksClient, job_id: str):  # type: ignore[no-untyped-def]
@@ -175,12 +226,19 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--datasets", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds (default 5)")
-    parser.add_argument("--rtt", type=float, default=0.005,
-                        help="simulated seconds per request for the second comparison")  # fmt: skip
+    parser.add_argument(
+        "--rtt",
+        type=float,
+        default=0.005,
+        help="simulated seconds per request for the second comparison",
+    )
     parser.add_argument("--sizes", default="10,100,1000,10000", help="job counts for scaling")
     parser.add_argument("--foreign", type=int, default=5000, help="foreign jobs (busy account)")
-    parser.add_argument("--parts", default="compare,scaling,busy,faults",
-                        help="which parts to run (default: all four)")  # fmt: skip
+    parser.add_argument(
+        "--parts",
+        default="compare,scaling,busy,faults",
+        help="which parts to run (default: all four)",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="batchops-bench-") as tmp:
@@ -221,22 +279,30 @@ def compare(tmp: Path, root: Path, *, latency: float, rounds: int) -> None:
     ours, base = rows[-1][1], rows[-1][2]
     jobs = ours["jobs"]
     print(f"-- {jobs:,.0f} finished jobs, {where}: median of {rounds} paired rounds")
-    print(f"   requests: plan {ours['requests']:.0f}, threaded refresh {base['requests']:.0f}; "
-          f"changes: {ours['changes']:.0f} and {base['changes']:.0f}")  # fmt: skip
+    print(
+        f"   requests: plan {ours['requests']:.0f}, threaded refresh {base['requests']:.0f}; "
+        f"changes: {ours['changes']:.0f} and {base['changes']:.0f}"
+    )
 
     def ms(values: Iterable[float]) -> str:
         return f"{statistics.median(values) * 1000:8.0f} ms"
 
     med = statistics.median
     print(f"   `batchops plan` (CLI, end to end)          {ms(r[0] for r in rows)}")
-    print(f"   load_and_plan in process (manifests incl.) {ms(r[1]['total'] for r in rows)};"
-          f" observe+plan {ms(r[1]['observe_plan'] for r in rows)}")  # fmt: skip
-    print(f"   refresh, 10 threads, in process (incl.)    {ms(r[2]['total'] for r in rows)};"
-          f" observe+plan {ms(r[2]['observe_plan'] for r in rows)}")  # fmt: skip
+    print(
+        f"   load_and_plan in process (manifests incl.) {ms(r[1]['total'] for r in rows)};"
+        f" observe+plan {ms(r[1]['observe_plan'] for r in rows)}"
+    )
+    print(
+        f"   refresh, 10 threads, in process (incl.)    {ms(r[2]['total'] for r in rows)};"
+        f" observe+plan {ms(r[2]['observe_plan'] for r in rows)}"
+    )
     narrow = [r[2]["observe_plan"] / r[1]["observe_plan"] for r in rows]
     whole = [r[2]["total"] / r[1]["total"] for r in rows]
-    print(f"   ratio refresh/ours: observe+plan {med(narrow):.1f}x, with the manifest load both "
-          f"pay {med(whole):.1f}x (per round: {', '.join(f'{x:.1f}' for x in whole)})")  # fmt: skip
+    print(
+        f"   ratio refresh/ours: observe+plan {med(narrow):.1f}x, with the manifest load both "
+        f"pay {med(whole):.1f}x (per round: {', '.join(f'{x:.1f}' for x in whole)})"
+    )
 
 
 def scaling(tmp: Path, sizes: list[int], *, rounds: int) -> None:
@@ -267,15 +333,19 @@ def scaling(tmp: Path, sizes: list[int], *, rounds: int) -> None:
     loads.append(os.getloadavg())
     med = statistics.median
     before, after = loads[0][0], loads[1][0]
-    print(f"-- scaling: load_and_plan of N declared jobs, empty account, median of {rounds} "
-          f"paired rounds; load average {before:.2f} before, {after:.2f} after")  # fmt: skip
+    print(
+        f"-- scaling: load_and_plan of N declared jobs, empty account, median of {rounds} "
+        f"paired rounds; load average {before:.2f} before, {after:.2f} after"
+    )
     for n in sizes:
         cold, warm = med(figures["cold"][n]), med(figures["warm"][n])
         cold_load, warm_load = med(figures["cold_load"][n]), med(figures["warm_load"][n])
-        print(f"   {n:6d} jobs: no manifest cache {cold * 1000:7.0f} ms ({cold / n * 1000:.3f} ms"
-              f" per job; loading manifests and datasets {cold_load * 1000:.0f} ms); manifest "
-              f"cache {warm * 1000:7.0f} ms (loading {warm_load * 1000:.0f} ms); `batchops "
-              f"validate` (CLI, cache) {med(figures['cli'][n]) * 1000:.0f} ms")  # fmt: skip
+        print(
+            f"   {n:6d} jobs: no manifest cache {cold * 1000:7.0f} ms ({cold / n * 1000:.3f} ms"
+            f" per job; loading manifests and datasets {cold_load * 1000:.0f} ms); manifest "
+            f"cache {warm * 1000:7.0f} ms (loading {warm_load * 1000:.0f} ms); `batchops "
+            f"validate` (CLI, cache) {med(figures['cli'][n]) * 1000:.0f} ms"
+        )
     per_job = {n: med(figures["cold"][n]) / n * 1000 for n in sizes}
     if 1000 in per_job and 10000 in per_job:
         print(
@@ -289,8 +359,13 @@ def scaling(tmp: Path, sizes: list[int], *, rounds: int) -> None:
 def validate_cli(root: Path) -> float:
     """Wall time of ``batchops validate`` as a user runs it."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "batchops", "validate"], cwd=root,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "batchops", "validate"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"validate failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -316,8 +391,10 @@ def busy(tmp: Path, *, foreign: int, rounds: int) -> None:
     loud = measure_busy(root, data, rounds)
     print(f"-- a 10-job project, median of {rounds}: own account vs with {foreign:,} foreign jobs")
     for label, (requests, cli, inproc) in (("own account", quiet), ("busy account", loud)):
-        print(f"   {label:13s} {requests:3d} requests; `batchops plan` {cli * 1000:6.0f} ms; "
-              f"load_and_plan {inproc * 1000:6.0f} ms")  # fmt: skip
+        print(
+            f"   {label:13s} {requests:3d} requests; `batchops plan` {cli * 1000:6.0f} ms; "
+            f"load_and_plan {inproc * 1000:6.0f} ms"
+        )
     print(
         f"   busy / own: requests {loud[0] / quiet[0]:.2f}x, CLI time {loud[1] / quiet[1]:.2f}x "
         "(goal <= 2x)"
@@ -331,17 +408,21 @@ def measure_busy(root: Path, data: Path, rounds: int) -> tuple[int, float, float
     finally:
         stop(proc)
     med = statistics.median
-    return (int(runs[-1][0]["requests"]), med(c for _, c in runs),
-            med(r["total"] for r, _ in runs))  # fmt: skip
+    return (int(runs[-1][0]["requests"]), med(c for _, c in runs), med(r["total"] for r, _ in runs))
 
 
 def add_foreign_jobs(url: str, count: int) -> None:
     """``count`` jobs made by hand (no mark), over one foreign dataset."""
-    with FireworksClient(base_url=url, account_id="local", api_key=None) as client, \
-            ThreadPoolExecutor(8) as pool:  # fmt: skip
+    with (
+        FireworksClient(base_url=url, account_id="local", api_key=None) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
         client.create_dataset("hand-made", Dataset(display_name="by hand", example_count="1"))
-        job = BatchInferenceJob(model="accounts/fireworks/models/m", input_dataset_id="hand-made",
-                                display_name="someone else's job")  # fmt: skip
+        job = BatchInferenceJob(
+            model="accounts/fireworks/models/m",
+            input_dataset_id="hand-made",
+            display_name="someone else's job",
+        )
         list(pool.map(lambda i: client.create_job(f"hand-{i}", job), range(count)))
 
 
@@ -350,8 +431,14 @@ def plan_cli(root: Path, url: str) -> float:
     env = {**os.environ, "FIREWORKS_BASE_URL": url}
     env.pop("FIREWORKS_API_KEY", None)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "batchops", "plan"], cwd=root, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "batchops", "plan"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"plan failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -366,8 +453,10 @@ def faulty(tmp: Path, root: Path, args: argparse.Namespace) -> None:
         jobs, dss, dup = duplicates(fresh, url)
     finally:
         stop(proc)
-    print(f"from scratch with 10% 429s: {took:.1f} s; {jobs} jobs, {dss} datasets on the "
-          f"backend; {dup} declarations with duplicates")  # fmt: skip
+    print(
+        f"from scratch with 10% 429s: {took:.1f} s; {jobs} jobs, {dss} datasets on the "
+        f"backend; {dup} declarations with duplicates"
+    )
 
 
 if __name__ == "__main__":

@@ -82,8 +82,15 @@ def make_csv(path: Path, rows: int) -> None:
         writer.writerow(["sku", "product", "tone", "audience", "price"])
         for i in range(rows):
             name = " ".join(rng.choice(WORDS) for _ in range(3)).title()
-            writer.writerow([f"sku-{i:07d}", name, rng.choice(TONES), rng.choice(AUDIENCES),
-                             f"{rng.uniform(5, 500):.2f}"])  # fmt: skip
+            writer.writerow(
+                [
+                    f"sku-{i:07d}",
+                    name,
+                    rng.choice(TONES),
+                    rng.choice(AUDIENCES),
+                    f"{rng.uniform(5, 500):.2f}",
+                ]
+            )
 
 
 def baseline(table: Path, out: Path) -> int:
@@ -91,8 +98,12 @@ def baseline(table: Path, out: Path) -> int:
     count = 0
     with table.open(newline="", encoding="utf-8") as src, out.open("w", encoding="utf-8") as dst:
         for row in csv.DictReader(src):
-            body = {"messages": [{"role": "system", "content": system.render(row)},
-                                 {"role": "user", "content": user.render(row)}]}  # fmt: skip
+            body = {
+                "messages": [
+                    {"role": "system", "content": system.render(row)},
+                    {"role": "user", "content": user.render(row)},
+                ]
+            }
             dst.write(json.dumps({"custom_id": row["sku"], "body": body}) + "\n")
             count += 1
     return count
@@ -107,8 +118,12 @@ def strongest(table: Path, out: Path) -> int:
         header = next(reader)
         for cells in reader:
             row = dict(zip(header, cells, strict=True))
-            body = {"messages": [{"role": "system", "content": system.render(row)},
-                                 {"role": "user", "content": user.render(row)}]}  # fmt: skip
+            body = {
+                "messages": [
+                    {"role": "system", "content": system.render(row)},
+                    {"role": "user", "content": user.render(row)},
+                ]
+            }
             dst.write(orjson.dumps({"custom_id": row["sku"], "body": body}) + b"\n")
             count += 1
     return count
@@ -123,8 +138,9 @@ def ours(root: Path) -> int:
 
 def cli(root: Path) -> int:
     shutil.rmtree(root / ".batchops", ignore_errors=True)
-    done = subprocess.run([*BATCHOPS, "validate", "--output", "json"], cwd=root,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [*BATCHOPS, "validate", "--output", "json"], cwd=root, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"batchops validate failed: {done.stderr[-2000:]}")
     return int(json.loads(done.stdout)["datasets"]["bench"]["rows"])
@@ -175,8 +191,10 @@ def main() -> None:
 
 
 def report(times: dict[str, list[float]], rows: int, rounds: int) -> None:
-    print(f"\n{rows:,} rows, two-message template; median of {rounds} paired rounds; "
-          f"machine: {machine()}; {load()}")  # fmt: skip
+    print(
+        f"\n{rows:,} rows, two-message template; median of {rounds} paired rounds; "
+        f"machine: {machine()}; {load()}"
+    )
     for name, values in times.items():
         print(f"  {name:52s} {rows / statistics.median(values):>9,.0f} rows/s")
     names = list(times)
@@ -184,8 +202,10 @@ def report(times: dict[str, list[float]], rows: int, rounds: int) -> None:
         for base in names[:2]:
             ratios = [b / o for b, o in zip(times[base], times[ours_name], strict=True)]
             each = ", ".join(f"{x:.2f}" for x in ratios)
-            print(f"  {ours_name:40s} / {base.split(' (')[0]:9s} "
-                  f"median {statistics.median(ratios):.2f}x (rounds: {each})")  # fmt: skip
+            print(
+                f"  {ours_name:40s} / {base.split(' (')[0]:9s} "
+                f"median {statistics.median(ratios):.2f}x (rounds: {each})"
+            )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,12 @@ def make_files(folder: Path, rows: int) -> tuple[Path, JobResults]:
     rng = random.Random(3)
     with (dataset / "inputs.jsonl").open("w") as inputs, (dataset / "rows.jsonl").open("w") as ds:
         for i in range(rows):
-            row = {"sku": f"sku-{i:07d}", "product": f"Product {i}", "tone": "warm",
-                   "price": f"{i % 500}.99"}  # fmt: skip
+            row = {
+                "sku": f"sku-{i:07d}",
+                "product": f"Product {i}",
+                "tone": "warm",
+                "price": f"{i % 500}.99",
+            }
             inputs.write(json.dumps({"custom_id": row["sku"], "row": row}) + "\n")
             ds.write(json.dumps({"custom_id": row["sku"], "body": {"prompt": "p"}}) + "\n")
     order = list(range(rows))
@@ -53,9 +57,15 @@ def make_files(folder: Path, rows: int) -> tuple[Path, JobResults]:
             if i % 100 == 0:
                 bad.write(json.dumps({"custom_id": cid, "error": {"message": "timeout"}}) + "\n")
                 continue
-            response = {"choices": [{"message": {"role": "assistant", "content": f"Answer {i}"},
-                                     "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 40, "completion_tokens": 30}}  # fmt: skip
+            response = {
+                "choices": [
+                    {
+                        "message": {"role": "assistant", "content": f"Answer {i}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 30},
+            }
             ok.write(json.dumps({"custom_id": cid, "response": response}) + "\n")
     del order
     return dataset / "rows.jsonl", JobResults("bench", out, err)
@@ -80,8 +90,10 @@ def main() -> None:
                 written += len(chunk)
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"joined {args.rows:,} rows in {seconds:.1f} s: {args.rows / seconds:,.0f} rows/s, "
-              f"{written / 2**20:.0f} MiB of CSV")  # fmt: skip
+        print(
+            f"joined {args.rows:,} rows in {seconds:.1f} s: {args.rows / seconds:,.0f} rows/s, "
+            f"{written / 2**20:.0f} MiB of CSV"
+        )
         print(f"peak RSS growth: {peak - before:.1f} MB (RSS before the join {before:.1f} MB)")
 
 

@@ -60,8 +60,15 @@ def write(
     with (data / "p.jsonl").open("w") as out:
         for i in range(rows):
             text = f"question {i}" + (" (edited)" if i < edited else "") + marker(i, faults)
-            out.write(json.dumps({"custom_id": f"r{i}", "body": {"messages": [
-                {"role": "user", "content": text}]}}) + "\n")  # fmt: skip
+            out.write(
+                json.dumps(
+                    {
+                        "custom_id": f"r{i}",
+                        "body": {"messages": [{"role": "user", "content": text}]},
+                    }
+                )
+                + "\n"
+            )
     (root / "batchops.yaml").write_text(
         f"apiVersion: batchops/v1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n"
     )
@@ -76,8 +83,9 @@ def write(
 
 def converge(paths: list[Path], root: Path, provider: FireworksProvider) -> None:
     for _ in range(10_000):
-        result = run_pass(paths, root=root, provider=provider, project=PROJECT,
-                          options=PassOptions())  # fmt: skip
+        result = run_pass(
+            paths, root=root, provider=provider, project=PROJECT, options=PassOptions()
+        )
         if result.errors:
             raise SystemExit(f"apply failed: {result.errors}")
         if result.converged:
@@ -88,8 +96,9 @@ def converge(paths: list[Path], root: Path, provider: FireworksProvider) -> None
 
 def timed_plan(paths: list[Path], root: Path, provider: FireworksProvider) -> tuple[Plan, float]:
     start = time.perf_counter()
-    plan = load_and_plan(paths, root=root, provider=provider, project=PROJECT,
-                         options=PassOptions())  # fmt: skip
+    plan = load_and_plan(
+        paths, root=root, provider=provider, project=PROJECT, options=PassOptions()
+    )
     return plan, time.perf_counter() - start
 
 
@@ -135,15 +144,21 @@ def main() -> None:
             paths = write(repo, rows, edited=edited)
             reuse, t_reuse = timed_plan(paths, repo, provider)
             print(f"edit of {edited:,} rows ({edited / rows:.0%}):")
-            print(f"  plan without reuse (a whole new job): {t_whole * 1000:.0f} ms, "
-                  f"{to_send(whole):,} rows to send")  # fmt: skip
-            print(f"  plan with reuse:                      {t_reuse * 1000:.0f} ms, "
-                  f"{to_send(reuse):,} rows to send")  # fmt: skip
+            print(
+                f"  plan without reuse (a whole new job): {t_whole * 1000:.0f} ms, "
+                f"{to_send(whole):,} rows to send"
+            )
+            print(
+                f"  plan with reuse:                      {t_reuse * 1000:.0f} ms, "
+                f"{to_send(reuse):,} rows to send"
+            )
             converge(paths, repo, provider)
-            inputs = {d.name.rsplit("/", 1)[-1]: int(d.example_count or 0)
-                      for d in client.list_datasets()}  # fmt: skip
-            given = sorted(inputs[(j.input_dataset_id or "").rsplit("/", 1)[-1]]
-                           for j in client.list_jobs())  # fmt: skip
+            inputs = {
+                d.name.rsplit("/", 1)[-1]: int(d.example_count or 0) for d in client.list_datasets()
+            }
+            given = sorted(
+                inputs[(j.input_dataset_id or "").rsplit("/", 1)[-1]] for j in client.list_jobs()
+            )
             print(f"  rows given to each job on the backend: {given} (goal: [{edited}, {rows}])")
 
             rate = lookups(repo, paths)
@@ -153,8 +168,10 @@ def main() -> None:
             (repo / "results").rename(root / "results-old")
             _, t_empty = timed_plan(paths, repo, provider)
             _, t_warm = timed_plan(paths, repo, provider)
-            print(f"plan with reuse over {rows:,} rows: empty .batchops/ {t_empty * 1000:.0f} ms "
-                  f"(index rebuilt from the provider), warm {t_warm * 1000:.0f} ms")  # fmt: skip
+            print(
+                f"plan with reuse over {rows:,} rows: empty .batchops/ {t_empty * 1000:.0f} ms "
+                f"(index rebuilt from the provider), warm {t_warm * 1000:.0f} ms"
+            )
         retries(root / "retries", args.retry_rows)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -181,9 +198,11 @@ def retries(root: Path, rows: int) -> None:
         failed = sum(1 for _ in (repo / "results" / "j.errors.jsonl").open())
         transient = sum(1 for i in range(rows) if marker(i, True) == " __transient__")
         print(f"row retries, {rows:,} rows ({transient:,} transient, {failed:,} permanent):")
-        print(f"  answered {answered:,}, failed {failed:,}; rows submitted {submitted:,} = "
-              f"{submitted / rows:.3f}x (goal <= 1.06x); permanent rows sent again: "
-              f"{permanent_again} (goal 0)")  # fmt: skip
+        print(
+            f"  answered {answered:,}, failed {failed:,}; rows submitted {submitted:,} = "
+            f"{submitted / rows:.3f}x (goal <= 1.06x); permanent rows sent again: "
+            f"{permanent_again} (goal 0)"
+        )
 
 
 def _invalid_rows(repo: Path, dataset: str) -> int:

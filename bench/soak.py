@@ -121,8 +121,11 @@ class Editor:
 def memory_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, RssAnon): RssAnon is the heap and stacks alone, without the shared libraries'
     pages (RssFile), which the kernel may map in or drop at any time; a leak shows there."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
-                  .splitlines() if ":" in line)  # fmt: skip
+    fields = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":" in line
+    )
     return tuple(int(fields.get(k, "0 kB").split()[0]) for k in ("VmRSS", "RssAnon"))  # type: ignore[return-value]
 
 
@@ -352,16 +355,20 @@ def heap_report(folder: Path, top: int = 12) -> None:
         first = snap if index == base else first
         last = snap
     assert first is not None and last is not None
-    print("tracemalloc: traced Python heap per snapshot (MiB): "
-          + " ".join(f"{x:.2f}" for x in sizes))  # fmt: skip
+    print(
+        "tracemalloc: traced Python heap per snapshot (MiB): " + " ".join(f"{x:.2f}" for x in sizes)
+    )
     diff = last.compare_to(first, "lineno")
     grew = sum(d.size_diff for d in diff) / 2**10
-    print(f"tracemalloc: {grew:+.1f} KiB from snapshot {base} to the last; "
-          f"largest changes by line:")  # fmt: skip
+    print(
+        f"tracemalloc: {grew:+.1f} KiB from snapshot {base} to the last; largest changes by line:"
+    )
     for stat in sorted(diff, key=lambda d: -abs(d.size_diff))[:top]:
         frame = stat.traceback[0]
-        print(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
-              f"{frame.filename}:{frame.lineno}")  # fmt: skip
+        print(
+            f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
+            f"{frame.filename}:{frame.lineno}"
+        )
 
 
 def _ts(record: dict[str, object]) -> float:

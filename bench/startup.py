@@ -101,8 +101,10 @@ def report(
         print(f"  {name:38s} {statistics.median(values) * 1000:7.0f} ms")
     bare, version = times["python -c pass"], times["batchops --version"]
     ratios = [v / b for v, b in zip(version, bare, strict=True)]
-    print(f"  --version / bare python: median {statistics.median(ratios):.2f}x "
-          f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; goal <= 3x)")  # fmt: skip
+    print(
+        f"  --version / bare python: median {statistics.median(ratios):.2f}x "
+        f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; goal <= 3x)"
+    )
     print("  goals: validate (warm cache) <= 300 ms, plan <= 400 ms")
 
 

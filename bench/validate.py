@@ -196,27 +196,42 @@ def main() -> None:
     report(size, rows, args.rounds, results, hit)
 
 
-def report(size: int, rows: int, rounds: int, results: dict[str, list[tuple[float, int, float]]],
-           hit: float) -> None:  # fmt: skip
+def report(
+    size: int,
+    rows: int,
+    rounds: int,
+    results: dict[str, list[tuple[float, int, float]]],
+    hit: float,
+) -> None:
     mb = size / 1e6
-    print(f"\ndataset: {mb:.0f} MB, {rows:,} rows ({size / rows:.0f} B a row); "
-          f"median of {rounds} paired rounds; machine: {machine()}; {load()}")  # fmt: skip
-    labels = {"cli": "batchops validate (CLI, end to end)", "inspect": "inspect_dataset",
-              "stdlib": "json.loads per line", "orjson": "orjson.loads per line"}  # fmt: skip
+    print(
+        f"\ndataset: {mb:.0f} MB, {rows:,} rows ({size / rows:.0f} B a row); "
+        f"median of {rounds} paired rounds; machine: {machine()}; {load()}"
+    )
+    labels = {
+        "cli": "batchops validate (CLI, end to end)",
+        "inspect": "inspect_dataset",
+        "stdlib": "json.loads per line",
+        "orjson": "orjson.loads per line",
+    }
     for name in SIDES:
         walls = [w for w, _, _ in results[name]]
         most = max(r for _, r, _ in results[name]) / 2**20
         peak = f"peak RSS {most:.0f} MiB (tree, max of rounds)"
         cpu = statistics.median(c for _, _, c in results[name]) / mb * 1000
-        print(f"  {labels[name]:38s} {mb / statistics.median(walls):7.1f} MB/s  {peak}  "
-              f"CPU {cpu:.2f} ms/MB")  # fmt: skip
+        print(
+            f"  {labels[name]:38s} {mb / statistics.median(walls):7.1f} MB/s  {peak}  "
+            f"CPU {cpu:.2f} ms/MB"
+        )
     for ours in ("cli", "inspect"):
         for base in ("stdlib", "orjson"):
             ratios = [b[0] / o[0] for o, b in zip(results[ours], results[base], strict=True)]
             cpus = [b[2] / o[2] for o, b in zip(results[ours], results[base], strict=True)]
-            print(f"  ratio {base:6s} / {ours:7s}  median {statistics.median(ratios):.2f}x "
-                  f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
-                  f"CPU {statistics.median(cpus):.2f}x")  # fmt: skip
+            print(
+                f"  ratio {base:6s} / {ours:7s}  median {statistics.median(ratios):.2f}x "
+                f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
+                f"CPU {statistics.median(cpus):.2f}x"
+            )
     print(f"  re-validating the unchanged file (stat cache): {hit * 1000:.1f} ms")
 
 

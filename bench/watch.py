@@ -106,8 +106,9 @@ def settle(root: Path, repeat: int) -> None:
     time.sleep(3.0)  # the pass that downloaded the last result, then the long interval
 
 
-def shared_backend_run(base: Path, jobs: int, repeat: int,
-                       idle: float) -> tuple[list[float], float, float]:  # fmt: skip
+def shared_backend_run(
+    base: Path, jobs: int, repeat: int, idle: float
+) -> tuple[list[float], float, float]:
     root = base / "shared" / "proj"
     make_project(root, jobs)
     with (
@@ -120,8 +121,11 @@ def shared_backend_run(base: Path, jobs: int, repeat: int,
             wait_for(lambda: (root / ".batchops" / "watch.lock").exists(), step=0.05)
             started = time.perf_counter()
             results = root / "results"
-            wait_for(lambda: len(list(results.glob("declared-*[0-9].jsonl"))) >= jobs,
-                     timeout=1800, step=0.5)  # fmt: skip
+            wait_for(
+                lambda: len(list(results.glob("declared-*[0-9].jsonl"))) >= jobs,
+                timeout=1800,
+                step=0.5,
+            )
             converged = time.perf_counter() - started
             time.sleep(3.0)  # the pass that downloaded the last result
             lat = latencies(root, client, repeat)
@@ -158,8 +162,10 @@ def main() -> None:
         embedded_cpu = embedded_run(Path(tmp), args.idle)
     ordered = sorted(lat)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    print(f"{args.jobs} declared jobs converged (watch from start to every result on disk): "
-          f"{converged:.0f} s")  # fmt: skip
+    print(
+        f"{args.jobs} declared jobs converged (watch from start to every result on disk): "
+        f"{converged:.0f} s"
+    )
     print(
         f"save -> job on backend, {len(lat)} runs: median {statistics.median(lat) * 1000:.0f} ms,"
         f" p90 {p90 * 1000:.0f} ms, min {ordered[0] * 1000:.0f} ms,"

@@ -35,8 +35,15 @@ def ids_in(path: Path) -> list[str]:
 def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach the real Fireworks API or see a developer's key. CI and GITHUB_ACTIONS
     are cleared too (the suite itself runs under CI=true): a test of the CI rules sets them."""
-    for name in ("FIREWORKS_API_KEY", "FIREWORKS_ACCOUNT_ID", "FIREWORKS_BASE_URL",
-                 "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "BATCHOPS_PROJECT", "CI"):
+    for name in (
+        "FIREWORKS_API_KEY",
+        "FIREWORKS_ACCOUNT_ID",
+        "FIREWORKS_BASE_URL",
+        "GITHUB_ACTIONS",
+        "GITHUB_STEP_SUMMARY",
+        "BATCHOPS_PROJECT",
+        "CI",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

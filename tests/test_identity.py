@@ -28,9 +28,11 @@ NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,38}[a-z0-9]", fullmatch=True)
 
 def _job(name: str = "summarize", **overrides: object) -> str:
     spec: dict[str, object] = {
-        "model": "accounts/fireworks/models/llama", "input_dataset_id": "prompts-0123456789",
-        "inference_parameters": {"maxTokens": 256, "temperature": 0.2}, "precision": None,
-    }  # fmt: skip
+        "model": "accounts/fireworks/models/llama",
+        "input_dataset_id": "prompts-0123456789",
+        "inference_parameters": {"maxTokens": 256, "temperature": 0.2},
+        "precision": None,
+    }
     spec.update(overrides)
     return job_id("proj", name, **spec)  # type: ignore[arg-type]
 
@@ -78,9 +80,14 @@ _PROJECTS = st.from_regex(r"[a-z0-9][a-z0-9-]{0,12}", fullmatch=True)
 
 @given(st.text(max_size=20), _PROJECTS, _PROJECTS, st.sampled_from(["", " ", "\n", "]", "x", "-a"]))
 def test_is_ours_agrees_with_owner_of(base: str, project: str, other: str, tail: str) -> None:
-    for name in (None, base, f"{base} [batchops:{project}]{tail}",
-                 f"{base} [batchops:{other}]{tail}", f"{base}[batchops:{other}-{project}]{tail}"):
-        assert is_ours(name, project) == (owner_of(name) == project), name  # fmt: skip
+    for name in (
+        None,
+        base,
+        f"{base} [batchops:{project}]{tail}",
+        f"{base} [batchops:{other}]{tail}",
+        f"{base}[batchops:{other}-{project}]{tail}",
+    ):
+        assert is_ours(name, project) == (owner_of(name) == project), name
     assert is_ours(marked_display_name(base or "x", project), project)
 
 

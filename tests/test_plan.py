@@ -42,17 +42,25 @@ class Facts:
 
 
 def ds_decl(name: str) -> DatasetDecl:
-    return DatasetDecl(name=name, path=f"data/{name}.jsonl", files=(ROOT / f"{name}.jsonl",),
-                       source=Source("jobs/a.yaml"))  # fmt: skip
+    return DatasetDecl(
+        name=name,
+        path=f"data/{name}.jsonl",
+        files=(ROOT / f"{name}.jsonl",),
+        source=Source("jobs/a.yaml"),
+    )
 
 
 def job_decl(name: str, dataset: str, max_tokens: int = 256, **kw: object) -> JobDecl:
     return JobDecl(
-        name=name, model="accounts/fireworks/models/m", source=Source("jobs/a.yaml"),
-        input_dataset=dataset, inference_parameters={"maxTokens": max_tokens},
-        output_path=ROOT / "results" / f"{name}.jsonl", output_display=f"results/{name}.jsonl",
+        name=name,
+        model="accounts/fireworks/models/m",
+        source=Source("jobs/a.yaml"),
+        input_dataset=dataset,
+        inference_parameters={"maxTokens": max_tokens},
+        output_path=ROOT / "results" / f"{name}.jsonl",
+        output_display=f"results/{name}.jsonl",
         **kw,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 def desired(datasets: list[str], jobs: list[JobDecl]) -> Desired:
@@ -75,8 +83,10 @@ class World:
         if shuffle:
             shuffle.shuffle(ds)
             shuffle.shuffle(jobs)
-        return Observed(datasets=tuple(input_from_wire(d) for d in ds),
-                        jobs=tuple(job_from_wire(j) for j in jobs))  # fmt: skip
+        return Observed(
+            datasets=tuple(input_from_wire(d) for d in ds),
+            jobs=tuple(job_from_wire(j) for j in jobs),
+        )
 
     def tick(self) -> str:
         self.clock += 1
@@ -94,9 +104,13 @@ def simulate(plan: Plan, world: World, *, end_state: str = "JOB_STATE_COMPLETED"
     for a in plan.actions:
         rid = a.resource.remote_id
         if a.kind is Kind.CREATE_DATASET and a.dataset:
-            world.datasets[rid] = Dataset(name=f"accounts/{ACCOUNT}/datasets/{rid}",
-                                          display_name=a.dataset.display_name, state="READY",
-                                          example_count="3", update_time=world.tick())  # fmt: skip
+            world.datasets[rid] = Dataset(
+                name=f"accounts/{ACCOUNT}/datasets/{rid}",
+                display_name=a.dataset.display_name,
+                state="READY",
+                example_count="3",
+                update_time=world.tick(),
+            )
         elif a.job is not None:
             world.jobs[rid] = _job(a.job.job_id, a.job.display_name, end_state, world.tick(), a)
         elif a.kind is Kind.DOWNLOAD:
@@ -110,14 +124,19 @@ def simulate(plan: Plan, world: World, *, end_state: str = "JOB_STATE_COMPLETED"
 def _job(rid: str, display: str, state: str, when: str, action: object) -> BatchInferenceJob:
     spec = action.job  # type: ignore[attr-defined]
     return BatchInferenceJob(
-        name=f"accounts/{ACCOUNT}/batchInferenceJobs/{rid}", display_name=display, state=state,
-        model=spec.model, input_dataset_id=f"accounts/{ACCOUNT}/datasets/{spec.input_dataset_id}",
+        name=f"accounts/{ACCOUNT}/batchInferenceJobs/{rid}",
+        display_name=display,
+        state=state,
+        model=spec.model,
+        input_dataset_id=f"accounts/{ACCOUNT}/datasets/{spec.input_dataset_id}",
         output_dataset_id=f"accounts/{ACCOUNT}/datasets/{output_dataset_id(rid)}",
         inference_parameters=InferenceParameters.model_validate(spec.inference_parameters),
-        update_time=when, create_time=when,
-        job_progress=JobProgress(percent=40, total_input_requests=3,
-                                 successfully_processed_requests=1),
-    )  # fmt: skip
+        update_time=when,
+        create_time=when,
+        job_progress=JobProgress(
+            percent=40, total_input_requests=3, successfully_processed_requests=1
+        ),
+    )
 
 
 def plan_of(d: Desired, f: dict[str, Facts], world: World, **options: bool) -> Plan:
@@ -180,8 +199,11 @@ def test_running_job_waits_with_progress_and_unknown_states_wait_too() -> None:
 
 def test_spec_change_replaces_and_says_the_old_job_keeps_running() -> None:
     f, world = facts(["p"]), World()
-    simulate(plan_of(desired(["p"], [job_decl("j", "p")]), f, world), world,
-             end_state="JOB_STATE_RUNNING")  # fmt: skip
+    simulate(
+        plan_of(desired(["p"], [job_decl("j", "p")]), f, world),
+        world,
+        end_state="JOB_STATE_RUNNING",
+    )
     plan = plan_of(desired(["p"], [job_decl("j", "p", max_tokens=512)]), f, world)
     (action,) = plan.actions
     assert action.kind is Kind.REPLACE_JOB
@@ -234,9 +256,11 @@ def test_retry_failed_never_loops_past_max_retries() -> None:
 
 
 def test_a_permanent_failure_is_never_retried() -> None:
-    for code, message in (("INVALID_ARGUMENT", "Dataset has a syntax error: invalid role"),
-                          ("NOT_FOUND", "model accounts/x/models/nope not found"),
-                          ("INTERNAL", "Unknown model accounts/x/models/nope")):  # fmt: skip
+    for code, message in (
+        ("INVALID_ARGUMENT", "Dataset has a syntax error: invalid role"),
+        ("NOT_FOUND", "model accounts/x/models/nope not found"),
+        ("INTERNAL", "Unknown model accounts/x/models/nope"),
+    ):
         d, f, world = desired(["p"], [job_decl("j", "p", max_retries=5)]), facts(["p"]), World()
         simulate(plan_of(d, f, world), world, end_state="JOB_STATE_FAILED")
         fail_all(world, code, message)
@@ -329,8 +353,11 @@ def test_resources_with_our_id_but_not_our_mark_are_conflicts() -> None:
 def test_prune_touches_only_our_project_and_refuses_an_empty_desired_set() -> None:
     d, f, world = desired(["p"], [job_decl("j", "p")]), facts(["p"]), World()
     simulate(plan_of(d, f, world), world)
-    theirs = Dataset(name="accounts/acct/datasets/x-0123456789", state="READY",
-                     display_name=marked_display_name("x", "other"))  # fmt: skip
+    theirs = Dataset(
+        name="accounts/acct/datasets/x-0123456789",
+        state="READY",
+        display_name=marked_display_name("x", "other"),
+    )
     world.datasets["x-0123456789"] = theirs
     with pytest.raises(ConfigError):
         plan_of(desired([], []), f, world, prune=True)
@@ -411,8 +438,11 @@ def test_plan_does_not_depend_on_input_order(
     simulate(plan_of(*before, world), world, end_state="JOB_STATE_RUNNING")
     d, f = after
     options = PlanOptions(prune=True, allow_empty=True)
-    shuffled = Desired(root=ROOT, datasets=tuple(rnd.sample(d.datasets, len(d.datasets))),
-                       jobs=tuple(rnd.sample(d.jobs, len(d.jobs))))  # fmt: skip
+    shuffled = Desired(
+        root=ROOT,
+        datasets=tuple(rnd.sample(d.datasets, len(d.datasets))),
+        jobs=tuple(rnd.sample(d.jobs, len(d.jobs))),
+    )
     one = make_plan(d, f, world.observed(), world.local, options, project=PROJECT)
     two = make_plan(shuffled, f, world.observed(rnd), world.local, options, project=PROJECT)
     assert one == two

@@ -40,8 +40,12 @@ ROWS = 6
 def make_repo(root: Path, *, tokens: int = 16, rows: int = ROWS) -> list[Path]:
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"custom_id": f"c{i}", "body": {"messages": [
-        {"role": "user", "content": f"q{i}"}]}}) for i in range(rows)]  # fmt: skip
+    lines = [
+        json.dumps(
+            {"custom_id": f"c{i}", "body": {"messages": [{"role": "user", "content": f"q{i}"}]}}
+        )
+        for i in range(rows)
+    ]
     (data / "p.jsonl").write_text("\n".join(lines) + "\n")
     (root / "jobs" / "m.yaml").write_text(
         "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: p}\nspec: {path: data/p.jsonl}\n"
@@ -63,8 +67,9 @@ def client(tmp_path: Path) -> Iterator[FireworksClient]:
 
 def converge(paths: list[Path], root: Path, client: FireworksClient, **options: bool) -> PassResult:
     for _ in range(200):
-        result = run_pass(paths, root=root, provider=FP(client), project=PROJECT,
-                          options=PassOptions(**options))  # fmt: skip
+        result = run_pass(
+            paths, root=root, provider=FP(client), project=PROJECT, options=PassOptions(**options)
+        )
         if result.converged or result.errors:
             return result
         threading.Event().wait(0.05)
@@ -73,16 +78,18 @@ def converge(paths: list[Path], root: Path, client: FireworksClient, **options: 
 
 def test_passes_converge_and_report_states(tmp_path: Path, client: FireworksClient) -> None:
     paths = make_repo(tmp_path)
-    first = run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT,
-                     options=PassOptions())  # fmt: skip
+    first = run_pass(
+        paths, root=tmp_path, provider=FP(client), project=PROJECT, options=PassOptions()
+    )
     assert not first.converged and first.job_states == {"ABSENT": 1}
     final = converge(paths, tmp_path, client)
     assert final.errors == [] and final.failed_jobs == []
     assert final.job_states == {"JOB_STATE_COMPLETED": 1}
     lines = (tmp_path / "results" / "j.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["custom_id"] for line in lines) == [f"c{i}" for i in range(ROWS)]
-    again = run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT,
-                     options=PassOptions())  # fmt: skip
+    again = run_pass(
+        paths, root=tmp_path, provider=FP(client), project=PROJECT, options=PassOptions()
+    )
     assert again.converged and again.plan.actions == ()
 
 
@@ -99,8 +106,10 @@ def test_concurrent_passes_converge_on_the_same_resources(
 ) -> None:
     paths = make_repo(tmp_path)
     results: list[PassResult] = []
-    threads = [threading.Thread(target=lambda: results.append(converge(paths, tmp_path, client)))
-               for _ in range(3)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: results.append(converge(paths, tmp_path, client)))
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -114,14 +123,24 @@ def test_a_foreign_resource_with_our_id_is_never_touched(
     tmp_path: Path, client: FireworksClient
 ) -> None:
     paths = make_repo(tmp_path)
-    plan = run_pass(paths, root=tmp_path, provider=FP(client), project="elsewhere",
-                    options=PassOptions(download=False)).plan  # fmt: skip
+    plan = run_pass(
+        paths,
+        root=tmp_path,
+        provider=FP(client),
+        project="elsewhere",
+        options=PassOptions(download=False),
+    ).plan
     ours = next(a for a in plan.actions if a.dataset is not None)
     foreign_id = ours.resource.remote_id
     client.delete_dataset(foreign_id)
     client.create_dataset(foreign_id, Dataset(display_name="made by hand", example_count="1"))
-    result = run_pass(paths, root=tmp_path, provider=FP(client), project="elsewhere",
-                      options=PassOptions(prune=True))  # fmt: skip
+    result = run_pass(
+        paths,
+        root=tmp_path,
+        provider=FP(client),
+        project="elsewhere",
+        options=PassOptions(prune=True),
+    )
     assert any(isinstance(e, OwnershipError) for e in result.errors)
     assert client.get_dataset(foreign_id).display_name == "made by hand"
 
@@ -162,10 +181,18 @@ def test_rate_limited_backend_still_converges_without_duplicates(tmp_path: Path)
     ):
         paths = make_repo(tmp_path)
         reporter = Recorder()
-        run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT, options=PassOptions(),
-                 reporter=reporter)  # fmt: skip
+        run_pass(
+            paths,
+            root=tmp_path,
+            provider=FP(client),
+            project=PROJECT,
+            options=PassOptions(),
+            reporter=reporter,
+        )
         assert [kind for kind, error in reporter.finished if error is None] == [
-            "create-dataset", "create-job"]  # fmt: skip
+            "create-dataset",
+            "create-job",
+        ]
         assert converge(paths, tmp_path, client).errors == []
         assert len(client.list_jobs()) == 1
 
@@ -221,19 +248,22 @@ class _Node:
 
 def plan_requests(paths: list[Path], root: Path, url: str) -> tuple[int, Plan]:
     with FireworksClient(base_url=url, account_id="local", api_key=None) as fresh:
-        plan = load_and_plan(paths, root=root, provider=FP(fresh), project=PROJECT,
-                             options=PassOptions())  # fmt: skip
+        plan = load_and_plan(
+            paths, root=root, provider=FP(fresh), project=PROJECT, options=PassOptions()
+        )
         return sum(fresh.requests_total.values()), plan
 
 
 def add_foreign_datasets(client: FireworksClient, count: int) -> None:
     for i in range(count):
-        client.create_dataset(f"other-{i}", Dataset(display_name=f"someone else's {i}",
-                                                    example_count="1"))  # fmt: skip
+        client.create_dataset(
+            f"other-{i}", Dataset(display_name=f"someone else's {i}", example_count="1")
+        )
 
 
-def test_a_busy_account_costs_a_plan_no_more_requests(tmp_path: Path,
-                                                      client: FireworksClient) -> None:  # fmt: skip
+def test_a_busy_account_costs_a_plan_no_more_requests(
+    tmp_path: Path, client: FireworksClient
+) -> None:
     """The lists ask for this project's resources only: 450 foreign datasets (three pages
     unfiltered) change neither the number of requests nor the plan."""
     paths = make_repo(tmp_path)
@@ -269,8 +299,9 @@ def test_load_inputs_reports_manifest_and_dataset_problems_together(tmp_path: Pa
     with pytest.raises(InvalidInputError) as caught:
         load_inputs(paths, root=tmp_path)
     assert sorted({d.path for d in caught.value.diagnostics}) == [
-        "jobs/data/p.jsonl", "jobs/other.yaml",
-    ]  # fmt: skip
+        "jobs/data/p.jsonl",
+        "jobs/other.yaml",
+    ]
 
 
 def test_retry_failed_does_not_resubmit_a_permanent_failure_pass_after_pass(
@@ -279,10 +310,13 @@ def test_retry_failed_does_not_resubmit_a_permanent_failure_pass_after_pass(
     """A deterministic failure (a remote dataset with an invalid row) under --retry-failed, as
     `watch --retry-failed` runs it: one job is ever created, however many passes run."""
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"custom_id": "x", "body": {"messages": [
-        {"role": "bananas", "content": "hi"}]}}) + "\n")  # fmt: skip
-    client.create_dataset("bad", Dataset(display_name="by hand", example_count="1",
-                                         user_uploaded={}))  # fmt: skip
+    bad.write_text(
+        json.dumps({"custom_id": "x", "body": {"messages": [{"role": "bananas", "content": "hi"}]}})
+        + "\n"
+    )
+    client.create_dataset(
+        "bad", Dataset(display_name="by hand", example_count="1", user_uploaded={})
+    )
     client.upload_dataset_files("bad", [bad])
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "j.yaml").write_text(
@@ -292,8 +326,13 @@ def test_retry_failed_does_not_resubmit_a_permanent_failure_pass_after_pass(
     paths = [tmp_path / "jobs"]
     result = converge(paths, tmp_path, client, retry_failed=True)
     for _ in range(5):
-        result = run_pass(paths, root=tmp_path, provider=FP(client), project=PROJECT,
-                          options=PassOptions(retry_failed=True))  # fmt: skip
+        result = run_pass(
+            paths,
+            root=tmp_path,
+            provider=FP(client),
+            project=PROJECT,
+            options=PassOptions(retry_failed=True),
+        )
     assert len(client.list_jobs()) == 1
     assert result.failed_jobs == ["j"] and result.converged
     (failed,) = result.plan.actions

@@ -48,8 +48,14 @@ def _lines(path: Path) -> list[dict[str, object]]:
 
 def _merge(tmp_path: Path, folders: list[Path], expected: Iterable[str] | None) -> Path:
     output = tmp_path / "results" / "job.jsonl"
-    merge_lineage(folders, job_name="job", job_ids=["j", "j-r1"], output=output,
-                  expected_ids=expected, root=tmp_path)  # fmt: skip
+    merge_lineage(
+        folders,
+        job_name="job",
+        job_ids=["j", "j-r1"],
+        output=output,
+        expected_ids=expected,
+        root=tmp_path,
+    )
     return output
 
 
@@ -57,8 +63,10 @@ def test_later_success_wins_and_errors_keep_only_rows_never_done(tmp_path: Path)
     first = _write(tmp_path / "d1", {"a": "old-a"}, {"b": "boom", "c": "boom"})
     second = _write(tmp_path / "d2", {"a": "new-a", "b": "ok-b"}, {"c": "again"})
     output = _merge(tmp_path, [first, second], ["c", "b", "a"])
-    assert _lines(output) == [{"custom_id": "b", "response": "ok-b"},
-                              {"custom_id": "a", "response": "new-a"}]  # fmt: skip
+    assert _lines(output) == [
+        {"custom_id": "b", "response": "ok-b"},
+        {"custom_id": "a", "response": "new-a"},
+    ]
     assert _lines(errors_path(output)) == [{"custom_id": "c", "error": {"message": "again"}}]
     assert sorted(p.name for p in output.parent.iterdir()) == ["job.errors.jsonl", "job.jsonl"]
     assert list((tmp_path / ".batchops" / "tmp").iterdir()) == []
@@ -73,8 +81,15 @@ def test_verification_counts_missing_and_unexpected_rows(tmp_path: Path) -> None
     assert not (tmp_path / "results").exists() and local_records(tmp_path) == {}
     partial = tmp_path / "results" / "p.jsonl"
     folder = _write(tmp_path / "d2", {"a": "x"}, {})
-    record = merge_lineage([folder], job_name="p", job_ids=["p"], output=partial,
-                           expected_ids=["a", "b"], root=tmp_path, partial=True)  # fmt: skip
+    record = merge_lineage(
+        [folder],
+        job_name="p",
+        job_ids=["p"],
+        output=partial,
+        expected_ids=["a", "b"],
+        root=tmp_path,
+        partial=True,
+    )
     c = record.counts
     assert (c.expected, c.succeeded, c.failed, c.missing, c.unreached) == (2, 1, 1, 0, 1)
     assert record.partial and problem(record, partial=True) is None
@@ -191,8 +206,9 @@ def test_records_saved_at_once_by_threads_and_processes_are_all_kept(tmp_path: P
     """A busy store is waited for, never mistaken for a damaged one and thrown away: threads
     released together by a barrier open a brand-new store at the same moment, many times over,
     while other processes write to another one."""
-    procs = [subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path), f"p{n}-"])
-             for n in range(3)]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path), f"p{n}-"]) for n in range(3)
+    ]
     for attempt in range(60):
         root = tmp_path / f"fresh{attempt}"
         gate = threading.Barrier(8)

@@ -68,13 +68,25 @@ def test_chat_template_renders_every_row(root: Path) -> None:
     write(root, CHAT)
     _, rows = rendered(root)
     assert rows == [
-        {"custom_id": "p1", "body": {"messages": [
-            {"role": "system", "content": "You write short reviews."},
-            {"role": "user", "content": "Write a warm review\nof Kettle."}]}},
-        {"custom_id": "p2", "body": {"messages": [
-            {"role": "system", "content": "You write short reviews."},
-            {"role": "user", "content": "Write a dry review\nof Blender, large."}]}},
-    ]  # fmt: skip
+        {
+            "custom_id": "p1",
+            "body": {
+                "messages": [
+                    {"role": "system", "content": "You write short reviews."},
+                    {"role": "user", "content": "Write a warm review\nof Kettle."},
+                ]
+            },
+        },
+        {
+            "custom_id": "p2",
+            "body": {
+                "messages": [
+                    {"role": "system", "content": "You write short reviews."},
+                    {"role": "user", "content": "Write a dry review\nof Blender, large."},
+                ]
+            },
+        },
+    ]
 
 
 def test_rendered_dataset_goes_through_dataset_validation(root: Path) -> None:
@@ -111,15 +123,20 @@ def test_template_file_tsv_jsonl_and_parquet_sources(root: Path) -> None:
     )
     write(root, manifest, "sku\tproduct\np1\tKettle\n", "products.tsv")
     assert rendered(root)[1] == [{"custom_id": "p1", "body": {"prompt": "Hello\nKettle!"}}]
-    write(root, manifest.replace(".tsv", ".jsonl"), '{"sku": 7, "product": "Mixer"}\n',
-          "products.jsonl")  # fmt: skip
+    write(
+        root,
+        manifest.replace(".tsv", ".jsonl"),
+        '{"sku": 7, "product": "Mixer"}\n',
+        "products.jsonl",
+    )
     assert rendered(root)[1] == [{"custom_id": "7", "body": {"prompt": "Hello\nMixer!"}}]
     table = pa.table({"sku": ["a", "b"], "product": ["Fan", "Lamp"]})
     pq.write_table(table, root / "jobs/data/products.parquet")
     (root / "jobs/reviews.yaml").write_text(manifest.replace(".tsv", ".parquet"))
     assert [r["body"] for r in rendered(root)[1]] == [
-        {"prompt": "Hello\nFan!"}, {"prompt": "Hello\nLamp!"}
-    ]  # fmt: skip
+        {"prompt": "Hello\nFan!"},
+        {"prompt": "Hello\nLamp!"},
+    ]
 
 
 def test_folder_of_shards(root: Path) -> None:
@@ -174,10 +191,14 @@ def test_template_syntax_and_runtime_errors_point_at_the_template(root: Path) ->
 
 
 def test_sandbox_refuses_python_internals(root: Path) -> None:
-    write(root, HEADER + (
-        "  source: {path: data/products.csv, idColumn: sku, limit: 1}\n"
-        "  template: {prompt: '{{ product.__class__.__mro__[1].__subclasses__() }}'}\n"
-    ))  # fmt: skip
+    write(
+        root,
+        HEADER
+        + (
+            "  source: {path: data/products.csv, idColumn: sku, limit: 1}\n"
+            "  template: {prompt: '{{ product.__class__.__mro__[1].__subclasses__() }}'}\n"
+        ),
+    )
     (message,) = problems(root)
     assert message.startswith("jobs/data/products.csv:2:1: cannot render: access to attribute")
 
@@ -334,9 +355,9 @@ def test_a_damaged_parquet_file_is_a_located_problem(root: Path) -> None:
 @pytest.mark.parametrize(
     ("roles", "texts"),
     [
-        (["system", "user"], ["Be 100% \"exact\".", "東京 %s {x} \\ \n\t\x00 😀"]),
+        (["system", "user"], ['Be 100% "exact".', "東京 %s {x} \\ \n\t\x00 😀"]),
         (["user"], [None]),
-        (["role % with \"quotes\"", "assistant", "user"], ["a", "", "%%"]),
+        (['role % with "quotes"', "assistant", "user"], ["a", "", "%%"]),
     ],
 )
 def test_rendered_row_bytes_are_orjson_of_the_row(roles: list[str], texts: list[str]) -> None:

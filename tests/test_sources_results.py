@@ -80,8 +80,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def converge(root: Path, client: FireworksClient) -> PassResult:
     for _ in range(200):
-        result = run_pass([root / "jobs"], root=root, provider=FP(client), project="proj",
-                          options=PassOptions())  # fmt: skip
+        result = run_pass(
+            [root / "jobs"], root=root, provider=FP(client), project="proj", options=PassOptions()
+        )
         if result.converged or result.errors:
             return result
         threading.Event().wait(0.05)
@@ -115,8 +116,10 @@ def test_response_format_is_sent_and_checked_and_the_table_written(
     assert not (project / "results/b.table.csv").exists()
     table = list(csv.DictReader(io.StringIO((project / "results/a.table.csv").read_text())))
     assert [(r["custom_id"], r["product"], r["error"] != "") for r in table] == [
-        ("p1", "Kettle", True), ("p2", "Toaster", True), ("p3", "Fan", False)
-    ]  # fmt: skip
+        ("p1", "Kettle", True),
+        ("p2", "Toaster", True),
+        ("p3", "Fan", False),
+    ]
     assert table[2]["answer"] == '{"product": "Fan", "price": 12}' and "price" not in table[2]
 
 
@@ -129,8 +132,10 @@ def test_results_command_joins_jobs_side_by_side(
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(rows[0])[:4] == ["custom_id", "product", "a.answer", "a.finish_reason"]
     assert [(r["product"], r["a.answer"] != "", r["b.answer"] != "") for r in rows] == [
-        ("Kettle", False, True), ("Toaster", False, True), ("Fan", True, True)
-    ]  # fmt: skip
+        ("Kettle", False, True),
+        ("Toaster", False, True),
+        ("Fan", True, True),
+    ]
     assert main(["results", "b", "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "Kettle" in out and "Toaster" in out and "Fan" not in out and "(first 2 rows" in out
@@ -143,7 +148,9 @@ def test_results_command_joins_jobs_side_by_side(
 
 
 def test_results_table_shows_dataset_text_inert_and_literal(
-    project: Path, client: FireworksClient, capsys: pytest.CaptureFixture[str],
+    project: Path,
+    client: FireworksClient,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The terminal table prints dataset and answer text: escape sequences, C1 controls and bidi
@@ -168,8 +175,10 @@ def test_join_of_a_hand_written_dataset_and_a_remote_one(tmp_path: Path) -> None
         ' {"role": "user", "content": "hi"}]}}\n{"custom_id": "y", "body": {"prompt": "yo"}}\n'
     )
     out, err = tmp_path / "r.jsonl", tmp_path / "r.errors.jsonl"
-    out.write_text('{"custom_id": "y", "response": {"choices": [{"text": "hey", '
-                   '"finish_reason": "length"}], "usage": {"prompt_tokens": 2}}}\n')  # fmt: skip
+    out.write_text(
+        '{"custom_id": "y", "response": {"choices": [{"text": "hey", '
+        '"finish_reason": "length"}], "usage": {"prompt_tokens": 2}}}\n'
+    )
     err.write_text(  # y failed in an earlier attempt: its success wins
         '{"custom_id": "x", "error": {"message": "boom"}}\n'
         '{"custom_id": "y", "error": {"message": "expired"}}\n'
@@ -190,25 +199,55 @@ def test_join_reads_the_neutral_fields_of_every_provider(tmp_path: Path) -> None
     """Result lines in the neutral schema (docs/reconciler.md) line up whatever the provider: an
     OpenAI line's raw ``response`` is ``{status_code, request_id, body}``, not a completion."""
     fw, oa = tmp_path / "fw.jsonl", tmp_path / "oa.jsonl"
-    fw.write_text(json.dumps({
-        "custom_id": "q1", "text": "Paris", "finish_reason": "stop",
-        "usage": {"input_tokens": 31, "output_tokens": 2, "cached_tokens": 0}, "error": None,
-        "error_code": None, "job": "fw-1",
-        "response": {"choices": [{"message": {"content": "Paris"}}]},
-    }) + "\n")  # fmt: skip
-    oa.write_text(json.dumps({
-        "custom_id": "q1", "text": "Paris.", "finish_reason": "length",
-        "usage": {"input_tokens": 29, "output_tokens": 3, "cached_tokens": 0}, "error": None,
-        "error_code": None, "job": "batch_1",
-        "response": {"status_code": 200, "request_id": "r", "body": {"choices": []}},
-    }) + "\n")  # fmt: skip
-    (tmp_path / "oa.errors.jsonl").write_text(json.dumps({
-        "custom_id": "q2", "text": None, "finish_reason": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0},
-        "error": "rate limited", "error_code": "rate_limit", "job": "batch_1", "response": None,
-    }) + "\n")  # fmt: skip
-    jobs = [JobResults("fw", fw, tmp_path / "fw.errors.jsonl"),
-            JobResults("oa", oa, tmp_path / "oa.errors.jsonl")]  # fmt: skip
+    fw.write_text(
+        json.dumps(
+            {
+                "custom_id": "q1",
+                "text": "Paris",
+                "finish_reason": "stop",
+                "usage": {"input_tokens": 31, "output_tokens": 2, "cached_tokens": 0},
+                "error": None,
+                "error_code": None,
+                "job": "fw-1",
+                "response": {"choices": [{"message": {"content": "Paris"}}]},
+            }
+        )
+        + "\n"
+    )
+    oa.write_text(
+        json.dumps(
+            {
+                "custom_id": "q1",
+                "text": "Paris.",
+                "finish_reason": "length",
+                "usage": {"input_tokens": 29, "output_tokens": 3, "cached_tokens": 0},
+                "error": None,
+                "error_code": None,
+                "job": "batch_1",
+                "response": {"status_code": 200, "request_id": "r", "body": {"choices": []}},
+            }
+        )
+        + "\n"
+    )
+    (tmp_path / "oa.errors.jsonl").write_text(
+        json.dumps(
+            {
+                "custom_id": "q2",
+                "text": None,
+                "finish_reason": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0},
+                "error": "rate limited",
+                "error_code": "rate_limit",
+                "job": "batch_1",
+                "response": None,
+            }
+        )
+        + "\n"
+    )
+    jobs = [
+        JobResults("fw", fw, tmp_path / "fw.errors.jsonl"),
+        JobResults("oa", oa, tmp_path / "oa.errors.jsonl"),
+    ]
     with Joined(None, jobs, tmp_dir=tmp_path / "tmp") as joined:
         assert joined.columns[1:4] == ["fw.answer", "fw.finish_reason", "fw.prompt_tokens"]
         assert list(joined.rows()) == [

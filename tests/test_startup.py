@@ -44,11 +44,29 @@ run()
 
 # Never needed by plan, apply, status or validate: the daemon's metrics, the local server,
 # httpx's own command-line tool (which pulls in click and rich), file watching.
-NEVER_FOR_A_PASS = {"prometheus_client", "uvicorn", "starlette", "watchfiles", "httpx._main",
-                    "click", "rich", "batchops.watch", "batchops.local.app"}  # fmt: skip
+NEVER_FOR_A_PASS = {
+    "prometheus_client",
+    "uvicorn",
+    "starlette",
+    "watchfiles",
+    "httpx._main",
+    "click",
+    "rich",
+    "batchops.watch",
+    "batchops.local.app",
+}
 # What a plain `--version` or `--help` must not pay for.
-HEAVY = NEVER_FOR_A_PASS | {"pydantic", "yaml", "httpx", "msgspec", "orjson", "batchops.manifest",
-                            "batchops.plan", "batchops.reconcile", "batchops.datasets"}  # fmt: skip
+HEAVY = NEVER_FOR_A_PASS | {
+    "pydantic",
+    "yaml",
+    "httpx",
+    "msgspec",
+    "orjson",
+    "batchops.manifest",
+    "batchops.plan",
+    "batchops.reconcile",
+    "batchops.datasets",
+}
 
 
 def started(tmp_path: Path, *argv: str, cwd: Path | None = None) -> tuple[set[str], int]:

@@ -73,8 +73,10 @@ def test_an_older_spec_of_a_declared_job_is_superseded_not_undeclared() -> None:
     simulate(plan_of(desired(["p"], [job_decl("a", "p")]), f, world, prune=True), world)  # b gone
     alone = plan_of(only_a, f, world)
     assert (alone.orphan_jobs, alone.superseded_jobs) == (0, 1)
-    assert note_lines(alone) == ["1 owned job is superseded (an older spec of a declared job, "
-                                 "replaced by it); `batchops apply --prune` deletes it."]
+    assert note_lines(alone) == [
+        "1 owned job is superseded (an older spec of a declared job, "
+        "replaced by it); `batchops apply --prune` deletes it."
+    ]
     pruned = plan_of(only_a, f, world, prune=True)
     prune = next(a for a in pruned.actions if a.kind is Kind.PRUNE_JOB)
     assert prune.reason.startswith("superseded: an older spec of a declared job")

@@ -15,8 +15,10 @@ from batchops.cli.watch import JsonFormatter, _config, duration
 from batchops.config import load_settings
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30", 30.0), ("30s", 30.0), ("500ms", 0.5),
-                                               ("2m", 120.0), ("1h", 3600.0), ("1.5s", 1.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 30.0), ("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0), ("1.5s", 1.5)],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert duration(text) == seconds
 

@@ -48,14 +48,21 @@ def raises(exc: Exception) -> Step:
     return step
 
 
-def run_daemon(steps: list[Step], script: list[frozenset[str]], timing: Timing | None = None
-               ) -> tuple[list[PassRecord], ScriptedTriggers]:
+def run_daemon(
+    steps: list[Step], script: list[frozenset[str]], timing: Timing | None = None
+) -> tuple[list[PassRecord], ScriptedTriggers]:
     stop = threading.Event()
     triggers = ScriptedTriggers(stop, script)
     records: list[PassRecord] = []
     pending = list(steps)
-    daemon = Daemon(run_pass=lambda: pending.pop(0)(), triggers=triggers, stop=stop,
-                    timing=timing or Timing(), rng=random.Random(7), on_pass=records.append)
+    daemon = Daemon(
+        run_pass=lambda: pending.pop(0)(),
+        triggers=triggers,
+        stop=stop,
+        timing=timing or Timing(),
+        rng=random.Random(7),
+        on_pass=records.append,
+    )
     daemon.run()
     return records, triggers
 
@@ -92,8 +99,9 @@ def test_triggers_that_arrive_during_a_pass_coalesce_into_one_more_pass() -> Non
 
 
 def test_jobs_in_progress_use_the_busy_interval() -> None:
-    _, triggers = run_daemon([ok(converged=False), ok()], [TICK],
-                             Timing(interval=30.0, busy_interval=2.0))
+    _, triggers = run_daemon(
+        [ok(converged=False), ok()], [TICK], Timing(interval=30.0, busy_interval=2.0)
+    )
     assert triggers.waits[0] == (2.0, True)
     assert triggers.waits[1][0] is not None and triggers.waits[1][0] > 20
 
@@ -102,8 +110,7 @@ def test_api_errors_back_off_exponentially_capped_and_reset_after_success() -> N
     down = raises(ServerError("unavailable", status=503))
     steps = [down, down, down, down, ok(), down]
     records, triggers = run_daemon(steps, [TICK] * 5, Timing(backoff_base=1.0, backoff_cap=5.0))
-    assert [r.outcome for r in records] == [Outcome.API_ERROR] * 4 + [Outcome.OK,
-                                                                      Outcome.API_ERROR]
+    assert [r.outcome for r in records] == [Outcome.API_ERROR] * 4 + [Outcome.OK, Outcome.API_ERROR]
     delays = [t for t, _ in triggers.waits]
     assert delays[:4] == [1.0, 2.0, 4.0, 5.0]
     assert delays[5] == 1.0  # the streak was reset by the successful pass

@@ -66,10 +66,16 @@ def test_the_filter_follows_what_the_manifests_reference(tmp_path: Path) -> None
 
 
 def git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def make_origin(tmp_path: Path) -> tuple[Path, Path]:
@@ -113,7 +119,8 @@ def test_git_failures_raise_without_leaking_credentials(tmp_path: Path) -> None:
 
 def test_redact_hides_userinfo_only() -> None:
     assert redact("fatal: https://u:p@host/r.git and ssh://git@host/r") == (
-        "fatal: https://***@host/r.git and ssh://***@host/r")
+        "fatal: https://***@host/r.git and ssh://***@host/r"
+    )
     assert redact("https://host/r.git") == "https://host/r.git"
 
 

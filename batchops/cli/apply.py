@@ -79,7 +79,9 @@ MAX_PLAN_BYTES = 64 * 2**20  # a saved plan of 10,000 jobs is a few MB; a bigger
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "apply", parents=parents, help="make the account match the manifests",
+        "apply",
+        parents=parents,
+        help="make the account match the manifests",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a reconcile pass: upload datasets, create jobs, resume expired ones, "
         "download and merge results.\nWith --wait, keep reconciling until every declared job "
@@ -88,23 +90,39 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         epilog="exit codes: 0 converged or progressing, 1 error, 3 a declared job failed, has "
         "more failed rows than its spec.maxFailedRows, or expired with no resumes left, "
         "4 over a budget (nothing sent), 130 interrupted",
-    )  # fmt: skip
+    )
     p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/) or a plan")
     add_backend_flags(p)
     add_pass_flags(p)
     p.add_argument("--wait", action="store_true", help="keep going until every job is done")
-    p.add_argument("--timeout", type=duration, default=None, metavar="DURATION",
-                   help="how long the whole command may take, e.g. 30, 90s, 20m")  # fmt: skip
     p.add_argument(
-        "--poll-interval", type=duration, default=None, metavar="DURATION",
+        "--timeout",
+        type=duration,
+        default=None,
+        metavar="DURATION",
+        help="how long the whole command may take, e.g. 30, 90s, 20m",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=duration,
+        default=None,
+        metavar="DURATION",
         help=f"seconds between passes with --wait (default {POLL_LOCAL:g} on the local backend, "
         f"{POLL_REMOTE:g} on Fireworks)",
-    )  # fmt: skip
-    p.add_argument("--parallelism", type=positive_int, default=None,
-                   help="concurrent actions (default: batchops.yaml, else 8)")  # fmt: skip
-    p.add_argument("-y", "--auto-approve", action="store_true",
-                   help="do not ask before deleting or replacing (needed for --prune deletions "
-                   "without a terminal, unless applying a saved plan)")  # fmt: skip
+    )
+    p.add_argument(
+        "--parallelism",
+        type=positive_int,
+        default=None,
+        help="concurrent actions (default: batchops.yaml, else 8)",
+    )
+    p.add_argument(
+        "-y",
+        "--auto-approve",
+        action="store_true",
+        help="do not ask before deleting or replacing (needed for --prune deletions "
+        "without a terminal, unless applying a saved plan)",
+    )
     p.set_defaults(func=run)
 
 
@@ -191,8 +209,11 @@ def run(args: argparse.Namespace) -> int:
     printer = _Printer(args, settings, saved=job.saved is not None, backend=backend)
     json_output = args.output == "json"
     try:
-        with (_interrupt_sets(stop), open_provider(settings, root=root) as provider,
-              _reporter(json_output=json_output) as rep):  # fmt: skip
+        with (
+            _interrupt_sets(stop),
+            open_provider(settings, root=root) as provider,
+            _reporter(json_output=json_output) as rep,
+        ):
             if args.poll_interval is None:
                 remote = backend["kind"] == "fireworks"
                 args.poll_interval = POLL_REMOTE if remote else POLL_LOCAL
@@ -211,9 +232,11 @@ def interrupted_message(jobs: list[str], *, how: str = "interrupted") -> str:
         return how
     names = ", ".join(jobs)
     them = "it" if len(jobs) == 1 else "them"
-    return (f"{how}: the remote jobs keep running on the account, and are billed: "
-            f"{names}.\nFollow {them} with `batchops status`; stop one with "
-            "`batchops cancel NAME`.")  # fmt: skip
+    return (
+        f"{how}: the remote jobs keep running on the account, and are billed: "
+        f"{names}.\nFollow {them} with `batchops status`; stop one with "
+        "`batchops cancel NAME`."
+    )
 
 
 def _project_defaults(args: argparse.Namespace, settings: Settings) -> None:
@@ -237,16 +260,27 @@ def _prepare(args: argparse.Namespace, settings: Settings, root: Path) -> _Run:
     if data.get("project") != project:
         raise ConfigError(f"the saved plan is for project {data.get('project')!r}, not {project!r}")
     o = data["options"]
-    options = PassOptions(prune=o["prune"], allow_empty=o["allowEmpty"],
-                          retry_failed=o["retryFailed"], download=o["download"],
-                          canary_only=bool(o.get("canaryOnly")), max_workers=args.parallelism,
-                          selector=Selector.from_json(data.get("selector")),
-                          narrowed=bool(data.get("narrowed")),
-                          **money_options(args, settings))  # fmt: skip
+    options = PassOptions(
+        prune=o["prune"],
+        allow_empty=o["allowEmpty"],
+        retry_failed=o["retryFailed"],
+        download=o["download"],
+        canary_only=bool(o.get("canaryOnly")),
+        max_workers=args.parallelism,
+        selector=Selector.from_json(data.get("selector")),
+        narrowed=bool(data.get("narrowed")),
+        **money_options(args, settings),
+    )
     changes = tuple((a["kind"], a["resource"]["remoteId"]) for a in data["actions"] if a["change"])
     check = SavedPlanCheck(fingerprint=data["fingerprint"], actions=changes)
-    return _Run([Path(p) for p in data["paths"]], Path(data["root"]), project, options, check,
-                settings.project_file)
+    return _Run(
+        [Path(p) for p in data["paths"]],
+        Path(data["root"]),
+        project,
+        options,
+        check,
+        settings.project_file,
+    )
 
 
 def _saved_plan_file(paths: list[str]) -> Path | None:
@@ -330,8 +364,9 @@ class _Printer:
         self.first_plan: Plan | None = None
         self.last_plan: Plan | None = None
         self.outcomes: list[tuple[int, Action, BatchopsError | None]] = []
-        self.gate = ApplyGate(auto_approve=args.auto_approve, saved_plan=saved,
-                              show=self._show, ask=self._ask)  # fmt: skip
+        self.gate = ApplyGate(
+            auto_approve=args.auto_approve, saved_plan=saved, show=self._show, ask=self._ask
+        )
 
     def on_result(self, result: PassResult) -> None:
         done = result.applied.done if result.applied else []
@@ -360,8 +395,10 @@ class _Printer:
             self.gate.check(plan)
         except NotConfirmedError as exc:
             if self.summary_file:  # the summary showed the plan: say it was not applied
-                append_step_summary(self.summary_file, "#### batchops apply: not applied, exit "
-                                    f"1\n{errors_markdown([str(exc)])}")  # fmt: skip
+                append_step_summary(
+                    self.summary_file,
+                    f"#### batchops apply: not applied, exit 1\n{errors_markdown([str(exc)])}",
+                )
             raise
 
     def _print_plan(self, plan: Plan) -> None:
@@ -375,8 +412,10 @@ class _Printer:
             return
         if self.passes == 1:
             # The backend is named when something is to happen; "No changes." stays one line.
-            print(plan_text(plan, backend=self.backend if plan.actions else None,
-                            remote=self.remote), flush=True)  # fmt: skip
+            print(
+                plan_text(plan, backend=self.backend if plan.actions else None, remote=self.remote),
+                flush=True,
+            )
             self.reported = {(a.kind, a.resource.remote_id) for a in plan.actions}
             self.last_line = summary_line(plan)  # plan_text's last line
             return
@@ -407,9 +446,11 @@ class _Printer:
             print(notes, file=sys.stderr, flush=True)
         for name, record in sorted((result.applied.records if result.applied else {}).items()):
             if record.counts.nonconforming:  # responseFormat: failed rows the server called done
-                print(f"{inert(name)}: {record.counts.nonconforming} answer(s) did not match "
-                      f"responseFormat; see {inert(os.path.relpath(record.errors.path))}",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"{inert(name)}: {record.counts.nonconforming} answer(s) did not match "
+                    f"responseFormat; see {inert(os.path.relpath(record.errors.path))}",
+                    file=sys.stderr,
+                )
         if self.json:
             print(json_text(self._result_json(result, code), indent=2))
         elif result.plan.has_changes or not result.converged or _failures(result):
@@ -423,21 +464,37 @@ class _Printer:
         every pass) with its outcome, and where each declared job ended up."""
         from batchops.render.plan import action_json, plan_json
 
-        applied = [{**action_json(a), "pass": n, "outcome": _outcome(e),
-                    "error": None if e is None else str(e)}
-                   for n, a, e in self.outcomes]  # fmt: skip
+        applied = [
+            {
+                **action_json(a),
+                "pass": n,
+                "outcome": _outcome(e),
+                "error": None if e is None else str(e),
+            }
+            for n, a, e in self.outcomes
+        ]
         return {
-            "formatVersion": 1, "exitCode": code, "converged": result.converged,
+            "formatVersion": 1,
+            "exitCode": code,
+            "converged": result.converged,
             "passes": self.passes,
             "plan": plan_json(self.first_plan or result.plan, backend=self.backend_json),
             "applied": applied,
             "jobs": [{"name": n, "state": s} for n, s in result.plan.job_states],
-            "errors": [str(e) for e in result.errors], "failedJobs": result.failed_jobs,
+            "errors": [str(e) for e in result.errors],
+            "failedJobs": result.failed_jobs,
             "jobStates": result.job_states,
-            "rowFailures": [{"job": r.job, "failed": r.failed, "total": r.total,
-                             "allowed": r.allowed, "firstErrors": list(r.first_errors)}
-                            for r in result.row_failures],
-        }  # fmt: skip
+            "rowFailures": [
+                {
+                    "job": r.job,
+                    "failed": r.failed,
+                    "total": r.total,
+                    "allowed": r.allowed,
+                    "firstErrors": list(r.first_errors),
+                }
+                for r in result.row_failures
+            ],
+        }
 
 
 _SUBMITS = frozenset({Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB})
@@ -472,8 +529,10 @@ def _first(errors: tuple[str, ...], width: int = 80) -> str:
 def _failed_text(result: PassResult) -> str:
     """'answers 2 of 12 rows failed (first: row-2: ...), other failed' over the declared jobs."""
     rows = {r.job: r for r in result.row_failures}
-    parts = [f"{inert(r.job)} {r.failed} of {r.total} rows failed{_first(r.first_errors)}"
-             for r in rows.values()]  # fmt: skip
+    parts = [
+        f"{inert(r.job)} {r.failed} of {r.total} rows failed{_first(r.first_errors)}"
+        for r in rows.values()
+    ]
     parts += [f"{inert(name)} failed" for name in result.failed_jobs if name not in rows]
     return ", ".join(parts)
 
@@ -499,8 +558,15 @@ def _apply_markdown(result: PassResult, code: int) -> str:
     return text + errors_markdown(str(e) for e in result.errors) + failures + canaries
 
 
-def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullReporter,
-          stop: threading.Event, printer: _Printer, inputs: Inputs) -> PassResult:  # fmt: skip
+def _loop(
+    job: _Run,
+    args: argparse.Namespace,
+    provider: Any,
+    reporter: NullReporter,
+    stop: threading.Event,
+    printer: _Printer,
+    inputs: Inputs,
+) -> PassResult:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     provider.set_deadline(deadline)  # every call, retry and read of the command stops there
     saved = job.saved
@@ -508,10 +574,19 @@ def _loop(job: _Run, args: argparse.Namespace, provider: Any, reporter: NullRepo
     last: PassResult | None = None
     while True:
         try:
-            result = run_pass(job.paths, root=job.root, provider=provider, project=job.project,
-                              options=job.options, reporter=reporter, stop=stop, saved=saved,
-                              on_plan=printer.on_plan, inputs=first_inputs,
-                              project_file=job.project_file)  # fmt: skip
+            result = run_pass(
+                job.paths,
+                root=job.root,
+                provider=provider,
+                project=job.project,
+                options=job.options,
+                reporter=reporter,
+                stop=stop,
+                saved=saved,
+                on_plan=printer.on_plan,
+                inputs=first_inputs,
+                project_file=job.project_file,
+            )
         except DeadlineExceededError as exc:  # observing, before any action
             if last is None:
                 raise _timeout_error(args.timeout, None) from exc
@@ -549,5 +624,7 @@ def _timeout_error(timeout: float, result: PassResult | None) -> BatchopsError:
 
 def _states_text(result: PassResult) -> str:
     """'2 completed, 1 running' over the declared jobs."""
-    return ", ".join(f"{n} {inert(s.removeprefix('JOB_STATE_').lower())}"
-                     for s, n in sorted(result.job_states.items()))  # fmt: skip
+    return ", ".join(
+        f"{n} {inert(s.removeprefix('JOB_STATE_').lower())}"
+        for s, n in sorted(result.job_states.items())
+    )

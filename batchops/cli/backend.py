@@ -51,15 +51,18 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
         "metadata.name in batchops.yaml)",
     )
     parser.add_argument(
-        "--root", type=Path, default=None,
+        "--root",
+        type=Path,
+        default=None,
         help="project root (default: the nearest folder upward holding batchops.yaml, else the "
         "current folder)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--local", action="store_true",
+        "--local",
+        action="store_true",
         help="use the local backend (embedded, or the `batchops serve` at --base-url), even "
         "under CI",
-    )  # fmt: skip
+    )
 
 
 def root_of(args: argparse.Namespace) -> Path:
@@ -124,12 +127,18 @@ def describe_backend(settings: Settings, root: Path) -> dict[str, str]:
         text = f"`batchops serve` at {settings.base_url}"
         return {"kind": choice, "url": settings.base_url, "text": text}
     where = (root / STATE_DIR / "local").as_posix()
-    return {"kind": choice, "path": where,
-            "text": f"the embedded local backend at {STATE_DIR}/local"}  # fmt: skip
+    return {
+        "kind": choice,
+        "path": where,
+        "text": f"the embedded local backend at {STATE_DIR}/local",
+    }
 
 
-_REMOTE_TITLES = {"fireworks": "the Fireworks account", "serve": "`batchops serve`",
-                  "embedded": "the embedded local backend"}  # fmt: skip
+_REMOTE_TITLES = {
+    "fireworks": "the Fireworks account",
+    "serve": "`batchops serve`",
+    "embedded": "the embedded local backend",
+}
 
 
 def remote_title(backend: dict[str, str]) -> str:
@@ -172,8 +181,10 @@ def open_provider(
             except TransportError as exc:
                 raise TransportError(
                     f"{exc.server_message} (is `batchops serve` running at {settings.base_url}? "
-                    "FIREWORKS_BASE_URL names it)", method=exc.method, path=exc.path,
-                ) from exc  # fmt: skip
+                    "FIREWORKS_BASE_URL names it)",
+                    method=exc.method,
+                    path=exc.path,
+                ) from exc
         return
     if choice != "embedded":
         with contextlib.closing(_providers(settings, None, client_options)) as provider:

@@ -15,11 +15,13 @@ from batchops.cli.delete import add_removal_flags, run_removal
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "cancel", parents=parents, help="stop owned running jobs by name (no more billing)",
+        "cancel",
+        parents=parents,
+        help="stop owned running jobs by name (no more billing)",
         description="Stop every running job of this project named NAME, so that it is no longer "
         "billed. Finished attempts and results are kept. A job still declared by a manifest is "
         "submitted again by the next apply: remove it from the manifests, or leave it out with "
         "--job/-l.",
-    )  # fmt: skip
+    )
     add_removal_flags(p)
     p.set_defaults(func=lambda args: run_removal(args, cancel=True))

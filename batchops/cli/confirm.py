@@ -37,8 +37,9 @@ def ask_terminal(question: str, *, stream_out: bool = True) -> str:
     return sys.stdin.readline()
 
 
-def confirm(what: str, *, auto_approve: bool, how: str,
-            ask: Callable[[str], str] | None = None) -> None:  # fmt: skip
+def confirm(
+    what: str, *, auto_approve: bool, how: str, ask: Callable[[str], str] | None = None
+) -> None:
     """Go on, or raise NotConfirmedError. ``what`` names the change; ``how`` says what to pass
     to proceed without a terminal."""
     if auto_approve:

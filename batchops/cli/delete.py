@@ -38,23 +38,34 @@ from batchops.textsafe import inert, json_text
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "delete", parents=parents, help="delete owned jobs by name (with their output datasets)",
+        "delete",
+        parents=parents,
+        help="delete owned jobs by name (with their output datasets)",
         description="Delete every job of this project named NAME (all attempts, continuations "
         "and older specs) and the output datasets batchops named for them. A running job stops. "
         "Results on disk are kept. Jobs without this project's mark are never touched.",
-    )  # fmt: skip
+    )
     add_removal_flags(p)
-    p.add_argument("--force", action="store_true",
-                   help="delete even a job a manifest still declares (the next apply re-runs it)")
-    p.add_argument("--paths", nargs="*", default=None, metavar="PATH",
-                   help="the manifests to check for declarations (default: jobs/)")  # fmt: skip
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even a job a manifest still declares (the next apply re-runs it)",
+    )
+    p.add_argument(
+        "--paths",
+        nargs="*",
+        default=None,
+        metavar="PATH",
+        help="the manifests to check for declarations (default: jobs/)",
+    )
     p.set_defaults(func=lambda args: run_removal(args, cancel=False))
 
 
 def add_removal_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="NAME", help="a job name, or one job's ID")
-    p.add_argument("-y", "--auto-approve", action="store_true",
-                   help="do not ask (required without a terminal)")  # fmt: skip
+    p.add_argument(
+        "-y", "--auto-approve", action="store_true", help="do not ask (required without a terminal)"
+    )
     add_backend_flags(p)
 
 
@@ -69,13 +80,23 @@ def run_removal(args: argparse.Namespace, *, cancel: bool) -> int:
             _refuse_declared(args.names, default_paths(args, root, settings), settings, root)
         plan = _plan(targets(found, running_only=cancel), project, cancel=cancel)
         if not plan.actions:
-            return _report(args, plan, [], verb, f"Nothing to {verb}: no job of "
-                           f"{', '.join(args.names)} is running." if cancel else "")  # fmt: skip
+            return _report(
+                args,
+                plan,
+                [],
+                verb,
+                f"Nothing to {verb}: no job of {', '.join(args.names)} is running."
+                if cancel
+                else "",
+            )
         if args.output != "json":
             print("\n".join(action_line(a) for a in plan.actions), flush=True)
         n = len(plan.actions)
-        confirm(f"{verb} {n} job{'' if n == 1 else 's'}", auto_approve=args.auto_approve,
-                how="pass -y (--auto-approve)")  # fmt: skip
+        confirm(
+            f"{verb} {n} job{'' if n == 1 else 's'}",
+            auto_approve=args.auto_approve,
+            how="pass -y (--auto-approve)",
+        )
         reporter = LineReporter(to_stderr=args.output == "json")
         applied = apply_plan(plan, provider=provider, root=root, reporter=reporter)
     errors = [str(e) for e in applied.errors]
@@ -98,16 +119,22 @@ def _refuse_declared(names: list[str], paths: list[Path], settings: Settings, ro
         if src is None:
             continue
         adopted = "" if name == old else f" (renamed from {old} in {PROJECT_FILE})"
-        problems.append(f"job '{name}'{adopted} is declared by {src.path}:{src.line}; the next "
-                        "apply would run it again")  # fmt: skip
+        problems.append(
+            f"job '{name}'{adopted} is declared by {src.path}:{src.line}; the next "
+            "apply would run it again"
+        )
     if problems:
-        raise ConfigError("; ".join(problems) + ": remove it from the manifests first, or pass "
-                          "--force")  # fmt: skip
+        raise ConfigError(
+            "; ".join(problems) + ": remove it from the manifests first, or pass --force"
+        )
 
 
 def _plan(found: list[Target], project: str, *, cancel: bool) -> Plan:
-    return Plan(actions=sort_actions(_action(t, cancel=cancel) for t in found), fingerprint="",
-                project=project)  # fmt: skip
+    return Plan(
+        actions=sort_actions(_action(t, cancel=cancel) for t in found),
+        fingerprint="",
+        project=project,
+    )
 
 
 def _action(target: Target, *, cancel: bool) -> Action:
@@ -123,15 +150,26 @@ def _action(target: Target, *, cancel: bool) -> Action:
     return Action(Kind.PRUNE_JOB, Resource("job", target.name, target.job_id), reason, details)
 
 
-def _report(args: argparse.Namespace, plan: Plan, errors: list[str], verb: str,
-            nothing: str) -> int:  # fmt: skip
+def _report(
+    args: argparse.Namespace, plan: Plan, errors: list[str], verb: str, nothing: str
+) -> int:
     code = EXIT_ERROR if errors else EXIT_OK
     if args.output == "json":
-        body = {"formatVersion": 1, "command": verb, "exitCode": code, "errors": errors,
-                "jobs": [{"name": a.resource.name, "remoteId": a.resource.remote_id,
-                          "state": a.details.get("state"),
-                          "outputDataset": a.details.get("outputDataset")}
-                         for a in plan.actions]}  # fmt: skip
+        body = {
+            "formatVersion": 1,
+            "command": verb,
+            "exitCode": code,
+            "errors": errors,
+            "jobs": [
+                {
+                    "name": a.resource.name,
+                    "remoteId": a.resource.remote_id,
+                    "state": a.details.get("state"),
+                    "outputDataset": a.details.get("outputDataset"),
+                }
+                for a in plan.actions
+            ],
+        }
         print(json_text(body, indent=2))
         return code
     for message in errors:

@@ -45,12 +45,19 @@ from batchops.textsafe import json_text
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("describe", parents=parents,
-                       help="one job's history: attempts, continuations, states, rows, results",
-                       )  # fmt: skip
+    p = sub.add_parser(
+        "describe",
+        parents=parents,
+        help="one job's history: attempts, continuations, states, rows, results",
+    )
     p.add_argument("name", metavar="NAME", help="a job name")
-    p.add_argument("--paths", nargs="*", default=None, metavar="PATH",
-                   help="manifests declaring it (default: jobs/)")  # fmt: skip
+    p.add_argument(
+        "--paths",
+        nargs="*",
+        default=None,
+        metavar="PATH",
+        help="manifests declaring it (default: jobs/)",
+    )
     add_backend_flags(p)
     p.set_defaults(func=run)
 
@@ -64,32 +71,47 @@ def run(args: argparse.Namespace) -> int:
     moved = settings.project_file.moved if settings.project_file else ()
     name = current_name(args.name, moved)
     if name != args.name:
-        print(f"note: '{args.name}' was renamed to '{name}' (moved in {PROJECT_FILE})",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"note: '{args.name}' was renamed to '{name}' (moved in {PROJECT_FILE})",
+            file=sys.stderr,
+        )
     declared = inputs is not None and any(j.name == name for j in inputs[0].jobs)
     members = sorted(j.name for j in inputs[0].jobs if j.group == name) if inputs else []
     if members and not declared:
-        raise ConfigError(f"'{name}' is a matrix of {len(members)} jobs; describe one of them: "
-                          f"{', '.join(members)}")  # fmt: skip
+        raise ConfigError(
+            f"'{name}' is a matrix of {len(members)} jobs; describe one of them: "
+            f"{', '.join(members)}"
+        )
     failures = None
     with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
             ctx = load_context(provider, root=root, project=project, inputs=inputs)
             view = next(v for v in ctx.views() if v.decl.name == name)
             jobs = ctx.observed.jobs
-            found = sorted({j.key: j for n in (name, *former_names(name, moved))
-                            for j in owned_by_name(n, jobs, project)}.values(),
-                           key=lambda j: (j.created, j.key))  # fmt: skip
+            found = sorted(
+                {
+                    j.key: j
+                    for n in (name, *former_names(name, moved))
+                    for j in owned_by_name(n, jobs, project)
+                }.values(),
+                key=lambda j: (j.created, j.key),
+            )
             h = _declared_history(view, found)
-            h = replace(h, spent=status_row(view, _price(settings, view.decl)).spent,
-                        stage=_stage(ctx.views(), ctx.desired.waiting, name))
+            h = replace(
+                h,
+                spent=status_row(view, _price(settings, view.decl)).spent,
+                stage=_stage(ctx.views(), ctx.desired.waiting, name),
+            )
             found_rows = ctx.failed_rows.get(name)
             failures = found_rows.summary if found_rows is not None else None
         else:  # described from the account alone; unknown or foreign names are errors
             owned = owned_following_moves([name], provider.list_jobs(), project, moved)
             h = history(name, next(iter(owned.values())))
-    print(json_text(describe_json(h, failures), indent=2) if args.output == "json"
-          else describe_text(h, failures))  # fmt: skip
+    print(
+        json_text(describe_json(h, failures), indent=2)
+        if args.output == "json"
+        else describe_text(h, failures)
+    )
     return EXIT_OK
 
 
@@ -112,6 +134,10 @@ def _declared_history(view: JobView, found: list[RemoteJob]) -> JobHistory:
     row = status_row(view)
     last = view.result.record.last_job_id if view.result and view.result.record else None
     src = view.decl.source
-    return history(view.decl.name, found, current_base=view.base_id,
-                   declared=f"{src.path}:{src.line}",
-                   results=(row.results_path, row.results, last))  # fmt: skip
+    return history(
+        view.decl.name,
+        found,
+        current_base=view.base_id,
+        declared=f"{src.path}:{src.line}",
+        results=(row.results_path, row.results, last),
+    )

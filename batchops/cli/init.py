@@ -70,16 +70,22 @@ EXAMPLE_ROWS = (
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "init", parents=parents, help="start a project: batchops.yaml, .gitignore, an example",
+        "init",
+        parents=parents,
+        help="start a project: batchops.yaml, .gitignore, an example",
         description="Write a commented batchops.yaml, .gitignore entries for .batchops/ (and "
         "results/, unless --no-ignore-results) and an example job with its dataset in jobs/. "
         "Existing files are kept unless --force is given.",
-    )  # fmt: skip
+    )
     p.add_argument("dir", nargs="?", type=Path, default=Path(), help="folder (default: here)")
     p.add_argument("--name", help="project name (default: the folder's name)")
     p.add_argument("--backend", choices=("fireworks", "local"), help="pin the backend")
-    p.add_argument("--ignore-results", action=argparse.BooleanOptionalAction, default=True,
-                   help="git-ignore results/ (default: yes)")  # fmt: skip
+    p.add_argument(
+        "--ignore-results",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="git-ignore results/ (default: yes)",
+    )
     p.add_argument("--no-example", action="store_true", help="skip the example job")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=run)

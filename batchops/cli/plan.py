@@ -43,15 +43,22 @@ def add_pass_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true", help="allow --prune with nothing declared")
     p.add_argument("--retry-failed", action="store_true", help="resubmit failed jobs")
     p.add_argument("--no-download", action="store_true", help="skip downloading results")
-    p.add_argument("--canary-only", action="store_true",
-                   help="only the canaries (spec.canary), not the full spend")  # fmt: skip
+    p.add_argument(
+        "--canary-only",
+        action="store_true",
+        help="only the canaries (spec.canary), not the full spend",
+    )
     add_max_cost_flag(p)
     add_selector_flags(p)
 
 
 def add_max_cost_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-cost", type=_dollars, metavar="USD",
-                   help="refuse a plan costing more (exit 4; see docs/cost.md)")  # fmt: skip
+    p.add_argument(
+        "--max-cost",
+        type=_dollars,
+        metavar="USD",
+        help="refuse a plan costing more (exit 4; see docs/cost.md)",
+    )
 
 
 def _dollars(text: str) -> float:
@@ -71,19 +78,26 @@ def money_options(args: argparse.Namespace, settings: Settings | None) -> dict[s
         project_max=project.max_cost if project else None,
         cli_max=getattr(args, "max_cost", None),
         compare=project.budget_compare if project else "worstCase",
-    )  # fmt: skip
-    return {"budget": budget, "prices": price_table(project),
-            "tokenizers": project.tokenizer_files() if project else {}}  # fmt: skip
+    )
+    return {
+        "budget": budget,
+        "prices": price_table(project),
+        "tokenizers": project.tokenizer_files() if project else {},
+    }
 
 
 def add_selector_flags(p: argparse.ArgumentParser) -> None:
     """--job and -l: plan, apply and status work on the selected jobs (and the datasets they
     read) only; the rest is left alone and counted in one line."""
-    p.add_argument("--job", action="append", metavar="NAME",
-                   help="only this job (repeatable)")  # fmt: skip
-    p.add_argument("-l", "--selector", action="append", metavar="KEY=VALUE", dest="labels",
-                   help="only jobs whose metadata.labels have KEY=VALUE (repeatable: all of "
-                   "them)")  # fmt: skip
+    p.add_argument("--job", action="append", metavar="NAME", help="only this job (repeatable)")
+    p.add_argument(
+        "-l",
+        "--selector",
+        action="append",
+        metavar="KEY=VALUE",
+        dest="labels",
+        help="only jobs whose metadata.labels have KEY=VALUE (repeatable: all of them)",
+    )
 
 
 def selector_of(args: argparse.Namespace) -> Selector:
@@ -92,30 +106,38 @@ def selector_of(args: argparse.Namespace) -> Selector:
 
 def pass_options(args: argparse.Namespace, settings: Settings | None = None) -> PassOptions:
     return PassOptions(
-        prune=args.prune, allow_empty=args.allow_empty, retry_failed=args.retry_failed,
-        download=not args.no_download, max_workers=getattr(args, "parallelism", 8),
-        canary_only=getattr(args, "canary_only", False), selector=selector_of(args),
-        narrowed=paths_narrowed(args, root_of(args), settings), **money_options(args, settings),
-    )  # fmt: skip
+        prune=args.prune,
+        allow_empty=args.allow_empty,
+        retry_failed=args.retry_failed,
+        download=not args.no_download,
+        max_workers=getattr(args, "parallelism", 8),
+        canary_only=getattr(args, "canary_only", False),
+        selector=selector_of(args),
+        narrowed=paths_narrowed(args, root_of(args), settings),
+        **money_options(args, settings),
+    )
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "plan", parents=parents, help="show what apply would do, and why",
+        "plan",
+        parents=parents,
+        help="show what apply would do, and why",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare the manifests with the account and print what `apply` would do, "
         "with the reason for each action.\nRemote changes (create, replace, resume, prune) and "
         "local ones (downloads) are listed apart. Sends no writes.",
         epilog="exit codes: 0 ok (with --detailed-exitcode: no remote changes), 1 error, "
         "2 remote changes pending (--detailed-exitcode), 4 over a budget (the plan is shown)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "paths", nargs="*", metavar="PATHS", help="manifests or folders (default: jobs/)"
     )
     add_backend_flags(p)
     add_pass_flags(p)
-    p.add_argument("--detailed-exitcode", action="store_true",
-                   help="exit 2 when remote changes are pending")  # fmt: skip
+    p.add_argument(
+        "--detailed-exitcode", action="store_true", help="exit 2 when remote changes are pending"
+    )
     p.add_argument("--out", type=Path, metavar="FILE", help="save the plan (JSON) for apply")
     p.set_defaults(func=run)
 
@@ -126,13 +148,24 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_inputs(paths, root=root, project_file=settings.project_file)  # nothing sent yet
     backend = describe_backend(settings, root)
     with open_provider(settings, root=root) as provider:
-        plan = load_and_plan(paths, root=root, provider=provider,
-                             project=project_of(settings, root), options=options,
-                             inputs=inputs, project_file=settings.project_file)  # fmt: skip
+        plan = load_and_plan(
+            paths,
+            root=root,
+            provider=provider,
+            project=project_of(settings, root),
+            options=options,
+            inputs=inputs,
+            project_file=settings.project_file,
+        )
     body = plan_json(plan, backend=backend)
     if args.out:
-        saved = {**body, "paths": [str(p) for p in paths], "root": str(root),
-                 "selector": options.selector.to_json(), "narrowed": options.narrowed}
+        saved = {
+            **body,
+            "paths": [str(p) for p in paths],
+            "root": str(root),
+            "selector": options.selector.to_json(),
+            "narrowed": options.narrowed,
+        }
         write_text_atomic(args.out, json.dumps(saved, indent=2) + "\n")
     text = plan_text(plan, backend=backend["text"], remote=remote_title(backend))
     print(json_text(body, indent=2) if args.output == "json" else text)

@@ -46,23 +46,34 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="declared jobs")
     p.add_argument(
-        "--output", "-o", default="text", help="output format",
+        "--output",
+        "-o",
+        default="text",
+        help="output format",
         choices=("text", "json", "jsonl", "csv", "parquet"),
-    )  # fmt: skip
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
     p.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument(
-        "--limit", type=int, default=None, metavar="N",
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
         help=f"rows to show (table: default {DEFAULT_LIMIT}; other formats: all); 0 = all",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
-        metavar="A,B", help="the input columns to show (default: all)",
-    )  # fmt: skip
+        "--columns",
+        type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
+        metavar="A,B",
+        help="the input columns to show (default: all)",
+    )
     p.add_argument(
-        "--manifests", action="append", type=Path, metavar="PATH",
+        "--manifests",
+        action="append",
+        type=Path,
+        metavar="PATH",
         help="manifest files or folders (default: the project file's paths, or jobs/); repeatable",
-    )  # fmt: skip
+    )
     p.set_defaults(func=run)
 
 
@@ -80,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no results on disk at {inert(shown)}; its columns are empty", file=sys.stderr)
     dataset = desired.dataset(jobs[0].input_dataset) if jobs[0].input_dataset else None
     inputs = input_rows(dataset.files) if dataset is not None else None
-    with Scratch(root) as scratch, Joined(
-        inputs, results, tmp_dir=scratch.path, columns=args.columns
-    ) as joined:
+    with (
+        Scratch(root) as scratch,
+        Joined(inputs, results, tmp_dir=scratch.path, columns=args.columns) as joined,
+    ):
         limit = args.limit if args.limit is not None else _default_limit(args.output)
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
         prices = [_price(project, j) for j in jobs]
@@ -125,23 +137,30 @@ def _spent_line(job: JobDecl, price: Price | None, usage: Usage | None, *, sever
         return f"{head}: unknown (no usage recorded with the results)"
     if price is None:
         why = f"no price for {inert(job.model)}{inert(on_provider(job.provider))}"
-        return f"{head}: unknown ({why}; {usage.prompt_tokens:,} input, " \
+        return (
+            f"{head}: unknown ({why}; {usage.prompt_tokens:,} input, "
             f"{usage.completion_tokens:,} output tokens)"
-    return (f"{head}: {money_text(spent(usage, price))} ({usage.prompt_tokens:,} input, "
-            f"{usage.completion_tokens:,} output tokens)")  # fmt: skip
+        )
+    return (
+        f"{head}: {money_text(spent(usage, price))} ({usage.prompt_tokens:,} input, "
+        f"{usage.completion_tokens:,} output tokens)"
+    )
 
 
 Rows = Iterator[tuple[Any, ...]]
 
 
-def _with_spent(columns: list[str], rows: Rows, names: list[str],
-                prices: list[Price | None]) -> tuple[list[str], Rows]:  # fmt: skip
+def _with_spent(
+    columns: list[str], rows: Rows, names: list[str], prices: list[Price | None]
+) -> tuple[list[str], Rows]:
     """Each answer's cost as a ``spent`` column per job (its prompt and completion tokens x the
     model's price; None when either is unknown), after that job's other columns."""
     several = len(names) > 1
     prefix = [f"{n}." if several else "" for n in names]
-    picks = [(columns.index(f"{p}prompt_tokens"), columns.index(f"{p}completion_tokens"), price)
-             for p, price in zip(prefix, prices, strict=True)]  # fmt: skip
+    picks = [
+        (columns.index(f"{p}prompt_tokens"), columns.index(f"{p}completion_tokens"), price)
+        for p, price in zip(prefix, prices, strict=True)
+    ]
 
     def priced() -> Iterator[tuple[Any, ...]]:
         for row in rows:
@@ -182,8 +201,9 @@ def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
     return list({j.name: j for n in names for j in declared[n]}.values())
 
 
-def _write(fmt: str, columns: list[str], rows: Iterator[tuple[Any, ...]], out: Path | None,
-           root: Path) -> None:  # fmt: skip
+def _write(
+    fmt: str, columns: list[str], rows: Iterator[tuple[Any, ...]], out: Path | None, root: Path
+) -> None:
     if out is not None:
         write_atomic(out.resolve(), chunks(fmt, columns, rows), root=root)
         return
@@ -194,8 +214,9 @@ def _write(fmt: str, columns: list[str], rows: Iterator[tuple[Any, ...]], out: P
     sys.stdout.buffer.flush()
 
 
-def _table(columns: list[str], rows: Iterator[tuple[Any, ...]], limit: int,
-           out: Path | None) -> None:  # fmt: skip
+def _table(
+    columns: list[str], rows: Iterator[tuple[Any, ...]], limit: int, out: Path | None
+) -> None:
     """A compact view: tokens as "in+out", and columns empty in every shown row left out. Every
     header and cell is data: control characters are made inert, and rich ``Text`` shows markup
     (``[bold]``) literally."""

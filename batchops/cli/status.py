@@ -34,8 +34,10 @@ from batchops.render.status import (
 )
 from batchops.textsafe import json_text
 
-EMBEDDED_NOTE = ("batchops: on the embedded backend, jobs progress only while `apply --wait` or "
-                 "`watch` runs, or under `batchops serve`")  # fmt: skip
+EMBEDDED_NOTE = (
+    "batchops: on the embedded backend, jobs progress only while `apply --wait` or "
+    "`watch` runs, or under `batchops serve`"
+)
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -59,9 +61,15 @@ def run(args: argparse.Namespace) -> int:
     prices = price_table(settings.project_file)
     views = ctx.views()
     waiting = gates(views, ctx.desired.waiting)
-    rows = [status_row(view, prices.lookup(view.decl.model, view.decl.provider),
-                       _failures(ctx, view.decl.name), _waits(waiting, view.decl.name))
-            for view in views]  # fmt: skip
+    rows = [
+        status_row(
+            view,
+            prices.lookup(view.decl.model, view.decl.provider),
+            _failures(ctx, view.decl.name),
+            _waits(waiting, view.decl.name),
+        )
+        for view in views
+    ]
     stages = stage_rows(views, waiting)
     outside = selection.outside_jobs
     if args.output == "json":

@@ -69,9 +69,10 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="refuse dataset files larger than this (bytes, or with K/M/G; default 500M)",
     )
     p.add_argument(
-        "--show-rendered", metavar="NAME",
+        "--show-rendered",
+        metavar="NAME",
         help="also print the first rows of dataset NAME exactly as they will be sent",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--rows", type=int, default=3, metavar="N", help="rows --show-rendered prints (default 3)"
     )
@@ -141,8 +142,9 @@ def _rendered(desired: Desired | None, name: str, count: int) -> list[Any]:
     return rows
 
 
-def job_tokens(desired: Desired, infos: dict[str, DatasetInfo], root: Path,
-               tokenizers: dict[str, Path]) -> dict[str, Any]:  # fmt: skip
+def job_tokens(
+    desired: Desired, infos: dict[str, DatasetInfo], root: Path, tokenizers: dict[str, Path]
+) -> dict[str, Any]:
     """Each job's input tokens (issue 15): counted now, once per dataset content and model, so
     a later plan finds them in the token cache."""
     counted = dataset_tokens(desired.jobs, infos, root=root, tokenizers=tokenizers)
@@ -150,8 +152,12 @@ def job_tokens(desired: Desired, infos: dict[str, DatasetInfo], root: Path,
     for job in desired.jobs:
         found = counted.get((job.input_dataset or "", job.model))
         if found is not None:
-            out[job.name] = {"tokens": found.input_tokens, "exact": found.exact,
-                             "counter": found.counter, "template": found.template.name}  # fmt: skip
+            out[job.name] = {
+                "tokens": found.input_tokens,
+                "exact": found.exact,
+                "counter": found.counter,
+                "template": found.template.name,
+            }
     return out
 
 

@@ -54,13 +54,25 @@ _DESCRIPTION = (
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("watch", parents=parents, help="reconcile continuously (the GitOps daemon)",
-                       description=_DESCRIPTION)
-    p.add_argument("paths", nargs="*", metavar="PATHS",
-                   help="manifest files or folders (default: <root>/jobs; with --git-url, "
-                        "relative to the repository)")
-    p.add_argument("--interval", type=duration, default=30.0,
-                   help="resync interval, +-10%% jitter (default: 30s)")
+    p = sub.add_parser(
+        "watch",
+        parents=parents,
+        help="reconcile continuously (the GitOps daemon)",
+        description=_DESCRIPTION,
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATHS",
+        help="manifest files or folders (default: <root>/jobs; with --git-url, "
+        "relative to the repository)",
+    )
+    p.add_argument(
+        "--interval",
+        type=duration,
+        default=30.0,
+        help="resync interval, +-10%% jitter (default: 30s)",
+    )
     p.add_argument("--prune", action="store_true", help="delete owned, undeclared resources")
     p.add_argument("--allow-empty", action="store_true", help="allow pruning with no declarations")
     p.add_argument("--retry-failed", action="store_true", help="start a new attempt of failed jobs")
@@ -70,18 +82,28 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     _register_git(p)
     p.add_argument("--health-port", type=int, help="serve /healthz, /readyz and /metrics")
     p.add_argument("--health-host", default="127.0.0.1", help="(default: 127.0.0.1)")
-    p.add_argument("--stuck-after", type=duration, default=STUCK_AFTER, metavar="DURATION",
-                   help="/readyz reports a pass running longer than this as stuck "
-                        "(default: 10m)")  # fmt: skip
-    p.add_argument("--log-format", choices=("text", "json"), default="text",
-                   help="log lines on stderr as text or one JSON object each")
+    p.add_argument(
+        "--stuck-after",
+        type=duration,
+        default=STUCK_AFTER,
+        metavar="DURATION",
+        help="/readyz reports a pass running longer than this as stuck (default: 10m)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on stderr as text or one JSON object each",
+    )
     p.set_defaults(func=run)
 
 
 def _abandon() -> None:
     logging.getLogger("batchops.watch").warning(
         "the current step did not finish within %.0fs of the signal; abandoning it",
-        ABANDON_AFTER, extra={"event": "abandoned"})
+        ABANDON_AFTER,
+        extra={"event": "abandoned"},
+    )
     logging.shutdown()
     os._exit(EXIT_OK)
 
@@ -89,8 +111,9 @@ def _abandon() -> None:
 def _register_git(p: argparse.ArgumentParser) -> None:
     p.add_argument("--git-url", help="reconcile a git repository: clone it and pull on an interval")
     p.add_argument("--git-ref", default="main", help="branch to follow (default: main)")
-    p.add_argument("--git-interval", type=duration, default=60.0,
-                   help="how often to fetch (default: 60s)")
+    p.add_argument(
+        "--git-interval", type=duration, default=60.0, help="how often to fetch (default: 60s)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,12 +125,17 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics(stuck_after=args.stuck_after)
     config = _config(args, root, settings)
     log = logging.getLogger("batchops.watch")
+
     def sleep(seconds: float) -> None:  # the client's retry back-off ends at shutdown too
         stop.wait(seconds)
 
-    with ProjectLock(root), _signals(triggers), open_provider(
-        settings, root=root, notice=log.info, on_response=metrics.observe_response, sleep=sleep
-    ) as provider:
+    with (
+        ProjectLock(root),
+        _signals(triggers),
+        open_provider(
+            settings, root=root, notice=log.info, on_response=metrics.observe_response, sleep=sleep
+        ) as provider,
+    ):
         run_daemon(config, provider=provider, triggers=triggers, stop=stop, metrics=metrics)
     return EXIT_OK
 
@@ -120,12 +148,20 @@ def _config(args: argparse.Namespace, root: Path, settings: Settings) -> WatchCo
     whole = _paths(argparse.Namespace(paths=None), root, git, settings)
     narrowed = bool(args.paths) and paths != whole
     return WatchConfig(
-        paths=paths, root=root, project=_project(settings, root, git),
-        options=PassOptions(prune=args.prune, allow_empty=args.allow_empty,
-                            retry_failed=args.retry_failed, download=not args.no_download,
-                            narrowed=narrowed, **money_options(args, settings)),
+        paths=paths,
+        root=root,
+        project=_project(settings, root, git),
+        options=PassOptions(
+            prune=args.prune,
+            allow_empty=args.allow_empty,
+            retry_failed=args.retry_failed,
+            download=not args.no_download,
+            narrowed=narrowed,
+            **money_options(args, settings),
+        ),
         timing=Timing(interval=args.interval, busy_interval=min(args.interval, busy)),
-        git=git, health=None if args.health_port is None else (args.health_host, args.health_port),
+        git=git,
+        health=None if args.health_port is None else (args.health_host, args.health_port),
         project_file=None if git else settings.project_file,
     )
 
@@ -159,7 +195,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(), "logger": record.name,
+            "level": record.levelname.lower(),
+            "logger": record.name,
             "message": record.getMessage(),
         }
         body.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
@@ -182,8 +219,11 @@ class TextFormatter(logging.Formatter):
 def configure_logging(*, fmt: str, verbose: int) -> None:
     """The daemon logs to stderr; only the CLI configures logging (the library only logs)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
     logger = logging.getLogger("batchops")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -195,9 +235,11 @@ def configure_logging(*, fmt: str, verbose: int) -> None:
 @contextmanager
 def _signals(triggers: Triggers) -> Iterator[None]:
     """SIGTERM/SIGINT stop the daemon cleanly; SIGHUP asks for a pass now."""
+
     def stop(signum: int, frame: FrameType | None) -> None:
         logging.getLogger("batchops.watch").info(
-            "%s: stopping", signal.Signals(signum).name, extra={"event": "signal"})
+            "%s: stopping", signal.Signals(signum).name, extra={"event": "signal"}
+        )
         triggers.shutdown()
         # A step stuck in a slow HTTP call is abandoned rather than waited for: result files are
         # written atomically and job IDs are deterministic, so nothing is half-done on restart.

@@ -209,9 +209,9 @@ class OpenAIEngine:
         headers = (
             {"Authorization": f"Bearer {config.openai_api_key}"} if config.openai_api_key else {}
         )
-        self._client = bounded(httpx.Client(
-            base_url=base, headers=headers, timeout=ROW_TIMEOUT, transport=transport
-        ))  # fmt: skip
+        self._client = bounded(
+            httpx.Client(base_url=base, headers=headers, timeout=ROW_TIMEOUT, transport=transport)
+        )
         self._pool = ThreadPoolExecutor(max(1, config.openai_concurrency), "batchops-openai")
         self._model_map = dict(config.model_map)
 
@@ -245,8 +245,7 @@ class OpenAIEngine:
     def _post(self, path: str, body: bytes) -> tuple[int, bytes | None]:
         """(status, body), the body None when it is over MAX_ANSWER_BYTES."""
         headers = {"Content-Type": "application/json"}
-        with self._client.stream("POST", path, content=body,
-                                 headers=headers) as response:  # fmt: skip
+        with self._client.stream("POST", path, content=body, headers=headers) as response:
             chunks, size = [], 0
             for chunk in response.iter_bytes():
                 size += len(chunk)

@@ -101,9 +101,16 @@ def create(backend: Backend, account: str, job_id: str | None, body: Any) -> dic
         inserted = conn.execute(
             "INSERT OR IGNORE INTO jobs (account, id, doc, state, create_time, update_time, "
             "expire_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (account, job_id, orjson.dumps(doc), JOB_STATE_VALIDATING, stamp, stamp,
-             stamp + backend.config.max_job_duration),
-        ).rowcount  # fmt: skip
+            (
+                account,
+                job_id,
+                orjson.dumps(doc),
+                JOB_STATE_VALIDATING,
+                stamp,
+                stamp,
+                stamp + backend.config.max_job_duration,
+            ),
+        ).rowcount
         row = conn.execute(
             "SELECT * FROM jobs WHERE account = ? AND id = ?", (account, job_id)
         ).fetchone()
@@ -231,7 +238,6 @@ def _output_id(backend: Backend, account: str, job_id: str, spec: BatchInference
     if not valid_id(output) or datasets.exists(backend, account, output):
         output = new_id("bij")
     return output
-
 
 
 def delete(backend: Backend, account: str, job_id: str) -> None:

@@ -101,9 +101,16 @@ def create(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
         conn.execute(
             "INSERT INTO jobs (account, id, doc, state, status, progress, lifecycle, create_time, "
             "update_time, expire_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (OPENAI_ACCOUNT, batch_id, orjson.dumps(doc), *_initial(refusal, measured),
-             now(), now(), now() + backend.config.max_job_duration),
-        )  # fmt: skip
+            (
+                OPENAI_ACCOUNT,
+                batch_id,
+                orjson.dumps(doc),
+                *_initial(refusal, measured),
+                now(),
+                now(),
+                now() + backend.config.max_job_duration,
+            ),
+        )
         row = conn.execute(
             "SELECT * FROM jobs WHERE account = ? AND id = ?", (OPENAI_ACCOUNT, batch_id)
         ).fetchone()
@@ -126,8 +133,11 @@ def _initial(
 def _spec(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
     for name in ("input_file_id", "endpoint", "completion_window"):
         if not isinstance(body.get(name), str) or not body[name]:
-            raise bad_request(f"Missing required parameter: '{name}'.", param=name,
-                              code="missing_required_parameter")  # fmt: skip
+            raise bad_request(
+                f"Missing required parameter: '{name}'.",
+                param=name,
+                code="missing_required_parameter",
+            )
     if body["endpoint"] not in ENDPOINTS:
         raise bad_request(
             f"Invalid endpoint {body['endpoint']!r}: the local backend supports "
@@ -136,13 +146,15 @@ def _spec(backend: Backend, body: dict[str, Any]) -> dict[str, Any]:
             code="invalid_value",
         )
     if body["completion_window"] != COMPLETION_WINDOW:
-        raise bad_request("completion_window must be '24h'.", param="completion_window",
-                          code="invalid_value")  # fmt: skip
+        raise bad_request(
+            "completion_window must be '24h'.", param="completion_window", code="invalid_value"
+        )
     try:
         upload = get_file(backend, body["input_file_id"])
     except OpenAIProblem:
-        raise bad_request(f"No file found with id '{body['input_file_id']}'.",
-                          param="input_file_id") from None  # fmt: skip
+        raise bad_request(
+            f"No file found with id '{body['input_file_id']}'.", param="input_file_id"
+        ) from None
     if upload["purpose"] != PURPOSE_BATCH:
         raise bad_request("The input file must have purpose 'batch'.", param="input_file_id")
     return {
@@ -159,16 +171,25 @@ def _metadata(raw: Any) -> dict[str, str] | None:
     if not isinstance(raw, dict):
         raise bad_request("metadata must be an object of strings.", param="metadata")
     if len(raw) > METADATA_MAX_PAIRS:
-        raise bad_request(f"metadata has {len(raw)} pairs; at most {METADATA_MAX_PAIRS} are "
-                          "allowed.", param="metadata", code="invalid_value")  # fmt: skip
+        raise bad_request(
+            f"metadata has {len(raw)} pairs; at most {METADATA_MAX_PAIRS} are allowed.",
+            param="metadata",
+            code="invalid_value",
+        )
     for key, value in raw.items():
         if len(key) > METADATA_MAX_KEY or not isinstance(value, str):
-            raise bad_request(f"Invalid metadata key {key[:80]!r}: keys are at most "
-                              f"{METADATA_MAX_KEY} characters and values are strings.",
-                              param="metadata", code="invalid_value")  # fmt: skip
+            raise bad_request(
+                f"Invalid metadata key {key[:80]!r}: keys are at most "
+                f"{METADATA_MAX_KEY} characters and values are strings.",
+                param="metadata",
+                code="invalid_value",
+            )
         if len(value) > METADATA_MAX_VALUE:
-            raise bad_request(f"metadata value of {key!r} is over {METADATA_MAX_VALUE} "
-                              "characters.", param="metadata", code="invalid_value")  # fmt: skip
+            raise bad_request(
+                f"metadata value of {key!r} is over {METADATA_MAX_VALUE} characters.",
+                param="metadata",
+                code="invalid_value",
+            )
     return dict(raw)
 
 
@@ -307,9 +328,15 @@ def cancel(backend: Backend, batch_id: str) -> dict[str, Any]:
     changed = backend.db.run(
         f"UPDATE jobs SET state = ?, lifecycle = ?, update_time = ? WHERE account = ? AND id = ? "  # noqa: S608
         f"AND state IN ({marks})",
-        (jobs.JOB_STATE_CANCELLING, orjson.dumps(lifecycle), now(), OPENAI_ACCOUNT, batch_id,
-         *CANCELLABLE),
-    )  # fmt: skip
+        (
+            jobs.JOB_STATE_CANCELLING,
+            orjson.dumps(lifecycle),
+            now(),
+            OPENAI_ACCOUNT,
+            batch_id,
+            *CANCELLABLE,
+        ),
+    )
     row = get_row(backend, batch_id)
     if not changed and row["state"] != jobs.JOB_STATE_CANCELLING:
         status = STATUS.get(row["state"], row["state"])

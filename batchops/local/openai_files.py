@@ -78,9 +78,17 @@ def add_upload(
     backend.db.run(
         "INSERT INTO openai_files (id, purpose, filename, bytes, created_at, expires_at, "
         "dataset_id, stored_name, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-        (file_id, purpose, filename, size, created, created + ttl if ttl else None, file_id,
-         INPUT_NAME),
-    )  # fmt: skip
+        (
+            file_id,
+            purpose,
+            filename,
+            size,
+            created,
+            created + ttl if ttl else None,
+            file_id,
+            INPUT_NAME,
+        ),
+    )
     return get_row(backend, file_id)
 
 
@@ -96,9 +104,17 @@ def add_output(backend: Backend, batch_id: str, role: str, dataset_id: str, stor
         "INSERT INTO openai_files (id, purpose, filename, bytes, created_at, expires_at, "
         "dataset_id, stored_name, batch_id) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes",
-        (file_id, PURPOSE_BATCH_OUTPUT, f"{batch_id}_{role}.jsonl", size, int(time.time()),
-         dataset_id, stored, batch_id),
-    )  # fmt: skip
+        (
+            file_id,
+            PURPOSE_BATCH_OUTPUT,
+            f"{batch_id}_{role}.jsonl",
+            size,
+            int(time.time()),
+            dataset_id,
+            stored,
+            batch_id,
+        ),
+    )
 
 
 def batch_files(backend: Backend, batch_id: str) -> dict[str, str]:

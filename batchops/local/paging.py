@@ -119,8 +119,10 @@ def parse_filter(text: str) -> tuple[str, list[str]]:
         match = _RESTRICTION.match(text, pos)
         joint = _AND.match(text, match.end()) if match else None
         if match is None or joint is None or match.group(1) not in _FIELDS:
-            raise invalid(f"unsupported filter {text!r}: use field=\"text\" or field:\"text\" "
-                          f"on {', '.join(sorted(_FIELDS))}, joined by AND")  # fmt: skip
+            raise invalid(
+                f'unsupported filter {text!r}: use field="text" or field:"text" '
+                f"on {', '.join(sorted(_FIELDS))}, joined by AND"
+            )
         field, op, value = match.groups()
         column = _FIELDS[field]
         where += f" AND {column} = ?" if op == "=" else f" AND instr({column}, ?) > 0"

@@ -120,14 +120,31 @@ async def _patch(request: Request, account: str, dataset_id: str) -> Response:
 # PATCH carries out these fields (either spelling) and refuses every other writable one, so no
 # update is answered 200 and silently dropped. Output-only fields are ignored, as by the service.
 _UPDATABLE = {
-    "displayName": "displayName", "display_name": "displayName", "format": "format",
-    "exampleCount": "exampleCount", "example_count": "exampleCount",
-}  # fmt: skip
+    "displayName": "displayName",
+    "display_name": "displayName",
+    "format": "format",
+    "exampleCount": "exampleCount",
+    "example_count": "exampleCount",
+}
 _OUTPUT_ONLY = frozenset(
-    {"name", "createTime", "create_time", "updateTime", "update_time", "createdBy", "created_by",
-     "state", "status", "estimatedTokenCount", "estimated_token_count", "encryptionState",
-     "encryption_state", "averageTurnCount", "average_turn_count"}
-)  # fmt: skip
+    {
+        "name",
+        "createTime",
+        "create_time",
+        "updateTime",
+        "update_time",
+        "createdBy",
+        "created_by",
+        "state",
+        "status",
+        "estimatedTokenCount",
+        "estimated_token_count",
+        "encryptionState",
+        "encryption_state",
+        "averageTurnCount",
+        "average_turn_count",
+    }
+)
 _FORMATS = ("FORMAT_UNSPECIFIED", "CHAT", "COMPLETION", "RL")
 
 
@@ -263,7 +280,6 @@ def _members(backend: Backend, account: str, dataset_id: str, *, lineage: bool) 
     members = [outputs.output_id(link) for link in outputs.chain(backend, account, source)]
     existing = [m for m in members if m != dataset_id and datasets.exists(backend, account, m)]
     return [dataset_id, *existing]
-
 
 
 _VERBS: dict[tuple[str, str], Handler] = {

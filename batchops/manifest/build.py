@@ -40,11 +40,17 @@ DATASET, JOB, PROJECT = "Dataset", "BatchInferenceJob", "Project"
 
 
 def build_desired(
-    parsed: Sequence[Parsed], files: Sequence[Path], root: Path, diags: list[Diagnostic],
-    unchecked: Sequence[Unchecked] = (), *, output_dir: str = "results",
-    providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}), tokenizers: Sequence[Path] = (),
-) -> Desired:  # fmt: skip
-    ordered = sorted(parsed, key=lambda p: p.source)
+    parsed: Sequence[Parsed],
+    files: Sequence[Path],
+    root: Path,
+    diags: list[Diagnostic],
+    unchecked: Sequence[Unchecked] = (),
+    *,
+    output_dir: str = "results",
+    providers: frozenset[str] = frozenset({BUILTIN_PROVIDER}),
+    tokenizers: Sequence[Path] = (),
+) -> Desired:
+    ordered = sorted(parsed, key=lambda p: (p.source.path, p.source.line, p.source.col))
     _misplaced_projects(ordered, root, diags)
     unique = _unique_names(ordered, diags)
     dirs: P.Dirs = {}  # each folder resolved once in this load
@@ -59,9 +65,13 @@ def build_desired(
         if (j := _job(p, names, root, diags, invalid, output_dir, dirs)) is not None
     }
     order = _graph_order(unique, unchecked, diags)
-    at = {m.metadata.name: _at(p, ("metadata", "name"), "") for p in unique
-          if (m := _dataset_of(p)) is not None and m.spec.source is not None
-          and m.spec.source.job is not None}  # fmt: skip
+    at = {
+        m.metadata.name: _at(p, ("metadata", "name"), "")
+        for p in unique
+        if (m := _dataset_of(p)) is not None
+        and m.spec.source is not None
+        and m.spec.source.job is not None
+    }
     datasets, jobs = Expander(root, output_dir, dirs, diags, bases, declared, at).run(order)
     _dangling_in_unchecked(unchecked, names, diags, invalid)
     _check_providers(unique, providers, diags)
@@ -118,8 +128,10 @@ def with_moved(desired: Desired, project: ProjectConfig, diags: list[Diagnostic]
     """Attach the project file's renames after checking each one: the new name is declared,
     the old one no longer is (else both would claim the same remote resources)."""
     shown = P.display(project.file, desired.root)
-    names = {"Dataset": {d.name for d in desired.datasets},
-             "BatchInferenceJob": {j.name for j in desired.jobs}}  # fmt: skip
+    names = {
+        "Dataset": {d.name for d in desired.datasets},
+        "BatchInferenceJob": {j.name for j in desired.jobs},
+    }
     for m in project.moved:
         kinds = [k for k in names if m.applies_to(k)]
         if not any(m.new in names[k] for k in kinds):
@@ -152,9 +164,7 @@ def _unique_names(ordered: Sequence[Parsed], diags: list[Diagnostic]) -> list[Pa
     return list(first.values())
 
 
-def _dataset(
-    p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs
-) -> DatasetDecl | None:
+def _dataset(p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs) -> DatasetDecl | None:
     m = _dataset_of(p)
     if m is None:
         return None
@@ -188,9 +198,14 @@ def _rendered(
         diags.append(_at(p, exc.loc, str(exc)))
         return None
     return DatasetDecl(
-        name=m.metadata.name, path=render.path, files=(), source=p.source, format=m.spec.format,
-        labels=dict(m.metadata.labels), render=render,
-    )  # fmt: skip
+        name=m.metadata.name,
+        path=render.path,
+        files=(),
+        source=p.source,
+        format=m.spec.format,
+        labels=dict(m.metadata.labels),
+        render=render,
+    )
 
 
 def _chained(
@@ -204,9 +219,14 @@ def _chained(
         diags.append(_at(p, exc.loc, str(exc)))
         return None
     return DatasetDecl(
-        name=m.metadata.name, path=render.path, files=(), source=p.source, format=m.spec.format,
-        labels=dict(m.metadata.labels), render=render,
-    )  # fmt: skip
+        name=m.metadata.name,
+        path=render.path,
+        files=(),
+        source=p.source,
+        format=m.spec.format,
+        labels=dict(m.metadata.labels),
+        render=render,
+    )
 
 
 def _graph_order(
@@ -249,8 +269,9 @@ def _node(p: Parsed) -> Node:
     return node
 
 
-def _extras(p: Parsed, m: BatchInferenceJobManifest, output: Path, root: Path,
-            diags: list[Diagnostic]) -> dict[str, Any] | None:  # fmt: skip
+def _extras(
+    p: Parsed, m: BatchInferenceJobManifest, output: Path, root: Path, diags: list[Diagnostic]
+) -> dict[str, Any] | None:
     """responseFormat and output.table; None when either is invalid."""
     extras: dict[str, Any] = {}
     try:
@@ -293,8 +314,13 @@ def _dangling_in_unchecked(
 
 
 def _job(
-    p: Parsed, datasets: set[str], root: Path, diags: list[Diagnostic], invalid: set[str],
-    output_dir: str, dirs: P.Dirs,
+    p: Parsed,
+    datasets: set[str],
+    root: Path,
+    diags: list[Diagnostic],
+    invalid: set[str],
+    output_dir: str,
+    dirs: P.Dirs,
 ) -> JobDecl | None:
     m = _job_of(p)
     if m is None:
@@ -370,9 +396,14 @@ def _failure_limit(value: int | str) -> dict[str, Any]:
 
 
 def _check_outputs(
-    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], files: Sequence[Path], root: Path,
-    parsed: Sequence[Parsed], diags: list[Diagnostic], read: dict[Path, str],
-) -> None:  # fmt: skip
+    jobs: Sequence[JobDecl],
+    datasets: Sequence[DatasetDecl],
+    files: Sequence[Path],
+    root: Path,
+    parsed: Sequence[Parsed],
+    diags: list[Diagnostic],
+    read: dict[Path, str],
+) -> None:
     """Results that would overwrite a dataset, a manifest, git's or batchops' files, or another
     job's results (both jobs of a collision are reported)."""
     by_name = {

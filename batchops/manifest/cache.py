@@ -64,8 +64,14 @@ class ManifestCache:
     def finish(self) -> None:
         """The load is over (a cache kept on disk writes itself here; this one is in memory)."""
 
-    def put(self, file: Path, key: StatKey | None, parsed: list[Parsed],
-            diags: list[Diagnostic], unchecked: Sequence[Unchecked] = ()) -> None:  # fmt: skip
+    def put(
+        self,
+        file: Path,
+        key: StatKey | None,
+        parsed: list[Parsed],
+        diags: list[Diagnostic],
+        unchecked: Sequence[Unchecked] = (),
+    ) -> None:
         self.reads.append(file)
         if key is not None:
             self._entries[file] = _Entry(key, tuple(parsed), tuple(diags), tuple(unchecked))

@@ -128,6 +128,7 @@ class JobDecl:
         if self.max_failed_percent is None:
             return self.max_failed_rows
         return int(total * self.max_failed_percent / 100)
+
     max_cost: float | None = None  # spec.budget.maxCost (US dollars)
 
 
@@ -151,12 +152,16 @@ class Desired:
         one that did not render (it has problems) is left out."""
         datasets = tuple(
             replace(d, files=(files[d.name],), path=_shown(files[d.name], root))
-            if d.name in files else d
+            if d.name in files
+            else d
             for d in self.datasets
             if d.render is None or d.name in files
-        )  # fmt: skip
-        waiting = frozenset(d.name for d in self.datasets if d.render is not None
-                            and d.render.upstream and d.name not in files)  # fmt: skip
+        )
+        waiting = frozenset(
+            d.name
+            for d in self.datasets
+            if d.render is not None and d.render.upstream and d.name not in files
+        )
         return replace(self, datasets=datasets, waiting=self.waiting | waiting)
 
     def dataset(self, name: str) -> DatasetDecl | None:

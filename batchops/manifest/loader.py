@@ -29,8 +29,13 @@ if TYPE_CHECKING:  # imported where a file is parsed: a warm load needs neither 
 
     from pydantic import BaseModel, ValidationError
 
-    _Validation = tuple[type[ValidationError], Callable[..., list[Diagnostic]],
-                        Mapping[str, type[BaseModel]], str, type[BaseModel]]  # fmt: skip
+    _Validation = tuple[
+        type[ValidationError],
+        Callable[..., list[Diagnostic]],
+        Mapping[str, type[BaseModel]],
+        str,
+        type[BaseModel],
+    ]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 MAX_MANIFEST_BYTES = 16 * 2**20  # a thousand jobs take ~300 KB
@@ -47,7 +52,7 @@ class Parsed:
     source: Source
     doc: YamlDocument
 
-    @property
+    @functools.cached_property  # asked a dozen times per document by the builder's passes
     def kind(self) -> str:
         """``Dataset``, ``BatchInferenceJob`` or ``Project``: how the builder tells them apart."""
         return self.manifest.kind  # type: ignore[attr-defined, no-any-return]
@@ -65,9 +70,12 @@ class Unchecked:
 
 
 def load_desired(
-    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None,
+    paths: Sequence[Path],
+    *,
+    root: Path,
+    project: ProjectConfig | None = None,
     cache: ManifestCache | None = None,
-) -> Desired:  # fmt: skip
+) -> Desired:
     """Load every manifest under ``paths`` (files or folders, searched recursively; relative
     paths are taken from ``root``). Raises InvalidInputError with all problems of all files.
     ``project`` (batchops.yaml) gives the default output folder and the renames. With a
@@ -79,9 +87,12 @@ def load_desired(
 
 
 def load_partial(
-    paths: Sequence[Path], *, root: Path, project: ProjectConfig | None = None,
+    paths: Sequence[Path],
+    *,
+    root: Path,
+    project: ProjectConfig | None = None,
     cache: ManifestCache | None = None,
-) -> tuple[Desired, list[Diagnostic]]:  # fmt: skip
+) -> tuple[Desired, list[Diagnostic]]:
     """The declarations of every valid document, and every problem of the others: callers check
     the valid ones' datasets too, so one run reports every problem (manifests and datasets).
     With a ``cache``, files unchanged since its last load are not read again."""
@@ -98,8 +109,16 @@ def load_partial(
         ]
         providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
         tokenizers = tuple(project.tokenizer_files().values()) if project else ()
-        desired = build_desired(parsed, files, root, diags, unchecked, output_dir=output_dir,
-                                providers=providers, tokenizers=tokenizers)  # fmt: skip
+        desired = build_desired(
+            parsed,
+            files,
+            root,
+            diags,
+            unchecked,
+            output_dir=output_dir,
+            providers=providers,
+            tokenizers=tokenizers,
+        )
     if cache is not None:
         cache.finish()
     if project is not None and project.moved:
@@ -142,8 +161,12 @@ def _manifests_in(folder: Path, root: Path) -> set[Path]:
 
 
 def read_manifests(
-    file: Path, root: Path, diags: list[Diagnostic], unchecked: list[Unchecked] | None = None,
-    *, cache: ManifestCache | None = None,
+    file: Path,
+    root: Path,
+    diags: list[Diagnostic],
+    unchecked: list[Unchecked] | None = None,
+    *,
+    cache: ManifestCache | None = None,
 ) -> list[Parsed]:
     shown = P.display(file, root)
     real = P.resolved(file)
@@ -212,8 +235,9 @@ def _read_bounded(file: Path) -> bytes:
     if not stat.S_ISREG(st.st_mode):
         raise _NotReadable("not a regular file (a FIFO, device or socket); refused")
     if st.st_size > MAX_MANIFEST_BYTES:
-        raise _NotReadable(f"file is {st.st_size:,} bytes; a manifest may have at most "
-                           f"{MAX_MANIFEST_BYTES:,}")  # fmt: skip
+        raise _NotReadable(
+            f"file is {st.st_size:,} bytes; a manifest may have at most {MAX_MANIFEST_BYTES:,}"
+        )
     return file.read_bytes()
 
 
@@ -242,9 +266,11 @@ def _unchecked(doc: YamlDocument, shown: str) -> Unchecked:
     ref = spec.get("inputDataset") if isinstance(spec, dict) else None
     pos = doc.values.get(("spec", "inputDataset"), doc.start)
     return Unchecked(
-        kind=str(doc.data.get("kind")), name=name if isinstance(name, str) else None,
-        input_dataset=ref if isinstance(ref, str) else None, at=Diagnostic(shown, *pos, ""),
-    )  # fmt: skip
+        kind=str(doc.data.get("kind")),
+        name=name if isinstance(name, str) else None,
+        input_dataset=ref if isinstance(ref, str) else None,
+        at=Diagnostic(shown, *pos, ""),
+    )
 
 
 @functools.cache  # once per process: an import statement per document costs 10,000 lookups

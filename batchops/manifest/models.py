@@ -49,7 +49,11 @@ class StrictModel(BaseModel):
     """camelCase keys only, unknown keys rejected, no silent type coercion ("256" is not 256)."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True, frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=False,
+        extra="forbid",
+        strict=True,
+        frozen=True,
         defer_build=True,  # validators built at first use: start-up pays only for what it uses
     )
 
@@ -104,7 +108,9 @@ class SourceSpec(StrictModel):
         "the row",
     )
     where: str | None = Field(
-        default=None, min_length=1, description="a Jinja2 expression; rows where it is false "
+        default=None,
+        min_length=1,
+        description="a Jinja2 expression; rows where it is false "
         "are skipped, e.g. \"lang == 'en'\"",
     )
     limit: int | None = Field(default=None, ge=1, description="render at most this many rows")
@@ -114,8 +120,10 @@ class SourceSpec(StrictModel):
         if (self.path is None) == (self.job is None):
             raise ValueError("set exactly one of path (a table) and job (a job's results)")
         if self.job is not None and (self.format is not None or self.id_column is not None):
-            raise ValueError("format and idColumn belong to a table; a job's results keep the "
-                             "upstream custom_ids")  # fmt: skip
+            raise ValueError(
+                "format and idColumn belong to a table; a job's results keep the "
+                "upstream custom_ids"
+            )
         if self.job is None and "combine" in self.model_fields_set:
             raise ValueError("combine applies to a job's results (source.job)")
         return self
@@ -150,7 +158,9 @@ class TemplateSpec(StrictModel):
 
 def _details(error: ErrorDetails) -> InitErrorDetails:
     details: InitErrorDetails = {
-        "type": error["type"], "loc": error["loc"], "input": error["input"]
+        "type": error["type"],
+        "loc": error["loc"],
+        "input": error["input"],
     }
     if "ctx" in error:
         details["ctx"] = error["ctx"]
@@ -226,8 +236,9 @@ class TableSpec(StrictModel):
         default=None, description="the input columns to carry (default: all)"
     )
     path: str | None = Field(
-        default=None, min_length=1, description="relative to the root; default beside the "
-        "results: <stem>.table.<format>",
+        default=None,
+        min_length=1,
+        description="relative to the root; default beside the results: <stem>.table.<format>",
     )
 
 
@@ -260,14 +271,18 @@ class CanarySpec(StrictModel):
 
     rows: int = Field(default=50, ge=1, le=100_000, description="rows in the sample")
     max_failed_rows: int = Field(
-        default=0, ge=0, description="failed rows (responseFormat violations included) the "
+        default=0,
+        ge=0,
+        description="failed rows (responseFormat violations included) the "
         "canary may have and still let the full job run",
-    )  # fmt: skip
+    )
 
 
 class JobBudget(StrictModel):
-    max_cost: float = Field(gt=0, description="US dollars this job may cost per plan; apply "
-                            "refuses a plan over it (exit 4)")
+    max_cost: float = Field(
+        gt=0,
+        description="US dollars this job may cost per plan; apply refuses a plan over it (exit 4)",
+    )
 
 
 MAX_COMBINATIONS = 64  # one manifest, at most this many jobs: a sweep, not a grid search
@@ -310,14 +325,18 @@ class MatrixSpec(StrictModel):
         for _, values in lists:
             count *= len(values)
         if count > MAX_COMBINATIONS:
-            raise ValueError(f"the matrix makes {count} combinations; at most "
-                             f"{MAX_COMBINATIONS} per job")  # fmt: skip
+            raise ValueError(
+                f"the matrix makes {count} combinations; at most {MAX_COMBINATIONS} per job"
+            )
         return self
 
     def axes(self) -> list[tuple[str, list[Any]]]:
         """(camelCase key, values) in a fixed order: model, provider, then the parameters."""
-        return [(to_camel(name), values) for name in type(self).model_fields
-                if (values := getattr(self, name)) is not None]  # fmt: skip
+        return [
+            (to_camel(name), values)
+            for name in type(self).model_fields
+            if (values := getattr(self, name)) is not None
+        ]
 
 
 class JobSpec(StrictModel):
@@ -350,10 +369,12 @@ class JobSpec(StrictModel):
         default=None, description="run a sample first; the full job only if it passes"
     )
     row_retries: int = Field(
-        default=2, ge=0, le=10,
+        default=2,
+        ge=0,
+        le=10,
         description="follow-up jobs of the rows that failed for a passing reason (rate limits, "
         "5xx, timeouts, expiry); rows that failed for good are never sent again",
-    )  # fmt: skip
+    )
     response_format: ResponseFormatSpec | None = Field(
         default=None, description="structured output: sent as response_format, checked at merge"
     )
@@ -382,15 +403,18 @@ class JobSpec(StrictModel):
         if isinstance(checked, str) and float(checked[:-1]) > 100:
             raise ValueError(f"maxFailedRows '{checked}' is over 100%")
         return checked
+
     budget: JobBudget | None = Field(default=None, description="a spending limit (docs/cost.md)")
     matrix: MatrixSpec | None = Field(
-        default=None, description="lists of values (model, provider, inference parameters): one "
+        default=None,
+        description="lists of values (model, provider, inference parameters): one "
         "job per combination, named <name>-<combination>",
-    )  # fmt: skip
+    )
     depends_on: list[Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=list, description="jobs whose results must be verified before this job "
+        default_factory=list,
+        description="jobs whose results must be verified before this job "
         "runs (ordering without data)",
-    )  # fmt: skip
+    )
 
     @field_validator("model", mode="before")
     @classmethod
@@ -407,14 +431,15 @@ class JobSpec(StrictModel):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _model_required(
-        cls, data: Any, handler: ModelWrapValidatorHandler[JobSpec]
-    ) -> JobSpec:
+    def _model_required(cls, data: Any, handler: ModelWrapValidatorHandler[JobSpec]) -> JobSpec:
         """No model and no matrix.model: "missing required field 'model'", beside any other
         error."""
         matrix = data.get("matrix") if isinstance(data, dict) else None
-        if not isinstance(data, dict) or "model" in data or (
-                isinstance(matrix, dict) and "model" in matrix):  # fmt: skip
+        if (
+            not isinstance(data, dict)
+            or "model" in data
+            or (isinstance(matrix, dict) and "model" in matrix)
+        ):
             return handler(data)
         missing: InitErrorDetails = {"type": "missing", "loc": ("model",), "input": data}
         errors = [missing]
@@ -444,8 +469,10 @@ class JobSpec(StrictModel):
     @model_validator(mode="after")
     def _canary_reuses(self) -> JobSpec:
         if self.canary is not None and not (self.reuse and self.input_dataset):
-            raise ValueError("canary needs reuse (its answers are reused by the full job) and "
-                             "an inputDataset declared in the manifests")  # fmt: skip
+            raise ValueError(
+                "canary needs reuse (its answers are reused by the full job) and "
+                "an inputDataset declared in the manifests"
+            )
         return self
 
     @model_validator(mode="after")
@@ -641,9 +668,7 @@ PROJECT_KIND = "Project"  # only in batchops.yaml at the root (batchops.manifest
 
 def manifest_json_schema() -> dict[str, Any]:
     """The JSON Schema of one manifest document: a oneOf over ``kind``, for editors."""
-    adapter: TypeAdapter[Manifest] = TypeAdapter(
-        Annotated[Manifest, Field(discriminator="kind")]
-    )
+    adapter: TypeAdapter[Manifest] = TypeAdapter(Annotated[Manifest, Field(discriminator="kind")])
     schema = adapter.json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "batchops manifest"

@@ -29,32 +29,58 @@ from batchops.manifest.desired import DatasetDecl, JobDecl
 OutputProblem = tuple[JobDecl, str, str]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-_WHAT = {"results": "also the output", "errors": "also the errors file",
-         "table": "also the table", "folder": "a folder on the way to the output"}  # fmt: skip
+_WHAT = {
+    "results": "also the output",
+    "errors": "also the errors file",
+    "table": "also the table",
+    "folder": "a folder on the way to the output",
+}
 _KINDS = ("results", "errors", "table")  # the order of ``batchops.layout.derived_paths``
 _SEP = os.sep
+_RESULTS = ".jsonl"
 NAME_MAX = 255  # bytes in one file name, on every common file system
 
 
 def output_problems(
-    jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl], manifests: Sequence[Path], root: Path,
+    jobs: Sequence[JobDecl],
+    datasets: Sequence[DatasetDecl],
+    manifests: Sequence[Path],
+    root: Path,
     read: Mapping[Path, str] | None = None,
-) -> Iterator[OutputProblem]:  # fmt: skip
+) -> Iterator[OutputProblem]:
     """(job, kind, message) for each job whose derived files break a rule (the first such file);
     jobs in source order. ``read``: other files the manifests and project file read -> what each
     is ("the source table of dataset 'x'"); the source tables and templates of rendered datasets
     are added here."""
-    check = _Checker(str(root), jobs, datasets, manifests, read or {})
-    for job in sorted(jobs, key=lambda j: j.source):
+    ordered = sorted(jobs, key=_source_order)
+    check = _Checker(str(root), ordered, datasets, manifests, read or {})
+    for job in ordered:
         for kind, target in check.derived[job.name]:
+            if check.clean(job, target):
+                continue  # the common case, without the full chain of rules
             message = check.target(job, target)
             if message is not None:
                 yield job, kind, message
                 break
 
 
+def _source_order(job: JobDecl) -> tuple[str, int, int]:
+    """``job.source`` as a plain tuple: the same order, compared in C rather than by the
+    dataclass's generated ``__lt__``."""
+    s = job.source
+    return s.path, s.line, s.col
+
+
 def _derived(job: JobDecl) -> list[tuple[str, str]]:
-    """``batchops.layout.derived_paths`` as (kind, path string) pairs."""
+    """``batchops.layout.derived_paths`` as (kind, path string) pairs. The errors file of a
+    ``<stem>.jsonl`` output is named by slicing, with no Path made (``layout.errors_path``:
+    ``<stem>.errors.jsonl``); any other name goes through ``derived_paths`` itself."""
+    output = str(job.output_path)
+    folder, name = _split(output)
+    if job.table is None and name.endswith(_RESULTS) and len(name) > len(_RESULTS):
+        folder = folder if folder.endswith(_SEP) else folder + _SEP
+        errors = f"{folder}{name[: -len(_RESULTS)]}.errors{_RESULTS}"
+        return [("results", output), ("errors", errors)]
     table = job.table.path if job.table is not None else None
     paths = derived_paths(job.output_path, table)
     return [(kind, str(path)) for kind, path in zip(_KINDS, paths, strict=False)]
@@ -69,10 +95,20 @@ def _stat(path: str, *, follow: bool = True) -> os.stat_result | None:
 
 class _Checker:
     def __init__(
-        self, root: str, jobs: Sequence[JobDecl], datasets: Sequence[DatasetDecl],
-        manifests: Sequence[Path], read: Mapping[Path, str],
-    ) -> None:  # fmt: skip
+        self,
+        root: str,
+        jobs: Sequence[JobDecl],
+        datasets: Sequence[DatasetDecl],
+        manifests: Sequence[Path],
+        read: Mapping[Path, str],
+    ) -> None:
+        """``jobs`` in source order."""
         self.root = root
+        self._below = root + _SEP
+        self._up: dict[str, tuple[str, ...]] = {}  # folder -> ``_ancestry`` of it, once each
+        self._data_dir: dict[str, str | None] = {}  # folder -> the first data folder in its _up
+        self._reserved_in: dict[str, tuple[str, ...]] = {}  # folder -> reserved parts in it
+        self._clean: dict[str, bool] = {}  # folder -> ``folder_clean``
         self._real: dict[str, str] = {root: root}
         self._lstat: dict[str, os.stat_result | None] = {}  # by real path, from ``real``
         self._folder: dict[str, str | None] = {}
@@ -84,11 +120,28 @@ class _Checker:
         self.files: dict[str, list[tuple[JobDecl, str]]] = {}  # derived file -> its jobs
         self.folders: dict[str, list[JobDecl]] = {}  # folder on the way to one -> its jobs
         self.derived = {job.name: _derived(job) for job in jobs}  # names are unique here
-        for job in sorted(jobs, key=lambda j: j.source):
+        for job in jobs:
             self._own(job)
 
     def inside(self, path: str) -> bool:
-        return path == self.root or path.startswith(self.root + _SEP)
+        return path == self.root or path.startswith(self._below)
+
+    def up(self, folder: str) -> tuple[str, ...]:
+        """``folder`` and every folder above it below the root: ``_ancestry``, once per folder."""
+        known = self._up.get(folder)
+        if known is None:
+            known = self._up[folder] = tuple(_ancestry(folder, self.root))
+        return known
+
+    def data_dir(self, real: str) -> str | None:
+        """The first dataset folder among ``real`` and the folders above it (below the root)."""
+        if real in self.data_dirs and real.startswith(self._below):
+            return real
+        folder = _parent(real)
+        if folder not in self._data_dir:
+            hit = next((f for f in self.up(folder) if f in self.data_dirs), None)
+            self._data_dir[folder] = hit
+        return self._data_dir[folder]
 
     def shown(self, path: str) -> str:
         return P.display(Path(path), Path(self.root))
@@ -98,12 +151,15 @@ class _Checker:
         known = self._real.get(path)
         if known is not None:
             return known
-        parent, name = os.path.split(path)
+        parent, name = _split(path)
         if parent == path or not self.inside(parent):
             real = str(P.resolved(Path(path)) or path)
         else:
-            real = os.path.join(self.real(parent), name)  # noqa: PTH118
-            link = self._lstat[real] = _stat(real, follow=False)
+            above = self._real.get(parent) or self.real(parent)
+            real = above + name if above.endswith(_SEP) else above + _SEP + name  # os.path.join
+            # Nothing can exist in a folder that does not: no lstat for the files of a new one.
+            gone = above in self._lstat and self._lstat[above] is None
+            link = self._lstat[real] = None if gone else _stat(real, follow=False)
             if link is not None and stat.S_ISLNK(link.st_mode):
                 real = str(P.resolved(Path(real)) or real)
         self._real[path] = real
@@ -121,11 +177,51 @@ class _Checker:
         seen: set[str] = set()
         for kind, path in self.derived[job.name]:
             real = self.real(path)
-            for folder in _ancestry(os.path.dirname(real), self.root):  # noqa: PTH120
+            for folder in self.up(_parent(real)):
                 if folder not in seen:
                     seen.add(folder)
                     self.folders.setdefault(folder, []).append(job)
             self.files.setdefault(real, []).append((job, kind))
+
+    def clean(self, job: JobDecl, target: str) -> bool:
+        """True when ``target`` plainly breaks no rule: ``target`` would return None. A quick
+        conjunction of the rules' own tests, with per-folder facts remembered; False (then the
+        full chain decides and words the message) whenever anything needs a closer look."""
+        if self.real(target) != target or not target.startswith(self._below):
+            return False
+        folder, name = _split(target)
+        if not self.folder_clean(folder) or name in RESERVED_DIRS:
+            return False
+        if len(name) > NAME_MAX // 4 and len(name.encode()) > NAME_MAX:
+            return False
+        if (
+            target in self.data_files
+            or target in self.read
+            or target in self.data_dirs
+            or target in self.manifests
+            or target.endswith(MANIFEST_SUFFIXES)
+        ):
+            return False
+        here = self.stat_of(target)
+        if here is not None and not stat.S_ISREG(here.st_mode):
+            return False
+        others = self.files.get(target, ()), self.folders.get(target, ())
+        return all(o.name == job.name for o, _ in others[0]) and all(
+            o.name == job.name for o in others[1]
+        )
+
+    def folder_clean(self, folder: str) -> bool:
+        """No rule can object to ``folder`` itself: no reserved part, no file or broken link on
+        the way, no dataset folder above, no job's file among it and the folders above it."""
+        known = self._clean.get(folder)
+        if known is None:
+            known = self._clean[folder] = (
+                self.reserved_hit(folder + _SEP + "x") is None
+                and self._folder_problem(folder) is None
+                and self.data_dir(folder + _SEP + "x") is None
+                and not any(f in self.files for f in self.up(folder))
+            )
+        return known
 
     def target(self, job: JobDecl, target: str) -> str | None:
         return (
@@ -148,16 +244,30 @@ class _Checker:
         for path in (target, self.real(target)):
             if not self.inside(path):
                 continue  # a link out of the root is reported by paths.confine
-            below = path[len(self.root) :] + _SEP
-            hit = next((d for d in RESERVED_DIRS if f"{_SEP}{d}{_SEP}" in below), None)
+            hit = self.reserved_hit(path)
             if hit is not None:
                 subject = self.subject(job, target)
                 return f"{subject} is inside '{hit}/', which batchops never writes into"
         return None
 
+    def reserved_hit(self, path: str) -> str | None:
+        """The first of ``RESERVED_DIRS`` that is a part of ``path`` below the root. A part is
+        one of its folder's parts (remembered per folder) or its name."""
+        if path == self.root:
+            return None
+        folder, name = _split(path)
+        hits = self._reserved_in.get(folder)
+        if hits is None:
+            below = folder[len(self.root) :] + _SEP
+            hits = tuple(d for d in RESERVED_DIRS if f"{_SEP}{d}{_SEP}" in below)
+            self._reserved_in[folder] = hits
+        if not hits and name not in RESERVED_DIRS:
+            return None
+        return next(d for d in RESERVED_DIRS if d in hits or d == name)
+
     def _under_file(self, job: JobDecl, target: str) -> str | None:
         """A folder on the way that is a regular file (or a broken link): nothing can be written."""
-        why = self._folder_problem(os.path.dirname(target))  # noqa: PTH120
+        why = self._folder_problem(_parent(target))
         return None if why is None else f"{self.subject(job, target)} cannot be written: {why}"
 
     def _folder_problem(self, folder: str) -> str | None:
@@ -170,7 +280,7 @@ class _Checker:
             elif here is not None and not stat.S_ISDIR(here.st_mode):
                 why = f"'{self.shown(folder)}' is a file, not a folder"
             else:
-                why = self._folder_problem(os.path.dirname(folder))  # noqa: PTH120
+                why = self._folder_problem(_parent(folder))
             self._folder[folder] = why
         return self._folder[folder]
 
@@ -189,10 +299,12 @@ class _Checker:
             return f"is a file of dataset '{self.data_files[real]}'; it would be overwritten"
         if real in self.read:
             return f"is {self.read[real]}; it would be overwritten"
-        folder = next((f for f in _ancestry(real, self.root) if f in self.data_dirs), None)
+        folder = self.data_dir(real)
         if folder is not None:
-            return (f"is inside the folder of dataset '{self.data_dirs[folder]}'; "
-                    "it would become one of its shards")  # fmt: skip
+            return (
+                f"is inside the folder of dataset '{self.data_dirs[folder]}'; "
+                "it would become one of its shards"
+            )
         if (
             real in self.manifests
             or target.endswith(MANIFEST_SUFFIXES)
@@ -216,12 +328,14 @@ class _Checker:
         for other in self.folders.get(real, []):
             if other.name != job.name:
                 return f"{self.subject(job, target)} is {_WHAT['folder']} of job '{other.name}'"
-        for folder in _ancestry(os.path.dirname(real), self.root):  # noqa: PTH120
-            for other, kind in self.files.get(folder, []):
+        for folder in self.up(_parent(real)):
+            for other, kind in self.files.get(folder, ()):
                 if other.name != job.name:
                     what = _WHAT[kind].removeprefix("also ")
-                    return (f"{self.subject(job, target)} is inside '{self.shown(folder)}', "
-                            f"{what} of job '{other.name}'")  # fmt: skip
+                    return (
+                        f"{self.subject(job, target)} is inside '{self.shown(folder)}', "
+                        f"{what} of job '{other.name}'"
+                    )
         return None
 
 
@@ -235,6 +349,19 @@ def _read_files(datasets: Sequence[DatasetDecl], read: Mapping[Path, str]) -> di
             found.update((f, template) for f in d.render.template_files)
     found.update(read)
     return found
+
+
+def _split(path: str) -> tuple[str, str]:
+    """``os.path.split`` of a normalized absolute path, as plain string slicing."""
+    cut = path.rfind(_SEP)
+    if _SEP != "/" or cut <= 0 or path[cut - 1] == _SEP:  # Windows, "/x", "//x": the long way
+        return os.path.split(path)
+    return path[:cut], path[cut + 1 :]
+
+
+def _parent(path: str) -> str:
+    """``os.path.dirname`` of a normalized absolute path."""
+    return _split(path)[0]
 
 
 def _ancestry(path: str, root: str) -> Iterator[str]:

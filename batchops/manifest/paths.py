@@ -54,7 +54,8 @@ def resolved(path: Path) -> Path | None:
         return None
 
 
-Dirs = dict[str, "Path | None"]  # a folder -> its resolved path, for one load
+# A folder -> its resolved path (a string) and whether it is a folder now, for one load.
+Dirs = dict[str, tuple[str | None, bool]]
 
 
 def confine(written: str, base: Path, root: Path, *, dirs: Dirs | None = None) -> Path:
@@ -64,13 +65,19 @@ def confine(written: str, base: Path, root: Path, *, dirs: Dirs | None = None) -
     each instead of a resolve each."""
     if _absolute(written):
         raise PathProblem(f"absolute path '{written}' is not allowed; use a relative path")
-    lexical = Path(os.path.normpath(f"{base}{os.sep}{written}"))  # one parse, not three
+    text = os.path.normpath(f"{base}{os.sep}{written}")
+    lexical = Path(text)  # one parse, not three
     if not inside(lexical, root):
         raise PathProblem(f"path '{written}' points outside the root")
-    real = resolved(lexical) if dirs is None else _resolved_in(lexical, dirs)
-    if real is None:
+    if dirs is None or os.name == "nt":
+        real = resolved(lexical)
+        loop, out = real is None, real is not None and not inside(real, root)
+    else:  # strings through the folder's remembered resolution: no Path per job
+        found = _resolved_in(text, dirs)
+        loop, out = found is None, found is not None and not _inside_text(found, str(root))
+    if loop:
         raise PathProblem(f"path '{written}' is a symlink loop")
-    if not inside(real, root):
+    if out:
         raise PathProblem(f"path '{written}' is a symlink to a place outside the root")
     return lexical
 
@@ -83,20 +90,34 @@ def _absolute(written: str) -> bool:
     return maybe_windows and PureWindowsPath(written).is_absolute()
 
 
-def _resolved_in(path: Path, dirs: Dirs) -> Path | None:
+def _inside_text(path: str, root: str) -> bool:
+    """``inside`` on POSIX, for strings."""
+    return path == root or path.startswith(root if root.endswith("/") else root + "/")
+
+
+def _resolved_in(path: str, dirs: Dirs) -> str | None:
     """``resolved(path)`` through its folder's remembered resolution; the whole path is resolved
     when its last part is a symlink or its folder did not resolve."""
     folder, name = os.path.split(path)
-    if folder not in dirs:
-        dirs[folder] = resolved(Path(folder))
-    real_folder = dirs[folder]
-    try:
-        is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+    real_folder, present = _folder(folder, dirs)
+    try:  # nothing can be in a folder that is not there: no lstat then
+        is_link = present and stat.S_ISLNK(os.lstat(path).st_mode)
     except OSError:
         is_link = False  # absent: resolve() keeps the name as written
     if real_folder is None or is_link:
-        return resolved(path)
-    return real_folder / name
+        whole = resolved(Path(path))
+        return None if whole is None else str(whole)
+    return os.path.join(real_folder, name)  # noqa: PTH118
+
+
+def _folder(folder: str, dirs: Dirs) -> tuple[str | None, bool]:
+    """``folder`` resolved, and whether it is a folder (after symlinks): once per load."""
+    known = dirs.get(folder)
+    if known is None:
+        real = resolved(Path(folder))
+        present = os.path.isdir(folder)  # noqa: PTH112
+        known = dirs[folder] = (None if real is None else str(real), present)
+    return known
 
 
 def dataset_files(
@@ -132,6 +153,8 @@ def _shards(folder: Path, root: Path) -> tuple[Path, ...]:
 
 def output_file(written: str, root: Path, *, dirs: Dirs | None = None) -> Path:
     path = confine(written, root, root, dirs=dirs)
+    if dirs is not None and not _folder(os.path.dirname(str(path)), dirs)[1]:  # noqa: PTH120
+        return path  # its folder is not there (yet), so neither is it
     if path.is_dir():
         raise PathProblem(f"output path '{written}' is a folder; name a file")
     return path

@@ -52,8 +52,9 @@ def load_project(root: Path, *, cache: ManifestCache | None = None) -> ProjectCo
         diags.append(Diagnostic(extra.source.path, extra.source.line, extra.source.col, message))
     if not diags:
         first = projects[0]
-        diags += _price_providers(cast("ProjectManifest", first.manifest), first.source.path,
-                                  first.doc.keys)  # fmt: skip
+        diags += _price_providers(
+            cast("ProjectManifest", first.manifest), first.source.path, first.doc.keys
+        )
     if diags:
         raise InvalidInputError(diags)
     manifest = cast("ProjectManifest", projects[0].manifest)
@@ -70,9 +71,11 @@ def _price_providers(
     for i, entry in enumerate(m.spec.prices):
         if entry.provider not in known:
             line, col = keys.get(("spec", "prices", i, "provider"), (1, 1))
-            message = (f"spec.prices[{i}].provider: unknown provider '{entry.provider}': a "
-                       f"provider kind ({', '.join(sorted(KINDS))}) or a provider spec.providers "
-                       "declares")  # fmt: skip
+            message = (
+                f"spec.prices[{i}].provider: unknown provider '{entry.provider}': a "
+                f"provider kind ({', '.join(sorted(KINDS))}) or a provider spec.providers "
+                "declares"
+            )
             out.append(Diagnostic(path, line, col, message + suggest(entry.provider, known)))
     return out
 
@@ -86,24 +89,45 @@ def _config(
         for i, e in enumerate(spec.moved)
     )
     providers = tuple(
-        ProviderConfig(name, p.kind, base_url=p.base_url, api_key_env=p.api_key_env,
-                       account_id=p.account_id,
-                       limits=p.limits.model_dump(by_alias=True, exclude_none=True))
+        ProviderConfig(
+            name,
+            p.kind,
+            base_url=p.base_url,
+            api_key_env=p.api_key_env,
+            account_id=p.account_id,
+            limits=p.limits.model_dump(by_alias=True, exclude_none=True),
+        )
         for name, p in sorted(spec.providers.items())
-    )  # fmt: skip
+    )
     return ProjectConfig(
-        file=file, name=m.metadata.name, backend=spec.backend, paths=tuple(spec.paths),
-        output_dir=spec.output_dir, poll_interval=spec.poll_interval,
-        parallelism=spec.parallelism, moved=moved, providers=providers, prices=_prices(spec.prices),
-        max_cost=spec.budget.max_cost, budget_compare=spec.budget.compare,
+        file=file,
+        name=m.metadata.name,
+        backend=spec.backend,
+        paths=tuple(spec.paths),
+        output_dir=spec.output_dir,
+        poll_interval=spec.poll_interval,
+        parallelism=spec.parallelism,
+        moved=moved,
+        providers=providers,
+        prices=_prices(spec.prices),
+        max_cost=spec.budget.max_cost,
+        budget_compare=spec.budget.compare,
         tokenizers=tuple((t.model, t.path) for t in spec.tokenizers),
-    )  # fmt: skip
+    )
 
 
 def _prices(entries: list[PriceEntry]) -> tuple[PriceOverride, ...]:
     return tuple(
-        PriceOverride(e.model, e.provider, Price(
-            input=e.input, output=e.output, cached_input=e.cached_input,
-            as_of=e.as_of or "", source=e.source or "the project file"))
+        PriceOverride(
+            e.model,
+            e.provider,
+            Price(
+                input=e.input,
+                output=e.output,
+                cached_input=e.cached_input,
+                as_of=e.as_of or "",
+                source=e.source or "the project file",
+            ),
+        )
         for e in entries
-    )  # fmt: skip
+    )

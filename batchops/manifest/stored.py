@@ -49,8 +49,13 @@ FORMAT = 2
 MAX_DOCUMENTS = 2_000
 _PACKAGE = Path(__file__).resolve().parents[1]
 # The code whose answer a cached document is: parsing, validation and the values models import.
-_CODE = ("manifest", "config.py", "jsonvalues.py", "providers/catalog.py",
-         "providers/fireworks/wire.py")  # fmt: skip
+_CODE = (
+    "manifest",
+    "config.py",
+    "jsonvalues.py",
+    "providers/catalog.py",
+    "providers/fireworks/wire.py",
+)
 
 
 class Uncacheable(Exception):
@@ -79,7 +84,9 @@ class Node:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Node) and (self._model, self._fields) == (
-            other._model, other._fields)  # fmt: skip
+            other._model,
+            other._fields,
+        )
 
     __hash__ = None  # type: ignore[assignment]  # like the mutable dicts it holds
 
@@ -139,8 +146,14 @@ class StoredManifests(ManifestCache):
         self._entries[file] = entry
         return key, entry
 
-    def put(self, file: Path, key: StatKey | None, parsed: list[Parsed],
-            diags: list[Diagnostic], unchecked: Sequence[Unchecked] = ()) -> None:  # fmt: skip
+    def put(
+        self,
+        file: Path,
+        key: StatKey | None,
+        parsed: list[Parsed],
+        diags: list[Diagnostic],
+        unchecked: Sequence[Unchecked] = (),
+    ) -> None:
         super().put(file, key, parsed, diags, unchecked)
         self._dirty = True
         self._raw.pop(str(file), None)
@@ -165,13 +178,13 @@ class StoredManifests(ManifestCache):
                 self._raw[file] = _encode_entry(key, parsed, diags, unchecked, self._models)
         self._new = {}
         self._raw = {f: e for f, e in self._raw.items() if Path(f).exists()}
-        body = {"format": FORMAT, "code": code_stamp(), "models": self._models,
-                "files": self._raw}  # fmt: skip
+        body = {"format": FORMAT, "code": code_stamp(), "models": self._models, "files": self._raw}
         with contextlib.suppress(OSError), gc_paused():
             ensure_state_dir_above(self.path.parent)
             private_dir(self.path.parent, root=self.root)
-            write_atomic_text(self.path, json.dumps(body, separators=(",", ":")),
-                              prefix=".manifests-")  # fmt: skip
+            write_atomic_text(
+                self.path, json.dumps(body, separators=(",", ":")), prefix=".manifests-"
+            )
 
 
 @functools.cache  # the code does not change under a running command: stat it once
@@ -241,8 +254,13 @@ def _is_model(model: Any) -> bool:
 Models = dict[str, list[Any]]  # class name -> [field names, aliases by field]
 
 
-def _encode_entry(key: StatKey, parsed: list[Parsed], diags: list[Diagnostic],
-                  unchecked: Sequence[Unchecked], models: Models) -> dict[str, Any]:  # fmt: skip
+def _encode_entry(
+    key: StatKey,
+    parsed: list[Parsed],
+    diags: list[Diagnostic],
+    unchecked: Sequence[Unchecked],
+    models: Models,
+) -> dict[str, Any]:
     return {
         "stat": list(key),
         "shown": parsed[0].source.path if parsed else "",
@@ -254,8 +272,14 @@ def _encode_entry(key: StatKey, parsed: list[Parsed], diags: list[Diagnostic],
 
 def _encode_parsed(p: Parsed, models: Models) -> list[Any]:
     doc = p.doc
-    return [_model(p.manifest, models), p.source.line, p.source.col, *doc.start,
-            _positions(doc.keys), _positions(doc.values)]  # fmt: skip
+    return [
+        _model(p.manifest, models),
+        p.source.line,
+        p.source.col,
+        *doc.start,
+        _positions(doc.keys),
+        _positions(doc.values),
+    ]
 
 
 def _model(value: Any, models: Models) -> Any:

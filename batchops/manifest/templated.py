@@ -47,12 +47,17 @@ def source_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Pat
     where_pos = p.doc.values.get(("spec", "source", "where"))
     id_pos = p.doc.values.get(("spec", "source", "idColumn"))
     return SourceDecl(
-        path=P.display(path, root), files=files, format=fmt, parts=parts,
-        id_column=source.id_column, where=source.where,
+        path=P.display(path, root),
+        files=files,
+        format=fmt,
+        parts=parts,
+        id_column=source.id_column,
+        where=source.where,
         id_origin=Source(p.source.path, *id_pos) if id_pos else None,
         where_origin=Source(p.source.path, *where_pos) if where_pos else None,
-        limit=source.limit, template_files=template_files,
-    )  # fmt: skip
+        limit=source.limit,
+        template_files=template_files,
+    )
 
 
 def chain_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Path) -> SourceDecl:
@@ -62,11 +67,18 @@ def chain_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Path
     parts, template_files = _parts(p, template, root)
     where_pos = p.doc.values.get(("spec", "source", "where"))
     return SourceDecl(
-        path=f"job:{source.job}", files=(), format="jsonl", parts=parts, id_column="custom_id",
-        where=source.where, limit=source.limit, template_files=template_files,
+        path=f"job:{source.job}",
+        files=(),
+        format="jsonl",
+        parts=parts,
+        id_column="custom_id",
+        where=source.where,
+        limit=source.limit,
+        template_files=template_files,
         where_origin=Source(p.source.path, *where_pos) if where_pos else None,
-        upstream=(source.job,), combine=source.combine,
-    )  # fmt: skip
+        upstream=(source.job,),
+        combine=source.combine,
+    )
 
 
 def _table_files(path: Path, fmt: str | None, root: Path) -> tuple[tuple[Path, ...], str]:
@@ -100,8 +112,15 @@ def _parts(
 ) -> tuple[tuple[TemplatePart, ...], tuple[Path, ...]]:
     base: Loc = ("spec", "template")
     if template.messages is None:
-        part = _part(p, template.prompt, template.prompt_file, (*base, "prompt"),
-                     (*base, "promptFile"), None, root)  # fmt: skip
+        part = _part(
+            p,
+            template.prompt,
+            template.prompt_file,
+            (*base, "prompt"),
+            (*base, "promptFile"),
+            None,
+            root,
+        )
         return (part,), _files((part,), p, root)
     parts = tuple(
         _part(
@@ -123,8 +142,15 @@ def _files(parts: tuple[TemplatePart, ...], p: Parsed, root: Path) -> tuple[Path
     return tuple(sorted(root / path for path in shown))
 
 
-def _part(p: Parsed, text: str | None, file: str | None, text_loc: Loc, file_loc: Loc,
-          role: str | None, root: Path) -> TemplatePart:  # fmt: skip
+def _part(
+    p: Parsed,
+    text: str | None,
+    file: str | None,
+    text_loc: Loc,
+    file_loc: Loc,
+    role: str | None,
+    root: Path,
+) -> TemplatePart:
     if text is not None:
         line, col = p.doc.values.get(text_loc, (p.source.line, p.source.col))
         block, line, col = _block_start(p.file, line, col)

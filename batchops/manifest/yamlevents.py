@@ -35,6 +35,8 @@ from batchops.manifest.doc import YamlDocument
 from batchops.manifest.yamlsrc import MAX_DEPTH
 
 _STR, _NULL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _MAP_TAGS = (None, "!", "tag:yaml.org,2002:map")
 _SEQ_TAGS = (None, "!", "tag:yaml.org,2002:seq")
 _CParser: Any = importlib.import_module("yaml._yaml").CParser if yaml.__with_libyaml__ else None
@@ -50,15 +52,6 @@ class _Scalars(SafeConstructor, Resolver):
     def __init__(self) -> None:
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
-
-
-class _Frame:
-    __slots__ = ("container", "key", "loc")
-
-    def __init__(self, container: dict[Any, Any] | list[Any], loc: tuple[Any, ...]) -> None:
-        self.container = container
-        self.loc = loc
-        self.key: Any = _NO_KEY
 
 
 _NO_KEY = object()
@@ -78,7 +71,8 @@ class _Builder:
     def __init__(self, max_nodes: int) -> None:
         self.max_nodes = max_nodes
         self.scalars = _Scalars()
-        self.tags: dict[tuple[str, Any], str] = {}  # (value, implicit) -> resolved tag
+        # A plain scalar's text -> its tag and value, for strings and the immutable values.
+        self.plain: dict[str, tuple[str, Any]] = {}
 
     def run(self, parser: Any) -> list[YamlDocument]:
         docs: list[YamlDocument] = []
@@ -95,74 +89,91 @@ class _Builder:
                 raise _GiveUp
 
     def document(self, parser: Any) -> YamlDocument | None:
-        """One document's events up to its end; None for an empty (null) document."""
+        """One document's events up to its end; None for an empty (null) document.
+
+        The hot loop of a big load: names bound to locals, the open container's state held in
+        locals (pushed and popped as tuples), plain scalars resolved through a cache by text."""
         doc = YamlDocument(data=None, start=(1, 1))
-        stack: list[_Frame] = []
+        keys, values = doc.keys, doc.values
+        get_event, max_nodes, scalar = parser.get_event, self.max_nodes, self.scalar
+        plain, scalar_event = self.plain, ScalarEvent
+        stack: list[tuple[Any, tuple[Any, ...], bool, Any]] = []
+        # The open container, its loc, whether it is a list, and the key awaiting its value.
+        container: Any = None
+        at: tuple[Any, ...] = ()
+        is_list, key = False, _NO_KEY
         count, root_tag = 0, ""
         while True:
-            event = parser.get_event()
+            event = get_event()
             kind = type(event)
-            if kind is DocumentEndEvent:
+            if kind is scalar_event:
+                if event.anchor is not None:
+                    raise _GiveUp
+                tag = event.tag
+                if (tag is None or tag == "!") and event.implicit[0]:  # "!" too, as PyYAML does
+                    text = event.value
+                    known = plain.get(text)
+                    if known is None:
+                        known = self.plain_scalar(event, text)
+                    tag, value = known
+                elif tag is None or tag == "!" or tag == _STR:
+                    value, tag = event.value, _STR
+                else:
+                    value = scalar(event, tag)
+            elif kind is DocumentEndEvent:
                 return None if root_tag == _NULL else doc
-            if kind is MappingEndEvent or kind is SequenceEndEvent:
-                stack.pop()
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                container, at, is_list, key = stack.pop()
                 continue
+            elif kind is MappingStartEvent and event.anchor is None and event.tag in _MAP_TAGS:
+                value, tag = {}, ""
+            elif kind is SequenceStartEvent and event.anchor is None and event.tag in _SEQ_TAGS:
+                value, tag = [], ""
+            else:
+                raise _GiveUp  # an alias, an anchor, or a tagged collection
             count += 1
-            if count > self.max_nodes:
+            if count > max_nodes:
                 raise _GiveUp
-            value, tag = self.value(event, kind)
-            frame = stack[-1] if stack else None
             mark = event.start_mark
             pos = (mark.line + 1, mark.column + 1)
-            if frame is None:
+            if container is None:
                 doc.data, doc.start, root_tag = value, pos, tag
                 loc: tuple[Any, ...] = ()
-            elif type(frame.container) is list:
-                loc = (*frame.loc, len(frame.container))
-                frame.container.append(value)
-            elif frame.key is _NO_KEY:
-                self.key(frame, value, tag, kind, doc, pos)
+            elif is_list:
+                loc = (*at, len(container))
+                container.append(value)
+            elif key is _NO_KEY:
+                if kind is not scalar_event or tag == _MERGE or value in container:
+                    raise _GiveUp
+                key = value
+                keys[(*at, value)] = pos
                 continue
             else:
-                loc = (*frame.loc, frame.key)
-                doc.values[loc] = pos
-                frame.container[frame.key] = value
-                frame.key = _NO_KEY
-            if kind is not ScalarEvent:
+                loc = (*at, key)
+                values[loc] = pos
+                container[key] = value
+                key = _NO_KEY
+            if kind is not scalar_event:
                 if len(loc) > MAX_DEPTH:
                     raise _GiveUp
-                stack.append(_Frame(value, loc))
+                stack.append((container, at, is_list, key))
+                container, at, is_list, key = value, loc, kind is SequenceStartEvent, _NO_KEY
 
-    def key(self, frame: _Frame, key: Any, tag: str, kind: type, doc: YamlDocument,
-            pos: tuple[int, int]) -> None:  # fmt: skip
-        if kind is not ScalarEvent or tag == "tag:yaml.org,2002:merge" or key in frame.container:
-            raise _GiveUp
-        frame.key = key
-        doc.keys[(*frame.loc, key)] = pos
+    def plain_scalar(self, event: Any, text: str) -> tuple[str, Any]:
+        """A plain (unquoted, untagged) scalar's tag and value, as SafeLoader makes them;
+        remembered by text when the value is a string or immutable (not a NaN: two NaN keys are
+        two keys, one remembered NaN would be a duplicate key)."""
+        tag: str = self.scalars.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+        value = text if tag == _STR else self.scalar(event, tag)
+        if type(value) in _IMMUTABLE and value == value:  # not NaN
+            self.plain[text] = (tag, value)
+        return tag, value
 
-    def value(self, event: Any, kind: type) -> tuple[Any, str]:
-        if getattr(event, "anchor", None) is not None:
-            raise _GiveUp
-        if kind is ScalarEvent:
-            return self.scalar(event)
-        if kind is MappingStartEvent and event.tag in _MAP_TAGS:
-            return {}, ""
-        if kind is SequenceStartEvent and event.tag in _SEQ_TAGS:
-            return [], ""
-        raise _GiveUp  # an alias, or a tagged collection
-
-    def scalar(self, event: Any) -> tuple[Any, str]:
-        tag = event.tag
-        if tag is None or tag == "!":
-            key = (event.value, event.implicit)
-            tag = self.tags.get(key)
-            if tag is None:
-                tag = self.tags[key] = self.scalars.resolve(ScalarNode, *key)  # type: ignore[no-untyped-call]
-        if tag == _STR:
-            return event.value, tag
+    def scalar(self, event: Any, tag: str) -> Any:
+        """A scalar that is not a plain string, constructed exactly as SafeLoader does."""
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
-            return self.scalars.construct_object(node, deep=True), tag
+            return self.scalars.construct_object(node, deep=True)
         except ConstructorError as exc:
             raise _GiveUp from exc
         finally:

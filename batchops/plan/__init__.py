@@ -62,4 +62,4 @@ __all__ = [
     "permanent_failure",
     "sort_actions",
     "wire_parameters",
-]  # fmt: skip
+]

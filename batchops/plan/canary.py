@@ -58,8 +58,11 @@ def canary_state(
     exists already unless ``full_job_too``, or every row is reused)."""
     decl, split = view.decl, view.rows
     sample = split.canary if split is not None else None
-    input_id = derived_id(dataclasses.replace(split, derived=sample.input), project) if (
-        split is not None and sample is not None) else None  # fmt: skip
+    input_id = (
+        derived_id(dataclasses.replace(split, derived=sample.input), project)
+        if (split is not None and sample is not None)
+        else None
+    )
     if decl.canary is None or sample is None or input_id is None:
         return None
     if view.family and not full_job_too:
@@ -67,8 +70,10 @@ def canary_state(
     canary_decl = dataclasses.replace(decl, name=canary_name(decl.name))
     base = base_job_id(canary_decl, input_id, project)
     key = job_key(base, limit=seen.id_limit(decl.provider))
-    mine = sorted(((parts, job) for parts, job, ours in seen.family(base) if ours),
-                  key=lambda m: (m[0].attempt, m[0].resume))  # fmt: skip
+    mine = sorted(
+        ((parts, job) for parts, job, ours in seen.family(base) if ours),
+        key=lambda m: (m[0].attempt, m[0].resume),
+    )
     if not mine:
         return CanaryState("absent", base, input_id, key=key)
     job = mine[-1][1]
@@ -88,8 +93,12 @@ def canary_actions(
     assert decl.canary is not None and view.rows is not None and view.rows.canary is not None
     sample = view.rows.canary
     limit = decl.canary.max_failed_rows
-    details: dict[str, Any] = {"canary": True, "rowsToSend": sample.input.rows,
-                               "canaryOf": sample.of, "maxFailedRows": limit}  # fmt: skip
+    details: dict[str, Any] = {
+        "canary": True,
+        "rowsToSend": sample.input.rows,
+        "canaryOf": sample.of,
+        "maxFailedRows": limit,
+    }
     resource = Resource("job", decl.name, state.key)
     if state.state == "absent":
         spec = _canary_spec(view, state, project)
@@ -103,8 +112,10 @@ def canary_actions(
     failed = rows.failed if rows is not None else 0
     details.update(state=job.raw_state, failedRows=failed, answers=dict(sample.answers))
     if job.state is JobState.FINISHED:
-        reason = (f"canary failed: {failed:,} of {sample.input.rows:,} rows failed "
-                  f"(canary.maxFailedRows {limit})")  # fmt: skip
+        reason = (
+            f"canary failed: {failed:,} of {sample.input.rows:,} rows failed "
+            f"(canary.maxFailedRows {limit})"
+        )
     else:
         reason = f"canary {job.raw_state.lower()}: {job.message or 'no message'}"
     reason += "; the full job is not sent"
@@ -115,9 +126,14 @@ def _canary_spec(view: JobView, state: CanaryState, project: str) -> JobSpec:
     decl = view.decl
     name = canary_name(decl.name)
     return JobSpec(
-        job_id=state.key, name=name, model=decl.model, input_dataset_id=state.input_id,
+        job_id=state.key,
+        name=name,
+        model=decl.model,
+        input_dataset_id=state.input_id,
         inference_parameters=wire_parameters(decl.inference_parameters),
-        precision=decl.precision, output_dataset_id=output_dataset_id(state.key),
-        display_name=marked_display_name(name, project), continued_from=None,
+        precision=decl.precision,
+        output_dataset_id=output_dataset_id(state.key),
+        display_name=marked_display_name(name, project),
+        continued_from=None,
         provider=decl.provider,
-    )  # fmt: skip
+    )

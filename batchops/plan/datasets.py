@@ -24,8 +24,9 @@ def readers(desired: Desired) -> dict[str, tuple[str, ...]]:
     for job in desired.jobs:
         if job.input_dataset:
             by_name.setdefault(job.input_dataset, set()).add(job.provider)
-    return {d.name: tuple(sorted(by_name.get(d.name) or {DEFAULT_PROVIDER}))
-            for d in desired.datasets}  # fmt: skip
+    return {
+        d.name: tuple(sorted(by_name.get(d.name) or {DEFAULT_PROVIDER})) for d in desired.datasets
+    }
 
 
 def dataset_actions(
@@ -65,10 +66,15 @@ def _dataset_action(
     if not missing:
         return _moved_dataset(decl, ds_id, resource)
     spec = DatasetSpec(
-        dataset_id=ds_id, name=decl.name, files=decl.files, rows=facts.rows, size=facts.size,
-        display_name=marked_display_name(decl.name, project), format=decl.format,
+        dataset_id=ds_id,
+        name=decl.name,
+        files=decl.files,
+        rows=facts.rows,
+        size=facts.size,
+        display_name=marked_display_name(decl.name, project),
+        format=decl.format,
         providers=missing,
-    )  # fmt: skip
+    )
     if missing != (DEFAULT_PROVIDER,):
         details["providers"] = list(missing)
     if existing is not None and existing.ready:  # ready on another provider: a copy here
@@ -112,18 +118,25 @@ def derived_actions(views: list[JobView], seen: Seen, project: str) -> list[Acti
         if canary is not None and canary.gates:  # the full job waits for its canary
             continue
         wanted.setdefault(ds_id, (view, set()))[1].add(view.decl.provider)
-    return [_derived_action(ds_id, view, tuple(sorted(providers)), project)
-            for ds_id, (view, providers) in wanted.items()]  # fmt: skip
+    return [
+        _derived_action(ds_id, view, tuple(sorted(providers)), project)
+        for ds_id, (view, providers) in wanted.items()
+    ]
 
 
 def _derived_action(ds_id: str, view: JobView, providers: tuple[str, ...], project: str) -> Action:
     derived = view.rows.derived if view.rows is not None else None
     assert derived is not None  # derived_id() found one
     spec = DatasetSpec(
-        dataset_id=ds_id, name=derived.dataset, files=(derived.path,), rows=derived.rows,
-        size=derived.size, display_name=marked_display_name(derived.dataset, project),
-        format=None, providers=providers,
-    )  # fmt: skip
+        dataset_id=ds_id,
+        name=derived.dataset,
+        files=(derived.path,),
+        rows=derived.rows,
+        size=derived.size,
+        display_name=marked_display_name(derived.dataset, project),
+        format=None,
+        providers=providers,
+    )
     reason = f"the {derived.rows:,} new rows of job {view.decl.name}"
     details = {"rows": derived.rows, "size": derived.size, "derivedFor": view.decl.name}
     resource = Resource("dataset", derived.dataset, ds_id)
@@ -143,10 +156,15 @@ def retry_actions(
         if (view.decl.provider, ds_id) in seen.ready_at or ds_id in actions:
             continue
         spec = DatasetSpec(
-            dataset_id=ds_id, name=retry.dataset, files=(retry.path,), rows=retry.rows,
-            size=retry.size, display_name=marked_display_name(retry.dataset, project),
-            format=None, providers=(view.decl.provider,),
-        )  # fmt: skip
+            dataset_id=ds_id,
+            name=retry.dataset,
+            files=(retry.path,),
+            rows=retry.rows,
+            size=retry.size,
+            display_name=marked_display_name(retry.dataset, project),
+            format=None,
+            providers=(view.decl.provider,),
+        )
         reason = f"the {retry.rows:,} rows of job {view.decl.name} to send again"
         details = {"rows": retry.rows, "size": retry.size, "retryFor": view.decl.name}
         resource = Resource("dataset", retry.dataset, ds_id)
@@ -167,10 +185,15 @@ def canary_dataset_actions(views: list[JobView], seen: Seen, project: str) -> li
             continue
         derived = sample.input
         spec = DatasetSpec(
-            dataset_id=ds_id, name=derived.dataset, files=(derived.path,), rows=derived.rows,
-            size=derived.size, display_name=marked_display_name(derived.dataset, project),
-            format=None, providers=(provider,),
-        )  # fmt: skip
+            dataset_id=ds_id,
+            name=derived.dataset,
+            files=(derived.path,),
+            rows=derived.rows,
+            size=derived.size,
+            display_name=marked_display_name(derived.dataset, project),
+            format=None,
+            providers=(provider,),
+        )
         reason = f"the {derived.rows:,} rows of job {view.decl.name}'s canary"
         details = {"rows": derived.rows, "size": derived.size, "canaryFor": view.decl.name}
         resource = Resource("dataset", derived.dataset, ds_id)

@@ -71,8 +71,10 @@ def _family_actions(view: JobView, latest: Member, ctx: Ctx) -> list[Action]:
 
 def _duplicates(view: JobView, job: RemoteJob) -> Action:
     resource = Resource("job", view.decl.name, job.key)
-    reason = (f"{len(job.duplicates)} duplicate batch(es) from a concurrent apply: cancel, "
-              f"keep the oldest ({job.remote_id})")  # fmt: skip
+    reason = (
+        f"{len(job.duplicates)} duplicate batch(es) from a concurrent apply: cancel, "
+        f"keep the oldest ({job.remote_id})"
+    )
     return Action(Kind.CANCEL_DUPLICATE, resource, reason, {"duplicates": list(job.duplicates)})
 
 
@@ -108,20 +110,27 @@ def _progress(job: RemoteJob) -> dict[str, Any]:
     rows = job.rows
     details: dict[str, Any] = {"state": job.raw_state}
     if rows is not None:
-        details.update(percent=rows.percent, total=rows.total, succeeded=rows.succeeded,
-                       failed=rows.failed)  # fmt: skip
+        details.update(
+            percent=rows.percent, total=rows.total, succeeded=rows.succeeded, failed=rows.failed
+        )
     return details
 
 
 def _job_spec(view: JobView, job: str, project: str, *, continued_from: str | None) -> JobSpec:
     decl = view.decl
     return JobSpec(
-        job_id=job, name=decl.name, model=decl.model, input_dataset_id=view.input_dataset_id,
+        job_id=job,
+        name=decl.name,
+        model=decl.model,
+        input_dataset_id=view.input_dataset_id,
         inference_parameters=wire_parameters(decl.inference_parameters),
-        precision=decl.precision, output_dataset_id=output_dataset_id(job),
+        precision=decl.precision,
+        output_dataset_id=output_dataset_id(job),
         display_name=marked_display_name(decl.display_name or decl.name, project),
-        continued_from=continued_from, provider=decl.provider, input_files=view.input_files,
-    )  # fmt: skip
+        continued_from=continued_from,
+        provider=decl.provider,
+        input_files=view.input_files,
+    )
 
 
 def _create(view: JobView, ctx: Ctx) -> list[Action]:
@@ -135,8 +144,9 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     details: dict[str, Any] = {"model": view.decl.model, "input": view.input_dataset_id}
     rows = view.rows
     if rows is not None:
-        details.update(rowsToSend=len(rows.send), rowsReused=rows.reused,
-                       reusedFrom=dict(rows.reused_from))  # fmt: skip
+        details.update(
+            rowsToSend=len(rows.send), rowsReused=rows.reused, reusedFrom=dict(rows.reused_from)
+        )
     elif (declared := view.decl.input_dataset or "") in ctx.dataset_rows:  # every row is sent
         details["rowsToSend"] = ctx.dataset_rows[declared]
     counted = f": {rows.describe()}" if rows is not None and rows.reused else ""
@@ -144,12 +154,16 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     if canary is not None and canary.job is not None and rows is not None and rows.canary:
         failed = canary.job.rows.failed if canary.job.rows is not None else 0  # passed: it gated
         counted += f" (canary passed, {failed:,} failed rows)"
-        details["canaryPassed"] = {"job": canary.job.key, "failedRows": failed,
-                                   "answers": dict(rows.canary.answers)}  # fmt: skip
+        details["canaryPassed"] = {
+            "job": canary.job.key,
+            "failedRows": failed,
+            "answers": dict(rows.canary.answers),
+        }
     old = _replaced(view, ctx, spec)
     if old is None:
-        return [Action(Kind.CREATE_JOB, resource, "new job" + counted, details, job=spec,
-                       after=after)]  # fmt: skip
+        return [
+            Action(Kind.CREATE_JOB, resource, "new job" + counted, details, job=spec, after=after)
+        ]
     reason = "spec changed: " + (_spec_diff(old, spec) or "job ID changed")
     reason += counted.replace(":", ";", 1)
     details["replaces"] = old.key
@@ -159,8 +173,9 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
         if len(running) == 1:
             reason += f"; the old job {running[0]} keeps running and is billed unless pruned"
         else:
-            reason += (f"; the old jobs {', '.join(running)} keep running and are billed "
-                       "unless pruned")  # fmt: skip
+            reason += (
+                f"; the old jobs {', '.join(running)} keep running and are billed unless pruned"
+            )
     return [Action(Kind.REPLACE_JOB, resource, reason, details, job=spec, after=after)]
 
 
@@ -174,8 +189,10 @@ def _older_specs(view: JobView, ctx: Ctx) -> list[RemoteJob]:
     another base ID: the jobs of its older specs."""
     name = view.base_id.rsplit("-", 1)[0]
     old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
-    members = [*ctx.seen.ours_by_name.get(name, []),
-               *(ctx.seen.ours_by_name.get(id_name(old), []) if old else [])]  # fmt: skip
+    members = [
+        *ctx.seen.ours_by_name.get(name, []),
+        *(ctx.seen.ours_by_name.get(id_name(old), []) if old else []),
+    ]
     return [job for parts, job in members if not parts.of_base(view.base_id)]
 
 
@@ -222,9 +239,7 @@ def _show(value: Any) -> str:
     return "(unset)" if value is None else str(value)
 
 
-def _download(
-    view: JobView, ctx: Ctx, *, partial: bool, reason: str | None = None
-) -> list[Action]:
+def _download(view: JobView, ctx: Ctx, *, partial: bool, reason: str | None = None) -> list[Action]:
     if not ctx.options.download:
         return []
     latest = view.latest
@@ -237,16 +252,21 @@ def _download(
     decl_ds = ctx.desired.dataset(view.decl.input_dataset) if view.decl.input_dataset else None
     input_files = decl_ds.files if decl_ds is not None else ()
     spec = DownloadSpec(
-        job_name=view.decl.name, job_ids=view.chain_ids or (view.reused_key,),
+        job_name=view.decl.name,
+        job_ids=view.chain_ids or (view.reused_key,),
         output_dataset_ids=tuple(output_dataset_id(j) for j in view.chain_ids),
-        input_dataset=view.decl.input_dataset, input_files=input_files,
+        input_dataset=view.decl.input_dataset,
+        input_files=input_files,
         output_path=view.decl.output_path,
-        output_display=view.decl.output_display, partial=partial,
+        output_display=view.decl.output_display,
+        partial=partial,
         request_prefix=job_prefix(view.decl) if rows is not None else None,
-        rows_retry_left=latest is not None and view.decl.input_dataset is not None
+        rows_retry_left=latest is not None
+        and view.decl.input_dataset is not None
         and attempts(view.family).row_retries < view.decl.row_retries,
-        response_schema=view.decl.response_schema, table=view.decl.table,
-    )  # fmt: skip
+        response_schema=view.decl.response_schema,
+        table=view.decl.table,
+    )
     resource = Resource("job", view.decl.name, latest[1].key if latest else view.base_id)
     details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}
     return [Action(Kind.DOWNLOAD, resource, reason, details, download=spec)]
@@ -268,8 +288,12 @@ def _failed(
 ) -> list[Action]:
     message = job.message or "no message"
     used = attempts(view.family)
-    details = {"state": job.raw_state, "message": message, "retries": used.retries,
-               "maxRetries": view.decl.max_retries}  # fmt: skip
+    details = {
+        "state": job.raw_state,
+        "message": message,
+        "retries": used.retries,
+        "maxRetries": view.decl.max_retries,
+    }
     reason = f"{_short(job)}: {message}"
     if not ctx.options.retry_failed:
         return [Action(Kind.FAILED, resource, reason, details)]
@@ -314,16 +338,25 @@ def _retry_rows(view: JobView, retry: DerivedInput, ctx: Ctx) -> Action:
     used = attempts(view.family)
     new_id = _key(view, ctx, attempt=used.next)
     input_id = dataset_id(ctx.project, retry.dataset, retry.sha256)
-    spec = replace(_job_spec(view, new_id, ctx.project, continued_from=None),
-                   input_dataset_id=input_id, input_files=(retry.path,))  # fmt: skip
+    spec = replace(
+        _job_spec(view, new_id, ctx.project, continued_from=None),
+        input_dataset_id=input_id,
+        input_files=(retry.path,),
+    )
     failed = ctx.failed_rows[view.decl.name]
     n = used.row_retries + 1
-    reason = (f"{retry.rows:,} row{'s' if retry.rows != 1 else ''} failed for a passing reason: "
-              f"send again (row retry {n} of {view.decl.row_retries})")  # fmt: skip
+    reason = (
+        f"{retry.rows:,} row{'s' if retry.rows != 1 else ''} failed for a passing reason: "
+        f"send again (row retry {n} of {view.decl.row_retries})"
+    )
     if failed.permanent:
         reason += f"; {len(failed.permanent):,} failed for good, not sent"
-    details: dict[str, Any] = {"rowsToSend": retry.rows, "rowRetry": n, "input": input_id,
-                               "permanentRows": len(failed.permanent)}  # fmt: skip
+    details: dict[str, Any] = {
+        "rowsToSend": retry.rows,
+        "rowRetry": n,
+        "input": input_id,
+        "permanentRows": len(failed.permanent),
+    }
     after = input_id if input_id in ctx.creating_ds else None
     resource = Resource("job", view.decl.name, new_id)
     return Action(Kind.RETRY_JOB, resource, reason, details, job=spec, after=after)
@@ -332,12 +365,27 @@ def _retry_rows(view: JobView, retry: DerivedInput, ctx: Ctx) -> Action:
 # Error codes that say the request itself is wrong: the same job would fail the same way
 # (google.rpc names, as Fireworks reports them).
 PERMANENT_CODES = frozenset(
-    {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "OUT_OF_RANGE", "PERMISSION_DENIED",
-     "UNAUTHENTICATED", "UNIMPLEMENTED", "ALREADY_EXISTS"}
-)  # fmt: skip
+    {
+        "INVALID_ARGUMENT",
+        "NOT_FOUND",
+        "FAILED_PRECONDITION",
+        "OUT_OF_RANGE",
+        "PERMISSION_DENIED",
+        "UNAUTHENTICATED",
+        "UNIMPLEMENTED",
+        "ALREADY_EXISTS",
+    }
+)
 # Messages that name a permanent cause even under another code (an unknown model, a bad dataset).
-PERMANENT_WORDS = ("syntax error", "validation failed", "invalid dataset", "model not found",
-                   "unknown model", "does not exist", "not supported")  # fmt: skip
+PERMANENT_WORDS = (
+    "syntax error",
+    "validation failed",
+    "invalid dataset",
+    "model not found",
+    "unknown model",
+    "does not exist",
+    "not supported",
+)
 
 
 def permanent_failure(job: RemoteJob) -> str | None:
@@ -370,8 +418,9 @@ def _expired(
         details["attempt"] = parts.resume + 1
         reason = f"expired: resume {parts.resume + 1} of {decl.max_resumes}"
         reason += f", {details['rowsLeft']} rows left" if rows is not None else ""
-        return [Action(Kind.RESUME_JOB, Resource("job", decl.name, new_id), reason, details,
-                       job=spec)]  # fmt: skip
+        return [
+            Action(Kind.RESUME_JOB, Resource("job", decl.name, new_id), reason, details, job=spec)
+        ]
     why = "onExpired: stop" if decl.on_expired == "stop" else f"all {decl.max_resumes} resumes used"
     if _salvaged_rows_retried(view, parts, ctx):
         # The rows it never reached are failed rows of a passing reason (EXPIRED) in the merged
@@ -380,8 +429,13 @@ def _expired(
         if retry is not None:
             return [_retry_rows(view, retry, ctx)]
         if not view.results_current:
-            return _download(view, ctx, partial=True, reason=f"expired, {why}; partial results "
-                             "(the rows it never reached are sent again: rowRetries)")  # fmt: skip
+            return _download(
+                view,
+                ctx,
+                partial=True,
+                reason=f"expired, {why}; partial results "
+                "(the rows it never reached are sent again: rowRetries)",
+            )
     report = Action(Kind.EXPIRED, resource, f"expired, {why}; partial results only", details)
     return [report, *_download(view, ctx, partial=True)]
 
@@ -392,9 +446,12 @@ def _salvaged_rows_retried(view: JobView, parts: JobIdParts, ctx: Ctx) -> bool:
     input dataset tells which rows those are; ``onExpired: stop`` asks for no more runs; with
     ``--no-download`` nothing is merged, so it is reported as before)."""
     decl = view.decl
-    return (decl.on_expired == "resume" and decl.input_dataset is not None
-            and attempts(view.family).row_retries < decl.row_retries
-            and ctx.options.download)  # fmt: skip
+    return (
+        decl.on_expired == "resume"
+        and decl.input_dataset is not None
+        and attempts(view.family).row_retries < decl.row_retries
+        and ctx.options.download
+    )
 
 
 def _short(job: RemoteJob) -> str:

@@ -53,19 +53,26 @@ def check_prune(desired: Desired, options: PlanOptions) -> None:
 
 
 def _read(
-    actions: list[Action], views: list[JobView], ds_ids: Mapping[str, str], seen: Seen,
+    actions: list[Action],
+    views: list[JobView],
+    ds_ids: Mapping[str, str],
+    seen: Seen,
     project: str,
-) -> list[Action]:  # fmt: skip
+) -> list[Action]:
     """Dataset creations, less those of datasets whose every job reads reused answers and a
     dataset of its new rows instead, or waits for its canary (uploading the whole dataset would
     be for nothing)."""
     readers = {v.decl.input_dataset for v in views if v.decl.input_dataset}
-    whole = {v.decl.input_dataset for v in views if v.decl.input_dataset
-             and v.input_dataset_id == ds_ids.get(v.decl.input_dataset)
-             and (v.family or not v.all_reused) and not _gated(v, seen, project)}  # fmt: skip
+    whole = {
+        v.decl.input_dataset
+        for v in views
+        if v.decl.input_dataset
+        and v.input_dataset_id == ds_ids.get(v.decl.input_dataset)
+        and (v.family or not v.all_reused)
+        and not _gated(v, seen, project)
+    }
     unread = readers - whole
-    return [a for a in actions
-            if not (a.kind is Kind.CREATE_DATASET and a.resource.name in unread)]  # fmt: skip
+    return [a for a in actions if not (a.kind is Kind.CREATE_DATASET and a.resource.name in unread)]
 
 
 def _gated(view: JobView, seen: Seen, project: str) -> bool:
@@ -102,16 +109,24 @@ def make_plan(
     every = views_of(desired, ds_ids, seen, local, project, rows)
     gated = gates(every, desired.waiting)
     views = [v for v in every if v.decl.name not in gated] if gated else every
-    ds_actions = _read(dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids,
-                       seen, project)  # fmt: skip
+    ds_actions = _read(
+        dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids, seen, project
+    )
     if gated:  # a dataset only waiting stages read is not uploaded yet
         ds_actions = _unwaited(ds_actions, views, every)
     ds_actions += derived_actions(views, seen, project)
     ds_actions += canary_dataset_actions(views, seen, project)
     ds_actions += retry_actions(views, failed, seen, project)
     creating = frozenset(a.resource.remote_id for a in ds_actions if a.kind is Kind.CREATE_DATASET)
-    ctx = Ctx(desired, project, options, seen, creating,
-              {name: facts.rows for name, facts in infos.items()}, failed)  # fmt: skip
+    ctx = Ctx(
+        desired,
+        project,
+        options,
+        seen,
+        creating,
+        {name: facts.rows for name, facts in infos.items()},
+        failed,
+    )
     actions = ds_actions + [a for v in views for a in job_actions(v, ctx)]
     actions += wait_actions(every, gated)
     referenced = set(ds_ids.values()) | {v.input_dataset_id for v in every}
@@ -121,24 +136,29 @@ def make_plan(
     if options.canary_only:
         actions = _canary_steps(actions)
     return Plan(
-        actions=sort_actions(actions), fingerprint=_fingerprint(seen, referenced),
-        project=project, options=options,
+        actions=sort_actions(actions),
+        fingerprint=_fingerprint(seen, referenced),
+        project=project,
+        options=options,
         job_states=tuple(sorted((v.decl.name, v.state) for v in every)),
-        orphan_jobs=0 if options.prune else sum(
-            a.kind is Kind.PRUNE_JOB and not superseded(a) for a in prunes),
-        superseded_jobs=0 if options.prune else sum(
-            a.kind is Kind.PRUNE_JOB and superseded(a) for a in prunes),
+        orphan_jobs=0
+        if options.prune
+        else sum(a.kind is Kind.PRUNE_JOB and not superseded(a) for a in prunes),
+        superseded_jobs=0
+        if options.prune
+        else sum(a.kind is Kind.PRUNE_JOB and superseded(a) for a in prunes),
         canaries=tuple(c for v in views if (c := canary_outcome(v, seen, project)) is not None),
         declared=tuple((v.decl, _current_record(v)) for v in every),
         stages=stage_rows(every, gated),
-    )  # fmt: skip
+    )
 
 
 def _unwaited(actions: list[Action], ready: list[JobView], every: list[JobView]) -> list[Action]:
     read = {v.decl.input_dataset for v in ready}
     waiting = {v.decl.input_dataset for v in every} - read
-    return [a for a in actions
-            if not (a.kind is Kind.CREATE_DATASET and a.resource.name in waiting)]
+    return [
+        a for a in actions if not (a.kind is Kind.CREATE_DATASET and a.resource.name in waiting)
+    ]
 
 
 def _current_record(view: JobView) -> ResultRecord | None:

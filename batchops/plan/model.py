@@ -42,9 +42,17 @@ class Kind(StrEnum):
 
 
 REMOTE_CHANGES = frozenset(
-    {Kind.CREATE_DATASET, Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB,
-     Kind.CANCEL_DUPLICATE, Kind.PRUNE_JOB, Kind.PRUNE_DATASET}
-)  # fmt: skip
+    {
+        Kind.CREATE_DATASET,
+        Kind.CREATE_JOB,
+        Kind.REPLACE_JOB,
+        Kind.RETRY_JOB,
+        Kind.RESUME_JOB,
+        Kind.CANCEL_DUPLICATE,
+        Kind.PRUNE_JOB,
+        Kind.PRUNE_DATASET,
+    }
+)
 LOCAL_CHANGES = frozenset({Kind.DOWNLOAD})
 # Presentation and execution order: datasets before the jobs that read them, prunes last.
 KIND_ORDER = {kind: i for i, kind in enumerate(Kind)}
@@ -115,8 +123,12 @@ class Action:
         return self.kind in REMOTE_CHANGES or self.kind in LOCAL_CHANGES
 
     def sort_key(self) -> tuple[int, int, str, str]:
-        return (self.group == "local", KIND_ORDER[self.kind], self.resource.name,
-                self.resource.remote_id)  # fmt: skip
+        return (
+            self.group == "local",
+            KIND_ORDER[self.kind],
+            self.resource.name,
+            self.resource.remote_id,
+        )
 
 
 @dataclass(frozen=True)

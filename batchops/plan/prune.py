@@ -35,8 +35,11 @@ def prune_actions(
         parts = parse_job_id(rid)
         if job.owner != ctx.project or job.state is JobState.DELETING:
             continue
-        if parts is not None and (parts.base in keep_bases or parts.name in waiting or any(
-                parts.of_base(b) for b in keep_digests.get(parts.digest, ()))):  # fmt: skip
+        if parts is not None and (
+            parts.base in keep_bases
+            or parts.name in waiting
+            or any(parts.of_base(b) for b in keep_digests.get(parts.digest, ()))
+        ):
             keep_ds.add(output_dataset_id(rid))
             if parts.name in waiting:
                 keep_ds.add(job.input_id)
@@ -47,8 +50,13 @@ def prune_actions(
         if ds.owner != ctx.project or rid in keep_ds:
             continue
         if scope is None or ds_name(rid) in scope:
-            actions.append(Action(Kind.PRUNE_DATASET, Resource("dataset", ds_name(rid), rid),
-                                  "not declared by any manifest"))  # fmt: skip
+            actions.append(
+                Action(
+                    Kind.PRUNE_DATASET,
+                    Resource("dataset", ds_name(rid), rid),
+                    "not declared by any manifest",
+                )
+            )
     return actions
 
 
@@ -71,8 +79,11 @@ def _named(part: str, names: frozenset[str] | set[str]) -> bool:
 
 def _prune_job(rid: str, job: RemoteJob, parts: JobIdParts | None, declared: set[str]) -> Action:
     old_spec = parts is not None and _named(parts.name, declared)
-    reason = ("superseded: an older spec of a declared job" if old_spec
-              else "not declared by any manifest")  # fmt: skip
+    reason = (
+        "superseded: an older spec of a declared job"
+        if old_spec
+        else "not declared by any manifest"
+    )
     if job.state not in DONE_STATES:
         reason += "; still running: deleting it stops it"
     details: dict[str, object] = {"state": job.raw_state}

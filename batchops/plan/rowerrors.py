@@ -32,11 +32,26 @@ class RowFailure(StrEnum):
     PERMANENT = "permanent"
 
 
-_TRANSIENT_CODES = frozenset({
-    "429", "500", "502", "503", "504", "RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE",
-    "DEADLINE_EXCEEDED", "EXPIRED", "ABORTED", "RATE_LIMIT_EXCEEDED", "RATE_LIMITED",
-    "SERVER_ERROR", "TIMEOUT", "BATCH_EXPIRED",
-})  # fmt: skip
+_TRANSIENT_CODES = frozenset(
+    {
+        "429",
+        "500",
+        "502",
+        "503",
+        "504",
+        "RESOURCE_EXHAUSTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "EXPIRED",
+        "ABORTED",
+        "RATE_LIMIT_EXCEEDED",
+        "RATE_LIMITED",
+        "SERVER_ERROR",
+        "TIMEOUT",
+        "BATCH_EXPIRED",
+    }
+)
 _PERMANENT_WORDS = re.compile(
     r"context|too long|maximum.*length|content.?(policy|filter)|safety|invalid|schema|"
     r"response_?format",
@@ -105,8 +120,10 @@ class FailureSummary:
         """``2 transient (429 x2), 1 permanent (INVALID_ARGUMENT x1)``: our words only; the
         codes are the caller's to make inert."""
         parts = []
-        for kind, count in ((RowFailure.TRANSIENT, self.transient),
-                            (RowFailure.PERMANENT, self.permanent)):  # fmt: skip
+        for kind, count in (
+            (RowFailure.TRANSIENT, self.transient),
+            (RowFailure.PERMANENT, self.permanent),
+        ):
             if count:
                 codes = ", ".join(f"{code} x{n:,}" for k, code, n in self.reasons if k == kind)
                 parts.append(f"{count:,} {kind.value} ({codes})")
@@ -127,9 +144,12 @@ def summarize(
         reasons[(kind.value, code or NO_CODE)] += 1
         if counts[kind] <= examples:
             shown.append((kind.value, f"{cid}: {message.strip()}"[:width]))
-    ordered = sorted(reasons.items(), key=lambda item: (item[0][0] != "transient", -item[1],
-                                                       item[0][1]))  # fmt: skip
+    ordered = sorted(
+        reasons.items(), key=lambda item: (item[0][0] != "transient", -item[1], item[0][1])
+    )
     return FailureSummary(
-        transient=counts[RowFailure.TRANSIENT], permanent=counts[RowFailure.PERMANENT],
-        reasons=tuple((kind, code, n) for (kind, code), n in ordered), examples=tuple(shown),
-    )  # fmt: skip
+        transient=counts[RowFailure.TRANSIENT],
+        permanent=counts[RowFailure.PERMANENT],
+        reasons=tuple((kind, code, n) for (kind, code), n in ordered),
+        examples=tuple(shown),
+    )

@@ -117,10 +117,14 @@ def declared_dataset_ids(
 
 def base_job_id(decl: JobDecl, input_id: str, project: str) -> str:
     return job_id(
-        project, decl.name, model=decl.model, input_dataset_id=input_id,
-        inference_parameters=decl.inference_parameters, precision=decl.precision,
+        project,
+        decl.name,
+        model=decl.model,
+        input_dataset_id=input_id,
+        inference_parameters=decl.inference_parameters,
+        precision=decl.precision,
         provider=decl.provider,
-    )  # fmt: skip
+    )
 
 
 def job_views(
@@ -139,9 +143,13 @@ def job_views(
 
 
 def views_of(
-    desired: Desired, ds_ids: Mapping[str, str], seen: Seen, local: Mapping[str, LocalResult],
-    project: str, rows: Mapping[str, RowSplit] | None = None,
-) -> list[JobView]:  # fmt: skip
+    desired: Desired,
+    ds_ids: Mapping[str, str],
+    seen: Seen,
+    local: Mapping[str, LocalResult],
+    project: str,
+    rows: Mapping[str, RowSplit] | None = None,
+) -> list[JobView]:
     views = []
     splits = rows or {}
     files_of = {d.name: d.files for d in desired.datasets}
@@ -156,9 +164,19 @@ def views_of(
         # The rows the job sends: the derived input when answers are reused, else the dataset's.
         derived = split.derived if split is not None else None
         files = (derived.path,) if derived else files_of.get(decl.input_dataset or "", ())
-        views.append(JobView(decl, base, input_id, mine, foreign, local.get(decl.name),
-                             renamed_from=old if adopted else None, rows=split,
-                             input_files=files))  # fmt: skip
+        views.append(
+            JobView(
+                decl,
+                base,
+                input_id,
+                mine,
+                foreign,
+                local.get(decl.name),
+                renamed_from=old if adopted else None,
+                rows=split,
+                input_files=files,
+            )
+        )
     return views
 
 
@@ -250,7 +268,9 @@ def _split_owned(
     if len(members) == 1:  # the usual case: one job per declaration
         parts, job, ours = members[0]
         return (((parts, job),), None) if ours else ((), job)
-    mine = sorted(((parts, job) for parts, job, ours in members if ours),
-                  key=lambda m: (m[0].attempt, m[0].resume))  # fmt: skip
+    mine = sorted(
+        ((parts, job) for parts, job, ours in members if ours),
+        key=lambda m: (m[0].attempt, m[0].resume),
+    )
     foreign = next((job for _, job, ours in members if not ours), None)
     return tuple(mine), foreign

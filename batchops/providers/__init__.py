@@ -24,7 +24,20 @@ from batchops.providers.model import (
 )
 
 __all__ = [
-    "DEFAULT_PROVIDER", "DONE_STATES", "ERRORS_FILE", "OUTPUT_FILE", "DatasetSpec", "JobSpec",
-    "JobState", "ProgressFn", "Provider", "RemoteInput", "RemoteJob", "ResultRow", "Rows",
-    "Stopped", "Tokens", "result_row",
-]  # fmt: skip
+    "DEFAULT_PROVIDER",
+    "DONE_STATES",
+    "ERRORS_FILE",
+    "OUTPUT_FILE",
+    "DatasetSpec",
+    "JobSpec",
+    "JobState",
+    "ProgressFn",
+    "Provider",
+    "RemoteInput",
+    "RemoteJob",
+    "ResultRow",
+    "Rows",
+    "Stopped",
+    "Tokens",
+    "result_row",
+]

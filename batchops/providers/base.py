@@ -67,9 +67,14 @@ class Provider(Protocol):
         ...
 
     def create_input(
-        self, spec: DatasetSpec, *, project: str, progress: ProgressFn | None = None,
-        stop: threading.Event | None = None, ready_timeout: float = 600.0,
-    ) -> None:  # fmt: skip
+        self,
+        spec: DatasetSpec,
+        *,
+        project: str,
+        progress: ProgressFn | None = None,
+        stop: threading.Event | None = None,
+        ready_timeout: float = 600.0,
+    ) -> None:
         """Create and upload an input, and return once jobs may read it (idempotent)."""
         ...
 

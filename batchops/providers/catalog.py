@@ -9,10 +9,22 @@ them without importing it.
 from __future__ import annotations
 
 PRECISIONS = (
-    "PRECISION_UNSPECIFIED", "FP16", "FP8", "FP8_MM", "FP8_AR", "FP8_MM_KV_ATTN", "FP8_KV",
-    "FP8_MM_V2", "FP8_V2", "FP8_MM_KV_ATTN_V2", "NF4", "FP4", "BF16", "FP4_BLOCKSCALED_MM",
+    "PRECISION_UNSPECIFIED",
+    "FP16",
+    "FP8",
+    "FP8_MM",
+    "FP8_AR",
+    "FP8_MM_KV_ATTN",
+    "FP8_KV",
+    "FP8_MM_V2",
+    "FP8_V2",
+    "FP8_MM_KV_ATTN_V2",
+    "NF4",
+    "FP4",
+    "BF16",
+    "FP4_BLOCKSCALED_MM",
     "FP4_MX_MOE",
-)  # fmt: skip
+)
 
 # ``spec.providers.<name>.kind`` (``ProviderSpec.kind`` in ``batchops.manifest.models``, checked
 # equal by a test); the project file's price checks read it without importing the models.

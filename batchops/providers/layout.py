@@ -52,8 +52,9 @@ class Layout:
         return {"parts": list(self.parts), "waves": self.waves, "enqueuedTokens": self.quota}
 
 
-LayoutFn = Callable[[Mapping[str, Any], str, Mapping[str, Any], Iterable[Mapping[str, Any]]],
-                    Layout]  # fmt: skip
+LayoutFn = Callable[
+    [Mapping[str, Any], str, Mapping[str, Any], Iterable[Mapping[str, Any]]], Layout
+]
 
 
 def layout_fn(kind: str) -> LayoutFn | None:

@@ -189,10 +189,16 @@ def result_row(line: Mapping[str, Any]) -> ResultRow:
     """A merged results line (``batchops.results`` writes them) as a ``ResultRow``."""
     usage = line.get("usage") or {}
     return ResultRow(
-        custom_id=str(line.get("custom_id", "")), text=line.get("text"),
+        custom_id=str(line.get("custom_id", "")),
+        text=line.get("text"),
         finish_reason=line.get("finish_reason"),
-        usage=Tokens(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0),
-                     int(usage.get("cached_tokens") or 0)),
-        error=line.get("error"), error_code=line.get("error_code"), job=line.get("job"),
+        usage=Tokens(
+            int(usage.get("input_tokens") or 0),
+            int(usage.get("output_tokens") or 0),
+            int(usage.get("cached_tokens") or 0),
+        ),
+        error=line.get("error"),
+        error_code=line.get("error_code"),
+        job=line.get("job"),
         response=line.get("response"),
-    )  # fmt: skip
+    )

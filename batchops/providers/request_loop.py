@@ -31,9 +31,15 @@ class RequestLoop:
     """One client's retry policy, rate limiter and deadline (``time.monotonic`` seconds)."""
 
     def __init__(
-        self, *, max_retries: int, retry_budget: float, max_rate: float | None,
-        sleep: Sleep, clock: Clock, jitter: Callable[[float], float] | None,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        max_retries: int,
+        retry_budget: float,
+        max_rate: float | None,
+        sleep: Sleep,
+        clock: Clock,
+        jitter: Callable[[float], float] | None,
+    ) -> None:
         extra = {} if jitter is None else {"jitter": jitter}
         self.policy = RetryPolicy(
             max_retries=max_retries, budget=retry_budget, clock=clock, sleep=sleep, **extra
@@ -43,17 +49,23 @@ class RequestLoop:
         self.deadline: float | None = None
 
     def run(
-        self, attempt: Callable[[], T], method: str, path: str, *, limited: bool = True,
+        self,
+        attempt: Callable[[], T],
+        method: str,
+        path: str,
+        *,
+        limited: bool = True,
         on_retry: Callable[[], None] | None = None,
-    ) -> T:  # fmt: skip
+    ) -> T:
         """``attempt`` with retries (``limited``: under the rate limiter, as API calls are; signed
         URL transfers are not), none of them past the deadline."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise DeadlineExceededError("the command's --timeout ran out", method=method, path=path)
         limiter = self.limiter if limited else None
         try:
-            return call_with_retries(attempt, self.policy, limiter=limiter, on_retry=on_retry,
-                                     deadline=self.deadline)  # fmt: skip
+            return call_with_retries(
+                attempt, self.policy, limiter=limiter, on_retry=on_retry, deadline=self.deadline
+            )
         except ApiError as exc:
             if self.deadline is not None and time.monotonic() >= self.deadline - 0.001:
                 raise DeadlineExceededError(
@@ -63,9 +75,13 @@ class RequestLoop:
 
 
 def pages(
-    fetch: Callable[[str | None], P], cursor_of: Callable[[P], str | None], *, path: str,
-    max_pages: int, cursor: str = "page token",
-) -> Iterator[P]:  # fmt: skip
+    fetch: Callable[[str | None], P],
+    cursor_of: Callable[[P], str | None],
+    *,
+    path: str,
+    max_pages: int,
+    cursor: str = "page token",
+) -> Iterator[P]:
     """Every page of a list call: ``fetch(None)``, then ``fetch(cursor_of(page))`` until the
     cursor is empty; more than ``max_pages`` pages, or a cursor seen twice, is an ApiError."""
     after: str | None = None
@@ -79,5 +95,9 @@ def pages(
         if after in seen:  # a server bug would otherwise loop forever
             raise ApiError(f"the server repeated a {cursor}", method="GET", path=path, status=200)
         seen.add(after)
-    raise ApiError(f"the server sent more than {max_pages} pages; refusing to loop",
-                   method="GET", path=path, status=200)  # fmt: skip
+    raise ApiError(
+        f"the server sent more than {max_pages} pages; refusing to loop",
+        method="GET",
+        path=path,
+        status=200,
+    )

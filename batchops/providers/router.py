@@ -89,13 +89,19 @@ class ProviderSet:
     # -- writes ------------------------------------------------------------------------------
 
     def create_input(
-        self, spec: DatasetSpec, *, project: str, progress: ProgressFn | None = None,
-        stop: threading.Event | None = None, ready_timeout: float = 600.0,
-    ) -> None:  # fmt: skip
+        self,
+        spec: DatasetSpec,
+        *,
+        project: str,
+        progress: ProgressFn | None = None,
+        stop: threading.Event | None = None,
+        ready_timeout: float = 600.0,
+    ) -> None:
         """The input on every provider the spec names (those whose jobs read it)."""
         for name in spec.providers:
-            self._get(name).create_input(spec, project=project, progress=progress, stop=stop,
-                                         ready_timeout=ready_timeout)  # fmt: skip
+            self._get(name).create_input(
+                spec, project=project, progress=progress, stop=stop, ready_timeout=ready_timeout
+            )
 
     def create_job(self, spec: JobSpec, *, project: str) -> None:
         self._get(spec.provider).create_job(spec, project=project)

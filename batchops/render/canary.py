@@ -27,10 +27,10 @@ def canary_markdown(plan: Plan) -> str:
 
 def _lines(canary: CanaryOutcome) -> list[str]:
     failed = f", {canary.failed_rows:,} failed rows" if canary.state in ("failed", "passed") else ""
-    head = (f"- {md_code(canary.job)}: canary of {canary.rows:,} rows {_SAID[canary.state]}"
-            f"{failed}")  # fmt: skip
-    answers = [f"  - {md_code(cid)}: {md_text(inert(_short(text)))}"
-               for cid, text in canary.answers[:3]]  # fmt: skip
+    head = f"- {md_code(canary.job)}: canary of {canary.rows:,} rows {_SAID[canary.state]}{failed}"
+    answers = [
+        f"  - {md_code(cid)}: {md_text(inert(_short(text)))}" for cid, text in canary.answers[:3]
+    ]
     return [head, *answers]
 
 

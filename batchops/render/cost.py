@@ -19,10 +19,12 @@ def _tokens_in(c: ActionCost) -> str:
 
 def cost_line(c: ActionCost) -> str:
     rows = "unknown" if c.rows is None else f"{c.rows:,}"
-    line = (f"  $ {inert(c.job)} [{inert(c.remote_id)}]: {rows} rows, {_tokens_in(c)} input "
-            f"tokens, output {tokens_text(c.output_expected)} expected ({c.expected_from}) / "
-            f"{tokens_text(c.output_worst)} worst case; cost {money_text(c.cost_expected)} "
-            f"expected / {money_text(c.cost_worst)} worst case")  # fmt: skip
+    line = (
+        f"  $ {inert(c.job)} [{inert(c.remote_id)}]: {rows} rows, {_tokens_in(c)} input "
+        f"tokens, output {tokens_text(c.output_expected)} expected ({c.expected_from}) / "
+        f"{tokens_text(c.output_worst)} worst case; cost {money_text(c.cost_expected)} "
+        f"expected / {money_text(c.cost_worst)} worst case"
+    )
     if c.price is None:
         line += f"; no price for {inert(c.model)}{inert(on_provider(c.provider))}"
     return line + (f"  OVER BUDGET: {inert(c.over_budget)}" if c.over_budget else "")
@@ -30,11 +32,13 @@ def cost_line(c: ActionCost) -> str:
 
 def total_line(report: CostReport) -> str:
     exact = all(a.input_exact for a in report.actions) or report.input_tokens is None
-    return (f"Cost: {money_text(report.cost_expected)} expected, "
-            f"{money_text(report.cost_worst)} worst case "
-            f"({'' if exact else '~'}{tokens_text(report.input_tokens)} input tokens, "
-            f"{tokens_text(report.output_expected)} to {tokens_text(report.output_worst)} "
-            "output tokens; batch prices, US dollars).")  # fmt: skip
+    return (
+        f"Cost: {money_text(report.cost_expected)} expected, "
+        f"{money_text(report.cost_worst)} worst case "
+        f"({'' if exact else '~'}{tokens_text(report.input_tokens)} input tokens, "
+        f"{tokens_text(report.output_expected)} to {tokens_text(report.output_worst)} "
+        "output tokens; batch prices, US dollars)."
+    )
 
 
 def cost_text_lines(report: CostReport | None) -> list[str]:
@@ -48,20 +52,32 @@ def cost_text_lines(report: CostReport | None) -> list[str]:
 def _price_json(price: Price | None) -> dict[str, Any] | None:
     if price is None:
         return None
-    return {"input": price.input, "cachedInput": price.cached_input, "output": price.output,
-            "asOf": price.as_of, "source": price.source}  # fmt: skip
+    return {
+        "input": price.input,
+        "cachedInput": price.cached_input,
+        "output": price.output,
+        "asOf": price.as_of,
+        "source": price.source,
+    }
 
 
 def action_cost_json(c: ActionCost) -> dict[str, Any]:
     return {
-        "job": c.job, "remoteId": c.remote_id, "provider": c.provider, "model": c.model,
+        "job": c.job,
+        "remoteId": c.remote_id,
+        "provider": c.provider,
+        "model": c.model,
         "rows": c.rows,
-        "inputTokens": c.input_tokens, "inputTokensExact": c.input_exact,
-        "outputTokensExpected": c.output_expected, "outputTokensWorstCase": c.output_worst,
-        "expectedFrom": c.expected_from, "costExpected": c.cost_expected,
-        "costWorstCase": c.cost_worst, "price": _price_json(c.price),
+        "inputTokens": c.input_tokens,
+        "inputTokensExact": c.input_exact,
+        "outputTokensExpected": c.output_expected,
+        "outputTokensWorstCase": c.output_worst,
+        "expectedFrom": c.expected_from,
+        "costExpected": c.cost_expected,
+        "costWorstCase": c.cost_worst,
+        "price": _price_json(c.price),
         "overBudget": c.over_budget,
-    }  # fmt: skip
+    }
 
 
 def cost_json(report: CostReport | None) -> dict[str, Any] | None:
@@ -69,28 +85,39 @@ def cost_json(report: CostReport | None) -> dict[str, Any] | None:
     if report is None:
         return None
     return {
-        "currency": "USD", "compare": report.compare,
+        "currency": "USD",
+        "compare": report.compare,
         "actions": [action_cost_json(a) for a in report.actions],
-        "total": {"rows": report.rows, "inputTokens": report.input_tokens,
-                  "outputTokensExpected": report.output_expected,
-                  "outputTokensWorstCase": report.output_worst,
-                  "costExpected": report.cost_expected, "costWorstCase": report.cost_worst},
-        "overBudget": report.over_budget, "refusals": list(report.refusals),
-    }  # fmt: skip
+        "total": {
+            "rows": report.rows,
+            "inputTokens": report.input_tokens,
+            "outputTokensExpected": report.output_expected,
+            "outputTokensWorstCase": report.output_worst,
+            "costExpected": report.cost_expected,
+            "costWorstCase": report.cost_worst,
+        },
+        "overBudget": report.over_budget,
+        "refusals": list(report.refusals),
+    }
 
 
 def cost_markdown(report: CostReport | None) -> list[str]:
     if report is None or not report.actions:
         return []
-    lines = ["| Job | Rows | Input tokens | Output (expected / worst) | Cost (expected / worst) "
-             "| Budget |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| Job | Rows | Input tokens | Output (expected / worst) | Cost (expected / worst) "
+        "| Budget |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in report.actions:
         rows = "unknown" if c.rows is None else f"{c.rows:,}"
         budget = md_text(inert(c.over_budget)) if c.over_budget else "ok"
-        lines.append(f"| {md_code(c.job)} | {rows} | {_tokens_in(c)} | "
-                     f"{tokens_text(c.output_expected)} / {tokens_text(c.output_worst)} | "
-                     f"{money_text(c.cost_expected)} / {money_text(c.cost_worst)} | "
-                     f"{budget} |")  # fmt: skip
+        lines.append(
+            f"| {md_code(c.job)} | {rows} | {_tokens_in(c)} | "
+            f"{tokens_text(c.output_expected)} / {tokens_text(c.output_worst)} | "
+            f"{money_text(c.cost_expected)} / {money_text(c.cost_worst)} | "
+            f"{budget} |"
+        )
     lines += ["", f"{md_text(total_line(report))}  "]
     lines += [f"**Refused by a budget:** {md_text(inert(r))}  " for r in report.refusals]
     return [*lines, ""]

@@ -65,13 +65,16 @@ def describe_text(h: JobHistory, failures: FailureSummary | None = None) -> str:
 
 def describe_json(h: JobHistory, failures: FailureSummary | None = None) -> dict[str, Any]:
     return {
-        "formatVersion": FORMAT_VERSION, "name": h.name, "declared": h.declared,
+        "formatVersion": FORMAT_VERSION,
+        "name": h.name,
+        "declared": h.declared,
         "currentJobId": h.current_base,
         "results": {"path": h.results_path, "state": h.results_state, "from": h.results_from},
-        "spent": h.spent, "stage": h.stage,
+        "spent": h.spent,
+        "stage": h.stage,
         "failedRows": failures.to_json() if failures is not None else None,
         "history": [_camel(asdict(s)) for s in h.steps],
-    }  # fmt: skip
+    }
 
 
 def _camel(d: dict[str, Any]) -> dict[str, Any]:

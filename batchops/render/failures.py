@@ -25,8 +25,10 @@ def failed_actions(plan: Plan, kinds: tuple[Kind, ...] = _FAILED) -> list[Action
 
 def rows_text(rows: RowFailures) -> str:
     """'answers: 2 of 12 rows failed (maxFailedRows allows 0)'."""
-    return (f"{inert(rows.job)}: {rows.failed} of {rows.total} rows failed "
-            f"(maxFailedRows allows {rows.allowed})")  # fmt: skip
+    return (
+        f"{inert(rows.job)}: {rows.failed} of {rows.total} rows failed "
+        f"(maxFailedRows allows {rows.allowed})"
+    )
 
 
 def action_text(action: Action) -> str:
@@ -49,8 +51,11 @@ def failure_annotations(plan: Plan, rows: Sequence[RowFailures]) -> str:
     """``::error`` lines at the manifest of each failed job, and of each job over its limit."""
     lines = []
     for action in failed_actions(plan, _ANNOTATED):
-        lines.append(_annotation(plan, action.resource.name, action_text(action),
-                                 job=action.resource.kind == "job"))  # fmt: skip
+        lines.append(
+            _annotation(
+                plan, action.resource.name, action_text(action), job=action.resource.kind == "job"
+            )
+        )
     for r in rows:
         if r.over_limit:
             first = f": {r.first_errors[0]}" if r.first_errors else ""
@@ -71,8 +76,10 @@ def failures_markdown(plan: Plan, rows: Sequence[RowFailures]) -> str:
     items = [f"- ✗ {_action_markdown(a)}" for a in failed_actions(plan)]
     for r in rows:
         mark = "✗" if r.over_limit else "!"
-        items.append(f"- {mark} {md_text(r.job)}: {r.failed} of {r.total} rows failed "
-                     f"(maxFailedRows allows {r.allowed})")  # fmt: skip
+        items.append(
+            f"- {mark} {md_text(r.job)}: {r.failed} of {r.total} rows failed "
+            f"(maxFailedRows allows {r.allowed})"
+        )
         items += [f"  - {md_code(message)}" for message in r.first_errors]
     return ("#### Failures\n\n" + "\n".join(items) + "\n") if items else ""
 

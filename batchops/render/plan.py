@@ -17,23 +17,41 @@ from batchops.textsafe import inert, md_code, md_text
 
 FORMAT_VERSION = 1
 SYMBOLS = {
-    Kind.CREATE_DATASET: "+", Kind.CREATE_JOB: "+", Kind.RETRY_JOB: "+", Kind.REPLACE_JOB: "~",
-    Kind.RESUME_JOB: "↻", Kind.DOWNLOAD: "↓", Kind.WAIT: "…", Kind.WAITS: "…", Kind.FAILED: "✗",
-    Kind.EXPIRED: "✗", Kind.CONFLICT: "✗", Kind.PRUNE_JOB: "-", Kind.PRUNE_DATASET: "-",
-    Kind.MOVED: "→", Kind.CANCEL_DUPLICATE: "⊘",
-}  # fmt: skip
+    Kind.CREATE_DATASET: "+",
+    Kind.CREATE_JOB: "+",
+    Kind.RETRY_JOB: "+",
+    Kind.REPLACE_JOB: "~",
+    Kind.RESUME_JOB: "↻",
+    Kind.DOWNLOAD: "↓",
+    Kind.WAIT: "…",
+    Kind.WAITS: "…",
+    Kind.FAILED: "✗",
+    Kind.EXPIRED: "✗",
+    Kind.CONFLICT: "✗",
+    Kind.PRUNE_JOB: "-",
+    Kind.PRUNE_DATASET: "-",
+    Kind.MOVED: "→",
+    Kind.CANCEL_DUPLICATE: "⊘",
+}
 _VERBS = (
-    (Kind.CREATE_DATASET, "dataset{s} to create"), (Kind.CREATE_JOB, "job{s} to create"),
-    (Kind.REPLACE_JOB, "job{s} to replace"), (Kind.RETRY_JOB, "job{s} to retry"),
-    (Kind.RESUME_JOB, "job{s} to resume"), (Kind.CANCEL_DUPLICATE, "duplicate{s} to cancel"),
+    (Kind.CREATE_DATASET, "dataset{s} to create"),
+    (Kind.CREATE_JOB, "job{s} to create"),
+    (Kind.REPLACE_JOB, "job{s} to replace"),
+    (Kind.RETRY_JOB, "job{s} to retry"),
+    (Kind.RESUME_JOB, "job{s} to resume"),
+    (Kind.CANCEL_DUPLICATE, "duplicate{s} to cancel"),
     (Kind.PRUNE_JOB, "job{s} to prune"),
-    (Kind.PRUNE_DATASET, "dataset{s} to prune"), (Kind.DOWNLOAD, "result{s} to download"),
-)  # fmt: skip
+    (Kind.PRUNE_DATASET, "dataset{s} to prune"),
+    (Kind.DOWNLOAD, "result{s} to download"),
+)
 _STATUS = (
-    (Kind.WAIT, "in progress"), (Kind.WAITS, "waiting on upstream"), (Kind.FAILED, "failed"),
+    (Kind.WAIT, "in progress"),
+    (Kind.WAITS, "waiting on upstream"),
+    (Kind.FAILED, "failed"),
     (Kind.EXPIRED, "expired"),
-    (Kind.CONFLICT, "in conflict"), (Kind.MOVED, "renamed"),
-)  # fmt: skip
+    (Kind.CONFLICT, "in conflict"),
+    (Kind.MOVED, "renamed"),
+)
 
 
 def _plural(count: int, text: str) -> str:
@@ -55,13 +73,17 @@ def note_lines(plan: Plan) -> list[str]:
     if plan.superseded_jobs:
         n = plan.superseded_jobs
         them = "" if both else f"; `batchops apply --prune` deletes {'it' if n == 1 else 'them'}"
-        lines.append(f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} superseded "
-                     f"(an older spec of a declared job, replaced by it){them}.")  # fmt: skip
+        lines.append(
+            f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} superseded "
+            f"(an older spec of a declared job, replaced by it){them}."
+        )
     if plan.orphan_jobs:
         n = plan.orphan_jobs
         them = "both" if both else "it" if n == 1 else "them"
-        lines.append(f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} declared by no "
-                     f"manifest; `batchops apply --prune` deletes {them}.")  # fmt: skip
+        lines.append(
+            f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} declared by no "
+            f"manifest; `batchops apply --prune` deletes {them}."
+        )
     if plan.outside_jobs or plan.outside_datasets:
         parts = [_plural(plan.outside_jobs, "job{s}")] if plan.outside_jobs else []
         parts += [_plural(plan.outside_datasets, "dataset{s}")] if plan.outside_datasets else []
@@ -88,8 +110,10 @@ def _detail_text(action: Action) -> str:
 def action_line(action: Action) -> str:
     r = action.resource
     rid = f" [{inert(r.remote_id)}]" if r.remote_id else ""  # a waiting stage has no ID yet
-    return (f"  {SYMBOLS[action.kind]} {r.kind} {inert(r.name)}{rid}: "
-            f"{inert(action.reason)}{_detail_text(action)}")  # fmt: skip
+    return (
+        f"  {SYMBOLS[action.kind]} {r.kind} {inert(r.name)}{rid}: "
+        f"{inert(action.reason)}{_detail_text(action)}"
+    )
 
 
 def plan_text(plan: Plan, *, backend: str | None = None, remote: str = "the backend") -> str:
@@ -128,47 +152,63 @@ def stages_json(plan: Plan) -> list[dict[str, Any]]:
 
 
 def stages_data(stages: Sequence[StageInfo]) -> list[dict[str, Any]]:
-    return [{"stage": s.stage, "name": s.name, "jobs": list(s.jobs), "waitsOn": list(s.waits_on),
-             "state": s.state} for s in stages]  # fmt: skip
+    return [
+        {
+            "stage": s.stage,
+            "name": s.name,
+            "jobs": list(s.jobs),
+            "waitsOn": list(s.waits_on),
+            "state": s.state,
+        }
+        for s in stages
+    ]
 
 
 def action_json(action: Action) -> dict[str, Any]:
     r = action.resource
     return {
-        "kind": action.kind.value, "group": action.group, "change": action.is_change,
+        "kind": action.kind.value,
+        "group": action.group,
+        "change": action.is_change,
         "resource": {"kind": r.kind, "name": r.name, "remoteId": r.remote_id},
-        "reason": action.reason, "details": dict(action.details), "after": action.after,
-    }  # fmt: skip
+        "reason": action.reason,
+        "details": dict(action.details),
+        "after": action.after,
+    }
 
 
 def plan_json(plan: Plan, *, backend: dict[str, str] | None = None) -> dict[str, Any]:
     """The documented, versioned JSON form (formatVersion 1); ``backend`` names what was asked."""
     o = plan.options
     return {
-        "formatVersion": FORMAT_VERSION, "project": plan.project,
+        "formatVersion": FORMAT_VERSION,
+        "project": plan.project,
         **({"backend": dict(backend)} if backend else {}),
         "fingerprint": plan.fingerprint,
-        "options": {"prune": o.prune, "allowEmpty": o.allow_empty,
-                    "retryFailed": o.retry_failed, "download": o.download,
-                    "canaryOnly": o.canary_only,
-                    "pruneScope": None if o.prune_scope is None else sorted(o.prune_scope)},
+        "options": {
+            "prune": o.prune,
+            "allowEmpty": o.allow_empty,
+            "retryFailed": o.retry_failed,
+            "download": o.download,
+            "canaryOnly": o.canary_only,
+            "pruneScope": None if o.prune_scope is None else sorted(o.prune_scope),
+        },
         "actions": [action_json(a) for a in plan.actions],
         "stages": stages_json(plan),
         "cost": cost_json(plan.cost),
         "summary": {
-            "text": summary_line(plan), "remoteChanges": len(plan.remote_changes),
+            "text": summary_line(plan),
+            "remoteChanges": len(plan.remote_changes),
             "localChanges": len(plan.local_changes),
             "counts": {k.value: plan.count(k) for k in Kind if plan.count(k)},
-            "orphanJobs": plan.orphan_jobs, "supersededJobs": plan.superseded_jobs,
-            "outsideSelection": {
-                "jobs": plan.outside_jobs, "datasets": plan.outside_datasets},
+            "orphanJobs": plan.orphan_jobs,
+            "supersededJobs": plan.superseded_jobs,
+            "outsideSelection": {"jobs": plan.outside_jobs, "datasets": plan.outside_datasets},
         },
-    }  # fmt: skip
+    }
 
 
-def plan_markdown(
-    plan: Plan, *, title: str = "batchops plan", backend: str | None = None
-) -> str:
+def plan_markdown(plan: Plan, *, title: str = "batchops plan", backend: str | None = None) -> str:
     """For $GITHUB_STEP_SUMMARY: a heading, the backend, a table of actions, the summary line."""
     lines = [f"### {title} ({md_text(plan.project)})", ""]
     if backend:

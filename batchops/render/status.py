@@ -85,7 +85,9 @@ def _lineage_rows(view: JobView) -> _Rows:
 
 
 def status_row(
-    view: JobView, price: Price | None = None, failures: FailureSummary | None = None,
+    view: JobView,
+    price: Price | None = None,
+    failures: FailureSummary | None = None,
     waits_on: tuple[str, ...] = (),
 ) -> StatusRow:
     """``price``: of the job's declared model, for the spend so far (None: unknown);
@@ -116,18 +118,30 @@ def status_row(
     )
 
 
-COLUMNS = ("NAME", "REMOTE ID", "STATE", "PROGRESS", "OK/FAILED", "TOKENS IN/OUT", "SPENT",
-           "RESULTS")  # fmt: skip
+COLUMNS = (
+    "NAME",
+    "REMOTE ID",
+    "STATE",
+    "PROGRESS",
+    "OK/FAILED",
+    "TOKENS IN/OUT",
+    "SPENT",
+    "RESULTS",
+)
 
 
 def _cells(row: StatusRow) -> tuple[str, ...]:
     """Server-supplied values (IDs, states) and names made inert: one printable line each."""
     return (
-        inert(row.name), inert(row.remote_id) or "-", inert(row.state), f"{row.percent}%",
-        f"{row.succeeded}/{row.failed}", f"{row.tokens_in}/{row.tokens_out}",
+        inert(row.name),
+        inert(row.remote_id) or "-",
+        inert(row.state),
+        f"{row.percent}%",
+        f"{row.succeeded}/{row.failed}",
+        f"{row.tokens_in}/{row.tokens_out}",
         "-" if row.results == "missing" else money_text(row.spent),
         f"{inert(row.results_path)} ({row.results})",
-    )  # fmt: skip
+    )
 
 
 def status_text(rows: list[StatusRow]) -> str:
@@ -176,10 +190,20 @@ def status_json(rows: list[StatusRow]) -> dict[str, Any]:
 
 def _row_json(row: StatusRow) -> dict[str, Any]:
     return {
-        "name": row.name, "remoteId": row.remote_id, "state": row.state, "percent": row.percent,
-        "succeeded": row.succeeded, "failed": row.failed, "tokensIn": row.tokens_in,
-        "tokensOut": row.tokens_out, "results": row.results_path, "resultsState": row.results,
-        "total": row.total, "lineage": row.lineage,
-        "spent": row.spent, "matrix": row.matrix, "waitsOn": list(row.waits_on),
+        "name": row.name,
+        "remoteId": row.remote_id,
+        "state": row.state,
+        "percent": row.percent,
+        "succeeded": row.succeeded,
+        "failed": row.failed,
+        "tokensIn": row.tokens_in,
+        "tokensOut": row.tokens_out,
+        "results": row.results_path,
+        "resultsState": row.results,
+        "total": row.total,
+        "lineage": row.lineage,
+        "spent": row.spent,
+        "matrix": row.matrix,
+        "waitsOn": list(row.waits_on),
         "failedRows": row.failures.to_json() if row.failures is not None else None,
-    }  # fmt: skip
+    }

@@ -76,15 +76,25 @@ def answer_fields(obj: dict[str, Any]) -> tuple[Any, ...]:
     usage = obj.get("usage")
     if "text" in obj or (isinstance(usage, dict) and "input_tokens" in usage):
         tokens = _mapping(usage)
-        return (obj.get("text"), obj.get("finish_reason"), tokens.get("input_tokens"),
-                tokens.get("output_tokens"), None)  # fmt: skip
+        return (
+            obj.get("text"),
+            obj.get("finish_reason"),
+            tokens.get("input_tokens"),
+            tokens.get("output_tokens"),
+            None,
+        )
     response = _mapping(obj.get("response"))
     choices = response.get("choices")
     choice = _mapping(choices[0] if isinstance(choices, list) and choices else None)
     answer = _mapping(choice.get("message")).get("content", choice.get("text"))
     usage = _mapping(response.get("usage"))
-    return (answer, choice.get("finish_reason"), usage.get("prompt_tokens"),
-            usage.get("completion_tokens"), None)  # fmt: skip
+    return (
+        answer,
+        choice.get("finish_reason"),
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        None,
+    )
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -95,9 +105,14 @@ class Joined:
     """The joined table: ``columns`` and ``rows()`` (tuples, streamed). Use as a context manager;
     the index is deleted on exit."""
 
-    def __init__(self, inputs: Iterable[tuple[str, dict[str, Any]]] | None,
-                 jobs: Sequence[JobResults], *, tmp_dir: Path,
-                 columns: Sequence[str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        inputs: Iterable[tuple[str, dict[str, Any]]] | None,
+        jobs: Sequence[JobResults],
+        *,
+        tmp_dir: Path,
+        columns: Sequence[str] | None = None,
+    ) -> None:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="join.", suffix=".db", dir=tmp_dir)
         os.close(fd)
@@ -183,10 +198,14 @@ class Joined:
         self._db.executemany("INSERT INTO res VALUES (?, ?, ?, ?, ?, ?, ?)", rows())
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
-        picks = ", ".join(f"r{n}.answer, r{n}.finish, r{n}.ptok, r{n}.ctok, r{n}.error"
-                          for n in range(len(self.jobs)))  # fmt: skip
-        joins = " ".join(f"LEFT JOIN res r{n} ON r{n}.job = {n} AND r{n}.cid = i.cid"
-                         for n in range(len(self.jobs)))  # fmt: skip
+        picks = ", ".join(
+            f"r{n}.answer, r{n}.finish, r{n}.ptok, r{n}.ctok, r{n}.error"
+            for n in range(len(self.jobs))
+        )
+        joins = " ".join(
+            f"LEFT JOIN res r{n} ON r{n}.job = {n} AND r{n}.cid = i.cid"
+            for n in range(len(self.jobs))
+        )
         picked = f", {picks}" if picks else ""
         sql = f"SELECT i.cid, i.data{picked} FROM input i {joins} ORDER BY i.pos"  # noqa: S608
         width = len(self._seen)

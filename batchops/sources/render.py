@@ -154,11 +154,14 @@ def inputs_file(dataset_file: Path) -> Path | None:
 
 def artifact_key(render: RenderLike, root: Path, cache: SourceCache) -> str:
     settings = {
-        "version": RENDERER_VERSION, "format": render.format, "id": render.id_column,
-        "where": render.where, "limit": render.limit,
+        "version": RENDERER_VERSION,
+        "format": render.format,
+        "id": render.id_column,
+        "where": render.where,
+        "limit": render.limit,
         "parts": [[p.role, p.text] for p in render.parts],
         "files": [[f.name, cache.sha256(f)] for f in render.files],
-    }  # fmt: skip
+    }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -317,8 +320,10 @@ class _Renderer:
         # Only templates failed: the table's own problems (empty cells the templates use, empty
         # or duplicate keys) are still reported, all at once; nothing is rendered.
         self.check_only = True
-        return [c or self.T.unrendered(self.env, p, names)
-                for c, p in zip(compiled, self.spec.parts, strict=True)], where  # fmt: skip
+        return [
+            c or self.T.unrendered(self.env, p, names)
+            for c, p in zip(compiled, self.spec.parts, strict=True)
+        ], where
 
     def _columns(self, file: Path) -> list[str] | None:
         try:
@@ -328,8 +333,13 @@ class _Renderer:
             self.problems.add(Diagnostic(self.shown(file), line, 1, str(exc)))
             return None
 
-    def _rows(self, compiled: list[T.Compiled], where: Callable[[dict[str, Any]], Any] | None,
-              rows: IO[bytes], inputs: IO[bytes]) -> None:  # fmt: skip
+    def _rows(
+        self,
+        compiled: list[T.Compiled],
+        where: Callable[[dict[str, Any]], Any] | None,
+        rows: IO[bytes],
+        inputs: IO[bytes],
+    ) -> None:
         """The hot loop (bench/render.py): everything per row is inlined or a C call, and the
         output is written in batches. The rare paths (a problem) call out to methods."""
         used = sorted(set().union(*(c.variables for c in compiled)))
@@ -392,16 +402,18 @@ class _Renderer:
                 self.problems.add(Diagnostic(shown, 1, 1, f"cannot read: {exc.strerror}"))
         self._flush(out, side, rows, inputs)
 
-    def _keep(self, where: Callable[[dict[str, Any]], Any], row: dict[str, Any], shown: str,
-              line: int) -> bool:  # fmt: skip
+    def _keep(
+        self, where: Callable[[dict[str, Any]], Any], row: dict[str, Any], shown: str, line: int
+    ) -> bool:
         try:
             return bool(where(row))
         except Exception as exc:  # noqa: BLE001 (a user's expression): a problem of this row
             self._problem_at(shown, line, f"where: {exc}")
             return False
 
-    def _flush(self, out: list[bytes], side: list[bytes], rows: IO[bytes],
-               inputs: IO[bytes]) -> None:  # fmt: skip
+    def _flush(
+        self, out: list[bytes], side: list[bytes], rows: IO[bytes], inputs: IO[bytes]
+    ) -> None:
         if out:
             self.count += len(out)
             rows.write(b"\n".join(out) + b"\n")
@@ -434,8 +446,9 @@ class _Renderer:
             shown, line, f"duplicate custom_id '{custom_id}': {what} is first at {was}"
         )
 
-    def _render_problem(self, compiled: list[T.Compiled], row: dict[str, Any], shown: str,
-                        line: int) -> None:  # fmt: skip
+    def _render_problem(
+        self, compiled: list[T.Compiled], row: dict[str, Any], shown: str, line: int
+    ) -> None:
         for c in compiled:
             if self._text(c, row, shown, line) is None and c.render is not None:
                 return

@@ -59,8 +59,9 @@ class Compiled:
     simple: bool = False  # rendered by str.format_map, not by Jinja2 (see _simple)
 
 
-def compile_part(env: SandboxedEnvironment, part: PartLike, names: Sequence[str],
-                 diags: list[Diagnostic]) -> Compiled | None:  # fmt: skip
+def compile_part(
+    env: SandboxedEnvironment, part: PartLike, names: Sequence[str], diags: list[Diagnostic]
+) -> Compiled | None:
     """None (with the problems in ``diags``) when it does not compile or uses unknown names."""
     try:
         ast = env.parse(part.text)
@@ -176,9 +177,13 @@ def runtime_line(exc: BaseException, compiled: Compiled) -> int:
     return line
 
 
-def compile_where(env: SandboxedEnvironment, expression: str, names: Sequence[str],
-                  origin: tuple[str, int, int], diags: list[Diagnostic]
-                  ) -> Callable[[dict[str, Any]], Any] | None:  # fmt: skip
+def compile_where(
+    env: SandboxedEnvironment,
+    expression: str,
+    names: Sequence[str],
+    origin: tuple[str, int, int],
+    diags: list[Diagnostic],
+) -> Callable[[dict[str, Any]], Any] | None:
     path, line, col = origin
     try:
         ast = env.parse(f"{{{{ {expression} }}}}")

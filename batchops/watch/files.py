@@ -39,8 +39,14 @@ class _EitherEvent:
 
 
 class FileWatcher:
-    def __init__(self, paths: Sequence[Path], *, root: Path, stop: threading.Event,
-                 on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        root: Path,
+        stop: threading.Event,
+        on_change: Callable[[], None],
+    ) -> None:
         self._paths = tuple(p.resolve() for p in paths)
         self._root = root.resolve()
         self._stop = stop
@@ -89,8 +95,12 @@ class FileWatcher:
         log.debug("watching %s", ", ".join(map(str, roots)))
         self.ready.set()
         for _changes in watchfiles.watch(
-            *roots, watch_filter=self.accept, debounce=DEBOUNCE_MS, step=STEP_MS,
-            stop_event=_EitherEvent(self._stop, self._restart), raise_interrupt=False,
+            *roots,
+            watch_filter=self.accept,
+            debounce=DEBOUNCE_MS,
+            step=STEP_MS,
+            stop_event=_EitherEvent(self._stop, self._restart),
+            raise_interrupt=False,
         ):
             self._on_change()
 
@@ -100,8 +110,9 @@ class FileWatcher:
         wanted += [f.parent for f in files if not any(f.is_relative_to(w) for w in wanted)]
         existing = sorted({_existing(p, self._root) for p in wanted})
         # Drop folders inside other watched folders: watches are recursive.
-        return tuple(p for p in existing if not any(p != q and p.is_relative_to(q)
-                                                    for q in existing))
+        return tuple(
+            p for p in existing if not any(p != q and p.is_relative_to(q) for q in existing)
+        )
 
 
 def _existing(path: Path, root: Path) -> Path:

@@ -32,8 +32,10 @@ _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 GIT_TIMEOUT = 300.0  # seconds for one git command; a hung fetch must not hang the daemon
 USER_VAR, PASSWORD_VAR = "BATCHOPS_GIT_USERNAME", "BATCHOPS_GIT_PASSWORD"
 # Run by git through sh with the operation as $1; answers only "get", from the environment.
-HELPER = (f'!f() {{ test "$1" = get || return 0; printf "username=%s\\npassword=%s\\n" '
-          f'"${USER_VAR}" "${PASSWORD_VAR}"; }}; f')
+HELPER = (
+    f'!f() {{ test "$1" = get || return 0; printf "username=%s\\npassword=%s\\n" '
+    f'"${USER_VAR}" "${PASSWORD_VAR}"; }}; f'
+)
 
 
 class GitSyncError(BatchopsError):
@@ -71,10 +73,15 @@ def credential_env(
     """Environment variables that hand ``credentials`` to git for ``url``'s origin only."""
     parts = urlsplit(url)
     count = int(base.get("GIT_CONFIG_COUNT", "0") or "0")  # keep the caller's own entries
-    entries = [("credential.helper", ""),  # an empty value drops every helper configured so far
-               (f"credential.{parts.scheme}://{parts.netloc}.helper", HELPER)]  # fmt: skip
-    env = {USER_VAR: credentials[0], PASSWORD_VAR: credentials[1],
-           "GIT_CONFIG_COUNT": str(count + len(entries))}  # fmt: skip
+    entries = [
+        ("credential.helper", ""),  # an empty value drops every helper configured so far
+        (f"credential.{parts.scheme}://{parts.netloc}.helper", HELPER),
+    ]
+    env = {
+        USER_VAR: credentials[0],
+        PASSWORD_VAR: credentials[1],
+        "GIT_CONFIG_COUNT": str(count + len(entries)),
+    }
     for index, (key, value) in enumerate(entries, start=count):
         env[f"GIT_CONFIG_KEY_{index}"], env[f"GIT_CONFIG_VALUE_{index}"] = key, value
     return env
@@ -95,16 +102,26 @@ class GitSource:
             if not cloned:
                 private_dir(self.dest.parent, root=self.dest.parent.parent)
                 shutil.rmtree(self.dest, ignore_errors=True)
-                self._git("clone", "--quiet", "--no-checkout", self._clean_url, str(self.dest),
-                          in_dest=False)
+                self._git(
+                    "clone",
+                    "--quiet",
+                    "--no-checkout",
+                    self._clean_url,
+                    str(self.dest),
+                    in_dest=False,
+                )
             else:
                 self._git("remote", "set-url", "origin", self._clean_url)
             self._git("fetch", "--quiet", "--prune", "origin")
             self._git("reset", "--quiet", "--hard", f"origin/{self.ref}")
             after = self._head()
         if after != before:
-            log.info("git: %s at %s", redact(self.url), (after or "")[:12],
-                     extra={"event": "git_sync", "commit": after})
+            log.info(
+                "git: %s at %s",
+                redact(self.url),
+                (after or "")[:12],
+                extra={"event": "git_sync", "commit": after},
+            )
         return after != before
 
     def _holds_credentials(self) -> bool:
@@ -128,8 +145,16 @@ class GitSource:
         if self._credentials is not None:
             env.update(credential_env(self._clean_url, self._credentials, env))
         try:
-            done = subprocess.run(["git", *args], cwd=where, env=env, capture_output=True,
-                                  text=True, timeout=GIT_TIMEOUT, check=False, umask=0o077)
+            done = subprocess.run(
+                ["git", *args],
+                cwd=where,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=GIT_TIMEOUT,
+                check=False,
+                umask=0o077,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise GitSyncError(redact(f"git {args[0]}: {exc}")) from None
         if done.returncode != 0:
@@ -138,8 +163,14 @@ class GitSource:
         return done.stdout
 
 
-def poll(source: GitSource, *, interval: float, stop: threading.Event,
-         on_change: Callable[[], None], first_done: threading.Event | None = None) -> None:
+def poll(
+    source: GitSource,
+    *,
+    interval: float,
+    stop: threading.Event,
+    on_change: Callable[[], None],
+    first_done: threading.Event | None = None,
+) -> None:
     """Sync now, then every ``interval`` seconds until ``stop``; the poller thread's body.
 
     ``first_done`` is set after the first attempt, so the first pass can wait for the clone.

@@ -33,24 +33,41 @@ class Metrics:
         self._stuck_after, self._clock = stuck_after, clock
         self._pass_started: float | None = None
         self.registry = r = CollectorRegistry()
-        self.pass_duration = Histogram("batchops_pass_duration_seconds",
-                                       "Duration of reconcile passes", buckets=PASS_BUCKETS,
-                                       registry=r)
-        self.passes = Counter("batchops_passes", "Reconcile passes by outcome", ["outcome"],
-                              registry=r)
-        self.jobs = Gauge("batchops_jobs", "Declared jobs by the state of their latest job",
-                          ["state"], registry=r)
-        self.api_requests = Counter("batchops_api_requests",
-                                    "Fireworks API responses by HTTP status (0: no response)",
-                                    ["method", "code"], registry=r)
-        self.rows = Counter("batchops_result_rows",
-                            "Result rows downloaded and merged, by outcome", ["outcome"],
-                            registry=r)
-        self.spend = Counter("batchops_spend_dollars",
-                             "US dollars the results merged by this daemon cost, from their "
-                             "usage and the price table", registry=r)
-        self.last_success = Gauge("batchops_last_success_timestamp_seconds",
-                                  "Unix time of the last successful pass", registry=r)
+        self.pass_duration = Histogram(
+            "batchops_pass_duration_seconds",
+            "Duration of reconcile passes",
+            buckets=PASS_BUCKETS,
+            registry=r,
+        )
+        self.passes = Counter(
+            "batchops_passes", "Reconcile passes by outcome", ["outcome"], registry=r
+        )
+        self.jobs = Gauge(
+            "batchops_jobs", "Declared jobs by the state of their latest job", ["state"], registry=r
+        )
+        self.api_requests = Counter(
+            "batchops_api_requests",
+            "Fireworks API responses by HTTP status (0: no response)",
+            ["method", "code"],
+            registry=r,
+        )
+        self.rows = Counter(
+            "batchops_result_rows",
+            "Result rows downloaded and merged, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.spend = Counter(
+            "batchops_spend_dollars",
+            "US dollars the results merged by this daemon cost, from their "
+            "usage and the price table",
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "batchops_last_success_timestamp_seconds",
+            "Unix time of the last successful pass",
+            registry=r,
+        )
         for outcome in Outcome:  # every series is exported from the start, at zero
             self.passes.labels(outcome=str(outcome))
         for rows in ("succeeded", "failed"):
@@ -118,8 +135,9 @@ def health_app(metrics: Metrics) -> Callable[[dict[str, Any], StartResponse], It
 
 
 def _text(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body)))])
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -136,12 +154,19 @@ class HealthServer:
     """Serves ``health_app`` from a background thread; ``port=0`` picks a free port."""
 
     def __init__(self, metrics: Metrics, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = make_server(host, port, health_app(metrics),
-                                   server_class=_ThreadingServer, handler_class=_QuietHandler)
+        self._server = make_server(
+            host,
+            port,
+            health_app(metrics),
+            server_class=_ThreadingServer,
+            handler_class=_QuietHandler,
+        )
         self.port: int = self._server.server_port
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-            name="batchops-health", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.5},
+            name="batchops-health",
+            daemon=True,
         )
 
     def start(self) -> None:

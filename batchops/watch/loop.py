@@ -179,8 +179,16 @@ def _log_pass(record: PassRecord) -> None:
     summary = extra["jobs_summary"] or "no jobs"
     detail = f": {record.error}" if record.error is not None else ""
     level = logging.INFO if record.outcome is Outcome.OK else logging.WARNING
-    log.log(level, "pass %s in %.2fs (%s) %s%s", record.outcome, record.duration,
-            ",".join(sorted(record.reasons)), summary, detail, extra=extra)
+    log.log(
+        level,
+        "pass %s in %.2fs (%s) %s%s",
+        record.outcome,
+        record.duration,
+        ",".join(sorted(record.reasons)),
+        summary,
+        detail,
+        extra=extra,
+    )
 
 
 def _pass_fields(record: PassRecord) -> dict[str, object]:
@@ -191,7 +199,8 @@ def _pass_fields(record: PassRecord) -> dict[str, object]:
         "duration": round(record.duration, 4),
         "reasons": sorted(record.reasons),
         "job_states": states,
-        "jobs_summary": ", ".join(f"{n} {s.removeprefix('JOB_STATE_').lower()}"
-                                 for s, n in sorted(states.items())),
+        "jobs_summary": ", ".join(
+            f"{n} {s.removeprefix('JOB_STATE_').lower()}" for s, n in sorted(states.items())
+        ),
         "failed_jobs": list(record.result.failed_jobs) if record.result else [],
     }

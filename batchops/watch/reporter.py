@@ -19,15 +19,33 @@ class LogReporter:
         log.debug("%s %s %s: started", action.kind, action.resource.kind, action.resource.name)
 
     def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        fields = {"event": "action", "action": str(action.kind), "kind": action.resource.kind,
-                  "resource": action.resource.name, "remote_id": action.resource.remote_id,
-                  "reason": action.reason, "ok": error is None}
+        fields = {
+            "event": "action",
+            "action": str(action.kind),
+            "kind": action.resource.kind,
+            "resource": action.resource.name,
+            "remote_id": action.resource.remote_id,
+            "reason": action.reason,
+            "ok": error is None,
+        }
         if error is None:
-            log.info("%s %s %s (%s)", action.kind, action.resource.kind, action.resource.name,
-                     action.reason, extra=fields)
+            log.info(
+                "%s %s %s (%s)",
+                action.kind,
+                action.resource.kind,
+                action.resource.name,
+                action.reason,
+                extra=fields,
+            )
         else:
-            log.warning("%s %s %s failed: %s", action.kind, action.resource.kind,
-                        action.resource.name, error, extra={**fields, "error": str(error)})
+            log.warning(
+                "%s %s %s failed: %s",
+                action.kind,
+                action.resource.kind,
+                action.resource.name,
+                error,
+                extra={**fields, "error": str(error)},
+            )
 
     def transfer_progress(self, action: Action, done: int, total: int) -> None:
         log.debug("%s %s: %d/%d bytes", action.kind, action.resource.name, done, total)

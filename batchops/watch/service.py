@@ -55,14 +55,23 @@ def git_clone_dir(root: Path) -> Path:
     return root / STATE_DIR / "git"
 
 
-def run(config: WatchConfig, *, provider: Provider, triggers: Triggers,
-        stop: threading.Event, metrics: Metrics) -> None:
+def run(
+    config: WatchConfig,
+    *,
+    provider: Provider,
+    triggers: Triggers,
+    stop: threading.Event,
+    metrics: Metrics,
+) -> None:
     """Run the daemon until ``stop``; ``metrics`` should already receive the client's responses."""
     source = _git_source(config)
     root = git_clone_dir(config.root) if source else config.root
     paths = [root / p for p in config.paths]
-    watcher = None if source else FileWatcher(paths, root=root, stop=stop,
-                                              on_change=lambda: triggers.fire("file"))
+    watcher = (
+        None
+        if source
+        else FileWatcher(paths, root=root, stop=stop, on_change=lambda: triggers.fire("file"))
+    )
     one_pass = _timed(_pass_function(config, paths, root, provider, stop, source, watcher), metrics)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_health(config, metrics))
@@ -73,8 +82,13 @@ def run(config: WatchConfig, *, provider: Provider, triggers: Triggers,
             poller = _start_poller(source, config, stop, triggers, first_sync)
             stack.enter_context(_thread(poller))
             _wait_either(first_sync, stop)
-        daemon = Daemon(run_pass=one_pass, triggers=triggers, stop=stop,
-                        timing=config.timing, on_pass=lambda r: _observe(metrics, r))
+        daemon = Daemon(
+            run_pass=one_pass,
+            triggers=triggers,
+            stop=stop,
+            timing=config.timing,
+            on_pass=lambda r: _observe(metrics, r),
+        )
         daemon.run()
 
 
@@ -99,9 +113,15 @@ def _observe(metrics: Metrics, record: PassRecord) -> None:
             metrics.observe_spend(dollars)
 
 
-def _pass_function(config: WatchConfig, paths: list[Path], root: Path, provider: Provider,
-                   stop: threading.Event, source: GitSource | None,
-                   watcher: FileWatcher | None) -> Callable[[], PassResult]:
+def _pass_function(
+    config: WatchConfig,
+    paths: list[Path],
+    root: Path,
+    provider: Provider,
+    stop: threading.Event,
+    source: GitSource | None,
+    watcher: FileWatcher | None,
+) -> Callable[[], PassResult]:
     reporter = LogReporter()
     manifests = ManifestCache()  # an unchanged manifest costs a stat on the next pass
 
@@ -118,11 +138,17 @@ def _pass_function(config: WatchConfig, paths: list[Path], root: Path, provider:
                 raise
             if watcher is not None:
                 watcher.update(_watched_files(desired))
-            return run_pass(paths, root=root, provider=provider, project=config.project,
-                            options=config.options, reporter=reporter, stop=stop,
-                            inputs=prepare_inputs(desired, root=root,
-                                                  project_file=config.project_file),
-                            project_file=config.project_file)  # fmt: skip
+            return run_pass(
+                paths,
+                root=root,
+                provider=provider,
+                project=config.project,
+                options=config.options,
+                reporter=reporter,
+                stop=stop,
+                inputs=prepare_inputs(desired, root=root, project_file=config.project_file),
+                project_file=config.project_file,
+            )
 
     return one_pass
 
@@ -151,15 +177,32 @@ def _wait_either(first: threading.Event, stop: threading.Event) -> None:
         pass
 
 
-def _start_poller(source: GitSource, config: WatchConfig, stop: threading.Event,
-                  triggers: Triggers, first_done: threading.Event) -> threading.Thread:
+def _start_poller(
+    source: GitSource,
+    config: WatchConfig,
+    stop: threading.Event,
+    triggers: Triggers,
+    first_done: threading.Event,
+) -> threading.Thread:
     assert config.git is not None
-    log.info("git source %s (%s) every %.0fs", redact(config.git.url), config.git.ref,
-             config.git.interval, extra={"event": "git_source"})
+    log.info(
+        "git source %s (%s) every %.0fs",
+        redact(config.git.url),
+        config.git.ref,
+        config.git.interval,
+        extra={"event": "git_source"},
+    )
     thread = threading.Thread(
-        target=poll, name="batchops-watch-git", daemon=True,
-        kwargs={"source": source, "interval": config.git.interval, "stop": stop,
-                "on_change": lambda: triggers.fire("git"), "first_done": first_done},
+        target=poll,
+        name="batchops-watch-git",
+        daemon=True,
+        kwargs={
+            "source": source,
+            "interval": config.git.interval,
+            "stop": stop,
+            "on_change": lambda: triggers.fire("git"),
+            "first_done": first_done,
+        },
     )
     thread.start()
     return thread
@@ -182,8 +225,12 @@ def _health(config: WatchConfig, metrics: Metrics) -> Iterator[None]:
     host, port = config.health
     server = HealthServer(metrics, host=host, port=port)
     server.start()
-    log.info("health and metrics on http://%s:%d/", host, server.port,
-             extra={"event": "health", "port": server.port})
+    log.info(
+        "health and metrics on http://%s:%d/",
+        host,
+        server.port,
+        extra={"event": "health", "port": server.port},
+    )
     try:
         yield
     finally:

@@ -77,15 +77,27 @@ class FakeFireworks:
         body = request.read()
         self.seen.append(
             Seen(
-                request.method, request.url.host, request.url.path, dict(request.url.params),
-                request.headers.get("authorization"), dict(request.headers),
+                request.method,
+                request.url.host,
+                request.url.path,
+                dict(request.url.params),
+                request.headers.get("authorization"),
+                dict(request.headers),
             )
-        )  # fmt: skip
+        )
         if request.url.host == STORAGE:
             return self._storage(request, body)
         if request.headers.get("authorization") != f"Bearer {KEY}":
-            return _json(403, {"error": {"message": "The API key you provided is invalid.",
-                                         "code": "UNAUTHORIZED", "type": "error"}})  # fmt: skip
+            return _json(
+                403,
+                {
+                    "error": {
+                        "message": "The API key you provided is invalid.",
+                        "code": "UNAUTHORIZED",
+                        "type": "error",
+                    }
+                },
+            )
         parts = request.url.path.split("/")  # '', v1, accounts, acme, collection, [id[:verb]]
         assert parts[:4] == ["", "v1", "accounts", ACCOUNT], request.url.path
         collection, rest = parts[4], parts[5:]
@@ -100,8 +112,11 @@ class FakeFireworks:
             job_id = request.url.params["batchInferenceJobId"]
             if job_id in self.jobs:
                 return _json(409, {"code": 6, "message": f"job {job_id} already exists"})
-            job = {**json.loads(body), "name": f"accounts/{ACCOUNT}/batchInferenceJobs/{job_id}",
-                   "state": "JOB_STATE_VALIDATING"}  # fmt: skip
+            job = {
+                **json.loads(body),
+                "name": f"accounts/{ACCOUNT}/batchInferenceJobs/{job_id}",
+                "state": "JOB_STATE_VALIDATING",
+            }
             self.jobs[job_id] = job
             return _json(200, job)
         if not rest:
@@ -129,8 +144,11 @@ class FakeFireworks:
             ds_id = payload["datasetId"]
             if ds_id in self.datasets:
                 return _json(409, {"code": 6, "message": "dataset already exists"})
-            self.datasets[ds_id] = {**payload["dataset"], "state": "UPLOADING",
-                                    "name": f"accounts/{ACCOUNT}/datasets/{ds_id}"}  # fmt: skip
+            self.datasets[ds_id] = {
+                **payload["dataset"],
+                "state": "UPLOADING",
+                "name": f"accounts/{ACCOUNT}/datasets/{ds_id}",
+            }
             return _json(200, self.datasets[ds_id])
         if not rest:
             return self._page(request, "datasets", list(self.datasets.values()))
@@ -155,8 +173,16 @@ class FakeFireworks:
         name, data = part.get_filename(), part.get_payload(decode=True)
         self.files.setdefault(ds_id, {})[name] = data
         self.datasets[ds_id]["state"] = "READY"
-        return _json(200, {"id": f"accounts/{ACCOUNT}/datasets/{ds_id}", "object": "file",
-                           "bytes": len(data), "created_at": 1, "filename": name})  # fmt: skip
+        return _json(
+            200,
+            {
+                "id": f"accounts/{ACCOUNT}/datasets/{ds_id}",
+                "object": "file",
+                "bytes": len(data),
+                "created_at": 1,
+                "filename": name,
+            },
+        )
 
     def _verb_getUploadEndpoint(self, _r: httpx.Request, ds_id: str, body: bytes) -> httpx.Response:
         sizes = json.loads(body)["filenameToSize"]

@@ -29,7 +29,6 @@ from tests.api.conftest import ACCOUNT, KEY
 pytestmark = pytest.mark.e2e
 
 
-
 @dataclass
 class Sent:
     method: str
@@ -70,9 +69,12 @@ def connect() -> Iterator[Callable[..., tuple[FireworksClient, Recording]]]:
         recording = Recording()
         options.setdefault("api_key", Secret(KEY))
         client = FireworksClient(
-            base_url=server.base_url, account_id=ACCOUNT, transport=recording, timeout=10,
+            base_url=server.base_url,
+            account_id=ACCOUNT,
+            transport=recording,
+            timeout=10,
             **options,
-        )  # fmt: skip
+        )
         made.append(client)
         return client, recording
 
@@ -180,14 +182,21 @@ def test_errors_from_the_real_server(make_server, connect):
 
 def test_the_whole_flow_survives_injected_faults(make_server, connect, tmp_path):
     faults = FaultConfig(
-        rate_429=0.15, rate_503=0.15, rate_500=0.1, rate_drop=0.1, retry_after=0.01,
-        on_transfers=True, seed=11,
-    )  # fmt: skip
+        rate_429=0.15,
+        rate_503=0.15,
+        rate_500=0.1,
+        rate_drop=0.1,
+        retry_after=0.01,
+        on_transfers=True,
+        seed=11,
+    )
     statuses: list[int] = []
     client, _ = connect(
-        make_server(faults=faults, worker=False), sleep=lambda s: None, max_retries=20,
+        make_server(faults=faults, worker=False),
+        sleep=lambda s: None,
+        max_retries=20,
         on_response=lambda method, status: statuses.append(status),
-    )  # fmt: skip
+    )
     shards = []
     for n in range(4):
         shards.append(tmp_path / f"s{n}.jsonl")

@@ -37,17 +37,29 @@ def openai(code: int, name: str, message: str) -> httpx.Response:
 CASES = [
     (grpc(404, 5, "resource not found"), NotFoundError, "NOT_FOUND", "resource not found"),
     (grpc(409, 6, "job exists"), ConflictError, "ALREADY_EXISTS", "job exists"),
-    (grpc(400, 3, "example_count is required"), ApiError, "INVALID_ARGUMENT",
-     "example_count is required"),
+    (
+        grpc(400, 3, "example_count is required"),
+        ApiError,
+        "INVALID_ARGUMENT",
+        "example_count is required",
+    ),
     (grpc(401, 16, "no key"), AuthError, "UNAUTHENTICATED", "no key"),
-    (openai(403, "UNAUTHORIZED", "The API key you provided is invalid."), AuthError,
-     "UNAUTHORIZED", "The API key you provided is invalid."),
+    (
+        openai(403, "UNAUTHORIZED", "The API key you provided is invalid."),
+        AuthError,
+        "UNAUTHORIZED",
+        "The API key you provided is invalid.",
+    ),
     (grpc(429, 8, "slow down"), RateLimitedError, "RESOURCE_EXHAUSTED", "slow down"),
     (grpc(500, 13, "boom"), ServerError, "INTERNAL", "boom"),
-    (httpx.Response(502, text="<html>Bad gateway</html>"), ServerError, "",
-     "<html>Bad gateway</html>"),
+    (
+        httpx.Response(502, text="<html>Bad gateway</html>"),
+        ServerError,
+        "",
+        "<html>Bad gateway</html>",
+    ),
     (httpx.Response(418, content=b""), ApiError, "", "I'm a teapot"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("response", "cls", "code", "message"), CASES)

@@ -12,9 +12,10 @@ from batchops.providers.fireworks.wire import BatchInferenceJob, Dataset, Infere
 def test_job_lifecycle_by_bare_id_and_resource_name(make_client, fake):
     client = make_client(fake.handler)
     job = BatchInferenceJob(
-        model="accounts/fireworks/models/m", input_dataset_id="accounts/acme/datasets/in",
+        model="accounts/fireworks/models/m",
+        input_dataset_id="accounts/acme/datasets/in",
         inference_parameters=InferenceParameters(max_tokens=64),
-    )  # fmt: skip
+    )
     created = client.create_job("accounts/acme/batchInferenceJobs/j1", job)
     assert created.name == "accounts/acme/batchInferenceJobs/j1"
     assert fake.jobs["j1"]["inferenceParameters"] == {"maxTokens": 64}
@@ -46,9 +47,10 @@ def test_list_jobs_follows_every_page_at_200(make_client, fake):
     assert [j.name for j in jobs] == [f"accounts/acme/batchInferenceJobs/j{n}" for n in range(450)]
     lists = [s.params for s in fake.seen]
     assert lists == [
-        {"pageSize": "200"}, {"pageSize": "200", "pageToken": "200"},
+        {"pageSize": "200"},
+        {"pageSize": "200", "pageToken": "200"},
         {"pageSize": "200", "pageToken": "400"},
-    ]  # fmt: skip
+    ]
 
 
 def test_list_stops_on_a_missing_token_and_on_an_empty_account(make_client, scripted):
@@ -69,8 +71,12 @@ def test_a_repeated_page_token_is_an_error_not_a_loop(make_client, scripted):
 
 
 def test_unknown_fields_and_states_are_kept(make_client, scripted):
-    body = {"name": "j", "state": "JOB_STATE_SOMETHING_NEW", "placement": {"region": "X"},
-            "jobProgress": {"percent": 50, "newCounter": 3}}  # fmt: skip
+    body = {
+        "name": "j",
+        "state": "JOB_STATE_SOMETHING_NEW",
+        "placement": {"region": "X"},
+        "jobProgress": {"percent": 50, "newCounter": 3},
+    }
     job = make_client(scripted([httpx.Response(200, json=body)]).handler).get_job("j")
     assert job.state == "JOB_STATE_SOMETHING_NEW"
     assert job.model_extra == {"placement": {"region": "X"}}

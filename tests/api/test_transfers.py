@@ -112,8 +112,10 @@ def test_downloads_ask_for_identity_and_still_decode_an_encoded_body(ready, fake
 
 def test_lineage_download_asks_for_it_and_keeps_files_apart(ready, fake, tmp_path):
     fake.files["d1"] = {"a": b"one", "b": b"two"}
-    fake.download_keys["d1"] = {"dataset/d0/BIJOutputSet.jsonl": "a",
-                                "dataset/d1/BIJOutputSet.jsonl": "b"}  # fmt: skip
+    fake.download_keys["d1"] = {
+        "dataset/d0/BIJOutputSet.jsonl": "a",
+        "dataset/d1/BIJOutputSet.jsonl": "b",
+    }
     ready.download_dataset("d1", tmp_path, lineage=True)
     assert (tmp_path / "d0" / "BIJOutputSet.jsonl").read_bytes() == b"one"
     assert (tmp_path / "d1" / "BIJOutputSet.jsonl").read_bytes() == b"two"
@@ -122,9 +124,18 @@ def test_lineage_download_asks_for_it_and_keeps_files_apart(ready, fake, tmp_pat
 
 @pytest.mark.parametrize(
     "key",
-    ["../../etc/x", "/abs", "dataset/../../x", "dataset/d1/..", "a\\..\\b", "a//b", "x\x00y",
-     "dataset/d1/./x", ""],
-)  # fmt: skip
+    [
+        "../../etc/x",
+        "/abs",
+        "dataset/../../x",
+        "dataset/d1/..",
+        "a\\..\\b",
+        "a//b",
+        "x\x00y",
+        "dataset/d1/./x",
+        "",
+    ],
+)
 def test_malicious_names_never_write_outside_dest(key, ready, fake, tmp_path):
     fake.files["d1"] = {"BIJOutputSet.jsonl": b"good", "evil": b"evil"}
     fake.download_keys["d1"] = {"dataset/d1/BIJOutputSet.jsonl": "BIJOutputSet.jsonl", key: "evil"}

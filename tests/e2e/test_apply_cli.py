@@ -87,8 +87,9 @@ class InProcess:
 
 
 @pytest.fixture
-def inproc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-           capsys: pytest.CaptureFixture[str]) -> Iterator[InProcess]:  # fmt: skip
+def inproc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[InProcess]:
     with EmbeddedServer(BackendConfig(data_dir=tmp_path / "backend")) as srv:
         monkeypatch.setenv("FIREWORKS_BASE_URL", srv.base_url)
         yield InProcess(srv.base_url, capsys)
@@ -106,11 +107,17 @@ def write_rows(path: Path, count: int, *, fail: set[int] = frozenset()) -> None:
 
 def write_manifests(root: Path, *, jobs: dict[str, dict[str, object]] | None = None) -> None:
     jobs = jobs if jobs is not None else {"answers": {}}
-    docs = ["apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: prompts}\n"
-            "spec: {path: data/prompts.jsonl}\n"]  # fmt: skip
+    docs = [
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: prompts}\n"
+        "spec: {path: data/prompts.jsonl}\n"
+    ]
     for name, extra in jobs.items():
-        spec = {"model": "accounts/fireworks/models/m", "inputDataset": "prompts",
-                "inferenceParameters": {"maxTokens": 32}, **extra}  # fmt: skip
+        spec = {
+            "model": "accounts/fireworks/models/m",
+            "inputDataset": "prompts",
+            "inferenceParameters": {"maxTokens": 32},
+            **extra,
+        }
         docs.append(
             "apiVersion: batchops/v1\nkind: BatchInferenceJob\n"
             f"metadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
@@ -119,20 +126,32 @@ def write_manifests(root: Path, *, jobs: dict[str, dict[str, object]] | None = N
     (root / "jobs" / "work.yaml").write_text("---\n".join(docs))
 
 
-def make_repo(tmp_path: Path, *, rows: int = ROWS, fail: set[int] = frozenset(),  # type: ignore[assignment]
-              jobs: dict[str, dict[str, object]] | None = None) -> Path:  # fmt: skip
+def make_repo(
+    tmp_path: Path,
+    *,
+    rows: int = ROWS,
+    fail: set[int] = frozenset(),  # type: ignore[assignment]
+    jobs: dict[str, dict[str, object]] | None = None,
+) -> Path:
     root = tmp_path / "repo"
     write_rows(root / "jobs" / "data" / "prompts.jsonl", rows, fail=fail)
     write_manifests(root, jobs=jobs)
     return root
 
 
-def batchops(root: Path, server: Server, *args: str, env: dict[str, str] | None = None,
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def batchops(
+    root: Path, server: Server, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "FIREWORKS_BASE_URL": server.url, **(env or {})}
     full_env.pop("FIREWORKS_API_KEY", None)
-    return subprocess.run([sys.executable, "-m", "batchops", *args], cwd=root, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "batchops", *args],
+        cwd=root,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_no_duplicates(server: Server | InProcess) -> tuple[list[str], list[str]]:
@@ -165,7 +184,9 @@ def test_apply_wait_converges_then_reports_no_changes(tmp_path: Path, server: Se
     assert second.returncode == 0 and second.stdout.splitlines()[0] == "No changes."
     assert "warning: answers: 1 of 12 rows failed (maxFailedRows allows 1)" in second.stderr
     assert sorted(p.name for p in results.parent.iterdir()) == [
-        "answers.errors.jsonl", "answers.jsonl"]  # fmt: skip
+        "answers.errors.jsonl",
+        "answers.jsonl",
+    ]
 
 
 def test_plan_detailed_exitcode_counts_only_remote_changes(

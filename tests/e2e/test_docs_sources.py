@@ -51,8 +51,9 @@ def test_the_documented_examples_validate_apply_and_join(
     ) in capsys.readouterr().err
     table = (project / "results/product-copy-8b.table.csv").read_text()
     assert [r["product"] for r in csv.DictReader(io.StringIO(table))] == [
-        "Electric kettle (1.7 l)", "Two-slot toaster"
-    ]  # fmt: skip
+        "Electric kettle (1.7 l)",
+        "Two-slot toaster",
+    ]
     # The echo engine answers with the prompt, which is not JSON: failed rows, with the reason.
     errors = (project / "results/product-copy-json.errors.jsonl").read_text().splitlines()
     assert {json.loads(e)["error"]["code"] for e in errors} == {"RESPONSE_FORMAT"}

@@ -58,9 +58,14 @@ def test_delete_and_cancel_never_touch_jobs_without_our_mark(
     assert inproc(root, *WAIT, "--job", "poems").returncode == 0
     dataset = next(d for d in remote_datasets(inproc) if d.startswith("poems-rows"))
     with inproc.client() as client:
-        client.create_job("handmade-0123456789", BatchInferenceJob(
-            display_name="made by hand", model="accounts/fireworks/models/m",
-            input_dataset_id=dataset_resource("local", dataset)))  # fmt: skip
+        client.create_job(
+            "handmade-0123456789",
+            BatchInferenceJob(
+                display_name="made by hand",
+                model="accounts/fireworks/models/m",
+                input_dataset_id=dataset_resource("local", dataset),
+            ),
+        )
     for command in ("delete", "cancel"):
         refused = inproc(root, command, "handmade", "-y")
         assert refused.returncode == 1 and "not ours" in refused.stderr
@@ -122,8 +127,10 @@ def test_describe_shows_the_whole_history_and_where_the_results_are(
     assert f"{second}  (attempt 1, current spec)" in text.stdout
     body = json.loads(inproc(root, "describe", "capitals", "-o", "json").stdout)
     assert [s["jobId"] for s in body["history"]] == [first, second]
-    assert all(s["state"] == "JOB_STATE_COMPLETED" and s["succeeded"] == 4
-               and s["created"] for s in body["history"])  # fmt: skip
+    assert all(
+        s["state"] == "JOB_STATE_COMPLETED" and s["succeeded"] == 4 and s["created"]
+        for s in body["history"]
+    )
     assert body["results"]["state"] == "verified" and body["currentJobId"] == second
     (root / "jobs" / "capitals.yaml").unlink()
     undeclared = inproc(root, "describe", "capitals")

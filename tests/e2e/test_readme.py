@@ -46,8 +46,9 @@ def batchops_invocations() -> list[list[str]]:
 
 def quick_start() -> tuple[str, str]:
     """The two commands .ci/run extracts (its sed pattern: `$ python3 -m venv ... pip install`)."""
-    commands = [c for c in console_commands()
-                if c.startswith("python3 -m venv ") and "pip install" in c]  # fmt: skip
+    commands = [
+        c for c in console_commands() if c.startswith("python3 -m venv ") and "pip install" in c
+    ]
     run = next(c for c in commands if "batchops apply" in c)
     test = next(c for c in commands if "pytest" in c)
     return run, test
@@ -89,7 +90,10 @@ def fresh_project(tmp_path: Path) -> Path:
     """A copy of what a clone holds: the project file and the tracked example jobs, no results
     and no caches."""
     tracked = subprocess.run(
-        ["git", "ls-files", "batchops.yaml", "jobs"], cwd=ROOT, capture_output=True, text=True,
+        ["git", "ls-files", "batchops.yaml", "jobs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout.split()
     project = tmp_path / "batchops"
@@ -102,9 +106,14 @@ def fresh_project(tmp_path: Path) -> Path:
 def batchops(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     """Under CI=true, as .ci/run runs the quick start: the command itself must ask for --local."""
     return subprocess.run(
-        [sys.executable, "-m", "batchops", *argv], env={**os.environ, "CI": "true"},
-        cwd=project, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "batchops", *argv],
+        env={**os.environ, "CI": "true"},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.e2e
@@ -144,9 +153,13 @@ def test_quick_start_runs_and_converges(tmp_path: Path) -> None:
     sweep = json.loads(batchops(project, "results", "capitals-sweep", "-o", "json").stdout)
     assert len(sweep) == 20 and all(
         r["capitals-sweep-llama-v3p1-8b-instruct.answer"]
-        and r["capitals-sweep-llama-v3p1-70b-instruct.answer"] for r in sweep)  # fmt: skip
-    verdicts = [json.loads(json.loads(line)["text"])
-                for line in (project / "results/capitals-judge.jsonl").read_text().splitlines()]
+        and r["capitals-sweep-llama-v3p1-70b-instruct.answer"]
+        for r in sweep
+    )
+    verdicts = [
+        json.loads(json.loads(line)["text"])
+        for line in (project / "results/capitals-judge.jsonl").read_text().splitlines()
+    ]
     assert len(verdicts) == 20 and all(v["agree"] is True for v in verdicts)
 
     second = batchops(project, *argv)

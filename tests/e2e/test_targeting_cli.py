@@ -124,8 +124,11 @@ def test_prune_with_narrowed_paths_never_touches_other_files(
     write_job_file(root, "capitals", tokens=64)  # a new spec: the old job is now undeclared
     plan = inproc(root, "plan", "--prune", "-o", "json", str(root / "jobs" / "capitals.yaml"))
     assert plan.returncode == 0, plan.stderr
-    prunes = [a["resource"]["name"] for a in json.loads(plan.stdout)["actions"]
-              if a["kind"].startswith("prune")]  # fmt: skip
+    prunes = [
+        a["resource"]["name"]
+        for a in json.loads(plan.stdout)["actions"]
+        if a["kind"].startswith("prune")
+    ]
     assert prunes == ["capitals"]
     by_job = inproc(root, "plan", "--prune", "--job", "rivers")
     assert "prune" not in by_job.stdout and "No changes." in by_job.stdout
@@ -133,7 +136,8 @@ def test_prune_with_narrowed_paths_never_touches_other_files(
     assert done.returncode == 0, done.stderr
     after = remote_jobs(inproc)
     assert [j for j in before if not j.startswith("capitals")] == [
-        j for j in after if not j.startswith("capitals")]  # fmt: skip
+        j for j in after if not j.startswith("capitals")
+    ]
     assert len([j for j in after if j.startswith("capitals")]) == 1
 
 
@@ -144,8 +148,10 @@ def test_owned_jobs_no_manifest_declares_are_one_line_and_prune_needs_consent_in
     assert inproc(root, *WAIT).returncode == 0
     (root / "jobs" / "rivers.yaml").unlink()
     plan = inproc(root, "plan")
-    assert ("1 owned job is declared by no manifest; `batchops apply --prune` deletes it."
-            in plan.stdout.splitlines())  # fmt: skip
+    assert (
+        "1 owned job is declared by no manifest; `batchops apply --prune` deletes it."
+        in plan.stdout.splitlines()
+    )
     summary = tmp_path / "summary.md"
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -164,9 +170,15 @@ def run_on_pty(root: Path, url: str, args: list[str], answer: str) -> tuple[int,
     """The CLI with a pseudo-terminal as stdin and stdout; ``answer`` typed at the question."""
     master, slave = pty.openpty()
     env = {**os.environ, "FIREWORKS_BASE_URL": url, "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "batchops", *args], cwd=root, env=env,
-                            stdin=slave, stdout=slave, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchops", *args],
+        cwd=root,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     os.close(slave)
     seen, answered = b"", False
     deadline = time.monotonic() + 60
@@ -212,8 +224,14 @@ def test_apply_on_a_terminal_asks_before_deleting(
 def test_apply_json_is_one_document_of_what_was_applied(tmp_path: Path, server: Server) -> None:
     root = make_geo(tmp_path)
     env = {**os.environ, "FIREWORKS_BASE_URL": server.url}
-    done = subprocess.run([sys.executable, "-m", "batchops", *WAIT, "-o", "json"], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "batchops", *WAIT, "-o", "json"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)  # one document: progress went to stderr
     assert "✓" in done.stderr and body["converged"] is True
@@ -221,7 +239,8 @@ def test_apply_json_is_one_document_of_what_was_applied(tmp_path: Path, server: 
     assert ("create-job", "capitals", "done") in applied
     assert ("download", "rivers", "done") in applied
     assert {j["name"]: j["state"] for j in body["jobs"]} == {
-        n: "JOB_STATE_COMPLETED" for n in ("capitals", "poems", "rivers")}  # fmt: skip
+        n: "JOB_STATE_COMPLETED" for n in ("capitals", "poems", "rivers")
+    }
     assert len(body["plan"]["actions"]) == 6  # the first pass's plan, not the last, empty one
 
 
@@ -243,9 +262,14 @@ def test_ctrl_c_during_wait_says_the_jobs_keep_running(
     try:
         root = make_geo(tmp_path)
         env = {**os.environ, "FIREWORKS_BASE_URL": srv.url}
-        proc = subprocess.Popen([sys.executable, "-m", "batchops", *WAIT, "--job", "poems"],
-                                cwd=root, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "batchops", *WAIT, "--job", "poems"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None and proc.stderr is not None
         for line in proc.stdout:
             if "✓ + job poems" in line:  # submitted: now it is waiting
@@ -270,11 +294,13 @@ def test_progress_lines_from_parallel_workers_never_share_a_line() -> None:
             return len(text)
 
     reporter = LineReporter()
-    actions = [Action(Kind.CREATE_JOB, Resource("job", f"j{i}", f"j{i}-x"), "new")
-               for i in range(40)]  # fmt: skip
+    actions = [
+        Action(Kind.CREATE_JOB, Resource("job", f"j{i}", f"j{i}-x"), "new") for i in range(40)
+    ]
     with redirect_stdout(Recorder()):
-        threads = [threading.Thread(target=reporter.action_finished, args=(a, None))
-                   for a in actions]  # fmt: skip
+        threads = [
+            threading.Thread(target=reporter.action_finished, args=(a, None)) for a in actions
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -285,9 +311,15 @@ def test_progress_lines_from_parallel_workers_never_share_a_line() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["schema"], ["plan", "-o", "json"], ["plan"], ["status", "-o", "json"], ["validate"],
-     ["--help"]],
-)  # fmt: skip
+    [
+        ["schema"],
+        ["plan", "-o", "json"],
+        ["plan"],
+        ["status", "-o", "json"],
+        ["validate"],
+        ["--help"],
+    ],
+)
 def test_a_closed_pipe_ends_every_command_quietly(
     tmp_path: Path, inproc: InProcess, args: list[str]
 ) -> None:
@@ -295,8 +327,15 @@ def test_a_closed_pipe_ends_every_command_quietly(
     env = {**os.environ, "FIREWORKS_BASE_URL": inproc.url}
     reader, writer = os.pipe()
     os.close(reader)  # like `| head -c 0`: the reader is gone before the first write
-    proc = subprocess.run([sys.executable, "-m", "batchops", *args], cwd=root, env=env,
-                          stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchops", *args],
+        cwd=root,
+        env=env,
+        stdout=writer,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
     os.close(writer)
     assert proc.stderr == ""
     assert proc.returncode in (0, 141)

@@ -56,8 +56,10 @@ def backend(tmp_path: Path) -> Iterator[FireworksClient]:
     from batchops.local.config import BackendConfig
     from batchops.local.server import EmbeddedServer
 
-    with EmbeddedServer(BackendConfig(data_dir=tmp_path / "server"), port=0) as server, \
-            FireworksClient(base_url=server.base_url, account_id="local", api_key=None) as client:
+    with (
+        EmbeddedServer(BackendConfig(data_dir=tmp_path / "server"), port=0) as server,
+        FireworksClient(base_url=server.base_url, account_id="local", api_key=None) as client,
+    ):
         yield client
 
 
@@ -80,9 +82,21 @@ class Daemon:
         env = {**os.environ, "FIREWORKS_BASE_URL": base_url, "NO_COLOR": "1"}
         with self.log.open("w") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "batchops", "watch", "--interval", "1s",
-                 "--log-format", "json", *extra],
-                cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                [
+                    sys.executable,
+                    "-m",
+                    "batchops",
+                    "watch",
+                    "--interval",
+                    "1s",
+                    "--log-format",
+                    "json",
+                    *extra,
+                ],
+                cwd=root,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
             )
 
     def lines(self) -> list[dict[str, object]]:
@@ -130,11 +144,19 @@ def test_watch_creates_jobs_as_manifests_appear_and_stops_on_sigterm(
         assert eventually(has_job(backend, "beta"))
         assert eventually(lambda: (root / "results" / "alpha.jsonl").exists())
         daemon.proc.send_signal(signal.SIGHUP)  # "run a pass now"
-        assert eventually(lambda: any("sighup" in str(line.get("reasons"))
-                                      for line in daemon.lines() if line.get("event") == "pass"))
+        assert eventually(
+            lambda: any(
+                "sighup" in str(line.get("reasons"))
+                for line in daemon.lines()
+                if line.get("event") == "pass"
+            )
+        )
         second = subprocess.run(
-            [sys.executable, "-m", "batchops", "watch"], cwd=root, capture_output=True,
-            text=True, timeout=60,
+            [sys.executable, "-m", "batchops", "watch"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={**os.environ, "FIREWORKS_BASE_URL": backend.base_url},
         )
         assert second.returncode == 1
@@ -151,21 +173,23 @@ def test_a_broken_manifest_is_reported_and_the_fix_is_picked_up(
 ) -> None:
     root = tmp_path / "proj"
     make_project(root, jobs={})
-    (root / "jobs" / "gamma.yaml").write_text(JOB.format(name="gamma", max_tokens=8)
-                                              .replace("model:", "modle:"))
+    (root / "jobs" / "gamma.yaml").write_text(
+        JOB.format(name="gamma", max_tokens=8).replace("model:", "modle:")
+    )
     daemon = Daemon(root, backend.base_url, "--health-port", "0")
     try:
-        assert eventually(lambda: any(line.get("event") == "diagnostic"
-                                      for line in daemon.lines()))
-        diagnostic = next(str(line["message"]) for line in daemon.lines()
-                          if line.get("event") == "diagnostic")
+        assert eventually(lambda: any(line.get("event") == "diagnostic" for line in daemon.lines()))
+        diagnostic = next(
+            str(line["message"]) for line in daemon.lines() if line.get("event") == "diagnostic"
+        )
         assert "jobs/gamma.yaml:" in diagnostic
         assert daemon.proc.poll() is None  # still running
         assert not has_job(backend, "gamma")()
         write_job(root, "gamma", 8)  # the fix
         assert eventually(has_job(backend, "gamma"))
-        port = next(int(str(line["port"])) for line in daemon.lines()
-                    if line.get("event") == "health")
+        port = next(
+            int(str(line["port"])) for line in daemon.lines() if line.get("event") == "health"
+        )
         assert eventually(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
@@ -175,8 +199,13 @@ def test_a_broken_manifest_is_reported_and_the_fix_is_picked_up(
 
 
 def git(*args: str, cwd: Path) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
     subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
 
@@ -191,8 +220,16 @@ def test_git_source_applies_what_is_pushed(tmp_path: Path, backend: FireworksCli
     git("push", "--quiet", "origin", "main", cwd=work)
     daemon_root = tmp_path / "daemon"
     daemon_root.mkdir()
-    daemon = Daemon(daemon_root, backend.base_url, "--git-url", bare.as_uri(),
-                    "--git-ref", "main", "--git-interval", "300ms")
+    daemon = Daemon(
+        daemon_root,
+        backend.base_url,
+        "--git-url",
+        bare.as_uri(),
+        "--git-ref",
+        "main",
+        "--git-interval",
+        "300ms",
+    )
     try:
         assert eventually(lambda: (daemon_root / ".batchops" / "git" / "jobs").is_dir())
         write_job(work, "delta", 4)

@@ -22,8 +22,12 @@ ROWS = 12
 
 def write_project(root: Path, url: str, *, max_tokens: int) -> None:
     (root / "jobs" / "data").mkdir(parents=True, exist_ok=True)
-    rows = [json.dumps({"custom_id": f"r{i:02d}", "body": {"messages": [
-        {"role": "user", "content": f"q{i}"}]}}) for i in range(ROWS)]  # fmt: skip
+    rows = [
+        json.dumps(
+            {"custom_id": f"r{i:02d}", "body": {"messages": [{"role": "user", "content": f"q{i}"}]}}
+        )
+        for i in range(ROWS)
+    ]
     (root / "jobs" / "data" / "p.jsonl").write_text("\n".join(rows) + "\n")
     (root / "batchops.yaml").write_text(
         "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: w}\n"

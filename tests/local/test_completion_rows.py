@@ -17,8 +17,10 @@ from tests.local.conftest import api_client, download, jsonl, upload_rows, wait_
 
 
 def prompt_rows(count: int) -> bytes:
-    lines = [json.dumps({"custom_id": f"p{i}", "body": {"prompt": f"Once upon a time {i}"}})
-             for i in range(count)]  # fmt: skip
+    lines = [
+        json.dumps({"custom_id": f"p{i}", "body": {"prompt": f"Once upon a time {i}"}})
+        for i in range(count)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -29,11 +31,17 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append((self.path, body))
         if self.path == "/v1/completions" and "prompt" in body:
-            self._answer(200, {
-                "id": "cmpl-1", "object": "text_completion", "created": 1, "model": body["model"],
-                "choices": [{"index": 0, "text": " there was", "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-            })  # fmt: skip
+            self._answer(
+                200,
+                {
+                    "id": "cmpl-1",
+                    "object": "text_completion",
+                    "created": 1,
+                    "model": body["model"],
+                    "choices": [{"index": 0, "text": " there was", "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+                },
+            )
         else:
             self._answer(400, {"error": {"message": f"{self.path} does not take this body"}})
 
@@ -66,9 +74,10 @@ def run_job(server: EmbeddedServer) -> tuple[dict[str, Any], dict[str, bytes]]:
     with api_client(server) as client:
         upload_rows(client, "in", prompt_rows(3))
         created = client.post(
-            "/batchInferenceJobs", params={"batchInferenceJobId": "j"},
+            "/batchInferenceJobs",
+            params={"batchInferenceJobId": "j"},
             json={"model": "m", "inputDatasetId": "in", "inferenceParameters": {"maxTokens": 8}},
-        )  # fmt: skip
+        )
         assert created.status_code == 200, created.text
         job = wait_for_state(client, "j")
         return job, download(client, "j-output") if job["state"] == "JOB_STATE_COMPLETED" else {}
@@ -108,8 +117,11 @@ def test_a_row_with_both_prompt_and_messages_fails_validation(
     with api_client(server) as client:
         row = {"custom_id": "x", "body": {"prompt": "a", "messages": [{"role": "user"}]}}
         upload_rows(client, "in", (json.dumps(row) + "\n").encode())
-        client.post("/batchInferenceJobs", params={"batchInferenceJobId": "j"},
-                    json={"model": "m", "inputDatasetId": "in"})  # fmt: skip
+        client.post(
+            "/batchInferenceJobs",
+            params={"batchInferenceJobId": "j"},
+            json={"model": "m", "inputDatasetId": "in"},
+        )
         job = wait_for_state(client, "j")
     assert job["state"] == "JOB_STATE_FAILED"
     assert "both messages and prompt" in job["status"]["message"]

@@ -194,10 +194,16 @@ def test_missing_input_dataset_fails_the_job(client: httpx.Client) -> None:
 
 def test_a_create_setting_a_field_not_carried_out_is_refused(client: httpx.Client) -> None:
     upload_rows(client, "in", rows(1))
-    for field, value in (("systemPrompt", "Answer in French."), ("maxJobDuration", "3600s"),
-                         ("placement", {"region": "US_IOWA_1"})):  # fmt: skip
-        answer = client.post("/batchInferenceJobs", params={"batchInferenceJobId": "j"},
-                             json={"model": "m", "inputDatasetId": "in", field: value})  # fmt: skip
+    for field, value in (
+        ("systemPrompt", "Answer in French."),
+        ("maxJobDuration", "3600s"),
+        ("placement", {"region": "US_IOWA_1"}),
+    ):
+        answer = client.post(
+            "/batchInferenceJobs",
+            params={"batchInferenceJobId": "j"},
+            json={"model": "m", "inputDatasetId": "in", field: value},
+        )
         assert answer.status_code == 501 and answer.json()["code"] == 12
         assert field in answer.json()["message"]
     assert client.get("/batchInferenceJobs/j").status_code == 404

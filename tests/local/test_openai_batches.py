@@ -158,12 +158,23 @@ def test_metadata_round_trips_verbatim_and_is_bounded(server: EmbeddedServer) ->
         got = client.get(f"/batches/{created['id']}").json()
         listed = client.get("/batches").json()["data"]
         refusals = [
-            client.post("/batches", json={"input_file_id": file_id,
-                        "endpoint": "/v1/chat/completions", "completion_window": "24h",
-                        "metadata": bad})
-            for bad in ({f"k{i}": "v" for i in range(17)}, {"k" * 65: "v"}, {"k": "v" * 513},
-                        {"k": 1}, ["k"])
-        ]  # fmt: skip
+            client.post(
+                "/batches",
+                json={
+                    "input_file_id": file_id,
+                    "endpoint": "/v1/chat/completions",
+                    "completion_window": "24h",
+                    "metadata": bad,
+                },
+            )
+            for bad in (
+                {f"k{i}": "v" for i in range(17)},
+                {"k" * 65: "v"},
+                {"k": "v" * 513},
+                {"k": 1},
+                ["k"],
+            )
+        ]
     assert created["metadata"] == got["metadata"] == metadata and plain["metadata"] is None
     assert [b["metadata"] for b in listed] == [None, metadata]
     for refused in refusals:
@@ -184,9 +195,12 @@ def test_error_shapes(make_server: Callable[..., EmbeddedServer]) -> None:
         )
         bad_window = client.post(
             "/batches",
-            json={"input_file_id": "f", "endpoint": "/v1/chat/completions",
-                  "completion_window": "48h"},
-        )  # fmt: skip
+            json={
+                "input_file_id": "f",
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "48h",
+            },
+        )
         no_route = client.get("/files/a/b/c")
         wrong_method = client.put("/batches")
     with openai_client(server, key=None) as anonymous:

@@ -83,8 +83,18 @@ def test_two_servers_on_one_data_dir_run_each_batch_once(
 @pytest.mark.e2e
 def test_serve_speaks_openai_and_applies_the_token_limit(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
-    command = [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", data,
-               "--openai-enqueued-token-limit", "10"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "batchops",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        data,
+        "--openai-enqueued-token-limit",
+        "10",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

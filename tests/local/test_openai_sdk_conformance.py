@@ -130,10 +130,14 @@ def test_sdk_cancel_keeps_partial_output(make_server: Callable[..., EmbeddedServ
 def test_sdk_completions_endpoint(server: EmbeddedServer) -> None:
     sdk = _sdk(server)
     lines = [
-        {"custom_id": f"p{i}", "method": "POST", "url": "/v1/completions",
-         "body": {"model": "m", "prompt": f"once upon {i}", "max_tokens": 8}}
+        {
+            "custom_id": f"p{i}",
+            "method": "POST",
+            "url": "/v1/completions",
+            "body": {"model": "m", "prompt": f"once upon {i}", "max_tokens": 8},
+        }
         for i in range(3)
-    ]  # fmt: skip
+    ]
     file_id = _upload(sdk, "\n".join(json.dumps(line) for line in lines).encode()).id
     batch = sdk.batches.create(
         input_file_id=file_id, endpoint="/v1/completions", completion_window="24h"

@@ -30,10 +30,22 @@ HOUR = "3600"  # only a released lease lets the restarted server take the job wi
 
 def start_serve(data: Path, *flags: str) -> tuple[subprocess.Popen[str], httpx.Client]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batchops", "serve", "--port", "0", "--data-dir", str(data),
-         "--lease-seconds", HOUR, *flags],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "batchops",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data),
+            "--lease-seconds",
+            HOUR,
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     found = re.search(r"http://\S+", proc.stdout.readline())
     assert found, "serve did not start"
@@ -81,8 +93,11 @@ def finish_after_restart(data: Path, count: int) -> None:
 
 def create_job(client: httpx.Client, count: int) -> None:
     upload_rows(client, "in", rows(count))
-    created = client.post("/batchInferenceJobs", params={"batchInferenceJobId": "j1"},
-                          json={"model": "m", "inputDatasetId": "in"})  # fmt: skip
+    created = client.post(
+        "/batchInferenceJobs",
+        params={"batchInferenceJobId": "j1"},
+        json={"model": "m", "inputDatasetId": "in"},
+    )
     assert created.status_code == 200, created.text
 
 
@@ -141,8 +156,9 @@ def test_sigterm_during_a_stuck_engine_call_still_hands_back_the_lease(
     tmp_path: Path, upstream: str
 ) -> None:
     data = tmp_path / "data"
-    proc, client = start_serve(data, "--engine", "openai", "--openai-base-url", upstream,
-                               "--openai-concurrency", "2")  # fmt: skip
+    proc, client = start_serve(
+        data, "--engine", "openai", "--openai-base-url", upstream, "--openai-concurrency", "2"
+    )
     with client:
         create_job(client, 2000)
         wait_for_rows(client, "j1", 1)

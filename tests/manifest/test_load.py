@@ -361,17 +361,30 @@ def test_output_table_paths_are_checked_like_results(root: Path) -> None:
     a table over another job's results, over a dataset file or over the job's own errors file
     is a manifest error, located at the table's path (or at ``table`` when it is derived)."""
     write(root, "jobs/qa.yaml", DATASET)
-    write(root, "jobs/a.yaml", JOB.replace("qa-job", "a")
-          + "  output: {table: {format: jsonl, path: results/b.jsonl}}\n")  # fmt: skip
+    write(
+        root,
+        "jobs/a.yaml",
+        JOB.replace("qa-job", "a") + "  output: {table: {format: jsonl, path: results/b.jsonl}}\n",
+    )
     write(root, "jobs/b.yaml", JOB.replace("qa-job", "b"))
-    write(root, "jobs/c.yaml", JOB.replace("qa-job", "c")
-          + "  output: {table: {format: jsonl, path: jobs/data/qa.jsonl}}\n")  # fmt: skip
-    write(root, "jobs/d.yaml", JOB.replace("qa-job", "d")
-          + "  output: {path: out/d.jsonl, table: {format: csv}}\n")  # fmt: skip
-    write(root, "jobs/e.yaml", JOB.replace("qa-job", "e")
-          + "  output: {path: out/d.table.csv}\n")  # fmt: skip
-    write(root, "jobs/f.yaml", JOB.replace("qa-job", "f")
-          + "  output: {table: {format: jsonl, path: results/f.errors.jsonl}}\n")  # fmt: skip
+    write(
+        root,
+        "jobs/c.yaml",
+        JOB.replace("qa-job", "c")
+        + "  output: {table: {format: jsonl, path: jobs/data/qa.jsonl}}\n",
+    )
+    write(
+        root,
+        "jobs/d.yaml",
+        JOB.replace("qa-job", "d") + "  output: {path: out/d.jsonl, table: {format: csv}}\n",
+    )
+    write(root, "jobs/e.yaml", JOB.replace("qa-job", "e") + "  output: {path: out/d.table.csv}\n")
+    write(
+        root,
+        "jobs/f.yaml",
+        JOB.replace("qa-job", "f")
+        + "  output: {table: {format: jsonl, path: results/f.errors.jsonl}}\n",
+    )
     assert problems(root) == [
         "jobs/a.yaml:7:41: output path 'results/a.jsonl': its table 'results/b.jsonl' is also "
         "the output of job 'b'",
@@ -400,13 +413,19 @@ def test_max_failed_rows_is_a_count_or_a_share(
 @pytest.mark.parametrize(
     ("written", "message"),
     [
-        ('"two"', "maxFailedRows must be a count of rows (an integer >= 0) or a share of the "
-         "input rows such as '2%', not 'two'"),
-        ("-1", "maxFailedRows must be a count of rows (an integer >= 0) or a share of the "
-         "input rows such as '2%', not -1"),
+        (
+            '"two"',
+            "maxFailedRows must be a count of rows (an integer >= 0) or a share of the "
+            "input rows such as '2%', not 'two'",
+        ),
+        (
+            "-1",
+            "maxFailedRows must be a count of rows (an integer >= 0) or a share of the "
+            "input rows such as '2%', not -1",
+        ),
         ('"150%"', "maxFailedRows '150%' is over 100%"),
     ],
-)  # fmt: skip
+)
 def test_max_failed_rows_problems_are_one_clear_message(
     root: Path, written: str, message: str
 ) -> None:

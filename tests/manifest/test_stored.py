@@ -198,12 +198,20 @@ def test_a_value_json_cannot_keep_leaves_its_file_out(tmp_path: Path) -> None:
     every_field(tmp_path)
     warm(tmp_path)
     dated = tmp_path / "jobs" / "all.yaml"
-    data = {"apiVersion": "batchops/v1", "kind": "Dataset", "metadata": {"name": "d"},
-            "spec": {"path": "data/rows.jsonl"}}  # fmt: skip
+    data = {
+        "apiVersion": "batchops/v1",
+        "kind": "Dataset",
+        "metadata": {"name": "d"},
+        "spec": {"path": "data/rows.jsonl"},
+    }
     model = DatasetManifest.model_validate(data)
     when = model.spec.model_copy(update={"path": datetime.date(2024, 1, 1)})
-    parsed = Parsed(model.model_copy(update={"spec": when}), dated, Source("jobs/all.yaml"),
-                    YamlDocument(data, (1, 1)))  # fmt: skip
+    parsed = Parsed(
+        model.model_copy(update={"spec": when}),
+        dated,
+        Source("jobs/all.yaml"),
+        YamlDocument(data, (1, 1)),
+    )
     cache = StoredManifests(tmp_path, racy_ns=0)
     key, _ = cache.get(dated)
     cache.put(dated, key, [parsed], [])

@@ -128,8 +128,14 @@ def test_watch_refuses_over_budget_and_tries_again_on_the_next_change(
     steps = [over, FakeResult]
     records: list[PassRecord] = []
     caplog.set_level(logging.INFO, logger="batchops.watch")
-    Daemon(run_pass=lambda: steps.pop(0)(), triggers=Triggers(), stop=stop,  # type: ignore[arg-type]
-           timing=Timing(), rng=random.Random(1), on_pass=records.append).run()  # fmt: skip
+    Daemon(
+        run_pass=lambda: steps.pop(0)(),
+        triggers=Triggers(),
+        stop=stop,  # type: ignore[arg-type]
+        timing=Timing(),
+        rng=random.Random(1),
+        on_pass=records.append,
+    ).run()
     assert [r.outcome for r in records] == [Outcome.REFUSED, Outcome.OK]
     assert waits[0] == (None, True)  # no timer: the next edit
     assert any("over --max-cost of $1.00" in m for m in caplog.messages)

@@ -26,12 +26,23 @@ class Facts:
         self.sha256, self.rows, self.size = "a" * 64, rows, 100
 
 
-def _job(name: str = "j", *, model: str = MODEL, max_cost: float | None = None,
-         params: dict[str, object] | None = None) -> JobDecl:  # fmt: skip
-    return JobDecl(name=name, model=model, source=Source("jobs/a.yaml"), input_dataset="d",
-                   inference_parameters=params or {"maxTokens": 100, "n": 2},
-                   output_path=ROOT / "results" / f"{name}.jsonl", output_display="r",
-                   max_cost=max_cost)  # fmt: skip
+def _job(
+    name: str = "j",
+    *,
+    model: str = MODEL,
+    max_cost: float | None = None,
+    params: dict[str, object] | None = None,
+) -> JobDecl:
+    return JobDecl(
+        name=name,
+        model=model,
+        source=Source("jobs/a.yaml"),
+        input_dataset="d",
+        inference_parameters=params or {"maxTokens": 100, "n": 2},
+        output_path=ROOT / "results" / f"{name}.jsonl",
+        output_display="r",
+        max_cost=max_cost,
+    )
 
 
 def _plan(*jobs: JobDecl, rows: int = 1000) -> tuple[Plan, Desired]:
@@ -49,13 +60,18 @@ def _inputs(
     budget: Budget | None = None,
     prices: PriceTable | None = None,
 ) -> CostInputs:
-    tokens = {("d", j.model): DatasetTokens(Tally(rows, rows, 40 * rows), "cl100k_base", True,
-                                            OPENAI) for j in desired.jobs}  # fmt: skip
+    tokens = {
+        ("d", j.model): DatasetTokens(Tally(rows, rows, 40 * rows), "cl100k_base", True, OPENAI)
+        for j in desired.jobs
+    }
     return CostInputs(
-        jobs={j.name: j for j in desired.jobs}, rows={"d": rows}, tokens=tokens,
-        history=history or {}, prices=prices or PriceTable({"fireworks": {MODEL: PRICE}}),
+        jobs={j.name: j for j in desired.jobs},
+        rows={"d": rows},
+        tokens=tokens,
+        history=history or {},
+        prices=prices or PriceTable({"fireworks": {MODEL: PRICE}}),
         budget=budget or Budget(),
-    )  # fmt: skip
+    )
 
 
 def test_each_job_to_create_shows_rows_tokens_and_both_costs() -> None:
@@ -125,8 +141,9 @@ def test_a_budget_refuses_a_cost_it_cannot_check() -> None:
 
 def test_no_action_that_sends_rows_no_cost() -> None:
     plan, desired = _plan(_job())
-    downloads_only = dataclasses.replace(plan, actions=tuple(
-        a for a in plan.actions if a.kind is Kind.CREATE_DATASET))  # fmt: skip
+    downloads_only = dataclasses.replace(
+        plan, actions=tuple(a for a in plan.actions if a.kind is Kind.CREATE_DATASET)
+    )
     report = estimate(downloads_only, _inputs(desired, budget=Budget(cli_max=0.000001)))
     assert report.actions == () and not report.refusals
 
@@ -163,8 +180,13 @@ def test_money_text_never_shows_an_unknown_as_zero() -> None:
 def test_jobs_sharing_a_dataset_and_model_keep_their_own_figures() -> None:
     """The figures are computed once per (dataset, model, maxTokens, n) in a plan: jobs that
     differ in any of those, or have their own history, never share them."""
-    jobs = [_job("a"), _job("b"), _job("c", params={"maxTokens": 10}),
-            _job("d", params={"maxTokens": 100, "n": 3}), _job("e")]  # fmt: skip
+    jobs = [
+        _job("a"),
+        _job("b"),
+        _job("c", params={"maxTokens": 10}),
+        _job("d", params={"maxTokens": 100, "n": 3}),
+        _job("e"),
+    ]
     plan, desired = _plan(*jobs)
     history = {"e": Usage(rows=10, prompt_tokens=470, completion_tokens=250)}
     costs = {c.job: c for c in estimate(plan, _inputs(desired, history=history)).actions}

@@ -62,9 +62,17 @@ def test_the_shipped_table_prices_the_openai_examples_models() -> None:
 
 
 def _job(name: str, model: str, provider: str, max_cost: float | None = None) -> JobDecl:
-    return JobDecl(name=name, model=model, source=Source("jobs/a.yaml"), input_dataset="d",
-                   inference_parameters={"maxTokens": 10}, provider=provider, max_cost=max_cost,
-                   output_path=ROOT / "results" / f"{name}.jsonl", output_display="r")  # fmt: skip
+    return JobDecl(
+        name=name,
+        model=model,
+        source=Source("jobs/a.yaml"),
+        input_dataset="d",
+        inference_parameters={"maxTokens": 10},
+        provider=provider,
+        max_cost=max_cost,
+        output_path=ROOT / "results" / f"{name}.jsonl",
+        output_display="r",
+    )
 
 
 class Facts:
@@ -72,15 +80,26 @@ class Facts:
 
 
 def test_the_plan_prices_each_action_under_its_jobs_provider_and_checks_its_budget() -> None:
-    jobs = (_job("a", "gpt-x", "oai", max_cost=1.0), _job("b", "own", "lab"),
-            _job("c", "gpt-x", "fireworks"))  # fmt: skip
+    jobs = (
+        _job("a", "gpt-x", "oai", max_cost=1.0),
+        _job("b", "own", "lab"),
+        _job("c", "gpt-x", "fireworks"),
+    )
     ds = DatasetDecl(name="d", path="d.jsonl", files=(ROOT / "d.jsonl",), source=Source("x"))
     desired = Desired(root=ROOT, datasets=(ds,), jobs=jobs)
     plan = make_plan(desired, {"d": Facts()}, Observed(), {}, PlanOptions(), project="p")
-    tokens = {("d", j.model): DatasetTokens(Tally(100, 100, 1000), "o200k_base", True, OPENAI)
-              for j in jobs}  # fmt: skip
-    inputs = CostInputs(jobs={j.name: j for j in jobs}, rows={"d": 100}, tokens=tokens,
-                        history={}, prices=table(), budget=Budget())  # fmt: skip
+    tokens = {
+        ("d", j.model): DatasetTokens(Tally(100, 100, 1000), "o200k_base", True, OPENAI)
+        for j in jobs
+    }
+    inputs = CostInputs(
+        jobs={j.name: j for j in jobs},
+        rows={"d": 100},
+        tokens=tokens,
+        history={},
+        prices=table(),
+        budget=Budget(),
+    )
     report = estimate(plan, inputs)
     costs = {c.job: c for c in report.actions}
     assert (costs["a"].price, costs["a"].provider) == (OAI, "oai")
@@ -133,8 +152,10 @@ def repo(
     server = make_server()
     root = tmp_path / "repo"
     (root / "jobs" / "data").mkdir(parents=True)
-    rows = [{"custom_id": f"q{i}", "body": {"messages": [{"role": "user", "content": f"q {i}"}]}}
-            for i in range(6)]  # fmt: skip
+    rows = [
+        {"custom_id": f"q{i}", "body": {"messages": [{"role": "user", "content": f"q {i}"}]}}
+        for i in range(6)
+    ]
     (root / "jobs" / "data" / "qs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "jobs" / "jobs.yaml").write_text(MANIFESTS)
     (root / "batchops.yaml").write_text(PROJECT.format(url=server.base_url))
@@ -225,13 +246,20 @@ def test_jobs_sharing_dataset_model_and_parameters_keep_their_own_rows_to_send()
     plan = make_plan(desired, {"d": Facts()}, Observed(), {}, PlanOptions(), project="p")
     actions = tuple(
         dataclasses.replace(a, details={**a.details, "rowsToSend": 40})
-        if a.resource.name == "b" else a
+        if a.resource.name == "b"
+        else a
         for a in plan.actions
-    )  # fmt: skip
+    )
     plan = dataclasses.replace(plan, actions=actions)
     tokens = {("d", "gpt-x"): DatasetTokens(Tally(100, 100, 1000), "o200k_base", True, OPENAI)}
-    inputs = CostInputs(jobs={j.name: j for j in jobs}, rows={"d": 100}, tokens=tokens,
-                        history={}, prices=table(), budget=Budget())  # fmt: skip
+    inputs = CostInputs(
+        jobs={j.name: j for j in jobs},
+        rows={"d": 100},
+        tokens=tokens,
+        history={},
+        prices=table(),
+        budget=Budget(),
+    )
     costs = {c.job: c for c in estimate(plan, inputs).actions}
     assert (costs["a"].rows, costs["b"].rows) == (100, 40)
     assert (costs["a"].output_worst, costs["b"].output_worst) == (1000, 400)
@@ -254,7 +282,13 @@ def test_a_budget_refusal_names_the_provider_a_price_is_missing_on() -> None:
     desired = Desired(root=ROOT, datasets=(ds,), jobs=jobs)
     plan = make_plan(desired, {"d": Facts()}, Observed(), {}, PlanOptions(), project="p")
     tokens = {("d", "nope"): DatasetTokens(Tally(100, 100, 1000), "o200k_base", True, OPENAI)}
-    inputs = CostInputs(jobs={"a": jobs[0]}, rows={"d": 100}, tokens=tokens, history={},
-                        prices=table(), budget=Budget())  # fmt: skip
+    inputs = CostInputs(
+        jobs={"a": jobs[0]},
+        rows={"d": 100},
+        tokens=tokens,
+        history={},
+        prices=table(),
+        budget=Budget(),
+    )
     [refusal] = estimate(plan, inputs).refusals
     assert "no price for nope on provider oai (add one under `prices`" in refusal

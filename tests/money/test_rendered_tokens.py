@@ -42,10 +42,15 @@ PRODUCTS = {"p1": "electric kettle with a gooseneck spout", "p2": "two-slice toa
 
 
 def _row(sku: str, product: str) -> dict[str, Any]:
-    return {"custom_id": sku, "body": {"messages": [
-        {"role": "system", "content": "You write product copy."},
-        {"role": "user", "content": f"Two sentences about the {product}."},
-    ]}}  # fmt: skip
+    return {
+        "custom_id": sku,
+        "body": {
+            "messages": [
+                {"role": "system", "content": "You write product copy."},
+                {"role": "user", "content": f"Two sentences about the {product}."},
+            ]
+        },
+    }
 
 
 @pytest.fixture

@@ -64,8 +64,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def converge(root: Path, client: FireworksClient) -> PassResult:
     for _ in range(200):
-        result = run_pass([root / "jobs"], root=root, provider=FireworksProvider(client),
-                          project="proj", options=PassOptions())  # fmt: skip
+        result = run_pass(
+            [root / "jobs"],
+            root=root,
+            provider=FireworksProvider(client),
+            project="proj",
+            options=PassOptions(),
+        )
         if result.converged or result.errors:
             return result
         threading.Event().wait(0.05)
@@ -82,8 +87,10 @@ def test_results_show_the_spend_of_what_ran(
     capsys.readouterr()
     assert main(["results", "a"]) == 0
     out = capsys.readouterr().out
-    assert (f"spent: ${dollars:,.2f} ({usage.prompt_tokens:,} input, "
-            f"{usage.completion_tokens:,} output tokens)") in out  # fmt: skip
+    assert (
+        f"spent: ${dollars:,.2f} ({usage.prompt_tokens:,} input, "
+        f"{usage.completion_tokens:,} output tokens)"
+    ) in out
 
     assert main(["results", "a", "b"]) == 0
     out = capsys.readouterr().out

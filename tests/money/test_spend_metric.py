@@ -32,19 +32,25 @@ class Job:
 def test_merged_results_add_their_cost_to_the_spend_counter() -> None:
     """Each job's spend is priced under its own provider: ``lab`` (kind openai) reads the
     openai prices; a Fireworks job on the same model name has no price, never OpenAI's."""
-    prices = PriceTable({"fireworks": {MODEL: Price(input=1.0, output=2.0)},
-                         "openai": {"gpt-x": Price(input=3.0, output=0.0)}},
-                        kinds={"fireworks": "fireworks", "lab": "openai"})  # fmt: skip
+    prices = PriceTable(
+        {
+            "fireworks": {MODEL: Price(input=1.0, output=2.0)},
+            "openai": {"gpt-x": Price(input=3.0, output=0.0)},
+        },
+        kinds={"fireworks": "fireworks", "lab": "openai"},
+    )
     jobs = {"a": Job(MODEL), "b": Job("unpriced"), "o": Job("gpt-x", "lab"), "f": Job("gpt-x")}
     cost = CostReport((), prices=prices, jobs=jobs)
     million = Usage(rows=2, prompt_tokens=1_000_000, completion_tokens=0)
-    applied = ApplyResult(records={
-        "a": _record("a", Usage(rows=2, prompt_tokens=1_000_000, completion_tokens=500_000)),
-        "b": _record("b", Usage(rows=2, prompt_tokens=10, completion_tokens=10)),  # no price
-        "c": _record("c", None),  # no usage
-        "o": _record("o", million),  # $3 at the openai price
-        "f": _record("f", million),  # gpt-x has no Fireworks price: not counted
-    })  # fmt: skip
+    applied = ApplyResult(
+        records={
+            "a": _record("a", Usage(rows=2, prompt_tokens=1_000_000, completion_tokens=500_000)),
+            "b": _record("b", Usage(rows=2, prompt_tokens=10, completion_tokens=10)),  # no price
+            "c": _record("c", None),  # no usage
+            "o": _record("o", million),  # $3 at the openai price
+            "f": _record("f", million),  # gpt-x has no Fireworks price: not counted
+        }
+    )
     result = PassResult(Plan((), "fp", "p", cost=cost), [], True, applied=applied)
     metrics = Metrics()
     for _ in range(2):

@@ -108,10 +108,13 @@ def test_a_dataset_is_counted_per_row_in_one_batch_or_row_by_row_alike(tmp_path:
 
 
 def test_unchanged_data_is_never_tokenized_again(tmp_path: Path) -> None:
-    path = _write(tmp_path / "d.jsonl", [
-        {"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hello world"}]}},
-        {"custom_id": "b", "body": {"messages": [{"role": "user", "content": "hello"}]}},
-    ])  # fmt: skip
+    path = _write(
+        tmp_path / "d.jsonl",
+        [
+            {"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hello world"}]}},
+            {"custom_id": "b", "body": {"messages": [{"role": "user", "content": "hello"}]}},
+        ],
+    )
     info = _Info(_Shard(path, "f" * 64))
     cache = TokenCache(tmp_path)
     first = count_dataset(info, counter_for("gpt-4"), OPENAI, cache)
@@ -153,8 +156,9 @@ def test_validate_counts_each_jobs_input_tokens_and_fills_the_cache(
     monkeypatch.chdir(tmp_path)
     assert main(["validate", "--output", "json"]) == 0
     tokens = json.loads(capsys.readouterr().out)["inputTokens"]
-    assert tokens == {"j": {"tokens": 2 + 4 + 3, "exact": True, "counter": "o200k_base",
-                            "template": "openai"}}  # fmt: skip
+    assert tokens == {
+        "j": {"tokens": 2 + 4 + 3, "exact": True, "counter": "o200k_base", "template": "openai"}
+    }
     assert (tmp_path / ".batchops" / "cache" / "tokens.json").is_file()
     assert main(["validate"]) == 0
     assert capsys.readouterr().out.strip().endswith("; 9 input tokens for the jobs")

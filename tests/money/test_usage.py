@@ -26,15 +26,26 @@ def _folder(path: Path, rows: dict[str, dict[str, object] | None]) -> Path:
 
 def test_the_merged_answers_usage_is_recorded_later_answers_win(tmp_path: Path) -> None:
     first = _folder(tmp_path / "d1", {"a": {"prompt_tokens": 100, "completion_tokens": 50}})
-    second = _folder(tmp_path / "d2", {
-        "a": {"prompt_tokens": 10, "completion_tokens": 5,
-              "prompt_tokens_details": {"cached_tokens": 4}},
-        "b": {"prompt_tokens": 20, "completion_tokens": 7},
-        "c": None,  # no usage reported: not counted, and not guessed
-    })  # fmt: skip
-    record = merge_lineage([first, second], job_name="job", job_ids=["j", "j-r1"],
-                           output=tmp_path / "results" / "job.jsonl",
-                           expected_ids=["a", "b", "c"], root=tmp_path)  # fmt: skip
+    second = _folder(
+        tmp_path / "d2",
+        {
+            "a": {
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 4},
+            },
+            "b": {"prompt_tokens": 20, "completion_tokens": 7},
+            "c": None,  # no usage reported: not counted, and not guessed
+        },
+    )
+    record = merge_lineage(
+        [first, second],
+        job_name="job",
+        job_ids=["j", "j-r1"],
+        output=tmp_path / "results" / "job.jsonl",
+        expected_ids=["a", "b", "c"],
+        root=tmp_path,
+    )
     assert record.usage == Usage(rows=2, prompt_tokens=30, completion_tokens=12, cached_tokens=4)
     assert local_records(tmp_path)["job"].usage == record.usage
     price = Price(input=1.0, output=2.0, cached_input=0.5)
@@ -43,9 +54,13 @@ def test_the_merged_answers_usage_is_recorded_later_answers_win(tmp_path: Path) 
 
 
 def test_records_written_before_usage_was_summed_still_read() -> None:
-    old = {"job_name": "j", "job_ids": ["x"], "output": _stamp(), "errors": _stamp(),
-           "counts": {"expected": 1, "succeeded": 1, "failed": 0, "missing": 0,
-                      "unexpected": 0}}  # fmt: skip
+    old = {
+        "job_name": "j",
+        "job_ids": ["x"],
+        "output": _stamp(),
+        "errors": _stamp(),
+        "counts": {"expected": 1, "succeeded": 1, "failed": 0, "missing": 0, "unexpected": 0},
+    }
     record = msgspec.json.decode(json.dumps(old).encode(), type=ResultRecord)
     assert record.usage is None
 

@@ -59,8 +59,10 @@ spec:
 def write_repo(root: Path, prompts: dict[str, str], pipeline: str = PIPELINE) -> list[Path]:
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"custom_id": cid, "body": {"messages": [
-        {"role": "user", "content": text}]}}) for cid, text in prompts.items()]  # fmt: skip
+    lines = [
+        json.dumps({"custom_id": cid, "body": {"messages": [{"role": "user", "content": text}]}})
+        for cid, text in prompts.items()
+    ]
     (data / "q.jsonl").write_text("\n".join(lines) + "\n")
     (root / "jobs" / "p.yaml").write_text(textwrap.dedent(pipeline))
     return [root / "jobs"]
@@ -76,8 +78,9 @@ def client(tmp_path: Path) -> Iterator[FireworksClient]:
 
 
 def one_pass(paths: list[Path], root: Path, client: FireworksClient) -> PassResult:
-    return run_pass(paths, root=root, provider=FireworksProvider(client), project=PROJECT,
-                    options=PassOptions())  # fmt: skip
+    return run_pass(
+        paths, root=root, provider=FireworksProvider(client), project=PROJECT, options=PassOptions()
+    )
 
 
 def converge(paths: list[Path], root: Path, client: FireworksClient) -> list[PassResult]:
@@ -94,9 +97,12 @@ def converge(paths: list[Path], root: Path, client: FireworksClient) -> list[Pas
 
 def sent_rows(client: FireworksClient) -> dict[str, int]:
     datasets = {d.name.rsplit("/", 1)[-1]: d for d in client.list_datasets()}
-    return {job.name.rsplit("/", 1)[-1]:
-            int(datasets[(job.input_dataset_id or "").rsplit("/", 1)[-1]].example_count or 0)
-            for job in client.list_jobs()}  # fmt: skip
+    return {
+        job.name.rsplit("/", 1)[-1]: int(
+            datasets[(job.input_dataset_id or "").rsplit("/", 1)[-1]].example_count or 0
+        )
+        for job in client.list_jobs()
+    }
 
 
 def answers(path: Path) -> dict[str, str]:
@@ -124,7 +130,11 @@ def test_a_two_stage_pipeline_runs_in_order_and_reuses_unchanged_rows(
     converge(paths, tmp_path, client)
     sent = sent_rows(client)
     assert sorted(n.rsplit("-", 1)[0] for n in sent) == [
-        "generate-alpha", "generate-beta", "judge-alpha", "judge-beta"]  # fmt: skip
+        "generate-alpha",
+        "generate-beta",
+        "judge-alpha",
+        "judge-beta",
+    ]
     judged = answers(tmp_path / "results" / "judge-alpha.jsonl")
     assert judged["b"] == "judge generate-alpha: two => two"
     # An upstream change: only the row whose upstream answer changed is sent again downstream.
@@ -188,12 +198,22 @@ def test_a_waiting_stage_keeps_its_jobs_and_a_failed_upstream_blocks_it(
     write_repo(tmp_path, {"a": "ONE"})
     result = one_pass(paths, tmp_path, client)
     assert [a.resource.name for a in result.plan.actions if a.kind is Kind.WAITS] == [
-        "judge-alpha", "judge-beta"]  # fmt: skip
+        "judge-alpha",
+        "judge-beta",
+    ]
     assert result.plan.orphan_jobs == 0
-    pruned = run_pass(paths, root=tmp_path, provider=FireworksProvider(client), project=PROJECT,
-                      options=PassOptions(prune=True))  # fmt: skip
-    assert not [a for a in pruned.plan.actions
-                if a.kind is Kind.PRUNE_JOB and a.resource.name.startswith("judge")]  # fmt: skip
+    pruned = run_pass(
+        paths,
+        root=tmp_path,
+        provider=FireworksProvider(client),
+        project=PROJECT,
+        options=PassOptions(prune=True),
+    )
+    assert not [
+        a
+        for a in pruned.plan.actions
+        if a.kind is Kind.PRUNE_JOB and a.resource.name.startswith("judge")
+    ]
     up = JobView(
         decl=result.plan.decl("generate-alpha"),
         base_id="generate-alpha-0123456789",  # type: ignore[arg-type]

@@ -75,8 +75,9 @@ def test_dangling_references_and_cycles_are_located_all_at_once(tmp_path: Path) 
 def test_the_walk_is_linear_on_a_long_chain() -> None:
     """10,000 stages in a line: no recursion limit, every node in upstream-first order."""
     at = Diagnostic("x.yaml", 1, 1, "")
-    nodes = [Node((JOB, f"j{i}"), at, [Ref((JOB, f"j{i - 1}"), at)] if i else [])
-             for i in range(10_000)]  # fmt: skip
+    nodes = [
+        Node((JOB, f"j{i}"), at, [Ref((JOB, f"j{i - 1}"), at)] if i else []) for i in range(10_000)
+    ]
     diags: list[Diagnostic] = []
     order = check_graph(list(reversed(nodes)), diags)
     assert diags == [] and order == [n.key for n in nodes]

@@ -59,9 +59,11 @@ def test_a_matrix_becomes_one_job_per_combination(root: Path) -> None:
     write(root, "jobs/a.yaml", DATASET + SWEEP)
     jobs = load_desired([Path("jobs")], root=root).jobs
     assert [j.name for j in jobs] == [
-        "answer-gpt-4o-mini-t0", "answer-gpt-4o-mini-t0p7",
-        "answer-llama-v3p1-8b-instruct-t0", "answer-llama-v3p1-8b-instruct-t0p7",
-    ]  # fmt: skip
+        "answer-gpt-4o-mini-t0",
+        "answer-gpt-4o-mini-t0p7",
+        "answer-llama-v3p1-8b-instruct-t0",
+        "answer-llama-v3p1-8b-instruct-t0p7",
+    ]
     by = {j.name: j for j in jobs}
     one = by["answer-llama-v3p1-8b-instruct-t0p7"]
     assert one.model == "accounts/fireworks/models/llama-v3p1-8b-instruct"

@@ -15,9 +15,14 @@ from tests.pipelines.test_chain_e2e import write_repo
 
 def batchops(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "batchops", *argv], cwd=root, capture_output=True, text=True,
-        timeout=120, check=False, env={**os.environ, "NO_COLOR": "1"},
-    )  # fmt: skip
+        [sys.executable, "-m", "batchops", *argv],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
 
 @pytest.mark.e2e

@@ -43,8 +43,13 @@ def test_the_loop_runs_again_at_once_after_an_unblocking_pass() -> None:
             stop.set()
         return steps.pop(0)
 
-    Daemon(run_pass=one, triggers=recorder, stop=stop, rng=random.Random(1),
-           timing=Timing(interval=30, busy_interval=2)).run()  # fmt: skip
+    Daemon(
+        run_pass=one,
+        triggers=recorder,
+        stop=stop,
+        rng=random.Random(1),
+        timing=Timing(interval=30, busy_interval=2),
+    ).run()
     assert recorder.waits[0] == 0.0
 
 
@@ -59,18 +64,27 @@ def test_watch_creates_the_downstream_job_in_the_pass_after_the_merge(
     provider = FireworksProvider(client)
 
     def one() -> PassResult:
-        result = run_pass(paths, root=tmp_path, provider=provider, project=PROJECT,
-                          options=PassOptions())  # fmt: skip
+        result = run_pass(
+            paths, root=tmp_path, provider=provider, project=PROJECT, options=PassOptions()
+        )
         if any(j.name.rsplit("/", 1)[-1].startswith("judge") for j in client.list_jobs()):
             done.set()
         return result
 
-    Daemon(run_pass=one, triggers=recorder, stop=stop, on_pass=records.append,
-           timing=Timing(interval=3600, busy_interval=3600)).run()  # fmt: skip
+    Daemon(
+        run_pass=one,
+        triggers=recorder,
+        stop=stop,
+        on_pass=records.append,
+        timing=Timing(interval=3600, busy_interval=3600),
+    ).run()
     assert done.is_set()
     merged = next(i for i, r in enumerate(records) if getattr(r.result, "unblocked", False))
     assert recorder.waits[merged] == 0.0  # no tick: the next pass came at once
     assert records[merged + 1].result is not None
-    created = [a.resource.name for a in records[merged + 1].result.plan.actions  # type: ignore[attr-defined]
-               if a.kind.value == "create-job"]  # fmt: skip
+    created = [
+        a.resource.name
+        for a in records[merged + 1].result.plan.actions  # type: ignore[attr-defined]
+        if a.kind.value == "create-job"
+    ]
     assert created and all(n.startswith("judge") for n in created)

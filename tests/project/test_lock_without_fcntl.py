@@ -23,8 +23,14 @@ def test_validate_runs_where_fcntl_cannot_be_imported() -> None:
         "from batchops.cli import main\n"
         "sys.exit(main(['validate']))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO / "jobs", capture_output=True,
-                          text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO / "jobs",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("valid:")
 
@@ -48,8 +54,12 @@ def test_the_lock_file_fallback_keeps_a_second_daemon_out(tmp_path: Path) -> Non
 
 @pytest.mark.usefixtures("no_lock_modules")
 def test_the_lock_file_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     lock = tmp_path / ".batchops" / "watch.lock"
     lock.parent.mkdir()
     lock.write_text(f"{dead}\n")

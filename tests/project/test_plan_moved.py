@@ -46,8 +46,10 @@ def test_without_moved_a_rename_is_a_new_job() -> None:
 def test_a_rename_with_a_spec_change_replaces_the_old_names_job() -> None:
     world = renamed_world()
     old_job = next(iter(world.jobs))
-    d = dataclasses.replace(desired(["prompts"], [job_decl("replies", "prompts", max_tokens=9)]),
-                            moved=(Moved("answers", "replies"),))  # fmt: skip
+    d = dataclasses.replace(
+        desired(["prompts"], [job_decl("replies", "prompts", max_tokens=9)]),
+        moved=(Moved("answers", "replies"),),
+    )
     plan = plan_of(d, facts(["prompts"]), world)
     assert kinds(plan) == [("replace-job", "replies")]
     assert plan.actions[0].details["replaces"] == old_job

@@ -30,12 +30,20 @@ def project_yaml(name: str, extra: str = "") -> str:
     )
 
 
-def write_repo(root: Path, *, job: str = "answers", dataset: str = "prompts",
-               project: str | None = "shared", extra: str = "") -> Path:  # fmt: skip
+def write_repo(
+    root: Path,
+    *,
+    job: str = "answers",
+    dataset: str = "prompts",
+    project: str | None = "shared",
+    extra: str = "",
+) -> Path:
     data = root / "jobs" / "data" / "prompts.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"custom_id": f"row-{i}", "body": {"messages": [{"role": "user", "content": f"q{i}"}]}}
-            for i in range(5)]  # fmt: skip
+    rows = [
+        {"custom_id": f"row-{i}", "body": {"messages": [{"role": "user", "content": f"q{i}"}]}}
+        for i in range(5)
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "jobs" / "work.yaml").write_text(
         f"apiVersion: batchops/v1\nkind: Dataset\nmetadata: {{name: {dataset}}}\n"
@@ -109,9 +117,12 @@ def test_without_a_project_file_the_folder_name_is_used_and_said(
 
 
 def test_the_root_is_found_upward_like_git(
-    tmp_path: Path, shared: str, cli: Cli, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    shared: str,
+    cli: Cli,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     root = write_repo(tmp_path / "repo", project="pinned")
     monkeypatch.chdir(root / "jobs" / "data")
     assert main(["plan", "-o", "json"]) == 0
@@ -129,11 +140,16 @@ def test_a_moved_job_and_dataset_are_adopted_not_rerun(
     before = remote_jobs(shared)
     old_id = before[0].rsplit("/", 1)[1]
 
-    write_repo(root, job="replies", dataset="questions", extra=(
-        "  moved:\n"
-        "    - {from: answers, to: replies, kind: BatchInferenceJob}\n"
-        "    - {from: prompts, to: questions}\n"
-    ))  # fmt: skip
+    write_repo(
+        root,
+        job="replies",
+        dataset="questions",
+        extra=(
+            "  moved:\n"
+            "    - {from: answers, to: replies, kind: BatchInferenceJob}\n"
+            "    - {from: prompts, to: questions}\n"
+        ),
+    )
     plan = cli(root, "plan", "--detailed-exitcode")
     assert plan.returncode == 0, plan.stdout + plan.stderr  # no remote change
     assert f"→ job replies [{old_id}]: renamed from answers, no re-run" in plan.stdout
@@ -152,8 +168,11 @@ def test_describe_delete_and_cancel_follow_moved(tmp_path: Path, shared: str, cl
     root = write_repo(tmp_path / "repo")
     assert cli(root, *WAIT).returncode == 0
     old_id = remote_jobs(shared)[0].rsplit("/", 1)[1]
-    write_repo(root, job="replies", extra=(
-        "  moved:\n    - {from: answers, to: replies, kind: BatchInferenceJob}\n"))  # fmt: skip
+    write_repo(
+        root,
+        job="replies",
+        extra=("  moved:\n    - {from: answers, to: replies, kind: BatchInferenceJob}\n"),
+    )
 
     new = cli(root, "describe", "replies", "--output", "json")
     assert new.returncode == 0, new.stderr
@@ -190,8 +209,9 @@ def test_moved_names_are_checked_with_file_and_line(tmp_path: Path, cli: Cli) ->
 # -- the backend ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", [{"CI": "true"}, {"GITHUB_ACTIONS": "true",
-                                                   "FIREWORKS_API_KEY": ""}])  # fmt: skip
+@pytest.mark.parametrize(
+    "env", [{"CI": "true"}, {"GITHUB_ACTIONS": "true", "FIREWORKS_API_KEY": ""}]
+)
 @pytest.mark.parametrize("command", ["plan", "apply", "status", "watch"])
 def test_no_key_under_ci_exits_1_before_any_backend_starts(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], command: str
@@ -210,8 +230,10 @@ def test_status_on_the_embedded_backend_says_jobs_progress_only_while_a_command_
     tmp_path: Path, shared: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = write_repo(tmp_path / "repo")
-    note = ("batchops: on the embedded backend, jobs progress only while `apply --wait` or "
-            "`watch` runs, or under `batchops serve`")  # fmt: skip
+    note = (
+        "batchops: on the embedded backend, jobs progress only while `apply --wait` or "
+        "`watch` runs, or under `batchops serve`"
+    )
     served = cli(root, "status")  # FIREWORKS_BASE_URL: the shared `batchops serve`
     assert served.returncode == 0 and note not in served.stderr
     monkeypatch.delenv("FIREWORKS_BASE_URL")
@@ -261,8 +283,11 @@ def test_the_plan_names_the_server_in_text_json_and_summary(
     assert text.splitlines()[0] == f"Backend: `batchops serve` at {shared}"
     assert text.splitlines()[1] == "Remote (`batchops serve`):"
     body = json.loads(cli(root, "plan", "-o", "json").stdout)
-    assert body["backend"] == {"kind": "serve", "url": shared,
-                               "text": f"`batchops serve` at {shared}"}  # fmt: skip
+    assert body["backend"] == {
+        "kind": "serve",
+        "url": shared,
+        "text": f"`batchops serve` at {shared}",
+    }
     assert f"Backend: `batchops serve` at {shared}" in summary.read_text()
 
 
@@ -310,9 +335,13 @@ def test_the_state_folder_ignores_itself_wherever_it_is_made(
     shutil.rmtree(embedded / ".batchops", ignore_errors=True)
     assert cli(embedded, *WAIT).returncode == 0
     assert "*" in (embedded / ".batchops" / ".gitignore").read_text().splitlines()
-    listed = subprocess.run(["git", "status", "--porcelain", "--ignored", "-uall"],
-                            cwd=_git(embedded), capture_output=True, text=True,
-                            check=True).stdout  # fmt: skip
+    listed = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "-uall"],
+        cwd=_git(embedded),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert ".batchops/local" not in listed.replace("!! .batchops/", "")
 
 

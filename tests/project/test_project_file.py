@@ -33,10 +33,13 @@ def test_a_project_file_loads_with_its_defaults(tmp_path: Path) -> None:
 
 
 def test_every_problem_of_the_project_file_is_located(tmp_path: Path) -> None:
-    root = write(tmp_path, (
-        "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: Evals}\n"
-        "spec:\n  backend: cloud\n  outputdir: out\n  pollInterval: 0\n  paths: [../x]\n"
-    ))  # fmt: skip
+    root = write(
+        tmp_path,
+        (
+            "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: Evals}\n"
+            "spec:\n  backend: cloud\n  outputdir: out\n  pollInterval: 0\n  paths: [../x]\n"
+        ),
+    )
     with pytest.raises(InvalidInputError) as caught:
         load_project(root)
     shown = sorted(str(d) for d in caught.value.diagnostics)
@@ -52,14 +55,18 @@ def test_every_problem_of_the_project_file_is_located(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30", 30.0), ("30s", 30.0), ("2m", 120.0),
-                                               ("1.5", 1.5), ("500ms", 0.5)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30", 30.0), ("30s", 30.0), ("2m", 120.0), ("1.5", 1.5), ("500ms", 0.5)]
+)
 def test_poll_interval_takes_the_flags_durations(tmp_path: Path, text: str, seconds: float) -> None:
     """pollInterval goes through the one duration parser of the flags (config.parse_duration)."""
-    root = write(tmp_path, (
-        "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: evals}\n"
-        f"spec:\n  pollInterval: {text}\n"
-    ))  # fmt: skip
+    root = write(
+        tmp_path,
+        (
+            "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: evals}\n"
+            f"spec:\n  pollInterval: {text}\n"
+        ),
+    )
     project = load_project(root)
     assert project is not None and project.poll_interval == seconds
 
@@ -68,10 +75,13 @@ def test_poll_interval_takes_the_flags_durations(tmp_path: Path, text: str, seco
 def test_a_zero_negative_or_odd_poll_interval_is_refused_at_its_line(
     tmp_path: Path, text: str
 ) -> None:
-    root = write(tmp_path, (
-        "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: evals}\n"
-        f"spec:\n  backend: local\n  pollInterval: {text}\n"
-    ))  # fmt: skip
+    root = write(
+        tmp_path,
+        (
+            "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: evals}\n"
+            f"spec:\n  backend: local\n  pollInterval: {text}\n"
+        ),
+    )
     with pytest.raises(InvalidInputError) as caught:
         load_project(root)
     [shown] = [str(d) for d in caught.value.diagnostics]
@@ -107,8 +117,11 @@ def test_a_project_document_outside_the_root_file_is_an_error(
 def test_output_dir_and_paths_come_from_the_project_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = write(tmp_path, "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: x}\n"
-                           "spec: {paths: [manifests], outputDir: out/answers}\n")  # fmt: skip
+    root = write(
+        tmp_path,
+        "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: x}\n"
+        "spec: {paths: [manifests], outputDir: out/answers}\n",
+    )
     (root / "manifests").mkdir()
     (root / "manifests" / "d.jsonl").write_text(
         '{"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hi"}]}}\n'

@@ -11,10 +11,13 @@ from batchops.providers.registry import ProviderConfig, build
 
 def test_result_row_reads_the_neutral_fields() -> None:
     line = {
-        "custom_id": "r1", "text": "4", "finish_reason": "stop", "job": "j-1",
+        "custom_id": "r1",
+        "text": "4",
+        "finish_reason": "stop",
+        "job": "j-1",
         "usage": {"input_tokens": 47, "output_tokens": 2, "cached_tokens": 29},
         "response": {"choices": []},
-    }  # fmt: skip
+    }
     row = result_row(line)
     assert (row.custom_id, row.text, row.finish_reason, row.job) == ("r1", "4", "stop", "j-1")
     assert row.usage == Tokens(47, 2, 29)

@@ -33,8 +33,10 @@ spec: {path: data/qs.jsonl}
 
 def job(name: str, provider: str | None) -> str:
     line = f"  provider: {provider}\n" if provider else ""
-    return (f"apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {{name: {name}}}\n"
-            f"spec:\n{line}  model: m\n  inputDataset: qs\n")  # fmt: skip
+    return (
+        f"apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {{name: {name}}}\n"
+        f"spec:\n{line}  model: m\n  inputDataset: qs\n"
+    )
 
 
 def repo(root: Path, project: str, *jobs: str) -> Path:
@@ -53,7 +55,10 @@ def test_declared_providers_load_with_their_limits(tmp_path: Path) -> None:
     assert project is not None
     together, lab = project.providers
     assert (together.name, together.kind, together.api_key_env) == (
-        "together", "openai", "TOGETHER_API_KEY")  # fmt: skip
+        "together",
+        "openai",
+        "TOGETHER_API_KEY",
+    )
     assert together.base_url == "https://api.together.xyz/v1"
     assert together.limits == {"maxRequestsPerBatch": 50000, "enqueuedTokens": 2000000}
     assert (lab.name, lab.api_key_env, dict(lab.limits)) == ("vllm-lab", None, {})

@@ -56,16 +56,23 @@ class Memory:
         return self.jobs[key]
 
     def create_input(
-        self, spec: DatasetSpec, *, project: str, progress: ProgressFn | None = None,
-        stop: threading.Event | None = None, ready_timeout: float = 600.0,
-    ) -> None:  # fmt: skip
-        self.inputs[spec.dataset_id] = RemoteInput(spec.dataset_id, spec.dataset_id, project,
-                                                   ready=True, provider=self.name)  # fmt: skip
+        self,
+        spec: DatasetSpec,
+        *,
+        project: str,
+        progress: ProgressFn | None = None,
+        stop: threading.Event | None = None,
+        ready_timeout: float = 600.0,
+    ) -> None:
+        self.inputs[spec.dataset_id] = RemoteInput(
+            spec.dataset_id, spec.dataset_id, project, ready=True, provider=self.name
+        )
 
     def create_job(self, spec: JobSpec, *, project: str) -> None:
         remote = f"batch_{len(self.jobs)}"
-        self.jobs[spec.job_id] = RemoteJob(spec.job_id, remote, project, JobState.WAITING,
-                                           "queued", provider=self.name)  # fmt: skip
+        self.jobs[spec.job_id] = RemoteJob(
+            spec.job_id, remote, project, JobState.WAITING, "queued", provider=self.name
+        )
 
     def delete_job(self, key: str) -> None:
         if self.jobs.pop(key, None) is None:
@@ -146,14 +153,21 @@ def test_an_input_goes_to_every_provider_that_lacks_it_and_is_deleted_from_each(
 
 
 def _desired() -> Desired:
-    ds = DatasetDecl(name="qs", path="data/qs.jsonl", files=(ROOT / "qs.jsonl",),
-                     source=Source("jobs/a.yaml"))  # fmt: skip
+    ds = DatasetDecl(
+        name="qs", path="data/qs.jsonl", files=(ROOT / "qs.jsonl",), source=Source("jobs/a.yaml")
+    )
     jobs = tuple(
-        JobDecl(name=name, model="m", source=Source("jobs/a.yaml"), input_dataset="qs",
-                output_path=ROOT / f"{name}.jsonl", output_display=f"{name}.jsonl",
-                provider=provider)
+        JobDecl(
+            name=name,
+            model="m",
+            source=Source("jobs/a.yaml"),
+            input_dataset="qs",
+            output_path=ROOT / f"{name}.jsonl",
+            output_display=f"{name}.jsonl",
+            provider=provider,
+        )
         for name, provider in (("on-fw", "fireworks"), ("on-tg", "together"))
-    )  # fmt: skip
+    )
     return Desired(root=ROOT, datasets=(ds,), jobs=jobs)
 
 
@@ -165,25 +179,38 @@ def test_a_dataset_is_planned_on_each_provider_whose_jobs_read_it() -> None:
     desired, facts = _desired(), {"qs": Facts()}
     key = dataset_id(PROJECT, "qs", "a" * 64)
     on_fw = RemoteInput(key, key, PROJECT, ready=True, provider="fireworks")
-    plan = make_plan(desired, facts, Observed(datasets=(on_fw,)), {}, PlanOptions(),
-                     project=PROJECT)  # fmt: skip
+    plan = make_plan(
+        desired, facts, Observed(datasets=(on_fw,)), {}, PlanOptions(), project=PROJECT
+    )
     create_ds = [a for a in plan.actions if a.kind is Kind.CREATE_DATASET]
     assert len(create_ds) == 1 and create_ds[0].dataset is not None
     assert create_ds[0].dataset.providers == ("together",)
     assert create_ds[0].reason == "new on together"
     jobs = {a.resource.name: a.job for a in plan.actions if a.kind is Kind.CREATE_JOB}
     assert {name: j.provider for name, j in jobs.items() if j} == {
-        "on-fw": "fireworks", "on-tg": "together"}  # fmt: skip
+        "on-fw": "fireworks",
+        "on-tg": "together",
+    }
 
 
 def test_the_provider_is_part_of_a_jobs_identity_except_the_default() -> None:
     desired, facts = _desired(), {"qs": Facts()}
     plan = make_plan(desired, facts, Observed(), {}, PlanOptions(), project=PROJECT)
     ids = {a.resource.name: a.resource.remote_id for a in plan.actions if a.job}
-    same_spec = Desired(root=ROOT, datasets=desired.datasets, jobs=(
-        JobDecl(name="on-tg", model="m", source=Source("jobs/a.yaml"), input_dataset="qs",
-                output_path=ROOT / "x.jsonl", output_display="x.jsonl"),
-    ))  # fmt: skip
+    same_spec = Desired(
+        root=ROOT,
+        datasets=desired.datasets,
+        jobs=(
+            JobDecl(
+                name="on-tg",
+                model="m",
+                source=Source("jobs/a.yaml"),
+                input_dataset="qs",
+                output_path=ROOT / "x.jsonl",
+                output_display="x.jsonl",
+            ),
+        ),
+    )
     default = make_plan(same_spec, facts, Observed(), {}, PlanOptions(), project=PROJECT)
     assert [a.resource.remote_id for a in default.actions if a.job] != [ids["on-tg"]]
 

@@ -28,8 +28,11 @@ spec:
 
 def strict_ids(job: JobCheck, rows: RowsFn) -> list[Diagnostic]:
     """A kind whose custom_ids must be short: reads the rows, reports each at file:line."""
-    found = [Diagnostic(r.path, r.line, 1, f"custom_id {r.row['custom_id']!r} is too long")
-             for r in rows() if len(r.row["custom_id"]) > 3]  # fmt: skip
+    found = [
+        Diagnostic(r.path, r.line, 1, f"custom_id {r.row['custom_id']!r} is too long")
+        for r in rows()
+        if len(r.row["custom_id"]) > 3
+    ]
     if job.parameters.get("topK") is not None:
         found.append(job.at("topK is not accepted"))
     return found
@@ -97,4 +100,5 @@ def test_fireworks_has_rules_and_they_read_no_rows() -> None:
 
     assert check(job, rows) == []
     assert check(JobCheck("j", job.provider, "m", {}, "FP99", "a.yaml", 3), rows) == [
-        Diagnostic("a.yaml", 3, 1, "j: precision FP99 is not one Fireworks offers")]  # fmt: skip
+        Diagnostic("a.yaml", 3, 1, "j: precision FP99 is not one Fireworks offers")
+    ]

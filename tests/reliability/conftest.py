@@ -59,9 +59,12 @@ class Hold:
 
     def matches(self, scope: Scope) -> bool:
         path = scope.get("path", "")
-        return (scope.get("type") == "http" and scope["method"] == self.method
-                and f"/{self.account}/" in path
-                and re.search(self.path, path) is not None)  # fmt: skip
+        return (
+            scope.get("type") == "http"
+            and scope["method"] == self.method
+            and f"/{self.account}/" in path
+            and re.search(self.path, path) is not None
+        )
 
 
 class Gate:
@@ -153,9 +156,17 @@ class GatedServer:
     def __init__(self, config: BackendConfig) -> None:
         self.backend = Backend(config)
         self.gate = Gate(create_app(config, backend=self.backend))
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.gate, host="127.0.0.1", port=0, lifespan="off", access_log=False,
-            log_level="critical", timeout_graceful_shutdown=1))  # fmt: skip
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.gate,
+                host="127.0.0.1",
+                port=0,
+                lifespan="off",
+                access_log=False,
+                log_level="critical",
+                timeout_graceful_shutdown=1,
+            )
+        )
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.worker = Worker(self.backend)
@@ -198,48 +209,75 @@ def gated(tmp_path: Path) -> Iterator[Callable[..., GatedServer]]:
 
 
 def write_project(
-    root: Path, *, rows: int, jobs: int = 2, pad: int = 40, reuse: bool = True,
-    openai_url: str | None = None, cap: int | None = None,
-) -> None:  # fmt: skip
+    root: Path,
+    *,
+    rows: int,
+    jobs: int = 2,
+    pad: int = 40,
+    reuse: bool = True,
+    openai_url: str | None = None,
+    cap: int | None = None,
+) -> None:
     """``rows`` prompts (padded with ``pad`` characters) and ``jobs`` jobs reading them (the
     same requests: with ``reuse``, a job may reuse another's answers). With ``openai_url`` the
     jobs run on an OpenAI-compatible provider there (``cap`` requests per batch: parts)."""
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    lines = (json.dumps({"custom_id": f"r{i}", "body": {"messages": [
-        {"role": "user", "content": f"{root.name} {i} " + "x" * pad}]}})
-        for i in range(rows))  # fmt: skip
+    lines = (
+        json.dumps(
+            {
+                "custom_id": f"r{i}",
+                "body": {
+                    "messages": [{"role": "user", "content": f"{root.name} {i} " + "x" * pad}]
+                },
+            }
+        )
+        for i in range(rows)
+    )
     (data / "prompts.jsonl").write_text("\n".join(lines) + "\n")
-    docs = ["apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: prompts}\n"
-            "spec: {path: data/prompts.jsonl}\n"]  # fmt: skip
+    docs = [
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: prompts}\n"
+        "spec: {path: data/prompts.jsonl}\n"
+    ]
     model = "model: accounts/fireworks/models/m"
     if openai_url is not None:
         write_provider(root, openai_url, cap=cap)
         model = "provider: oai, model: gpt-4o-mini"
     for k in range(jobs):
-        docs.append("apiVersion: batchops/v1\nkind: BatchInferenceJob\n"
-                    f"metadata: {{name: job{k}}}\nspec: {{{model}, "
-                    f"inputDataset: prompts, {'' if reuse else 'reuse: false, '}"
-                    f"inferenceParameters: {{maxTokens: {pad + 16}}}}}\n")  # fmt: skip
+        docs.append(
+            "apiVersion: batchops/v1\nkind: BatchInferenceJob\n"
+            f"metadata: {{name: job{k}}}\nspec: {{{model}, "
+            f"inputDataset: prompts, {'' if reuse else 'reuse: false, '}"
+            f"inferenceParameters: {{maxTokens: {pad + 16}}}}}\n"
+        )
     (root / "jobs" / "all.yaml").write_text("---\n".join(docs))
 
 
 def env_for(url: str, account: str = "local") -> dict[str, str]:
-    env = {**os.environ, "FIREWORKS_BASE_URL": url, "FIREWORKS_ACCOUNT_ID": account,
-           "NO_COLOR": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "FIREWORKS_BASE_URL": url,
+        "FIREWORKS_ACCOUNT_ID": account,
+        "NO_COLOR": "1",
+    }
     env.pop("FIREWORKS_API_KEY", None)
     env.pop("OPENAI_API_KEY", None)
     return env
 
 
-def spawn(root: Path, url: str, *args: str, account: str = "local",
-          log: Path | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+def spawn(
+    root: Path, url: str, *args: str, account: str = "local", log: Path | None = None
+) -> subprocess.Popen[bytes]:
     """``batchops <args>`` in ``root``; stderr to ``log`` (or nowhere)."""
     err = log.open("wb") if log else subprocess.DEVNULL
     try:
-        return subprocess.Popen([sys.executable, "-m", "batchops", *args], cwd=root,
-                                env=env_for(url, account), stdout=subprocess.DEVNULL,
-                                stderr=err)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "batchops", *args],
+            cwd=root,
+            env=env_for(url, account),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     finally:
         if log:
             err.close()  # type: ignore[union-attr]
@@ -259,8 +297,9 @@ def remote(url: str, account: str, project: str) -> tuple[list[Any], list[Any]]:
     return jobs, datasets
 
 
-def assert_no_duplicates(url: str, account: str, root: Path, *, jobs: list[str],
-                         datasets: list[str]) -> None:  # fmt: skip
+def assert_no_duplicates(
+    url: str, account: str, root: Path, *, jobs: list[str], datasets: list[str]
+) -> None:
     """Exactly one remote job per declared job (all COMPLETED), one dataset per declared one."""
     remote_jobs, remote_ds = remote(url, account, project_from_root(root))
     names = Counter(parse_job_id(resource_id(j.name or "")).name for j in remote_jobs)  # type: ignore[union-attr]
@@ -277,9 +316,16 @@ def openai_url(url: str, provider: str) -> str | None:
 
 
 def assert_converged(
-    provider: str, url: str, account: str, root: Path, capsys: pytest.CaptureFixture[str], *,
-    jobs: int, rows: int | None, extra_allowed: int = 1,
-) -> None:  # fmt: skip
+    provider: str,
+    url: str,
+    account: str,
+    root: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    jobs: int,
+    rows: int | None,
+    extra_allowed: int = 1,
+) -> None:
     """The world after the last apply, on either provider: one remote job per declared job (on
     an OpenAI-compatible provider, at most ``extra_allowed`` duplicate batches, none running),
     and every declared job's results verified with each custom_id exactly once."""
@@ -295,15 +341,31 @@ def assert_converged(
 
 def status_json(root: Path, url: str, account: str, capsys: pytest.CaptureFixture[str]) -> Any:
     capsys.readouterr()
-    code = main(["status", "--root", str(root), "--base-url", url, "--account-id", account,
-                 "--output", "json"])  # fmt: skip
+    code = main(
+        [
+            "status",
+            "--root",
+            str(root),
+            "--base-url",
+            url,
+            "--account-id",
+            account,
+            "--output",
+            "json",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     return json.loads(out)
 
 
-def assert_results_verified(root: Path, url: str, account: str, expected: list[str] | None,
-                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def assert_results_verified(
+    root: Path,
+    url: str,
+    account: str,
+    expected: list[str] | None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """Every declared job: `status` says verified; every input custom_id (``expected``, when
     given) exactly once across the results and errors files; nothing else where users look."""
     jobs = status_json(root, url, account, capsys)["jobs"]
@@ -320,5 +382,3 @@ def assert_results_verified(root: Path, url: str, account: str, expected: list[s
     tables = {p.with_name(f"{p.stem}.table{s}") for p in paths for s in (".csv", ".jsonl")}
     for folder in {p.parent for p in paths}:  # tables: spec.output.table, declared
         assert set(folder.iterdir()) <= allowed | tables, "a stray file where users look"
-
-

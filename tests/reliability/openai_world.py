@@ -66,8 +66,11 @@ def assert_batches_converged(
     project = project_from_root(root)
     deadline = time.monotonic() + 30  # a cancelled batch ends once its in-flight rows are done
     while True:
-        ours = [b for b in batches(openai_url)
-                if (b.get("metadata") or {}).get("batchops.project") == project]  # fmt: skip
+        ours = [
+            b
+            for b in batches(openai_url)
+            if (b.get("metadata") or {}).get("batchops.project") == project
+        ]
         if time.monotonic() > deadline or all(b["status"] != "cancelling" for b in ours):
             break
         time.sleep(0.1)

@@ -30,8 +30,11 @@ JOBS = 6
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("rows", [30, 3000])  # 3000: the two uploads and downloads overlap
 def test_two_applies_at_once_converge_without_duplicates(
-    tmp_path: Path, gated: Callable[..., GatedServer], capsys: pytest.CaptureFixture[str],
-    rows: int, provider: str,
+    tmp_path: Path,
+    gated: Callable[..., GatedServer],
+    capsys: pytest.CaptureFixture[str],
+    rows: int,
+    provider: str,
 ) -> None:
     server = gated(row_delay=0.0001)
     root = tmp_path / "repo"
@@ -42,5 +45,6 @@ def test_two_applies_at_once_converge_without_duplicates(
     assert codes == [0, 0], [log.read_text()[-2000:] for log in logs]
     if provider == "openai":  # the pass after cancels a duplicate either apply created
         assert spawn(root, server.base_url, *APPLY).wait(120) == 0
-    assert_converged(provider, server.base_url, "local", root, capsys, jobs=JOBS, rows=rows,
-                     extra_allowed=JOBS)  # fmt: skip
+    assert_converged(
+        provider, server.base_url, "local", root, capsys, jobs=JOBS, rows=rows, extra_allowed=JOBS
+    )

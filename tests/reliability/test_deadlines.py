@@ -122,8 +122,9 @@ def slow_headers(server: Callable[[], Hostile]) -> Handler:
 
 def slow_body(server: Callable[[], Hostile]) -> Handler:
     def handle(conn: socket.socket, line: str) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 1000000\r\n\r\n")  # fmt: skip
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+        )
         server().trickle(conn, b'{"batchInferenceJobs": [                    ')
 
     return handle
@@ -213,8 +214,10 @@ def test_an_answer_too_big_to_hold_is_refused(
     monkeypatch.setattr(client_module, "MAX_RESPONSE_BYTES", 2**20)
 
     def flood(conn: socket.socket, line: str) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         chunk = b"[" * 65536
         while True:
             conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -322,8 +325,12 @@ def test_no_call_starts_after_the_command_deadline() -> None:
         sent.append(request)
         return httpx.Response(200, json={"batchInferenceJobs": []})
 
-    client = FireworksClient(base_url="http://127.0.0.1:9", account_id="a", api_key=None,
-                             transport=httpx.MockTransport(answer))  # fmt: skip
+    client = FireworksClient(
+        base_url="http://127.0.0.1:9",
+        account_id="a",
+        api_key=None,
+        transport=httpx.MockTransport(answer),
+    )
     with client:
         assert client.list_jobs() == []
         client.deadline = time.monotonic() - 1

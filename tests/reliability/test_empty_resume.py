@@ -12,8 +12,9 @@ from tests.test_plan import World, desired, facts, job_decl, plan_of, simulate
 def expire_with(world: World, *, total: int, succeeded: int) -> None:
     for job in world.jobs.values():
         job.state = "JOB_STATE_EXPIRED"
-        job.job_progress = JobProgress(percent=100, total_input_requests=total,
-                                       successfully_processed_requests=succeeded)  # fmt: skip
+        job.job_progress = JobProgress(
+            percent=100, total_input_requests=total, successfully_processed_requests=succeeded
+        )
 
 
 def test_an_expired_job_with_no_rows_left_is_downloaded_not_resumed() -> None:

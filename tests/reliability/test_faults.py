@@ -33,8 +33,17 @@ from tests.reliability.conftest import (
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-FAULTS = FaultConfig(rate_429=0.025, rate_500=0.025, rate_503=0.025, rate_drop=0.025,
-                     latency=0.3, latency_rate=0.02, retry_after=0.2, on_transfers=True, seed=11)
+FAULTS = FaultConfig(
+    rate_429=0.025,
+    rate_500=0.025,
+    rate_503=0.025,
+    rate_drop=0.025,
+    latency=0.3,
+    latency_rate=0.02,
+    retry_after=0.2,
+    on_transfers=True,
+    seed=11,
+)
 
 
 def assert_unique_remote(url: str, account: str, root: Path, jobs: int) -> None:
@@ -52,8 +61,9 @@ def test_the_examples_converge_through_faults(
 ) -> None:
     server = gated(faults=FAULTS)
     root = tmp_path / "examples"
-    shutil.copytree(REPO / "jobs", root / "jobs",
-                    ignore=shutil.ignore_patterns("capitals-openai.yaml"))  # fmt: skip
+    shutil.copytree(
+        REPO / "jobs", root / "jobs", ignore=shutil.ignore_patterns("capitals-openai.yaml")
+    )
     proc = spawn(root, server.base_url, *APPLY, log=tmp_path / "apply.log")
     assert proc.wait(120) == 0, (tmp_path / "apply.log").read_text()[-3000:]
     jobs = status_of(root, server, capsys)
@@ -63,13 +73,15 @@ def test_the_examples_converge_through_faults(
 
 @pytest.mark.parametrize(("provider", "jobs"), [("fireworks", 200), ("openai", 30)])
 def test_many_jobs_converge_through_faults(
-    tmp_path: Path, gated: Callable[..., GatedServer], capsys: pytest.CaptureFixture[str],
-    provider: str, jobs: int,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    gated: Callable[..., GatedServer],
+    capsys: pytest.CaptureFixture[str],
+    provider: str,
+    jobs: int,
+) -> None:
     server = gated(faults=FAULTS)
     root = tmp_path / "many"
-    write_project(root, rows=10, jobs=jobs, openai_url=openai_url(server.base_url, provider),
-                  cap=4)  # fmt: skip
+    write_project(root, rows=10, jobs=jobs, openai_url=openai_url(server.base_url, provider), cap=4)
     proc = spawn(root, server.base_url, *APPLY, log=tmp_path / "apply.log")
     assert proc.wait(240) == 0, (tmp_path / "apply.log").read_text()[-3000:]
     if provider == "fireworks":
@@ -77,8 +89,16 @@ def test_many_jobs_converge_through_faults(
     else:  # the next pass cancels a batch whose create answer a fault dropped
         again = spawn(root, server.base_url, *APPLY, log=tmp_path / "again.log")
         assert again.wait(120) == 0, (tmp_path / "again.log").read_text()[-3000:]
-    assert_converged(provider, server.base_url, "local", root, capsys, jobs=jobs, rows=10,
-                     extra_allowed=jobs // 5)  # fmt: skip
+    assert_converged(
+        provider,
+        server.base_url,
+        "local",
+        root,
+        capsys,
+        jobs=jobs,
+        rows=10,
+        extra_allowed=jobs // 5,
+    )
 
 
 def status_of(root: Path, server: GatedServer, capsys: pytest.CaptureFixture[str]) -> list[str]:

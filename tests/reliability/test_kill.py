@@ -113,10 +113,15 @@ def run_point(
     """Make the project, run apply, kill it at ``point``; returns (root, account)."""
     root, account = tmp / f"p{index:02d}", f"acct{index:02d}"
     where = base_url(server, provider, account)
-    write_project(root, rows=4000 if point.big else point.rows, jobs=point.jobs,
-                  pad=300 if point.big else 40, reuse=point.reuse,
-                  openai_url=openai_url(where, provider),
-                  cap=point.cap)  # fmt: skip
+    write_project(
+        root,
+        rows=4000 if point.big else point.rows,
+        jobs=point.jobs,
+        pad=300 if point.big else 40,
+        reuse=point.reuse,
+        openai_url=openai_url(where, provider),
+        cap=point.cap,
+    )
     if not point.method:
         assert kill_mid_merge(root, where, account), "never caught mid-merge"
         return root, account
@@ -175,24 +180,39 @@ def wait_until(check: Callable[[], object], timeout: float, *, step: float = 0.0
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_kill_at_many_points_then_apply_converges(
-    tmp_path: Path, gated: Callable[..., GatedServer], capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    gated: Callable[..., GatedServer],
+    capsys: pytest.CaptureFixture[str],
     provider: str,
-) -> None:  # fmt: skip
+) -> None:
     server = gated(row_delay=0.0002)
     points = POINTS_OF[provider]
     with ThreadPoolExecutor(len(points)) as pool:
-        runs = list(pool.map(lambda ip: run_point(ip[1], ip[0], server, tmp_path, provider),
-                             enumerate(points)))  # fmt: skip
+        runs = list(
+            pool.map(
+                lambda ip: run_point(ip[1], ip[0], server, tmp_path, provider), enumerate(points)
+            )
+        )
     for point, (root, account) in zip(points, runs, strict=True):
         where = base_url(server, provider, account)
         code = main([*APPLY, "--root", str(root), "--base-url", where, "--account-id", account])
         assert code == 0, point.name
         if provider == "openai":  # the pass after cancels a duplicate the last pass created
-            assert main([*APPLY, "--root", str(root), "--base-url", where,
-                         "--account-id", account]) == 0, point.name  # fmt: skip
+            assert (
+                main([*APPLY, "--root", str(root), "--base-url", where, "--account-id", account])
+                == 0
+            ), point.name
         rows = 4000 if point.big else point.rows
-        assert_converged(provider, server.base_url, account, root, capsys, jobs=point.jobs,
-                         rows=rows, extra_allowed=1)  # fmt: skip
+        assert_converged(
+            provider,
+            server.base_url,
+            account,
+            root,
+            capsys,
+            jobs=point.jobs,
+            rows=rows,
+            extra_allowed=1,
+        )
         assert not list((root / "results").glob("*.tmp*")), point.name
         # the killed run's scratch folder (downloads, merge index, temp files) was swept
         assert not list((root / ".batchops" / "tmp").iterdir()), point.name

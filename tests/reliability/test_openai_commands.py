@@ -137,8 +137,9 @@ def test_plan_apply_status_describe_prune_on_both_providers(
         for line in (tmp_path / "results" / "on-openai.jsonl").read_text().splitlines()
     }
     assert text["q003"] == "q 3"  # the echo engine, through the neutral results shape
-    shown = cli(tmp_path, server.base_url, "results", "on-openai", "on-fireworks", "--output",
-                "json")  # fmt: skip
+    shown = cli(
+        tmp_path, server.base_url, "results", "on-openai", "on-fireworks", "--output", "json"
+    )
     assert shown.returncode == 0, shown.stdout + shown.stderr
     rows = {row["custom_id"]: row for row in json.loads(shown.stdout)}  # both lined up
     assert rows["q003"]["on-openai.answer"] == rows["q003"]["on-fireworks.answer"] == "q 3"

@@ -71,8 +71,11 @@ spec: {inputDataset: judged, model: accounts/fireworks/models/judge,
 def write_pipeline(root: Path, rows: int = ROWS) -> None:
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    lines = [f'{{"custom_id": "r{i}", "body": {{"messages": [{{"role": "user", '
-             f'"content": "question {i}"}}]}}}}' for i in range(rows)]  # fmt: skip
+    lines = [
+        f'{{"custom_id": "r{i}", "body": {{"messages": [{{"role": "user", '
+        f'"content": "question {i}"}}]}}}}'
+        for i in range(rows)
+    ]
     (data / "prompts.jsonl").write_text("\n".join(lines) + "\n")
     (root / "jobs" / "p.yaml").write_text(textwrap.dedent(PIPELINE))
 
@@ -93,19 +96,26 @@ def sent_rows(url: str, account: str) -> Counter[str]:
     """Rows each job was given (its input dataset's row count), by job name."""
     with FireworksClient(base_url=url, account_id=account, api_key=None) as client:
         datasets = {resource_id(d.name or ""): d for d in client.list_datasets()}
-        return Counter({
-            parse_job_id(resource_id(j.name or "")).name:  # type: ignore[union-attr]
-            int(datasets[resource_id(j.input_dataset_id or "")].example_count or 0)
-            for j in client.list_jobs()})  # fmt: skip
+        return Counter(
+            {
+                parse_job_id(resource_id(j.name or "")).name:  # type: ignore[union-attr]
+                int(datasets[resource_id(j.input_dataset_id or "")].example_count or 0)
+                for j in client.list_jobs()
+            }
+        )
 
 
 def in_order(url: str, account: str) -> bool:
     """Each judge job was created after its upstream job had finished."""
     with FireworksClient(base_url=url, account_id=account, api_key=None) as client:
-        jobs = {parse_job_id(resource_id(j.name or "")).name: j  # type: ignore[union-attr]
-                for j in client.list_jobs()}  # fmt: skip
-    return all((jobs[f"judge-{m}"].create_time or "") >= (jobs[f"gen-{m}"].update_time or "~")
-               for m in MODELS)  # fmt: skip
+        jobs = {
+            parse_job_id(resource_id(j.name or "")).name: j  # type: ignore[union-attr]
+            for j in client.list_jobs()
+        }
+    return all(
+        (jobs[f"judge-{m}"].create_time or "") >= (jobs[f"gen-{m}"].update_time or "~")
+        for m in MODELS
+    )
 
 
 def test_kill_nine_at_ten_random_points_then_the_pipeline_converges(
@@ -117,12 +127,18 @@ def test_kill_nine_at_ten_random_points_then_the_pipeline_converges(
     rng = random.Random(16)
     delays = [rng.uniform(0.3, 1.5) for _ in range(10)]
     assert kill_at(root, server.base_url, delays, "acct") >= 8  # most kills hit a live run
-    code = main([*APPLY, "--root", str(root), "--base-url", server.base_url,
-                 "--account-id", "acct"])  # fmt: skip
+    code = main(
+        [*APPLY, "--root", str(root), "--base-url", server.base_url, "--account-id", "acct"]
+    )
     assert code == 0
     jobs = [f"{stage}-{m}" for stage in ("gen", "judge") for m in MODELS]
-    assert_no_duplicates(server.base_url, "acct", root, jobs=jobs,
-                         datasets=["prompts", *(f"judged-{m}" for m in MODELS)])  # fmt: skip
+    assert_no_duplicates(
+        server.base_url,
+        "acct",
+        root,
+        jobs=jobs,
+        datasets=["prompts", *(f"judged-{m}" for m in MODELS)],
+    )
     assert sent_rows(server.base_url, "acct") == Counter({j: ROWS for j in jobs})
     assert in_order(server.base_url, "acct")
     assert_results_verified(root, server.base_url, "acct", [f"r{i}" for i in range(ROWS)], capsys)

@@ -80,8 +80,11 @@ def leftovers(root: Path) -> list[str]:
     """Temp files anywhere: in .batchops/tmp, in old .batchops/downloads, beside the results."""
     tmp = [p.name for p in tmp_root(root).glob("*")]
     downloads = [p.name for p in (root / ".batchops" / "downloads").glob("*")]
-    beside = [p.name for p in (root / "results").iterdir()
-              if p.name not in ("job0.jsonl", "job0.errors.jsonl")]  # fmt: skip
+    beside = [
+        p.name
+        for p in (root / "results").iterdir()
+        if p.name not in ("job0.jsonl", "job0.errors.jsonl")
+    ]
     return tmp + downloads + beside
 
 
@@ -157,8 +160,14 @@ def test_a_torn_download_of_a_remote_only_input_is_refused(tmp_path: Path) -> No
     (lineage / RESULTS_FILE).write_text('{"custom_id": "a"}\n{"custom_id": "b", "resp')
     output = tmp_path / "results" / "job.jsonl"
     with pytest.raises(ResultsError, match="1 output lines have no readable custom_id"):
-        merge_lineage([lineage], job_name="job", job_ids=["j"], output=output, expected_ids=None,
-                      root=tmp_path)  # fmt: skip
+        merge_lineage(
+            [lineage],
+            job_name="job",
+            job_ids=["j"],
+            output=output,
+            expected_ids=None,
+            root=tmp_path,
+        )
     assert not output.exists() and not local_state(tmp_path, "job", output).verified
 
 
@@ -169,8 +178,9 @@ def test_a_record_of_an_incomplete_merge_is_not_verified(tmp_path: Path) -> None
     output.write_text('{"custom_id": "a"}\n')
     errors = output.with_name("job.errors.jsonl")
     errors.write_text("")
-    stamps = [FileStamp(str(p), p.stat().st_size, p.stat().st_mtime_ns, "") for p in
-              (output, errors)]  # fmt: skip
+    stamps = [
+        FileStamp(str(p), p.stat().st_size, p.stat().st_mtime_ns, "") for p in (output, errors)
+    ]
     counts = MergeCounts(expected=2, succeeded=1, failed=0, missing=1, unexpected=0)
     save_record(tmp_path, ResultRecord("job", ("j",), *stamps, counts))
     assert not local_state(tmp_path, "job", output).verified
@@ -300,12 +310,18 @@ def test_results_across_filesystems_leave_no_temp_file_and_sweep_a_dead_runs(
         lambda r: (r / "results").symlink_to("nowhere"),
         lambda r: (r / "results" / "job.jsonl").mkdir(parents=True),
         lambda r: (r / "results" / "job.errors.jsonl").mkdir(parents=True),
-        lambda r: os.mkfifo(r / "results" / "job.jsonl") if (r / "results").mkdir() is None
-        else None,
+        lambda r: (
+            os.mkfifo(r / "results" / "job.jsonl") if (r / "results").mkdir() is None else None
+        ),
     ],
-    ids=["folder-is-a-file", "folder-is-a-broken-link", "is-a-folder", "errors-is-a-folder",
-         "is-a-fifo"],
-)  # fmt: skip
+    ids=[
+        "folder-is-a-file",
+        "folder-is-a-broken-link",
+        "is-a-folder",
+        "errors-is-a-folder",
+        "is-a-fifo",
+    ],
+)
 def test_a_path_that_cannot_hold_results_is_refused_before_anything_is_created(
     tmp_path: Path, make: Callable[[Path], object]
 ) -> None:
@@ -354,8 +370,9 @@ def test_a_long_results_name_gets_temp_names_that_fit(tmp_path: Path) -> None:
     (lineage / RESULTS_FILE).write_text('{"custom_id": "a"}\n')
     output = tmp_path / "results" / ("é" * 119 + "n.jsonl")
     assert len(output.name.encode()) == 245
-    merge_lineage([lineage], job_name="job", job_ids=["j"], output=output, expected_ids=["a"],
-                  root=tmp_path)  # fmt: skip
+    merge_lineage(
+        [lineage], job_name="job", job_ids=["j"], output=output, expected_ids=["a"], root=tmp_path
+    )
     assert ids_in(output) == ["a"] and local_state(tmp_path, "job", output).verified
 
 

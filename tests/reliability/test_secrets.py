@@ -67,15 +67,26 @@ class _GitHandler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         env = {
-            "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": self.project_root,
-            "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
-            "REQUEST_METHOD": self.command, "REMOTE_USER": USER,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+            "PATH": os.environ["PATH"],
+            "GIT_PROJECT_ROOT": self.project_root,
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command,
+            "REMOTE_USER": USER,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
             "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
             "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-        }  # fmt: skip
-        done = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                              check=True, timeout=60)  # fmt: skip
+        }
+        done = subprocess.run(
+            ["git", "http-backend"],
+            input=body,
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
         head, _, payload = done.stdout.partition(b"\r\n\r\n")
         status, headers = 200, []
         for line in head.decode().split("\r\n"):
@@ -281,9 +292,13 @@ def test_a_key_echoed_by_the_server_is_redacted(form: str, shape: str) -> None:
             return httpx.Response(502, text=f"<html>{message}</html>")
         return httpx.Response(200, text=json.dumps({"name": [echoed]}))  # quoted by pydantic
 
-    client = FireworksClient(base_url="https://api.fireworks.test", account_id="acme",
-                             api_key=Secret(KEY), transport=httpx.MockTransport(server),
-                             max_retries=0)  # fmt: skip
+    client = FireworksClient(
+        base_url="https://api.fireworks.test",
+        account_id="acme",
+        api_key=Secret(KEY),
+        transport=httpx.MockTransport(server),
+        max_retries=0,
+    )
     with client, pytest.raises(ApiError) as caught:
         client.get_job("j")
     error = caught.value
@@ -294,14 +309,23 @@ def test_a_key_echoed_in_a_job_status_message_is_redacted() -> None:
     echoed = _echoes()
 
     def server(request: httpx.Request) -> httpx.Response:
-        jobs = [{"name": f"accounts/acme/batchInferenceJobs/j{i}", "state": "JOB_STATE_FAILED",
-                 "status": {"code": "INTERNAL", "message": f"bad key {form}"}}
-                for i, form in enumerate(echoed.values())]  # fmt: skip
+        jobs = [
+            {
+                "name": f"accounts/acme/batchInferenceJobs/j{i}",
+                "state": "JOB_STATE_FAILED",
+                "status": {"code": "INTERNAL", "message": f"bad key {form}"},
+            }
+            for i, form in enumerate(echoed.values())
+        ]
         return httpx.Response(200, json={"batchInferenceJobs": jobs})
 
-    client = FireworksClient(base_url="https://api.fireworks.test", account_id="acme",
-                             api_key=Secret(KEY), transport=httpx.MockTransport(server),
-                             max_retries=0)  # fmt: skip
+    client = FireworksClient(
+        base_url="https://api.fireworks.test",
+        account_id="acme",
+        api_key=Secret(KEY),
+        transport=httpx.MockTransport(server),
+        max_retries=0,
+    )
     with client:
         jobs = client.list_jobs()
     messages = " ".join(job.status.message for job in jobs if job.status)

@@ -190,8 +190,11 @@ def _metrics_after_a_pass(port: int) -> bytes | None:
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     root = tmp_path_factory.mktemp("security")
-    shutil.copytree(REPO / "jobs", root / "project" / "jobs",
-                    ignore=shutil.ignore_patterns("capitals-openai.yaml"))  # fmt: skip
+    shutil.copytree(
+        REPO / "jobs",
+        root / "project" / "jobs",
+        ignore=shutil.ignore_patterns("capitals-openai.yaml"),
+    )
     proc, url = _start_serve(root, root / "server-data")
     s = Session(root=root, project=root / "project", data_dir=root / "server-data", url=url)
     try:

@@ -42,10 +42,24 @@ def free_port() -> int:
 
 
 def start_serve(port: int, data: Path, lease: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "batchops", "serve", "--port", str(port),
-                             "--data-dir", str(data), "--row-delay", "0.01",
-                             "--lease-seconds", lease],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchops",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--row-delay",
+            "0.01",
+            "--lease-seconds",
+            lease,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     assert re.search(r"http://\S+", proc.stdout.readline()), "serve did not start"
     return proc
@@ -115,8 +129,9 @@ def test_watch_rides_through_a_restart_of_serve(
         assert eventually(done, 60), log.read_text()[-2000:]
         assert daemon.poll() is None
         assert any(e.get("event") == "backoff" for e in events(log))
-        assert_converged(provider, url, "local", root, capsys, jobs=JOBS, rows=ROWS,
-                         extra_allowed=1)  # fmt: skip
+        assert_converged(
+            provider, url, "local", root, capsys, jobs=JOBS, rows=ROWS, extra_allowed=1
+        )
     finally:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(20)

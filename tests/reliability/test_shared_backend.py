@@ -23,8 +23,11 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def create_job(client: httpx.Client, job_id: str, **parameters: Any) -> httpx.Response:
-    body = {"model": "accounts/fireworks/models/m", "inputDatasetId": "in",
-            "inferenceParameters": parameters}  # fmt: skip
+    body = {
+        "model": "accounts/fireworks/models/m",
+        "inputDatasetId": "in",
+        "inferenceParameters": parameters,
+    }
     return client.post("/batchInferenceJobs", params={"batchInferenceJobId": job_id}, json=body)
 
 
@@ -95,8 +98,13 @@ def test_a_row_the_engine_cannot_process_fails_that_row_only(
     worker.start()
     try:
         with api_client(server) as client:
-            data = rows(3) + json.dumps({"custom_id": "x", "body": {"messages": [
-                {"role": "user", "content": "boom"}]}}).encode() + b"\n"  # fmt: skip
+            data = (
+                rows(3)
+                + json.dumps(
+                    {"custom_id": "x", "body": {"messages": [{"role": "user", "content": "boom"}]}}
+                ).encode()
+                + b"\n"
+            )
             upload_rows(client, "in", data)
             assert create_job(client, "j").status_code == 200
             job = wait_for_state(client, "j")

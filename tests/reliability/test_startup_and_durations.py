@@ -34,8 +34,11 @@ def test_a_signal_during_start_up_exits_cleanly(
     env = {**os.environ, "NO_COLOR": "1", "FIREWORKS_BASE_URL": "http://127.0.0.1:9"}
     proc = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "batchops", *command],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stderr is not None
     seen = b""
     while MARK not in seen:
@@ -51,9 +54,17 @@ def test_a_signal_during_start_up_exits_cleanly(
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30", 30.0), ("30s", 30.0), ("1.5s", 1.5), (".5", 0.5), ("500ms", 0.5), ("2m", 120.0),
-     ("1h", 3600.0), (" 2m ", 120.0)],
-)  # fmt: skip
+    [
+        ("30", 30.0),
+        ("30s", 30.0),
+        ("1.5s", 1.5),
+        (".5", 0.5),
+        ("500ms", 0.5),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        (" 2m ", 120.0),
+    ],
+)
 def test_durations_parse_the_same_everywhere(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -69,12 +80,20 @@ def test_zero_negative_and_absurd_durations_are_refused(text: str) -> None:
 
 @pytest.mark.parametrize(
     "flags",
-    [["apply", "--poll-interval", "0"], ["apply", "--poll-interval", "-1"],
-     ["apply", "--timeout", "0s"], ["apply", "--timeout=-3"], ["apply", "--parallelism", "0"],
-     ["watch", "--interval", "0"], ["watch", "--git-interval=-1m"], ["watch", "--stuck-after", "0"],
-     ["serve", "--max-job-duration", "0"], ["serve", "--row-delay=-1"],
-     ["serve", "--openai-concurrency", "0"]],
-)  # fmt: skip
+    [
+        ["apply", "--poll-interval", "0"],
+        ["apply", "--poll-interval", "-1"],
+        ["apply", "--timeout", "0s"],
+        ["apply", "--timeout=-3"],
+        ["apply", "--parallelism", "0"],
+        ["watch", "--interval", "0"],
+        ["watch", "--git-interval=-1m"],
+        ["watch", "--stuck-after", "0"],
+        ["serve", "--max-job-duration", "0"],
+        ["serve", "--row-delay=-1"],
+        ["serve", "--openai-concurrency", "0"],
+    ],
+)
 def test_every_duration_flag_refuses_zero_and_negative(
     flags: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

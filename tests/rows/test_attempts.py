@@ -25,8 +25,15 @@ def failed_rows(job: str, rows: int = 1) -> dict[str, FailedRows]:
 def plan(world: World, *, failing: str | None = None, **options: bool) -> Plan:
     d = desired(["p"], [job_decl("j", "p", max_retries=1, row_retries=2)])
     failed = failed_rows(failing) if failing else None
-    return make_plan(d, F, world.observed(), world.local, PlanOptions(**options),
-                     project=PROJECT, failed_rows=failed)  # fmt: skip
+    return make_plan(
+        d,
+        F,
+        world.observed(),
+        world.local,
+        PlanOptions(**options),
+        project=PROJECT,
+        failed_rows=failed,
+    )
 
 
 def job_action(p: Plan) -> Action:

@@ -27,8 +27,13 @@ def until_done(
     paths: list[Path], root: Path, client: FireworksClient, **options: bool
 ) -> PassResult:
     for _ in range(200):
-        result = run_pass(paths, root=root, provider=FireworksProvider(client), project=PROJECT,
-                          options=PassOptions(**options))  # fmt: skip
+        result = run_pass(
+            paths,
+            root=root,
+            provider=FireworksProvider(client),
+            project=PROJECT,
+            options=PassOptions(**options),
+        )
         assert result.errors == []
         if result.converged:
             return result
@@ -42,8 +47,9 @@ def test_the_full_job_runs_after_its_canary_and_reuses_its_answers(
     paths = write_repo(tmp_path, PROMPTS)
     with_canary(tmp_path)
     first = one_pass(paths, tmp_path, client).plan
-    kinds = sorted((a.kind.value, a.details.get("canary") or a.details.get("canaryFor"))
-                   for a in first.actions)  # fmt: skip
+    kinds = sorted(
+        (a.kind.value, a.details.get("canary") or a.details.get("canaryFor")) for a in first.actions
+    )
     assert kinds == [("create-dataset", "j"), ("create-job", True)]  # no full job, no upload
     (canary,) = [a for a in first.actions if a.kind is Kind.CREATE_JOB]
     assert canary.rows_to_send == 5 and "canary: 5 of 20 rows to send run first" in canary.reason

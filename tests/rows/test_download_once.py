@@ -45,15 +45,17 @@ def counted(tmp_path: Path) -> Iterator[tuple[FireworksClient, Counting]]:
     transport = Counting()
     with (
         EmbeddedServer(BackendConfig(data_dir=tmp_path / "backend")) as server,
-        FireworksClient(base_url=server.base_url, account_id="local", api_key=None,
-                        transport=transport) as client,
-    ):  # fmt: skip
+        FireworksClient(
+            base_url=server.base_url, account_id="local", api_key=None, transport=transport
+        ) as client,
+    ):
         yield client, transport
 
 
 def one_pass(paths: list[Path], root: Path, client: FireworksClient) -> PassResult:
-    return run_pass(paths, root=root, provider=FireworksProvider(client), project=PROJECT,
-                    options=PassOptions())  # fmt: skip
+    return run_pass(
+        paths, root=root, provider=FireworksProvider(client), project=PROJECT, options=PassOptions()
+    )
 
 
 def test_the_pass_that_merges_a_finished_job_downloads_its_output_once(
@@ -98,8 +100,9 @@ def test_an_input_not_on_disk_is_still_downloaded(
     paths = write_repo(fresh, {**first, "r6": "question 6"})
     transport.reset()
     plan = one_pass(paths, fresh, client).plan
-    inputs = [p for _, p in transport.requests
-              if p.endswith(":getDownloadEndpoint") and "-out" not in p]  # fmt: skip
+    inputs = [
+        p for _, p in transport.requests if p.endswith(":getDownloadEndpoint") and "-out" not in p
+    ]
     assert len(inputs) == 1  # the earlier job's input, from the provider
     (create,) = [a for a in plan.actions if a.kind in (Kind.CREATE_JOB, Kind.REPLACE_JOB)]
     assert create.details["rowsToSend"] == 1 and create.details["rowsReused"] == 6

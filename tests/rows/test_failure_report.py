@@ -31,8 +31,9 @@ def failing_repo(tmp_path: Path) -> Path:
     return root
 
 
-def results_cmd(root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                *args: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def results_cmd(
+    root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> subprocess.CompletedProcess[str]:
     """`batchops results` finds the project from the working folder, as git does."""
     monkeypatch.chdir(root)
     capsys.readouterr()
@@ -42,9 +43,11 @@ def results_cmd(root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pyt
 
 
 def test_status_describe_and_results_split_failed_rows(
-    tmp_path: Path, inproc: InProcess, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    inproc: InProcess,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     root = failing_repo(tmp_path)
     applied = inproc(root, *WAIT)
     assert applied.returncode == 0, applied.stderr
@@ -85,14 +88,22 @@ def test_no_failed_rows_no_breakdown(tmp_path: Path, inproc: InProcess) -> None:
 
 
 def test_the_summary_uses_the_one_classifier_and_keeps_text_inert() -> None:
-    rows = [("a", "429: slow down"), ("b", "INVALID_ARGUMENT: bad\x1b[31m"),
-            ("c", "the request timed out"), ("d", None), ("e", "503: upstream")]  # fmt: skip
+    rows = [
+        ("a", "429: slow down"),
+        ("b", "INVALID_ARGUMENT: bad\x1b[31m"),
+        ("c", "the request timed out"),
+        ("d", None),
+        ("e", "503: upstream"),
+    ]
     summary = summarize(rows, examples=1)
     assert (summary.transient, summary.permanent) == (3, 2)
     assert summary.reasons == (
-        ("transient", "(no code)", 1), ("transient", "429", 1), ("transient", "503", 1),
-        ("permanent", "(no code)", 1), ("permanent", "INVALID_ARGUMENT", 1),
-    )  # fmt: skip
+        ("transient", "(no code)", 1),
+        ("transient", "429", 1),
+        ("transient", "503", 1),
+        ("permanent", "(no code)", 1),
+        ("permanent", "INVALID_ARGUMENT", 1),
+    )
     assert [kind for kind, _ in summary.examples] == ["transient", "permanent"]
     lines = summary_lines("j", summarize(rows))
     assert all("\x1b" not in line for line in lines)

@@ -33,12 +33,27 @@ MAX_RESUME = 100  # maxResumes (at most 100)
 
 
 def base_of(name: str) -> str:
-    return job_id(PROJECT, name, model="m", input_dataset_id="d-0123456789",
-                  inference_parameters={}, precision=None)  # fmt: skip
+    return job_id(
+        PROJECT,
+        name,
+        model="m",
+        input_dataset_id="d-0123456789",
+        inference_parameters={},
+        precision=None,
+    )
 
 
-SHAPES = [(0, 0), (1, 0), (0, 1), (2, 3), (MAX_ATTEMPT, 0), (0, MAX_RESUME),
-          (MAX_ATTEMPT, MAX_RESUME), (9, 99), (10, 100)]  # fmt: skip
+SHAPES = [
+    (0, 0),
+    (1, 0),
+    (0, 1),
+    (2, 3),
+    (MAX_ATTEMPT, 0),
+    (0, MAX_RESUME),
+    (MAX_ATTEMPT, MAX_RESUME),
+    (9, 99),
+    (10, 100),
+]
 
 
 @pytest.mark.parametrize("name", [LONG, canary_name(LONG), "short"])
@@ -80,14 +95,18 @@ def test_shortened_ids_stay_unique_and_apart() -> None:
 
 def wire_job(rid: str, state: str, input_id: str, display: str) -> BatchInferenceJob:
     return BatchInferenceJob(
-        name=f"accounts/{ACCOUNT}/batchInferenceJobs/{rid}", display_name=display, state=state,
+        name=f"accounts/{ACCOUNT}/batchInferenceJobs/{rid}",
+        display_name=display,
+        state=state,
         model="accounts/fireworks/models/m",
         input_dataset_id=f"accounts/{ACCOUNT}/datasets/{input_id}",
         output_dataset_id=f"accounts/{ACCOUNT}/datasets/{output_dataset_id(rid)}",
-        update_time="2026-01-01T00:00:01Z", create_time="2026-01-01T00:00:01Z",
-        job_progress=JobProgress(percent=40, total_input_requests=3,
-                                 successfully_processed_requests=1),
-    )  # fmt: skip
+        update_time="2026-01-01T00:00:01Z",
+        create_time="2026-01-01T00:00:01Z",
+        job_progress=JobProgress(
+            percent=40, total_input_requests=3, successfully_processed_requests=1
+        ),
+    )
 
 
 def test_the_next_pass_finds_a_shortened_attempt_again() -> None:

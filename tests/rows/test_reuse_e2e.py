@@ -26,8 +26,10 @@ def write_repo(
 ) -> list[Path]:
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"custom_id": cid, "body": {"messages": [
-        {"role": "user", "content": text}]}}) for cid, text in prompts.items()]  # fmt: skip
+    lines = [
+        json.dumps({"custom_id": cid, "body": {"messages": [{"role": "user", "content": text}]}})
+        for cid, text in prompts.items()
+    ]
     (data / "p.jsonl").write_text("\n".join(lines) + "\n")
     (root / "jobs" / "m.yaml").write_text(
         "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: p}\nspec: {path: data/p.jsonl}\n"
@@ -48,8 +50,9 @@ def client(tmp_path: Path) -> Iterator[FireworksClient]:
 
 
 def one_pass(paths: list[Path], root: Path, client: FireworksClient) -> PassResult:
-    return run_pass(paths, root=root, provider=FireworksProvider(client), project=PROJECT,
-                    options=PassOptions())  # fmt: skip
+    return run_pass(
+        paths, root=root, provider=FireworksProvider(client), project=PROJECT, options=PassOptions()
+    )
 
 
 def converge(paths: list[Path], root: Path, client: FireworksClient) -> PassResult:
@@ -70,9 +73,12 @@ def results(root: Path) -> dict[str, dict[str, object]]:
 def sent_rows(client: FireworksClient) -> dict[str, int]:
     """Rows each job of the account was given to answer (its input dataset's row count)."""
     datasets = {d.name.rsplit("/", 1)[-1]: d for d in client.list_datasets()}
-    return {job.name.rsplit("/", 1)[-1]:
-            int(datasets[(job.input_dataset_id or "").rsplit("/", 1)[-1]].example_count or 0)
-            for job in client.list_jobs()}  # fmt: skip
+    return {
+        job.name.rsplit("/", 1)[-1]: int(
+            datasets[(job.input_dataset_id or "").rsplit("/", 1)[-1]].example_count or 0
+        )
+        for job in client.list_jobs()
+    }
 
 
 def asked(row: dict[str, object]) -> str:

@@ -23,8 +23,10 @@ PROMPTS = {f"c{i}": f"question {i}" for i in range(10)}
 def write_repo(root: Path, url: str, prompts: dict[str, str], *, tokens: int = 16) -> None:
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"custom_id": cid, "body": {"messages": [
-        {"role": "user", "content": text}]}}) for cid, text in prompts.items()]  # fmt: skip
+    lines = [
+        json.dumps({"custom_id": cid, "body": {"messages": [{"role": "user", "content": text}]}})
+        for cid, text in prompts.items()
+    ]
     (data / "p.jsonl").write_text("\n".join(lines) + "\n")
     (root / "batchops.yaml").write_text(
         "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: proj}\n"
@@ -65,8 +67,10 @@ def test_an_empty_state_dir_reuses_answers_paid_on_openai(
     write_repo(root, url, PROMPTS)
     code, out = run(root, capsys, "apply", "--wait", "--timeout", "60", "--poll-interval", "0.05")
     assert code == 0, out
-    first = {json.loads(x)["custom_id"]: json.loads(x) for x in
-             (root / "results" / "j.jsonl").read_text().splitlines()}  # fmt: skip
+    first = {
+        json.loads(x)["custom_id"]: json.loads(x)
+        for x in (root / "results" / "j.jsonl").read_text().splitlines()
+    }
     shutil.rmtree(root / ".batchops")  # a fresh checkout: no index, no results
     shutil.rmtree(root / "results")
     write_repo(root, url, {**PROMPTS, "c3": "question three"})
@@ -80,8 +84,10 @@ def test_an_empty_state_dir_reuses_answers_paid_on_openai(
     code, out = run(root, capsys, "apply", "--wait", "--timeout", "60", "--poll-interval", "0.05")
     assert code == 0, out
     assert rows_sent(url) == [10, 1]  # only the changed row was sent again
-    merged = {json.loads(x)["custom_id"]: json.loads(x) for x in
-              (root / "results" / "j.jsonl").read_text().splitlines()}  # fmt: skip
+    merged = {
+        json.loads(x)["custom_id"]: json.loads(x)
+        for x in (root / "results" / "j.jsonl").read_text().splitlines()
+    }
     assert sorted(merged) == sorted(PROMPTS)
     assert "question three" in json.dumps(merged["c3"]["response"])
     for cid in PROMPTS.keys() - {"c3"}:  # the old answers, paid once

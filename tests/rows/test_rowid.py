@@ -14,8 +14,13 @@ from batchops.rowid import canonical_body, file_requests, request_hash, request_
 ROW = {"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hi"}]}}
 
 
-def _hash(row: dict[str, object], *, provider: str = "fireworks", model: str = "m",
-          params: dict[str, object] | None = None) -> bytes:  # fmt: skip
+def _hash(
+    row: dict[str, object],
+    *,
+    provider: str = "fireworks",
+    model: str = "m",
+    params: dict[str, object] | None = None,
+) -> bytes:
     return request_hash(request_prefix(provider, model, params or {}), canonical_body(row))
 
 

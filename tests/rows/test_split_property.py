@@ -43,15 +43,20 @@ def requests(prefix: bytes, rows: list[dict[str, Any]]) -> list[tuple[str, bytes
     models=st.tuples(st.sampled_from(["m1", "m2"]), st.sampled_from(["m1", "m2"])),
 )
 def test_rows_sent_are_exactly_the_changed_ones(
-    prompts: list[str], edits: list[tuple[str, str]], added: list[str],
-    params: tuple[dict[str, Any], dict[str, Any]], models: tuple[str, str],
-) -> None:  # fmt: skip
+    prompts: list[str],
+    edits: list[tuple[str, str]],
+    added: list[str],
+    params: tuple[dict[str, Any], dict[str, Any]],
+    models: tuple[str, str],
+) -> None:
     old_rows = [{"custom_id": f"r{i}", "body": {"prompt": p}} for i, p in enumerate(prompts)]
     old_prefix = request_prefix("fireworks", models[0], params[0])
     # run 1: every row answered by job-1 and recorded in the index
     old_reqs = requests(old_prefix, old_rows)
-    index = {digest: Answer("job-1", engine(old_prefix, row))
-             for row, (_, digest) in zip(old_rows, old_reqs, strict=True)}  # fmt: skip
+    index = {
+        digest: Answer("job-1", engine(old_prefix, row))
+        for row, (_, digest) in zip(old_rows, old_reqs, strict=True)
+    }
     new_rows = []
     for row, (edit, text) in zip(old_rows, edits, strict=False):
         if edit == "edit":
@@ -67,14 +72,17 @@ def test_rows_sent_are_exactly_the_changed_ones(
 
     same_request = old_prefix == new_prefix
     old_bodies = {canonical_body(r) for r in old_rows}
-    changed = [r["custom_id"] for r in new_rows
-               if not same_request or canonical_body(r) not in old_bodies]  # fmt: skip
+    changed = [
+        r["custom_id"] for r in new_rows if not same_request or canonical_body(r) not in old_bodies
+    ]
     assert list(split.send) == changed
     assert split.reused == len(new_rows) - len(changed)
     # run 2 answers only the rows sent; the merged results answer each row's own request
     sent = set(split.send)
-    merged = {cid: engine(new_prefix, row) if cid in sent else index[digest].text
-              for row, (cid, digest) in zip(new_rows, reqs, strict=True)}  # fmt: skip
+    merged = {
+        cid: engine(new_prefix, row) if cid in sent else index[digest].text
+        for row, (cid, digest) in zip(new_rows, reqs, strict=True)
+    }
     assert merged == {r["custom_id"]: engine(new_prefix, r) for r in new_rows}
 
 

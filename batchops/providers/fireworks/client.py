@@ -91,9 +91,13 @@ class FireworksClient:
         self._clock = clock
         self._on_response = on_response
         self._loop = RequestLoop(
-            max_retries=max_retries, retry_budget=retry_budget, max_rate=max_rate, sleep=sleep,
-            clock=clock, jitter=jitter,
-        )  # fmt: skip
+            max_retries=max_retries,
+            retry_budget=retry_budget,
+            max_rate=max_rate,
+            sleep=sleep,
+            clock=clock,
+            jitter=jitter,
+        )
         self._counts: collections.Counter[int] = collections.Counter()
         self._counts_lock = threading.Lock()
         self._http = http_client(transport, timeout)
@@ -116,9 +120,11 @@ class FireworksClient:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -228,9 +234,13 @@ class FireworksClient:
         return _parse(SignedUrlsResponse, response, "GET", path).filename_to_signed_urls
 
     def download_dataset(
-        self, dataset_id: str, dest: Path, *, lineage: bool = False,
+        self,
+        dataset_id: str,
+        dest: Path,
+        *,
+        lineage: bool = False,
         progress: ProgressFn | None = None,
-    ) -> list[Path]:  # fmt: skip
+    ) -> list[Path]:
         """Download every file into ``dest/<datasetId>/...``; returns the paths written."""
         bare = resource_id(dataset_id)
         urls = self.get_download_endpoint(bare, lineage=lineage)
@@ -278,23 +288,38 @@ class FireworksClient:
                 params["pageToken"] = token
             return _parse(model, self._api("GET", path, params=params), "GET", path)
 
-        return list(pages(fetch, lambda page: getattr(page, "next_page_token", None), path=path,
-                          max_pages=MAX_PAGES))  # fmt: skip
+        return list(
+            pages(
+                fetch,
+                lambda page: getattr(page, "next_page_token", None),
+                path=path,
+                max_pages=MAX_PAGES,
+            )
+        )
 
     def _api(
-        self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-        json: Any = None, body: Callable[[], tuple[dict[str, str], Any]] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        body: Callable[[], tuple[dict[str, str], Any]] | None = None,
         on_retry: Callable[[], None] | None = None,
-    ) -> httpx.Response:  # fmt: skip
+    ) -> httpx.Response:
         """One API call with retries; ``body`` builds a fresh streamed body for each attempt."""
         url = self.base_url + path
 
         def attempt() -> httpx.Response:
             headers, content = body() if body is not None else ({}, None)
             request = self._http.build_request(
-                method, url, params=params, json=json, content=content,
+                method,
+                url,
+                params=params,
+                json=json,
+                content=content,
                 headers={**headers, **self._auth_headers()},
-            )  # fmt: skip
+            )
             rate = MIN_TRANSFER_RATE if body is not None else None  # an upload may be big
             with dl.within(hard=self.deadline, timeout=self._timeout, min_rate=rate):
                 return self._bounded(self._send(request, path, stream=True), method, path)
@@ -319,8 +344,12 @@ class FireworksClient:
         finally:
             response.close()
         headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING]
-        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
-                              request=response.request)  # fmt: skip
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=b"".join(chunks),
+            request=response.request,
+        )
 
     @staticmethod
     def _too_big(method: str, path: str, status: int) -> ApiError:
@@ -355,8 +384,9 @@ class FireworksClient:
 
         def attempt() -> None:
             request = self._http.build_request("GET", parsed, headers=DOWNLOAD_HEADERS)
-            limits = dl.within(hard=self.deadline, timeout=self._timeout,
-                               min_rate=MIN_TRANSFER_RATE)  # fmt: skip
+            limits = dl.within(
+                hard=self.deadline, timeout=self._timeout, min_rate=MIN_TRANSFER_RATE
+            )
             with limits:
                 response = self._send(request, label, stream=True)
                 try:
@@ -454,6 +484,6 @@ def _problems(exc: ValueError) -> str:
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return type(exc).__name__
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-                     for e in errors(include_input=False))  # fmt: skip
-
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors(include_input=False)
+    )

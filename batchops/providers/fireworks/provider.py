@@ -51,11 +51,15 @@ from batchops.providers.model import (
 from batchops.providers.registry import ProviderConfig
 
 _STATES = {
-    JOB_STATE_VALIDATING: JobState.WAITING, JOB_STATE_PENDING: JobState.WAITING,
-    JOB_STATE_CREATING: JobState.WAITING, JOB_STATE_COMPLETED: JobState.FINISHED,
-    JOB_STATE_FAILED: JobState.FAILED, JOB_STATE_CANCELLED: JobState.CANCELLED,
-    JOB_STATE_EXPIRED: JobState.EXPIRED, **dict.fromkeys(GONE_JOB_STATES, JobState.DELETING),
-}  # fmt: skip
+    JOB_STATE_VALIDATING: JobState.WAITING,
+    JOB_STATE_PENDING: JobState.WAITING,
+    JOB_STATE_CREATING: JobState.WAITING,
+    JOB_STATE_COMPLETED: JobState.FINISHED,
+    JOB_STATE_FAILED: JobState.FAILED,
+    JOB_STATE_CANCELLED: JobState.CANCELLED,
+    JOB_STATE_EXPIRED: JobState.EXPIRED,
+    **dict.fromkeys(GONE_JOB_STATES, JobState.DELETING),
+}
 
 
 def job_state(raw: str | None) -> JobState:
@@ -93,24 +97,38 @@ def job_from_wire(job: BatchInferenceJob, provider: str = "fireworks") -> Remote
     p = job.job_progress
     rows, tokens = None, Tokens()
     if p is not None:
-        rows = Rows(p.total_input_requests or 0, p.successfully_processed_requests or 0,
-                    p.failed_requests or 0, p.percent or 0,
-                    p.total_processed_requests or 0)  # fmt: skip
+        rows = Rows(
+            p.total_input_requests or 0,
+            p.successfully_processed_requests or 0,
+            p.failed_requests or 0,
+            p.percent or 0,
+            p.total_processed_requests or 0,
+        )
         tokens = Tokens(p.input_tokens or 0, p.output_tokens or 0, p.cached_input_token_count or 0)
     continued = job.continued_from_job_name
     output = job.output_dataset_id
     return RemoteJob(
-        key=rid, remote_id=rid, owner=owner_of(job.display_name),
-        state=job_state(job.state), raw_state=job.state or "JOB_STATE_UNSPECIFIED",
-        provider=provider, message=(job.status.message or "") if job.status else "",
+        key=rid,
+        remote_id=rid,
+        owner=owner_of(job.display_name),
+        state=job_state(job.state),
+        raw_state=job.state or "JOB_STATE_UNSPECIFIED",
+        provider=provider,
+        message=(job.status.message or "") if job.status else "",
         code=(job.status.code or "") if job.status else "",
-        model=job.model or "", input_id=resource_id(job.input_dataset_id or ""),
-        parameters=_WireParams(job.inference_parameters), precision=job.precision,
-        rows=rows, tokens=tokens, created=job.create_time or "", updated=job.update_time or "",
+        model=job.model or "",
+        input_id=resource_id(job.input_dataset_id or ""),
+        parameters=_WireParams(job.inference_parameters),
+        precision=job.precision,
+        rows=rows,
+        tokens=tokens,
+        created=job.create_time or "",
+        updated=job.update_time or "",
         expires=job.expire_time or "",
         continued_from=resource_id(continued) if continued else None,
-        output_id=resource_id(output) if output else None, display_name=job.display_name or "",
-    )  # fmt: skip
+        output_id=resource_id(output) if output else None,
+        display_name=job.display_name or "",
+    )
 
 
 def input_from_wire(ds: Dataset, provider: str = "fireworks") -> RemoteInput:
@@ -119,22 +137,30 @@ def input_from_wire(ds: Dataset, provider: str = "fireworks") -> RemoteInput:
     rows = int(count) if count.isdigit() else None
     source = ds.source_job_name
     return RemoteInput(
-        key=rid, remote_id=rid, owner=owner_of(ds.display_name),
-        ready=ds.state == DATASET_STATE_READY, raw_state=ds.state or "", provider=provider,
-        rows=rows, source_job=resource_id(source) if source else None,
-        created=ds.create_time or "", updated=ds.update_time or "",
-    )  # fmt: skip
+        key=rid,
+        remote_id=rid,
+        owner=owner_of(ds.display_name),
+        ready=ds.state == DATASET_STATE_READY,
+        raw_state=ds.state or "",
+        provider=provider,
+        rows=rows,
+        source_job=resource_id(source) if source else None,
+        created=ds.create_time or "",
+        updated=ds.update_time or "",
+    )
 
 
 def job_body(spec: JobSpec, account: str) -> BatchInferenceJob:
     continued = job_resource(account, spec.continued_from) if spec.continued_from else None
     return BatchInferenceJob(
-        display_name=spec.display_name, model=spec.model,
+        display_name=spec.display_name,
+        model=spec.model,
         input_dataset_id=dataset_resource(account, spec.input_dataset_id),
         output_dataset_id=dataset_resource(account, spec.output_dataset_id),
         inference_parameters=InferenceParameters.model_validate(spec.inference_parameters),
-        precision=spec.precision, continued_from_job_name=continued,
-    )  # fmt: skip
+        precision=spec.precision,
+        continued_from_job_name=continued,
+    )
 
 
 class FireworksProvider:
@@ -181,14 +207,21 @@ class FireworksProvider:
     # -- inputs ------------------------------------------------------------------------------
 
     def create_input(
-        self, spec: DatasetSpec, *, project: str, progress: ProgressFn | None = None,
-        stop: threading.Event | None = None, ready_timeout: float = 600.0,
-    ) -> None:  # fmt: skip
+        self,
+        spec: DatasetSpec,
+        *,
+        project: str,
+        progress: ProgressFn | None = None,
+        stop: threading.Event | None = None,
+        ready_timeout: float = 600.0,
+    ) -> None:
         """create (409 = confirm ours and identical) -> upload -> wait until READY."""
         body = Dataset(
-            display_name=spec.display_name, example_count=str(spec.rows), user_uploaded={},
+            display_name=spec.display_name,
+            example_count=str(spec.rows),
+            user_uploaded={},
             format=spec.format,
-        )  # fmt: skip
+        )
         try:
             existing = self.client.create_dataset(spec.dataset_id, body)
         except ConflictError:

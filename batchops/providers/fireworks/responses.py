@@ -52,9 +52,13 @@ def error_from_response(
     retry_after = parse_retry_after(response.headers, wall_now=wall_now)
     cls = error_class(response.status_code)
     return cls(
-        message, method=method, path=path, status=response.status_code, code=scrub(code, secret),
+        message,
+        method=method,
+        path=path,
+        status=response.status_code,
+        code=scrub(code, secret),
         retry_after=retry_after,
-    )  # fmt: skip
+    )
 
 
 def error_from_exception(exc: Exception, *, method: str, path: str, secret: str | None) -> ApiError:

@@ -58,6 +58,10 @@ def http_client(transport: httpx.BaseTransport | None, timeout: float) -> httpx.
     TLS set up on first https use; httpx's own transport (which mounts the environment's
     proxies, dropped for a transport given to it) when proxies are configured."""
     default = None if proxies_in_env() else LazyTLSTransport()
-    return dl.bounded(httpx.Client(
-        transport=transport or default, timeout=httpx.Timeout(timeout), follow_redirects=False,
-    ))  # fmt: skip
+    return dl.bounded(
+        httpx.Client(
+            transport=transport or default,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+        )
+    )

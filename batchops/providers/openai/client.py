@@ -85,9 +85,13 @@ class OpenAIBatchClient:
         self.base_url = _checked_base_url(base_url, api_key)
         self._key = api_key
         self._loop = RequestLoop(
-            max_retries=max_retries, retry_budget=retry_budget, max_rate=max_rate, sleep=sleep,
-            clock=clock, jitter=jitter,
-        )  # fmt: skip
+            max_retries=max_retries,
+            retry_budget=retry_budget,
+            max_rate=max_rate,
+            sleep=sleep,
+            clock=clock,
+            jitter=jitter,
+        )
         self._counts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         # TLS set up on first https use (a plain-http server loads no CA bundle); httpx's own
@@ -239,9 +243,13 @@ class OpenAIBatchClient:
         return self._retried(attempt, method, path, on_retry=on_retry)
 
     def _retried(
-        self, attempt: Callable[[], T], method: str, path: str, *,
+        self,
+        attempt: Callable[[], T],
+        method: str,
+        path: str,
+        *,
         on_retry: Callable[[], None] | None = None,
-    ) -> T:  # fmt: skip
+    ) -> T:
         """``attempt`` through the shared request loop, each try within the command's deadline
         (batchops/deadline.py: a hung read ends there too)."""
 

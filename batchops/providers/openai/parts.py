@@ -156,14 +156,17 @@ def fits(in_flight_tokens: int, part: Part, limits: Limits) -> bool:
 
 
 def layout_of(
-    declared: Mapping[str, Any], model: str, parameters: Mapping[str, Any],
+    declared: Mapping[str, Any],
+    model: str,
+    parameters: Mapping[str, Any],
     rows: Iterable[Mapping[str, Any]],
-) -> Layout:  # fmt: skip
+) -> Layout:
     """The parts and waves ``rows`` are submitted in under the project file's ``limits``, as the
     provider splits them at apply time (the request lines rendered, the same estimate)."""
     limits = limits_from(declared)
     shape = RequestShape.from_manifest(model, parameters)
     sizes = [RowSize(len(render(row, shape)), estimate_tokens(row["body"])) for row in rows]
     parts = split(sizes, limits)
-    return Layout(tuple(p.requests for p in parts), len(waves(parts, limits)),
-                  limits.enqueued_tokens)  # fmt: skip
+    return Layout(
+        tuple(p.requests for p in parts), len(waves(parts, limits)), limits.enqueued_tokens
+    )

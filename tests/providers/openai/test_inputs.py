@@ -17,9 +17,17 @@ def test_a_rendered_line_gives_back_its_row() -> None:
 
 
 def _batch(batch_id: str, part: int, parts: int, attempt: int, created: int) -> Batch:
-    meta = own.metadata("p", "j", own.Slot("k", part, parts, attempt), tokens=1, rows=1,
-                        input_key="in", model="m", continued_from=None,
-                        parameters={"maxTokens": 8})  # fmt: skip
+    meta = own.metadata(
+        "p",
+        "j",
+        own.Slot("k", part, parts, attempt),
+        tokens=1,
+        rows=1,
+        input_key="in",
+        model="m",
+        continued_from=None,
+        parameters={"maxTokens": 8},
+    )
     return Batch(id=batch_id, metadata=meta, created_at=created, model="m")
 
 

@@ -20,8 +20,15 @@ ROWS = 30  # "question NN": 3 tokens each by the four-characters rule
 
 def write_repo(root: Path, url: str, limits: str) -> None:
     (root / "jobs" / "data").mkdir(parents=True)
-    lines = [json.dumps({"custom_id": f"c{i}", "body": {"messages": [
-        {"role": "user", "content": f"question {i:02d}"}]}}) for i in range(ROWS)]  # fmt: skip
+    lines = [
+        json.dumps(
+            {
+                "custom_id": f"c{i}",
+                "body": {"messages": [{"role": "user", "content": f"question {i:02d}"}]},
+            }
+        )
+        for i in range(ROWS)
+    ]
     (root / "jobs" / "data" / "p.jsonl").write_text("\n".join(lines) + "\n")
     (root / "batchops.yaml").write_text(
         "apiVersion: batchops/v1\nkind: Project\nmetadata: {name: proj}\nspec:\n  providers:\n"
@@ -52,9 +59,11 @@ def plan(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 def test_plan_shows_parts_and_waves_under_the_quota(
-    tmp_path: Path, served: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    served: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     write_repo(tmp_path, served, "{maxRequestsPerBatch: 10, enqueuedTokens: 60}")
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
