@@ -169,8 +169,6 @@ def _dataset(p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs) -> Da
     if m is None:
         return None
     if m.spec.source is not None and m.spec.template is not None:
-        if m.spec.source.job is not None:
-            return _chained(p, m, root, diags)
         return _rendered(p, m, root, diags)
     assert m.spec.path is not None  # the model requires path or source
     try:
@@ -191,30 +189,12 @@ def _dataset(p: Parsed, root: Path, diags: list[Diagnostic], dirs: P.Dirs) -> Da
 def _rendered(
     p: Parsed, m: DatasetManifest, root: Path, diags: list[Diagnostic]
 ) -> DatasetDecl | None:
+    """A dataset rendered from a table (``source: {path}``), or from a job's results once they
+    are verified (``source: {job: NAME}``)."""
     assert m.spec.source is not None and m.spec.template is not None
+    declare = chain_decl if m.spec.source.job is not None else source_decl
     try:
-        render = source_decl(p, m.spec.source, m.spec.template, root)
-    except Problem as exc:
-        diags.append(_at(p, exc.loc, str(exc)))
-        return None
-    return DatasetDecl(
-        name=m.metadata.name,
-        path=render.path,
-        files=(),
-        source=p.source,
-        format=m.spec.format,
-        labels=dict(m.metadata.labels),
-        render=render,
-    )
-
-
-def _chained(
-    p: Parsed, m: DatasetManifest, root: Path, diags: list[Diagnostic]
-) -> DatasetDecl | None:
-    """``source: {job: NAME}``: rendered from that job's results once they are verified."""
-    assert m.spec.source is not None and m.spec.template is not None
-    try:
-        render = chain_decl(p, m.spec.source, m.spec.template, root)
+        render = declare(p, m.spec.source, m.spec.template, root)
     except Problem as exc:
         diags.append(_at(p, exc.loc, str(exc)))
         return None
