@@ -623,8 +623,10 @@ def _timeout_error(timeout: float, result: PassResult | None) -> BatchopsError:
 
 
 def _states_text(result: PassResult) -> str:
-    """'2 completed, 1 running' over the declared jobs."""
-    return ", ".join(
-        f"{n} {inert(s.removeprefix('JOB_STATE_').lower())}"
-        for s, n in sorted(result.job_states.items())
-    )
+    """'2 completed, 1 running' over the declared jobs. Providers name their states their own
+    way (Fireworks ``JOB_STATE_COMPLETED``, OpenAI ``completed``): one word is counted once."""
+    counts: dict[str, int] = {}
+    for state, n in result.job_states.items():
+        word = state.removeprefix("JOB_STATE_").lower()
+        counts[word] = counts.get(word, 0) + n
+    return ", ".join(f"{n} {inert(word)}" for word, n in sorted(counts.items()))

@@ -149,7 +149,7 @@ def test_quick_start_runs_and_converges(tmp_path: Path) -> None:
             assert row[f"{job}.prompt_tokens"] > 0 and row[f"{job}.error"] is None, row
 
     # The two-stage example: a matrix over two models, then a judge over both answers (issue 16).
-    assert "Apply complete: 7 completed, 1 completed (8 job(s) submitted)." in first.stdout
+    assert "Apply complete: 8 completed (8 job(s) submitted)." in first.stdout
     sweep = json.loads(batchops(project, "results", "capitals-sweep", "-o", "json").stdout)
     assert len(sweep) == 20 and all(
         r["capitals-sweep-llama-v3p1-8b-instruct.answer"]

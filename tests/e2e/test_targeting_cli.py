@@ -339,3 +339,13 @@ def test_a_closed_pipe_ends_every_command_quietly(
     os.close(writer)
     assert proc.stderr == ""
     assert proc.returncode in (0, 141)
+
+
+def test_the_closing_line_counts_each_state_once_whatever_its_providers_spelling() -> None:
+    from types import SimpleNamespace
+
+    from batchops.cli.apply import _states_text
+
+    mixed = {"JOB_STATE_COMPLETED": 7, "completed": 1, "JOB_STATE_RUNNING": 2, "in_progress": 1}
+    result = SimpleNamespace(job_states=mixed)
+    assert _states_text(result) == "8 completed, 1 in_progress, 2 running"  # type: ignore[arg-type]
