@@ -12,7 +12,7 @@ from batchops.manifest.desired import DatasetDecl, Desired
 from batchops.plan.canary import canary_state
 from batchops.plan.jobs import row_retry_input
 from batchops.plan.model import Action, DatasetFacts, Kind, Resource
-from batchops.plan.rows import FailedRows
+from batchops.plan.rows import DerivedInput, FailedRows
 from batchops.plan.views import JobView, Seen, derived_id
 from batchops.providers import DEFAULT_PROVIDER, DatasetSpec
 
@@ -127,19 +127,31 @@ def derived_actions(views: list[JobView], seen: Seen, project: str) -> list[Acti
 def _derived_action(ds_id: str, view: JobView, providers: tuple[str, ...], project: str) -> Action:
     derived = view.rows.derived if view.rows is not None else None
     assert derived is not None  # derived_id() found one
+    reason = f"the {derived.rows:,} new rows of job {view.decl.name}"
+    return _file_action(ds_id, derived, providers, project, reason, {"derivedFor": view.decl.name})
+
+
+def _file_action(
+    ds_id: str,
+    rows: DerivedInput,
+    providers: tuple[str, ...],
+    project: str,
+    reason: str,
+    role: dict[str, str],
+) -> Action:
+    """Create the dataset of a file batchops wrote itself (new rows, a retry, a canary)."""
     spec = DatasetSpec(
         dataset_id=ds_id,
-        name=derived.dataset,
-        files=(derived.path,),
-        rows=derived.rows,
-        size=derived.size,
-        display_name=marked_display_name(derived.dataset, project),
+        name=rows.dataset,
+        files=(rows.path,),
+        rows=rows.rows,
+        size=rows.size,
+        display_name=marked_display_name(rows.dataset, project),
         format=None,
         providers=providers,
     )
-    reason = f"the {derived.rows:,} new rows of job {view.decl.name}"
-    details = {"rows": derived.rows, "size": derived.size, "derivedFor": view.decl.name}
-    resource = Resource("dataset", derived.dataset, ds_id)
+    details = {"rows": rows.rows, "size": rows.size, **role}
+    resource = Resource("dataset", rows.dataset, ds_id)
     return Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
 
 
@@ -155,20 +167,9 @@ def retry_actions(
         ds_id = dataset_id(project, retry.dataset, retry.sha256)
         if (view.decl.provider, ds_id) in seen.ready_at or ds_id in actions:
             continue
-        spec = DatasetSpec(
-            dataset_id=ds_id,
-            name=retry.dataset,
-            files=(retry.path,),
-            rows=retry.rows,
-            size=retry.size,
-            display_name=marked_display_name(retry.dataset, project),
-            format=None,
-            providers=(view.decl.provider,),
-        )
         reason = f"the {retry.rows:,} rows of job {view.decl.name} to send again"
-        details = {"rows": retry.rows, "size": retry.size, "retryFor": view.decl.name}
-        resource = Resource("dataset", retry.dataset, ds_id)
-        actions[ds_id] = Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+        role = {"retryFor": view.decl.name}
+        actions[ds_id] = _file_action(ds_id, retry, (view.decl.provider,), project, reason, role)
     return list(actions.values())
 
 
@@ -183,19 +184,7 @@ def canary_dataset_actions(views: list[JobView], seen: Seen, project: str) -> li
         ds_id, provider = canary.input_id, view.decl.provider
         if (provider, ds_id) in seen.ready_at or ds_id in actions:
             continue
-        derived = sample.input
-        spec = DatasetSpec(
-            dataset_id=ds_id,
-            name=derived.dataset,
-            files=(derived.path,),
-            rows=derived.rows,
-            size=derived.size,
-            display_name=marked_display_name(derived.dataset, project),
-            format=None,
-            providers=(provider,),
-        )
-        reason = f"the {derived.rows:,} rows of job {view.decl.name}'s canary"
-        details = {"rows": derived.rows, "size": derived.size, "canaryFor": view.decl.name}
-        resource = Resource("dataset", derived.dataset, ds_id)
-        actions[ds_id] = Action(Kind.CREATE_DATASET, resource, reason, details, dataset=spec)
+        reason = f"the {sample.input.rows:,} rows of job {view.decl.name}'s canary"
+        role = {"canaryFor": view.decl.name}
+        actions[ds_id] = _file_action(ds_id, sample.input, (provider,), project, reason, role)
     return list(actions.values())
