@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from batchops.errors import ApiError, DeadlineExceededError
 from batchops.providers.fireworks.retry import (
@@ -22,6 +23,9 @@ from batchops.providers.fireworks.retry import (
     Sleep,
     call_with_retries,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -101,3 +105,34 @@ def pages(
         path=path,
         status=200,
     )
+
+
+class LoopClient:
+    """What both provider clients share around their requests: the request loop whose deadline
+    bounds every call, the HTTP client, and closing it (also as a context manager)."""
+
+    _loop: RequestLoop
+    _http: httpx.Client
+
+    @property
+    def deadline(self) -> float | None:
+        """The command's deadline (time.monotonic); no call, retry or wait goes past it."""
+        return self._loop.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self._loop.deadline = value
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -49,7 +48,7 @@ from batchops.providers.fireworks.wire import (
     UploadResponse,
     resource_id,
 )
-from batchops.providers.request_loop import RequestLoop, pages
+from batchops.providers.request_loop import LoopClient, RequestLoop, pages
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -63,7 +62,7 @@ _HTTP_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
 _FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})  # wire body
 
 
-class FireworksClient:
+class FireworksClient(LoopClient):
     """A synchronous, thread-safe client for one account. Close it, or use it as a context."""
 
     def __init__(
@@ -102,30 +101,7 @@ class FireworksClient:
         self._counts_lock = threading.Lock()
         self._http = http_client(transport, timeout)
 
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    @property
-    def deadline(self) -> float | None:
-        """The command's deadline (time.monotonic); no call, retry or wait goes past it."""
-        return self._loop.deadline
-
-    @deadline.setter
-    def deadline(self, value: float | None) -> None:
-        self._loop.deadline = value
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> FireworksClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    # -- lifecycle (deadline, close, context manager: ``LoopClient``) ----------------------------
 
     def __repr__(self) -> str:
         return f"FireworksClient(base_url={self.base_url!r}, account_id={self.account_id!r})"

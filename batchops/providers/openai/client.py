@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -45,7 +44,7 @@ from batchops.providers.openai.wire import (
     FileObject,
     decode,
 )
-from batchops.providers.request_loop import RequestLoop, pages
+from batchops.providers.request_loop import LoopClient, RequestLoop, pages
 from batchops.wire_openai import COMPLETION_WINDOW
 
 M = TypeVar("M")
@@ -65,7 +64,7 @@ class UncertainCreateError(ApiError):
     retryable = True
 
 
-class OpenAIBatchClient:
+class OpenAIBatchClient(LoopClient):
     """A synchronous, thread-safe client for one OpenAI-compatible base URL (``.../v1``)."""
 
     def __init__(
@@ -97,29 +96,6 @@ class OpenAIBatchClient:
         # TLS set up on first https use (a plain-http server loads no CA bundle); httpx's own
         # transport when proxies are configured; every pool under the command's deadline.
         self._http = http_client(transport, timeout)
-
-    def close(self) -> None:
-        self._http.close()
-
-    @property
-    def deadline(self) -> float | None:
-        """The command's deadline (time.monotonic); no call, retry or wait goes past it."""
-        return self._loop.deadline
-
-    @deadline.setter
-    def deadline(self, value: float | None) -> None:
-        self._loop.deadline = value
-
-    def __enter__(self) -> OpenAIBatchClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"OpenAIBatchClient(base_url={self.base_url!r})"
