@@ -20,7 +20,16 @@ from batchops.datasets import iter_custom_ids
 from batchops.errors import BatchopsError, NotFoundError
 from batchops.layout import errors_path
 from batchops.outputcache import OutputCache
-from batchops.plan import Action, DatasetSpec, DownloadSpec, JobSpec, Kind, Plan
+from batchops.plan import (
+    LOCAL_CHANGES,
+    REMOTE_CHANGES,
+    Action,
+    DatasetSpec,
+    DownloadSpec,
+    JobSpec,
+    Kind,
+    Plan,
+)
 from batchops.providers import Provider, Stopped
 from batchops.results import (
     ResultRecord,
@@ -38,7 +47,7 @@ from batchops.sources.writers import chunks
 
 DEFAULT_WORKERS = 8
 READY_TIMEOUT = 600.0  # seconds a fresh dataset may take to become READY after its upload
-_JOB_KINDS = frozenset({Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB})
+_PRUNES = (Kind.PRUNE_JOB, Kind.PRUNE_DATASET)  # last, jobs first: the jobs read the datasets
 
 
 class Reporter(Protocol):
@@ -107,25 +116,27 @@ def apply_plan(
     )
     result = ApplyResult()
     sweep_all(root)  # a killed run's scratch folders (its lock is free), before making ours
+    changes = [a for a in plan.actions if a.kind in REMOTE_CHANGES or a.kind in LOCAL_CHANGES]
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="apply") as pool:
         datasets = {
             a.resource.remote_id: pool.submit(_run, env, result, a, None)
-            for a in plan.actions
+            for a in changes
             if a.kind is Kind.CREATE_DATASET
         }
+        # Every other change (jobs, downloads, duplicate cancels), each after its input dataset.
         others = [
             pool.submit(_run, env, result, a, datasets.get(a.after or ""))
-            for a in plan.actions
-            if a.kind in _JOB_KINDS or a.kind is Kind.DOWNLOAD
+            for a in changes
+            if a.kind is not Kind.CREATE_DATASET and a.kind not in _PRUNES
         ]
         _wait_all([*datasets.values(), *others])
-        for kind in (Kind.PRUNE_JOB, Kind.PRUNE_DATASET):  # jobs first: they read the datasets
-            _wait_all([pool.submit(_run, env, result, a, None) for a in _of(plan, kind)])
+        for kind in _PRUNES:
+            _wait_all([pool.submit(_run, env, result, a, None) for a in _of(changes, kind)])
     return result
 
 
-def _of(plan: Plan, kind: Kind) -> list[Action]:
-    return [a for a in plan.actions if a.kind is kind]
+def _of(actions: list[Action], kind: Kind) -> list[Action]:
+    return [a for a in actions if a.kind is kind]
 
 
 def _wait_all(futures: Iterable[Future[bool]]) -> None:

@@ -38,6 +38,7 @@ class Memory:
         self.name = name
         self.jobs: dict[str, RemoteJob] = {}
         self.inputs: dict[str, RemoteInput] = {}
+        self.duplicates_cancelled: list[str] = []
 
     def list_jobs(self, *, project: str | None = None) -> list[RemoteJob]:
         return [j for j in self.jobs.values() if project in (None, j.owner)]
@@ -79,7 +80,7 @@ class Memory:
             raise NotFoundError(key)
 
     def cancel_duplicates(self, key: str) -> None:
-        pass
+        self.duplicates_cancelled.append(key)
 
     def cancel_job(self, key: str) -> None:
         job = self.get_job(key)
@@ -248,3 +249,18 @@ def test_cancel_asks_the_provider_to_cancel_and_delete_to_delete(tmp_path: Path)
     result = apply_plan(Plan(actions, "", PROJECT), provider=both, root=tmp_path)
     assert result.errors == []
     assert list(tg.jobs) == ["a-1"] and tg.jobs["a-1"].state is JobState.CANCELLED
+
+
+def test_apply_cancels_a_planned_duplicate_on_the_provider_that_listed_it(tmp_path: Path) -> None:
+    """A ``cancel-duplicate`` in the plan reaches the provider (it was shown and then skipped)."""
+    from batchops.apply import apply_plan
+    from batchops.plan import Action, Plan, Resource
+
+    fw, tg = Memory("fireworks"), Memory("together")
+    both = ProviderSet({"fireworks": fw, "together": tg})
+    both.create_job(spec("a-1", "together"), project=PROJECT)
+    both.list_jobs()
+    action = Action(Kind.CANCEL_DUPLICATE, Resource("job", "a", "a-1"), "1 duplicate")
+    result = apply_plan(Plan((action,), "", PROJECT), provider=both, root=tmp_path)
+    assert result.errors == [] and result.done == [action]
+    assert tg.duplicates_cancelled == ["a-1"] and fw.duplicates_cancelled == []

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from batchops.local.server import EmbeddedServer
@@ -196,3 +197,46 @@ def test_rows_that_failed_for_a_passing_reason_are_retried_on_openai(
     (job,) = json.loads(status.stdout)["jobs"]
     assert job["failedRows"]["permanent"]["rows"] == 1, job
     assert job["failedRows"]["transient"]["rows"] == 0, job
+
+
+def test_apply_cancels_a_duplicate_batch_and_keeps_the_finished_one(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    """A concurrent apply's duplicate (same metadata slot) still running after the job finished
+    is cancelled by the next ``apply``, not only shown in its plan; the finished batch is kept."""
+    server = make_server(row_delay=0.01)
+    write_project(tmp_path, server.base_url, cap=100)
+    write_jobs(tmp_path, ("on-openai",))
+    done = cli(tmp_path, server.base_url, *APPLY)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (kept,) = batches(server.base_url)
+    slow = "".join(  # the duplicate's own input: long enough to be running when apply comes
+        json.dumps(
+            {
+                "custom_id": f"d{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+            }
+        )
+        + "\n"
+        for i in range(6000)
+    )
+    with httpx.Client(base_url=f"{server.base_url}/v1", timeout=30) as client:
+        upload = client.post(
+            "/files", data={"purpose": "batch"}, files={"file": ("dup.jsonl", slow.encode())}
+        )
+        body = {"input_file_id": upload.json()["id"], "endpoint": kept["endpoint"]}
+        body |= {"completion_window": "24h", "metadata": kept["metadata"]}
+        duplicate = client.post("/batches", json=body).json()
+    again = cli(tmp_path, server.base_url, "apply")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 duplicate to cancel" in again.stdout, again.stdout
+    status = {b["id"]: b["status"] for b in batches(server.base_url)}
+    assert status[duplicate["id"]] in ("cancelling", "cancelled"), status
+    assert status[kept["id"]] == "completed", status
+    deadline = time.monotonic() + 30
+    while batches(server.base_url)[0]["status"] == "cancelling" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    plan = cli(tmp_path, server.base_url, "plan", "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout + plan.stderr  # nothing left to cancel or wait for
