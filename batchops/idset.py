@@ -2,8 +2,8 @@
 
 Used by ``batchops.datasets`` (DESIGN.md section 10). At 2.45M rows a ``set[str]`` of custom_ids
 held 200+ MB and kept the garbage collector busy; ``CompactIds`` keeps a 64-bit digest of each ID
-(the string's own hash: no per-ID Python code runs) in flat arrays, partitioned by the
-digest's top bits so that the final check needs only one small set at a time. It does not answer
+(the string's own hash) in flat arrays, partitioned by the digest's top bits so that the final
+check needs only one small set at a time. It does not answer
 "seen before?" per ID: blocks are added whole, and ``doubtful()`` says at the end whether any
 digest repeats. A repeat (a duplicate ID, or rarely two IDs with one digest) sends the caller to
 scan again with ``ExactIds``, the plain set, which words every problem exactly; so the compact
@@ -13,11 +13,10 @@ form changes the memory and time of a scan, never its answer.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Set
 
-_PARTS = 64
-_BOUNDS = [-(2**63) + i * (2**64 // _PARTS) for i in range(1, _PARTS)]  # digest ranges
+_PARTS = 64  # a digest's part is its top 6 bits: digest >> _SHIFT, -32..31, a list index
+_SHIFT = 58
 
 
 class ExactIds:
@@ -49,7 +48,7 @@ class ExactIds:
 
 
 class CompactIds:
-    """64-bit digests in ``_PARTS`` sorted-range arrays; see the module's docstring."""
+    """64-bit digests in ``_PARTS`` arrays by their top bits; see the module's docstring."""
 
     def __init__(self) -> None:
         self._parts = [array("q") for _ in range(_PARTS)]
@@ -57,18 +56,15 @@ class CompactIds:
 
     def add_rows(self, ids: Iterable[str], count: int) -> bool:
         """Record a block's IDs; a repeat is found by doubtful(), so this always succeeds."""
-        self._add(sorted(map(hash, ids)))
+        self._add(map(hash, ids))
         return True
 
-    def _add(self, digests: list[int]) -> None:
-        """Append sorted digests to the arrays of their ranges."""
-        start = 0
-        for part, bound in zip(self._parts, _BOUNDS, strict=False):
-            end = bisect_left(digests, bound, start)
-            if end > start:
-                part.fromlist(digests[start:end])
-            start = end
-        self._parts[-1].fromlist(digests[start:])
+    def _add(self, digests: Iterable[int]) -> None:
+        """Append each digest to the array of its top bits. A plain loop: 1.5x faster than
+        sorting each block and cutting it into ranges (bench/validate.py)."""
+        appends = [part.append for part in self._parts]
+        for digest in digests:
+            appends[digest >> _SHIFT](digest)
 
     def add(self, custom_id: str) -> bool:
         """Record one ID; False if it repeats one added this way (others: see doubtful())."""

@@ -152,3 +152,24 @@ def test_an_interrupted_scan_stops_its_helpers(
     with pytest.raises(KeyboardInterrupt):
         scanpool.scan(files, None, 2)
     assert len(started) == 2 and all(proc.returncode is not None for proc in started)
+
+
+def test_a_helper_reading_tiny_blocks_joins_the_lines_they_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The helper reads into one buffer again and again: a line cut by a block (and a character
+    # cut inside it) must survive the next read into that buffer.
+    from batchops import rowscan
+    from batchops.idset import CompactIds
+
+    rows = [chat(f"r{i}", "東京 é" * (i % 7)) for i in range(120)]
+    path, size = write(tmp_path / "d.jsonl", rows, last_newline=False)
+    for block in (7, 64, 1000, size):
+        monkeypatch.setattr(rowscan, "BLOCK", block)
+        scan = datasets._Scan(tmp_path, None, seen=CompactIds())
+        assert rowscan.scan_range(path, 0, size, scan) == 120
+        expected = CompactIds()
+        expected.add_rows((f"r{i}" for i in range(120)), 120)
+        assert [sorted(p) for p in scan.seen._parts] == [sorted(p) for p in expected._parts]
+    with pytest.raises(rowscan._NeedsPrecise):  # shorter than measured: read it precisely
+        rowscan.scan_range(path, 0, size + 5, datasets._Scan(tmp_path, None))
