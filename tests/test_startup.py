@@ -149,15 +149,21 @@ def test_warm_validate_and_plan_load_no_manifest_models_nor_yaml(
 
 
 # What a warm `plan` (the steady state CI sees) does without: the schema checker (a known-valid
-# responseFormat is checked once, batchops.manifest.templated), the code that executes a plan.
+# responseFormat is checked once, batchops.manifest.templated), the code that executes a plan,
+# and pydantic: list pages are decoded with msgspec (batchops.providers.fireworks.pages); the
+# wire models are for requests that send a body and for pages only they can decide.
 NOT_FOR_A_WARM_PLAN = {
     "jsonschema",
     "batchops.apply",
     "batchops.sources.conform",
+    "pydantic",
+    "pydantic_core",
+    "batchops.providers.fireworks.wire",
+    "zipfile",
 }
 
 
-def test_a_warm_plan_imports_no_schema_checker_and_no_apply(
+def test_a_warm_plan_imports_no_schema_checker_no_apply_and_no_pydantic(
     tmp_path: Path, make_server: Callable[..., EmbeddedServer]
 ) -> None:
     server = make_server(worker=False)

@@ -57,6 +57,7 @@ _CODE = (
     "jsonvalues.py",
     "providers/catalog.py",
     "providers/fireworks/wire.py",
+    "providers/fireworks/names.py",
 )
 
 
