@@ -160,7 +160,7 @@ def decode_jobs(content: bytes) -> JobsPage | None:
         return None
     try:
         decoded = msgspec.convert(page, JobsPage)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):
         return None
     for raw, job in zip(
         page.get("batchInferenceJobs") or (), decoded.batch_inference_jobs, strict=True
@@ -181,7 +181,7 @@ def decode_datasets(content: bytes) -> DatasetsPage | None:
             return None
     try:
         return msgspec.convert(page, DatasetsPage)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):
         return None
 
 
@@ -189,7 +189,7 @@ def _plain(content: bytes, items: Literal["batchInferenceJobs", "datasets"]) -> 
     """The page as plain JSON values when it is an object with no snake_case page keys."""
     try:
         page = msgspec.json.decode(content)
-    except msgspec.DecodeError:  # the wire model says what is wrong with it
+    except (msgspec.DecodeError, RecursionError):  # the wire model says what is wrong with it
         return None
     if type(page) is not dict or not _SNAKE_PAGE.isdisjoint(page):
         return None
