@@ -275,7 +275,7 @@ def _utf8(data: memoryview) -> bool:
     return True
 
 
-def _fast_block(block: bytes | bytearray, start: int, end: int, lines: int, scan: _Scan) -> bool:
+def _fast_block(block: bytes, start: int, end: int, lines: int, scan: _Scan) -> bool:
     """Validate the complete lines ``block[start:end]`` at C speed; False means "look closer".
     Commits the format and custom_ids to ``scan`` only when the whole block is good."""
     if block.find(_DEEP, start, end) >= 0:
@@ -408,14 +408,9 @@ def _id_problem(custom_id: str, line: bytes, scan: _Scan) -> tuple[int, str] | N
 
 
 def _slow_block(
-    block: bytes | bytearray,
-    start: int,
-    end: int,
-    first_line: int,
-    scan: _Scan,
-    problems: _FileProblems,
+    block: bytes, start: int, end: int, first_line: int, scan: _Scan, problems: _FileProblems
 ) -> None:
-    lines = bytes(block[start:end]).split(b"\n")
+    lines = block[start:end].split(b"\n")
     if block[end - 1] == 0x0A:
         lines.pop()  # the empty string after the final newline is not a line
     for number, line in enumerate(lines, start=first_line):
@@ -476,7 +471,7 @@ class _Lines:
         self.line = 1  # number of the next line
         self.rows = 0
 
-    def feed(self, block: bytes | bytearray) -> None:
+    def feed(self, block: bytes) -> None:
         cut = block.rfind(b"\n") + 1
         if cut == 0:
             self._grow(block)  # a line longer than a block: no quadratic concatenation
@@ -489,7 +484,7 @@ class _Lines:
         self.tail, self.tail_size = [], 0
         self._grow(block[cut:])
 
-    def _grow(self, piece: bytes | bytearray) -> None:
+    def _grow(self, piece: bytes) -> None:
         """Add to the partial line; past MAX_ROW_BYTES it is dropped (and reported once)."""
         self.tail_size += len(piece)
         if self.too_long or not piece:
@@ -498,7 +493,7 @@ class _Lines:
             self.problems.add(self.line, 1, f"line is longer than {MAX_ROW_BYTES:,} bytes")
             self.too_long, self.tail = True, []
             return
-        self.tail.append(bytes(piece))  # a copy of a buffer the caller reads into again
+        self.tail.append(piece)
 
     def _end_line(self) -> None:
         """The partial line is complete: validate it, or step over it when it was too long."""
@@ -513,7 +508,7 @@ class _Lines:
         """The last line, when the file does not end with a newline."""
         self._end_line()
 
-    def _segment(self, data: bytes | bytearray, start: int, end: int) -> None:
+    def _segment(self, data: bytes, start: int, end: int) -> None:
         if start >= end:
             return
         lines = data.count(b"\n", start, end) + (data[end - 1] != 0x0A)

@@ -37,7 +37,7 @@ class _NeedsPrecise(Exception):
 class _FastLines(_Lines):
     """``_Lines`` that stops at the first block the fast path refuses."""
 
-    def _segment(self, data: bytes | bytearray, start: int, end: int) -> None:
+    def _segment(self, data: bytes, start: int, end: int) -> None:
         if start >= end:
             return
         lines = data.count(b"\n", start, end) + (data[end - 1] != 0x0A)
@@ -51,16 +51,11 @@ def scan_range(path: Path, start: int, end: int, scan: _Scan) -> int:
     """The rows of ``path[start:end]``, every one good; raises _NeedsPrecise otherwise."""
     problems = _FileProblems(str(path))
     lines = _FastLines(scan, problems)
-    # One buffer read into again and again: a fresh block per read cost page faults and
-    # allocations (a sixth of the time). Nothing keeps a view of it between reads: the rows
-    # decoded from a block are dropped by _fast_block, and _Lines copies the partial last line.
-    block = bytearray(min(BLOCK, end - start))
     with path.open("rb", buffering=0) as f:
         f.seek(start)
         while start < end:
-            if end - start < len(block):
-                block = bytearray(end - start)  # the last, shorter read
-            if f.readinto(block) != len(block):  # the file shrank since it was measured
+            block = f.read(min(BLOCK, end - start))
+            if not block:  # the file shrank since it was measured
                 raise _NeedsPrecise
             start += len(block)
             lines.feed(block)

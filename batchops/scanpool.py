@@ -27,6 +27,7 @@ from batchops.idset import CompactIds
 
 PART_MIN = 32 * 2**20  # bytes a helper is worth starting for (one costs ~0.1 s to start)
 MAX_HELPERS = 4
+HASH_BLOCK = 8 * 2**20
 _NEWLINE_SEARCH = 2**20  # read at a time while looking for the line start after a cut
 _MAX_SEARCH = 16 * 2**20  # no newline this far after a cut: do not cut there
 
@@ -114,8 +115,11 @@ def _start(share: list[Range], fmt: str | None, seed: str) -> subprocess.Popen[b
 
 
 def _sha256(path: Path) -> str:
-    with path.open("rb", buffering=0) as f:  # read into one buffer: no page faults per block
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb", buffering=0) as f:
+        while block := f.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _answer(proc: subprocess.Popen[bytes], seen: CompactIds) -> _Answer | None:

@@ -157,8 +157,8 @@ def test_an_interrupted_scan_stops_its_helpers(
 def test_a_helper_reading_tiny_blocks_joins_the_lines_they_cut(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The helper reads into one buffer again and again: a line cut by a block (and a character
-    # cut inside it) must survive the next read into that buffer.
+    # A line cut by a block (and a character cut inside it) is joined before it is checked, and
+    # the digests are those of a scan in one piece.
     from batchops import rowscan
     from batchops.idset import CompactIds
 
