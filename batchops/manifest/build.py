@@ -306,11 +306,10 @@ def _job(
     if m is None:
         return None
     spec, name = m.spec, m.metadata.name
-    ok = spec.input_dataset not in invalid  # reads a Dataset whose own problem is reported
-    if spec.input_dataset is not None and spec.input_dataset not in datasets | invalid:
-        diags.append(
-            _at(p, ("spec", "inputDataset"), _unknown_dataset(spec.input_dataset, datasets))
-        )
+    ref = spec.input_dataset
+    ok = ref not in invalid  # reads a Dataset whose own problem is reported
+    if ref is not None and ref not in datasets and ok:  # no union of the two sets per job
+        diags.append(_at(p, ("spec", "inputDataset"), _unknown_dataset(ref, datasets)))
         ok = False
     written = spec.output.path or f"{output_dir.rstrip('/')}/{name}.jsonl"
     try:
