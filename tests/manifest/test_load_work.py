@@ -103,6 +103,8 @@ def test_a_repeated_plain_value_is_constructed_once(monkeypatch: pytest.MonkeyPa
         "a: 012\nb: 0x1f\nc: 1_000\nd: 1:30\ne: .inf\nf: -.INF\ng: 2001-12-14\nh: ~\ni: ''\n",
         "- 12\n- 12\n- [12, 12]\n- {x: 12}\n",
         "x: .nan\ny: .nan\n",
+        "a:\n  - {b: 1, c: [x, {d: 2}]}\n  - q\n  -\n    - [r, {s: t}]\ne: {f: {g: h}}\n"
+        "---\n- k: {l: m}\n  n: []\n- {}\n",
     ],
 )
 def test_the_quick_path_agrees_with_the_composer(text: str) -> None:
@@ -178,3 +180,17 @@ def test_an_output_path_in_a_remembered_folder_is_what_the_long_way_says(
 
     dirs: P.Dirs = {}
     assert [outcome(dirs), outcome(dirs)] == [outcome(None)] * 2  # told, then remembered
+
+
+def test_a_documents_positions_are_made_only_when_asked_for() -> None:
+    text = "apiVersion: v1\nspec:\n  items: [a, {b: c}]\n  d: e\n"
+    [doc] = parse_events(text, yamlsrc.MAX_NODES) or []
+    assert doc._keys is None and doc._values is None  # marks kept, no maps made
+    assert doc.values == {
+        ("apiVersion",): (1, 13),
+        ("spec",): (3, 3),
+        ("spec", "items"): (3, 10),
+        ("spec", "items", 1, "b"): (3, 18),
+        ("spec", "d"): (4, 6),
+    }
+    assert doc.keys[("spec", "items", 1, "b")] == (3, 15)
