@@ -100,8 +100,8 @@ def _check_providers(
     """Each job's ``spec.provider`` is ``fireworks`` or a provider the project file declares."""
     for p in parsed:
         m = _job_of(p)
-        if m is None:
-            continue
+        if m is None or (not m.spec.provider and m.spec.matrix is None):
+            continue  # the built-in provider (most jobs)
         named: list[tuple[str, Loc]] = (
             [(m.spec.provider, ("spec", "provider"))] if m.spec.provider else []
         )
@@ -216,9 +216,9 @@ def _graph_order(
     (most projects) no cycle can exist: datasets, then jobs, with no walk (a 10,000-job load
     pays nothing for pipelines)."""
     docs = [p for p in unique if p.kind in (DATASET, JOB)]
-    if not any(_linked(p) for p in docs):
+    if not any(_linked(p) for p in docs):  # datasets first, each kind in its order (stable)
         keyed = [(p.kind, p.manifest.metadata.name) for p in docs]  # type: ignore[attr-defined]
-        return sorted(keyed, key=lambda k: k[0] != DATASET)
+        return [k for k in keyed if k[0] == DATASET] + [k for k in keyed if k[0] != DATASET]
     broken = {(u.kind, u.name) for u in unchecked if u.name}
     return check_graph([_node(p) for p in docs], diags, invalid=broken)
 

@@ -169,11 +169,12 @@ class _Shape:
         for f in self.fresh:
             fields[f] = type(fields[f])()
         checks = self.checks
-        for key, value in data.items():
-            known = checks.get(key)
-            if known is None:
-                raise _No
-            fields[known[0]] = known[1](value)
+        try:
+            for key, value in data.items():
+                field, check = checks[key]
+                fields[field] = check(value)
+        except KeyError:  # an unknown key (the checks raise only _No)
+            raise _No from None
         return Node(self.model, fields, self.aliases)
 
 
