@@ -95,11 +95,13 @@ class Expander:
             return
         p, base = entry
         m = cast("BatchInferenceJobManifest", p.manifest)  # a model, or the cache's Node
-        inputs: list[tuple[Variant, DatasetDecl | None]] = [(Variant(name), None)]
+        inputs: list[tuple[Variant, DatasetDecl | None]]
         if base.input_dataset is not None:
             inputs = list(self.datasets.get(base.input_dataset, []))
             if not inputs:
                 return  # the dataset did not load: its problem is reported
+        else:
+            inputs = [(Variant(name), None)]
         deps = m.spec.depends_on
         needs = tuple(j.name for dep in deps for _, j in self.jobs.get(dep, [])) if deps else ()
         if m.spec.matrix is None and needs == base.depends_on and len(inputs) == 1:

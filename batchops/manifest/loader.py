@@ -245,13 +245,14 @@ def _read_bounded(file: Path) -> bytes:
 def _validate(
     doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
 ) -> Parsed | None:
-    invalid, located, *_, quick = _validation()
+    validation = _validation()
     if not isinstance(doc.data, dict):
         diags.append(Diagnostic(shown, *doc.start, "a manifest must be a mapping"))
         return None
-    proven = quick(doc.data)  # a plain document, proven valid without its model
+    proven = validation[-1](doc.data)  # a plain document, proven valid without its model
     if proven is not None:
         return Parsed(proven, file, Source(shown, *doc.start), doc)  # type: ignore[arg-type]
+    invalid, located = validation[0], validation[1]
     model = _model_for(doc, shown, diags)
     if model is None:
         return None
