@@ -63,7 +63,8 @@ class Uncacheable(Exception):
 
 
 class Node:
-    """A validated manifest model read back from the cache: its fields are attributes, and
+    """A validated manifest model read back from the cache (or a plain document proven valid
+    by ``quick``, without its model): its fields are attributes, and
     ``model_dump`` answers as the model's would (nested models as dicts, ``by_alias``,
     ``exclude_none``). It duck-types the model for ``build`` and ``project``, which tell the
     documents apart by ``kind``, never by class."""

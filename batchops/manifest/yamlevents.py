@@ -1,8 +1,9 @@
 """The fastest way through ordinary manifests: libyaml's events straight to data and positions.
 
 Called first by ``yamlsrc.parse_documents``. PyYAML's composer builds a node per value and the
-converter then walks the nodes again, both in Python; this builds the plain data and the
-key/value positions from libyaml's event stream in one loop, with no recursion. It handles what
+converter then walks the nodes again, both in Python; this builds the plain data from libyaml's
+event stream in one loop, with no recursion, keeping each node's start mark (the document makes
+its key/value positions from them when asked: ``doc.YamlDocument``). It handles what
 real manifests hold (mappings, sequences, scalars) and gives up, returning None, on anything else
 (an anchor or alias, a merge key, a tag it does not know, a non-scalar or duplicate key, deep
 nesting, a syntax error): ``yamlsrc`` then parses the text on its own paths, which accept or
