@@ -100,8 +100,8 @@ def _check_providers(
     """Each job's ``spec.provider`` is ``fireworks`` or a provider the project file declares."""
     for p in parsed:
         m = _job_of(p)
-        if m is None:
-            continue
+        if m is None or (not m.spec.provider and m.spec.matrix is None):
+            continue  # the built-in provider (most jobs)
         named: list[tuple[str, Loc]] = (
             [(m.spec.provider, ("spec", "provider"))] if m.spec.provider else []
         )
@@ -216,9 +216,9 @@ def _graph_order(
     (most projects) no cycle can exist: datasets, then jobs, with no walk (a 10,000-job load
     pays nothing for pipelines)."""
     docs = [p for p in unique if p.kind in (DATASET, JOB)]
-    if not any(_linked(p) for p in docs):
+    if not any(_linked(p) for p in docs):  # datasets first, each kind in its order (stable)
         keyed = [(p.kind, p.manifest.metadata.name) for p in docs]  # type: ignore[attr-defined]
-        return sorted(keyed, key=lambda k: k[0] != DATASET)
+        return [k for k in keyed if k[0] == DATASET] + [k for k in keyed if k[0] != DATASET]
     broken = {(u.kind, u.name) for u in unchecked if u.name}
     return check_graph([_node(p) for p in docs], diags, invalid=broken)
 
@@ -306,11 +306,10 @@ def _job(
     if m is None:
         return None
     spec, name = m.spec, m.metadata.name
-    ok = spec.input_dataset not in invalid  # reads a Dataset whose own problem is reported
-    if spec.input_dataset is not None and spec.input_dataset not in datasets | invalid:
-        diags.append(
-            _at(p, ("spec", "inputDataset"), _unknown_dataset(spec.input_dataset, datasets))
-        )
+    ref = spec.input_dataset
+    ok = ref not in invalid  # reads a Dataset whose own problem is reported
+    if ref is not None and ref not in datasets and ok:  # no union of the two sets per job
+        diags.append(_at(p, ("spec", "inputDataset"), _unknown_dataset(ref, datasets)))
         ok = False
     written = spec.output.path or f"{output_dir.rstrip('/')}/{name}.jsonl"
     try:

@@ -95,12 +95,15 @@ class Expander:
             return
         p, base = entry
         m = cast("BatchInferenceJobManifest", p.manifest)  # a model, or the cache's Node
-        inputs: list[tuple[Variant, DatasetDecl | None]] = [(Variant(name), None)]
+        inputs: list[tuple[Variant, DatasetDecl | None]]
         if base.input_dataset is not None:
             inputs = list(self.datasets.get(base.input_dataset, []))
             if not inputs:
                 return  # the dataset did not load: its problem is reported
-        needs = tuple(j.name for dep in m.spec.depends_on for _, j in self.jobs.get(dep, []))
+        else:
+            inputs = [(Variant(name), None)]
+        deps = m.spec.depends_on
+        needs = tuple(j.name for dep in deps for _, j in self.jobs.get(dep, [])) if deps else ()
         if m.spec.matrix is None and needs == base.depends_on and len(inputs) == 1:
             dataset = inputs[0][1]
             if dataset is None or dataset.render is None or not dataset.render.upstream:
@@ -200,6 +203,7 @@ class Expander:
                 (j.name, name, _name_at(self.jobs_in[name][0]))
                 for name, vs in self.jobs.items()
                 for _, j in vs
+                if j.name != name  # not expanded: nothing to collide (and no position made)
             ),
             self.diags,
             lambda n: n in job_names,

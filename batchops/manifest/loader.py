@@ -12,7 +12,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batchops.config import BUILTIN_PROVIDER, DEFAULT_OUTPUT_DIR, ProjectConfig
 from batchops.errors import Diagnostic, InvalidInputError
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported where a file is parsed: a warm load needs neither 
         Mapping[str, type[BaseModel]],
         str,
         type[BaseModel],
+        Callable[[dict[str, Any]], object | None],
     ]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -246,10 +247,14 @@ def _read_bounded(file: Path) -> bytes:
 def _validate(
     doc: YamlDocument, file: Path, shown: str, diags: list[Diagnostic], unchecked: list[Unchecked]
 ) -> Parsed | None:
-    invalid, located, *_ = _validation()
+    validation = _validation()
     if not isinstance(doc.data, dict):
         diags.append(Diagnostic(shown, *doc.start, "a manifest must be a mapping"))
         return None
+    proven = validation[-1](doc.data)  # a plain document, proven valid without its model
+    if proven is not None:
+        return Parsed(proven, file, Source(shown, *doc.start), doc)  # type: ignore[arg-type]
+    invalid, located = validation[0], validation[1]
     model = _model_for(doc, shown, diags)
     if model is None:
         return None
@@ -278,19 +283,27 @@ def _unchecked(doc: YamlDocument, shown: str) -> Unchecked:
 @functools.cache  # once per process: an import statement per document costs 10,000 lookups
 def _validation() -> _Validation:
     """What validating a document needs, imported when the first file must be parsed: pydantic's
-    error, the locator, the model of each kind, and the Project's."""
+    error, the locator, the model of each kind, the Project's, and the quick proof."""
     from pydantic import ValidationError
 
     from batchops.manifest.locate import validation_diagnostics
     from batchops.manifest.models import KINDS, PROJECT_KIND, ProjectManifest
+    from batchops.manifest.quick import quick_manifest
 
-    return ValidationError, validation_diagnostics, KINDS, PROJECT_KIND, ProjectManifest
+    return (
+        ValidationError,
+        validation_diagnostics,
+        KINDS,
+        PROJECT_KIND,
+        ProjectManifest,
+        quick_manifest,
+    )
 
 
 def _model_for(doc: YamlDocument, shown: str, diags: list[Diagnostic]) -> type[BaseModel] | None:
-    *_, models, project_kind, project_model = _validation()
+    *_, models, project_kind, project_model, _ = _validation()
     kind = doc.data.get("kind")
-    if kind in models:
+    if isinstance(kind, str) and kind in models:  # ``kind: [x]`` is unknown, not a crash
         return models[kind]
     if kind == project_kind:
         return project_model

@@ -66,14 +66,16 @@ class Uncacheable(Exception):
 
 
 class Node:
-    """A validated manifest model read back from the cache: its fields are attributes, and
+    """A validated manifest model read back from the cache (or a plain document proven valid
+    by ``quick``, without its model): its fields are attributes, and
     ``model_dump`` answers as the model's would (nested models as dicts, ``by_alias``,
     ``exclude_none``). It duck-types the model for ``build`` and ``project``, which tell the
     documents apart by ``kind``, never by class."""
 
-    __slots__ = ("_aliases", "_fields", "_model")
-
     def __init__(self, model: str, fields: dict[str, Any], aliases: dict[str, str]) -> None:
+        # The fields are plain attributes too: the builder reads them by the ten thousand, and
+        # an attribute found in ``__dict__`` costs a tenth of one that goes to ``__getattr__``.
+        self.__dict__.update(fields)
         self._model, self._fields, self._aliases = model, fields, aliases
 
     def __getattr__(self, name: str) -> Any:
@@ -303,9 +305,14 @@ def _model(value: Any, models: Models) -> Any:
         if not all(type(k) is str for k in value):
             raise Uncacheable("a mapping key that is not a string")
         return {"d": {k: _model(v, models) for k, v in value.items()}}
+    if isinstance(value, Node):  # proven valid by ``quick``: the model's fields, in its order
+        name, values = value._model, value._fields
+        if models.setdefault(name, [list(values), value._aliases])[0] != list(values):
+            raise Uncacheable(f"two models named {name}")
+        return [name, *(_model(v, models) for v in values.values())]
     fields = getattr(type(value), "model_fields", None)
     if not isinstance(fields, dict):
-        raise Uncacheable(type(value).__name__)  # a tuple, a date, a Node: not kept
+        raise Uncacheable(type(value).__name__)  # a tuple, a date: not kept
     name = type(value).__name__
     if name not in models:
         aliases = {f: i.serialization_alias or i.alias or f for f, i in fields.items()}

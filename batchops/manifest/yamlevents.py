@@ -1,8 +1,9 @@
 """The fastest way through ordinary manifests: libyaml's events straight to data and positions.
 
 Called first by ``yamlsrc.parse_documents``. PyYAML's composer builds a node per value and the
-converter then walks the nodes again, both in Python; this builds the plain data and the
-key/value positions from libyaml's event stream in one loop, with no recursion. It handles what
+converter then walks the nodes again, both in Python; this builds the plain data from libyaml's
+event stream in one loop, with no recursion, keeping each node's start mark (the document makes
+its key/value positions from them when asked: ``doc.YamlDocument``). It handles what
 real manifests hold (mappings, sequences, scalars) and gives up, returning None, on anything else
 (an anchor or alias, a merge key, a tag it does not know, a non-scalar or duplicate key, deep
 nesting, a syntax error): ``yamlsrc`` then parses the text on its own paths, which accept or
@@ -92,17 +93,18 @@ class _Builder:
         """One document's events up to its end; None for an empty (null) document.
 
         The hot loop of a big load: names bound to locals, the open container's state held in
-        locals (pushed and popped as tuples), plain scalars resolved through a cache by text."""
-        doc = YamlDocument(data=None, start=(1, 1))
-        keys, values = doc.keys, doc.values
+        locals (pushed and popped as tuples), plain scalars resolved through a cache by text,
+        and each node's start mark kept as it comes: the document makes its key and value
+        positions from them only if they are asked for (``doc.YamlDocument``)."""
+        marks: list[Any] = []
+        keep = marks.append
         get_event, max_nodes, scalar = parser.get_event, self.max_nodes, self.scalar
         plain, scalar_event = self.plain, ScalarEvent
-        stack: list[tuple[Any, tuple[Any, ...], bool, Any]] = []
-        # The open container, its loc, whether it is a list, and the key awaiting its value.
+        stack: list[tuple[Any, bool, Any]] = []
+        # The open container, whether it is a list, and the key awaiting its value.
         container: Any = None
-        at: tuple[Any, ...] = ()
         is_list, key = False, _NO_KEY
-        count, root_tag = 0, ""
+        count, root_tag, data, start = 0, "", None, (1, 1)
         while True:
             event = get_event()
             kind = type(event)
@@ -121,9 +123,9 @@ class _Builder:
                 else:
                     value = scalar(event, tag)
             elif kind is DocumentEndEvent:
-                return None if root_tag == _NULL else doc
+                return None if root_tag == _NULL else YamlDocument(data, start, marks=marks)
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
-                container, at, is_list, key = stack.pop()
+                container, is_list, key = stack.pop()
                 continue
             elif kind is MappingStartEvent and event.anchor is None and event.tag in _MAP_TAGS:
                 value, tag = {}, ""
@@ -135,29 +137,24 @@ class _Builder:
             if count > max_nodes:
                 raise _GiveUp
             mark = event.start_mark
-            pos = (mark.line + 1, mark.column + 1)
+            keep(mark)
             if container is None:
-                doc.data, doc.start, root_tag = value, pos, tag
-                loc: tuple[Any, ...] = ()
+                data, root_tag, start = value, tag, (mark.line + 1, mark.column + 1)
             elif is_list:
-                loc = (*at, len(container))
                 container.append(value)
             elif key is _NO_KEY:
                 if kind is not scalar_event or tag == _MERGE or value in container:
                     raise _GiveUp
                 key = value
-                keys[(*at, value)] = pos
                 continue
             else:
-                loc = (*at, key)
-                values[loc] = pos
                 container[key] = value
                 key = _NO_KEY
             if kind is not scalar_event:
-                if len(loc) > MAX_DEPTH:
+                if len(stack) > MAX_DEPTH:  # the container's depth (its loc's length)
                     raise _GiveUp
-                stack.append((container, at, is_list, key))
-                container, at, is_list, key = value, loc, kind is SequenceStartEvent, _NO_KEY
+                stack.append((container, is_list, key))
+                container, is_list, key = value, kind is SequenceStartEvent, _NO_KEY
 
     def plain_scalar(self, event: Any, text: str) -> tuple[str, Any]:
         """A plain (unquoted, untagged) scalar's tag and value, as SafeLoader makes them;

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from batchops.manifest import paths as P
 from batchops.manifest import yamlsrc
 from batchops.manifest.loader import load_partial
 from batchops.manifest.yamlevents import _Scalars, parse_events
@@ -102,6 +103,8 @@ def test_a_repeated_plain_value_is_constructed_once(monkeypatch: pytest.MonkeyPa
         "a: 012\nb: 0x1f\nc: 1_000\nd: 1:30\ne: .inf\nf: -.INF\ng: 2001-12-14\nh: ~\ni: ''\n",
         "- 12\n- 12\n- [12, 12]\n- {x: 12}\n",
         "x: .nan\ny: .nan\n",
+        "a:\n  - {b: 1, c: [x, {d: 2}]}\n  - q\n  -\n    - [r, {s: t}]\ne: {f: {g: h}}\n"
+        "---\n- k: {l: m}\n  n: []\n- {}\n",
     ],
 )
 def test_the_quick_path_agrees_with_the_composer(text: str) -> None:
@@ -112,3 +115,82 @@ def test_the_quick_path_agrees_with_the_composer(text: str) -> None:
         (d.start, d.keys, d.values) for d in pure
     ]
     assert repr([d.data for d in fast]) == repr([d.data for d in pure])
+
+
+def test_a_results_file_in_an_existing_folder_costs_two_lstats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One when its path is confined, one when the output rules check it (was three: a stat
+    for ``is_dir`` besides)."""
+    _project(tmp_path, JOBS, "out")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "job3.jsonl").write_text("", encoding="utf-8")  # results of a past run
+    seen = _count_stats(monkeypatch)
+    desired, diags = load_partial([tmp_path / "jobs"], root=tmp_path)
+    assert diags == [] and len(desired.jobs) == JOBS
+    results = [p for p in seen if re.fullmatch(r"job\d+\.jsonl", Path(p).name)]
+    assert sorted(results) == sorted(str(j.output_path) for j in desired.jobs for _ in "12")
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "r/x.jsonl",
+        "x.jsonl",
+        "r/./x.jsonl",
+        "r//x.jsonl",
+        "r/../x.jsonl",
+        "./r/x.jsonl",
+        "../x.jsonl",
+        "r/..",
+        "r/.",
+        "r/",
+        "/abs/x.jsonl",
+        "c:/x.jsonl",
+        "r/dir",
+        "r/link-in.jsonl",
+        "r/link-out.jsonl",
+        "r/loop.jsonl",
+        "in/x.jsonl",
+        "out/x.jsonl",
+        "gone/x.jsonl",
+        "r/" + "n" * 300,
+        "missing/" + "n" * 300,
+        "r/nul\0.jsonl",
+    ],
+)
+def test_an_output_path_in_a_remembered_folder_is_what_the_long_way_says(
+    tmp_path: Path, written: str
+) -> None:
+    root = tmp_path / "root"
+    (root / "r" / "dir").mkdir(parents=True)
+    (root / "elsewhere").mkdir()
+    os.symlink(root / "elsewhere", root / "in")
+    os.symlink(tmp_path, root / "out")
+    os.symlink(root / "nowhere", root / "gone")
+    os.symlink(root / "r" / "x.jsonl", root / "r" / "link-in.jsonl")
+    os.symlink(tmp_path / "x.jsonl", root / "r" / "link-out.jsonl")
+    os.symlink(root / "r" / "loop.jsonl", root / "r" / "loop.jsonl")
+
+    def outcome(dirs: P.Dirs | None) -> str:
+        try:
+            return str(P.output_file(written, root, dirs=dirs))
+        except (P.PathProblem, OSError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    dirs: P.Dirs = {}
+    assert [outcome(dirs), outcome(dirs)] == [outcome(None)] * 2  # told, then remembered
+
+
+def test_a_documents_positions_are_made_only_when_asked_for() -> None:
+    text = "apiVersion: v1\nspec:\n  items: [a, {b: c}]\n  d: e\n"
+    [doc] = parse_events(text, yamlsrc.MAX_NODES) or []
+    assert doc._keys is None and doc._values is None  # marks kept, no maps made
+    assert doc.values == {
+        ("apiVersion",): (1, 13),
+        ("spec",): (3, 3),
+        ("spec", "items"): (3, 10),
+        ("spec", "items", 1, "b"): (3, 18),
+        ("spec", "d"): (4, 6),
+    }
+    assert doc.keys[("spec", "items", 1, "b")] == (3, 15)

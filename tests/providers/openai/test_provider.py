@@ -248,7 +248,8 @@ def test_two_concurrent_applies_converge_on_one_batch_per_slot(
     provider_for: Callable[..., OpenAIProvider],
     tmp_path: Path,
 ) -> None:
-    server = make_server(api_key="local-key", stage_delay=0.3)
+    # 8 rows at 0.15 s: a duplicate is still running when the cancel comes, even under load
+    server = make_server(api_key="local-key", stage_delay=0.3, row_delay=0.15)
     spec = _dataset(tmp_path, 8)
     applies = [provider_for(server) for _ in range(2)]
     gate = threading.Barrier(2)
