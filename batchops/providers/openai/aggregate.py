@@ -29,6 +29,9 @@ _ORDER = (
 )
 
 
+_JOB_STATES = {state.value: state for state in JobState}  # a lookup, not an Enum call per batch
+
+
 def quota_refused(batch: Batch) -> bool:
     return neutral_state(batch.status) == "failed" and ERR_TOKEN_LIMIT in batch.error_codes
 
@@ -51,7 +54,7 @@ def part_keepers(batches: Iterable[Batch]) -> dict[int, Batch]:
 def _state(batch: Batch) -> JobState:
     if quota_refused(batch):
         return JobState.WAITING
-    state = JobState(neutral_state(batch.status))
+    state = _JOB_STATES[neutral_state(batch.status)]
     counts = batch.request_counts
     if (
         state is JobState.EXPIRED
