@@ -54,7 +54,12 @@ def part_keepers(batches: Iterable[Batch]) -> dict[int, Batch]:
 def _state(batch: Batch) -> JobState:
     if quota_refused(batch):
         return JobState.WAITING
-    state = _JOB_STATES[neutral_state(batch.status)]
+    return _unrefused_state(batch, neutral_state(batch.status))
+
+
+def _unrefused_state(batch: Batch, neutral: str) -> JobState:
+    """The state of a batch not refused for quota, from its neutral state."""
+    state = _JOB_STATES[neutral]
     counts = batch.request_counts
     if (
         state is JobState.EXPIRED
@@ -188,7 +193,7 @@ def one_batch_job(key: str, batch: Batch, provider: str, files: Set[str]) -> Rem
     if refused:  # refused for quota and nothing runs: its submitter stopped (``stalled``)
         state, message = JobState.INCOMPLETE, "1/1 parts submitted and none running"
     else:
-        state = JobState.DELETING if gone else _state(batch)
+        state = JobState.DELETING if gone else _unrefused_state(batch, neutral)
     total = int(meta.get(own.ROWS, 0))
     done, failed = (counts.completed, counts.failed) if counts else (0, 0)
     details = usage.input_tokens_details if usage else None
