@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from batchops.config import DEFAULT_WORKERS
 from batchops.datasets import iter_custom_ids
 from batchops.errors import BatchopsError, NotFoundError
 from batchops.layout import errors_path
@@ -45,7 +46,6 @@ from batchops.sources.conform import answer_check
 from batchops.sources.join import JobResults, Joined, input_rows
 from batchops.sources.writers import chunks
 
-DEFAULT_WORKERS = 8
 READY_TIMEOUT = 600.0  # seconds a fresh dataset may take to become READY after its upload
 _PRUNES = (Kind.PRUNE_JOB, Kind.PRUNE_DATASET)  # last, jobs first: the jobs read the datasets
 

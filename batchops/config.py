@@ -28,6 +28,7 @@ STATE_DIR = ".batchops"  # caches only; deleting it is safe
 PROJECT_FILE = "batchops.yaml"
 DEFAULT_PATHS = ("jobs",)
 DEFAULT_OUTPUT_DIR = "results"
+DEFAULT_WORKERS = 8  # actions apply runs at once (`--parallelism`)
 
 Backend = Literal["fireworks", "local"]
 BackendChoice = Literal["fireworks", "serve", "embedded"]

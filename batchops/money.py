@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from importlib import resources
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 import msgspec
@@ -104,10 +104,14 @@ def _price(entry: Mapping[str, Any]) -> Price:
     )
 
 
+PRICES_FILE = Path(__file__).with_name("data") / "prices.json"
+
+
 @cache
 def shipped_prices() -> PriceTable:
     """The table shipped with batchops (read once per process)."""
-    text = resources.files("batchops").joinpath("data/prices.json").read_text(encoding="utf-8")
+    # Beside the code, as ``datasets.HELPER`` is: importlib.resources would import zipfile.
+    text = PRICES_FILE.read_text(encoding="utf-8")
     data = json.loads(text)
     return PriceTable(
         {

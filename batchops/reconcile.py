@@ -16,11 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from batchops.apply import DEFAULT_WORKERS, ApplyResult, Reporter, apply_plan
 from batchops.chains import render_inputs
 from batchops.checks import job_layout, provider_problems
-from batchops.config import ProjectConfig
+from batchops.config import DEFAULT_WORKERS, ProjectConfig
 from batchops.cost import SENDS_ROWS, CostInputs, estimate
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import (
@@ -66,6 +66,9 @@ from batchops.reuse_rows import rebuild, row_splits
 from batchops.row_retries import any_transient, failed_rows
 from batchops.sources import relocate
 from batchops.tokencache import dataset_tokens
+
+if TYPE_CHECKING:  # apply is imported by the pass that applies: `plan` never needs it
+    from batchops.apply import ApplyResult, Reporter
 
 # Kinds after which something is still under way: the next pass has work or waiting to do.
 _PENDING = frozenset(
@@ -385,6 +388,8 @@ def run_pass(
 ) -> PassResult:
     """One full pass. Raises InvalidInputError (nothing sent), StalePlanError, or API errors of the
     observe step; errors of individual actions are collected in the result instead."""
+    from batchops.apply import apply_plan
+
     with OutputCache(root) as outputs:  # a job's output is downloaded once per pass
         plan = load_and_plan(
             paths,

@@ -148,6 +148,34 @@ def test_warm_validate_and_plan_load_no_manifest_models_nor_yaml(
     assert loaded(modules, {"yaml", "batchops.manifest.models"}) == set()
 
 
+# What a warm `plan` (the steady state CI sees) does without: the schema checker (a known-valid
+# responseFormat is checked once, batchops.manifest.templated), the code that executes a plan,
+# and pydantic: list pages are decoded with msgspec (batchops.providers.fireworks.pages); the
+# wire models are for requests that send a body and for pages only they can decide.
+NOT_FOR_A_WARM_PLAN = {
+    "jsonschema",
+    "batchops.apply",
+    "batchops.sources.conform",
+    "pydantic",
+    "pydantic_core",
+    "batchops.providers.fireworks.wire",
+    "zipfile",
+}
+
+
+def test_a_warm_plan_imports_no_schema_checker_no_apply_and_no_pydantic(
+    tmp_path: Path, make_server: Callable[..., EmbeddedServer]
+) -> None:
+    server = make_server(worker=False)
+    project = example_project(tmp_path)
+    assert "responseFormat:" in (project / "jobs" / "capitals-judge.yaml").read_text()
+    time.sleep(2.1)  # files changed within 2 s are not trusted by their stat (manifest/cache.py)
+    started(tmp_path, "validate", cwd=project)  # fills the caches
+    modules, _ = started(tmp_path, "plan", "--base-url", server.base_url, cwd=project)
+    assert "batchops.plan" in modules  # it did plan
+    assert loaded(modules, NOT_FOR_A_WARM_PLAN) == set()
+
+
 def test_plan_with_warm_caches_loads_no_tokenizer(
     tmp_path: Path, make_server: Callable[..., EmbeddedServer]
 ) -> None:

@@ -40,6 +40,8 @@ class ManifestCache:
         self._racy_ns = racy_ns
         self._entries: dict[Path, _Entry] = {}
         self.reads: list[Path] = []  # the files the last load read and parsed
+        # Digests of responseFormat schemas found valid (``templated.schema_verdicts``).
+        self.schemas: dict[str, None] = {}
 
     def start(self, files: Iterable[Path]) -> None:
         """A new load of ``files``: forget every other file."""

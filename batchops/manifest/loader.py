@@ -23,6 +23,7 @@ from batchops.manifest.cache import ManifestCache
 from batchops.manifest.desired import Desired, Source
 from batchops.manifest.doc import YamlDocument
 from batchops.manifest.hints import suggest
+from batchops.manifest.templated import schema_verdicts
 
 if TYPE_CHECKING:  # imported where a file is parsed: a warm load needs neither (see stored.py)
     from collections.abc import Callable, Mapping
@@ -109,16 +110,17 @@ def load_partial(
         ]
         providers = project.provider_names if project else frozenset({BUILTIN_PROVIDER})
         tokenizers = tuple(project.tokenizer_files().values()) if project else ()
-        desired = build_desired(
-            parsed,
-            files,
-            root,
-            diags,
-            unchecked,
-            output_dir=output_dir,
-            providers=providers,
-            tokenizers=tokenizers,
-        )
+        with schema_verdicts(cache.schemas if cache is not None else None):
+            desired = build_desired(
+                parsed,
+                files,
+                root,
+                diags,
+                unchecked,
+                output_dir=output_dir,
+                providers=providers,
+                tokenizers=tokenizers,
+            )
     if cache is not None:
         cache.finish()
     if project is not None and project.moved:

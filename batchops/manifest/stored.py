@@ -8,6 +8,8 @@ command validated it is not read, parsed or validated again: its documents come 
 warm command imports neither pydantic, the manifest models nor a YAML library (issue 17's start-up
 budget). Everything that depends on other files (dataset and output paths, templates, schema
 files, names across files) is still checked on every load by ``build``, from these documents.
+The file also keeps the digests of the responseFormat schemas found valid (``schemas``; see
+``templated.schema_verdicts``), so a warm load does not import jsonschema to check them again.
 
 The file is JSON (never pickle: a checkout could carry a forged ``.batchops/``, and reading it
 must not run code); the stat keys of a fresh checkout never match a forged entry. It is used only
@@ -55,6 +57,7 @@ _CODE = (
     "jsonvalues.py",
     "providers/catalog.py",
     "providers/fireworks/wire.py",
+    "providers/fireworks/names.py",
 )
 
 
@@ -121,7 +124,8 @@ class StoredManifests(ManifestCache):
         self.root = root.resolve()
         self.path = self.root / CACHE_FILE
         with gc_paused():  # 10,000 jobs: a few hundred thousand objects that make no cycles
-            self._raw, self._models = _read(self.path)
+            self._raw, self._models, self.schemas = _read(self.path)
+        self._schemas_read = list(self.schemas)
         self._new: dict[str, tuple[StatKey, list[Parsed], list[Diagnostic], Sequence[Unchecked]]]
         self._new = {}  # encoded when written: a project too big to keep never pays for it
         self._dirty = False
@@ -164,9 +168,9 @@ class StoredManifests(ManifestCache):
     def finish(self) -> None:
         """Write the file if this load read anything; a cache that cannot be written (a
         read-only checkout) is simply not kept."""
-        if not self._dirty:
+        if not self._dirty and list(self.schemas) == self._schemas_read:
             return
-        self._dirty = False
+        self._dirty, self._schemas_read = False, list(self.schemas)
         kept = sum(len(e["parsed"]) for e in self._raw.values() if _is_entry(e))
         if kept + sum(len(new[1]) for new in self._new.values()) > MAX_DOCUMENTS:
             self._raw, self._new = {}, {}
@@ -178,7 +182,13 @@ class StoredManifests(ManifestCache):
                 self._raw[file] = _encode_entry(key, parsed, diags, unchecked, self._models)
         self._new = {}
         self._raw = {f: e for f, e in self._raw.items() if Path(f).exists()}
-        body = {"format": FORMAT, "code": code_stamp(), "models": self._models, "files": self._raw}
+        body = {
+            "format": FORMAT,
+            "code": code_stamp(),
+            "models": self._models,
+            "files": self._raw,
+            "schemas": list(self.schemas),
+        }
         with contextlib.suppress(OSError), gc_paused():
             ensure_state_dir_above(self.path.parent)
             private_dir(self.path.parent, root=self.root)
@@ -192,7 +202,7 @@ def code_stamp() -> str:
     """batchops' and Python's versions, and the size and mtime of every file whose code decides
     what a manifest validates to (pydantic's included)."""
     files = [p for part in _CODE for p in _files(_PACKAGE / part)]
-    for name in ("pydantic", "pydantic_core", "yaml"):
+    for name in ("pydantic", "pydantic_core", "yaml", "jsonschema"):
         with contextlib.suppress(ImportError, ValueError):
             spec = importlib.util.find_spec(name)
             if spec is not None and spec.origin is not None:
@@ -212,21 +222,23 @@ def _files(path: Path) -> list[Path]:
     return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
-def _read(path: Path) -> tuple[dict[str, Any], Models]:
+def _read(path: Path) -> tuple[dict[str, Any], Models, dict[str, None]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        return {}, {}
+        return {}, {}, {}
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return {}, {}
+        return {}, {}, {}
     files, models = data.get("files"), data.get("models")
     if not isinstance(files, dict) or not isinstance(models, dict):
-        return {}, {}
+        return {}, {}, {}
     if data.get("code") != code_stamp():  # batchops, Python or pydantic changed: start afresh
-        return {}, {}
+        return {}, {}, {}
     if not all(_is_model(m) for m in models.values()):  # damaged: rebuilt from the manifests
-        return {}, {}
-    return {f: e for f, e in files.items() if _is_entry(e)}, models
+        return {}, {}, {}
+    schemas = data.get("schemas")
+    valid = schemas if isinstance(schemas, list) and all(type(d) is str for d in schemas) else []
+    return {f: e for f, e in files.items() if _is_entry(e)}, models, dict.fromkeys(valid)
 
 
 def _is_entry(entry: Any) -> bool:

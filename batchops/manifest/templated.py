@@ -9,7 +9,11 @@ template file. Rendering itself is ``batchops.sources``' job.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +29,12 @@ if TYPE_CHECKING:  # the specs may also be ``stored.Node``s read back from the m
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 TABLE_SUFFIXES = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
 MAX_TEMPLATE_BYTES = 1 << 20
+MAX_SCHEMA_VERDICTS = 1_000  # digests of valid schemas a manifest cache keeps (oldest dropped)
+
+# Digests of JSON Schemas already found valid, handed in by the loader from its manifest cache
+# (``schema_verdicts``): a warm load checks an unchanged responseFormat without importing
+# jsonschema (~50 ms of a `plan`'s start-up). None: no cache, check every schema.
+_VALID_SCHEMAS: ContextVar[dict[str, None] | None] = ContextVar("valid_schemas", default=None)
 
 
 class Problem(Exception):
@@ -217,14 +227,56 @@ def _load_schema(path: Path, root: Path) -> dict[str, Any]:
     return data
 
 
+@contextlib.contextmanager
+def schema_verdicts(known: dict[str, None] | None) -> Iterator[None]:
+    """Within the block, ``known`` (digests of valid schemas, oldest first) answers for the
+    schemas it holds, and learns the ones found valid. Only valid verdicts are kept: an invalid
+    schema is checked, and reported with jsonschema's message, on every load."""
+    token = _VALID_SCHEMAS.set(known)
+    try:
+        yield
+    finally:
+        _VALID_SCHEMAS.reset(token)
+
+
 def _check_schema(schema: dict[str, Any]) -> None:
-    import jsonschema  # lazily: only manifests with a responseFormat pay for it
+    known = _VALID_SCHEMAS.get()
+    digest = schema_digest(schema) if known is not None else None
+    if digest is not None and known is not None and digest in known:
+        return
+    import jsonschema  # lazily: only manifests with a new responseFormat pay for it
 
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         loc = ("spec", "responseFormat", "schema")
         raise Problem(loc, f"not a valid JSON Schema: {exc.message}") from exc
+    if digest is not None and known is not None:
+        known[digest] = None
+        while len(known) > MAX_SCHEMA_VERDICTS:
+            del known[next(iter(known))]
+
+
+def schema_digest(schema: dict[str, Any]) -> str | None:
+    """SHA-256 of the schema's canonical JSON; None for a value JSON cannot hold exactly (a YAML
+    date, a key that is not a string), which is then checked every time."""
+    if not _plain(schema):
+        return None
+    try:
+        text = json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # an infinity
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(value: Any) -> bool:
+    if value is None or type(value) in (str, int, float, bool):
+        return bool(value == value)  # not NaN
+    if type(value) is list:
+        return all(_plain(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    return False
 
 
 def table_decl(spec: TableSpec, output: Path, root: Path) -> TableDecl:

@@ -13,15 +13,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
 
 from batchops import deadline as dl
 from batchops.config import Secret
 from batchops.errors import ApiError, ConfigError
+from batchops.providers.fireworks.names import DIRECT_UPLOAD_LIMIT, resource_id
+from batchops.providers.fireworks.pages import (
+    DatasetsPage,
+    JobsPage,
+    ListedDataset,
+    ListedJob,
+    decode_datasets,
+    decode_jobs,
+)
 from batchops.providers.fireworks.responses import error_from_exception, error_from_response, scrub
 from batchops.providers.fireworks.retry import Clock, Sleep
 from batchops.providers.fireworks.transfers import (
@@ -36,22 +44,21 @@ from batchops.providers.fireworks.transfers import (
     write_atomically,
 )
 from batchops.providers.fireworks.transport import http_client
-from batchops.providers.fireworks.wire import (
-    DIRECT_UPLOAD_LIMIT,
-    BatchInferenceJob,
-    CreateDatasetRequest,
-    Dataset,
-    GetUploadEndpointRequest,
-    ListDatasetsResponse,
-    ListJobsResponse,
-    SignedUrlsResponse,
-    UploadResponse,
-    resource_id,
-)
 from batchops.providers.request_loop import LoopClient, RequestLoop, pages
 
-M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
+if TYPE_CHECKING:  # the wire models (pydantic) are imported by the calls that send or read one
+    from pydantic import BaseModel
+
+    from batchops.providers.fireworks.wire import (
+        BatchInferenceJob,
+        Dataset,
+        ListDatasetsResponse,
+        ListJobsResponse,
+        UploadResponse,
+    )
+
+M = TypeVar("M", bound="BaseModel")
+P = TypeVar("P")
 
 PAGE_SIZE = 200  # the service's maximum
 MAX_PAGES = 10_000  # 2 million resources: more pages than any account holds is a server loop
@@ -115,24 +122,35 @@ class FireworksClient(LoopClient):
     # -- batch inference jobs --------------------------------------------------------------------
 
     def create_job(self, job_id: str, job: BatchInferenceJob) -> BatchInferenceJob:
+        from batchops.providers.fireworks.wire import BatchInferenceJob
+
         params = {"batchInferenceJobId": resource_id(job_id)}
         response = self._api("POST", self._jobs(), params=params, json=job.to_wire())
-        return self._redacted(_parse(BatchInferenceJob, response, "POST", self._jobs()))
+        created = _parse(BatchInferenceJob, response, "POST", self._jobs())
+        self._redact(created)
+        return created
 
     def get_job(self, job_id: str) -> BatchInferenceJob:
+        from batchops.providers.fireworks.wire import BatchInferenceJob
+
         path = self._jobs(job_id)
-        return self._redacted(_parse(BatchInferenceJob, self._api("GET", path), "GET", path))
+        job = _parse(BatchInferenceJob, self._api("GET", path), "GET", path)
+        self._redact(job)
+        return job
 
-    def list_jobs(self, *, filter: str | None = None) -> list[BatchInferenceJob]:
-        """Every job, or those matching an AIP-160 ``filter`` (see ``_pages``)."""
-        pages = self._pages(self._jobs(), ListJobsResponse, filter)
-        return [self._redacted(job) for page in pages for job in page.batch_inference_jobs]
+    def list_jobs(self, *, filter: str | None = None) -> list[ListedJob | BatchInferenceJob]:
+        """Every job, or those matching an AIP-160 ``filter`` (see ``_pages``). Pages come
+        back as ``pages.ListedJob``s, or as the wire model where only it can decide."""
+        pages = self._pages(self._jobs(), _jobs_page, filter)
+        jobs = [job for page in pages for job in page.batch_inference_jobs]
+        for job in jobs:
+            self._redact(job)
+        return jobs
 
-    def _redacted(self, job: BatchInferenceJob) -> BatchInferenceJob:
-        """The job with the key removed from its status message, should a server echo it."""
+    def _redact(self, job: ListedJob | BatchInferenceJob) -> None:
+        """Remove the key from the job's status message, should a server echo it."""
         if job.status is not None and job.status.message and self._key is not None:
             job.status.message = scrub(job.status.message, self._key.reveal())
-        return job
 
     def delete_job(self, job_id: str) -> None:
         self._api("DELETE", self._jobs(job_id))
@@ -140,17 +158,21 @@ class FireworksClient(LoopClient):
     # -- datasets --------------------------------------------------------------------------------
 
     def create_dataset(self, dataset_id: str, dataset: Dataset) -> Dataset:
+        from batchops.providers.fireworks.wire import CreateDatasetRequest, Dataset
+
         body = CreateDatasetRequest(dataset_id=resource_id(dataset_id), dataset=dataset)
         response = self._api("POST", self._datasets(), json=body.to_wire())
         return _parse(Dataset, response, "POST", self._datasets())
 
     def get_dataset(self, dataset_id: str) -> Dataset:
+        from batchops.providers.fireworks.wire import Dataset
+
         path = self._datasets(dataset_id)
         return _parse(Dataset, self._api("GET", path), "GET", path)
 
-    def list_datasets(self, *, filter: str | None = None) -> list[Dataset]:
+    def list_datasets(self, *, filter: str | None = None) -> list[ListedDataset | Dataset]:
         """Every dataset, or those matching an AIP-160 ``filter`` (see ``_pages``)."""
-        pages = self._pages(self._datasets(), ListDatasetsResponse, filter)
+        pages = self._pages(self._datasets(), _datasets_page, filter)
         return [dataset for page in pages for dataset in page.datasets]
 
     def delete_dataset(self, dataset_id: str) -> None:
@@ -162,6 +184,8 @@ class FireworksClient(LoopClient):
         self, dataset_id: str, path: Path, *, progress: ProgressFn | None = None
     ) -> UploadResponse:
         """Direct multipart ``:upload`` (the service takes up to 150 MB this way), streamed."""
+        from batchops.providers.fireworks.wire import UploadResponse
+
         api_path = self._datasets(dataset_id, ":upload")
         tracker = Progress(progress)
 
@@ -175,6 +199,8 @@ class FireworksClient(LoopClient):
         self, dataset_id: str, filename_to_size: Mapping[str, int]
     ) -> dict[str, str]:
         """One signed PUT URL per file; each call replaces the dataset's registered file set."""
+        from batchops.providers.fireworks.wire import GetUploadEndpointRequest, SignedUrlsResponse
+
         path = self._datasets(dataset_id, ":getUploadEndpoint")
         sizes = {name: str(size) for name, size in filename_to_size.items()}
         body = GetUploadEndpointRequest(filename_to_size=sizes).to_wire()
@@ -204,6 +230,8 @@ class FireworksClient(LoopClient):
 
     def get_download_endpoint(self, dataset_id: str, *, lineage: bool = False) -> dict[str, str]:
         """Signed GET URLs by file key; a body-less GET, as the live service requires."""
+        from batchops.providers.fireworks.wire import SignedUrlsResponse
+
         path = self._datasets(dataset_id, ":getDownloadEndpoint")
         params = {"downloadLineage": "true"} if lineage else None
         response = self._api("GET", path, params=params)
@@ -245,24 +273,28 @@ class FireworksClient(LoopClient):
             path += "/" + quote(resource_id(name), safe="")
         return path + verb
 
-    def _pages(self, path: str, model: type[M], filter: str | None = None) -> list[M]:
+    def _pages(
+        self, path: str, decode: Callable[[httpx.Response, str], P], filter: str | None = None
+    ) -> list[P]:
         """Every page of a list call, following ``nextPageToken`` until it is empty. A server
         that refuses the ``filter`` (400) is asked again without it: the caller's answer is
         then a superset, which it narrows itself."""
         if filter:
             try:
-                return self._pages_of(path, model, {"filter": filter})
+                return self._pages_of(path, decode, {"filter": filter})
             except ApiError as exc:
                 if exc.status != 400:
                     raise
-        return self._pages_of(path, model, {})
+        return self._pages_of(path, decode, {})
 
-    def _pages_of(self, path: str, model: type[M], extra: dict[str, str]) -> list[M]:
-        def fetch(token: str | None) -> M:
+    def _pages_of(
+        self, path: str, decode: Callable[[httpx.Response, str], P], extra: dict[str, str]
+    ) -> list[P]:
+        def fetch(token: str | None) -> P:
             params = {"pageSize": str(PAGE_SIZE), **extra}
             if token:
                 params["pageToken"] = token
-            return _parse(model, self._api("GET", path, params=params), "GET", path)
+            return decode(self._api("GET", path, params=params), path)
 
         return list(
             pages(
@@ -442,6 +474,26 @@ def _sizes_by_name(files: Sequence[Path]) -> dict[str, int]:
 def _label(url: httpx.URL) -> str:
     """How a signed URL appears in errors: host and path, never the signature in the query."""
     return f"{url.host}{url.path}"
+
+
+def _jobs_page(response: httpx.Response, path: str) -> JobsPage | ListJobsResponse:
+    """A page of jobs: msgspec where that is sure to agree with the wire model, else the model
+    (which gives the same values, or the same error; ``pages``)."""
+    page = decode_jobs(response.content)
+    if page is not None:
+        return page
+    from batchops.providers.fireworks.wire import ListJobsResponse
+
+    return _parse(ListJobsResponse, response, "GET", path)
+
+
+def _datasets_page(response: httpx.Response, path: str) -> DatasetsPage | ListDatasetsResponse:
+    page = decode_datasets(response.content)
+    if page is not None:
+        return page
+    from batchops.providers.fireworks.wire import ListDatasetsResponse
+
+    return _parse(ListDatasetsResponse, response, "GET", path)
 
 
 def _parse(model: type[M], response: httpx.Response, method: str, path: str) -> M:

@@ -13,7 +13,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchops.config import DEFAULT_BASE_URL, LOCAL_ACCOUNT_ID, Settings
 from batchops.errors import ApiError, ConfigError, ConflictError, NotFoundError, OwnershipError
@@ -21,8 +21,7 @@ from batchops.identity import DEFAULT_ID_LIMIT, mark_filter, output_dataset_id, 
 from batchops.providers.base import ProgressFn, Stopped
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.factory import client_from_settings
-from batchops.providers.fireworks.outputs import to_neutral
-from batchops.providers.fireworks.wire import (
+from batchops.providers.fireworks.names import (
     DATASET_STATE_READY,
     GONE_JOB_STATES,
     JOB_STATE_CANCELLED,
@@ -32,13 +31,11 @@ from batchops.providers.fireworks.wire import (
     JOB_STATE_FAILED,
     JOB_STATE_PENDING,
     JOB_STATE_VALIDATING,
-    BatchInferenceJob,
-    Dataset,
-    InferenceParameters,
     dataset_resource,
     job_resource,
     resource_id,
 )
+from batchops.providers.fireworks.outputs import to_neutral
 from batchops.providers.model import (
     DatasetSpec,
     JobSpec,
@@ -49,6 +46,10 @@ from batchops.providers.model import (
     Tokens,
 )
 from batchops.providers.registry import ProviderConfig
+
+if TYPE_CHECKING:  # the wire models (pydantic) are imported where a request body is built
+    from batchops.providers.fireworks.pages import ListedDataset, ListedJob, ListedParams
+    from batchops.providers.fireworks.wire import BatchInferenceJob, Dataset, InferenceParameters
 
 _STATES = {
     JOB_STATE_VALIDATING: JobState.WAITING,
@@ -73,7 +74,7 @@ class _WireParams(Mapping[str, Any]):
 
     __slots__ = ("_dict", "_params")
 
-    def __init__(self, params: InferenceParameters | None) -> None:
+    def __init__(self, params: InferenceParameters | ListedParams | None) -> None:
         self._params = params
         self._dict: dict[str, Any] | None = None
 
@@ -92,7 +93,7 @@ class _WireParams(Mapping[str, Any]):
         return len(self._wire())
 
 
-def job_from_wire(job: BatchInferenceJob, provider: str = "fireworks") -> RemoteJob:
+def job_from_wire(job: BatchInferenceJob | ListedJob, provider: str = "fireworks") -> RemoteJob:
     rid = resource_id(job.name or "")
     p = job.job_progress
     rows, tokens = None, Tokens()
@@ -131,7 +132,7 @@ def job_from_wire(job: BatchInferenceJob, provider: str = "fireworks") -> Remote
     )
 
 
-def input_from_wire(ds: Dataset, provider: str = "fireworks") -> RemoteInput:
+def input_from_wire(ds: Dataset | ListedDataset, provider: str = "fireworks") -> RemoteInput:
     rid = resource_id(ds.name or "")
     count = ds.example_count or ""
     rows = int(count) if count.isdigit() else None
@@ -151,6 +152,8 @@ def input_from_wire(ds: Dataset, provider: str = "fireworks") -> RemoteInput:
 
 
 def job_body(spec: JobSpec, account: str) -> BatchInferenceJob:
+    from batchops.providers.fireworks.wire import BatchInferenceJob, InferenceParameters
+
     continued = job_resource(account, spec.continued_from) if spec.continued_from else None
     return BatchInferenceJob(
         display_name=spec.display_name,
@@ -216,6 +219,8 @@ class FireworksProvider:
         ready_timeout: float = 600.0,
     ) -> None:
         """create (409 = confirm ours and identical) -> upload -> wait until READY."""
+        from batchops.providers.fireworks.wire import Dataset
+
         body = Dataset(
             display_name=spec.display_name,
             example_count=str(spec.rows),

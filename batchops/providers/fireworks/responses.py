@@ -22,8 +22,8 @@ from batchops.errors import (
     ServerError,
     TransportError,
 )
+from batchops.providers.fireworks.names import RPC_NAMES
 from batchops.providers.fireworks.retry import parse_retry_after
-from batchops.providers.fireworks.wire import RPC_NAMES
 from batchops.textsafe import redact
 
 MAX_MESSAGE = 500  # a proxy's HTML error page is not worth more than this
