@@ -9,7 +9,8 @@ on the same server (each round runs every contender once; medians are reported):
 
 - ``batchops plan`` as a user runs it (a process: start-up, manifest load, observe, plan, print);
 - ``OpenAIProvider.list_jobs()`` in process: the observe step of a plan on this provider (list
-  calls, ``limit=100``, then the neutral ``RemoteJob``s), counting its HTTP requests;
+  calls, ``limit=100``, then the neutral ``RemoteJob``s), counting its HTTP requests, and the
+  requests of a pass's whole observe (``list_inputs`` beside ``list_jobs``: one shared sweep);
 - the baseline: every batch fetched with its own ``GET /v1/batches/{id}``, one after another;
 - the same baseline on 10 threads (the strongest simple one on a fast link).
 
@@ -93,6 +94,11 @@ def _measure(root: Path, url: str, label: str, rounds: int) -> None:
     before = sum(client.requests_sent.values())
     assert len(provider.list_jobs()) == len(ids)
     requests = sum(client.requests_sent.values()) - before
+    with ThreadPoolExecutor(2) as side:  # a pass's observe: both lists side by side, as plan
+        before = sum(client.requests_sent.values())
+        both = side.submit(provider.list_inputs), side.submit(provider.list_jobs)
+        assert len(both[1].result()) == len(ids) and both[0].result()
+        pass_requests = sum(client.requests_sent.values()) - before
     rows: list[tuple[float, float, float, float]] = []
     loads = []
     with ThreadPoolExecutor(10) as pool:
@@ -120,6 +126,7 @@ def _measure(root: Path, url: str, label: str, rounds: int) -> None:
         f"   list_jobs in process               {ours * 1000:7.0f} ms, {requests} requests "
         f"(goal <= {goal})"
     )
+    print(f"   a pass's observe (inputs + jobs)   {pass_requests} requests (goal <= {goal})")
     print(
         f"   one GET per batch, serial          {serial * 1000:7.0f} ms, {len(ids)} requests: "
         f"{med(ratios):.1f}x list_jobs (per round: {', '.join(f'{x:.1f}' for x in ratios)})"

@@ -37,6 +37,24 @@ CREATE TABLE IF NOT EXISTS openai_files (
     expires_at INTEGER, dataset_id TEXT NOT NULL, stored_name TEXT NOT NULL, batch_id TEXT,
     model TEXT, tokens INTEGER);
 CREATE INDEX IF NOT EXISTS openai_files_batch ON openai_files (batch_id);
+-- How many writes each OpenAI listing's tables have seen, whichever process made them: a
+-- listing rendered at one count is served again while the count stands (openai_pages).
+-- '_openai' is openai_files.OPENAI_ACCOUNT, the account OpenAI batches are stored under.
+CREATE TABLE IF NOT EXISTS openai_changes (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+INSERT OR IGNORE INTO openai_changes (name, n) VALUES ('batches', 0), ('files', 0);
+CREATE TRIGGER IF NOT EXISTS openai_batches_insert AFTER INSERT ON jobs WHEN NEW.account = '_openai'
+    BEGIN UPDATE openai_changes SET n = n + 1 WHERE name = 'batches'; END;
+CREATE TRIGGER IF NOT EXISTS openai_batches_update AFTER UPDATE ON jobs
+    WHEN OLD.account = '_openai' OR NEW.account = '_openai'
+    BEGIN UPDATE openai_changes SET n = n + 1 WHERE name = 'batches'; END;
+CREATE TRIGGER IF NOT EXISTS openai_batches_delete AFTER DELETE ON jobs WHEN OLD.account = '_openai'
+    BEGIN UPDATE openai_changes SET n = n + 1 WHERE name = 'batches'; END;
+CREATE TRIGGER IF NOT EXISTS openai_files_insert AFTER INSERT ON openai_files
+    BEGIN UPDATE openai_changes SET n = n + 1 WHERE name = 'files'; END;
+CREATE TRIGGER IF NOT EXISTS openai_files_update AFTER UPDATE ON openai_files
+    BEGIN UPDATE openai_changes SET n = n + 1 WHERE name = 'files'; END;
+CREATE TRIGGER IF NOT EXISTS openai_files_delete AFTER DELETE ON openai_files
+    BEGIN UPDATE openai_changes SET n = n + 1 WHERE name = 'files'; END;
 """
 
 

@@ -8,6 +8,7 @@ the output and error files. Used by ``routes_openai``; ``openai_worker`` does th
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
@@ -76,6 +77,10 @@ IN_FLIGHT = (
     JOB_STATE_WRITING_RESULTS,
     jobs.JOB_STATE_CANCELLING,
 )
+
+
+_ENDED = (BATCH_COMPLETED, BATCH_EXPIRED, BATCH_CANCELLED, BATCH_FAILED)
+_ENDED_STATES = frozenset(state for state, status in STATUS.items() if status in _ENDED)
 
 
 def is_batch(doc: dict[str, Any]) -> bool:
@@ -206,16 +211,11 @@ def _epoch(stamp: str | None) -> int | None:
     return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
 
 
-def render(
-    backend: Backend, row: Any, *, files_of: dict[str, dict[str, str]] | None = None
-) -> dict[str, Any]:
-    """The Batch object; ``files_of``: the output/error files of a page's batches, fetched at once
-    by ``render_page`` (else this batch's are looked up)."""
-    status = STATUS.get(row["state"], BATCH_IN_PROGRESS)
-    if not (row["state"] in STATUS and status in _ENDED):
+def render(backend: Backend, row: Any) -> dict[str, Any]:
+    """The Batch object (a listing renders its page with ``render_page``)."""
+    if row["state"] not in _ENDED_STATES:
         return _render(row, {})
-    found = files_of.get(row["id"], {}) if files_of is not None else None
-    files = batch_files(backend, row["id"]) if found is None else found
+    files = batch_files(backend, row["id"])
     # An ended batch's row no longer changes: its object is built once (listings repeat it
     # every pass), keyed by the whole row, so any change to the row is a new entry.
     key = tuple(row)
@@ -283,9 +283,6 @@ def _finalizing_at(row: Any, ended: int | None) -> int | None:
     return ended if row["state"] == JOB_STATE_COMPLETED else None
 
 
-_ENDED = (BATCH_COMPLETED, BATCH_EXPIRED, BATCH_CANCELLED, BATCH_FAILED)
-
-
 def _usage(progress: dict[str, Any]) -> dict[str, Any]:
     given, produced = progress.get("inputTokens", 0), progress.get("outputTokens", 0)
     return {
@@ -313,10 +310,26 @@ def page(backend: Backend, *, after: str | None, limit: int) -> tuple[list[Any],
 PAGE_SQL = "SELECT * FROM jobs WHERE account = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
 
 
-def render_page(backend: Backend, rows: list[Any]) -> list[dict[str, Any]]:
-    """A listing's Batch objects, with one query for all their output and error files."""
+def render_page(backend: Backend, rows: list[Any]) -> list[dict[str, Any] | orjson.Fragment]:
+    """A listing's Batch objects, with one query for all their output and error files. An ended
+    batch comes as its JSON, rendered once (``_listed``): a pass lists every batch again."""
     files_of = files_of_batches(backend, [row["id"] for row in rows])
-    return [render(backend, row, files_of=files_of) for row in rows]
+    listed: list[dict[str, Any] | orjson.Fragment] = []
+    for row in rows:
+        files = files_of.get(row["id"], {})
+        if row["state"] in _ENDED_STATES:
+            listed.append(_listed(row, files.get("output"), files.get("error")))
+        else:
+            listed.append(_render(row, {}))
+    return listed
+
+
+@functools.lru_cache(maxsize=_ENDED_CACHE_SIZE)
+def _listed(row: Any, output: str | None, error: str | None) -> orjson.Fragment:
+    """An ended batch as JSON, keyed by its whole row and its files: a write to the row (by this
+    process or another sharing the data folder) or a deleted file is a miss, never stale."""
+    files = {role: file_id for role, file_id in (("output", output), ("error", error)) if file_id}
+    return orjson.Fragment(orjson.dumps(_render(row, files)))
 
 
 def cancel(backend: Backend, batch_id: str) -> dict[str, Any]:

@@ -8,11 +8,14 @@ files of its output dataset. Used by ``routes_openai`` and ``openai_worker``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from batchops.local import datasets
 from batchops.local.backend import Backend
@@ -27,12 +30,14 @@ from batchops.wire_openai import (
 OPENAI_ACCOUNT = "_openai"  # the store's account for OpenAI files and batches (not a valid ID)
 INPUT_NAME = "input.jsonl"  # an upload's name on disk; the client's filename is kept in the table
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_LISTED_FILES = 20_000  # rendered File objects kept for listings (about 250 bytes each)
 
 
 def new_file_id() -> str:
     return "file-" + "".join(secrets.choice(_ALPHABET) for _ in range(22))
 
 
+@functools.lru_cache(maxsize=65_536)  # a listing asks it of every file of every batch it shows
 def output_file_id(batch_id: str, role: str) -> str:
     """Deterministic, so a finalisation repeated after a restart names the same file."""
     return "file-" + hashlib.sha256(f"{batch_id}\0{role}".encode()).hexdigest()[:22]
@@ -50,6 +55,18 @@ def render(row: Any) -> dict[str, Any]:
         "expires_at": row["expires_at"],
         "status_details": None,
     }
+
+
+def render_page(rows: list[Any]) -> list[orjson.Fragment]:
+    """A listing's File objects as JSON, each rendered once while its row is unchanged: the
+    files list is read whole by every observe pass (to tell deleted jobs apart)."""
+    return [_listed(row) for row in rows]
+
+
+@functools.lru_cache(maxsize=_LISTED_FILES)
+def _listed(row: Any) -> orjson.Fragment:
+    """Keyed by the whole row (a Row hashes and compares by its values): any change is a miss."""
+    return orjson.Fragment(orjson.dumps(render(row)))
 
 
 def get_row(backend: Backend, file_id: str) -> Any:

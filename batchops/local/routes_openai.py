@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from batchops.local import openai_batches, openai_files
+from batchops.local import openai_batches, openai_files, openai_pages
 from batchops.local.httputil import WireJSON, backend_of
 from batchops.local.multipart import boundary_of, save_form
 from batchops.local.openai_errors import bad_request
@@ -58,16 +58,21 @@ def _limit(query: Mapping[str, str], bounds: tuple[int, int, int]) -> int:
     return value
 
 
-def _listing(items: list[dict[str, Any]], more: bool) -> WireJSON:
-    return WireJSON(
+def _listing(items: Sequence[object], rows: Sequence[Any], more: bool) -> bytes:
+    """The list envelope; ``items`` are the rendered ``rows`` (objects, or their JSON)."""
+    return orjson.dumps(
         {
             "object": "list",
             "data": items,
-            "first_id": items[0]["id"] if items else None,
-            "last_id": items[-1]["id"] if items else None,
+            "first_id": rows[0]["id"] if rows else None,
+            "last_id": rows[-1]["id"] if rows else None,
             "has_more": more,
         }
     )
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type=WireJSON.media_type)
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -80,14 +85,19 @@ async def files(request: Request) -> Response:
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise bad_request("order must be 'asc' or 'desc'.", param="order")
-    rows, more = openai_files.page(
-        backend,
-        after=query.get("after") or None,
-        limit=_limit(query, FILE_LIST_LIMIT),
-        ascending=order == "asc",
-        purpose=query.get("purpose") or None,
+    after, limit, purpose = (
+        query.get("after") or None,
+        _limit(query, FILE_LIST_LIMIT),
+        query.get("purpose") or None,
     )
-    return _listing([openai_files.render(row) for row in rows], more)
+
+    def build() -> bytes:
+        rows, more = openai_files.page(
+            backend, after=after, limit=limit, ascending=order == "asc", purpose=purpose
+        )
+        return _listing(openai_files.render_page(rows), rows, more)
+
+    return _json(openai_pages.page(backend, ("files", after, limit, order, purpose), build))
 
 
 async def _upload(request: Request) -> Response:
@@ -160,11 +170,16 @@ async def batches(request: Request) -> Response:
         body = await _json_object(request)
         # In a thread: with a token quota, the create counts the input file's tokens once.
         return WireJSON(await run_in_threadpool(openai_batches.create, backend, body))
-    query = request.query_params
-    rows, more = openai_batches.page(
-        backend, after=query.get("after") or None, limit=_limit(query, BATCH_LIST_LIMIT)
+    after, limit = (
+        request.query_params.get("after") or None,
+        _limit(request.query_params, BATCH_LIST_LIMIT),
     )
-    return _listing(openai_batches.render_page(backend, rows), more)
+
+    def build() -> bytes:
+        rows, more = openai_batches.page(backend, after=after, limit=limit)
+        return _listing(openai_batches.render_page(backend, rows), rows, more)
+
+    return _json(openai_pages.page(backend, ("batches", after, limit), build))
 
 
 async def batch_item(request: Request) -> Response:

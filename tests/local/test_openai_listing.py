@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from batchops.local import openai_batches
 from batchops.local.openai_files import OPENAI_ACCOUNT
 from batchops.local.server import EmbeddedServer
@@ -39,7 +41,8 @@ def test_a_page_of_ended_batches_costs_two_queries(
     finally:
         connection.set_trace_callback(None)
     assert not more and len(listed) == BATCHES
-    assert all(b["output_file_id"] and b["error_file_id"] for b in listed)
+    objects = orjson.loads(orjson.dumps(listed))  # ended batches come as their JSON
+    assert all(b["output_file_id"] and b["error_file_id"] for b in objects)
     assert len(statements) <= 2, statements
 
 

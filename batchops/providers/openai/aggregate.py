@@ -15,7 +15,7 @@ from collections.abc import Iterable, Set
 
 from batchops.providers.model import JobState, RemoteJob, Rows, Tokens
 from batchops.providers.openai import ownership as own
-from batchops.providers.openai.states import is_live, neutral_state
+from batchops.providers.openai.states import ENDED, is_live, neutral_state
 from batchops.providers.openai.wire import Batch
 from batchops.wire_openai import ERR_TOKEN_LIMIT
 
@@ -27,6 +27,9 @@ _ORDER = (
     JobState.CANCELLED,
     JobState.FINISHED,
 )
+
+
+_JOB_STATES = {state.value: state for state in JobState}  # a lookup, not an Enum call per batch
 
 
 def quota_refused(batch: Batch) -> bool:
@@ -51,7 +54,12 @@ def part_keepers(batches: Iterable[Batch]) -> dict[int, Batch]:
 def _state(batch: Batch) -> JobState:
     if quota_refused(batch):
         return JobState.WAITING
-    state = JobState(neutral_state(batch.status))
+    return _unrefused_state(batch, neutral_state(batch.status))
+
+
+def _unrefused_state(batch: Batch, neutral: str) -> JobState:
+    """The state of a batch not refused for quota, from its neutral state."""
+    state = _JOB_STATES[neutral]
     counts = batch.request_counts
     if (
         state is JobState.EXPIRED
@@ -171,11 +179,68 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
     )
 
 
+def one_batch_job(key: str, batch: Batch, provider: str, files: Set[str]) -> RemoteJob:
+    """``remote_job`` of a job of one part tried once (most jobs), in fewer steps: no keepers,
+    sums or duplicates to work out. A pass builds one for every such job it lists."""
+    status, meta = batch.status, batch.metadata or {}
+    counts, usage = batch.request_counts, batch.usage
+    neutral = neutral_state(status)
+    refused = neutral == "failed" and ERR_TOKEN_LIMIT in batch.error_codes
+    ended = neutral in ENDED
+    ids = (batch.input_file_id, batch.output_file_id, batch.error_file_id)
+    gone = ended and not any(f and f in files for f in ids)
+    message = batch.error_message
+    if refused:  # refused for quota and nothing runs: its submitter stopped (``stalled``)
+        state, message = JobState.INCOMPLETE, "1/1 parts submitted and none running"
+    else:
+        state = JobState.DELETING if gone else _unrefused_state(batch, neutral)
+    total = int(meta.get(own.ROWS, 0))
+    done, failed = (counts.completed, counts.failed) if counts else (0, 0)
+    details = usage.input_tokens_details if usage else None
+    return RemoteJob(
+        key=key,
+        remote_id=batch.id,
+        owner=meta.get(own.PROJECT),
+        state=state,
+        raw_state="deleted" if gone else status or "pending",
+        provider=provider,
+        message=message,
+        model=batch.model or meta.get(own.MODEL, ""),
+        input_id=meta.get(own.INPUT, ""),
+        parameters=own.parameters_of(batch),
+        rows=Rows(
+            total=total,
+            succeeded=done,
+            failed=failed,
+            percent=int(100 * (done + failed) / total) if total else 0,
+            processed=done + failed,
+        ),
+        tokens=Tokens(
+            usage.input_tokens if usage else 0,
+            usage.output_tokens if usage else 0,
+            details.cached_tokens if details else 0,
+        ),
+        created=_stamp(batch.created_at),
+        updated=_stamp(batch.updated_at),
+        expires=_stamp(batch.expires_at or 0),
+        continued_from=meta.get(own.FROM) or None,
+        display_name=meta.get(own.JOB, ""),
+    )
+
+
 def remote_jobs(batches: Iterable[Batch], provider: str, files: Set[str]) -> list[RemoteJob]:
     """One ``RemoteJob`` per job key; ``files`` are the IDs of the files that still exist."""
     by_key: dict[str, list[Batch]] = defaultdict(list)
+    single: set[str] = set()  # keys of one-part jobs (``one_batch_job`` when tried once)
     for batch in batches:
         slot = own.slot_of(batch)
         if slot is not None:
             by_key[slot.key].append(batch)
-    return [remote_job(key, group, provider, files) for key, group in sorted(by_key.items())]
+            if slot.parts == 1:
+                single.add(slot.key)
+    return [
+        one_batch_job(key, group[0], provider, files)
+        if len(group) == 1 and key in single
+        else remote_job(key, group, provider, files)
+        for key, group in sorted(by_key.items())
+    ]

@@ -92,6 +92,7 @@ class OpenAIBatchClient(LoopClient):
             jitter=jitter,
         )
         self._counts: collections.Counter[str] = collections.Counter()
+        self._writes = [0, 0]  # requests that may change the server: started, ended
         self._lock = threading.Lock()
         # TLS set up on first https use (a plain-http server loads no CA bundle); httpx's own
         # transport when proxies are configured; every pool under the command's deadline.
@@ -105,6 +106,13 @@ class OpenAIBatchClient(LoopClient):
         """Requests sent so far, by ``METHOD path-kind`` (e.g. ``GET batches``)."""
         with self._lock:
             return dict(self._counts)
+
+    def write_marks(self) -> tuple[int, int]:
+        """(started, ended) counts of the calls that may change the server (every method but
+        GET): equal when none is in flight; an observer compares them to know whether a listing
+        begun earlier can have missed a write (``sweep``)."""
+        with self._lock:
+            return self._writes[0], self._writes[1]
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -216,7 +224,17 @@ class OpenAIBatchClient(LoopClient):
                     raise UncertainCreateError(str(error), method=method, path=path) from error
                 raise
 
-        return self._retried(attempt, method, path, on_retry=on_retry)
+        if method == "GET":
+            return self._retried(attempt, method, path, on_retry=on_retry)
+        self._count_write(0)
+        try:
+            return self._retried(attempt, method, path, on_retry=on_retry)
+        finally:
+            self._count_write(1)
+
+    def _count_write(self, end: int) -> None:
+        with self._lock:
+            self._writes[end] += 1
 
     def _retried(
         self,

@@ -38,6 +38,7 @@ from batchops.providers.openai.outputs import convert, ran_ids
 from batchops.providers.openai.parts import Limits, limits_from
 from batchops.providers.openai.states import is_live
 from batchops.providers.openai.submit import Submitter, dataset_rows, render_parts
+from batchops.providers.openai.sweep import SharedSweep
 from batchops.providers.openai.wire import Batch
 from batchops.providers.registry import ProviderConfig
 
@@ -98,6 +99,7 @@ class OpenAIProvider:
         self._stop = stop or threading.Event()
         self._submitter = Submitter(client, limits, poll, self._stop, self._observe)
         self._lock = threading.Lock()
+        self._shared = SharedSweep(self._observe, client.write_marks)
 
     @property
     def name(self) -> str:
@@ -116,16 +118,17 @@ class OpenAIProvider:
         return [b for b in self.client.iter_batches() if own.slot_of(b) is not None]
 
     def list_jobs(self, *, project: str | None = None) -> list[RemoteJob]:
-        """One sweep of the batches and one of the files (to tell deleted jobs apart). The Batches
-        API cannot filter on metadata: ``project`` is not sent (the planner reads ``owner``)."""
-        batches = self._observe()
+        """One sweep of the batches (shared with ``list_inputs`` when both ask at once, as a pass
+        does) and one of the files (to tell deleted jobs apart). The Batches API cannot filter
+        on metadata: ``project`` is not sent (the planner reads ``owner``)."""
+        batches = self._shared.run()
         files = {f.id for f in self.client.iter_files()} if batches else set()
         return remote_jobs(batches, self._name, files)
 
     def list_inputs(self, *, project: str | None = None) -> list[RemoteInput]:
         """Inputs are found through the batches that read them (``project``: as for jobs)."""
         seen: dict[str, RemoteInput] = {}
-        for batch in self._observe():
+        for batch in self._shared.run():
             meta = batch.metadata or {}
             key = meta.get(own.INPUT)
             if key and key not in seen:
