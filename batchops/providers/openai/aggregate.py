@@ -161,13 +161,7 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
         model=first.model or meta.get(own.MODEL, ""),
         input_id=meta.get(own.INPUT, ""),
         parameters=own.parameters_of(first),
-        rows=Rows(
-            total=total,
-            succeeded=done,
-            failed=failed,
-            percent=int(100 * (done + failed) / total) if total else 0,
-            processed=done + failed,
-        ),
+        rows=_rows(total, done, failed),
         tokens=tokens,
         created=_stamp(first.created_at),
         updated=_stamp(sums.updated),
@@ -177,6 +171,12 @@ def remote_job(key: str, batches: list[Batch], provider: str, files: Set[str]) -
         # One batch is never a duplicate (the common case: skip the per-slot sort).
         duplicates=tuple(dup.id for dup, _ in own.duplicates(batches)) if len(batches) > 1 else (),
     )
+
+
+def _rows(total: int, done: int, failed: int) -> Rows:
+    processed = done + failed
+    percent = int(100 * processed / total) if total else 0
+    return Rows(total=total, succeeded=done, failed=failed, percent=percent, processed=processed)
 
 
 def one_batch_job(key: str, batch: Batch, provider: str, files: Set[str]) -> RemoteJob:
@@ -208,13 +208,7 @@ def one_batch_job(key: str, batch: Batch, provider: str, files: Set[str]) -> Rem
         model=batch.model or meta.get(own.MODEL, ""),
         input_id=meta.get(own.INPUT, ""),
         parameters=own.parameters_of(batch),
-        rows=Rows(
-            total=total,
-            succeeded=done,
-            failed=failed,
-            percent=int(100 * (done + failed) / total) if total else 0,
-            processed=done + failed,
-        ),
+        rows=_rows(total, done, failed),
         tokens=Tokens(
             usage.input_tokens if usage else 0,
             usage.output_tokens if usage else 0,
