@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Set
+from io import BytesIO
+from typing import IO
 
 _PARTS = 64  # a digest's part is its top 6 bits: digest >> _SHIFT, -32..31, a list index
 _SHIFT = 58
@@ -82,8 +84,15 @@ class CompactIds:
         """The digests as bytes, for ``merge`` in another process (``batchops.rowscan``): the
         count of each range, then each range's digests (native int64). Singles are not kept:
         a helper process only adds whole blocks."""
-        counts = array("q", (len(part) for part in self._parts))
-        return b"".join([counts.tobytes(), *(part.tobytes() for part in self._parts)])
+        out = BytesIO()
+        self.write(out)
+        return out.getvalue()
+
+    def write(self, stream: IO[bytes]) -> None:
+        """Write ``dump()`` to ``stream`` a range at a time, with no copy of the whole."""
+        stream.write(array("q", (len(part) for part in self._parts)))
+        for part in self._parts:
+            stream.write(part)
 
     def merge(self, data: bytes | memoryview) -> None:
         """Add the digests of a ``dump`` made with the same string hash (PYTHONHASHSEED).
@@ -96,6 +105,25 @@ class CompactIds:
         for part, count in zip(self._parts, counts, strict=True):
             part.frombytes(data[start : start + 8 * count])
             start += 8 * count
+
+    def read(self, stream: IO[bytes]) -> None:
+        """``merge`` the dump ``stream`` holds up to its end, read a range at a time (no copy of
+        the whole). Raises ValueError when it is not such a dump; digests read before the
+        fault stay added, so the caller then throws this set away."""
+        counts = array("q")
+        head = stream.read(8 * _PARTS)
+        if len(head) != 8 * _PARTS:
+            raise ValueError("not a dump of CompactIds")
+        counts.frombytes(head)
+        if min(counts) < 0:
+            raise ValueError("not a dump of CompactIds")
+        try:
+            for part, count in zip(self._parts, counts, strict=True):
+                part.fromfile(stream, count)
+        except EOFError:
+            raise ValueError("not a dump of CompactIds") from None
+        if stream.read(1):
+            raise ValueError("not a dump of CompactIds")
 
     def copy(self) -> CompactIds:
         other = CompactIds()

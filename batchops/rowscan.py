@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
     assert isinstance(scan.seen, CompactIds)
     out = sys.stdout.buffer
     out.write(json.dumps({"format": scan.format, "rows": rows}).encode() + b"\n")
-    out.write(scan.seen.dump())
+    scan.seen.write(out)  # a range at a time: no copy of the digests
     out.flush()
     return 0
 

@@ -30,6 +30,7 @@ MAX_HELPERS = 4
 HASH_BLOCK = 8 * 2**20
 _NEWLINE_SEARCH = 2**20  # read at a time while looking for the line start after a cut
 _MAX_SEARCH = 16 * 2**20  # no newline this far after a cut: do not cut there
+_MAX_FACTS = 2**20  # the longest first line of a helper's answer read
 
 Range = tuple[Path, int, int]  # a file, and the bytes [start, end) of it a helper reads
 _Answer = tuple[str | None, list[int]]  # a helper's format, and its rows per range
@@ -116,25 +117,24 @@ def _start(share: list[Range], fmt: str | None, seed: str) -> subprocess.Popen[b
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
+    buffer = memoryview(bytearray(HASH_BLOCK))  # one buffer: no second block while reading
     with path.open("rb", buffering=0) as f:
-        while block := f.read(HASH_BLOCK):
-            digest.update(block)
+        while size := f.readinto(buffer):
+            digest.update(buffer[:size])
     return digest.hexdigest()
 
 
 def _answer(proc: subprocess.Popen[bytes], seen: CompactIds) -> _Answer | None:
-    """A helper's clean answer (its digests merged into ``seen``), or None for anything else."""
-    out, _ = proc.communicate()
-    cut = out.find(b"\n")
-    if proc.returncode != 0 or cut < 0:
-        return None
+    """A helper's clean answer (its digests merged into ``seen``), or None for anything else.
+    The digests are read from the pipe a range at a time, never held whole as bytes."""
+    assert proc.stdout is not None
     try:
-        facts = json.loads(out[:cut])
+        facts = json.loads(proc.stdout.readline(_MAX_FACTS))
         fmt, rows = facts["format"], facts["rows"]
-        seen.merge(memoryview(out)[cut + 1 :])
+        seen.read(proc.stdout)
     except (ValueError, TypeError, KeyError):
         return None
-    if fmt not in ("CHAT", "COMPLETION", None) or not isinstance(rows, list):
+    if proc.wait() != 0 or fmt not in ("CHAT", "COMPLETION", None) or not isinstance(rows, list):
         return None
     return fmt, rows
 

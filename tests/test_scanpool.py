@@ -10,11 +10,14 @@ import hashlib
 import itertools
 import json
 import subprocess
+import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from batchops import datasets, scanpool
+from batchops.idset import CompactIds
 
 
 def chat(cid: str, text: str = "hi") -> bytes:
@@ -173,3 +176,52 @@ def test_a_helper_reading_tiny_blocks_joins_the_lines_they_cut(
         assert [sorted(p) for p in scan.seen._parts] == [sorted(p) for p in expected._parts]
     with pytest.raises(rowscan._NeedsPrecise):  # shorter than measured: read it precisely
         rowscan.scan_range(path, 0, size + 5, datasets._Scan(tmp_path, None))
+
+
+def test_a_helpers_digests_are_read_from_its_pipe_without_a_copy_of_the_whole(
+    tmp_path: Path,
+) -> None:
+    """The main process merges each helper's digests while the other helpers are still alive:
+    reading the answer whole first (communicate) held a second copy of every digest, and that
+    was the process tree's peak RSS on 1 GB (issue 17)."""
+    ids = CompactIds()
+    ids.add_rows((f"row-{i}" for i in range(500_000)), 500_000)
+    answer = tmp_path / "answer"
+    with answer.open("wb") as f:
+        f.write(json.dumps({"format": "CHAT", "rows": [500_000]}).encode() + b"\n")
+        ids.write(f)
+    digests = answer.stat().st_size
+    proc = subprocess.Popen(["cat", str(answer)], stdout=subprocess.PIPE)
+    seen = CompactIds()
+    tracemalloc.start()
+    try:
+        got = scanpool._answer(proc, seen)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        scanpool._stop(proc)
+    assert got == ("CHAT", [500_000])
+    assert seen.dump() == ids.dump()
+    assert peak < 1.3 * digests  # the merged digests, and one range read at a time
+
+
+def test_a_helpers_truncated_or_failed_answer_is_none(tmp_path: Path) -> None:
+    ids = CompactIds()
+    ids.add_rows((f"row-{i}" for i in range(1000)), 1000)
+    whole = json.dumps({"format": None, "rows": [1000]}).encode() + b"\n" + ids.dump()
+    for data, code, expected in [
+        (whole, 0, (None, [1000])),
+        (whole[:-8], 0, None),
+        (whole + b"\0", 0, None),
+        (whole, 1, None),
+        (b"", 3, None),
+    ]:
+        answer = tmp_path / "answer"
+        answer.write_bytes(data)
+        script = f"import sys; sys.stdout.buffer.write(open({str(answer)!r}, 'rb').read())"
+        script += f"; sys.exit({code})"
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+        try:
+            assert scanpool._answer(proc, CompactIds()) == expected
+        finally:
+            scanpool._stop(proc)
