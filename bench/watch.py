@@ -34,9 +34,13 @@ DATASET = (
     "apiVersion: batchops/v1\nkind: Dataset\nmetadata:\n  name: prompts\nspec:\n"
     "  path: ../data/prompts.jsonl\n"
 )
+# Every job sends its rows (``reuse: false``): with reuse, a job asking what another job asked
+# already is answered from that job's results and never reaches the backend, so a saved job
+# would not appear there and the declared jobs would be one job on the backend.
 JOB = (
     "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata:\n  name: {name}\nspec:\n"
     "  model: accounts/fireworks/models/llama-v3p1-8b-instruct\n  inputDataset: prompts\n"
+    "  reuse: false\n"
 )
 ROW = {"custom_id": "r{}", "body": {"messages": [{"role": "user", "content": "hello {}"}]}}
 
