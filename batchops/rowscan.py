@@ -1,17 +1,19 @@
-"""A helper process that validates byte ranges of dataset files on the fast path alone.
+"""A helper process that validates chunks of dataset files on the fast path alone.
 
-Run by ``batchops.scanpool`` (never imported by batchops itself), one process per core, each on
-its share of a big dataset: ``python -P -m batchops.rowscan FORMAT PATH START END [PATH START
-END ...]`` (FORMAT is ``CHAT``, ``COMPLETION`` or ``-`` for "from the first row"). Every range
-starts at the beginning of a line and ends after a newline or at the end of its file.
+Run by ``batchops.scanpool`` (never imported by batchops itself), one process per core, all on
+one big dataset: ``python -P -m batchops.rowscan FORMAT CHUNK PATH START END [CHUNK PATH START
+END ...]`` (FORMAT is ``CHAT``, ``COMPLETION`` or ``-`` for "from the first row"; a chunk is one
+or more ranges, each starting at the beginning of a line and ending after a newline or at the
+end of its file). The helper takes chunk numbers from its stdin, a queue it shares with the
+other helpers, until the queue is empty.
 
-The checks are exactly those of ``batchops.datasets`` (its ``_Lines`` and ``_fast_block``, UTF-8
-included): this process only says "every row of my ranges is good", never what is wrong. On
-success it prints one JSON line (``{"format": ..., "rows": [rows per range]}``) and then the
-custom_ids' digests (``CompactIds.dump``, hashed under the PYTHONHASHSEED its caller chose, so
-that all helpers' digests can be merged); anything else - a block the fast path refuses, a line
-too long, a short read - exits with ``NEEDS_PRECISE`` and the caller reads the dataset itself,
-precisely, to say where.
+The checks are exactly those of ``batchops.rowcheck`` (its ``Lines`` and ``fast_block``, UTF-8
+included): this process only says "every row of my chunks is good", never what is wrong. On
+success it prints one JSON line (``{"format": ..., "taken": {chunk: [rows per range]}}``) and
+then the custom_ids' digests (``CompactIds.dump``, hashed under the PYTHONHASHSEED its caller
+chose, so that all helpers' digests can be merged); anything else - a block the fast path
+refuses, a line too long, a short read, a malformed queue record - exits with ``NEEDS_PRECISE``
+and the caller reads the dataset itself, precisely, to say where.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import json
 import sys
 from pathlib import Path
 
-from batchops.datasets import _fast_block, _FileProblems, _Lines, _Scan
+from batchops import chunkpool
 from batchops.idset import CompactIds
+from batchops.rowcheck import FileProblems, Lines, Scan, fast_block
 
 NEEDS_PRECISE = 3
 # Smaller than datasets.BLOCK (no hashing thread to keep busy here): the rows decoded from a block
@@ -34,22 +37,22 @@ class _NeedsPrecise(Exception):
     """A block the fast path refuses: the caller must read the dataset precisely."""
 
 
-class _FastLines(_Lines):
-    """``_Lines`` that stops at the first block the fast path refuses."""
+class _FastLines(Lines):
+    """``Lines`` that stops at the first block the fast path refuses."""
 
     def _segment(self, data: bytes, start: int, end: int) -> None:
         if start >= end:
             return
         lines = data.count(b"\n", start, end) + (data[end - 1] != 0x0A)
-        if not _fast_block(data, start, end, lines, self.scan):
+        if not fast_block(data, start, end, lines, self.scan):
             raise _NeedsPrecise
         self.rows += lines
         self.line += lines
 
 
-def scan_range(path: Path, start: int, end: int, scan: _Scan) -> int:
+def scan_range(path: Path, start: int, end: int, scan: Scan) -> int:
     """The rows of ``path[start:end]``, every one good; raises _NeedsPrecise otherwise."""
-    problems = _FileProblems(str(path))
+    problems = FileProblems(str(path))
     lines = _FastLines(scan, problems)
     with path.open("rb", buffering=0) as f:
         f.seek(start)
@@ -68,18 +71,19 @@ def scan_range(path: Path, start: int, end: int, scan: _Scan) -> int:
 def main(argv: list[str]) -> int:
     gc.disable()  # a short-lived process whose rows make no cycles
     fmt = None if argv[0] == "-" else argv[0]
-    scan = _Scan(Path("/"), fmt, seen=CompactIds())
-    ranges = argv[1:]
+    scan = Scan(Path("/"), fmt, seen=CompactIds())
+    taken: dict[int, list[int]] = {}
     try:
-        rows = [
-            scan_range(Path(ranges[i]), int(ranges[i + 1]), int(ranges[i + 2]), scan)
-            for i in range(0, len(ranges), 3)
-        ]
-    except (_NeedsPrecise, OSError):
+        chunks = chunkpool.chunks_given(argv[1:])
+        for index in chunkpool.taken_chunks(len(chunks)):
+            taken[index] = [
+                scan_range(path, start, end, scan) for path, start, end in chunks[index]
+            ]
+    except (_NeedsPrecise, OSError, ValueError, IndexError):
         return NEEDS_PRECISE
     assert isinstance(scan.seen, CompactIds)
     out = sys.stdout.buffer
-    out.write(json.dumps({"format": scan.format, "rows": rows}).encode() + b"\n")
+    out.write(json.dumps({"format": scan.format, "taken": taken}).encode() + b"\n")
     scan.seen.write(out)  # a range at a time: no copy of the digests
     out.flush()
     return 0

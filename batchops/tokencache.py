@@ -11,6 +11,7 @@ in 8 MiB blocks, decoded in one C call per block, and their texts encoded in one
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from batchops import chunkpool
 from batchops.config import STATE_DIR, ensure_state_dir_above
 from batchops.private import private_dir, write_atomic_text
 from batchops.tokens import Counter, Template, content_text, counter_for, overhead, template_for
@@ -110,11 +112,15 @@ def _texts(rows: list[_Row]) -> tuple[list[str], int]:
     return texts, messages
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
-    """Blocks of complete lines."""
+def _blocks(path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """Blocks of complete lines of ``path[start:end]`` (``start`` is a line's)."""
     tail = b""
     with path.open("rb") as f:
-        while block := f.read(BLOCK):
+        f.seek(start)
+        left = end - start if end is not None else None
+        while block := f.read(BLOCK if left is None else min(BLOCK, left)):
+            if left is not None:
+                left -= len(block)
             cut = block.rfind(b"\n") + 1
             if cut == 0:
                 tail += block
@@ -125,11 +131,13 @@ def _blocks(path: Path) -> Iterator[bytes]:
         yield tail
 
 
-def count_file(path: Path, counter: Counter, *, batched: bool = True) -> Tally:
-    """One validated JSONL file's tally. ``batched=False`` calls the tokenizer row by row (the
-    bench compares the two)."""
+def count_file(
+    path: Path, counter: Counter, *, batched: bool = True, start: int = 0, end: int | None = None
+) -> Tally:
+    """One validated JSONL file's tally (of its bytes ``[start:end]``, whole lines).
+    ``batched=False`` calls the tokenizer row by row (the bench compares the two)."""
     total = Tally()
-    for block in _blocks(path):
+    for block in _blocks(path, start, end):
         rows = _ROWS.decode_lines(block)
         texts, messages = _texts(rows)
         if batched:
@@ -138,6 +146,46 @@ def count_file(path: Path, counter: Counter, *, batched: bool = True) -> Tally:
             tokens = sum(counter.count(t) for t in texts)
         total += Tally(len(rows), messages, tokens)
     return total
+
+
+def count_shared(paths: list[Path], counter: Counter) -> dict[Path, Tally] | None:
+    """Big files counted by helper processes on every core (``batchops.tokenscan``, taking
+    chunks from one queue: ``batchops.chunkpool``); None when they are not worth it here, or
+    failed: the caller counts in this process."""
+    try:
+        files = [(path, path.stat().st_size) for path in paths]
+    except OSError:
+        return None
+    helpers = chunkpool.helpers_for([size for _, size in files])
+    if not helpers:
+        return None
+    chunks = chunkpool.chunks_of(files)
+    head = [counter.name, str(counter.tokenizer or "-")]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs = chunkpool.start("batchops.tokenscan", head, chunks, helpers)
+        found = [chunkpool.facts(proc) for proc in procs]
+        clean = all(proc.wait() == 0 for proc in procs)
+    except OSError:
+        return None
+    finally:
+        for proc in procs:
+            chunkpool.stop(proc)
+    if not clean or any(f is None for f in found):
+        return None
+    by_file = chunkpool.gather(chunks, [f["taken"] for f in found if f is not None])
+    if by_file is None:
+        return None
+    tallies: dict[Path, Tally] = {}
+    for path, answers in by_file.items():
+        if not all(_is_tally(answer) for answer in answers):
+            return None
+        tallies[path] = sum((Tally(*answer) for answer in answers), Tally())
+    return tallies
+
+
+def _is_tally(answer: Any) -> bool:
+    return type(answer) is list and len(answer) == 3 and all(type(v) is int for v in answer)
 
 
 # -- the cache ---------------------------------------------------------------------------------
@@ -198,11 +246,14 @@ def count_dataset(
     files: tuple[ShardLike, ...] | None = getattr(info, "files", None)
     if not files:
         return None
+    known = {s.path: cache.get(s.sha256, counter.name) for s in files} if cache else {}
+    missing = [s.path for s in files if known.get(s.path) is None]
+    counted = (count_shared(missing, counter) if missing else None) or {}
     total = Tally()
     for shard in files:
-        hit = cache.get(shard.sha256, counter.name) if cache is not None else None
+        hit = known.get(shard.path)
         if hit is None:
-            hit = count_file(shard.path, counter)
+            hit = counted.get(shard.path) or count_file(shard.path, counter)
             if cache is not None:
                 cache.put(shard.sha256, counter.name, hit)
         total += hit

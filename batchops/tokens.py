@@ -15,13 +15,14 @@ is used; its measured error is stated in docs/cost.md.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,10 @@ COMPLETION = Template("completion", start=1, per_message=0, reply=0)  # BOS + th
 class Counter:
     """Counts the tokens of texts. ``exact`` when it is the model's own tokenizer."""
 
-    name: str  # o200k_base | cl100k_base | estimate
+    name: str  # o200k_base | cl100k_base | cl100k_base~ | tokenizer.json:DIGEST | estimate
     exact: bool
     count_batch: Callable[[list[str]], list[int]]
+    tokenizer: Path | None = None  # the tokenizer.json it reads, if any
 
     def count(self, text: str) -> int:
         return self.count_batch([text])[0]
@@ -93,16 +95,24 @@ ESTIMATOR = Counter("estimate", False, lambda texts: [estimate_tokens(t) for t i
 
 
 @cache
-def _encoding(name: str) -> Any | None:
-    # bpe-openai is optional (40 MB of vocabularies): imported only to count. It loads them with
-    # a deprecated importlib call, a warning that is not ours to show.
-    with warnings.catch_warnings():
+def _native(name: str) -> Callable[[str], int] | None:
+    """The count of ``name``'s Rust tokenizer (bpe-openai is optional: imported only to count),
+    or None without the package. Called per text: no token list is built, and neither the
+    package's batch call (a thread pool per call: 9x slower on ~100-character texts) nor its
+    ``Encoding`` (whose vocabulary takes 1.3 s and ~8 MiB to load in Python) is used."""
+    with warnings.catch_warnings():  # its vocabularies load with a deprecated importlib call
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            import bpe_openai
+            from bpe_openai import _bindings
         except ImportError:
             return None
-        return bpe_openai.get_encoding(name)
+        count: Callable[[str], int] = _bindings.tokenizer_for_encoding(name).count
+        return count
+
+
+def _sanitized(text: str) -> str:
+    """Lone surrogates (a JSON ``\\ud800`` escape) replaced, as bpe-openai's encoder does."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _pieces(text: str) -> list[str]:
@@ -133,16 +143,23 @@ def _bpe_counter(name: str, *, exact: bool) -> Counter | None:
     if not _installed("bpe_openai"):
         return None
 
+    def count_one(text: str) -> int:
+        count = _native(name)
+        if count is None:  # the package failed to load since it was found: estimate
+            return estimate_tokens(text)
+        if len(text) > LONG_TEXT:
+            return sum(map(count_one, _pieces(text)))
+        try:
+            return count(text)
+        except UnicodeEncodeError:
+            return count(_sanitized(text))
+
     def count_batch(texts: list[str]) -> list[int]:
-        encoding = _encoding(name)
-        if encoding is None:
-            return ESTIMATOR.count_batch(texts)
-        if all(len(t) <= LONG_TEXT for t in texts):
-            return [len(ids) for ids in encoding.encode_ordinary_batch(texts)]
-        return [
-            sum(count_batch(_pieces(t))) if len(t) > LONG_TEXT else count_batch([t])[0]
-            for t in texts
-        ]
+        count = _native(name)
+        if count is not None and all(len(t) <= LONG_TEXT for t in texts):
+            with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate: one at a time
+                return list(map(count, texts))
+        return list(map(count_one, texts))
 
     return Counter(name if exact else f"{name}~", exact, count_batch)
 
@@ -165,7 +182,8 @@ def tokenizer_json_counter(path: Path) -> Counter | None:
         data = path.read_bytes()
     except OSError:
         return None
-    return _tokenizer_json(hashlib.sha256(data).hexdigest()[:16], data)
+    found = _tokenizer_json(hashlib.sha256(data).hexdigest()[:16], data)
+    return None if found is None else replace(found, tokenizer=path)
 
 
 @cache
@@ -203,6 +221,20 @@ def counter_for(model: str, tokenizer: Path | None = None) -> Counter:
     elif _LLAMA3.search(m):
         found = _bpe_counter("cl100k_base", exact=False)
     return found or ESTIMATOR
+
+
+def counter_named(name: str, tokenizer: Path | None = None) -> Counter | None:
+    """The counter called ``name`` (``tokenizer``: the file it reads), as ``counter_for`` gave
+    it; None when it is not available here. A helper process rebuilds its caller's with it."""
+    if name == ESTIMATOR.name:
+        return ESTIMATOR
+    if tokenizer is not None:
+        found = tokenizer_json_counter(tokenizer)
+    else:
+        base = name.removesuffix("~")
+        known = base in ("cl100k_base", "o200k_base")
+        found = _bpe_counter(base, exact=base == name) if known else None
+    return found if found is not None and found.name == name else None
 
 
 # -- requests ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 import threading
 
 BLOCK = 8 * 2**20
-PIECE = 64 * 2**10  # decoded and thrown away a piece at a time: see datasets.UTF8_PIECE
+PIECE = 64 * 2**10  # decoded and thrown away a piece at a time: see rowcheck.UTF8_PIECE
 
 
 def sha256_if_utf8(path: str) -> str | None:

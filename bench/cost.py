@@ -3,8 +3,12 @@
 Run: ``.venv/bin/python bench/cost.py [--part tokenize|plan|accuracy|all] [--mb 100]``.
 
 - ``tokenize``: a ``--mb`` MB JSONL dataset of real text (the Python standard library's docstrings,
-  repeated) counted once with the tokenizer in one batch call per 8 MiB block, against the
-  tokenizer called row by row, and the estimator; MB/s of each.
+  repeated) counted once with the tokenizer in this process (one batch call per 8 MiB block) and
+  shared by helper processes (``tokencache.count_shared``, as ``validate`` and ``plan`` count a
+  big dataset), against the simple script (``json.loads`` per line and bpe-openai's public
+  ``encode_ordinary`` per text), and with the estimator; MB/s of each. Then the end-to-end figure:
+  ``batchops validate`` of the dataset and a job reading it, cold caches (validation and the first
+  token count), with a Llama model (counted with cl100k_base) and with an unknown one (estimated).
 - ``plan``: the 1,000-job bench of ``bench/plan.py`` (1,000 jobs over 50 datasets, all to create,
   against ``batchops serve``): ``load_and_plan`` with costs against the same with the cost step
   replaced by nothing, in ``--repeat`` paired rounds (each round runs both, the order alternating);
@@ -36,6 +40,7 @@ import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +48,8 @@ from batchops.identity import project_from_root
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.provider import FireworksProvider
 from batchops.reconcile import PassOptions, load_and_plan, load_inputs
-from batchops.tokencache import count_file
-from batchops.tokens import ESTIMATOR, counter_for
+from batchops.tokencache import count_file, count_shared
+from batchops.tokens import ESTIMATOR, Counter, counter_for
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "accounts/fireworks/models/llama-v3p1-8b-instruct"
@@ -97,17 +102,71 @@ def tokenize(tmp: Path, mb: int) -> None:
             f.write(block)
     size = path.stat().st_size / 2**20
     counter = counter_for(MODEL)
-    for label, kw, who in (
-        ("batched, one call per 8 MiB block", {}, counter),
-        ("row by row", {"batched": False}, counter),
-        ("estimator", {}, ESTIMATOR),
-    ):
+    counter.count("warm")  # the vocabulary loads once per process: not part of any figure
+    sides: list[tuple[str, Callable[[], int], str]] = [
+        ("one batch call per 8 MiB block", lambda: count_file(path, counter).tokens, counter.name),
+        ("shared by helper processes", lambda: _shared(path, counter), counter.name),
+        ("baseline: json.loads + encode_ordinary per text", lambda: _baseline(path), "cl100k"),
+        ("estimator, in process", lambda: count_file(path, ESTIMATOR).tokens, "estimate"),
+        ("estimator, shared by helpers", lambda: _shared(path, ESTIMATOR), "estimate"),
+    ]
+    for label, run, name in sides:
         start = time.perf_counter()
-        tally = count_file(path, who, **kw)  # type: ignore[arg-type]
+        tokens = run()
         took = time.perf_counter() - start
         print(
-            f"tokenize {size:.0f} MB ({tally.rows:,} rows, {tally.tokens:,} tokens) "
-            f"{label} [{who.name}]: {took:.1f} s, {size / took:.1f} MB/s"
+            f"tokenize {size:.0f} MB ({tokens:,} tokens) {label} [{name}]: "
+            f"{took:.1f} s, {size / took:.1f} MB/s; {os.getloadavg()[0]:.1f} load"
+        )
+    _validate_with_a_job(tmp, path, size)
+
+
+def _shared(path: Path, counter: Counter) -> int:
+    counted = count_shared([path], counter)
+    assert counted is not None, "too small for helpers: raise --mb"
+    return counted[path].tokens
+
+
+def _baseline(path: Path) -> int:
+    """What a script would do: each line parsed, each text encoded by the package's public
+    tiktoken-style API (its vocabulary loaded before the clock starts, as ours is)."""
+    import bpe_openai
+
+    encode = bpe_openai.get_encoding("cl100k_base").encode_ordinary
+    total = 0
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            for message in json.loads(line)["body"]["messages"]:
+                total += len(encode(message["content"]))
+    return total
+
+
+def _validate_with_a_job(tmp: Path, path: Path, size: float) -> None:
+    """The end-to-end figure: ``batchops validate`` of the dataset and a job reading it, cold
+    caches, so the rows are validated and their tokens counted (the first run on new data)."""
+    root = tmp / "validate"
+    (root / "jobs").mkdir(parents=True, exist_ok=True)
+    with path.open(encoding="utf-8") as src, (root / "jobs" / "big.jsonl").open("w") as out:
+        for n, line in enumerate(src):  # the same rows, each with a custom_id of its own
+            rest = line[line.index('", "body"') :]
+            out.write(f'{{"custom_id": "n{n}{rest}')
+    for model in (MODEL, "accounts/fireworks/models/unknown-model"):
+        (root / "jobs" / "w.yaml").write_text(
+            "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: big}\n"
+            "spec: {path: big.jsonl}\n---\napiVersion: batchops/v1\nkind: BatchInferenceJob\n"
+            f"metadata: {{name: j}}\nspec: {{model: {model}, inputDataset: big}}\n"
+        )
+        shutil.rmtree(root / ".batchops", ignore_errors=True)
+        argv = [sys.executable, "-m", "batchops", "validate", "--max-dataset-bytes", "2G"]
+        start = time.perf_counter()
+        done = subprocess.run(argv, cwd=root, capture_output=True, text=True, check=False)
+        took = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"validate failed: {done.stdout}{done.stderr}")
+        print(
+            f"batchops validate, {size:.0f} MB and a job reading it ({model.rsplit('/', 1)[-1]}), "
+            f"cold caches (CLI, end to end): {took:.1f} s, {size / took:.1f} MB/s; "
+            f"{os.getloadavg()[0]:.1f} load; {done.stdout.strip()}"
         )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batchops import datasets, scanpool
+from batchops import chunkpool, datasets, rowcheck
 from batchops.datasets import StatCache, inspect_all, inspect_dataset, iter_custom_ids
 from batchops.errors import InvalidInputError
 
@@ -20,11 +20,13 @@ from batchops.errors import InvalidInputError
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test three times: files read in this process alone; with the helper process that
     hashes and checks UTF-8 beside the read (used from HELPER_MIN bytes up); and shared out
-    among three helper processes that validate a share each (scanpool, from PART_MIN bytes a
-    helper), which hand any dataset with a problem back to the precise read."""
+    among three helper processes that take chunks of it from one queue (scanpool, from
+    PART_MIN bytes a helper; chunks of a few rows here), which hand any dataset with a problem
+    back to the precise read."""
     monkeypatch.setattr(datasets, "HELPER_MIN", 0 if request.param == "helper" else 2**62)
-    monkeypatch.setattr(scanpool, "PART_MIN", 1 if request.param == "shared" else 2**62)
-    monkeypatch.setattr(scanpool, "_cpus", lambda: 3)
+    monkeypatch.setattr(chunkpool, "PART_MIN", 1 if request.param == "shared" else 2**62)
+    monkeypatch.setattr(chunkpool, "CHUNK", 256)
+    monkeypatch.setattr(chunkpool, "_cpus", lambda: 3)
     return str(request.param)
 
 
@@ -336,7 +338,7 @@ def test_lines_longer_than_many_blocks(tmp_path: Path, monkeypatch: pytest.Monke
 def test_utf8_checked_in_pieces_that_cut_characters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(datasets, "UTF8_PIECE", 5)  # most pieces end inside a character
+    monkeypatch.setattr(rowcheck, "UTF8_PIECE", 5)  # most pieces end inside a character
     rows = [utf8_chat(f"r{i}", "é東京данные😀") for i in range(20)]
     decl = make(tmp_path, "d.jsonl", b"\n".join(rows) + b"\n")
     assert inspect_dataset(decl, root=tmp_path).rows == 20
@@ -401,7 +403,7 @@ def test_an_interrupted_read_stops_the_helper(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(datasets.subprocess, "Popen", recording)
-    monkeypatch.setattr(datasets._Lines, "feed", interrupted)
+    monkeypatch.setattr(rowcheck.Lines, "feed", interrupted)
     decl = make(tmp_path, "d.jsonl", [chat(f"c{i}") for i in range(10)])
     with pytest.raises(KeyboardInterrupt):
         inspect_dataset(decl, root=tmp_path)

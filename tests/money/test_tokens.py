@@ -71,6 +71,20 @@ def _real_text() -> list[str]:
     return list(dict.fromkeys(docs))
 
 
+@pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
+def test_counts_are_those_of_the_packages_own_encoder(name: str) -> None:
+    # The Rust tokenizer's count, called per text, agrees with bpe-openai's tiktoken-style
+    # encoder on real text, on non-ASCII and on a lone surrogate (a JSON "\\ud800" escape).
+    import bpe_openai
+
+    encoding = bpe_openai.get_encoding(name)
+    texts = [*_real_text(), "", "résumé Zürich 東京 данные", "a\ud800b", "x" * 150_000]
+    counter = counter_for("gpt-4o" if name == "o200k_base" else "gpt-4")
+    expected = [len(encoding.encode_ordinary(t)) for t in texts[:-1]]
+    assert counter.count_batch(texts[:-1]) == expected
+    assert counter.count(texts[-1]) == pytest.approx(150_000 / 8, rel=0.05)  # in pieces
+
+
 def test_the_estimator_is_within_ten_percent_of_a_real_tokenizer_on_real_text() -> None:
     texts = _real_text()
     real = sum(counter_for("gpt-4").count_batch(texts))
@@ -193,3 +207,54 @@ def test_a_tokenizer_json_the_project_points_at_counts_exactly(
     [counted] = json.loads(capsys.readouterr().out)["inputTokens"].values()
     assert counted["exact"] and counted["counter"].startswith("tokenizer.json:")
     assert counted["tokens"] == 3 + 4 + 3  # three words (one unknown), the OpenAI-style template
+
+
+def _tokenizer_json(path: Path) -> Path:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tokenizer = Tokenizer(WordLevel({"[UNK]": 0, "row": 1, "a": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()  # type: ignore[assignment]
+    tokenizer.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-4o", "gpt-4", "accounts/fireworks/models/llama-v3p1-8b-instruct", "acme/m"]
+)
+def test_a_big_dataset_is_counted_by_helpers_as_it_is_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    # Helper processes taking chunks from one queue count exactly what this process counts,
+    # per file, with every counter (a tokenizer.json's too), and a counter a helper cannot
+    # rebuild sends the count back here.
+    from batchops import chunkpool, tokencache
+    from batchops.tokens import Counter, counter_named
+
+    monkeypatch.setattr(chunkpool, "PART_MIN", 1)
+    monkeypatch.setattr(chunkpool, "_cpus", lambda: 2)
+    monkeypatch.setattr(chunkpool, "CHUNK", 700)  # a few rows a chunk: many in the queue
+    paths = [
+        _write(
+            tmp_path / f"{f}.jsonl",
+            [
+                {"custom_id": f"{f}-{i}", "body": {"messages": [{"role": "user", "content": t}]}}
+                for i in range(150)
+                if (t := f"row {i} of {f}: 東京 résumé, a a a " * (i % 4))
+            ],
+        )
+        for f in "abc"
+    ]
+    tokenizer = _tokenizer_json(tmp_path / "tokenizer.json") if model == "acme/m" else None
+    counter = counter_for(model, tokenizer)
+    rebuilt = counter_named(counter.name, counter.tokenizer)
+    assert rebuilt is not None and rebuilt.name == counter.name
+    here = {path: count_file(path, counter) for path in paths}
+    assert tokencache.count_shared(paths, counter) == here
+    assert counter_named(counter.name + "x", counter.tokenizer) is None
+    unknown = Counter(counter.name + "x", False, counter.count_batch)
+    assert tokencache.count_shared(paths, unknown) is None  # the helpers refuse: counted here
+    shards = tuple(_Shard(path, f"{i}" * 64) for i, path in enumerate(paths, start=1))
+    counted = count_dataset(_Info(*shards), unknown, OPENAI, None)
+    assert counted is not None and counted.tally == sum(here.values(), tokencache.Tally())

@@ -28,9 +28,10 @@ import httpx
 import pytest
 
 from batchops.cli import main
-from batchops.datasets import DEFAULT_MAX_BYTES, MAX_ROW_BYTES
+from batchops.datasets import DEFAULT_MAX_BYTES
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
+from batchops.rowcheck import MAX_ROW_BYTES
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
