@@ -5,7 +5,9 @@ the datasets validated. Each shard is counted with the counter of the model that
 (``batchops.tokens.counter_for``) and remembered under (its sha256, the counter's name): the
 dataset stat cache gives the sha256 of an unchanged file without reading it, so unchanged data is
 never read nor tokenized again, and a file renamed or copied is not counted twice. Rows are read
-in 8 MiB blocks, decoded in one C call per block, and their texts encoded in one batch call.
+in 8 MiB blocks, decoded in one C call per block, and their texts counted in one batch call. A
+big dataset is counted by helper processes on every core (``count_shared``, ``batchops.tokenscan``
+taking chunks from one queue, ``batchops.chunkpool``), each file's count the same as here.
 """
 
 from __future__ import annotations

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchops.tokencache import TokenCache, count_dataset, count_file, dataset_tokens
 from batchops.tokens import (
@@ -83,6 +87,32 @@ def test_counts_are_those_of_the_packages_own_encoder(name: str) -> None:
     expected = [len(encoding.encode_ordinary(t)) for t in texts[:-1]]
     assert counter.count_batch(texts[:-1]) == expected
     assert counter.count(texts[-1]) == pytest.approx(150_000 / 8, rel=0.05)  # in pieces
+
+
+def _estimate_by_regex(text: str) -> float:
+    """The estimator's definition over the text (docs/cost.md), before rounding."""
+    words = re.findall(r"[A-Za-z]+", text)
+    letters, digits = sum(map(len, words)), len(re.findall(r"[0-9]", text))
+    space = sum(map(len, re.findall(r"\s+", text)))
+    ascii_len = len(text.encode("ascii", "ignore"))
+    non_ascii = len(text.encode("utf-8", "surrogatepass")) - ascii_len
+    other = ascii_len - letters - digits - space
+    total: float = sum(max(1, math.ceil(len(w) / 8)) for w in words)
+    return total + digits / 3 + other * 0.7 + space * 0.05 + non_ascii / 2.5
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="abXYZ 09\t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2003\u3000é東\ud800.,!-_"))
+def test_the_estimator_counts_as_its_regex_definition_says(text: str) -> None:
+    expected = max(1, round(_estimate_by_regex(text))) if text else 0
+    assert estimate_tokens(text) == expected
+
+
+def test_the_estimator_counts_real_text_as_its_regex_definition_says() -> None:
+    texts = [*_real_text(), "word" * 40, "résumé 東京, 12345 — ok?"]
+    assert [estimate_tokens(t) for t in texts] == [
+        max(1, round(_estimate_by_regex(t))) for t in texts
+    ]
 
 
 def test_the_estimator_is_within_ten_percent_of_a_real_tokenizer_on_real_text() -> None:
