@@ -1,12 +1,14 @@
 """Benchmark and measurement for money (issue 15): token counts, plan overhead, estimate vs actual.
 
-Run: ``.venv/bin/python bench/cost.py [--part tokenize|plan|accuracy|all] [--mb 100]``.
+Run: ``.venv/bin/python bench/cost.py [--part tokenize|plan|accuracy|all] [--mb 100] [--rounds 5]``.
 
 - ``tokenize``: a ``--mb`` MB JSONL dataset of real text (the Python standard library's docstrings,
   repeated) counted once with the tokenizer in this process (one batch call per 8 MiB block) and
   shared by helper processes (``tokencache.count_shared``, as ``validate`` and ``plan`` count a
   big dataset), against the simple script (``json.loads`` per line and bpe-openai's public
-  ``encode_ordinary`` per text), and with the estimator; MB/s of each. Then the end-to-end figure:
+  ``encode_ordinary`` per text), and with the estimator, in ``--rounds`` paired rounds (the order
+  rotating): the median MB/s of each and the median of its per-round ratios to the baseline
+  (the vocabulary is loaded before the clock starts). Then the end-to-end figure:
   ``batchops validate`` of the dataset and a job reading it, cold caches (validation and the first
   token count), with a Llama model (counted with cl100k_base) and with an unknown one (estimated).
 - ``plan``: the 1,000-job bench of ``bench/plan.py`` (1,000 jobs over 50 datasets, all to create,
@@ -43,6 +45,8 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from benchlib import load, rotated
 
 from batchops.identity import project_from_root
 from batchops.providers.fireworks.client import FireworksClient
@@ -92,7 +96,7 @@ def rows_of(texts: list[str], count: int) -> list[str]:
 # -- tokenize ------------------------------------------------------------------------------------
 
 
-def tokenize(tmp: Path, mb: int) -> None:
+def tokenize(tmp: Path, mb: int, rounds: int) -> None:
     texts = real_text()
     path = tmp / "big.jsonl"
     lines = rows_of(texts, len(texts))
@@ -103,22 +107,33 @@ def tokenize(tmp: Path, mb: int) -> None:
     size = path.stat().st_size / 2**20
     counter = counter_for(MODEL)
     counter.count("warm")  # the vocabulary loads once per process: not part of any figure
-    sides: list[tuple[str, Callable[[], int], str]] = [
-        ("one batch call per 8 MiB block", lambda: count_file(path, counter).tokens, counter.name),
-        ("shared by helper processes", lambda: _shared(path, counter), counter.name),
-        ("baseline: json.loads + encode_ordinary per text", lambda: _baseline(path), "cl100k"),
-        ("estimator, in process", lambda: count_file(path, ESTIMATOR).tokens, "estimate"),
-        ("estimator, shared by helpers", lambda: _shared(path, ESTIMATOR), "estimate"),
-    ]
-    for label, run, name in sides:
-        start = time.perf_counter()
-        tokens = run()
-        took = time.perf_counter() - start
+    sides: dict[str, tuple[Callable[[], int], str]] = {
+        "one batch call per 8 MiB block": (lambda: count_file(path, counter).tokens, counter.name),
+        "shared by helper processes": (lambda: _shared(path, counter), counter.name),
+        BASELINE: (lambda: _baseline(path), "cl100k_base"),
+        "estimator, in process": (lambda: count_file(path, ESTIMATOR).tokens, "estimate"),
+        "estimator, shared by helpers": (lambda: _shared(path, ESTIMATOR), "estimate"),
+    }
+    took: dict[str, list[float]] = {label: [] for label in sides}
+    tokens: dict[str, int] = {}
+    for r in range(rounds):
+        for label in rotated(list(sides), r):
+            start = time.perf_counter()
+            tokens[label] = sides[label][0]()
+            took[label].append(time.perf_counter() - start)
+    print(f"tokenize {size:.0f} MB, median of {rounds} paired rounds; {load()}")
+    for label, (_, name) in sides.items():
+        ratios = [b / o for o, b in zip(took[label], took[BASELINE], strict=True)]
         print(
-            f"tokenize {size:.0f} MB ({tokens:,} tokens) {label} [{name}]: "
-            f"{took:.1f} s, {size / took:.1f} MB/s; {os.getloadavg()[0]:.1f} load"
+            f"  {label} [{name}]: {tokens[label]:,} tokens, "
+            f"{size / statistics.median(took[label]):.1f} MB/s; "
+            f"{statistics.median(ratios):.2f}x the baseline "
+            f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
         )
     _validate_with_a_job(tmp, path, size)
+
+
+BASELINE = "baseline: json.loads + encode_ordinary per text"
 
 
 def _shared(path: Path, counter: Counter) -> int:
@@ -166,7 +181,7 @@ def _validate_with_a_job(tmp: Path, path: Path, size: float) -> None:
         print(
             f"batchops validate, {size:.0f} MB and a job reading it ({model.rsplit('/', 1)[-1]}), "
             f"cold caches (CLI, end to end): {took:.1f} s, {size / took:.1f} MB/s; "
-            f"{os.getloadavg()[0]:.1f} load; {done.stdout.strip()}"
+            f"{load()}; {done.stdout.strip()}"
         )
 
 
@@ -232,10 +247,6 @@ def plan_overhead(tmp: Path, repeat: int, cli_repeat: int) -> None:
     finally:
         reconcile.plan_cost = real
         stop(proc)
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 # ``batchops plan`` as a user runs it, in a fresh process, the cost step replaced by nothing in
@@ -401,12 +412,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["tokenize", "plan", "accuracy", "all"], default="all")
     parser.add_argument("--mb", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds of tokenize")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--cli-repeat", type=int, default=11, help="paired rounds of the CLI")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="batchops-cost-") as tmp:
         if args.part in ("tokenize", "all"):
-            tokenize(Path(tmp), args.mb)
+            tokenize(Path(tmp), args.mb, args.rounds)
         if args.part in ("plan", "all"):
             plan_overhead(Path(tmp), args.repeat, args.cli_repeat)
         if args.part in ("accuracy", "all"):
