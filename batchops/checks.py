@@ -8,10 +8,12 @@ read only when those rules ask for them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from batchops.checkcache import CheckCache
 from batchops.config import ProjectConfig
 from batchops.datasets import iter_rows
 from batchops.errors import Diagnostic
@@ -23,12 +25,24 @@ from batchops.providers.rules import DatasetRow, JobCheck, RowsFn, provider_conf
 def provider_problems(
     desired: Desired, *, root: Path, project: ProjectConfig | None = None
 ) -> list[Diagnostic]:
-    """Every problem the jobs' providers find, sorted."""
+    """Every problem the jobs' providers find, sorted. A job found clean is not checked again
+    while its settings and its dataset's files are unchanged (``batchops.checkcache``)."""
     problems: list[Diagnostic] = []
+    cache = CheckCache(root)
     for decl in desired.jobs:
         config = provider_config(decl.provider, project)
         rules = rules_for(config.kind)
         if rules is None:
+            continue
+        settings = [
+            config.kind,
+            dict(config.limits),
+            decl.model,
+            dict(decl.inference_parameters),
+            decl.precision,
+        ]
+        key = CheckCache.key("rules", settings, _files(desired, decl))
+        if cache.get(key) is True:
             continue
         check = JobCheck(
             name=decl.name,
@@ -41,14 +55,20 @@ def provider_problems(
             col=decl.source.col,
             limits=config.limits,
         )
-        problems += rules(check, _rows(desired, decl, root))
+        found = rules(check, _rows(_files(desired, decl), root))
+        if not found:
+            cache.put(key, True)
+        problems += found
+    cache.save()
     return sorted(set(problems))
 
 
-def _rows(desired: Desired, decl: JobDecl, root: Path) -> RowsFn:
+def _files(desired: Desired, decl: JobDecl) -> tuple[Path, ...]:
     dataset = desired.dataset(decl.input_dataset) if decl.input_dataset else None
-    files = dataset.files if dataset is not None else ()
+    return dataset.files if dataset is not None else ()
 
+
+def _rows(files: Sequence[Path], root: Path) -> RowsFn:
     def rows() -> Iterator[DatasetRow]:
         return (DatasetRow(path, line, row) for path, line, row in iter_rows(files, root))
 
@@ -63,12 +83,22 @@ def job_layout(
     *,
     root: Path,
     project: ProjectConfig | None = None,
+    cache: CheckCache | None = None,
 ) -> Layout | None:
     """The parts and waves a job sending the rows of ``files`` goes out in on its provider; None
-    when the provider sends every job as one batch (what ``plan`` shows: ``reconcile``)."""
+    when the provider sends every job as one batch (what ``plan`` shows: ``reconcile``). With
+    ``cache``, unchanged files are not read again for the same settings (the caller saves it)."""
     config = provider_config(provider, project)
     layout = layout_fn(config.kind)
     if layout is None or not files:
         return None
-    rows = (row for _, _, row in iter_rows(files, root))
-    return layout(config.limits, model, parameters, rows)
+    settings = [config.kind, dict(config.limits), model, dict(parameters)]
+    key = CheckCache.key("layout", settings, files) if cache is not None else None
+    known = cache.get(key) if cache is not None else None
+    if isinstance(known, dict):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return Layout(tuple(known["parts"]), known["waves"], known["enqueuedTokens"])
+    found = layout(config.limits, model, parameters, (row for _, _, row in iter_rows(files, root)))
+    if cache is not None:
+        cache.put(key, found.to_json())
+    return found

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchops.chains import render_inputs
+from batchops.checkcache import CheckCache
 from batchops.checks import job_layout, provider_problems
 from batchops.config import DEFAULT_WORKERS, ProjectConfig
 from batchops.cost import SENDS_ROWS, CostInputs, estimate
@@ -296,6 +297,7 @@ def with_layouts(plan: Plan, *, root: Path, project_file: ProjectConfig | None) 
     """Each job action that sends rows, with the parts and waves its provider submits them in
     when that is more than one batch (``layout`` in its details, and said in its reason)."""
     actions = []
+    cache = CheckCache(root)  # unchanged files are not read again for their layout
     for action in plan.actions:
         spec = action.job
         layout = None
@@ -307,6 +309,7 @@ def with_layouts(plan: Plan, *, root: Path, project_file: ProjectConfig | None) 
                 spec.input_files,
                 root=root,
                 project=project_file,
+                cache=cache,
             )
         if layout is None or not layout.shown:
             actions.append(action)
@@ -315,6 +318,7 @@ def with_layouts(plan: Plan, *, root: Path, project_file: ProjectConfig | None) 
         actions.append(
             replace(action, reason=f"{action.reason}; {layout.describe()}", details=details)
         )
+    cache.save()
     return replace(plan, actions=tuple(actions))
 
 

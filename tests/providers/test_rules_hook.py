@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
@@ -102,3 +103,96 @@ def test_fireworks_has_rules_and_they_read_no_rows() -> None:
     assert check(JobCheck("j", job.provider, "m", {}, "FP99", "a.yaml", 3), rows) == [
         Diagnostic("a.yaml", 3, 1, "j: precision FP99 is not one Fireworks offers")
     ]
+
+
+def _clean_repo(root: Path) -> tuple[Path, Path]:
+    """An OpenAI-compatible job (the real rules) over a clean dataset."""
+    (root / "jobs" / "data").mkdir(parents=True)
+    (root / "batchops.yaml").write_text(PROJECT)
+    data = root / "jobs" / "data" / "qs.jsonl"
+    rows = ({"custom_id": f"q{i}", "body": {"prompt": str(i)}} for i in range(20))
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    manifest = root / "jobs" / "m.yaml"
+    manifest.write_text(
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: qs}\n"
+        "spec: {path: data/qs.jsonl}\n"
+        "---\napiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: on-lab}\n"
+        "spec: {provider: lab, model: m, inputDataset: qs, inferenceParameters: {maxTokens: 8}}\n"
+    )
+    return data, manifest
+
+
+def test_a_clean_job_is_not_checked_again_while_its_files_and_settings_are_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rules read every row (1 GB: ~12 s on every validate and pass); a clean verdict is
+    # remembered under the files' stat and the job's settings, a problem never is.
+    from batchops import checks
+
+    data, manifest = _clean_repo(tmp_path)
+    reads: list[int] = []
+    iter_rows = checks.iter_rows
+
+    def counted(files: tuple[Path, ...], root: Path) -> object:
+        reads.append(1)
+        return iter_rows(files, root)
+
+    monkeypatch.setattr(checks, "iter_rows", counted)
+
+    def problems() -> list[str]:
+        project = load_project(tmp_path)
+        desired = load_desired([tmp_path / "jobs"], root=tmp_path, project=project)
+        return [str(d) for d in provider_problems(desired, root=tmp_path, project=project)]
+
+    assert (problems(), len(reads)) == ([], 1)
+    assert (problems(), len(reads)) == ([], 1)  # unchanged: the rows are not read
+    assert (tmp_path / ".batchops" / "cache" / "checks.json").stat().st_mode & 0o077 == 0
+    manifest.write_text(manifest.read_text().replace("maxTokens: 8", "maxTokens: 9"))
+    assert (problems(), len(reads)) == ([], 2)  # another setting: read again
+    with data.open("a") as f:  # another row: read again, and its problem found each time
+        f.write('{"custom_id": "has space", "body": {"prompt": "x"}}\n')
+    expected = [
+        "jobs/data/qs.jsonl:21:1: custom_id must be printable ASCII without spaces for "
+        "OpenAI-compatible providers"
+    ]
+    assert (problems(), len(reads)) == (expected, 3)
+    assert (problems(), len(reads)) == (expected, 4)
+    (tmp_path / ".batchops" / "cache" / "checks.json").write_text("{not json")
+    data.write_text(data.read_text().replace("has space", "no-space"))
+    assert (problems(), len(reads)) == ([], 5)  # a corrupt cache is an empty one
+    assert (problems(), len(reads)) == ([], 5)
+
+
+def test_a_layout_is_not_computed_again_for_unchanged_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchops import checks
+    from batchops.checkcache import CheckCache
+
+    data, _ = _clean_repo(tmp_path)
+    (tmp_path / "batchops.yaml").write_text(
+        PROJECT.replace(
+            '"http://127.0.0.1:9/v1"', '"http://127.0.0.1:9/v1", limits: {maxRequestsPerBatch: 8}'
+        )
+    )
+    project = load_project(tmp_path)
+
+    def layout() -> tuple[int, ...] | None:
+        cache = CheckCache(tmp_path)
+        found = checks.job_layout(
+            "lab", "m", {}, [data], root=tmp_path, project=project, cache=cache
+        )
+        cache.save()
+        return None if found is None else found.parts
+
+    assert layout() == (8, 8, 4)
+
+    def no_read(*_: object) -> object:
+        raise AssertionError("the rows were read again")
+
+    monkeypatch.setattr(checks, "iter_rows", no_read)
+    assert layout() == (8, 8, 4)
+    with data.open("a") as f:
+        f.write('{"custom_id": "q20", "body": {"prompt": "x"}}\n')
+    monkeypatch.undo()
+    assert layout() == (8, 8, 5)
