@@ -86,9 +86,10 @@ def _split(
 class _Requests:
     """(custom_id, request hash) of each row, per job prefix and dataset. Cached on disk under
     ``.batchops/rows/`` by the dataset's content hash and the request prefix, so it can never be
-    stale: an unchanged dataset costs a read of 16 bytes a row and its custom_ids, not a parse
-    and a hash of every row. Within one pass, jobs that share a dataset read its custom_ids
-    once, and jobs that also share a prefix (model and parameters) share the whole list."""
+    stale: an unchanged dataset costs a read of 16 bytes a row and of its custom_ids (kept by
+    its content hash too), not a parse and a hash of every row. Within one pass, jobs that share
+    a dataset read its custom_ids once, and jobs that also share a prefix (model and parameters)
+    share the whole list."""
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
@@ -113,9 +114,7 @@ class _Requests:
         except OSError:
             digests = b""
         if digests:
-            ids = self._ids.get(content_sha256)
-            if ids is None:
-                ids = self._ids[content_sha256] = list(iter_custom_ids(list(files)))
+            ids = self._custom_ids(files, content_sha256)
             if len(digests) == DIGEST_SIZE * len(ids):
                 return [
                     (cid, digests[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE])
@@ -123,7 +122,30 @@ class _Requests:
                 ]
         rows = list(file_requests(prefix, files))
         write_derived(path, iter([b"".join(digest for _, digest in rows)]))
+        self._remember_ids(content_sha256, [cid for cid, _ in rows])
         return rows
+
+    def _custom_ids(self, files: Sequence[Path], content_sha256: str) -> list[str]:
+        """The dataset's custom_ids: from this pass, or its IDs file (a JSON array: 1 GB of
+        rows has ~30 MB of IDs, read in ~0.1 s where the rows took ~2 s), or its rows."""
+        ids = self._ids.get(content_sha256)
+        if ids is None:
+            try:
+                found = orjson.loads((self._folder / f"{content_sha256}.ids.json").read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                found = None
+            if isinstance(found, list) and all(type(cid) is str for cid in found):
+                ids = self._ids[content_sha256] = found
+            else:  # none yet, or damaged
+                ids = list(iter_custom_ids(list(files)))
+                self._remember_ids(content_sha256, ids, again=True)
+        return ids
+
+    def _remember_ids(self, content_sha256: str, ids: list[str], *, again: bool = False) -> None:
+        self._ids[content_sha256] = ids
+        path = self._folder / f"{content_sha256}.ids.json"
+        if again or not path.exists():
+            write_derived(path, iter([orjson.dumps(ids)]))
 
 
 def _stable(

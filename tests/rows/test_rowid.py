@@ -102,13 +102,37 @@ def test_row_hashes_are_cached_by_content_and_never_stale(tmp_path: Path) -> Non
     prefix = request_prefix("fireworks", "m", {})
     fresh = list(file_requests(prefix, [path]))
     assert requests(prefix) == fresh
-    (cache,) = folder.iterdir()
+    (cache,) = folder.glob("*.bin")
     assert requests(prefix) == fresh  # from the cache
     cache.write_bytes(b"torn")  # a damaged cache is recomputed
     assert requests(prefix) == fresh
     other = request_prefix("fireworks", "m2", {})  # another prefix: another cache entry
     assert requests(other) == list(file_requests(other, [path]))
-    assert len(list(folder.iterdir())) == 2
+    assert len(list(folder.glob("*.bin"))) == 2
+    assert [p.name for p in folder.glob("*.ids.json")] == ["sha-a.ids.json"]  # one per content
+
+
+def test_a_new_pass_reads_the_custom_ids_from_their_file_not_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchops import reuse_rows
+
+    path = tmp_path / "d.jsonl"
+    rows = [{"custom_id": f"r{i}", "body": {"prompt": str(i)}} for i in range(5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prefix = request_prefix("fireworks", "m", {})
+    fresh = reuse_rows._Requests(tmp_path).of(prefix, [path], "sha-a")
+
+    def no_read(files: list[Path]) -> list[str]:
+        raise AssertionError("the rows were read for their custom_ids")
+
+    monkeypatch.setattr(reuse_rows, "iter_custom_ids", no_read)
+    assert reuse_rows._Requests(tmp_path).of(prefix, [path], "sha-a") == fresh
+    (tmp_path / "sha-a.ids.json").write_bytes(b'["r0", 1')  # damaged: read from the rows
+    monkeypatch.undo()
+    assert reuse_rows._Requests(tmp_path).of(prefix, [path], "sha-a") == fresh
+    monkeypatch.setattr(reuse_rows, "iter_custom_ids", no_read)  # ... and the file written again
+    assert reuse_rows._Requests(tmp_path).of(prefix, [path], "sha-a") == fresh
 
 
 def test_jobs_of_one_pass_share_a_datasets_request_hashes(tmp_path: Path) -> None:
