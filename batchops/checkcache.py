@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchops import __version__
-from batchops.config import STATE_DIR, ensure_state_dir_above
-from batchops.private import private_dir, write_atomic_text
+from batchops.config import STATE_DIR, save_state_file
 
 CACHE_FILE = Path(STATE_DIR, "cache", "checks.json")
 VERSION = 1  # bump when a provider's row rules or layouts would find something else
@@ -77,10 +76,8 @@ class CheckCache:
     def save(self) -> None:
         if not self._dirty:
             return
-        ensure_state_dir_above(self.path.parent)
-        private_dir(self.path.parent, root=self.root)
         body = json.dumps({"version": VERSION, "entries": self.entries})
-        write_atomic_text(self.path, body, prefix=".checks-")
+        save_state_file(self.path, body, root=self.root, prefix=".checks-")
         self._dirty = False
 
 

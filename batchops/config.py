@@ -20,7 +20,7 @@ from typing import Literal
 
 from batchops.errors import ConfigError
 from batchops.money import Compare, PriceOverride, PriceTable, shipped_prices
-from batchops.private import private_dir
+from batchops.private import private_dir, write_atomic_text
 
 DEFAULT_BASE_URL = "https://api.fireworks.ai"
 LOCAL_ACCOUNT_ID = "local"
@@ -179,6 +179,14 @@ def ensure_state_dir_above(path: Path) -> None:
     state = next((p for p in (path, *path.parents) if p.name == STATE_DIR), None)
     if state is not None:
         ensure_state_dir(state.parent)
+
+
+def save_state_file(path: Path, text: str, *, root: Path, prefix: str) -> None:
+    """Write one of the state files under ``root/.batchops/`` (a cache) atomically, in a private
+    folder (``batchops.private``)."""
+    ensure_state_dir_above(path.parent)
+    private_dir(path.parent, root=root)
+    write_atomic_text(path, text, prefix=prefix)
 
 
 def proxies_in_env(env: Mapping[str, str] | None = None) -> bool:

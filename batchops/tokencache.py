@@ -23,8 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from batchops import chunkpool
-from batchops.config import STATE_DIR, ensure_state_dir_above
-from batchops.private import private_dir, write_atomic_text
+from batchops.config import STATE_DIR, save_state_file
 from batchops.tokens import Counter, Template, content_text, counter_for, overhead, template_for
 
 CACHE_FILE = Path(STATE_DIR, "cache", "tokens.json")
@@ -229,10 +228,8 @@ class TokenCache:
     def save(self) -> None:
         if not self._dirty:
             return
-        ensure_state_dir_above(self.path.parent)
-        private_dir(self.path.parent, root=self.root)
         body = json.dumps({"version": 1, "counts": self.entries}, sort_keys=True)
-        write_atomic_text(self.path, body, prefix=".tokens-")
+        save_state_file(self.path, body, root=self.root, prefix=".tokens-")
         self._dirty = False
 
 
@@ -248,7 +245,7 @@ def count_dataset(
     files: tuple[ShardLike, ...] | None = getattr(info, "files", None)
     if not files:
         return None
-    known = {s.path: cache.get(s.sha256, counter.name) for s in files} if cache else {}
+    known = {s.path: cache.get(s.sha256, counter.name) for s in files} if cache is not None else {}
     missing = [s.path for s in files if known.get(s.path) is None]
     counted = (count_shared(missing, counter) if missing else None) or {}
     total = Tally()
