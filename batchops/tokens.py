@@ -114,10 +114,17 @@ def _native(name: str) -> Callable[[str], int] | None:
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             from bpe_openai import _bindings
+
+            count: Callable[[str], int] = _bindings.tokenizer_for_encoding(name).count
+            return count
+        except (ImportError, AttributeError):  # another version: its public, slower API
+            pass
+        try:
+            import bpe_openai
         except ImportError:
             return None
-        count: Callable[[str], int] = _bindings.tokenizer_for_encoding(name).count
-        return count
+        encode = bpe_openai.get_encoding(name).encode_ordinary
+        return lambda text: len(encode(text))
 
 
 def _sanitized(text: str) -> str:

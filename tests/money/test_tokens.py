@@ -6,7 +6,9 @@ import inspect
 import json
 import math
 import re
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -75,18 +77,58 @@ def _real_text() -> list[str]:
     return list(dict.fromkeys(docs))
 
 
+def _bpe_openai() -> Any:
+    """The package, imported as batchops imports it: its vocabularies load with a deprecated
+    importlib call, a warning that is not ours."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai
+
+    return bpe_openai
+
+
 @pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
 def test_counts_are_those_of_the_packages_own_encoder(name: str) -> None:
     # The Rust tokenizer's count, called per text, agrees with bpe-openai's tiktoken-style
     # encoder on real text, on non-ASCII and on a lone surrogate (a JSON "\\ud800" escape).
-    import bpe_openai
-
-    encoding = bpe_openai.get_encoding(name)
+    encoding = _bpe_openai().get_encoding(name)
     texts = [*_real_text(), "", "résumé Zürich 東京 данные", "a\ud800b", "x" * 150_000]
     counter = counter_for("gpt-4o" if name == "o200k_base" else "gpt-4")
     expected = [len(encoding.encode_ordinary(t)) for t in texts[:-1]]
     assert counter.count_batch(texts[:-1]) == expected
     assert counter.count(texts[-1]) == pytest.approx(150_000 / 8, rel=0.05)  # in pieces
+
+
+def test_without_the_private_bindings_the_public_encoder_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # bpe-openai's Rust bindings are a private module: should a version lack their entry point,
+    # the counts come from its public encoder, still exact (never the estimator under an exact
+    # name).
+    import types
+
+    from batchops import tokens
+
+    bpe_openai = _bpe_openai()
+
+    used: list[str] = []
+    get_encoding = bpe_openai.get_encoding
+
+    def public(name: str) -> object:
+        used.append(name)
+        return get_encoding(name)
+
+    tokens._native.cache_clear()
+    # what ``from bpe_openai import _bindings`` finds: bindings of another version
+    monkeypatch.setattr(bpe_openai, "_bindings", types.ModuleType("_bindings"), raising=False)
+    monkeypatch.setattr(bpe_openai, "get_encoding", public)
+    try:
+        counter = counter_for("gpt-4")
+        assert counter.count("hello world, how are you?") == 7
+        assert counter.count_batch(["a\ud800b", ""]) == [3, 0]
+        assert used == ["cl100k_base"]
+    finally:
+        tokens._native.cache_clear()
 
 
 def _estimate_by_regex(text: str) -> float:
@@ -98,7 +140,8 @@ def _estimate_by_regex(text: str) -> float:
     non_ascii = len(text.encode("utf-8", "surrogatepass")) - ascii_len
     other = ascii_len - letters - digits - space
     total: float = sum(max(1, math.ceil(len(w) / 8)) for w in words)
-    return total + digits / 3 + other * 0.7 + space * 0.05 + non_ascii / 2.5
+    total += digits / 3 + other * 0.7 + space * 0.05 + non_ascii / 2.5  # summed in this order
+    return total
 
 
 @settings(max_examples=3000, deadline=None)
