@@ -9,7 +9,8 @@ then deletes. A temp file that must sit beside a results file (``.batchops/`` on
 filesystem) is named ``.<name>.<id>.batchops-tmp``, so it is recognised and swept the same way.
 
 The lock file is created under a temporary name and renamed to ``<id>.lock`` only once locked, so a
-sweeper never sees a lock file that is not yet held.
+sweeper never sees a lock file that is not yet held; a temporary name left by a run killed in
+between is swept once its process is gone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ LOCK_SUFFIX = ".lock"
 BESIDE_SUFFIX = ".batchops-tmp"
 _PREFIX = "run-"
 NAME_KEEP = 100  # bytes of a results file's name kept in the temp names made for it
+_STAGING_SUFFIX = ".new"  # a lock file's name until it is locked (``_locked_file``)
 _LEGACY_SUFFIXES = (".tmp", ".merge.db")
 LEGACY_AGE = 3600.0  # seconds
 
@@ -75,7 +77,7 @@ class Scratch:
 
 def _locked_file(base: Path, name: str) -> int:
     fcntl = _fcntl()
-    staging = base / f".{name}.new"
+    staging = base / f".{name}{_STAGING_SUFFIX}"
     fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a brand-new file nobody else can hold: never waits
@@ -129,6 +131,9 @@ def sweep(base: Path) -> list[str]:
                     shutil.rmtree(base / run, ignore_errors=True)
                     (base / name).unlink(missing_ok=True)
                     swept.append(run)
+            elif name.startswith(f".{_PREFIX}") and name.endswith(_STAGING_SUFFIX):
+                if _staging_left(base / name):
+                    (base / name).unlink(missing_ok=True)
             elif name.startswith(_PREFIX) and entry.is_dir(follow_symlinks=False):
                 # No lock file: a run locks its lock file before making its folder and removes
                 # the folder before the lock, so this run is over (killed between the two).
@@ -137,6 +142,27 @@ def sweep(base: Path) -> list[str]:
             elif _legacy(entry):
                 _remove(Path(entry.path))
     return swept
+
+
+def _staging_left(path: Path) -> bool:
+    """Whether a lock file's staging name (``.run-<pid>-<hex>.new``) was left by a run killed
+    between creating it and renaming it (``_locked_file``): its process is gone, or it is older
+    than any run could take for that. A live run is in that window for microseconds, with its
+    process alive, so its file is never taken for a dead one's."""
+    if _fcntl() is None:  # pragma: no cover - Windows: nothing is swept
+        return False
+    pid = path.name.removeprefix(f".{_PREFIX}").split("-", 1)[0]
+    try:
+        if pid.isdigit():
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        gone = not pid.isdigit()
+    except ProcessLookupError:
+        gone = True
+    except OSError:  # it exists (another user's) or cannot be asked
+        gone = False
+    with contextlib.suppress(OSError):
+        gone = gone or time.time() - path.stat().st_mtime > LEGACY_AGE
+    return gone and _is_dead(path)
 
 
 def _legacy(entry: os.DirEntry[str]) -> bool:

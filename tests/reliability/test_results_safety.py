@@ -13,6 +13,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +36,7 @@ from batchops.results import (
     merge_lineage,
     save_record,
 )
-from batchops.scratch import LOCK_SUFFIX, Scratch, sweep, tmp_root
+from batchops.scratch import LEGACY_AGE, LOCK_SUFFIX, Scratch, sweep, tmp_root
 from tests.conftest import ids_in
 from tests.reliability.conftest import (
     APPLY,
@@ -413,4 +415,28 @@ def test_a_live_runs_scratch_is_never_swept(tmp_path: Path) -> None:
         assert sweep(base) == [dead.name]
         assert (live.path / "half.tmp").exists()
         assert sorted(p.name for p in base.iterdir()) == [live.id, f"{live.id}{LOCK_SUFFIX}"]
+    assert list(base.iterdir()) == []
+
+
+def test_a_lock_files_staging_name_left_by_a_killed_run_is_swept(tmp_path: Path) -> None:
+    # A run killed between creating its lock file (``.run-<pid>-<hex>.new``) and renaming it
+    # left that name behind for good (seen once in the kill test). It is swept once its
+    # process is gone; one whose process is alive (in that window) is never touched.
+    base = tmp_root(tmp_path)
+    base.mkdir(parents=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = base / f".run-{int(gone.stdout)}-deadbeef0000.new"
+    alive = base / f".run-{os.getpid()}-deadbeef0001.new"
+    for path in (dead, alive):
+        path.write_text("")
+    sweep(base)
+    assert sorted(p.name for p in base.iterdir()) == [alive.name]
+    old = time.time() - 2 * LEGACY_AGE  # ... or it is older than any run could take for it
+    os.utime(alive, (old, old))
+    sweep(base)
     assert list(base.iterdir()) == []
