@@ -124,12 +124,17 @@ def start(
 def _queue(count: int) -> int:
     """A pipe holding the numbers 0..count-1, its writing end closed: the read end's fd.
     All of them are written before any helper reads, so a helper's read of ``RECORD`` bytes
-    takes exactly one whole number (``taken_chunks`` refuses anything else)."""
+    takes exactly one whole number (``taken_chunks`` refuses anything else). Raises OSError
+    when the pipe cannot hold them all (a system short of pipe memory gives 4 KiB pipes):
+    never blocks waiting for a reader that does not exist yet."""
     if count > MAX_CHUNKS + 1:
         raise ValueError(f"{count} chunks: at most {MAX_CHUNKS + 1} fit the queue")
+    numbers = b"".join(b"%07d\n" % index for index in range(count))
     read, write = os.pipe()
     try:
-        os.write(write, b"".join(b"%07d\n" % index for index in range(count)))
+        os.set_blocking(write, False)
+        if os.write(write, numbers) != len(numbers):
+            raise OSError(f"the queue's pipe holds fewer than {count} chunk numbers")
     except OSError:
         os.close(read)
         raise

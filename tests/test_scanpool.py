@@ -299,3 +299,33 @@ def test_a_helpers_truncated_or_failed_answer_is_none(tmp_path: Path) -> None:
             assert scanpool._answer(proc, CompactIds()) == expected
         finally:
             chunkpool.stop(proc)
+
+
+@pytest.mark.timeout(30)
+def test_a_queue_the_pipe_cannot_hold_is_refused_not_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A system short of pipe memory gives 4 KiB pipes: the chunk numbers are written before any
+    # helper reads, so a queue that does not fit must fail at once (the caller then reads the
+    # dataset itself), never block.
+    fcntl = pytest.importorskip("fcntl")
+    pipe = os.pipe
+
+    def small_pipe() -> tuple[int, int]:
+        read, write = pipe()
+        fcntl.fcntl(write, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+        return read, write
+
+    monkeypatch.setattr(chunkpool.os, "pipe", small_pipe)
+    with pytest.raises(OSError):
+        chunkpool._queue(600)  # 4,800 bytes
+    queue = chunkpool._queue(500)  # 4,000 bytes fit
+    os.close(queue)
+    rows = [chat(f"r{i}") for i in range(2000)]
+    files = [write(tmp_path / "d.jsonl", rows)]
+    monkeypatch.setattr(chunkpool, "CHUNK", 64)  # one chunk a row: 2,000 numbers
+    assert scanpool.scan(files, None, 2) is None
+    monkeypatch.setattr(chunkpool, "PART_MIN", 1)
+    monkeypatch.setattr(chunkpool, "_cpus", lambda: 2)
+    info = datasets.inspect_dataset(_Decl(files[0][0]), root=tmp_path)  # read here instead
+    assert info.rows == 2000
