@@ -10,6 +10,7 @@ never recorded: only an answer is reused.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,10 @@ class ReuseIndex:
     def open(cls, root: Path) -> ReuseIndex:
         path = private_file(ensure_state_dir(root) / INDEX_FILE)
         db = sqlite3.connect(path, timeout=30.0)
-        db.execute("PRAGMA journal_mode=WAL")
+        # Busy: another connection is switching it at the same moment (SQLite answers that at
+        # once, without waiting: the two would deadlock), and it ends in WAL mode all the same.
+        with contextlib.suppress(sqlite3.OperationalError):
+            db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA:
             db.execute(statement)

@@ -149,3 +149,25 @@ def test_jobs_of_one_pass_share_a_datasets_request_hashes(tmp_path: Path) -> Non
     assert one_pass.of(prefix, [path], "sha-a") is first
     other = request_prefix("fireworks", "m2", {})  # another prefix hashes its own rows...
     assert one_pass.of(other, [path], "sha-a") == []  # ...from the files (now empty)
+
+
+def test_the_index_opens_while_another_connection_switches_it_to_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two passes opening a new index at once: SQLite refuses one of the two switches to WAL at
+    # once ("database is locked", seen in CI with three concurrent passes); that one goes on.
+    import sqlite3
+
+    from batchops import reuse
+
+    class Busy(sqlite3.Connection):
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql.startswith("PRAGMA journal_mode"):
+                raise sqlite3.OperationalError("database is locked")
+            return super().execute(sql, *args)  # type: ignore[arg-type]
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(reuse.sqlite3, "connect", lambda *a, **k: connect(*a, **k, factory=Busy))
+    with ReuseIndex.open(tmp_path) as index:
+        index.record(["j"], [(b"x" * 16, "j", "r1", b"{}")])
+        assert index.lookup([b"x" * 16]) == {b"x" * 16: Answer("j")}
