@@ -41,7 +41,8 @@ def provider_problems(
             dict(decl.inference_parameters),
             decl.precision,
         ]
-        key = CheckCache.key("rules", settings, _files(desired, decl))
+        files = _files(desired, decl)
+        key = CheckCache.key("rules", settings, files)
         if cache.get(key) is True:
             continue
         check = JobCheck(
@@ -55,7 +56,7 @@ def provider_problems(
             col=decl.source.col,
             limits=config.limits,
         )
-        found = rules(check, _rows(_files(desired, decl), root))
+        found = rules(check, _rows(files, root))
         if not found:
             cache.put(key, True)
         problems += found

@@ -18,9 +18,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 PART_MIN = 32 * 2**20  # bytes a helper is worth starting for (one costs ~0.1 s to start)
 MAX_HELPERS = 4
@@ -34,6 +34,7 @@ _MAX_SEARCH = 16 * 2**20  # no newline this far after a cut: do not cut there
 Range = tuple[Path, int, int]  # a file, and the bytes [start, end) of it
 Chunk = list[Range]  # ranges taken together: a piece of a big file, or several small files
 Taken = dict[int, list[Any]]  # a helper's answers: chunk -> one answer per range
+T = TypeVar("T")
 
 
 def _cpus() -> int:
@@ -184,6 +185,14 @@ def gather(chunks: list[Chunk], taken: Sequence[Taken]) -> dict[Path, list[Any]]
 
 
 # -- in a helper -----------------------------------------------------------------------------
+
+
+def take_chunks(argv: Sequence[str], work: Callable[[Path, int, int], T]) -> dict[int, list[T]]:
+    """A helper's share: ``work`` on each range of each chunk it takes from the queue, by chunk
+    (``argv``: its arguments after its head). Raises ValueError or IndexError on arguments or
+    queue records that are not the caller's, and whatever ``work`` raises."""
+    chunks = chunks_given(argv)
+    return {index: [work(*piece) for piece in chunks[index]] for index in taken_chunks(len(chunks))}
 
 
 def chunks_given(argv: Sequence[str]) -> dict[int, Chunk]:

@@ -72,13 +72,10 @@ def main(argv: list[str]) -> int:
     gc.disable()  # a short-lived process whose rows make no cycles
     fmt = None if argv[0] == "-" else argv[0]
     scan = Scan(Path("/"), fmt, seen=CompactIds())
-    taken: dict[int, list[int]] = {}
     try:
-        chunks = chunkpool.chunks_given(argv[1:])
-        for index in chunkpool.taken_chunks(len(chunks)):
-            taken[index] = [
-                scan_range(path, start, end, scan) for path, start, end in chunks[index]
-            ]
+        taken = chunkpool.take_chunks(
+            argv[1:], lambda path, start, end: scan_range(path, start, end, scan)
+        )
     except (_NeedsPrecise, OSError, ValueError, IndexError):
         return NEEDS_PRECISE
     assert isinstance(scan.seen, CompactIds)

@@ -89,11 +89,11 @@ def _combine(
     seen: CompactIds,
 ) -> PoolScan | None:
     """One answer from the helpers': every chunk answered exactly once, all in one format."""
-    if any(answer is None for answer in answers):
+    clean = [answer for answer in answers if answer is not None]
+    if len(clean) != len(answers):
         return None
-    # a helper that took no chunk has seen no row, nor a format
-    formats = {answer[0] for answer in answers if answer is not None and answer[1]}
-    by_file = chunkpool.gather(chunks, [answer[1] for answer in answers if answer is not None])
+    formats = {fmt for fmt, taken in clean if taken}  # a helper that took no chunk saw none
+    by_file = chunkpool.gather(chunks, [taken for _, taken in clean])
     if by_file is None or len(formats) != 1:
         return None  # a problem, two formats, or a chunk lost: say it precisely
     rows = []

@@ -30,12 +30,13 @@ def main(argv: list[str]) -> int:
     counter = counter_named(argv[0], None if argv[1] == "-" else Path(argv[1]))
     if counter is None:
         return FAILED
-    taken: dict[int, list[list[int]]] = {}
+
+    def tally(path: Path, start: int, end: int) -> list[int]:
+        counted = count_file(path, counter, start=start, end=end)
+        return [counted.rows, counted.messages, counted.tokens]
+
     try:
-        chunks = chunkpool.chunks_given(argv[2:])
-        for index in chunkpool.taken_chunks(len(chunks)):
-            tallies = [count_file(p, counter, start=s, end=e) for p, s, e in chunks[index]]
-            taken[index] = [[t.rows, t.messages, t.tokens] for t in tallies]
+        taken = chunkpool.take_chunks(argv[2:], tally)
     except (OSError, ValueError, IndexError, msgspec.DecodeError):
         return FAILED
     sys.stdout.write(json.dumps({"taken": taken}) + "\n")
