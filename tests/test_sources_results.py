@@ -297,6 +297,24 @@ def test_response_format_manifest_rules(project: Path) -> None:
     assert job.inference_parameters["extraBody"]["response_format"]["json_schema"]["name"] == "a"
 
 
+def test_a_parquet_table_without_pyarrow_is_a_manifest_error(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by validate, before the job runs, not when its first merge cannot write it."""
+    import sys
+
+    manifest = MANIFEST.replace("table: {format: csv,", "table: {format: parquet,")
+    (project / "jobs/m.yaml").write_text(manifest)
+    assert len(load_desired([project / "jobs"], root=project).jobs) == 2  # installed: fine
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(InvalidInputError) as caught:
+        load_desired([project / "jobs"], root=project)
+    assert [str(d) for d in caught.value.diagnostics] == [
+        "jobs/m.yaml:22:21: writing Parquet needs pyarrow: pip install 'batchops[parquet]' "
+        "(or pip install pyarrow)"
+    ]
+
+
 def test_watch_passes_render_sources_and_watch_their_tables(
     project: Path, client: FireworksClient
 ) -> None:
