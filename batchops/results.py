@@ -33,6 +33,7 @@ from batchops.layout import derived_paths, errors_path
 from batchops.private import private_file
 from batchops.providers import ERRORS_FILE, OUTPUT_FILE
 from batchops.scratch import Scratch, short_name, sweep_beside
+from batchops.stamps import FileStamp, InputsUsed, stamp_matches
 
 RECORD_VERSION = 1
 
@@ -43,15 +44,6 @@ class ResultsError(BatchopsError):
 
 # Records are msgspec Structs: a plan of 1,000 finished jobs decodes 1,000 of them, three times
 # faster than into dataclasses (bench/plan.py).
-
-
-class FileStamp(msgspec.Struct, frozen=True, gc=False):
-    """A file as we wrote it: enough to tell by stat (or, if needed, a hash) whether it moved."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    sha256: str
 
 
 class MergeCounts(msgspec.Struct, frozen=True, gc=False):
@@ -88,6 +80,7 @@ class ResultRecord(msgspec.Struct, frozen=True):
     version: int = RECORD_VERSION
     partial: bool = False  # an expired job's results: rows may be missing, none may be extra
     usage: Usage | None = None  # None: recorded before usage was summed
+    inputs: InputsUsed | None = None  # None: a remote input, or merged before it was recorded
 
     @property
     def last_job_id(self) -> str:
@@ -227,25 +220,6 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def stamp_matches(stamp: FileStamp, path: Path | str) -> bool:
-    """Same size and mtime: trusted without reading. Same size, new mtime (a touch): hash it."""
-    try:
-        stat = os.stat(path)  # noqa: PTH116 (str paths: see load_record)
-    except OSError:
-        return False
-    if stat.st_size != stamp.size:
-        return False
-    return stat.st_mtime_ns == stamp.mtime_ns or _file_sha256(Path(path)) == stamp.sha256
-
-
 def local_state(
     root: Path, job_name: str, output: Path, *, records: Mapping[str, ResultRecord] | None = None
 ) -> LocalResult:
@@ -340,6 +314,7 @@ def merge_lineage(
     partial: bool = False,
     scratch: Scratch | None = None,
     check: Callable[[bytes], str | None] | None = None,
+    inputs: InputsUsed | None = None,
 ) -> ResultRecord:
     """Merge the lineage's outputs (later successes and errors win; a success anywhere beats any
     error), verify the merge against the input, stage both files, check them, and only then
@@ -350,8 +325,9 @@ def merge_lineage(
     the expectation and only duplicates could be a problem (the merge makes those impossible).
     ``check`` (a job's responseFormat) returns why a successful line's answer is unacceptable, or
     None; such a line is moved to the errors file with that message, as a failed row.
+    ``inputs`` (what the input was) is saved in the record for ``batchops results``.
     """
-    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial, check)
+    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial, check, inputs)
     try:
         if scratch is not None:
             return _merge(*args, scratch)
@@ -371,6 +347,7 @@ def _merge(
     expected_ids: Iterable[str] | None,
     partial: bool,
     check: Callable[[bytes], str | None] | None,
+    inputs: InputsUsed | None,
     scratch: Scratch,
 ) -> ResultRecord:
     files = [d / name for d in dataset_dirs for name in (OUTPUT_FILE, ERRORS_FILE)]
@@ -396,7 +373,9 @@ def _merge(
     if (out.lines, err.lines) != (counts.succeeded, counts.failed):
         raise ResultsError(f"{job_name}: the merged files do not hold the rows merged; not written")
     stamps = _commit(out, output, scratch), _commit(err, errors_path(output), scratch)
-    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial, usage=usage)
+    record = ResultRecord(
+        job_name, tuple(job_ids), *stamps, counts, partial=partial, usage=usage, inputs=inputs
+    )
     try:
         save_record(scratch.root, record)
     except sqlite3.Error as exc:  # the files are whole; unrecorded, they are fetched again
