@@ -127,7 +127,7 @@ def _usage(root: Path, job: JobDecl) -> Usage | None:
     record = local_records(root).get(job.name)
     if record is None or record.output.path != str(job.output_path):
         return None
-    return record.usage
+    return record.spent_usage
 
 
 def _spent_line(job: JobDecl, price: Price | None, usage: Usage | None, *, several: bool) -> str:
