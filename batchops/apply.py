@@ -36,9 +36,12 @@ from batchops.providers import Provider, Stopped
 from batchops.results import (
     ResultRecord,
     ResultsError,
+    Usage,
     check_target,
+    local_record,
     merge_lineage,
     os_problem,
+    spend_added,
     write_atomic,
 )
 from batchops.reuse import record_answers, write_reused
@@ -80,6 +83,7 @@ class SkippedError(BatchopsError):
 class ApplyResult:
     errors: list[BatchopsError] = field(default_factory=list)
     records: dict[str, ResultRecord] = field(default_factory=dict)  # job name -> merged results
+    spent: dict[str, Usage] = field(default_factory=dict)  # job name -> spend the merge added
     done: list[Action] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -179,9 +183,14 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
     elif action.job is not None:
         create_job(env, action.job)
     elif action.download is not None:
+        name = action.download.job_name
+        before = local_record(env.root, name)
         record = download_results(env, action, action.download)
+        added = spend_added(before, record)
         with result.lock:
-            result.records[action.download.job_name] = record
+            result.records[name] = record
+            if added is not None:
+                result.spent[name] = added
     elif action.kind is Kind.CANCEL_DUPLICATE:
         env.provider.cancel_duplicates(action.resource.remote_id)
     elif action.kind is Kind.PRUNE_JOB:

@@ -202,7 +202,7 @@ def _price(project: ProjectConfig | None, job: JobDecl) -> Price | None:
 def _usage(records: dict[str, ResultRecord], job: JobDecl) -> Usage | None:
     """The usage summed when the results were merged (no API call), like ``status``'s SPENT."""
     record = _record(records, job)
-    return record.usage if record is not None else None
+    return record.spent_usage if record is not None else None
 
 
 def _spent_line(job: JobDecl, price: Price | None, usage: Usage | None, *, several: bool) -> str:
