@@ -421,3 +421,23 @@ def test_results_of_a_changed_hand_written_dataset_say_so_and_drop_no_answer(
         "h2",
     ]
     assert "note: h answered dataset 'hand', not that of b" in err
+
+
+def test_a_table_column_the_input_does_not_have_is_a_problem_before_anything_is_sent(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelled ``output.table.columns`` entry would drop the column from every table
+    silently; it is a problem at the job's manifest, with every other, and nothing is sent."""
+    from batchops.cli import main
+
+    manifest = MANIFEST.replace("columns: [product]}", "columns: [product, prise]}")
+    (project / "jobs/m.yaml").write_text(manifest)
+    problem = (
+        "jobs/m.yaml:10:1: a: spec.output.table.columns[1]: 'prise' is not a column of dataset "
+        "'prices'; did you mean 'price'? (its columns: price, product, sku)"
+    )
+    for command in (["validate"], ["apply", "--local", "-y"]):
+        code = main(command)
+        shown = capsys.readouterr()
+        assert code == 1 and problem in shown.out + shown.err, shown
+    assert not list(project.glob("results/*"))  # nothing ran
