@@ -190,8 +190,8 @@ def _older_specs(view: JobView, ctx: Ctx) -> list[RemoteJob]:
     name = view.base_id.rsplit("-", 1)[0]
     old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
     members = [
-        *ctx.seen.ours_by_name.get(name, []),
-        *(ctx.seen.ours_by_name.get(id_name(old), []) if old else []),
+        *ctx.seen.ours_named(name),
+        *(ctx.seen.ours_named(id_name(old)) if old else []),
     ]
     return [job for parts, job in members if not parts.of_base(view.base_id)]
 
