@@ -152,7 +152,7 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     counted = f": {rows.describe()}" if rows is not None and rows.reused else ""
     canary = canary_state(view, ctx.seen, ctx.project)
     if canary is not None and canary.job is not None and rows is not None and rows.canary:
-        failed = canary.job.rows.failed if canary.job.rows is not None else 0  # passed: it gated
+        failed = canary.failed  # passed: it gated
         counted += f" (canary passed, {failed:,} failed rows)"
         details["canaryPassed"] = {
             "job": canary.job.key,
