@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -146,6 +146,26 @@ def job_key(base: str, *, attempt: int = 0, resume: int = 0, limit: int = DEFAUL
 def name_digest(name: str) -> str:
     """The hash that ends a shortened name part of ``name`` (``job_key``)."""
     return hashlib.sha256(f"name\0{name}".encode()).hexdigest()[:NAME_HASH_LEN]
+
+
+CANARY_SUFFIX = "-canary"  # a job's canary runs under ``<name>-canary`` (batchops.plan.canary)
+
+
+def runs_of(name: str) -> Callable[[str], bool]:
+    """Whether a job ID is one of the runs of the declared job ``name``: any spec, attempt,
+    resume or row retry of it, or of its canary. Memoized per ID (results merges ask per line)."""
+    memo: dict[str, bool] = {}
+    names = (name, name + CANARY_SUFFIX)
+
+    def test(job_id: str) -> bool:
+        found = memo.get(job_id)
+        if found is None:
+            parts = parse_job_id(job_id)
+            found = parts is not None and any(name_matches(parts.name, n) for n in names)
+            memo[job_id] = found
+        return found
+
+    return test
 
 
 def name_matches(part: str, name: str) -> bool:

@@ -190,6 +190,22 @@ def test_template_syntax_and_runtime_errors_point_at_the_template(root: Path) ->
     ]
 
 
+def test_an_unknown_filter_is_a_located_problem_not_a_crash(root: Path) -> None:
+    """Jinja2 finds an unknown filter or test when it compiles, not when it parses: every
+    template, file or inline, and the where expression, say so at their own line."""
+    (root / "jobs/t.j2").write_text("line one\n{{ product | nosuchfilter }}\n")
+    manifest = CHAT.replace("{{ tone }}", "{{ tone is nosuchtest }}").replace(
+        "idColumn: sku", 'idColumn: sku, where: "tone | nosuch"'
+    )
+    manifest = manifest.replace("content: You write short reviews.", "contentFile: t.j2")
+    write(root, manifest)
+    assert problems(root) == [
+        "jobs/reviews.yaml:5:59: where: syntax error: No filter named 'nosuch'.",
+        "jobs/reviews.yaml:12:11: template syntax error: No test named 'nosuchtest'.",
+        "jobs/t.j2:2:1: template syntax error: No filter named 'nosuchfilter'.",
+    ]
+
+
 def test_sandbox_refuses_python_internals(root: Path) -> None:
     write(
         root,

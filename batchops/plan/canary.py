@@ -16,12 +16,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from batchops.identity import job_key, marked_display_name, output_dataset_id
+from batchops.identity import CANARY_SUFFIX, job_key, marked_display_name, output_dataset_id
 from batchops.plan.model import Action, CanaryOutcome, Kind, Resource
 from batchops.plan.views import JobView, Seen, base_job_id, derived_id, wire_parameters
 from batchops.providers import JobSpec, JobState, RemoteJob
 
-CANARY_SUFFIX = "-canary"
 _RUNNING = frozenset({JobState.WAITING, JobState.RUNNING})
 
 

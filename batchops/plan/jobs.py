@@ -248,7 +248,7 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool, reason: str | None = No
     reason = reason or _download_reason(view.result, partial=partial)
     rows = view.rows
     if rows is not None and rows.reused:
-        reason += f" ({rows.describe()})" if latest is not None else f" (all {rows.describe()})"
+        reason += f" ({rows.describe()})"
     decl_ds = ctx.desired.dataset(view.decl.input_dataset) if view.decl.input_dataset else None
     input_files = decl_ds.files if decl_ds is not None else ()
     spec = DownloadSpec(

@@ -124,3 +124,23 @@ def test_a_canary_whose_answers_match_response_format_passes(
     assert result.failed_jobs == [] and result.row_failures == []
     assert sorted(sent_rows(client).values()) == [4, 16]  # canary answers reused, checked too
     assert sorted(results(tmp_path)) == sorted(PROMPTS)
+
+
+def test_prune_keeps_a_declared_jobs_canary_before_and_after_the_full_job(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """A canary belongs to its job: ``--prune`` neither calls it undeclared nor deletes it, while
+    it gates the full job (deleting it would run and bill it again) or after (its answers are
+    the full job's)."""
+    paths = write_repo(tmp_path, PROMPTS)
+    with_canary(tmp_path)
+    until_done(paths, tmp_path, client, canary_only=True)
+    gating = until_done(paths, tmp_path, client, canary_only=True, prune=True).plan
+    assert gating.orphan_jobs == 0 and gating.superseded_jobs == 0
+    assert [a for a in gating.actions if a.kind in (Kind.PRUNE_JOB, Kind.PRUNE_DATASET)] == []
+    until_done(paths, tmp_path, client)
+    after = one_pass(paths, tmp_path, client).plan
+    assert after.orphan_jobs == 0 and after.superseded_jobs == 0
+    pruned = until_done(paths, tmp_path, client, prune=True).plan
+    assert pruned.actions == ()
+    assert sorted(sent_rows(client).values()) == [5, 15]  # both jobs still on the account
