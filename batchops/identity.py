@@ -140,10 +140,11 @@ def job_key(base: str, *, attempt: int = 0, resume: int = 0, limit: int = DEFAUL
     name, digest, suffix = base[: -HASH_LEN - 1], base[-HASH_LEN:], full[len(base) :]
     room = limit - len(OUTPUT_SUFFIX) - len(suffix) - HASH_LEN - NAME_HASH_LEN - 2
     head = name[: max(room, 1)].rstrip("-") or name[:1]
-    return f"{head}-{_name_digest(name)}-{digest}{suffix}"
+    return f"{head}-{name_digest(name)}-{digest}{suffix}"
 
 
-def _name_digest(name: str) -> str:
+def name_digest(name: str) -> str:
+    """The hash that ends a shortened name part of ``name`` (``job_key``)."""
     return hashlib.sha256(f"name\0{name}".encode()).hexdigest()[:NAME_HASH_LEN]
 
 
@@ -177,7 +178,7 @@ def name_matches(part: str, name: str) -> bool:
         len(part) > cut
         and part[-cut] == "-"
         and name.startswith(part[:-cut])
-        and part[-NAME_HASH_LEN:] == _name_digest(name)
+        and part[-NAME_HASH_LEN:] == name_digest(name)
     )
 
 
