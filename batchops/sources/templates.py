@@ -197,5 +197,7 @@ def compile_where(
     unknown = sorted(found - set(env.globals))
     unknown = [n for n in unknown if names and n not in names]
     for name in unknown:
-        diags.append(Diagnostic(path, line, col, "where: " + undefined_message(name, names)))
+        use = re.search(rf"\b{re.escape(name)}\b", expression)
+        at_name = col + use.start() if use is not None and "\n" not in expression else col
+        diags.append(Diagnostic(path, line, at_name, "where: " + undefined_message(name, names)))
     return None if unknown else check
