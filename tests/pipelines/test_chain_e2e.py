@@ -243,3 +243,21 @@ def test_a_waiting_stage_keeps_its_jobs_and_a_failed_upstream_blocks_it(
     )
     found = gates([up, down])
     assert found["judge-alpha"].blocked and found["judge-alpha"].waits_on == ("generate",)
+
+
+def test_a_stage_waits_for_its_upstreams_row_retries(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """An upstream row that failed for a passing reason is sent again (spec.rowRetries): the
+    stage after it waits for that retry's results, so it runs once, on every row."""
+    paths = write_repo(tmp_path, {"a": "one", "b": "two __transient__"})
+    passes = converge(paths, tmp_path, client)
+    for result in passes:
+        kinds = {(a.kind, a.resource.name.split("-")[0]) for a in result.plan.actions}
+        assert not {(Kind.RETRY_JOB, "generate"), (Kind.CREATE_JOB, "judge")} <= kinds
+    jobs = sorted(j.name.rsplit("/", 1)[-1] for j in client.list_jobs())
+    judges = {j.split("-")[2] for j in jobs if j.startswith("judge-alpha-")}  # its own -t1 too
+    assert len(judges) == 1, jobs  # not one on the first results, then another on the retry's
+    assert [j for j in jobs if j.startswith("generate-alpha")][1].endswith("-t1"), jobs
+    judged = answers(tmp_path / "results" / "judge-alpha.jsonl")
+    assert judged["b"] == "judge generate-alpha: two __transient__ => two __transient__"
