@@ -125,6 +125,13 @@ def _age(job: RemoteJob) -> tuple[str, str]:
 def _unknown(name: str, owned_names: list[str]) -> str:
     close = difflib.get_close_matches(name, owned_names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
+    combos = [n for n in owned_names if n.startswith(f"{name}-")]
+    if combos:  # a matrix no longer declared: its jobs are <name>-<suffix>
+        more = f" and {len(combos) - 5} more" if len(combos) > 5 else ""
+        hint = (
+            f"; the account has jobs named '{name}-…', as a matrix's are: "
+            f"{', '.join(combos[:5])}{more} (name each one)"
+        )
     return f"no job of this project named {name!r} on the account{hint}"
 
 

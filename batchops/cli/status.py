@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(EMBEDDED_NOTE, file=sys.stderr)
     prices = price_table(settings.project_file)
     views = ctx.views()
-    waiting = gates(views, ctx.desired.waiting)
+    waiting = gates(views, ctx.desired.waiting, ctx.failed_rows)
     rows = [
         status_row(
             view,
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         )
         for view in views
     ]
-    stages = stage_rows(views, waiting)
+    stages = stage_rows(views, waiting, ctx.failed_rows)
     outside = selection.outside_jobs
     if args.output == "json":
         data = {**status_json(rows), "stages": stages_data(stages), "outsideSelection": outside}
