@@ -59,7 +59,7 @@ from batchops.reconcile import (
     load_inputs,
     run_pass,
 )
-from batchops.render.canary import canary_markdown
+from batchops.render.canary import canary_lines, canary_markdown
 from batchops.render.failures import failure_annotations, failure_lines, failures_markdown
 from batchops.render.plan import (
     SYMBOLS,
@@ -453,8 +453,11 @@ class _Printer:
                 )
         if self.json:
             print(json_text(self._result_json(result, code), indent=2))
-        elif result.plan.has_changes or not result.converged or _failures(result):
-            print(_outcome_line(result, wait=args.wait, submitted=self.submitted), flush=True)
+        else:
+            for line in canary_lines(result.plan, canary_only=getattr(args, "canary_only", False)):
+                print(line)
+            if result.plan.has_changes or not result.converged or _failures(result):
+                print(_outcome_line(result, wait=args.wait, submitted=self.submitted), flush=True)
         if self.summary_file:
             append_step_summary(self.summary_file, _apply_markdown(result, code))
         return code

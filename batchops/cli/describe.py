@@ -37,6 +37,7 @@ from batchops.history import (
 from batchops.manifest import JobDecl
 from batchops.money import Price
 from batchops.plan import JobView
+from batchops.plan.canary import canary_name
 from batchops.plan.graph import gates, stage_rows
 from batchops.plan.rows import FailedRows
 from batchops.providers import RemoteJob
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             found = sorted(
                 {
                     j.key: j
-                    for n in (name, *former_names(name, moved))
+                    for n in (name, canary_name(name), *former_names(name, moved))
                     for j in owned_by_name(n, jobs, project)
                 }.values(),
                 key=lambda j: (j.created, j.key),

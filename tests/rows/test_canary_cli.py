@@ -26,6 +26,15 @@ def test_canary_only_then_the_full_job_with_the_outcome_in_the_step_summary(
     passed = "canary of 3 rows passed; the full job runs after it, 0 failed rows"
     assert passed in summary.read_text()
     assert not (root / "results" / "answers.jsonl").exists()  # the full spend waits
+    assert (
+        "canary of answers: 3 rows passed (0 failed rows); `batchops apply` without "
+        "--canary-only sends the full job"
+    ) in first.stdout
+    status = inproc(root, "status")
+    (row,) = [line for line in status.stdout.splitlines() if line.startswith("answers ")]
+    assert "answers-canary-" in row and "CANARY COMPLETED" in row and "3/0" in row, row
+    described = inproc(root, "describe", "answers")
+    assert "(canary)" in described.stdout and "History (1 job" in described.stdout
     summary.write_text("")
     full = inproc(root, *WAIT)
     assert full.returncode == 0, full.stderr
