@@ -111,6 +111,13 @@ def status_row(
     if latest is None and canary is not None:  # only its canary has run (or runs) so far
         state, remote_id = f"CANARY {canary.raw_state.removeprefix('JOB_STATE_')}", canary.remote_id
         rows, tokens = _canary_rows(canary), [canary.tokens]
+    record = view.result.record if view.result is not None else None
+    if record is not None and view.results_current:  # the merged results: every row's outcome
+        counts = record.counts  # (reused answers, responseFormat failures and retries included)
+        total = counts.expected or counts.succeeded + counts.failed
+        rows = _Rows(total, counts.succeeded, counts.failed, 100)
+        if latest is None:
+            state, remote_id = "REUSED", ""  # every row answered earlier: no job of its own
     return StatusRow(
         name=view.decl.name,
         remote_id=remote_id,
