@@ -18,7 +18,7 @@ they are known (``rows_at_most``), and its budgets are checked by the pass that 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -266,12 +266,16 @@ def _plan_checks(costs: list[ActionCost], budget: Budget) -> list[tuple[str, str
     return out
 
 
-def rows_at_most(dataset: str | None, desired: Desired, rows: Mapping[str, int]) -> int | None:
-    """An upper bound on the rows ``dataset`` has once it can be planned; None when none is
-    known (a remote-only input somewhere up the chain). A dataset rendered from jobs' answers
-    has at most as many rows as their inputs together (one row per answered input row), and at
-    most its source's ``limit``; any other dataset has the rows counted when it validated."""
-    return _at_most(dataset, desired, rows, {j.name: j.input_dataset for j in desired.jobs}, ())
+def rows_at_most(
+    datasets: Iterable[str], desired: Desired, rows: Mapping[str, int]
+) -> dict[str, int | None]:
+    """An upper bound on the rows each of ``datasets`` has once it can be planned; None when
+    none is known (a remote-only input somewhere up the chain). A dataset rendered from jobs'
+    answers has at most as many rows as their inputs together (one row per answered input row),
+    and at most its source's ``limit``; any other dataset has the rows counted when it
+    validated."""
+    inputs = {j.name: j.input_dataset for j in desired.jobs}
+    return {name: _at_most(name, desired, rows, inputs, ()) for name in datasets}
 
 
 def _at_most(

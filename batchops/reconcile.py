@@ -347,13 +347,13 @@ def plan_cost(
         if r.record is not None and r.record.usage is not None
     }
     rows = {name: info.rows for name, info in infos.items()}
-    waiting = {
-        ds: rows_at_most(ds, desired, rows)
+    waits = [
+        jobs[a.resource.name]
         for a in plan.actions
         if a.kind is Kind.WAITS and a.resource.name in jobs
-        for ds in [jobs[a.resource.name].input_dataset]
-        if ds is not None
-    }
+    ]
+    read = {j.input_dataset for j in waits if j.input_dataset is not None}
+    waiting = rows_at_most(read, desired, rows) if read else {}
     inputs = CostInputs(jobs, rows, tokens, history, options.prices, options.budget, waiting)
     return estimate(plan, inputs)
 

@@ -143,9 +143,12 @@ def test_a_waiting_datasets_rows_are_bounded_by_its_upstreams_inputs() -> None:
         ),
     )
     rows = {"q": 40, "pairs": 999}  # a chained dataset's earlier rendering is no bound
-    assert rows_at_most("q", desired, rows) == 40
-    assert rows_at_most("pairs", desired, rows) == 40
-    assert rows_at_most("top", desired, rows) == 5
-    assert rows_at_most("few", desired, rows) == 40
-    assert rows_at_most("far", desired, rows) is None
-    assert rows_at_most("far-limited", desired, rows) == 7
+    names = ["q", "pairs", "top", "few", "far", "far-limited"]
+    assert rows_at_most(names, desired, rows) == {
+        "q": 40,
+        "pairs": 40,
+        "top": 5,
+        "few": 40,
+        "far": None,
+        "far-limited": 7,
+    }
