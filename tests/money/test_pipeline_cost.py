@@ -5,13 +5,17 @@ budgets, sending nothing of it when it is over (issues 15 and 16)."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from pathlib import Path
 
 import pytest
 
 from batchops.cost import rows_at_most
-from batchops.errors import EXIT_REFUSED
+from batchops.errors import EXIT_REFUSED, BudgetError
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl, Source, SourceDecl
+from batchops.providers.fireworks.provider import FireworksProvider as FP
+from batchops.watch.service import WatchConfig, _pass_function
 from tests.e2e import test_apply_cli as e2e
 from tests.e2e.test_apply_cli import InProcess
 from tests.pipelines.test_chain_e2e import PIPELINE, write_repo
@@ -111,6 +115,7 @@ def test_a_budget_the_next_stage_breaks_stops_it_under_apply_wait(
     assert "refused, nothing was sent: job judge-alpha:" in refused.stderr
     jobs, datasets = _server_names(inproc)
     assert sorted(j.rsplit("-", 1)[0] for j in jobs) == ["generate-alpha", "generate-beta"]
+    assert not [d for d in datasets if d.startswith("judged")]
     assert not [d for d in datasets if d.startswith("judged")]  # nothing of the stage sent
     assert "refused by a budget, exit 4" in summary.read_text()
 
@@ -152,3 +157,30 @@ def test_a_waiting_datasets_rows_are_bounded_by_its_upstreams_inputs() -> None:
         "far": None,
         "far-limited": 7,
     }
+
+
+def test_watch_logs_the_next_stages_cost_and_refuses_it_over_its_budget(
+    tmp_path: Path, inproc: InProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon's passes, as `watch` runs them: the pass that plans the judge logs its cost
+    lines, marked over budget, before it is refused; nothing of it is sent."""
+    root = _repo(tmp_path / "repo", judge_budget=0.0001)
+    stop = threading.Event()
+    config = WatchConfig(paths=(Path("jobs"),), root=root, project="money")
+    with inproc.client() as client:
+        one_pass = _pass_function(config, [root / "jobs"], root, FP(client), stop, None, None)
+        caplog.set_level(logging.INFO, logger="batchops.watch")
+        for _ in range(200):
+            try:
+                one_pass()
+            except BudgetError:
+                break
+            threading.Event().wait(0.05)
+        else:
+            raise AssertionError("the judge was never planned")
+    logged = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "cost"]
+    assert any(m.startswith("$ generate-alpha [") for m in logged)  # the first pass's cost
+    assert any(m.startswith("$ judge-alpha [") and "OVER BUDGET" in m for m in logged)
+    jobs, datasets = _server_names(inproc)
+    assert sorted(j.rsplit("-", 1)[0] for j in jobs) == ["generate-alpha", "generate-beta"]
+    assert not [d for d in datasets if d.startswith("judged")]
