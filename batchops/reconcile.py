@@ -64,7 +64,7 @@ from batchops.results import (
     local_state,
 )
 from batchops.reuse_rows import rebuild, row_splits
-from batchops.row_retries import any_transient, failed_rows
+from batchops.row_retries import any_transient, failed_rows, failure_summary
 from batchops.sources import relocate
 from batchops.tokencache import dataset_tokens
 
@@ -489,7 +489,8 @@ def _unblocked(plan: Plan, applied: ApplyResult) -> bool:
 
 def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFailures]:
     """Each declared job whose current results hold failed rows (``merged``: records this pass
-    wrote, which replace the plan's), with its limit and its first error messages."""
+    wrote, which replace the plan's), with its limit, its first error messages and its failed
+    rows by class and reason (what the closing lines and the step summary show)."""
     found = []
     for decl, current in plan.declared:
         record = merged.get(decl.name, current)
@@ -504,6 +505,7 @@ def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFail
                 total,
                 decl.allowed_failures(total),
                 first_errors(record.errors.path),
+                failure_summary(Path(record.errors.path)),
             )
         )
     return found

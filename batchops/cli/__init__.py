@@ -52,7 +52,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
     parser = argparse.ArgumentParser(
         prog="batchops",
-        description="Declarative batch inference on Fireworks: manifests in, results out.",
+        description="Declarative batch inference on Fireworks and OpenAI-compatible Batch APIs: "
+        "manifests in, results out.",
         epilog="With no FIREWORKS_API_KEY, commands run against an embedded local backend, "
         "except in CI (CI or GITHUB_ACTIONS set): there a missing key is an error (exit 1) "
         "unless --local is passed or batchops.yaml says backend: local.",

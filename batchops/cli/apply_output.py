@@ -217,6 +217,7 @@ class Printer:
                     "total": r.total,
                     "allowed": r.allowed,
                     "firstErrors": list(r.first_errors),
+                    "failedRows": r.summary.to_json() if r.summary else None,
                 }
                 for r in result.row_failures
             ],

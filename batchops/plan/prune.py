@@ -10,6 +10,7 @@ from batchops.identity import (
     output_dataset_id,
     parse_job_id,
 )
+from batchops.plan.canary import canary_name, canary_state
 from batchops.plan.datasets import ds_name
 from batchops.plan.jobs import Ctx
 from batchops.plan.model import Action, Kind, Resource
@@ -21,13 +22,25 @@ def prune_actions(
     views: list[JobView], referenced: set[str], ctx: Ctx, waiting: frozenset[str] = frozenset()
 ) -> list[Action]:
     """``waiting``: pipeline stages waiting on their upstream (``batchops.plan.graph``): what
-    they will run is not known yet, so their jobs and input datasets are kept until it is."""
+    they will run is not known yet, so their jobs and input datasets are kept until it is.
+
+    Also kept: the jobs whose answers a declared job reuses (deleting one would make a fresh
+    checkout, whose reuse index is rebuilt from the provider, pay for those answers again) and
+    each declared job's current canary (deleting it would run, and bill, the canary again)."""
     keep_bases = {v.base_id for v in views}
+    keep_bases |= {
+        state.base
+        for v in views
+        if v.decl.canary is not None
+        and (state := canary_state(v, ctx.seen, ctx.project, full_job_too=True)) is not None
+    }
+    sources = {job for v in views if v.rows is not None for job in v.rows.sources}
     keep_digests: dict[str, list[str]] = {}  # for shortened IDs (identity.job_key)
     for base in keep_bases:
         keep_digests.setdefault(base[-HASH_LEN:], []).append(base)
     declared = {v.decl.name for v in views}
     declared |= {old for n in declared if (old := ctx.desired.moved_from(_JOB, n)) is not None}
+    declared |= {canary_name(n) for n in declared}  # a canary belongs to its job
     keep_ds = set(referenced)
     scope = ctx.options.prune_scope
     actions = []
@@ -35,14 +48,15 @@ def prune_actions(
         parts = parse_job_id(rid)
         if job.owner != ctx.project or job.state is JobState.DELETING:
             continue
-        if parts is not None and (
+        kept = parts is not None and (
             parts.base in keep_bases
             or parts.name in waiting
             or any(parts.of_base(b) for b in keep_digests.get(parts.digest, ()))
-        ):
+        )
+        if kept or rid in sources:
             keep_ds.add(output_dataset_id(rid))
-            if parts.name in waiting:
-                keep_ds.add(job.input_id)
+            if rid in sources or (parts is not None and parts.name in waiting):
+                keep_ds.add(job.input_id)  # a source is read again from it; a stage reads it
             continue
         if scope is None or (parts is not None and _named(parts.name, scope)):
             actions.append(_prune_job(rid, job, parts, declared))

@@ -46,14 +46,21 @@ class RowSplit:
     def reused(self) -> int:
         return self.total - len(self.send)
 
-    def describe(self, *, job_name: str = "") -> str:
-        """``120 new rows, 9,880 reused from reviews-v1`` (``job_name`` strips ID suffixes)."""
+    def describe(self) -> str:
+        """``120 new rows, 9,880 reused from reviews-v1``; ``all 9,880 rows reused from
+        reviews-v1`` when nothing is sent. Jobs are named as declared, each once."""
+        labels = list(dict.fromkeys(_job_label(job) for job, _ in self.reused_from))
+        more = f" and {len(labels) - 3} more" if len(labels) > 3 else ""
+        sources = ", ".join(labels[:3]) + more
+        if self.reused and not self.send:
+            return f"all {self.reused:,} row{'' if self.reused == 1 else 's'} reused from {sources}"
         text = f"{len(self.send):,} new row{'' if len(self.send) == 1 else 's'}"
-        if self.reused:
-            sources = ", ".join(_job_label(job) for job, _ in self.reused_from[:3])
-            more = f" and {len(self.reused_from) - 3} more" if len(self.reused_from) > 3 else ""
-            text += f", {self.reused:,} reused from {sources}{more}"
-        return text
+        return text + (f", {self.reused:,} reused from {sources}" if self.reused else "")
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """The jobs whose answers this job reuses (``--prune`` keeps them)."""
+        return frozenset(job for job, _ in self.reused_from)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,10 @@ class CanarySample:
     input: DerivedInput
     of: int  # rows the full job would send without the canary
     answers: tuple[tuple[str, str], ...] = ()  # (custom_id, answer text) of a few, once answered
+    # rows of the sample whose answers break the job's responseFormat (failed rows of the canary,
+    # though its provider called them done), with the first reason
+    nonconforming: int = 0
+    violation: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def _results_state(view: JobView) -> str:
 
 def _spent(view: JobView, price: Price | None) -> float | None:
     record = view.result.record if view.result is not None else None
-    return spent(record.usage if record is not None else None, price)
+    return spent(record.spent_usage if record is not None else None, price)
 
 
 @dataclass(frozen=True)

@@ -106,9 +106,10 @@ def _observe(metrics: Metrics, record: PassRecord) -> None:
     metrics.observe_pass(record)
     applied = record.result.applied if isinstance(record.result, PassResult) else None
     cost = record.result.plan.cost if isinstance(record.result, PassResult) else None
-    for name, merged in applied.records.items() if applied else ():
+    for merged in applied.records.values() if applied else ():
         metrics.observe_rows(succeeded=merged.counts.succeeded, failed=merged.counts.failed)
-        dollars = spent(merged.usage, cost.job_price(name) if cost else None)
+    for name, added in applied.spent.items() if applied else ():
+        dollars = spent(added, cost.job_price(name) if cost else None)
         if dollars:
             metrics.observe_spend(dollars)
 

@@ -106,6 +106,7 @@ def test_a_changed_dataset_sends_only_its_new_rows(tmp_path: Path, client: Firew
     assert [(c.job, c.rows) for c in plan.cost.actions] == [("j", 2)]
     uploads = [a for a in plan.actions if a.kind is Kind.CREATE_DATASET]
     assert [(a.details["derivedFor"], a.details["rows"]) for a in uploads] == [("j", 2)]
+    assert uploads[0].reason == "the 2 new rows of job j"
     converge(paths, tmp_path, client)
 
     sent = sent_rows(client)
@@ -128,7 +129,7 @@ def test_every_row_reused_needs_no_job(tmp_path: Path, client: FireworksClient) 
     paths = write_repo(tmp_path, fewer)
     plan = one_pass(paths, tmp_path, client).plan
     assert [a.kind for a in plan.actions] == [Kind.DOWNLOAD]
-    assert "all 0 new rows, 9 reused from j" in plan.actions[0].reason
+    assert "all 9 rows reused from j" in plan.actions[0].reason
     converge(paths, tmp_path, client)
     assert len(sent_rows(client)) == 1 and sorted(results(tmp_path)) == sorted(fewer)
     assert one_pass(paths, tmp_path, client).plan.actions == ()
@@ -161,6 +162,9 @@ def test_an_empty_state_dir_finds_earlier_answers_through_the_provider(
     (fresh / "batchops.yaml").write_text(
         f"apiVersion: batchops/v1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n"
     )
+    plan = one_pass(paths, fresh, client).plan
+    (upload,) = [a for a in plan.actions if a.kind is Kind.CREATE_DATASET]
+    assert upload.reason == "the 1 new row of job j"
     converge(paths, fresh, client)
     sent = sent_rows(client)
     assert sorted(sent.values()) == [1, 10]
@@ -168,3 +172,53 @@ def test_an_empty_state_dir_finds_earlier_answers_through_the_provider(
     assert {cid for cid, row in merged.items() if row["job"] != job1} == {"c3"}
     assert all(asked(merged[cid]) == asked(first[cid]) for cid in PROMPTS if cid != "c3")
     assert one_pass(paths, fresh, client).plan.actions == ()
+
+
+def test_prune_keeps_the_jobs_whose_answers_are_reused_so_a_fresh_checkout_pays_nothing_again(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """``--prune`` deletes superseded jobs, but not one whose answers the declared job reuses,
+    nor its input: a fresh checkout (empty .batchops/) finds those answers again and sends
+    nothing."""
+    paths = write_repo(tmp_path, PROMPTS)
+    converge(paths, tmp_path, client)
+    (job1,) = sent_rows(client)
+    edited = {**PROMPTS, "c3": "question three"}
+    paths = write_repo(tmp_path, edited)
+    converge(paths, tmp_path, client)
+    assert sorted(sent_rows(client).values()) == [1, 10]
+    pruning = PassOptions(prune=True)
+    plan = run_pass(
+        paths, root=tmp_path, provider=FireworksProvider(client), project=PROJECT, options=pruning
+    ).plan
+    assert [a for a in plan.actions if a.kind is Kind.PRUNE_JOB] == []
+    assert [a for a in plan.actions if a.kind is Kind.PRUNE_DATASET] == []
+    assert plan.superseded_jobs == 0 and plan.orphan_jobs == 0
+
+    fresh = tmp_path / "fresh"  # a fresh checkout of the same commit
+    paths = write_repo(fresh, edited)
+    (fresh / "batchops.yaml").write_text(
+        f"apiVersion: batchops/v1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n"
+    )
+    plan = one_pass(paths, fresh, client).plan
+    assert [a.kind for a in plan.actions] == [Kind.DOWNLOAD]
+    assert "(1 new row, 9 reused from j)" in plan.actions[0].reason
+    converge(paths, fresh, client)
+    assert sorted(sent_rows(client).values()) == [1, 10]  # nothing sent again
+    merged = results(fresh)
+    assert sorted(merged) == sorted(edited) and merged["c3"]["job"] != job1
+
+
+def test_prune_deletes_a_superseded_job_no_declared_job_reuses(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    paths = write_repo(tmp_path, PROMPTS)
+    converge(paths, tmp_path, client)
+    paths = write_repo(tmp_path, PROMPTS, tokens=17)  # every request new: nothing reused
+    converge(paths, tmp_path, client)
+    pruning = PassOptions(prune=True)
+    plan = run_pass(
+        paths, root=tmp_path, provider=FireworksProvider(client), project=PROJECT, options=pruning
+    ).plan
+    (prune,) = [a for a in plan.actions if a.kind is Kind.PRUNE_JOB]
+    assert prune.reason.startswith("superseded")
