@@ -22,7 +22,7 @@ from batchops.chains import render_inputs
 from batchops.checkcache import CheckCache
 from batchops.checks import job_layout, provider_problems
 from batchops.config import DEFAULT_WORKERS, ProjectConfig
-from batchops.cost import SENDS_ROWS, CostInputs, estimate
+from batchops.cost import SENDS_ROWS, CostInputs, estimate, rows_at_most
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import (
     BatchopsError,
@@ -347,7 +347,15 @@ def plan_cost(
         if r.record is not None and r.record.usage is not None
     }
     rows = {name: info.rows for name, info in infos.items()}
-    return estimate(plan, CostInputs(jobs, rows, tokens, history, options.prices, options.budget))
+    waits = [
+        jobs[a.resource.name]
+        for a in plan.actions
+        if a.kind is Kind.WAITS and a.resource.name in jobs
+    ]
+    read = {j.input_dataset for j in waits if j.input_dataset is not None}
+    waiting = rows_at_most(read, desired, rows) if read else {}
+    inputs = CostInputs(jobs, rows, tokens, history, options.prices, options.budget, waiting)
+    return estimate(plan, inputs)
 
 
 def load_context(

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from batchops.apply import apply_plan
-from batchops.cli.apply import LineReporter
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
@@ -28,6 +27,7 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.confirm import confirm
+from batchops.cli.reporters import LineReporter
 from batchops.config import PROJECT_FILE, Settings
 from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError
 from batchops.history import Target, current_name, name_of, owned_following_moves, targets

@@ -26,7 +26,7 @@ from batchops.watch.files import FileWatcher
 from batchops.watch.git import GitSource, poll, redact
 from batchops.watch.health import HealthServer, Metrics
 from batchops.watch.loop import Daemon, PassRecord, Timing
-from batchops.watch.reporter import LogReporter
+from batchops.watch.reporter import LogReporter, log_cost
 from batchops.watch.triggers import Triggers
 
 log = logging.getLogger("batchops.watch")
@@ -147,6 +147,7 @@ def _pass_function(
                 options=config.options,
                 reporter=reporter,
                 stop=stop,
+                on_plan=log_cost,
                 inputs=prepare_inputs(desired, root=root, project_file=config.project_file),
                 project_file=config.project_file,
             )
