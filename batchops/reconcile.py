@@ -42,6 +42,7 @@ from batchops.manifest.stored import StoredManifests
 from batchops.money import Budget, CostReport, PriceTable, shipped_prices
 from batchops.outputcache import OutputCache
 from batchops.plan import (
+    Action,
     DatasetFacts,
     JobView,
     Kind,
@@ -53,7 +54,7 @@ from batchops.plan import (
     job_views,
     make_plan,
 )
-from batchops.plan.rows import FailedRows, RowSplit
+from batchops.plan.rows import DerivedInput, FailedRows, RowSplit
 from batchops.providers import Provider, RemoteInput
 from batchops.providers.router import ProviderSet
 from batchops.results import (
@@ -66,7 +67,7 @@ from batchops.results import (
 from batchops.reuse_rows import rebuild, row_splits
 from batchops.row_retries import any_transient, failed_rows, failure_summary
 from batchops.sources import relocate
-from batchops.tokencache import dataset_tokens
+from batchops.tokencache import dataset_tokens, file_tokens
 
 if TYPE_CHECKING:  # apply is imported by the pass that applies: `plan` never needs it
     from batchops.apply import ApplyResult, Reporter
@@ -283,7 +284,7 @@ def load_and_plan(
             rows=ctx.rows,
             failed_rows=ctx.failed_rows,
         )
-        cost = plan_cost(plan, desired, infos, ctx.local, options, root)
+        cost = plan_cost(plan, desired, infos, ctx.local, options, root, ctx.rows)
         plan = with_layouts(plan, root=root, project_file=project_file)
     return replace(
         plan,
@@ -329,17 +330,23 @@ def plan_cost(
     local: Mapping[str, LocalResult],
     options: PassOptions,
     root: Path,
+    splits: Mapping[str, RowSplit] | None = None,
 ) -> CostReport:
     """Tokens and dollars of the actions that send rows. Only their datasets are tokenized
-    (once per content: the token cache), so a plan with nothing to send reads nothing."""
+    (once per content: the token cache), so a plan with nothing to send reads nothing. An
+    action sending a file of its own (the new rows of a job reusing others, a canary's sample,
+    from ``splits``) has exactly those rows counted."""
     jobs = {j.name: j for j in desired.jobs}
-    sending = [
-        jobs[a.resource.name]
-        for a in plan.actions
-        if a.kind in SENDS_ROWS and a.resource.name in jobs
-    ]
+    actions = [a for a in plan.actions if a.kind in SENDS_ROWS and a.resource.name in jobs]
+    sending = [jobs[a.resource.name] for a in actions]
     tokens = (
         dataset_tokens(sending, infos, root=root, tokenizers=options.tokenizers) if sending else {}
+    )
+    own = [(a, _sent_file(a, (splits or {}).get(a.resource.name))) for a in actions]
+    sent = file_tokens(
+        ((a.resource.remote_id, jobs[a.resource.name].model, f) for a, f in own if f is not None),
+        root=root,
+        tokenizers=options.tokenizers,
     )
     history = {
         name: r.record.usage
@@ -347,7 +354,19 @@ def plan_cost(
         if r.record is not None and r.record.usage is not None
     }
     rows = {name: info.rows for name, info in infos.items()}
-    return estimate(plan, CostInputs(jobs, rows, tokens, history, options.prices, options.budget))
+    inputs = CostInputs(jobs, rows, tokens, history, options.prices, options.budget, sent=sent)
+    return estimate(plan, inputs)
+
+
+def _sent_file(action: Action, split: RowSplit | None) -> DerivedInput | None:
+    """The file of exactly the rows ``action`` sends, when it has one of its own."""
+    if split is None or (
+        action.kind is not Kind.CREATE_JOB and action.kind is not Kind.REPLACE_JOB
+    ):
+        return None
+    sample = split.canary.input if split.canary is not None else None
+    found = sample if action.details.get("canary") else split.derived
+    return found if found is not None and found.rows == action.rows_to_send else None
 
 
 def load_context(
