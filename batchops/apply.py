@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
+
 from batchops.config import DEFAULT_WORKERS
 from batchops.datasets import StatCache, iter_custom_ids
 from batchops.errors import BatchopsError, NotFoundError
@@ -41,6 +43,7 @@ from batchops.results import (
     local_record,
     merge_lineage,
     os_problem,
+    save_record,
     spend_added,
     write_atomic,
 )
@@ -186,6 +189,8 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
         name = action.download.job_name
         before = local_record(env.root, name)
         record = download_results(env, action, action.download)
+        if action.download.table_only:
+            return  # nothing merged: the results were current, their table is written again
         added = spend_added(before, record)
         with result.lock:
             result.records[name] = record
@@ -239,7 +244,12 @@ def create_job(env: _Env, spec: JobSpec) -> None:
 
 def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRecord:
     """Check the results path can be written, download the lineage's output datasets into a
-    scratch folder under .batchops/, merge, verify, and only then replace the files on disk."""
+    scratch folder under .batchops/, merge, verify, and only then replace the files on disk.
+    ``spec.table_only``: the results on disk are current; only their table is written again."""
+    if spec.table_only:
+        current = local_record(env.root, spec.job_name)
+        if current is not None:
+            return _with_table(env, spec, current)
     try:
         table = spec.table.path if spec.table is not None else None
         check_target(spec.output_path, root=env.root, job_name=spec.job_name, table=table)
@@ -275,9 +285,17 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
             )
     except OSError as exc:  # disk full, read-only, a path turned into a file meanwhile, ...
         raise ResultsError(os_problem(spec.job_name, exc, spec.output_path, env.root)) from exc
-    if spec.table is not None:
-        write_table(spec, env.root)
-    return record
+    return _with_table(env, spec, record)
+
+
+def _with_table(env: _Env, spec: DownloadSpec, record: ResultRecord) -> ResultRecord:
+    """The record, once the table it asks for is written (and said in the record)."""
+    if spec.table is None:
+        return record
+    write_table(spec, env.root)
+    stamped = msgspec.structs.replace(record, table=spec.table.stamp)
+    save_record(env.root, stamped)
+    return stamped
 
 
 def _inputs_used(env: _Env, spec: DownloadSpec) -> InputsUsed:

@@ -86,6 +86,7 @@ class ResultRecord(msgspec.Struct, frozen=True):
     # too: they were generated), not answers reused from other jobs. "Spend so far" (status,
     # describe, results, the daemon's counter). None: recorded before it was kept apart.
     spend: Usage | None = None
+    table: str | None = None  # the ``output.table`` written from these results (its stamp)
 
     @property
     def spent_usage(self) -> Usage | None:

@@ -441,3 +441,36 @@ def test_a_table_column_the_input_does_not_have_is_a_problem_before_anything_is_
         shown = capsys.readouterr()
         assert code == 1 and problem in shown.out + shown.err, shown
     assert not list(project.glob("results/*"))  # nothing ran
+
+
+def test_a_changed_or_deleted_table_is_written_again_from_the_results_on_disk(
+    project: Path, client: FireworksClient
+) -> None:
+    """``output.table`` follows its spec: a change of columns (or format, or path) or a deleted
+    table file is a plan action that writes the table again from the results on disk, with no
+    download and no merge; then nothing is left to do."""
+    assert converge(project, client).errors == []
+    results = project / "results/a.jsonl"
+    merged = results.stat().st_mtime_ns
+    manifest = MANIFEST.replace("columns: [product]}", "columns: [product, price]}")
+    (project / "jobs/m.yaml").write_text(manifest)
+    options = PassOptions()
+    plan = run_pass(
+        [project / "jobs"], root=project, provider=FP(client), project="proj", options=options
+    ).plan
+    (action,) = plan.actions
+    assert action.kind.value == "download" and action.download is not None
+    assert action.download.table_only
+    assert action.reason.startswith("table a.table.csv written for another spec.output.table")
+    table = list(csv.DictReader(io.StringIO((project / "results/a.table.csv").read_text())))
+    assert [r["price"] for r in table] == ["30", "cheap", "12"]
+    assert results.stat().st_mtime_ns == merged  # the results were not merged again
+    (project / "results/a.table.csv").unlink()
+    plan = run_pass(
+        [project / "jobs"], root=project, provider=FP(client), project="proj", options=options
+    ).plan
+    (action,) = plan.actions
+    assert action.reason.startswith("table a.table.csv missing")
+    assert (project / "results/a.table.csv").is_file()
+    assert results.stat().st_mtime_ns == merged
+    assert converge(project, client).plan.actions == ()

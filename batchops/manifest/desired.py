@@ -78,6 +78,11 @@ class TableDecl:
     format: str  # csv | parquet | jsonl
     columns: tuple[str, ...] | None = None  # the input columns to carry; None: all
 
+    @property
+    def stamp(self) -> str:
+        """What the table written must have been written for (kept in the result record)."""
+        return f"{self.path}\0{self.format}\0{','.join(self.columns or ('*',))}"
+
 
 @dataclass(frozen=True)
 class Canary:

@@ -243,11 +243,14 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool, reason: str | None = No
     if not ctx.options.download:
         return []
     latest = view.latest
-    if view.results_current:
-        return []
+    table_only = view.results_current
+    if table_only:
+        reason = _table_reason(view)
+        if reason is None:
+            return []
     reason = reason or _download_reason(view.result, partial=partial)
     rows = view.rows
-    if rows is not None and rows.reused:
+    if rows is not None and rows.reused and not table_only:
         reason += f" ({rows.describe()})"
     decl_ds = ctx.desired.dataset(view.decl.input_dataset) if view.decl.input_dataset else None
     input_files = decl_ds.files if decl_ds is not None else ()
@@ -266,10 +269,23 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool, reason: str | None = No
         and attempts(view.family).row_retries < view.decl.row_retries,
         response_schema=view.decl.response_schema,
         table=view.decl.table,
+        table_only=table_only,
     )
     resource = Resource("job", view.decl.name, latest[1].key if latest else view.base_id)
     details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}
     return [Action(Kind.DOWNLOAD, resource, reason, details, download=spec)]
+
+
+def _table_reason(view: JobView) -> str | None:
+    """Why current results need their ``output.table`` written again (None: they do not): the
+    table asked for is not the one written (another path, format or columns), or it is gone."""
+    table, record = view.decl.table, view.result.record if view.result is not None else None
+    if table is None or record is None:
+        return None
+    if record.table is not None and record.table == table.stamp and table.path.is_file():
+        return None
+    what = "missing" if not table.path.is_file() else "written for another spec.output.table"
+    return f"table {table.path.name} {what}: written again from the results on disk (no download)"
 
 
 def _download_reason(result: LocalResult | None, *, partial: bool) -> str:

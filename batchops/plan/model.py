@@ -95,6 +95,7 @@ class DownloadSpec:
     rows_retry_left: bool = False
     response_schema: Mapping[str, Any] | None = None  # answers must match it (responseFormat)
     table: TableDecl | None = None  # spec.output.table: answers joined to inputs, on every merge
+    table_only: bool = False  # the results are current: only the table is written again
 
 
 @dataclass(frozen=True)
