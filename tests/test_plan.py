@@ -109,7 +109,8 @@ def simulate(plan: Plan, world: World, *, end_state: str = "JOB_STATE_COMPLETED"
                 display_name=a.dataset.display_name,
                 state="READY",
                 example_count="3",
-                update_time=world.tick(),
+                create_time=(when := world.tick()),
+                update_time=when,
             )
         elif a.job is not None:
             world.jobs[rid] = _job(a.job.job_id, a.job.display_name, end_state, world.tick(), a)
@@ -446,3 +447,17 @@ def test_plan_does_not_depend_on_input_order(
     one = make_plan(d, f, world.observed(), world.local, options, project=PROJECT)
     two = make_plan(shuffled, f, world.observed(rnd), world.local, options, project=PROJECT)
     assert one == two
+
+
+def test_a_changed_dataset_names_its_newest_older_upload() -> None:
+    """``content changed (was X)``: X is the upload made last, whatever the IDs' order."""
+    d = desired(["prompts"], [job_decl("j", "prompts")])
+    world, ids = World(), []
+    for version in range(6):
+        plan = plan_of(d, facts(["prompts"], version), world)
+        (upload,) = [a for a in plan.actions if a.kind is Kind.CREATE_DATASET]
+        if ids:
+            assert upload.reason == f"content changed (was {ids[-1]})"
+        ids.append(upload.resource.remote_id)
+        simulate(plan, world)
+    assert ids != sorted(ids)  # creation order is not the IDs' order: the test can tell

@@ -96,8 +96,17 @@ def _moved_dataset(decl: DatasetDecl, ds_id: str, resource: Resource) -> Action 
 
 
 def _dataset_reason(ds_id: str, seen: Seen) -> str:
-    older = sorted(seen.ours_ds.get((ds_id[:-HASH_LEN], len(ds_id)), []))
-    return f"content changed (was {older[-1]})" if older else "new dataset"
+    """``content changed (was <the newest older upload of the name>)``, or ``new dataset``."""
+    older = seen.ours_ds.get((ds_id[:-HASH_LEN], len(ds_id)), [])
+    if not older:
+        return "new dataset"
+    newest = max(older, key=lambda rid: (_created(seen, rid), rid))
+    return f"content changed (was {newest})"
+
+
+def _created(seen: Seen, rid: str) -> str:
+    found = seen.datasets.get(rid)
+    return found.created if found is not None else ""
 
 
 def ds_name(rid: str) -> str:
