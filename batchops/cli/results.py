@@ -10,6 +10,7 @@ up side by side, one set of columns per job. A table by default (``--limit`` row
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Iterator
 from itertools import islice
@@ -29,7 +30,7 @@ from batchops.render.status import summary_lines
 from batchops.results import Usage, local_records, write_atomic
 from batchops.row_retries import failure_summary
 from batchops.scratch import Scratch
-from batchops.sources.join import JobResults, Joined, input_rows
+from batchops.sources.join import FIELDS, JobResults, Joined, input_rows
 from batchops.sources.writers import cell, chunks
 from batchops.textsafe import inert
 
@@ -95,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
         Scratch(root) as scratch,
         Joined(inputs, results, tmp_dir=scratch.path, columns=args.columns) as joined,
     ):
+        if args.columns is not None:
+            _check_columns(args.columns, joined.available)
         limit = args.limit if args.limit is not None else _default_limit(args.output)
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
         prices = [_price(project, j) for j in jobs]
         if args.output == "text":
-            _table(joined.columns, rows, limit, args.out)
+            _table(joined.columns, rows, limit, args.out, every_column=args.columns is None)
             for job, price in zip(jobs, prices, strict=True):
                 print(_spent_line(job, price, _usage(root, job), several=len(jobs) > 1))
             _print_failures(jobs, sys.stdout)
@@ -201,6 +204,26 @@ def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
     return list({j.name: j for n in names for j in declared[n]}.values())
 
 
+def _check_columns(asked: list[str], available: list[str]) -> None:
+    """``--columns`` names input columns: one that is not (a typo) is an error naming it, with
+    a did-you-mean and the columns there are, never silently left out. The key and answer
+    columns are always shown, so naming them is harmless."""
+    always = {"custom_id", *FIELDS}
+    unknown = [c for c in asked if c not in available and c not in always]
+    if not unknown:
+        return
+    named = []
+    for column in unknown:
+        close = difflib.get_close_matches(column, available, n=1, cutoff=0.6)
+        hint = f" (did you mean '{inert(close[0])}'?)" if close else ""
+        named.append(f"'{inert(column)}'{hint}")
+    there = ", ".join(inert(c) for c in available) or "none: the input is remote-only"
+    noun = "column" if len(unknown) == 1 else "columns"
+    raise ConfigError(
+        f"--columns: unknown input {noun} {', '.join(named)}; the input columns: {there}"
+    )
+
+
 def _write(
     fmt: str, columns: list[str], rows: Iterator[tuple[Any, ...]], out: Path | None, root: Path
 ) -> None:
@@ -215,7 +238,12 @@ def _write(
 
 
 def _table(
-    columns: list[str], rows: Iterator[tuple[Any, ...]], limit: int, out: Path | None
+    columns: list[str],
+    rows: Iterator[tuple[Any, ...]],
+    limit: int,
+    out: Path | None,
+    *,
+    every_column: bool,
 ) -> None:
     """A compact view: tokens as "in+out", and columns empty in every shown row left out. Every
     header and cell is data: control characters are made inert, and rich ``Text`` shows markup
@@ -235,8 +263,9 @@ def _table(
     else:
         with out.open("w", encoding="utf-8") as fh:
             Console(file=fh, width=200).print(table)
-    if limit and len(shown) == limit:
-        print(f"(first {limit} rows; --limit 0 shows all, -o csv writes every column)")
+    if limit and len(shown) == limit:  # with --columns, -o csv writes only those columns too
+        also = ", -o csv writes every column" if every_column else ""
+        print(f"(first {limit} rows; --limit 0 shows all{also})")
 
 
 def _compact(columns: list[str], rows: list[tuple[str, ...]]) -> tuple[list[str], list[list[str]]]:

@@ -131,6 +131,7 @@ class Joined:
             self.close()  # no index left behind in .batchops/tmp/
             raise
         seen = self._seen
+        self.available = list(seen)  # every input column, in order, whatever ``columns`` asks
         self.input_columns = [c for c in seen if columns is None or c in columns]
         if columns is not None:  # the order asked for, and only columns that exist
             self.input_columns = [c for c in columns if c in seen]

@@ -1,0 +1,50 @@
+"""`batchops results` as a new user meets it: a typo in --columns, the table's footer."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from batchops.cli import main
+from batchops.providers.fireworks.client import FireworksClient
+from tests.test_sources_results import client, converge, project
+
+__all__ = ["client", "project"]  # fixtures, used by name
+
+
+def test_an_unknown_column_is_an_error_naming_it_with_the_columns_there_are(
+    project: Path, client: FireworksClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    converge(project, client)
+    capsys.readouterr()
+    assert main(["results", "b", "--columns", "nope,prodcut,price"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing shown while the request is wrong
+    assert captured.err == (
+        "error: --columns: unknown input columns 'nope', 'prodcut' (did you mean 'product'?); "
+        "the input columns: sku, product, price\n"
+    )
+    assert main(["results", "b", "-o", "csv", "--columns", "nope"]) == 1
+    assert "unknown input column 'nope';" in capsys.readouterr().err
+    # The key and answer columns are always there: naming them is no error.
+    assert main(["results", "b", "-o", "csv", "--columns", "custom_id,answer,price"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert "price" in rows[0] and "product" not in rows[0]
+
+
+def test_the_table_footer_says_what_csv_writes(
+    project: Path, client: FireworksClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    converge(project, client)
+    capsys.readouterr()
+    assert main(["results", "b", "--limit", "2"]) == 0
+    assert "(first 2 rows; --limit 0 shows all, -o csv writes every column)" in (
+        capsys.readouterr().out
+    )
+    # With --columns, -o csv writes those columns only: the footer does not say otherwise.
+    assert main(["results", "b", "--limit", "2", "--columns", "product"]) == 0
+    out = capsys.readouterr().out
+    assert "(first 2 rows; --limit 0 shows all)" in out and "every column" not in out
