@@ -10,6 +10,7 @@ import pytest
 
 from batchops.cli import main
 from batchops.providers.fireworks.client import FireworksClient
+from tests.pipelines import test_chain_e2e as chain
 from tests.test_sources_results import client, converge, project
 
 __all__ = ["client", "project"]  # fixtures, used by name
@@ -48,3 +49,34 @@ def test_the_table_footer_says_what_csv_writes(
     assert main(["results", "b", "--limit", "2", "--columns", "product"]) == 0
     out = capsys.readouterr().out
     assert "(first 2 rows; --limit 0 shows all)" in out and "every column" not in out
+
+
+SWEEP = """\
+apiVersion: batchops/v1
+kind: Dataset
+metadata: {name: questions}
+spec: {path: data/q.jsonl}
+---
+apiVersion: batchops/v1
+kind: BatchInferenceJob
+metadata: {name: sweep}
+spec:
+  inputDataset: questions
+  matrix: {model: [accounts/fireworks/models/zeta, accounts/fireworks/models/alpha]}
+"""
+
+
+def test_a_matrix_lines_up_in_the_order_it_declares(
+    tmp_path: Path,
+    client: FireworksClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    paths = chain.write_repo(tmp_path, {"a": "one"}, SWEEP)
+    chain.converge(paths, tmp_path, client)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["results", "sweep", "-o", "csv"]) == 0
+    header = next(csv.reader(io.StringIO(capsys.readouterr().out)))
+    answers = [c for c in header if c.endswith(".answer")]
+    assert answers == ["sweep-zeta.answer", "sweep-alpha.answer"]  # zeta first, as declared

@@ -192,9 +192,10 @@ def _load(paths: list[Path], root: Path, project: ProjectConfig | None) -> Desir
 
 
 def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
-    """The named jobs; a matrix's declared name stands for all its combinations, side by side."""
+    """The named jobs; a matrix's declared name stands for all its combinations, side by side,
+    in the order the matrix declares them (``desired.jobs`` is sorted by name)."""
     declared = {j.name: [j] for j in desired.jobs}
-    for job in desired.jobs:
+    for job in sorted(desired.jobs, key=lambda j: j.position):
         if job.group is not None:
             declared.setdefault(job.group, []).append(job)
     unknown = [n for n in names if n not in declared]
