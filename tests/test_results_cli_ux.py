@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,32 @@ def test_an_unknown_column_is_an_error_naming_it_with_the_columns_there_are(
     assert captured.out == ""  # nothing shown while the request is wrong
     assert captured.err == (
         "error: --columns: unknown input columns 'nope', 'prodcut' (did you mean 'product'?); "
-        "the input columns: sku, product, price\n"
+        "the input columns: product, price (and sku, shown as custom_id)\n"
     )
     assert main(["results", "b", "-o", "csv", "--columns", "nope"]) == 1
     assert "unknown input column 'nope';" in capsys.readouterr().err
     # The key and answer columns are always there: naming them is no error.
-    assert main(["results", "b", "-o", "csv", "--columns", "custom_id,answer,price"]) == 0
+    assert main(["results", "b", "-o", "csv", "--columns", "custom_id,sku,answer,price"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert "price" in rows[0] and "product" not in rows[0]
+
+
+def test_the_id_column_is_shown_once_as_custom_id(
+    project: Path, client: FireworksClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dataset's ``idColumn: sku`` is the custom_id: one column, not two with the same
+    values, in every format and in the table."""
+    converge(project, client)
+    capsys.readouterr()
+    assert main(["results", "b", "-o", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(rows[0])[:3] == ["custom_id", "product", "price"]
+    assert [r["custom_id"] for r in rows] == ["p1", "p2", "p3"]
+    assert main(["results", "b", "-o", "json"]) == 0
+    assert "sku" not in json.loads(capsys.readouterr().out)[0]
+    assert main(["results", "b"]) == 0
+    header = capsys.readouterr().out.splitlines()[1]
+    assert "custom_id" in header and "sku" not in header
 
 
 def test_the_table_footer_says_what_csv_writes(

@@ -92,12 +92,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no results on disk at {inert(shown)}; its columns are empty", file=sys.stderr)
     dataset = desired.dataset(jobs[0].input_dataset) if jobs[0].input_dataset else None
     inputs = input_rows(dataset.files) if dataset is not None else None
+    key = dataset.render.id_column if dataset is not None and dataset.render else None
     with (
         Scratch(root) as scratch,
-        Joined(inputs, results, tmp_dir=scratch.path, columns=args.columns) as joined,
+        Joined(inputs, results, tmp_dir=scratch.path, columns=args.columns, key=key) as joined,
     ):
         if args.columns is not None:
-            _check_columns(args.columns, joined.available)
+            _check_columns(args.columns, joined.available, key)
         limit = args.limit if args.limit is not None else _default_limit(args.output)
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
         prices = [_price(project, j) for j in jobs]
@@ -205,11 +206,12 @@ def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
     return list({j.name: j for n in names for j in declared[n]}.values())
 
 
-def _check_columns(asked: list[str], available: list[str]) -> None:
+def _check_columns(asked: list[str], available: list[str], key: str | None) -> None:
     """``--columns`` names input columns: one that is not (a typo) is an error naming it, with
-    a did-you-mean and the columns there are, never silently left out. The key and answer
-    columns are always shown, so naming them is harmless."""
-    always = {"custom_id", *FIELDS}
+    a did-you-mean and the columns there are, never silently left out. The key (``custom_id``,
+    which shows the dataset's ``idColumn``) and answer columns are always shown, so naming them
+    is harmless."""
+    always = {"custom_id", *FIELDS, *([key] if key else [])}
     unknown = [c for c in asked if c not in available and c not in always]
     if not unknown:
         return
@@ -219,6 +221,8 @@ def _check_columns(asked: list[str], available: list[str]) -> None:
         hint = f" (did you mean '{inert(close[0])}'?)" if close else ""
         named.append(f"'{inert(column)}'{hint}")
     there = ", ".join(inert(c) for c in available) or "none: the input is remote-only"
+    if key and key != "custom_id":
+        there += f" (and {inert(key)}, shown as custom_id)"
     noun = "column" if len(unknown) == 1 else "columns"
     raise ConfigError(
         f"--columns: unknown input {noun} {', '.join(named)}; the input columns: {there}"
