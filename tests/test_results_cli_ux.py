@@ -99,3 +99,28 @@ def test_a_matrix_lines_up_in_the_order_it_declares(
     header = next(csv.reader(io.StringIO(capsys.readouterr().out)))
     answers = [c for c in header if c.endswith(".answer")]
     assert answers == ["sweep-zeta.answer", "sweep-alpha.answer"]  # zeta first, as declared
+
+
+def test_describe_an_unknown_name_says_what_is_declared_as_results_does(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["describe", "nope", "--local"]) == 1
+    assert capsys.readouterr().err.endswith(
+        "error: unknown job 'nope': no manifest declares it and the account has no job of this "
+        "project by that name (declared: a, b)\n"
+    )
+    (project / "jobs/more.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: kettles}\n"
+        "spec: {model: accounts/fireworks/models/m, inputDataset: prices}\n"
+    )
+    assert main(["describe", "kettle", "--local"]) == 1
+    assert "; did you mean 'kettles'?" in capsys.readouterr().err
+    (project / "jobs/sweep.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: sweep}\nspec:\n"
+        "  inputDataset: prices\n"
+        "  matrix: {model: [accounts/fireworks/models/n, accounts/fireworks/models/m]}\n"
+    )
+    assert main(["describe", "sweep", "--local"]) == 1  # an error like every other: "error: "
+    assert capsys.readouterr().err.endswith(
+        "error: 'sweep' is a matrix of 2 jobs; describe one of them: sweep-n, sweep-m\n"
+    )
