@@ -53,6 +53,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "describe",
         parents=parents,
         help="one job's history: attempts, continuations, states, rows, results",
+        description="Show every job of this project named NAME on the account, oldest first "
+        "(attempts, continuations after expiry, older specs), with its times, state, server "
+        "message and row counts, and, when a manifest declares NAME, where its results are on "
+        "disk, what it spent and its pipeline stage. A job no manifest declares is described "
+        "from the account alone; renames under `moved` in batchops.yaml are followed. Changes "
+        "nothing.",
     )
     p.add_argument("name", metavar="NAME", help="a job name")
     p.add_argument(
