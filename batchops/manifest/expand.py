@@ -109,7 +109,7 @@ class Expander:
             if dataset is None or dataset.render is None or not dataset.render.upstream:
                 self.jobs[name] = [(Variant(name), base)]  # nothing to expand (the usual job)
                 return
-        found = []
+        found: list[tuple[Variant, JobDecl]] = []
         for dv, dataset in inputs:
             for combo in combinations(m.spec.matrix):
                 suffix = join_suffix(dv.suffix, suffix_of(combo))
