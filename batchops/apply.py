@@ -9,6 +9,7 @@ aborts the others; all are returned. Progress goes to an injected ``Reporter`` (
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batchops.config import DEFAULT_WORKERS
-from batchops.datasets import iter_custom_ids
+from batchops.datasets import StatCache, iter_custom_ids
 from batchops.errors import BatchopsError, NotFoundError
 from batchops.layout import errors_path
 from batchops.outputcache import OutputCache
@@ -35,16 +36,21 @@ from batchops.providers import Provider, Stopped
 from batchops.results import (
     ResultRecord,
     ResultsError,
+    Usage,
     check_target,
+    local_record,
     merge_lineage,
     os_problem,
+    spend_added,
     write_atomic,
 )
 from batchops.reuse import record_answers, write_reused
 from batchops.scratch import Scratch, sweep_all
 from batchops.sources.conform import answer_check
 from batchops.sources.join import JobResults, Joined, input_rows
+from batchops.sources.kept import forget_other_inputs, keep_inputs
 from batchops.sources.writers import chunks
+from batchops.stamps import InputsUsed, inputs_used
 
 READY_TIMEOUT = 600.0  # seconds a fresh dataset may take to become READY after its upload
 _PRUNES = (Kind.PRUNE_JOB, Kind.PRUNE_DATASET)  # last, jobs first: the jobs read the datasets
@@ -77,6 +83,7 @@ class SkippedError(BatchopsError):
 class ApplyResult:
     errors: list[BatchopsError] = field(default_factory=list)
     records: dict[str, ResultRecord] = field(default_factory=dict)  # job name -> merged results
+    spent: dict[str, Usage] = field(default_factory=dict)  # job name -> spend the merge added
     done: list[Action] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -90,6 +97,7 @@ class _Env:
     stop: threading.Event
     ready_timeout: float
     outputs: OutputCache | None = None  # job outputs this pass downloaded already
+    datasets: StatCache | None = None  # the input files' digests, for the results records
 
 
 def apply_plan(
@@ -113,6 +121,7 @@ def apply_plan(
         stop or threading.Event(),
         ready_timeout,
         outputs,
+        StatCache.for_root(root),  # read once, by the first merge that needs it
     )
     result = ApplyResult()
     sweep_all(root)  # a killed run's scratch folders (its lock is free), before making ours
@@ -174,9 +183,14 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
     elif action.job is not None:
         create_job(env, action.job)
     elif action.download is not None:
+        name = action.download.job_name
+        before = local_record(env.root, name)
         record = download_results(env, action, action.download)
+        added = spend_added(before, record)
         with result.lock:
-            result.records[action.download.job_name] = record
+            result.records[name] = record
+            if added is not None:
+                result.spent[name] = added
     elif action.kind is Kind.CANCEL_DUPLICATE:
         env.provider.cancel_duplicates(action.resource.remote_id)
     elif action.kind is Kind.PRUNE_JOB:
@@ -239,6 +253,7 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
                 folders = [reused, *folders]
             expected = iter_custom_ids(list(spec.input_files)) if spec.input_files else None
             check = answer_check(dict(spec.response_schema)) if spec.response_schema else None
+            inputs = _inputs_used(env, spec) if spec.input_files else None
             record = merge_lineage(
                 folders,
                 job_name=spec.job_name,
@@ -249,7 +264,11 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
                 partial=spec.partial,
                 scratch=scratch,
                 check=check,
+                inputs=inputs,
             )
+        if inputs is not None:
+            kept = Path(inputs.kept) if inputs.kept else None
+            forget_other_inputs(env.root, spec.job_name, kept)
         if spec.request_prefix is not None and spec.input_files:
             record_answers(
                 env.root, spec.request_prefix, spec.input_files, spec.output_path, spec.job_ids
@@ -259,6 +278,21 @@ def download_results(env: _Env, action: Action, spec: DownloadSpec) -> ResultRec
     if spec.table is not None:
         write_table(spec, env.root)
     return record
+
+
+def _inputs_used(env: _Env, spec: DownloadSpec) -> InputsUsed:
+    """What the merge answers, for ``batchops results``: the input files as they are (the plan
+    just checked them), and a rendered dataset's input rows kept beside the record."""
+    cache = env.datasets
+
+    def sha256(file: Path, st: os.stat_result) -> str:
+        entry = cache.lookup(file, st) if cache is not None else None
+        digest = entry.get("sha256") if entry is not None else None
+        return digest if isinstance(digest, str) else ""
+
+    kept = keep_inputs(env.root, spec.job_name, spec.input_files)
+    used = inputs_used(spec.input_files, sha256)
+    return InputsUsed(used.files, str(kept) if kept is not None else None)
 
 
 def write_table(spec: DownloadSpec, root: Path) -> None:

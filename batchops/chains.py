@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from itertools import islice
 from pathlib import Path
 
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.layout import errors_path
 from batchops.manifest.desired import DatasetDecl, Desired, JobDecl
+from batchops.manifest.hints import suggest
 from batchops.results import ResultRecord, local_records, local_state
 from batchops.sources import render_all, render_dataset
 from batchops.sources.chain import Upstream, chain_table
-from batchops.sources.render import CACHE_FILE, SourceCache
+from batchops.sources.join import kept_rows
+from batchops.sources.render import CACHE_FILE, SourceCache, inputs_file
 
 
 def render_inputs(desired: Desired, *, root: Path, problems: list[Diagnostic]) -> Desired:
@@ -31,7 +34,48 @@ def render_inputs(desired: Desired, *, root: Path, problems: list[Diagnostic]) -
     staged = [d for d in desired.datasets if d.render is not None and d.render.upstream]
     if staged:
         files.update(_render_stages(desired, staged, dict(files), root, problems))
+    problems.extend(_table_columns(desired, files))
     return desired.with_files(files, desired.root)
+
+
+_COLUMNS_READ = 1_000  # rows whose columns are read to check a table's (a table's header: one)
+
+
+def _table_columns(desired: Desired, files: Mapping[str, Path]) -> list[Diagnostic]:
+    """``output.table.columns`` that name no column of the job's input: each one a problem at
+    the job's manifest (a typo would otherwise drop the column from every table silently)."""
+    problems = []
+    for job in desired.jobs:
+        table, name = job.table, job.input_dataset
+        if table is None or table.columns is None or name is None:
+            continue
+        decl = desired.dataset(name)
+        rendered = files.get(name)
+        if rendered is not None:
+            sidecar = inputs_file(rendered)
+            columns = _columns(sidecar) if sidecar is not None else None
+        elif decl is not None and decl.render is None:
+            columns = {"prompt"}  # a hand-written dataset's only input column (sources.join)
+        else:
+            columns = None  # a pipeline stage not rendered yet, or a remote dataset
+        if not columns:
+            continue
+        known = ", ".join(sorted(columns))
+        for i, column in enumerate(table.columns):
+            if column not in columns:
+                message = (
+                    f"{job.name}: spec.output.table.columns[{i}]: '{column}' is not a column of "
+                    f"dataset '{name}'{suggest(column, columns)} (its columns: {known})"
+                )
+                problems.append(Diagnostic(job.source.path, job.source.line, 1, message))
+    return problems
+
+
+def _columns(inputs: Path) -> set[str]:
+    columns: set[str] = set()
+    for _, row in islice(kept_rows(inputs), _COLUMNS_READ):
+        columns.update(row)
+    return columns
 
 
 def _render_stages(

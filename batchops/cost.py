@@ -5,26 +5,33 @@ datasets' token counts (``batchops.tokencache``), the local result records (hist
 table, and attaches the ``CostReport`` to the plan; the renderers print it and ``apply`` / ``watch``
 refuse a plan whose report has refusals (exit code 4, nothing sent).
 
-Per action: rows to send (all the input's rows today; rows reused from earlier answers will be
-left out here, issue 14), input tokens (counted), output tokens worst case (``maxTokens`` x ``n``
-x rows; unknown without ``maxTokens``) and expected (the mean completion tokens per row of this
-job's earlier results, else the worst case), and both figures in dollars.
+Per action: rows to send (the planner's count: rows reused from answers already paid for are left
+out), input tokens (counted), output tokens worst case (``maxTokens`` x ``n`` x rows; unknown
+without ``maxTokens``) and expected (the mean completion tokens per row of this job's earlier
+results, at most the worst case; else the worst case), and both figures in dollars.
+
+A job of a pipeline stage that waits on its upstream is not priced (its rows come from answers
+not given yet): the report lists it as waiting, with upper bounds on its rows and output where
+they are known (``rows_at_most``), and its budgets are checked by the pass that plans it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
+from batchops.manifest.desired import Desired
 from batchops.money import (
     ActionCost,
     Budget,
     CostReport,
     Price,
     PriceTable,
+    WaitingCost,
     money_text,
     on_provider,
 )
@@ -45,6 +52,8 @@ class JobLike(Protocol):
     def input_dataset(self) -> str | None: ...
     @property
     def max_cost(self) -> float | None: ...
+    @property
+    def inference_parameters(self) -> Mapping[str, Any]: ...
 
 
 class UsageLike(Protocol):
@@ -64,11 +73,13 @@ class CostInputs:
     history: Mapping[str, UsageLike]  # job name -> usage of its results on disk
     prices: PriceTable
     budget: Budget
+    # dataset name -> at most this many rows, for the input datasets of waiting jobs
+    waiting_rows: Mapping[str, int | None] = field(default_factory=dict)
 
 
 def rows_to_send(action: Action, job: JobLike, inputs: CostInputs) -> int | None:
     """The rows this action sends: the planner's ``rowsToSend`` (rows reused from answers
-    already paid for are not sent, issue 14), else the input's rows."""
+    already paid for are not sent), else the input's rows."""
     if action.kind is Kind.RESUME_JOB:
         left = action.details.get("rowsLeft")
         return int(left) if isinstance(left, int) else None
@@ -103,7 +114,9 @@ def _expected_output(
 ) -> tuple[float | None, str]:
     usage = inputs.history.get(job.name)
     if usage is not None and usage.rows > 0 and rows is not None:
-        return usage.completion_tokens / usage.rows * rows, "history"
+        mean = usage.completion_tokens / usage.rows * rows
+        # an earlier run with a higher maxTokens or n: never above what these settings allow
+        return (mean if worst is None else min(mean, float(worst))), "history"
     return (None if worst is None else float(worst)), "worst case"
 
 
@@ -253,8 +266,71 @@ def _plan_checks(costs: list[ActionCost], budget: Budget) -> list[tuple[str, str
     return out
 
 
+def rows_at_most(
+    datasets: Iterable[str], desired: Desired, rows: Mapping[str, int]
+) -> dict[str, int | None]:
+    """An upper bound on the rows each of ``datasets`` has once it can be planned; None when
+    none is known (a remote-only input somewhere up the chain). A dataset rendered from jobs'
+    answers has at most as many rows as their inputs together (one row per answered input row),
+    and at most its source's ``limit``; any other dataset has the rows counted when it
+    validated."""
+    inputs = {j.name: j.input_dataset for j in desired.jobs}
+    return {name: _at_most(name, desired, rows, inputs, ()) for name in datasets}
+
+
+def _at_most(
+    dataset: str | None,
+    desired: Desired,
+    rows: Mapping[str, int],
+    inputs: Mapping[str, str | None],
+    seen: tuple[str, ...],
+) -> int | None:
+    if dataset is None or dataset in seen:
+        return None
+    decl = desired.dataset(dataset) or next((d for d in desired.pending if d.name == dataset), None)
+    render = decl.render if decl is not None else None
+    if render is None or not render.upstream:
+        return rows.get(dataset)
+    # Not the rendered rows of an earlier run: the upstream may answer more rows this time.
+    ups = {inputs.get(job) for job in render.upstream}
+    bounds = [_at_most(up, desired, rows, inputs, (*seen, dataset)) for up in ups]
+    total = None if any(b is None for b in bounds) else sum(b for b in bounds if b is not None)
+    if render.limit is None:
+        return total
+    return render.limit if total is None else min(total, render.limit)
+
+
+def _waiting(plan: Plan, inputs: CostInputs) -> tuple[WaitingCost, ...]:
+    out = []
+    for action in plan.actions:
+        job = inputs.jobs.get(action.resource.name)
+        if action.kind is not Kind.WAITS or job is None:
+            continue
+        rows = inputs.waiting_rows.get(job.input_dataset or "")
+        waits_on = action.details.get("waitsOn")
+        out.append(
+            WaitingCost(
+                job.name,
+                job.model,
+                job.provider,
+                tuple(waits_on) if isinstance(waits_on, list) else (),
+                bool(action.details.get("blocked")),
+                rows,
+                _worst_output(job.inference_parameters, rows),
+            )
+        )
+    return tuple(out)
+
+
 def estimate(plan: Plan, inputs: CostInputs) -> CostReport:
-    """Per-action figures, totals and budget refusals for ``plan``."""
+    """Per-action figures, totals and budget refusals for ``plan``; the jobs that wait on an
+    upstream stage listed apart (not priced yet)."""
+    report = _estimate(plan, inputs)
+    waiting = _waiting(plan, inputs)
+    return dataclasses.replace(report, waiting=waiting) if waiting else report
+
+
+def _estimate(plan: Plan, inputs: CostInputs) -> CostReport:
     budget = inputs.budget
     costs = _action_costs(plan, inputs)
     if (

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from batchops.config import Moved
 from batchops.errors import ConfigError, OwnershipError
-from batchops.identity import name_matches, output_dataset_id, parse_job_id
+from batchops.identity import CANARY_SUFFIX, name_matches, output_dataset_id, parse_job_id
 from batchops.providers import DONE_STATES, JobState, RemoteJob
 
 
@@ -125,6 +125,13 @@ def _age(job: RemoteJob) -> tuple[str, str]:
 def _unknown(name: str, owned_names: list[str]) -> str:
     close = difflib.get_close_matches(name, owned_names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
+    combos = [n for n in owned_names if n.startswith(f"{name}-")]
+    if combos:  # a matrix no longer declared: its jobs are <name>-<suffix>
+        more = f" and {len(combos) - 5} more" if len(combos) > 5 else ""
+        hint = (
+            f"; the account has jobs named '{name}-…', as a matrix's are: "
+            f"{', '.join(combos[:5])}{more} (name each one)"
+        )
     return f"no job of this project named {name!r} on the account{hint}"
 
 
@@ -158,7 +165,7 @@ class Step:
     """One job of a name's history: an attempt, a continuation, or a job of an older spec."""
 
     job_id: str
-    kind: str  # "attempt N" | "continuation N of <id>" | "job" (an ID of another shape)
+    kind: str  # "attempt N" | "continuation N of <id>" | "canary" | "job" (another shape)
     state: str
     created: str
     updated: str
@@ -196,11 +203,11 @@ def history(
 ) -> JobHistory:
     """``jobs`` are the name's owned jobs, oldest first (``owned_jobs``)."""
     path, state, last = results if results is not None else (None, None, None)
-    steps = tuple(_step(j, current_base) for j in jobs)
+    steps = tuple(_step(j, current_base, name) for j in jobs)
     return JobHistory(name, declared, current_base, path, state, last, steps)
 
 
-def _step(job: RemoteJob, current_base: str | None) -> Step:
+def _step(job: RemoteJob, current_base: str | None, name: str) -> Step:
     rid = job.key
     parts = parse_job_id(rid)
     rows = job.rows
@@ -209,6 +216,8 @@ def _step(job: RemoteJob, current_base: str | None) -> Step:
         kind = f"attempt {parts.attempt + 1}"
         if parts.resume:
             kind = f"continuation {parts.resume} of {job.continued_from or ''}"
+        if name_matches(parts.name, name + CANARY_SUFFIX):  # the sample run first (spec.canary)
+            kind = "canary"
     return Step(
         job_id=rid,
         kind=kind,

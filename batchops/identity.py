@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -140,11 +140,32 @@ def job_key(base: str, *, attempt: int = 0, resume: int = 0, limit: int = DEFAUL
     name, digest, suffix = base[: -HASH_LEN - 1], base[-HASH_LEN:], full[len(base) :]
     room = limit - len(OUTPUT_SUFFIX) - len(suffix) - HASH_LEN - NAME_HASH_LEN - 2
     head = name[: max(room, 1)].rstrip("-") or name[:1]
-    return f"{head}-{_name_digest(name)}-{digest}{suffix}"
+    return f"{head}-{name_digest(name)}-{digest}{suffix}"
 
 
-def _name_digest(name: str) -> str:
+def name_digest(name: str) -> str:
+    """The hash that ends a shortened name part of ``name`` (``job_key``)."""
     return hashlib.sha256(f"name\0{name}".encode()).hexdigest()[:NAME_HASH_LEN]
+
+
+CANARY_SUFFIX = "-canary"  # a job's canary runs under ``<name>-canary`` (batchops.plan.canary)
+
+
+def runs_of(name: str) -> Callable[[str], bool]:
+    """Whether a job ID is one of the runs of the declared job ``name``: any spec, attempt,
+    resume or row retry of it, or of its canary. Memoized per ID (results merges ask per line)."""
+    memo: dict[str, bool] = {}
+    names = (name, name + CANARY_SUFFIX)
+
+    def test(job_id: str) -> bool:
+        found = memo.get(job_id)
+        if found is None:
+            parts = parse_job_id(job_id)
+            found = parts is not None and any(name_matches(parts.name, n) for n in names)
+            memo[job_id] = found
+        return found
+
+    return test
 
 
 def name_matches(part: str, name: str) -> bool:
@@ -157,7 +178,7 @@ def name_matches(part: str, name: str) -> bool:
         len(part) > cut
         and part[-cut] == "-"
         and name.startswith(part[:-cut])
-        and part[-NAME_HASH_LEN:] == _name_digest(name)
+        and part[-NAME_HASH_LEN:] == name_digest(name)
     )
 
 

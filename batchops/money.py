@@ -157,7 +157,7 @@ class ActionCost(msgspec.Struct, frozen=True, gc=False):
     remote_id: str
     model: str
     provider: str  # the provider the job runs on: its price is looked up under it
-    rows: int | None  # rows to send (rows reused from earlier answers will not be counted)
+    rows: int | None  # rows to send (rows reused from earlier answers are not counted)
     input_tokens: int | None
     input_exact: bool
     output_expected: float | None
@@ -172,6 +172,21 @@ class ActionCost(msgspec.Struct, frozen=True, gc=False):
         return self.cost_expected if compare == "expected" else self.cost_worst
 
 
+class WaitingCost(msgspec.Struct, frozen=True, gc=False):
+    """A job of a pipeline stage that waits on its upstream: not priced until it is planned (its
+    rows and their text come from the upstream's answers), so not in the totals, and its budgets
+    are checked then. What is known is an upper bound: its rows are at most its upstream's input
+    rows (or the source's ``limit``), its output at most ``maxTokens`` x ``n`` x those rows."""
+
+    job: str
+    model: str
+    provider: str
+    waits_on: tuple[str, ...]
+    blocked: bool  # an upstream failed: it waits until someone acts
+    rows_at_most: int | None
+    output_worst_at_most: int | None
+
+
 @dataclass(frozen=True)
 class CostReport:
     """The plan's cost: per action, the totals, and what breaks a budget."""
@@ -181,6 +196,7 @@ class CostReport:
     refusals: tuple[str, ...] = ()  # one sentence per broken budget; empty: within budget
     prices: PriceTable | None = None  # the table the figures come from
     jobs: Mapping[str, PricedJob] = field(default_factory=dict)  # the declared jobs, by name
+    waiting: tuple[WaitingCost, ...] = ()  # not in the totals: priced when they are planned
 
     def job_price(self, job: str) -> Price | None:
         """The price of a declared job's model on its provider (what its spend so far is

@@ -22,7 +22,7 @@ from batchops.chains import render_inputs
 from batchops.checkcache import CheckCache
 from batchops.checks import job_layout, provider_problems
 from batchops.config import DEFAULT_WORKERS, ProjectConfig
-from batchops.cost import SENDS_ROWS, CostInputs, estimate
+from batchops.cost import SENDS_ROWS, CostInputs, estimate, rows_at_most
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import (
     BatchopsError,
@@ -64,7 +64,7 @@ from batchops.results import (
     local_state,
 )
 from batchops.reuse_rows import rebuild, row_splits
-from batchops.row_retries import any_transient, failed_rows
+from batchops.row_retries import any_transient, failed_rows, failure_summary
 from batchops.sources import relocate
 from batchops.tokencache import dataset_tokens
 
@@ -347,7 +347,15 @@ def plan_cost(
         if r.record is not None and r.record.usage is not None
     }
     rows = {name: info.rows for name, info in infos.items()}
-    return estimate(plan, CostInputs(jobs, rows, tokens, history, options.prices, options.budget))
+    waits = [
+        jobs[a.resource.name]
+        for a in plan.actions
+        if a.kind is Kind.WAITS and a.resource.name in jobs
+    ]
+    read = {j.input_dataset for j in waits if j.input_dataset is not None}
+    waiting = rows_at_most(read, desired, rows) if read else {}
+    inputs = CostInputs(jobs, rows, tokens, history, options.prices, options.budget, waiting)
+    return estimate(plan, inputs)
 
 
 def load_context(
@@ -481,7 +489,8 @@ def _unblocked(plan: Plan, applied: ApplyResult) -> bool:
 
 def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFailures]:
     """Each declared job whose current results hold failed rows (``merged``: records this pass
-    wrote, which replace the plan's), with its limit and its first error messages."""
+    wrote, which replace the plan's), with its limit, its first error messages and its failed
+    rows by class and reason (what the closing lines and the step summary show)."""
     found = []
     for decl, current in plan.declared:
         record = merged.get(decl.name, current)
@@ -496,6 +505,7 @@ def row_failures(plan: Plan, merged: Mapping[str, ResultRecord]) -> list[RowFail
                 total,
                 decl.allowed_failures(total),
                 first_errors(record.errors.path),
+                failure_summary(Path(record.errors.path)),
             )
         )
     return found

@@ -29,10 +29,12 @@ import orjson
 
 from batchops.config import STATE_DIR, ensure_state_dir
 from batchops.errors import BatchopsError
+from batchops.identity import runs_of
 from batchops.layout import derived_paths, errors_path
 from batchops.private import private_file
 from batchops.providers import ERRORS_FILE, OUTPUT_FILE
 from batchops.scratch import Scratch, short_name, sweep_beside
+from batchops.stamps import FileStamp, InputsUsed, stamp_matches
 
 RECORD_VERSION = 1
 
@@ -43,15 +45,6 @@ class ResultsError(BatchopsError):
 
 # Records are msgspec Structs: a plan of 1,000 finished jobs decodes 1,000 of them, three times
 # faster than into dataclasses (bench/plan.py).
-
-
-class FileStamp(msgspec.Struct, frozen=True, gc=False):
-    """A file as we wrote it: enough to tell by stat (or, if needed, a hash) whether it moved."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    sha256: str
 
 
 class MergeCounts(msgspec.Struct, frozen=True, gc=False):
@@ -88,6 +81,16 @@ class ResultRecord(msgspec.Struct, frozen=True):
     version: int = RECORD_VERSION
     partial: bool = False  # an expired job's results: rows may be missing, none may be extra
     usage: Usage | None = None  # None: recorded before usage was summed
+    inputs: InputsUsed | None = None  # None: a remote input, or merged before it was recorded
+    # What this job's own runs were billed for: its answers (those refused by responseFormat
+    # too: they were generated), not answers reused from other jobs. "Spend so far" (status,
+    # describe, results, the daemon's counter). None: recorded before it was kept apart.
+    spend: Usage | None = None
+
+    @property
+    def spent_usage(self) -> Usage | None:
+        """The usage "spend so far" prices (``usage`` for records made before ``spend``)."""
+        return self.spend if self.spend is not None else self.usage
 
     @property
     def last_job_id(self) -> str:
@@ -227,25 +230,6 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def stamp_matches(stamp: FileStamp, path: Path | str) -> bool:
-    """Same size and mtime: trusted without reading. Same size, new mtime (a touch): hash it."""
-    try:
-        stat = os.stat(path)  # noqa: PTH116 (str paths: see load_record)
-    except OSError:
-        return False
-    if stat.st_size != stamp.size:
-        return False
-    return stat.st_mtime_ns == stamp.mtime_ns or _file_sha256(Path(path)) == stamp.sha256
-
-
 def local_state(
     root: Path, job_name: str, output: Path, *, records: Mapping[str, ResultRecord] | None = None
 ) -> LocalResult:
@@ -313,7 +297,7 @@ def _error_text(raw: bytes) -> str:
 _MERGE_SCHEMA = """
 CREATE TABLE line (cid TEXT NOT NULL, ok INTEGER NOT NULL, file INTEGER NOT NULL,
                    start INTEGER NOT NULL, size INTEGER NOT NULL, pt INTEGER, ct INTEGER,
-                   cached INTEGER, PRIMARY KEY (cid, ok))
+                   cached INTEGER, own INTEGER NOT NULL, PRIMARY KEY (cid, ok))
                    WITHOUT ROWID;
 CREATE TABLE want (cid TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE rejected (cid TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
@@ -340,6 +324,7 @@ def merge_lineage(
     partial: bool = False,
     scratch: Scratch | None = None,
     check: Callable[[bytes], str | None] | None = None,
+    inputs: InputsUsed | None = None,
 ) -> ResultRecord:
     """Merge the lineage's outputs (later successes and errors win; a success anywhere beats any
     error), verify the merge against the input, stage both files, check them, and only then
@@ -350,8 +335,9 @@ def merge_lineage(
     the expectation and only duplicates could be a problem (the merge makes those impossible).
     ``check`` (a job's responseFormat) returns why a successful line's answer is unacceptable, or
     None; such a line is moved to the errors file with that message, as a failed row.
+    ``inputs`` (what the input was) is saved in the record for ``batchops results``.
     """
-    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial, check)
+    args = (dataset_dirs, job_name, job_ids, output, expected_ids, partial, check, inputs)
     try:
         if scratch is not None:
             return _merge(*args, scratch)
@@ -371,13 +357,14 @@ def _merge(
     expected_ids: Iterable[str] | None,
     partial: bool,
     check: Callable[[bytes], str | None] | None,
+    inputs: InputsUsed | None,
     scratch: Scratch,
 ) -> ResultRecord:
     files = [d / name for d in dataset_dirs for name in (OUTPUT_FILE, ERRORS_FILE)]
     db = sqlite3.connect(scratch.path / f"{job_name}.merge.db")
     try:
         db.executescript(_MERGE_SCHEMA)
-        unreadable = _index(db, files)
+        unreadable = _index(db, files, runs_of(job_name))
         if check is not None:
             _reject(db, files, check)
         if expected_ids is not None:
@@ -385,7 +372,7 @@ def _merge(
             if partial:
                 _mark_unreached(db, job_ids[-1] if job_ids else "")
         counts = _counts(db, known_input=expected_ids is not None, unreadable=unreadable)
-        usage = _sum_usage(db)
+        usage, spend = _sum_usage(db), _sum_spend(db)
         gap = _problem(job_name, counts, partial=partial)
         if gap is not None:
             raise ResultsError(f"{gap}; nothing was written, the results on disk are unchanged")
@@ -396,7 +383,16 @@ def _merge(
     if (out.lines, err.lines) != (counts.succeeded, counts.failed):
         raise ResultsError(f"{job_name}: the merged files do not hold the rows merged; not written")
     stamps = _commit(out, output, scratch), _commit(err, errors_path(output), scratch)
-    record = ResultRecord(job_name, tuple(job_ids), *stamps, counts, partial=partial, usage=usage)
+    record = ResultRecord(
+        job_name,
+        tuple(job_ids),
+        *stamps,
+        counts,
+        partial=partial,
+        usage=usage,
+        inputs=inputs,
+        spend=spend,
+    )
     try:
         save_record(scratch.root, record)
     except sqlite3.Error as exc:  # the files are whole; unrecorded, they are fetched again
@@ -411,47 +407,53 @@ def _positions(ids: Iterable[str]) -> Iterator[tuple[str, int]]:
     return ((cid, pos) for pos, cid in enumerate(ids))
 
 
-def _index(db: sqlite3.Connection, files: Sequence[Path]) -> int:
+def _index(db: sqlite3.Connection, files: Sequence[Path], own: Callable[[str], bool]) -> int:
     """custom_id -> where its line is; files go in lineage order, so a later line replaces.
-    Returns how many non-blank result lines had no readable custom_id."""
+    ``own``: whether a line's ``job`` is one of this job's runs (a line naming no job is from
+    the lineage's own download). Returns how many non-blank result lines had no readable
+    custom_id."""
     unreadable = [0]
     for number, path in enumerate(files):
         ok = int(path.name == OUTPUT_FILE)
         spans = _line_spans(path, unreadable if ok else [0])
-        rows = ((cid, ok, number, start, size, *usage) for cid, start, size, usage in spans)
-        db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        rows = (
+            (cid, ok, number, start, size, *usage, job is None or own(job))
+            for cid, start, size, usage, job in spans
+        )
+        db.executemany("INSERT OR REPLACE INTO line VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     db.execute("DELETE FROM line WHERE ok = 0 AND cid IN (SELECT cid FROM line WHERE ok = 1)")
     return unreadable[0]
 
 
 _NO_USAGE = (None, None, None)
-_Span = tuple[str, int, int, tuple[int | None, int | None, int | None]]
+_Span = tuple[str, int, int, tuple[int | None, int | None, int | None], str | None]
 
 
 def _line_spans(path: Path, unreadable: list[int]) -> Iterator[_Span]:
-    """(custom_id, offset, length without the newline, usage) of each attributable line of a
-    file; other non-blank lines are counted in ``unreadable[0]``."""
+    """(custom_id, offset, length without the newline, usage, job) of each attributable line
+    of a file; other non-blank lines are counted in ``unreadable[0]``."""
     if not path.is_file():
         return
     offset = 0
     with path.open("rb") as fh:
         for raw in fh:
             line = raw.rstrip(b"\r\n")
-            cid, usage = _custom_id(line) if line.strip() else (None, _NO_USAGE)
-            if cid is not None:
-                yield cid, offset, len(line), usage
+            value = _row(line) if line.strip() else None
+            cid = value.get("custom_id") if value is not None else None
+            if value is not None and isinstance(cid, str):
+                job = value.get("job")
+                yield cid, offset, len(line), _usage(value), job if isinstance(job, str) else None
             elif line.strip():
                 unreadable[0] += 1
             offset += len(raw)
 
 
-def _custom_id(line: bytes) -> tuple[str | None, tuple[int | None, int | None, int | None]]:
+def _row(line: bytes) -> dict[str, Any] | None:
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return None, _NO_USAGE  # a torn or foreign line cannot be attributed; skip it
-    cid = value.get("custom_id") if isinstance(value, dict) else None
-    return (cid, _usage(value)) if isinstance(cid, str) else (None, _NO_USAGE)
+        return None  # a torn or foreign line cannot be attributed; skip it
+    return value if isinstance(value, dict) else None
 
 
 def _usage(row: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
@@ -478,11 +480,22 @@ def _int(value: Any) -> int | None:
 
 
 def _sum_usage(db: sqlite3.Connection) -> Usage | None:
+    """The usage of the answers merged (reused ones too): the expected output of a next run."""
     rows, pt, ct, cached = db.execute(
         "SELECT count(*), sum(pt), sum(ct), sum(coalesce(cached, 0)) FROM line "
         "WHERE ok = 1 AND pt IS NOT NULL AND ct IS NOT NULL"
     ).fetchone()
     return Usage(rows, pt, ct, cached) if rows else None
+
+
+def _sum_spend(db: sqlite3.Connection) -> Usage:
+    """What the job's own runs were billed for: every line of theirs that reports usage, the
+    answers responseFormat refused included; reused answers are another job's spend."""
+    rows, pt, ct, cached = db.execute(
+        "SELECT count(*), coalesce(sum(pt), 0), coalesce(sum(ct), 0), "
+        "coalesce(sum(cached), 0) FROM line WHERE own = 1 AND pt IS NOT NULL AND ct IS NOT NULL"
+    ).fetchone()
+    return Usage(rows, pt, ct, cached)
 
 
 def _reject(
@@ -540,7 +553,8 @@ def _mark_unreached(db: sqlite3.Connection, job: str) -> None:
     lines = ((cid, orjson.dumps({"custom_id": cid, **row})) for cid in cids)
     db.executemany("INSERT INTO unreached VALUES (?, ?)", lines)
     db.execute(
-        "INSERT INTO line (cid, ok, file, start, size) SELECT cid, 0, -2, 0, 0 FROM unreached"
+        "INSERT INTO line (cid, ok, file, start, size, own) "
+        "SELECT cid, 0, -2, 0, 0, 1 FROM unreached"
     )
 
 
@@ -649,6 +663,33 @@ def local_records(root: Path) -> dict[str, ResultRecord]:
         db.close()
     parsed = ((job, _parse_record(body)) for job, body in rows)
     return {job: record for job, record in parsed if record is not None}
+
+
+def local_record(root: Path, job_name: str) -> ResultRecord | None:
+    """One job's record (None: none, or damaged)."""
+    if not (state_dir(root) / "results.db").is_file():
+        return None
+    db = _records_db(root)
+    try:
+        row = db.execute("SELECT body FROM record WHERE job = ?", (job_name,)).fetchone()
+    finally:
+        db.close()
+    return _parse_record(row[0]) if row is not None else None
+
+
+def spend_added(before: ResultRecord | None, after: ResultRecord) -> Usage | None:
+    """What a merge added to a job's spend: its runs' usage not already in the record it
+    replaced (a row retry's merge adds the retried rows, not the whole job again)."""
+    new = after.spent_usage
+    old = before.spent_usage if before is not None else None
+    if new is None or old is None:
+        return new
+    return Usage(
+        max(new.rows - old.rows, 0),
+        max(new.prompt_tokens - old.prompt_tokens, 0),
+        max(new.completion_tokens - old.completion_tokens, 0),
+        max(new.cached_tokens - old.cached_tokens, 0),
+    )
 
 
 _RECORD = msgspec.json.Decoder(ResultRecord)

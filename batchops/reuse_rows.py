@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -36,6 +37,7 @@ from batchops.providers import OUTPUT_FILE, JobState, Provider, RemoteJob
 from batchops.reuse import Answer, ReuseIndex
 from batchops.rowid import DIGEST_SIZE, file_requests, request_prefix
 from batchops.scratch import Scratch
+from batchops.sources.conform import answer_check
 
 DERIVED_DIR = "derived"
 ROWS_DIR = "rows"  # request hashes of each dataset and job prefix (``_Requests``)
@@ -199,7 +201,22 @@ def _canary_sample(
     shown = [digests[cid] for cid in chosen[:3]]
     lines = (orjson.loads(line) for _, _, line in index.lines(shown))
     answers = tuple((str(row.get("custom_id")), str(row.get("text") or "")) for row in lines)
-    return CanarySample(input=derived, of=len(send), answers=answers)
+    sample = CanarySample(input=derived, of=len(send), answers=answers)
+    if decl.response_schema is None:
+        return sample
+    return _conformance(sample, decl.response_schema, [digests[cid] for cid in chosen], index)
+
+
+def _conformance(
+    sample: CanarySample, schema: Mapping[str, Any], hashes: list[bytes], index: ReuseIndex
+) -> CanarySample:
+    """The sample with its answered rows checked against the job's ``responseFormat``, as the
+    merge checks them: an answer that breaks it is a failed row of the canary."""
+    check = answer_check(dict(schema))
+    bad = [why for _, _, line in index.lines(hashes) if (why := check(line)) is not None]
+    if not bad:
+        return sample
+    return dataclasses.replace(sample, nonconforming=len(bad), violation=bad[0])
 
 
 def _base_of(

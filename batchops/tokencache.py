@@ -24,9 +24,20 @@ import msgspec
 
 from batchops import chunkpool
 from batchops.config import STATE_DIR, save_state_file
-from batchops.tokens import Counter, Template, content_text, counter_for, overhead, template_for
+from batchops.tokens import (
+    Counter,
+    Template,
+    content_text,
+    counter_for,
+    overhead,
+    prompt_parts,
+    template_for,
+)
 
 CACHE_FILE = Path(STATE_DIR, "cache", "tokens.json")
+# Bumped when a file's tally changes meaning: a cache of another version is counted again.
+# 2: a completion prompt that is a list counts as the local backend bills it (prompt_parts).
+CACHE_VERSION = 2
 BLOCK = 8 * 2**20
 
 
@@ -100,9 +111,11 @@ class _Row(msgspec.Struct, gc=False):
 _ROWS = msgspec.json.Decoder(_Row)
 
 
-def _texts(rows: list[_Row]) -> tuple[list[str], int]:
+def _texts(rows: list[_Row]) -> tuple[list[str], int, int]:
+    """The rows' texts, their messages, and their tokens beyond both (``tokens.prompt_parts``:
+    a prompt that is a list), as ``tokens.request_tokens`` counts one request."""
     texts: list[str] = []
-    messages = 0
+    messages = extra = 0
     for row in rows:
         body = row.body
         if body.messages is not None:
@@ -110,7 +123,11 @@ def _texts(rows: list[_Row]) -> tuple[list[str], int]:
             messages += len(body.messages)
         elif isinstance(body.prompt, str):
             texts.append(body.prompt)
-    return texts, messages
+        else:
+            parts, more = prompt_parts(body.prompt)
+            texts += parts
+            extra += more
+    return texts, messages, extra
 
 
 def _blocks(path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -140,12 +157,12 @@ def count_file(
     total = Tally()
     for block in _blocks(path, start, end):
         rows = _ROWS.decode_lines(block)
-        texts, messages = _texts(rows)
+        texts, messages, extra = _texts(rows)
         if batched:
             tokens = sum(counter.count_batch(texts)) if texts else 0
         else:
             tokens = sum(counter.count(t) for t in texts)
-        total += Tally(len(rows), messages, tokens)
+        total += Tally(len(rows), messages, tokens + extra)
     return total
 
 
@@ -212,7 +229,9 @@ class TokenCache:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        counts = data.get("counts") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+            return {}
+        counts = data.get("counts")
         return counts if isinstance(counts, dict) else {}
 
     def get(self, sha256: str, counter: str) -> Tally | None:
@@ -228,7 +247,7 @@ class TokenCache:
     def save(self) -> None:
         if not self._dirty:
             return
-        body = json.dumps({"version": 1, "counts": self.entries}, sort_keys=True)
+        body = json.dumps({"version": CACHE_VERSION, "counts": self.entries}, sort_keys=True)
         save_state_file(self.path, body, root=self.root, prefix=".tokens-")
         self._dirty = False
 

@@ -268,10 +268,25 @@ def content_text(content: Any) -> str:
 
 @dataclass(frozen=True)
 class Texts:
-    """What one request sends: its texts and how many messages wrap them (0: a completion)."""
+    """What one request sends: its texts and how many messages wrap them (0: a completion), and
+    tokens beyond them and the template's (``prompt_parts``)."""
 
     texts: Sequence[str]
     messages: int
+    extra: int = 0
+
+
+def prompt_parts(prompt: Any) -> tuple[list[str], int]:
+    """A completion prompt's texts, and its tokens beyond them and the one BOS a row is counted
+    with: a list of strings is that many prompts (a BOS each), a list of token IDs counts one
+    token per ID (no BOS), anything else is its text."""
+    if isinstance(prompt, str):
+        return [prompt], 0
+    if isinstance(prompt, list):
+        if all(isinstance(p, str) for p in prompt):
+            return list(prompt), len(prompt) * COMPLETION.start - COMPLETION.start
+        return [], len(prompt) - COMPLETION.start
+    return [str(prompt)], 0
 
 
 def request_texts(body: Any) -> Texts:
@@ -281,8 +296,8 @@ def request_texts(body: Any) -> Texts:
     if isinstance(messages, list):
         texts = [content_text(m.get("content")) for m in messages if isinstance(m, dict)]
         return Texts(texts, len(texts))
-    prompt = body.get("prompt")
-    return Texts([prompt] if isinstance(prompt, str) else [], 0)
+    texts, extra = prompt_parts(body.get("prompt"))
+    return Texts(texts, 0, extra)
 
 
 def overhead(template: Template, *, rows: int, messages: int) -> int:
@@ -296,7 +311,7 @@ def request_tokens(body: Any, model: str) -> int:
     """One request's input tokens, as the provider bills them (what the local engines report)."""
     texts = request_texts(body)
     counted = sum(counter_for(model).count_batch(list(texts.texts))) if texts.texts else 0
-    return counted + overhead(template_for(model), rows=1, messages=texts.messages)
+    return counted + texts.extra + overhead(template_for(model), rows=1, messages=texts.messages)
 
 
 def count_many(counter: Counter, texts: Iterable[str]) -> int:

@@ -1,100 +1,197 @@
 """Joining results to their inputs: 1,000,000 result rows to their rendered inputs, written as CSV.
 
-    python bench/results_join.py [--rows 1000000]
+    python bench/results_join.py [--rows 1000000] [--rounds 5]
 
-The inputs are a rendered dataset's ``inputs.jsonl`` (four source columns per row) and the
-results a merged results file plus its errors file (1% failed rows), in a shuffled order as
-Fireworks returns them. Reports rows per second and the peak RSS growth of the join (goal: at
-most 100 MB whatever the row count), measured from the RSS just before the join starts.
+A project as a user has it after ``batchops apply``: a dataset rendered from a CSV (four columns
+per row), and a job's results merged by ``batchops.results.merge_lineage`` from a results file
+and an errors file (1% failed rows) that came back in a shuffled order, with its record. Each of
+``--rounds`` rounds runs, in an order that rotates, the join in process (``Joined`` streamed to
+a CSV file) and ``batchops results bench -o csv --out FILE`` in a fresh process (end to end:
+start-up, manifest load, the cached render, the join, the write); the median rows per second of
+each is reported. Peak RSS growth (goal, issue 12: at most 100 MB whatever the row count): in
+process, the peak during the join over the RSS just before it (the kernel's high-water mark is
+reset first, so the setup's peak does not count); end to end, the command's peak over its peak
+on a project of 1,000 rows. The largest growth of the rounds is reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchlib import BATCHOPS, load, machine, rotated
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from batchops.datasets import iter_custom_ids
+from batchops.layout import errors_path
+from batchops.manifest import load_desired
+from batchops.providers import ERRORS_FILE, OUTPUT_FILE
+from batchops.results import merge_lineage
+from batchops.sources import render_all
 from batchops.sources.join import JobResults, Joined, input_rows
+from batchops.sources.kept import keep_inputs
 from batchops.sources.writers import chunks
+from batchops.stamps import InputsUsed, inputs_used
+
+MANIFEST = """\
+apiVersion: batchops/v1
+kind: Dataset
+metadata: {name: bench}
+spec:
+  source: {path: data/products.csv, idColumn: sku}
+  template: {prompt: "Describe {{ product }} in a {{ tone }} tone; it costs {{ price }}."}
+---
+apiVersion: batchops/v1
+kind: BatchInferenceJob
+metadata: {name: bench}
+spec:
+  model: accounts/fireworks/models/m
+  inputDataset: bench
+  output: {path: results/bench.jsonl}
+"""
 
 
-def rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
 
-def make_files(folder: Path, rows: int) -> tuple[Path, JobResults]:
-    """A rendered dataset's rows.jsonl + inputs.jsonl and a job's results, streamed to disk."""
-    dataset = folder / ".batchops/rendered/bench/0123abcd"
-    dataset.mkdir(parents=True)
-    rng = random.Random(3)
-    with (dataset / "inputs.jsonl").open("w") as inputs, (dataset / "rows.jsonl").open("w") as ds:
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its RSS now (Linux 4.0+)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def make_project(root: Path, rows: int) -> Path:
+    """The project of the module docstring; returns the rendered dataset's rows.jsonl."""
+    (root / "jobs/data").mkdir(parents=True)
+    (root / "jobs/bench.yaml").write_text(MANIFEST)
+    with (root / "jobs/data/products.csv").open("w") as fh:
+        fh.write("sku,product,tone,price\n")
         for i in range(rows):
-            row = {
-                "sku": f"sku-{i:07d}",
-                "product": f"Product {i}",
-                "tone": "warm",
-                "price": f"{i % 500}.99",
-            }
-            inputs.write(json.dumps({"custom_id": row["sku"], "row": row}) + "\n")
-            ds.write(json.dumps({"custom_id": row["sku"], "body": {"prompt": "p"}}) + "\n")
+            fh.write(f"sku-{i:07d},Product {i},warm,{i % 500}.99\n")
+    desired = load_desired([root / "jobs"], root=root)
+    (artifact,) = render_all(desired, root=root).values()
+    download = root / "download"
+    download.mkdir()
     order = list(range(rows))
-    rng.shuffle(order)  # answers come back in another order than asked
-    out, err = folder / "results.jsonl", folder / "results.errors.jsonl"
-    with out.open("w") as ok, err.open("w") as bad:
+    random.Random(3).shuffle(order)  # answers come back in another order than asked
+    with (download / OUTPUT_FILE).open("w") as ok, (download / ERRORS_FILE).open("w") as bad:
         for i in order:
             cid = f"sku-{i:07d}"
             if i % 100 == 0:
                 bad.write(json.dumps({"custom_id": cid, "error": {"message": "timeout"}}) + "\n")
                 continue
-            response = {
-                "choices": [
-                    {
-                        "message": {"role": "assistant", "content": f"Answer {i}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 40, "completion_tokens": 30},
-            }
-            ok.write(json.dumps({"custom_id": cid, "response": response}) + "\n")
+            usage = {"input_tokens": 40, "output_tokens": 30}
+            line = {"custom_id": cid, "text": f"Answer {i}", "finish_reason": "stop"}
+            ok.write(json.dumps({**line, "usage": usage, "error": None}) + "\n")
     del order
-    return dataset / "rows.jsonl", JobResults("bench", out, err)
+    kept = keep_inputs(root, "bench", [artifact])
+    used = inputs_used([artifact], lambda _f, _st: "")
+    merge_lineage(
+        [download],
+        job_name="bench",
+        job_ids=["bench-1"],
+        output=root / "results/bench.jsonl",
+        expected_ids=iter_custom_ids([artifact]),
+        root=root,
+        inputs=InputsUsed(used.files, str(kept) if kept else None),
+    )
+    return artifact
+
+
+def in_process(root: Path, artifact: Path) -> tuple[float, float]:
+    """(seconds, peak RSS growth in MB) of the join streamed to a CSV file."""
+    output = root / "results/bench.jsonl"
+    job = JobResults("bench", output, errors_path(output))
+    reset = _reset_peak()
+    before = _status_mb("VmRSS")
+    start = time.perf_counter()
+    with (
+        Joined(input_rows([artifact]), [job], tmp_dir=root / ".batchops/tmp") as joined,
+        (root / "joined.csv").open("wb") as out,
+    ):
+        for chunk in chunks("csv", joined.columns, joined.rows()):
+            out.write(chunk)
+    seconds = time.perf_counter() - start
+    if reset:
+        peak = _status_mb("VmHWM")
+    else:  # the process's peak ever: the setup's may hide the join's
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return seconds, peak - before
+
+
+def end_to_end(root: Path) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of ``batchops results`` in a fresh process."""
+    argv = [*BATCHOPS, "results", "bench", "-o", "csv", "--out", "cli.csv"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.stderr is not None
+    if proc.returncode != 0:
+        raise SystemExit(f"batchops results failed: {proc.stderr.read().decode()[-2000:]}")
+    proc.stderr.close()
+    return seconds, usage.ru_maxrss / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        dataset, job = make_files(folder, args.rows)
-        before = rss_mb()
-        start = time.perf_counter()
-        written = 0
-        with (
-            Joined(input_rows([dataset]), [job], tmp_dir=folder / "tmp") as joined,
-            (folder / "joined.csv").open("wb") as out,
-        ):
-            for chunk in chunks("csv", joined.columns, joined.rows()):
-                out.write(chunk)
-                written += len(chunk)
-        seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        root, small = Path(tmp, "big"), Path(tmp, "small")
+        artifact = make_project(root, args.rows)
+        make_project(small, 1_000)
+        end_to_end(root)  # warm: the page cache, as a user's second look
+        small_peak = min(end_to_end(small)[1] for _ in range(3))
+        sides = ["in process", "end to end"]
+        seconds: dict[str, list[float]] = {s: [] for s in sides}
+        growth: dict[str, list[float]] = {s: [] for s in sides}
+        for r in range(args.rounds):
+            for side in rotated(sides, r):
+                if side == "in process":
+                    took, grew = in_process(root, artifact)
+                else:
+                    took, peak = end_to_end(root)
+                    grew = peak - small_peak
+                seconds[side].append(took)
+                growth[side].append(grew)
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{s} {args.rows / seconds[s][-1]:,.0f} rows/s" for s in sides)
+                + f"; {load()}",
+                flush=True,
+            )
+        size = (root / "cli.csv").stat().st_size / 2**20
         print(
-            f"joined {args.rows:,} rows in {seconds:.1f} s: {args.rows / seconds:,.0f} rows/s, "
-            f"{written / 2**20:.0f} MiB of CSV"
+            f"\n{args.rows:,} result rows (1% failed) joined to their inputs, {size:.0f} MiB of "
+            f"CSV; median of {args.rounds} rounds; machine: {machine()}; {load()}"
         )
-        print(f"peak RSS growth: {peak - before:.1f} MB (RSS before the join {before:.1f} MB)")
+        for side in sides:
+            rate = args.rows / statistics.median(seconds[side])
+            print(
+                f"  {side:11s} {rate:>10,.0f} rows/s  peak RSS growth {max(growth[side]):.1f} MB"
+                + (" (over 1,000 rows)" if side == "end to end" else "")
+            )
 
 
 if __name__ == "__main__":

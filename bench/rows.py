@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from batchops.identity import dataset_id
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
 from batchops.manifest import load_desired
@@ -140,6 +141,7 @@ def main() -> None:
             print(f"first apply of {rows:,} rows: {time.perf_counter() - start:.1f} s")
 
             paths = write(repo, rows, edited=edited, reuse=False)
+            timed_plan(paths, repo, provider)  # untimed: both plans below find it validated
             whole, t_whole = timed_plan(paths, repo, provider)
             paths = write(repo, rows, edited=edited)
             reuse, t_reuse = timed_plan(paths, repo, provider)
@@ -190,26 +192,29 @@ def retries(root: Path, rows: int) -> None:
         submitted = 0
         permanent_again = 0
         for job in client.list_jobs():
-            ds = inputs[(job.input_dataset_id or "").rsplit("/", 1)[-1]]
-            submitted += int(ds.example_count or 0)
+            ds_id = (job.input_dataset_id or "").rsplit("/", 1)[-1]
+            submitted += int(inputs[ds_id].example_count or 0)
             if job.name and "-t" in job.name.rsplit("/", 1)[-1]:
-                permanent_again += _invalid_rows(repo, ds.name or "")
-        answered = sum(1 for _ in (repo / "results" / "j.jsonl").open())
+                permanent_again += _invalid_rows(repo, ds_id)
+        answered = {json.loads(line)["custom_id"] for line in (repo / "results" / "j.jsonl").open()}
         failed = sum(1 for _ in (repo / "results" / "j.errors.jsonl").open())
-        transient = sum(1 for i in range(rows) if marker(i, True) == " __transient__")
-        print(f"row retries, {rows:,} rows ({transient:,} transient, {failed:,} permanent):")
+        transient = {f"r{i}" for i in range(rows) if marker(i, True) == " __transient__"}
+        print(f"row retries, {rows:,} rows ({len(transient):,} transient, {failed:,} permanent):")
         print(
-            f"  answered {answered:,}, failed {failed:,}; rows submitted {submitted:,} = "
-            f"{submitted / rows:.3f}x (goal <= 1.06x); permanent rows sent again: "
-            f"{permanent_again} (goal 0)"
+            f"  answered {len(answered):,} (transient rows answered: "
+            f"{len(transient & answered):,} of {len(transient):,}), failed {failed:,}; rows "
+            f"submitted {submitted:,} = {submitted / rows:.3f}x (goal <= 1.06x); permanent rows "
+            f"sent again: {permanent_again} (goal 0)"
         )
 
 
-def _invalid_rows(repo: Path, dataset: str) -> int:
-    """Rows with the permanent marker in a derived dataset a retry read (from .batchops/)."""
+def _invalid_rows(repo: Path, input_id: str) -> int:
+    """Rows with the permanent marker in the input of a retry: the derived dataset (under
+    ``.batchops/derived/``, named by its sha256) whose dataset ID is the job's input."""
     count = 0
     for path in (repo / ".batchops" / "derived").glob("*.jsonl"):
-        count += sum("__invalid__" in line for line in path.open())
+        if dataset_id(PROJECT, "p", path.stem) == input_id:
+            count += sum("__invalid__" in line for line in path.open())
     return count
 
 

@@ -190,6 +190,22 @@ def test_template_syntax_and_runtime_errors_point_at_the_template(root: Path) ->
     ]
 
 
+def test_an_unknown_filter_is_a_located_problem_not_a_crash(root: Path) -> None:
+    """Jinja2 finds an unknown filter or test when it compiles, not when it parses: every
+    template, file or inline, and the where expression, say so at their own line."""
+    (root / "jobs/t.j2").write_text("line one\n{{ product | nosuchfilter }}\n")
+    manifest = CHAT.replace("{{ tone }}", "{{ tone is nosuchtest }}").replace(
+        "idColumn: sku", 'idColumn: sku, where: "tone | nosuch"'
+    )
+    manifest = manifest.replace("content: You write short reviews.", "contentFile: t.j2")
+    write(root, manifest)
+    assert problems(root) == [
+        "jobs/reviews.yaml:5:60: where: syntax error: No filter named 'nosuch'.",
+        "jobs/reviews.yaml:12:11: template syntax error: No test named 'nosuchtest'.",
+        "jobs/t.j2:2:1: template syntax error: No filter named 'nosuchfilter'.",
+    ]
+
+
 def test_sandbox_refuses_python_internals(root: Path) -> None:
     write(
         root,
@@ -208,7 +224,7 @@ def test_id_column_and_where_mistakes(root: Path) -> None:
     write(root, manifest)
     assert problems(root) == [
         "jobs/reviews.yaml:5:47: idColumn 'skus' is not a column; did you mean 'sku'?",
-        "jobs/reviews.yaml:5:60: where: template uses undefined variable 'tonne'; "
+        "jobs/reviews.yaml:5:61: where: template uses undefined variable 'tonne'; "
         "did you mean 'tone'?",
     ]
 
@@ -378,3 +394,34 @@ def test_rendered_row_bytes_are_orjson_of_the_row(roles: list[str], texts: list[
     template, used = _line_template(False, [None])
     expected = orjson.dumps({"custom_id": "c", "body": {"prompt": texts[0]}})
     assert template % (orjson.dumps("c"), *map(orjson.dumps, texts[:used])) == expected
+
+
+def test_a_quoted_template_or_where_is_located_at_the_name_not_at_its_quote(root: Path) -> None:
+    """Double-quoted, single-quoted and plain scalars: the column is that of the unknown name
+    itself (the quote is not part of the template)."""
+    manifest = CHAT.replace("idColumn: sku}", "idColumn: sku, where: \"tonne == 'x'\"}").replace(
+        "        content: You write short reviews.\n",
+        '        content: "Be {{ tonne }}."\n'
+        "      - role: user\n"
+        "        content: 'Of {{ prodct }}.'\n"
+        "      - role: user\n"
+        "        content: On {{ skuu }}.\n",
+    )
+    write(root, manifest)
+    lines = manifest.splitlines()
+
+    def col(line: int, name: str) -> int:
+        return lines[line - 1].index(name) + 1
+
+    found = problems(root)
+    where = [p for p in found if "where:" in p]
+    assert where == [
+        f"jobs/reviews.yaml:5:{col(5, 'tonne')}: where: template uses undefined variable "
+        "'tonne'; did you mean 'tone'?"
+    ]
+    located = {p.split(": template")[0] for p in found if "where:" not in p}
+    assert located == {
+        f"jobs/reviews.yaml:9:{col(9, 'tonne')}",
+        f"jobs/reviews.yaml:11:{col(11, 'prodct')}",
+        f"jobs/reviews.yaml:13:{col(13, 'skuu')}",
+    }

@@ -297,6 +297,24 @@ def test_response_format_manifest_rules(project: Path) -> None:
     assert job.inference_parameters["extraBody"]["response_format"]["json_schema"]["name"] == "a"
 
 
+def test_a_parquet_table_without_pyarrow_is_a_manifest_error(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by validate, before the job runs, not when its first merge cannot write it."""
+    import sys
+
+    manifest = MANIFEST.replace("table: {format: csv,", "table: {format: parquet,")
+    (project / "jobs/m.yaml").write_text(manifest)
+    assert len(load_desired([project / "jobs"], root=project).jobs) == 2  # installed: fine
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(InvalidInputError) as caught:
+        load_desired([project / "jobs"], root=project)
+    assert [str(d) for d in caught.value.diagnostics] == [
+        "jobs/m.yaml:22:21: writing Parquet needs pyarrow: pip install 'batchops[parquet]' "
+        "(or pip install pyarrow)"
+    ]
+
+
 def test_watch_passes_render_sources_and_watch_their_tables(
     project: Path, client: FireworksClient
 ) -> None:
@@ -323,3 +341,103 @@ def test_a_join_that_fails_leaves_no_index_behind(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="torn input"):
         Joined(torn(), [job], tmp_dir=tmp_path / "tmp")
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_results_join_the_rows_the_job_ran_with(
+    project: Path, client: FireworksClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table changed after the job ran: `results` joins the answers to the rows that asked
+    them (kept when they were merged), says so, and never pairs an answer with a changed row.
+    The next merge joins the new rows, and the old kept copy goes."""
+    converge(project, client)
+    (project / "jobs/data/products.csv").write_text(
+        "sku,product,price\np1,Induction wok,30\np3,Fan,12\np4,Lamp,9\n"
+    )
+    capsys.readouterr()
+    assert main(["results", "b", "-o", "csv", "--columns", "product"]) == 0
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["custom_id"], r["product"]) for r in rows] == [
+        ("p1", "Kettle"),
+        ("p2", "Toaster"),
+        ("p3", "Fan"),
+    ]
+    assert all('"product": "%s"' % r["product"] in r["answer"] for r in rows)  # noqa: UP031
+    assert (
+        "note: dataset 'prices' changed since b's results were merged; showing the rows it ran with"
+    ) in err
+    # A table being edited that does not render now still shows the results of what ran.
+    table = (project / "jobs/data/products.csv").read_text()
+    (project / "jobs/data/products.csv").write_text("sku,product,price\np1,,30\n")
+    assert main(["results", "b", "-o", "csv", "--columns", "product"]) == 0
+    out, err = capsys.readouterr()
+    assert [r["product"] for r in csv.DictReader(io.StringIO(out))] == ["Kettle", "Toaster", "Fan"]
+    assert "note: dataset 'prices' cannot be rendered as it is now; showing the rows b ran" in err
+    (project / "jobs/data/products.csv").write_text(table)
+    converge(project, client)
+    capsys.readouterr()
+    assert main(["results", "b", "-o", "csv", "--columns", "product"]) == 0
+    out, err = capsys.readouterr()
+    assert [r["product"] for r in csv.DictReader(io.StringIO(out))] == [
+        "Induction wok",
+        "Fan",
+        "Lamp",
+    ]
+    assert err == ""
+    assert len(list((project / ".batchops/inputs/b").iterdir())) == 1
+
+
+def test_results_of_a_changed_hand_written_dataset_say_so_and_drop_no_answer(
+    project: Path, client: FireworksClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = '{"custom_id": "%s", "body": {"prompt": "%s"}}\n'
+    (project / "jobs/data/hand.jsonl").write_text(line % ("h1", "one") + line % ("h2", "two"))
+    (project / "jobs/h.yaml").write_text(
+        "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: hand}\n"
+        "spec: {path: data/hand.jsonl}\n---\n"
+        "apiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: h}\n"
+        "spec: {model: accounts/fireworks/models/m, inputDataset: hand}\n"
+    )
+    converge(project, client)
+    (project / "jobs/data/hand.jsonl").write_text(line % ("h2", "two"))
+    capsys.readouterr()
+    assert main(["results", "h", "-o", "csv"]) == 0
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["custom_id"], r["prompt"], r["answer"]) for r in rows] == [
+        ("h2", "two", "two"),
+        ("h1", "", "one"),  # its row is gone: the answer is still shown, without a prompt
+    ]
+    assert "note: dataset 'hand' changed since h's results were merged" in err
+    assert "note: 1 answer(s) to rows the input no longer holds: listed last" in err
+    # Side by side with a job on another dataset: its answers are not silently dropped.
+    assert main(["results", "b", "h", "-o", "csv", "--columns", "product"]) == 0
+    out, err = capsys.readouterr()
+    assert [r["custom_id"] for r in csv.DictReader(io.StringIO(out))] == [
+        "p1",
+        "p2",
+        "p3",
+        "h1",
+        "h2",
+    ]
+    assert "note: h answered dataset 'hand', not that of b" in err
+
+
+def test_a_table_column_the_input_does_not_have_is_a_problem_before_anything_is_sent(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelled ``output.table.columns`` entry would drop the column from every table
+    silently; it is a problem at the job's manifest, with every other, and nothing is sent."""
+    from batchops.cli import main
+
+    manifest = MANIFEST.replace("columns: [product]}", "columns: [product, prise]}")
+    (project / "jobs/m.yaml").write_text(manifest)
+    problem = (
+        "jobs/m.yaml:10:1: a: spec.output.table.columns[1]: 'prise' is not a column of dataset "
+        "'prices'; did you mean 'price'? (its columns: price, product, sku)"
+    )
+    for command in (["validate"], ["apply", "--local", "-y"]):
+        code = main(command)
+        shown = capsys.readouterr()
+        assert code == 1 and problem in shown.out + shown.err, shown
+    assert not list(project.glob("results/*"))  # nothing ran

@@ -3,15 +3,17 @@
 With ``--wait`` it keeps passing (sleeping on a stop event between passes) until every declared job
 has finished and its results are on disk, or ``--timeout`` runs out. ``apply PLANFILE`` applies a
 plan saved by ``plan --out`` only if the world still looks as it did then (else StalePlanError).
+Every pass that sends rows shows what they cost first (a later pass of ``--wait``: a pipeline's
+next stage, a retry, a resume), and a budget refuses it before anything of it is sent.
 Exit codes: 0 converged or progressing, 1 error, 3 a declared job failed, has more failed rows
-than its spec.maxFailedRows, or expired for good, 130 interrupted.
+than its spec.maxFailedRows, or expired for good, 4 refused by a budget (nothing of that pass
+sent), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -23,34 +25,31 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from batchops.apply import NullReporter, SkippedError
+from batchops.apply import NullReporter
+from batchops.cli.apply_output import Printer, states_text
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
     describe_backend,
     open_provider,
     project_of,
-    remote_title,
     root_of,
     settings_from_args,
 )
-from batchops.cli.common import append_step_summary, duration, positive_int
-from batchops.cli.confirm import ApplyGate, NotConfirmedError, ask_terminal
+from batchops.cli.common import duration, positive_int
 from batchops.cli.plan import add_pass_flags, money_options, pass_options, selector_of
+from batchops.cli.reporters import reporter_for
 from batchops.config import ProjectConfig, Settings
 from batchops.errors import (
-    EXIT_ERROR,
     EXIT_INTERRUPTED,
-    EXIT_JOB_FAILED,
-    EXIT_OK,
     EXIT_TERMINATED,
     BatchopsError,
+    BudgetError,
     ConfigError,
     DeadlineExceededError,
     Terminated,
 )
 from batchops.manifest.select import Selector
-from batchops.plan import Action, Kind, Plan
 from batchops.reconcile import (
     Inputs,
     PassOptions,
@@ -59,17 +58,6 @@ from batchops.reconcile import (
     load_inputs,
     run_pass,
 )
-from batchops.render.canary import canary_markdown
-from batchops.render.failures import failure_annotations, failure_lines, failures_markdown
-from batchops.render.plan import (
-    SYMBOLS,
-    action_line,
-    errors_markdown,
-    plan_markdown,
-    plan_text,
-    summary_line,
-)
-from batchops.textsafe import inert, json_text, md_text
 
 # Seconds between passes under --wait: the local backend finishes in seconds, while Fireworks jobs
 # take minutes to hours and every pass costs two list calls.
@@ -126,69 +114,6 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-class LineReporter(NullReporter):
-    """One line per finished action (stderr for errors, and for everything when stdout carries
-    JSON); progress bars are rich's job on a TTY. Workers call it from several threads: each line
-    is one write under a lock (``print`` writes the text and the newline apart, so two threads'
-    lines could share one)."""
-
-    _write_lock = threading.Lock()
-
-    def __init__(self, *, to_stderr: bool = False) -> None:
-        self.to_stderr = to_stderr
-
-    def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        stream = sys.stderr if error or self.to_stderr else sys.stdout
-        with self._write_lock:
-            stream.write(_finished_text(action, error) + "\n")
-            stream.flush()
-
-
-class RichReporter(LineReporter):
-    """LineReporter plus a progress bar per upload or download, when stdout is a terminal. The
-    live display starts with the first transfer, after any confirmation prompt."""
-
-    def __init__(self) -> None:
-        from rich.progress import Progress
-
-        super().__init__()
-        self._progress = Progress(transient=True)
-        self._tasks: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._started = False
-
-    def __enter__(self) -> RichReporter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._started:
-            self._progress.stop()
-
-    def transfer_progress(self, action: Action, done_bytes: int, total_bytes: int) -> None:
-        key = f"{action.kind}:{action.resource.remote_id}"
-        with self._lock:
-            if not self._started:
-                self._progress.start()
-                self._started = True
-            if key not in self._tasks:
-                from rich.markup import escape
-
-                label = escape(f"{SYMBOLS[action.kind]} {inert(action.resource.name)}")
-                self._tasks[key] = self._progress.add_task(label, total=total_bytes or None)
-            self._progress.update(self._tasks[key], completed=done_bytes)
-
-    def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        self._progress.console.print(_finished_text(action, error), markup=False, highlight=False)
-
-
-def _finished_text(action: Action, error: BatchopsError | None) -> str:
-    r = action.resource
-    where = f"{r.kind} {inert(r.name)} [{inert(r.remote_id)}]"
-    if error is None:
-        return f"  ✓ {SYMBOLS[action.kind]} {where}"
-    return f"  ✗ {where}: {inert(error)}"
-
-
 @dataclass
 class _Run:
     paths: list[Path]
@@ -206,13 +131,13 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_inputs(job.paths, root=root, project_file=settings.project_file)  # nothing sent
     stop = threading.Event()
     backend = describe_backend(settings, root)
-    printer = _Printer(args, settings, saved=job.saved is not None, backend=backend)
+    printer = Printer(args, settings, saved=job.saved is not None, backend=backend)
     json_output = args.output == "json"
     try:
         with (
             _interrupt_sets(stop),
             open_provider(settings, root=root) as provider,
-            _reporter(json_output=json_output) as rep,
+            reporter_for(json_output=json_output) as rep,
         ):
             if args.poll_interval is None:
                 remote = backend["kind"] == "fireworks"
@@ -316,255 +241,13 @@ def _interrupt_sets(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-@contextmanager
-def _reporter(*, json_output: bool) -> Iterator[NullReporter]:
-    if sys.stdout.isatty() and not json_output:
-        with RichReporter() as rich_reporter:
-            yield rich_reporter
-    else:
-        yield LineReporter(to_stderr=json_output)
-
-
-class _Outcomes(NullReporter):
-    """Passes every report on, and keeps (pass, action, error) for the JSON document."""
-
-    def __init__(self, inner: NullReporter, printer: _Printer) -> None:
-        self.inner, self.printer = inner, printer
-        self.lock = threading.Lock()
-
-    def action_started(self, action: Action) -> None:
-        self.inner.action_started(action)
-
-    def transfer_progress(self, action: Action, done_bytes: int, total_bytes: int) -> None:
-        self.inner.transfer_progress(action, done_bytes, total_bytes)
-
-    def action_finished(self, action: Action, error: BatchopsError | None) -> None:
-        with self.lock:
-            self.printer.outcomes.append((self.printer.passes, action, error))
-        self.inner.action_finished(action, error)
-
-
-class _Printer:
-    """Prints each pass's plan (the first whole, later ones only when they change something),
-    asks for consent before deletions and replacements, and keeps what was done for the end."""
-
-    def __init__(
-        self, args: argparse.Namespace, settings: Settings, *, saved: bool, backend: dict[str, str]
-    ) -> None:
-        self.json = args.output == "json"
-        self.backend_json = backend
-        self.backend = backend["text"]
-        self.remote = remote_title(backend)
-        self.summary_file = settings.step_summary
-        self.annotate = settings.github_actions
-        self.passes = 0
-        self.last_line = ""
-        self.submitted = 0  # jobs created, replaced, retried or resumed over every pass
-        self.reported: set[tuple[Kind, str]] = set()  # failures printed by a later pass
-        self.first_plan: Plan | None = None
-        self.last_plan: Plan | None = None
-        self.outcomes: list[tuple[int, Action, BatchopsError | None]] = []
-        self.gate = ApplyGate(
-            auto_approve=args.auto_approve, saved_plan=saved, show=self._show, ask=self._ask
-        )
-
-    def on_result(self, result: PassResult) -> None:
-        done = result.applied.done if result.applied else []
-        self.submitted += sum(a.kind in _SUBMITS for a in done)
-
-    def log(self, reporter: NullReporter) -> _Outcomes:
-        return _Outcomes(reporter, self)
-
-    def _show(self, plan: Plan) -> None:
-        if self.json:  # text mode printed it already
-            print(plan_text(plan, remote=self.remote), file=sys.stderr, flush=True)
-
-    def _ask(self, question: str) -> str:
-        return ask_terminal(question, stream_out=not self.json)
-
-    def in_flight(self) -> list[str]:
-        """Declared jobs submitted or still running when we stopped."""
-        names = {a.resource.name for _, a, e in self.outcomes if e is None and a.kind in _SUBMITS}
-        if self.last_plan is not None:
-            names |= {a.resource.name for a in self.last_plan.actions if a.kind is Kind.WAIT}
-        return sorted(names)
-
-    def on_plan(self, plan: Plan) -> None:
-        self._print_plan(plan)
-        try:
-            self.gate.check(plan)
-        except NotConfirmedError as exc:
-            if self.summary_file:  # the summary showed the plan: say it was not applied
-                append_step_summary(
-                    self.summary_file,
-                    f"#### batchops apply: not applied, exit 1\n{errors_markdown([str(exc)])}",
-                )
-            raise
-
-    def _print_plan(self, plan: Plan) -> None:
-        self.passes += 1
-        self.first_plan = self.first_plan or plan
-        self.last_plan = plan
-        if self.passes == 1 and self.summary_file:
-            markdown = plan_markdown(plan, title="batchops apply", backend=self.backend)
-            append_step_summary(self.summary_file, markdown)
-        if self.json:
-            return
-        if self.passes == 1:
-            # The backend is named when something is to happen; "No changes." stays one line.
-            print(
-                plan_text(plan, backend=self.backend if plan.actions else None, remote=self.remote),
-                flush=True,
-            )
-            self.reported = {(a.kind, a.resource.remote_id) for a in plan.actions}
-            self.last_line = summary_line(plan)  # plan_text's last line
-            return
-        for action in plan.actions:
-            if action.is_change or self._newly_failed(action):
-                print(action_line(action), flush=True)
-        line = summary_line(plan)
-        if line != self.last_line:
-            print(line, flush=True)
-            self.last_line = line
-
-    def _newly_failed(self, action: Action) -> bool:
-        """A job that failed while --wait waited shows at once, with the server's reason."""
-        key = (action.kind, action.resource.remote_id)
-        if action.kind not in (Kind.FAILED, Kind.EXPIRED) or key in self.reported:
-            return False
-        self.reported.add(key)
-        return True
-
-    def finish(self, result: PassResult, args: argparse.Namespace) -> int:
-        code = _exit_code(result)
-        errors = [inert(e) for e in result.errors]
-        for message in errors:
-            print(f"error: {message}", file=sys.stderr)
-        for line in failure_lines(result.plan, result.row_failures):  # inert already
-            print(line, file=sys.stderr)
-        if self.annotate and (notes := failure_annotations(result.plan, result.row_failures)):
-            print(notes, file=sys.stderr, flush=True)
-        for name, record in sorted((result.applied.records if result.applied else {}).items()):
-            if record.counts.nonconforming:  # responseFormat: failed rows the server called done
-                print(
-                    f"{inert(name)}: {record.counts.nonconforming} answer(s) did not match "
-                    f"responseFormat; see {inert(os.path.relpath(record.errors.path))}",
-                    file=sys.stderr,
-                )
-        if self.json:
-            print(json_text(self._result_json(result, code), indent=2))
-        elif result.plan.has_changes or not result.converged or _failures(result):
-            print(_outcome_line(result, wait=args.wait, submitted=self.submitted), flush=True)
-        if self.summary_file:
-            append_step_summary(self.summary_file, _apply_markdown(result, code))
-        return code
-
-    def _result_json(self, result: PassResult, code: int) -> dict[str, Any]:
-        """One document for the whole run: the plan as first made, every action executed (in
-        every pass) with its outcome, and where each declared job ended up."""
-        from batchops.render.plan import action_json, plan_json
-
-        applied = [
-            {
-                **action_json(a),
-                "pass": n,
-                "outcome": _outcome(e),
-                "error": None if e is None else str(e),
-            }
-            for n, a, e in self.outcomes
-        ]
-        return {
-            "formatVersion": 1,
-            "exitCode": code,
-            "converged": result.converged,
-            "passes": self.passes,
-            "plan": plan_json(self.first_plan or result.plan, backend=self.backend_json),
-            "applied": applied,
-            "jobs": [{"name": n, "state": s} for n, s in result.plan.job_states],
-            "errors": [str(e) for e in result.errors],
-            "failedJobs": result.failed_jobs,
-            "jobStates": result.job_states,
-            "rowFailures": [
-                {
-                    "job": r.job,
-                    "failed": r.failed,
-                    "total": r.total,
-                    "allowed": r.allowed,
-                    "firstErrors": list(r.first_errors),
-                }
-                for r in result.row_failures
-            ],
-        }
-
-
-_SUBMITS = frozenset({Kind.CREATE_JOB, Kind.REPLACE_JOB, Kind.RETRY_JOB, Kind.RESUME_JOB})
-
-
-def _failures(result: PassResult) -> bool:
-    return bool(result.failed_jobs or result.row_failures)
-
-
-def _outcome_line(result: PassResult, *, wait: bool, submitted: int) -> str:
-    """The last line: where things stand (a job with failed rows is not "complete"), what was
-    submitted over every pass, and what to run next when things are still moving."""
-    sent = f" ({submitted} job(s) submitted)" if submitted else ""
-    if result.converged and result.failed_jobs:
-        return f"Apply failed: {_failed_text(result)}; {_states_text(result)}{sent}."
-    if result.converged and result.row_failures:
-        return f"Apply complete with failed rows: {_failed_text(result)}{sent}."
-    if result.converged:
-        return f"Apply complete: {_states_text(result) or 'no jobs'}{sent}."
-    running = sum(a.kind is Kind.WAIT for a in result.plan.actions)
-    hint = "" if wait else " Follow them with `batchops status`, or wait with `apply --wait`."
-    return f"Applied: {submitted} job(s) submitted, {running} in progress.{hint}"
-
-
-def _first(errors: tuple[str, ...], width: int = 80) -> str:
-    if not errors:
-        return ""
-    text = errors[0] if len(errors[0]) <= width else errors[0][: width - 1] + "…"
-    return f" (first: {inert(text)})"  # a dataset's custom_id and a server's message
-
-
-def _failed_text(result: PassResult) -> str:
-    """'answers 2 of 12 rows failed (first: row-2: ...), other failed' over the declared jobs."""
-    rows = {r.job: r for r in result.row_failures}
-    parts = [
-        f"{inert(r.job)} {r.failed} of {r.total} rows failed{_first(r.first_errors)}"
-        for r in rows.values()
-    ]
-    parts += [f"{inert(name)} failed" for name in result.failed_jobs if name not in rows]
-    return ", ".join(parts)
-
-
-def _exit_code(result: PassResult) -> int:
-    if result.errors:
-        return EXIT_ERROR
-    return EXIT_JOB_FAILED if result.failed_jobs else EXIT_OK
-
-
-def _outcome(error: BatchopsError | None) -> str:
-    if error is None:
-        return "done"
-    return "skipped" if isinstance(error, SkippedError) else "failed"
-
-
-def _apply_markdown(result: PassResult, code: int) -> str:
-    head = "converged" if result.converged else "in progress"
-    failed = f"; failed: {md_text(', '.join(result.failed_jobs))}" if result.failed_jobs else ""
-    text = f"#### batchops apply: {head}, exit {code}{failed}\n"
-    failures = failures_markdown(result.plan, result.row_failures)
-    canaries = canary_markdown(result.plan)
-    return text + errors_markdown(str(e) for e in result.errors) + failures + canaries
-
-
 def _loop(
     job: _Run,
     args: argparse.Namespace,
     provider: Any,
     reporter: NullReporter,
     stop: threading.Event,
-    printer: _Printer,
+    printer: Printer,
     inputs: Inputs,
 ) -> PassResult:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
@@ -587,6 +270,9 @@ def _loop(
                 inputs=first_inputs,
                 project_file=job.project_file,
             )
+        except BudgetError:  # the plan printed shows what is over; nothing of it was sent
+            printer.refused()
+            raise
         except DeadlineExceededError as exc:  # observing, before any action
             if last is None:
                 raise _timeout_error(args.timeout, None) from exc
@@ -618,15 +304,5 @@ def _hard_errors(result: PassResult) -> bool:
 
 
 def _timeout_error(timeout: float, result: PassResult | None) -> BatchopsError:
-    states = f" ({_states_text(result)})" if result is not None else ""
+    states = f" ({states_text(result)})" if result is not None else ""
     return BatchopsError(f"--timeout {timeout:g} s reached before convergence{states}")
-
-
-def _states_text(result: PassResult) -> str:
-    """'2 completed, 1 running' over the declared jobs. Providers name their states their own
-    way (Fireworks ``JOB_STATE_COMPLETED``, OpenAI ``completed``): one word is counted once."""
-    counts: dict[str, int] = {}
-    for state, n in result.job_states.items():
-        word = state.removeprefix("JOB_STATE_").lower()
-        counts[word] = counts.get(word, 0) + n
-    return ", ".join(f"{n} {inert(word)}" for word, n in sorted(counts.items()))

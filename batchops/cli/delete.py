@@ -1,6 +1,7 @@
 """`batchops delete NAME...`: remove owned jobs (and their `<id>-out` datasets), as --prune would.
 
-A NAME is a manifest job name (every attempt, continuation and older spec of it) or one job ID.
+A NAME is a manifest job name (every attempt, continuation and older spec of it) or one job ID;
+a matrix's declared name stands for every job of the matrix, as ``--job NAME`` does.
 Renames in the project file (``moved``) are followed: an old name is its new name, and a new name
 includes the jobs it adopted. Only jobs carrying this project's mark are touched. ``delete``
 refuses a job a manifest still declares (or adopts), unless ``--force``: the next apply would run
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from batchops.apply import apply_plan
-from batchops.cli.apply import LineReporter
 from batchops.cli.backend import (
     add_backend_flags,
     default_paths,
@@ -27,9 +27,11 @@ from batchops.cli.backend import (
     settings_from_args,
 )
 from batchops.cli.confirm import confirm
+from batchops.cli.reporters import LineReporter
 from batchops.config import PROJECT_FILE, Settings
 from batchops.errors import EXIT_ERROR, EXIT_OK, ConfigError
 from batchops.history import Target, current_name, name_of, owned_following_moves, targets
+from batchops.manifest.desired import Desired
 from batchops.manifest.loader import load_partial
 from batchops.plan import Action, Kind, Plan, Resource, sort_actions
 from batchops.render.plan import action_line
@@ -74,10 +76,12 @@ def run_removal(args: argparse.Namespace, *, cancel: bool) -> int:
     project = project_of(settings, root)
     verb = "cancel" if cancel else "delete"
     moved = settings.project_file.moved if settings.project_file else ()
+    desired = _declared(default_paths(args, root, settings), settings, root)
+    names = _with_members(args.names, desired)
     with open_provider(settings, root=root) as provider:
-        found = owned_following_moves(args.names, provider.list_jobs(), project, moved)
-        if not cancel and not args.force:
-            _refuse_declared(args.names, default_paths(args, root, settings), settings, root)
+        found = owned_following_moves(names, provider.list_jobs(), project, moved)
+        if not cancel and not args.force and desired is not None:
+            _refuse_declared(args.names, desired)
         plan = _plan(targets(found, running_only=cancel), project, cancel=cancel)
         if not plan.actions:
             return _report(
@@ -103,24 +107,45 @@ def run_removal(args: argparse.Namespace, *, cancel: bool) -> int:
     return _report(args, plan, errors, verb, "")
 
 
-def _refuse_declared(names: list[str], paths: list[Path], settings: Settings, root: Path) -> None:
-    """A job a manifest declares, or adopts after a rename, would be re-run (and re-billed) by
-    the next apply: deleting it needs --force."""
+def _declared(paths: list[Path], settings: Settings, root: Path) -> Desired | None:
+    """What the manifests declare (their valid documents), or None without any manifest."""
     paths = [p for p in paths if p.exists()]
     if not paths:
-        return
-    desired, _ = load_partial(paths, root=root, project=settings.project_file)
+        return None
+    return load_partial(paths, root=root, project=settings.project_file)[0]
+
+
+def _members(name: str, desired: Desired | None) -> list[str]:
+    """A matrix's declared name -> its jobs (as ``--job NAME`` selects them); else []."""
+    if desired is None or any(j.name == name for j in desired.jobs):
+        return []
+    return [j.name for j in desired.jobs if j.group == name]
+
+
+def _with_members(names: list[str], desired: Desired | None) -> list[str]:
+    moved = desired.moved if desired is not None else ()
+    out: list[str] = []
+    for given in names:
+        out += _members(current_name(given, moved), desired) or [given]
+    return list(dict.fromkeys(out))
+
+
+def _refuse_declared(names: list[str], desired: Desired) -> None:
+    """A job a manifest declares, or adopts after a rename, would be re-run (and re-billed) by
+    the next apply: deleting it needs --force. A matrix's name stands for all its jobs."""
     declared = {j.name: j.source for j in desired.jobs}
     problems = []
     for given in names:
         old = name_of(given)
         name = current_name(old, desired.moved)
-        src = declared.get(name)
+        members = _members(name, desired)
+        src = declared.get(members[0] if members else name)
         if src is None:
             continue
+        what = f"matrix '{name}' ({len(members)} jobs)" if members else f"job '{name}'"
         adopted = "" if name == old else f" (renamed from {old} in {PROJECT_FILE})"
         problems.append(
-            f"job '{name}'{adopted} is declared by {src.path}:{src.line}; the next "
+            f"{what}{adopted} is declared by {src.path}:{src.line}; the next "
             "apply would run it again"
         )
     if problems:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -40,7 +40,9 @@ from batchops.manifest import JobDecl
 from batchops.manifest.hints import suggest
 from batchops.money import Price
 from batchops.plan import JobView
+from batchops.plan.canary import canary_name
 from batchops.plan.graph import gates, stage_rows
+from batchops.plan.rows import FailedRows
 from batchops.providers import RemoteJob
 from batchops.reconcile import load_context, load_inputs
 from batchops.render.describe import describe_json, describe_text
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             found = sorted(
                 {
                     j.key: j
-                    for n in (name, *former_names(name, moved))
+                    for n in (name, canary_name(name), *former_names(name, moved))
                     for j in owned_by_name(n, jobs, project)
                 }.values(),
                 key=lambda j: (j.created, j.key),
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             h = replace(
                 h,
                 spent=status_row(view, _price(settings, view.decl)).spent,
-                stage=_stage(ctx.views(), ctx.desired.waiting, name),
+                stage=_stage(ctx.views(), ctx.desired.waiting, ctx.failed_rows, name),
             )
             found_rows = ctx.failed_rows.get(name)
             failures = found_rows.summary if found_rows is not None else None
@@ -146,9 +148,14 @@ def _unknown(
     )
 
 
-def _stage(views: list[JobView], waiting: frozenset[str], name: str) -> str | None:
+def _stage(
+    views: list[JobView],
+    waiting: frozenset[str],
+    failed: Mapping[str, FailedRows],
+    name: str,
+) -> str | None:
     """``stage 2 of 2 (judge): waiting, waits on generate``; None outside a pipeline."""
-    stages = stage_rows(views, gates(views, waiting))
+    stages = stage_rows(views, gates(views, waiting, failed), failed)
     mine = next((s for s in stages if name in s.jobs), None)
     if mine is None:
         return None

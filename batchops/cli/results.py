@@ -27,11 +27,12 @@ from batchops.manifest.hints import suggest
 from batchops.manifest.project import load_project
 from batchops.money import Price, money_text, on_provider, spent
 from batchops.render.status import summary_lines
-from batchops.results import Usage, local_records, write_atomic
+from batchops.results import ResultRecord, Usage, local_records, write_atomic
 from batchops.row_retries import failure_summary
 from batchops.scratch import Scratch
-from batchops.sources.join import FIELDS, JobResults, Joined, input_rows
+from batchops.sources.join import FIELDS, JobResults, Joined, input_rows, kept_rows
 from batchops.sources.writers import cell, chunks
+from batchops.stamps import inputs_unchanged, same_inputs
 from batchops.textsafe import inert
 
 DEFAULT_LIMIT = 20
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     root = root_of(args)  # the nearest folder with batchops.yaml, like git
     project = load_project(root)
     default = [root / p for p in project.paths] if project else [root / "jobs"]
-    desired = _load([p.resolve() for p in args.manifests or ()] or default, root, project)
+    desired, problems = _load([p.resolve() for p in args.manifests or ()] or default, root, project)
     jobs = _jobs(desired, args.names)
     results = [JobResults(j.name, j.output_path, errors_path(j.output_path)) for j in jobs]
     missing = [j.output_display for j in jobs if not j.output_path.is_file()]
@@ -90,28 +91,110 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"no results on disk ({', '.join(missing)}); run `batchops apply`")
     for shown in missing:
         print(f"note: no results on disk at {inert(shown)}; its columns are empty", file=sys.stderr)
-    dataset = desired.dataset(jobs[0].input_dataset) if jobs[0].input_dataset else None
-    inputs = input_rows(dataset.files) if dataset is not None else None
-    key = dataset.render.id_column if dataset is not None and dataset.render else None
+    records = local_records(root)
+    inputs, orphans = _inputs(desired, jobs, records, problems)
+    key = _key(desired, jobs[0])
     with (
         Scratch(root) as scratch,
-        Joined(inputs, results, tmp_dir=scratch.path, columns=args.columns, key=key) as joined,
+        Joined(
+            inputs, results, tmp_dir=scratch.path, columns=args.columns, key=key, orphans=orphans
+        ) as joined,
     ):
         if args.columns is not None:
             _check_columns(args.columns, joined.available, key)
+        if joined.orphans:
+            _note(
+                f"{joined.orphans:,} answer(s) to rows the input no longer holds: listed last, "
+                "without input columns"
+            )
         limit = args.limit if args.limit is not None else _default_limit(args.output)
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
         prices = [_price(project, j) for j in jobs]
         if args.output == "text":
             _table(joined.columns, rows, limit, args.out, every_column=args.columns is None)
             for job, price in zip(jobs, prices, strict=True):
-                print(_spent_line(job, price, _usage(root, job), several=len(jobs) > 1))
+                print(_spent_line(job, price, _usage(records, job), several=len(jobs) > 1))
             _print_failures(jobs, sys.stdout)
         else:
             columns, priced = _with_spent(joined.columns, rows, [j.name for j in jobs], prices)
             _write(args.output, columns, priced, args.out, root)
             _print_failures(jobs, sys.stderr)  # stdout holds the rows, nothing else
     return EXIT_OK
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _record(records: dict[str, ResultRecord], job: JobDecl) -> ResultRecord | None:
+    record = records.get(job.name)
+    return record if record is not None and record.output.path == str(job.output_path) else None
+
+
+def _key(desired: Desired, job: JobDecl) -> str | None:
+    """The input column that is the custom_id (the dataset's ``idColumn``), shown once."""
+    dataset = desired.dataset(job.input_dataset) if job.input_dataset else None
+    return dataset.render.id_column if dataset is not None and dataset.render else None
+
+
+def _inputs(
+    desired: Desired,
+    jobs: list[JobDecl],
+    records: dict[str, ResultRecord],
+    problems: list[Diagnostic],
+) -> tuple[Iterator[tuple[str, dict[str, Any]]] | None, bool]:
+    """The input rows to join and whether answers they lack are shown too: the rows the first
+    job's results answer (recorded when they were merged), not the input as it is now. A
+    rendered dataset that changed since is read from the copy kept for the job; a hand-written
+    one that changed is read as it is now, with a note, and every answer is still shown. The
+    input's problems (a table being edited) stop this only when the rows are not kept."""
+    first = jobs[0]
+    dataset = desired.dataset(first.input_dataset) if first.input_dataset else None
+    record = _record(records, first)
+    used = record.inputs if record is not None else None
+    if dataset is None:  # did not render now, waits on its upstream, or is a remote input
+        if used is not None and used.kept is not None and Path(used.kept).is_file():
+            _note(
+                f"dataset '{inert(first.input_dataset or '')}' cannot be rendered as it is now; "
+                f"showing the rows {inert(first.name)} ran with"
+            )
+            return kept_rows(Path(used.kept)), False
+        if problems:
+            raise InvalidInputError(problems)
+        return None, False  # the answers' custom_ids are the rows
+    if used is None:  # merged by an older batchops: the input as it is now, and every answer
+        return input_rows(dataset.files), True
+    orphans = False
+    for other in jobs[1:]:
+        theirs = _record(records, other)
+        if (
+            theirs is not None
+            and theirs.inputs is not None
+            and not same_inputs(theirs.inputs, used)
+        ):
+            what = (
+                "another version of the input than"
+                if other.input_dataset == first.input_dataset
+                else f"dataset '{inert(other.input_dataset or '')}', not that of"
+            )
+            _note(
+                f"{inert(other.name)} answered {what} {inert(first.name)}; its answers are lined "
+                "up by custom_id"
+            )
+            orphans = True
+    if inputs_unchanged(used, dataset.files):
+        return input_rows(dataset.files), orphans
+    if used.kept is not None and Path(used.kept).is_file():
+        _note(
+            f"dataset '{inert(dataset.name)}' changed since {inert(first.name)}'s results were "
+            "merged; showing the rows it ran with (`batchops plan` shows what a run would send)"
+        )
+        return kept_rows(Path(used.kept)), orphans
+    _note(
+        f"dataset '{inert(dataset.name)}' changed since {inert(first.name)}'s results were "
+        "merged; its input columns show the rows as they are now, which may not be what was asked"
+    )
+    return input_rows(dataset.files), True
 
 
 def _print_failures(jobs: list[JobDecl], stream: TextIO) -> None:
@@ -126,12 +209,10 @@ def _price(project: ProjectConfig | None, job: JobDecl) -> Price | None:
     return price_table(project).lookup(job.model, job.provider)
 
 
-def _usage(root: Path, job: JobDecl) -> Usage | None:
+def _usage(records: dict[str, ResultRecord], job: JobDecl) -> Usage | None:
     """The usage summed when the results were merged (no API call), like ``status``'s SPENT."""
-    record = local_records(root).get(job.name)
-    if record is None or record.output.path != str(job.output_path):
-        return None
-    return record.usage
+    record = _record(records, job)
+    return record.spent_usage if record is not None else None
 
 
 def _spent_line(job: JobDecl, price: Price | None, usage: Usage | None, *, several: bool) -> str:
@@ -183,13 +264,14 @@ def _default_limit(output: str) -> int:
     return DEFAULT_LIMIT if output == "text" else 0
 
 
-def _load(paths: list[Path], root: Path, project: ProjectConfig | None) -> Desired:
+def _load(
+    paths: list[Path], root: Path, project: ProjectConfig | None
+) -> tuple[Desired, list[Diagnostic]]:
+    """The declarations (a manifest problem is an error) with the datasets that render now; the
+    rendering problems are returned, for ``_inputs`` to raise when they matter."""
     desired = load_desired(paths, root=root, project=project)
     problems: list[Diagnostic] = []
-    desired = render_inputs(desired, root=root, problems=problems)
-    if problems:
-        raise InvalidInputError(problems)
-    return desired
+    return render_inputs(desired, root=root, problems=problems), problems
 
 
 def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:

@@ -21,8 +21,12 @@ from batchops.cli.plan import add_selector_flags, selector_of
 from batchops.config import price_table
 from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
+from batchops.plan import JobView
+from batchops.plan.canary import canary_name
 from batchops.plan.graph import Gate, gates, stage_rows
 from batchops.plan.rowerrors import FailureSummary
+from batchops.plan.views import Seen
+from batchops.providers import RemoteJob
 from batchops.reconcile import Context, load_context, load_inputs
 from batchops.render.plan import stages_data, stages_text
 from batchops.render.status import (
@@ -69,17 +73,19 @@ def run(args: argparse.Namespace) -> int:
         print(EMBEDDED_NOTE, file=sys.stderr)
     prices = price_table(settings.project_file)
     views = ctx.views()
-    waiting = gates(views, ctx.desired.waiting)
+    waiting = gates(views, ctx.desired.waiting, ctx.failed_rows)
+    seen = Seen.of(ctx.observed, ctx.project) if any(v.decl.canary for v in views) else None
     rows = [
         status_row(
             view,
             prices.lookup(view.decl.model, view.decl.provider),
             _failures(ctx, view.decl.name),
             _waits(waiting, view.decl.name),
+            _canary(seen, view),
         )
         for view in views
     ]
-    stages = stage_rows(views, waiting)
+    stages = stage_rows(views, waiting, ctx.failed_rows)
     outside = selection.outside_jobs
     if args.output == "json":
         data = {**status_json(rows), "stages": stages_data(stages), "outsideSelection": outside}
@@ -99,6 +105,14 @@ def run(args: argparse.Namespace) -> int:
     if outside:
         print(f"{outside} job{'' if outside == 1 else 's'} outside the selection not shown.")
     return EXIT_OK
+
+
+def _canary(seen: Seen | None, view: JobView) -> RemoteJob | None:
+    """The job's latest canary job (by creation), while it has no full job."""
+    if seen is None or view.decl.canary is None or view.latest is not None:
+        return None
+    canaries = [job for _, job in seen.ours_named(canary_name(view.decl.name))]
+    return max(canaries, key=lambda j: (j.created, j.key), default=None)
 
 
 def _failures(ctx: Context, name: str) -> FailureSummary | None:

@@ -132,10 +132,7 @@ def _prompt_text(prompt: Any) -> str:
 def _prompt_tokens(prompt: Any, model: str) -> int:
     """Prompt tokens as the planner counts them (batchops.tokens: the model's tokenizer or the
     estimator, plus BOS) per string; a list of token IDs counts exactly."""
-    if isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt):
-        return len(prompt)
-    prompts = prompt if isinstance(prompt, list) else [str(prompt)]
-    return sum(request_tokens({"prompt": p}, model) for p in prompts)
+    return request_tokens({"prompt": prompt}, model)
 
 
 def _answer_tokens(model: str, body: dict[str, Any], content: str) -> int:

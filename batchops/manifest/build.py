@@ -397,3 +397,24 @@ def _check_outputs(
             at = ("spec", "output", "table", "path")
             at = at if at in p.doc.values else at[:-1]
         diags.append(_at(p, at, message))
+    parquet = {j.declared_name for j in jobs if j.table is not None and j.table.format == "parquet"}
+    if parquet and not _pyarrow_installed():  # found now, not after the job has run and been paid
+        for name in sorted(parquet):
+            p = by_name[name]
+            at = ("spec", "output", "table", "format")
+            diags.append(_at(p, at if at in p.doc.values else at[:-1], WRITING_PARQUET))
+
+
+WRITING_PARQUET = (
+    "writing Parquet needs pyarrow: pip install 'batchops[parquet]' (or pip install pyarrow)"
+)
+
+
+def _pyarrow_installed() -> bool:
+    """Whether pyarrow can be imported, without importing it (a second of start-up)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("pyarrow") is not None
+    except (ImportError, ValueError):
+        return False

@@ -143,6 +143,9 @@ class Desired:
     # Datasets rendered from a job's results that are not verified yet (``batchops.chains``):
     # left out of ``datasets``; the jobs reading them wait (``batchops.plan.graph``).
     waiting: frozenset[str] = frozenset()
+    # Those datasets' declarations (their upstream and ``limit``): what bounds the rows of a
+    # waiting stage in the plan's cost (``batchops.cost.rows_at_most``).
+    pending: tuple[DatasetDecl, ...] = ()
 
     def moved_from(self, kind: str, name: str) -> str | None:
         """The name the declared ``kind`` ("Dataset" | "BatchInferenceJob") ``name`` had."""
@@ -163,7 +166,13 @@ class Desired:
             for d in self.datasets
             if d.render is not None and d.render.upstream and d.name not in files
         )
-        return replace(self, datasets=datasets, waiting=self.waiting | waiting)
+        pending = tuple(d for d in self.datasets if d.name in waiting)
+        return replace(
+            self,
+            datasets=datasets,
+            waiting=self.waiting | waiting,
+            pending=(*self.pending, *pending),
+        )
 
     def dataset(self, name: str) -> DatasetDecl | None:
         return self._datasets_by_name.get(name)

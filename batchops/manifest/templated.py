@@ -54,7 +54,7 @@ def source_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Pat
     except P.PathProblem as exc:
         raise Problem(loc, str(exc)) from exc
     parts, template_files = _parts(p, template, root)
-    where_pos = p.doc.values.get(("spec", "source", "where"))
+    where_pos = _text_pos(p, ("spec", "source", "where"))
     id_pos = p.doc.values.get(("spec", "source", "idColumn"))
     return SourceDecl(
         path=P.display(path, root),
@@ -75,7 +75,7 @@ def chain_decl(p: Parsed, source: SourceSpec, template: TemplateSpec, root: Path
     JSONL of records keyed by the upstream ``custom_id``, built once the results are verified."""
     assert source.job is not None
     parts, template_files = _parts(p, template, root)
-    where_pos = p.doc.values.get(("spec", "source", "where"))
+    where_pos = _text_pos(p, ("spec", "source", "where"))
     return SourceDecl(
         path=f"job:{source.job}",
         files=(),
@@ -186,14 +186,24 @@ def _read_template(path: Path, root: Path) -> str:
         raise P.PathProblem(f"cannot read template file '{P.display(path, root)}': {exc}") from exc
 
 
+def _text_pos(p: Parsed, loc: Loc) -> tuple[int, int] | None:
+    """Where a scalar's text starts (after its quote, if quoted); None when it is not there."""
+    pos = p.doc.values.get(loc)
+    return None if pos is None else _block_start(p.file, *pos)[1:]
+
+
 def _block_start(file: Path, line: int, col: int) -> tuple[bool, int, int]:
     """A block scalar (``|`` or ``>``) starts on the next line, at its indentation: template line
-    n is then manifest line ``line + n``. Any other scalar starts where its value does."""
+    n is then manifest line ``line + n``. A quoted scalar's text starts after its quote; a plain
+    one where its value does."""
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return False, line, col
-    if line > len(lines) or lines[line - 1][col - 1 : col] not in ("|", ">"):
+    start = lines[line - 1][col - 1 : col] if line <= len(lines) else ""
+    if start in ('"', "'"):  # a quoted scalar: its text starts after the quote
+        return False, line, col + 1
+    if start not in ("|", ">"):
         return False, line, col
     following = [text for text in lines[line:] if text.strip()]
     indent = len(following[0]) - len(following[0].lstrip(" ")) if following else 0

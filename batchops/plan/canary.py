@@ -3,9 +3,11 @@
 A job declaring ``spec.canary`` whose rows to send are not yet sent gets a canary job first (its
 ID is the job's own with ``-canary`` after the name, over a dataset of the sample, see
 ``batchops.reuse_rows``). While the canary waits or runs, or after it failed (more failed rows
-than ``canary.maxFailedRows``, ``responseFormat`` violations included), the full job is not
-created. Once it passed, the full job sends the other rows: the canary's answers are reused,
-no row is paid for twice. ``apply --canary-only`` stops there.
+than ``canary.maxFailedRows``), the full job is not created. The canary's failed rows are those
+its provider reports plus the answers that break the job's ``responseFormat`` (checked by
+``batchops.reuse_rows`` in the reuse index, where the canary's answers are). Once it passed, the
+full job sends the other rows: the canary's answers are reused, no row is paid for twice.
+``apply --canary-only`` stops there.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from batchops.identity import job_key, marked_display_name, output_dataset_id
+from batchops.identity import CANARY_SUFFIX, job_key, marked_display_name, output_dataset_id
 from batchops.plan.model import Action, CanaryOutcome, Kind, Resource
 from batchops.plan.views import JobView, Seen, base_job_id, derived_id, wire_parameters
 from batchops.providers import JobSpec, JobState, RemoteJob
 
-CANARY_SUFFIX = "-canary"
 _RUNNING = frozenset({JobState.WAITING, JobState.RUNNING})
 
 
@@ -30,6 +31,9 @@ class CanaryState:
     input_id: str  # its input: the sample's dataset
     job: RemoteJob | None = None
     key: str = ""  # its remote ID: the base, shortened to fit its provider (identity.job_key)
+    # failed rows once it finished: the provider's, and the answers that break responseFormat
+    failed: int = 0
+    nonconforming: int = 0
 
     @property
     def gates(self) -> bool:
@@ -46,9 +50,9 @@ def canary_outcome(view: JobView, seen: Seen, project: str) -> CanaryOutcome | N
     sample = view.rows.canary if view.rows is not None else None
     if state is None or sample is None:
         return None
-    rows = state.job.rows if state.job is not None else None
-    failed = rows.failed if rows is not None else 0
-    return CanaryOutcome(view.decl.name, state.state, sample.input.rows, failed, sample.answers)
+    return CanaryOutcome(
+        view.decl.name, state.state, sample.input.rows, state.failed, sample.answers
+    )
 
 
 def canary_state(
@@ -79,10 +83,14 @@ def canary_state(
     job = mine[-1][1]
     if job.state in _RUNNING:
         return CanaryState("running", base, input_id, job, key)
-    failed = job.rows.failed if job.rows is not None else 0
-    if job.state is JobState.FINISHED and failed <= decl.canary.max_failed_rows:
-        return CanaryState("passed", base, input_id, job, key)
-    return CanaryState("failed", base, input_id, job, key)
+    bad = sample.nonconforming if job.state is JobState.FINISHED else 0
+    failed = (job.rows.failed if job.rows is not None else 0) + bad
+    state = (
+        "passed"
+        if job.state is JobState.FINISHED and failed <= decl.canary.max_failed_rows
+        else "failed"
+    )
+    return CanaryState(state, base, input_id, job, key, failed, bad)
 
 
 def canary_actions(
@@ -108,14 +116,20 @@ def canary_actions(
     assert job is not None
     if state.state == "running":
         return [Action(Kind.WAIT, resource, "canary in progress; the full job waits", details)]
-    rows = job.rows
-    failed = rows.failed if rows is not None else 0
+    failed, bad = state.failed, state.nonconforming
     details.update(state=job.raw_state, failedRows=failed, answers=dict(sample.answers))
+    if bad:
+        details.update(nonconformingRows=bad, responseFormat=sample.violation)
     if job.state is JobState.FINISHED:
         reason = (
             f"canary failed: {failed:,} of {sample.input.rows:,} rows failed "
             f"(canary.maxFailedRows {limit})"
         )
+        if bad:
+            reason += (
+                f"; {bad:,} answer{'' if bad == 1 else 's'} did not match responseFormat "
+                f"(first: {sample.violation})"
+            )
     else:
         reason = f"canary {job.raw_state.lower()}: {job.message or 'no message'}"
     reason += "; the full job is not sent"

@@ -127,7 +127,8 @@ def derived_actions(views: list[JobView], seen: Seen, project: str) -> list[Acti
 def _derived_action(ds_id: str, view: JobView, providers: tuple[str, ...], project: str) -> Action:
     derived = view.rows.derived if view.rows is not None else None
     assert derived is not None  # derived_id() found one
-    reason = f"the {derived.rows:,} new rows of job {view.decl.name}"
+    rows = f"{derived.rows:,} new row{'' if derived.rows == 1 else 's'}"
+    reason = f"the {rows} of job {view.decl.name}"
     return _file_action(ds_id, derived, providers, project, reason, {"derivedFor": view.decl.name})
 
 

@@ -2,9 +2,10 @@
 
 ``batchops.plan.make`` asks ``gates`` which jobs may not run yet: a job runs only once every job
 it depends on (its chained input's upstream, ``spec.dependsOn``) has current, verified results;
-until then it is shown as waiting (``… waits on generate``) and nothing of it is sent. ``status``
-and ``describe`` read the same gates and ``stage_rows``. One walk over the jobs and their edges:
-O(jobs + edges).
+until then it is shown as waiting (``… waits on generate``) and nothing of it is sent. Results
+with rows still to be sent again (``spec.rowRetries``) are not final: their stage still runs.
+``status`` and ``describe`` read the same gates and ``stage_rows``. One walk over the jobs and
+their edges: O(jobs + edges).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from batchops.manifest.desired import JobDecl
+from batchops.plan.jobs import row_retry_input
 from batchops.plan.model import Action, Kind, Resource, StageInfo
+from batchops.plan.rows import FailedRows
 from batchops.plan.views import JobView
 from batchops.providers import JobState
 
@@ -53,9 +56,16 @@ def order(decls: Iterable[JobDecl]) -> list[JobDecl]:
     return out
 
 
-def gates(views: Sequence[JobView], waiting: Iterable[str] = ()) -> dict[str, Gate]:
+def gates(
+    views: Sequence[JobView],
+    waiting: Iterable[str] = (),
+    failed: Mapping[str, FailedRows] | None = None,
+) -> dict[str, Gate]:
     """The jobs that wait, by name. ``waiting``: datasets not rendered yet (their upstream has
-    no verified results), whose readers wait whatever the views say."""
+    no verified results), whose readers wait whatever the views say. ``failed``: each job's
+    classified failed rows (``batchops.row_retries``): an upstream about to send some again is
+    not settled."""
+    failed = failed or {}
     by_name = {v.decl.name: v for v in views}
     unready = set(waiting)
     found: dict[str, Gate] = {}
@@ -67,7 +77,7 @@ def gates(views: Sequence[JobView], waiting: Iterable[str] = ()) -> dict[str, Ga
             if up is None:
                 continue  # outside the selection: its rendered results (or none) decide
             gate = found.get(dep)
-            if gate is not None or not _settled(up):
+            if gate is not None or not _settled(up, failed):
                 names.append(up.decl.declared_name)
                 blocked = blocked or (gate is not None and gate.blocked) or _failed(up)
         if not names and decl.input_dataset in unready:
@@ -78,8 +88,9 @@ def gates(views: Sequence[JobView], waiting: Iterable[str] = ()) -> dict[str, Ga
     return found
 
 
-def _settled(view: JobView) -> bool:
-    return view.results_current
+def _settled(view: JobView, failed: Mapping[str, FailedRows]) -> bool:
+    """Its results are final: merged up to its latest job, and no row retry to come."""
+    return view.results_current and row_retry_input(view, failed) is None
 
 
 def _failed(view: JobView | None) -> bool:
@@ -103,7 +114,11 @@ def wait_actions(views: Sequence[JobView], found: Mapping[str, Gate]) -> list[Ac
     return actions
 
 
-def stage_rows(views: Sequence[JobView], found: Mapping[str, Gate]) -> tuple[StageInfo, ...]:
+def stage_rows(
+    views: Sequence[JobView],
+    found: Mapping[str, Gate],
+    failed: Mapping[str, FailedRows] | None = None,
+) -> tuple[StageInfo, ...]:
     """One row per declared job of a pipeline or a matrix (a matrix is one row): its stage
     number (1 + the deepest stage it depends on), its jobs, what it waits on, and its state.
     Empty without any edge or matrix."""
@@ -129,23 +144,25 @@ def stage_rows(views: Sequence[JobView], found: Mapping[str, Gate]) -> tuple[Sta
                 name,
                 tuple(v.decl.name for v in members),
                 tuple(waits),
-                _state(members, found),
+                _state(members, found, failed or {}),
             )
         )
     return tuple(sorted(rows, key=lambda r: (r.stage, r.name)))
 
 
-def _state(members: Sequence[JobView], found: Mapping[str, Gate]) -> str:
+def _state(
+    members: Sequence[JobView], found: Mapping[str, Gate], failed: Mapping[str, FailedRows]
+) -> str:
     gated = [found[v.decl.name] for v in members if v.decl.name in found]
     if any(g.blocked for g in gated):
         return "blocked"
     if gated:
         return "waiting"
-    if all(v.results_current for v in members):
+    if all(_settled(v, failed) for v in members):
         return "done"
     if any(_failed(v) for v in members):
         return "failed"
-    if all(v.results_current or _finished(v) for v in members):
+    if all(_settled(v, failed) or (_finished(v) and not v.results_current) for v in members):
         return "completed"  # every job finished; results not merged yet (apply downloads them)
     return "running" if any(v.latest is not None for v in members) else "ready"
 

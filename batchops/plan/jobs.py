@@ -152,7 +152,7 @@ def _create(view: JobView, ctx: Ctx) -> list[Action]:
     counted = f": {rows.describe()}" if rows is not None and rows.reused else ""
     canary = canary_state(view, ctx.seen, ctx.project)
     if canary is not None and canary.job is not None and rows is not None and rows.canary:
-        failed = canary.job.rows.failed if canary.job.rows is not None else 0  # passed: it gated
+        failed = canary.failed  # passed: it gated
         counted += f" (canary passed, {failed:,} failed rows)"
         details["canaryPassed"] = {
             "job": canary.job.key,
@@ -190,8 +190,8 @@ def _older_specs(view: JobView, ctx: Ctx) -> list[RemoteJob]:
     name = view.base_id.rsplit("-", 1)[0]
     old = ctx.desired.moved_from("BatchInferenceJob", view.decl.name)  # renamed and changed
     members = [
-        *ctx.seen.ours_by_name.get(name, []),
-        *(ctx.seen.ours_by_name.get(id_name(old), []) if old else []),
+        *ctx.seen.ours_named(name),
+        *(ctx.seen.ours_named(id_name(old)) if old else []),
     ]
     return [job for parts, job in members if not parts.of_base(view.base_id)]
 

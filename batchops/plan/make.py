@@ -107,7 +107,7 @@ def make_plan(
     seen = Seen.of(observed, project)
     ds_ids = declared_dataset_ids(desired, infos, project, seen)
     every = views_of(desired, ds_ids, seen, local, project, rows)
-    gated = gates(every, desired.waiting)
+    gated = gates(every, desired.waiting, failed)
     views = [v for v in every if v.decl.name not in gated] if gated else every
     ds_actions = _read(
         dataset_actions(desired, infos, ds_ids, seen, project), views, ds_ids, seen, project
@@ -149,7 +149,7 @@ def make_plan(
         else sum(a.kind is Kind.PRUNE_JOB and superseded(a) for a in prunes),
         canaries=tuple(c for v in views if (c := canary_outcome(v, seen, project)) is not None),
         declared=tuple((v.decl, _current_record(v)) for v in every),
-        stages=stage_rows(every, gated),
+        stages=stage_rows(every, gated, failed),
     )
 
 

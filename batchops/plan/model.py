@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from batchops.manifest.desired import JobDecl, TableDecl
 from batchops.money import CostReport
+from batchops.plan.rowerrors import FailureSummary
 from batchops.providers import DatasetSpec, JobSpec, RemoteInput, RemoteJob
 from batchops.results import ResultRecord
 
@@ -209,6 +210,7 @@ class RowFailures:
     total: int
     allowed: int
     first_errors: tuple[str, ...]  # "custom_id: message", the first few
+    summary: FailureSummary | None = None  # by class (transient / permanent) and reason
 
     @property
     def over_limit(self) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -116,16 +116,19 @@ class FailureSummary:
 
         return {"transient": of(RowFailure.TRANSIENT), "permanent": of(RowFailure.PERMANENT)}
 
-    def text(self) -> str:
-        """``2 transient (429 x2), 1 permanent (INVALID_ARGUMENT x1)``: our words only; the
-        codes are the caller's to make inert."""
+    def text(self, code_text: Callable[[str], str] = str) -> str:
+        """``2 transient (429 x2), 1 permanent (INVALID_ARGUMENT x1)``: our words, and each
+        code (server text) through ``code_text`` (by default as it is: the caller's to make
+        inert)."""
         parts = []
         for kind, count in (
             (RowFailure.TRANSIENT, self.transient),
             (RowFailure.PERMANENT, self.permanent),
         ):
             if count:
-                codes = ", ".join(f"{code} x{n:,}" for k, code, n in self.reasons if k == kind)
+                codes = ", ".join(
+                    f"{code_text(code)} x{n:,}" for k, code, n in self.reasons if k == kind
+                )
                 parts.append(f"{count:,} {kind.value} ({codes})")
         return ", ".join(parts)
 

@@ -82,6 +82,10 @@ class CanarySample:
     input: DerivedInput
     of: int  # rows the full job would send without the canary
     answers: tuple[tuple[str, str], ...] = ()  # (custom_id, answer text) of a few, once answered
+    # rows of the sample whose answers break the job's responseFormat (failed rows of the canary,
+    # though its provider called them done), with the first reason
+    nonconforming: int = 0
+    violation: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,13 @@ from typing import Any
 from batchops.identity import (
     DEFAULT_ID_LIMIT,
     HASH_LEN,
+    NAME_HASH_LEN,
     JobIdParts,
     canonical_json,
     dataset_id,
     job_id,
+    name_digest,
+    name_matches,
     parse_job_id,
 )
 from batchops.manifest.desired import Desired, JobDecl
@@ -213,6 +216,9 @@ class Seen:
     items: list[tuple[str, str, bool, RemoteInput | RemoteJob]]  # (kind, ID, ours, item)
     id_limits: dict[str, int] = field(default_factory=dict)  # provider -> its longest ID
     by_digest: dict[str, list[tuple[JobIdParts, RemoteJob, bool]]] = field(default_factory=dict)
+    # our jobs whose name part may be shortened (identity.job_key), by its last NAME_HASH_LEN
+    # characters: the hash of the whole name
+    ours_by_name_hash: dict[str, list[Member]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, observed: Observed, project: str) -> Seen:
@@ -237,6 +243,19 @@ class Seen:
         self.by_digest.setdefault(parts.digest, []).append((parts, job, ours))
         if ours:
             self.ours_by_name.setdefault(parts.name, []).append((parts, job))
+            if len(parts.name) > NAME_HASH_LEN + 1 and parts.name[-NAME_HASH_LEN - 1] == "-":
+                tail = parts.name[-NAME_HASH_LEN:]
+                self.ours_by_name_hash.setdefault(tail, []).append((parts, job))
+
+    def ours_named(self, name: str) -> list[Member]:
+        """Our jobs whose ID's name part is that of ``name`` (an ID-safe manifest name): the
+        name itself, or its shortened form (``identity.job_key``)."""
+        shortened = [
+            (parts, job)
+            for parts, job in self.ours_by_name_hash.get(name_digest(name), [])
+            if parts.name != name and name_matches(parts.name, name)
+        ]
+        return [*self.ours_by_name.get(name, []), *shortened]
 
     def family(self, base: str) -> list[tuple[JobIdParts, RemoteJob, bool]]:
         """The observed jobs of the full base ID ``base``: its own IDs and the shortened ones

@@ -1,8 +1,9 @@
-"""The canaries' outcome and a few of their answers, as Markdown for the GitHub step summary.
+"""The canaries' outcome and a few of their answers, as Markdown for the GitHub step summary,
+and as a line each for the terminal.
 
-Pure; ``batchops.cli.apply`` appends it to the step summary. It reads ``Plan.canaries`` (one per
-job declaring ``spec.canary``, see ``batchops.plan.canary``). Answers are server text: made
-inert and cut short.
+Pure; ``batchops.cli.apply`` appends it to the step summary and prints the lines. It reads
+``Plan.canaries`` (one per job declaring ``spec.canary``, see ``batchops.plan.canary``).
+Answers are server text: made inert and cut short.
 """
 
 from __future__ import annotations
@@ -18,6 +19,24 @@ _SAID = {
     "failed": "failed; the full job is not sent",
     "passed": "passed; the full job runs after it",
 }
+
+
+def canary_lines(plan: Plan, *, canary_only: bool = False) -> list[str]:
+    """The terminal's line per canary, after ``apply --canary-only`` (where each stands and
+    what comes next) and for any canary that failed (why the full job was not sent)."""
+    lines = []
+    for canary in plan.canaries:
+        if not canary_only and canary.state != "failed":
+            continue
+        state, _, then = _SAID[canary.state].partition("; ")
+        if canary.state == "passed":
+            then = "`batchops apply` without --canary-only sends the full job"
+        failed = f" ({canary.failed_rows:,} failed rows)" if canary.state in _ENDED else ""
+        lines.append(f"canary of {inert(canary.job)}: {canary.rows:,} rows {state}{failed}; {then}")
+    return lines
+
+
+_ENDED = ("failed", "passed")
 
 
 def canary_markdown(plan: Plan) -> str:

@@ -24,10 +24,10 @@ def _short(state: str) -> str:
 
 
 def _step_lines(step: Step) -> list[str]:
-    spec = "current spec" if step.current else "older spec"
+    spec = "" if step.kind == "canary" else ", current spec" if step.current else ", older spec"
     expires = f"; expires {inert(step.expires)}" if step.expires else ""
     lines = [
-        f"  {inert(step.job_id)}  ({step.kind}, {spec})",
+        f"  {inert(step.job_id)}  ({step.kind}{spec})",
         f"    created {inert(step.created or '?')}; {_short(step.state)} as of "
         f"{inert(step.updated or '?')}{expires}",
         f"    rows: {step.succeeded} succeeded, {step.failed} failed of {step.total}; "

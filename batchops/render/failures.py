@@ -2,14 +2,15 @@
 
 ``batchops.cli.apply`` and ``batchops.cli.plan`` print these: a declared job that failed or
 expired for good (with the server's reason; a conflict is annotated too), and jobs whose results
-hold failed rows (with their spec.maxFailedRows and the first error messages). Annotations point
+hold failed rows (with their spec.maxFailedRows, split into transient and permanent with their
+reason codes, and the first error messages of each class). Annotations point
 at the job's manifest (``file=...,line=...``) so that GitHub shows them on the pull request's
 diff.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from batchops.plan import Action, Kind, Plan, RowFailures
 from batchops.render.diagnostics import github_annotation
@@ -24,11 +25,26 @@ def failed_actions(plan: Plan, kinds: tuple[Kind, ...] = _FAILED) -> list[Action
 
 
 def rows_text(rows: RowFailures) -> str:
-    """'answers: 2 of 12 rows failed (maxFailedRows allows 0)'."""
+    """'answers: 2 of 12 rows failed (maxFailedRows allows 0): 1 transient (429 x1), 1
+    permanent (INVALID_ARGUMENT x1)'."""
     return (
         f"{inert(rows.job)}: {rows.failed} of {rows.total} rows failed "
-        f"(maxFailedRows allows {rows.allowed})"
+        f"(maxFailedRows allows {rows.allowed}){_classes(rows, inert)}"
     )
+
+
+def _classes(rows: RowFailures, code_text: Callable[[str], str]) -> str:
+    """': 2 transient (429 x2), 1 permanent (INVALID_ARGUMENT x1)': the server's codes through
+    ``code_text``."""
+    return f": {rows.summary.text(code_text)}" if rows.summary and rows.summary.failed else ""
+
+
+def _examples(rows: RowFailures) -> list[tuple[str, str]]:
+    """(class, "custom_id: message") of the first few failed rows of each class; without a
+    classification, the errors file's first lines."""
+    if rows.summary and rows.summary.failed:
+        return [(f"{kind}: ", text) for kind, text in rows.summary.examples]
+    return [("", text) for text in rows.first_errors]
 
 
 def action_text(action: Action) -> str:
@@ -43,7 +59,7 @@ def failure_lines(plan: Plan, rows: Sequence[RowFailures]) -> list[str]:
     lines = [f"failed: {action_text(a)}" for a in failed_actions(plan)]
     for r in rows:
         lines.append(f"{'failed' if r.over_limit else 'warning'}: {rows_text(r)}")
-        lines += [f"    {inert(message)}" for message in r.first_errors]  # dataset text
+        lines += [f"    {kind}{inert(text)}" for kind, text in _examples(r)]  # dataset text
     return lines
 
 
@@ -58,7 +74,7 @@ def failure_annotations(plan: Plan, rows: Sequence[RowFailures]) -> str:
         )
     for r in rows:
         if r.over_limit:
-            first = f": {r.first_errors[0]}" if r.first_errors else ""
+            first = f"; first: {r.first_errors[0]}" if r.first_errors else ""
             lines.append(_annotation(plan, r.job, f"job {rows_text(r)}{first}", job=True))
     return "\n".join(lines)
 
@@ -78,9 +94,9 @@ def failures_markdown(plan: Plan, rows: Sequence[RowFailures]) -> str:
         mark = "✗" if r.over_limit else "!"
         items.append(
             f"- {mark} {md_text(r.job)}: {r.failed} of {r.total} rows failed "
-            f"(maxFailedRows allows {r.allowed})"
+            f"(maxFailedRows allows {r.allowed}){_classes(r, md_code)}"
         )
-        items += [f"  - {md_code(message)}" for message in r.first_errors]
+        items += [f"  - {kind}{md_code(text)}" for kind, text in _examples(r)]
     return ("#### Failures\n\n" + "\n".join(items) + "\n") if items else ""
 
 

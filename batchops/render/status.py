@@ -17,7 +17,7 @@ from rich.text import Text
 from batchops.money import Price, money_text, spent
 from batchops.plan import JobView
 from batchops.plan.rowerrors import FailureSummary
-from batchops.providers import JobState
+from batchops.providers import JobState, RemoteJob
 from batchops.textsafe import inert
 
 FORMAT_VERSION = 1
@@ -51,7 +51,7 @@ def _results_state(view: JobView) -> str:
 
 def _spent(view: JobView, price: Price | None) -> float | None:
     record = view.result.record if view.result is not None else None
-    return spent(record.usage if record is not None else None, price)
+    return spent(record.spent_usage if record is not None else None, price)
 
 
 @dataclass(frozen=True)
@@ -84,27 +84,49 @@ def _lineage_rows(view: JobView) -> _Rows:
     return _Rows(total, succeeded, last.failed if last else 0, percent)
 
 
+def _canary_rows(job: RemoteJob) -> _Rows:
+    rows = job.rows
+    if rows is None:
+        return _Rows(0, 0, 0, 0)
+    percent = 100 if job.state is JobState.FINISHED else rows.processed * 100 // max(rows.total, 1)
+    return _Rows(rows.total, rows.succeeded, rows.failed, min(100, percent))
+
+
 def status_row(
     view: JobView,
     price: Price | None = None,
     failures: FailureSummary | None = None,
     waits_on: tuple[str, ...] = (),
+    canary: RemoteJob | None = None,
 ) -> StatusRow:
     """``price``: of the job's declared model, for the spend so far (None: unknown);
     ``failures``: its merged results' failed rows (``reconcile.Context.failed_rows``);
-    ``waits_on``: the stages a waiting pipeline stage waits on (``batchops.plan.graph``)."""
+    ``waits_on``: the stages a waiting pipeline stage waits on (``batchops.plan.graph``);
+    ``canary``: its latest canary job, shown while no full job exists (``spec.canary``)."""
     latest = view.latest
     rows = _lineage_rows(view)
     state = view.state.removeprefix("JOB_STATE_")
+    remote_id = latest[1].remote_id if latest else "" if waits_on else view.base_id
+    tokens = [j.tokens for _, j in view.family]
+    if latest is None and canary is not None:  # only its canary has run (or runs) so far
+        state, remote_id = f"CANARY {canary.raw_state.removeprefix('JOB_STATE_')}", canary.remote_id
+        rows, tokens = _canary_rows(canary), [canary.tokens]
+    record = view.result.record if view.result is not None else None
+    if record is not None and view.results_current:  # the merged results: every row's outcome
+        counts = record.counts  # (reused answers, responseFormat failures and retries included)
+        total = counts.expected or counts.succeeded + counts.failed
+        rows = _Rows(total, counts.succeeded, counts.failed, 100)
+        if latest is None:
+            state, remote_id = "REUSED", ""  # every row answered earlier: no job of its own
     return StatusRow(
         name=view.decl.name,
-        remote_id=latest[1].remote_id if latest else "" if waits_on else view.base_id,
+        remote_id=remote_id,
         state="WAITING" if waits_on and latest is None else state,
         percent=rows.percent,
         succeeded=rows.succeeded,
         failed=rows.failed,
-        tokens_in=sum(j.tokens.input for _, j in view.family),
-        tokens_out=sum(j.tokens.output for _, j in view.family),
+        tokens_in=sum(t.input for t in tokens),
+        tokens_out=sum(t.output for t in tokens),
         results_path=view.decl.output_display,
         results=_results_state(view),
         total=rows.total,

@@ -43,13 +43,24 @@ def input_rows(files: Sequence[Path]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(custom_id, columns) of a dataset's rows, in order: source columns when rendered."""
     for file in files:
         sidecar = inputs_file(file)
-        with (sidecar or file).open("rb") as fh:
+        if sidecar is not None:
+            yield from kept_rows(sidecar)
+            continue
+        with file.open("rb") as fh:
             for line in fh:
-                if not line.strip():
-                    continue
+                if line.strip():
+                    obj = orjson.loads(line)
+                    yield obj["custom_id"], {"prompt": _prompt(obj.get("body"))}
+
+
+def kept_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(custom_id, source columns) of a rendered dataset's ``inputs.jsonl``, or of a copy of it
+    kept for a job's results (``batchops.sources.kept``)."""
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
                 obj = orjson.loads(line)
-                row = obj["row"] if sidecar is not None else {"prompt": _prompt(obj.get("body"))}
-                yield obj["custom_id"], row
+                yield obj["custom_id"], obj["row"]
 
 
 def _prompt(body: Any) -> Any:
@@ -103,7 +114,11 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 class Joined:
     """The joined table: ``columns`` and ``rows()`` (tuples, streamed). Use as a context manager;
-    the index is deleted on exit."""
+    the index is deleted on exit.
+
+    ``orphans``: answers whose custom_id the inputs lack (the input changed after the job ran)
+    are rows too, after the inputs, by custom_id, with empty input columns; ``orphans`` then
+    counts them. Without it they are left out (a verified merge has none)."""
 
     def __init__(
         self,
@@ -113,6 +128,7 @@ class Joined:
         tmp_dir: Path,
         columns: Sequence[str] | None = None,
         key: str | None = None,
+        orphans: bool = False,
     ) -> None:
         """``columns``: the input columns to carry (None: all). ``key``: the input column whose
         values are the custom_ids (a dataset's ``idColumn``), left out: ``custom_id`` shows it."""
@@ -127,9 +143,10 @@ class Joined:
             "CREATE TABLE res (job INTEGER, cid TEXT, answer, finish, ptok, ctok, error);"
         )
         self.jobs = list(jobs)
+        self.orphans = 0
         self._seen: list[str] = []  # input columns in the order first met; rows store values
         try:
-            self._load(inputs)
+            self._load(inputs, orphans=orphans)
         except BaseException:
             self.close()  # no index left behind in .batchops/tmp/
             raise
@@ -142,7 +159,7 @@ class Joined:
         job_columns = [f"{j.name}.{f}" if several else f for j in self.jobs for f in FIELDS]
         self.columns = ["custom_id", *self.input_columns, *job_columns]
 
-    def _load(self, inputs: Iterable[tuple[str, dict[str, Any]]] | None) -> None:
+    def _load(self, inputs: Iterable[tuple[str, dict[str, Any]]] | None, *, orphans: bool) -> None:
         if inputs is not None:
             self._load_inputs(inputs)
         for number, job in enumerate(self.jobs):
@@ -156,6 +173,11 @@ class Joined:
         if inputs is None:
             self._db.execute("INSERT INTO input (cid) SELECT DISTINCT cid FROM res ORDER BY cid")
         self._db.execute("CREATE INDEX input_cid ON input (cid)")
+        if inputs is not None and orphans:
+            self.orphans = self._db.execute(
+                "INSERT INTO input (cid) SELECT DISTINCT cid FROM res "
+                "WHERE cid NOT IN (SELECT cid FROM input) ORDER BY cid"
+            ).rowcount
 
     def __enter__(self) -> Joined:
         return self

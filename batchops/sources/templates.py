@@ -65,10 +65,12 @@ def compile_part(
     """None (with the problems in ``diags``) when it does not compile or uses unknown names."""
     try:
         ast = env.parse(part.text)
+        # Compiles the template: an unknown filter or test (TemplateAssertionError, a syntax
+        # error) is found here, not by the parser.
+        used = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals)
     except jinja2.TemplateSyntaxError as exc:
         diags.append(at(part, exc.lineno, f"template syntax error: {exc.message}"))
         return None
-    used = frozenset(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals)
     unknown = sorted(used - set(names)) if names else []
     for name in unknown:
         line, col = name_position(env, part.text, name)
@@ -89,7 +91,7 @@ def unrendered(env: SandboxedEnvironment, part: PartLike, names: Sequence[str]) 
     it names (those that exist) must not be empty; it renders nothing."""
     try:
         used = frozenset(jinja2.meta.find_undeclared_variables(env.parse(part.text)))
-    except jinja2.TemplateSyntaxError:
+    except jinja2.TemplateSyntaxError:  # an unknown filter or test is one too
         used = frozenset()
     return Compiled(part, "", None, used & frozenset(names))
 
@@ -187,12 +189,15 @@ def compile_where(
     path, line, col = origin
     try:
         ast = env.parse(f"{{{{ {expression} }}}}")
+        found = set(jinja2.meta.find_undeclared_variables(ast))  # compiles: unknown filters
         check = env.compile_expression(expression, undefined_to_none=False)
     except jinja2.TemplateSyntaxError as exc:
         diags.append(Diagnostic(path, line, col, f"where: syntax error: {exc.message}"))
         return None
-    unknown = sorted(set(jinja2.meta.find_undeclared_variables(ast)) - set(env.globals))
+    unknown = sorted(found - set(env.globals))
     unknown = [n for n in unknown if names and n not in names]
     for name in unknown:
-        diags.append(Diagnostic(path, line, col, "where: " + undefined_message(name, names)))
+        use = re.search(rf"\b{re.escape(name)}\b", expression)
+        at_name = col + use.start() if use is not None and "\n" not in expression else col
+        diags.append(Diagnostic(path, line, at_name, "where: " + undefined_message(name, names)))
     return None if unknown else check

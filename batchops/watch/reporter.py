@@ -1,6 +1,7 @@
-"""A ``Reporter`` (see ``batchops.apply``) that logs one line per finished action.
+"""A ``Reporter`` (see ``batchops.apply``) that logs one line per finished action, and the cost
+of a pass that sends rows before anything of it is sent (``log_cost``).
 
-``batchops.watch.service`` hands it to ``reconcile.run_pass``; the daemon has no terminal, so
+``batchops.watch.service`` hands both to ``reconcile.run_pass``; the daemon has no terminal, so
 there are no progress bars, and transfers are logged at debug level only.
 """
 
@@ -9,9 +10,20 @@ from __future__ import annotations
 import logging
 
 from batchops.errors import BatchopsError
-from batchops.plan import Action
+from batchops.plan import Action, Plan
+from batchops.render.cost import cost_text_lines
 
 log = logging.getLogger("batchops.watch.actions")
+
+
+def log_cost(plan: Plan) -> None:
+    """What a pass about to send rows will cost (a pipeline's next stage, a changed job), one
+    line each, before anything is sent: nothing the daemon pays for starts unlogged. A plan
+    over a budget is then refused (``batchops.watch.loop``), its marks in these lines."""
+    if plan.cost is None or not plan.cost.actions:
+        return
+    for line in cost_text_lines(plan.cost):
+        log.info("%s", line.strip(), extra={"event": "cost"})
 
 
 class LogReporter:

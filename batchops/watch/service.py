@@ -26,7 +26,7 @@ from batchops.watch.files import FileWatcher
 from batchops.watch.git import GitSource, poll, redact
 from batchops.watch.health import HealthServer, Metrics
 from batchops.watch.loop import Daemon, PassRecord, Timing
-from batchops.watch.reporter import LogReporter
+from batchops.watch.reporter import LogReporter, log_cost
 from batchops.watch.triggers import Triggers
 
 log = logging.getLogger("batchops.watch")
@@ -106,9 +106,10 @@ def _observe(metrics: Metrics, record: PassRecord) -> None:
     metrics.observe_pass(record)
     applied = record.result.applied if isinstance(record.result, PassResult) else None
     cost = record.result.plan.cost if isinstance(record.result, PassResult) else None
-    for name, merged in applied.records.items() if applied else ():
+    for merged in applied.records.values() if applied else ():
         metrics.observe_rows(succeeded=merged.counts.succeeded, failed=merged.counts.failed)
-        dollars = spent(merged.usage, cost.job_price(name) if cost else None)
+    for name, added in applied.spent.items() if applied else ():
+        dollars = spent(added, cost.job_price(name) if cost else None)
         if dollars:
             metrics.observe_spend(dollars)
 
@@ -146,6 +147,7 @@ def _pass_function(
                 options=config.options,
                 reporter=reporter,
                 stop=stop,
+                on_plan=log_cost,
                 inputs=prepare_inputs(desired, root=root, project_file=config.project_file),
                 project_file=config.project_file,
             )

@@ -30,10 +30,10 @@ def test_failed_rows_exit_3_with_counts_and_first_errors(
     result = inproc(root, *WAIT)
     assert result.returncode == 3, result.stderr
     assert "failed: answers: 2 of 12 rows failed (maxFailedRows allows 0)" in result.stderr
-    assert "    row-2: echo: failure requested" in result.stderr
+    assert "    transient: row-2: echo: failure requested" in result.stderr
     assert re.search(
         r"^::error file=jobs/work.yaml,line=\d+,col=\d+::job answers: 2 of 12 rows "
-        r"failed \(maxFailedRows allows 0\): row-2: echo",
+        r"failed \(maxFailedRows allows 0\): 2 transient \(INTERNAL x2\); first: row-2: echo",
         result.stderr,
         re.M,
     )

@@ -137,3 +137,35 @@ def test_describe_shows_the_whole_history_and_where_the_results_are(
     assert "declared by no manifest" in undeclared.stdout and second in undeclared.stdout
     unknown = inproc(root, "describe", "capitol")
     assert unknown.returncode == 1 and "did you mean 'capitals'" in unknown.stderr
+
+
+def test_delete_and_cancel_of_a_matrix_name_act_on_every_combination(
+    tmp_path: Path, inproc: InProcess
+) -> None:
+    """A matrix's declared name stands for all its jobs, as with `--job NAME`; once it is no
+    longer declared, the error names the jobs that look like its combinations."""
+    root = make_geo(tmp_path)
+    job_file = root / "jobs" / "capitals.yaml"
+    job_file.write_text(
+        job_file.read_text().replace("models/m,", "models/m, matrix: {temperature: [0, 0.5]},")
+    )
+    assert inproc(root, *WAIT, "--job", "capitals").returncode == 0
+    members = [j for j in remote_jobs(inproc) if j.startswith("capitals-")]
+    assert [m.rsplit("-", 1)[0] for m in members] == ["capitals-t0", "capitals-t0p5"]
+    nothing = inproc(root, "cancel", "capitals", "-y")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "Nothing to cancel: no job of capitals is running." in nothing.stdout
+    declared = inproc(root, "delete", "capitals", "-y")
+    assert declared.returncode == 1
+    assert "matrix 'capitals' (2 jobs) is declared by jobs/capitals.yaml:" in declared.stderr
+    done = inproc(root, "delete", "capitals", "-y", "--force", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert sorted(j["remoteId"] for j in json.loads(done.stdout)["jobs"]) == members
+    assert not [j for j in remote_jobs(inproc) if j.startswith("capitals-")]
+    # No longer declared: the hint lists the jobs named like its combinations.
+    assert inproc(root, *WAIT, "--job", "capitals").returncode == 0
+    job_file.unlink()
+    gone = inproc(root, "delete", "capitals", "-y")
+    assert gone.returncode == 1
+    assert "no job of this project named 'capitals'" in gone.stderr
+    assert "capitals-t0, capitals-t0p5" in gone.stderr, gone.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from batchops.cli.apply import LineReporter
+from batchops.cli.reporters import LineReporter
 from batchops.plan import Action, Kind, Resource
 from tests.e2e.test_apply_cli import (
     WAIT,
@@ -344,7 +344,7 @@ def test_a_closed_pipe_ends_every_command_quietly(
 def test_the_closing_line_counts_each_state_once_whatever_its_providers_spelling() -> None:
     from types import SimpleNamespace
 
-    from batchops.cli.apply import _states_text
+    from batchops.cli.apply_output import states_text as _states_text
 
     mixed = {"JOB_STATE_COMPLETED": 7, "completed": 1, "JOB_STATE_RUNNING": 2, "in_progress": 1}
     result = SimpleNamespace(job_states=mixed)

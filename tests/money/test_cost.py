@@ -195,3 +195,14 @@ def test_jobs_sharing_a_dataset_and_model_keep_their_own_figures() -> None:
     assert costs["e"].output_expected == 25 * 1000
     assert [costs[n].job for n in "abcde"] == list("abcde")
     assert len({costs[n].remote_id for n in "abcde"}) == 5
+
+
+def test_the_expected_output_is_never_above_the_worst_case() -> None:
+    """History from a run with a higher maxTokens (or a larger n) must not make the expected
+    figure exceed what the new settings can produce at most."""
+    plan, desired = _plan(_job(params={"maxTokens": 10}))
+    history = {"j": Usage(rows=10, prompt_tokens=470, completion_tokens=1000)}  # 100 a row
+    [cost] = estimate(plan, _inputs(desired, history=history)).actions
+    assert cost.output_worst == 10 * 1000
+    assert cost.output_expected == cost.output_worst and cost.expected_from == "history"
+    assert cost.cost_expected == cost.cost_worst

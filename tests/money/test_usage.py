@@ -67,3 +67,71 @@ def test_records_written_before_usage_was_summed_still_read() -> None:
 
 def _stamp() -> dict[str, object]:
     return {"path": "r.jsonl", "size": 1, "mtime_ns": 1, "sha256": "0" * 64}
+
+
+def _lines(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.mkdir(parents=True)
+    (path / "BIJOutputSet.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (path / "error-data").write_text("")
+    return path
+
+
+def _answer(cid: str, text: str, pt: int, ct: int, job: str | None = None) -> dict[str, object]:
+    row: dict[str, object] = {
+        "custom_id": cid,
+        "text": text,
+        "usage": {"input_tokens": pt, "output_tokens": ct, "cached_tokens": 0},
+    }
+    return row if job is None else {**row, "job": job}
+
+
+def test_spend_counts_the_jobs_own_runs_refused_answers_included_reused_ones_left_out(
+    tmp_path: Path,
+) -> None:
+    """Spend so far is what this job's runs were billed for: an answer reused from another
+    job is that job's spend (counting it here counts it twice), an answer of an older spec of
+    this job or of its canary is this job's, and an answer responseFormat refused was still
+    generated and billed."""
+    reused = _lines(
+        tmp_path / "reused",
+        [
+            _answer("a", '{"ok": true}', 100, 10, job="other-0123456789"),  # another job's
+            _answer("b", '{"ok": true}', 7, 3, job="qa-0123456789"),  # an older spec of qa
+            _answer("c", '{"ok": true}', 5, 2, job="qa-canary-abcdefabcd"),  # qa's canary
+        ],
+    )
+    own = _lines(
+        tmp_path / "own",
+        [_answer("d", '{"ok": true}', 11, 4), _answer("e", "not json", 13, 6)],
+    )
+
+    def check(line: bytes) -> str | None:
+        return None if b'\\"ok\\"' in line else "the answer is not JSON"
+
+    record = merge_lineage(
+        [reused, own],
+        job_name="qa",
+        job_ids=["qa-fedcba9876"],
+        output=tmp_path / "results" / "qa.jsonl",
+        expected_ids=["a", "b", "c", "d", "e"],
+        root=tmp_path,
+        check=check,
+    )
+    assert record.counts.failed == 1  # e, refused
+    assert record.usage == Usage(rows=4, prompt_tokens=123, completion_tokens=19)  # answers
+    assert record.spend == Usage(rows=4, prompt_tokens=36, completion_tokens=15)  # b c d e
+    assert record.spent_usage == record.spend
+
+
+def test_a_job_every_row_of_which_is_reused_spent_nothing(tmp_path: Path) -> None:
+    reused = _lines(tmp_path / "reused", [_answer("a", "x", 100, 10, job="other-0123456789")])
+    record = merge_lineage(
+        [reused],
+        job_name="qa",
+        job_ids=[],
+        output=tmp_path / "results" / "qa.jsonl",
+        expected_ids=["a"],
+        root=tmp_path,
+    )
+    assert record.spend == Usage(rows=0, prompt_tokens=0, completion_tokens=0)
+    assert spent(record.spent_usage, Price(input=1.0, output=2.0)) == 0.0

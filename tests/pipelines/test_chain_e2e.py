@@ -105,6 +105,14 @@ def sent_rows(client: FireworksClient) -> dict[str, int]:
     }
 
 
+def sent_ids(client: FireworksClient, job: str, dest: Path) -> list[str]:
+    """The custom_ids of the rows the job ``job`` (an ID) was given: its input dataset's rows."""
+    found = next(j for j in client.list_jobs() if j.name.rsplit("/", 1)[-1] == job)
+    files = client.download_dataset(found.input_dataset_id or "", dest)
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
+    return sorted(r["custom_id"] for r in rows)
+
+
 def answers(path: Path) -> dict[str, str]:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     return {r["custom_id"]: r["text"] for r in rows}
@@ -142,6 +150,14 @@ def test_a_two_stage_pipeline_runs_in_order_and_reuses_unchanged_rows(
     converge(paths, tmp_path, client)
     again = {k: v for k, v in sent_rows(client).items() if k not in sent}
     assert sorted(again.values()) == [1, 1, 1, 1], again  # each new job sent the one new row
+    assert sorted(n.rsplit("-", 1)[0] for n in again) == [
+        "generate-alpha",
+        "generate-beta",
+        "judge-alpha",
+        "judge-beta",
+    ]
+    for job in again:  # and that row is b: the one whose upstream answer changed
+        assert sent_ids(client, job, tmp_path / "sent" / job) == ["b"], job
     assert answers(tmp_path / "results" / "judge-beta.jsonl")["b"] == (
         "judge generate-beta: TWO => TWO"
     )
@@ -278,3 +294,84 @@ def test_a_stage_whose_jobs_all_finished_is_completed_not_running(
     assert "  1. generate (2 jobs): completed" in plan_text(held.plan)
     converge(paths, tmp_path, client)
     assert one_pass(paths, tmp_path, client).plan.stages[0].state == "done"
+
+
+FIELDS_PIPELINE = """\
+apiVersion: batchops/v1
+kind: Dataset
+metadata: {name: items}
+spec:
+  source: {path: data/items.csv, idColumn: sku}
+  template:
+    messages:
+      - role: user
+        content: '{"name": {{ name | tojson }}, "keep": {{ (keep == "yes") | tojson }}}'
+---
+apiVersion: batchops/v1
+kind: BatchInferenceJob
+metadata: {name: tag}
+spec:
+  inputDataset: items
+  model: accounts/fireworks/models/tagger
+  inferenceParameters: {maxTokens: 64}
+  responseFormat:
+    schema:
+      type: object
+      required: [name, keep]
+      properties: {name: {type: string}, keep: {type: boolean}}
+---
+apiVersion: batchops/v1
+kind: Dataset
+metadata: {name: kept}
+spec:
+  source: {job: tag, where: "answer.fields.keep"}
+  template:
+    messages:
+      - role: user
+        content: "{{ custom_id }} {{ color }} {{ answer.fields.name }} ({{ answer.text | length }})"
+---
+apiVersion: batchops/v1
+kind: BatchInferenceJob
+metadata: {name: review}
+spec:
+  inputDataset: kept
+  model: accounts/fireworks/models/reviewer
+  inferenceParameters: {maxTokens: 64}
+"""
+
+
+def test_a_chain_sees_the_upstream_columns_and_parsed_fields_and_filters_on_them(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """The downstream template reads the upstream input row's table columns, the answer's text
+    and its fields (the upstream declared a responseFormat); `where` keeps the approved rows."""
+    paths = write_repo(tmp_path, {}, FIELDS_PIPELINE)
+    (tmp_path / "jobs" / "data" / "items.csv").write_text(
+        "sku,name,color,keep\na1,Kettle,red,yes\na2,Lamp,blue,no\na3,Mug,green,yes\n"
+    )
+    converge(paths, tmp_path, client)
+    tagged = answers(tmp_path / "results" / "tag.jsonl")
+    assert json.loads(tagged["a2"]) == {"name": "Lamp", "keep": False}
+    assert answers(tmp_path / "results" / "review.jsonl") == {
+        "a1": f"a1 red Kettle ({len(tagged['a1'])})",
+        "a3": f"a3 green Mug ({len(tagged['a3'])})",
+    }
+    assert {n.rsplit("-", 1)[0]: k for n, k in sent_rows(client).items()} == {"tag": 3, "review": 2}
+
+
+def test_a_stage_waits_for_its_upstreams_row_retries(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """An upstream row that failed for a passing reason is sent again (spec.rowRetries): the
+    stage after it waits for that retry's results, so it runs once, on every row."""
+    paths = write_repo(tmp_path, {"a": "one", "b": "two __transient__"})
+    passes = converge(paths, tmp_path, client)
+    for result in passes:
+        kinds = {(a.kind, a.resource.name.split("-")[0]) for a in result.plan.actions}
+        assert not {(Kind.RETRY_JOB, "generate"), (Kind.CREATE_JOB, "judge")} <= kinds
+    jobs = sorted(j.name.rsplit("/", 1)[-1] for j in client.list_jobs())
+    judges = {j.split("-")[2] for j in jobs if j.startswith("judge-alpha-")}  # its own -t1 too
+    assert len(judges) == 1, jobs  # not one on the first results, then another on the retry's
+    assert [j for j in jobs if j.startswith("generate-alpha")][1].endswith("-t1"), jobs
+    judged = answers(tmp_path / "results" / "judge-alpha.jsonl")
+    assert judged["b"] == "judge generate-alpha: two __transient__ => two __transient__"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_apply_cli import WAIT, InProcess, inproc, make_repo
+from tests.e2e.test_apply_cli import WAIT, InProcess, inproc, make_repo, write_manifests
 
 __all__ = ["inproc"]  # the fixture
 
@@ -26,6 +26,15 @@ def test_canary_only_then_the_full_job_with_the_outcome_in_the_step_summary(
     passed = "canary of 3 rows passed; the full job runs after it, 0 failed rows"
     assert passed in summary.read_text()
     assert not (root / "results" / "answers.jsonl").exists()  # the full spend waits
+    assert (
+        "canary of answers: 3 rows passed (0 failed rows); `batchops apply` without "
+        "--canary-only sends the full job"
+    ) in first.stdout
+    status = inproc(root, "status")
+    (row,) = [line for line in status.stdout.splitlines() if line.startswith("answers ")]
+    assert "answers-canary-" in row and "CANARY COMPLETED" in row and "3/0" in row, row
+    described = inproc(root, "describe", "answers")
+    assert "(canary)" in described.stdout and "History (1 job" in described.stdout
     summary.write_text("")
     full = inproc(root, *WAIT)
     assert full.returncode == 0, full.stderr
@@ -40,3 +49,21 @@ def test_a_canary_must_reuse(tmp_path: Path, inproc: InProcess) -> None:
     root = make_repo(tmp_path, jobs={"answers": {"canary": {"rows": 3}, "reuse": False}})
     result = inproc(root, "plan")
     assert result.returncode == 1 and "canary needs reuse" in result.stderr + result.stdout
+
+
+def test_status_counts_the_merged_rows_and_calls_a_fully_reused_job_reused(
+    tmp_path: Path, inproc: InProcess
+) -> None:
+    """OK/FAILED is the merged results' (reused answers included) once they are current, and a
+    job whose every row was answered before has no job of its own: REUSED, not ABSENT."""
+    root = make_repo(tmp_path, jobs={"a": {}})
+    assert inproc(root, *WAIT).returncode == 0
+    write_manifests(root, jobs={"a": {}, "b": {}})
+    assert inproc(root, *WAIT).returncode == 0
+    rows = {
+        line.split()[0]: line.split()
+        for line in inproc(root, "status").stdout.splitlines()
+        if line.startswith(("a ", "b "))
+    }
+    assert rows["a"][2:5] == ["COMPLETED", "100%", "12/0"], rows
+    assert rows["b"][1:5] == ["-", "REUSED", "100%", "12/0"], rows

@@ -88,6 +88,44 @@ def test_canary_only_runs_just_the_canary(tmp_path: Path, client: FireworksClien
     assert one_pass(paths, tmp_path, client).plan.count(Kind.CREATE_JOB) == 1  # the full job, now
 
 
+def with_response_format(root: Path) -> None:
+    manifest = root / "jobs" / "m.yaml"
+    schema = "responseFormat: {schema: {type: object, required: [n]}}, "
+    manifest.write_text(manifest.read_text().replace("reuse: true, ", "reuse: true, " + schema))
+
+
+def test_a_canary_whose_answers_break_response_format_fails(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """The server calls every row done; the answers (echoed prompts, not JSON) break the job's
+    responseFormat: failed rows of the canary, which stops the full job."""
+    paths = write_repo(tmp_path, PROMPTS)
+    with_canary(tmp_path, rows=4, max_failed=1)
+    with_response_format(tmp_path)
+    result = until_done(paths, tmp_path, client)
+    assert result.failed_jobs == ["j"]
+    (failed,) = result.plan.actions
+    assert failed.kind is Kind.FAILED
+    assert "canary failed: 4 of 4 rows failed (canary.maxFailedRows 1)" in failed.reason
+    assert "4 answers did not match responseFormat" in failed.reason
+    assert failed.details["failedRows"] == 4 and failed.details["nonconformingRows"] == 4
+    (outcome,) = result.plan.canaries
+    assert (outcome.state, outcome.failed_rows) == ("failed", 4)
+    assert list(sent_rows(client).values()) == [4]  # the full job was never sent
+
+
+def test_a_canary_whose_answers_match_response_format_passes(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    paths = write_repo(tmp_path, {cid: f'{{"n": {i}}}' for i, cid in enumerate(PROMPTS)})
+    with_canary(tmp_path, rows=4)
+    with_response_format(tmp_path)
+    result = until_done(paths, tmp_path, client)
+    assert result.failed_jobs == [] and result.row_failures == []
+    assert sorted(sent_rows(client).values()) == [4, 16]  # canary answers reused, checked too
+    assert sorted(results(tmp_path)) == sorted(PROMPTS)
+
+
 def test_prune_keeps_a_declared_jobs_canary_before_and_after_the_full_job(
     tmp_path: Path, client: FireworksClient
 ) -> None:

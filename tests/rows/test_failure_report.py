@@ -107,3 +107,30 @@ def test_the_summary_uses_the_one_classifier_and_keeps_text_inert() -> None:
     assert [kind for kind, _ in summary.examples] == ["transient", "permanent"]
     lines = summary_lines("j", summarize(rows))
     assert all("\x1b" not in line for line in lines)
+
+
+def test_the_step_summary_splits_failed_rows_with_their_reasons(
+    tmp_path: Path, inproc: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = failing_repo(tmp_path)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    applied = inproc(root, *WAIT, "--output", "json")
+    assert applied.returncode == 0, applied.stderr
+    text = summary.read_text()
+    head = next(line for line in text.splitlines() if "3 of 12 rows failed" in line)
+    assert head.endswith(
+        "(maxFailedRows allows 3): 2 transient (`INTERNAL` x2), 1 permanent (`INVALID_ARGUMENT` x1)"
+    ), head
+    examples = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert [line.split(":")[0] for line in examples] == [
+        "  - transient",
+        "  - transient",
+        "  - permanent",
+    ]
+    assert "row&#45;5" in examples[2]
+    # the closing lines on stderr and the JSON document say the same
+    assert "1 permanent (INVALID_ARGUMENT x1)" in applied.stderr
+    assert "    permanent: row-5: " in applied.stderr
+    (rows,) = json.loads(applied.stdout)["rowFailures"]
+    assert rows["failedRows"]["permanent"]["reasons"] == {"INVALID_ARGUMENT": 1}

@@ -4,6 +4,7 @@ hashes, and is found again by the next pass."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -167,3 +168,21 @@ def test_a_maximal_name_with_a_canary_runs_on_the_backend(
     assert len(ids) == 4 and all(len(output_dataset_id(i)) <= DEFAULT_ID_LIMIT for i in ids)
     assert any("-canary-" in i for i in ids) and any(i.endswith("-t2") for i in ids), ids
     assert "No changes" in inproc(root, "plan").stdout
+
+
+def test_a_spec_change_finds_the_older_specs_shortened_jobs() -> None:
+    """The job of an older spec whose ID was shortened (a provider with a shorter limit) is the
+    one the replacement is compared with, and is named when it keeps running."""
+    f, world = facts(["p"]), World()
+    observed = Observed(id_limits=(("fireworks", 50),))
+    old = desired(["p"], [job_decl(LONG, "p")])
+    first = make_plan(old, f, observed, {}, PlanOptions(), project=PROJECT)
+    simulate(first, world, end_state="JOB_STATE_RUNNING")
+    (running,) = world.jobs
+    assert not running.startswith(LONG)  # shortened
+    new = desired(["p"], [job_decl(LONG, "p", max_tokens=512)])
+    seen = dataclasses.replace(world.observed(), id_limits=observed.id_limits)
+    (replace,) = make_plan(new, f, seen, {}, PlanOptions(), project=PROJECT).actions
+    assert replace.kind is Kind.REPLACE_JOB, replace.reason
+    assert "inferenceParameters.maxTokens 256 -> 512" in replace.reason
+    assert f"the old job {running} keeps running" in replace.reason

@@ -106,6 +106,7 @@ def test_a_changed_dataset_sends_only_its_new_rows(tmp_path: Path, client: Firew
     assert [(c.job, c.rows) for c in plan.cost.actions] == [("j", 2)]
     uploads = [a for a in plan.actions if a.kind is Kind.CREATE_DATASET]
     assert [(a.details["derivedFor"], a.details["rows"]) for a in uploads] == [("j", 2)]
+    assert uploads[0].reason == "the 2 new rows of job j"
     converge(paths, tmp_path, client)
 
     sent = sent_rows(client)
@@ -161,6 +162,9 @@ def test_an_empty_state_dir_finds_earlier_answers_through_the_provider(
     (fresh / "batchops.yaml").write_text(
         f"apiVersion: batchops/v1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n"
     )
+    plan = one_pass(paths, fresh, client).plan
+    (upload,) = [a for a in plan.actions if a.kind is Kind.CREATE_DATASET]
+    assert upload.reason == "the 1 new row of job j"
     converge(paths, fresh, client)
     sent = sent_rows(client)
     assert sorted(sent.values()) == [1, 10]

@@ -4,6 +4,7 @@ passing reason are sent again, at most spec.rowRetries times; rows that failed f
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from batchops.plan import Kind
@@ -69,6 +70,14 @@ def test_row_retries_are_bounded(tmp_path: Path, client: FireworksClient) -> Non
     assert one_pass(paths, tmp_path, client).plan.actions == ()
     assert sorted(sent_rows(client).values()) == [1, 1, 10]  # rowRetries: 2 by default
     assert list(error_lines(tmp_path)) == ["c4"]
+    # a fresh checkout (no .batchops/, no results) counts the attempts on the account: the
+    # lineage is merged again, and the row is not sent a third time
+    shutil.rmtree(tmp_path / ".batchops")
+    shutil.rmtree(tmp_path / "results")
+    converge(paths, tmp_path, client)
+    assert one_pass(paths, tmp_path, client).plan.actions == ()
+    assert sorted(sent_rows(client).values()) == [1, 1, 10]
+    assert list(error_lines(tmp_path)) == ["c4"] and len(answered(tmp_path)) == 9
 
 
 def test_row_retries_zero_sends_nothing_again(tmp_path: Path, client: FireworksClient) -> None:

@@ -9,12 +9,34 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchops.plan.rows import split_rows
+from batchops.manifest.desired import JobDecl, Source
+from batchops.plan.rows import job_prefix, split_rows
 from batchops.rowid import canonical_body, request_hash, request_prefix
 
 PROMPTS = st.text(alphabet="abc xyz", min_size=0, max_size=6)
 PARAMS = st.fixed_dictionaries(
-    {}, optional={"maxTokens": st.integers(1, 4), "temperature": st.sampled_from([0.0, 0.5])}
+    {},
+    optional={
+        "maxTokens": st.integers(1, 4),
+        "temperature": st.sampled_from([0.0, 0.5]),
+        "extraBody": st.fixed_dictionaries({}, optional={"seed": st.integers(0, 1)}),
+    },
+)
+# what a job's every request shares: provider, model, parameters, precision (plan.rows.job_prefix)
+JOB = st.builds(
+    lambda provider, model, params, precision: JobDecl(
+        name="j",
+        model=model,
+        source=Source("jobs/a.yaml"),
+        input_dataset="d",
+        inference_parameters=params,
+        precision=precision,
+        provider=provider,
+    ),
+    st.sampled_from(["fireworks", "openai"]),
+    st.sampled_from(["m1", "m2"]),
+    PARAMS,
+    st.sampled_from([None, "fp8"]),
 )
 EDIT = st.sampled_from(["keep", "edit", "drop", "rename"])
 
@@ -39,18 +61,16 @@ def requests(prefix: bytes, rows: list[dict[str, Any]]) -> list[tuple[str, bytes
     prompts=st.lists(PROMPTS, min_size=1, max_size=12),
     edits=st.lists(st.tuples(EDIT, PROMPTS), min_size=12, max_size=12),
     added=st.lists(PROMPTS, max_size=3),
-    params=st.tuples(PARAMS, PARAMS),
-    models=st.tuples(st.sampled_from(["m1", "m2"]), st.sampled_from(["m1", "m2"])),
+    jobs=st.tuples(JOB, JOB),
 )
 def test_rows_sent_are_exactly_the_changed_ones(
     prompts: list[str],
     edits: list[tuple[str, str]],
     added: list[str],
-    params: tuple[dict[str, Any], dict[str, Any]],
-    models: tuple[str, str],
+    jobs: tuple[JobDecl, JobDecl],
 ) -> None:
     old_rows = [{"custom_id": f"r{i}", "body": {"prompt": p}} for i, p in enumerate(prompts)]
-    old_prefix = request_prefix("fireworks", models[0], params[0])
+    old_prefix = job_prefix(jobs[0])
     # run 1: every row answered by job-1 and recorded in the index
     old_reqs = requests(old_prefix, old_rows)
     index = {
@@ -66,11 +86,18 @@ def test_rows_sent_are_exactly_the_changed_ones(
         elif edit == "keep":
             new_rows.append(row)
     new_rows += [{"custom_id": f"n{i}", "body": {"prompt": p}} for i, p in enumerate(added)]
-    new_prefix = request_prefix("fireworks", models[1], params[1])
+    new_prefix = job_prefix(jobs[1])
     reqs = requests(new_prefix, new_rows)
     split = split_rows(reqs, index)
 
-    same_request = old_prefix == new_prefix
+    old, new = jobs
+    same_request = (old.provider, old.model, old.precision) == (
+        new.provider,
+        new.model,
+        new.precision,
+    ) and {k: v for k, v in old.inference_parameters.items() if v is not None} == {
+        k: v for k, v in new.inference_parameters.items() if v is not None
+    }
     old_bodies = {canonical_body(r) for r in old_rows}
     changed = [
         r["custom_id"] for r in new_rows if not same_request or canonical_body(r) not in old_bodies
