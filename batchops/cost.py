@@ -75,6 +75,9 @@ class CostInputs:
     budget: Budget
     # dataset name -> at most this many rows, for the input datasets of waiting jobs
     waiting_rows: Mapping[str, int | None] = field(default_factory=dict)
+    # action remote ID -> the tokens of exactly the rows it sends, when they are a file of their
+    # own (the new rows of a job reusing others, a canary's sample); else the dataset's share
+    sent: Mapping[str, DatasetTokens] = field(default_factory=dict)
 
 
 def rows_to_send(action: Action, job: JobLike, inputs: CostInputs) -> int | None:
@@ -91,7 +94,12 @@ def rows_to_send(action: Action, job: JobLike, inputs: CostInputs) -> int | None
     return inputs.rows.get(job.input_dataset)
 
 
-def _input_tokens(job: JobLike, rows: int | None, inputs: CostInputs) -> tuple[int | None, bool]:
+def _input_tokens(
+    job: JobLike, rows: int | None, inputs: CostInputs, remote_id: str = ""
+) -> tuple[int | None, bool]:
+    sent = inputs.sent.get(remote_id)
+    if sent is not None and sent.tally.rows == rows:  # the very rows it sends, counted
+        return sent.input_tokens, sent.exact
     counted = inputs.tokens.get((job.input_dataset or "", job.model))
     if counted is None or rows is None:
         return None, False
@@ -128,9 +136,9 @@ def action_cost(action: Action, inputs: CostInputs) -> ActionCost | None:
     job = inputs.jobs.get(action.resource.name)
     if job is None:
         return None
-    figures = _figures(
-        job, spec.model, spec.inference_parameters, rows_to_send(action, job, inputs), inputs
-    )
+    rows = rows_to_send(action, job, inputs)
+    remote_id = action.resource.remote_id
+    figures = _figures(job, spec.model, spec.inference_parameters, rows, inputs, remote_id)
     return ActionCost(job.name, action.resource.remote_id, spec.model, job.provider, *figures)
 
 
@@ -149,9 +157,14 @@ _Figures = tuple[
 
 
 def _figures(
-    job: JobLike, model: str, params: Mapping[str, Any], rows: int | None, inputs: CostInputs
+    job: JobLike,
+    model: str,
+    params: Mapping[str, Any],
+    rows: int | None,
+    inputs: CostInputs,
+    remote_id: str = "",
 ) -> _Figures:
-    input_tokens, exact = _input_tokens(job, rows, inputs)
+    input_tokens, exact = _input_tokens(job, rows, inputs, remote_id)
     worst = _worst_output(params, rows)
     expected, source = _expected_output(job, rows, worst, inputs)
     price = inputs.prices.lookup(model, job.provider)  # under the job's provider, not fireworks
@@ -191,13 +204,15 @@ def _action_costs(plan: Plan, inputs: CostInputs) -> list[ActionCost]:
             params.get("n"),
             action.details.get("rowsToSend"),
             name if name in history else None,
+            resource.remote_id if resource.remote_id in inputs.sent else None,
         )
         try:
             figures = memo.get(key)
         except TypeError:  # a parameter no dict holds: computed, not remembered
             figures, key = None, ()
         if figures is None:
-            figures = _figures(job, spec.model, params, rows_to_send(action, job, inputs), inputs)
+            rows = rows_to_send(action, job, inputs)
+            figures = _figures(job, spec.model, params, rows, inputs, resource.remote_id)
             if key:
                 memo[key] = figures
         out.append(ActionCost(name, resource.remote_id, spec.model, provider, *figures))

@@ -22,7 +22,7 @@ from batchops.chains import render_inputs
 from batchops.checkcache import CheckCache
 from batchops.checks import job_layout, provider_problems
 from batchops.config import DEFAULT_WORKERS, ProjectConfig
-from batchops.cost import SENDS_ROWS, CostInputs, estimate, rows_at_most
+from batchops.cost import SENDS_ROWS
 from batchops.datasets import StatCache, inspect_all
 from batchops.errors import (
     BatchopsError,
@@ -39,7 +39,7 @@ from batchops.manifest import load_partial
 from batchops.manifest.desired import Desired
 from batchops.manifest.select import Selection, Selector, select
 from batchops.manifest.stored import StoredManifests
-from batchops.money import Budget, CostReport, PriceTable, shipped_prices
+from batchops.money import Budget, PriceTable, shipped_prices
 from batchops.outputcache import OutputCache
 from batchops.plan import (
     DatasetFacts,
@@ -54,6 +54,7 @@ from batchops.plan import (
     make_plan,
 )
 from batchops.plan.rows import FailedRows, RowSplit
+from batchops.pricing import plan_cost
 from batchops.providers import Provider, RemoteInput
 from batchops.providers.router import ProviderSet
 from batchops.results import (
@@ -66,7 +67,6 @@ from batchops.results import (
 from batchops.reuse_rows import rebuild, row_splits
 from batchops.row_retries import any_transient, failed_rows, failure_summary
 from batchops.sources import relocate
-from batchops.tokencache import dataset_tokens
 
 if TYPE_CHECKING:  # apply is imported by the pass that applies: `plan` never needs it
     from batchops.apply import ApplyResult, Reporter
@@ -283,7 +283,7 @@ def load_and_plan(
             rows=ctx.rows,
             failed_rows=ctx.failed_rows,
         )
-        cost = plan_cost(plan, desired, infos, ctx.local, options, root)
+        cost = plan_cost(plan, desired, infos, ctx.local, options, root, ctx.rows)
         plan = with_layouts(plan, root=root, project_file=project_file)
     return replace(
         plan,
@@ -320,42 +320,6 @@ def with_layouts(plan: Plan, *, root: Path, project_file: ProjectConfig | None) 
         )
     cache.save()
     return replace(plan, actions=tuple(actions))
-
-
-def plan_cost(
-    plan: Plan,
-    desired: Desired,
-    infos: Mapping[str, DatasetFacts],
-    local: Mapping[str, LocalResult],
-    options: PassOptions,
-    root: Path,
-) -> CostReport:
-    """Tokens and dollars of the actions that send rows. Only their datasets are tokenized
-    (once per content: the token cache), so a plan with nothing to send reads nothing."""
-    jobs = {j.name: j for j in desired.jobs}
-    sending = [
-        jobs[a.resource.name]
-        for a in plan.actions
-        if a.kind in SENDS_ROWS and a.resource.name in jobs
-    ]
-    tokens = (
-        dataset_tokens(sending, infos, root=root, tokenizers=options.tokenizers) if sending else {}
-    )
-    history = {
-        name: r.record.usage
-        for name, r in local.items()
-        if r.record is not None and r.record.usage is not None
-    }
-    rows = {name: info.rows for name, info in infos.items()}
-    waits = [
-        jobs[a.resource.name]
-        for a in plan.actions
-        if a.kind is Kind.WAITS and a.resource.name in jobs
-    ]
-    read = {j.input_dataset for j in waits if j.input_dataset is not None}
-    waiting = rows_at_most(read, desired, rows) if read else {}
-    inputs = CostInputs(jobs, rows, tokens, history, options.prices, options.budget, waiting)
-    return estimate(plan, inputs)
 
 
 def load_context(

@@ -37,7 +37,6 @@ from batchops.providers import OUTPUT_FILE, JobState, Provider, RemoteJob
 from batchops.reuse import Answer, ReuseIndex
 from batchops.rowid import DIGEST_SIZE, file_requests, request_prefix
 from batchops.scratch import Scratch
-from batchops.sources.conform import answer_check
 
 DERIVED_DIR = "derived"
 ROWS_DIR = "rows"  # request hashes of each dataset and job prefix (``_Requests``)
@@ -212,8 +211,13 @@ def _conformance(
 ) -> CanarySample:
     """The sample with its answered rows checked against the job's ``responseFormat``, as the
     merge checks them: an answer that breaks it is a failed row of the canary."""
+    answered = [line for _, _, line in index.lines(hashes)]
+    if not answered:  # the canary has not answered yet
+        return sample
+    from batchops.sources.conform import answer_check  # jsonschema: only when there is a check
+
     check = answer_check(dict(schema))
-    bad = [why for _, _, line in index.lines(hashes) if (why := check(line)) is not None]
+    bad = [why for line in answered if (why := check(line)) is not None]
     if not bad:
         return sample
     return dataclasses.replace(sample, nonconforming=len(bad), violation=bad[0])

@@ -301,3 +301,29 @@ def dataset_tokens(
             out[(name, job.model)] = counted
     cache.save()
     return out
+
+
+@dataclass(frozen=True)
+class _Files:
+    files: tuple[ShardLike, ...]
+
+
+def file_tokens(
+    wanted: Iterable[tuple[str, str, ShardLike]],
+    *,
+    root: Path,
+    tokenizers: Mapping[str, Path] | None = None,
+) -> dict[str, DatasetTokens]:
+    """key -> the input tokens of one file (its path and sha256) for one model, for each (key,
+    model, file) of ``wanted``: the rows a job sends when they are a file of their own (a
+    derived dataset). Cached by content like datasets."""
+    files = tokenizers or {}
+    cache = TokenCache(root)
+    out: dict[str, DatasetTokens] = {}
+    for key, model, shard in wanted:
+        counter = counter_for(model, files.get(model))
+        counted = count_dataset(_Files((shard,)), counter, template_for(model), cache)
+        if counted is not None:
+            out[key] = counted
+    cache.save()
+    return out

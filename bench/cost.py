@@ -264,7 +264,7 @@ def plan_overhead(tmp: Path, repeat: int, cli_repeat: int) -> None:
             timeit.repeat(lambda: real(plan, *cost_args(root, inputs)), number=1, repeat=repeat)
         )
         print(
-            f"the cost step alone (batchops.reconcile.plan_cost): {cost_only * 1000:.2f} ms "
+            f"the cost step alone (batchops.pricing.plan_cost): {cost_only * 1000:.2f} ms "
             f"(best of {repeat}); {load()}"
         )
         plan_cli_overhead(root, url, cli_repeat)

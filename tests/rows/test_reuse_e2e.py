@@ -222,3 +222,25 @@ def test_prune_deletes_a_superseded_job_no_declared_job_reuses(
     ).plan
     (prune,) = [a for a in plan.actions if a.kind is Kind.PRUNE_JOB]
     assert prune.reason.startswith("superseded")
+
+
+def test_the_input_tokens_of_the_rows_sent_are_counted_not_prorated(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """A job reusing most rows sends a file of its new rows: the plan counts exactly those rows'
+    tokens (the same count the local backend bills), not the dataset's share by row count."""
+    short = {f"c{i}": "hi" for i in range(10)}
+    paths = write_repo(tmp_path, short)
+    converge(paths, tmp_path, client)
+    edited = {**short, "c3": "a much longer question than any other row asks, by far"}
+    paths = write_repo(tmp_path, edited)
+    plan = one_pass(paths, tmp_path, client).plan
+    assert plan.cost is not None
+    (cost,) = plan.cost.actions
+    assert cost.rows == 1
+    converge(paths, tmp_path, client)
+    billed = [row for row in results(tmp_path).values() if row["job"] == cost.remote_id]
+    assert len(billed) == 1
+    usage = billed[0]["usage"]
+    assert isinstance(usage, dict)
+    assert cost.input_tokens == usage["input_tokens"]
