@@ -269,8 +269,12 @@ def test_show_rendered(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(root, CHAT)
     assert main(["validate", "--show-rendered", "reviews", "--rows", "1"]) == 0
     out = capsys.readouterr().out
-    assert '"content": "Write a warm review\\nof Kettle."' in out
-    assert '"custom_id": "p2"' not in out
+    # The line that will be uploaded, byte for byte: not a pretty-printed copy of it.
+    (artifact,) = root.glob(".batchops/rendered/reviews/*/rows.jsonl")
+    first = artifact.read_text(encoding="utf-8").splitlines()[0]
+    assert out.splitlines()[0] == first
+    assert '"content":"Write a warm review\\nof Kettle."' in first
+    assert '"p2"' not in out
     assert main(["validate", "-o", "json", "--show-rendered", "reviews"]) == 0
     assert [r["custom_id"] for r in json.loads(capsys.readouterr().out)["rendered"]] == ["p1", "p2"]
 

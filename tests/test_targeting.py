@@ -7,7 +7,7 @@ import pytest
 from batchops.errors import ConfigError
 from batchops.manifest.desired import JobDecl
 from batchops.manifest.select import Selector, select
-from batchops.plan import Kind
+from batchops.plan import Kind, Plan
 from batchops.render.plan import note_lines, plan_json, plan_text
 from tests.test_plan import World, desired, facts, job_decl, kinds, plan_of, simulate
 
@@ -66,7 +66,8 @@ def test_an_older_spec_of_a_declared_job_is_superseded_not_undeclared() -> None:
     assert (plan.orphan_jobs, plan.superseded_jobs) == (1, 1)
     assert note_lines(plan) == [
         "1 owned job is superseded (an older spec of a declared job, replaced by it).",
-        "1 owned job is declared by no manifest; `batchops apply --prune` deletes both.",
+        "1 owned job is declared by no manifest; `batchops apply --prune` deletes it and the "
+        "superseded one.",
     ]
     assert plan_json(plan)["summary"]["supersededJobs"] == 1
     only_a = desired(["p"], [job_decl("a", "p", max_tokens=64)])
@@ -80,6 +81,40 @@ def test_an_older_spec_of_a_declared_job_is_superseded_not_undeclared() -> None:
     pruned = plan_of(only_a, f, world, prune=True)
     prune = next(a for a in pruned.actions if a.kind is Kind.PRUNE_JOB)
     assert prune.reason.startswith("superseded: an older spec of a declared job")
+
+
+@pytest.mark.parametrize(
+    ("superseded", "orphans", "last"),
+    [
+        (
+            3,
+            2,
+            "2 owned jobs are declared by no manifest; `batchops apply --prune` deletes them "
+            "and the superseded ones.",
+        ),
+        (
+            2,
+            1,
+            "1 owned job is declared by no manifest; `batchops apply --prune` deletes it "
+            "and the superseded ones.",
+        ),
+        (
+            1,
+            4,
+            "4 owned jobs are declared by no manifest; `batchops apply --prune` deletes them "
+            "and the superseded one.",
+        ),
+        (0, 2, "2 owned jobs are declared by no manifest; `batchops apply --prune` deletes them."),
+    ],
+)
+def test_the_prune_note_counts_right_for_every_mix(
+    superseded: int, orphans: int, last: str
+) -> None:
+    """Never "deletes both" of five jobs (three superseded, two undeclared)."""
+    plan = Plan((), "", "p", orphan_jobs=orphans, superseded_jobs=superseded)
+    lines = note_lines(plan)
+    assert lines[-1] == last
+    assert all("both" not in line for line in lines)
 
 
 def test_scoped_prune_deletes_only_resources_of_the_selected_names() -> None:

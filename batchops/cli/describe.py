@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -31,10 +31,13 @@ from batchops.history import (
     current_name,
     former_names,
     history,
+    job_id_of,
+    name_of,
     owned_by_name,
     owned_following_moves,
 )
 from batchops.manifest import JobDecl
+from batchops.manifest.hints import suggest
 from batchops.money import Price
 from batchops.plan import JobView
 from batchops.plan.canary import canary_name
@@ -52,6 +55,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "describe",
         parents=parents,
         help="one job's history: attempts, continuations, states, rows, results",
+        description="Show every job of this project named NAME on the account, oldest first "
+        "(attempts, continuations after expiry, older specs), with its times, state, server "
+        "message and row counts, and, when a manifest declares NAME, where its results are on "
+        "disk, what it spent and its pipeline stage. A job no manifest declares is described "
+        "from the account alone; renames under `moved` in batchops.yaml are followed. Changes "
+        "nothing.",
     )
     p.add_argument("name", metavar="NAME", help="a job name")
     p.add_argument(
@@ -79,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     declared = inputs is not None and any(j.name == name for j in inputs[0].jobs)
-    members = sorted(j.name for j in inputs[0].jobs if j.group == name) if inputs else []
+    group = [j for j in inputs[0].jobs if j.group == name] if inputs else []
+    members = [j.name for j in sorted(group, key=lambda j: j.position)]  # the matrix's order
     if members and not declared:
         raise ConfigError(
             f"'{name}' is a matrix of {len(members)} jobs; describe one of them: "
@@ -108,7 +118,11 @@ def run(args: argparse.Namespace) -> int:
             found_rows = ctx.failed_rows.get(name)
             failures = found_rows.summary if found_rows is not None else None
         else:  # described from the account alone; unknown or foreign names are errors
-            owned = owned_following_moves([name], provider.list_jobs(), project, moved)
+            listed = list(provider.list_jobs())
+            try:
+                owned = owned_following_moves([name], listed, project, moved)
+            except ConfigError:  # neither declared nor on the account: say what there is
+                raise _unknown(name, inputs[0].jobs if inputs else (), listed, project) from None
             h = history(name, next(iter(owned.values())))
     print(
         json_text(describe_json(h, failures), indent=2)
@@ -116,6 +130,22 @@ def run(args: argparse.Namespace) -> int:
         else describe_text(h, failures)
     )
     return EXIT_OK
+
+
+def _unknown(
+    name: str, declared: Sequence[JobDecl], listed: list[RemoteJob], project: str
+) -> ConfigError:
+    """As ``batchops results`` says it: a did-you-mean over the declared jobs (a matrix by its
+    name too) and this project's jobs on the account, or else the declared jobs."""
+    names = sorted({j.name for j in declared} | {j.group for j in declared if j.group})
+    owned = {name_of(job_id_of(j)) for j in listed if j.owner == project}
+    hint = suggest(name, {*names, *owned})
+    if not hint and names:
+        hint = f" (declared: {', '.join(names)})"
+    return ConfigError(
+        f"unknown job '{name}': no manifest declares it and the account has no job of this "
+        f"project by that name{hint}"
+    )
 
 
 def _stage(

@@ -10,6 +10,7 @@ up side by side, one set of columns per job. A table by default (``--limit`` row
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Iterator
 from itertools import islice
@@ -29,7 +30,7 @@ from batchops.render.status import summary_lines
 from batchops.results import ResultRecord, Usage, local_records, write_atomic
 from batchops.row_retries import failure_summary
 from batchops.scratch import Scratch
-from batchops.sources.join import JobResults, Joined, input_rows, kept_rows
+from batchops.sources.join import FIELDS, JobResults, Joined, input_rows, kept_rows
 from batchops.sources.writers import cell, chunks
 from batchops.stamps import inputs_unchanged, same_inputs
 from batchops.textsafe import inert
@@ -92,12 +93,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no results on disk at {inert(shown)}; its columns are empty", file=sys.stderr)
     records = local_records(root)
     inputs, orphans = _inputs(desired, jobs, records, problems)
+    key = _key(desired, jobs[0])
     with (
         Scratch(root) as scratch,
         Joined(
-            inputs, results, tmp_dir=scratch.path, columns=args.columns, orphans=orphans
+            inputs, results, tmp_dir=scratch.path, columns=args.columns, key=key, orphans=orphans
         ) as joined,
     ):
+        if args.columns is not None:
+            _check_columns(args.columns, joined.available, key)
         if joined.orphans:
             _note(
                 f"{joined.orphans:,} answer(s) to rows the input no longer holds: listed last, "
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         rows = joined.rows() if not limit else islice(joined.rows(), limit)
         prices = [_price(project, j) for j in jobs]
         if args.output == "text":
-            _table(joined.columns, rows, limit, args.out)
+            _table(joined.columns, rows, limit, args.out, every_column=args.columns is None)
             for job, price in zip(jobs, prices, strict=True):
                 print(_spent_line(job, price, _usage(records, job), several=len(jobs) > 1))
             _print_failures(jobs, sys.stdout)
@@ -125,6 +129,12 @@ def _note(text: str) -> None:
 def _record(records: dict[str, ResultRecord], job: JobDecl) -> ResultRecord | None:
     record = records.get(job.name)
     return record if record is not None and record.output.path == str(job.output_path) else None
+
+
+def _key(desired: Desired, job: JobDecl) -> str | None:
+    """The input column that is the custom_id (the dataset's ``idColumn``), shown once."""
+    dataset = desired.dataset(job.input_dataset) if job.input_dataset else None
+    return dataset.render.id_column if dataset is not None and dataset.render else None
 
 
 def _inputs(
@@ -265,9 +275,10 @@ def _load(
 
 
 def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
-    """The named jobs; a matrix's declared name stands for all its combinations, side by side."""
+    """The named jobs; a matrix's declared name stands for all its combinations, side by side,
+    in the order the matrix declares them (``desired.jobs`` is sorted by name)."""
     declared = {j.name: [j] for j in desired.jobs}
-    for job in desired.jobs:
+    for job in sorted(desired.jobs, key=lambda j: j.position):
         if job.group is not None:
             declared.setdefault(job.group, []).append(job)
     unknown = [n for n in names if n not in declared]
@@ -275,6 +286,29 @@ def _jobs(desired: Desired, names: list[str]) -> list[JobDecl]:
         hint = suggest(unknown[0], declared) or f" (declared: {', '.join(sorted(declared))})"
         raise ConfigError(f"unknown job '{unknown[0]}'{hint}")
     return list({j.name: j for n in names for j in declared[n]}.values())
+
+
+def _check_columns(asked: list[str], available: list[str], key: str | None) -> None:
+    """``--columns`` names input columns: one that is not (a typo) is an error naming it, with
+    a did-you-mean and the columns there are, never silently left out. The key (``custom_id``,
+    which shows the dataset's ``idColumn``) and answer columns are always shown, so naming them
+    is harmless."""
+    always = {"custom_id", *FIELDS, *([key] if key else [])}
+    unknown = [c for c in asked if c not in available and c not in always]
+    if not unknown:
+        return
+    named = []
+    for column in unknown:
+        close = difflib.get_close_matches(column, available, n=1, cutoff=0.6)
+        hint = f" (did you mean '{inert(close[0])}'?)" if close else ""
+        named.append(f"'{inert(column)}'{hint}")
+    there = ", ".join(inert(c) for c in available) or "none: the input is remote-only"
+    if key and key != "custom_id":
+        there += f" (and {inert(key)}, shown as custom_id)"
+    noun = "column" if len(unknown) == 1 else "columns"
+    raise ConfigError(
+        f"--columns: unknown input {noun} {', '.join(named)}; the input columns: {there}"
+    )
 
 
 def _write(
@@ -291,7 +325,12 @@ def _write(
 
 
 def _table(
-    columns: list[str], rows: Iterator[tuple[Any, ...]], limit: int, out: Path | None
+    columns: list[str],
+    rows: Iterator[tuple[Any, ...]],
+    limit: int,
+    out: Path | None,
+    *,
+    every_column: bool,
 ) -> None:
     """A compact view: tokens as "in+out", and columns empty in every shown row left out. Every
     header and cell is data: control characters are made inert, and rich ``Text`` shows markup
@@ -311,8 +350,9 @@ def _table(
     else:
         with out.open("w", encoding="utf-8") as fh:
             Console(file=fh, width=200).print(table)
-    if limit and len(shown) == limit:
-        print(f"(first {limit} rows; --limit 0 shows all, -o csv writes every column)")
+    if limit and len(shown) == limit:  # with --columns, -o csv writes only those columns too
+        also = ", -o csv writes every column" if every_column else ""
+        print(f"(first {limit} rows; --limit 0 shows all{also})")
 
 
 def _compact(columns: list[str], rows: list[tuple[str, ...]]) -> tuple[list[str], list[list[str]]]:

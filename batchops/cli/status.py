@@ -45,7 +45,16 @@ EMBEDDED_NOTE = (
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("status", parents=parents, help="each declared job: state, rows, results")
+    p = sub.add_parser(
+        "status",
+        parents=parents,
+        help="each declared job: state, rows, results",
+        description="Show one row per declared job: the state of its latest job on the account, "
+        "progress, succeeded and failed rows, tokens, what it spent and whether its results on "
+        "disk are verified, then the failed rows' reasons and a pipeline's stages. Reads the "
+        "account (two list calls) and local files; changes nothing. Exits 0 whatever the jobs' "
+        "states (1 on an error); `apply` is what exits 3 for a failed job.",
+    )
     p.add_argument("paths", nargs="*", metavar="PATHS", help="manifests (default: jobs/)")
     add_backend_flags(p)
     add_selector_flags(p)

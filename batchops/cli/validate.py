@@ -25,7 +25,7 @@ from batchops.manifest.stored import StoredManifests
 from batchops.render.diagnostics import diagnostics_json, diagnostics_text, github_annotations
 from batchops.render.units import human_size
 from batchops.sources import relocate
-from batchops.textsafe import inert_lines, json_text
+from batchops.textsafe import inert, json_text
 from batchops.tokencache import dataset_tokens
 
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
@@ -71,7 +71,8 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--show-rendered",
         metavar="NAME",
-        help="also print the first rows of dataset NAME exactly as they will be sent",
+        help="also print the first rows of dataset NAME exactly as they will be uploaded: "
+        "one JSONL line each (control and bidi characters shown as escapes)",
     )
     p.add_argument(
         "--rows", type=int, default=3, metavar="N", help="rows --show-rendered prints (default 3)"
@@ -97,13 +98,13 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         body = {**_json(desired, infos, diags), "inputTokens": tokens}
         if shown is not None:
-            body["rendered"] = shown
+            body["rendered"] = [json.loads(line) for line in shown]
         print(json_text(body, indent=2))
     elif diags:
         print(diagnostics_text(diags))
     else:
-        for row in shown or ():  # dataset text: readable, but no escape reaches the terminal
-            print(inert_lines(json.dumps(row, indent=2, ensure_ascii=False)))
+        for line in shown or ():  # dataset text: the line as uploaded, but no escape sequence
+            print(inert(line))  # reaches the terminal
         print(summary(desired, infos) + _tokens_text(tokens))
     if diags and load_settings().github_actions:
         print(github_annotations(diags))
@@ -129,16 +130,18 @@ def check(
     return shown, ({} if found else infos), sorted(set(found))
 
 
-def _rendered(desired: Desired | None, name: str, count: int) -> list[Any]:
-    """The first ``count`` rows of dataset ``name``, as they will be uploaded."""
+def _rendered(desired: Desired | None, name: str, count: int) -> list[str]:
+    """The first ``count`` lines of dataset ``name``, exactly as they will be uploaded (the
+    artifact's own lines, without their newline)."""
     dataset = desired.dataset(name) if desired is not None else None
     if desired is not None and dataset is None:
         names = [d.name for d in desired.datasets]
         raise ConfigError(f"unknown dataset '{name}'{suggest(name, names)}")
-    rows: list[Any] = []
+    rows: list[str] = []
     for file in dataset.files if dataset is not None else ():
         with file.open("rb") as fh:
-            rows += [json.loads(line) for line in islice(fh, count - len(rows)) if line.strip()]
+            lines = islice(fh, max(0, count - len(rows)))
+            rows += [line.decode().rstrip("\r\n") for line in lines if line.strip()]
     return rows
 
 

@@ -120,6 +120,7 @@ class JobDecl:
     # the declared name, ``combination`` the (key, value) pairs this one runs with.
     group: str | None = None
     combination: tuple[tuple[str, str], ...] = ()
+    position: int = 0  # its place among the group's jobs, in the order the matrix declares them
     # The (expanded) jobs whose verified results this one waits for: its chained input's
     # upstream and ``spec.dependsOn``.
     depends_on: tuple[str, ...] = ()

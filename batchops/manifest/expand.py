@@ -109,7 +109,7 @@ class Expander:
             if dataset is None or dataset.render is None or not dataset.render.upstream:
                 self.jobs[name] = [(Variant(name), base)]  # nothing to expand (the usual job)
                 return
-        found = []
+        found: list[tuple[Variant, JobDecl]] = []
         for dv, dataset in inputs:
             for combo in combinations(m.spec.matrix):
                 suffix = join_suffix(dv.suffix, suffix_of(combo))
@@ -117,7 +117,7 @@ class Expander:
                 if expanded is None:
                     continue
                 variant = Variant(expanded, suffix, dv.combination + shown(combo))
-                decl = self._variant(p, base, variant, combo, dataset, needs)
+                decl = self._variant(p, base, variant, combo, dataset, needs, len(found))
                 if decl is not None:
                     found.append((variant, decl))
         self.jobs[name] = found
@@ -130,6 +130,7 @@ class Expander:
         combo: Mapping[str, Any],
         dataset: DatasetDecl | None,
         needs: tuple[str, ...],
+        position: int,
     ) -> JobDecl | None:
         upstream = dataset.render.upstream if dataset and dataset.render else ()
         params = {k: x for k, x in combo.items() if k not in _NOT_PARAMS}
@@ -138,6 +139,7 @@ class Expander:
             name=v.name,
             group=base.name if v.suffix else None,
             combination=v.combination,
+            position=position,
             model=combo.get("model", base.model),
             provider=combo.get("provider", base.provider),
             inference_parameters={**base.inference_parameters, **params},

@@ -162,4 +162,11 @@ def _state(
         return "done"
     if any(_failed(v) for v in members):
         return "failed"
+    if all(_settled(v, failed) or (_finished(v) and not v.results_current) for v in members):
+        return "completed"  # every job finished; results not merged yet (apply downloads them)
     return "running" if any(v.latest is not None for v in members) else "ready"
+
+
+def _finished(view: JobView) -> bool:
+    latest = view.latest
+    return latest is not None and latest[1].state is JobState.FINISHED

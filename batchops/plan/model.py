@@ -152,7 +152,9 @@ class StageInfo:
     name: str  # the declared name
     jobs: tuple[str, ...]  # the jobs it expands into
     waits_on: tuple[str, ...]  # declared names of the stages it waits on (now)
-    state: str  # ready | running | done | waiting | blocked | failed
+    state: (
+        str  # ready | running | completed (results not merged) | done | waiting | blocked | failed
+    )
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,9 @@ def note_lines(plan: Plan) -> list[str]:
         )
     if plan.orphan_jobs:
         n = plan.orphan_jobs
-        them = "both" if both else "it" if n == 1 else "them"
+        them = "it" if n == 1 else "them"
+        if both:  # whatever the two counts: "both" read as two jobs when there were five
+            them += f" and the superseded {'one' if plan.superseded_jobs == 1 else 'ones'}"
         lines.append(
             f"{_plural(n, 'owned job{s}')} {'is' if n == 1 else 'are'} declared by no "
             f"manifest; `batchops apply --prune` deletes {them}."

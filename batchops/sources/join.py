@@ -127,8 +127,11 @@ class Joined:
         *,
         tmp_dir: Path,
         columns: Sequence[str] | None = None,
+        key: str | None = None,
         orphans: bool = False,
     ) -> None:
+        """``columns``: the input columns to carry (None: all). ``key``: the input column whose
+        values are the custom_ids (a dataset's ``idColumn``), left out: ``custom_id`` shows it."""
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="join.", suffix=".db", dir=tmp_dir)
         os.close(fd)
@@ -147,10 +150,11 @@ class Joined:
         except BaseException:
             self.close()  # no index left behind in .batchops/tmp/
             raise
-        seen = self._seen
-        self.input_columns = [c for c in seen if columns is None or c in columns]
+        # every input column but the key, in order, whatever ``columns`` asks
+        self.available = [c for c in self._seen if c != key]
+        self.input_columns = list(self.available)
         if columns is not None:  # the order asked for, and only columns that exist
-            self.input_columns = [c for c in columns if c in seen]
+            self.input_columns = [c for c in columns if c in self.available]
         several = len(self.jobs) > 1
         job_columns = [f"{j.name}.{f}" if several else f for j in self.jobs for f in FIELDS]
         self.columns = ["custom_id", *self.input_columns, *job_columns]

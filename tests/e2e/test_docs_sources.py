@@ -63,4 +63,4 @@ def test_the_documented_examples_validate_apply_and_join(
         if "product-copy-70b" in argv:
             argv.remove("product-copy-70b")  # the docs' second model is not declared here
         assert main(argv) == 0, command
-    assert (project / "copy.csv").read_text().startswith("custom_id,sku,product,audience,tone")
+    assert (project / "copy.csv").read_text().startswith("custom_id,product,audience,tone,answer")

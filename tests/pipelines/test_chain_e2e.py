@@ -261,6 +261,41 @@ def test_a_waiting_stage_keeps_its_jobs_and_a_failed_upstream_blocks_it(
     assert found["judge-alpha"].blocked and found["judge-alpha"].waits_on == ("generate",)
 
 
+def test_a_stage_whose_jobs_all_finished_is_completed_not_running(
+    tmp_path: Path, client: FireworksClient
+) -> None:
+    """Every job of the matrix finished, results not downloaded yet (`apply --no-download`):
+    the stage is `completed`, and `done` once the results are merged."""
+    paths = write_repo(tmp_path, {"a": "one"})
+    no_download = PassOptions(download=False)
+    for _ in range(300):
+        run_pass(
+            paths,
+            root=tmp_path,
+            provider=FireworksProvider(client),
+            project=PROJECT,
+            options=no_download,
+        )
+        generate = [j for j in client.list_jobs() if "/generate-" in j.name]
+        if len(generate) == 2 and all(j.state == "JOB_STATE_COMPLETED" for j in generate):
+            break
+        threading.Event().wait(0.05)
+    else:
+        raise AssertionError("the matrix did not finish")
+    held = run_pass(
+        paths,
+        root=tmp_path,
+        provider=FireworksProvider(client),
+        project=PROJECT,
+        options=no_download,
+    )
+    first = held.plan.stages[0]
+    assert (first.name, first.state) == ("generate", "completed")
+    assert "  1. generate (2 jobs): completed" in plan_text(held.plan)
+    converge(paths, tmp_path, client)
+    assert one_pass(paths, tmp_path, client).plan.stages[0].state == "done"
+
+
 FIELDS_PIPELINE = """\
 apiVersion: batchops/v1
 kind: Dataset
