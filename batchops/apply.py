@@ -323,7 +323,9 @@ def write_table(spec: DownloadSpec, root: Path) -> None:
     try:
         with (
             Scratch(root) as scratch,
-            Joined(inputs, [job], tmp_dir=scratch.path, columns=table.columns) as joined,
+            Joined(
+                inputs, [job], tmp_dir=scratch.path, columns=table.columns, key=spec.id_column
+            ) as joined,
         ):
             rows = chunks(table.format, joined.columns, joined.rows())
             write_atomic(table.path, rows, root=root, scratch=scratch)

@@ -474,3 +474,13 @@ def test_a_changed_or_deleted_table_is_written_again_from_the_results_on_disk(
     assert (project / "results/a.table.csv").is_file()
     assert results.stat().st_mtime_ns == merged
     assert converge(project, client).plan.actions == ()
+
+
+def test_the_table_shows_the_id_column_once_as_custom_id_like_results(
+    project: Path, client: FireworksClient
+) -> None:
+    manifest = MANIFEST.replace("table: {format: csv, columns: [product]}", "table: {format: csv}")
+    (project / "jobs/m.yaml").write_text(manifest)
+    assert converge(project, client).errors == []
+    header = (project / "results/a.table.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["custom_id", "product", "price"] and "sku" not in header

@@ -270,6 +270,7 @@ def _download(view: JobView, ctx: Ctx, *, partial: bool, reason: str | None = No
         response_schema=view.decl.response_schema,
         table=view.decl.table,
         table_only=table_only,
+        id_column=decl_ds.render.id_column if decl_ds is not None and decl_ds.render else None,
     )
     resource = Resource("job", view.decl.name, latest[1].key if latest else view.base_id)
     details = {"path": view.decl.output_display, "lineage": len(view.chain_ids)}

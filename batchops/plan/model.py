@@ -96,6 +96,7 @@ class DownloadSpec:
     response_schema: Mapping[str, Any] | None = None  # answers must match it (responseFormat)
     table: TableDecl | None = None  # spec.output.table: answers joined to inputs, on every merge
     table_only: bool = False  # the results are current: only the table is written again
+    id_column: str | None = None  # the input's idColumn: shown once in the table, as custom_id
 
 
 @dataclass(frozen=True)
