@@ -5,6 +5,7 @@ deleted, a row changed by another process sharing the data folder."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,9 +25,17 @@ def _listed(client: httpx.Client, path: str, **params: Any) -> list[dict[str, An
 
 
 def _batches_agree(client: httpx.Client) -> list[dict[str, Any]]:
-    """The listing equals each batch's own GET (which no page cache serves)."""
-    listed = _listed(client, "/batches", limit=100)
-    assert listed == [client.get(f"/batches/{b['id']}").json() for b in listed]
+    """The listing equals each batch's own GET (which no page cache serves). The worker may
+    advance a batch between the listing and the GETs (each GET is then newer, rightly), so they
+    are asked again, a bounded number of times: a page served stale would never agree once the
+    batches stop moving."""
+    for _ in range(200):
+        listed = _listed(client, "/batches", limit=100)
+        own = [client.get(f"/batches/{b['id']}").json() for b in listed]
+        if listed == own:
+            return listed
+        threading.Event().wait(0.02)
+    assert listed == own
     return listed
 
 
