@@ -37,6 +37,7 @@ from batchops.providers import OUTPUT_FILE, JobState, Provider, RemoteJob
 from batchops.reuse import Answer, ReuseIndex
 from batchops.rowid import DIGEST_SIZE, file_requests, request_prefix
 from batchops.scratch import Scratch
+from batchops.stamps import file_sha256
 
 DERIVED_DIR = "derived"
 ROWS_DIR = "rows"  # request hashes of each dataset and job prefix (``_Requests``)
@@ -352,16 +353,8 @@ class _LocalInputs:
         for path in sorted(self._folder.glob("*.jsonl")):
             sha = path.stem
             if any(dataset_id(self._project, n, sha) == input_id for n in self._names):
-                return (path,) if _sha256(path) == sha else None
+                return (path,) if file_sha256(path) == sha else None
         return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _answers_of(

@@ -34,7 +34,8 @@ class InputsUsed(msgspec.Struct, frozen=True, gc=False):
     kept: str | None = None
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read a MiB at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -50,7 +51,7 @@ def stamp_matches(stamp: FileStamp, path: Path | str) -> bool:
         return False
     if stat.st_size != stamp.size:
         return False
-    return stat.st_mtime_ns == stamp.mtime_ns or _file_sha256(Path(path)) == stamp.sha256
+    return stat.st_mtime_ns == stamp.mtime_ns or file_sha256(Path(path)) == stamp.sha256
 
 
 def inputs_used(files: Sequence[Path], sha256: Callable[[Path, os.stat_result], str]) -> InputsUsed:

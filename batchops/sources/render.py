@@ -30,6 +30,7 @@ from batchops.config import STATE_DIR
 from batchops.errors import Diagnostic, InvalidInputError
 from batchops.sources import tables
 from batchops.sources.decls import PartLike, SourceLike
+from batchops.stamps import file_sha256
 
 if TYPE_CHECKING:
     from batchops.sources import templates as T
@@ -189,7 +190,7 @@ class SourceCache:
         entry = self.entries.get(str(file))
         if isinstance(entry, list) and entry[:3] == stamp:
             return str(entry[3])
-        digest = _file_sha256(file)
+        digest = file_sha256(file)
         self.entries[str(file)] = [*stamp, digest]
         self.dirty = True
         return digest
@@ -204,14 +205,6 @@ class SourceCache:
             json.dump(self.entries, fh)
         Path(tmp).replace(self.path)
         self.dirty = False
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- rendering ---------------------------------------------------------------------------------
