@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -231,21 +232,23 @@ def _linked(p: Parsed) -> bool:
 
 
 def _node(p: Parsed) -> Node:
-    """A declared job or dataset and the names it refers to (graph.check_graph)."""
+    """A declared job or dataset and the names it refers to (graph.check_graph). Positions are
+    found only when a problem is reported."""
     name = p.manifest.metadata.name  # type: ignore[attr-defined]
-    node = Node((p.kind, name), _at(p, ("metadata", "name"), ""))
+    node = Node((p.kind, name), partial(_at, p, ("metadata", "name"), ""))
     if (ds := _dataset_of(p)) is not None:
         if ds.spec.source is not None and ds.spec.source.job is not None:
-            at = _at(p, ("spec", "source", "job"), "")
+            at = partial(_at, p, ("spec", "source", "job"), "")
             node.refs.append(Ref((JOB, ds.spec.source.job), at))
         return node
     job = _job_of(p)
     assert job is not None
     if job.spec.input_dataset is not None:
-        at = _at(p, ("spec", "inputDataset"), "")
+        at = partial(_at, p, ("spec", "inputDataset"), "")
         node.refs.append(Ref((DATASET, job.spec.input_dataset), at))
+    deps = partial(_at, p, ("spec", "dependsOn"), "")
     for dep in job.spec.depends_on:
-        node.refs.append(Ref((JOB, dep), _at(p, ("spec", "dependsOn"), "")))
+        node.refs.append(Ref((JOB, dep), deps))
     return node
 
 

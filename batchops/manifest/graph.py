@@ -44,13 +44,15 @@ class Ref:
     """One edge as written: where it is, and the node it names."""
 
     target: Key
-    at: Diagnostic  # the position of the reference (message unused)
+    # the position of the reference (message unused); made only to report a problem: building
+    # a document's positions costs more than the whole walk (bench/pipelines.py)
+    at: Callable[[], Diagnostic]
 
 
 @dataclass
 class Node:
     key: Key
-    at: Diagnostic  # the document's metadata.name position
+    at: Callable[[], Diagnostic]  # the document's metadata.name position, made when needed
     refs: list[Ref] = field(default_factory=list)
 
 
@@ -78,7 +80,7 @@ def check_graph(
                 continue  # an unknown dataset is reported with the job's inputDataset
             name = ref.target[1]
             hint = suggest(name, jobs) or (f" (declared: {', '.join(jobs)})" if jobs else "")
-            diags.append(_with(ref.at, f"unknown job '{name}'{hint}"))
+            diags.append(_with(ref.at(), f"unknown job '{name}'{hint}"))
     return _walk(nodes, by_key, broken, diags)
 
 
@@ -134,10 +136,10 @@ def _cycle(
     if seen in reported:
         return
     reported.add(seen)
-    first = min(range(len(members)), key=lambda i: _pos(by_key[members[i]].at))
+    first = min(range(len(members)), key=lambda i: _pos(by_key[members[i]].at()))
     ring = members[first:] + members[:first]
     shown = " -> ".join(f"{_kind(k)} '{k[1]}'" for k in [*ring, ring[0]])
-    diags.append(_with(by_key[ring[0]].at, f"a cycle: {shown}"))
+    diags.append(_with(by_key[ring[0]].at(), f"a cycle: {shown}"))
 
 
 def _pos(d: Diagnostic) -> tuple[str, int, int]:
