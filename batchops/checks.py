@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from batchops.checkcache import CheckCache
 from batchops.config import ProjectConfig
 from batchops.datasets import iter_rows
 from batchops.errors import Diagnostic
-from batchops.manifest.desired import Desired, JobDecl
+from batchops.manifest.desired import Desired, JobDecl, Source
 from batchops.providers.layout import Layout, layout_fn
 from batchops.providers.rules import DatasetRow, JobCheck, RowsFn, provider_config, rules_for
 
@@ -55,6 +56,7 @@ def provider_problems(
             line=decl.source.line,
             col=decl.source.col,
             limits=config.limits,
+            locate=partial(field_position, root, decl.source),
         )
         found = rules(check, _rows(files, root))
         if not found:
@@ -62,6 +64,26 @@ def provider_problems(
         problems += found
     cache.save()
     return sorted(set(problems))
+
+
+def field_position(root: Path, source: Source, field: str) -> tuple[int, int] | None:
+    """Where ``spec.<field>`` (a dotted path) of the document at ``source`` is written, or the
+    matrix list that gives it. The file is parsed again: only a problem asks."""
+    from batchops.manifest.yamlsrc import parse_documents  # PyYAML: not for a warm plan
+
+    try:
+        text = (root / source.path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    docs, _ = parse_documents(text)
+    doc = next((d for d in docs if d.start[0] == source.line), None)
+    if doc is None:
+        return None
+    parts = tuple(field.split("."))
+    for loc in (("spec", *parts), ("spec", "matrix", parts[-1])):
+        if loc in doc.keys:
+            return doc.keys[loc]
+    return None
 
 
 def _files(desired: Desired, decl: JobDecl) -> tuple[Path, ...]:

@@ -46,9 +46,15 @@ class JobCheck:
     line: int
     col: int = 1
     limits: Mapping[str, int] = field(default_factory=dict)
+    # (line, col) of a field of the job's manifest, by its dotted path under ``spec``
+    # (``inferenceParameters.topK``); None where it is not written (the job's own line then)
+    locate: Callable[[str], tuple[int, int] | None] | None = None
 
-    def at(self, message: str) -> Diagnostic:
-        return Diagnostic(self.path, self.line, self.col, f"{self.name}: {message}")
+    def at(self, message: str, *, field: str | None = None) -> Diagnostic:
+        """A problem of the job, at ``field``'s line when it is given and found."""
+        pos = self.locate(field) if field is not None and self.locate is not None else None
+        line, col = pos if pos is not None else (self.line, self.col)
+        return Diagnostic(self.path, line, col, f"{self.name}: {message}")
 
 
 RowsFn = Callable[[], Iterable[DatasetRow]]

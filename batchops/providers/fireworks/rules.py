@@ -15,5 +15,5 @@ from batchops.providers.rules import JobCheck, RowsFn
 
 def check_job(job: JobCheck, rows: RowsFn) -> list[Diagnostic]:
     if job.precision is not None and job.precision not in PRECISIONS:
-        return [job.at(f"precision {job.precision} is not one Fireworks offers")]
+        return [job.at(f"precision {job.precision} is not one Fireworks offers", field="precision")]
     return []

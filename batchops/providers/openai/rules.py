@@ -111,7 +111,9 @@ def check_job(job: JobCheck, rows: RowsFn) -> list[Diagnostic]:
     spec: dict[str, Any] = {"inferenceParameters": dict(job.parameters)}
     if job.precision:
         spec["precision"] = job.precision
-    found = [job.at(f"{field}: {message}") for field, message in spec_problems(spec, shape)]
+    found = [
+        job.at(f"{field}: {message}", field=field) for field, message in spec_problems(spec, shape)
+    ]
     cap = int(job.limits.get("maxBytesPerBatch", MAX_BATCH_FILE_BYTES))
     for path, group in itertools.groupby(rows(), key=lambda r: r.path):  # streamed, file by file
         numbered = ((r.line, r.row) for r in group)
