@@ -142,16 +142,17 @@ def discover(paths: Sequence[Path], root: Path, diags: list[Diagnostic]) -> list
         elif path.is_file() or real is None or path.exists():
             found.add(real or path)  # a symlink loop, a FIFO: reported when read
         else:
-            diags.append(Diagnostic(P.display(path, root), 1, 1, _missing(given)))
+            shown = P.display(path, root)
+            diags.append(Diagnostic(shown, 1, 1, _missing(shown)))
     return sorted(found)
 
 
-def _missing(given: Path) -> str:
-    """A bare name (no folder, no suffix) is likely a job's name: say how to pick a job."""
-    text = str(given)
-    if "/" in text or given.suffix:
+def _missing(shown: str) -> str:
+    """A bare name (no folder, no suffix: a command's PATHS reach here absolute, so the name
+    relative to the root) is likely a job's name: say how to pick a job."""
+    if "/" in shown or Path(shown).suffix:
         return "no such file or folder"
-    return f"no such file or folder (to pick a job by name: --job {text})"
+    return f"no such file or folder (to pick a job by name: --job {shown})"
 
 
 def _manifests_in(folder: Path, root: Path) -> set[Path]:

@@ -295,7 +295,7 @@ def test_manifest_outside_the_root_and_missing_path(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     root.mkdir()
     write(tmp_path, "elsewhere/x.yaml", DATASET)
-    assert problems(root, "../elsewhere", "nope", "jobs/gone.yaml") == [
+    assert problems(root, "../elsewhere", str(root / "nope"), "jobs/gone.yaml") == [
         f"../elsewhere:1:1: '../elsewhere' is outside the root {root.resolve()}",
         "jobs/gone.yaml:1:1: no such file or folder",
         "nope:1:1: no such file or folder (to pick a job by name: --job nope)",
