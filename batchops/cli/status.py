@@ -22,11 +22,10 @@ from batchops.config import price_table
 from batchops.errors import EXIT_OK
 from batchops.manifest.select import select
 from batchops.plan import JobView
-from batchops.plan.canary import canary_name
+from batchops.plan.canary import CanaryState, canary_state
 from batchops.plan.graph import Gate, gates, stage_rows
 from batchops.plan.rowerrors import FailureSummary
 from batchops.plan.views import Seen
-from batchops.providers import RemoteJob
 from batchops.reconcile import Context, load_context, load_inputs
 from batchops.render.plan import stages_data, stages_text
 from batchops.render.status import (
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             prices.lookup(view.decl.model, view.decl.provider),
             _failures(ctx, view.decl.name),
             _waits(waiting, view.decl.name),
-            _canary(seen, view),
+            _canary(seen, view, ctx.project),
         )
         for view in views
     ]
@@ -107,12 +106,13 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _canary(seen: Seen | None, view: JobView) -> RemoteJob | None:
-    """The job's latest canary job (by creation), while it has no full job."""
+def _canary(seen: Seen | None, view: JobView, project: str) -> CanaryState | None:
+    """Where the job's canary stands (its verdict: failed rows and responseFormat), while it
+    has no full job."""
     if seen is None or view.decl.canary is None or view.latest is not None:
         return None
-    canaries = [job for _, job in seen.ours_named(canary_name(view.decl.name))]
-    return max(canaries, key=lambda j: (j.created, j.key), default=None)
+    state = canary_state(view, seen, project, full_job_too=True)
+    return state if state is not None and state.job is not None else None
 
 
 def _failures(ctx: Context, name: str) -> FailureSummary | None:

@@ -23,7 +23,8 @@ _SAID = {
 
 def canary_lines(plan: Plan, *, canary_only: bool = False) -> list[str]:
     """The terminal's line per canary, after ``apply --canary-only`` (where each stands and
-    what comes next) and for any canary that failed (why the full job was not sent)."""
+    what comes next) and for any canary that failed (why the full job was not sent):
+    ``canary of reviews: passed (0 of 50 rows failed); ...``."""
     lines = []
     for canary in plan.canaries:
         if not canary_only and canary.state != "failed":
@@ -31,8 +32,12 @@ def canary_lines(plan: Plan, *, canary_only: bool = False) -> list[str]:
         state, _, then = _SAID[canary.state].partition("; ")
         if canary.state == "passed":
             then = "`batchops apply` without --canary-only sends the full job"
-        failed = f" ({canary.failed_rows:,} failed rows)" if canary.state in _ENDED else ""
-        lines.append(f"canary of {inert(canary.job)}: {canary.rows:,} rows {state}{failed}; {then}")
+        counted = (
+            f"{canary.failed_rows:,} of {canary.rows:,} rows failed"
+            if canary.state in _ENDED
+            else f"{canary.rows:,} rows"
+        )
+        lines.append(f"canary of {inert(canary.job)}: {state} ({counted}); {then}")
     return lines
 
 

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from batchops.money import Price, money_text, spent
 from batchops.plan import JobView
+from batchops.plan.canary import CanaryState
 from batchops.plan.rowerrors import FailureSummary
 from batchops.providers import JobState, RemoteJob
 from batchops.textsafe import inert
@@ -84,12 +85,14 @@ def _lineage_rows(view: JobView) -> _Rows:
     return _Rows(total, succeeded, last.failed if last else 0, percent)
 
 
-def _canary_rows(job: RemoteJob) -> _Rows:
+def _canary_rows(job: RemoteJob, failed: int) -> _Rows:
+    """A canary's rows; ``failed`` counts the answers that break responseFormat too."""
     rows = job.rows
     if rows is None:
         return _Rows(0, 0, 0, 0)
     percent = 100 if job.state is JobState.FINISHED else rows.processed * 100 // max(rows.total, 1)
-    return _Rows(rows.total, rows.succeeded, rows.failed, min(100, percent))
+    failed = max(failed, rows.failed)
+    return _Rows(rows.total, rows.succeeded - (failed - rows.failed), failed, min(100, percent))
 
 
 def status_row(
@@ -97,20 +100,21 @@ def status_row(
     price: Price | None = None,
     failures: FailureSummary | None = None,
     waits_on: tuple[str, ...] = (),
-    canary: RemoteJob | None = None,
+    canary: CanaryState | None = None,
 ) -> StatusRow:
     """``price``: of the job's declared model, for the spend so far (None: unknown);
     ``failures``: its merged results' failed rows (``reconcile.Context.failed_rows``);
     ``waits_on``: the stages a waiting pipeline stage waits on (``batchops.plan.graph``);
-    ``canary``: its latest canary job, shown while no full job exists (``spec.canary``)."""
+    ``canary``: where its canary stands, shown while no full job exists (``spec.canary``)."""
     latest = view.latest
     rows = _lineage_rows(view)
     state = view.state.removeprefix("JOB_STATE_")
     remote_id = latest[1].remote_id if latest else "" if waits_on else view.base_id
     tokens = [j.tokens for _, j in view.family]
-    if latest is None and canary is not None:  # only its canary has run (or runs) so far
-        state, remote_id = f"CANARY {canary.raw_state.removeprefix('JOB_STATE_')}", canary.remote_id
-        rows, tokens = _canary_rows(canary), [canary.tokens]
+    if latest is None and canary is not None and canary.job is not None:  # only its canary ran
+        job = canary.job
+        state, remote_id = f"CANARY {canary.state.upper()}", job.remote_id
+        rows, tokens = _canary_rows(job, canary.failed), [job.tokens]
     record = view.result.record if view.result is not None else None
     if record is not None and view.results_current:  # the merged results: every row's outcome
         counts = record.counts  # (reused answers, responseFormat failures and retries included)

@@ -27,12 +27,12 @@ def test_canary_only_then_the_full_job_with_the_outcome_in_the_step_summary(
     assert passed in summary.read_text()
     assert not (root / "results" / "answers.jsonl").exists()  # the full spend waits
     assert (
-        "canary of answers: 3 rows passed (0 failed rows); `batchops apply` without "
+        "canary of answers: passed (0 of 3 rows failed); `batchops apply` without "
         "--canary-only sends the full job"
     ) in first.stdout
     status = inproc(root, "status")
     (row,) = [line for line in status.stdout.splitlines() if line.startswith("answers ")]
-    assert "answers-canary-" in row and "CANARY COMPLETED" in row and "3/0" in row, row
+    assert "answers-canary-" in row and "CANARY PASSED" in row and "3/0" in row, row
     described = inproc(root, "describe", "answers")
     assert "(canary)" in described.stdout and "History (1 job" in described.stdout
     summary.write_text("")
@@ -67,3 +67,20 @@ def test_status_counts_the_merged_rows_and_calls_a_fully_reused_job_reused(
     }
     assert rows["a"][2:5] == ["COMPLETED", "100%", "12/0"], rows
     assert rows["b"][1:5] == ["-", "REUSED", "100%", "12/0"], rows
+
+
+def test_a_canary_failed_by_its_response_format_says_so_in_apply_and_status(
+    tmp_path: Path, inproc: InProcess
+) -> None:
+    """The echo engine's answers are not JSON: every canary row breaks the responseFormat."""
+    schema = {"schema": {"type": "object", "required": ["verdict"]}}
+    jobs = {"answers": {"canary": {"rows": 3}, "responseFormat": schema}}
+    root = make_repo(tmp_path, jobs=jobs)
+    first = inproc(root, *WAIT, "--canary-only")
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert "canary of answers: failed (3 of 3 rows failed); the full job is not sent" in (
+        first.stdout
+    )
+    status = inproc(root, "status")
+    (row,) = [line for line in status.stdout.splitlines() if line.startswith("answers ")]
+    assert "CANARY FAILED" in row and "0/3" in row, row
