@@ -18,7 +18,7 @@ from batchops.money import Price, money_text, spent
 from batchops.plan import JobView
 from batchops.plan.canary import CanaryState
 from batchops.plan.rowerrors import FailureSummary
-from batchops.providers import JobState, RemoteJob
+from batchops.providers import JobState, RemoteJob, Tokens
 from batchops.textsafe import inert
 
 FORMAT_VERSION = 1
@@ -120,6 +120,8 @@ def status_row(
         counts = record.counts  # (reused answers, responseFormat failures and retries included)
         total = counts.expected or counts.succeeded + counts.failed
         rows = _Rows(total, counts.succeeded, counts.failed, 100)
+        if record.spend is not None:  # the tokens SPENT prices: its own runs' answers in them
+            tokens = [Tokens(record.spend.prompt_tokens, record.spend.completion_tokens)]
         if latest is None:
             state, remote_id = "REUSED", ""  # every row answered earlier: no job of its own
     return StatusRow(

@@ -3,6 +3,7 @@ process against a local backend on a loopback socket."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,8 @@ def test_status_counts_the_merged_rows_and_calls_a_fully_reused_job_reused(
         if line.startswith(("a ", "b "))
     }
     assert rows["a"][2:5] == ["COMPLETED", "100%", "12/0"], rows
-    assert rows["b"][1:5] == ["-", "REUSED", "100%", "12/0"], rows
+    assert rows["b"][1:6] == ["-", "REUSED", "100%", "12/0", "0/0"], rows  # a's tokens, not b's
+    assert rows["a"][5] != "0/0", rows
 
 
 def test_a_canary_failed_by_its_response_format_says_so_in_apply_and_status(
@@ -84,3 +86,31 @@ def test_a_canary_failed_by_its_response_format_says_so_in_apply_and_status(
     status = inproc(root, "status")
     (row,) = [line for line in status.stdout.splitlines() if line.startswith("answers ")]
     assert "CANARY FAILED" in row and "0/3" in row, row
+
+
+def test_status_tokens_are_those_spent_prices_after_a_partial_reuse(
+    tmp_path: Path, inproc: InProcess
+) -> None:
+    """After an edit of 2 of 12 rows, the results hold 10 answers of the older spec's job and 2
+    of the new one, all this job's own runs: TOKENS IN/OUT counts all 12, as SPENT does."""
+    root = make_repo(tmp_path)
+    assert inproc(root, *WAIT).returncode == 0
+    data = root / "jobs" / "data" / "prompts.jsonl"
+    data.write_text(
+        data.read_text()
+        .replace("question 3", "question three")
+        .replace("question 7", "question seven")
+    )
+    assert inproc(root, *WAIT).returncode == 0
+    usage = [
+        json.loads(line)["usage"]
+        for line in (root / "results" / "answers.jsonl").read_text().splitlines()
+    ]
+    assert len(usage) == 12
+    tokens = f"{sum(u['input_tokens'] for u in usage)}/{sum(u['output_tokens'] for u in usage)}"
+    (row,) = [
+        line.split()
+        for line in inproc(root, "status").stdout.splitlines()
+        if line.startswith("answers ")
+    ]
+    assert row[4:6] == ["12/0", tokens], row
