@@ -24,6 +24,7 @@ from batchops.manifest import load_desired
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.provider import FireworksProvider as FP
 from batchops.reconcile import PassOptions, PassResult, run_pass
+from batchops.render.plan import summary_line
 from batchops.results import local_records
 from batchops.sources.join import JobResults, Joined, input_rows
 from batchops.sources.writers import chunks
@@ -462,6 +463,7 @@ def test_a_changed_or_deleted_table_is_written_again_from_the_results_on_disk(
     assert action.kind.value == "download" and action.download is not None
     assert action.download.table_only
     assert action.reason.startswith("table a.table.csv written for another spec.output.table")
+    assert summary_line(plan) == "Plan: 1 table to write again."
     table = list(csv.DictReader(io.StringIO((project / "results/a.table.csv").read_text())))
     assert [r["price"] for r in table] == ["30", "cheap", "12"]
     assert results.stat().st_mtime_ns == merged  # the results were not merged again

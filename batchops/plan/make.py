@@ -23,6 +23,7 @@ from batchops.plan.graph import gates, stage_rows, wait_actions
 from batchops.plan.jobs import Ctx, job_actions
 from batchops.plan.model import (
     Action,
+    CanaryOutcome,
     DatasetFacts,
     Kind,
     Observed,
@@ -135,19 +136,20 @@ def make_plan(
         actions += prunes
     if options.canary_only:
         actions = _canary_steps(actions)
+    canaries = tuple(c for v in views if (c := canary_outcome(v, seen, project)) is not None)
     return Plan(
         actions=sort_actions(actions),
         fingerprint=_fingerprint(seen, referenced),
         project=project,
         options=options,
-        job_states=tuple(sorted((v.decl.name, v.state) for v in every)),
+        job_states=tuple(sorted((v.decl.name, _state(v, canaries)) for v in every)),
         orphan_jobs=0
         if options.prune
         else sum(a.kind is Kind.PRUNE_JOB and not superseded(a) for a in prunes),
         superseded_jobs=0
         if options.prune
         else sum(a.kind is Kind.PRUNE_JOB and superseded(a) for a in prunes),
-        canaries=tuple(c for v in views if (c := canary_outcome(v, seen, project)) is not None),
+        canaries=canaries,
         declared=tuple((v.decl, _current_record(v)) for v in every),
         stages=stage_rows(every, gated, failed),
     )
@@ -163,3 +165,16 @@ def _unwaited(actions: list[Action], ready: list[JobView], every: list[JobView])
 
 def _current_record(view: JobView) -> ResultRecord | None:
     return view.result.record if view.result is not None and view.results_current else None
+
+
+def _state(view: JobView, canaries: tuple[CanaryOutcome, ...]) -> str:
+    """A declared job's state as apply's last line counts it: its latest job's, or, with no job
+    of its own, REUSED (every row answered before) or its canary's (``canary passed``)."""
+    if view.latest is not None:
+        return view.state
+    if view.all_reused:
+        return "REUSED"
+    canary = next((c for c in canaries if c.job == view.decl.name), None)
+    return (
+        f"canary {canary.state}" if canary is not None and canary.state != "absent" else view.state
+    )

@@ -59,7 +59,10 @@ def _plural(count: int, text: str) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    changes = [_plural(plan.count(k), t) for k, t in _VERBS if plan.count(k)]
+    tables = sum(a.download is not None and a.download.table_only for a in plan.actions)
+    counts = {k: plan.count(k) - (tables if k is Kind.DOWNLOAD else 0) for k, _ in _VERBS}
+    changes = [_plural(counts[k], t) for k, t in _VERBS if counts[k]]
+    changes += [_plural(tables, "table{s} to write again")] if tables else []
     status = [f"{plan.count(k)} {t}" for k, t in _STATUS if plan.count(k)]
     head = f"Plan: {', '.join(changes)}." if changes else "No changes."
     return f"{head} {'; '.join(status).capitalize()}." if status else head

@@ -60,7 +60,9 @@ def test_status_counts_the_merged_rows_and_calls_a_fully_reused_job_reused(
     root = make_repo(tmp_path, jobs={"a": {}})
     assert inproc(root, *WAIT).returncode == 0
     write_manifests(root, jobs={"a": {}, "b": {}})
-    assert inproc(root, *WAIT).returncode == 0
+    second = inproc(root, *WAIT)
+    assert second.returncode == 0
+    assert "Apply complete: 1 completed, 1 reused." in second.stdout, second.stdout
     rows = {
         line.split()[0]: line.split()
         for line in inproc(root, "status").stdout.splitlines()
