@@ -23,6 +23,7 @@ from batchops.config import DEFAULT_WORKERS
 from batchops.datasets import StatCache, iter_custom_ids
 from batchops.errors import BatchopsError, NotFoundError
 from batchops.layout import errors_path
+from batchops.merge import merge_lineage
 from batchops.outputcache import OutputCache
 from batchops.plan import (
     LOCAL_CHANGES,
@@ -41,7 +42,6 @@ from batchops.results import (
     Usage,
     check_target,
     local_record,
-    merge_lineage,
     os_problem,
     save_record,
     spend_added,

@@ -122,7 +122,7 @@ class ReuseIndex:
         return int(self._db.execute("SELECT count(*) FROM answer").fetchone()[0])
 
 
-# -- merging with reuse: ``batchops.apply`` calls these around ``results.merge_lineage`` ---------
+# -- merging with reuse: ``batchops.apply`` calls these around ``merge.merge_lineage`` ---------
 
 
 def _rows_by_request(prefix: bytes, input_files: Sequence[Path]) -> dict[bytes, list[str]]:

@@ -3,7 +3,7 @@
     python bench/results_join.py [--rows 1000000] [--rounds 5]
 
 A project as a user has it after ``batchops apply``: a dataset rendered from a CSV (four columns
-per row), and a job's results merged by ``batchops.results.merge_lineage`` from a results file
+per row), and a job's results merged by ``batchops.merge.merge_lineage`` from a results file
 and an errors file (1% failed rows) that came back in a shuffled order, with its record. Each of
 ``--rounds`` rounds runs, in an order that rotates, the join in process (``Joined`` streamed to
 a CSV file) and ``batchops results bench -o csv --out FILE`` in a fresh process (end to end:
@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from batchops.datasets import iter_custom_ids
 from batchops.layout import errors_path
 from batchops.manifest import load_desired
+from batchops.merge import merge_lineage
 from batchops.providers import ERRORS_FILE, OUTPUT_FILE
-from batchops.results import merge_lineage
 from batchops.sources import render_all
 from batchops.sources.join import JobResults, Joined, input_rows
 from batchops.sources.kept import keep_inputs

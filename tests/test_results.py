@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from batchops.layout import errors_path
+from batchops.merge import merge_lineage
 from batchops.plan.rowerrors import RowFailure, classify
 from batchops.results import (
     FileStamp,
     MergeCounts,
     ResultRecord,
     ResultsError,
-    errors_path,
     local_records,
     local_state,
-    merge_lineage,
     problem,
     save_record,
 )

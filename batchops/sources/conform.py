@@ -1,7 +1,7 @@
 """``spec.responseFormat``: is an answer JSON that matches the job's JSON Schema?
 
 Called by ``batchops.apply`` when it merges a job's results: ``answer_check(schema)`` is handed to
-``batchops.results.merge_lineage``, which moves each refused answer to the errors file with the
+``batchops.merge.merge_lineage``, which moves each refused answer to the errors file with the
 reason, so a non-conforming answer is a failed row, never a silent success. jsonschema is
 imported only when a job has a response format.
 """

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import msgspec
 
+from batchops.merge import merge_lineage
 from batchops.money import Price, spent
-from batchops.results import ResultRecord, Usage, local_records, merge_lineage
+from batchops.results import ResultRecord, Usage, local_records
 
 
 def _folder(path: Path, rows: dict[str, dict[str, object] | None]) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from batchops.local.config import BackendConfig
 from batchops.local.server import EmbeddedServer
+from batchops.merge import merge_lineage
 from batchops.providers import Tokens, result_row
 from batchops.providers.fireworks.client import FireworksClient
 from batchops.providers.fireworks.outputs import neutral, to_neutral
@@ -113,7 +114,6 @@ def test_merged_results_have_the_neutral_fields(tmp_path: Path) -> None:
 
 
 def test_spend_reads_the_neutral_usage_whatever_the_raw_response(tmp_path: Path) -> None:
-    from batchops.results import merge_lineage
 
     folder = tmp_path / "out"
     folder.mkdir()

@@ -25,6 +25,7 @@ import pytest
 
 from batchops.cli import main
 from batchops.identity import project_from_root
+from batchops.merge import merge_lineage
 from batchops.providers.fireworks.wire import RESULTS_FILE, resource_id
 from batchops.results import (
     FileStamp,
@@ -33,7 +34,6 @@ from batchops.results import (
     ResultsError,
     check_target,
     local_state,
-    merge_lineage,
     save_record,
 )
 from batchops.scratch import LEGACY_AGE, LOCK_SUFFIX, Scratch, sweep, tmp_root

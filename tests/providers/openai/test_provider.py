@@ -16,12 +16,12 @@ import pytest
 
 from batchops.errors import ApiError, NotFoundError
 from batchops.local.server import EmbeddedServer
+from batchops.merge import merge_lineage
 from batchops.providers.model import DatasetSpec, JobSpec, JobState
 from batchops.providers.openai.client import OpenAIBatchClient
 from batchops.providers.openai.parts import Limits
 from batchops.providers.openai.provider import OpenAIProvider, from_config
 from batchops.providers.registry import ProviderConfig, build
-from batchops.results import merge_lineage
 
 pytestmark = pytest.mark.timeout(120)
 
