@@ -5,18 +5,20 @@ Run: ``.venv/bin/python bench/rows.py [--rows 100000]``. In one process, against
 local backend (echo engine) in a temp folder:
 
 1. applies a job over ``--rows`` rows (reuse on, the default) until its results are merged;
-2. edits 1% of the rows, then times ``reconcile.load_and_plan`` with reuse (the plan sends only
-   the edited rows, from a derived dataset) and, in the same run, with ``reuse: false`` (what
-   every version before reuse planned: a whole new job); applies the reuse plan and counts the
+2. in ``--rounds`` paired rounds, edits another 1% of the rows, validates it (untimed), then
+   times ``reconcile.load_and_plan`` with reuse (the plan sends only the edited rows, from a
+   derived dataset) and with ``reuse: false`` (what every version before reuse planned: a whole
+   new job), in an order that rotates; applies the last round's edit with reuse and counts the
    rows the new job was given (goal: exactly the edited rows);
-3. times request-hash lookups against the reuse index (goal: >= 200,000/s);
+3. times request-hash lookups against the reuse index, ``--rounds`` times (goal: >= 200,000/s);
 4. times the same plan from an empty ``.batchops/`` (the index rebuilt from the provider: one
-   download of each earlier job's input and output) and again warm;
+   download of each earlier job's input and output; the dataset validated again) and again
+   warm, ``--rounds`` times;
 5. applies a job of ``--retry-rows`` rows, 5% of them failing once with a transient error and 1%
    failing for good (the echo engine's ``__transient__`` / ``__invalid__`` markers), and counts
    every row submitted to the backend (goal: all transient rows answered, <= 1.06x submissions,
    0 resubmissions of the permanent ones).
-Numbers are measured side by side in one run; nothing here is a timed test.
+Numbers are medians measured side by side in one run; nothing here is a timed test.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from benchlib import load, rotated
 
 from batchops.identity import dataset_id
 from batchops.local.config import BackendConfig
@@ -54,13 +59,21 @@ def marker(i: int, faults: bool) -> str:
 
 
 def write(
-    root: Path, rows: int, *, edited: int = 0, reuse: bool = True, faults: bool = False
+    root: Path,
+    rows: int,
+    *,
+    edited: int = 0,
+    offset: int = 0,
+    reuse: bool = True,
+    faults: bool = False,
 ) -> list[Path]:
+    """The dataset (rows ``offset`` to ``offset + edited`` edited) and the manifests."""
     data = root / "jobs" / "data"
     data.mkdir(parents=True, exist_ok=True)
     with (data / "p.jsonl").open("w") as out:
         for i in range(rows):
-            text = f"question {i}" + (" (edited)" if i < edited else "") + marker(i, faults)
+            changed = offset <= i < offset + edited
+            text = f"question {i}" + (" (edited)" if changed else "") + marker(i, faults)
             out.write(
                 json.dumps(
                     {
@@ -73,6 +86,11 @@ def write(
     (root / "batchops.yaml").write_text(
         f"apiVersion: batchops/v1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n"
     )
+    return manifest(root, reuse=reuse)
+
+
+def manifest(root: Path, *, reuse: bool) -> list[Path]:
+    """The manifests alone (the dataset file untouched: its stat, and so its validation, kept)."""
     (root / "jobs" / "m.yaml").write_text(
         "apiVersion: batchops/v1\nkind: Dataset\nmetadata: {name: p}\nspec: {path: data/p.jsonl}\n"
         "---\napiVersion: batchops/v1\nkind: BatchInferenceJob\nmetadata: {name: j}\n"
@@ -108,6 +126,34 @@ def to_send(plan: Plan) -> int:
     return sum(a.rows_to_send or 0 for a in jobs)
 
 
+def edit_plans(
+    repo: Path, rows: int, edited: int, provider: FireworksProvider, rounds: int
+) -> None:
+    """Paired rounds: each edits another 1% of the rows, validates it (untimed), then plans it
+    with reuse and as a whole new job (``reuse: false``), in an order that rotates."""
+    seconds: dict[str, list[float]] = {"reuse": [], "whole": []}
+    sent: dict[str, int] = {}
+    for r in range(rounds):
+        write(repo, rows, edited=edited, offset=(r % 100) * edited, reuse=False)
+        timed_plan([repo / "jobs"], repo, provider)  # validates the edited dataset, untimed
+        for side in rotated(["reuse", "whole"], r):
+            plan, took = timed_plan(manifest(repo, reuse=side == "reuse"), repo, provider)
+            seconds[side].append(took)
+            sent[side] = to_send(plan)
+    ratios = [u / w for w, u in zip(seconds["whole"], seconds["reuse"], strict=True)]
+    print(f"edit of {edited:,} rows ({edited / rows:.0%}), {rounds} paired rounds; {load()}:")
+    for side, label in (("whole", "without reuse (a whole new job)"), ("reuse", "with reuse")):
+        print(
+            f"  plan {label:32s} median {statistics.median(seconds[side]) * 1000:,.0f} ms, "
+            f"{sent[side]:,} rows to send"
+        )
+    print(f"  reuse / whole: median {statistics.median(ratios):.2f}x (rounds {_span(ratios)})")
+
+
+def _span(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
 def lookups(root: Path, paths: list[Path]) -> float:
     desired = load_desired(paths, root=root)
     decl = desired.jobs[0]
@@ -118,7 +164,7 @@ def lookups(root: Path, paths: list[Path]) -> float:
         start = time.perf_counter()
         found = index.lookup(hashes)
         elapsed = time.perf_counter() - start
-    print(f"  index: {len(found):,} of {len(hashes):,} hashes known")
+    assert len(found) == len(hashes), f"{len(found):,} of {len(hashes):,} hashes known"
     return len(hashes) / elapsed
 
 
@@ -126,6 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--retry-rows", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds (default 5)")
     args = parser.parse_args()
     rows, edited = args.rows, args.rows // 100
     root = Path(tempfile.mkdtemp(prefix="bench-rows-"))
@@ -140,20 +187,8 @@ def main() -> None:
             converge(write(repo, rows), repo, provider)
             print(f"first apply of {rows:,} rows: {time.perf_counter() - start:.1f} s")
 
-            paths = write(repo, rows, edited=edited, reuse=False)
-            timed_plan(paths, repo, provider)  # untimed: both plans below find it validated
-            whole, t_whole = timed_plan(paths, repo, provider)
-            paths = write(repo, rows, edited=edited)
-            reuse, t_reuse = timed_plan(paths, repo, provider)
-            print(f"edit of {edited:,} rows ({edited / rows:.0%}):")
-            print(
-                f"  plan without reuse (a whole new job): {t_whole * 1000:.0f} ms, "
-                f"{to_send(whole):,} rows to send"
-            )
-            print(
-                f"  plan with reuse:                      {t_reuse * 1000:.0f} ms, "
-                f"{to_send(reuse):,} rows to send"
-            )
+            edit_plans(repo, rows, edited, provider, args.rounds)
+            paths = manifest(repo, reuse=True)  # the last round's edit, applied with reuse
             converge(paths, repo, provider)
             inputs = {
                 d.name.rsplit("/", 1)[-1]: int(d.example_count or 0) for d in client.list_datasets()
@@ -163,16 +198,23 @@ def main() -> None:
             )
             print(f"  rows given to each job on the backend: {given} (goal: [{edited}, {rows}])")
 
-            rate = lookups(repo, paths)
-            print(f"request-hash lookups: {rate:,.0f}/s (goal >= 200,000/s)")
-
-            shutil.rmtree(repo / ".batchops")
-            (repo / "results").rename(root / "results-old")
-            _, t_empty = timed_plan(paths, repo, provider)
-            _, t_warm = timed_plan(paths, repo, provider)
+            rates = [lookups(repo, paths) for _ in range(args.rounds)]
             print(
-                f"plan with reuse over {rows:,} rows: empty .batchops/ {t_empty * 1000:.0f} ms "
-                f"(index rebuilt from the provider), warm {t_warm * 1000:.0f} ms"
+                f"request-hash lookups: {statistics.median(rates):,.0f}/s, median of "
+                f"{args.rounds} (rounds {min(rates):,.0f}-{max(rates):,.0f}; goal >= 200,000/s)"
+            )
+
+            (repo / "results").rename(root / "results-old")
+            empty, warm = [], []
+            for _ in range(args.rounds):
+                shutil.rmtree(repo / ".batchops")
+                empty.append(timed_plan(paths, repo, provider)[1])
+                warm.append(timed_plan(paths, repo, provider)[1])
+            print(
+                f"plan with reuse over {rows:,} rows: empty .batchops/ "
+                f"{statistics.median(empty) * 1000:.0f} ms (the index rebuilt from the provider, "
+                f"the dataset validated), warm {statistics.median(warm) * 1000:.0f} ms; medians "
+                f"of {args.rounds} rounds; {load()}"
             )
         retries(root / "retries", args.retry_rows)
     finally:
