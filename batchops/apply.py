@@ -186,11 +186,12 @@ def _execute(env: _Env, result: ApplyResult, action: Action) -> None:
     elif action.job is not None:
         create_job(env, action.job)
     elif action.download is not None:
+        if action.download.table_only:  # nothing merged: the results are current
+            download_results(env, action, action.download)
+            return
         name = action.download.job_name
-        before = local_record(env.root, name)
+        before = local_record(env.root, name)  # what the job had spent before this merge
         record = download_results(env, action, action.download)
-        if action.download.table_only:
-            return  # nothing merged: the results were current, their table is written again
         added = spend_added(before, record)
         with result.lock:
             result.records[name] = record

@@ -45,6 +45,7 @@ def _table_columns(desired: Desired, files: Mapping[str, Path]) -> list[Diagnost
     """``output.table.columns`` that name no column of the job's input: each one a problem at
     the job's manifest (a typo would otherwise drop the column from every table silently)."""
     problems = []
+    read: dict[Path, set[str]] = {}  # each input read once, whatever the jobs reading it
     for job in desired.jobs:
         table, name = job.table, job.input_dataset
         if table is None or table.columns is None or name is None:
@@ -53,7 +54,9 @@ def _table_columns(desired: Desired, files: Mapping[str, Path]) -> list[Diagnost
         rendered = files.get(name)
         if rendered is not None:
             sidecar = inputs_file(rendered)
-            columns = _columns(sidecar) if sidecar is not None else None
+            if sidecar is not None and sidecar not in read:
+                read[sidecar] = _columns(sidecar)
+            columns = read[sidecar] if sidecar is not None else None
         elif decl is not None and decl.render is None:
             columns = {"prompt"}  # a hand-written dataset's only input column (sources.join)
         else:

@@ -19,7 +19,7 @@ from batchops.money import Budget, CostReport, PriceTable
 from batchops.plan import Action, DatasetFacts, Kind, Plan
 from batchops.plan.rows import DerivedInput, RowSplit
 from batchops.results import LocalResult
-from batchops.tokencache import dataset_tokens, file_tokens
+from batchops.tokencache import TokenCache, dataset_tokens, file_tokens
 
 
 class CostOptions(Protocol):
@@ -49,15 +49,16 @@ def plan_cost(
     jobs = {j.name: j for j in desired.jobs}
     actions = [a for a in plan.actions if a.kind in SENDS_ROWS and a.resource.name in jobs]
     sending = [jobs[a.resource.name] for a in actions]
-    tokens = (
-        dataset_tokens(sending, infos, root=root, tokenizers=options.tokenizers) if sending else {}
-    )
+    cache = TokenCache(root)  # read once (if at all) for the datasets and the files sent
+    tokenizers = options.tokenizers
+    tokens = dataset_tokens(sending, infos, root=root, tokenizers=tokenizers, cache=cache)
     own = [(a, _sent_file(a, (splits or {}).get(a.resource.name))) for a in actions]
     sent = file_tokens(
         ((a.resource.remote_id, jobs[a.resource.name].model, f) for a, f in own if f is not None),
-        root=root,
-        tokenizers=options.tokenizers,
+        tokenizers=tokenizers,
+        cache=cache,
     )
+    cache.save()
     history = {
         name: r.record.usage
         for name, r in local.items()

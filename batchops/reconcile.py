@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,10 +51,10 @@ from batchops.plan import (
     PlanOptions,
     RowFailures,
     check_prune,
-    job_views,
     make_plan,
 )
 from batchops.plan.rows import FailedRows, RowSplit
+from batchops.plan.views import Seen, declared_dataset_ids, views_of
 from batchops.pricing import plan_cost
 from batchops.providers import Provider, RemoteInput
 from batchops.providers.router import ProviderSet
@@ -130,15 +131,14 @@ class Context:
     rows: Mapping[str, RowSplit] = field(default_factory=dict)  # reused vs to send, per job
     failed_rows: Mapping[str, FailedRows] = field(default_factory=dict)  # classified, per job
 
+    @cached_property
+    def seen(self) -> Seen:
+        """The observed resources indexed (built once: ``views`` and `status` both read it)."""
+        return Seen.of(self.observed, self.project)
+
     def views(self) -> list[JobView]:
-        return job_views(
-            self.desired,
-            self.infos,
-            self.observed,
-            self.local,
-            project=self.project,
-            rows=self.rows,
-        )
+        ds_ids = declared_dataset_ids(self.desired, self.infos, self.project, self.seen)
+        return views_of(self.desired, ds_ids, self.seen, self.local, self.project, self.rows)
 
 
 @dataclass

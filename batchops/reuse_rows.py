@@ -198,23 +198,21 @@ def _canary_sample(
     chosen = sorted(send, key=digests.__getitem__)[: decl.canary.rows]
     derived = _with_derived(RowSplit(len(rows), tuple(chosen), ()), ds, rows, root).derived
     assert derived is not None
-    shown = [digests[cid] for cid in chosen[:3]]
-    lines = (orjson.loads(line) for _, _, line in index.lines(shown))
+    hashes = [digests[cid] for cid in chosen]
+    answered = {digest: line for digest, _, line in index.lines(hashes)}  # once it has run
+    lines = (orjson.loads(answered[h]) for h in hashes[:3] if h in answered)
     answers = tuple((str(row.get("custom_id")), str(row.get("text") or "")) for row in lines)
     sample = CanarySample(input=derived, of=len(send), answers=answers)
-    if decl.response_schema is None:
+    if decl.response_schema is None or not answered:
         return sample
-    return _conformance(sample, decl.response_schema, [digests[cid] for cid in chosen], index)
+    return _conformance(sample, decl.response_schema, list(answered.values()))
 
 
 def _conformance(
-    sample: CanarySample, schema: Mapping[str, Any], hashes: list[bytes], index: ReuseIndex
+    sample: CanarySample, schema: Mapping[str, Any], answered: list[bytes]
 ) -> CanarySample:
     """The sample with its answered rows checked against the job's ``responseFormat``, as the
     merge checks them: an answer that breaks it is a failed row of the canary."""
-    answered = [line for _, _, line in index.lines(hashes)]
-    if not answered:  # the canary has not answered yet
-        return sample
     from batchops.sources.conform import answer_check  # jsonschema: only when there is a check
 
     check = answer_check(dict(schema))

@@ -284,12 +284,14 @@ def dataset_tokens(
     *,
     root: Path,
     tokenizers: Mapping[str, Path] | None = None,
+    cache: TokenCache | None = None,
 ) -> dict[tuple[str, str], DatasetTokens]:
     """(dataset name, model) -> its input tokens, for each declared job reading a declared
     dataset. ``tokenizers``: model -> a ``tokenizer.json`` (the project file's). Counts what the
-    cache does not know and saves the cache."""
+    cache does not know and saves the cache (a ``cache`` given is the caller's to save)."""
     files = tokenizers or {}
-    cache = TokenCache(root)
+    own = cache is None
+    cache = TokenCache(root) if cache is None else cache
     out: dict[tuple[str, str], DatasetTokens] = {}
     for job in jobs:
         name = job.input_dataset
@@ -299,7 +301,8 @@ def dataset_tokens(
         counted = count_dataset(infos[name], counter, template_for(job.model), cache)
         if counted is not None:
             out[(name, job.model)] = counted
-    cache.save()
+    if own:
+        cache.save()
     return out
 
 
@@ -311,19 +314,17 @@ class _Files:
 def file_tokens(
     wanted: Iterable[tuple[str, str, ShardLike]],
     *,
-    root: Path,
     tokenizers: Mapping[str, Path] | None = None,
+    cache: TokenCache,
 ) -> dict[str, DatasetTokens]:
     """key -> the input tokens of one file (its path and sha256) for one model, for each (key,
     model, file) of ``wanted``: the rows a job sends when they are a file of their own (a
-    derived dataset). Cached by content like datasets."""
+    derived dataset). Counted into ``cache`` by content like datasets (the caller saves it)."""
     files = tokenizers or {}
-    cache = TokenCache(root)
     out: dict[str, DatasetTokens] = {}
     for key, model, shard in wanted:
         counter = counter_for(model, files.get(model))
         counted = count_dataset(_Files((shard,)), counter, template_for(model), cache)
         if counted is not None:
             out[key] = counted
-    cache.save()
     return out

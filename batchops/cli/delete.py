@@ -119,7 +119,7 @@ def _members(name: str, desired: Desired | None) -> list[str]:
     """A matrix's declared name -> its jobs (as ``--job NAME`` selects them); else []."""
     if desired is None or any(j.name == name for j in desired.jobs):
         return []
-    return [j.name for j in desired.jobs if j.group == name]
+    return [j.name for j in desired.matrix(name)]
 
 
 def _with_members(names: list[str], desired: Desired | None) -> list[str]:

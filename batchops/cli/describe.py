@@ -88,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     declared = inputs is not None and any(j.name == name for j in inputs[0].jobs)
-    group = [j for j in inputs[0].jobs if j.group == name] if inputs else []
-    members = [j.name for j in sorted(group, key=lambda j: j.position)]  # the matrix's order
+    members = [j.name for j in inputs[0].matrix(name)] if inputs else []
     if members and not declared:
         raise ConfigError(
             f"'{name}' is a matrix of {len(members)} jobs; describe one of them: "
@@ -99,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     with open_provider(settings, root=root) as provider:
         if inputs is not None and declared:
             ctx = load_context(provider, root=root, project=project, inputs=inputs)
-            view = next(v for v in ctx.views() if v.decl.name == name)
+            views = ctx.views()
+            view = next(v for v in views if v.decl.name == name)
             jobs = ctx.observed.jobs
             found = sorted(
                 {
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             h = replace(
                 h,
                 spent=status_row(view, _price(settings, view.decl)).spent,
-                stage=_stage(ctx.views(), ctx.desired.waiting, ctx.failed_rows, name),
+                stage=_stage(views, ctx.desired.waiting, ctx.failed_rows, name),
             )
             found_rows = ctx.failed_rows.get(name)
             failures = found_rows.summary if found_rows is not None else None

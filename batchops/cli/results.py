@@ -10,7 +10,6 @@ up side by side, one set of columns per job. A table by default (``--limit`` row
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from collections.abc import Iterator
 from itertools import islice
@@ -23,7 +22,7 @@ from batchops.config import ProjectConfig, price_table
 from batchops.errors import EXIT_OK, ConfigError, Diagnostic, InvalidInputError
 from batchops.layout import errors_path
 from batchops.manifest import Desired, JobDecl, load_desired
-from batchops.manifest.hints import suggest
+from batchops.manifest.hints import closest, suggest
 from batchops.manifest.project import load_project
 from batchops.money import Price, money_text, on_provider, spent
 from batchops.render.status import summary_lines
@@ -299,8 +298,8 @@ def _check_columns(asked: list[str], available: list[str], key: str | None) -> N
         return
     named = []
     for column in unknown:
-        close = difflib.get_close_matches(column, available, n=1, cutoff=0.6)
-        hint = f" (did you mean '{inert(close[0])}'?)" if close else ""
+        close = closest(column, available)
+        hint = f" (did you mean '{inert(close)}'?)" if close else ""
         named.append(f"'{inert(column)}'{hint}")
     there = ", ".join(inert(c) for c in available) or "none: the input is remote-only"
     if key and key != "custom_id":

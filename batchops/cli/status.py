@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     prices = price_table(settings.project_file)
     views = ctx.views()
     waiting = gates(views, ctx.desired.waiting, ctx.failed_rows)
-    seen = Seen.of(ctx.observed, ctx.project) if any(v.decl.canary for v in views) else None
+    seen = ctx.seen if any(v.decl.canary for v in views) else None
     rows = [
         status_row(
             view,

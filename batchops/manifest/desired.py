@@ -182,6 +182,11 @@ class Desired:
     def dataset(self, name: str) -> DatasetDecl | None:
         return self._datasets_by_name.get(name)
 
+    def matrix(self, name: str) -> list[JobDecl]:
+        """The jobs of the matrix declared as ``name``, in the order it declares them; [] when
+        ``name`` is not a matrix's."""
+        return sorted((j for j in self.jobs if j.group == name), key=lambda j: j.position)
+
     @cached_property
     def _datasets_by_name(self) -> dict[str, DatasetDecl]:  # names are unique (validated)
         return {d.name: d for d in self.datasets}
